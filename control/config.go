@@ -1,0 +1,65 @@
+// Package control is xlb's control plane core: the service model (VIPs,
+// pools, backends), building Maglev tables and immutable snapshots from it,
+// and publishing them to the data plane.
+package control
+
+import (
+	"net/netip"
+
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+// DefaultTableSize is the Maglev table size M used when a VIP sets none: the
+// prime the Maglev paper uses for its measurements (section 5.3).
+const DefaultTableSize = 65537
+
+// Config is the service configuration, whatever its source (the HCL file, a
+// config-source plugin). Ranges point at the source for diagnostics.
+type Config struct {
+	// HashSeed seeds the flow hash; every node of a fleet must use the same.
+	HashSeed uint64
+	VIPs     []VIP
+	Pools    []Pool
+}
+
+// VIP is one virtual service.
+type VIP struct {
+	Name     string
+	Address  netip.Addr
+	Protocol string   // "tcp", "udp" or "any"
+	Ports    []uint16 // empty: every port
+	Pool     string
+	// TableSize is the Maglev table size M, a prime; 0 means
+	// DefaultTableSize.
+	TableSize uint32
+
+	Range     pipeline.Range // the block header
+	AttrRange map[string]pipeline.Range
+}
+
+// Pool is a named set of backends, which may include other pools (as in the
+// Maglev paper, where a service's backend pools can nest).
+type Pool struct {
+	Name     string
+	Backends []Backend
+	Pools    []string
+
+	Range     pipeline.Range
+	AttrRange map[string]pipeline.Range
+}
+
+// Backend is one server. Its name identifies it in the Maglev table, so it
+// must be unique across all pools and the same on every node.
+type Backend struct {
+	Name    string
+	Address netip.Addr
+	// Weight is relative share of new flows; 0 drains the backend (it keeps
+	// its flows and takes no new ones).
+	Weight uint32
+	// Drain takes the backend out of new-flow selection whatever its
+	// weight.
+	Drain bool
+
+	Range     pipeline.Range
+	AttrRange map[string]pipeline.Range
+}

@@ -1,0 +1,184 @@
+// Package snapshot holds the immutable view of the service configuration
+// that the data plane reads: VIPs, their reals (a backend as a member of one
+// VIP) with weight and health state, and one Maglev lookup table per VIP.
+//
+// The control plane builds a new Snapshot on every change and publishes it
+// through a Store; workers Load it once per batch. Nothing here is mutated
+// after publication, so the hot path takes no lock.
+package snapshot
+
+import (
+	"errors"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+// State is what a real may do with flows.
+type State uint8
+
+const (
+	// Up: healthy with weight > 0. Takes new flows, keeps its flows.
+	Up State = iota
+	// Draining: weight 0 or drained by an operator. Keeps the flows it
+	// has, takes no new ones.
+	Draining
+	// Down: failed health checks. Its flows are re-selected.
+	Down
+)
+
+func (s State) String() string {
+	switch s {
+	case Up:
+		return "up"
+	case Draining:
+		return "draining"
+	case Down:
+		return "down"
+	}
+	return "unknown"
+}
+
+// Real is one backend as a member of one VIP. Its ID is stable for the same
+// (VIP name, backend name) across snapshots; Epoch changes when an ID is
+// reused for another real, so a connection-tracking entry that stored
+// (ID, Epoch) can tell "my backend" from "a new backend in my old slot".
+type Real struct {
+	ID      uint32
+	Epoch   uint32 // 0 marks an unused slot in Snapshot.Reals
+	VIP     uint32 // index into Snapshot.VIPs
+	Backend string // backend name, unique in the configuration
+	Addr    netip.Addr
+	// Addr16 is Addr as 16 bytes (IPv4-mapped for IPv4), for the hot path.
+	Addr16 [16]byte
+	Family uint8 // 4 or 6
+	Weight uint32
+	State  State
+}
+
+// KeepsFlows reports whether established flows may stay on the real.
+func (r *Real) KeepsFlows() bool { return r.State == Up || r.State == Draining }
+
+// VIP is one virtual service: an address, a protocol and ports.
+type VIP struct {
+	Name  string
+	Addr  netip.Addr
+	Proto uint8    // IP protocol number; 0 matches any protocol
+	Ports []uint16 // empty matches every port
+	// Reals lists the IDs of this VIP's reals, sorted by backend name.
+	Reals []uint32
+	// Table is the Maglev lookup table: slot -> real ID. Its length M is
+	// prime. It is empty when no real can take new flows.
+	Table []uint32
+}
+
+// Snapshot is one immutable generation of the service state.
+type Snapshot struct {
+	Generation uint64
+	// HashSeed seeds the flow hash. It comes from config so that every
+	// node computes the same hash for the same flow.
+	HashSeed uint64
+	VIPs     []VIP
+	// Reals is indexed by real ID.
+	Reals []Real
+
+	index map[vipKey]uint32
+}
+
+type vipKey struct {
+	addr  [16]byte
+	proto uint8
+	port  uint16
+}
+
+// anyPort is the key port of a VIP that matches every port; port 0 is
+// not a valid TCP/UDP destination, so it cannot collide.
+const anyPort = 0
+
+// New builds a snapshot and its lookup index. vips and reals are owned by the
+// snapshot from now on and must not be modified.
+func New(generation, hashSeed uint64, vips []VIP, reals []Real) *Snapshot {
+	s := &Snapshot{Generation: generation, HashSeed: hashSeed, VIPs: vips, Reals: reals, index: map[vipKey]uint32{}}
+	for i, v := range vips {
+		a := v.Addr.As16()
+		if len(v.Ports) == 0 {
+			s.index[vipKey{a, v.Proto, anyPort}] = uint32(i)
+			continue
+		}
+		for _, p := range v.Ports {
+			s.index[vipKey{a, v.Proto, p}] = uint32(i)
+		}
+	}
+	return s
+}
+
+// LookupVIP returns the index of the VIP that a packet to dst, proto, port
+// belongs to. A VIP with a specific protocol and port wins over one that
+// matches any port, which wins over one that matches any protocol.
+func (s *Snapshot) LookupVIP(dst [16]byte, proto uint8, port uint16) (uint32, bool) {
+	if i, ok := s.index[vipKey{dst, proto, port}]; ok {
+		return i, true
+	}
+	if i, ok := s.index[vipKey{dst, proto, anyPort}]; ok {
+		return i, true
+	}
+	if i, ok := s.index[vipKey{dst, 0, port}]; ok {
+		return i, true
+	}
+	i, ok := s.index[vipKey{dst, 0, anyPort}]
+	return i, ok
+}
+
+// Real returns the real with the given ID and epoch, or nil when that real
+// no longer exists.
+func (s *Snapshot) Real(id, epoch uint32) *Real {
+	if int(id) >= len(s.Reals) {
+		return nil
+	}
+	r := &s.Reals[id]
+	if r.Epoch != epoch || r.Epoch == 0 {
+		return nil
+	}
+	return r
+}
+
+// Store publishes snapshots to workers.
+type Store struct{ p atomic.Pointer[Snapshot] }
+
+// NewStore returns a store holding s.
+func NewStore(s *Snapshot) *Store {
+	st := &Store{}
+	st.p.Store(s)
+	return st
+}
+
+// Load returns the current snapshot. Never nil once published.
+func (st *Store) Load() *Snapshot { return st.p.Load() }
+
+// Publish makes s the current snapshot.
+func (st *Store) Publish(s *Snapshot) { st.p.Store(s) }
+
+type storeKey struct{}
+
+// ContextValues returns the pipeline.Options values that hand st to elements.
+func ContextValues(st *Store) map[any]any { return map[any]any{storeKey{}: st} }
+
+// WithStore adds st to an existing map of pipeline.Options values.
+func WithStore(values map[any]any, st *Store) map[any]any {
+	if values == nil {
+		values = map[any]any{}
+	}
+	values[storeKey{}] = st
+	return values
+}
+
+// FromContext returns the store the embedding program provided, for
+// elements to call in Provision.
+func FromContext(ctx *pipeline.Context) (*Store, error) {
+	st, _ := ctx.Value(storeKey{}).(*Store)
+	if st == nil || st.Load() == nil {
+		return nil, errors.New("no service snapshot: this element needs the control plane (vip and pool blocks)")
+	}
+	return st, nil
+}

@@ -1,0 +1,222 @@
+package pipeline
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+)
+
+// Element is an instance of an element type. What it must implement depends
+// on its declared ports: an element with inputs implements Pusher; an
+// element without inputs is a source and implements Source. The optional
+// interfaces below add configuration checks, resources and timers.
+//
+// Configuration is the element's own exported fields: the loader decodes an
+// element's HCL body into the value New returns (fields tagged
+// `hcl:"name,optional"`, defaults set by New), so each element type owns its
+// schema and an unknown attribute is reported at its own line.
+type Element any
+
+// Pusher handles one packet arriving on input port in and returns the output
+// port it leaves by, or Consumed when the element took the packet out of the
+// graph (transmitted, written, or recycled).
+type Pusher interface {
+	Push(in int, p *Packet) int
+}
+
+// Consumed is returned by Push when the packet left the graph.
+const Consumed = -1
+
+// Source produces batches. Pull fills b (b.N packets, each with the output
+// port it leaves by, and b.Now) and returns nil; it returns io.EOF when the
+// source is exhausted and will never produce again. A live source returns an
+// empty batch when nothing arrived within its poll interval.
+type Source interface {
+	Pull(b *Batch) error
+}
+
+// Validator checks the decoded configuration. It must have no side effects:
+// `xlbd validate` calls it without provisioning anything.
+type Validator interface {
+	Validate() error
+}
+
+// Provisioner acquires what the element needs to run (tables, files,
+// sockets, snapshot stores) after configuration and validation.
+type Provisioner interface {
+	Provision(ctx *Context) error
+}
+
+// Cleaner releases what Provision acquired. It must work after a partial
+// or failed Provision.
+type Cleaner interface {
+	Cleanup() error
+}
+
+// BatchStarter is called once per batch before any packet of it reaches the
+// element: the place to load the current control-plane snapshot and the
+// batch clock, so that nothing on the per-packet path takes a lock.
+type BatchStarter interface {
+	StartBatch(now int64)
+}
+
+// BatchEnder is called once per batch after every packet of it has left the
+// graph: the place to flush transmit queues and publish counters.
+type BatchEnder interface {
+	EndBatch()
+}
+
+// Metric is one counter or gauge value an element reports.
+type Metric struct {
+	Name   string // xlb_<subsystem>_<name>
+	Help   string
+	Labels []Label
+	Value  uint64
+	Gauge  bool
+}
+
+// Label is one metric label.
+type Label struct{ Name, Value string }
+
+// StatsReporter reports an element's own metrics beyond the per-port packet
+// counts the engine keeps. It is called off the hot path, concurrently with
+// the worker, so values must be read atomically.
+type StatsReporter interface {
+	Stats(emit func(Metric))
+}
+
+// ElementType is the registration of an element type (Caddy's
+// {ID, New}). Port names are the ones written in HCL (`ct.miss`); port 0 is
+// the default when a connection names none.
+type ElementType struct {
+	Name    string // CamelCase, e.g. "ConnTrack"
+	Doc     string // one sentence for `xlbd graph` and docs
+	Inputs  []string
+	Outputs []string
+	// Routes says, for each input, which outputs a packet arriving there can
+	// leave by. nil means every input can reach every output. The graph
+	// check uses it to tell loops that terminate (ct.miss -> sel ->
+	// ct.learn -> ct.hit) from ones that cannot.
+	Routes [][]int
+	// New returns a new instance with default configuration. It must have
+	// no side effects.
+	New func() Element
+}
+
+func (t *ElementType) port(names []string, name string) int {
+	if name == "" {
+		return 0
+	}
+	for i, n := range names {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// InputPort returns the index of the named input ("" is port 0), or -1.
+func (t *ElementType) InputPort(name string) int { return t.port(t.Inputs, name) }
+
+// OutputPort returns the index of the named output ("" is port 0), or -1.
+func (t *ElementType) OutputPort(name string) int { return t.port(t.Outputs, name) }
+
+func (t *ElementType) routes(in int) []int {
+	if t.Routes != nil {
+		return t.Routes[in]
+	}
+	all := make([]int, len(t.Outputs))
+	for i := range all {
+		all[i] = i
+	}
+	return all
+}
+
+var registry = struct {
+	sync.RWMutex
+	types map[string]*ElementType
+}{types: map[string]*ElementType{}}
+
+// Register adds an element type. Call it from init; it panics on a duplicate
+// name or an inconsistent declaration, which are programming errors.
+func Register(t ElementType) {
+	if t.Name == "" || t.New == nil {
+		panic("pipeline: Register needs a Name and a New function")
+	}
+	if len(t.Outputs) > 255 {
+		panic(fmt.Sprintf("pipeline: element type %s has too many outputs", t.Name))
+	}
+	if t.Routes != nil && len(t.Routes) != len(t.Inputs) {
+		panic(fmt.Sprintf("pipeline: element type %s: Routes has %d entries for %d inputs", t.Name, len(t.Routes), len(t.Inputs)))
+	}
+	for _, r := range t.Routes {
+		for _, o := range r {
+			if o < 0 || o >= len(t.Outputs) {
+				panic(fmt.Sprintf("pipeline: element type %s: route to output %d out of range", t.Name, o))
+			}
+		}
+	}
+	registry.Lock()
+	defer registry.Unlock()
+	if _, dup := registry.types[t.Name]; dup {
+		panic(fmt.Sprintf("pipeline: element type %s registered twice", t.Name))
+	}
+	registry.types[t.Name] = &t
+}
+
+// Lookup returns the registered element type with the given name.
+func Lookup(name string) (*ElementType, bool) {
+	registry.RLock()
+	defer registry.RUnlock()
+	t, ok := registry.types[name]
+	return t, ok
+}
+
+// Types returns the names of all registered element types, sorted.
+func Types() []string {
+	registry.RLock()
+	defer registry.RUnlock()
+	names := make([]string, 0, len(registry.types))
+	for n := range registry.types {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Context is what an element gets at Provision: which worker it runs in,
+// its instance name, a logger, and values the embedding program provides
+// (the snapshot store, for one), looked up by key as in context.Context.
+type Context struct {
+	Name    string // instance name from the graph, e.g. "ct"
+	Worker  int    // 0-based worker index
+	Workers int    // number of workers running the graph
+	Logger  *slog.Logger
+
+	values map[any]any
+	shared *sharedStore
+}
+
+// Value returns the value stored under key by the embedding program, or nil.
+func (c *Context) Value(key any) any { return c.values[key] }
+
+// Shared returns the object stored under key for the whole run (all workers),
+// creating it with create on first use. Share-nothing is the rule on the hot
+// path; this is for offline sinks such as one capture file written by every
+// worker, which then synchronise themselves.
+func (c *Context) Shared(key any, create func() any) any {
+	c.shared.Lock()
+	defer c.shared.Unlock()
+	if v, ok := c.shared.m[key]; ok {
+		return v
+	}
+	v := create()
+	c.shared.m[key] = v
+	return v
+}
+
+type sharedStore struct {
+	sync.Mutex
+	m map[any]any
+}

@@ -1,0 +1,312 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+)
+
+// Options configure the instantiation of a graph.
+type Options struct {
+	// Workers is how many copies of the graph run, each in its own
+	// goroutine with its own elements (share nothing). 0 means 1.
+	Workers int
+	Logger  *slog.Logger
+	// Values are handed to elements through Context.Value.
+	Values map[any]any
+}
+
+// Instance is one worker's copy of the graph. It is driven by one goroutine;
+// only Stats may be called from others.
+type Instance struct {
+	worker  int
+	elems   []*instElem
+	order   []*node
+	sources []*instElem
+
+	starters []BatchStarter
+	enders   []BatchEnder
+}
+
+type instElem struct {
+	decl *ElementDecl
+	typ  *ElementType
+	el   Element
+	src  Source
+	out  []*node // destination node of each output port
+
+	inPkts   []atomic.Uint64
+	outPkts  []atomic.Uint64
+	consumed atomic.Uint64
+	counts   []uint32 // per-output scratch for one batch
+}
+
+// node is one input port of one element instance, with the packets queued
+// for it during the current batch. A batch holds at most MaxBatch packets
+// and each is in exactly one queue, so MaxBatch slots always suffice.
+type node struct {
+	elem *instElem
+	push Pusher
+	in   int
+	n    int
+	q    [MaxBatch]*Packet
+}
+
+// instantiate builds worker's copy of the graph: New, Configure, Validate
+// and Provision for every element, in declaration order. On error every
+// element created so far is cleaned up.
+func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (inst *Instance, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	workers := max(opts.Workers, 1)
+	if shared == nil {
+		shared = &sharedStore{m: map[any]any{}}
+	}
+	inst = &Instance{worker: worker}
+	defer func() {
+		if err != nil {
+			inst.Close()
+			inst = nil
+		}
+	}()
+	for i := range g.elems {
+		ge := &g.elems[i]
+		ie := &instElem{decl: ge.decl, typ: ge.typ, el: ge.typ.New(),
+			inPkts: make([]atomic.Uint64, len(ge.typ.Inputs)), outPkts: make([]atomic.Uint64, len(ge.typ.Outputs)),
+			counts: make([]uint32, len(ge.typ.Outputs))}
+		inst.elems = append(inst.elems, ie)
+		wrap := func(err error) error {
+			return fmt.Errorf("while configuring `%s` (%s): %w", ge.decl.Name, ge.typ.Name, err)
+		}
+		if ge.decl.Configure != nil {
+			if err := ge.decl.Configure(ie.el); err != nil {
+				return nil, wrap(err)
+			}
+		}
+		if v, ok := ie.el.(Validator); ok {
+			if err := v.Validate(); err != nil {
+				return nil, wrap(err)
+			}
+		}
+		if p, ok := ie.el.(Provisioner); ok {
+			ctx := &Context{Name: ge.decl.Name, Worker: worker, Workers: workers,
+				Logger: opts.Logger.With("element", ge.decl.Name, "worker", worker), values: opts.Values, shared: shared}
+			if err := p.Provision(ctx); err != nil {
+				return nil, wrap(err)
+			}
+		}
+		if len(ge.typ.Inputs) == 0 {
+			src, ok := ie.el.(Source)
+			if !ok {
+				return nil, wrap(errors.New("element type has no inputs but does not implement pipeline.Source"))
+			}
+			ie.src = src
+			inst.sources = append(inst.sources, ie)
+		} else if _, ok := ie.el.(Pusher); !ok {
+			return nil, wrap(errors.New("element type has inputs but does not implement pipeline.Pusher"))
+		}
+		if s, ok := ie.el.(BatchStarter); ok {
+			inst.starters = append(inst.starters, s)
+		}
+		if e, ok := ie.el.(BatchEnder); ok {
+			inst.enders = append(inst.enders, e)
+		}
+	}
+	nodes := map[nodeRef]*node{}
+	for _, ref := range g.order {
+		ie := inst.elems[ref.elem]
+		n := &node{elem: ie, push: ie.el.(Pusher), in: ref.in}
+		nodes[ref] = n
+		inst.order = append(inst.order, n)
+	}
+	for i, ge := range g.elems {
+		inst.elems[i].out = make([]*node, len(ge.out))
+		for o, dst := range ge.out {
+			inst.elems[i].out[o] = nodes[dst]
+		}
+	}
+	return inst, nil
+}
+
+// Process runs one batch from source src (an index into Sources) through the
+// graph to completion: every packet ends consumed by some element.
+func (inst *Instance) Process(src int, b *Batch) {
+	for _, s := range inst.starters {
+		s.StartBatch(b.Now)
+	}
+	se := inst.sources[src]
+	counts := se.counts
+	for i := 0; i < b.N; i++ {
+		port := b.Ports[i]
+		counts[port]++
+		d := se.out[port]
+		d.q[d.n] = b.Pkts[i]
+		d.n++
+	}
+	se.publish()
+	for _, n := range inst.order {
+		if n.n > 0 {
+			n.run()
+		}
+	}
+	for _, e := range inst.enders {
+		e.EndBatch()
+	}
+}
+
+// run pushes the node's queued packets through its element and queues each
+// on the input its output port leads to. Counters are summed locally and
+// published once per batch, so the per-packet cost is a plain increment.
+func (n *node) run() {
+	q := n.q[:n.n]
+	n.n = 0
+	e := n.elem
+	counts := e.counts
+	consumed := uint64(0)
+	for i, p := range q {
+		q[i] = nil
+		port := n.push.Push(n.in, p)
+		if port < 0 {
+			consumed++
+			continue
+		}
+		counts[port]++
+		d := e.out[port]
+		d.q[d.n] = p
+		d.n++
+	}
+	e.inPkts[n.in].Add(uint64(len(q)))
+	if consumed > 0 {
+		e.consumed.Add(consumed)
+	}
+	e.publish()
+}
+
+// publish adds the batch's per-output counts to the shared counters and
+// clears the scratch.
+func (e *instElem) publish() {
+	for o, c := range e.counts {
+		if c > 0 {
+			e.outPkts[o].Add(uint64(c))
+			e.counts[o] = 0
+		}
+	}
+}
+
+// Sources returns how many source elements the instance has.
+func (inst *Instance) Sources() int { return len(inst.sources) }
+
+// Run pulls from every source in turn and processes what it returns, until
+// all sources reach io.EOF, a source fails, or ctx is done.
+func (inst *Instance) Run(ctx context.Context) error {
+	var b Batch
+	done := make([]bool, len(inst.sources))
+	live := len(inst.sources)
+	for live > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil
+		}
+		for i, s := range inst.sources {
+			if done[i] {
+				continue
+			}
+			b.Reset()
+			err := s.src.Pull(&b)
+			if errors.Is(err, io.EOF) {
+				done[i] = true
+				live--
+			} else if err != nil {
+				return fmt.Errorf("worker %d: %s: %w", inst.worker, s.decl.Name, err)
+			}
+			if b.N > 0 || err == nil {
+				inst.Process(i, &b)
+			}
+		}
+	}
+	return nil
+}
+
+// Close cleans up every element, in reverse order of creation, and returns
+// the errors joined.
+func (inst *Instance) Close() error {
+	var errs []error
+	for i := len(inst.elems) - 1; i >= 0; i-- {
+		if c, ok := inst.elems[i].el.(Cleaner); ok {
+			if err := c.Cleanup(); err != nil {
+				errs = append(errs, fmt.Errorf("cleaning up `%s`: %w", inst.elems[i].decl.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Element returns the instance of the named element, for tests and tools.
+func (inst *Instance) Element(name string) Element {
+	for _, e := range inst.elems {
+		if e.decl.Name == name {
+			return e.el
+		}
+	}
+	return nil
+}
+
+// Runtime is every worker's instance of one graph.
+type Runtime struct {
+	graph *Graph
+	insts []*Instance
+}
+
+// Start instantiates the graph once per worker. On error nothing is left
+// provisioned.
+func (g *Graph) Start(opts Options) (*Runtime, error) {
+	workers := max(opts.Workers, 1)
+	opts.Workers = workers
+	shared := &sharedStore{m: map[any]any{}}
+	rt := &Runtime{graph: g}
+	for w := 0; w < workers; w++ {
+		inst, err := g.instantiate(w, opts, shared)
+		if err != nil {
+			rt.Close()
+			return nil, err
+		}
+		rt.insts = append(rt.insts, inst)
+	}
+	return rt, nil
+}
+
+// Run runs every worker until all of its sources are exhausted or ctx is
+// done, and returns the first error. A failing worker cancels the others.
+func (rt *Runtime) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(rt.insts))
+	for i, inst := range rt.insts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = inst.Run(ctx); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Workers returns the per-worker instances.
+func (rt *Runtime) Workers() []*Instance { return rt.insts }
+
+// Close cleans up every worker's elements.
+func (rt *Runtime) Close() error {
+	var errs []error
+	for _, inst := range rt.insts {
+		errs = append(errs, inst.Close())
+	}
+	return errors.Join(errs...)
+}

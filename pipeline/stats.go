@@ -1,0 +1,138 @@
+package pipeline
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// PortStats is the number of packets that passed one port.
+type PortStats struct {
+	Port    string
+	Packets uint64
+}
+
+// ElementStats is one element's counters, summed over workers.
+type ElementStats struct {
+	Name, Type string
+	In, Out    []PortStats
+	Consumed   uint64   // packets that left the graph here
+	Metrics    []Metric // the element's own, summed by name and labels
+}
+
+// Stats returns every element's counters summed over all workers, in
+// declaration order. It may be called while workers run.
+func (rt *Runtime) Stats() []ElementStats {
+	if len(rt.insts) == 0 {
+		return nil
+	}
+	out := make([]ElementStats, len(rt.insts[0].elems))
+	for i, e := range rt.insts[0].elems {
+		s := &out[i]
+		s.Name, s.Type = e.decl.Name, e.typ.Name
+		for _, p := range e.typ.Inputs {
+			s.In = append(s.In, PortStats{Port: p})
+		}
+		for _, p := range e.typ.Outputs {
+			s.Out = append(s.Out, PortStats{Port: p})
+		}
+	}
+	for _, inst := range rt.insts {
+		for i, e := range inst.elems {
+			s := &out[i]
+			for p := range e.inPkts {
+				s.In[p].Packets += e.inPkts[p].Load()
+			}
+			for p := range e.outPkts {
+				s.Out[p].Packets += e.outPkts[p].Load()
+			}
+			s.Consumed += e.consumed.Load()
+			if r, ok := e.el.(StatsReporter); ok {
+				r.Stats(func(m Metric) { s.Metrics = addMetric(s.Metrics, m) })
+			}
+		}
+	}
+	return out
+}
+
+func addMetric(ms []Metric, m Metric) []Metric {
+	for i := range ms {
+		if ms[i].Name == m.Name && sameLabels(ms[i].Labels, m.Labels) {
+			ms[i].Value += m.Value
+			return ms
+		}
+	}
+	return append(ms, m)
+}
+
+func sameLabels(a, b []Label) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteText prints stats as an aligned table: one line per port with
+// traffic, then the element's own metrics.
+func WriteText(w io.Writer, stats []ElementStats) error {
+	var b strings.Builder
+	for _, s := range stats {
+		fmt.Fprintf(&b, "%s (%s)\n", s.Name, s.Type)
+		for _, p := range s.In {
+			fmt.Fprintf(&b, "  in  %-12s %12d\n", p.Port, p.Packets)
+		}
+		for _, p := range s.Out {
+			fmt.Fprintf(&b, "  out %-12s %12d\n", p.Port, p.Packets)
+		}
+		if s.Consumed > 0 {
+			fmt.Fprintf(&b, "  consumed         %12d\n", s.Consumed)
+		}
+		ms := append([]Metric(nil), s.Metrics...)
+		sort.SliceStable(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })
+		for _, m := range ms {
+			fmt.Fprintf(&b, "  %s%s %d\n", m.Name, formatLabels(m.Labels), m.Value)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func formatLabels(ls []Label) string {
+	if len(ls) == 0 {
+		return ""
+	}
+	parts := make([]string, len(ls))
+	for i, l := range ls {
+		parts[i] = fmt.Sprintf("%s=%q", l.Name, l.Value)
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// WriteDOT writes the graph in Graphviz DOT, one node per element, edges
+// labelled with their ports.
+func (g *Graph) WriteDOT(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("digraph xlb {\n\trankdir=LR;\n\tnode [shape=box, fontname=\"monospace\"];\n")
+	for _, e := range g.elems {
+		fmt.Fprintf(&b, "\t%q [label=\"%s :: %s\"];\n", e.decl.Name, e.decl.Name, e.typ.Name)
+	}
+	for _, e := range g.elems {
+		for o, dst := range e.out {
+			if dst.elem < 0 {
+				continue
+			}
+			to := g.elems[dst.elem]
+			fmt.Fprintf(&b, "\t%q -> %q [taillabel=%q, headlabel=%q];\n",
+				e.decl.Name, to.decl.Name, e.typ.Outputs[o], to.typ.Inputs[dst.in])
+		}
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
