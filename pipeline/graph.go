@@ -168,9 +168,19 @@ func Build(spec Spec) (*Graph, Errors) {
 	}
 
 	outFrom := map[nodeRef]Range{}
+	// An element in a connection that failed to resolve is likely to have a
+	// port left unconnected because of it; reporting that too would bury the
+	// real problem, so such elements skip the unconnected-port checks.
+	tainted := map[int]bool{}
 	for _, c := range g.spec.Connections {
 		fi, fok := byName[c.From.Element]
 		ti, tok := byName[c.To.Element]
+		if fok && !tok {
+			tainted[fi] = true
+		}
+		if tok && !fok {
+			tainted[ti] = true
+		}
 		if !fok {
 			add(c.From.Range, "Unknown element", "No element named %q is declared; declare it with an element block or fix the name.", c.From.Element)
 		}
@@ -190,6 +200,7 @@ func Build(spec Spec) (*Graph, Errors) {
 			add(c.To.Range, "Unknown input port", "%s (%s) has %s; connect one of those.", c.To.Element, to.typ.Name, portList("input", to.typ.Inputs))
 		}
 		if op < 0 || op >= len(from.typ.Outputs) || ip < 0 || ip >= len(to.typ.Inputs) {
+			tainted[fi], tainted[ti] = true, true
 			continue
 		}
 		key := nodeRef{fi, op}
@@ -204,9 +215,12 @@ func Build(spec Spec) (*Graph, Errors) {
 	}
 
 	sources := 0
-	for _, e := range g.elems {
+	for ei, e := range g.elems {
 		if len(e.typ.Inputs) == 0 {
 			sources++
+		}
+		if tainted[ei] {
+			continue
 		}
 		for o, dst := range e.out {
 			if dst.elem < 0 {

@@ -59,7 +59,7 @@ type node struct {
 // instantiate builds worker's copy of the graph: New, Configure, Validate
 // and Provision for every element, in declaration order. On error every
 // element created so far is cleaned up.
-func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (inst *Instance, err error) {
+func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *Instance, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -67,11 +67,10 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (inst
 	if shared == nil {
 		shared = &sharedStore{m: map[any]any{}}
 	}
-	inst = &Instance{worker: worker}
+	inst := &Instance{worker: worker}
 	defer func() {
 		if err != nil {
 			inst.Close()
-			inst = nil
 		}
 	}()
 	for i := range g.elems {

@@ -1,0 +1,399 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// Test element types, registered under names no real element uses.
+
+// tSource emits `count` packets in batches of `batch`, then io.EOF.
+type tSource struct {
+	Count int `hcl:"count,optional"`
+	Batch int `hcl:"batch,optional"`
+	pkts  [MaxBatch]Packet
+	frame [MaxBatch][Headroom + 64]byte
+	sent  int
+}
+
+func (s *tSource) Pull(b *Batch) error {
+	for b.N < s.Batch && s.sent < s.Count {
+		p := &s.pkts[b.N]
+		p.SetFrame(s.frame[b.N][:], Headroom, Headroom+1)
+		p.Data()[0] = byte(s.sent)
+		b.Add(p, 0)
+		s.sent++
+	}
+	if s.sent == s.Count {
+		return io.EOF
+	}
+	return nil
+}
+
+// tSplit sends even first bytes to out 0, odd ones to out 1.
+type tSplit struct{}
+
+func (tSplit) Push(in int, p *Packet) int { return int(p.Data()[0] & 1) }
+
+// tLoop mimics ConnTrack: lookup -> {hit, miss}; learn -> {hit}. A packet
+// is a "hit" on lookup when its first byte is a multiple of 3.
+type tLoop struct{ learned int }
+
+func (l *tLoop) Push(in int, p *Packet) int {
+	if in == 1 {
+		l.learned++
+		return 0
+	}
+	if p.Data()[0]%3 == 0 {
+		return 0
+	}
+	return 1
+}
+
+type tPass struct{}
+
+func (tPass) Push(in int, p *Packet) int { return 0 }
+
+// tSink counts what it consumes, and records lifecycle calls.
+type tSink struct {
+	Fail    bool `hcl:"fail,optional"`
+	got     atomic.Uint64
+	batches int
+	cleaned *atomic.Int32
+}
+
+func (s *tSink) Push(in int, p *Packet) int { s.got.Add(1); return Consumed }
+func (s *tSink) EndBatch()                  { s.batches++ }
+func (s *tSink) Provision(ctx *Context) error {
+	s.cleaned, _ = ctx.Value("cleaned").(*atomic.Int32)
+	if s.Fail {
+		return errors.New("provision failed on purpose")
+	}
+	return nil
+}
+func (s *tSink) Cleanup() error {
+	if s.cleaned != nil {
+		s.cleaned.Add(1)
+	}
+	return nil
+}
+func (s *tSink) Stats(emit func(Metric)) {
+	emit(Metric{Name: "xlb_test_sunk_total", Value: s.got.Load()})
+}
+
+type tValidated struct {
+	Size int `hcl:"size,optional"`
+}
+
+func (v *tValidated) Validate() error {
+	if v.Size <= 0 {
+		return &AttrError{Attr: "size", Msg: "must be greater than 0"}
+	}
+	return nil
+}
+func (v *tValidated) Push(in int, p *Packet) int { return 0 }
+
+func init() {
+	Register(ElementType{Name: "TSource", Outputs: []string{"out"}, New: func() Element { return &tSource{Count: 10, Batch: MaxBatch} }})
+	Register(ElementType{Name: "TSplit", Inputs: []string{"in"}, Outputs: []string{"even", "odd"}, New: func() Element { return tSplit{} }})
+	Register(ElementType{Name: "TLoop", Inputs: []string{"lookup", "learn"}, Outputs: []string{"hit", "miss"},
+		Routes: [][]int{{0, 1}, {0}}, New: func() Element { return &tLoop{} }})
+	Register(ElementType{Name: "TPass", Inputs: []string{"in"}, Outputs: []string{"out"}, New: func() Element { return tPass{} }})
+	Register(ElementType{Name: "TSink", Inputs: []string{"in"}, New: func() Element { return &tSink{} }})
+	Register(ElementType{Name: "TValidated", Inputs: []string{"in"}, Outputs: []string{"out"}, New: func() Element { return &tValidated{Size: 1} }})
+}
+
+func decl(name, typ string, line int) ElementDecl {
+	r := Range{Filename: "t.hcl", Start: Pos{Line: line, Column: 1, Byte: line * 100}}
+	return ElementDecl{Name: name, Type: typ, Range: r, TypeRange: r}
+}
+
+func conn(from, to string, line int) Connection {
+	ep := func(s string, col int) Endpoint {
+		name, port, _ := strings.Cut(s, ".")
+		return Endpoint{Element: name, Port: port, Range: Range{Filename: "t.hcl", Start: Pos{Line: line, Column: col, Byte: line*100 + col}}}
+	}
+	return Connection{From: ep(from, 1), To: ep(to, 10)}
+}
+
+// loopSpec is the default graph's shape: src -> ct; ct.hit -> sink;
+// ct.miss -> sel -> ct.learn.
+func loopSpec() Spec {
+	return Spec{
+		Elements: []ElementDecl{decl("src", "TSource", 1), decl("ct", "TLoop", 2), decl("sel", "TPass", 3), decl("sink", "TSink", 4)},
+		Connections: []Connection{
+			conn("src", "ct", 10), conn("ct.hit", "sink", 11), conn("ct.miss", "sel", 12), conn("sel", "ct.learn", 13),
+		},
+	}
+}
+
+func TestBuildAcceptsTerminatingLoop(t *testing.T) {
+	g, errs := Build(loopSpec())
+	if errs != nil {
+		t.Fatalf("Build: %v", errs)
+	}
+	rt, err := g.Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	if err := rt.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stats := rt.Stats()
+	byName := map[string]ElementStats{}
+	for _, s := range stats {
+		byName[s.Name] = s
+	}
+	// Packets 0..9: 0, 3, 6, 9 hit on lookup; the other six miss, are
+	// learned and leave by hit too.
+	ct := byName["ct"]
+	if ct.In[0].Packets != 10 || ct.In[1].Packets != 6 || ct.Out[0].Packets != 10 || ct.Out[1].Packets != 6 {
+		t.Errorf("ct counters = in %v out %v, want in lookup=10 learn=6, out hit=10 miss=6", ct.In, ct.Out)
+	}
+	if s := byName["sink"]; s.Consumed != 10 || len(s.Metrics) != 1 || s.Metrics[0].Value != 10 {
+		t.Errorf("sink consumed %d metrics %v, want 10", s.Consumed, s.Metrics)
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		spec Spec
+		want []string // summaries, in source order
+	}{
+		{
+			name: "unknown type with suggestion",
+			spec: Spec{Elements: []ElementDecl{decl("src", "TSource", 1), decl("x", "TSpilt", 2)},
+				Connections: []Connection{conn("src", "x", 3)}},
+			want: []string{"Unknown element type", "Unknown element"},
+		},
+		{
+			name: "unknown ports",
+			spec: Spec{Elements: []ElementDecl{decl("src", "TSource", 1), decl("s", "TSplit", 2), decl("k", "TSink", 3)},
+				Connections: []Connection{conn("src", "s", 4), conn("s.evn", "k", 5), conn("s.odd", "k.nope", 6)}},
+			want: []string{"Unknown output port", "Unknown input port"},
+		},
+		{
+			name: "duplicate name and output connected twice",
+			spec: Spec{Elements: []ElementDecl{decl("src", "TSource", 1), decl("k", "TSink", 2), decl("k", "TSink", 3)},
+				Connections: []Connection{conn("src", "k", 4), conn("src", "k", 5)}},
+			want: []string{"Duplicate element name", "Output connected twice"},
+		},
+		{
+			name: "unconnected input",
+			spec: Spec{Elements: []ElementDecl{decl("src", "TSource", 1), decl("ct", "TLoop", 2), decl("k", "TSink", 3)},
+				Connections: []Connection{conn("src", "ct", 4), conn("ct.hit", "k", 5), conn("ct.miss", "k", 6)}},
+			want: []string{"Unconnected input"},
+		},
+		{
+			name: "no source",
+			spec: Spec{Elements: []ElementDecl{decl("p", "TPass", 1), decl("k", "TSink", 2)},
+				Connections: []Connection{conn("p", "k", 3)}},
+			want: []string{"Unconnected input", "No source element"},
+		},
+		{
+			name: "loop that cannot terminate",
+			spec: Spec{Elements: []ElementDecl{decl("src", "TSource", 1), decl("a", "TSplit", 2), decl("b", "TPass", 3), decl("k", "TSink", 4)},
+				Connections: []Connection{conn("src", "a", 5), conn("a.even", "b", 6), conn("b", "a", 7), conn("a.odd", "k", 8)}},
+			want: []string{"Loop that cannot terminate"},
+		},
+		{
+			name: "invalid configuration blames the attribute",
+			spec: func() Spec {
+				d := decl("v", "TValidated", 2)
+				d.Configure = func(e Element) error { e.(*tValidated).Size = 0; return nil }
+				d.AttrRanges = map[string]Range{"size": {Filename: "t.hcl", Start: Pos{Line: 9, Column: 3}}}
+				return Spec{Elements: []ElementDecl{decl("src", "TSource", 1), d, decl("k", "TSink", 3)},
+					Connections: []Connection{conn("src", "v", 4), conn("v", "k", 5)}}
+			}(),
+			want: []string{"Invalid element configuration"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, errs := Build(tt.spec)
+			if g != nil {
+				t.Fatal("Build returned a graph despite errors")
+			}
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Summary)
+				if e.Range.Filename != "t.hcl" {
+					t.Errorf("%q has no source range", e.Summary)
+				}
+				if !strings.HasSuffix(e.Detail, ".") {
+					t.Errorf("detail %q is not a sentence", e.Detail)
+				}
+			}
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("summaries = %q, want %q\n%v", got, tt.want, errs)
+			}
+		})
+	}
+}
+
+func TestBuildErrorDetails(t *testing.T) {
+	spec := Spec{Elements: []ElementDecl{decl("src", "TSource", 1), decl("x", "TSpilt", 2)}}
+	_, errs := Build(spec)
+	if !strings.Contains(errs.Error(), `did you mean "TSplit"?`) {
+		t.Errorf("want a suggestion for TSpilt, got %v", errs)
+	}
+	v := decl("v", "TValidated", 2)
+	v.Configure = func(e Element) error { e.(*tValidated).Size = -1; return nil }
+	v.AttrRanges = map[string]Range{"size": {Filename: "t.hcl", Start: Pos{Line: 9, Column: 3}}}
+	_, errs = Build(Spec{Elements: []ElementDecl{v}})
+	if len(errs) == 0 || errs[0].Range.Start.Line != 9 || !strings.Contains(errs[0].Detail, "While configuring `v` (TValidated): size must be greater than 0.") {
+		t.Errorf("want the error at the size attribute (line 9), got %v", errs)
+	}
+}
+
+func TestStartCleansUpAfterFailedProvision(t *testing.T) {
+	spec := Spec{
+		Elements: []ElementDecl{decl("src", "TSource", 1), decl("ok", "TSink", 2), decl("src2", "TSource", 3), decl("bad", "TSink", 4)},
+		Connections: []Connection{
+			conn("src", "ok", 5), conn("src2", "bad", 6),
+		},
+	}
+	spec.Elements[3].Configure = func(e Element) error { e.(*tSink).Fail = true; return nil }
+	g, errs := Build(spec)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	var cleaned atomic.Int32
+	_, err := g.Start(Options{Workers: 2, Values: map[any]any{"cleaned": &cleaned}})
+	if err == nil || !strings.Contains(err.Error(), "while configuring `bad` (TSink): provision failed on purpose") {
+		t.Fatalf("Start error = %v", err)
+	}
+	// Worker 0 never completes: its `ok` and the failed `bad` are both cleaned.
+	if cleaned.Load() != 2 {
+		t.Errorf("cleaned %d elements, want 2 (the provisioned one and the failed one)", cleaned.Load())
+	}
+}
+
+func TestWorkersShareNothingAndStatsSum(t *testing.T) {
+	g, errs := Build(loopSpec())
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	rt, err := g.Start(Options{Workers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	ws := rt.Workers()
+	if len(ws) != 3 || ws[0].Element("ct") == ws[1].Element("ct") {
+		t.Fatal("workers must have their own element instances")
+	}
+	if err := rt.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range rt.Stats() {
+		if s.Name == "sink" && s.Consumed != 30 {
+			t.Errorf("sink consumed %d over 3 workers, want 30", s.Consumed)
+		}
+	}
+}
+
+func TestProcessDoesNotAllocate(t *testing.T) {
+	g, errs := Build(loopSpec())
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	rt, err := g.Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	inst := rt.Workers()[0]
+	var b Batch
+	pkts := make([]Packet, MaxBatch)
+	frame := make([]byte, MaxBatch*(Headroom+64))
+	for i := range pkts {
+		pkts[i].SetFrame(frame[i*(Headroom+64):(i+1)*(Headroom+64)], Headroom, Headroom+1)
+		pkts[i].Data()[0] = byte(i)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		b.Reset()
+		for i := range pkts {
+			b.Add(&pkts[i], 0)
+		}
+		inst.Process(0, &b)
+	})
+	if allocs != 0 {
+		t.Errorf("Process allocates %.1f times per batch, want 0", allocs)
+	}
+}
+
+func TestPacketHeadroom(t *testing.T) {
+	var p Packet
+	buf := make([]byte, Headroom+100)
+	p.SetFrame(buf, Headroom, Headroom+60)
+	if p.Len() != 60 || p.Headroom() != Headroom || p.Tailroom() != 40 {
+		t.Fatalf("len %d headroom %d tailroom %d", p.Len(), p.Headroom(), p.Tailroom())
+	}
+	if d := p.Prepend(24); len(d) != 84 || p.Headroom() != Headroom-24 {
+		t.Errorf("Prepend: len %d headroom %d", len(d), p.Headroom())
+	}
+	if p.Prepend(Headroom) != nil {
+		t.Error("Prepend beyond headroom must fail")
+	}
+	if d := p.Pull(24); len(d) != 60 {
+		t.Errorf("Pull: len %d", len(d))
+	}
+	if p.Pull(61) != nil || p.Extend(41) != nil {
+		t.Error("Pull/Extend beyond bounds must fail")
+	}
+	p.Truncate(10)
+	if p.Len() != 10 {
+		t.Errorf("Truncate: len %d", p.Len())
+	}
+}
+
+func TestDOT(t *testing.T) {
+	g, errs := Build(loopSpec())
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	var b strings.Builder
+	if err := g.WriteDOT(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"ct" [label="ct :: TLoop"]`, `"ct" -> "sel" [taillabel="miss", headlabel="in"]`, `"sel" -> "ct" [taillabel="out", headlabel="learn"]`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("DOT lacks %s:\n%s", want, b.String())
+		}
+	}
+}
+
+func BenchmarkProcess(b *testing.B) {
+	g, errs := Build(loopSpec())
+	if errs != nil {
+		b.Fatal(errs)
+	}
+	rt, err := g.Start(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	inst := rt.Workers()[0]
+	var batch Batch
+	pkts := make([]Packet, MaxBatch)
+	frame := make([]byte, MaxBatch*(Headroom+64))
+	for i := range pkts {
+		pkts[i].SetFrame(frame[i*(Headroom+64):(i+1)*(Headroom+64)], Headroom, Headroom+1)
+		pkts[i].Data()[0] = byte(i)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i += MaxBatch {
+		batch.Reset()
+		for j := range pkts {
+			batch.Add(&pkts[j], 0)
+		}
+		inst.Process(0, &batch)
+	}
+}
