@@ -1,9 +1,360 @@
 package control
 
-import "github.com/xlbproject/xlb/pipeline"
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/xlbproject/xlb/elements/maglev"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+// MaxWeight is the largest backend weight: the Maglev table build costs
+// about M·N·(largest weight)/(sum of weights) steps, so the bound keeps a
+// rebuild with skewed weights within a second at the largest tables. Only
+// the ratios between weights matter.
+const MaxWeight = maglev.MaxWeight
+
+// Attribute names used to look up AttrRange, as written in HCL.
+const (
+	attrAddress   = "address"
+	attrProtocol  = "protocol"
+	attrPorts     = "ports"
+	attrPool      = "pool"
+	attrTableSize = "table_size"
+	attrPools     = "pools"
+	attrWeight    = "weight"
+)
 
 // Validate checks the configuration as a whole and returns every problem,
-// each tied to its source range.
+// each tied to its source range, in source order. The ranges it uses are the
+// block's Range (for its labels and for problems that involve several
+// attributes) and AttrRange entries keyed by HCL attribute name: address,
+// protocol, ports, pool and table_size on a vip; pools on a pool; address
+// and weight on a backend. A missing AttrRange entry falls back to the
+// block's Range.
 func (c *Config) Validate() pipeline.Errors {
-	return nil
+	v := &validator{c: c, pools: map[string]*Pool{}}
+	v.pools_()
+	v.cycles()
+	v.vips()
+	slices.SortStableFunc(v.errs, func(a, b *pipeline.Error) int {
+		if c := strings.Compare(a.Range.Filename, b.Range.Filename); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Range.Start.Byte, b.Range.Start.Byte)
+	})
+	return v.errs
+}
+
+type validator struct {
+	c     *Config
+	pools map[string]*Pool // first declaration of each name
+	errs  pipeline.Errors
+}
+
+func (v *validator) add(r pipeline.Range, summary, format string, args ...any) {
+	v.errs = append(v.errs, &pipeline.Error{Range: r, Summary: summary, Detail: fmt.Sprintf(format, args...)})
+}
+
+// at returns the range of attribute attr, or the block's range when the
+// source did not record it.
+func at(ranges map[string]pipeline.Range, attr string, block pipeline.Range) pipeline.Range {
+	if r, ok := ranges[attr]; ok {
+		return r
+	}
+	return block
+}
+
+func (v *validator) pools_() {
+	type decl struct {
+		pool string
+		r    pipeline.Range
+	}
+	backends := map[string]decl{}
+	for i := range v.c.Pools {
+		p := &v.c.Pools[i]
+		if prev, dup := v.pools[p.Name]; dup {
+			v.add(p.Range, "Duplicate pool name",
+				"A pool named %q was already declared at %s; give this one another name or merge the two.", p.Name, prev.Range)
+		} else {
+			v.pools[p.Name] = p
+		}
+		for j := range p.Backends {
+			b := &p.Backends[j]
+			if prev, dup := backends[b.Name]; dup {
+				v.add(b.Range, "Duplicate backend name",
+					"A backend named %q was already declared at %s (pool %q); a backend's name is its identity in the Maglev table, so give each backend a unique name, and include a pool in another with `pools` rather than repeating its backends.",
+					b.Name, prev.r, prev.pool)
+			} else {
+				backends[b.Name] = decl{p.Name, b.Range}
+			}
+			v.unicast(b.AttrRange, b.Range, "Backend", b.Name, b.Address, "the address the backend receives encapsulated packets on")
+			if b.Weight > MaxWeight {
+				v.add(at(b.AttrRange, attrWeight, b.Range), "Weight too large",
+					"Backend %q has weight %d, above the maximum %d (the Maglev table build time grows with the largest weight); scale the weights down, since only their ratios matter.",
+					b.Name, b.Weight, MaxWeight)
+			}
+		}
+	}
+	for i := range v.c.Pools {
+		p := &v.c.Pools[i]
+		for _, name := range p.Pools {
+			if _, ok := v.pools[name]; !ok {
+				v.add(at(p.AttrRange, attrPools, p.Range), "Unknown pool",
+					"Pool %q includes pool %q, which is not declared%s; declare it or fix the name.", p.Name, name, v.suggestPool(name))
+			}
+		}
+	}
+}
+
+// unicast checks that a is a usable unicast address.
+func (v *validator) unicast(ranges map[string]pipeline.Range, block pipeline.Range, kind, name string, a netip.Addr, what string) {
+	r := at(ranges, attrAddress, block)
+	switch {
+	case !a.IsValid():
+		v.add(r, "Missing address", "%s %q has no address; set address to %s.", kind, name, what)
+	case a.IsUnspecified():
+		v.add(r, "Invalid address", "%s %q has the unspecified address %s; set address to %s.", kind, name, a, what)
+	case a.IsMulticast():
+		v.add(r, "Invalid address", "%s %q has the multicast address %s; set address to a unicast address, %s.", kind, name, a, what)
+	}
+}
+
+// cycles reports each back edge of a depth-first search over pool
+// inclusions (in declaration order) as a cycle, at the `pools` attribute of
+// the pool where the search entered the cycle, which starts the path.
+func (v *validator) cycles() {
+	const (
+		unvisited = iota
+		onStack
+		done
+	)
+	state := map[string]int{}
+	var stack []string
+	var visit func(p *Pool)
+	visit = func(p *Pool) {
+		state[p.Name] = onStack
+		stack = append(stack, p.Name)
+		for _, name := range p.Pools {
+			q, ok := v.pools[name]
+			if !ok {
+				continue
+			}
+			switch state[name] {
+			case unvisited:
+				visit(q)
+			case onStack:
+				i := slices.Index(stack, name)
+				path := append(append([]string(nil), stack[i:]...), name)
+				v.add(at(q.AttrRange, attrPools, q.Range), "Pool inclusion cycle",
+					"Pools include each other in a cycle (%s), so their backends cannot be listed; remove one of these inclusions.",
+					strings.Join(path, " -> "))
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[p.Name] = done
+	}
+	for i := range v.c.Pools {
+		if p := &v.c.Pools[i]; v.pools[p.Name] == p && state[p.Name] == unvisited {
+			visit(p)
+		}
+	}
+}
+
+var validProtocols = []string{"tcp", "udp", "any"}
+
+func (v *validator) vips() {
+	names := map[string]*VIP{}
+	var checked []*VIP // VIPs whose address, protocol and ports are valid
+	for i := range v.c.VIPs {
+		x := &v.c.VIPs[i]
+		if prev, dup := names[x.Name]; dup {
+			v.add(x.Range, "Duplicate VIP name",
+				"A VIP named %q was already declared at %s; give this one another name.", x.Name, prev.Range)
+		} else {
+			names[x.Name] = x
+		}
+		before := len(v.errs)
+		v.unicast(x.AttrRange, x.Range, "VIP", x.Name, x.Address, "the service address clients connect to")
+		if !slices.Contains(validProtocols, x.Protocol) {
+			v.add(at(x.AttrRange, attrProtocol, x.Range), "Invalid protocol",
+				"VIP %q has protocol %q; set protocol to \"tcp\", \"udp\" or \"any\".", x.Name, x.Protocol)
+		}
+		seen := map[uint16]bool{}
+		for _, port := range x.Ports {
+			switch {
+			case port == 0:
+				v.add(at(x.AttrRange, attrPorts, x.Range), "Invalid port",
+					"VIP %q lists port 0; ports go from 1 to 65535 (leave ports empty to match every port).", x.Name)
+			case seen[port]:
+				v.add(at(x.AttrRange, attrPorts, x.Range), "Duplicate port",
+					"VIP %q lists port %d more than once; list each port once.", x.Name, port)
+			}
+			seen[port] = true
+		}
+		if len(v.errs) == before {
+			for _, y := range checked {
+				if claim, overlap := overlaps(x, y); overlap {
+					v.add(x.Range, "Overlapping VIPs",
+						"VIP %q claims %s, which VIP %q declared at %s already claims; give the two VIPs distinct addresses, protocols or ports so that every packet belongs to one VIP.",
+						x.Name, claim, y.Name, y.Range)
+					break
+				}
+			}
+			checked = append(checked, x)
+		}
+		v.vipPool(x)
+	}
+}
+
+// overlaps reports whether a packet could match both x and y, and describes
+// one such packet's (protocol, port, address).
+func overlaps(x, y *VIP) (string, bool) {
+	if x.Address.As16() != y.Address.As16() {
+		return "", false
+	}
+	proto := x.Protocol
+	switch {
+	case x.Protocol == y.Protocol, y.Protocol == "any":
+	case x.Protocol == "any":
+		proto = y.Protocol
+	default:
+		return "", false
+	}
+	if proto == "any" {
+		proto = "every protocol"
+	}
+	switch {
+	case len(x.Ports) == 0 && len(y.Ports) == 0:
+		return fmt.Sprintf("%s, every port, on %s", proto, x.Address), true
+	case len(x.Ports) == 0:
+		return fmt.Sprintf("%s port %d on %s", proto, y.Ports[0], x.Address), true
+	case len(y.Ports) == 0:
+		return fmt.Sprintf("%s port %d on %s", proto, x.Ports[0], x.Address), true
+	}
+	for _, p := range x.Ports {
+		if slices.Contains(y.Ports, p) {
+			return fmt.Sprintf("%s port %d on %s", proto, p, x.Address), true
+		}
+	}
+	return "", false
+}
+
+// vipPool checks the VIP's pool reference and its table size against the
+// number of backends the pool reaches.
+func (v *validator) vipPool(x *VIP) {
+	if x.Pool == "" {
+		v.add(x.Range, "Missing pool", "VIP %q has no pool; set pool to the name of the pool that serves it.", x.Name)
+		return
+	}
+	p, ok := v.pools[x.Pool]
+	if !ok {
+		v.add(at(x.AttrRange, attrPool, x.Range), "Unknown pool",
+			"VIP %q uses pool %q, which is not declared%s; declare it or fix the name.", x.Name, x.Pool, v.suggestPool(x.Pool))
+		return
+	}
+	m := x.TableSize
+	r := at(x.AttrRange, attrTableSize, x.Range)
+	if m == 0 {
+		m = DefaultTableSize
+		r = x.Range
+	}
+	n := len(flatten(v.pools, p))
+	switch {
+	case m > maglev.MaxTableSize:
+		v.add(r, "Table size too large",
+			"VIP %q has table_size %d, above the maximum %d; set a smaller prime such as %d.", x.Name, m, maglev.MaxTableSize, prevPrime(maglev.MaxTableSize))
+	case !maglev.IsPrime(m):
+		v.add(r, "Table size not prime",
+			"VIP %q has table_size %d, which is not a prime; Maglev needs a prime size so that every backend's preference list visits every slot. Use %d or %d.",
+			x.Name, m, prevPrime(m), nextPrime(m))
+	case uint64(m) <= uint64(n):
+		v.add(r, "Table size too small",
+			"VIP %q reaches %d backends but its table has only %d slots; set table_size to a prime greater than %d, ideally above 100 times the number of backends (such as %d) to keep their shares within about 1%% of each other.",
+			x.Name, n, m, n, nextPrime(uint32(min(100*n, maglev.MaxTableSize-1))))
+	}
+}
+
+func (v *validator) suggestPool(name string) string {
+	best, bestD := "", 3
+	for i := range v.c.Pools {
+		c := v.c.Pools[i].Name
+		if d := editDistance(strings.ToLower(name), strings.ToLower(c)); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// flatten returns the backends p reaches directly or through nested pools,
+// each once, sorted by name. It tolerates unknown pools and cycles (which
+// Validate reports).
+func flatten(pools map[string]*Pool, p *Pool) []*Backend {
+	seenPool := map[string]bool{}
+	seen := make(map[string]bool, len(p.Backends))
+	out := make([]*Backend, 0, len(p.Backends))
+	var walk func(p *Pool)
+	walk = func(p *Pool) {
+		if seenPool[p.Name] {
+			return
+		}
+		seenPool[p.Name] = true
+		for i := range p.Backends {
+			b := &p.Backends[i]
+			if !seen[b.Name] {
+				seen[b.Name] = true
+				out = append(out, b)
+			}
+		}
+		for _, name := range p.Pools {
+			if q, ok := pools[name]; ok {
+				walk(q)
+			}
+		}
+	}
+	walk(p)
+	slices.SortFunc(out, func(a, b *Backend) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// nextPrime returns the smallest prime ≥ n (n well below 2^32).
+func nextPrime(n uint32) uint32 {
+	for !maglev.IsPrime(n) {
+		n++
+	}
+	return n
+}
+
+// prevPrime returns the largest prime ≤ n, or 2.
+func prevPrime(n uint32) uint32 {
+	for n > 2 && !maglev.IsPrime(n) {
+		n--
+	}
+	return max(n, 2)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

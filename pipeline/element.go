@@ -216,6 +216,13 @@ func (c *Context) Shared(key any, create func() any) any {
 	return v
 }
 
+// NewContext returns a Context for provisioning an element outside a graph,
+// as unit tests and tools do. values are returned by Value.
+func NewContext(name string, worker, workers int, values map[any]any) *Context {
+	return &Context{Name: name, Worker: worker, Workers: max(workers, 1),
+		Logger: slog.New(slog.DiscardHandler), values: values, shared: &sharedStore{m: map[any]any{}}}
+}
+
 type sharedStore struct {
 	sync.Mutex
 	m map[any]any

@@ -1,0 +1,282 @@
+package control
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/elements/maglev"
+)
+
+// Controller turns configurations and health changes into snapshots and
+// publishes them to the data plane. Every mutation (Apply, SetHealthy) is
+// serialized by one mutex; building a snapshot, Maglev tables included,
+// happens there, off the hot path, and workers see the result at their next
+// batch.
+type Controller struct {
+	mu    sync.Mutex
+	store *snapshot.Store
+
+	// Guarded by mu. cfg is the configuration last applied, owned by the
+	// controller; backends is the set of its backend names.
+	cfg      *Config
+	backends map[string]bool
+	// unhealthy holds the backends health checking found down; a backend
+	// not in it is healthy.
+	unhealthy map[string]bool
+	ids       ids
+	// tables caches each VIP's Maglev table with the inputs it was built
+	// from, so that a reload that does not change them reuses it.
+	tables map[string]*tableCache
+}
+
+// ids assigns real IDs: stable for a (VIP name, backend name) while the real
+// exists; a freed ID is reused with the next epoch, so (ID, Epoch) never
+// names two different reals.
+type ids struct {
+	byKey map[realKey]uint32
+	// epochs[id] is the epoch of the real that has or last had the ID.
+	epochs []uint32
+}
+
+type realKey struct{ vip, backend string }
+
+type tableInput struct {
+	backend string
+	weight  uint32
+	id      uint32
+}
+
+type tableCache struct {
+	m     uint32
+	in    []tableInput
+	table []uint32
+}
+
+// Option configures a Controller.
+type Option func(*Controller)
+
+// WithStore makes the controller publish into st instead of a new store.
+// An empty snapshot is published first when st holds none.
+func WithStore(st *snapshot.Store) Option { return func(c *Controller) { c.store = st } }
+
+// New returns a controller whose store holds an empty snapshot (generation
+// 0), so that Load never returns nil.
+func New(opts ...Option) *Controller {
+	c := &Controller{unhealthy: map[string]bool{}, ids: ids{byKey: map[realKey]uint32{}}, tables: map[string]*tableCache{}}
+	for _, o := range opts {
+		o(c)
+	}
+	empty := snapshot.New(0, 0, nil, nil)
+	if c.store == nil {
+		c.store = snapshot.NewStore(empty)
+	} else if c.store.Load() == nil {
+		c.store.Publish(empty)
+	}
+	return c
+}
+
+// Store returns the store the controller publishes to, for the data plane
+// (snapshot.ContextValues).
+func (c *Controller) Store() *snapshot.Store { return c.store }
+
+// Snapshot returns the current snapshot.
+func (c *Controller) Snapshot() *snapshot.Snapshot { return c.store.Load() }
+
+// Apply validates cfg and, when it is valid, publishes the snapshot it
+// describes. On a validation failure it returns the pipeline.Errors and the
+// running snapshot stays. cfg is owned by the controller from now on and
+// must not be modified.
+func (c *Controller) Apply(cfg *Config) error {
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return errs
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.publish(cfg); err != nil {
+		return err
+	}
+	c.backends = map[string]bool{}
+	for _, p := range cfg.Pools {
+		for _, b := range p.Backends {
+			c.backends[b.Name] = true
+		}
+	}
+	maps.DeleteFunc(c.unhealthy, func(name string, _ bool) bool { return !c.backends[name] })
+	return nil
+}
+
+// SetHealthy records the health of a backend (in every VIP it serves) and
+// publishes a new snapshot when it changed. A backend is healthy until told
+// otherwise.
+func (c *Controller) SetHealthy(backend string, healthy bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.backends[backend] {
+		return fmt.Errorf("unknown backend %q: no pool of the current configuration declares it", backend)
+	}
+	if c.unhealthy[backend] == !healthy {
+		return nil
+	}
+	if healthy {
+		delete(c.unhealthy, backend)
+	} else {
+		c.unhealthy[backend] = true
+	}
+	return c.publish(c.cfg)
+}
+
+// publish builds the snapshot of cfg under the current health and publishes
+// it. It commits the ID assignment and the table cache only on success.
+func (c *Controller) publish(cfg *Config) error {
+	pools := map[string]*Pool{}
+	for i := range cfg.Pools {
+		if _, dup := pools[cfg.Pools[i].Name]; !dup {
+			pools[cfg.Pools[i].Name] = &cfg.Pools[i]
+		}
+	}
+	// VIPs in name order, so that the snapshot does not depend on the
+	// order of declaration.
+	vips := make([]*VIP, len(cfg.VIPs))
+	for i := range cfg.VIPs {
+		vips[i] = &cfg.VIPs[i]
+	}
+	slices.SortFunc(vips, func(a, b *VIP) int { return strings.Compare(a.Name, b.Name) })
+	members := make([][]*Backend, len(vips))
+	for i, v := range vips {
+		members[i] = flatten(pools, pools[v.Pool])
+	}
+
+	ids := c.ids.assign(vips, members)
+	reals := make([]snapshot.Real, len(ids.epochs))
+	out := make([]snapshot.VIP, len(vips))
+	tables := map[string]*tableCache{}
+	for i, v := range vips {
+		sv := snapshot.VIP{Name: v.Name, Addr: v.Address, Proto: protoNumber(v.Protocol),
+			Ports: slices.Clone(v.Ports), Reals: make([]uint32, len(members[i]))}
+		var up []tableInput
+		for j, b := range members[i] {
+			id := ids.byKey[realKey{v.Name, b.Name}]
+			addr := b.Address.Unmap()
+			r := snapshot.Real{ID: id, Epoch: ids.epochs[id], VIP: uint32(i), Backend: b.Name,
+				Addr: addr, Addr16: addr.As16(), Family: 6, Weight: b.Weight, State: c.state(b)}
+			if addr.Is4() {
+				r.Family = 4
+			}
+			reals[id] = r
+			sv.Reals[j] = id
+			if r.State == snapshot.Up {
+				up = append(up, tableInput{b.Name, b.Weight, id})
+			}
+		}
+		t, err := c.table(v, up)
+		if err != nil {
+			return fmt.Errorf("building the Maglev table of VIP %q: %w", v.Name, err)
+		}
+		tables[v.Name] = t
+		sv.Table = t.table
+		out[i] = sv
+	}
+	c.ids, c.tables, c.cfg = ids, tables, cfg
+	c.store.Publish(snapshot.New(c.store.Load().Generation+1, cfg.HashSeed, out, reals))
+	return nil
+}
+
+// state is a backend's state for new and existing flows: Down (flows
+// re-selected) wins over Draining (flows kept, no new ones).
+func (c *Controller) state(b *Backend) snapshot.State {
+	switch {
+	case c.unhealthy[b.Name]:
+		return snapshot.Down
+	case b.Weight == 0 || b.Drain:
+		return snapshot.Draining
+	}
+	return snapshot.Up
+}
+
+// table returns v's Maglev table over its Up reals (sorted by backend name),
+// reusing the previous one when its size and inputs are unchanged.
+func (c *Controller) table(v *VIP, up []tableInput) (*tableCache, error) {
+	m := cmp.Or(v.TableSize, DefaultTableSize)
+	if prev := c.tables[v.Name]; prev != nil && prev.m == m && slices.Equal(prev.in, up) {
+		return prev, nil
+	}
+	bs := make([]maglev.Backend, len(up))
+	for i, in := range up {
+		bs[i] = maglev.Backend{Name: in.backend, Weight: in.weight}
+	}
+	idx, err := maglev.Build(bs, m)
+	if err != nil {
+		return nil, err
+	}
+	for s, i := range idx {
+		idx[s] = up[i].id
+	}
+	return &tableCache{m: m, in: up, table: idx}, nil
+}
+
+// assign returns the ID assignment for the given reals (members[i] of
+// vips[i]), leaving a unchanged: surviving reals keep their ID and epoch,
+// removed reals free theirs, and new reals take the lowest free IDs (with
+// the next epoch) before new ones.
+func (a ids) assign(vips []*VIP, members [][]*Backend) ids {
+	n := 0
+	for _, m := range members {
+		n += len(m)
+	}
+	want := make(map[realKey]bool, n)
+	for i, v := range vips {
+		for _, b := range members[i] {
+			want[realKey{v.Name, b.Name}] = true
+		}
+	}
+	next := ids{byKey: make(map[realKey]uint32, n), epochs: slices.Clone(a.epochs)}
+	used := make([]bool, len(a.epochs))
+	for k, id := range a.byKey {
+		if want[k] {
+			next.byKey[k] = id
+			used[id] = true
+		}
+	}
+	free := 0 // lowest ID that may be free
+	for i, v := range vips {
+		for _, b := range members[i] {
+			k := realKey{v.Name, b.Name}
+			if _, ok := next.byKey[k]; ok {
+				continue
+			}
+			for free < len(used) && used[free] {
+				free++
+			}
+			if free == len(used) {
+				used = append(used, false)
+				next.epochs = append(next.epochs, 0)
+			}
+			id := free
+			used[id] = true
+			// Epoch 0 marks an unused slot, so it is skipped on wrap.
+			if next.epochs[id]++; next.epochs[id] == 0 {
+				next.epochs[id] = 1
+			}
+			next.byKey[k] = uint32(id)
+		}
+	}
+	// IDs no real uses keep their last epoch for the next reuse; their
+	// Snapshot.Reals slot is left zero (Epoch 0).
+	return next
+}
+
+// protoNumber is the IP protocol number of a VIP's protocol; "any" is 0.
+func protoNumber(p string) uint8 {
+	switch p {
+	case "tcp":
+		return 6
+	case "udp":
+		return 17
+	}
+	return 0
+}

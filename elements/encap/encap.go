@@ -1,0 +1,464 @@
+// Package encap implements GREEncap and IPIPEncap, the elements that tunnel a
+// load-balanced packet to the backend chosen for it, as the Maglev forwarder
+// does (Eisenbud et al., "Maglev: A Fast and Reliable Software Network Load
+// Balancer", NSDI 2016, section 3.2). GREEncap writes RFC 2784 GRE over IPv4
+// or IPv6; IPIPEncap writes IP in IP: IPv4 in IPv4 (RFC 2003), IPv6 in IPv4
+// (RFC 4213 section 3.5), and IPv4 or IPv6 in IPv6 (RFC 2473). The backend
+// decapsulates and, holding the VIP on a local interface, answers the client
+// directly.
+//
+// Both element types are thin registrations over one Encap type and one
+// per-packet function (as VPP's lb plugin registers its v4/v6 x GRE/IPIP
+// nodes over one function): the tunnel kind decides only the tunnel header
+// and the outer protocol number. The outer family is the backend's, the
+// inner family the packet's.
+//
+// Encapsulation is in place: the outer headers go into the frame's headroom
+// and only the L2 header moves; the inner packet is not copied. Encap acts
+// as a router hop for the inner packet (TTL / hop limit decremented). It
+// does not touch MAC addresses: whoever transmits (TxXDP, or an element
+// before it) owns L2 rewriting.
+package encap
+
+import (
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+// Output ports.
+const (
+	portOut = 0
+	portBad = 1
+)
+
+// tunnel selects the header written between the outer IP header and the
+// inner packet.
+type tunnel uint8
+
+const (
+	tunnelGRE  tunnel = iota // RFC 2784: 4-byte GRE header, outer protocol 47
+	tunnelIPIP               // no header; outer protocol 4 or 41 by inner family
+)
+
+// IP protocol numbers (IANA) written as the outer protocol / next header.
+const (
+	protoIPv4 = 4  // IPv4 encapsulated: RFC 2003 (in IPv4), RFC 2473 (in IPv6)
+	protoIPv6 = 41 // IPv6 encapsulated: RFC 4213 (in IPv4), RFC 2473 (in IPv6)
+	protoGRE  = 47 // RFC 2784
+)
+
+// EtherTypes, which are also the GRE protocol types (RFC 2784 section 2.4).
+const (
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86DD
+)
+
+const (
+	ethHdrLen  = 14
+	ipv4HdrLen = 20
+	ipv6HdrLen = 40
+	greHdrLen  = 4
+)
+
+// Drop reasons, in the order of the drop counters.
+const (
+	dropNoBackend = iota
+	dropNoSource
+	dropTTLExceeded
+	dropTooBig
+	dropNoHeadroom
+	dropMalformed
+	numDrops
+)
+
+var dropReasons = [numDrops]pipeline.Reason{
+	dropNoBackend:   pipeline.NewReason("encap.nobackend"),
+	dropNoSource:    pipeline.NewReason("encap.nosource"),
+	dropTTLExceeded: pipeline.NewReason("encap.ttl_exceeded"),
+	dropTooBig:      pipeline.NewReason("encap.too_big"),
+	dropNoHeadroom:  pipeline.NewReason("encap.no_headroom"),
+	dropMalformed:   pipeline.NewReason("encap.malformed"),
+}
+
+func init() {
+	pipeline.Register(pipeline.ElementType{
+		Name:    "GREEncap",
+		Doc:     "Encapsulates each packet in GRE (RFC 2784) over IPv4 or IPv6, addressed to its chosen backend.",
+		Inputs:  []string{"in"},
+		Outputs: []string{"out", "bad"},
+		New:     func() pipeline.Element { return newEncap(tunnelGRE) },
+	})
+	pipeline.Register(pipeline.ElementType{
+		Name:    "IPIPEncap",
+		Doc:     "Encapsulates each packet in IP-in-IP (RFC 2003, RFC 2473, RFC 4213), addressed to its chosen backend.",
+		Inputs:  []string{"in"},
+		Outputs: []string{"out", "bad"},
+		New:     func() pipeline.Element { return newEncap(tunnelIPIP) },
+	})
+}
+
+// Encap is a GREEncap or IPIPEncap instance. The exported fields are its
+// configuration.
+type Encap struct {
+	// Source4 and Source6 are the outer source addresses for IPv4 and IPv6
+	// backends; at least one is required.
+	Source4 string `hcl:"source4,optional"`
+	Source6 string `hcl:"source6,optional"`
+	// TTL is the outer IPv4 TTL / IPv6 hop limit.
+	TTL int `hcl:"ttl,optional"`
+	// MTU bounds the outer IP packet; 0 disables the check.
+	MTU int `hcl:"mtu,optional"`
+
+	tunnel tunnel
+
+	// Set by Provision, read-only afterwards.
+	src4       [4]byte
+	src6       [16]byte
+	src4Sum    uint32 // src4's share of the outer IPv4 header checksum
+	has4, has6 bool
+	ttl        uint8
+	store      *snapshot.Store
+
+	// Owned by the worker goroutine.
+	snap   *snapshot.Snapshot // loaded in StartBatch
+	id     uint16             // next outer IPv4 identification
+	idStep uint16             // workers interleave IDs so they never collide
+	local  []backendCount     // per real ID, this batch; zero between batches
+	// touched lists the real IDs counted in local this batch. Its capacity
+	// is MaxBatch; a caller pushing more between EndBatch calls causes an
+	// early flush, never an allocation.
+	touched []uint32
+	pkts    uint64
+	bytes   uint64
+	drops   [numDrops]uint64
+
+	// Published in EndBatch, read by Stats from another goroutine.
+	backends atomic.Pointer[[]*backendStat] // per real ID of the current snapshot
+	totPkts  atomic.Uint64
+	totBytes atomic.Uint64
+	totDrops [numDrops]atomic.Uint64
+}
+
+type backendCount struct{ pkts, bytes uint64 }
+
+// backendStat is the published counter of one real. Its labels and epoch
+// are immutable; a real ID reused for another real gets a new backendStat.
+type backendStat struct {
+	vip, backend string
+	epoch        uint32
+	pkts, bytes  atomic.Uint64
+}
+
+func newEncap(t tunnel) *Encap { return &Encap{TTL: 64, tunnel: t} }
+
+// Validate checks the configuration without side effects.
+func (e *Encap) Validate() error {
+	_, err := e.parse()
+	return err
+}
+
+type parsedConfig struct {
+	src4       [4]byte
+	src6       [16]byte
+	has4, has6 bool
+}
+
+func (e *Encap) parse() (parsedConfig, error) {
+	var c parsedConfig
+	if e.Source4 == "" && e.Source6 == "" {
+		return c, &pipeline.AttrError{Attr: "source4", Msg: "or source6 must be set: the outer source address for IPv4 or IPv6 backends"}
+	}
+	if e.Source4 != "" {
+		a, err := netip.ParseAddr(e.Source4)
+		if err != nil || !a.Is4() || !unicast(a) {
+			return c, &pipeline.AttrError{Attr: "source4", Msg: "must be a unicast IPv4 address such as \"192.0.2.1\""}
+		}
+		c.src4, c.has4 = a.As4(), true
+	}
+	if e.Source6 != "" {
+		a, err := netip.ParseAddr(e.Source6)
+		if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" || !unicast(a) {
+			return c, &pipeline.AttrError{Attr: "source6", Msg: "must be a unicast IPv6 address such as \"2001:db8::1\""}
+		}
+		c.src6, c.has6 = a.As16(), true
+	}
+	if e.TTL < 1 || e.TTL > 255 {
+		return c, &pipeline.AttrError{Attr: "ttl", Msg: "must be between 1 and 255"}
+	}
+	// 68 is the IPv4 minimum MTU (RFC 791); an IPv6 outer needs 1280
+	// (RFC 8200), but a lower value only drops more packets.
+	if e.MTU != 0 && (e.MTU < 68 || e.MTU > 65535) {
+		return c, &pipeline.AttrError{Attr: "mtu", Msg: "must be 0 (no check) or between 68 and 65535"}
+	}
+	return c, nil
+}
+
+func unicast(a netip.Addr) bool {
+	return !a.IsUnspecified() && !a.IsMulticast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+}
+
+// Provision parses the addresses and gets the snapshot store.
+func (e *Encap) Provision(ctx *pipeline.Context) error {
+	c, err := e.parse()
+	if err != nil {
+		return err
+	}
+	st, err := snapshot.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	e.src4, e.src6, e.has4, e.has6 = c.src4, c.src6, c.has4, c.has6
+	e.src4Sum = uint32(be16(e.src4[0:])) + uint32(be16(e.src4[2:]))
+	e.ttl = uint8(e.TTL)
+	e.store = st
+	e.idStep = uint16(max(ctx.Workers, 1))
+	e.id = uint16(ctx.Worker)
+	e.touched = make([]uint32, 0, pipeline.MaxBatch)
+	e.load()
+	return nil
+}
+
+// Cleanup drops the references Provision took; nothing else is held.
+func (e *Encap) Cleanup() error {
+	e.store, e.snap = nil, nil
+	return nil
+}
+
+// StartBatch loads the current snapshot.
+func (e *Encap) StartBatch(int64) { e.load() }
+
+// load picks up a new snapshot: grows the per-real scratch and rebuilds the
+// published per-real counters, keeping those of reals that are unchanged.
+// It allocates only when the snapshot changed, never per packet.
+func (e *Encap) load() {
+	s := e.store.Load()
+	if s == e.snap {
+		return
+	}
+	e.flush() // counts in local belong to the old snapshot's reals
+	e.snap = s
+	if len(s.Reals) > len(e.local) {
+		e.local = make([]backendCount, len(s.Reals))
+	}
+	var old []*backendStat
+	if p := e.backends.Load(); p != nil {
+		old = *p
+	}
+	next := make([]*backendStat, len(s.Reals))
+	for i := range s.Reals {
+		r := &s.Reals[i]
+		if r.Epoch == 0 {
+			continue
+		}
+		vip := ""
+		if int(r.VIP) < len(s.VIPs) {
+			vip = s.VIPs[r.VIP].Name
+		}
+		if i < len(old) && old[i] != nil && old[i].epoch == r.Epoch && old[i].backend == r.Backend && old[i].vip == vip {
+			next[i] = old[i]
+			continue
+		}
+		next[i] = &backendStat{vip: vip, backend: r.Backend, epoch: r.Epoch}
+	}
+	e.backends.Store(&next)
+}
+
+// EndBatch publishes the batch's counters.
+func (e *Encap) EndBatch() { e.flush() }
+
+func (e *Encap) flush() {
+	var bs []*backendStat
+	if p := e.backends.Load(); p != nil {
+		bs = *p
+	}
+	for _, id := range e.touched {
+		c := &e.local[id]
+		if int(id) < len(bs) && bs[id] != nil {
+			bs[id].pkts.Add(c.pkts)
+			bs[id].bytes.Add(c.bytes)
+		}
+		*c = backendCount{}
+	}
+	e.touched = e.touched[:0]
+	if e.pkts != 0 {
+		e.totPkts.Add(e.pkts)
+		e.totBytes.Add(e.bytes)
+		e.pkts, e.bytes = 0, 0
+	}
+	for d := range e.drops {
+		if e.drops[d] != 0 {
+			e.totDrops[d].Add(e.drops[d])
+			e.drops[d] = 0
+		}
+	}
+}
+
+// Stats reports totals, drops by reason, and per-backend counters.
+func (e *Encap) Stats(emit func(pipeline.Metric)) {
+	emit(pipeline.Metric{Name: "xlb_encap_packets_total", Help: "Packets encapsulated.", Value: e.totPkts.Load()})
+	emit(pipeline.Metric{Name: "xlb_encap_bytes_total", Help: "Bytes of encapsulated frames sent, outer headers included.", Value: e.totBytes.Load()})
+	for d := range e.totDrops {
+		emit(pipeline.Metric{Name: "xlb_encap_drops_total", Help: "Packets sent to bad, by reason.",
+			Labels: []pipeline.Label{{Name: "reason", Value: dropReasons[d].String()}}, Value: e.totDrops[d].Load()})
+	}
+	p := e.backends.Load()
+	if p == nil {
+		return
+	}
+	for _, b := range *p {
+		if b == nil {
+			continue
+		}
+		labels := []pipeline.Label{{Name: "vip", Value: b.vip}, {Name: "backend", Value: b.backend}}
+		emit(pipeline.Metric{Name: "xlb_encap_backend_packets_total", Help: "Packets encapsulated to a backend.", Labels: labels, Value: b.pkts.Load()})
+		emit(pipeline.Metric{Name: "xlb_encap_backend_bytes_total", Help: "Bytes of encapsulated frames sent to a backend.", Labels: labels, Value: b.bytes.Load()})
+	}
+}
+
+func (e *Encap) drop(p *pipeline.Packet, d int) int {
+	p.Reason = dropReasons[d]
+	e.drops[d]++
+	return portBad
+}
+
+// Push encapsulates p towards its backend. Input: an Ethernet frame whose
+// inner IP header is at p.L3 and p.Backend/p.Epoch naming a real. Output
+// on out: the same L2 header (its last EtherType set to the outer family),
+// then the outer IP header at p.L3, the tunnel header, and the inner
+// packet at p.L4. On bad, the packet is unchanged but for p.Reason.
+func (e *Encap) Push(_ int, p *pipeline.Packet) int {
+	r := e.snap.Real(p.Backend, p.Epoch)
+	if r == nil {
+		return e.drop(p, dropNoBackend)
+	}
+	data := p.Data()
+	l3 := int(p.L3)
+	// The L2 header must at least be Ethernet, ending with an EtherType
+	// that agrees with the IP version found at L3.
+	if l3 < ethHdrLen || l3+ipv4HdrLen > len(data) {
+		return e.drop(p, dropMalformed)
+	}
+	etherType := be16(data[l3-2:])
+	var (
+		innerLen  int  // inner IP packet length, without Ethernet padding
+		tos       byte // inner IPv4 TOS / IPv6 traffic class
+		df        bool // outer IPv4 must not be fragmented
+		ttlOff    int  // inner TTL / hop limit offset in data
+		innerType uint16
+		innerProt byte
+	)
+	switch {
+	case data[l3]>>4 == 4 && etherType == etherTypeIPv4:
+		ihl := int(data[l3]&0x0f) * 4
+		innerLen = int(be16(data[l3+2:]))
+		if ihl < ipv4HdrLen || innerLen < ihl || l3+innerLen > len(data) {
+			return e.drop(p, dropMalformed)
+		}
+		tos = data[l3+1]
+		// RFC 2003 section 3.1: DF is copied from the inner header. When
+		// it is clear, the outer may be fragmented by routers on the way.
+		df = data[l3+6]&0x40 != 0
+		ttlOff = l3 + 8
+		innerType, innerProt = etherTypeIPv4, protoIPv4
+	case data[l3]>>4 == 6 && etherType == etherTypeIPv6:
+		if l3+ipv6HdrLen > len(data) {
+			return e.drop(p, dropMalformed)
+		}
+		// A zero payload length (jumbogram, RFC 2675) cannot occur on an
+		// Ethernet frame, so it is read literally.
+		innerLen = ipv6HdrLen + int(be16(data[l3+4:]))
+		if l3+innerLen > len(data) {
+			return e.drop(p, dropMalformed)
+		}
+		tos = data[l3]<<4 | data[l3+1]>>4
+		// IPv6 is never fragmented on the path, so neither is its tunnel
+		// (RFC 4213 section 3.2 sets DF on the IPv4 outer).
+		df = true
+		ttlOff = l3 + 7
+		innerType, innerProt = etherTypeIPv6, protoIPv6
+	default:
+		return e.drop(p, dropMalformed)
+	}
+
+	ipLen := ipv4HdrLen
+	if r.Family == 6 {
+		ipLen = ipv6HdrLen
+		if !e.has6 {
+			return e.drop(p, dropNoSource)
+		}
+	} else if !e.has4 {
+		return e.drop(p, dropNoSource)
+	}
+	if data[ttlOff] <= 1 {
+		// A router would send ICMP Time Exceeded; that is future work.
+		return e.drop(p, dropTTLExceeded)
+	}
+	tunLen, proto := 0, innerProt
+	if e.tunnel == tunnelGRE {
+		tunLen, proto = greHdrLen, protoGRE
+	}
+	overhead := ipLen + tunLen
+	// The outer IPv4 total length and the outer IPv6 payload length are
+	// 16 bits; the MTU, when set, bounds the whole outer IP packet. ICMP
+	// Fragmentation Needed / Packet Too Big generation is future work.
+	if (ipLen == ipv4HdrLen && overhead+innerLen > 0xffff) || tunLen+innerLen > 0xffff ||
+		(e.MTU > 0 && overhead+innerLen > e.MTU) {
+		return e.drop(p, dropTooBig)
+	}
+	if p.Headroom() < overhead {
+		return e.drop(p, dropNoHeadroom)
+	}
+	if l3+overhead > 0xffff { // p.L4 must fit; only absurd L2 lengths get here
+		return e.drop(p, dropMalformed)
+	}
+
+	// Every check has passed: from here on the packet is modified.
+	p.Truncate(l3 + innerLen) // Ethernet padding would otherwise be tunnelled
+	decTTL(data[l3:], innerType == etherTypeIPv4)
+	d := p.Prepend(overhead)
+	copy(d[:l3], d[overhead:overhead+l3])
+	h := d[l3:]
+	if ipLen == ipv4HdrLen {
+		put16(d[l3-2:], etherTypeIPv4)
+		e.writeIPv4(h, tos, overhead+innerLen, df, proto, r.Addr16[12:])
+	} else {
+		put16(d[l3-2:], etherTypeIPv6)
+		e.writeIPv6(h, tos, tunLen+innerLen, flowLabel(p.Hash), proto, r.Addr16[:])
+	}
+	if tunLen != 0 {
+		// RFC 2784 section 2: C=0, reserved0=0, version 0, then the
+		// protocol type; no checksum, key or sequence number.
+		g := h[ipLen:]
+		g[0], g[1] = 0, 0
+		put16(g[2:], innerType)
+	}
+	p.L4 = uint16(l3 + overhead) // p.L3 already points at the outer header
+
+	// p.Backend < len(snap.Reals) <= len(local), as Real found it.
+	n := uint64(len(d))
+	c := &e.local[p.Backend]
+	if c.pkts == 0 {
+		if len(e.touched) == cap(e.touched) {
+			e.flush()
+		}
+		e.touched = append(e.touched, p.Backend)
+	}
+	c.pkts++
+	c.bytes += n
+	e.pkts++
+	e.bytes += n
+	return portOut
+}
+
+var (
+	_ pipeline.Pusher        = (*Encap)(nil)
+	_ pipeline.Validator     = (*Encap)(nil)
+	_ pipeline.Provisioner   = (*Encap)(nil)
+	_ pipeline.Cleaner       = (*Encap)(nil)
+	_ pipeline.BatchStarter  = (*Encap)(nil)
+	_ pipeline.BatchEnder    = (*Encap)(nil)
+	_ pipeline.StatsReporter = (*Encap)(nil)
+)

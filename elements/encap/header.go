@@ -1,0 +1,90 @@
+package encap
+
+import "encoding/binary"
+
+func be16(b []byte) uint16     { return binary.BigEndian.Uint16(b) }
+func put16(b []byte, v uint16) { binary.BigEndian.PutUint16(b, v) }
+
+// writeIPv4 writes a 20-byte outer IPv4 header into h.
+func (e *Encap) writeIPv4(h []byte, tos byte, totalLen int, df bool, proto byte, dst []byte) {
+	_ = h[19]
+	_ = dst[3]
+	var flags uint16
+	if df {
+		flags = 0x4000
+	}
+	id := e.id
+	// A per-instance counter; workers start at their index and step by
+	// the worker count, so two workers never reuse an ID at once.
+	e.id += e.idStep
+	h[0] = 0x45 // version 4, IHL 5: no options
+	// DSCP and ECN both copied from the inner header: DSCP per the uniform
+	// model of RFC 2983, ECN per RFC 6040 normal mode (copy on encap).
+	h[1] = tos
+	put16(h[2:], uint16(totalLen))
+	put16(h[4:], id)
+	put16(h[6:], flags) // fragment offset 0
+	h[8] = e.ttl
+	h[9] = proto
+	copy(h[12:16], e.src4[:])
+	copy(h[16:20], dst)
+	// The checksum (RFC 791) is summed from the values in registers, not
+	// read back from h: loading words just written as bytes would stall
+	// on store forwarding. The source address's share is precomputed.
+	s := 0x4500 + uint32(tos) + uint32(totalLen) + uint32(id) + uint32(flags) +
+		uint32(e.ttl)<<8 + uint32(proto) + e.src4Sum +
+		uint32(dst[0])<<8 + uint32(dst[1]) + uint32(dst[2])<<8 + uint32(dst[3])
+	s = s>>16 + s&0xffff
+	s = s>>16 + s&0xffff
+	put16(h[10:], ^uint16(s))
+}
+
+// writeIPv6 writes a 40-byte outer IPv6 header into h.
+func (e *Encap) writeIPv6(h []byte, tc byte, payloadLen int, label uint32, proto byte, dst []byte) {
+	_ = h[39]
+	// Version 6, traffic class copied from the inner header (DSCP per
+	// RFC 2983 uniform model, ECN per RFC 6040 normal mode), flow label.
+	binary.BigEndian.PutUint32(h, 6<<28|uint32(tc)<<20|label)
+	put16(h[4:], uint16(payloadLen))
+	h[6] = proto // next header
+	h[7] = e.ttl // hop limit
+	copy(h[8:24], e.src6[:])
+	copy(h[24:40], dst)
+}
+
+// flowLabel folds the inner flow's hash into 20 bits (RFC 6438 section 3:
+// the tunnel ingress labels by the inner flow, so ECMP and LAG after the
+// load balancer can spread tunnels without parsing into them). Zero means
+// "unlabelled" (RFC 6437), so it is avoided.
+func flowLabel(h uint64) uint32 {
+	l := uint32(h^h>>20^h>>40) & 0xfffff
+	if l == 0 {
+		l = 1
+	}
+	return l
+}
+
+// decTTL decrements the TTL / hop limit of the IP header at ip (known to be
+// > 1) and, for IPv4, updates the header checksum incrementally with RFC 1624
+// equation 3, HC' = ~(~HC + ~m + m'), where m is the 16-bit word holding
+// TTL and protocol. An inner checksum that was wrong stays wrong, so the
+// backend still drops the packet.
+func decTTL(ip []byte, v4 bool) {
+	if !v4 {
+		ip[7]--
+		return
+	}
+	_ = ip[11]
+	old := be16(ip[8:])
+	ip[8]--
+	put16(ip[10:], csumReplace(be16(ip[10:]), old, be16(ip[8:])))
+}
+
+// csumReplace returns checksum hc updated for a 16-bit word changing from
+// old to new (RFC 1624 equation 3).
+func csumReplace(hc, old, new uint16) uint16 {
+	s := uint32(^hc) + uint32(^old) + uint32(new)
+	s = s>>16 + s&0xffff
+	s = s>>16 + s&0xffff
+	return ^uint16(s)
+}

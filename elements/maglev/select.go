@@ -1,0 +1,113 @@
+package maglev
+
+import (
+	"sync/atomic"
+
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+var (
+	// reasonNoVIP: the destination (address, protocol, port) is no VIP of
+	// the current snapshot, e.g. a VIP removed while its packets were in
+	// flight.
+	reasonNoVIP = pipeline.NewReason("maglev.novip")
+	// reasonNoBackend: the VIP has no real that may take new flows (every
+	// one draining or down, or its pool is empty).
+	reasonNoBackend = pipeline.NewReason("maglev.nobackend")
+)
+
+// Output ports.
+const (
+	portOut       = 0
+	portNoBackend = 1
+)
+
+func init() {
+	pipeline.Register(pipeline.ElementType{
+		Name:    "MaglevSelect",
+		Doc:     "Selects a backend for a new flow by looking its hash up in the VIP's Maglev table.",
+		Inputs:  []string{"in"},
+		Outputs: []string{"out", "nobackend"},
+		New:     func() pipeline.Element { return &Select{} },
+	})
+}
+
+// Select is the MaglevSelect element. For each packet (valid after
+// Parse5Tuple) it finds the VIP of the destination, picks the real in slot
+// Slot(p.Hash, M) of the VIP's table and writes p.VIP, p.Backend and
+// p.Epoch. It has no configuration.
+type Select struct {
+	store *snapshot.Store
+	// snap is the snapshot of the current batch, loaded in StartBatch.
+	snap *snapshot.Snapshot
+
+	batchSelected uint64 // this batch's selections, published in EndBatch
+	selected      atomic.Uint64
+}
+
+// Provision gets the snapshot store from the control plane.
+func (e *Select) Provision(ctx *pipeline.Context) error {
+	st, err := snapshot.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	e.store = st
+	return nil
+}
+
+// StartBatch loads the snapshot once for the whole batch.
+func (e *Select) StartBatch(int64) { e.snap = e.store.Load() }
+
+// Push selects the packet's backend.
+func (e *Select) Push(_ int, p *pipeline.Packet) int {
+	s := e.snap
+	vip, ok := s.LookupVIP(p.Flow.Dst, p.Flow.Proto, p.Flow.DstPort)
+	if !ok {
+		p.Reason = reasonNoVIP
+		return portNoBackend
+	}
+	t := s.VIPs[vip].Table
+	if len(t) == 0 {
+		p.VIP = vip
+		p.Reason = reasonNoBackend
+		return portNoBackend
+	}
+	id := t[Slot(p.Hash, len(t))]
+	p.VIP = vip
+	p.Backend = id
+	p.Epoch = s.Reals[id].Epoch
+	e.batchSelected++
+	return portOut
+}
+
+// EndBatch publishes the batch's counter and drops the snapshot reference,
+// so an idle worker does not pin an old snapshot.
+func (e *Select) EndBatch() {
+	if e.batchSelected > 0 {
+		e.selected.Add(e.batchSelected)
+		e.batchSelected = 0
+	}
+	e.snap = nil
+}
+
+// Stats reports the number of backends selected.
+func (e *Select) Stats(emit func(pipeline.Metric)) {
+	emit(pipeline.Metric{Name: "xlb_maglev_selections_total",
+		Help: "New flows assigned a backend by MaglevSelect.", Value: e.selected.Load()})
+}
+
+// Cleanup releases the store.
+func (e *Select) Cleanup() error {
+	e.store, e.snap = nil, nil
+	return nil
+}
+
+var (
+	_ pipeline.Pusher        = (*Select)(nil)
+	_ pipeline.Provisioner   = (*Select)(nil)
+	_ pipeline.BatchStarter  = (*Select)(nil)
+	_ pipeline.BatchEnder    = (*Select)(nil)
+	_ pipeline.StatsReporter = (*Select)(nil)
+	_ pipeline.Cleaner       = (*Select)(nil)
+)

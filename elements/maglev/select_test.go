@@ -1,0 +1,222 @@
+package maglev
+
+import (
+	"context"
+	"io"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+// testSnapshot has two VIPs on 10.0.0.1: "web" (tcp/80) with three reals
+// and "empty" (udp/53) whose table is empty. Real 1 is an unused slot.
+func testSnapshot(t testing.TB) *snapshot.Snapshot {
+	t.Helper()
+	bs := []Backend{{"web-a", 1}, {"web-b", 1}, {"web-c", 2}}
+	idx := mustBuild(t, bs, 251)
+	ids := []uint32{0, 2, 3} // real ID of bs[i]
+	table := make([]uint32, len(idx))
+	for s, i := range idx {
+		table[s] = ids[i]
+	}
+	vip := netip.MustParseAddr("10.0.0.1")
+	reals := make([]snapshot.Real, 4)
+	for i, b := range bs {
+		reals[ids[i]] = snapshot.Real{ID: ids[i], Epoch: uint32(7 + i), VIP: 0, Backend: b.Name, Weight: b.Weight}
+	}
+	return snapshot.New(1, 0, []snapshot.VIP{
+		{Name: "web", Addr: vip, Proto: 6, Ports: []uint16{80}, Reals: ids, Table: table},
+		{Name: "empty", Addr: vip, Proto: 17, Ports: []uint16{53}},
+	}, reals)
+}
+
+// packet returns a parsed packet as Parse5Tuple leaves it: only the fields
+// MaglevSelect reads are set.
+func packet(dst string, proto uint8, port uint16, hash uint64) *pipeline.Packet {
+	p := &pipeline.Packet{Hash: hash}
+	p.Flow.Dst = netip.MustParseAddr(dst).As16()
+	p.Flow.Proto, p.Flow.DstPort = proto, port
+	p.Flow.Family = 4
+	return p
+}
+
+func TestSelectPush(t *testing.T) {
+	snap := testSnapshot(t)
+	e := &Select{store: snapshot.NewStore(snap)}
+	e.StartBatch(0)
+	web := &snap.VIPs[0]
+	for _, tc := range []struct {
+		name   string
+		p      *pipeline.Packet
+		port   int
+		reason pipeline.Reason
+		vip    uint32
+	}{
+		{"selected", packet("10.0.0.1", 6, 80, 0x1234_5678_9abc_def0), portOut, 0, 0},
+		{"selected, last slot", packet("10.0.0.1", 6, 80, ^uint64(0)), portOut, 0, 0},
+		{"no VIP: port", packet("10.0.0.1", 6, 81, 1), portNoBackend, reasonNoVIP, 0},
+		{"no VIP: address", packet("10.0.0.2", 6, 80, 1), portNoBackend, reasonNoVIP, 0},
+		{"no VIP: protocol", packet("10.0.0.1", 17, 80, 1), portNoBackend, reasonNoVIP, 0},
+		{"empty table", packet("10.0.0.1", 17, 53, 1), portNoBackend, reasonNoBackend, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := e.Push(0, tc.p)
+			if port != tc.port || tc.p.Reason != tc.reason {
+				t.Fatalf("Push = port %d reason %v, want %d %v", port, tc.p.Reason, tc.port, tc.reason)
+			}
+			if port != portOut {
+				return
+			}
+			id := web.Table[Slot(tc.p.Hash, len(web.Table))]
+			if tc.p.VIP != tc.vip || tc.p.Backend != id || tc.p.Epoch != snap.Reals[id].Epoch {
+				t.Fatalf("VIP %d backend %d epoch %d, want %d %d %d", tc.p.VIP, tc.p.Backend, tc.p.Epoch, tc.vip, id, snap.Reals[id].Epoch)
+			}
+			if snap.Real(tc.p.Backend, tc.p.Epoch) == nil {
+				t.Fatalf("selected real %d/%d does not exist", tc.p.Backend, tc.p.Epoch)
+			}
+		})
+	}
+	e.EndBatch()
+	if got := e.selected.Load(); got != 2 {
+		t.Errorf("selected %d, want 2", got)
+	}
+}
+
+// The snapshot is read once per batch: a publication during a batch takes
+// effect at the next one.
+func TestSelectSnapshotPerBatch(t *testing.T) {
+	st := snapshot.NewStore(testSnapshot(t))
+	e := &Select{store: st}
+	e.StartBatch(0)
+	st.Publish(snapshot.New(2, 0, nil, nil))
+	if port := e.Push(0, packet("10.0.0.1", 6, 80, 1)); port != portOut {
+		t.Fatalf("within the batch: port %d, want out", port)
+	}
+	e.EndBatch()
+	e.StartBatch(0)
+	if p := packet("10.0.0.1", 6, 80, 1); e.Push(0, p) != portNoBackend || p.Reason != reasonNoVIP {
+		t.Fatalf("next batch: reason %v, want maglev.novip", p.Reason)
+	}
+}
+
+func TestSelectAllocs(t *testing.T) {
+	e := &Select{store: snapshot.NewStore(testSnapshot(t))}
+	p := packet("10.0.0.1", 6, 80, 1)
+	allocs := testing.AllocsPerRun(1000, func() {
+		e.StartBatch(0)
+		p.Hash = p.Hash*6364136223846793005 + 1
+		e.Push(0, p)
+		e.EndBatch()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per packet, want 0", allocs)
+	}
+}
+
+// Test-only elements to run MaglevSelect in a graph: a source that emits
+// its packets once, and a sink.
+type testSource struct{ pkts []*pipeline.Packet }
+
+func (s *testSource) Pull(b *pipeline.Batch) error {
+	if len(s.pkts) == 0 {
+		return io.EOF
+	}
+	for _, p := range s.pkts {
+		b.Add(p, 0)
+	}
+	s.pkts = nil
+	return nil
+}
+
+type testSink struct{ got []*pipeline.Packet }
+
+func (s *testSink) Push(_ int, p *pipeline.Packet) int {
+	s.got = append(s.got, p)
+	return pipeline.Consumed
+}
+
+func init() {
+	pipeline.Register(pipeline.ElementType{Name: "MaglevTestSource", Outputs: []string{"out"},
+		New: func() pipeline.Element { return &testSource{} }})
+	pipeline.Register(pipeline.ElementType{Name: "MaglevTestSink", Inputs: []string{"in"},
+		New: func() pipeline.Element { return &testSink{} }})
+}
+
+func testGraph(t *testing.T) *pipeline.Graph {
+	t.Helper()
+	g, errs := pipeline.Build(pipeline.Spec{
+		Elements: []pipeline.ElementDecl{
+			{Name: "src", Type: "MaglevTestSource"},
+			{Name: "sel", Type: "MaglevSelect"},
+			{Name: "ok", Type: "MaglevTestSink"},
+			{Name: "drop", Type: "MaglevTestSink"},
+		},
+		Connections: []pipeline.Connection{
+			{From: pipeline.Endpoint{Element: "src"}, To: pipeline.Endpoint{Element: "sel"}},
+			{From: pipeline.Endpoint{Element: "sel", Port: "out"}, To: pipeline.Endpoint{Element: "ok"}},
+			{From: pipeline.Endpoint{Element: "sel", Port: "nobackend"}, To: pipeline.Endpoint{Element: "drop"}},
+		},
+	})
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	return g
+}
+
+func TestSelectInGraph(t *testing.T) {
+	rt, err := testGraph(t).Start(pipeline.Options{Values: snapshot.ContextValues(snapshot.NewStore(testSnapshot(t)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	inst := rt.Workers()[0]
+	inst.Element("src").(*testSource).pkts = []*pipeline.Packet{
+		packet("10.0.0.1", 6, 80, 1), packet("10.0.0.1", 6, 80, 2), packet("10.0.0.9", 6, 80, 3),
+	}
+	if err := rt.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ok, drop := len(inst.Element("ok").(*testSink).got), len(inst.Element("drop").(*testSink).got); ok != 2 || drop != 1 {
+		t.Fatalf("out %d, nobackend %d; want 2, 1", ok, drop)
+	}
+	var selections uint64
+	for _, s := range rt.Stats() {
+		for _, m := range s.Metrics {
+			if m.Name == "xlb_maglev_selections_total" {
+				selections = m.Value
+			}
+		}
+	}
+	if selections != 2 {
+		t.Fatalf("xlb_maglev_selections_total = %d, want 2", selections)
+	}
+}
+
+func TestSelectNeedsStore(t *testing.T) {
+	_, err := testGraph(t).Start(pipeline.Options{})
+	if err == nil || !strings.Contains(err.Error(), "no service snapshot") {
+		t.Fatalf("Start without a store: %v, want the no-snapshot error", err)
+	}
+}
+
+func BenchmarkMaglevSelect(b *testing.B) {
+	snap := testSnapshot(b)
+	e := &Select{store: snapshot.NewStore(snap)}
+	var pkts [pipeline.MaxBatch]*pipeline.Packet
+	for i := range pkts {
+		pkts[i] = packet("10.0.0.1", 6, 80, uint64(i)*0x9e3779b97f4a7c15)
+	}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		if n%pipeline.MaxBatch == 0 {
+			e.EndBatch()
+			e.StartBatch(0)
+		}
+		e.Push(0, pkts[n%pipeline.MaxBatch])
+		n++
+	}
+}

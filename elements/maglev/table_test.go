@@ -1,0 +1,349 @@
+package maglev
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// names returns n backends "be-0000".."be-<n-1>" with weight 1.
+func names(n int) []Backend {
+	bs := make([]Backend, n)
+	for i := range bs {
+		bs[i] = Backend{Name: fmt.Sprintf("be-%04d", i), Weight: 1}
+	}
+	return bs
+}
+
+func mustBuild(t testing.TB, bs []Backend, m uint32) []uint32 {
+	t.Helper()
+	table, err := Build(bs, m)
+	if err != nil {
+		t.Fatalf("Build(%d backends, %d): %v", len(bs), m, err)
+	}
+	return table
+}
+
+// counts returns how many slots each backend owns.
+func counts(table []uint32, n int) []int {
+	c := make([]int, n)
+	for _, i := range table {
+		c[i]++
+	}
+	return c
+}
+
+// byName maps a table of indices to backend names.
+func byName(table []uint32, bs []Backend) []string {
+	out := make([]string, len(table))
+	for s, i := range table {
+		out[s] = bs[i].Name
+	}
+	return out
+}
+
+func TestIsPrime(t *testing.T) {
+	for _, tc := range []struct {
+		n    uint32
+		want bool
+	}{
+		{0, false}, {1, false}, {2, true}, {3, true}, {4, false}, {9, false},
+		{25, false}, {49, false}, {251, true}, {65536, false}, {65537, true},
+		{655373, true}, {655371, false},
+		{4294967291, true},     // largest 32-bit prime
+		{4294967295, false},    // 3·5·17·257·65537
+		{65521 * 65519, false}, // product of two large primes: needs the full trial range
+	} {
+		if got := IsPrime(tc.n); got != tc.want {
+			t.Errorf("IsPrime(%d) = %v, want %v", tc.n, got, tc.want)
+		}
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		bs   []Backend
+		m    uint32
+		want string
+	}{
+		{"not prime", names(3), 65536, "not a prime"},
+		{"too small", names(7), 7, "greater than the number of backends"},
+		{"too large", names(3), 16777259, "larger than the maximum"},
+		{"duplicate name", []Backend{{"a", 1}, {"b", 1}, {"a", 2}}, 13, `"a" appears twice`},
+		{"weight", []Backend{{"a", MaxWeight + 1}}, 13, "weight 10001"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Build(tc.bs, tc.m)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Build: err = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestBuildNoBackend(t *testing.T) {
+	for _, bs := range [][]Backend{nil, {{"a", 0}, {"b", 0}}} {
+		table, err := Build(bs, 13)
+		if err != nil || table != nil {
+			t.Errorf("Build(%v) = %v, %v; want nil, nil", bs, table, err)
+		}
+	}
+}
+
+// With equal weights every backend owns floor(M/N) or ceil(M/N) slots
+// (section 3.4: each backend takes one slot per turn until the table is
+// full).
+func TestEqualShares(t *testing.T) {
+	for _, tc := range []struct {
+		n int
+		m uint32
+	}{{1, 2}, {5, 13}, {12, 13}, {3, 65537}, {100, 65537}, {1000, 65537}, {1000, 655373}} {
+		t.Run(fmt.Sprintf("N=%d/M=%d", tc.n, tc.m), func(t *testing.T) {
+			table := mustBuild(t, names(tc.n), tc.m)
+			lo, hi := int(tc.m)/tc.n, (int(tc.m)+tc.n-1)/tc.n
+			for i, c := range counts(table, tc.n) {
+				if c < lo || c > hi {
+					t.Errorf("backend %d owns %d slots, want %d..%d", i, c, lo, hi)
+				}
+			}
+		})
+	}
+}
+
+// Shares follow weights: each backend owns M·w/ΣW slots within 0.1% of M
+// (65 slots for M = 65537); weight 0 owns none.
+func TestWeightedShares(t *testing.T) {
+	const m = 65537
+	for _, weights := range [][]uint32{
+		{1, 2, 3, 4},
+		{100, 100, 50, 0, 1},
+		{10000, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+		{7, 7, 14},
+	} {
+		t.Run(fmt.Sprint(weights), func(t *testing.T) {
+			bs := make([]Backend, len(weights))
+			sum := 0.0
+			for i, w := range weights {
+				bs[i] = Backend{Name: fmt.Sprintf("w%d", i), Weight: w}
+				sum += float64(w)
+			}
+			table := mustBuild(t, bs, m)
+			for i, c := range counts(table, len(bs)) {
+				want := m * float64(weights[i]) / sum
+				if d := float64(c) - want; d > m*0.001 || d < -m*0.001 {
+					t.Errorf("backend %d (weight %d) owns %d slots, want %.1f ± %d", i, weights[i], c, want, m/1000)
+				}
+				if weights[i] == 0 && c != 0 {
+					t.Errorf("backend %d has weight 0 but owns %d slots", i, c)
+				}
+			}
+		})
+	}
+}
+
+// The table depends on names and weights, not on the order of the input.
+func TestOrderIndependent(t *testing.T) {
+	bs := names(50)
+	for i := range bs {
+		bs[i].Weight = uint32(1 + i%4)
+	}
+	want := byName(mustBuild(t, bs, 4099), bs)
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 5 {
+		r.Shuffle(len(bs), func(i, j int) { bs[i], bs[j] = bs[j], bs[i] })
+		got := byName(mustBuild(t, bs, 4099), bs)
+		for s := range want {
+			if got[s] != want[s] {
+				t.Fatalf("slot %d: %s after shuffling, %s before", s, got[s], want[s])
+			}
+		}
+	}
+}
+
+// digest is the SHA-256 of the table as backend names, one per line, so
+// that it pins the mapping from names to slots.
+func digest(table []uint32, bs []Backend) string {
+	h := sha256.New()
+	var b [4]byte
+	for _, n := range byName(table, bs) {
+		binary.BigEndian.PutUint32(b[:], uint32(len(n)))
+		h.Write(b[:])
+		h.Write([]byte(n))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// The table format is part of the fleet's behaviour: nodes of different
+// releases must agree. If this test fails, the hash functions, the
+// population order or the weighting changed, and every flow would move on
+// upgrade.
+func TestGoldenDigest(t *testing.T) {
+	weighted := names(10)
+	for i := range weighted {
+		weighted[i].Weight = uint32(i % 3) // 0, 1, 2, ...
+	}
+	for _, tc := range []struct {
+		name string
+		bs   []Backend
+		m    uint32
+		want string
+	}{
+		{"equal", names(10), 65537, "0a39ec5be96f5b5803be14a7f5d0f2acda2d45e472e2548b46e13c11d7a48038"},
+		{"weighted", weighted, 251, "01169c950f254e4589cbf2f6b5153da110fbf5406ec2c8e89ad37ccecff7031b"},
+	} {
+		if got := digest(mustBuild(t, tc.bs, tc.m), tc.bs); got != tc.want {
+			t.Errorf("%s: table digest %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// changed returns the fraction of slots of a (built over old) that now hold
+// another backend in b (built over new), and the same among slots that
+// belonged to a backend still present.
+func changed(a []uint32, old []Backend, b []uint32, cur []Backend) (all, survivors float64) {
+	present := map[string]bool{}
+	for _, x := range cur {
+		present[x.Name] = true
+	}
+	var nAll, nSurv, owned int
+	for s := range a {
+		was, is := old[a[s]].Name, cur[b[s]].Name
+		if present[was] {
+			owned++
+			if was != is {
+				nSurv++
+			}
+		}
+		if was != is {
+			nAll++
+		}
+	}
+	return float64(nAll) / float64(len(a)), float64(nSurv) / float64(owned)
+}
+
+// Minimal disruption (section 3.4): with M > 100·N, removing one backend
+// moves few of the slots that surviving backends own.
+func TestRemoveOneDisruption(t *testing.T) {
+	const n, m = 100, 65537
+	bs := names(n)
+	before := mustBuild(t, bs, m)
+	for _, drop := range []int{0, 37, 99} {
+		rest := append(append([]Backend(nil), bs[:drop]...), bs[drop+1:]...)
+		after := mustBuild(t, rest, m)
+		_, surv := changed(before, bs, after, rest)
+		t.Logf("N=%d M=%d: removing %s moves %.3f%% of survivors' slots", n, m, bs[drop].Name, 100*surv)
+		if surv >= 0.01 {
+			t.Errorf("removing %s moved %.2f%% of survivors' slots, want < 1%%", bs[drop].Name, 100*surv)
+		}
+	}
+}
+
+// Section 5.3 (Figure 12): with N = 1000 and M = 65537, when 1% of the
+// backends fail about 2% of the table entries change (the failed backends'
+// own 1% included); a larger M lowers the figure.
+func TestOnePercentFailDisruption(t *testing.T) {
+	const n = 1000
+	bs := names(n)
+	r := rand.New(rand.NewPCG(3, 4))
+	fail := map[int]bool{}
+	for len(fail) < n/100 {
+		fail[r.IntN(n)] = true
+	}
+	var rest []Backend
+	for i, b := range bs {
+		if !fail[i] {
+			rest = append(rest, b)
+		}
+	}
+	for _, m := range []uint32{65537, 655373} {
+		all, surv := changed(mustBuild(t, bs, m), bs, mustBuild(t, rest, m), rest)
+		t.Logf("N=%d M=%d, 1%% of backends fail: %.2f%% of entries change (paper: about 2%% at M=65537); %.2f%% of survivors' entries", n, m, 100*all, 100*surv)
+		if all > 0.05 {
+			t.Errorf("M=%d: %.2f%% of entries changed, want under 5%%", m, 100*all)
+		}
+	}
+}
+
+func TestSlot(t *testing.T) {
+	for _, tc := range []struct {
+		hash uint64
+		m    int
+		want uint32
+	}{
+		{0, 65537, 0},
+		{0x00000000ffffffff, 65537, 0}, // low half ignored
+		{0xffffffff00000000, 65537, 65536},
+		{0x8000000000000000, 65537, 32768}, // floor(65537/2)
+		{0x8000000000000000, 13, 6},
+	} {
+		if got := Slot(tc.hash, tc.m); got != tc.want {
+			t.Errorf("Slot(%#x, %d) = %d, want %d", tc.hash, tc.m, got, tc.want)
+		}
+	}
+}
+
+// FuzzBuild checks the invariants for arbitrary backend sets: every slot
+// holds a backend of positive weight, and every such backend owns at least
+// one slot when weights are equal.
+func FuzzBuild(f *testing.F) {
+	f.Add("a,b,c", []byte{1, 1, 1}, uint32(13))         // equal weights
+	f.Add("a,b,c,d", []byte{0, 5, 1, 255}, uint32(251)) // a drained, skewed weights
+	f.Add("x", []byte{}, uint32(2))                     // missing weight: 0, empty table
+	f.Add("a,a", []byte{1, 1}, uint32(5))               // duplicate name: error
+	f.Fuzz(func(t *testing.T, list string, weights []byte, m uint32) {
+		m %= 4096
+		parts := strings.Split(list, ",")
+		bs := make([]Backend, len(parts))
+		for i, p := range parts {
+			bs[i].Name = p
+			if i < len(weights) {
+				bs[i].Weight = uint32(weights[i])
+			}
+		}
+		table, err := Build(bs, m)
+		if err != nil {
+			return
+		}
+		if table != nil && len(table) != int(m) {
+			t.Fatalf("table has %d slots, want %d", len(table), m)
+		}
+		for s, i := range table {
+			if int(i) >= len(bs) || bs[i].Weight == 0 {
+				t.Fatalf("slot %d holds backend %d", s, i)
+			}
+		}
+	})
+}
+
+func BenchmarkMaglevBuild(b *testing.B) {
+	for _, n := range []int{1000} {
+		for _, m := range []uint32{65537, 655373} {
+			b.Run(fmt.Sprintf("N=%d/M=%d", n, m), func(b *testing.B) {
+				bs := names(n)
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := Build(bs, m); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+	b.Run("N=1000/M=65537/weighted", func(b *testing.B) {
+		bs := names(1000)
+		for i := range bs {
+			bs[i].Weight = uint32(1 + i%100)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Build(bs, 65537); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

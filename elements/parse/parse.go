@@ -1,0 +1,517 @@
+// Package parse implements Parse5Tuple, the element that reads the headers
+// of an Ethernet frame — up to two IEEE 802.1Q / 802.1ad VLAN tags, IPv4
+// (RFC 791) or IPv6 with its extension headers (RFC 8200), then TCP, UDP,
+// SCTP, ICMP (RFC 792) or ICMPv6 (RFC 4443) — and writes the packet's header
+// offsets, flow 5-tuple and seeded flow hash for the elements after it.
+//
+// Fragments are keyed on (src, dst, proto) so that every fragment of a
+// datagram, the first included, reaches the same backend. ICMP errors are
+// keyed on the flow they quote, reversed, as GLB Director and Katran do: a
+// Fragmentation Needed (RFC 1191) or Packet Too Big (RFC 8201) that a router
+// sends to the VIP about a backend's reply follows the client's flow to
+// that backend, so path MTU discovery works through the load balancer.
+//
+// The element only reads headers; it does not verify checksums (see
+// parseIPv4) and it trims link-layer padding after the IP datagram.
+package parse
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+func init() {
+	pipeline.Register(pipeline.ElementType{
+		Name:    "Parse5Tuple",
+		Doc:     "Parses Ethernet/VLAN/IPv4/IPv6 headers into header offsets, the flow 5-tuple and the seeded flow hash; malformed frames leave by bad.",
+		Inputs:  []string{"in"},
+		Outputs: []string{"out", "bad"},
+		New:     func() pipeline.Element { return &Parse5Tuple{} },
+	})
+}
+
+// Output ports.
+const (
+	portOut = 0
+	portBad = 1
+)
+
+// Drop reasons, one per distinct way a frame can fail to parse.
+var (
+	reasonTruncatedEth = pipeline.NewReason("parse.truncated_eth")
+	reasonTooManyVLANs = pipeline.NewReason("parse.too_many_vlans")
+	reasonNotIP        = pipeline.NewReason("parse.not_ip")
+	reasonBadVersion   = pipeline.NewReason("parse.bad_version")
+	reasonBadIHL       = pipeline.NewReason("parse.bad_ihl")
+	reasonBadTotalLen  = pipeline.NewReason("parse.bad_total_length")
+	reasonTruncatedIP  = pipeline.NewReason("parse.truncated_ip")
+	reasonTruncatedExt = pipeline.NewReason("parse.truncated_ext_header")
+	reasonTooManyExt   = pipeline.NewReason("parse.too_many_ext_headers")
+	reasonTruncatedL4  = pipeline.NewReason("parse.truncated_l4")
+	reasonBadICMPInner = pipeline.NewReason("parse.bad_icmp_inner")
+)
+
+const (
+	ethHeaderLen = 14
+	vlanTagLen   = 4
+	// maxVLANTags is two: an 802.1ad S-tag and an 802.1Q C-tag (QinQ).
+	maxVLANTags = 2
+	// maxExtHeaders bounds the IPv6 extension header walk, so a chain of
+	// tiny headers cannot make the per-packet cost unbounded. Real traffic
+	// carries at most two or three (RFC 8200 §4.1 lists six kinds, each
+	// once, destination options twice).
+	maxExtHeaders = 8
+
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+	etherTypeVLAN = 0x8100 // 802.1Q C-tag
+	etherTypeQinQ = 0x88a8 // 802.1ad S-tag
+
+	protoHopByHop = 0
+	protoICMP     = 1
+	protoTCP      = 6
+	protoUDP      = 17
+	protoRouting  = 43
+	protoFragment = 44
+	protoAH       = 51
+	protoICMPv6   = 58
+	protoDestOpts = 60
+	protoSCTP     = 132
+)
+
+// Packet classes counted per family in xlb_parse_packets_total.
+const (
+	classTCP = iota
+	classUDP
+	classSCTP
+	classICMP
+	classICMPError
+	classFragment
+	classOther
+	numClasses
+)
+
+var classNames = [numClasses]string{"tcp", "udp", "sctp", "icmp", "icmp_error", "fragment", "other"}
+
+// Parse5Tuple is the parser element. It has no configuration: what it
+// accepts is fixed by the standards above, and its only parameter, the hash
+// seed, comes from the service snapshot.
+type Parse5Tuple struct {
+	store *snapshot.Store
+	key   hashKey // from the snapshot's HashSeed, loaded per batch
+
+	// counts is this batch's tally, owned by the worker; total is what
+	// Stats reads, published once per batch by EndBatch.
+	counts [2][numClasses]uint64
+	total  [2][numClasses]atomic.Uint64
+}
+
+// Provision gets the snapshot store, which holds the hash seed.
+func (e *Parse5Tuple) Provision(ctx *pipeline.Context) error {
+	st, err := snapshot.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	e.store = st
+	return nil
+}
+
+// StartBatch loads the hash seed of the current snapshot, so a seed change
+// in config takes effect at a batch boundary.
+func (e *Parse5Tuple) StartBatch(int64) {
+	e.key = newHashKey(e.store.Load().HashSeed)
+}
+
+// Push parses p. On `out`, p.L3, p.L4, p.Flow and p.Hash are valid and the
+// packet's data ends where its IP datagram ends. On `bad`, p.Reason says
+// why and the other fields are unspecified.
+func (e *Parse5Tuple) Push(_ int, p *pipeline.Packet) int {
+	class, r := parseFrame(p)
+	if r != pipeline.ReasonNone {
+		p.Reason = r
+		return portBad
+	}
+	p.Hash = e.key.hash(&p.Flow)
+	e.counts[(p.Flow.Family>>1)&1][class]++
+	return portOut
+}
+
+// EndBatch publishes the batch's counts.
+func (e *Parse5Tuple) EndBatch() {
+	for f := range e.counts {
+		for c, n := range e.counts[f] {
+			if n != 0 {
+				e.total[f][c].Add(n)
+				e.counts[f][c] = 0
+			}
+		}
+	}
+}
+
+// Stats reports xlb_parse_packets_total by family and class.
+func (e *Parse5Tuple) Stats(emit func(pipeline.Metric)) {
+	families := [2]string{"ipv4", "ipv6"} // index (Family>>1)&1: 4 -> 0, 6 -> 1
+	for f := range e.total {
+		for c := range e.total[f] {
+			emit(pipeline.Metric{
+				Name:   "xlb_parse_packets_total",
+				Help:   "Packets parsed and passed on, by IP family and protocol class.",
+				Labels: []pipeline.Label{{Name: "family", Value: families[f]}, {Name: "class", Value: classNames[c]}},
+				Value:  e.total[f][c].Load(),
+			})
+		}
+	}
+}
+
+func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
+
+// parseFrame writes p.L3, p.L4 and p.Flow, and returns the packet's class,
+// or the reason it cannot be parsed.
+func parseFrame(p *pipeline.Packet) (int, pipeline.Reason) {
+	d := p.Data()
+	if len(d) < ethHeaderLen {
+		return 0, reasonTruncatedEth
+	}
+	et := be16(d[12:])
+	off := ethHeaderLen
+	for tags := 0; et == etherTypeVLAN || et == etherTypeQinQ; tags++ {
+		if tags == maxVLANTags {
+			return 0, reasonTooManyVLANs
+		}
+		if len(d) < off+vlanTagLen {
+			return 0, reasonTruncatedEth
+		}
+		et = be16(d[off+2:]) // after the 2-byte TCI
+		off += vlanTagLen
+	}
+	switch et {
+	case etherTypeIPv4:
+		return parseIPv4(p, d, off)
+	case etherTypeIPv6:
+		return parseIPv6(p, d, off)
+	}
+	// ARP, LLDP and the like: a live RxXDP never hands them over (the XDP
+	// program passes them to the kernel), but a capture replay does.
+	return 0, reasonNotIP
+}
+
+// setMapped writes the IPv4 address a4 as ::ffff:a.b.c.d into a zeroed a16.
+func setMapped(a16 *[16]byte, a4 []byte) {
+	a16[10], a16[11] = 0xff, 0xff
+	copy(a16[12:], a4[:4])
+}
+
+// parseIPv4 parses the IPv4 header at d[l3:].
+//
+// The header checksum is not verified: a router may skip it (RFC 1812
+// §5.2.2 allows it for speed) because the link layer's CRC already caught
+// corruption on the wire, the backend verifies the inner header again, and
+// verifying would cost a pass over the header for every packet. A packet
+// shorter than its total length is truncated and dropped; a longer one
+// carries link-layer padding (Ethernet pads to 60 bytes), which is trimmed.
+func parseIPv4(p *pipeline.Packet, d []byte, l3 int) (int, pipeline.Reason) {
+	ip := d[l3:]
+	if len(ip) < 20 {
+		return 0, reasonTruncatedIP
+	}
+	if ip[0]>>4 != 4 {
+		return 0, reasonBadVersion
+	}
+	ihl := int(ip[0]&0x0f) << 2
+	if ihl < 20 {
+		return 0, reasonBadIHL
+	}
+	tot := int(be16(ip[2:]))
+	if tot < ihl {
+		return 0, reasonBadTotalLen
+	}
+	if tot > len(ip) {
+		return 0, reasonTruncatedIP
+	}
+	ip = ip[:tot]
+	p.Truncate(l3 + tot)
+
+	f := &p.Flow
+	*f = pipeline.Flow{Proto: ip[9], Family: 4}
+	setMapped(&f.Src, ip[12:16])
+	setMapped(&f.Dst, ip[16:20])
+	p.L3, p.L4 = uint16(l3), uint16(l3+ihl)
+	// MF set or a non-zero offset: a fragment, first or later. Options
+	// were skipped through IHL without being interpreted.
+	if be16(ip[6:])&0x3fff != 0 {
+		f.Flags = pipeline.FlowFragment
+		return classFragment, 0
+	}
+	return transport(f, ip[ihl:])
+}
+
+// parseIPv6 parses the IPv6 header at d[l3:] and its extension headers.
+// Jumbograms (payload length 0 with a Jumbo Payload option, RFC 2675) do
+// not fit an Ethernet MTU and fail as a truncated extension header.
+func parseIPv6(p *pipeline.Packet, d []byte, l3 int) (int, pipeline.Reason) {
+	ip := d[l3:]
+	if len(ip) < 40 {
+		return 0, reasonTruncatedIP
+	}
+	if ip[0]>>4 != 6 {
+		return 0, reasonBadVersion
+	}
+	tot := 40 + int(be16(ip[4:]))
+	if tot > len(ip) {
+		return 0, reasonTruncatedIP
+	}
+	ip = ip[:tot]
+	p.Truncate(l3 + tot)
+
+	proto, l4, frag, r := walkIPv6(ip, ip[6], 40)
+	if r != pipeline.ReasonNone {
+		return 0, r
+	}
+	f := &p.Flow
+	*f = pipeline.Flow{Proto: proto, Family: 6}
+	copy(f.Src[:], ip[8:24])
+	copy(f.Dst[:], ip[24:40])
+	p.L3, p.L4 = uint16(l3), uint16(l3+l4)
+	if frag != notFragment {
+		f.Flags = pipeline.FlowFragment
+		return classFragment, 0
+	}
+	return transport(f, ip[l4:])
+}
+
+// Fragment kinds found by walkIPv6.
+const (
+	notFragment = iota
+	firstFragment
+	laterFragment
+)
+
+// walkIPv6 follows the extension header chain of the IPv6 packet b, whose
+// next header nh starts at b[off:]. It returns the upper-layer protocol and
+// the offset of its header.
+//
+// The walk stops at a Fragment header: the protocol returned is that
+// header's Next Header and the offset is the start of the fragmentable
+// part, for first and later fragments alike. Later fragments carry only
+// the first header of the fragmentable part, so that is the one protocol
+// number every fragment of a datagram agrees on (they differ when a
+// Destination Options or AH header follows the Fragment header). An atomic
+// fragment (offset 0, M clear) is a whole datagram and is walked through
+// as unfragmented (RFC 6946).
+//
+// ESP and No Next Header end the walk like an upper-layer protocol. Other
+// headers in extension header format (Mobility, HIP, Shim6) are rare at a
+// VIP and also end it, as an upper-layer protocol without ports.
+func walkIPv6(b []byte, nh uint8, off int) (proto uint8, l4, frag int, r pipeline.Reason) {
+	for n := 0; ; n++ {
+		switch nh {
+		case protoHopByHop, protoRouting, protoDestOpts, protoFragment, protoAH:
+		default:
+			return nh, off, notFragment, 0
+		}
+		if n == maxExtHeaders {
+			return 0, 0, 0, reasonTooManyExt
+		}
+		// Every extension header is at least 8 bytes long.
+		if len(b) < off+8 {
+			return 0, 0, 0, reasonTruncatedExt
+		}
+		next := b[off]
+		var hlen int
+		switch nh {
+		case protoFragment:
+			fo := be16(b[off+2:]) // offset<<3 | res(2) | M
+			off += 8
+			if fo&0xfff9 == 0 {
+				nh = next
+				continue
+			}
+			if fo>>3 == 0 {
+				return next, off, firstFragment, 0
+			}
+			return next, off, laterFragment, 0
+		case protoAH:
+			hlen = (int(b[off+1]) + 2) * 4 // RFC 4302: in 4-byte units, minus 2
+		default:
+			hlen = (int(b[off+1]) + 1) * 8 // in 8-byte units, not counting the first 8
+		}
+		if len(b) < off+hlen {
+			return 0, 0, 0, reasonTruncatedExt
+		}
+		nh = next
+		off += hlen
+	}
+}
+
+// transport reads the ports of the upper-layer header l4 (from the first
+// byte of the header to the end of the datagram) into f, whose Proto and
+// Family are set. Only the fixed header that carries the ports is checked
+// for length: the balancer reads nothing else of it.
+func transport(f *pipeline.Flow, l4 []byte) (int, pipeline.Reason) {
+	switch f.Proto {
+	case protoTCP:
+		if len(l4) < 20 {
+			return 0, reasonTruncatedL4
+		}
+		f.SrcPort, f.DstPort = be16(l4), be16(l4[2:])
+		return classTCP, 0
+	case protoUDP:
+		if len(l4) < 8 {
+			return 0, reasonTruncatedL4
+		}
+		f.SrcPort, f.DstPort = be16(l4), be16(l4[2:])
+		return classUDP, 0
+	case protoSCTP:
+		if len(l4) < 12 { // RFC 9260 common header
+			return 0, reasonTruncatedL4
+		}
+		f.SrcPort, f.DstPort = be16(l4), be16(l4[2:])
+		return classSCTP, 0
+	case protoICMP:
+		if f.Family == 4 {
+			return parseICMP(f, l4)
+		}
+	case protoICMPv6:
+		if f.Family == 6 {
+			return parseICMP(f, l4)
+		}
+	}
+	return classOther, 0
+}
+
+// ICMP message kinds.
+const (
+	icmpOther = iota
+	icmpEcho
+	icmpError
+)
+
+// icmpProto is the ICMP protocol number of an IP family.
+func icmpProto(family uint8) uint8 {
+	if family == 4 {
+		return protoICMP
+	}
+	return protoICMPv6
+}
+
+// icmpKind classifies an ICMP (family 4) or ICMPv6 (family 6) type.
+func icmpKind(family, typ uint8) int {
+	if family == 4 {
+		switch typ {
+		case 0, 8: // echo reply, echo request
+			return icmpEcho
+		case 3, 11, 12: // destination unreachable (incl. fragmentation needed), time exceeded, parameter problem
+			return icmpError
+		}
+		return icmpOther
+	}
+	switch typ {
+	case 128, 129: // echo request, echo reply
+		return icmpEcho
+	case 1, 2, 3, 4: // destination unreachable, packet too big, time exceeded, parameter problem
+		return icmpError
+	}
+	return icmpOther
+}
+
+// parseICMP keys echo requests and replies on their identifier, written to
+// both ports so that the key is the same in either direction (and after an
+// ICMP error's reversal), and ICMP errors on the flow they quote. Other
+// informational messages are keyed on the 3-tuple.
+func parseICMP(f *pipeline.Flow, l4 []byte) (int, pipeline.Reason) {
+	if len(l4) < 8 { // type, code, checksum, 4 bytes of rest-of-header
+		return 0, reasonTruncatedL4
+	}
+	switch icmpKind(f.Family, l4[0]) {
+	case icmpEcho:
+		id := be16(l4[4:])
+		f.SrcPort, f.DstPort = id, id
+	case icmpError:
+		return parseICMPError(f, l4[8:])
+	}
+	return classICMP, 0
+}
+
+// parseICMPError replaces f's addresses, ports and protocol with those of
+// the packet quoted in an ICMP error (q, from the quoted IP header to the
+// end of the message), reversed: the quote is a packet that went from the
+// VIP towards a client, and the error must follow the client's flow.
+//
+// The quote is truncated by design (RFC 792 keeps the IP header and 8 bytes
+// of payload), so its total length is not checked; what is read must be
+// there. A quoted non-first fragment has no ports and is keyed on the
+// 3-tuple like the fragment itself; a quoted first fragment is keyed on its
+// ports, like the unfragmented client packets it answers.
+func parseICMPError(f *pipeline.Flow, q []byte) (int, pipeline.Reason) {
+	var (
+		proto    uint8
+		src, dst [16]byte
+		l4       []byte
+		frag     bool
+	)
+	// The quoted packet must be of the error's own family.
+	if f.Family == 4 {
+		if len(q) < 20 || q[0]>>4 != 4 {
+			return 0, reasonBadICMPInner
+		}
+		ihl := int(q[0]&0x0f) << 2
+		if ihl < 20 || len(q) < ihl {
+			return 0, reasonBadICMPInner
+		}
+		proto = q[9]
+		setMapped(&src, q[12:16])
+		setMapped(&dst, q[16:20])
+		frag = be16(q[6:])&0x1fff != 0
+		l4 = q[ihl:]
+	} else {
+		if len(q) < 40 || q[0]>>4 != 6 {
+			return 0, reasonBadICMPInner
+		}
+		p, off, fk, r := walkIPv6(q, q[6], 40)
+		if r != pipeline.ReasonNone {
+			return 0, reasonBadICMPInner
+		}
+		proto = p
+		copy(src[:], q[8:24])
+		copy(dst[:], q[24:40])
+		frag = fk == laterFragment
+		l4 = q[off:]
+	}
+
+	var sport, dport uint16
+	if !frag {
+		switch proto {
+		case protoTCP, protoUDP, protoSCTP:
+			if len(l4) < 4 {
+				return 0, reasonBadICMPInner
+			}
+			sport, dport = be16(l4), be16(l4[2:])
+		case protoICMP, protoICMPv6:
+			// A quoted echo is keyed like parseICMP keys it; errors
+			// about ICMP errors are not sent (RFC 1122 §3.2.2).
+			if proto == icmpProto(f.Family) && len(l4) >= 8 && icmpKind(f.Family, l4[0]) == icmpEcho {
+				sport = be16(l4[4:])
+				dport = sport
+			}
+		}
+	}
+	f.Src, f.Dst = dst, src
+	f.SrcPort, f.DstPort = dport, sport
+	f.Proto = proto
+	f.Flags = pipeline.FlowICMPError
+	if frag {
+		f.Flags |= pipeline.FlowFragment
+	}
+	return classICMPError, 0
+}
+
+var (
+	_ pipeline.Pusher        = (*Parse5Tuple)(nil)
+	_ pipeline.Provisioner   = (*Parse5Tuple)(nil)
+	_ pipeline.BatchStarter  = (*Parse5Tuple)(nil)
+	_ pipeline.BatchEnder    = (*Parse5Tuple)(nil)
+	_ pipeline.StatsReporter = (*Parse5Tuple)(nil)
+)
