@@ -116,7 +116,14 @@ func New(generation, hashSeed uint64, vips []VIP, reals []Real) *Snapshot {
 // LookupVIP returns the index of the VIP that a packet to dst, proto, port
 // belongs to. A VIP with a specific protocol and port wins over one that
 // matches any port, which wins over one that matches any protocol.
+//
+// Ports only mean something for TCP, UDP and SCTP: for any other protocol
+// the port is ignored, so that an ICMP echo identifier (which Parse5Tuple
+// keeps in the port fields) never matches a port-specific VIP.
 func (s *Snapshot) LookupVIP(dst [16]byte, proto uint8, port uint16) (uint32, bool) {
+	if proto != 6 && proto != 17 && proto != 132 {
+		port = anyPort
+	}
 	if i, ok := s.index[vipKey{dst, proto, port}]; ok {
 		return i, true
 	}

@@ -1,0 +1,54 @@
+package snapshot
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestLookupVIP(t *testing.T) {
+	a := netip.MustParseAddr("192.0.2.10")
+	b := netip.MustParseAddr("2001:db8::10")
+	s := New(1, 0, []VIP{
+		{Name: "web", Addr: a, Proto: 6, Ports: []uint16{80, 443}},
+		{Name: "tcp-any-port", Addr: a, Proto: 6},
+		{Name: "any-proto-53", Addr: a, Proto: 0, Ports: []uint16{53}},
+		{Name: "v6-any", Addr: b},
+	}, nil)
+	tests := []struct {
+		dst   netip.Addr
+		proto uint8
+		port  uint16
+		want  string
+	}{
+		{a, 6, 80, "web"},           // exact
+		{a, 6, 22, "tcp-any-port"},  // same protocol, any port
+		{a, 17, 53, "any-proto-53"}, // any protocol, this port
+		{a, 17, 54, ""},             // nothing
+		{a, 1, 53, ""},              // ICMP "port" 53 is an echo identifier, not a port
+		{b, 1, 7, "v6-any"},         // any protocol, any port
+		{netip.MustParseAddr("192.0.2.11"), 6, 80, ""},
+	}
+	for _, tt := range tests {
+		i, ok := s.LookupVIP(tt.dst.As16(), tt.proto, tt.port)
+		got := ""
+		if ok {
+			got = s.VIPs[i].Name
+		}
+		if got != tt.want {
+			t.Errorf("LookupVIP(%v, %d, %d) = %q, want %q", tt.dst, tt.proto, tt.port, got, tt.want)
+		}
+	}
+}
+
+func TestRealEpoch(t *testing.T) {
+	s := New(1, 0, nil, []Real{{ID: 0}, {ID: 1, Epoch: 3, State: Draining}})
+	if s.Real(0, 0) != nil {
+		t.Error("an unused slot (epoch 0) must not be a real")
+	}
+	if r := s.Real(1, 3); r == nil || !r.KeepsFlows() {
+		t.Error("real 1 epoch 3 must exist and keep its flows while draining")
+	}
+	if s.Real(1, 2) != nil || s.Real(7, 1) != nil {
+		t.Error("a stale epoch or an ID beyond the table must not be a real")
+	}
+}
