@@ -1,0 +1,463 @@
+// Package conntrack provides ConnTrack, the connection tracking table of a
+// Maglev load balancer (Eisenbud et al., "Maglev: A Fast and Reliable
+// Software Network Load Balancer", NSDI 2016, §3.3): it remembers the real
+// each flow was sent to, so that a flow keeps its backend when the Maglev
+// table changes (a backend added, a weight changed, a backend draining).
+// As in the paper, the table is local to one packet thread (one per worker,
+// shared with no one) and has a fixed size.
+//
+// The table is set-associative: p.Hash picks a bucket of 8 ways, a 16-bit
+// tag per way avoids most full key compares, and all of it is allocated in
+// Provision. Lookups, inserts and evictions never allocate.
+package conntrack
+
+import (
+	"math/bits"
+	"sync/atomic"
+	"time"
+
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+// Ports.
+const (
+	inLookup = 0
+	inLearn  = 1
+
+	outHit  = 0
+	outMiss = 1
+)
+
+// Limits and defaults.
+const (
+	// DefaultCapacity is the number of flows a table holds by default.
+	DefaultCapacity = 1 << 20
+	// MaxCapacity bounds capacity: 64M flows take 4.5 GiB per worker.
+	MaxCapacity = 1 << 26
+	// maxTimeout keeps ages far below the 2^31 ticks (26 days) at which
+	// the 32-bit last-seen clock wraps.
+	maxTimeout = 24 * time.Hour
+)
+
+// ways is the associativity of a bucket.
+const ways = 8
+
+// tickShift converts the batch clock (ns) to the table's clock: a tick is
+// 2^20 ns (about 1.05 ms), so a 32-bit last-seen time fits in the bucket's
+// header line and still resolves timeouts finely.
+const tickShift = 20
+
+// Timeout classes, indexed into ConnTrack.timeouts.
+const (
+	clsTCP = iota
+	clsUDP
+	clsICMP
+	clsOther
+	clsTCPClosing // TCP after a FIN or RST
+	numClasses
+)
+
+// TCP flags (RFC 9293 §3.1), at byte 13 of the TCP header.
+const (
+	tcpFIN = 0x01
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+)
+
+// entry is one tracked flow: its key (the 5-tuple; the family is implied by
+// the IPv4-mapped address form) and its value. It is padded to one 64-byte
+// cache line so that a hit reads exactly one line besides the bucket header.
+type entry struct {
+	src, dst [16]byte
+	rest     uint64 // SrcPort<<32 | DstPort<<16 | Proto
+	vip      uint32
+	real     uint32
+	epoch    uint32
+	_        [12]byte
+}
+
+// bucket is a header line (tags, last-seen ticks and timeout classes of its
+// 8 ways: everything that lookup misses, victim choice and the sweeper need)
+// followed by the ways' entries. It is 9 cache lines; slices this large are
+// page-aligned by the Go allocator, so every bucket starts on a line.
+type bucket struct {
+	tag  [ways]uint16 // 0: the way is free
+	seen [ways]uint32 // last-seen tick
+	cls  [ways]uint8  // timeout class
+	_    [8]byte
+	ent  [ways]entry
+}
+
+// counters is one batch's worth of counts, published in EndBatch.
+type counters struct {
+	hits, misses, stale, learned, evictions, expired uint64
+}
+
+// ConnTrack is the element. Exported fields are its HCL configuration.
+type ConnTrack struct {
+	// Capacity is the number of flows the table holds; it is rounded up
+	// to a power of two of 8-way buckets.
+	Capacity int `hcl:"capacity,optional"`
+	// Idle timeouts, as Go durations ("5m", "30s").
+	TCPTimeout    string `hcl:"tcp_timeout,optional"`
+	TCPFinTimeout string `hcl:"tcp_fin_timeout,optional"`
+	UDPTimeout    string `hcl:"udp_timeout,optional"`
+	ICMPTimeout   string `hcl:"icmp_timeout,optional"`
+	OtherTimeout  string `hcl:"other_timeout,optional"`
+
+	// Owned by the worker; valid after Provision.
+	store    *snapshot.Store
+	buckets  []bucket
+	mask     uint64
+	timeouts [numClasses]int32  // ticks
+	snap     *snapshot.Snapshot // loaded in StartBatch
+	tick     uint32             // batch clock in ticks, set in StartBatch
+	sweep    uint64             // next bucket the sweeper visits
+	entries  int64              // occupied ways
+	local    counters
+
+	// Published once per batch, read by Stats from any goroutine.
+	pub struct {
+		hits, misses, stale, learned, evictions, expired atomic.Uint64
+		entries, capacity                                atomic.Uint64
+	}
+}
+
+func init() {
+	pipeline.Register(pipeline.ElementType{
+		Name:    "ConnTrack",
+		Doc:     "Remembers each flow's real so that it keeps it across table changes (per-worker, fixed size, per-bucket LRU).",
+		Inputs:  []string{"lookup", "learn"},
+		Outputs: []string{"hit", "miss"},
+		Routes:  [][]int{inLookup: {outHit, outMiss}, inLearn: {outHit}},
+		New: func() pipeline.Element {
+			return &ConnTrack{
+				Capacity:      DefaultCapacity,
+				TCPTimeout:    "5m",
+				TCPFinTimeout: "10s",
+				UDPTimeout:    "30s",
+				ICMPTimeout:   "10s",
+				OtherTimeout:  "30s",
+			}
+		},
+	})
+}
+
+// Validate checks capacity and timeouts without side effects.
+func (c *ConnTrack) Validate() error {
+	if c.Capacity <= 0 {
+		return &pipeline.AttrError{Attr: "capacity", Msg: "must be greater than 0"}
+	}
+	if c.Capacity > MaxCapacity {
+		return &pipeline.AttrError{Attr: "capacity", Msg: "must be at most 67108864 (64M) flows"}
+	}
+	_, err := c.parseTimeouts()
+	return err
+}
+
+// parseTimeouts converts the timeout attributes to ticks, rounding up.
+func (c *ConnTrack) parseTimeouts() ([numClasses]int32, error) {
+	var t [numClasses]int32
+	for _, a := range []struct {
+		attr, val string
+		cls       int
+	}{
+		{"tcp_timeout", c.TCPTimeout, clsTCP},
+		{"tcp_fin_timeout", c.TCPFinTimeout, clsTCPClosing},
+		{"udp_timeout", c.UDPTimeout, clsUDP},
+		{"icmp_timeout", c.ICMPTimeout, clsICMP},
+		{"other_timeout", c.OtherTimeout, clsOther},
+	} {
+		d, err := time.ParseDuration(a.val)
+		if err != nil {
+			return t, &pipeline.AttrError{Attr: a.attr, Msg: "must be a duration such as \"30s\" or \"5m\""}
+		}
+		if d <= 0 || d > maxTimeout {
+			return t, &pipeline.AttrError{Attr: a.attr, Msg: "must be greater than 0 and at most 24h"}
+		}
+		t[a.cls] = int32((d + 1<<tickShift - 1) >> tickShift)
+	}
+	return t, nil
+}
+
+// Provision allocates the whole table and gets the snapshot store.
+func (c *ConnTrack) Provision(ctx *pipeline.Context) error {
+	st, err := snapshot.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	return c.setup(st)
+}
+
+// setup is Provision after the store is found.
+func (c *ConnTrack) setup(st *snapshot.Store) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	c.timeouts, _ = c.parseTimeouts()
+	nb := uint64(1) << bits.Len64(uint64(c.Capacity+ways-1)/ways-1)
+	c.buckets = make([]bucket, nb)
+	c.mask = nb - 1
+	c.store = st
+	c.snap = st.Load()
+	c.pub.capacity.Store(nb * ways)
+	return nil
+}
+
+// Cleanup drops the table; it is safe after a partial Provision.
+func (c *ConnTrack) Cleanup() error {
+	c.buckets, c.store, c.snap = nil, nil, nil
+	return nil
+}
+
+// StartBatch loads the snapshot and the batch clock once per batch.
+func (c *ConnTrack) StartBatch(now int64) {
+	c.snap = c.store.Load()
+	c.tick = uint32(uint64(now) >> tickShift)
+}
+
+// sweepPerBatch is how many buckets EndBatch scans for idle entries. Lookups
+// and inserts already treat idle entries as free; the sweep only keeps the
+// entries gauge honest and bounds how long an untouched entry can live, so
+// that the 32-bit clock never wraps under it. Empty batches, which live
+// sources return when idle, keep it going.
+const sweepPerBatch = 8
+
+// EndBatch sweeps a few buckets and publishes the batch's counters.
+func (c *ConnTrack) EndBatch() {
+	for range sweepPerBatch {
+		b := &c.buckets[c.sweep]
+		c.sweep = (c.sweep + 1) & c.mask
+		for w := range ways {
+			if b.tag[w] != 0 && c.idle(b, w) {
+				b.tag[w] = 0
+				c.entries--
+				c.local.expired++
+			}
+		}
+	}
+	l := &c.local
+	if l.hits+l.misses+l.learned+l.expired > 0 {
+		c.pub.hits.Add(l.hits)
+		c.pub.misses.Add(l.misses)
+		c.pub.stale.Add(l.stale)
+		c.pub.learned.Add(l.learned)
+		c.pub.evictions.Add(l.evictions)
+		c.pub.expired.Add(l.expired)
+		*l = counters{}
+	}
+	c.pub.entries.Store(uint64(c.entries))
+}
+
+// age is how many ticks ago way w was seen. A clock that went backwards
+// (two sources with different clocks in one worker) reads as age 0.
+func (c *ConnTrack) age(b *bucket, w int) int32 {
+	return max(int32(c.tick-b.seen[w]), 0)
+}
+
+// idle reports whether way w has outlived its idle timeout.
+func (c *ConnTrack) idle(b *bucket, w int) bool {
+	return c.age(b, w) > c.timeouts[b.cls[w]]
+}
+
+// tagOf takes the tag from the hash's high bits; the bucket index uses the
+// low bits, so the two are independent. 0 is reserved for free ways.
+func tagOf(h uint64) uint16 {
+	return max(uint16(h>>48), 1)
+}
+
+func restOf(f *pipeline.Flow) uint64 {
+	return uint64(f.SrcPort)<<32 | uint64(f.DstPort)<<16 | uint64(f.Proto)
+}
+
+// find returns the way of b that holds flow f, or -1.
+func find(b *bucket, tag uint16, f *pipeline.Flow) int {
+	rest := restOf(f)
+	for w := range ways {
+		if b.tag[w] == tag {
+			e := &b.ent[w]
+			if e.rest == rest && e.src == f.Src && e.dst == f.Dst {
+				return w
+			}
+		}
+	}
+	return -1
+}
+
+// tcpFlags returns the TCP flags of p, if p carries a TCP header: not a
+// fragment (Parse5Tuple's L4 is then the fragment payload) and not an ICMP
+// error (L4 is the ICMP header; Proto is the quoted packet's).
+func tcpFlags(p *pipeline.Packet) (uint8, bool) {
+	if p.Flow.Proto != 6 || p.Flow.Flags&(pipeline.FlowFragment|pipeline.FlowICMPError) != 0 {
+		return 0, false
+	}
+	d := p.Data()
+	if i := int(p.L4) + 13; i < len(d) {
+		return d[i], true
+	}
+	return 0, false
+}
+
+// classOf returns the timeout class for a packet of flow p.Flow, given the
+// class its entry had (clsTCP for a new one).
+//
+// xlb does direct server return, so it sees only client-to-server packets:
+// it cannot follow the TCP state machine (RFC 9293 §3.3.2) as a stateful
+// firewall does. A client's FIN or RST is the one sign of a closing
+// connection it gets; it then shortens the entry's timeout to
+// tcp_fin_timeout, long enough for the client's last ACKs and for a
+// half-closed connection whose client keeps acknowledging. A bare SYN on a
+// closing entry is a new connection reusing the 4-tuple and restores the
+// full timeout.
+func classOf(p *pipeline.Packet, prev uint8) uint8 {
+	switch p.Flow.Proto {
+	case 6:
+		f, ok := tcpFlags(p)
+		switch {
+		case !ok:
+		case f&(tcpFIN|tcpRST) != 0:
+			return clsTCPClosing
+		case f&(tcpSYN|tcpACK) == tcpSYN:
+			return clsTCP
+		}
+		return prev
+	case 17:
+		return clsUDP
+	case 1, 58:
+		return clsICMP
+	}
+	return clsOther
+}
+
+// Push looks a packet up (input lookup) or records the real MaglevSelect
+// chose for it (input learn).
+func (c *ConnTrack) Push(in int, p *pipeline.Packet) int {
+	if in == inLearn {
+		c.learn(p)
+		return outHit
+	}
+	return c.lookup(p)
+}
+
+// lookup is a hit when the flow has a live entry whose real may still carry
+// it: same ID and epoch in the current snapshot, Up or Draining, and still a
+// member of the entry's VIP. An idle or stale entry is freed so that the
+// learn that follows (or any new flow) can take its way.
+func (c *ConnTrack) lookup(p *pipeline.Packet) int {
+	b := &c.buckets[p.Hash&c.mask]
+	w := find(b, tagOf(p.Hash), &p.Flow)
+	if w < 0 {
+		c.local.misses++
+		return outMiss
+	}
+	if c.idle(b, w) {
+		b.tag[w] = 0
+		c.entries--
+		c.local.expired++
+		c.local.misses++
+		return outMiss
+	}
+	e := &b.ent[w]
+	r := c.snap.Real(e.real, e.epoch)
+	if r == nil || !r.KeepsFlows() || r.VIP != e.vip {
+		b.tag[w] = 0
+		c.entries--
+		c.local.stale++
+		c.local.misses++
+		return outMiss
+	}
+	p.VIP, p.Backend, p.Epoch = e.vip, e.real, e.epoch
+	b.seen[w] = c.tick
+	if p.Flow.Proto == 6 {
+		b.cls[w] = classOf(p, b.cls[w])
+	}
+	c.local.hits++
+	return outHit
+}
+
+// learn inserts or overwrites p's entry with p.VIP/p.Backend/p.Epoch. A new
+// flow is never refused. It takes, in order: its own entry, a free way, the
+// least recently seen idle way, and else evicts the least recently seen live
+// way. That is per-bucket LRU, the policy of Katran's per-CPU LRU maps
+// (approximate LRU, evicting live flows when full). VPP lb's sticky table
+// has the same shape (fixed buckets, one header line of hashes and
+// timeouts, idle ways recycled lazily) but leaves a new flow untracked when
+// its bucket has no idle way; we prefer keeping the newest flows, as a full
+// table under a flood of new flows would otherwise stop tracking any.
+func (c *ConnTrack) learn(p *pipeline.Packet) {
+	b := &c.buckets[p.Hash&c.mask]
+	tag := tagOf(p.Hash)
+	w := find(b, tag, &p.Flow)
+	cls := uint8(clsTCP)
+	if w >= 0 {
+		cls = b.cls[w]
+	} else {
+		w = c.victim(b)
+		e := &b.ent[w]
+		e.src, e.dst, e.rest = p.Flow.Src, p.Flow.Dst, restOf(&p.Flow)
+		b.tag[w] = tag
+	}
+	e := &b.ent[w]
+	e.vip, e.real, e.epoch = p.VIP, p.Backend, p.Epoch
+	b.seen[w] = c.tick
+	b.cls[w] = classOf(p, cls)
+	c.local.learned++
+}
+
+// victim picks the way a new flow takes and counts what it displaces.
+func (c *ConnTrack) victim(b *bucket) int {
+	idleW, idleAge := -1, int32(-1)
+	liveW, liveAge := 0, int32(-1)
+	for w := range ways {
+		if b.tag[w] == 0 {
+			c.entries++
+			return w
+		}
+		a := c.age(b, w)
+		if a > c.timeouts[b.cls[w]] {
+			if a > idleAge {
+				idleW, idleAge = w, a
+			}
+		} else if a > liveAge {
+			liveW, liveAge = w, a
+		}
+	}
+	if idleW >= 0 {
+		c.local.expired++
+		return idleW
+	}
+	c.local.evictions++
+	return liveW
+}
+
+// Stats reports the counters published at the end of the last batch.
+func (c *ConnTrack) Stats(emit func(pipeline.Metric)) {
+	for _, m := range []struct {
+		name, help string
+		v          *atomic.Uint64
+		gauge      bool
+	}{
+		{"xlb_conntrack_entries", "Flows in the table (idle ones until swept or reused).", &c.pub.entries, true},
+		{"xlb_conntrack_capacity", "Flows the table can hold.", &c.pub.capacity, true},
+		{"xlb_conntrack_hits_total", "Lookups that found a live flow with a usable real.", &c.pub.hits, false},
+		{"xlb_conntrack_misses_total", "Lookups sent to backend selection (stale ones included).", &c.pub.misses, false},
+		{"xlb_conntrack_stale_total", "Lookups that found a flow whose real is gone, down or moved.", &c.pub.stale, false},
+		{"xlb_conntrack_learned_total", "Flows inserted or updated after backend selection.", &c.pub.learned, false},
+		{"xlb_conntrack_evictions_total", "Live flows evicted (least recently seen of a full bucket).", &c.pub.evictions, false},
+		{"xlb_conntrack_expired_total", "Idle flows removed (by lookup, reuse or the sweeper).", &c.pub.expired, false},
+	} {
+		emit(pipeline.Metric{Name: m.name, Help: m.help, Value: m.v.Load(), Gauge: m.gauge})
+	}
+}
+
+var (
+	_ pipeline.Pusher        = (*ConnTrack)(nil)
+	_ pipeline.Validator     = (*ConnTrack)(nil)
+	_ pipeline.Provisioner   = (*ConnTrack)(nil)
+	_ pipeline.Cleaner       = (*ConnTrack)(nil)
+	_ pipeline.BatchStarter  = (*ConnTrack)(nil)
+	_ pipeline.BatchEnder    = (*ConnTrack)(nil)
+	_ pipeline.StatsReporter = (*ConnTrack)(nil)
+)

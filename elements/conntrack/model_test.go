@@ -1,0 +1,146 @@
+package conntrack
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+// model is the table as a plain map with the same rules: an entry is live
+// while its idle time (in ticks) is at most its class's timeout; a new flow
+// whose bucket already holds `ways` live flows evicts the least recently
+// seen of them.
+type model struct {
+	m         map[int]mEntry // by flow number
+	timeouts  [numClasses]int32
+	evictions uint64
+	hits      uint64
+	misses    uint64
+}
+
+type mEntry struct {
+	bucket           uint64
+	real, epoch, vip uint32
+	seen             uint32
+	cls              uint8
+}
+
+func (m *model) live(e mEntry, now uint32) bool {
+	return int32(now-e.seen) <= m.timeouts[e.cls]
+}
+
+func (m *model) lookup(n int, now uint32) (mEntry, bool) {
+	e, ok := m.m[n]
+	if !ok || !m.live(e, now) {
+		delete(m.m, n)
+		m.misses++
+		return e, false
+	}
+	e.seen = now
+	m.m[n] = e
+	m.hits++
+	return e, true
+}
+
+func (m *model) learn(n int, e mEntry, now uint32) {
+	if old, ok := m.m[n]; ok && m.live(old, now) {
+		m.m[n] = e
+		return
+	}
+	delete(m.m, n)
+	oldest, count := -1, 0
+	for k, o := range m.m {
+		if o.bucket != e.bucket || !m.live(o, now) {
+			continue
+		}
+		count++
+		if oldest < 0 || o.seen < m.m[oldest].seen {
+			oldest = k
+		}
+	}
+	if count == ways {
+		delete(m.m, oldest)
+		m.evictions++
+	}
+	m.m[n] = e
+}
+
+// protoClass is the class of each protocol the property test uses; its
+// packets carry no TCP flags, so TCP flows stay in clsTCP.
+var protoClass = map[uint8]uint8{6: clsTCP, 17: clsUDP, 1: clsICMP, 47: clsOther}
+
+// TestModel drives the table with random lookups, learns and idle periods
+// and checks every answer against the model.
+func TestModel(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		capacity int
+		flows    int
+		// hash returns flow n's hash.
+		hash func(n int, nb uint64) uint64
+		// withinCapacity: no bucket ever holds more than `ways` flows, so
+		// nothing may be evicted.
+		withinCapacity bool
+	}{
+		{"within capacity", 256, 256, func(n int, nb uint64) uint64 {
+			return mix(uint64(n))&^(nb-1) | uint64(n)%nb
+		}, true},
+		{"overflowing buckets", 64, 200, func(n int, _ uint64) uint64 { return mix(uint64(n)) }, false},
+	} {
+		for seed := range uint64(4) {
+			t.Run(fmt.Sprintf("%s/seed%d", tc.name, seed), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(seed, 7))
+				st := snapshot.NewStore(mkSnap(1, fourReals()...))
+				c := newCT(t, st, func(c *ConnTrack) { c.Capacity = tc.capacity })
+				nb := uint64(len(c.buckets))
+				mod := &model{m: map[int]mEntry{}, timeouts: c.timeouts}
+
+				protos := []uint8{6, 17, 1, 47}
+				pkts := make([]*pipeline.Packet, tc.flows)
+				for n := range pkts {
+					proto := protos[rng.IntN(len(protos))]
+					pkts[n] = newPacket(flowN(n, proto, 80), tc.hash(n, nb))
+				}
+				clock := uint64(t0) >> tickShift // ticks; the table keeps the low 32 bits
+				for op := range 20000 {
+					// Every op gets its own tick, so last-seen times never
+					// tie; now and then the clock jumps by up to 40s.
+					clock += 1 + uint64(rng.IntN(200))
+					if rng.IntN(50) == 0 {
+						clock += uint64(rng.IntN(40 << (30 - tickShift)))
+					}
+					now, tick := int64(clock<<tickShift), uint32(clock)
+					n := rng.IntN(tc.flows)
+					p := pkts[n]
+					if rng.IntN(3) == 0 {
+						real := uint32(rng.IntN(4))
+						learn(c, p, now, 0, real, 1)
+						mod.learn(n, mEntry{bucket: p.Hash & (nb - 1), real: real, epoch: 1, seen: tick, cls: protoClass[p.Flow.Proto]}, tick)
+						continue
+					}
+					port := lookup(c, p, now)
+					want, hit := mod.lookup(n, tick)
+					if (port == outHit) != hit {
+						t.Fatalf("op %d: flow %d: port %d, model says hit=%v", op, n, port, hit)
+					}
+					if hit && (p.VIP != want.vip || p.Backend != want.real || p.Epoch != want.epoch) {
+						t.Fatalf("op %d: flow %d: got vip %d real %d epoch %d, model %+v", op, n, p.VIP, p.Backend, p.Epoch, want)
+					}
+				}
+				m := metrics(c)
+				if m["xlb_conntrack_evictions_total"] != mod.evictions || m["xlb_conntrack_hits_total"] != mod.hits || m["xlb_conntrack_misses_total"] != mod.misses {
+					t.Errorf("counters %v, model evictions %d hits %d misses %d", m, mod.evictions, mod.hits, mod.misses)
+				}
+				if tc.withinCapacity && mod.evictions != 0 {
+					t.Errorf("%d evictions within capacity", mod.evictions)
+				}
+				if mod.hits == 0 || mod.misses == 0 || (!tc.withinCapacity && mod.evictions == 0) {
+					t.Errorf("weak run: hits %d misses %d evictions %d", mod.hits, mod.misses, mod.evictions)
+				}
+			})
+		}
+	}
+}
