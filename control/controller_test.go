@@ -98,7 +98,7 @@ func TestApplySnapshot(t *testing.T) {
 	}
 	// The VIP is found by the data plane's lookup, and its table selects
 	// existing reals.
-	i, ok := s.LookupVIP(addr("192.0.2.1").As16(), 6, 443)
+	i, ok := s.LookupVIP(&pipeline.Flow{Dst: addr("192.0.2.1").As16(), Proto: 6, DstPort: 443})
 	if !ok || s.VIPs[i].Name != "web" {
 		t.Fatalf("LookupVIP(web:443) = %d, %v", i, ok)
 	}

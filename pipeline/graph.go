@@ -141,13 +141,15 @@ func Build(spec Spec) (*Graph, Errors) {
 	g.spec.Elements = append([]ElementDecl(nil), spec.Elements...)
 	g.spec.Connections = append([]Connection(nil), spec.Connections...)
 	byName := map[string]int{}
+	declared := map[string]Range{}
 	for i := range g.spec.Elements {
 		d := &g.spec.Elements[i]
-		if j, dup := byName[d.Name]; dup {
+		if prev, dup := declared[d.Name]; dup {
 			add(d.Range, "Duplicate element name",
-				"An element named %q was already declared at %s; give this one another name.", d.Name, g.spec.Elements[j].Range)
+				"An element named %q was already declared at %s; give this one another name.", d.Name, prev)
 			continue
 		}
+		declared[d.Name] = d.Range
 		t, ok := Lookup(d.Type)
 		if !ok {
 			add(d.TypeRange, "Unknown element type",

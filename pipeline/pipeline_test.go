@@ -243,6 +243,10 @@ func TestBuildErrorDetails(t *testing.T) {
 	if !strings.Contains(errs.Error(), `did you mean "TSplit"?`) {
 		t.Errorf("want a suggestion for TSpilt, got %v", errs)
 	}
+	_, errs = Build(Spec{Elements: []ElementDecl{decl("x", "Nope", 1), decl("src", "TSource", 2), decl("x", "TSink", 3)}})
+	if !strings.Contains(errs.Error(), `An element named "x" was already declared at t.hcl:1:1`) {
+		t.Errorf("a duplicate must name the first declaration, even of an unknown type: %v", errs)
+	}
 	v := decl("v", "TValidated", 2)
 	v.Configure = func(e Element) error { e.(*tValidated).Size = -1; return nil }
 	v.AttrRanges = map[string]Range{"size": {Filename: "t.hcl", Start: Pos{Line: 9, Column: 3}}}

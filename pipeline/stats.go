@@ -78,8 +78,8 @@ func sameLabels(a, b []Label) bool {
 	return true
 }
 
-// WriteText prints stats as an aligned table: one line per port with
-// traffic, then the element's own metrics.
+// WriteText prints stats for people: every port's packet count, then the
+// element's own metrics that are not zero.
 func WriteText(w io.Writer, stats []ElementStats) error {
 	var b strings.Builder
 	for _, s := range stats {
@@ -96,7 +96,11 @@ func WriteText(w io.Writer, stats []ElementStats) error {
 		ms := append([]Metric(nil), s.Metrics...)
 		sort.SliceStable(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })
 		for _, m := range ms {
-			fmt.Fprintf(&b, "  %s%s %d\n", m.Name, formatLabels(m.Labels), m.Value)
+			// Zero counters are left out: a human reads this, and the
+			// drop reasons that did not happen are noise.
+			if m.Value != 0 || m.Gauge {
+				fmt.Fprintf(&b, "  %s%s %d\n", m.Name, formatLabels(m.Labels), m.Value)
+			}
 		}
 	}
 	_, err := io.WriteString(w, b.String())

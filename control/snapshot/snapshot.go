@@ -84,6 +84,8 @@ type Snapshot struct {
 	Reals []Real
 
 	index map[vipKey]uint32
+	// frags maps (address, protocol) to the VIP that fragments go to.
+	frags map[vipKey]uint32
 }
 
 type vipKey struct {
@@ -99,9 +101,14 @@ const anyPort = 0
 // New builds a snapshot and its lookup index. vips and reals are owned by the
 // snapshot from now on and must not be modified.
 func New(generation, hashSeed uint64, vips []VIP, reals []Real) *Snapshot {
-	s := &Snapshot{Generation: generation, HashSeed: hashSeed, VIPs: vips, Reals: reals, index: map[vipKey]uint32{}}
+	s := &Snapshot{Generation: generation, HashSeed: hashSeed, VIPs: vips, Reals: reals,
+		index: map[vipKey]uint32{}, frags: map[vipKey]uint32{}}
 	for i, v := range vips {
 		a := v.Addr.As16()
+		fk := vipKey{a, v.Proto, anyPort}
+		if j, ok := s.frags[fk]; !ok || v.Name < vips[j].Name {
+			s.frags[fk] = uint32(i)
+		}
 		if len(v.Ports) == 0 {
 			s.index[vipKey{a, v.Proto, anyPort}] = uint32(i)
 			continue
@@ -113,28 +120,35 @@ func New(generation, hashSeed uint64, vips []VIP, reals []Real) *Snapshot {
 	return s
 }
 
-// LookupVIP returns the index of the VIP that a packet to dst, proto, port
-// belongs to. A VIP with a specific protocol and port wins over one that
-// matches any port, which wins over one that matches any protocol.
+// LookupVIP returns the index of the VIP that a packet of flow f belongs
+// to. A VIP with a specific protocol and port wins over one that matches any
+// port, which wins over one that matches any protocol.
 //
 // Ports only mean something for TCP, UDP and SCTP: for any other protocol
 // the port is ignored, so that an ICMP echo identifier (which Parse5Tuple
-// keeps in the port fields) never matches a port-specific VIP.
-func (s *Snapshot) LookupVIP(dst [16]byte, proto uint8, port uint16) (uint32, bool) {
-	if proto != 6 && proto != 17 && proto != 132 {
+// keeps in the port fields) never matches a port-specific VIP. A fragment
+// carries no ports (only the first one has them, and all are keyed alike
+// so that they reach the same backend): it belongs to the VIP with its
+// address and protocol, and when several VIPs share those with different
+// ports, to the first of them by name.
+func (s *Snapshot) LookupVIP(f *pipeline.Flow) (uint32, bool) {
+	port := f.DstPort
+	if f.Proto != 6 && f.Proto != 17 && f.Proto != 132 {
 		port = anyPort
 	}
-	if i, ok := s.index[vipKey{dst, proto, port}]; ok {
-		return i, true
+	if f.Flags&pipeline.FlowFragment != 0 {
+		if i, ok := s.frags[vipKey{f.Dst, f.Proto, anyPort}]; ok {
+			return i, true
+		}
+		i, ok := s.frags[vipKey{f.Dst, 0, anyPort}]
+		return i, ok
 	}
-	if i, ok := s.index[vipKey{dst, proto, anyPort}]; ok {
-		return i, true
+	for _, k := range [...]vipKey{{f.Dst, f.Proto, port}, {f.Dst, f.Proto, anyPort}, {f.Dst, 0, port}, {f.Dst, 0, anyPort}} {
+		if i, ok := s.index[k]; ok {
+			return i, true
+		}
 	}
-	if i, ok := s.index[vipKey{dst, 0, port}]; ok {
-		return i, true
-	}
-	i, ok := s.index[vipKey{dst, 0, anyPort}]
-	return i, ok
+	return 0, false
 }
 
 // Real returns the real with the given ID and epoch, or nil when that real

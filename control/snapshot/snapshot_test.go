@@ -3,6 +3,8 @@ package snapshot
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/xlbproject/xlb/pipeline"
 )
 
 func TestLookupVIP(t *testing.T) {
@@ -29,7 +31,7 @@ func TestLookupVIP(t *testing.T) {
 		{netip.MustParseAddr("192.0.2.11"), 6, 80, ""},
 	}
 	for _, tt := range tests {
-		i, ok := s.LookupVIP(tt.dst.As16(), tt.proto, tt.port)
+		i, ok := s.LookupVIP(&pipeline.Flow{Dst: tt.dst.As16(), Proto: tt.proto, DstPort: tt.port})
 		got := ""
 		if ok {
 			got = s.VIPs[i].Name
@@ -37,6 +39,27 @@ func TestLookupVIP(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("LookupVIP(%v, %d, %d) = %q, want %q", tt.dst, tt.proto, tt.port, got, tt.want)
 		}
+	}
+}
+
+func TestLookupVIPFragments(t *testing.T) {
+	a := netip.MustParseAddr("192.0.2.10")
+	s := New(1, 0, []VIP{
+		{Name: "dns", Addr: a, Proto: 17, Ports: []uint16{53}},
+		{Name: "b-syslog", Addr: a, Proto: 17, Ports: []uint16{514}},
+		{Name: "web", Addr: a, Proto: 6, Ports: []uint16{80}},
+	}, nil)
+	frag := func(proto uint8) *pipeline.Flow {
+		return &pipeline.Flow{Dst: a.As16(), Proto: proto, Flags: pipeline.FlowFragment}
+	}
+	if i, ok := s.LookupVIP(frag(17)); !ok || s.VIPs[i].Name != "b-syslog" {
+		t.Errorf("a UDP fragment must go to the first UDP VIP by name (b-syslog), got %d %v", i, ok)
+	}
+	if i, ok := s.LookupVIP(frag(6)); !ok || s.VIPs[i].Name != "web" {
+		t.Errorf("a TCP fragment must go to web, got %d %v", i, ok)
+	}
+	if _, ok := s.LookupVIP(frag(132)); ok {
+		t.Error("an SCTP fragment matches no VIP")
 	}
 }
 

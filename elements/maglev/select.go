@@ -62,7 +62,7 @@ func (e *Select) StartBatch(int64) { e.snap = e.store.Load() }
 // Push selects the packet's backend.
 func (e *Select) Push(_ int, p *pipeline.Packet) int {
 	s := e.snap
-	vip, ok := s.LookupVIP(p.Flow.Dst, p.Flow.Proto, p.Flow.DstPort)
+	vip, ok := s.LookupVIP(&p.Flow)
 	if !ok {
 		p.Reason = reasonNoVIP
 		return portNoBackend
