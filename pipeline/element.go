@@ -67,6 +67,15 @@ type BatchEnder interface {
 	EndBatch()
 }
 
+// Prefetcher is called with all of a batch's packets queued for an input
+// before Push sees the first of them. An element whose per-packet work
+// starts with a cache miss (a large flow table) touches that memory here
+// for every packet, so that the misses overlap instead of being paid one
+// after another inside Push.
+type Prefetcher interface {
+	Prefetch(in int, pkts []*Packet)
+}
+
 // Metric is one counter or gauge value an element reports.
 type Metric struct {
 	Name   string // xlb_<subsystem>_<name>

@@ -49,9 +49,10 @@ type instElem struct {
 // for it during the current batch. A batch holds at most MaxBatch packets
 // and each is in exactly one queue, so MaxBatch slots always suffice.
 type node struct {
-	elem *instElem
-	push Pusher
-	in   int
+	elem     *instElem
+	push     Pusher
+	prefetch Prefetcher // nil unless the element implements it
+	in       int
 	n    int
 	q    [MaxBatch]*Packet
 }
@@ -120,6 +121,7 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *I
 	for _, ref := range g.order {
 		ie := inst.elems[ref.elem]
 		n := &node{elem: ie, push: ie.el.(Pusher), in: ref.in}
+		n.prefetch, _ = ie.el.(Prefetcher)
 		nodes[ref] = n
 		inst.order = append(inst.order, n)
 	}
@@ -167,6 +169,9 @@ func (n *node) run() {
 	e := n.elem
 	counts := e.counts
 	consumed := uint64(0)
+	if n.prefetch != nil {
+		n.prefetch.Prefetch(n.in, q)
+	}
 	for i, p := range q {
 		q[i] = nil
 		port := n.push.Push(n.in, p)

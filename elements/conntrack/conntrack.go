@@ -117,6 +117,8 @@ type ConnTrack struct {
 	sweep    uint64             // next bucket the sweeper visits
 	entries  int64              // occupied ways
 	local    counters
+	// touched keeps Prefetch's loads from being optimised away.
+	touched uint64
 
 	// Published once per batch, read by Stats from any goroutine.
 	pub struct {
@@ -331,6 +333,30 @@ func classOf(p *pipeline.Packet, prev uint8) uint8 {
 	return clsOther
 }
 
+// Prefetch touches, for every packet of the batch, its bucket's header line
+// and then the entry line its tag points at. Go has no prefetch
+// instruction, but these loads are independent of each other, so the CPU
+// keeps many of them in flight at once: with a table far larger than the
+// caches, a batch then waits for about two memory latencies instead of two
+// per packet.
+func (c *ConnTrack) Prefetch(_ int, pkts []*pipeline.Packet) {
+	var sum uint64
+	for _, p := range pkts {
+		sum += uint64(c.buckets[p.Hash&c.mask].tag[0])
+	}
+	for _, p := range pkts {
+		b := &c.buckets[p.Hash&c.mask]
+		tag := tagOf(p.Hash)
+		for w := range ways {
+			if b.tag[w] == tag {
+				sum += b.ent[w].rest
+				break
+			}
+		}
+	}
+	c.touched = sum
+}
+
 // Push looks a packet up (input lookup) or records the real MaglevSelect
 // chose for it (input learn).
 func (c *ConnTrack) Push(in int, p *pipeline.Packet) int {
@@ -461,3 +487,4 @@ var (
 	_ pipeline.BatchEnder    = (*ConnTrack)(nil)
 	_ pipeline.StatsReporter = (*ConnTrack)(nil)
 )
+var _ pipeline.Prefetcher = (*ConnTrack)(nil)
