@@ -53,8 +53,8 @@ type node struct {
 	push     Pusher
 	prefetch Prefetcher // nil unless the element implements it
 	in       int
-	n    int
-	q    [MaxBatch]*Packet
+	n        int
+	q        [MaxBatch]*Packet
 }
 
 // instantiate builds worker's copy of the graph: New, Configure, Validate

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xlbproject/xlb/control"
+)
+
+var update = flag.Bool("update", false, "rewrite examples/offline/expected.txt")
+
+const example = "../../examples/offline/offline.hcl"
+
+// TestOfflineExample runs the example as `make demo` does and compares what
+// it prints with the expected output committed beside it.
+func TestOfflineExample(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out.pcap")
+	var stdout, stderr bytes.Buffer
+	if rc := runCmd([]string{"-config", example, "-var", "output=" + out}, &stdout, &stderr); rc != 0 {
+		t.Fatalf("xlbd run exited %d:\n%s", rc, stderr.String())
+	}
+	expected := "../../examples/offline/expected.txt"
+	if *update {
+		if err := os.WriteFile(expected, stdout.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(expected)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stdout.String() != string(want) {
+		t.Errorf("xlbd run printed:\n%s\nwant (%s; go test ./cmd/xlbd -run TestOfflineExample -args -update to refresh):\n%s", stdout.String(), expected, want)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Size() < 1000 {
+		t.Errorf("no output capture written: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if rc := validateCmd([]string{example}, &stdout, &stderr); rc != 0 || !strings.HasSuffix(stdout.String(), "offline.hcl: ok\n") {
+		t.Fatalf("validate of the example: rc %d, stdout %q, stderr %q", rc, stdout.String(), stderr.String())
+	}
+
+	src, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(src), "capacity    = 65536", "capcity     = 65536", 1)
+	broken = strings.Replace(broken, `"ct.miss -> sel -> ct.learn"`, `"ct.mis -> sel -> ct.learn"`, 1)
+	path := filepath.Join(t.TempDir(), "broken.hcl")
+	if err := os.WriteFile(path, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if rc := validateCmd([]string{path}, &stdout, &stderr); rc != 1 {
+		t.Fatalf("validate of a broken file: rc %d, want 1", rc)
+	}
+	for _, want := range []string{
+		path + ":23:5: error: Unsupported argument",
+		`Did you mean "capacity"?`,
+		path + ":39:6: error: Unknown output port",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("validate output lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+func TestFmt(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if rc := fmtCmd([]string{"-check", example}, &stdout, &stderr); rc != 0 {
+		t.Errorf("the example is not formatted (rc %d): %s%s", rc, stdout.String(), stderr.String())
+	}
+	path := filepath.Join(t.TempDir(), "messy.hcl")
+	if err := os.WriteFile(path, []byte("hash_seed=1\npipeline {\nworkers=2\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if rc := fmtCmd([]string{"-check", path}, &stdout, &stderr); rc != 1 || stdout.String() != path+"\n" {
+		t.Errorf("fmt -check of a messy file: rc %d, stdout %q", rc, stdout.String())
+	}
+	if rc := fmtCmd([]string{path}, &stdout, &stderr); rc != 0 {
+		t.Fatalf("fmt: rc %d", rc)
+	}
+	got, _ := os.ReadFile(path)
+	if want := "hash_seed = 1\npipeline {\n  workers = 2\n}\n"; string(got) != want {
+		t.Errorf("fmt wrote %q, want %q", got, want)
+	}
+}
+
+func TestGraph(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if rc := graphCmd([]string{example}, &stdout, &stderr); rc != 0 {
+		t.Fatalf("graph: rc %d: %s", rc, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), `"ct" -> "sel" [taillabel="miss", headlabel="in"]`) {
+		t.Errorf("graph lacks the ct.miss -> sel edge:\n%s", stdout.String())
+	}
+}
+
+// TestReloadKeepsRunningConfig: a reload with a broken file is refused and
+// the published snapshot stays; a good one is applied.
+func TestReloadKeepsRunningConfig(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "x.hcl")
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(string(src))
+	ctl := control.New()
+	var stderr bytes.Buffer
+	if err := reload(path, varFlags{}, ctl, &stderr); err != nil {
+		t.Fatalf("first load: %v\n%s", err, stderr.String())
+	}
+	gen := ctl.Snapshot().Generation
+	write(strings.Replace(string(src), `pools = ["canary"]`, `pools = ["canry"]`, 1))
+	if err := reload(path, varFlags{}, ctl, &stderr); err == nil {
+		t.Fatal("a reload with an unknown pool must be refused")
+	}
+	if ctl.Snapshot().Generation != gen || len(ctl.Snapshot().VIPs) != 4 {
+		t.Fatal("a refused reload changed the running configuration")
+	}
+	write(strings.Replace(string(src), `weight  = 2`, `weight  = 3`, 1))
+	if err := reload(path, varFlags{}, ctl, &stderr); err != nil {
+		t.Fatalf("good reload: %v", err)
+	}
+	if ctl.Snapshot().Generation != gen+1 {
+		t.Errorf("generation %d after a good reload, want %d", ctl.Snapshot().Generation, gen+1)
+	}
+}

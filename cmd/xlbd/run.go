@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	config := fs.String("config", "", "the pipeline file (required)")
+	vars := varsFlag(fs)
+	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
+	quiet := fs.Bool("quiet", false, "do not print counters when the pipeline stops")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: xlbd run -config FILE [-var name=value]... [-workers N]")
+		fs.PrintDefaults()
+	}
+	fs.SetOutput(stderr)
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	if *config == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	f := load(*config, vars, stderr)
+	if f == nil {
+		return 1
+	}
+	ctl := control.New()
+	if err := ctl.Apply(&f.Service); err != nil {
+		log.Error("service configuration rejected", "err", err)
+		return 1
+	}
+	n := f.Workers
+	if *workers > 0 {
+		n = *workers
+	}
+	rt, err := f.Graph.Start(pipeline.Options{
+		Workers: max(n, 1),
+		Logger:  log,
+		Values:  snapshot.WithStore(nil, ctl.Store()),
+	})
+	if err != nil {
+		log.Error("pipeline failed to start", "err", err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go reloadOnHUP(ctx, log, *config, vars, ctl, stderr)
+
+	log.Info("pipeline running", "config", *config, "workers", len(rt.Workers()), "vips", len(ctl.Snapshot().VIPs))
+	runErr := rt.Run(ctx)
+	closeErr := rt.Close()
+	if !*quiet {
+		printStats(stdout, rt.Stats(), ctl.Snapshot())
+	}
+	if err := errors.Join(runErr, closeErr); err != nil {
+		log.Error("pipeline stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// reloadOnHUP re-reads the service part of the file on SIGHUP.
+func reloadOnHUP(ctx context.Context, log *slog.Logger, path string, vars varFlags, ctl *control.Controller, stderr io.Writer) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if err := reload(path, vars, ctl, stderr); err != nil {
+			log.Error("reload rejected; the running configuration stays", "config", path, "err", err)
+			continue
+		}
+		log.Info("service configuration reloaded", "config", path, "generation", ctl.Snapshot().Generation,
+			"note", "changes to the pipeline block take effect at the next restart")
+	}
+}
+
+// reload applies the file's VIPs, pools and backends. A file that does not
+// validate is reported and the running configuration stays. A changed
+// element graph needs a restart, because per-worker state such as ConnTrack
+// tables cannot be carried into a different graph.
+func reload(path string, vars varFlags, ctl *control.Controller, stderr io.Writer) error {
+	f := load(path, vars, stderr)
+	if f == nil {
+		return errors.New("the file has errors")
+	}
+	return ctl.Apply(&f.Service)
+}
+
+// printStats prints per-element counters, then packets per backend.
+func printStats(w io.Writer, stats []pipeline.ElementStats, snap *snapshot.Snapshot) {
+	// Per-backend metrics get a table of their own below.
+	elems := make([]pipeline.ElementStats, len(stats))
+	for i, s := range stats {
+		elems[i] = s
+		elems[i].Metrics = nil
+		for _, m := range s.Metrics {
+			if !hasLabel(m, "backend") {
+				elems[i].Metrics = append(elems[i].Metrics, m)
+			}
+		}
+	}
+	fmt.Fprintln(w, "== elements")
+	_ = pipeline.WriteText(w, elems)
+
+	type row struct {
+		vip, backend    string
+		packets, octets uint64
+	}
+	rows := map[[2]string]*row{}
+	for _, s := range stats {
+		for _, m := range s.Metrics {
+			var vip, backend string
+			for _, l := range m.Labels {
+				switch l.Name {
+				case "vip":
+					vip = l.Value
+				case "backend":
+					backend = l.Value
+				}
+			}
+			if backend == "" {
+				continue
+			}
+			r := rows[[2]string{vip, backend}]
+			if r == nil {
+				r = &row{vip: vip, backend: backend}
+				rows[[2]string{vip, backend}] = r
+			}
+			switch m.Name {
+			case "xlb_encap_backend_packets_total":
+				r.packets += m.Value
+			case "xlb_encap_backend_bytes_total":
+				r.octets += m.Value
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	sorted := make([]*row, 0, len(rows))
+	for _, r := range rows {
+		sorted = append(sorted, r)
+	}
+	sort.Slice(sorted, func(i, j int) bool {
+		if sorted[i].vip != sorted[j].vip {
+			return sorted[i].vip < sorted[j].vip
+		}
+		return sorted[i].backend < sorted[j].backend
+	})
+	weights := map[[2]string]uint32{}
+	for _, r := range snap.Reals {
+		if r.Epoch != 0 {
+			weights[[2]string{snap.VIPs[r.VIP].Name, r.Backend}] = r.Weight
+		}
+	}
+	fmt.Fprintln(w, "== backends")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "vip\tbackend\tweight\tpackets\tbytes\t")
+	for _, r := range sorted {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t\n", r.vip, r.backend, weights[[2]string{r.vip, r.backend}], r.packets, r.octets)
+	}
+	_ = tw.Flush()
+}
+
+func hasLabel(m pipeline.Metric, name string) bool {
+	for _, l := range m.Labels {
+		if l.Name == name {
+			return true
+		}
+	}
+	return false
+}

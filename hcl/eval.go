@@ -1,0 +1,463 @@
+package hcl
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/typeexpr"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
+)
+
+// variable is one variable block.
+type variable struct {
+	name  string
+	block *hcl.Block
+	attrs hcl.Attributes
+	value cty.Value
+}
+
+// local is one attribute of a locals block.
+type local struct {
+	name   string
+	attr   *hcl.Attribute
+	deps   []*local
+	cyclic bool
+	value  cty.Value
+}
+
+var variableSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "default"}, {Name: "description"}, {Name: "type"}},
+}
+
+func (l *loader) declareVariable(b *hcl.Block) {
+	name := b.Labels[0]
+	content, diags := b.Body.Content(variableSchema)
+	l.diags = append(l.diags, diags...)
+	if !hclsyntax.ValidIdentifier(name) {
+		l.errorf(b.LabelRanges[0], "Invalid variable name",
+			"%q is not a valid name: use letters, digits, underscores and dashes, starting with a letter.", name)
+		return
+	}
+	if prev, dup := l.varByName[name]; dup {
+		l.errorf(b.LabelRanges[0], "Duplicate variable",
+			"A variable named %q was already declared at %s; remove one of them or rename it.", name, pos(prev.block.DefRange))
+		return
+	}
+	if l.varByName == nil {
+		l.varByName = map[string]*variable{}
+	}
+	v := &variable{name: name, block: b, attrs: content.Attributes, value: cty.DynamicVal}
+	if a, ok := content.Attributes["description"]; ok {
+		var s string
+		l.add(gohcl.DecodeExpression(a.Expr, nil, &s))
+	}
+	l.vars = append(l.vars, v)
+	l.varByName[name] = v
+}
+
+func (l *loader) declareLocals(b *hcl.Block) {
+	attrs, diags := b.Body.JustAttributes()
+	l.diags = append(l.diags, diags...)
+	for _, a := range sortedAttrs(attrs) {
+		if prev, dup := l.localBy[a.Name]; dup {
+			l.errorf(a.NameRange, "Duplicate local value",
+				"A local value named %q was already defined at %s; remove one of them or rename it.", a.Name, pos(prev.attr.NameRange))
+			continue
+		}
+		if l.localBy == nil {
+			l.localBy = map[string]*local{}
+		}
+		lc := &local{name: a.Name, attr: a, value: cty.DynamicVal}
+		l.locals = append(l.locals, lc)
+		l.localBy[a.Name] = lc
+	}
+}
+
+// checkReferences reports every var.x and local.y in the file that names
+// nothing declared, before anything is evaluated, and poisons the name so
+// that evaluation does not report it again.
+func (l *loader) checkReferences() {
+	hclsyntax.VisitAll(l.body, func(n hclsyntax.Node) hcl.Diagnostics {
+		e, ok := n.(*hclsyntax.ScopeTraversalExpr)
+		if !ok {
+			return nil
+		}
+		root, name, r, ok := refName(e.Traversal)
+		if !ok {
+			return nil
+		}
+		switch root {
+		case "var":
+			if _, ok := l.varByName[name]; !ok {
+				names := make([]string, len(l.vars))
+				for i, v := range l.vars {
+					names[i] = v.name
+				}
+				l.errorf(r, "Unknown variable",
+					"No variable named %q is declared%s; declare it with a variable block or fix the name.", name, suggest(name, names))
+				l.poisoned["var."+name] = true
+			}
+		case "local":
+			if _, ok := l.localBy[name]; !ok {
+				names := make([]string, len(l.locals))
+				for i, lc := range l.locals {
+					names[i] = lc.name
+				}
+				l.errorf(r, "Unknown local value",
+					"No local value named %q is defined%s; define it in a locals block or fix the name.", name, suggest(name, names))
+				l.poisoned["local."+name] = true
+			}
+		}
+		return nil
+	})
+}
+
+// refName returns the root ("var" or "local"), the name and the range of
+// a traversal such as var.seed or local["w"].
+func refName(t hcl.Traversal) (root, name string, r hcl.Range, ok bool) {
+	if len(t) < 2 || t.IsRelative() {
+		return "", "", hcl.Range{}, false
+	}
+	root = t.RootName()
+	if root != "var" && root != "local" {
+		return "", "", hcl.Range{}, false
+	}
+	switch s := t[1].(type) {
+	case hcl.TraverseAttr:
+		name = s.Name
+	case hcl.TraverseIndex:
+		if s.Key.Type() != cty.String || !s.Key.IsKnown() || s.Key.IsNull() {
+			return "", "", hcl.Range{}, false
+		}
+		name = s.Key.AsString()
+	default:
+		return "", "", hcl.Range{}, false
+	}
+	return root, name, hcl.RangeBetween(t[0].SourceRange(), t[1].SourceRange()), true
+}
+
+// evalVariables sets every variable's value from Options.Vars or its
+// default, converted to its type.
+func (l *loader) evalVariables() {
+	for _, name := range sortedKeys(l.opts.Vars) {
+		if _, ok := l.varByName[name]; !ok {
+			l.diags = append(l.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Unknown variable",
+				Detail: fmt.Sprintf("A value was given for variable %q with -var, but %s declares no such variable; declare it with a variable block or drop the value.",
+					name, l.filename),
+			})
+		}
+	}
+	for _, v := range l.vars {
+		if !l.evalVariable(v) {
+			v.value = cty.DynamicVal
+			l.poisoned["var."+v.name] = true
+		}
+	}
+}
+
+func (l *loader) evalVariable(v *variable) bool {
+	ty := cty.DynamicPseudoType
+	if a, ok := v.attrs["type"]; ok {
+		t, diags := typeexpr.TypeConstraint(a.Expr)
+		if !l.add(diags) {
+			return false
+		}
+		ty = t
+	}
+	raw, ok := l.opts.Vars[v.name]
+	if !ok {
+		raw, ok = l.opts.EnvVars[v.name]
+	}
+	if ok {
+		val, err := parseVarValue(raw, ty)
+		if err == nil {
+			val, err = convert.Convert(val, ty)
+		}
+		if err != nil {
+			l.errorf(v.block.DefRange, "Invalid value for variable",
+				"The value given for variable %q is not valid: %s; pass a value of type %s.", v.name, err, typeexpr.TypeString(ty))
+			return false
+		}
+		v.value = val
+		return true
+	}
+	a, ok := v.attrs["default"]
+	if !ok {
+		l.errorf(v.block.DefRange, "Missing variable value",
+			"Variable %q has no default and no value was given; pass -var %s=VALUE, set XLB_VAR_%s, or add a default.", v.name, v.name, v.name)
+		return false
+	}
+	val, diags := a.Expr.Value(nil)
+	if !l.add(diags) {
+		return false
+	}
+	val, err := convert.Convert(val, ty)
+	if err != nil {
+		l.errorf(a.Expr.Range(), "Invalid default value",
+			"The default of variable %q is not valid: %s; give a value of type %s.", v.name, err, typeexpr.TypeString(ty))
+		return false
+	}
+	v.value = val
+	return true
+}
+
+// parseVarValue interprets a value given outside the file. As Terraform's
+// -var: a primitive type takes the text literally; other types parse it as
+// an HCL expression. Without a type, a constant expression (42, true,
+// ["a", "b"]) is taken as such and anything else as a string.
+func parseVarValue(raw string, ty cty.Type) (cty.Value, error) {
+	if ty.IsPrimitiveType() {
+		return cty.StringVal(raw), nil
+	}
+	expr, diags := hclsyntax.ParseExpression([]byte(raw), "<value>", hcl.InitialPos)
+	if !diags.HasErrors() && len(expr.Variables()) == 0 {
+		v, diags := expr.Value(nil)
+		if !diags.HasErrors() {
+			return v, nil
+		}
+	}
+	if ty == cty.DynamicPseudoType {
+		return cty.StringVal(raw), nil
+	}
+	if diags.HasErrors() {
+		return cty.NilVal, fmt.Errorf("%s", diags[0].Summary)
+	}
+	return cty.NilVal, fmt.Errorf("it must be a constant expression")
+}
+
+// evalLocals evaluates the locals in dependency order and reports cycles.
+func (l *loader) evalLocals() {
+	for _, lc := range l.locals {
+		for _, t := range lc.attr.Expr.Variables() {
+			if root, name, _, ok := refName(t); ok && root == "local" {
+				if d, ok := l.localBy[name]; ok {
+					lc.deps = append(lc.deps, d)
+				}
+			}
+		}
+	}
+	state := map[*local]int{} // 0 new, 1 on the stack, 2 evaluated
+	var stack []*local
+	var visit func(lc *local)
+	visit = func(lc *local) {
+		state[lc] = 1
+		stack = append(stack, lc)
+		for _, d := range lc.deps {
+			switch state[d] {
+			case 0:
+				visit(d)
+			case 1:
+				i := len(stack) - 1
+				for stack[i] != d {
+					i--
+				}
+				l.reportCycle(stack[i:])
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[lc] = 2
+		l.evalLocal(lc)
+	}
+	for _, lc := range l.locals {
+		if state[lc] == 0 {
+			visit(lc)
+		}
+	}
+}
+
+func (l *loader) reportCycle(cycle []*local) {
+	first := 0
+	names := make([]string, len(cycle))
+	for i, lc := range cycle {
+		lc.cyclic = true
+		names[i] = "local." + lc.name
+		if lc.attr.NameRange.Start.Byte < cycle[first].attr.NameRange.Start.Byte {
+			first = i
+		}
+	}
+	// Start the loop at the first one in the file, where it is reported.
+	names = append(names[first:], names[:first]...)
+	l.errorf(cycle[first].attr.NameRange, "Cycle in local values",
+		"These local values refer to each other in a loop: %s -> %s; break the loop so that each can be computed from the others.",
+		strings.Join(names, " -> "), names[0])
+}
+
+func (l *loader) evalLocal(lc *local) {
+	poison := func() {
+		lc.value = cty.DynamicVal
+		l.poisoned["local."+lc.name] = true
+	}
+	if lc.cyclic {
+		poison()
+		return
+	}
+	for _, t := range lc.attr.Expr.Variables() {
+		if root, name, _, ok := refName(t); ok && l.poisoned[root+"."+name] {
+			poison()
+			return
+		}
+	}
+	v, diags := lc.attr.Expr.Value(l.evalContext())
+	if !l.add(diags) || !v.IsWhollyKnown() {
+		poison()
+		return
+	}
+	lc.value = v
+}
+
+// markPoisonedExprs records every attribute expression that refers to a
+// name whose value failed, so that diagnostics inside it are dropped.
+func (l *loader) markPoisonedExprs() {
+	if len(l.poisoned) == 0 {
+		return
+	}
+	hclsyntax.VisitAll(l.body, func(n hclsyntax.Node) hcl.Diagnostics {
+		a, ok := n.(*hclsyntax.Attribute)
+		if !ok {
+			return nil
+		}
+		// The items of a list written out (connect) stand on their own.
+		exprs := []hclsyntax.Expression{a.Expr}
+		if tup, ok := a.Expr.(*hclsyntax.TupleConsExpr); ok {
+			exprs = tup.Exprs
+		}
+		for _, e := range exprs {
+			for _, t := range e.Variables() {
+				if root, name, _, ok := refName(t); ok && l.poisoned[root+"."+name] {
+					l.poisonRanges = append(l.poisonRanges, e.Range())
+					break
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// functions are the functions available in expressions: go-cty's standard
+// library under Terraform's names. Functions that read files or the clock
+// are left out so that a file means the same on every node.
+func functions() map[string]function.Function {
+	return map[string]function.Function{
+		"abs":             stdlib.AbsoluteFunc,
+		"ceil":            stdlib.CeilFunc,
+		"chomp":           stdlib.ChompFunc,
+		"chunklist":       stdlib.ChunklistFunc,
+		"coalesce":        stdlib.CoalesceFunc,
+		"coalescelist":    stdlib.CoalesceListFunc,
+		"compact":         stdlib.CompactFunc,
+		"concat":          stdlib.ConcatFunc,
+		"contains":        stdlib.ContainsFunc,
+		"csvdecode":       stdlib.CSVDecodeFunc,
+		"distinct":        stdlib.DistinctFunc,
+		"element":         stdlib.ElementFunc,
+		"flatten":         stdlib.FlattenFunc,
+		"floor":           stdlib.FloorFunc,
+		"format":          stdlib.FormatFunc,
+		"formatlist":      stdlib.FormatListFunc,
+		"indent":          stdlib.IndentFunc,
+		"index":           stdlib.IndexFunc,
+		"join":            stdlib.JoinFunc,
+		"jsondecode":      stdlib.JSONDecodeFunc,
+		"jsonencode":      stdlib.JSONEncodeFunc,
+		"keys":            stdlib.KeysFunc,
+		"length":          stdlib.LengthFunc,
+		"log":             stdlib.LogFunc,
+		"lookup":          stdlib.LookupFunc,
+		"lower":           stdlib.LowerFunc,
+		"max":             stdlib.MaxFunc,
+		"merge":           stdlib.MergeFunc,
+		"min":             stdlib.MinFunc,
+		"parseint":        stdlib.ParseIntFunc,
+		"pow":             stdlib.PowFunc,
+		"range":           stdlib.RangeFunc,
+		"regex":           stdlib.RegexFunc,
+		"regexall":        stdlib.RegexAllFunc,
+		"replace":         stdlib.ReplaceFunc,
+		"reverse":         stdlib.ReverseListFunc,
+		"setintersection": stdlib.SetIntersectionFunc,
+		"setsubtract":     stdlib.SetSubtractFunc,
+		"setunion":        stdlib.SetUnionFunc,
+		"signum":          stdlib.SignumFunc,
+		"slice":           stdlib.SliceFunc,
+		"sort":            stdlib.SortFunc,
+		"split":           stdlib.SplitFunc,
+		"strrev":          stdlib.ReverseFunc,
+		"substr":          stdlib.SubstrFunc,
+		"title":           stdlib.TitleFunc,
+		"tobool":          stdlib.MakeToFunc(cty.Bool),
+		"tolist":          stdlib.MakeToFunc(cty.List(cty.DynamicPseudoType)),
+		"tomap":           stdlib.MakeToFunc(cty.Map(cty.DynamicPseudoType)),
+		"tonumber":        stdlib.MakeToFunc(cty.Number),
+		"toset":           stdlib.MakeToFunc(cty.Set(cty.DynamicPseudoType)),
+		"tostring":        stdlib.MakeToFunc(cty.String),
+		"trim":            stdlib.TrimFunc,
+		"trimprefix":      stdlib.TrimPrefixFunc,
+		"trimspace":       stdlib.TrimSpaceFunc,
+		"trimsuffix":      stdlib.TrimSuffixFunc,
+		"upper":           stdlib.UpperFunc,
+		"values":          stdlib.ValuesFunc,
+		"zipmap":          stdlib.ZipmapFunc,
+	}
+}
+
+func sortedAttrs(attrs hcl.Attributes) []*hcl.Attribute {
+	out := make([]*hcl.Attribute, 0, len(attrs))
+	for _, a := range attrs {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Range.Start.Byte < out[j].Range.Start.Byte })
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// suggest returns ` (did you mean "x"?)` for the closest name within two
+// edits, or "".
+func suggest(name string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(c)); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,308 @@
+// Package hcl loads xlbd's configuration file: the packet pipeline (element
+// instances and the chains that connect them) and the service model (VIPs,
+// pools, backends), written in HCL native syntax
+// (https://github.com/hashicorp/hcl/blob/main/hclsyntax/spec.md) with
+// Terraform-style variables, locals and functions.
+//
+// Every problem is returned as an hcl.Diagnostic with a tight source range,
+// all of them at once: each element body is decoded with gohcl against its
+// own type's configuration struct, the graph is checked by pipeline.Build and the
+// service by control.Config.Validate even when earlier parts failed, and
+// diagnostics that would only repeat an earlier one (a reference to a
+// variable that failed, an output left unconnected because its chain did not
+// parse) are suppressed. docs/hcl.md is the reference for the file format.
+package hcl
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+// Options are the inputs to a load that do not come from the file.
+type Options struct {
+	// Vars are values for the file's variable blocks by name, as given on
+	// the command line (-var name=value). A value is parsed as an HCL
+	// expression when the variable's type is not a primitive and when it has
+	// no type and parses as a constant (42, true, ["a"]); otherwise it is
+	// taken as a literal string, as Terraform does for -var.
+	Vars map[string]string
+	// EnvVars are values from XLB_VAR_name environment variables. They
+	// yield to Vars, and names the file does not declare are ignored (an
+	// environment may serve several files), where in Vars they are errors.
+	EnvVars map[string]string
+}
+
+// File is a loaded configuration file.
+type File struct {
+	Filename string
+	// Workers is the pipeline's workers attribute; 0 means the daemon picks
+	// (one per RX queue).
+	Workers int
+	// Spec is the pipeline as declared, also when it has errors.
+	Spec pipeline.Spec
+	// Graph is the checked pipeline; nil when the file has any error.
+	Graph *pipeline.Graph
+	// Service is the decoded service configuration (validated as a whole).
+	Service control.Config
+
+	files map[string]*hcl.File
+}
+
+// Files returns the parsed source files by name, as hcl.NewDiagnosticTextWriter
+// wants them for printing diagnostics with source snippets.
+func (f *File) Files() map[string]*hcl.File { return f.files }
+
+// LoadFile reads and loads the configuration file at path. Relative paths in
+// the file (element `file` attributes) are resolved against path's directory.
+func LoadFile(path string, opts Options) (*File, hcl.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return &File{Filename: path, files: map[string]*hcl.File{}}, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read configuration file",
+			Detail:   fmt.Sprintf("%s; check the path and its permissions.", err),
+		}}
+	}
+	return Load(path, src, opts)
+}
+
+// Load loads a configuration from src; filename names it in diagnostics and
+// its directory anchors relative paths. The returned File is never nil; its
+// Graph is nil when the diagnostics have errors. Warnings (such as a missing
+// hash_seed) may come with a usable File.
+func Load(filename string, src []byte, opts Options) (*File, hcl.Diagnostics) {
+	l := &loader{
+		filename: filename,
+		dir:      filepath.Dir(filename),
+		src:      src,
+		opts:     opts,
+		out:      &File{Filename: filename, files: map[string]*hcl.File{}},
+		poisoned: map[string]bool{},
+	}
+	l.load()
+	sortDiags(l.diags)
+	if l.diags.HasErrors() {
+		l.out.Graph = nil
+	}
+	return l.out, l.diags
+}
+
+// loader holds the state of one Load.
+type loader struct {
+	filename, dir string
+	src           []byte
+	opts          Options
+	out           *File
+	diags         hcl.Diagnostics
+
+	body *hclsyntax.Body
+	ctx  *hcl.EvalContext
+
+	vars      []*variable
+	varByName map[string]*variable
+	locals    []*local
+	localBy   map[string]*local
+
+	// poisoned holds "var.x" and "local.y" for every name whose value could
+	// not be computed (and was reported); poisonRanges are the expressions
+	// that refer to one. Diagnostics inside them are echoes of the first
+	// report and are dropped.
+	poisoned     map[string]bool
+	poisonRanges []hcl.Range
+}
+
+var rootSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "hash_seed"}},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "variable", LabelNames: []string{"name"}},
+		{Type: "locals"},
+		{Type: "pipeline"},
+		{Type: "vip", LabelNames: []string{"name"}},
+		{Type: "pool", LabelNames: []string{"name"}},
+	},
+}
+
+func (l *loader) load() {
+	f, diags := hclsyntax.ParseConfig(l.src, l.filename, hcl.InitialPos)
+	if f != nil {
+		l.out.files[l.filename] = f
+	}
+	l.diags = append(l.diags, diags...)
+	if diags.HasErrors() {
+		// The syntax tree is partial: anything else would be guesswork.
+		return
+	}
+	l.body = f.Body.(*hclsyntax.Body)
+	content, diags := l.body.Content(rootSchema)
+	l.diags = append(l.diags, withSchema(diags, "The top level", rootSchema)...)
+
+	var pipelines, vips, pools []*hcl.Block
+	for _, b := range content.Blocks {
+		switch b.Type {
+		case "variable":
+			l.declareVariable(b)
+		case "locals":
+			l.declareLocals(b)
+		case "pipeline":
+			pipelines = append(pipelines, b)
+		case "vip":
+			vips = append(vips, b)
+		case "pool":
+			pools = append(pools, b)
+		}
+	}
+	l.checkReferences()
+	l.evalVariables()
+	l.evalLocals()
+	l.ctx = l.evalContext()
+	l.markPoisonedExprs()
+
+	l.decodeHashSeed(content.Attributes["hash_seed"])
+	l.decodePipeline(pipelines)
+	l.decodeService(vips, pools)
+}
+
+// evalContext returns the context expressions are evaluated in: var.NAME,
+// local.NAME (unknown while not yet or not computable) and the functions.
+func (l *loader) evalContext() *hcl.EvalContext {
+	vars := make(map[string]cty.Value, len(l.vars))
+	for _, v := range l.vars {
+		vars[v.name] = v.value
+	}
+	locals := make(map[string]cty.Value, len(l.locals))
+	for _, lc := range l.locals {
+		locals[lc.name] = lc.value
+	}
+	return &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": cty.ObjectVal(vars), "local": cty.ObjectVal(locals)},
+		Functions: functions(),
+	}
+}
+
+// add appends diagnostics that came from evaluating and decoding user
+// expressions, less the echoes: those inside an expression that refers to a
+// poisoned name, and gohcl's "Unsuitable value type" for the unknown value
+// an expression has when its evaluation failed with an error already in
+// diags. It reports whether no error remained or was dropped.
+func (l *loader) add(diags hcl.Diagnostics) bool {
+	ok := true
+	for _, d := range diags {
+		if d.Subject != nil && l.inPoisoned(*d.Subject) || failedBefore(d, diags) {
+			ok = false
+			continue
+		}
+		if d.Severity == hcl.DiagError {
+			ok = false
+		}
+		d.Detail = sentence(d.Detail)
+		l.diags = append(l.diags, d)
+	}
+	return ok
+}
+
+func failedBefore(d *hcl.Diagnostic, diags hcl.Diagnostics) bool {
+	if d.Summary != "Unsuitable value type" || d.Context == nil {
+		return false
+	}
+	for _, e := range diags {
+		if e != d && e.Severity == hcl.DiagError && e.Subject != nil && contains(*d.Context, *e.Subject) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *loader) inPoisoned(r hcl.Range) bool {
+	for _, p := range l.poisonRanges {
+		if contains(p, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// contains reports whether range outer contains range inner.
+func contains(outer, inner hcl.Range) bool {
+	return outer.Filename == inner.Filename && outer.Start.Byte <= inner.Start.Byte && inner.End.Byte <= outer.End.Byte
+}
+
+// sentence ends s with a full stop, as gohcl's "Unsuitable value: ..."
+// details lack one.
+func sentence(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" || strings.HasSuffix(s, ".") || strings.HasSuffix(s, "?") {
+		return s
+	}
+	return s + "."
+}
+
+// errorf appends one error diagnostic.
+func (l *loader) errorf(subject hcl.Range, summary, format string, args ...any) {
+	l.diags = append(l.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(format, args...),
+		Subject:  subject.Ptr(),
+	})
+}
+
+// fromErrors converts pipeline errors (from pipeline.Build and
+// control.Config.Validate) to diagnostics.
+func fromErrors(errs pipeline.Errors) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, e := range errs {
+		d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: e.Summary, Detail: e.Detail}
+		if e.Range != (pipeline.Range{}) {
+			r := toHCLRange(e.Range)
+			d.Subject = &r
+		}
+		diags = append(diags, d)
+	}
+	return diags
+}
+
+// pos formats where r starts as file:line:col, for "declared at" details.
+func pos(r hcl.Range) string {
+	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
+}
+
+func toHCLRange(r pipeline.Range) hcl.Range {
+	return hcl.Range{
+		Filename: r.Filename,
+		Start:    hcl.Pos{Line: r.Start.Line, Column: r.Start.Column, Byte: r.Start.Byte},
+		End:      hcl.Pos{Line: r.End.Line, Column: r.End.Column, Byte: r.End.Byte},
+	}
+}
+
+func toRange(r hcl.Range) pipeline.Range {
+	return pipeline.Range{
+		Filename: r.Filename,
+		Start:    pipeline.Pos{Line: r.Start.Line, Column: r.Start.Column, Byte: r.Start.Byte},
+		End:      pipeline.Pos{Line: r.End.Line, Column: r.End.Column, Byte: r.End.Byte},
+	}
+}
+
+// sortDiags orders diagnostics by position, those without a source first,
+// keeping the order of equal positions.
+func sortDiags(diags hcl.Diagnostics) {
+	sort.SliceStable(diags, func(i, j int) bool {
+		a, b := diags[i].Subject, diags[j].Subject
+		switch {
+		case a == nil || b == nil:
+			return a == nil && b != nil
+		case a.Filename != b.Filename:
+			return a.Filename < b.Filename
+		}
+		return a.Start.Byte < b.Start.Byte
+	})
+}

@@ -1,0 +1,29 @@
+# WARNING: hash_seed not set
+# Service problems: values that do not fit are reported here, the rest by
+# control.Config.Validate, all in one load.
+
+pipeline {
+  element "TestSource" "rx" {}
+  element "TestDrop" "drop" {}
+  connect = ["rx -> drop"]
+}
+
+vip "web" {
+  address = "192.0.2.300" # ERROR: Invalid address
+  ports   = [80, 70000]   # ERROR: Unsuitable value type
+  pool    = "wbe"         # ERROR: Unknown pool
+  colour  = "blue"        # ERROR: Unsupported argument
+
+  table_size = parseint("x", 10) # ERROR: Invalid function argument
+}
+
+pool "web" {
+  backend "web-1" {
+    address = "198.51.100.1/32" # ERROR: Invalid address
+    weight  = -1                # ERROR: Unsuitable value type
+  }
+  backend "web-2" {
+    address = "198.51.100.2"
+    drain   = "maybe" # ERROR: Unsuitable value type
+  }
+}
