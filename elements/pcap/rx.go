@@ -9,10 +9,12 @@ package pcap
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 
@@ -119,7 +121,11 @@ func (r *RxPcap) Provision(ctx *pipeline.Context) error {
 // open starts a pass: it reads the file from the beginning with a new
 // pcapgo reader (pcapgo readers cannot rewind) and checks the link type.
 func (r *RxPcap) open() (err error) {
-	defer recoverPcapgo(&err)
+	defer func() {
+		if v := recover(); v != nil {
+			err = pcapgoPanic(v)
+		}
+	}()
 	if _, err := r.f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
@@ -139,8 +145,9 @@ func (r *RxPcap) open() (err error) {
 		}
 		r.src, r.ng, lt = ng, ng, ng.LinkType()
 	} else {
-		// pcapgo reads br itself (bufio.NewReader returns a large enough
-		// *bufio.Reader unchanged); it also accepts gzip-compressed pcap.
+		// pcapgo also accepts gzip-compressed pcap. Like NewNgReader, it
+		// reads br directly (bufio.NewReader returns a large enough
+		// *bufio.Reader unchanged), so no buffer is added per pass.
 		rd, err := pcapgo.NewReader(r.br)
 		if err != nil {
 			return fmt.Errorf("reading pcap header: %w", noEOF(err))
@@ -165,25 +172,25 @@ func linkTypeError(lt layers.LinkType) error {
 	return fmt.Errorf("link type %d%s is not supported: xlb reads Ethernet captures only (link type 1)", lt, name)
 }
 
-// recoverPcapgo turns a panic in pcapgo into an error: pcapgo v1.1.19
-// divides by zero on a pcapng interface whose if_tsresol is 2^-64 or
-// 10^-64 or finer, and a malformed file must not crash the process.
-func recoverPcapgo(err *error) {
-	if v := recover(); v != nil {
-		*err = fmt.Errorf("malformed capture (pcapgo: %v)", v)
+// pcapgoPanic turns a panic in pcapgo, recovered as v, into an error:
+// pcapgo v1.1.19 divides by zero on a pcapng interface whose if_tsresol is
+// 2^-64 or 10^-64 or finer, and a malformed file must not crash the
+// process. Other panics (bugs here) are not ours to hide and go on.
+func pcapgoPanic(v any) error {
+	if !bytes.Contains(debug.Stack(), []byte("github.com/google/gopacket/pcapgo.")) {
+		panic(v)
 	}
-}
-
-// read returns the next packet of the pass; data is pcapgo's buffer, valid
-// until the next call.
-func (r *RxPcap) read() (data []byte, ci gopacket.CaptureInfo, err error) {
-	defer recoverPcapgo(&err)
-	return r.src.ZeroCopyReadPacketData()
+	return fmt.Errorf("malformed capture (pcapgo: %v)", v)
 }
 
 // Pull fills b with up to MaxBatch packets and returns io.EOF once the
 // file has been replayed Repeat times.
-func (r *RxPcap) Pull(b *pipeline.Batch) error {
+func (r *RxPcap) Pull(b *pipeline.Batch) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = r.fail(b, fmt.Errorf("%s: packet %d: %w", r.File, r.pos+1, pcapgoPanic(v)))
+		}
+	}()
 	if r.err != nil {
 		return r.err
 	}
@@ -191,7 +198,7 @@ func (r *RxPcap) Pull(b *pipeline.Batch) error {
 		return io.EOF
 	}
 	for b.N < pipeline.MaxBatch {
-		data, ci, err := r.read()
+		data, ci, err := r.src.ZeroCopyReadPacketData()
 		// pcapgo returns a bare io.EOF both at the end of the file and
 		// when a record's data is cut short after its header; only the
 		// latter has a capture length.
