@@ -279,17 +279,11 @@ func (v *validator) vipPool(x *VIP) {
 }
 
 func (v *validator) suggestPool(name string) string {
-	best, bestD := "", 3
+	names := make([]string, len(v.c.Pools))
 	for i := range v.c.Pools {
-		c := v.c.Pools[i].Name
-		if d := editDistance(strings.ToLower(name), strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
+		names[i] = v.c.Pools[i].Name
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
+	return pipeline.Suggest(name, names)
 }
 
 // flatten returns the backends p reaches directly or through nested pools,
@@ -337,24 +331,4 @@ func prevPrime(n uint32) uint32 {
 		n--
 	}
 	return max(n, 2)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
+
+	"github.com/xlbproject/xlb/pipeline"
 )
 
 // variable is one variable block.
@@ -101,7 +103,7 @@ func (l *loader) checkReferences() {
 					names[i] = v.name
 				}
 				l.errorf(r, "Unknown variable",
-					"No variable named %q is declared%s; declare it with a variable block or fix the name.", name, suggest(name, names))
+					"No variable named %q is declared%s; declare it with a variable block or fix the name.", name, pipeline.Suggest(name, names))
 				l.poisoned["var."+name] = true
 			}
 		case "local":
@@ -111,7 +113,7 @@ func (l *loader) checkReferences() {
 					names[i] = lc.name
 				}
 				l.errorf(r, "Unknown local value",
-					"No local value named %q is defined%s; define it in a locals block or fix the name.", name, suggest(name, names))
+					"No local value named %q is defined%s; define it in a locals block or fix the name.", name, pipeline.Suggest(name, names))
 				l.poisoned["local."+name] = true
 			}
 		}
@@ -425,39 +427,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// suggest returns ` (did you mean "x"?)` for the closest name within two
-// edits, or "".
-func suggest(name string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(name), strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

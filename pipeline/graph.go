@@ -153,7 +153,7 @@ func Build(spec Spec) (*Graph, Errors) {
 		t, ok := Lookup(d.Type)
 		if !ok {
 			add(d.TypeRange, "Unknown element type",
-				"There is no element type %q%s; the types built into xlbd are: %s.", d.Type, suggest(d.Type, Types()), strings.Join(Types(), ", "))
+				"There is no element type %q%s; the types built into xlbd are: %s.", d.Type, Suggest(d.Type, Types()), strings.Join(Types(), ", "))
 			continue
 		}
 		byName[d.Name] = len(g.elems)
@@ -401,9 +401,10 @@ func quoteAll(names []string) string {
 	return strings.Join(q, ", ")
 }
 
-// suggest returns ` (did you mean "X"?)` for the closest candidate by edit
-// distance, or "".
-func suggest(name string, candidates []string) string {
+// Suggest returns ` (did you mean "X"?)` for the candidate closest to name
+// within two edits (ignoring case), or "": diagnostics append it after the
+// unknown name.
+func Suggest(name string, candidates []string) string {
 	best, bestD := "", 3
 	for _, c := range candidates {
 		if d := editDistance(strings.ToLower(name), strings.ToLower(c)); d < bestD {
