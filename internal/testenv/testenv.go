@@ -1,0 +1,42 @@
+// Package testenv decides what a test does when the machine lacks
+// something it needs (root, network namespaces, a tool): skip with a message
+// saying what is missing, or, when XLB_E2E=1 (as .ci/run sets), fail, so
+// that CI is never green by skipping the real thing.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// E2E reports whether end-to-end tests are required (XLB_E2E=1).
+func E2E() bool { return os.Getenv("XLB_E2E") == "1" }
+
+// Missing skips the test, or fails it under XLB_E2E=1, saying what it needs.
+func Missing(t testing.TB, what string) {
+	t.Helper()
+	if E2E() {
+		t.Fatalf("XLB_E2E=1 but this test cannot run: it needs %s", what)
+	}
+	t.Skipf("skipped: needs %s (set XLB_E2E=1 to make this a failure)", what)
+}
+
+// RequireRoot needs the effective user to be root (for network namespaces,
+// XDP and raw sockets).
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "root (network namespaces, XDP and raw sockets)")
+	}
+}
+
+// RequireTool needs an executable on PATH and returns its path.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Missing(t, "the tool "+name+" on PATH (make test installs it)")
+	}
+	return p
+}
