@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -18,6 +19,10 @@ type Options struct {
 	Logger  *slog.Logger
 	// Values are handed to elements through Context.Value.
 	Values map[any]any
+	// Pin, when set, is called by each worker on its own locked OS thread
+	// before it runs, to bind that thread to a CPU: a worker then keeps
+	// its caches and its RX queue's interrupts on one core.
+	Pin func(worker int) error
 }
 
 // Instance is one worker's copy of the graph. It is driven by one goroutine;
@@ -263,6 +268,7 @@ func (inst *Instance) Element(name string) Element {
 type Runtime struct {
 	graph *Graph
 	insts []*Instance
+	pin   func(worker int) error
 }
 
 // Start instantiates the graph once per worker. On error nothing is left
@@ -271,7 +277,7 @@ func (g *Graph) Start(opts Options) (*Runtime, error) {
 	workers := max(opts.Workers, 1)
 	opts.Workers = workers
 	shared := &sharedStore{m: map[any]any{}}
-	rt := &Runtime{graph: g}
+	rt := &Runtime{graph: g, pin: opts.Pin}
 	for w := 0; w < workers; w++ {
 		inst, err := g.instantiate(w, opts, shared)
 		if err != nil {
@@ -294,6 +300,16 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// The thread stays locked to the end: a pinned thread must not
+			// go back to the scheduler's pool with its affinity.
+			runtime.LockOSThread()
+			if rt.pin != nil {
+				if errs[i] = rt.pin(i); errs[i] != nil {
+					errs[i] = fmt.Errorf("worker %d: pinning: %w", i, errs[i])
+					cancel()
+					return
+				}
+			}
 			if errs[i] = inst.Run(ctx); errs[i] != nil {
 				cancel()
 			}
@@ -313,4 +329,37 @@ func (rt *Runtime) Close() error {
 		errs = append(errs, inst.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// WorkerSuggester is implemented by sources that know how many workers suit
+// them: RxXDP suggests one per RX queue of its interface.
+type WorkerSuggester interface {
+	SuggestWorkers() (int, error)
+}
+
+// SuggestedWorkers returns the smallest number of workers the graph's
+// sources suggest, capped by the number of CPUs; 1 when none suggests any.
+// It configures throwaway instances (New has no side effects) to ask them.
+func (g *Graph) SuggestedWorkers() (int, error) {
+	n := 0
+	for _, e := range g.elems {
+		el := e.typ.New()
+		ws, ok := el.(WorkerSuggester)
+		if !ok {
+			continue
+		}
+		if e.decl.Configure != nil {
+			if err := e.decl.Configure(el); err != nil {
+				return 0, fmt.Errorf("while configuring `%s` (%s): %w", e.decl.Name, e.typ.Name, err)
+			}
+		}
+		k, err := ws.SuggestWorkers()
+		if err != nil {
+			return 0, fmt.Errorf("`%s` (%s): %w", e.decl.Name, e.typ.Name, err)
+		}
+		if k > 0 && (n == 0 || k < n) {
+			n = k
+		}
+	}
+	return min(max(n, 1), runtime.NumCPU()), nil
 }

@@ -3,7 +3,9 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -399,5 +401,77 @@ func BenchmarkProcess(b *testing.B) {
 			batch.Add(&pkts[j], 0)
 		}
 		inst.Process(0, &batch)
+	}
+}
+
+// tSuggest is a source that suggests Want workers.
+type tSuggest struct {
+	tSource
+	Want int `hcl:"want,optional"`
+}
+
+func (s *tSuggest) SuggestWorkers() (int, error) { return s.Want, nil }
+
+func init() {
+	Register(ElementType{Name: "TSuggest", Outputs: []string{"out"}, New: func() Element { return &tSuggest{tSource: tSource{Count: 1, Batch: 1}} }})
+}
+
+func TestSuggestedWorkers(t *testing.T) {
+	spec := func(wants ...int) Spec {
+		var s Spec
+		for i, w := range wants {
+			d := decl(fmt.Sprintf("s%d", i), "TSuggest", i+1)
+			d.Configure = func(e Element) error { e.(*tSuggest).Want = w; return nil }
+			s.Elements = append(s.Elements, d)
+			s.Connections = append(s.Connections, conn(d.Name, "k", 10+i))
+		}
+		s.Elements = append(s.Elements, decl("k", "TSink", 9))
+		return s
+	}
+	for _, tt := range []struct {
+		wants []int
+		want  int
+	}{
+		{[]int{1}, 1},
+		{[]int{0}, 1},                      // no opinion: one worker
+		{[]int{2, 1 << 20}, 2},             // the smallest wins
+		{[]int{1 << 20}, runtime.NumCPU()}, // capped by CPUs
+	} {
+		g, errs := Build(spec(tt.wants...))
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		if got, err := g.SuggestedWorkers(); err != nil || got != tt.want {
+			t.Errorf("SuggestedWorkers with %v = %d, %v; want %d", tt.wants, got, err, tt.want)
+		}
+	}
+}
+
+func TestPinEachWorker(t *testing.T) {
+	g, errs := Build(loopSpec())
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	var pinned [3]atomic.Int32
+	rt, err := g.Start(Options{Workers: 3, Pin: func(w int) error { pinned[w].Add(1); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	if err := rt.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for w := range pinned {
+		if pinned[w].Load() != 1 {
+			t.Errorf("worker %d pinned %d times, want 1", w, pinned[w].Load())
+		}
+	}
+	rt2, err := g.Start(Options{Pin: func(int) error { return errors.New("no such CPU") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt2.Close()
+	if err := rt2.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "worker 0: pinning: no such CPU") {
+		t.Errorf("a failed pin must stop the run with its reason, got %v", err)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
@@ -24,6 +26,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	vars := varsFlag(fs)
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
 	quiet := fs.Bool("quiet", false, "do not print counters when the pipeline stops")
+	pin := fs.Bool("pin", true, "pin worker i to CPU i (modulo the CPUs this process may use)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: xlbd run -config FILE [-var name=value]... [-workers N]")
 		fs.PrintDefaults()
@@ -43,7 +46,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	ctl := control.New()
-	if err := ctl.Apply(&f.Service); err != nil {
+	var err error
+	if err = ctl.Apply(&f.Service); err != nil {
 		log.Error("service configuration rejected", "err", err)
 		return 1
 	}
@@ -51,11 +55,20 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if *workers > 0 {
 		n = *workers
 	}
-	rt, err := f.Graph.Start(pipeline.Options{
-		Workers: max(n, 1),
-		Logger:  log,
-		Values:  snapshot.WithStore(nil, ctl.Store()),
-	})
+	if n == 0 {
+		if n, err = f.Graph.SuggestedWorkers(); err != nil {
+			log.Error("cannot choose the number of workers; set pipeline.workers", "err", err)
+			return 1
+		}
+	}
+	opts := pipeline.Options{Workers: n, Logger: log, Values: snapshot.WithStore(nil, ctl.Store())}
+	if *pin {
+		if opts.Pin, err = cpuPinner(); err != nil {
+			log.Error("cannot pin workers; run with -pin=false", "err", err)
+			return 1
+		}
+	}
+	rt, err := f.Graph.Start(opts)
 	if err != nil {
 		log.Error("pipeline failed to start", "err", err)
 		return 1
@@ -193,4 +206,28 @@ func hasLabel(m pipeline.Metric, name string) bool {
 		}
 	}
 	return false
+}
+
+// cpuPinner returns a Pin function that binds worker i's thread to the i-th
+// CPU of those this process may run on (its affinity mask at start, which
+// taskset or a cgroup may have narrowed).
+func cpuPinner() (func(int) error, error) {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		return nil, err
+	}
+	var cpus []int
+	for c := 0; c < len(allowed)*64; c++ {
+		if allowed.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	if len(cpus) == 0 {
+		return nil, errors.New("no CPU in this process's affinity mask")
+	}
+	return func(worker int) error {
+		var set unix.CPUSet
+		set.Set(cpus[worker%len(cpus)])
+		return unix.SchedSetaffinity(0, &set)
+	}, nil
 }
