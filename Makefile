@@ -22,8 +22,12 @@ build:
 	$(GO) build -o $(BIN)/xlbd ./cmd/xlbd
 
 demo: build
-	@mkdir -p out
 	$(BIN)/xlbd run -config examples/offline/offline.hcl
+	@if command -v tshark >/dev/null; then \
+		echo "== the first packets of examples/offline/out.pcap, as tshark decodes them"; \
+		tshark -r examples/offline/out.pcap -c 6 -T fields -E header=y \
+			-e frame.number -e ip.src -e ip.dst -e ip.proto -e ipv6.src -e ipv6.dst -e tcp.dstport -e udp.dstport 2>/dev/null; \
+	else echo "(install tshark to see examples/offline/out.pcap decoded as GRE)"; fi
 
 test: vet fmt-check unit fuzz
 
@@ -52,4 +56,4 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)
 
 clean:
-	rm -rf $(BIN) out
+	rm -rf $(BIN) examples/offline/out.pcap
