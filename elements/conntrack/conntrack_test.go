@@ -9,6 +9,7 @@ import (
 
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
+	"github.com/xlbproject/xlb/pipeline/pipelinetest"
 )
 
 // sec is one second of batch clock.
@@ -84,8 +85,7 @@ const frameLen = 14 + 20 + 20
 // newPacket returns a packet of flow f with hash h, over a zeroed frame with
 // headroom, and offsets as Parse5Tuple sets them for untagged IPv4.
 func newPacket(f pipeline.Flow, h uint64) *pipeline.Packet {
-	p := &pipeline.Packet{}
-	p.SetFrame(make([]byte, pipeline.Headroom+frameLen), pipeline.Headroom, pipeline.Headroom+frameLen)
+	p := pipelinetest.Packet(make([]byte, frameLen))
 	p.L3, p.L4 = 14, 34
 	p.Flow, p.Hash = f, h
 	return p
@@ -299,10 +299,7 @@ const tcpFlagsAt = 14 + 20 + 13
 
 // tcpPacket returns tcpFrame as Parse5Tuple leaves it.
 func tcpPacket() *pipeline.Packet {
-	buf := make([]byte, pipeline.Headroom+len(tcpFrame))
-	copy(buf[pipeline.Headroom:], tcpFrame)
-	p := &pipeline.Packet{}
-	p.SetFrame(buf, pipeline.Headroom, len(buf))
+	p := pipelinetest.Packet(tcpFrame)
 	p.L3, p.L4 = 14, 34
 	p.Flow = pipeline.Flow{Proto: 6, Family: 4, SrcPort: 40000, DstPort: 80}
 	p.Flow.Src = netip.MustParseAddr("198.51.100.7").As16()

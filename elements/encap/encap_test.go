@@ -2,11 +2,9 @@ package encap
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
+	"github.com/xlbproject/xlb/pipeline/pipelinetest"
 )
 
 // The service the fixtures run against: two VIPs, each with an IPv4 and an
@@ -779,12 +778,7 @@ func BenchmarkEncap(b *testing.B) {
 	}
 }
 
-// Test-only element types for running Encap inside a real graph.
-
-// testSource emits testFrames once, as a source would (with headroom and
-// the metadata of Parse5Tuple and MaglevSelect), then io.EOF.
-type testSource struct{ pkts []pipeline.Packet }
-
+// testFrames are what Parse5Tuple and MaglevSelect would hand Encap.
 var testFrames = []struct {
 	frame   []byte
 	backend uint32
@@ -794,51 +788,13 @@ var testFrames = []struct {
 	{cat(ethIn4, inner4In), 0}, // no such real: bad
 }
 
-func (s *testSource) Pull(b *pipeline.Batch) error {
-	s.pkts = make([]pipeline.Packet, len(testFrames))
-	for i, f := range testFrames {
-		p := &s.pkts[i]
-		buf := make([]byte, pipeline.Headroom+len(f.frame))
-		copy(buf[pipeline.Headroom:], f.frame)
-		p.SetFrame(buf, pipeline.Headroom, len(buf))
-		p.L3, p.Backend, p.Epoch, p.Hash = 14, f.backend, epoch, testHash
-		b.Add(p, 0)
-	}
-	return io.EOF
-}
-
-// testSink keeps a copy of every packet it consumes.
-type testSink struct{ got [][]byte }
-
-func (s *testSink) Push(_ int, p *pipeline.Packet) int {
-	s.got = append(s.got, slices.Clone(p.Data()))
-	return pipeline.Consumed
-}
-
-func init() {
-	pipeline.Register(pipeline.ElementType{Name: "encapTestSource", Outputs: []string{"out"},
-		New: func() pipeline.Element { return &testSource{} }})
-	pipeline.Register(pipeline.ElementType{Name: "encapTestSink", Inputs: []string{"in"},
-		New: func() pipeline.Element { return &testSink{} }})
-}
-
-func testSpec(typ, source4 string) pipeline.Spec {
-	return pipeline.Spec{
-		Elements: []pipeline.ElementDecl{
-			{Name: "rx", Type: "encapTestSource"},
-			{Name: "encap", Type: typ, Configure: func(el pipeline.Element) error {
-				el.(*Encap).Source4, el.(*Encap).Source6 = source4, "2001:db8:ffff::1"
-				return nil
-			}},
-			{Name: "tx", Type: "encapTestSink"},
-			{Name: "drop", Type: "encapTestSink"},
-		},
-		Connections: []pipeline.Connection{
-			{From: pipeline.Endpoint{Element: "rx"}, To: pipeline.Endpoint{Element: "encap"}},
-			{From: pipeline.Endpoint{Element: "encap", Port: "out"}, To: pipeline.Endpoint{Element: "tx"}},
-			{From: pipeline.Endpoint{Element: "encap", Port: "bad"}, To: pipeline.Endpoint{Element: "drop"}},
-		},
-	}
+// graphOptions configures the element with source4 and the usual IPv6
+// source, with the store's values (nil for none).
+func graphOptions(source4 string, values map[any]any) pipelinetest.Options {
+	return pipelinetest.Options{Values: values, Configure: func(el pipeline.Element) error {
+		el.(*Encap).Source4, el.(*Encap).Source6 = source4, "2001:db8:ffff::1"
+		return nil
+	}}
 }
 
 func TestInGraph(t *testing.T) {
@@ -847,41 +803,35 @@ func TestInGraph(t *testing.T) {
 		{"IPIPEncap", "ipip/4in4", "ipip/6in6"},
 	} {
 		t.Run(tc.typ, func(t *testing.T) {
-			g, errs := pipeline.Build(testSpec(tc.typ, "198.51.100.1"))
-			if errs != nil {
-				t.Fatal(errs)
-			}
-			if _, err := g.Start(pipeline.Options{}); err == nil || !strings.Contains(err.Error(), "snapshot") {
+			if _, err := pipelinetest.Start(t, tc.typ, graphOptions("198.51.100.1", nil)); err == nil || !strings.Contains(err.Error(), "snapshot") {
 				t.Errorf("Start without a snapshot store: %v, want an error naming the snapshot", err)
 			}
-			rt, err := g.Start(pipeline.Options{Values: snapshot.ContextValues(snapshot.NewStore(testSnapshot()))})
-			if err != nil {
-				t.Fatal(err)
+			h := pipelinetest.New(t, tc.typ, graphOptions("198.51.100.1", snapshot.ContextValues(snapshot.NewStore(testSnapshot()))))
+			var pkts []*pipeline.Packet
+			for _, f := range testFrames {
+				pkts = append(pkts, newPacket(f.frame, pipeline.Headroom, 14, f.backend))
 			}
-			defer rt.Close()
-			if err := rt.Run(context.Background()); err != nil {
-				t.Fatal(err)
+			out := h.Push(0, pkts...)
+			var tx [][]byte
+			for _, p := range out["out"] {
+				tx = append(tx, p.Data())
 			}
-			inst := rt.Workers()[0]
-			tx, drop := inst.Element("tx").(*testSink), inst.Element("drop").(*testSink)
 			want := map[string][]byte{}
 			for _, g := range goldens {
 				want[g.name] = g.want
 			}
 			// The second packet of the worker gets outer IPv4 ID 1, but it
 			// goes over IPv6 here, so both match the fixtures.
-			if len(tx.got) != 2 || !bytes.Equal(tx.got[0], want[tc.want4]) || !bytes.Equal(tx.got[1], want[tc.want6]) {
-				t.Errorf("tx got % x", tx.got)
+			if len(tx) != 2 || !bytes.Equal(tx[0], want[tc.want4]) || !bytes.Equal(tx[1], want[tc.want6]) {
+				t.Errorf("tx got % x", tx)
 			}
-			if len(drop.got) != 1 {
-				t.Errorf("drop got %d packets, want 1", len(drop.got))
+			if len(out["bad"]) != 1 {
+				t.Errorf("drop got %d packets, want 1", len(out["bad"]))
 			}
 			var metrics []string
-			for _, s := range rt.Stats() {
-				for _, m := range s.Metrics {
-					if len(m.Labels) == 2 && m.Value > 0 {
-						metrics = append(metrics, fmt.Sprintf("%s %s/%s %d", m.Name, m.Labels[0].Value, m.Labels[1].Value, m.Value))
-					}
+			for _, m := range h.Stats().Metrics {
+				if len(m.Labels) == 2 && m.Value > 0 {
+					metrics = append(metrics, fmt.Sprintf("%s %s/%s %d", m.Name, m.Labels[0].Value, m.Labels[1].Value, m.Value))
 				}
 			}
 			slices.Sort(metrics)
@@ -899,9 +849,10 @@ func TestInGraph(t *testing.T) {
 }
 
 func TestBuildReportsConfig(t *testing.T) {
-	_, errs := pipeline.Build(testSpec("IPIPEncap", "not-an-address"))
-	if errs == nil || !strings.Contains(errs.Error(), "source4 must be a unicast IPv4 address") {
-		t.Errorf("Build: %v", errs)
+	_, err := pipelinetest.Start(t, "IPIPEncap", graphOptions("not-an-address", nil))
+	var errs pipeline.Errors
+	if !errors.As(err, &errs) || !strings.Contains(errs.Error(), "source4 must be a unicast IPv4 address") {
+		t.Errorf("Build: %v", err)
 	}
 }
 

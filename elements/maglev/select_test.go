@@ -1,14 +1,13 @@
 package maglev
 
 import (
-	"context"
-	"io"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
+	"github.com/xlbproject/xlb/pipeline/pipelinetest"
 )
 
 // testSnapshot has two VIPs on 10.0.0.1: "web" (tcp/80) with three reals
@@ -116,78 +115,17 @@ func TestSelectAllocs(t *testing.T) {
 	}
 }
 
-// Test-only elements to run MaglevSelect in a graph: a source that emits
-// its packets once, and a sink.
-type testSource struct{ pkts []*pipeline.Packet }
-
-func (s *testSource) Pull(b *pipeline.Batch) error {
-	if len(s.pkts) == 0 {
-		return io.EOF
-	}
-	for _, p := range s.pkts {
-		b.Add(p, 0)
-	}
-	s.pkts = nil
-	return nil
-}
-
-type testSink struct{ got []*pipeline.Packet }
-
-func (s *testSink) Push(_ int, p *pipeline.Packet) int {
-	s.got = append(s.got, p)
-	return pipeline.Consumed
-}
-
-func init() {
-	pipeline.Register(pipeline.ElementType{Name: "MaglevTestSource", Outputs: []string{"out"},
-		New: func() pipeline.Element { return &testSource{} }})
-	pipeline.Register(pipeline.ElementType{Name: "MaglevTestSink", Inputs: []string{"in"},
-		New: func() pipeline.Element { return &testSink{} }})
-}
-
-func testGraph(t *testing.T) *pipeline.Graph {
-	t.Helper()
-	g, errs := pipeline.Build(pipeline.Spec{
-		Elements: []pipeline.ElementDecl{
-			{Name: "src", Type: "MaglevTestSource"},
-			{Name: "sel", Type: "MaglevSelect"},
-			{Name: "ok", Type: "MaglevTestSink"},
-			{Name: "drop", Type: "MaglevTestSink"},
-		},
-		Connections: []pipeline.Connection{
-			{From: pipeline.Endpoint{Element: "src"}, To: pipeline.Endpoint{Element: "sel"}},
-			{From: pipeline.Endpoint{Element: "sel", Port: "out"}, To: pipeline.Endpoint{Element: "ok"}},
-			{From: pipeline.Endpoint{Element: "sel", Port: "nobackend"}, To: pipeline.Endpoint{Element: "drop"}},
-		},
-	})
-	if errs != nil {
-		t.Fatal(errs)
-	}
-	return g
-}
-
 func TestSelectInGraph(t *testing.T) {
-	rt, err := testGraph(t).Start(pipeline.Options{Values: snapshot.ContextValues(snapshot.NewStore(testSnapshot(t)))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
-	inst := rt.Workers()[0]
-	inst.Element("src").(*testSource).pkts = []*pipeline.Packet{
-		packet("10.0.0.1", 6, 80, 1), packet("10.0.0.1", 6, 80, 2), packet("10.0.0.9", 6, 80, 3),
-	}
-	if err := rt.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if ok, drop := len(inst.Element("ok").(*testSink).got), len(inst.Element("drop").(*testSink).got); ok != 2 || drop != 1 {
+	h := pipelinetest.New(t, "MaglevSelect", pipelinetest.Options{
+		Values: snapshot.ContextValues(snapshot.NewStore(testSnapshot(t)))})
+	out := h.Push(0, packet("10.0.0.1", 6, 80, 1), packet("10.0.0.1", 6, 80, 2), packet("10.0.0.9", 6, 80, 3))
+	if ok, drop := len(out["out"]), len(out["nobackend"]); ok != 2 || drop != 1 {
 		t.Fatalf("out %d, nobackend %d; want 2, 1", ok, drop)
 	}
 	var selections uint64
-	for _, s := range rt.Stats() {
-		for _, m := range s.Metrics {
-			if m.Name == "xlb_maglev_selections_total" {
-				selections = m.Value
-			}
+	for _, m := range h.Stats().Metrics {
+		if m.Name == "xlb_maglev_selections_total" {
+			selections = m.Value
 		}
 	}
 	if selections != 2 {
@@ -196,7 +134,7 @@ func TestSelectInGraph(t *testing.T) {
 }
 
 func TestSelectNeedsStore(t *testing.T) {
-	_, err := testGraph(t).Start(pipeline.Options{})
+	_, err := pipelinetest.Start(t, "MaglevSelect", pipelinetest.Options{})
 	if err == nil || !strings.Contains(err.Error(), "no service snapshot") {
 		t.Fatalf("Start without a store: %v, want the no-snapshot error", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 
 	"github.com/xlbproject/xlb/control/snapshot"
-	"github.com/xlbproject/xlb/pipeline"
 )
 
 // Hand-written frames, commented field by field. The client 203.0.113.7
@@ -250,16 +249,6 @@ func sctp(sport, dport uint16) []byte {
 func icmp(typ, code uint8, rest uint32, payload ...[]byte) []byte {
 	b := binary.BigEndian.AppendUint32([]byte{typ, code, 0, 0}, rest)
 	return cat(b, cat(payload...))
-}
-
-// packet copies frame into a buffer with pipeline.Headroom in front, as a
-// source would.
-func packet(frame []byte) *pipeline.Packet {
-	buf := make([]byte, pipeline.Headroom+len(frame)+64)
-	copy(buf[pipeline.Headroom:], frame)
-	p := &pipeline.Packet{}
-	p.SetFrame(buf, pipeline.Headroom, pipeline.Headroom+len(frame))
-	return p
 }
 
 const testSeed = 0x5eed

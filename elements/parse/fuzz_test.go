@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/xlbproject/xlb/pipeline"
+	"github.com/xlbproject/xlb/pipeline/pipelinetest"
 )
 
 // FuzzParse5Tuple feeds arbitrary frames to the parser. It must never
@@ -31,7 +32,7 @@ func FuzzParse5Tuple(f *testing.F) {
 
 	e := newTestElement(testSeed)
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		p := packet(frame)
+		p := pipelinetest.Packet(frame)
 		port := e.Push(0, p)
 		d := p.Data()
 		if len(d) > len(frame) || !bytes.Equal(d, frame[:len(d)]) {

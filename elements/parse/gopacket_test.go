@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xlbproject/xlb/pipeline/pipelinetest"
 )
 
 // TestAgainstGopacket builds random TCP and UDP frames, IPv4 and IPv6, with
@@ -87,7 +89,7 @@ func TestAgainstGopacket(t *testing.T) {
 		// Serialization pads to the Ethernet minimum; the parser trims it.
 		wantLen := wantL4 + len(tl.LayerContents()) + len(tl.LayerPayload())
 
-		p := packet(frame)
+		p := pipelinetest.Packet(frame)
 		if port := e.Push(0, p); port != portOut {
 			t.Fatalf("frame %d: left by %d (%v)\n%v", i, port, p.Reason, dec)
 		}

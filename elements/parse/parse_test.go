@@ -6,6 +6,7 @@ import (
 
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
+	"github.com/xlbproject/xlb/pipeline/pipelinetest"
 )
 
 // withFlags returns f with flags set.
@@ -196,7 +197,7 @@ func TestParse(t *testing.T) {
 	e := newTestElement(testSeed)
 	for _, tc := range parseCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			p := packet(tc.frame)
+			p := pipelinetest.Packet(tc.frame)
 			port := e.Push(0, p)
 			if tc.reason != pipeline.ReasonNone {
 				if port != portBad || p.Reason != tc.reason {
@@ -224,7 +225,7 @@ func TestParse(t *testing.T) {
 func TestParseAllocs(t *testing.T) {
 	e := newTestElement(testSeed)
 	for _, tc := range parseCases() {
-		p := packet(tc.frame)
+		p := pipelinetest.Packet(tc.frame)
 		buf, start, end := p.Frame()
 		if n := testing.AllocsPerRun(100, func() {
 			p.SetFrame(buf, start, end)
@@ -238,7 +239,7 @@ func TestParseAllocs(t *testing.T) {
 // parsed parses frame with the test seed and fails unless it leaves by out.
 func parsed(t *testing.T, e *Parse5Tuple, name string, frame []byte) *pipeline.Packet {
 	t.Helper()
-	p := packet(frame)
+	p := pipelinetest.Packet(frame)
 	if port := e.Push(0, p); port != portOut {
 		t.Fatalf("%s: left by port %d (%v), want out", name, port, p.Reason)
 	}
@@ -364,7 +365,7 @@ func BenchmarkParse(b *testing.B) {
 	for _, f := range frames {
 		b.Run(f.name, func(b *testing.B) {
 			b.ReportAllocs()
-			p := packet(f.frame)
+			p := pipelinetest.Packet(f.frame)
 			for b.Loop() {
 				if e.Push(0, p) != portOut {
 					b.Fatal("not parsed")
