@@ -9,4 +9,5 @@ import (
 	_ "github.com/xlbproject/xlb/elements/maglev"
 	_ "github.com/xlbproject/xlb/elements/parse"
 	_ "github.com/xlbproject/xlb/elements/pcap"
+	_ "github.com/xlbproject/xlb/elements/xdp"
 )

@@ -1,0 +1,293 @@
+package xdp
+
+import (
+	"bytes"
+	"log/slog"
+	"testing"
+
+	"github.com/xlbproject/xlb/elements/xdp/internal/xsk"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+// gwMAC and ifMAC are the next hop's and the interface's addresses in the
+// fake setups.
+var (
+	gwMAC = []byte{0x02, 0, 0, 0, 0, 0x02}
+	ifMAC = []byte{0x02, 0, 0, 0, 0, 0x01}
+)
+
+// fakePair is a worker's RxXDP and TxXDP over a fake kernel, as Provision
+// would wire them, without root.
+func fakePair(t testing.TB, ringSize int) (*xsk.Fake, *RxXDP, *TxXDP) {
+	t.Helper()
+	f, s, err := xsk.NewFake(1024, 4096, ringSize, 2*pipeline.MaxBatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx := &RxXDP{Interface: "fake0", Receive: "busy", busy: true, sock: s, log: slog.New(slog.DiscardHandler)}
+	rx.owner = rx
+	rx.fd.Store(-1)
+	if err := s.Refill(); err != nil {
+		t.Fatal(err)
+	}
+	res := &resolver{}
+	res.mac.Store(macValid | 0x020000000002)
+	tx := &TxXDP{Interface: "fake0", res: res, rx: rx, sock: s, owner: rx.owner}
+	copy(tx.src[:], ifMAC)
+	return f, rx, tx
+}
+
+// frame is a 60-byte Ethernet frame whose destination and source MACs are
+// 0xee, then an IPv4 EtherType and a payload marked with id.
+func frame(id byte) []byte {
+	b := make([]byte, 60)
+	for i := range 12 {
+		b[i] = 0xee
+	}
+	b[12], b[13] = 0x08, 0x00
+	b[14] = id
+	return b
+}
+
+// runBatch pulls one batch and pushes every packet to tx, as the engine
+// does for rx -> tx, with prepend bytes of encapsulation first.
+func runBatch(t testing.TB, rx *RxXDP, tx *TxXDP, b *pipeline.Batch, prepend int) {
+	b.Reset()
+	if err := rx.Pull(b); err != nil {
+		t.Fatal(err)
+	}
+	rx.StartBatch(b.Now)
+	tx.StartBatch(b.Now)
+	for _, p := range b.Pkts[:b.N] {
+		if prepend > 0 {
+			p.Prepend(prepend)
+		}
+		tx.Push(0, p)
+	}
+	tx.EndBatch()
+}
+
+func checkSocket(t testing.TB, s *xsk.Socket) {
+	t.Helper()
+	if err := s.Check(); err != nil {
+		t.Fatalf("frame accounting: %v (%s)", err, s)
+	}
+}
+
+func TestPullPushInPlace(t *testing.T) {
+	f, rx, tx := fakePair(t, 512)
+	f.Record = true
+	for i := range 3 {
+		f.Deliver(frame(byte(i)))
+	}
+	var b pipeline.Batch
+	b.Reset()
+	if err := rx.Pull(&b); err != nil {
+		t.Fatal(err)
+	}
+	if b.N != 3 || b.Now <= 0 {
+		t.Fatalf("pulled %d packets at %d, want 3 at a positive time", b.N, b.Now)
+	}
+	p := b.Pkts[0]
+	if p.Headroom() != pipeline.Headroom || p.Len() != 60 || p.Owner != rx.owner || p.Time != b.Now {
+		t.Fatalf("packet headroom %d len %d owner %v time %d", p.Headroom(), p.Len(), p.Owner, p.Time)
+	}
+	tx.StartBatch(b.Now)
+	// The first packet is encapsulated (20 bytes prepended, as IPIP
+	// would), the second sent as is, the third dropped downstream.
+	d := b.Pkts[0].Prepend(20)
+	copy(d[:14], frame(9)[:14])
+	tx.Push(0, b.Pkts[0])
+	tx.Push(0, b.Pkts[1])
+	b.Pkts[2].Recycle()
+	tx.EndBatch()
+	checkSocket(t, rx.sock)
+	if len(f.Sent) != 2 {
+		t.Fatalf("sent %d packets, want 2", len(f.Sent))
+	}
+	if len(f.Sent[0]) != 80 || !bytes.Equal(f.Sent[0][:6], gwMAC) || !bytes.Equal(f.Sent[0][6:12], ifMAC) || f.Sent[0][34] != 0 {
+		t.Errorf("encapsulated packet % x", f.Sent[0][:40])
+	}
+	if len(f.Sent[1]) != 60 || f.Sent[1][14] != 1 {
+		t.Errorf("second packet % x", f.Sent[1][:20])
+	}
+	if tx.pub.sent.Load() != 2 || rx.sock.Count(xsk.Rx) != 0 || rx.sock.Count(xsk.Tx) != 0 {
+		t.Errorf("sent %d, %s", tx.pub.sent.Load(), rx.sock)
+	}
+}
+
+func TestNoNeighborDrops(t *testing.T) {
+	f, rx, tx := fakePair(t, 512)
+	tx.res.mac.Store(0)
+	for i := range 5 {
+		f.Deliver(frame(byte(i)))
+	}
+	var b pipeline.Batch
+	runBatch(t, rx, tx, &b, 0)
+	checkSocket(t, rx.sock)
+	if got := tx.pub.drops[dropNoNeighbor].Load(); got != 5 || f.NumSent != 0 {
+		t.Errorf("no_neighbor drops %d sent %d, want 5 and 0", got, f.NumSent)
+	}
+	if rx.sock.Count(xsk.Rx) != 0 {
+		t.Errorf("dropped frames not recycled: %s", rx.sock)
+	}
+	// Resolution takes effect at the next batch.
+	tx.res.mac.Store(macValid | 0x020000000002)
+	f.Deliver(frame(1))
+	runBatch(t, rx, tx, &b, 0)
+	if f.NumSent != 1 {
+		t.Errorf("sent %d after resolution, want 1", f.NumSent)
+	}
+}
+
+func TestTxRingFullDrops(t *testing.T) {
+	f, rx, tx := fakePair(t, 512)
+	f.TxSize, f.TxBudget = 16, 0
+	for i := range 40 {
+		f.Deliver(frame(byte(i)))
+	}
+	var b pipeline.Batch
+	runBatch(t, rx, tx, &b, 0)
+	checkSocket(t, rx.sock)
+	if got := tx.pub.drops[dropRingFull].Load(); got != 24 || tx.pub.sent.Load() != 16 || tx.pub.ringFullEvents.Load() != 1 {
+		t.Errorf("ring-full drops %d sent %d events %d, want 24, 16, 1", got, tx.pub.sent.Load(), tx.pub.ringFullEvents.Load())
+	}
+	f.TxBudget = 32
+	runBatch(t, rx, tx, &b, 0)
+	if rx.sock.Count(xsk.Tx) != 0 {
+		t.Errorf("completions not reaped: %s", rx.sock)
+	}
+	checkSocket(t, rx.sock)
+}
+
+func TestForeignPacketCopied(t *testing.T) {
+	f, rx, tx := fakePair(t, 512)
+	f.Record = true
+	buf := make([]byte, pipeline.Headroom+60)
+	copy(buf[pipeline.Headroom:], frame(7))
+	var p pipeline.Packet
+	p.SetFrame(buf, pipeline.Headroom, len(buf))
+	tx.StartBatch(0)
+	tx.Push(0, &p)
+	big := make([]byte, 8000)
+	p.SetFrame(big, 0, len(big))
+	tx.Push(0, &p)
+	tx.EndBatch()
+	checkSocket(t, rx.sock)
+	if len(f.Sent) != 1 || f.Sent[0][14] != 7 || tx.pub.copied.Load() != 1 || tx.pub.drops[dropTooBig].Load() != 1 {
+		t.Errorf("sent %d, copied %d, too big %d", len(f.Sent), tx.pub.copied.Load(), tx.pub.drops[dropTooBig].Load())
+	}
+}
+
+func TestRuntDropped(t *testing.T) {
+	f, rx, tx := fakePair(t, 512)
+	f.Deliver(frame(1)[:10])
+	var b pipeline.Batch
+	runBatch(t, rx, tx, &b, 0)
+	checkSocket(t, rx.sock)
+	if tx.pub.drops[dropRunt].Load() != 1 || rx.sock.Count(xsk.Rx) != 0 {
+		t.Errorf("runt drops %d, %s", tx.pub.drops[dropRunt].Load(), rx.sock)
+	}
+}
+
+// TestSteadyStateAllocs: a batch through Pull, Push and EndBatch
+// allocates nothing.
+func TestSteadyStateAllocs(t *testing.T) {
+	f, rx, tx := fakePair(t, 512)
+	pkt := frame(1)
+	var b pipeline.Batch
+	allocs := testing.AllocsPerRun(200, func() {
+		for range pipeline.MaxBatch {
+			f.Deliver(pkt)
+		}
+		runBatch(t, rx, tx, &b, 20)
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per batch, want 0", allocs)
+	}
+	checkSocket(t, rx.sock)
+	if f.NumSent != 201*pipeline.MaxBatch {
+		t.Errorf("sent %d, want %d", f.NumSent, 201*pipeline.MaxBatch)
+	}
+}
+
+func BenchmarkPullPushEndBatch(b *testing.B) {
+	f, rx, tx := fakePair(b, 512)
+	pkt := frame(1)
+	var batch pipeline.Batch
+	b.ReportAllocs()
+	for b.Loop() {
+		for range pipeline.MaxBatch {
+			f.Deliver(pkt)
+		}
+		runBatch(b, rx, tx, &batch, 20)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*pipeline.MaxBatch), "ns/packet")
+}
+
+func TestNeighUsable(t *testing.T) {
+	mac := []byte{0x02, 0, 0, 0, 0, 0x09}
+	tests := []struct {
+		name    string
+		state   int
+		hw      []byte
+		deleted bool
+		want    bool
+	}{
+		{"reachable", 0x02, mac, false, true},
+		{"stale is still used, as the kernel does", 0x04, mac, false, true},
+		{"delay", 0x08, mac, false, true},
+		{"probe", 0x10, mac, false, true},
+		{"permanent", 0x80, mac, false, true},
+		{"incomplete", 0x01, nil, false, false},
+		{"failed", 0x20, mac, false, false},
+		{"deleted", 0x02, mac, true, false},
+		{"zero address", 0x02, make([]byte, 6), false, false},
+		{"no address", 0x02, nil, false, false},
+	}
+	for _, tt := range tests {
+		v, ok := neighUsable(tt.state, tt.hw, tt.deleted)
+		if ok != tt.want {
+			t.Errorf("%s: usable %v, want %v", tt.name, ok, tt.want)
+		}
+		if ok && v != macValid|0x020000000009 {
+			t.Errorf("%s: value %#x", tt.name, v)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		set  func(r *RxXDP)
+		attr string
+	}{
+		{"defaults", func(r *RxXDP) {}, ""},
+		{"no interface", func(r *RxXDP) { r.Interface = "" }, "interface"},
+		{"mode", func(r *RxXDP) { r.Mode = "skb" }, "mode"},
+		{"receive", func(r *RxXDP) { r.Receive = "spin" }, "receive"},
+		{"queue", func(r *RxXDP) { r.Queue = -2 }, "queue"},
+		{"frames", func(r *RxXDP) { r.Frames = 1000 }, "frames"},
+		{"frame size", func(r *RxXDP) { r.FrameSize = 1500 }, "frame_size"},
+		{"poll timeout", func(r *RxXDP) { r.PollTimeout = "10" }, "poll_timeout"},
+	}
+	typ, _ := pipeline.Lookup("RxXDP")
+	for _, tt := range tests {
+		r := typ.New().(*RxXDP)
+		r.Interface = "eth0"
+		tt.set(r)
+		err := r.Validate()
+		ae, _ := err.(*pipeline.AttrError)
+		if (tt.attr == "" && err != nil) || (tt.attr != "" && (ae == nil || ae.Attr != tt.attr)) {
+			t.Errorf("%s: %v, want an error on %q", tt.name, err, tt.attr)
+		}
+	}
+	tx := &TxXDP{Interface: "eth0", Gateway: "10.0.0.1"}
+	if err := tx.Validate(); err != nil {
+		t.Error(err)
+	}
+	tx.Gateway = "gw"
+	if ae, ok := tx.Validate().(*pipeline.AttrError); !ok || ae.Attr != "gateway" {
+		t.Errorf("bad gateway accepted: %v", tx.Validate())
+	}
+}

@@ -1,0 +1,128 @@
+// Package xdp holds RxXDP and TxXDP, xlb's live source and sink: AF_XDP
+// sockets (Linux Documentation/networking/af_xdp.rst) built on
+// github.com/asavie/xdp, fed by xlb's own XDP program, which sends the
+// packets addressed to a VIP to the socket of their RX queue and passes
+// everything else (ARP, neighbour discovery, BGP, SSH, health-check
+// replies) to the kernel. Forwarding is one-armed and copy-free: a frame
+// received in a worker's UMEM is rewritten in place (encapsulation
+// prepends into the 256 bytes of headroom the kernel leaves in front of
+// the data) and leaves by the TX ring of the same socket.
+//
+// The program and its maps live in internal/xdpprog, the frame
+// accounting over asavie's socket in internal/xsk; this package wires
+// them to the pipeline: one program per interface shared by every worker,
+// one socket per worker (its RX queue), the VIP maps kept equal to the
+// control plane's snapshot, and the next hop's MAC address followed in the
+// kernel's neighbour table.
+package xdp
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/elements/xdp/internal/xdpprog"
+)
+
+// iface is what every worker shares about one interface: its XDP program
+// (attached by the first RxXDP provisioned, detached by the last one
+// cleaned up), each worker's RxXDP (for TxXDP to find its socket) and the
+// next-hop resolvers. Found through pipeline.Context.Shared by name.
+type iface struct {
+	mu    sync.Mutex
+	name  string
+	index int
+	mac   net.HardwareAddr
+	mode  xdpprog.Mode
+	prog  *xdpprog.Program
+	refs  int            // provisioned RxXDPs
+	rx    map[int]*RxXDP // by worker
+	neigh map[netip.Addr]*resolver
+}
+
+type ifaceKey struct{ name string }
+
+// acquire loads and attaches the program on first use, with the VIPs of
+// the current snapshot already in its maps, and counts a user.
+func (f *iface) acquire(mode xdpprog.Mode, st *snapshot.Store, log *slog.Logger) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refs > 0 {
+		if mode != f.mode {
+			return fmt.Errorf("interface %s is already used in %s mode by another RxXDP; use one mode per interface", f.name, f.mode)
+		}
+		f.refs++
+		return nil
+	}
+	l, err := netlink.LinkByName(f.name)
+	if err != nil {
+		return fmt.Errorf("interface %s: %w", f.name, err)
+	}
+	f.index, f.mac = l.Attrs().Index, l.Attrs().HardwareAddr
+	if len(f.mac) != 6 {
+		return fmt.Errorf("interface %s has no Ethernet address", f.name)
+	}
+	// Refuse before loading anything, so a second xlbd fails fast and
+	// says why.
+	if id, err := xdpprog.Attached(f.name); err != nil {
+		return err
+	} else if id != 0 {
+		return &xdpprog.AttachedError{Interface: f.name, ID: id}
+	}
+	p, err := xdpprog.Load()
+	if err != nil {
+		return err
+	}
+	if err := p.SetVIPs(vipAddrs(st.Load())); err != nil {
+		p.Close()
+		return err
+	}
+	if err := p.Attach(f.name, mode); err != nil {
+		p.Close()
+		return err
+	}
+	log.Info("XDP program attached", "interface", f.name, "mode", mode.String())
+	f.prog, f.mode, f.refs = p, mode, 1
+	if f.rx == nil {
+		f.rx = map[int]*RxXDP{}
+		f.neigh = map[netip.Addr]*resolver{}
+	}
+	return nil
+}
+
+// release counts a user gone; the last one detaches the program.
+func (f *iface) release() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refs--; f.refs > 0 {
+		return nil
+	}
+	err := f.prog.Close()
+	f.prog = nil
+	if err != nil {
+		return fmt.Errorf("detaching XDP from %s: %w", f.name, err)
+	}
+	return nil
+}
+
+// vipAddrs is the set of VIP addresses of a snapshot (several VIPs may
+// share one address with different ports or protocols).
+func vipAddrs(s *snapshot.Snapshot) []netip.Addr {
+	if s == nil {
+		return nil
+	}
+	seen := map[netip.Addr]bool{}
+	var out []netip.Addr
+	for _, v := range s.VIPs {
+		a := v.Addr.Unmap()
+		if a.IsValid() && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,397 @@
+// Package xdpprog is xlb's XDP program and its maps: packets whose
+// destination address is a VIP go to the AF_XDP socket of their RX queue,
+// everything else to the kernel. It is assembled with cilium/ebpf's asm
+// package (no C compiler at build time) and attached through a BPF link
+// (kernel 5.9+), which the kernel detaches by itself when the owning
+// process exits, so a crashed xlbd never leaves a program behind.
+package xdpprog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	asv "github.com/asavie/xdp"
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// MaxQueues bounds the RX queue numbers the socket maps hold.
+const MaxQueues = 256
+
+// MaxVIPs bounds the addresses of each family in the VIP maps.
+const MaxVIPs = 4096
+
+// XDP actions (include/uapi/linux/bpf.h, enum xdp_action).
+const xdpPass = 2
+
+// struct xdp_md field offsets (include/uapi/linux/bpf.h).
+const (
+	mdData         = 0
+	mdDataEnd      = 4
+	mdRxQueueIndex = 16
+)
+
+// Header sizes and offsets.
+const (
+	ethLen     = 14
+	vlanLen    = 4
+	ipv4Len    = 20
+	ipv4Dst    = 16
+	ipv6Len    = 40
+	ipv6Next   = 6
+	ipv6Dst    = 24
+	icmp6      = 58
+	ndFirst    = 133 // Router Solicitation (RFC 4861 §4)
+	ndLast     = 137 // Redirect
+	vip4KeyLen = 4
+	vip6KeyLen = 16
+)
+
+// be16 is the value a native-endian 16-bit load of the big-endian bytes of
+// v gives, so the program compares EtherTypes without byte swaps.
+func be16(v uint16) int32 {
+	return int32(binary.NativeEndian.Uint16([]byte{byte(v >> 8), byte(v)}))
+}
+
+// Program is the loaded program, its maps and, once attached, its link.
+type Program struct {
+	Prog   *ebpf.Program
+	VIP4   *ebpf.Map // [4]byte -> u8
+	VIP6   *ebpf.Map // [16]byte -> u8
+	Queues *ebpf.Map // u32 queue -> u32; unused by our program, written by asavie's Register
+	XSKs   *ebpf.Map // XSKMAP: u32 queue -> socket
+
+	link    link.Link
+	ifindex int
+}
+
+// Load creates the maps and loads the program. It needs CAP_BPF (root).
+func Load() (_ *Program, err error) {
+	p := &Program{}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	mk := func(name string, t ebpf.MapType, k, v, n uint32) (*ebpf.Map, error) {
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Name: name, Type: t, KeySize: k, ValueSize: v, MaxEntries: n})
+		if err != nil {
+			return nil, fmt.Errorf("creating BPF map %s: %w", name, err)
+		}
+		return m, nil
+	}
+	if p.VIP4, err = mk("xlb_vip4", ebpf.Hash, vip4KeyLen, 1, MaxVIPs); err != nil {
+		return nil, err
+	}
+	if p.VIP6, err = mk("xlb_vip6", ebpf.Hash, vip6KeyLen, 1, MaxVIPs); err != nil {
+		return nil, err
+	}
+	if p.Queues, err = mk("xlb_qidconf", ebpf.Array, 4, 4, MaxQueues); err != nil {
+		return nil, err
+	}
+	if p.XSKs, err = mk("xlb_xsks", ebpf.XSKMap, 4, 4, MaxQueues); err != nil {
+		return nil, err
+	}
+	p.Prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         "xlb_vip_redir",
+		Type:         ebpf.XDP,
+		License:      "Dual BSD/GPL",
+		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), p.XSKs.FD()),
+	})
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("loading the XDP program: %+v", ve)
+		}
+		return nil, fmt.Errorf("loading the XDP program: %w", err)
+	}
+	return p, nil
+}
+
+// Instructions is the program, for the given map file descriptors.
+//
+// In C it would read:
+//
+//	eth = data; if (eth + 1 > end) return PASS;
+//	proto = eth->h_proto; l3 = data + 14;
+//	if (proto == 802.1Q or 802.1ad) { check 18 bytes; proto = inner; l3 += 4 }
+//	if (proto == IPv4) { check l3 + 20; key = ip->daddr; map = vip4 }
+//	else if (proto == IPv6) { check l3 + 40; key = ip6->daddr; map = vip6;
+//	    if (nexthdr == ICMPv6 && type in 133..137) return PASS }  // ND
+//	else return PASS;
+//	if (!bpf_map_lookup_elem(map, &key)) return PASS;
+//	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+//
+// Every packet access is preceded by a check against data_end that the
+// verifier can follow. Only the first 802.1Q/802.1ad tag is skipped: a
+// double-tagged frame goes to the kernel. Neighbour discovery addressed to
+// a VIP (unicast reachability probes) goes to the kernel too, which owns
+// neighbour state. The XDP_PASS in bpf_redirect_map's flags is the action
+// when the queue has no socket (kernel 5.6+), so VIP traffic reaches the
+// kernel rather than being dropped while no worker listens.
+func Instructions(vip4, vip6, xsks int) asm.Instructions {
+	const (
+		ctx  = asm.R6
+		data = asm.R2
+		end  = asm.R3
+		tmp  = asm.R4
+		eth  = asm.R5
+	)
+	return asm.Instructions{
+		asm.Mov.Reg(ctx, asm.R1),
+		asm.LoadMem(data, ctx, mdData, asm.Word),
+		asm.LoadMem(end, ctx, mdDataEnd, asm.Word),
+		asm.Mov.Reg(tmp, data),
+		asm.Add.Imm(tmp, ethLen),
+		asm.JGT.Reg(tmp, end, "pass"),
+		asm.LoadMem(eth, data, 12, asm.Half),
+		asm.JEq.Imm(eth, be16(0x8100), "vlan"),
+		asm.JEq.Imm(eth, be16(0x88a8), "vlan"),
+		asm.Ja.Label("l3"),
+
+		asm.Mov.Reg(tmp, data).WithSymbol("vlan"),
+		asm.Add.Imm(tmp, ethLen+vlanLen),
+		asm.JGT.Reg(tmp, end, "pass"),
+		asm.LoadMem(eth, data, ethLen+2, asm.Half),
+		asm.Add.Imm(data, vlanLen),
+
+		// From here on data points vlanLen bytes further when tagged, so
+		// the L3 header is at data + ethLen either way.
+		asm.JEq.Imm(eth, be16(0x0800), "v4").WithSymbol("l3"),
+		asm.JEq.Imm(eth, be16(0x86dd), "v6"),
+		asm.Ja.Label("pass"),
+
+		asm.Mov.Reg(tmp, data).WithSymbol("v4"),
+		asm.Add.Imm(tmp, ethLen+ipv4Len),
+		asm.JGT.Reg(tmp, end, "pass"),
+		asm.LoadMem(tmp, data, ethLen+ipv4Dst, asm.Word),
+		asm.StoreMem(asm.RFP, -4, tmp, asm.Word),
+		asm.LoadMapPtr(asm.R1, vip4),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "pass"),
+		asm.Ja.Label("redirect"),
+
+		asm.Mov.Reg(tmp, data).WithSymbol("v6"),
+		asm.Add.Imm(tmp, ethLen+ipv6Len),
+		asm.JGT.Reg(tmp, end, "pass"),
+		asm.LoadMem(tmp, data, ethLen+ipv6Dst, asm.Word),
+		asm.StoreMem(asm.RFP, -16, tmp, asm.Word),
+		asm.LoadMem(tmp, data, ethLen+ipv6Dst+4, asm.Word),
+		asm.StoreMem(asm.RFP, -12, tmp, asm.Word),
+		asm.LoadMem(tmp, data, ethLen+ipv6Dst+8, asm.Word),
+		asm.StoreMem(asm.RFP, -8, tmp, asm.Word),
+		asm.LoadMem(tmp, data, ethLen+ipv6Dst+12, asm.Word),
+		asm.StoreMem(asm.RFP, -4, tmp, asm.Word),
+		asm.LoadMem(tmp, data, ethLen+ipv6Next, asm.Byte),
+		asm.JNE.Imm(tmp, icmp6, "v6lookup"),
+		asm.Mov.Reg(tmp, data),
+		asm.Add.Imm(tmp, ethLen+ipv6Len+1),
+		asm.JGT.Reg(tmp, end, "v6lookup"),
+		asm.LoadMem(tmp, data, ethLen+ipv6Len, asm.Byte),
+		asm.JLT.Imm(tmp, ndFirst, "v6lookup"),
+		asm.JLE.Imm(tmp, ndLast, "pass"),
+		asm.LoadMapPtr(asm.R1, vip6).WithSymbol("v6lookup"),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -16),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "pass"),
+
+		asm.LoadMem(asm.R2, ctx, mdRxQueueIndex, asm.Word).WithSymbol("redirect"),
+		asm.LoadMapPtr(asm.R1, xsks),
+		asm.Mov.Imm(asm.R3, xdpPass),
+		asm.FnRedirectMap.Call(),
+		asm.Return(),
+
+		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
+		asm.Return(),
+	}
+}
+
+// Mode is where the program runs.
+type Mode int
+
+const (
+	// Native runs the program in the driver (XDP_FLAGS_DRV_MODE).
+	Native Mode = iota
+	// Generic runs it on the kernel's socket buffers (XDP_FLAGS_SKB_MODE):
+	// slower, for drivers without XDP support.
+	Generic
+)
+
+func (m Mode) String() string {
+	if m == Generic {
+		return "generic"
+	}
+	return "native"
+}
+
+// AttachedError is returned by Attach when the interface already has an
+// XDP program: a second xlbd, or another tool, owns it.
+type AttachedError struct {
+	Interface string
+	ID        uint32
+}
+
+func (e *AttachedError) Error() string {
+	return fmt.Sprintf("%s already has an XDP program attached (id %d): is another xlbd running on it? Detach it with: ip link set dev %s xdp off",
+		e.Interface, e.ID, e.Interface)
+}
+
+// Attached returns the id of the XDP program attached to the interface,
+// 0 when none.
+func Attached(ifname string) (uint32, error) {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return 0, fmt.Errorf("interface %s: %w", ifname, err)
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		return x.ProgId, nil
+	}
+	return 0, nil
+}
+
+// Attach attaches the program to the interface in the given mode, refusing
+// when the interface already has a program (asavie's Attach would silently
+// replace it). The kernel refuses a BPF link over an existing program too,
+// so two processes racing here cannot both win.
+func (p *Program) Attach(ifname string, mode Mode) error {
+	if p.link != nil {
+		return errors.New("program already attached")
+	}
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("interface %s: %w", ifname, err)
+	}
+	if x := l.Attrs().Xdp; x != nil && x.Attached {
+		return &AttachedError{Interface: ifname, ID: x.ProgId}
+	}
+	flags := link.XDPDriverMode
+	if mode == Generic {
+		flags = link.XDPGenericMode
+	}
+	lk, err := link.AttachXDP(link.XDPOptions{Program: p.Prog, Interface: l.Attrs().Index, Flags: flags})
+	if err != nil {
+		if id, _ := Attached(ifname); id != 0 {
+			return &AttachedError{Interface: ifname, ID: id}
+		}
+		hint := ""
+		if mode == Native && (errors.Is(err, os.ErrInvalid) || errors.Is(err, unix.EOPNOTSUPP)) {
+			hint = ` (the driver may lack native XDP: try mode = "generic")`
+		}
+		return fmt.Errorf("attaching XDP to %s in %s mode: %w%s", ifname, mode, err, hint)
+	}
+	p.link, p.ifindex = lk, l.Attrs().Index
+	return nil
+}
+
+// Detach removes the program from its interface. Closing the BPF link
+// detaches in either mode; asavie's Detach, which asks netlink without the
+// mode flag and then waits for the program to go, never returns in generic
+// mode.
+func (p *Program) Detach() error {
+	if p.link == nil {
+		return nil
+	}
+	err := p.link.Close()
+	p.link = nil
+	return err
+}
+
+// Register makes the socket fd receive the VIP packets of queue, through
+// asavie's Program (which also marks the queue in the queues map).
+func (p *Program) Register(queue, fd int) error {
+	if queue < 0 || queue >= MaxQueues {
+		return fmt.Errorf("queue %d out of range (0-%d)", queue, MaxQueues-1)
+	}
+	ap := asv.Program{Program: p.Prog, Queues: p.Queues, Sockets: p.XSKs}
+	return ap.Register(queue, fd)
+}
+
+// Unregister removes queue's socket. A queue without a socket passes its
+// VIP packets to the kernel. asavie's Unregister deletes the queue from
+// the queues map, which the kernel refuses for an array (EINVAL), before
+// removing the socket: the entry is zeroed here instead.
+func (p *Program) Unregister(queue int) error {
+	if queue < 0 || queue >= MaxQueues {
+		return nil
+	}
+	if err := p.Queues.Put(uint32(queue), uint32(0)); err != nil {
+		return fmt.Errorf("clearing queue %d: %w", queue, err)
+	}
+	if err := p.XSKs.Delete(uint32(queue)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("removing the socket of queue %d: %w", queue, err)
+	}
+	return nil
+}
+
+// SetVIPs makes the VIP maps hold exactly addrs: it deletes the addresses
+// no longer wanted and adds the new ones, so a packet to a VIP present in
+// both the old and the new set is never passed to the kernel meanwhile.
+func (p *Program) SetVIPs(addrs []netip.Addr) error {
+	want4 := map[[4]byte]bool{}
+	want6 := map[[16]byte]bool{}
+	for _, a := range addrs {
+		a = a.Unmap()
+		if a.Is4() {
+			want4[a.As4()] = true
+		} else if a.Is6() {
+			want6[a.As16()] = true
+		}
+	}
+	if len(want4) > MaxVIPs || len(want6) > MaxVIPs {
+		return fmt.Errorf("more than %d VIP addresses of one family", MaxVIPs)
+	}
+	if err := syncMap(p.VIP4, want4); err != nil {
+		return err
+	}
+	return syncMap(p.VIP6, want6)
+}
+
+func syncMap[K comparable](m *ebpf.Map, want map[K]bool) error {
+	var k K
+	var v uint8
+	var stale []K
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("reading VIP map: %w", err)
+	}
+	for _, k := range stale {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("deleting VIP: %w", err)
+		}
+	}
+	for k := range want {
+		if err := m.Put(k, uint8(1)); err != nil {
+			return fmt.Errorf("adding VIP: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close detaches the program and frees it and its maps.
+func (p *Program) Close() error {
+	errs := []error{p.Detach()}
+	if p.Prog != nil {
+		errs = append(errs, p.Prog.Close())
+	}
+	for _, m := range []*ebpf.Map{p.VIP4, p.VIP6, p.Queues, p.XSKs} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	p.Prog, p.VIP4, p.VIP6, p.Queues, p.XSKs = nil, nil, nil, nil, nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,157 @@
+package xdpprog
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/xlbproject/xlb/internal/testenv"
+)
+
+const xdpRedirect = 4
+
+// Frame fixtures. Only the fields the program reads matter; the rest is
+// zero.
+var (
+	vip4    = netip.MustParseAddr("192.0.2.10")
+	other4  = netip.MustParseAddr("192.0.2.11")
+	vip6    = netip.MustParseAddr("2001:db8::10")
+	other6  = netip.MustParseAddr("2001:db8::11")
+	ethIPv4 = []byte{0x08, 0x00}
+	ethIPv6 = []byte{0x86, 0xdd}
+	ethARP  = []byte{0x08, 0x06}
+	tag8021 = []byte{0x81, 0x00, 0x00, 0x05} // 802.1Q, VLAN 5
+	tag88a8 = []byte{0x88, 0xa8, 0x00, 0x05} // 802.1ad, VLAN 5
+)
+
+// eth returns dst MAC, src MAC (12 bytes), then tags and the EtherType.
+func eth(tags []byte, typ []byte) []byte {
+	b := make([]byte, 12, 64)
+	b = append(b, tags...)
+	return append(b, typ...)
+}
+
+// ipv4 is a 20-byte header: version/IHL 0x45, ..., protocol UDP (17) at
+// 9, source at 12, destination at 16.
+func ipv4(dst netip.Addr) []byte {
+	h := make([]byte, 20)
+	h[0], h[9] = 0x45, 17
+	d := dst.As4()
+	copy(h[16:], d[:])
+	return h
+}
+
+// ipv6 is a 40-byte header: version 6, next header at 6, destination at
+// 24.
+func ipv6(next byte, dst netip.Addr) []byte {
+	h := make([]byte, 40)
+	h[0], h[6] = 0x60, next
+	d := dst.As16()
+	copy(h[24:], d[:])
+	return h
+}
+
+func cat(bs ...[]byte) []byte {
+	var out []byte
+	for _, b := range bs {
+		out = append(out, b...)
+	}
+	return append(out, make([]byte, 8)...) // a transport header's worth
+}
+
+// TestVerdicts runs the program with BPF_PROG_TEST_RUN over frames of
+// each kind. The socket map is replaced by a devmap with an entry for
+// queue 0, so a redirect shows as XDP_REDIRECT (with the empty XSKMAP of
+// a real run it would fall back to XDP_PASS).
+func TestVerdicts(t *testing.T) {
+	testenv.RequireRoot(t)
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.SetVIPs([]netip.Addr{vip4, vip6, netip.MustParseAddr("::ffff:192.0.2.12")}); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.DevMap, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	if err := dev.Put(uint32(0), uint32(1)); err != nil { // queue 0 -> lo
+		t.Fatal(err)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL",
+		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), dev.FD())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+
+	ns := func(dst netip.Addr, typ byte) []byte { // ICMPv6 of the given type
+		return cat(eth(nil, ethIPv6), ipv6(58, dst), []byte{typ, 0, 0, 0})
+	}
+	tests := []struct {
+		name  string
+		frame []byte
+		want  uint32
+	}{
+		{"IPv4 to VIP", cat(eth(nil, ethIPv4), ipv4(vip4)), xdpRedirect},
+		{"IPv4 to VIP given IPv4-mapped", cat(eth(nil, ethIPv4), ipv4(netip.MustParseAddr("192.0.2.12"))), xdpRedirect},
+		{"IPv4 to other", cat(eth(nil, ethIPv4), ipv4(other4)), xdpPass},
+		{"802.1Q IPv4 to VIP", cat(eth(tag8021, ethIPv4), ipv4(vip4)), xdpRedirect},
+		{"802.1ad IPv4 to VIP", cat(eth(tag88a8, ethIPv4), ipv4(vip4)), xdpRedirect},
+		{"two tags go to the kernel", cat(eth(append(tag88a8, tag8021...), ethIPv4), ipv4(vip4)), xdpPass},
+		{"IPv6 to VIP", cat(eth(nil, ethIPv6), ipv6(6, vip6)), xdpRedirect},
+		{"802.1Q IPv6 to VIP", cat(eth(tag8021, ethIPv6), ipv6(17, vip6)), xdpRedirect},
+		{"IPv6 to other", cat(eth(nil, ethIPv6), ipv6(6, other6)), xdpPass},
+		{"ICMPv6 echo to VIP", ns(vip6, 128), xdpRedirect},
+		{"neighbour solicitation to VIP", ns(vip6, 135), xdpPass},
+		{"neighbour advertisement to VIP", ns(vip6, 136), xdpPass},
+		{"ARP", cat(eth(nil, ethARP), ipv4(vip4)), xdpPass},
+		{"IPv4 header cut short", cat(eth(nil, ethIPv4), ipv4(vip4))[:14+19], xdpPass},
+		{"IPv6 header cut short", cat(eth(nil, ethIPv6), ipv6(6, vip6))[:14+39], xdpPass},
+		{"802.1Q tag cut short", eth(tag8021, nil)[:15], xdpPass},
+		{"bare Ethernet header", eth(nil, ethIPv4), xdpPass},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := prog.Run(&ebpf.RunOptions{Data: tt.frame})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("verdict %d, want %d", got, tt.want)
+			}
+		})
+	}
+
+	// Removing a VIP passes its packets again.
+	if err := p.SetVIPs([]netip.Addr{vip6}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := prog.Run(&ebpf.RunOptions{Data: cat(eth(nil, ethIPv4), ipv4(vip4))})
+	if err != nil || got != xdpPass {
+		t.Errorf("after removing the VIP: verdict %d (%v), want %d", got, err, xdpPass)
+	}
+}
+
+func TestRegisterRange(t *testing.T) {
+	testenv.RequireRoot(t)
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Register(MaxQueues, 0); err == nil {
+		t.Error("Register accepted a queue beyond MaxQueues")
+	}
+	if err := p.Register(0, -1); err == nil {
+		t.Error("Register accepted fd -1")
+	}
+	var ae *AttachedError
+	if errors.As(p.Attach("xlbx-no-such-interface", Native), &ae) {
+		t.Error("a missing interface reported as attached")
+	}
+}

@@ -1,0 +1,421 @@
+package xdp
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/internal/testenv"
+	"github.com/xlbproject/xlb/pipeline"
+	"golang.org/x/sys/unix"
+)
+
+// The lab: namespace a holds xlb's side of a veth pair (xa, 10.99.0.1),
+// namespace b the peer (xb, 10.99.0.2) with a route to the VIP prefix via
+// 10.99.0.1. The pipeline RxXDP -> TxXDP(gateway 10.99.0.2) runs in a
+// child process started with `ip netns exec a`: the elements start
+// goroutines (the neighbour resolver) and open netlink, BPF and AF_XDP
+// sockets, which all belong to the namespace of the thread that opens
+// them, so the whole process must live in the namespace. The test itself
+// stays in the host namespace and opens its sockets in a or b from a
+// locked thread that entered it (a socket keeps its namespace).
+const (
+	labA, labB = "10.99.0.1", "10.99.0.2"
+	labVIP     = "10.99.1.1"
+	labOther   = "10.99.1.2" // routed to xlb, but not a VIP
+	childEnv   = "XLBX_XDP_CHILD"
+)
+
+func TestNetnsForwarding(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "ip")
+	for _, mode := range []string{"native", "generic"} {
+		t.Run(mode, func(t *testing.T) { runLab(t, mode) })
+	}
+}
+
+func ipCmd(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// lab creates the two namespaces and the veth pair, removed at cleanup
+// even when the test fails.
+func lab(t *testing.T, tag string) (nsA, nsB string) {
+	nsA = fmt.Sprintf("xlbx-%d-%s-a", os.Getpid(), tag)
+	nsB = fmt.Sprintf("xlbx-%d-%s-b", os.Getpid(), tag)
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "del", nsA).Run()
+		exec.Command("ip", "netns", "del", nsB).Run()
+	})
+	ipCmd(t, "netns", "add", nsA)
+	ipCmd(t, "netns", "add", nsB)
+	// Created inside a, so the host's namespace is never touched.
+	ipCmd(t, "-n", nsA, "link", "add", "name", "xa", "type", "veth", "peer", "name", "xb", "netns", nsB)
+	ipCmd(t, "-n", nsA, "addr", "add", labA+"/24", "dev", "xa")
+	ipCmd(t, "-n", nsB, "addr", "add", labB+"/24", "dev", "xb")
+	ipCmd(t, "-n", nsA, "link", "set", "xa", "up")
+	ipCmd(t, "-n", nsB, "link", "set", "xb", "up")
+	ipCmd(t, "-n", nsA, "link", "set", "lo", "up")
+	ipCmd(t, "-n", nsB, "route", "add", "10.99.1.0/24", "via", labA)
+	return nsA, nsB
+}
+
+// inNetns runs f on a thread in namespace name. The thread is discarded
+// afterwards, so no goroutine ever runs in the namespace by accident.
+func inNetns(name string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // not unlocked: the thread exits with the goroutine
+		h, err := netns.GetFromName(name)
+		if err == nil {
+			err = netns.Set(h)
+			h.Close()
+		}
+		if err != nil {
+			errc <- err
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// child is the xlb process of a lab.
+type child struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string
+	stderr strings.Builder
+	out    []string
+}
+
+func startChild(t *testing.T, ns, mode string) *child {
+	c := &child{lines: make(chan string, 64)}
+	c.cmd = exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestNetnsChild$", "-test.v")
+	c.cmd.Env = append(os.Environ(), childEnv+"="+mode)
+	c.cmd.Stderr = &c.stderr
+	var err error
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.cmd.Process.Kill(); c.cmd.Wait() })
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			c.lines <- sc.Text()
+		}
+		close(c.lines)
+	}()
+	return c
+}
+
+// expect waits for a line starting with prefix and returns it.
+func (c *child) expect(t *testing.T, prefix string, d time.Duration) string {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case l, ok := <-c.lines:
+			if !ok {
+				t.Fatalf("child exited before %q; output:\n%s\nstderr:\n%s", prefix, strings.Join(c.out, "\n"), c.stderr.String())
+			}
+			c.out = append(c.out, l)
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("no %q from the child within %s; output:\n%s\nstderr:\n%s", prefix, d, strings.Join(c.out, "\n"), c.stderr.String())
+		}
+	}
+}
+
+func runLab(t *testing.T, mode string) {
+	nsA, nsB := lab(t, mode[:3])
+	c := startChild(t, nsA, mode)
+	t0 := time.Now()
+	c.expect(t, "READY", 20*time.Second)
+	t.Logf("%s mode: pipeline started in %v", mode, time.Since(t0))
+	if l := c.expect(t, "SECOND", 5*time.Second); !strings.Contains(l, "xa already has an XDP program attached (id ") ||
+		!strings.Contains(l, "ip link set dev xa xdp off") {
+		t.Errorf("second attach: %s", l)
+	}
+
+	// The peer: a capture of what arrives on xb, and a UDP sender.
+	var capfd int
+	var xaMAC, xbMAC net.HardwareAddr
+	var udp *net.UDPConn
+	err := inNetns(nsB, func() error {
+		xb, err := net.InterfaceByName("xb")
+		if err != nil {
+			return err
+		}
+		xbMAC = xb.HardwareAddr
+		capfd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		if err := unix.Bind(capfd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: xb.Index}); err != nil {
+			return err
+		}
+		// The peer's own packets need not be seen, and the returned ones
+		// must not overflow the default receive buffer.
+		if err := unix.SetsockoptInt(capfd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(capfd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20); err != nil {
+			return err
+		}
+		udp, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(labVIP), Port: 9999})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(capfd)
+	defer udp.Close()
+	inNetns(nsA, func() error {
+		xa, err := net.InterfaceByName("xa")
+		if err == nil {
+			xaMAC = xa.HardwareAddr
+		}
+		return err
+	})
+	tv := unix.Timeval{Usec: 200000}
+	unix.SetsockoptTimeval(capfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+
+	const n = 200
+	send := func(conn *net.UDPConn) {
+		for i := range n {
+			if _, err := conn.Write([]byte(fmt.Sprintf("packet %d", i))); err != nil {
+				t.Fatal(err)
+			}
+			if i%32 == 31 {
+				time.Sleep(time.Millisecond) // stay within the veth backlog
+			}
+		}
+	}
+	// One packet first, so that b has resolved xlb's address before the
+	// burst (the kernel queues few packets while it resolves).
+	udp.Write([]byte("warm-up"))
+	time.Sleep(100 * time.Millisecond)
+	countReturned(capfd, xaMAC, xbMAC, labVIP)
+	send(udp)
+	back := countReturned(capfd, xaMAC, xbMAC, labVIP)
+	t.Logf("%s mode: %d of %d packets to the VIP came back from xlb", mode, back, n)
+	if back < n*9/10 {
+		t.Errorf("%d of %d packets to the VIP came back", back, n)
+	}
+
+	// The next hop's MAC follows the neighbour table: replaced by hand,
+	// then deleted (and resolved again by the kernel at xlb's request).
+	fake := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x99}
+	ipCmd(t, "-n", nsA, "neigh", "replace", labB, "lladdr", fake.String(), "dev", "xa", "nud", "permanent")
+	time.Sleep(100 * time.Millisecond)
+	send(udp)
+	if got := countReturned(capfd, xaMAC, fake, labVIP); got < n*9/10 {
+		t.Errorf("%d of %d packets went to the new next-hop MAC", got, n)
+	}
+	ipCmd(t, "-n", nsA, "neigh", "del", labB, "dev", "xa")
+	time.Sleep(300 * time.Millisecond)
+	send(udp)
+	if got := countReturned(capfd, xaMAC, xbMAC, labVIP); got < n*9/10 {
+		t.Errorf("%d of %d packets went to the next hop after its entry was deleted and resolved again", got, n)
+	}
+
+	// Packets to a routed address that is no VIP reach a's kernel, which
+	// does not forward them: nothing comes back.
+	var other *net.UDPConn
+	inNetns(nsB, func() error {
+		other, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(labOther), Port: 9999})
+		return err
+	})
+	send(other)
+	other.Close()
+	if got := countReturned(capfd, xaMAC, xbMAC, labOther); got != 0 {
+		t.Errorf("%d packets to a non-VIP address came back", got)
+	}
+
+	// XDP_PASS: a TCP connection to xlb's own address works while the
+	// program is attached.
+	var ln net.Listener
+	if err := inNetns(nsA, func() error { ln, err = net.Listen("tcp4", labA+":7777"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Write([]byte("hello"))
+			c.Close()
+		}
+	}()
+	var reply []byte
+	err = inNetns(nsB, func() error {
+		conn, err := net.DialTimeout("tcp4", labA+":7777", 3*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(3 * time.Second))
+		reply, err = io.ReadAll(conn)
+		return err
+	})
+	if err != nil || string(reply) != "hello" {
+		t.Errorf("TCP to xlb's own address while attached: %q, %v", reply, err)
+	}
+
+	// A snapshot without the VIP takes it out of the program's map.
+	fmt.Fprintln(c.stdin, "drop-vip")
+	c.expect(t, "DROPPED", 5*time.Second)
+	time.Sleep(100 * time.Millisecond) // a poll interval or more for worker 0's StartBatch
+	send(udp)
+	if got := countReturned(capfd, xaMAC, xbMAC, labVIP); got != 0 {
+		t.Errorf("%d packets came back after the VIP was removed", got)
+	}
+
+	// Stopping: the program is detached, promptly, in either mode.
+	t1 := time.Now()
+	c.stdin.Close()
+	c.expect(t, "CLOSED", 10*time.Second)
+	t.Logf("%s mode: stop and detach took %v", mode, time.Since(t1))
+	for {
+		l, ok := <-c.lines
+		if !ok {
+			break
+		}
+		c.out = append(c.out, l)
+	}
+	if err := c.cmd.Wait(); err != nil {
+		t.Errorf("child: %v\n%s\n%s", err, strings.Join(c.out, "\n"), c.stderr.String())
+	}
+	t.Logf("child output:\n%s", strings.Join(c.out, "\n"))
+	err = inNetns(nsA, func() error {
+		l, err := netlink.LinkByName("xa")
+		if err != nil {
+			return err
+		}
+		if x := l.Attrs().Xdp; x != nil && x.Attached {
+			return fmt.Errorf("xa still has XDP program %d after the pipeline stopped", x.ProgId)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// countReturned counts the IPv4 frames to dst received on the capture
+// socket from MAC src to MAC dstMAC (any when nil), until it has been
+// quiet for 200 ms.
+func countReturned(fd int, src, dstMAC net.HardwareAddr, dst string) int {
+	want := netip.MustParseAddr(dst).As4()
+	buf := make([]byte, 2048)
+	n := 0
+	for {
+		k, from, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return n
+		}
+		ll, _ := from.(*unix.SockaddrLinklayer)
+		if ll == nil || ll.Pkttype == unix.PACKET_OUTGOING || k < 34 {
+			continue
+		}
+		f := buf[:k]
+		if string(f[6:12]) == string(src) && (dstMAC == nil || string(f[:6]) == string(dstMAC)) && binary.BigEndian.Uint16(f[12:14]) == 0x0800 && [4]byte(f[30:34]) == want {
+			n++
+		}
+	}
+}
+
+// TestNetnsChild is the xlb process of the lab, run by TestNetnsForwarding
+// inside namespace a. It prints READY once attached, SECOND with the error
+// of a second pipeline on the same interface, drops the VIP on "drop-vip"
+// and stops at the end of its input.
+func TestNetnsChild(t *testing.T) {
+	mode := os.Getenv(childEnv)
+	if mode == "" {
+		t.Skip("run by TestNetnsForwarding")
+	}
+	store := snapshot.NewStore(snapshot.New(1, 0, []snapshot.VIP{{Name: "web", Addr: netip.MustParseAddr(labVIP), Proto: 17}}, nil))
+	spec := pipeline.Spec{
+		Elements: []pipeline.ElementDecl{
+			{Name: "rx", Type: "RxXDP", Configure: func(e pipeline.Element) error {
+				r := e.(*RxXDP)
+				r.Interface, r.Mode = "xa", mode
+				return nil
+			}},
+			{Name: "tx", Type: "TxXDP", Configure: func(e pipeline.Element) error {
+				x := e.(*TxXDP)
+				x.Interface, x.Gateway = "xa", labB
+				return nil
+			}},
+		},
+		Connections: []pipeline.Connection{{From: pipeline.Endpoint{Element: "rx"}, To: pipeline.Endpoint{Element: "tx"}}},
+	}
+	g, errs := pipeline.Build(spec)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	opts := pipeline.Options{Values: snapshot.ContextValues(store), Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	rt, err := g.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("READY")
+	if rt2, err := g.Start(opts); err == nil {
+		rt2.Close()
+		fmt.Println("SECOND started")
+	} else {
+		fmt.Println("SECOND", strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		if sc.Text() == "drop-vip" {
+			store.Publish(snapshot.New(2, 0, nil, nil))
+			fmt.Println("DROPPED")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	for _, s := range rt.Stats() {
+		for _, m := range s.Metrics {
+			if m.Value != 0 {
+				fmt.Println("STAT", s.Name, m.Name, m.Labels, m.Value)
+			}
+		}
+	}
+	if err := rt.Close(); err != nil {
+		t.Error(err)
+	}
+	fmt.Println("CLOSED")
+}

@@ -1,0 +1,328 @@
+package xdp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/elements/xdp/internal/xdpprog"
+	"github.com/xlbproject/xlb/elements/xdp/internal/xsk"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+func init() {
+	pipeline.Register(pipeline.ElementType{
+		Name:    "RxXDP",
+		Doc:     "Receives the packets addressed to a VIP from an interface's RX queue over AF_XDP; everything else goes to the kernel.",
+		Outputs: []string{"out"},
+		New: func() pipeline.Element {
+			return &RxXDP{Mode: "native", Receive: "poll", Queue: -1, Frames: 4096, FrameSize: 4096, PollTimeout: "10ms"}
+		},
+	})
+}
+
+// epoch is the origin of the batch clock: monotonic, shared by every
+// worker so their timestamps compare.
+var epoch = time.Now()
+
+// RxXDP is the AF_XDP source of one worker. Exported fields are its HCL
+// configuration.
+type RxXDP struct {
+	Interface   string `hcl:"interface"`
+	Mode        string `hcl:"mode,optional"`    // "native" or "generic"
+	Receive     string `hcl:"receive,optional"` // "poll" or "busy"
+	Queue       int    `hcl:"queue,optional"`   // -1: the worker's index
+	Frames      int    `hcl:"frames,optional"`
+	FrameSize   int    `hcl:"frame_size,optional"`
+	PollTimeout string `hcl:"poll_timeout,optional"`
+
+	// Owned by the worker; valid after Provision.
+	ifc      *iface
+	acquired bool
+	sock     *xsk.Socket
+	owner    pipeline.FrameOwner // r itself, converted once
+	queue    int
+	worker   int
+	busy     bool
+	waitMs   int
+	store    *snapshot.Store
+	synced   *snapshot.Snapshot // worker 0: the snapshot the VIP maps hold
+	log      *slog.Logger
+	pkts     [pipeline.MaxBatch]pipeline.Packet
+	descs    [pipeline.MaxBatch]xsk.Desc
+	fd       atomic.Int64 // the socket, for Stats; -1 when closed
+	pub      rxCounters
+	reported error // the last socket error logged
+}
+
+// rxCounters are published once per Pull for Stats.
+type rxCounters struct {
+	received, transmitted, ringFull, starved, kickErrors, bad atomic.Uint64
+	frames                                                    [xsk.NumStates]atomic.Uint64
+	vipSyncs, vipSyncErrors                                   atomic.Uint64
+}
+
+func parseMode(s string) (xdpprog.Mode, bool) {
+	switch s {
+	case "native", "":
+		return xdpprog.Native, true
+	case "generic":
+		return xdpprog.Generic, true
+	}
+	return 0, false
+}
+
+// Validate checks the configuration.
+func (r *RxXDP) Validate() error {
+	if r.Interface == "" {
+		return &pipeline.AttrError{Attr: "interface", Msg: "must name a network interface"}
+	}
+	if _, ok := parseMode(r.Mode); !ok {
+		return &pipeline.AttrError{Attr: "mode", Msg: `must be "native" or "generic"`}
+	}
+	if r.Receive != "poll" && r.Receive != "busy" {
+		return &pipeline.AttrError{Attr: "receive", Msg: `must be "poll" or "busy"`}
+	}
+	if r.Queue < -1 || r.Queue >= xdpprog.MaxQueues {
+		return &pipeline.AttrError{Attr: "queue", Msg: fmt.Sprintf("must be between 0 and %d (or omitted: the worker's index)", xdpprog.MaxQueues-1)}
+	}
+	if r.Frames < 2*pipeline.MaxBatch || r.Frames > 1<<20 || r.Frames&(r.Frames-1) != 0 {
+		return &pipeline.AttrError{Attr: "frames", Msg: "must be a power of two between 128 and 1048576"}
+	}
+	if r.FrameSize != 2048 && r.FrameSize != 4096 {
+		return &pipeline.AttrError{Attr: "frame_size", Msg: "must be 2048 or 4096"}
+	}
+	d, err := time.ParseDuration(r.PollTimeout)
+	if err != nil || d < time.Millisecond || d > time.Second {
+		return &pipeline.AttrError{Attr: "poll_timeout", Msg: `must be a duration between "1ms" and "1s"`}
+	}
+	return nil
+}
+
+// SuggestWorkers suggests one worker per RX queue of the interface.
+func (r *RxXDP) SuggestWorkers() (int, error) {
+	l, err := netlink.LinkByName(r.Interface)
+	if err != nil {
+		return 0, fmt.Errorf("interface %s: %w", r.Interface, err)
+	}
+	return max(l.Attrs().NumRxQueues, 1), nil
+}
+
+// Provision attaches the interface's program (first worker only), opens
+// this worker's socket on its queue and registers it with the program.
+func (r *RxXDP) Provision(ctx *pipeline.Context) error {
+	r.fd.Store(-1)
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	st, err := snapshot.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	mode, _ := parseMode(r.Mode)
+	d, _ := time.ParseDuration(r.PollTimeout)
+	r.store, r.log, r.worker = st, ctx.Logger, ctx.Worker
+	r.busy, r.waitMs = r.Receive == "busy", int(d/time.Millisecond)
+	r.queue = r.Queue
+	if r.queue < 0 {
+		r.queue = ctx.Worker
+	}
+	r.owner = r
+
+	r.ifc = ctx.Shared(ifaceKey{r.Interface}, func() any { return &iface{name: r.Interface} }).(*iface)
+	if err := r.ifc.acquire(mode, st, r.log); err != nil {
+		return err
+	}
+	r.acquired = true
+	if r.worker == 0 {
+		r.synced = st.Load()
+	}
+
+	r.ifc.mu.Lock()
+	other := r.ifc.rx[r.worker]
+	r.ifc.mu.Unlock()
+	if other != nil {
+		return fmt.Errorf("worker %d already has an RxXDP on %s; use one per interface", r.worker, r.Interface)
+	}
+	r.sock, err = xsk.Open(r.ifc.index, r.queue, xsk.Options{Frames: r.Frames, FrameSize: r.FrameSize, TxBatch: 2 * pipeline.MaxBatch})
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.Interface, err)
+	}
+	r.fd.Store(int64(xsk.FD(r.sock)))
+	r.ifc.mu.Lock()
+	err = r.ifc.prog.Register(r.queue, xsk.FD(r.sock))
+	if err == nil {
+		r.ifc.rx[r.worker] = r
+	}
+	r.ifc.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%s queue %d: %w", r.Interface, r.queue, err)
+	}
+	if err := r.sock.Refill(); err != nil {
+		return err
+	}
+	zc, _ := xsk.ZeroCopy(r.sock)
+	copyMode := "copy"
+	if zc {
+		copyMode = "zero-copy"
+	}
+	r.log.Info("AF_XDP socket bound", "interface", r.Interface, "queue", r.queue, "frames", r.Frames, "mode", copyMode)
+	return nil
+}
+
+// StartBatch keeps the program's VIP maps equal to the snapshot's VIPs.
+//
+// It lives here, in worker 0's source, because the snapshot store has no
+// change notification and this is where the snapshot is already looked at
+// once per batch: the steady-state cost is one pointer compare per batch,
+// and the map updates (system calls) happen only on a new snapshot, off
+// the per-packet path. One worker suffices since the maps are the
+// interface's, shared by all workers.
+func (r *RxXDP) StartBatch(int64) {
+	if r.worker != 0 || r.store == nil {
+		return
+	}
+	s := r.store.Load()
+	if s == r.synced {
+		return
+	}
+	r.synced = s
+	r.ifc.mu.Lock()
+	err := r.ifc.prog.SetVIPs(vipAddrs(s))
+	r.ifc.mu.Unlock()
+	r.pub.vipSyncs.Add(1)
+	if err != nil {
+		r.pub.vipSyncErrors.Add(1)
+		r.log.Error("updating the XDP VIP maps", "interface", r.Interface, "generation", s.Generation, "err", err)
+	}
+}
+
+// Pull receives up to MaxBatch packets. In poll mode it waits up to
+// poll_timeout for the first one and returns an empty batch when none
+// came, so that timers downstream still run; in busy mode it never waits.
+func (r *RxXDP) Pull(b *pipeline.Batch) error {
+	s := r.sock
+	s.Reap()
+	if err := s.Refill(); err != nil {
+		return fmt.Errorf("%s: fill ring: %w", r.Interface, err)
+	}
+	n, err := s.Receive(r.descs[:])
+	if err == nil && n == 0 && !r.busy {
+		if err := s.Rings().Wait(r.waitMs); err != nil {
+			return fmt.Errorf("%s: poll: %w", r.Interface, err)
+		}
+		n, err = s.Receive(r.descs[:])
+	}
+	if err != nil {
+		return fmt.Errorf("%s: RX ring: %w", r.Interface, err)
+	}
+	now := int64(time.Since(epoch))
+	b.Now = now
+	for i := range n {
+		d := r.descs[i]
+		base := s.Base(d.Addr)
+		start := int(d.Addr - base)
+		p := &r.pkts[i]
+		p.Owner, p.Handle = r.owner, base
+		p.SetFrame(s.Frame(base), start, start+int(d.Len))
+		p.Time = now
+		b.Add(p, 0)
+	}
+	r.publish()
+	return nil
+}
+
+// Recycle returns a packet's frame to the free list (and so to the fill
+// ring at the next Pull).
+func (r *RxXDP) Recycle(p *pipeline.Packet) { r.sock.Recycle(p.Handle) }
+
+// publish copies the socket's counters (shared by this worker's RxXDP and
+// TxXDP) for Stats.
+func (r *RxXDP) publish() {
+	s := r.sock
+	c := &s.C
+	r.pub.received.Store(c.Received)
+	r.pub.transmitted.Store(c.Transmitted)
+	r.pub.ringFull.Store(c.TxRingFull)
+	r.pub.starved.Store(c.FillStarved)
+	r.pub.kickErrors.Store(c.KickErrors)
+	r.pub.bad.Store(c.BadDescs + c.BadRecycles + c.BadTxBounds)
+	for st := range xsk.NumStates {
+		r.pub.frames[st].Store(uint64(s.Count(st)))
+	}
+	if s.LastErr != nil && s.LastErr != r.reported {
+		r.reported = s.LastErr
+		r.log.Warn("AF_XDP transmit wake-up failed", "interface", r.Interface, "queue", r.queue, "err", s.LastErr)
+	}
+}
+
+var frameStates = [xsk.NumStates]string{"free", "fill", "rx", "queued", "tx"}
+
+// Stats reports the socket's counters, its frames by state and the
+// kernel's own counters for the socket.
+func (r *RxXDP) Stats(emit func(pipeline.Metric)) {
+	q := []pipeline.Label{{Name: "interface", Value: r.Interface}, {Name: "queue", Value: fmt.Sprint(r.queue)}}
+	c := func(name, help string, v uint64) {
+		emit(pipeline.Metric{Name: name, Help: help, Labels: q, Value: v})
+	}
+	c("xlb_xdp_rx_packets_total", "Packets received from the AF_XDP socket.", r.pub.received.Load())
+	c("xlb_xdp_tx_ring_packets_total", "Descriptors put on the AF_XDP TX ring.", r.pub.transmitted.Load())
+	c("xlb_xdp_tx_ring_full_drops_total", "Packets dropped at transmit for want of a TX ring slot.", r.pub.ringFull.Load())
+	c("xlb_xdp_fill_starved_total", "Receive attempts while the kernel held no frame to receive into.", r.pub.starved.Load())
+	c("xlb_xdp_kick_errors_total", "Failed transmit wake-ups (sendto); the descriptors stay queued.", r.pub.kickErrors.Load())
+	c("xlb_xdp_accounting_errors_total", "Frames handed back twice or described out of bounds (a bug).", r.pub.bad.Load())
+	if r.worker == 0 {
+		c("xlb_xdp_vip_syncs_total", "Updates of the XDP VIP maps from a new snapshot.", r.pub.vipSyncs.Load())
+		c("xlb_xdp_vip_sync_errors_total", "Failed updates of the XDP VIP maps.", r.pub.vipSyncErrors.Load())
+	}
+	for st, name := range frameStates {
+		emit(pipeline.Metric{Name: "xlb_xdp_frames", Help: "UMEM frames by owner.", Gauge: true,
+			Labels: append(q[:2:2], pipeline.Label{Name: "state", Value: name}), Value: r.pub.frames[st].Load()})
+	}
+	if ks, err := xsk.KernelStats(int(r.fd.Load())); err == nil {
+		c("xlb_xdp_kernel_rx_dropped_total", "Packets the kernel dropped for this socket (XDP_STATISTICS rx_dropped).", ks.Rx_dropped)
+		c("xlb_xdp_kernel_rx_ring_full_total", "Packets the kernel dropped with the RX ring full.", ks.Rx_ring_full)
+		c("xlb_xdp_kernel_fill_ring_empty_total", "Times the kernel found the fill ring empty.", ks.Rx_fill_ring_empty_descs)
+		c("xlb_xdp_kernel_tx_invalid_total", "TX descriptors the kernel rejected.", ks.Tx_invalid_descs)
+	}
+}
+
+// Cleanup unregisters and closes the socket and, for the last worker on
+// the interface, detaches the program. It works after a partial
+// Provision.
+func (r *RxXDP) Cleanup() error {
+	var errs []error
+	if r.sock != nil {
+		r.fd.Store(-1)
+		r.ifc.mu.Lock()
+		if r.ifc.rx[r.worker] == r {
+			delete(r.ifc.rx, r.worker)
+			if err := r.ifc.prog.Unregister(r.queue); err != nil {
+				errs = append(errs, fmt.Errorf("unregistering queue %d: %w", r.queue, err))
+			}
+		}
+		r.ifc.mu.Unlock()
+		errs = append(errs, r.sock.Close())
+		r.sock = nil
+	}
+	if r.acquired {
+		r.acquired = false
+		errs = append(errs, r.ifc.release())
+	}
+	return errors.Join(errs...)
+}
+
+var (
+	_ pipeline.Source          = (*RxXDP)(nil)
+	_ pipeline.Validator       = (*RxXDP)(nil)
+	_ pipeline.Provisioner     = (*RxXDP)(nil)
+	_ pipeline.Cleaner         = (*RxXDP)(nil)
+	_ pipeline.BatchStarter    = (*RxXDP)(nil)
+	_ pipeline.StatsReporter   = (*RxXDP)(nil)
+	_ pipeline.FrameOwner      = (*RxXDP)(nil)
+	_ pipeline.WorkerSuggester = (*RxXDP)(nil)
+)

@@ -1,0 +1,247 @@
+package xdp
+
+import (
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/xlbproject/xlb/elements/xdp/internal/xsk"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+func init() {
+	pipeline.Register(pipeline.ElementType{
+		Name:   "TxXDP",
+		Doc:    "Transmits packets to the next hop through the AF_XDP socket of the worker's RxXDP on the same interface, in place.",
+		Inputs: []string{"in"},
+		New:    func() pipeline.Element { return &TxXDP{} },
+	})
+}
+
+// Drop reasons. TxXDP is a sink: it recycles the packets it drops and
+// counts them by reason itself (xlb_xdp_tx_dropped_total).
+var (
+	reasonNoNeighbor = pipeline.NewReason("xdp.no_neighbor")
+	reasonRingFull   = pipeline.NewReason("xdp.tx_ring_full")
+	reasonRunt       = pipeline.NewReason("xdp.runt")
+	reasonNoFrame    = pipeline.NewReason("xdp.no_frame")
+	reasonTooBig     = pipeline.NewReason("xdp.too_big")
+	reasonBadFrame   = pipeline.NewReason("xdp.bad_frame")
+)
+
+var txReasons = [...]pipeline.Reason{reasonNoNeighbor, reasonRingFull, reasonRunt, reasonNoFrame, reasonTooBig, reasonBadFrame}
+
+const (
+	dropNoNeighbor = iota
+	dropRingFull
+	dropRunt
+	dropNoFrame
+	dropTooBig
+	dropBadFrame
+	numDrops
+)
+
+// TxXDP is the AF_XDP sink of one worker. Exported fields are its HCL
+// configuration.
+type TxXDP struct {
+	Interface string `hcl:"interface"`
+	Gateway   string `hcl:"gateway"`
+
+	// Owned by the worker; valid after Provision.
+	ifc   *iface
+	gw    netip.Addr
+	res   *resolver
+	rx    *RxXDP
+	sock  *xsk.Socket
+	owner pipeline.FrameOwner // the RxXDP whose frames are sent in place
+	src   [6]byte
+	dst   [6]byte // loaded in StartBatch
+	dstOK bool
+	full  uint64 // the socket's TxRingFull already counted
+
+	local struct {
+		sent, copied uint64
+		drops        [numDrops]uint64
+	}
+	pub struct {
+		sent, copied, ringFullEvents atomic.Uint64
+		drops                        [numDrops]atomic.Uint64
+	}
+}
+
+// Validate checks the configuration.
+func (t *TxXDP) Validate() error {
+	if t.Interface == "" {
+		return &pipeline.AttrError{Attr: "interface", Msg: "must name the interface of an RxXDP"}
+	}
+	if _, err := netip.ParseAddr(t.Gateway); err != nil {
+		return &pipeline.AttrError{Attr: "gateway", Msg: "must be the next hop's IP address, such as \"10.0.0.1\""}
+	}
+	return nil
+}
+
+// Provision finds this worker's RxXDP on the interface (declared before
+// this element) and starts following the gateway's MAC address.
+func (t *TxXDP) Provision(ctx *pipeline.Context) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	t.gw = netip.MustParseAddr(t.Gateway).Unmap()
+	v, _ := ctx.Shared(ifaceKey{t.Interface}, func() any { return &iface{name: t.Interface} }).(*iface)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	rx := v.rx[ctx.Worker]
+	if rx == nil {
+		return fmt.Errorf("no RxXDP on %s in this worker: TxXDP sends through the socket of an RxXDP on the same interface, declared before it", t.Interface)
+	}
+	t.ifc, t.rx, t.sock, t.owner = v, rx, rx.sock, rx.owner
+	t.full = t.sock.C.TxRingFull
+	copy(t.src[:], v.mac)
+	res := v.neigh[t.gw]
+	if res == nil {
+		var err error
+		// Waiting under the lock keeps the other workers from starting a
+		// second resolver meanwhile; it happens once per run.
+		res, err = startResolver(v.index, v.name, t.gw, resolveWait, ctx.Logger)
+		if err != nil {
+			return fmt.Errorf("gateway %s: %w", t.gw, err)
+		}
+		v.neigh[t.gw] = res
+	}
+	res.refs++
+	t.res = res
+	return nil
+}
+
+// StartBatch loads the next hop's MAC address for the batch.
+func (t *TxXDP) StartBatch(int64) {
+	m := t.res.mac.Load()
+	t.dstOK = m&macValid != 0
+	for i := range t.dst {
+		t.dst[i] = byte(m >> (40 - 8*i))
+	}
+}
+
+// Push rewrites the Ethernet addresses and queues the packet: in place
+// when its frame is in this worker's UMEM, else copied into a free frame.
+func (t *TxXDP) Push(_ int, p *pipeline.Packet) int {
+	if !t.dstOK {
+		return t.drop(p, dropNoNeighbor)
+	}
+	data := p.Data()
+	if len(data) < 14 {
+		return t.drop(p, dropRunt)
+	}
+	copy(data[0:6], t.dst[:])
+	copy(data[6:12], t.src[:])
+	_, start, end := p.Frame()
+	if p.Owner == t.owner {
+		// The descriptor is the frame's base plus where the data now
+		// starts: an encapsulation moved it back into the headroom.
+		if !t.sock.Queue(p.Handle+uint64(start), end-start) {
+			t.local.drops[dropBadFrame]++ // recycled (or never ours) in Queue
+			return pipeline.Consumed
+		}
+		t.local.sent++
+		return pipeline.Consumed
+	}
+	if xsk.Headroom+len(data) > t.sock.FrameSize() {
+		return t.drop(p, dropTooBig)
+	}
+	base, ok := t.sock.Alloc()
+	if !ok {
+		return t.drop(p, dropNoFrame)
+	}
+	n := copy(t.sock.Frame(base)[xsk.Headroom:], data)
+	p.Recycle()
+	t.sock.Queue(base+xsk.Headroom, n)
+	t.local.sent++
+	t.local.copied++
+	return pipeline.Consumed
+}
+
+func (t *TxXDP) drop(p *pipeline.Packet, why int) int {
+	p.Reason = txReasons[why]
+	t.local.drops[why]++
+	p.Recycle()
+	return pipeline.Consumed
+}
+
+// EndBatch puts the batch on the TX ring, wakes the kernel and reaps the
+// completions; what the ring has no room for is dropped and counted.
+func (t *TxXDP) EndBatch() {
+	t.sock.Flush()
+	// Counted from the socket, which also drops when a Queue has to
+	// flush a full queue early.
+	if dropped := t.sock.C.TxRingFull - t.full; dropped > 0 {
+		t.full = t.sock.C.TxRingFull
+		t.local.sent -= min(t.local.sent, dropped)
+		t.local.drops[dropRingFull] += dropped
+		t.pub.ringFullEvents.Add(1)
+	}
+	if t.local.sent > 0 {
+		t.pub.sent.Add(t.local.sent)
+		t.local.sent = 0
+	}
+	if t.local.copied > 0 {
+		t.pub.copied.Add(t.local.copied)
+		t.local.copied = 0
+	}
+	for i, n := range t.local.drops {
+		if n > 0 {
+			t.pub.drops[i].Add(n)
+			t.local.drops[i] = 0
+		}
+	}
+}
+
+// Stats reports packets sent and dropped by reason, and the next hop.
+func (t *TxXDP) Stats(emit func(pipeline.Metric)) {
+	l := []pipeline.Label{{Name: "interface", Value: t.Interface}}
+	emit(pipeline.Metric{Name: "xlb_xdp_tx_packets_total", Help: "Packets put on the AF_XDP TX ring.", Labels: l, Value: t.pub.sent.Load()})
+	emit(pipeline.Metric{Name: "xlb_xdp_tx_copied_total", Help: "Packets from outside the worker's UMEM copied into a frame to be sent.", Labels: l, Value: t.pub.copied.Load()})
+	emit(pipeline.Metric{Name: "xlb_xdp_tx_ring_full_total", Help: "Batches that found the TX ring full.", Labels: l, Value: t.pub.ringFullEvents.Load()})
+	for i, r := range txReasons {
+		emit(pipeline.Metric{Name: "xlb_xdp_tx_dropped_total", Help: "Packets dropped by TxXDP, by reason.",
+			Labels: append(l[:1:1], pipeline.Label{Name: "reason", Value: r.String()}), Value: t.pub.drops[i].Load()})
+	}
+	if t.res != nil {
+		resolved := uint64(0)
+		if t.res.mac.Load()&macValid != 0 {
+			resolved = 1
+		}
+		gl := append(l[:1:1], pipeline.Label{Name: "gateway", Value: t.gw.String()})
+		emit(pipeline.Metric{Name: "xlb_xdp_neighbor_resolved", Help: "1 while the next hop's MAC address is known.", Labels: gl, Gauge: true, Value: resolved})
+		emit(pipeline.Metric{Name: "xlb_xdp_neighbor_changes_total", Help: "Changes of the next hop's MAC address or state.", Labels: gl, Value: t.res.changes.Load()})
+	}
+}
+
+// Cleanup stops following the gateway once no worker needs it. The
+// socket belongs to the RxXDP.
+func (t *TxXDP) Cleanup() error {
+	if t.res == nil {
+		return nil
+	}
+	t.ifc.mu.Lock()
+	t.res.refs--
+	last := t.res.refs == 0
+	if last {
+		delete(t.ifc.neigh, t.gw)
+	}
+	t.ifc.mu.Unlock()
+	if last {
+		t.res.stop()
+	}
+	t.res, t.sock = nil, nil
+	return nil
+}
+
+var (
+	_ pipeline.Pusher        = (*TxXDP)(nil)
+	_ pipeline.Validator     = (*TxXDP)(nil)
+	_ pipeline.Provisioner   = (*TxXDP)(nil)
+	_ pipeline.Cleaner       = (*TxXDP)(nil)
+	_ pipeline.BatchStarter  = (*TxXDP)(nil)
+	_ pipeline.BatchEnder    = (*TxXDP)(nil)
+	_ pipeline.StatsReporter = (*TxXDP)(nil)
+)
