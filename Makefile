@@ -1,6 +1,7 @@
 # xlb — everything a fresh machine with Go needs is set up from here.
 #
-#   make demo    run the main job (today: the offline pipeline example)
+#   make demo    run the main job: HTTP through xlbd in a namespace lab (root),
+#                else the offline pipeline example
 #   make test    vet, format check, unit tests with -race, bounded fuzzing
 #   make bench   benchmarks, reported per packet
 #
@@ -14,14 +15,25 @@ BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 PKGS      := ./...
 
-.PHONY: all build demo test vet fmt-check unit fuzz bench clean
+.PHONY: all build demo demo-offline test vet fmt-check unit fuzz bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/xlbd ./cmd/xlbd
 
+# As root, the main job is the lab: real HTTP through xlbd over AF_XDP in
+# network namespaces. Without root it says so and runs the offline example.
 demo: build
+	@if [ "$$(id -u)" = 0 ]; then \
+		$(GO) build -o $(BIN)/ ./e2e/cmd/xlb-backend ./e2e/cmd/xlb-client ./e2e/cmd/xlb-demo && \
+		$(BIN)/xlb-demo -xlbd $(BIN)/xlbd -backend $(BIN)/xlb-backend -client $(BIN)/xlb-client -config examples/lab/lab.hcl; \
+	else \
+		echo "make demo: not root, so no network namespaces or XDP: running the offline example instead"; \
+		$(MAKE) --no-print-directory demo-offline; \
+	fi
+
+demo-offline: build
 	$(BIN)/xlbd run -config examples/offline/offline.hcl
 	@if command -v tshark >/dev/null; then \
 		echo "== the first packets of examples/offline/out.pcap, as tshark decodes them"; \

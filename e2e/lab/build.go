@@ -8,11 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/internal/ethtool"
 )
 
 // Do runs fn on an OS thread switched into namespace ns. Sockets fn opens
@@ -206,7 +207,7 @@ func (l *Lab) build() error {
 	// Checksum offload on the client's veth would leave TCP checksums
 	// partial (veth never fills them in); a packet an LB copies out with
 	// AF_XDP would then reach the backend with a bad checksum.
-	if err := doIn(l.client.NS, func() error { return SetTxChecksum(IfaceEth, false) }); err != nil {
+	if err := doIn(l.client.NS, func() error { return ethtool.SetTxChecksum(IfaceEth, false) }); err != nil {
 		return err
 	}
 	return nil
@@ -457,65 +458,4 @@ func backendSysctls(six bool) [][2]string {
 		s = append(s, hostSysctls(true)...)
 	}
 	return s
-}
-
-// ethtoolValue is struct ethtool_value.
-type ethtoolValue struct {
-	cmd  uint32
-	data uint32
-}
-
-// ifreqData is struct ifreq with ifr_data.
-type ifreqData struct {
-	name [unix.IFNAMSIZ]byte
-	data unsafe.Pointer
-	_    [24 - unsafe.Sizeof(uintptr(0))]byte
-}
-
-func ethtool(iface string, v *ethtoolValue) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	var ifr ifreqData
-	copy(ifr.name[:unix.IFNAMSIZ-1], iface)
-	ifr.data = unsafe.Pointer(v)
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
-	runtime.KeepAlive(v)
-	if errno != 0 {
-		return errno
-	}
-	return nil
-}
-
-// SetTxChecksum turns TX checksum offload of iface, in the calling thread's
-// namespace, on or off (ethtool -K iface tx on|off, with the legacy
-// ETHTOOL_STXCSUM ioctl), and checks the result.
-func SetTxChecksum(iface string, on bool) error {
-	want := uint32(0)
-	if on {
-		want = 1
-	}
-	if err := ethtool(iface, &ethtoolValue{cmd: unix.ETHTOOL_STXCSUM, data: want}); err != nil {
-		return fmt.Errorf("lab: %s: set tx checksum offload: %w", iface, err)
-	}
-	got, err := TxChecksum(iface)
-	if err != nil {
-		return err
-	}
-	if got != on {
-		return fmt.Errorf("lab: %s: tx checksum offload still %v", iface, got)
-	}
-	return nil
-}
-
-// TxChecksum reports whether TX checksum offload is on for iface in the
-// calling thread's namespace.
-func TxChecksum(iface string) (bool, error) {
-	v := ethtoolValue{cmd: unix.ETHTOOL_GTXCSUM}
-	if err := ethtool(iface, &v); err != nil {
-		return false, fmt.Errorf("lab: %s: get tx checksum offload: %w", iface, err)
-	}
-	return v.data != 0, nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/e2e/lab"
+	"github.com/xlbproject/xlb/internal/ethtool"
 	"github.com/xlbproject/xlb/internal/testenv"
 )
 
@@ -131,10 +132,10 @@ func TestTopology(t *testing.T) {
 
 	// TX checksum offload is off on the client's veth, on elsewhere.
 	var clientCsum, lbCsum bool
-	if err := l.Do(l.Client().NS, func() (err error) { clientCsum, err = lab.TxChecksum(lab.IfaceEth); return }); err != nil {
+	if err := l.Do(l.Client().NS, func() (err error) { clientCsum, err = ethtool.TxChecksum(lab.IfaceEth); return }); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Do(l.LB(0).NS, func() (err error) { lbCsum, err = lab.TxChecksum(lab.IfaceEth); return }); err != nil {
+	if err := l.Do(l.LB(0).NS, func() (err error) { lbCsum, err = ethtool.TxChecksum(lab.IfaceEth); return }); err != nil {
 		t.Fatal(err)
 	}
 	if clientCsum || !lbCsum {

@@ -7,10 +7,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/elements/xdp/internal/xdpprog"
 	"github.com/xlbproject/xlb/elements/xdp/internal/xsk"
+	"github.com/xlbproject/xlb/internal/ethtool"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -103,13 +103,10 @@ func (r *RxXDP) Validate() error {
 	return nil
 }
 
-// SuggestWorkers suggests one worker per RX queue of the interface.
+// SuggestWorkers suggests one worker per RX queue the interface uses (not
+// per queue it allocated: a socket cannot bind to an inactive one).
 func (r *RxXDP) SuggestWorkers() (int, error) {
-	l, err := netlink.LinkByName(r.Interface)
-	if err != nil {
-		return 0, fmt.Errorf("interface %s: %w", r.Interface, err)
-	}
-	return max(l.Attrs().NumRxQueues, 1), nil
+	return ethtool.RxQueues(r.Interface)
 }
 
 // Provision attaches the interface's program (first worker only), opens

@@ -1,0 +1,170 @@
+// Command xlb-demo is `make demo` on a machine with root: it brings up the
+// network-namespace lab (e2e/README.md), starts the three backends, runs
+// xlbd on the LB node with examples/lab/lab.hcl, sends HTTP requests from
+// the client over many source ports and then over one connection, prints
+// how many each backend served and xlbd's counters, and tears everything
+// down, also when interrupted.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/xlbproject/xlb/e2e/client"
+	"github.com/xlbproject/xlb/e2e/lab"
+)
+
+func main() {
+	xlbd := flag.String("xlbd", "bin/xlbd", "the xlbd binary")
+	backendBin := flag.String("backend", "bin/xlb-backend", "the xlb-backend binary")
+	clientBin := flag.String("client", "bin/xlb-client", "the xlb-client binary")
+	config := flag.String("config", "examples/lab/lab.hcl", "the pipeline file xlbd runs")
+	n := flag.Int("n", 300, "requests, each on a new connection")
+	flag.Parse()
+	if err := run(*xlbd, *backendBin, *clientBin, *config, *n); err != nil {
+		fmt.Fprintln(os.Stderr, "xlb-demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(xlbd, backendBin, clientBin, config string, n int) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces, XDP)")
+	}
+	l, err := lab.Up(lab.Topology{Backends: []string{"be1", "be2", "be3"}, IPv6: true})
+	if err != nil {
+		return err
+	}
+	defer l.Down()
+	// Ctrl-C still tears the lab down: Down runs when run returns.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
+	if err := l.StartBackends(backendBin); err != nil {
+		return err
+	}
+	lb := l.LB(0)
+	fmt.Printf("lab up: client %s, router, LB node %s (%s), backends be1..be3; VIP %s and %s\n",
+		l.Client().Addr4, lb.Addr4, lb.Iface, l.VIP(), l.VIP6())
+
+	var out bytes.Buffer
+	cmd := l.Exec(lb.NS, xlbd, "run", "-config", config, "-var", "interface="+lb.Iface)
+	cmd.Stdout = &out
+	ready := &readyWriter{ch: make(chan struct{})}
+	cmd.Stderr = io.MultiWriter(cmd.Stderr, ready)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		return <-exited
+	}
+	defer stop()
+	select {
+	case <-ready.ch:
+	case err := <-exited:
+		stopped = true
+		return fmt.Errorf("xlbd exited before it was ready: %v\n%s", err, ready.tail())
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("xlbd not ready within 10 s\n%s", ready.tail())
+	}
+	fmt.Printf("xlbd is running on %s in %s\n\n", lb.Iface, lb.NS)
+
+	type run struct {
+		what string
+		args []string
+	}
+	for _, r := range []run{
+		{fmt.Sprintf("%d requests to http://%s/, each on a new connection", n, l.VIP()),
+			[]string{"-n", strconv.Itoa(n), "-c", "8"}},
+		{fmt.Sprintf("%d requests to http://[%s]/, each on a new connection", n/3, l.VIP6()),
+			[]string{"-n", strconv.Itoa(n / 3), "-c", "8", "-url", "http://[" + l.VIP6().String() + "]/"}},
+		{"50 requests over one keep-alive connection", []string{"-n", "50", "-keepalive"}},
+	} {
+		select {
+		case <-sig:
+			return errors.New("interrupted")
+		default:
+		}
+		s, err := l.RunClient(clientBin, r.args...)
+		if err != nil && s.Requests == 0 {
+			return err
+		}
+		printSummary(r.what, s)
+	}
+	if err := stop(); err != nil {
+		return fmt.Errorf("xlbd: %w", err)
+	}
+	fmt.Println("xlbd's counters when it stopped:")
+	fmt.Print(out.String())
+	return nil
+}
+
+// readyWriter watches xlbd's log for the line it writes once every worker
+// is provisioned (program attached, sockets bound, next hop resolved), and
+// keeps the last lines for an error message.
+type readyWriter struct {
+	mu    sync.Mutex
+	ch    chan struct{}
+	once  sync.Once
+	lines []string
+}
+
+func (w *readyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		w.lines = append(w.lines, line)
+		if strings.Contains(line, `msg="pipeline running"`) {
+			w.once.Do(func() { close(w.ch) })
+		}
+	}
+	if len(w.lines) > 20 {
+		w.lines = w.lines[len(w.lines)-20:]
+	}
+	return len(p), nil
+}
+
+func (w *readyWriter) tail() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.lines, "\n")
+}
+
+func printSummary(what string, s client.Summary) {
+	fmt.Printf("%s: %d ok, %d failed, %d connections from %d source ports, %d ms\n",
+		what, s.OK, s.Failed, s.Connections, s.SourcePorts, s.DurationMS)
+	names := make([]string, 0, len(s.Backends))
+	for b := range s.Backends {
+		names = append(names, b)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, b := range names {
+		parts = append(parts, fmt.Sprintf("%s %d (%.0f%%)", b, s.Backends[b], 100*float64(s.Backends[b])/float64(max(s.OK, 1))))
+	}
+	fmt.Printf("  served by: %s\n", strings.Join(parts, ", "))
+	if s.FirstError != "" {
+		fmt.Printf("  first error: %s\n", s.FirstError)
+	}
+	fmt.Println()
+}
