@@ -192,8 +192,8 @@ func TestClientChecksum(t *testing.T) {
 	testenv.RequireRoot(t)
 	l := lab.New(t, lab.Topology{IPv6: true})
 	for _, vip := range []netip.Addr{l.VIP(), l.VIP6()} {
-		var c *capture
-		if err := l.Do(l.LB(0).NS, func() (err error) { c, err = openCapture(lab.IfaceEth); return }); err != nil {
+		var c *lab.Capture
+		if err := l.Do(l.LB(0).NS, func() (err error) { c, err = lab.OpenCapture(lab.IfaceEth); return }); err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
@@ -221,7 +221,7 @@ func TestClientChecksum(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer syscall.Close(sock)
-		p, err := c.next(2*time.Second, func(p []byte) bool {
+		p, err := c.Next(2*time.Second, func(p []byte) bool {
 			_, dst, seg, ok := tcpOf(p)
 			return ok && dst == vip && seg[13] == 0x02
 		})
@@ -325,15 +325,15 @@ func TestDecapSYNACK(t *testing.T) {
 			inner := append(ipHeader(csrc, vip, 6, len(syn)), syn...)
 			frame := ethernet(r.BridgeMAC, lb.MAC, encapsulate(c, osrc, odst, inner))
 
-			var capt *capture
-			if err := l.Do(cl.NS, func() (err error) { capt, err = openCapture(lab.IfaceEth); return }); err != nil {
+			var capt *lab.Capture
+			if err := l.Do(cl.NS, func() (err error) { capt, err = lab.OpenCapture(lab.IfaceEth); return }); err != nil {
 				t.Fatal(err)
 			}
 			defer capt.Close()
 			if err := l.Do(lb.NS, func() error { return sendFrame(lab.IfaceEth, frame) }); err != nil {
 				t.Fatal(err)
 			}
-			_, err = capt.next(2*time.Second, func(p []byte) bool {
+			_, err = capt.Next(2*time.Second, func(p []byte) bool {
 				src, dst, seg, ok := tcpOf(p)
 				return ok && src == vip && dst == csrc &&
 					binary.BigEndian.Uint16(seg[0:]) == 80 && binary.BigEndian.Uint16(seg[2:]) == sport &&

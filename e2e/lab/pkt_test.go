@@ -2,10 +2,8 @@ package lab_test
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net"
 	"net/netip"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -137,60 +135,6 @@ func sendFrame(iface string, frame []byte) error {
 	return unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6})
 }
 
-// capture is an AF_PACKET socket that reads IP packets (SOCK_DGRAM)
-// arriving on an interface.
-type capture struct{ fd int }
-
-func openCapture(iface string) (*capture, error) {
-	ifi, err := net.InterfaceByName(iface)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	return &capture{fd: fd}, nil
-}
-
-func (c *capture) Close() { unix.Close(c.fd) }
-
-// next returns the next incoming packet for which match is true, or an
-// error after timeout.
-func (c *capture) next(timeout time.Duration, match func([]byte) bool) ([]byte, error) {
-	deadline := time.Now().Add(timeout)
-	buf := make([]byte, 65536)
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return nil, fmt.Errorf("no matching packet within %v", timeout)
-		}
-		tv := unix.NsecToTimeval(left.Nanoseconds())
-		if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-			return nil, err
-		}
-		n, from, err := unix.Recvfrom(c.fd, buf, 0)
-		if err == unix.EAGAIN || err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
-		if match(buf[:n]) {
-			return append([]byte(nil), buf[:n]...), nil
-		}
-	}
-}
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
 // tcpOf splits an IP packet into addresses and TCP segment; ok is false
 // for anything else.
 func tcpOf(p []byte) (src, dst netip.Addr, seg []byte, ok bool) {
@@ -211,3 +155,5 @@ func tcpOf(p []byte) (src, dst netip.Addr, seg []byte, ok bool) {
 	}
 	return
 }
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -7,19 +7,15 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/xlbproject/xlb/e2e/client"
 	"github.com/xlbproject/xlb/e2e/lab"
@@ -59,33 +55,9 @@ func run(xlbd, backendBin, clientBin, config string, n int) error {
 	fmt.Printf("lab up: client %s, router, LB node %s (%s), backends be1..be3; VIP %s and %s\n",
 		l.Client().Addr4, lb.Addr4, lb.Iface, l.VIP(), l.VIP6())
 
-	var out bytes.Buffer
-	cmd := l.Exec(lb.NS, xlbd, "run", "-config", config, "-var", "interface="+lb.Iface)
-	cmd.Stdout = &out
-	ready := &readyWriter{ch: make(chan struct{})}
-	cmd.Stderr = io.MultiWriter(cmd.Stderr, ready)
-	if err := cmd.Start(); err != nil {
+	x, err := l.StartXLBD(lb, xlbd, config, "-var", "interface="+lb.Iface)
+	if err != nil {
 		return err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		return <-exited
-	}
-	defer stop()
-	select {
-	case <-ready.ch:
-	case err := <-exited:
-		stopped = true
-		return fmt.Errorf("xlbd exited before it was ready: %v\n%s", err, ready.tail())
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("xlbd not ready within 10 s\n%s", ready.tail())
 	}
 	fmt.Printf("xlbd is running on %s in %s\n\n", lb.Iface, lb.NS)
 
@@ -111,43 +83,13 @@ func run(xlbd, backendBin, clientBin, config string, n int) error {
 		}
 		printSummary(r.what, s)
 	}
-	if err := stop(); err != nil {
-		return fmt.Errorf("xlbd: %w", err)
+	out, err := x.Stop()
+	if err != nil {
+		return fmt.Errorf("xlbd: %w\n%s", err, x.Log())
 	}
 	fmt.Println("xlbd's counters when it stopped:")
-	fmt.Print(out.String())
+	fmt.Print(out)
 	return nil
-}
-
-// readyWriter watches xlbd's log for the line it writes once every worker
-// is provisioned (program attached, sockets bound, next hop resolved), and
-// keeps the last lines for an error message.
-type readyWriter struct {
-	mu    sync.Mutex
-	ch    chan struct{}
-	once  sync.Once
-	lines []string
-}
-
-func (w *readyWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		w.lines = append(w.lines, line)
-		if strings.Contains(line, `msg="pipeline running"`) {
-			w.once.Do(func() { close(w.ch) })
-		}
-	}
-	if len(w.lines) > 20 {
-		w.lines = w.lines[len(w.lines)-20:]
-	}
-	return len(p), nil
-}
-
-func (w *readyWriter) tail() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Join(w.lines, "\n")
 }
 
 func printSummary(what string, s client.Summary) {

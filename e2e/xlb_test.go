@@ -1,0 +1,346 @@
+// End-to-end tests: real HTTP from a client through xlbd, running the
+// default graph over AF_XDP on an LB node, to three backends in the
+// network-namespace lab (e2e/README.md). They need root; without it they
+// skip, and under XLB_E2E=1 they fail.
+package e2e_test
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xlbproject/xlb/e2e/client"
+	"github.com/xlbproject/xlb/e2e/lab"
+	"github.com/xlbproject/xlb/internal/testenv"
+)
+
+var (
+	buildOnce sync.Once
+	bins      map[string]string
+	buildErr  error
+)
+
+// binaries builds xlbd and the lab's programs once per test binary.
+func binaries(t *testing.T) map[string]string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "xlb-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		bins, buildErr = lab.Build(dir, "./cmd/xlbd", "./e2e/cmd/xlb-backend", "./e2e/cmd/xlb-client")
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return bins
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bins != nil {
+		os.RemoveAll(filepath.Dir(bins["xlbd"]))
+	}
+	os.Exit(code)
+}
+
+// weights are the backends' weights in examples/lab/lab.hcl.
+var weights = map[string]float64{"be1": 1, "be2": 2, "be3": 3}
+
+// labConfig returns examples/lab/lab.hcl with its encapsulation element
+// type replaced, written to a file of the test's.
+func labConfig(t *testing.T, encap string) string {
+	t.Helper()
+	src, err := os.ReadFile("../examples/lab/lab.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(src)
+	if !strings.Contains(s, `element "GREEncap" "encap"`) {
+		t.Fatal("examples/lab/lab.hcl no longer declares GREEncap as encap; update this test")
+	}
+	s = strings.Replace(s, `element "GREEncap" "encap"`, `element "`+encap+`" "encap"`, 1)
+	path := filepath.Join(t.TempDir(), "lab.hcl")
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// setup builds a lab with three backends serving and xlbd running on the
+// LB node with the given encapsulation.
+func setup(t *testing.T, encap string) (*lab.Lab, *lab.XLBD) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	b := binaries(t)
+	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}, IPv6: true})
+	if err := l.StartBackends(b["xlb-backend"]); err != nil {
+		t.Fatal(err)
+	}
+	x, err := l.StartXLBD(l.LB(0), b["xlbd"], labConfig(t, encap), "-var", "interface="+l.LB(0).Iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, x
+}
+
+// watchReplies counts, until stop is called, packets arriving on the LB
+// node's interface whose source is a VIP: replies from backends. With
+// direct server return there must be none. The XDP program passes such
+// packets to the kernel (their destination is no VIP), so the capture
+// would see them.
+func watchReplies(t *testing.T, l *lab.Lab) (stop func() int64) {
+	t.Helper()
+	var c *lab.Capture
+	if err := l.Do(l.LB(0).NS, func() (err error) { c, err = lab.OpenCapture(l.LB(0).Iface); return }); err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	var done atomic.Bool
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for !done.Load() {
+			_, _ = c.Next(100*time.Millisecond, func(p []byte) bool {
+				if src, ok := ipSource(p); ok && (src == l.VIP() || src == l.VIP6()) {
+					n.Add(1)
+				}
+				return false
+			})
+		}
+	}()
+	return func() int64 {
+		done.Store(true)
+		<-finished
+		c.Close()
+		return n.Load()
+	}
+}
+
+func ipSource(p []byte) (netip.Addr, bool) {
+	switch {
+	case len(p) >= 20 && p[0]>>4 == 4:
+		return netip.AddrFrom4([4]byte(p[12:16])), true
+	case len(p) >= 40 && p[0]>>4 == 6:
+		return netip.AddrFrom16([16]byte(p[8:24])), true
+	}
+	return netip.Addr{}, false
+}
+
+// checkShares fails when a backend's share of s's requests is further from
+// its weight's share than tolerance, given as a number of binomial standard
+// deviations: with n requests the share of a backend of expected share p
+// has standard deviation sqrt(p(1-p)/n). Maglev's own table imbalance at
+// M=65537 and three backends is far below that.
+func checkShares(t *testing.T, what string, s client.Summary, sigmas float64) {
+	t.Helper()
+	var total float64
+	for _, w := range weights {
+		total += w
+	}
+	for be, w := range weights {
+		p := w / total
+		got := float64(s.Backends[be]) / float64(s.OK)
+		sd := math.Sqrt(p * (1 - p) / float64(s.OK))
+		if math.Abs(got-p) > sigmas*sd {
+			t.Errorf("%s: %s served %.3f of requests, want %.3f ± %.3f (%.0fσ); all: %v", what, be, got, p, sigmas*sd, sigmas, s.Backends)
+		}
+	}
+}
+
+// TestHTTPThroughXLB: HTTP over new connections from many source ports
+// spreads over the three backends in proportion to their weights; one
+// keep-alive connection stays on one backend; every reply goes from the
+// backend to the client directly, never through the LB. For GRE and IPIP,
+// to the IPv4 and the IPv6 VIP.
+func TestHTTPThroughXLB(t *testing.T) {
+	for _, encap := range []string{"GREEncap", "IPIPEncap"} {
+		t.Run(encap, func(t *testing.T) {
+			l, x := setup(t, encap)
+			b := binaries(t)
+			stopWatch := watchReplies(t, l)
+			for _, tc := range []struct {
+				url string
+				n   int
+			}{
+				{"http://" + l.VIP().String() + "/", 600},
+				{"http://[" + l.VIP6().String() + "]/", 300},
+			} {
+				s, err := l.RunClient(b["xlb-client"], "-url", tc.url, "-n", strconv.Itoa(tc.n), "-c", "8")
+				if err != nil {
+					t.Fatalf("%s: %v (%+v)", tc.url, err, s)
+				}
+				if s.OK != tc.n || s.SourcePorts < tc.n*9/10 {
+					t.Fatalf("%s: %+v, want %d ok from about as many source ports", tc.url, s, tc.n)
+				}
+				checkShares(t, tc.url, s, 4)
+
+				s, err = l.RunClient(b["xlb-client"], "-url", tc.url, "-n", "50", "-keepalive")
+				if err != nil || s.OK != 50 || s.Connections != 1 || len(s.Backends) != 1 {
+					t.Errorf("%s keep-alive: %+v %v, want 50 ok over one connection from one backend", tc.url, s, err)
+				}
+			}
+			if replies := stopWatch(); replies != 0 {
+				t.Errorf("the LB node received %d packets from a VIP: replies must go from the backends to the client directly", replies)
+			}
+			out, err := x.Stop()
+			if err != nil {
+				t.Fatalf("xlbd: %v\n%s", err, x.Log())
+			}
+			// Every request's packets went through xlb and none was dropped.
+			for _, want := range []string{"drop (Discard)\n  in  in                      0\n", "xlb_xdp_rx_packets_total"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("xlbd's counters lack %q:\n%s", want, out)
+				}
+			}
+		})
+	}
+}
+
+// TestOtherTrafficWhileAttached: with the XDP program attached, traffic to
+// the LB node's own address still reaches its kernel: a TCP connection to a
+// listener on the node, and ICMP echo.
+func TestOtherTrafficWhileAttached(t *testing.T) {
+	l, x := setup(t, "GREEncap")
+	defer x.Stop()
+	lb := l.LB(0)
+	var ln net.Listener
+	if err := l.Do(lb.NS, func() (err error) { ln, err = net.Listen("tcp", net.JoinHostPort(lb.Addr4.String(), "2222")); return }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("lb node\n"))
+			c.Close()
+		}
+	}()
+	err := l.Do(l.Client().NS, func() error {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(lb.Addr4.String(), "2222"), 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 16)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := c.Read(buf)
+		if string(buf[:n]) != "lb node\n" {
+			return fmt.Errorf("read %q, %v", buf[:n], err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("TCP to the LB node's own address while XDP is attached: %v", err)
+	}
+	for _, dst := range []netip.Addr{lb.Addr4, lb.Addr6} {
+		if err := l.Do(l.Client().NS, func() error { return ping(dst) }); err != nil {
+			t.Errorf("ping %s while XDP is attached: %v", dst, err)
+		}
+	}
+}
+
+// ping sends one ICMP echo request to dst and waits for the reply, from the
+// calling thread's namespace.
+func ping(dst netip.Addr) error {
+	network, req := "ip4:icmp", []byte{8, 0, 0, 0, 0x12, 0x34, 0, 1, 'x', 'l', 'b'}
+	if dst.Is6() {
+		network, req[0] = "ip6:ipv6-icmp", 128 // the kernel fills the ICMPv6 checksum
+	} else {
+		var sum uint32
+		for i := 0; i < len(req); i += 2 {
+			sum += uint32(req[i]) << 8
+			if i+1 < len(req) {
+				sum += uint32(req[i+1])
+			}
+		}
+		sum = sum&0xffff + sum>>16
+		cs := ^uint16(sum + sum>>16)
+		req[2], req[3] = byte(cs>>8), byte(cs)
+	}
+	c, err := net.ListenPacket(network, "")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.WriteTo(req, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+		return err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		// An echo reply (type 0, or 129 for ICMPv6) with our identifier.
+		if a, ok := netip.AddrFromSlice(from.(*net.IPAddr).IP); ok && a.Unmap() == dst && n >= 8 && (buf[0] == 0 || buf[0] == 129) && buf[4] == 0x12 && buf[5] == 0x34 {
+			return nil
+		}
+	}
+}
+
+// TestStopLeavesInterfaceAsItWas: a second xlbd on the same interface is
+// refused with a clear message; stopping xlbd (SIGTERM) detaches the XDP
+// program and leaves the interface as it was.
+func TestStopLeavesInterfaceAsItWas(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := binaries(t)
+	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}})
+	lb := l.LB(0)
+	h, err := l.Handle(lb.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	before, err := h.LinkByName(lb.Iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := labConfig(t, "GREEncap")
+	x, err := l.StartXLBD(lb, b["xlbd"], config, "-var", "interface="+lb.Iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if link, err := h.LinkByName(lb.Iface); err != nil || link.Attrs().Xdp == nil || !link.Attrs().Xdp.Attached {
+		t.Fatalf("no XDP program attached while xlbd runs: %v", err)
+	}
+
+	second, err := l.StartXLBD(lb, b["xlbd"], config, "-var", "interface="+lb.Iface)
+	if err == nil {
+		second.Stop()
+		t.Fatal("a second xlbd on the same interface started")
+	}
+	if !strings.Contains(err.Error(), "already has an XDP program attached") {
+		t.Errorf("the second xlbd's refusal does not say why:\n%v", err)
+	}
+
+	if _, err := x.Stop(); err != nil {
+		t.Fatalf("xlbd stopped by SIGTERM must exit 0: %v\n%s", err, x.Log())
+	}
+	after, err := h.LinkByName(lb.Iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := after.Attrs().Xdp; x != nil && x.Attached {
+		t.Errorf("XDP program (id %d) still attached after xlbd stopped", x.ProgId)
+	}
+	a, bf := after.Attrs(), before.Attrs()
+	if a.MTU != bf.MTU || a.Flags != bf.Flags || a.HardwareAddr.String() != bf.HardwareAddr.String() || a.OperState != bf.OperState {
+		t.Errorf("interface changed: before mtu %d flags %v mac %s state %v; after mtu %d flags %v mac %s state %v",
+			bf.MTU, bf.Flags, bf.HardwareAddr, bf.OperState, a.MTU, a.Flags, a.HardwareAddr, a.OperState)
+	}
+}
