@@ -49,7 +49,8 @@ type Provisioner interface {
 }
 
 // Cleaner releases what Provision acquired. It must work after a partial
-// or failed Provision.
+// or failed Provision, and when Provision was never called (another
+// element failed first).
 type Cleaner interface {
 	Cleanup() error
 }

@@ -62,9 +62,11 @@ type node struct {
 	q        [MaxBatch]*Packet
 }
 
-// instantiate builds worker's copy of the graph: New, Configure, Validate
-// and Provision for every element, in declaration order. On error every
-// element created so far is cleaned up.
+// instantiate builds worker's copy of the graph: New, Configure and
+// Validate for every element, then Provision, sources first and the others
+// in declaration order. Sources own the frames packets live in, so an
+// element that transmits them (TxXDP) finds its source's socket whatever
+// order the file declares them in. On error every element is cleaned up.
 func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *Instance, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -79,47 +81,64 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *I
 			inst.Close()
 		}
 	}()
+	wrap := func(ie *instElem, err error) error {
+		return fmt.Errorf("while configuring `%s` (%s): %w", ie.decl.Name, ie.typ.Name, err)
+	}
 	for i := range g.elems {
 		ge := &g.elems[i]
 		ie := &instElem{decl: ge.decl, typ: ge.typ, el: ge.typ.New(),
 			inPkts: make([]atomic.Uint64, len(ge.typ.Inputs)), outPkts: make([]atomic.Uint64, len(ge.typ.Outputs)),
 			counts: make([]uint32, len(ge.typ.Outputs))}
 		inst.elems = append(inst.elems, ie)
-		wrap := func(err error) error {
-			return fmt.Errorf("while configuring `%s` (%s): %w", ge.decl.Name, ge.typ.Name, err)
-		}
 		if ge.decl.Configure != nil {
 			if err := ge.decl.Configure(ie.el); err != nil {
-				return nil, wrap(err)
+				return nil, wrap(ie, err)
 			}
 		}
 		if v, ok := ie.el.(Validator); ok {
 			if err := v.Validate(); err != nil {
-				return nil, wrap(err)
-			}
-		}
-		if p, ok := ie.el.(Provisioner); ok {
-			ctx := &Context{Name: ge.decl.Name, Worker: worker, Workers: workers,
-				Logger: opts.Logger.With("element", ge.decl.Name, "worker", worker), values: opts.Values, shared: shared}
-			if err := p.Provision(ctx); err != nil {
-				return nil, wrap(err)
+				return nil, wrap(ie, err)
 			}
 		}
 		if len(ge.typ.Inputs) == 0 {
 			src, ok := ie.el.(Source)
 			if !ok {
-				return nil, wrap(errors.New("element type has no inputs but does not implement pipeline.Source"))
+				return nil, wrap(ie, errors.New("element type has no inputs but does not implement pipeline.Source"))
 			}
 			ie.src = src
 			inst.sources = append(inst.sources, ie)
 		} else if _, ok := ie.el.(Pusher); !ok {
-			return nil, wrap(errors.New("element type has inputs but does not implement pipeline.Pusher"))
+			return nil, wrap(ie, errors.New("element type has inputs but does not implement pipeline.Pusher"))
 		}
 		if s, ok := ie.el.(BatchStarter); ok {
 			inst.starters = append(inst.starters, s)
 		}
 		if e, ok := ie.el.(BatchEnder); ok {
 			inst.enders = append(inst.enders, e)
+		}
+	}
+	provision := func(ie *instElem) error {
+		p, ok := ie.el.(Provisioner)
+		if !ok {
+			return nil
+		}
+		ctx := &Context{Name: ie.decl.Name, Worker: worker, Workers: workers,
+			Logger: opts.Logger.With("element", ie.decl.Name, "worker", worker), values: opts.Values, shared: shared}
+		if err := p.Provision(ctx); err != nil {
+			return wrap(ie, err)
+		}
+		return nil
+	}
+	for _, ie := range inst.sources {
+		if err := provision(ie); err != nil {
+			return nil, err
+		}
+	}
+	for _, ie := range inst.elems {
+		if ie.src == nil {
+			if err := provision(ie); err != nil {
+				return nil, err
+			}
 		}
 	}
 	nodes := map[nodeRef]*node{}

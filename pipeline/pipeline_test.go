@@ -475,3 +475,46 @@ func TestPinEachWorker(t *testing.T) {
 		t.Errorf("a failed pin must stop the run with its reason, got %v", err)
 	}
 }
+
+// tOrdered is a source and a sink that record the order they are
+// provisioned in, through a shared list.
+type tOrdered struct {
+	tSource
+	order *[]string
+}
+
+func (o *tOrdered) Provision(ctx *Context) error {
+	o.order = ctx.Shared("order", func() any { return &[]string{} }).(*[]string)
+	*o.order = append(*o.order, ctx.Name)
+	return nil
+}
+
+type tOrderedSink struct{ tOrdered }
+
+func (tOrderedSink) Push(int, *Packet) int { return Consumed }
+
+func init() {
+	Register(ElementType{Name: "TOrderedSource", Outputs: []string{"out"}, New: func() Element { return &tOrdered{tSource: tSource{Count: 1, Batch: 1}} }})
+	Register(ElementType{Name: "TOrderedSink", Inputs: []string{"in"}, New: func() Element { return &tOrderedSink{} }})
+}
+
+// TestSourcesProvisionFirst: a sink that needs its source's resources
+// (TxXDP and RxXDP's socket) may be declared before it.
+func TestSourcesProvisionFirst(t *testing.T) {
+	g, errs := Build(Spec{
+		Elements:    []ElementDecl{decl("tx", "TOrderedSink", 1), decl("rx", "TOrderedSource", 2)},
+		Connections: []Connection{conn("rx", "tx", 3)},
+	})
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	rt, err := g.Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	order := rt.Workers()[0].Element("tx").(*tOrderedSink).order
+	if strings.Join(*order, ",") != "rx,tx" {
+		t.Errorf("provisioned in order %v, want the source first: rx,tx", *order)
+	}
+}

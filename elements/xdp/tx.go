@@ -80,8 +80,8 @@ func (t *TxXDP) Validate() error {
 	return nil
 }
 
-// Provision finds this worker's RxXDP on the interface (declared before
-// this element) and starts following the gateway's MAC address.
+// Provision finds this worker's RxXDP on the interface (the engine
+// provisions sources first) and starts following the gateway's MAC address.
 func (t *TxXDP) Provision(ctx *pipeline.Context) error {
 	if err := t.Validate(); err != nil {
 		return err
@@ -92,7 +92,7 @@ func (t *TxXDP) Provision(ctx *pipeline.Context) error {
 	defer v.mu.Unlock()
 	rx := v.rx[ctx.Worker]
 	if rx == nil {
-		return fmt.Errorf("no RxXDP on %s in this worker: TxXDP sends through the socket of an RxXDP on the same interface, declared before it", t.Interface)
+		return fmt.Errorf("no RxXDP on %s: TxXDP sends through the socket of an RxXDP on the same interface; declare one", t.Interface)
 	}
 	t.ifc, t.rx, t.sock, t.owner = v, rx, rx.sock, rx.owner
 	t.full = t.sock.C.TxRingFull
