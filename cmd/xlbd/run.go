@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,22 +20,13 @@ import (
 )
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N]", stderr)
 	config := fs.String("config", "", "the pipeline file (required)")
 	vars := varsFlag(fs)
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
 	quiet := fs.Bool("quiet", false, "do not print counters when the pipeline stops")
 	pin := fs.Bool("pin", true, "pin worker i to CPU i (modulo the CPUs this process may use)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: xlbd run -config FILE [-var name=value]... [-workers N]")
-		fs.PrintDefaults()
-	}
-	fs.SetOutput(stderr)
-	if fs.Parse(args) != nil {
-		return 2
-	}
-	if *config == "" || fs.NArg() != 0 {
-		fs.Usage()
+	if !parse(fs, args, func() bool { return *config != "" && fs.NArg() == 0 }) {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))

@@ -11,18 +11,9 @@ import (
 )
 
 func validateCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs := newFlags("validate", "xlbd validate [-var name=value]... FILE...", stderr)
 	vars := varsFlag(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: xlbd validate [-var name=value]... FILE...")
-		fs.PrintDefaults()
-	}
-	fs.SetOutput(stderr)
-	if fs.Parse(args) != nil {
-		return 2
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
+	if !parse(fs, args, func() bool { return fs.NArg() > 0 }) {
 		return 2
 	}
 	rc := 0
@@ -37,18 +28,9 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func fmtCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("fmt", flag.ContinueOnError)
+	fs := newFlags("fmt", "xlbd fmt [-check] FILE...", stderr)
 	check := fs.Bool("check", false, "do not write; list files that are not formatted and exit 1 if any")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: xlbd fmt [-check] FILE...")
-		fs.PrintDefaults()
-	}
-	fs.SetOutput(stderr)
-	if fs.Parse(args) != nil {
-		return 2
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
+	if !parse(fs, args, func() bool { return fs.NArg() > 0 }) {
 		return 2
 	}
 	rc := 0
@@ -82,18 +64,9 @@ func fmtCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func graphCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("graph", flag.ContinueOnError)
+	fs := newFlags("graph", "xlbd graph [-var name=value]... FILE   (pipe into: dot -Tsvg)", stderr)
 	vars := varsFlag(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: xlbd graph [-var name=value]... FILE   (pipe into: dot -Tsvg)")
-		fs.PrintDefaults()
-	}
-	fs.SetOutput(stderr)
-	if fs.Parse(args) != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
+	if !parse(fs, args, func() bool { return fs.NArg() == 1 }) {
 		return 2
 	}
 	f := load(fs.Arg(0), vars, stderr)
@@ -105,4 +78,29 @@ func graphCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// newFlags returns the flag set of a subcommand, printing its usage line,
+// flags and errors to stderr.
+func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage:", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args and reports whether they are usable: no flag error and
+// argsOK true for the positional arguments left (usage printed otherwise).
+func parse(fs *flag.FlagSet, args []string, argsOK func() bool) bool {
+	if fs.Parse(args) != nil {
+		return false
+	}
+	if !argsOK() {
+		fs.Usage()
+		return false
+	}
+	return true
 }

@@ -120,8 +120,10 @@ func run(rx *xdp.RxXDP, tx *xdp.TxXDP, vips []netip.Addr, stdout, stderr io.Writ
 	ctx := pipeline.NewContext("rx", 0, 1, snapshot.ContextValues(store))
 	ctx.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	defer func() {
-		err = errors.Join(err, tx.Cleanup(), rx.Cleanup())
+		// Before Cleanup, which closes the socket the kernel's counters
+		// are read from.
 		printStats(stdout, rx, tx)
+		err = errors.Join(err, tx.Cleanup(), rx.Cleanup())
 	}()
 	if err := rx.Provision(ctx); err != nil {
 		return err
