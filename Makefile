@@ -3,7 +3,7 @@
 #   make demo    run the main job: HTTP through xlbd in a namespace lab (root),
 #                else the offline pipeline example
 #   make test    vet, format check, unit tests with -race, bounded fuzzing
-#   make bench   benchmarks, reported per packet
+#   make bench   benchmarks, reported per packet (make bench-e2e: on the wire, root)
 #
 # XLB_E2E=1 (set by .ci/run) turns "skip: needs root / netns / a tool" into a
 # failure, so CI is never green by skipping the real thing.
@@ -15,7 +15,7 @@ BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 PKGS      := ./...
 
-.PHONY: all build demo demo-offline test vet fmt-check unit fuzz bench clean
+.PHONY: all build demo demo-offline test tools vet fmt-check unit fuzz bench bench-e2e clean
 
 all: build
 
@@ -41,7 +41,7 @@ demo-offline: build
 			-e frame.number -e ip.src -e ip.dst -e ip.proto -e ipv6.src -e ipv6.dst -e tcp.dstport -e udp.dstport 2>/dev/null; \
 	else echo "(install tshark to see examples/offline/out.pcap decoded as GRE)"; fi
 
-test: vet fmt-check unit fuzz
+test: tools vet fmt-check unit fuzz
 
 vet:
 	$(GO) vet $(PKGS)
@@ -63,6 +63,22 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/xlb-fuzz.log 2>&1 || { cat /tmp/xlb-fuzz.log; exit 1; }; \
 		done; \
 	done
+
+# Debian packages the tests use: trafgen (netsniff-ng) generates load for
+# the on-the-wire benchmark and its smoke test. Installed only when missing,
+# and only as root (without root those tests skip anyway).
+tools:
+	@if ! command -v trafgen >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing netsniff-ng (trafgen)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq netsniff-ng >/dev/null; \
+		else echo "trafgen not installed and not root: its tests will skip"; fi; \
+	fi
+
+# Forwarding on the wire (root): offered load from trafgen, xlbd with one
+# pinned worker against a minimal AF_XDP forwarder; see docs/benchmarks.md.
+bench-e2e: tools
+	$(GO) run ./e2e/cmd/xlb-bench-e2e
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)

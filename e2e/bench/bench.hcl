@@ -1,0 +1,86 @@
+# xlb's side of the wire benchmark (e2e/bench, issue #3): the default graph
+# of examples/lab/lab.hcl — parse, connection tracking, Maglev, GRE — with
+# one worker, on the benchmark's link. The harness passes the variables;
+# the defaults are its values.
+#
+# The next hop is a neighbour entry the harness adds by hand, with a MAC
+# address no interface has: the encapsulated packets reach the generator's
+# end of the link, are counted there, and are dropped at once.
+
+variable "interface" {
+  default = "bench0"
+}
+
+variable "gateway" {
+  default = "10.90.9.1"
+}
+
+variable "source" {
+  default = "10.90.9.10"
+}
+
+variable "receive" {
+  default = "poll"
+}
+
+variable "mode" {
+  default = "native"
+}
+
+hash_seed = 20261121
+
+pipeline {
+  workers = 1
+
+  element "RxXDP" "rx" {
+    interface = var.interface
+    receive   = var.receive
+    mode      = var.mode
+  }
+  element "Parse5Tuple" "parse" {}
+  # Larger than the generator's 69,632 flows: after the first pass every
+  # packet is a hit, as on a load balancer carrying established traffic.
+  element "ConnTrack" "ct" {
+    capacity = 262144
+  }
+  element "MaglevSelect" "sel" {}
+  element "GREEncap" "encap" {
+    source4 = var.source
+  }
+  element "TxXDP" "tx" {
+    interface = var.interface
+    gateway   = var.gateway
+  }
+  element "Discard" "drop" {}
+
+  connect = [
+    "rx -> parse -> ct",
+    "ct.hit -> encap -> tx",
+    "ct.miss -> sel -> ct.learn",
+    "parse.bad -> drop",
+    "sel.nobackend -> drop",
+    "encap.bad -> drop",
+  ]
+}
+
+vip "web4" {
+  address  = "10.90.100.10"
+  protocol = "tcp"
+  ports    = [80]
+  pool     = "web"
+}
+
+pool "web" {
+  backend "be1" {
+    address = "10.90.2.21"
+    weight  = 1
+  }
+  backend "be2" {
+    address = "10.90.2.22"
+    weight  = 2
+  }
+  backend "be3" {
+    address = "10.90.2.23"
+    weight  = 3
+  }
+}

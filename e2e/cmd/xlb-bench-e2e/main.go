@@ -1,0 +1,88 @@
+// Command xlb-bench-e2e measures xlb forwarding on the wire against the
+// AF_XDP baseline (issue #3; e2e/bench says how): it builds xlbd and
+// xdp-baseline, brings up the benchmark's namespaces, runs each under
+// the same trafgen load, prints a markdown table and, with -o, writes it
+// to a file. Run it as root from the module (make bench-e2e):
+//
+//	go run ./e2e/cmd/xlb-bench-e2e [-duration 10s] [-rounds 3] [-o FILE]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xlbproject/xlb/e2e/bench"
+	"github.com/xlbproject/xlb/e2e/lab"
+)
+
+func main() {
+	o := bench.DefaultOptions()
+	flag.DurationVar(&o.Duration, "duration", 10*time.Second, "measured window per system and round")
+	flag.DurationVar(&o.Warmup, "warmup", 2*time.Second, "load before each window")
+	flag.IntVar(&o.Rounds, "rounds", 3, "rounds, each measuring every system once, in turn")
+	flag.IntVar(&o.GenCPU, "gen-cpu", o.GenCPU, "CPU for trafgen")
+	flag.IntVar(&o.LBCPU, "lb-cpu", o.LBCPU, "CPU for xlbd and xdp-baseline")
+	flag.StringVar(&o.Rate, "rate", "", `trafgen's rate, such as "200000pps" (default: as fast as it can)`)
+	flag.StringVar(&o.Receive, "receive", "poll", `"poll" or "busy"`)
+	flag.StringVar(&o.Mode, "mode", "native", `XDP attach mode: "native" or "generic"`)
+	systems := flag.String("systems", bench.Baseline+","+bench.XLB, "systems to measure, in order")
+	flag.StringVar(&o.Xlbd, "xlbd", "", "xlbd binary (default: built from ./cmd/xlbd)")
+	flag.StringVar(&o.Baseline, "baseline", "", "xdp-baseline binary (default: built from ./e2e/cmd/xdp-baseline)")
+	out := flag.String("o", "", "also write the markdown table to this file")
+	verbose := flag.Bool("v", false, "print the programs' output and the lab's log on stderr")
+	flag.Parse()
+	o.Systems = strings.Split(*systems, ",")
+	if *verbose {
+		o.Log = os.Stderr
+	}
+	if err := run(o, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "xlb-bench-e2e:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o bench.Options, out string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root (network namespaces, XDP); run: sudo go run ./e2e/cmd/xlb-bench-e2e")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if o.Xlbd == "" || o.Baseline == "" {
+		dir, err := os.MkdirTemp("", "xlb-bench-bin-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		fmt.Fprintln(os.Stderr, "building xlbd and xdp-baseline")
+		bins, err := lab.Build(dir, "./cmd/xlbd", "./e2e/cmd/xdp-baseline")
+		if err != nil {
+			return err
+		}
+		if o.Xlbd == "" {
+			o.Xlbd = bins["xlbd"]
+		}
+		if o.Baseline == "" {
+			o.Baseline = bins["xdp-baseline"]
+		}
+	}
+	fmt.Fprintf(os.Stderr, "measuring %s: %d round(s) of %v (+%v warm-up) each\n",
+		strings.Join(o.Systems, ", "), max(o.Rounds, 1), o.Duration, o.Warmup)
+	rep, err := bench.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	md := rep.Markdown()
+	fmt.Print(md)
+	if out != "" {
+		if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
