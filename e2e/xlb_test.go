@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -342,5 +343,110 @@ func TestStopLeavesInterfaceAsItWas(t *testing.T) {
 	if a.MTU != bf.MTU || a.Flags != bf.Flags || a.HardwareAddr.String() != bf.HardwareAddr.String() || a.OperState != bf.OperState {
 		t.Errorf("interface changed: before mtu %d flags %v mac %s state %v; after mtu %d flags %v mac %s state %v",
 			bf.MTU, bf.Flags, bf.HardwareAddr, bf.OperState, a.MTU, a.Flags, a.HardwareAddr, a.OperState)
+	}
+}
+
+// TestReloadKeepsEstablishedFlows: an established connection keeps its
+// backend when xlbd reloads its file on SIGHUP, whether the new file is
+// broken (refused; the running configuration stays) or valid with other
+// backends' weights changed; and a backend removed by a reload no longer
+// gets new connections.
+func TestReloadKeepsEstablishedFlows(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := binaries(t)
+	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}})
+	if err := l.StartBackends(b["xlb-backend"]); err != nil {
+		t.Fatal(err)
+	}
+	config := labConfig(t, "GREEncap")
+	orig, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := l.StartXLBD(l.LB(0), b["xlbd"], config, "-var", "interface="+l.LB(0).Iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Stop()
+
+	// One keep-alive connection from the client namespace: the socket is
+	// created there, then used from any thread.
+	var conn net.Conn
+	if err := l.Do(l.Client().NS, func() (err error) {
+		conn, err = net.DialTimeout("tcp", net.JoinHostPort(l.VIP().String(), "80"), 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ask := func() string {
+		t.Helper()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4096)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(buf[:n]), "\r\n") {
+			if v, ok := strings.CutPrefix(line, "X-Backend: "); ok {
+				return v
+			}
+		}
+		t.Fatalf("no X-Backend header in %q", buf[:n])
+		return ""
+	}
+	reload := func(content, wantLog string) {
+		t.Helper()
+		if err := os.WriteFile(config, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(x.Log(), wantLog) {
+			if time.Now().After(deadline) {
+				t.Fatalf("xlbd did not log %q after SIGHUP:\n%s", wantLog, x.Log())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	first := ask()
+
+	reload(strings.Replace(string(orig), `pool     = "web"`, `pool     = "wbe"`, 1), "reload rejected")
+	if got := ask(); got != first {
+		t.Fatalf("after a rejected reload the connection moved from %s to %s", first, got)
+	}
+
+	// Drain one of the other backends and change the weight of the last
+	// one (2 becomes 12, 3 becomes 13): the Maglev table changes, the
+	// connection stays, and new connections avoid the drained backend.
+	var removed string
+	changed := string(orig)
+	for _, be := range []string{"be1", "be2", "be3"} {
+		if be == first {
+			continue
+		}
+		if removed == "" {
+			removed = be
+			changed = strings.Replace(changed, fmt.Sprintf("backend %q {", be), fmt.Sprintf("backend %q {\n    drain = true", be), 1)
+			continue
+		}
+		changed = strings.Replace(changed, fmt.Sprintf("backend %q {\n    address = \"10.90.2.2%s\"\n    weight  = ", be, be[2:]),
+			fmt.Sprintf("backend %q {\n    address = \"10.90.2.2%s\"\n    weight  = 1", be, be[2:]), 1)
+	}
+	reload(changed, "service configuration reloaded")
+	if got := ask(); got != first {
+		t.Fatalf("after a reload that kept %s up, the connection moved to %s", first, got)
+	}
+	s, err := l.RunClient(b["xlb-client"], "-n", "200", "-c", "8")
+	if err != nil || s.OK != 200 {
+		t.Fatalf("new connections after the reload: %+v %v", s, err)
+	}
+	if s.Backends[removed] != 0 {
+		t.Errorf("drained backend %s got %d new connections: %v", removed, s.Backends[removed], s.Backends)
 	}
 }

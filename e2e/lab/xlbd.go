@@ -75,6 +75,9 @@ func (x *XLBD) Stop() (string, error) {
 	return x.stdout.String(), x.err
 }
 
+// Signal sends sig to xlbd (SIGHUP: reload the service configuration).
+func (x *XLBD) Signal(sig syscall.Signal) error { return x.cmd.Process.Signal(sig) }
+
 // Log returns xlbd's last log lines.
 func (x *XLBD) Log() string { return x.log.tail() }
 
