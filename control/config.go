@@ -5,6 +5,7 @@ package control
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/xlbproject/xlb/pipeline"
 )
@@ -43,6 +44,10 @@ type Pool struct {
 	Name     string
 	Backends []Backend
 	Pools    []string
+	// HealthChecks are the methods that check this pool's own backends
+	// (not those of included pools, which their own pool checks); a
+	// backend is healthy only when all of them pass. None: always healthy.
+	HealthChecks []HealthCheck
 
 	Range     pipeline.Range
 	AttrRange map[string]pipeline.Range
@@ -59,6 +64,25 @@ type Backend struct {
 	// Drain takes the backend out of new-flow selection whatever its
 	// weight.
 	Drain bool
+
+	Range     pipeline.Range
+	AttrRange map[string]pipeline.Range
+}
+
+// HealthCheck is one health-check method of a pool. Zero values take the
+// defaults of control/health (HAProxy's: 2 s, rise 2, fall 3).
+type HealthCheck struct {
+	// Method names the prober (a built-in or a health-check plugin).
+	Method   string
+	Interval time.Duration
+	// Timeout bounds one probe; it is at most Interval.
+	Timeout time.Duration
+	// Rise consecutive passes bring a down backend up; Fall consecutive
+	// failures take an up one down.
+	Rise, Fall int
+	// Params are the method's own settings (port, path, ...), evaluated to
+	// constants by the config loader; "port" sets Target.Addr's port.
+	Params map[string]string
 
 	Range     pipeline.Range
 	AttrRange map[string]pipeline.Range

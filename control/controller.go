@@ -2,6 +2,7 @@ package control
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -128,6 +129,40 @@ func (c *Controller) SetHealthy(backend string, healthy bool) error {
 		c.unhealthy[backend] = true
 	}
 	return c.publish(c.cfg)
+}
+
+// SetHealth records the health of many backends and publishes at most one
+// new snapshot (one table rebuild per affected VIP) when any of them
+// changed; health checking batches its changes through it. Backends the
+// current configuration does not declare are skipped and named in the
+// error; the others are applied.
+func (c *Controller) SetHealth(health map[string]bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var unknown []string
+	changed := false
+	for name, healthy := range health {
+		switch {
+		case !c.backends[name]:
+			unknown = append(unknown, name)
+		case c.unhealthy[name] == !healthy:
+		case healthy:
+			delete(c.unhealthy, name)
+			changed = true
+		default:
+			c.unhealthy[name] = true
+			changed = true
+		}
+	}
+	var err error
+	if changed {
+		err = c.publish(c.cfg)
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		err = errors.Join(err, fmt.Errorf("unknown backends %q: no pool of the current configuration declares them", unknown))
+	}
+	return err
 }
 
 // publish builds the snapshot of cfg under the current health and publishes
