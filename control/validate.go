@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/xlbproject/xlb/elements/maglev"
@@ -40,6 +41,7 @@ func (c *Config) Validate() pipeline.Errors {
 	v.pools_()
 	v.cycles()
 	v.vips()
+	v.healthChecks()
 	slices.SortStableFunc(v.errs, func(a, b *pipeline.Error) int {
 		if c := strings.Compare(a.Range.Filename, b.Range.Filename); c != 0 {
 			return c
@@ -331,4 +333,42 @@ func prevPrime(n uint32) uint32 {
 		n--
 	}
 	return max(n, 2)
+}
+
+// healthChecks checks each pool's health-check methods: one block per
+// method, no negative settings, a timeout within the interval, a port that
+// is a port. Whether a prober exists for the method is the scheduler's to
+// say (control/health), since plugins bring methods of their own.
+func (v *validator) healthChecks() {
+	for i := range v.c.Pools {
+		p := &v.c.Pools[i]
+		seen := map[string]pipeline.Range{}
+		for _, hc := range p.HealthChecks {
+			if prev, dup := seen[hc.Method]; dup {
+				v.add(hc.Range, "Duplicate health check",
+					"Pool %q already has a %q health check at %s; merge the two blocks.", p.Name, hc.Method, prev)
+			} else {
+				seen[hc.Method] = hc.Range
+			}
+			switch {
+			case hc.Method == "":
+				v.add(hc.Range, "Missing health-check method", "Name the method in the block label, for example health_check \"tcp\" {}.")
+			case hc.Rise < 0 || hc.Fall < 0:
+				v.add(hc.Range, "Invalid rise or fall",
+					"Pool %q health check %q has rise %d and fall %d; use positive counts, or leave them out for the defaults.", p.Name, hc.Method, hc.Rise, hc.Fall)
+			case hc.Interval < 0 || hc.Timeout < 0:
+				v.add(hc.Range, "Invalid interval or timeout",
+					"Pool %q health check %q has a negative interval or timeout; use durations such as \"2s\".", p.Name, hc.Method)
+			case hc.Interval > 0 && hc.Timeout > hc.Interval:
+				v.add(at(hc.AttrRange, "timeout", hc.Range), "Timeout longer than interval",
+					"Pool %q health check %q times out after %v but runs every %v; a probe must end before the next one starts, so make the timeout at most the interval.", p.Name, hc.Method, hc.Timeout, hc.Interval)
+			}
+			if port, ok := hc.Params["port"]; ok {
+				if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+					v.add(at(hc.AttrRange, "port", hc.Range), "Invalid port",
+						"Pool %q health check %q has port %q; use a number from 1 to 65535.", p.Name, hc.Method, port)
+				}
+			}
+		}
+	}
 }

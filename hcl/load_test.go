@@ -1,12 +1,14 @@
 package hcl
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -349,5 +351,49 @@ pipeline {
 	_, diags = Load("null.hcl", []byte(strings.Replace(src, `file = "out.pcap"`, "file = null", 1)), Options{})
 	if len(diags) != 1 || diags[0].Summary != "Unsuitable value type" || diags[0].Subject.Start.Line != 9 {
 		t.Errorf("a required attribute set to null: %v", diags)
+	}
+}
+
+func TestHealthCheckDecoding(t *testing.T) {
+	src := `
+hash_seed = 1
+pipeline {
+  element "TestSource" "rx" {}
+  element "TestDrop" "drop" {}
+  connect = ["rx -> drop"]
+}
+pool "web" {
+  backend "a" {
+    address = "198.51.100.1"
+  }
+  health_check "http" {
+    interval = "1s"
+    timeout  = "300ms"
+    rise     = 2
+    fall     = 3
+    port     = 8080
+    path     = "/healthz"
+    tls      = true
+  }
+}
+`
+	f, diags := Load("hc.hcl", []byte(src), Options{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	hcs := f.Service.Pools[0].HealthChecks
+	if len(hcs) != 1 {
+		t.Fatalf("%d health checks, want 1", len(hcs))
+	}
+	hc := hcs[0]
+	if hc.Method != "http" || hc.Interval != time.Second || hc.Timeout != 300*time.Millisecond || hc.Rise != 2 || hc.Fall != 3 {
+		t.Errorf("decoded %+v", hc)
+	}
+	want := map[string]string{"port": "8080", "path": "/healthz", "tls": "true"}
+	if fmt.Sprint(hc.Params) != fmt.Sprint(want) {
+		t.Errorf("params %v, want %v", hc.Params, want)
+	}
+	if r := hc.AttrRange["port"]; r.Start.Line != 17 {
+		t.Errorf("port attribute at line %d, want 17", r.Start.Line)
 	}
 }

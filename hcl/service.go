@@ -3,10 +3,13 @@ package hcl
 import (
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
 
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/pipeline"
@@ -29,6 +32,17 @@ type backendBody struct {
 	Drain   bool   `hcl:"drain,optional"`
 }
 
+// healthCheckBody is a pool's health_check "<method>" block: the
+// scheduler's settings, and every other attribute a parameter of the method
+// (port, path, expect, ...), handed to its prober as a string.
+type healthCheckBody struct {
+	Interval string   `hcl:"interval,optional"`
+	Timeout  string   `hcl:"timeout,optional"`
+	Rise     int      `hcl:"rise,optional"`
+	Fall     int      `hcl:"fall,optional"`
+	Params   hcl.Body `hcl:",remain"`
+}
+
 var (
 	vipSchema, _     = gohcl.ImpliedBodySchema(&vipBody{})
 	backendSchema, _ = gohcl.ImpliedBodySchema(&backendBody{})
@@ -36,7 +50,10 @@ var (
 	// block ranges for control.Config.Validate's diagnostics.
 	poolSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "pools"}},
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "backend", LabelNames: []string{"name"}}},
+		Blocks: []hcl.BlockHeaderSchema{
+			{Type: "backend", LabelNames: []string{"name"}},
+			{Type: "health_check", LabelNames: []string{"method"}},
+		},
 	}
 )
 
@@ -82,7 +99,12 @@ func (l *loader) decodeService(vips, pools []*hcl.Block) {
 			reported[toRange(a.Range)] = true
 		}
 		for _, bb := range content.Blocks {
-			p.Backends = append(p.Backends, l.decodeBackend(bb, reported))
+			switch bb.Type {
+			case "backend":
+				p.Backends = append(p.Backends, l.decodeBackend(bb, reported))
+			case "health_check":
+				p.HealthChecks = append(p.HealthChecks, l.decodeHealthCheck(bb))
+			}
 		}
 		svc.Pools = append(svc.Pools, p)
 	}
@@ -99,6 +121,47 @@ func (l *loader) decodeBackend(b *hcl.Block, reported map[pipeline.Range]bool) c
 		Address: l.address(b.Body, bb.Address, reported),
 		Range:   toRange(b.DefRange), AttrRange: attrRanges(b.Body),
 	}
+}
+
+func (l *loader) decodeHealthCheck(b *hcl.Block) control.HealthCheck {
+	var hb healthCheckBody
+	l.add(gohcl.DecodeBody(b.Body, l.ctx, &hb))
+	hc := control.HealthCheck{Method: b.Labels[0], Rise: hb.Rise, Fall: hb.Fall,
+		Range: toRange(b.DefRange), AttrRange: attrRanges(b.Body)}
+	attrs := b.Body.(*hclsyntax.Body).Attributes
+	duration := func(name, s string) time.Duration {
+		if s == "" {
+			return 0
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			l.errorf(attrs[name].Expr.Range(), "Invalid duration",
+				"%s must be a positive duration such as \"2s\" or \"500ms\", not %q.", name, s)
+		}
+		return d
+	}
+	hc.Interval = duration("interval", hb.Interval)
+	hc.Timeout = duration("timeout", hb.Timeout)
+	if hb.Params != nil {
+		params, diags := hb.Params.JustAttributes()
+		l.add(diags)
+		for name, a := range params {
+			v, diags := a.Expr.Value(l.ctx)
+			if l.add(diags) {
+				s, err := convert.Convert(v, cty.String)
+				if err != nil || s.IsNull() || !s.IsKnown() {
+					l.errorf(a.Expr.Range(), "Invalid health-check parameter",
+						"%s must be a string, a number or a bool: the method receives its parameters as text.", name)
+					continue
+				}
+				if hc.Params == nil {
+					hc.Params = map[string]string{}
+				}
+				hc.Params[name] = s.AsString()
+			}
+		}
+	}
+	return hc
 }
 
 // decodeBody decodes body into v with gohcl and records in reported the

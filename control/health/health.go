@@ -219,26 +219,18 @@ func withDefaults(hc control.HealthCheck) control.HealthCheck {
 	return hc
 }
 
+// validate checks cfg as a whole (control.Config.Validate, which knows the
+// source ranges) and that every method has a prober.
 func (s *Scheduler) validate(cfg *control.Config) error {
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return errs
+	}
 	var errs []error
 	for _, p := range cfg.Pools {
-		seen := map[string]bool{}
 		for _, hc := range p.HealthChecks {
-			where := fmt.Sprintf("pool %q health check %q", p.Name, hc.Method)
-			switch {
-			case s.opt.Probers[hc.Method] == nil:
-				errs = append(errs, fmt.Errorf("%s: no prober for this method", where))
-			case seen[hc.Method]:
-				errs = append(errs, fmt.Errorf("%s: method declared twice", where))
-			case hc.Interval < 0 || hc.Timeout < 0 || hc.Rise < 0 || hc.Fall < 0:
-				errs = append(errs, fmt.Errorf("%s: interval, timeout, rise and fall must not be negative", where))
+			if s.opt.Probers[hc.Method] == nil {
+				errs = append(errs, fmt.Errorf("pool %q health check %q: no prober for this method", p.Name, hc.Method))
 			}
-			if port, ok := hc.Params["port"]; ok {
-				if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-					errs = append(errs, fmt.Errorf("%s: port %q: not a port number", where, port))
-				}
-			}
-			seen[hc.Method] = true
 		}
 	}
 	return errors.Join(errs...)

@@ -134,16 +134,21 @@ func (h *harness) backend(name string) BackendStats {
 	return BackendStats{}
 }
 
-// webConfig is VIP web (table size 251) on pool web with the given backends
-// (weight 1, 10.0.0.i+1) and health checks.
+// webConfig is VIP web (table size 251, or 65537 for more backends than
+// that) on pool web with the given backends (weight 1, 10.0.0.i+1) and
+// health checks.
 func webConfig(checks []control.HealthCheck, backends ...string) *control.Config {
 	p := control.Pool{Name: "web", HealthChecks: checks}
 	for i, name := range backends {
 		p.Backends = append(p.Backends, control.Backend{Name: name,
 			Address: netip.AddrFrom4([4]byte{10, 0, byte(i / 250), byte(i%250 + 1)}), Weight: 1})
 	}
+	size := uint32(251)
+	if len(backends) >= 251 {
+		size = 65537
+	}
 	return &control.Config{Pools: []control.Pool{p}, VIPs: []control.VIP{{Name: "web",
-		Address: netip.MustParseAddr("192.0.2.1"), Protocol: "tcp", Ports: []uint16{80}, Pool: "web", TableSize: 251}}}
+		Address: netip.MustParseAddr("192.0.2.1"), Protocol: "tcp", Ports: []uint16{80}, Pool: "web", TableSize: size}}}
 }
 
 func hc(method string, rise, fall int) control.HealthCheck {

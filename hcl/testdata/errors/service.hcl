@@ -27,3 +27,17 @@ pool "web" {
     drain   = "maybe" # ERROR: Unsuitable value type
   }
 }
+
+pool "checked" {
+  backend "c-1" {
+    address = "198.51.100.9"
+  }
+  health_check "http" {
+    interval = "often" # ERROR: Invalid duration
+    timeout  = "5s"
+    path     = ["/"] # ERROR: Invalid health-check parameter
+  }
+  health_check "http" { # ERROR: Duplicate health check
+    port = 0            # ERROR: Invalid port
+  }
+}
