@@ -15,7 +15,7 @@ BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 PKGS      := ./...
 
-.PHONY: all build demo demo-offline test tools vet fmt-check unit fuzz bench bench-e2e clean
+.PHONY: all build demo demo-offline test tools proto vet fmt-check unit fuzz bench bench-e2e clean
 
 all: build
 
@@ -64,9 +64,12 @@ fuzz:
 		done; \
 	done
 
-# Debian packages the tests use: trafgen (netsniff-ng) generates load for
-# the on-the-wire benchmark and its smoke test. Installed only when missing,
-# and only as root (without root those tests skip anyway).
+# What the tests use beyond Go: trafgen (Debian netsniff-ng) for the
+# on-the-wire benchmark's smoke test, and the pinned protobuf generators
+# (protoc from Debian, protoc-gen-go and protoc-gen-go-grpc in bin/tools)
+# for the test that the generated plugin code is not stale. Each is
+# installed only when missing; Debian packages only as root (without root
+# those tests skip anyway).
 tools:
 	@if ! command -v trafgen >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
@@ -74,6 +77,12 @@ tools:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq netsniff-ng >/dev/null; \
 		else echo "trafgen not installed and not root: its tests will skip"; fi; \
 	fi
+	@tmp=$$(mktemp -d) && GO=$(GO) sh plugins/proto/generate.sh -install $$tmp >/dev/null 2>&1 \
+		|| echo "protobuf generators not installed (need root for protoc): the staleness test will skip"; rm -rf $$tmp
+
+# Regenerate plugins/proto/*.pb.go with the pinned generators.
+proto:
+	GO=$(GO) sh plugins/proto/generate.sh -install
 
 # Forwarding on the wire (root): offered load from trafgen, xlbd with one
 # pinned worker against a minimal AF_XDP forwarder; see docs/benchmarks.md.

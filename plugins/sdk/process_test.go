@@ -1,0 +1,103 @@
+package sdk
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+)
+
+// helperEnv makes the test binary serve a plugin instead of running tests,
+// so that the handshake is tested against a real process.
+const helperEnv = "XLB_SDK_TEST_PLUGIN"
+
+func helperCmd() *exec.Cmd {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=healthchecker")
+	return cmd
+}
+
+func newProcessClient(t *testing.T, hs plugin.HandshakeConfig) *plugin.Client {
+	t.Helper()
+	c := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  hs,
+		Plugins:          PluginMap,
+		Cmd:              helperCmd(),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		StartTimeout:     20 * time.Second,
+		Logger:           hclog.NewNullLogger(),
+	})
+	t.Cleanup(c.Kill)
+	return c
+}
+
+func TestSubprocessRoundTrip(t *testing.T) {
+	c := newProcessClient(t, Handshake)
+	rpc, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := rpc.Dispense(string(KindHealthChecker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := raw.(*HealthCheckerClient)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	in, err := hc.Info(ctx)
+	if err != nil || in.Kind != KindHealthChecker || in.Version != "1.2.3" {
+		t.Fatalf("Info = %+v, %v", in, err)
+	}
+	ts := targets(1000)
+	rs, err := hc.CheckBatch(ctx, ts, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBatch(t, ts, rs)
+}
+
+func TestHandshakeVersionMismatch(t *testing.T) {
+	hs := Handshake
+	hs.ProtocolVersion = ProtocolVersion + 1
+	_, err := newProcessClient(t, hs).Client()
+	if err == nil {
+		t.Fatal("a plugin speaking another protocol version was accepted")
+	}
+	if !strings.Contains(err.Error(), "incompatible API version") || !strings.Contains(err.Error(), "Plugin version: 1") {
+		t.Errorf("mismatch error %q does not say the versions are incompatible", err)
+	}
+}
+
+func TestHandshakeCookieMismatch(t *testing.T) {
+	hs := Handshake
+	hs.MagicCookieValue = "not-xlb"
+	_, err := newProcessClient(t, hs).Client()
+	if err == nil {
+		t.Fatal("a plugin was started with the wrong magic cookie")
+	}
+	t.Logf("refused: %v", err)
+}
+
+// TestRunByHand: a plugin started without the host's cookie refuses to run
+// and says what it is.
+func TestRunByHand(t *testing.T) {
+	cmd := helperCmd()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("plugin run by hand: %v, want exit status 1", err)
+	}
+	if !strings.Contains(stderr.String(), "This binary is a plugin") {
+		t.Errorf("plugin run by hand said %q", stderr.String())
+	}
+}

@@ -1,0 +1,214 @@
+// Package sdk is what an xlb plugin imports: the go-plugin handshake, the
+// plugin map, a small Go interface per plugin kind, the gRPC adapters
+// between those interfaces and plugins/proto, and one-call Serve helpers.
+// It follows the layout of HashiCorp's go-plugin users (Nomad, Packer): a
+// plugin's main is one call,
+//
+//	func main() { sdk.ServeHealthChecker(&myChecker{}) }
+//
+// and the host (plugins/host) dispenses a client that implements the same
+// interface. Plugins log to stderr (hclog JSON, as go-plugin sets up), and
+// the host forwards those lines into xlbd's log under the plugin's name.
+package sdk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/go-plugin"
+	pluginpb "github.com/xlbproject/xlb/plugins/proto"
+	"google.golang.org/grpc"
+)
+
+// ProtocolVersion is the plugin protocol version; it changes only when the
+// services in plugins/proto change incompatibly.
+const ProtocolVersion = 1
+
+// Handshake is the go-plugin handshake every xlb plugin and the host share.
+// The magic cookie is not a secret: it makes a plugin binary refuse to run
+// when started by hand, with a message saying what it is.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolVersion,
+	MagicCookieKey:   "XLB_PLUGIN_MAGIC_COOKIE",
+	MagicCookieValue: "8f1c5e3a0b6d4f27a9e2c7d1b4f05a63",
+}
+
+// Kind is what a plugin does for xlb; it is also the plugin's name in
+// PluginMap (what the host dispenses).
+type Kind string
+
+const (
+	KindHealthChecker  Kind = "healthchecker"
+	KindConfigSource   Kind = "configsource"
+	KindRouteAnnouncer Kind = "routeannouncer"
+)
+
+// PluginMap is the host's go-plugin plugin map: dispensing a kind returns
+// *HealthCheckerClient, *ConfigSourceClient or *RouteAnnouncerClient.
+var PluginMap = map[string]plugin.Plugin{
+	string(KindHealthChecker):  &HealthCheckerPlugin{},
+	string(KindConfigSource):   &ConfigSourcePlugin{},
+	string(KindRouteAnnouncer): &RouteAnnouncerPlugin{},
+}
+
+// Info is what a plugin reports about itself.
+type Info struct {
+	Kind             Kind
+	ProtocolVersions []uint32
+	Version          string
+	// Schema lists the attributes of the plugin's HCL block; empty means
+	// the block takes none.
+	Schema []Attribute
+}
+
+// Attribute is one attribute of a plugin's HCL block. Type is an HCL type
+// constraint: "string", "number", "bool", "list(string)", "map(string)",
+// "any".
+type Attribute struct {
+	Name        string
+	Type        string
+	Required    bool
+	Description string
+}
+
+// Describer is implemented by a plugin that reports its version and config
+// schema. Kind and ProtocolVersions are filled in by the SDK.
+type Describer interface {
+	Describe() Info
+}
+
+// Configurer is implemented by a plugin that takes configuration. config
+// is a JSON object of constants keyed by attribute name (the host has
+// evaluated the HCL against the schema); DecodeConfig reads it into a
+// struct. Configure is called before any other RPC, and again on reload.
+// Return *ConfigError values (several with errors.Join) so that the host
+// reports each at its attribute's line.
+type Configurer interface {
+	Configure(config []byte) error
+}
+
+// ConfigError is a problem with one attribute of a plugin's configuration
+// (or the whole block when Attribute is empty).
+type ConfigError struct {
+	Attribute string
+	Message   string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Attribute == "" {
+		return e.Message
+	}
+	return e.Attribute + ": " + e.Message
+}
+
+// DecodeConfig decodes the JSON a Configurer receives into v, refusing
+// attributes v does not have.
+func DecodeConfig(config []byte, v any) error {
+	if len(config) == 0 {
+		return nil
+	}
+	d := json.NewDecoder(bytes.NewReader(config))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return &ConfigError{Message: "decoding the configuration: " + err.Error()}
+	}
+	return nil
+}
+
+// info answers the Info RPC for impl, which may implement Describer.
+func info(kind Kind, impl any) *pluginpb.InfoResponse {
+	var in Info
+	if d, ok := impl.(Describer); ok {
+		in = d.Describe()
+	}
+	r := &pluginpb.InfoResponse{
+		Kind:             kindToPB[kind],
+		ProtocolVersions: []uint32{ProtocolVersion},
+		Version:          in.Version,
+		ConfigSchema:     &pluginpb.Schema{},
+	}
+	for _, a := range in.Schema {
+		r.ConfigSchema.Attributes = append(r.ConfigSchema.Attributes, &pluginpb.Attribute{
+			Name: a.Name, Type: a.Type, Required: a.Required, Description: a.Description,
+		})
+	}
+	return r
+}
+
+var kindToPB = map[Kind]pluginpb.Kind{
+	KindHealthChecker:  pluginpb.Kind_KIND_HEALTH_CHECKER,
+	KindConfigSource:   pluginpb.Kind_KIND_CONFIG_SOURCE,
+	KindRouteAnnouncer: pluginpb.Kind_KIND_ROUTE_ANNOUNCER,
+}
+
+func infoFromPB(r *pluginpb.InfoResponse) Info {
+	in := Info{ProtocolVersions: r.GetProtocolVersions(), Version: r.GetVersion()}
+	for k, v := range kindToPB {
+		if v == r.GetKind() {
+			in.Kind = k
+		}
+	}
+	for _, a := range r.GetConfigSchema().GetAttributes() {
+		in.Schema = append(in.Schema, Attribute{
+			Name: a.GetName(), Type: a.GetType(), Required: a.GetRequired(), Description: a.GetDescription(),
+		})
+	}
+	return in
+}
+
+// configure answers the Configure RPC for impl, which may implement
+// Configurer; a plugin without configuration refuses a non-empty one.
+func configure(impl any, req *pluginpb.ConfigureRequest) *pluginpb.ConfigureResponse {
+	cfg := req.GetConfigJson()
+	c, ok := impl.(Configurer)
+	if !ok {
+		if len(cfg) == 0 || string(cfg) == "{}" || string(cfg) == "null" {
+			return &pluginpb.ConfigureResponse{}
+		}
+		return &pluginpb.ConfigureResponse{Errors: []*pluginpb.ConfigError{{Message: "this plugin takes no configuration"}}}
+	}
+	err := c.Configure(cfg)
+	if err == nil {
+		return &pluginpb.ConfigureResponse{}
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	resp := &pluginpb.ConfigureResponse{}
+	for _, e := range errs {
+		var ce *ConfigError
+		if errors.As(e, &ce) {
+			resp.Errors = append(resp.Errors, &pluginpb.ConfigError{Attribute: ce.Attribute, Message: ce.Message})
+		} else {
+			resp.Errors = append(resp.Errors, &pluginpb.ConfigError{Message: e.Error()})
+		}
+	}
+	return resp
+}
+
+// configureClient sends config and turns refused attributes back into
+// *ConfigError values joined with errors.Join.
+func configureClient(ctx context.Context, call func(context.Context, *pluginpb.ConfigureRequest, ...grpc.CallOption) (*pluginpb.ConfigureResponse, error), config []byte) error {
+	resp, err := call(ctx, &pluginpb.ConfigureRequest{ConfigJson: config})
+	if err != nil {
+		return fmt.Errorf("configure: %w", err)
+	}
+	var errs []error
+	for _, e := range resp.GetErrors() {
+		errs = append(errs, &ConfigError{Attribute: e.GetAttribute(), Message: e.GetMessage()})
+	}
+	return errors.Join(errs...)
+}
+
+// serve runs p as the only plugin of this process until the host stops it.
+func serve(kind Kind, p plugin.Plugin) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         plugin.PluginSet{string(kind): p},
+		GRPCServer:      plugin.DefaultGRPCServer,
+	})
+}

@@ -1,0 +1,375 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+)
+
+// fakeChecker passes even ports and fails odd ones, naming the target in
+// the message so that tests can check the order of results.
+type fakeChecker struct {
+	mu       sync.Mutex
+	deadline time.Duration // time left on ctx when Check was called
+	cfg      struct {
+		Method string `json:"method"`
+		Codes  []int  `json:"codes"`
+	}
+	short bool // return one result fewer than asked
+}
+
+func (f *fakeChecker) Check(ctx context.Context, targets []Target) []Result {
+	if dl, ok := ctx.Deadline(); ok {
+		f.mu.Lock()
+		f.deadline = time.Until(dl)
+		f.mu.Unlock()
+	}
+	res := make([]Result, len(targets))
+	for i, t := range targets {
+		res[i] = Result{Status: StatusFail, Message: t.Name, Latency: time.Duration(t.ID) * time.Microsecond}
+		if t.Port%2 == 0 {
+			res[i].Status = StatusPass
+		}
+	}
+	if f.short && len(res) > 0 {
+		res = res[:len(res)-1]
+	}
+	return res
+}
+
+func (f *fakeChecker) Describe() Info {
+	return Info{Version: "1.2.3", Schema: []Attribute{
+		{Name: "method", Type: "string", Required: true, Description: "HTTP method"},
+		{Name: "codes", Type: "list(number)"},
+	}}
+}
+
+func (f *fakeChecker) Configure(config []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := DecodeConfig(config, &f.cfg); err != nil {
+		return err
+	}
+	var errs []error
+	if f.cfg.Method != "GET" && f.cfg.Method != "HEAD" {
+		errs = append(errs, &ConfigError{Attribute: "method", Message: "must be GET or HEAD"})
+	}
+	for _, c := range f.cfg.Codes {
+		if c < 100 || c > 599 {
+			errs = append(errs, &ConfigError{Attribute: "codes", Message: fmt.Sprintf("%d is not an HTTP status", c)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func targets(n int) []Target {
+	ts := make([]Target, n)
+	for i := range ts {
+		ts[i] = Target{ID: uint64(1000 + i), Name: fmt.Sprintf("b%d", i), Address: "192.0.2.1", Port: uint16(8000 + i)}
+	}
+	return ts
+}
+
+// checkBatch asserts one result per target, in order, with the fake's
+// verdicts.
+func checkBatch(t *testing.T, ts []Target, rs []Result) {
+	t.Helper()
+	if len(rs) != len(ts) {
+		t.Fatalf("%d results for %d targets", len(rs), len(ts))
+	}
+	for i, r := range rs {
+		want := StatusFail
+		if ts[i].Port%2 == 0 {
+			want = StatusPass
+		}
+		if r.ID != ts[i].ID || r.Message != ts[i].Name || r.Status != want || r.Latency != time.Duration(ts[i].ID)*time.Microsecond {
+			t.Fatalf("result %d = %+v, want ID %d, message %q, status %v", i, r, ts[i].ID, ts[i].Name, want)
+		}
+	}
+}
+
+// dispense connects a client to p over gRPC in process and returns what
+// the client dispenses for kind.
+func dispense(t testing.TB, kind Kind, p plugin.Plugin) any {
+	t.Helper()
+	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{string(kind): p})
+	// Close asks the server to stop (go-plugin's controller); stopping it
+	// here as well would race inside go-plugin.
+	t.Cleanup(func() { client.Close() })
+	raw, err := client.Dispense(string(kind))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func grpcHealthChecker(t testing.TB, impl HealthChecker) *HealthCheckerClient {
+	return dispense(t, KindHealthChecker, &HealthCheckerPlugin{Impl: impl}).(*HealthCheckerClient)
+}
+
+func TestHealthCheckerBatchInOrder(t *testing.T) {
+	impl := &fakeChecker{}
+	c := grpcHealthChecker(t, impl)
+	ts := targets(1000)
+	rs, err := c.CheckBatch(context.Background(), ts, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBatch(t, ts, rs)
+	// The per-probe timeout reaches the plugin as its ctx deadline.
+	impl.mu.Lock()
+	left := impl.deadline
+	impl.mu.Unlock()
+	if left <= time.Second || left > 2*time.Second {
+		t.Errorf("plugin saw %v left on its deadline, want about 2s", left)
+	}
+	// Check (the HealthChecker interface) takes the timeout from ctx.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	checkBatch(t, ts, c.Check(ctx, ts))
+}
+
+func TestHealthCheckerEmptyBatch(t *testing.T) {
+	c := grpcHealthChecker(t, &fakeChecker{})
+	rs, err := c.CheckBatch(context.Background(), nil, 0)
+	if err != nil || len(rs) != 0 {
+		t.Fatalf("empty batch: %v, %v", rs, err)
+	}
+}
+
+func TestHealthCheckerMissingResultIsUnknown(t *testing.T) {
+	c := grpcHealthChecker(t, &fakeChecker{short: true})
+	ts := targets(3)
+	rs, err := c.CheckBatch(context.Background(), ts, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBatch(t, ts[:2], rs[:2])
+	if last := rs[2]; last.ID != ts[2].ID || last.Status != StatusUnknown {
+		t.Errorf("missing result came back as %+v, want ID %d and status unknown", last, ts[2].ID)
+	}
+}
+
+func TestHealthCheckerCallFailureIsUnknown(t *testing.T) {
+	c := grpcHealthChecker(t, &fakeChecker{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ts := targets(2)
+	if _, err := c.CheckBatch(ctx, ts, time.Second); err == nil {
+		t.Fatal("CheckBatch with a cancelled context succeeded")
+	}
+	for i, r := range c.Check(ctx, ts) {
+		if r.ID != ts[i].ID || r.Status != StatusUnknown || !strings.Contains(r.Message, "call failed") {
+			t.Errorf("result %d = %+v, want unknown with the call's error", i, r)
+		}
+	}
+}
+
+func TestInfoRoundTrip(t *testing.T) {
+	c := grpcHealthChecker(t, &fakeChecker{})
+	got, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Info{
+		Kind:             KindHealthChecker,
+		ProtocolVersions: []uint32{ProtocolVersion},
+		Version:          "1.2.3",
+		Schema: []Attribute{
+			{Name: "method", Type: "string", Required: true, Description: "HTTP method"},
+			{Name: "codes", Type: "list(number)"},
+		},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Info = %+v\nwant %+v", got, want)
+	}
+}
+
+func TestConfigure(t *testing.T) {
+	impl := &fakeChecker{}
+	c := grpcHealthChecker(t, impl)
+	ctx := context.Background()
+	if err := c.Configure(ctx, []byte(`{"method":"HEAD","codes":[200,204]}`)); err != nil {
+		t.Fatalf("valid configuration refused: %v", err)
+	}
+	impl.mu.Lock()
+	if impl.cfg.Method != "HEAD" || !reflect.DeepEqual(impl.cfg.Codes, []int{200, 204}) {
+		t.Errorf("plugin decoded %+v", impl.cfg)
+	}
+	impl.mu.Unlock()
+
+	tests := []struct {
+		config string
+		want   []ConfigError
+	}{
+		{`{"method":"PUT","codes":[200,42]}`, []ConfigError{
+			{Attribute: "method", Message: "must be GET or HEAD"},
+			{Attribute: "codes", Message: "42 is not an HTTP status"},
+		}},
+		{`{"method":"GET","colour":"red"}`, []ConfigError{
+			{Message: `decoding the configuration: json: unknown field "colour"`},
+		}},
+	}
+	for _, tt := range tests {
+		err := c.Configure(ctx, []byte(tt.config))
+		j, ok := err.(interface{ Unwrap() []error })
+		if !ok {
+			t.Errorf("Configure(%s) = %v, want joined ConfigErrors", tt.config, err)
+			continue
+		}
+		var got []ConfigError
+		for _, e := range j.Unwrap() {
+			var ce *ConfigError
+			if !errors.As(e, &ce) {
+				t.Fatalf("Configure(%s): %T is not a *ConfigError", tt.config, e)
+			}
+			got = append(got, *ce)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Configure(%s) = %+v, want %+v", tt.config, got, tt.want)
+		}
+	}
+}
+
+// plainSource takes no configuration and has no Describe.
+type plainSource struct{ updates []ConfigUpdate }
+
+func (s plainSource) Watch(ctx context.Context, send func(ConfigUpdate) error) error {
+	for _, u := range s.updates {
+		if err := send(u); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func TestConfigSourceWatch(t *testing.T) {
+	updates := []ConfigUpdate{
+		{Revision: "1", Documents: []Document{{Name: "a.hcl", Format: "hcl", Content: []byte(`vip "web" {}`)}}},
+		{Revision: "2", Documents: []Document{
+			{Name: "a.hcl", Format: "hcl", Content: []byte(`vip "web" {}`)},
+			{Name: "b.json", Format: "json", Content: []byte(`{}`)},
+		}},
+	}
+	c := dispense(t, KindConfigSource, &ConfigSourcePlugin{Impl: plainSource{updates}}).(*ConfigSourceClient)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	in, err := c.Info(ctx)
+	if err != nil || in.Kind != KindConfigSource || in.Version != "" || in.Schema != nil {
+		t.Errorf("Info = %+v, %v; want the config-source kind, no version, no schema", in, err)
+	}
+	if err := c.Configure(ctx, []byte(`{}`)); err != nil {
+		t.Errorf("an empty configuration refused by a plugin without one: %v", err)
+	}
+	if err := c.Configure(ctx, []byte(`{"path":"/etc"}`)); err == nil {
+		t.Error("a plugin without configuration accepted some")
+	}
+
+	var got []ConfigUpdate
+	errStop := errors.New("stop")
+	err = c.Watch(ctx, func(u ConfigUpdate) error {
+		got = append(got, u)
+		if len(got) == len(updates) {
+			return errStop
+		}
+		return nil
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("Watch ended with %v, want the send function's error", err)
+	}
+	if !reflect.DeepEqual(got, updates) {
+		t.Errorf("Watch received %+v\nwant %+v", got, updates)
+	}
+}
+
+type fakeAnnouncer struct {
+	mu     sync.Mutex
+	routes []Route
+}
+
+func (a *fakeAnnouncer) SetRoutes(_ context.Context, routes []Route) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.routes = routes
+	return nil
+}
+
+func (a *fakeAnnouncer) WithdrawAll(context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.routes = nil
+	return nil
+}
+
+func TestRouteAnnouncer(t *testing.T) {
+	impl := &fakeAnnouncer{}
+	c := dispense(t, KindRouteAnnouncer, &RouteAnnouncerPlugin{Impl: impl}).(*RouteAnnouncerClient)
+	ctx := context.Background()
+	routes := []Route{
+		{Prefix: netip.MustParsePrefix("192.0.2.10/32"), Communities: []string{"65000:100"}, Attributes: map[string]string{"med": "10"}},
+		{Prefix: netip.MustParsePrefix("2001:db8::10/128"), NextHop: netip.MustParseAddr("2001:db8::1")},
+	}
+	if err := c.SetRoutes(ctx, routes); err != nil {
+		t.Fatal(err)
+	}
+	impl.mu.Lock()
+	got := impl.routes
+	impl.mu.Unlock()
+	if len(got) != 2 || got[0].Prefix != routes[0].Prefix || got[0].NextHop.IsValid() ||
+		!reflect.DeepEqual(got[0].Communities, routes[0].Communities) || got[0].Attributes["med"] != "10" ||
+		got[1].Prefix != routes[1].Prefix || got[1].NextHop != routes[1].NextHop {
+		t.Errorf("plugin got %+v, want %+v", got, routes)
+	}
+	if err := c.SetRoutes(ctx, []Route{{}}); err == nil {
+		t.Error("a route without a prefix was sent")
+	}
+	if err := c.WithdrawAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	impl.mu.Lock()
+	if impl.routes != nil {
+		t.Errorf("after WithdrawAll the plugin still has %v", impl.routes)
+	}
+	impl.mu.Unlock()
+}
+
+func TestDecodeConfigEmpty(t *testing.T) {
+	v := struct{ A int }{A: 7}
+	if err := DecodeConfig(nil, &v); err != nil || v.A != 7 {
+		t.Errorf("DecodeConfig(nil) = %v and changed the value to %+v", err, v)
+	}
+}
+
+// BenchmarkCheck10000 is one health-check tick of 10,000 targets through
+// gRPC in process (the marshalling cost the host and plugin pay per tick,
+// without probing).
+func BenchmarkCheck10000(b *testing.B) {
+	c := grpcHealthChecker(b, &fakeChecker{})
+	ts := targets(10000)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.CheckBatch(context.Background(), ts, time.Second); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestMain(m *testing.M) {
+	// The test binary doubles as a plugin process (see process_test.go).
+	if os.Getenv(helperEnv) == "healthchecker" {
+		ServeHealthChecker(&fakeChecker{})
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
