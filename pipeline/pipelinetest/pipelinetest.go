@@ -24,9 +24,9 @@ import (
 
 // Element type names registered by this package.
 const (
-	sourceType = "TestSource" // no inputs; output `out`: the batches a test gives it
-	sinkType   = "TestSink"   // input `in`: keeps every packet
-	funcType   = "TestFunc"   // input `in`, output `out`: applies a Loop's function
+	sourceType = "PipelineTestSource" // no inputs; output `out`: the batches a test gives it
+	sinkType   = "PipelineTestSink"   // input `in`: keeps every packet
+	funcType   = "PipelineTestFunc"   // input `in`, output `out`: applies a Loop's function
 )
 
 // elemName is the instance name of the element under test.
