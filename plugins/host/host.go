@@ -1,0 +1,434 @@
+// Package host launches, checksums, supervises and restarts xlb's plugin
+// processes over HashiCorp go-plugin (gRPC, AutoMTLS, the sdk handshake).
+// It follows go-plugin's host side as Nomad and Packer use it, adding what
+// a load balancer needs: a crashed plugin is detected within the poll
+// interval (100 ms) and restarted with exponential backoff, its
+// configuration is re-sent after every start, its logs join xlbd's under
+// plugin=<name>, and on Linux the kernel kills it when xlbd dies (even by
+// SIGKILL). Prober adapts a health-checker plugin to control/health.
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"github.com/xlbproject/xlb/plugins/sdk"
+)
+
+// Spec declares one plugin.
+type Spec struct {
+	Name   string // the plugin's name in HCL; logs carry plugin=<Name>
+	Path   string // the executable
+	SHA256 string // hex digest of the executable; empty: not checked
+	Kind   sdk.Kind
+	Config []byte // the evaluated HCL block as a JSON object, sent by Configure
+}
+
+// Options tune supervision. Zero fields take the defaults noted.
+type Options struct {
+	Logger       *slog.Logger     // slog.Default()
+	MinBackoff   time.Duration    // 100 ms: the delay before the first restart
+	MaxBackoff   time.Duration    // 10 s: the delay doubles up to this
+	ResetAfter   time.Duration    // 30 s: a run this long resets the delay
+	StartTimeout time.Duration    // 10 s: handshake, Info and Configure
+	Poll         time.Duration    // 100 ms: how often an exit is looked for
+	Now          func() time.Time // time.Now
+}
+
+// State is a plugin's supervision state.
+type State int32
+
+const (
+	StateStopped    State = iota // not started, or stopped
+	StateStarting                // first launch in progress
+	StateRunning                 // serving
+	StateRestarting              // exited or failed to start; a restart is due
+	StateFailed                  // refused (checksum, kind, configuration): not retried
+)
+
+func (s State) String() string {
+	switch s {
+	case StateStarting:
+		return "starting"
+	case StateRunning:
+		return "running"
+	case StateRestarting:
+		return "restarting"
+	case StateFailed:
+		return "failed"
+	}
+	return "stopped"
+}
+
+// Status is a snapshot of a plugin's supervision.
+type Status struct {
+	Name      string
+	State     State
+	PID       int       // 0 unless running
+	Restarts  uint64    // launches after the first
+	LastError string    // why it last exited or failed to start
+	Since     time.Time // when State was entered
+	Info      sdk.Info  // what the running (or last) instance reported
+}
+
+// ChecksumError refuses an executable whose SHA-256 is not the declared one.
+type ChecksumError struct {
+	Path, Expected, Actual string
+}
+
+func (e *ChecksumError) Error() string {
+	return fmt.Sprintf("plugin %s: checksum mismatch: sha256 is %s, expected %s", e.Path, e.Actual, e.Expected)
+}
+
+// errPermanent marks a launch error that a restart cannot fix.
+type errPermanent struct{ error }
+
+func (e errPermanent) Unwrap() error { return e.error }
+
+// ErrNotRunning is returned by calls made while the plugin is not serving.
+var ErrNotRunning = errors.New("plugin is not running")
+
+// client is what every sdk client kind offers.
+type client interface {
+	Info(ctx context.Context) (sdk.Info, error)
+	Configure(ctx context.Context, config []byte) error
+}
+
+// Plugin is one supervised plugin process (one at a time).
+type Plugin struct {
+	spec Spec
+	opt  Options
+	log  *slog.Logger
+	want []byte // decoded SHA256, nil when not checked
+
+	mu       sync.Mutex
+	state    State
+	pid      int
+	restarts uint64
+	lastErr  string
+	since    time.Time
+	info     sdk.Info
+	raw      any // the dispensed sdk client while running
+	started  bool
+
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+// New checks spec and returns a stopped Plugin; it starts nothing.
+func New(spec Spec, opt Options) (*Plugin, error) {
+	if spec.Name == "" {
+		return nil, errors.New("plugin: a name is required")
+	}
+	if spec.Path == "" {
+		return nil, fmt.Errorf("plugin %q: path is required", spec.Name)
+	}
+	if _, ok := sdk.PluginMap[string(spec.Kind)]; !ok {
+		return nil, fmt.Errorf("plugin %q: unknown kind %q", spec.Name, spec.Kind)
+	}
+	var want []byte
+	if spec.SHA256 != "" {
+		b, err := hex.DecodeString(spec.SHA256)
+		if err != nil || len(b) != sha256.Size {
+			return nil, fmt.Errorf("plugin %q: sha256 %q is not 64 hexadecimal digits", spec.Name, spec.SHA256)
+		}
+		want = b
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.MinBackoff <= 0 {
+		opt.MinBackoff = 100 * time.Millisecond
+	}
+	if opt.MaxBackoff < opt.MinBackoff {
+		opt.MaxBackoff = max(10*time.Second, opt.MinBackoff)
+	}
+	if opt.ResetAfter <= 0 {
+		opt.ResetAfter = 30 * time.Second
+	}
+	if opt.StartTimeout <= 0 {
+		opt.StartTimeout = 10 * time.Second
+	}
+	if opt.Poll <= 0 {
+		opt.Poll = 100 * time.Millisecond
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	return &Plugin{
+		spec: spec, opt: opt, want: want,
+		log:  opt.Logger.With("plugin", spec.Name),
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}, nil
+}
+
+// Name is the plugin's declared name.
+func (p *Plugin) Name() string { return p.spec.Name }
+
+// Start launches the plugin and returns once it serves and has accepted
+// its configuration, or with the reason it did not (then the plugin is
+// failed and not retried). From then on it is supervised until Stop.
+// Start may be called once.
+func (p *Plugin) Start() error {
+	p.mu.Lock()
+	if p.started {
+		p.mu.Unlock()
+		return fmt.Errorf("plugin %q: already started", p.spec.Name)
+	}
+	p.started = true
+	p.setLocked(StateStarting, "")
+	p.mu.Unlock()
+	first := make(chan error, 1)
+	go p.supervise(first)
+	return <-first
+}
+
+// Stop kills the plugin and ends supervision. It is safe to call more than
+// once, and before Start.
+func (p *Plugin) Stop() {
+	p.stopOnce.Do(func() { close(p.stop) })
+	p.mu.Lock()
+	started := p.started
+	p.mu.Unlock()
+	if started {
+		<-p.done
+	}
+}
+
+// Status reports the plugin's supervision state.
+func (p *Plugin) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Status{Name: p.spec.Name, State: p.state, PID: p.pid, Restarts: p.restarts,
+		LastError: p.lastErr, Since: p.since, Info: p.info}
+}
+
+// HealthChecker returns the running health-checker client, or an error
+// while the plugin is not running or is another kind. The client goes
+// stale when the process exits: fetch it per use.
+func (p *Plugin) HealthChecker() (*sdk.HealthCheckerClient, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != StateRunning {
+		msg := p.state.String()
+		if p.lastErr != "" {
+			msg += ": " + p.lastErr
+		}
+		return nil, fmt.Errorf("plugin %q: %w (%s)", p.spec.Name, ErrNotRunning, msg)
+	}
+	hc, ok := p.raw.(*sdk.HealthCheckerClient)
+	if !ok {
+		return nil, fmt.Errorf("plugin %q is a %s, not a health checker", p.spec.Name, p.spec.Kind)
+	}
+	return hc, nil
+}
+
+// setLocked enters state s; p.mu is held.
+func (p *Plugin) setLocked(s State, lastErr string) {
+	p.state, p.since = s, p.opt.Now()
+	if lastErr != "" {
+		p.lastErr = lastErr
+	}
+}
+
+// supervise launches the plugin, reports the first launch on first, and
+// restarts it until Stop.
+//
+// The goroutine is locked to its OS thread and never unlocks, so every
+// launch forks from this one thread and the thread lives (and Pdeathsig
+// stays armed) until supervision ends, by which time the plugin is dead.
+// Exiting while locked makes the runtime discard the thread.
+func (p *Plugin) supervise(first chan<- error) {
+	runtime.LockOSThread()
+	defer close(p.done)
+	backoff := p.opt.MinBackoff
+	for launches := 0; ; launches++ {
+		c, err := p.launch()
+		if launches == 0 {
+			first <- err
+			if err != nil {
+				p.mu.Lock()
+				p.setLocked(StateFailed, err.Error())
+				p.mu.Unlock()
+				return
+			}
+		}
+		if err != nil {
+			var perm errPermanent
+			p.mu.Lock()
+			if errors.As(err, &perm) {
+				p.setLocked(StateFailed, err.Error())
+				p.mu.Unlock()
+				p.log.Error("plugin failed; not restarting", "error", err)
+				return
+			}
+			p.setLocked(StateRestarting, err.Error())
+			p.mu.Unlock()
+			p.log.Warn("plugin restart failed", "error", err, "retry_in", backoff)
+		} else {
+			startedAt := p.opt.Now()
+			if !p.watch(c) {
+				c.Kill()
+				p.mu.Lock()
+				p.raw, p.pid = nil, 0
+				p.setLocked(StateStopped, "")
+				p.mu.Unlock()
+				return
+			}
+			if p.opt.Now().Sub(startedAt) >= p.opt.ResetAfter {
+				backoff = p.opt.MinBackoff
+			}
+			p.mu.Lock()
+			msg := fmt.Sprintf("plugin process %d exited", p.pid)
+			p.raw, p.pid = nil, 0
+			p.setLocked(StateRestarting, msg)
+			p.mu.Unlock()
+			c.Kill() // reap go-plugin's goroutines and connections
+			p.log.Warn("plugin exited; restarting", "retry_in", backoff)
+		}
+		select {
+		case <-p.stop:
+			p.mu.Lock()
+			p.setLocked(StateStopped, "")
+			p.mu.Unlock()
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, p.opt.MaxBackoff)
+		p.mu.Lock()
+		p.restarts++
+		p.mu.Unlock()
+	}
+}
+
+// watch polls c until its process exits (true) or Stop is called (false).
+// go-plugin marks the client exited as soon as Wait returns.
+func (p *Plugin) watch(c *plugin.Client) bool {
+	t := time.NewTicker(p.opt.Poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return false
+		case <-t.C:
+			if c.Exited() {
+				return true
+			}
+		}
+	}
+}
+
+// launch starts one instance, checks who it is, configures it and marks
+// the plugin running. It must be called from the supervisor's locked
+// thread. On error nothing is left running.
+func (p *Plugin) launch() (*plugin.Client, error) {
+	cmd := exec.Command(p.spec.Path)
+	setPdeathsig(cmd)
+	cfg := &plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          plugin.PluginSet{string(p.spec.Kind): sdk.PluginMap[string(p.spec.Kind)]},
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		StartTimeout:     p.opt.StartTimeout,
+		Logger:           newHCLogger(p.log),
+		Stderr:           io.Discard, // go-plugin re-logs each line to Logger
+		SyncStderr:       &lineWriter{log: p.log, stream: "stderr"},
+		SyncStdout:       &lineWriter{log: p.log, stream: "stdout"},
+	}
+	if p.want != nil {
+		// Our own check first, for an error that names both digests;
+		// go-plugin checks again just before it executes the file.
+		if err := p.checksum(); err != nil {
+			return nil, errPermanent{err}
+		}
+		cfg.SecureConfig = &plugin.SecureConfig{Checksum: p.want, Hash: sha256.New()}
+	}
+	c := plugin.NewClient(cfg)
+	raw, err := p.connect(c)
+	if err != nil {
+		c.Kill()
+		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+			err = errPermanent{fmt.Errorf("plugin %q: %s: %w", p.spec.Name, p.spec.Path, err)}
+		}
+		return nil, err
+	}
+	pid := 0
+	if rc := c.ReattachConfig(); rc != nil {
+		pid = rc.Pid
+	}
+	p.mu.Lock()
+	p.raw, p.pid = raw, pid
+	p.setLocked(StateRunning, "")
+	p.mu.Unlock()
+	p.log.Info("plugin running", "pid", pid, "version", p.Status().Info.Version)
+	return c, nil
+}
+
+// connect does the handshake, dispenses the client, checks its kind and
+// sends the configuration.
+func (p *Plugin) connect(c *plugin.Client) (any, error) {
+	rpc, err := c.Client()
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: starting %s: %w", p.spec.Name, p.spec.Path, err)
+	}
+	raw, err := rpc.Dispense(string(p.spec.Kind))
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: %w", p.spec.Name, err)
+	}
+	cl, ok := raw.(client)
+	if !ok {
+		return nil, errPermanent{fmt.Errorf("plugin %q: unexpected client %T", p.spec.Name, raw)}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.opt.StartTimeout)
+	defer cancel()
+	in, err := cl.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: info: %w", p.spec.Name, err)
+	}
+	if in.Kind != p.spec.Kind {
+		return nil, errPermanent{fmt.Errorf("plugin %q: %s is a %q plugin, declared as %q", p.spec.Name, p.spec.Path, in.Kind, p.spec.Kind)}
+	}
+	p.mu.Lock()
+	p.info = in
+	p.mu.Unlock()
+	if err := cl.Configure(ctx, p.spec.Config); err != nil {
+		var ce *sdk.ConfigError
+		err = fmt.Errorf("plugin %q: configuration refused: %w", p.spec.Name, err)
+		if errors.As(err, &ce) {
+			return nil, errPermanent{err}
+		}
+		return nil, err
+	}
+	return raw, nil
+}
+
+// checksum hashes the executable and compares it with the declared digest.
+func (p *Plugin) checksum() error {
+	f, err := os.Open(p.spec.Path)
+	if err != nil {
+		return fmt.Errorf("plugin %q: %w", p.spec.Name, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("plugin %q: hashing %s: %w", p.spec.Name, p.spec.Path, err)
+	}
+	if got := h.Sum(nil); string(got) != string(p.want) {
+		return &ChecksumError{Path: p.spec.Path, Expected: strings.ToLower(p.spec.SHA256), Actual: hex.EncodeToString(got)}
+	}
+	return nil
+}

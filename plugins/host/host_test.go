@@ -1,0 +1,346 @@
+package host
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/xlbproject/xlb/control/health"
+	"github.com/xlbproject/xlb/plugins/sdk"
+)
+
+// The test binary doubles as a health-checker plugin (pluginEnv) and as a
+// stand-in xlbd that launches one and prints its PID (hostEnv).
+const (
+	pluginEnv = "XLB_HOST_TEST_PLUGIN"
+	hostEnv   = "XLB_HOST_TEST_HOST"
+)
+
+func TestMain(m *testing.M) {
+	switch {
+	case os.Getenv(pluginEnv) != "":
+		servePlugin()
+		os.Exit(0)
+	case os.Getenv(hostEnv) != "":
+		runHost()
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// fakeChecker passes every target except those named "down" (fail) and
+// "unknown" (no verdict).
+type fakeChecker struct{ log hclog.Logger }
+
+func (f *fakeChecker) Check(_ context.Context, ts []sdk.Target) []sdk.Result {
+	rs := make([]sdk.Result, len(ts))
+	for i, t := range ts {
+		switch t.Name {
+		case "down":
+			rs[i] = sdk.Result{Status: sdk.StatusFail, Message: "refused"}
+		case "unknown":
+			rs[i] = sdk.Result{Status: sdk.StatusUnknown, Message: "cannot tell"}
+		default:
+			rs[i] = sdk.Result{Status: sdk.StatusPass}
+		}
+	}
+	return rs
+}
+
+func (f *fakeChecker) Describe() sdk.Info { return sdk.Info{Version: "9.9.9"} }
+
+func (f *fakeChecker) Configure(config []byte) error {
+	// Through the real stderr (go-plugin parses the hclog JSON) and through
+	// os.Stderr, which go-plugin streams over gRPC once serving.
+	f.log.Info("configured", "config", string(config))
+	fmt.Fprintln(os.Stderr, "plain stderr line")
+	return nil
+}
+
+func servePlugin() {
+	l := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Name: "fake"})
+	l.Info("fake plugin serving")
+	sdk.ServeHealthChecker(&fakeChecker{log: l})
+}
+
+// runHost launches the plugin, prints its PID and waits to be killed.
+func runHost() {
+	os.Setenv(pluginEnv, "1")
+	exe, _ := os.Executable()
+	p, err := New(Spec{Name: "hc", Path: exe, Kind: sdk.KindHealthChecker}, Options{})
+	if err == nil {
+		err = p.Start()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	fmt.Printf("pid %d\n", p.Status().PID)
+	select {}
+}
+
+// syncBuffer collects the JSON log lines of the host's slog logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// count returns how many log lines contain every one of subs.
+func (s *syncBuffer) count(subs ...string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for line := range strings.SplitSeq(s.b.String(), "\n") {
+		ok := line != ""
+		for _, sub := range subs {
+			ok = ok && strings.Contains(line, sub)
+		}
+		if ok {
+			n++
+		}
+	}
+	return n
+}
+
+func exe(t *testing.T) string {
+	t.Helper()
+	p, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func digest(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func newPlugin(t *testing.T, sum string, opt Options) (*Plugin, *syncBuffer) {
+	t.Helper()
+	t.Setenv(pluginEnv, "1")
+	logs := &syncBuffer{}
+	opt.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p, err := New(Spec{Name: "hc", Path: exe(t), SHA256: sum, Kind: sdk.KindHealthChecker,
+		Config: []byte(`{"answer":42}`)}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	return p, logs
+}
+
+func targets(names ...string) []health.Target {
+	ts := make([]health.Target, len(names))
+	for i, n := range names {
+		ts[i] = health.Target{Backend: n, Addr: netip.MustParseAddrPort("192.0.2.1:80"), Timeout: time.Second}
+	}
+	return ts
+}
+
+func probe(p *Plugin, names ...string) ([]health.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return p.Prober().Probe(ctx, targets(names...))
+}
+
+func gone(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	// A zombie has exited; whether it is reaped is its new parent's business.
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && len(b) > i+2 && b[i+2] == 'Z'
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+	}
+}
+
+func TestNewRefusesBadSpec(t *testing.T) {
+	for _, s := range []Spec{
+		{Path: "/x", Kind: sdk.KindHealthChecker},
+		{Name: "a", Kind: sdk.KindHealthChecker},
+		{Name: "a", Path: "/x", Kind: "nope"},
+		{Name: "a", Path: "/x", Kind: sdk.KindHealthChecker, SHA256: "abc"},
+	} {
+		if _, err := New(s, Options{}); err == nil {
+			t.Errorf("New(%+v) accepted", s)
+		}
+	}
+}
+
+func TestChecksumMismatchRefused(t *testing.T) {
+	want := strings.Repeat("0", 64)
+	p, _ := newPlugin(t, want, Options{})
+	err := p.Start()
+	var ce *ChecksumError
+	if !errors.As(err, &ce) {
+		t.Fatalf("Start = %v, want a checksum error", err)
+	}
+	actual := digest(t, exe(t))
+	for _, s := range []string{exe(t), want, actual, "checksum mismatch"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not mention %q", err, s)
+		}
+	}
+	if st := p.Status(); st.State != StateFailed || st.PID != 0 || st.LastError != err.Error() {
+		t.Errorf("status after refusal = %+v", st)
+	}
+	if _, err := probe(p, "a"); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Probe of a refused plugin = %v, want ErrNotRunning", err)
+	}
+}
+
+func TestChecksumAcceptedAndLogsForwarded(t *testing.T) {
+	p, logs := newPlugin(t, digest(t, exe(t)), Options{})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	st := p.Status()
+	if st.State != StateRunning || st.PID == 0 || st.Info.Kind != sdk.KindHealthChecker || st.Info.Version != "9.9.9" {
+		t.Fatalf("status = %+v", st)
+	}
+	rs, err := probe(p, "a", "down")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 2 || rs[0].Backend != "a" || !rs[0].OK || rs[1].Backend != "down" || rs[1].OK || rs[1].Err != "refused" {
+		t.Errorf("results = %+v", rs)
+	}
+	// hclog JSON on the plugin's stderr keeps its message, level and
+	// fields; a plain line written after Serve arrives over gRPC stdio.
+	waitFor(t, 2*time.Second, "plugin logs forwarded", func() bool {
+		return logs.count(`"plugin":"hc"`, `"msg":"fake plugin serving"`, `"level":"INFO"`) == 1 &&
+			logs.count(`"plugin":"hc"`, `"msg":"configured"`, `"config":"{\"answer\":42}"`) == 1 &&
+			logs.count(`"plugin":"hc"`, `"msg":"plain stderr line"`, `"stream":"stderr"`) == 1
+	})
+	pid := st.PID
+	p.Stop()
+	if st := p.Status(); st.State != StateStopped || st.PID != 0 {
+		t.Errorf("status after Stop = %+v", st)
+	}
+	waitFor(t, 2*time.Second, "plugin process gone after Stop", func() bool { return gone(pid) })
+}
+
+func TestUnknownResults(t *testing.T) {
+	p, _ := newPlugin(t, "", Options{})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := probe(p, "unknown", "unknown"); err == nil {
+		t.Errorf("an all-unknown batch gave %+v, want an error (hold)", rs)
+	}
+	rs, err := probe(p, "a", "unknown")
+	if err != nil || len(rs) != 2 || !rs[0].OK || rs[1].OK || !strings.HasPrefix(rs[1].Err, "no verdict") {
+		t.Errorf("mixed batch = %+v, %v", rs, err)
+	}
+}
+
+// TestKillRestart: SIGKILL the plugin; the host notices within 2 s, the
+// Prober errs (the scheduler holds) until the restart, the restarted
+// instance is configured again and serves.
+func TestKillRestart(t *testing.T) {
+	p, logs := newPlugin(t, "", Options{MinBackoff: 500 * time.Millisecond})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := probe(p, "a"); err != nil {
+		t.Fatal(err)
+	}
+	old := p.Status().PID
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	waitFor(t, 2*time.Second, "exit detected", func() bool { return p.Status().State != StateRunning })
+	t.Logf("exit detected in %v", time.Since(killed))
+	st := p.Status()
+	if st.State != StateRestarting || !strings.Contains(st.LastError, "exited") {
+		t.Fatalf("status after kill = %+v", st)
+	}
+	// Within the 500 ms backoff: every probe errs, so health is held.
+	if rs, err := probe(p, "a", "down"); !errors.Is(err, ErrNotRunning) || rs != nil {
+		t.Fatalf("Probe while restarting = %+v, %v; want ErrNotRunning", rs, err)
+	}
+	waitFor(t, 10*time.Second, "restarted", func() bool { return p.Status().State == StateRunning })
+	st = p.Status()
+	if st.Restarts != 1 || st.PID == 0 || st.PID == old {
+		t.Errorf("status after restart = %+v (old pid %d)", st, old)
+	}
+	if rs, err := probe(p, "a"); err != nil || !rs[0].OK {
+		t.Errorf("Probe after restart = %+v, %v", rs, err)
+	}
+	waitFor(t, 2*time.Second, "Configure re-sent", func() bool {
+		return logs.count(`"msg":"configured"`, `"config":"{\"answer\":42}"`) == 2
+	})
+	if !gone(old) {
+		t.Errorf("killed plugin %d still present", old)
+	}
+}
+
+// TestHostSIGKILLLeavesNoPlugin runs this binary as a host, SIGKILLs it
+// and checks that its plugin dies with it.
+func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
+	cmd := exec.Command(exe(t))
+	cmd.Env = append(os.Environ(), hostEnv+"=1")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var pid int
+	if _, serr := fmt.Sscanf(line, "pid %d", &pid); err != nil || serr != nil || pid == 0 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("host said %q (%v); stderr: %s", line, err, stderr.b.String())
+	}
+	if gone(pid) {
+		t.Fatalf("plugin %d not running before the host is killed", pid)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, out)
+	cmd.Wait()
+	waitFor(t, 2*time.Second, fmt.Sprintf("plugin %d gone after its host's SIGKILL", pid), func() bool { return gone(pid) })
+}
