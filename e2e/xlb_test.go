@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/xlbproject/xlb/e2e/client"
 	"github.com/xlbproject/xlb/e2e/lab"
 	"github.com/xlbproject/xlb/internal/testenv"
@@ -39,7 +41,7 @@ func binaries(t *testing.T) map[string]string {
 			buildErr = err
 			return
 		}
-		bins, buildErr = lab.Build(dir, "./cmd/xlbd", "./e2e/cmd/xlb-backend", "./e2e/cmd/xlb-client")
+		bins, buildErr = lab.Build(dir, "./cmd/xlbd", "./e2e/cmd/xlb-backend", "./e2e/cmd/xlb-client", "./plugins/healthcheck/http")
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -448,5 +450,94 @@ func TestReloadKeepsEstablishedFlows(t *testing.T) {
 	}
 	if s.Backends[removed] != 0 {
 		t.Errorf("drained backend %s got %d new connections: %v", removed, s.Backends[removed], s.Backends)
+	}
+}
+
+// TestHealthCheckedBackend: with an http health check on the pool, a
+// backend that stops answering is marked down within interval × fall (+
+// timeout), new connections avoid it (none fails), and it gets traffic
+// again after it answers rise times.
+func TestHealthCheckedBackend(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := binaries(t)
+	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}})
+	if err := l.StartBackends(b["xlb-backend"]); err != nil {
+		t.Fatal(err)
+	}
+	config := labConfig(t, "GREEncap")
+	src, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const interval, timeout, fall = 200 * time.Millisecond, 150 * time.Millisecond, 2
+	withHC := strings.Replace(string(src), `pool "web" {`, fmt.Sprintf(`pool "web" {
+  health_check "http" {
+    interval = "%v"
+    timeout  = "%v"
+    rise     = 2
+    fall     = %d
+    port     = 80
+  }`, interval, timeout, fall), 1)
+	if err := os.WriteFile(config, []byte(withHC), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	x, err := l.StartXLBD(l.LB(0), b["xlbd"], config, "-var", "interface="+l.LB(0).Iface, "-plugin-dir", filepath.Dir(b["http"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Stop()
+	waitLog := func(want string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for !strings.Contains(x.Log(), want) {
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("xlbd did not log %q within 10 s:\n%s", want, x.Log())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	requests := func(n int) client.Summary {
+		t.Helper()
+		s, err := l.RunClient(b["xlb-client"], "-n", strconv.Itoa(n), "-c", "8")
+		if err != nil || s.OK != n {
+			t.Fatalf("%d requests: %+v %v", n, s, err)
+		}
+		return s
+	}
+	if s := requests(200); len(s.Backends) != 3 {
+		t.Fatalf("before the failure: %v, want all three backends", s.Backends)
+	}
+
+	be2, _ := l.Backend("be2")
+	h, err := l.Handle(be2.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName(be2.Iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetDown(link); err != nil {
+		t.Fatal(err)
+	}
+	took := waitLog(`msg="backend unhealthy: no new flows, its flows are re-selected" backend=be2`)
+	t.Logf("be2 marked down %v after its link went down (interval %v × fall %d + timeout %v = %v)", took, interval, fall, timeout, interval*fall+timeout)
+	if s := requests(200); s.Backends["be2"] != 0 {
+		t.Errorf("be2 is down but served %d of %v", s.Backends["be2"], s.Backends)
+	}
+
+	// Bringing the link up again does not restore the default route the
+	// kernel removed with it: do it as the host's network setup would.
+	if err := h.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteReplace(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: be2.Gw4.AsSlice()}); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(`msg="backend healthy" backend=be2`)
+	if s := requests(200); s.Backends["be2"] == 0 {
+		t.Errorf("be2 is up again but served nothing: %v", s.Backends)
 	}
 }

@@ -122,19 +122,19 @@ func TestReloadKeepsRunningConfig(t *testing.T) {
 	write(string(src))
 	ctl := control.New()
 	var stderr bytes.Buffer
-	if err := reload(path, varFlags{}, ctl, &stderr); err != nil {
+	if err := reload(path, varFlags{}, ctl, nil, &stderr); err != nil {
 		t.Fatalf("first load: %v\n%s", err, stderr.String())
 	}
 	gen := ctl.Snapshot().Generation
 	write(strings.Replace(string(src), `pools = ["canary"]`, `pools = ["canry"]`, 1))
-	if err := reload(path, varFlags{}, ctl, &stderr); err == nil {
+	if err := reload(path, varFlags{}, ctl, nil, &stderr); err == nil {
 		t.Fatal("a reload with an unknown pool must be refused")
 	}
 	if ctl.Snapshot().Generation != gen || len(ctl.Snapshot().VIPs) != 4 {
 		t.Fatal("a refused reload changed the running configuration")
 	}
 	write(strings.Replace(string(src), `weight  = 2`, `weight  = 3`, 1))
-	if err := reload(path, varFlags{}, ctl, &stderr); err != nil {
+	if err := reload(path, varFlags{}, ctl, nil, &stderr); err != nil {
 		t.Fatalf("good reload: %v", err)
 	}
 	if ctl.Snapshot().Generation != gen+1 {

@@ -26,6 +26,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
 	quiet := fs.Bool("quiet", false, "do not print counters when the pipeline stops")
 	pin := fs.Bool("pin", true, "pin worker i to CPU i (modulo the CPUs this process may use)")
+	pluginDir := fs.String("plugin-dir", defaultPluginDir(), "where health-check plugins are, one binary per method (tcp, http, ...)")
 	if !parse(fs, args, func() bool { return *config != "" && fs.NArg() == 0 }) {
 		return 2
 	}
@@ -41,6 +42,13 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		log.Error("service configuration rejected", "err", err)
 		return 1
 	}
+	hc := newHealthChecks(*pluginDir, ctl, log)
+	defer hc.stop()
+	if err := hc.configure(&f.Service); err != nil {
+		log.Error("health checks failed to start", "err", err)
+		return 1
+	}
+	hc.start()
 	n := f.Workers
 	if *workers > 0 {
 		n = *workers
@@ -66,7 +74,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go reloadOnHUP(ctx, log, *config, vars, ctl, stderr)
+	go reloadOnHUP(ctx, log, *config, vars, ctl, hc, stderr)
 
 	log.Info("pipeline running", "config", *config, "workers", len(rt.Workers()), "vips", len(ctl.Snapshot().VIPs))
 	runErr := rt.Run(ctx)
@@ -82,7 +90,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 // reloadOnHUP re-reads the service part of the file on SIGHUP.
-func reloadOnHUP(ctx context.Context, log *slog.Logger, path string, vars varFlags, ctl *control.Controller, stderr io.Writer) {
+func reloadOnHUP(ctx context.Context, log *slog.Logger, path string, vars varFlags, ctl *control.Controller, hc *healthChecks, stderr io.Writer) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -92,7 +100,7 @@ func reloadOnHUP(ctx context.Context, log *slog.Logger, path string, vars varFla
 			return
 		case <-hup:
 		}
-		if err := reload(path, vars, ctl, stderr); err != nil {
+		if err := reload(path, vars, ctl, hc, stderr); err != nil {
 			log.Error("reload rejected; the running configuration stays", "config", path, "err", err)
 			continue
 		}
@@ -105,12 +113,22 @@ func reloadOnHUP(ctx context.Context, log *slog.Logger, path string, vars varFla
 // validate is reported and the running configuration stays. A changed
 // element graph needs a restart, because per-worker state such as ConnTrack
 // tables cannot be carried into a different graph.
-func reload(path string, vars varFlags, ctl *control.Controller, stderr io.Writer) error {
+func reload(path string, vars varFlags, ctl *control.Controller, hc *healthChecks, stderr io.Writer) error {
 	f := load(path, vars, stderr)
 	if f == nil {
 		return errors.New("the file has errors")
 	}
-	return ctl.Apply(&f.Service)
+	// Refuse settings one plugin cannot serve before anything changes.
+	if _, err := methodSettings(&f.Service); err != nil {
+		return err
+	}
+	if err := ctl.Apply(&f.Service); err != nil {
+		return err
+	}
+	if hc == nil {
+		return nil
+	}
+	return hc.configure(&f.Service)
 }
 
 // printStats prints per-element counters, then packets per backend.
