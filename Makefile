@@ -53,6 +53,7 @@ fmt-check:
 
 unit:
 	$(GO) test -race -count=1 $(PKGS)
+	cd examples/healthcheck-plugin && $(GO) test -race -count=1 ./...
 
 # Every Fuzz target in the repo, each for FUZZTIME (go test -fuzz takes one
 # target at a time).
