@@ -5,6 +5,8 @@
 package e2e_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"net"
@@ -469,6 +471,13 @@ func TestHealthCheckedBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The http plugin is declared as an operator would: path and checksum.
+	bin, err := os.ReadFile(b["http"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(bin)
+	src = fmt.Appendf(src, "\nplugin \"http\" {\n  path   = %q\n  sha256 = %q\n}\n", b["http"], hex.EncodeToString(sum[:]))
 	const interval, timeout, fall = 200 * time.Millisecond, 150 * time.Millisecond, 2
 	withHC := strings.Replace(string(src), `pool "web" {`, fmt.Sprintf(`pool "web" {
   health_check "http" {
@@ -481,11 +490,14 @@ func TestHealthCheckedBackend(t *testing.T) {
 	if err := os.WriteFile(config, []byte(withHC), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	x, err := l.StartXLBD(l.LB(0), b["xlbd"], config, "-var", "interface="+l.LB(0).Iface, "-plugin-dir", filepath.Dir(b["http"]))
+	x, err := l.StartXLBD(l.LB(0), b["xlbd"], config, "-var", "interface="+l.LB(0).Iface, "-plugin-dir", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer x.Stop()
+	if !strings.Contains(x.Log(), "checksum_verified=true") {
+		t.Errorf("the http plugin was not started from its plugin block with its checksum:\n%s", x.Log())
+	}
 	waitLog := func(want string) time.Duration {
 		t.Helper()
 		start := time.Now()

@@ -54,6 +54,9 @@ type File struct {
 	Graph *pipeline.Graph
 	// Service is the decoded service configuration (validated as a whole).
 	Service control.Config
+	// Plugins are the plugin blocks: where the binary serving a
+	// health-check method (by name) is, and its expected SHA-256.
+	Plugins []Plugin
 
 	files map[string]*hcl.File
 }
@@ -129,6 +132,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "pipeline"},
 		{Type: "vip", LabelNames: []string{"name"}},
 		{Type: "pool", LabelNames: []string{"name"}},
+		{Type: "plugin", LabelNames: []string{"name"}},
 	},
 }
 
@@ -146,7 +150,7 @@ func (l *loader) load() {
 	content, diags := l.body.Content(rootSchema)
 	l.diags = append(l.diags, withSchema(diags, "The top level", rootSchema)...)
 
-	var pipelines, vips, pools []*hcl.Block
+	var pipelines, vips, pools, plugins []*hcl.Block
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "variable":
@@ -159,6 +163,8 @@ func (l *loader) load() {
 			vips = append(vips, b)
 		case "pool":
 			pools = append(pools, b)
+		case "plugin":
+			plugins = append(plugins, b)
 		}
 	}
 	l.checkReferences()
@@ -170,6 +176,7 @@ func (l *loader) load() {
 	l.decodeHashSeed(content.Attributes["hash_seed"])
 	l.decodePipeline(pipelines)
 	l.decodeService(vips, pools)
+	l.decodePlugins(plugins)
 }
 
 // evalContext returns the context expressions are evaluated in: var.NAME,

@@ -397,3 +397,37 @@ pool "web" {
 		t.Errorf("port attribute at line %d, want 17", r.Start.Line)
 	}
 }
+
+func TestPluginBlocks(t *testing.T) {
+	src := `
+hash_seed = 1
+pipeline {
+  element "TestSource" "rx" {}
+  element "TestDrop" "drop" {}
+  connect = ["rx -> drop"]
+}
+plugin "redis" {
+  path   = "plugins/redis-check"
+  sha256 = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+}
+plugin "dns" {
+  path = "/usr/lib/xlb/dns-check"
+}
+`
+	f, diags := Load("/etc/xlb/main.hcl", []byte(src), Options{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	want := []Plugin{
+		{Name: "redis", Path: "/etc/xlb/plugins/redis-check", SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+		{Name: "dns", Path: "/usr/lib/xlb/dns-check"},
+	}
+	if len(f.Plugins) != len(want) {
+		t.Fatalf("plugins %+v", f.Plugins)
+	}
+	for i, p := range f.Plugins {
+		if p.Name != want[i].Name || p.Path != want[i].Path || p.SHA256 != want[i].SHA256 {
+			t.Errorf("plugin %d = %+v, want %+v", i, p, want[i])
+		}
+	}
+}

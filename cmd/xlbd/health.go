@@ -11,6 +11,7 @@ import (
 
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/control/health"
+	xhcl "github.com/xlbproject/xlb/hcl"
 	"github.com/xlbproject/xlb/plugins/host"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
@@ -42,19 +43,29 @@ func newHealthChecks(dir string, ctl *control.Controller, log *slog.Logger) *hea
 }
 
 // configure starts the plugins of methods cfg uses for the first time, then
-// hands cfg to the scheduler. Plugins of methods no longer used keep
-// running until xlbd stops (a later reload may use them again).
-func (h *healthChecks) configure(cfg *control.Config) error {
+// hands cfg to the scheduler. A method's plugin is the file's plugin block
+// of that name (path and SHA-256), else the built-in of that name in the
+// plugin directory. Plugins of methods no longer used keep running until
+// xlbd stops (a later reload may use them again); a plugin block changed
+// for a running plugin takes effect at the next restart.
+func (h *healthChecks) configure(cfg *control.Config, decls []xhcl.Plugin) error {
 	settings, err := methodSettings(cfg)
 	if err != nil {
 		return err
+	}
+	declared := map[string]xhcl.Plugin{}
+	for _, d := range decls {
+		declared[d.Name] = d
 	}
 	for _, method := range slices.Sorted(maps.Keys(settings)) {
 		if h.plugins[method] != nil {
 			continue
 		}
-		p, err := host.New(host.Spec{Name: method, Path: filepath.Join(h.dir, method), Kind: sdk.KindHealthChecker, Config: settings[method]},
-			host.Options{Logger: h.log})
+		spec := host.Spec{Name: method, Path: filepath.Join(h.dir, method), Kind: sdk.KindHealthChecker, Config: settings[method]}
+		if d, ok := declared[method]; ok {
+			spec.Path, spec.SHA256 = d.Path, d.SHA256
+		}
+		p, err := host.New(spec, host.Options{Logger: h.log})
 		if err != nil {
 			return err
 		}
@@ -63,7 +74,7 @@ func (h *healthChecks) configure(cfg *control.Config) error {
 		}
 		h.plugins[method] = p
 		h.probers[method] = p.Prober()
-		h.log.Info("health-check plugin started", "plugin", method, "path", filepath.Join(h.dir, method))
+		h.log.Info("health-check plugin started", "plugin", method, "path", spec.Path, "checksum_verified", spec.SHA256 != "")
 	}
 	return h.sched.Configure(cfg)
 }

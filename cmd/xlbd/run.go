@@ -44,7 +44,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	hc := newHealthChecks(*pluginDir, ctl, log)
 	defer hc.stop()
-	if err := hc.configure(&f.Service); err != nil {
+	if err := hc.configure(&f.Service, f.Plugins); err != nil {
 		log.Error("health checks failed to start", "err", err)
 		return 1
 	}
@@ -128,7 +128,7 @@ func reload(path string, vars varFlags, ctl *control.Controller, hc *healthCheck
 	if hc == nil {
 		return nil
 	}
-	return hc.configure(&f.Service)
+	return hc.configure(&f.Service, f.Plugins)
 }
 
 // printStats prints per-element counters, then packets per backend.

@@ -41,3 +41,15 @@ pool "checked" {
     port = 0            # ERROR: Invalid port
   }
 }
+
+plugin "redis" {
+  path   = "plugins/redis-check"
+  sha256 = "abc" # ERROR: Invalid checksum
+}
+
+plugin "redis" { # ERROR: Duplicate plugin
+  path = "other"
+}
+
+plugin "dns" { # ERROR: Missing required argument
+}
