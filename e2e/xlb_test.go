@@ -86,17 +86,25 @@ func labConfig(t *testing.T, encap string) string {
 // LB node with the given encapsulation.
 func setup(t *testing.T, encap string) (*lab.Lab, *lab.XLBD) {
 	t.Helper()
-	testenv.RequireRoot(t)
-	b := binaries(t)
-	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}, IPv6: true})
-	if err := l.StartBackends(b["xlb-backend"]); err != nil {
-		t.Fatal(err)
-	}
+	l, b := serving(t, true)
 	x, err := l.StartXLBD(l.LB(0), b["xlbd"], labConfig(t, encap), "-var", "interface="+l.LB(0).Iface)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l, x
+}
+
+// serving builds a lab whose three backends serve, and returns it with the
+// binaries; the caller starts xlbd with the configuration it needs.
+func serving(t *testing.T, ipv6 bool) (*lab.Lab, map[string]string) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	b := binaries(t)
+	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}, IPv6: ipv6})
+	if err := l.StartBackends(b["xlb-backend"]); err != nil {
+		t.Fatal(err)
+	}
+	return l, b
 }
 
 // watchReplies counts, until stop is called, packets arriving on the LB
@@ -356,12 +364,7 @@ func TestStopLeavesInterfaceAsItWas(t *testing.T) {
 // backends' weights changed; and a backend removed by a reload no longer
 // gets new connections.
 func TestReloadKeepsEstablishedFlows(t *testing.T) {
-	testenv.RequireRoot(t)
-	b := binaries(t)
-	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}})
-	if err := l.StartBackends(b["xlb-backend"]); err != nil {
-		t.Fatal(err)
-	}
+	l, b := serving(t, false)
 	config := labConfig(t, "GREEncap")
 	orig, err := os.ReadFile(config)
 	if err != nil {
@@ -460,12 +463,7 @@ func TestReloadKeepsEstablishedFlows(t *testing.T) {
 // timeout), new connections avoid it (none fails), and it gets traffic
 // again after it answers rise times.
 func TestHealthCheckedBackend(t *testing.T) {
-	testenv.RequireRoot(t)
-	b := binaries(t)
-	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}})
-	if err := l.StartBackends(b["xlb-backend"]); err != nil {
-		t.Fatal(err)
-	}
+	l, b := serving(t, false)
 	config := labConfig(t, "GREEncap")
 	src, err := os.ReadFile(config)
 	if err != nil {
