@@ -4,6 +4,7 @@
 package control
 
 import (
+	"encoding/json"
 	"net/netip"
 	"time"
 
@@ -80,10 +81,28 @@ type HealthCheck struct {
 	// Rise consecutive passes bring a down backend up; Fall consecutive
 	// failures take an up one down.
 	Rise, Fall int
-	// Params are the method's own settings (port, path, ...), evaluated to
-	// constants by the config loader; "port" sets Target.Addr's port.
-	Params map[string]string
+	// Port is the port probed; 0 leaves it to the method (its default or a
+	// parameter of its own).
+	Port uint16
+	// Params are the method's own settings (path, expected status, ...),
+	// each a JSON value: the config loader has evaluated them to
+	// constants, and the method's prober (a plugin) checks and reads them.
+	Params map[string]json.RawMessage
 
 	Range     pipeline.Range
 	AttrRange map[string]pipeline.Range
+}
+
+// ParamsJSON is Params as the one JSON object a prober receives, keys
+// sorted so that equal parameters are equal bytes; "{}" when there are
+// none. Validate has checked that every value is JSON.
+func (hc *HealthCheck) ParamsJSON() []byte {
+	if len(hc.Params) == 0 {
+		return []byte("{}")
+	}
+	js, err := json.Marshal(hc.Params)
+	if err != nil {
+		return []byte("{}")
+	}
+	return js
 }

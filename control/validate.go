@@ -2,10 +2,11 @@ package control
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/xlbproject/xlb/elements/maglev"
@@ -336,8 +337,7 @@ func prevPrime(n uint32) uint32 {
 }
 
 // healthChecks checks each pool's health-check methods: one block per
-// method, no negative settings, a timeout within the interval, a port that
-// is a port. Whether a prober exists for the method is the scheduler's to
+// method, no negative settings, a timeout within the interval. Whether a prober exists for the method is the scheduler's to
 // say (control/health), since plugins bring methods of their own.
 func (v *validator) healthChecks() {
 	for i := range v.c.Pools {
@@ -363,10 +363,10 @@ func (v *validator) healthChecks() {
 				v.add(at(hc.AttrRange, "timeout", hc.Range), "Timeout longer than interval",
 					"Pool %q health check %q times out after %v but runs every %v; a probe must end before the next one starts, so make the timeout at most the interval.", p.Name, hc.Method, hc.Timeout, hc.Interval)
 			}
-			if port, ok := hc.Params["port"]; ok {
-				if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-					v.add(at(hc.AttrRange, "port", hc.Range), "Invalid port",
-						"Pool %q health check %q has port %q; use a number from 1 to 65535.", p.Name, hc.Method, port)
+			for _, name := range slices.Sorted(maps.Keys(hc.Params)) {
+				if !json.Valid(hc.Params[name]) {
+					v.add(at(hc.AttrRange, name, hc.Range), "Invalid health-check parameter",
+						"Pool %q health check %q: parameter %s is not a JSON value (%q).", p.Name, hc.Method, name, hc.Params[name])
 				}
 			}
 		}

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -52,13 +53,13 @@ func TestValidate(t *testing.T) {
 				{Method: "tcp", Interval: time.Second, Timeout: 2 * time.Second, Range: rng(60, 3), AttrRange: map[string]pipeline.Range{"timeout": rng(62, 5)}},
 				{Method: "tcp", Range: rng(65, 3)},
 				{Method: "http", Rise: -1, Range: rng(70, 3)},
-				{Method: "dns", Params: map[string]string{"port": "0"}, Range: rng(75, 3), AttrRange: map[string]pipeline.Range{"port": rng(76, 5)}},
+				{Method: "dns", Params: map[string]json.RawMessage{"qname": json.RawMessage("example.")}, Range: rng(75, 3), AttrRange: map[string]pipeline.Range{"qname": rng(76, 5)}},
 			}
 		}, []wantErr{
 			{"f.hcl:62:5", "Timeout longer than interval", `Pool "web" health check "tcp" times out after 2s but runs every 1s`},
 			{"f.hcl:65:3", "Duplicate health check", `Pool "web" already has a "tcp" health check at f.hcl:60:3; merge the two blocks.`},
 			{"f.hcl:70:3", "Invalid rise or fall", `has rise -1 and fall 0`},
-			{"f.hcl:76:5", "Invalid port", `Pool "web" health check "dns" has port "0"`}}},
+			{"f.hcl:76:5", "Invalid health-check parameter", `parameter qname is not a JSON value`}}},
 		{"duplicate VIP name", func(c *Config) { c.VIPs[1].Name = "web" }, []wantErr{
 			{"f.hcl:10:1", "Duplicate VIP name", `A VIP named "web" was already declared at f.hcl:1:1; give this one another name.`}}},
 		{"duplicate pool name", func(c *Config) { c.Pools = append(c.Pools, pool(50, "web", nil)) }, []wantErr{

@@ -263,9 +263,9 @@ func (l *loader) errorf(subject hcl.Range, summary, format string, args ...any) 
 	})
 }
 
-// fromErrors converts pipeline errors (from pipeline.Build and
+// FromErrors converts pipeline errors (from pipeline.Build and
 // control.Config.Validate) to diagnostics.
-func fromErrors(errs pipeline.Errors) hcl.Diagnostics {
+func FromErrors(errs pipeline.Errors) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for _, e := range errs {
 		d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: e.Summary, Detail: e.Detail}

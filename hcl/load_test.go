@@ -1,7 +1,8 @@
 package hcl
 
 import (
-	"fmt"
+	"cmp"
+	"encoding/json"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -374,6 +375,7 @@ pool "web" {
     port     = 8080
     path     = "/healthz"
     tls      = true
+    expect_status = [200, "204-206"]
   }
 }
 `
@@ -386,12 +388,13 @@ pool "web" {
 		t.Fatalf("%d health checks, want 1", len(hcs))
 	}
 	hc := hcs[0]
-	if hc.Method != "http" || hc.Interval != time.Second || hc.Timeout != 300*time.Millisecond || hc.Rise != 2 || hc.Fall != 3 {
+	if hc.Method != "http" || hc.Interval != time.Second || hc.Timeout != 300*time.Millisecond || hc.Rise != 2 || hc.Fall != 3 || hc.Port != 8080 {
 		t.Errorf("decoded %+v", hc)
 	}
-	want := map[string]string{"port": "8080", "path": "/healthz", "tls": "true"}
-	if fmt.Sprint(hc.Params) != fmt.Sprint(want) {
-		t.Errorf("params %v, want %v", hc.Params, want)
+	// Parameters keep their HCL types on the way to the plugin.
+	js, _ := json.Marshal(hc.Params)
+	if want := `{"expect_status":[200,"204-206"],"path":"/healthz","tls":true}`; string(js) != want {
+		t.Errorf("params %s, want %s", js, want)
 	}
 	if r := hc.AttrRange["port"]; r.Start.Line != 17 {
 		t.Errorf("port attribute at line %d, want 17", r.Start.Line)
@@ -413,6 +416,9 @@ plugin "redis" {
 plugin "dns" {
   path = "/usr/lib/xlb/dns-check"
 }
+plugin "tcp" {
+  concurrency = 2000
+}
 `
 	f, diags := Load("/etc/xlb/main.hcl", []byte(src), Options{})
 	if diags.HasErrors() {
@@ -421,12 +427,13 @@ plugin "dns" {
 	want := []Plugin{
 		{Name: "redis", Path: "/etc/xlb/plugins/redis-check", SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
 		{Name: "dns", Path: "/usr/lib/xlb/dns-check"},
+		{Name: "tcp", Config: []byte(`{"concurrency":2000}`)},
 	}
 	if len(f.Plugins) != len(want) {
 		t.Fatalf("plugins %+v", f.Plugins)
 	}
 	for i, p := range f.Plugins {
-		if p.Name != want[i].Name || p.Path != want[i].Path || p.SHA256 != want[i].SHA256 {
+		if p.Name != want[i].Name || p.Path != want[i].Path || p.SHA256 != want[i].SHA256 || string(p.Config) != cmp.Or(string(want[i].Config), "{}") {
 			t.Errorf("plugin %d = %+v, want %+v", i, p, want[i])
 		}
 	}

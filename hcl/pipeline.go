@@ -345,7 +345,7 @@ func (l *loader) build(gs *graphState) {
 		// Nothing else explains the failure: report everything.
 		kept = errs
 	}
-	l.diags = append(l.diags, fromErrors(kept)...)
+	l.diags = append(l.diags, FromErrors(kept)...)
 	l.out.Graph = g
 }
 

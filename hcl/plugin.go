@@ -2,25 +2,35 @@ package hcl
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
+
+	"github.com/xlbproject/xlb/pipeline"
 )
 
 // Plugin is a plugin block: the binary that serves the health-check method
-// named by its label, checked against SHA256 before every launch when set.
+// named by its label, checked against SHA256 before every launch when set,
+// and the plugin's own settings.
 type Plugin struct {
 	Name   string
-	Path   string // absolute, or relative to the file's directory when written so
+	Path   string // absolute, or relative to the file's directory when written so; empty: the built-in
 	SHA256 string // lower-case hex; empty: not checked
-	Range  hcl.Range
+	// Config is every other attribute of the block, evaluated to
+	// constants, as the JSON object the plugin's Configure receives (keys
+	// sorted; "{}" when there are none).
+	Config    []byte
+	Range     pipeline.Range
+	AttrRange map[string]pipeline.Range
 }
 
 type pluginBody struct {
-	Path   string `hcl:"path"`
-	SHA256 string `hcl:"sha256,optional"`
+	Path   string   `hcl:"path,optional"`
+	SHA256 string   `hcl:"sha256,optional"`
+	Config hcl.Body `hcl:",remain"`
 }
 
 func (l *loader) decodePlugins(blocks []*hcl.Block) {
@@ -44,10 +54,26 @@ func (l *loader) decodePlugins(blocks []*hcl.Block) {
 				continue
 			}
 		}
+		if pb.SHA256 != "" && pb.Path == "" {
+			l.errorf(toHCLRange(attrs["sha256"]), "Checksum without path",
+				"sha256 checks the binary at path; a built-in plugin (no path) comes with xlbd and has none.")
+			continue
+		}
 		path := pb.Path
-		if !filepath.IsAbs(path) {
+		if path != "" && !filepath.IsAbs(path) {
 			path = filepath.Join(l.dir, path)
 		}
-		l.out.Plugins = append(l.out.Plugins, Plugin{Name: name, Path: path, SHA256: strings.ToLower(pb.SHA256), Range: b.DefRange})
+		l.out.Plugins = append(l.out.Plugins, Plugin{Name: name, Path: path, SHA256: strings.ToLower(pb.SHA256),
+			Config: jsonObject(l.constants(pb.Config)), Range: toRange(b.DefRange), AttrRange: attrs})
 	}
+}
+
+// jsonObject is m as one JSON object, keys sorted.
+func jsonObject(m map[string]json.RawMessage) []byte {
+	js, err := json.Marshal(m)
+	if err != nil || len(m) == 0 {
+		// constants made every value with ctyjson: only an empty m is here.
+		return []byte("{}")
+	}
+	return js
 }

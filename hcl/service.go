@@ -1,6 +1,7 @@
 package hcl
 
 import (
+	"encoding/json"
 	"net/netip"
 	"strings"
 	"time"
@@ -8,8 +9,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
-	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/convert"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/pipeline"
@@ -33,13 +33,14 @@ type backendBody struct {
 }
 
 // healthCheckBody is a pool's health_check "<method>" block: the
-// scheduler's settings, and every other attribute a parameter of the method
-// (port, path, expect, ...), handed to its prober as a string.
+// scheduler's settings and the port, and every other attribute a parameter
+// of the method (path, expect_status, ...), handed to its prober as JSON.
 type healthCheckBody struct {
 	Interval string   `hcl:"interval,optional"`
 	Timeout  string   `hcl:"timeout,optional"`
 	Rise     int      `hcl:"rise,optional"`
 	Fall     int      `hcl:"fall,optional"`
+	Port     *int     `hcl:"port,optional"`
 	Params   hcl.Body `hcl:",remain"`
 }
 
@@ -108,7 +109,7 @@ func (l *loader) decodeService(vips, pools []*hcl.Block) {
 		}
 		svc.Pools = append(svc.Pools, p)
 	}
-	for _, d := range fromErrors(dropReported(svc.Validate(), reported)) {
+	for _, d := range FromErrors(dropReported(svc.Validate(), reported)) {
 		l.diags = append(l.diags, d)
 	}
 }
@@ -142,24 +143,14 @@ func (l *loader) decodeHealthCheck(b *hcl.Block) control.HealthCheck {
 	}
 	hc.Interval = duration("interval", hb.Interval)
 	hc.Timeout = duration("timeout", hb.Timeout)
-	if hb.Params != nil {
-		params, diags := hb.Params.JustAttributes()
-		l.add(diags)
-		for name, a := range params {
-			v, diags := a.Expr.Value(l.ctx)
-			if l.add(diags) {
-				s, err := convert.Convert(v, cty.String)
-				if err != nil || s.IsNull() || !s.IsKnown() {
-					l.errorf(a.Expr.Range(), "Invalid health-check parameter",
-						"%s must be a string, a number or a bool: the method receives its parameters as text.", name)
-					continue
-				}
-				if hc.Params == nil {
-					hc.Params = map[string]string{}
-				}
-				hc.Params[name] = s.AsString()
-			}
+	if hb.Port != nil {
+		if *hb.Port < 1 || *hb.Port > 65535 {
+			l.errorf(attrs["port"].Expr.Range(), "Invalid port", "port must be a number from 1 to 65535, not %d.", *hb.Port)
 		}
+		hc.Port = uint16(*hb.Port)
+	}
+	if hb.Params != nil {
+		hc.Params = l.constants(hb.Params)
 	}
 	return hc
 }
@@ -243,6 +234,35 @@ func dropReported(errs pipeline.Errors, reported map[pipeline.Range]bool) pipeli
 		if !reported[e.Range] {
 			out = append(out, e)
 		}
+	}
+	return out
+}
+
+// constants evaluates every attribute of body (a block's remaining,
+// plugin-defined attributes) to a JSON constant, the form plugins receive:
+// numbers, strings, bools, lists and objects as JSON has them.
+func (l *loader) constants(body hcl.Body) map[string]json.RawMessage {
+	attrs, diags := body.JustAttributes()
+	l.add(diags)
+	var out map[string]json.RawMessage
+	for name, a := range attrs {
+		v, diags := a.Expr.Value(l.ctx)
+		if !l.add(diags) {
+			continue
+		}
+		if !v.IsWhollyKnown() || v.IsNull() {
+			l.errorf(a.Expr.Range(), "Invalid plugin parameter", "%s must be a constant value, not null.", name)
+			continue
+		}
+		js, err := ctyjson.Marshal(v, v.Type())
+		if err != nil {
+			l.errorf(a.Expr.Range(), "Invalid plugin parameter", "%s cannot be sent to a plugin: %v.", name, err)
+			continue
+		}
+		if out == nil {
+			out = map[string]json.RawMessage{}
+		}
+		out[name] = js
 	}
 	return out
 }

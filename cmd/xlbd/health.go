@@ -1,29 +1,40 @@
 package main
 
 import (
-	"encoding/json"
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/control/health"
 	xhcl "github.com/xlbproject/xlb/hcl"
+	"github.com/xlbproject/xlb/pipeline"
 	"github.com/xlbproject/xlb/plugins/host"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
+// pluginCallTimeout bounds the calls xlbd makes to a plugin while loading
+// a configuration (Configure, ValidateParams).
+const pluginCallTimeout = 10 * time.Second
+
 // healthChecks runs one health-check plugin per method the configuration
-// uses and the scheduler that drives them and publishes to the controller.
+// uses, each serving every pool's checks of that method, and the scheduler
+// that drives them and publishes to the controller.
 type healthChecks struct {
 	dir     string
 	log     *slog.Logger
 	sched   *health.Scheduler
 	plugins map[string]*host.Plugin
 	probers map[string]health.Prober
+	// config is the plugin block's configuration each plugin last accepted.
+	config map[string][]byte
 }
 
 // defaultPluginDir is where the built-in plugins are: bin/plugins beside
@@ -37,74 +48,155 @@ func defaultPluginDir() string {
 }
 
 func newHealthChecks(dir string, ctl *control.Controller, log *slog.Logger) *healthChecks {
-	h := &healthChecks{dir: dir, log: log, plugins: map[string]*host.Plugin{}, probers: map[string]health.Prober{}}
+	h := &healthChecks{dir: dir, log: log, plugins: map[string]*host.Plugin{}, probers: map[string]health.Prober{}, config: map[string][]byte{}}
 	h.sched = health.New(health.Options{Probers: h.probers, Sink: loggingSink{ctl, log}})
 	return h
 }
 
-// configure starts the plugins of methods cfg uses for the first time, then
-// hands cfg to the scheduler. A method's plugin is the file's plugin block
-// of that name (path and SHA-256), else the built-in of that name in the
-// plugin directory. Plugins of methods no longer used keep running until
-// xlbd stops (a later reload may use them again); a plugin block changed
-// for a running plugin takes effect at the next restart.
-func (h *healthChecks) configure(cfg *control.Config, decls []xhcl.Plugin) error {
-	settings, err := methodSettings(cfg)
-	if err != nil {
-		return err
-	}
+// prepare readies the plugins of the methods cfg uses and has them check
+// every health_check block's parameters, before anything is applied: a
+// refusal comes back as pipeline.Errors at the attribute's line, and the
+// running configuration stays. Parameters are converted in cfg to the
+// types the plugin's schema declares. A method's plugin is the file's plugin block
+// of that name (path, SHA-256, settings), else the built-in of that name in
+// the plugin directory. A running plugin whose block's settings changed is
+// reconfigured; a changed path or checksum takes effect at xlbd's restart.
+// Plugins of methods no longer used keep running (a later reload may use
+// them again).
+func (h *healthChecks) prepare(cfg *control.Config, decls []xhcl.Plugin) error {
 	declared := map[string]xhcl.Plugin{}
 	for _, d := range decls {
 		declared[d.Name] = d
 	}
-	for _, method := range slices.Sorted(maps.Keys(settings)) {
-		if h.plugins[method] != nil {
-			continue
-		}
-		spec := host.Spec{Name: method, Path: filepath.Join(h.dir, method), Kind: sdk.KindHealthChecker, Config: settings[method]}
-		if d, ok := declared[method]; ok {
-			spec.Path, spec.SHA256 = d.Path, d.SHA256
-		}
-		p, err := host.New(spec, host.Options{Logger: h.log})
-		if err != nil {
-			return err
-		}
-		if err := p.Start(); err != nil {
-			return fmt.Errorf("health-check method %q: %w", method, err)
-		}
-		h.plugins[method] = p
-		h.probers[method] = p.Prober()
-		h.log.Info("health-check plugin started", "plugin", method, "path", spec.Path, "checksum_verified", spec.SHA256 != "")
-	}
-	return h.sched.Configure(cfg)
-}
-
-// methodSettings returns, for each method, the plugin configuration: the
-// health check's parameters other than port (which travels with each
-// target). A plugin serves every pool that uses its method, so pools must
-// agree on those settings.
-func methodSettings(cfg *control.Config) (map[string][]byte, error) {
-	out := map[string][]byte{}
-	from := map[string]string{}
+	methods := map[string]bool{}
 	for _, p := range cfg.Pools {
 		for _, hc := range p.HealthChecks {
-			params := maps.Clone(hc.Params)
-			delete(params, "port")
-			if params == nil {
-				params = map[string]string{}
-			}
-			js, err := json.Marshal(params)
-			if err != nil {
-				return nil, err
-			}
-			if prev, ok := out[hc.Method]; ok && string(prev) != string(js) {
-				return nil, fmt.Errorf("pools %q and %q configure health-check method %q differently (%s, %s): one plugin serves a method, so give them the same settings",
-					from[hc.Method], p.Name, hc.Method, prev, js)
-			}
-			out[hc.Method], from[hc.Method] = js, p.Name
+			methods[hc.Method] = true
 		}
 	}
-	return out, nil
+	ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
+	defer cancel()
+	var errs pipeline.Errors
+	for _, method := range slices.Sorted(maps.Keys(methods)) {
+		d, ok := declared[method]
+		if !ok {
+			d = xhcl.Plugin{Name: method}
+		}
+		if err := h.ready(ctx, d); err != nil {
+			errs = append(errs, pluginErrors(err, d)...)
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	for _, p := range cfg.Pools {
+		for i := range p.HealthChecks {
+			hc := &p.HealthChecks[i]
+			pl := h.plugins[hc.Method]
+			params, err := host.Conform(pl.Status().Info.Params, hc.Params, "interval", "timeout", "rise", "fall", "port")
+			if err == nil {
+				hc.Params = params
+				var c *sdk.HealthCheckerClient
+				if c, err = pl.HealthChecker(); err == nil {
+					err = c.ValidateParams(ctx, hc.ParamsJSON())
+				}
+			}
+			errs = append(errs, paramErrors(err, p.Name, *hc)...)
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// ready starts d's plugin, or reconfigures it when its settings changed.
+func (h *healthChecks) ready(ctx context.Context, d xhcl.Plugin) error {
+	config := d.Config
+	if len(config) == 0 {
+		config = []byte("{}")
+	}
+	if p := h.plugins[d.Name]; p != nil {
+		if bytes.Equal(config, h.config[d.Name]) {
+			return nil
+		}
+		if err := p.Reconfigure(ctx, config); err != nil {
+			return err
+		}
+		h.config[d.Name] = config
+		h.log.Info("health-check plugin reconfigured", "plugin", d.Name, "config", string(config))
+		return nil
+	}
+	spec := host.Spec{Name: d.Name, Path: d.Path, SHA256: d.SHA256, Kind: sdk.KindHealthChecker, Config: config}
+	if spec.Path == "" {
+		spec.Path = filepath.Join(h.dir, d.Name)
+	}
+	p, err := host.New(spec, host.Options{Logger: h.log})
+	if err != nil {
+		return err
+	}
+	if err := p.Start(); err != nil {
+		p.Stop()
+		return err
+	}
+	h.plugins[d.Name], h.probers[d.Name], h.config[d.Name] = p, p.Prober(), config
+	h.log.Info("health-check plugin started", "plugin", d.Name, "path", spec.Path, "checksum_verified", spec.SHA256 != "",
+		"version", p.Status().Info.Version)
+	return nil
+}
+
+// configure hands cfg, prepared and applied, to the scheduler.
+func (h *healthChecks) configure(cfg *control.Config) error { return h.sched.Configure(cfg) }
+
+// pluginErrors places a plugin's start or configuration failure in the
+// file: refused settings at their attributes of the plugin block, anything
+// else at the block (or at the first health check using a built-in).
+func pluginErrors(err error, d xhcl.Plugin) pipeline.Errors {
+	what := fmt.Sprintf("health-check plugin %q", d.Name)
+	return configErrors(err, d.Range, d.AttrRange, "Plugin refused its settings", "Health-check plugin failed to start", what)
+}
+
+// paramErrors places a plugin's refusal of a health_check block's
+// parameters at their attributes.
+func paramErrors(err error, pool string, hc control.HealthCheck) pipeline.Errors {
+	what := fmt.Sprintf("pool %q health check %q", pool, hc.Method)
+	return configErrors(err, hc.Range, hc.AttrRange, "Invalid health-check parameter", "Health-check parameters not checked", what)
+}
+
+// configErrors turns err into one pipeline.Error per refused attribute
+// (*sdk.ConfigError, at its range) or one for the whole block.
+func configErrors(err error, block pipeline.Range, attrs map[string]pipeline.Range, refused, failed, what string) pipeline.Errors {
+	if err == nil {
+		return nil
+	}
+	var out pipeline.Errors
+	for _, e := range flatten(err) {
+		var ce *sdk.ConfigError
+		if !errors.As(e, &ce) {
+			out = append(out, &pipeline.Error{Range: block, Summary: failed, Detail: fmt.Sprintf("%s: %v.", what, e)})
+			continue
+		}
+		r, ok := attrs[ce.Attribute]
+		if !ok {
+			r = block
+		}
+		detail := fmt.Sprintf("%s: %s.", what, ce.Message)
+		if ce.Attribute != "" {
+			detail = fmt.Sprintf("%s: %s: %s.", what, ce.Attribute, ce.Message)
+		}
+		out = append(out, &pipeline.Error{Range: r, Summary: refused, Detail: detail})
+	}
+	return out
+}
+
+// flatten lists the errors joined in err, through wrapping.
+func flatten(err error) []error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			return j.Unwrap()
+		}
+	}
+	return []error{err}
 }
 
 func (h *healthChecks) start() { h.sched.Start() }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	_ "github.com/xlbproject/xlb/elements/all"
 	xhcl "github.com/xlbproject/xlb/hcl"
+	"github.com/xlbproject/xlb/pipeline"
 )
 
 // varFlags collects repeated -var name=value flags.
@@ -65,4 +67,14 @@ func printDiags(w io.Writer, f *xhcl.File, diags hcl2.Diagnostics) {
 		files = f.Files()
 	}
 	_ = xhcl.WriteDiagnostics(w, files, diags)
+}
+
+// printErrors prints err's pipeline.Errors (found after loading, by the
+// plugins) as diagnostics with their source lines; other errors are left
+// to the caller's log.
+func printErrors(w io.Writer, f *xhcl.File, err error) {
+	var errs pipeline.Errors
+	if errors.As(err, &errs) {
+		printDiags(w, f, xhcl.FromErrors(errs))
+	}
 }

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"flag"
+	"fmt"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -139,5 +142,85 @@ func TestReloadKeepsRunningConfig(t *testing.T) {
 	}
 	if ctl.Snapshot().Generation != gen+1 {
 		t.Errorf("generation %d after a good reload, want %d", ctl.Snapshot().Generation, gen+1)
+	}
+}
+
+// TestHealthCheckParams: with the real http plugin, pools give the method
+// different parameters; a parameter or plugin setting the plugin refuses
+// is reported at its line and the running configuration stays; a changed
+// plugin block reconfigures the running plugin.
+func TestHealthCheckParams(t *testing.T) {
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "http"), "../../plugins/healthcheck/http")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the http plugin: %v\n%s", err, out)
+	}
+	src, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "x.hcl")
+	// Checks for web and dns, with different parameters; %s is the dns
+	// check's expect_status, %d the plugin's concurrency.
+	tmpl := strings.NewReplacer(`  pools = ["canary"]`, `  pools = ["canary"]
+  health_check "http" {
+    path = "/healthz"
+  }`, "pool \"dns\" {\n", "pool \"dns\" {\n  health_check \"http\" {\n    port          = 8053\n    expect_status = %s\n  }\n").Replace(string(src)) + "\nplugin \"http\" {\n  concurrency = %d\n}\n"
+	write := func(expect string, concurrency int) {
+		if err := os.WriteFile(path, fmt.Appendf(nil, tmpl, expect, concurrency), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctl := control.New()
+	var logs bytes.Buffer
+	hc := newHealthChecks(dir, ctl, slog.New(slog.NewTextHandler(&logs, nil)))
+	defer hc.stop()
+	var stderr bytes.Buffer
+	write(`[200, "204"]`, 10)
+	if err := reload(path, varFlags{}, ctl, hc, &stderr); err != nil {
+		t.Fatalf("pools with different parameters: %v\n%s", err, stderr.String())
+	}
+	gen := ctl.Snapshot().Generation
+	line := func(s string) int {
+		b, _ := os.ReadFile(path)
+		for i, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, s) {
+				return i + 1
+			}
+		}
+		t.Fatalf("no %q in the file", s)
+		return 0
+	}
+	for _, tc := range []struct {
+		expect      string
+		concurrency int
+		at, want    string
+	}{
+		{`"2xx"`, 10, "expect_status", `Invalid health-check parameter; pool "dns" health check "http": expect_status: "2xx" is not a status code`},
+		{`200`, 0, "concurrency", `Plugin refused its settings; health-check plugin "http": concurrency:`},
+	} {
+		stderr.Reset()
+		write(tc.expect, tc.concurrency)
+		if err := reload(path, varFlags{}, ctl, hc, &stderr); err == nil {
+			t.Fatalf("%s: reload accepted", tc.at)
+		}
+		pos := fmt.Sprintf("x.hcl:%d:", line(tc.at))
+		if !strings.Contains(stderr.String(), pos) || !strings.Contains(stderr.String(), strings.Split(tc.want, "; ")[0]) ||
+			!strings.Contains(stderr.String(), strings.Split(tc.want, "; ")[1]) {
+			t.Errorf("%s: diagnostics\n%s\nwant %s and %q", tc.at, stderr.String(), pos, tc.want)
+		}
+		if ctl.Snapshot().Generation != gen {
+			t.Fatalf("%s: a refused reload changed the running configuration", tc.at)
+		}
+	}
+	write(`200`, 20)
+	if err := reload(path, varFlags{}, ctl, hc, &stderr); err != nil {
+		t.Fatalf("good reload: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(logs.String(), `msg="health-check plugin reconfigured" plugin=http config="{\"concurrency\":20}"`) {
+		t.Errorf("plugin not reconfigured:\n%s", logs.String())
+	}
+	if st := hc.sched.Stats(); len(st.Checks) != 2 {
+		t.Errorf("scheduler has %d checks, want 2 (web, dns)", len(st.Checks))
 	}
 }

@@ -37,14 +37,19 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	ctl := control.New()
+	hc := newHealthChecks(*pluginDir, ctl, log)
+	defer hc.stop()
+	if err := hc.prepare(&f.Service, f.Plugins); err != nil {
+		printErrors(stderr, f, err)
+		log.Error("health checks failed to start", "err", err)
+		return 1
+	}
 	var err error
 	if err = ctl.Apply(&f.Service); err != nil {
 		log.Error("service configuration rejected", "err", err)
 		return 1
 	}
-	hc := newHealthChecks(*pluginDir, ctl, log)
-	defer hc.stop()
-	if err := hc.configure(&f.Service, f.Plugins); err != nil {
+	if err := hc.configure(&f.Service); err != nil {
 		log.Error("health checks failed to start", "err", err)
 		return 1
 	}
@@ -118,9 +123,13 @@ func reload(path string, vars varFlags, ctl *control.Controller, hc *healthCheck
 	if f == nil {
 		return errors.New("the file has errors")
 	}
-	// Refuse settings one plugin cannot serve before anything changes.
-	if _, err := methodSettings(&f.Service); err != nil {
-		return err
+	if hc != nil {
+		// The plugins check their settings and parameters before
+		// anything changes.
+		if err := hc.prepare(&f.Service, f.Plugins); err != nil {
+			printErrors(stderr, f, err)
+			return err
+		}
 	}
 	if err := ctl.Apply(&f.Service); err != nil {
 		return err
@@ -128,7 +137,7 @@ func reload(path string, vars varFlags, ctl *control.Controller, hc *healthCheck
 	if hc == nil {
 		return nil
 	}
-	return hc.configure(&f.Service, f.Plugins)
+	return hc.configure(&f.Service)
 }
 
 // printStats prints per-element counters, then packets per backend.

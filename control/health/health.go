@@ -21,7 +21,6 @@ import (
 	"math"
 	"net/netip"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -45,19 +44,25 @@ const (
 // Target is one probe a prober is asked to perform.
 type Target struct {
 	Backend string
-	// Addr is the backend address with the port from Params["port"] (0 when
-	// absent: the method's default).
+	// Addr is the backend address with the health check's port (0 when it
+	// sets none: the method's default).
 	Addr    netip.AddrPort
 	Timeout time.Duration
-	// Params are the method's settings from the pool's health check,
-	// shared by every target of the check: read-only.
-	Params map[string]string
+	// Params are the health check's parameters as one JSON object (sorted
+	// keys, so equal parameters are equal bytes), shared by every target
+	// of the check: read-only. Every target of one Probe call comes from
+	// one health check, so they share Params.
+	Params []byte
 }
 
 // Result is a prober's verdict for one target.
 type Result struct {
 	Backend string
 	OK      bool
+	// Unknown means no verdict (the prober could not probe this target,
+	// say its batch's deadline came first): the check keeps its state and
+	// its pass/fail counts, as for a prober error.
+	Unknown bool
 	Err     string
 	Latency time.Duration
 }
@@ -65,8 +70,9 @@ type Result struct {
 // Prober performs one method's probes. Probe is called once per tick with a
 // batch of targets and returns one Result per target (a missing one counts
 // as a failure). An error means the prober could not check the batch at all
-// (plugin crashed or restarting): the targets keep their last known state.
-// Probe may be called concurrently for different batches.
+// (plugin crashed or restarting): the targets keep their last known state,
+// as for a Result marked Unknown. Probe may be called concurrently for
+// different batches.
 type Prober interface {
 	Probe(ctx context.Context, targets []Target) ([]Result, error)
 }
@@ -155,8 +161,8 @@ type group struct {
 	hc    control.HealthCheck // defaults applied
 	slots []*slot
 
-	calls, probes, proberErrors, overruns uint64
-	lastProberErr                         string
+	calls, probes, unknowns, proberErrors, overruns uint64
+	lastProberErr                                   string
 }
 
 type slot struct {
@@ -316,11 +322,7 @@ func newGroup(p control.Pool, hc control.HealthCheck, slots int, now time.Time) 
 	if n == 0 {
 		return g
 	}
-	var port uint16
-	if v, ok := hc.Params["port"]; ok {
-		p, _ := strconv.ParseUint(v, 10, 16)
-		port = uint16(p)
-	}
+	params := hc.ParamsJSON()
 	step := hc.Interval / time.Duration(n)
 	h := fnv.New64a()
 	h.Write([]byte(p.Name + "\x00" + hc.Method))
@@ -330,8 +332,8 @@ func newGroup(p control.Pool, hc control.HealthCheck, slots int, now time.Time) 
 	}
 	for i, b := range bs {
 		sl := g.slots[i%n]
-		sl.targets = append(sl.targets, Target{Backend: b.Name, Addr: netip.AddrPortFrom(b.Address.Unmap(), port),
-			Timeout: hc.Timeout, Params: hc.Params})
+		sl.targets = append(sl.targets, Target{Backend: b.Name, Addr: netip.AddrPortFrom(b.Address.Unmap(), hc.Port),
+			Timeout: hc.Timeout, Params: params})
 	}
 	return g
 }
@@ -472,6 +474,10 @@ func (s *Scheduler) finish(c *call, res []Result, err error, now time.Time) {
 			r = Result{Backend: t.Backend, Err: "prober returned no result"}
 		}
 		g.probes++
+		if r.Unknown {
+			g.unknowns++
+			continue
+		}
 		b := s.backends[t.Backend]
 		ch := b.check(g.hc.Method)
 		if ch == nil {

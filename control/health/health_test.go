@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -38,13 +39,15 @@ func (r *recorder) SetHealth(m map[string]bool) error {
 }
 
 // script is a scripted prober: ok(backend, n) is the result of the n-th
-// probe (from 0) of backend; err(n) fails the n-th call as a whole.
+// probe (from 0) of backend, unless unknown(backend, n) makes it no
+// verdict; err(n) fails the n-th call as a whole.
 type script struct {
-	ok    func(backend string, n int) bool
-	err   func(call int) error
-	now   func() time.Time
-	n     map[string]int
-	calls []probeCall
+	ok      func(backend string, n int) bool
+	unknown func(backend string, n int) bool
+	err     func(call int) error
+	now     func() time.Time
+	n       map[string]int
+	calls   []probeCall
 }
 
 type probeCall struct {
@@ -62,10 +65,14 @@ func (p *script) Probe(_ context.Context, ts []Target) ([]Result, error) {
 	}
 	var out []Result
 	for _, t := range ts {
-		ok := p.ok(t.Backend, p.n[t.Backend])
+		n := p.n[t.Backend]
 		p.n[t.Backend]++
+		ok := p.ok(t.Backend, n)
 		r := Result{Backend: t.Backend, OK: ok, Latency: time.Millisecond}
-		if !ok {
+		switch {
+		case p.unknown != nil && p.unknown(t.Backend, n):
+			r = Result{Backend: t.Backend, Unknown: true, Err: "not probed"}
+		case !ok:
 			r.Err = "connection refused"
 		}
 		out = append(out, r)
@@ -153,7 +160,7 @@ func webConfig(checks []control.HealthCheck, backends ...string) *control.Config
 
 func hc(method string, rise, fall int) control.HealthCheck {
 	return control.HealthCheck{Method: method, Interval: time.Second, Timeout: 500 * time.Millisecond,
-		Rise: rise, Fall: fall, Params: map[string]string{"port": "8080"}}
+		Rise: rise, Fall: fall, Port: 8080, Params: map[string]json.RawMessage{"path": json.RawMessage(`"/"`)}}
 }
 
 var noDamp = Dampening{Disabled: true, HalfLife: time.Second}
@@ -187,8 +194,35 @@ func TestRiseFall(t *testing.T) {
 		t.Fatalf("b: %+v, want healthy after 10 probes", b)
 	}
 	got := p.calls[0].targets[0]
-	if got.Addr != netip.MustParseAddrPort("10.0.0.1:8080") || got.Timeout != 500*time.Millisecond || got.Params["port"] != "8080" {
+	if got.Addr != netip.MustParseAddrPort("10.0.0.1:8080") || got.Timeout != 500*time.Millisecond || string(got.Params) != `{"path":"/"}` {
 		t.Fatalf("target %+v", got)
+	}
+}
+
+// TestUnknownHolds: a result without a verdict neither passes nor fails:
+// consecutive counts carry across it, and it is counted.
+func TestUnknownHolds(t *testing.T) {
+	// a fails probes 0, 1, then 5 unknowns, then fails: down at probe 7,
+	// the third failure; b passes except for unknowns and never moves.
+	p := &script{
+		ok:      func(b string, n int) bool { return b != "a" },
+		unknown: func(_ string, n int) bool { return n >= 2 && n < 7 },
+	}
+	h := newHarness(t, Options{Slots: 1, Dampening: noDamp}, map[string]*script{"tcp": p})
+	h.configure(webConfig([]control.HealthCheck{hc("tcp", 2, 3)}, "a", "b"))
+	h.advance(7 * time.Second) // probes 0..6
+	if a := h.backend("a"); !a.Raw || a.Methods[0].Fail != 2 {
+		t.Fatalf("after 2 failures and 5 unknowns: %+v, want up with 2 consecutive failures", a)
+	}
+	h.advance(time.Second)
+	if a := h.backend("a"); a.Raw || a.Transitions != 1 {
+		t.Fatalf("after the third failure: %+v, want down", a)
+	}
+	if b := h.backend("b"); !b.Healthy || b.Transitions != 0 {
+		t.Fatalf("b: %+v", b)
+	}
+	if st := h.s.Stats().Checks[0]; st.Unknowns != 10 || st.Probes != 16 {
+		t.Fatalf("check stats %+v, want 10 unknowns of 16 probes", st)
 	}
 }
 
@@ -453,7 +487,7 @@ func TestConfigure(t *testing.T) {
 	h := newHarness(t, Options{Slots: 1, Dampening: noDamp}, map[string]*script{"tcp": p})
 	h.configure(webConfig([]control.HealthCheck{hc("tcp", 1, 1)}, "a", "b"))
 	for _, bad := range []control.HealthCheck{{Method: "icmp"}, {Method: "tcp", Rise: -1},
-		{Method: "tcp", Params: map[string]string{"port": "http"}}} {
+		{Method: "tcp", Interval: time.Second, Timeout: 2 * time.Second}} {
 		if err := h.s.Configure(webConfig([]control.HealthCheck{bad}, "a")); err == nil {
 			t.Fatalf("Configure with %+v: want an error", bad)
 		}

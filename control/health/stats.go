@@ -40,11 +40,12 @@ type MethodStats struct {
 type CheckGroupStats struct {
 	Pool, Method string
 	Targets      int
-	// Calls counts Probe calls, Probes the targets they carried,
-	// ProberErrors calls that failed as a whole, Overruns batches skipped
-	// because the previous one of their slot was still running.
-	Calls, Probes, ProberErrors, Overruns uint64
-	LastProberError                       string
+	// Calls counts Probe calls, Probes the targets they carried, Unknowns
+	// the results without a verdict, ProberErrors calls that failed as a
+	// whole, Overruns batches skipped because the previous one of their
+	// slot was still running.
+	Calls, Probes, Unknowns, ProberErrors, Overruns uint64
+	LastProberError                                 string
 }
 
 // Stats returns the current state and counters.
@@ -70,7 +71,7 @@ func (s *Scheduler) Stats() Stats {
 			n += len(sl.targets)
 		}
 		st.Checks = append(st.Checks, CheckGroupStats{Pool: g.pool, Method: g.hc.Method, Targets: n,
-			Calls: g.calls, Probes: g.probes, ProberErrors: g.proberErrors, Overruns: g.overruns,
+			Calls: g.calls, Probes: g.probes, Unknowns: g.unknowns, ProberErrors: g.proberErrors, Overruns: g.overruns,
 			LastProberError: g.lastProberErr})
 	}
 	return st

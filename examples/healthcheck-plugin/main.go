@@ -34,88 +34,78 @@ const defaultTimeout = time.Second
 // short, and a server that sends more is not speaking RESP to us.
 const maxReply = 512
 
-// config is the plugin's configuration, read from the JSON object xlbd
-// sends to Configure.
-type config struct {
-	// Port is used for targets whose port is 0 (the pool's health check
-	// set none); 6379, Redis's port, by default.
-	Port int
+// defaultPort is probed when the health check sets no port.
+const defaultPort = 6379
+
+// params are one health_check "redis" block's parameters, read from the
+// JSON object xlbd sends with each batch (parsed once per block by the
+// SDK, see ParseParams).
+type params struct {
 	// Username and Password are sent with AUTH before PING when Password
 	// is set; Username is for Redis 6 ACL users ("default" when empty).
 	Username, Password string
-	// Concurrency is the most probes in flight at once.
-	Concurrency int
 }
 
-func defaultConfig() config { return config{Port: 6379, Concurrency: 256} }
-
-// checker is the plugin. Check and Configure may be called concurrently:
-// the configuration is swapped whole.
+// checker is the plugin. Check, Configure and ParseParams may be called
+// concurrently.
 type checker struct {
-	cfg atomic.Pointer[config]
+	// concurrency is the most probes in flight at once: the plugin
+	// block's setting, for the whole process.
+	concurrency atomic.Int64
 }
 
 func newChecker() *checker {
 	c := &checker{}
-	cfg := defaultConfig()
-	c.cfg.Store(&cfg)
+	c.concurrency.Store(256)
 	return c
 }
 
-// Describe reports the plugin's version and the schema of its HCL block.
-// The SDK fills in the kind and protocol versions.
+// Describe reports the plugin's version and the schemas of its plugin
+// block (Schema) and of its health_check blocks (Params). The SDK fills in
+// the kind and protocol versions.
 func (c *checker) Describe() sdk.Info {
 	return sdk.Info{Version: version, Schema: []sdk.Attribute{
-		{Name: "port", Type: "number", Description: "port to PING when the target has none (default 6379)"},
+		{Name: "concurrency", Type: "number", Description: "most probes in flight at once (default 256)"},
+	}, Params: []sdk.Attribute{
 		{Name: "username", Type: "string", Description: "ACL user for AUTH (Redis 6+); needs password"},
 		{Name: "password", Type: "string", Description: "send AUTH with this password before PING"},
-		{Name: "concurrency", Type: "number", Description: "most probes in flight at once (default 256)"},
 	}}
 }
 
-// Configure reads the evaluated HCL block; each bad attribute is its own
-// *sdk.ConfigError so xlbd reports it at that attribute. On error the old
-// configuration stays.
-//
-// Numbers are accepted as JSON numbers or as strings ("16"): a plugin
-// block's attributes arrive typed, a pool health_check's parameters arrive
-// as text.
+// Configure reads the plugin block's settings; a bad attribute is an
+// *sdk.ConfigError so xlbd reports it at that attribute's line. On error
+// the old configuration stays.
 func (c *checker) Configure(raw []byte) error {
 	var in struct {
-		Port        json.RawMessage `json:"port"`
-		Username    *string         `json:"username"`
-		Password    *string         `json:"password"`
 		Concurrency json.RawMessage `json:"concurrency"`
 	}
 	if err := sdk.DecodeConfig(raw, &in); err != nil {
 		return err
 	}
-	cfg := defaultConfig()
-	if in.Username != nil {
-		cfg.Username = *in.Username
-	}
-	if in.Password != nil {
-		cfg.Password = *in.Password
-	}
-	var errs []error
-	if err := number("port", in.Port, 0, 65535, &cfg.Port); err != nil {
-		errs = append(errs, err)
-	}
-	if err := number("concurrency", in.Concurrency, 1, 100000, &cfg.Concurrency); err != nil {
-		errs = append(errs, err)
-	}
-	if cfg.Username != "" && cfg.Password == "" {
-		errs = append(errs, &sdk.ConfigError{Attribute: "username", Message: "needs password"})
-	}
-	if err := errors.Join(errs...); err != nil {
+	n := int(c.concurrency.Load())
+	if err := number("concurrency", in.Concurrency, 1, 100000, &n); err != nil {
 		return err
 	}
-	c.cfg.Store(&cfg)
+	c.concurrency.Store(int64(n))
 	return nil
 }
 
-// number reads attribute attr into *dst when it is set (as a number or a
-// string of digits) and within [lo, hi].
+// ParseParams reads one health_check block's parameters. xlbd calls it
+// (through ValidateParams) when it loads a configuration, so a mistake is
+// reported at its line before the configuration is applied.
+func (c *checker) ParseParams(raw []byte) (any, error) {
+	var p params
+	if err := sdk.DecodeConfig(raw, &p); err != nil {
+		return nil, err
+	}
+	if p.Username != "" && p.Password == "" {
+		return nil, &sdk.ConfigError{Attribute: "username", Message: "needs password"}
+	}
+	return &p, nil
+}
+
+// number reads attribute attr into *dst when it is set (as a number, or a
+// string of digits as a variable may give) and within [lo, hi].
 func number(attr string, raw json.RawMessage, lo, hi int, dst *int) error {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil
@@ -136,7 +126,6 @@ func number(attr string, raw json.RawMessage, lo, hi int, dst *int) error {
 // Check PINGs every target on a bounded pool of workers and returns one
 // result per target, in order. ctx's deadline is the check timeout.
 func (c *checker) Check(ctx context.Context, targets []sdk.Target) []sdk.Result {
-	cfg := c.cfg.Load()
 	res := make([]sdk.Result, len(targets))
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -145,7 +134,7 @@ func (c *checker) Check(ctx context.Context, targets []sdk.Target) []sdk.Result 
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range max(1, min(cfg.Concurrency, len(targets))) {
+	for range max(1, min(int(c.concurrency.Load()), len(targets))) {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
@@ -160,7 +149,11 @@ func (c *checker) Check(ctx context.Context, targets []sdk.Target) []sdk.Result 
 					continue
 				}
 				start := time.Now()
-				err := ping(ctx, cfg, t)
+				p, _ := t.Params.(*params)
+				if p == nil {
+					p = &params{} // a direct caller without parameters
+				}
+				err := ping(ctx, p, t)
 				res[i] = sdk.Result{ID: t.ID, Status: sdk.StatusPass, Latency: time.Since(start)}
 				if err != nil {
 					res[i].Status, res[i].Message = sdk.StatusFail, err.Error()
@@ -174,13 +167,10 @@ func (c *checker) Check(ctx context.Context, targets []sdk.Target) []sdk.Result 
 
 // ping dials t, sends AUTH (when configured) and PING in one write, and
 // reads their replies, all before ctx's deadline.
-func ping(ctx context.Context, cfg *config, t sdk.Target) error {
+func ping(ctx context.Context, cfg *params, t sdk.Target) error {
 	port := int(t.Port)
 	if port == 0 {
-		port = cfg.Port
-	}
-	if port == 0 {
-		return errors.New("no port: set port in the health check or the plugin block")
+		port = defaultPort
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(t.Address, strconv.Itoa(port)))
@@ -258,4 +248,5 @@ var (
 	_ sdk.HealthChecker = (*checker)(nil)
 	_ sdk.Describer     = (*checker)(nil)
 	_ sdk.Configurer    = (*checker)(nil)
+	_ sdk.ParamsParser  = (*checker)(nil)
 )

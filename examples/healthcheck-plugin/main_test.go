@@ -25,23 +25,30 @@ func TestCommand(t *testing.T) {
 	}
 }
 
-func TestConfigure(t *testing.T) {
+func TestConfigureAndParams(t *testing.T) {
 	for _, tc := range []struct {
-		in    string
-		attrs []string // attributes refused; nil: accepted
-		want  config
+		in     string
+		params bool     // a health_check block's parameters, else the plugin block
+		attrs  []string // attributes refused; nil: accepted
 	}{
-		{in: ``, want: defaultConfig()},
-		{in: `{}`, want: defaultConfig()},
-		{in: `{"port":7000,"concurrency":"16","password":"p"}`, want: config{Port: 7000, Concurrency: 16, Password: "p"}},
-		{in: `{"port":"6380","username":"u","password":"p"}`, want: config{Port: 6380, Concurrency: 256, Username: "u", Password: "p"}},
-		{in: `{"port":70000,"concurrency":0}`, attrs: []string{"port", "concurrency"}},
-		{in: `{"port":"x"}`, attrs: []string{"port"}},
-		{in: `{"username":"u"}`, attrs: []string{"username"}},
-		{in: `{"db":1}`, attrs: []string{""}}, // unknown: the whole block
+		{in: ``},
+		{in: `{}`},
+		{in: `{"concurrency":16}`},
+		{in: `{"concurrency":"16"}`},
+		{in: `{"concurrency":0}`, attrs: []string{"concurrency"}},
+		{in: `{"password":"p"}`, attrs: []string{""}}, // a check's parameter: unknown here
+		{in: `{}`, params: true},
+		{in: `{"username":"u","password":"p"}`, params: true},
+		{in: `{"username":"u"}`, params: true, attrs: []string{"username"}},
+		{in: `{"db":1}`, params: true, attrs: []string{""}}, // unknown: the whole block
 	} {
 		c := newChecker()
-		err := c.Configure([]byte(tc.in))
+		var err error
+		if tc.params {
+			_, err = c.ParseParams([]byte(tc.in))
+		} else {
+			err = c.Configure([]byte(tc.in))
+		}
 		var got []string
 		for _, e := range unjoin(err) {
 			var ce *sdk.ConfigError
@@ -54,12 +61,12 @@ func TestConfigure(t *testing.T) {
 		if strings.Join(got, ",") != strings.Join(tc.attrs, ",") {
 			t.Errorf("%s: refused %q; want %q (%v)", tc.in, got, tc.attrs, err)
 		}
-		if tc.attrs == nil && *c.cfg.Load() != tc.want {
-			t.Errorf("%s: config %+v; want %+v", tc.in, *c.cfg.Load(), tc.want)
-		}
-		if tc.attrs != nil && *c.cfg.Load() != defaultConfig() {
-			t.Errorf("%s: a refused configuration replaced the old one", tc.in)
-		}
+	}
+	c := newChecker()
+	c.Configure([]byte(`{"concurrency":16}`))
+	c.Configure([]byte(`{"concurrency":0}`))
+	if n := c.concurrency.Load(); n != 16 {
+		t.Errorf("concurrency %d after a refused change; want 16 kept", n)
 	}
 }
 
@@ -177,11 +184,12 @@ func TestCheckAuth(t *testing.T) {
 		want     sdk.Status
 	}{{"s3cret", sdk.StatusPass}, {"nope!!", sdk.StatusFail}} {
 		c := newChecker()
-		if err := c.Configure([]byte(`{"password":` + strconv.Quote(tc.password) + `}`)); err != nil {
+		p, err := c.ParseParams([]byte(`{"password":` + strconv.Quote(tc.password) + `}`))
+		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		r := c.Check(ctx, []sdk.Target{{Address: "127.0.0.1", Port: port}})[0]
+		r := c.Check(ctx, []sdk.Target{{Address: "127.0.0.1", Port: port, Params: p}})[0]
 		cancel()
 		if r.Status != tc.want {
 			t.Errorf("password %q: %+v; want %v", tc.password, r, tc.want)

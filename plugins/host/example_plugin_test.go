@@ -35,8 +35,9 @@ func TestExamplePlugin(t *testing.T) {
 	t.Run("wrong checksum", func(t *testing.T) { exampleWrongChecksum(t, bin) })
 }
 
-// exampleDownUp loads bin by path and checksum with a password configured
-// and probes one backend while its server stops and starts again.
+// exampleDownUp loads bin by path and checksum and probes one backend, with
+// a password as its health check's parameter, while its server stops and
+// starts again.
 func exampleDownUp(t *testing.T, bin string) {
 	sum := fileSHA256(t, bin)
 
@@ -46,7 +47,7 @@ func exampleDownUp(t *testing.T, bin string) {
 
 	p, err := host.New(host.Spec{
 		Name: "redis", Path: bin, SHA256: sum, Kind: sdk.KindHealthChecker,
-		Config: []byte(`{"password":"` + password + `"}`),
+		Config: []byte(`{"concurrency":4}`),
 	}, host.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -57,14 +58,15 @@ func exampleDownUp(t *testing.T, bin string) {
 	defer p.Stop()
 	info := p.Status().Info
 	if info.Kind != sdk.KindHealthChecker || info.Version != "0.1.0" ||
-		!slices.ContainsFunc(info.Schema, func(a sdk.Attribute) bool { return a.Name == "password" }) {
-		t.Errorf("Info = %+v; want a healthchecker, version 0.1.0, with a password attribute", info)
+		!slices.ContainsFunc(info.Params, func(a sdk.Attribute) bool { return a.Name == "password" }) {
+		t.Errorf("Info = %+v; want a healthchecker, version 0.1.0, with a password parameter", info)
 	}
+	params := []byte(`{"password":"` + password + `"}`)
 
 	prober := p.Prober()
 	probe := func(step string) health.Result {
 		t.Helper()
-		rs, err := prober.Probe(context.Background(), []health.Target{{Backend: "cache-1", Addr: addr, Timeout: time.Second}})
+		rs, err := prober.Probe(context.Background(), []health.Target{{Backend: "cache-1", Addr: addr, Timeout: time.Second, Params: params}})
 		if err != nil {
 			t.Fatalf("%s: Probe: %v", step, err)
 		}
@@ -91,17 +93,24 @@ func exampleDownUp(t *testing.T, bin string) {
 		t.Fatalf("up again: %+v; want pass", r)
 	}
 
-	// A server that wants another password: the check quotes its error.
+	// A server that wants another password: the check quotes its error;
+	// another pool's health check, with that password, passes it.
 	other := startRESP(t, "127.0.0.1:0", "other")
 	rs, err := prober.Probe(context.Background(), []health.Target{
-		{Backend: "cache-1", Addr: addr, Timeout: time.Second},
-		{Backend: "cache-2", Addr: other.addr(), Timeout: time.Second},
+		{Backend: "cache-1", Addr: addr, Timeout: time.Second, Params: params},
+		{Backend: "cache-2", Addr: other.addr(), Timeout: time.Second, Params: params},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rs[0].OK || rs[1].OK || !strings.Contains(rs[1].Err, "WRONGPASS") {
-		t.Errorf("mixed batch = %+v; want cache-1 pass, cache-2 fail with WRONGPASS", rs)
+		t.Errorf("batch = %+v; want cache-1 pass, cache-2 fail with WRONGPASS", rs)
+	}
+	rs, err = prober.Probe(context.Background(), []health.Target{
+		{Backend: "cache-2", Addr: other.addr(), Timeout: time.Second, Params: []byte(`{"password":"other"}`)},
+	})
+	if err != nil || !rs[0].OK {
+		t.Errorf("cache-2 with its own pool's password = %+v, %v; want pass", rs, err)
 	}
 }
 

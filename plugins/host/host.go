@@ -236,6 +236,26 @@ func (p *Plugin) HealthChecker() (*sdk.HealthCheckerClient, error) {
 	return hc, nil
 }
 
+// Reconfigure sends config (a JSON object) to the running plugin and keeps
+// it for later restarts. Refused (*sdk.ConfigError values) or failed, the
+// plugin keeps the configuration it had.
+func (p *Plugin) Reconfigure(ctx context.Context, config []byte) error {
+	p.mu.Lock()
+	cl, ok := p.raw.(client)
+	running := p.state == StateRunning
+	p.mu.Unlock()
+	if !running || !ok {
+		return fmt.Errorf("plugin %q: %w", p.spec.Name, ErrNotRunning)
+	}
+	if err := cl.Configure(ctx, config); err != nil {
+		return fmt.Errorf("plugin %q: configuration refused: %w", p.spec.Name, err)
+	}
+	p.mu.Lock()
+	p.spec.Config = config
+	p.mu.Unlock()
+	return nil
+}
+
 // setLocked enters state s; p.mu is held.
 func (p *Plugin) setLocked(s State, lastErr string) {
 	p.state, p.since = s, p.opt.Now()
@@ -405,7 +425,10 @@ func (p *Plugin) connect(c *plugin.Client) (any, error) {
 	p.mu.Lock()
 	p.info = in
 	p.mu.Unlock()
-	if err := cl.Configure(ctx, p.spec.Config); err != nil {
+	p.mu.Lock()
+	config := p.spec.Config // Reconfigure may have replaced it
+	p.mu.Unlock()
+	if err := cl.Configure(ctx, config); err != nil {
 		var ce *sdk.ConfigError
 		err = fmt.Errorf("plugin %q: configuration refused: %w", p.spec.Name, err)
 		if errors.As(err, &ce) {

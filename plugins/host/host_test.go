@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/control/health"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
@@ -44,17 +46,34 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// fakeChecker passes every target except those named "down" (fail) and
-// "unknown" (no verdict).
+// fakeChecker passes every target except those named "down" or its
+// parameter "down" (fail) and "unknown" (no verdict).
 type fakeChecker struct{ log hclog.Logger }
+
+type fakeParams struct {
+	Down string `json:"down"`
+}
+
+func (f *fakeChecker) ParseParams(js []byte) (any, error) {
+	var p fakeParams
+	if err := sdk.DecodeConfig(js, &p); err != nil {
+		return nil, err
+	}
+	if p.Down == "a" {
+		return nil, &sdk.ConfigError{Attribute: "down", Message: `"a" must stay up`}
+	}
+	return &p, nil
+}
 
 func (f *fakeChecker) Check(_ context.Context, ts []sdk.Target) []sdk.Result {
 	rs := make([]sdk.Result, len(ts))
 	for i, t := range ts {
-		switch t.Name {
-		case "down":
+		switch {
+		case t.Params != nil && t.Name == t.Params.(*fakeParams).Down:
+			rs[i] = sdk.Result{Status: sdk.StatusFail, Message: "down by parameter"}
+		case t.Name == "down":
 			rs[i] = sdk.Result{Status: sdk.StatusFail, Message: "refused"}
-		case "unknown":
+		case t.Name == "unknown":
 			rs[i] = sdk.Result{Status: sdk.StatusUnknown, Message: "cannot tell"}
 		default:
 			rs[i] = sdk.Result{Status: sdk.StatusPass}
@@ -261,13 +280,117 @@ func TestUnknownResults(t *testing.T) {
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if rs, err := probe(p, "unknown", "unknown"); err == nil {
-		t.Errorf("an all-unknown batch gave %+v, want an error (hold)", rs)
-	}
 	rs, err := probe(p, "a", "unknown")
-	if err != nil || len(rs) != 2 || !rs[0].OK || rs[1].OK || !strings.HasPrefix(rs[1].Err, "no verdict") {
+	if err != nil || len(rs) != 2 || !rs[0].OK || rs[0].Unknown || !rs[1].Unknown || rs[1].Err != "cannot tell" {
 		t.Errorf("mixed batch = %+v, %v", rs, err)
 	}
+}
+
+// TestParams: a health check's parameters reach the plugin with its batch,
+// and ValidateParams refuses bad ones attribute by attribute.
+func TestParams(t *testing.T) {
+	p, _ := newPlugin(t, "", Options{})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ts := targets("a", "b")
+	for i := range ts {
+		ts[i].Params = []byte(`{"down":"b"}`)
+	}
+	rs, err := p.Prober().Probe(context.Background(), ts)
+	if err != nil || !rs[0].OK || rs[1].OK || rs[1].Err != "down by parameter" {
+		t.Fatalf("probe with params = %+v, %v", rs, err)
+	}
+	hc, err := p.HealthChecker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := hc.ValidateParams(ctx, []byte(`{"down":"b"}`)); err != nil {
+		t.Errorf("valid params refused: %v", err)
+	}
+	var ce *sdk.ConfigError
+	if err := hc.ValidateParams(ctx, []byte(`{"down":"a"}`)); !errors.As(err, &ce) || ce.Attribute != "down" {
+		t.Errorf("ValidateParams(down=a) = %v, want a ConfigError on down", err)
+	}
+	if err := hc.ValidateParams(ctx, []byte(`{"colour":"red"}`)); !errors.As(err, &ce) || !strings.Contains(ce.Message, "colour") {
+		t.Errorf("ValidateParams(colour) = %v, want an unknown-field error", err)
+	}
+	// Parameters refused at Check time (a plugin upgraded under a running
+	// configuration) are no verdict for the batch: an error, so health holds.
+	for i := range ts {
+		ts[i].Params = []byte(`{"down":"a"}`)
+	}
+	if rs, err := p.Prober().Probe(ctx, ts); err == nil {
+		t.Errorf("probe with refused params = %+v, want an error", rs)
+	}
+}
+
+// countingSink counts SetHealth calls and what they said.
+type countingSink struct {
+	mu    sync.Mutex
+	calls []map[string]bool
+}
+
+func (s *countingSink) SetHealth(m map[string]bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, m)
+	return nil
+}
+
+// TestCrashesDoNotFlap: the scheduler checks an up and a down backend
+// through the plugin with rise = fall = 1, the most sensitive settings,
+// while the plugin is SIGKILLed three times. Every batch during a restart
+// fails as a whole and is held: after the first verdict (b down), no
+// health change is published at all.
+func TestCrashesDoNotFlap(t *testing.T) {
+	p, _ := newPlugin(t, "", Options{MinBackoff: 200 * time.Millisecond})
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sink := &countingSink{}
+	s := health.New(health.Options{Probers: map[string]health.Prober{"fake": p.Prober()}, Sink: sink, Slots: 1, Coalesce: 10 * time.Millisecond})
+	cfg := &control.Config{
+		VIPs: []control.VIP{{Name: "v", Address: netip.MustParseAddr("192.0.2.1"), Protocol: "tcp", Pool: "p", TableSize: 251}},
+		Pools: []control.Pool{{Name: "p",
+			Backends: []control.Backend{{Name: "a", Address: netip.MustParseAddr("10.0.0.1"), Weight: 1},
+				{Name: "down", Address: netip.MustParseAddr("10.0.0.2"), Weight: 1}},
+			HealthChecks: []control.HealthCheck{{Method: "fake", Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond, Rise: 1, Fall: 1}}}},
+	}
+	if err := s.Configure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer s.Stop()
+	calls := func() []map[string]bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		return slices.Clone(sink.calls)
+	}
+	waitFor(t, 2*time.Second, "down marked down", func() bool { return len(calls()) == 1 })
+	for range 3 {
+		old := p.Status().PID
+		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 2*time.Second, "exit detected", func() bool { return p.Status().PID != old })
+		waitFor(t, 10*time.Second, "restarted", func() bool { return p.Status().State == StateRunning })
+		time.Sleep(150 * time.Millisecond) // a few probes by the new instance
+	}
+	if c := calls(); len(c) != 1 || fmt.Sprint(c[0]) != "map[down:false]" {
+		t.Fatalf("SetHealth calls %v, want only [map[down:false]]", c)
+	}
+	st := s.Stats()
+	if st.Checks[0].ProberErrors == 0 {
+		t.Errorf("no prober errors recorded across three crashes: %+v", st.Checks[0])
+	}
+	for _, b := range st.Backends {
+		if b.Transitions != map[string]uint64{"a": 0, "down": 1}[b.Name] {
+			t.Errorf("backend %s: %d transitions", b.Name, b.Transitions)
+		}
+	}
+	t.Logf("%d batches, %d failed as a whole during 3 restarts", st.Checks[0].Calls, st.Checks[0].ProberErrors)
 }
 
 // TestKillRestart: SIGKILL the plugin; the host notices within 2 s, the

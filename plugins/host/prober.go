@@ -15,14 +15,8 @@ import (
 // While the plugin is not running (restarting, failed, stopped), or when
 // the RPC fails (the process died mid-call), Probe returns an error: the
 // scheduler then holds every target's last known health, so a plugin
-// crash does not flap its backends.
-//
-// StatusUnknown ("no verdict, hold") has no per-target form in
-// health.Result. A batch whose results are all unknown is returned as an
-// error, which holds the whole batch. In a mixed batch an unknown result is
-// reported as a failure with Err "no verdict: ...", which is what the
-// scheduler would make of a missing result anyway; holding it needs a
-// per-target hold in control/health (see README).
+// crash does not flap its backends. A target the plugin gives no verdict
+// (StatusUnknown) is held the same way, alone.
 func (p *Plugin) Prober() health.Prober { return prober{p} }
 
 type prober struct{ p *Plugin }
@@ -37,22 +31,19 @@ func (pr prober) Probe(ctx context.Context, targets []health.Target) ([]health.R
 	for i, t := range targets {
 		st[i] = sdk.Target{ID: uint64(i), Name: t.Backend, Address: t.Addr.Addr().Unmap().String(), Port: t.Addr.Port()}
 	}
-	rs, err := hc.CheckBatch(ctx, st, timeout)
+	var params []byte
+	if len(targets) > 0 {
+		params = targets[0].Params // one health check per batch
+	}
+	rs, err := hc.CheckBatch(ctx, params, st, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: check: %w", pr.p.spec.Name, err)
 	}
 	out := make([]health.Result, len(targets))
-	unknown := 0
 	for i, t := range targets {
 		r := rs[i] // CheckBatch returns one result per target, in order
-		out[i] = health.Result{Backend: t.Backend, OK: r.Status == sdk.StatusPass, Err: r.Message, Latency: r.Latency}
-		if r.Status == sdk.StatusUnknown {
-			unknown++
-			out[i].Err = "no verdict: " + r.Message
-		}
-	}
-	if unknown > 0 && unknown == len(targets) {
-		return nil, fmt.Errorf("plugin %q: no verdict for any of %d targets: %s", pr.p.spec.Name, len(targets), rs[0].Message)
+		out[i] = health.Result{Backend: t.Backend, OK: r.Status == sdk.StatusPass,
+			Unknown: r.Status == sdk.StatusUnknown, Err: r.Message, Latency: r.Latency}
 	}
 	return out, nil
 }

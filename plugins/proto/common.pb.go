@@ -123,8 +123,13 @@ type InfoResponse struct {
 	ProtocolVersions []uint32 `protobuf:"varint,2,rep,packed,name=protocol_versions,json=protocolVersions,proto3" json:"protocol_versions,omitempty"`
 	// The plugin's own version, free form (semver recommended).
 	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	// What the plugin's HCL block may contain.
-	ConfigSchema  *Schema `protobuf:"bytes,4,opt,name=config_schema,json=configSchema,proto3" json:"config_schema,omitempty"`
+	// What the plugin's HCL block may contain (settings of the whole
+	// plugin, sent once by Configure).
+	ConfigSchema *Schema `protobuf:"bytes,4,opt,name=config_schema,json=configSchema,proto3" json:"config_schema,omitempty"`
+	// For a health checker: the parameters its health_check blocks may
+	// contain besides the host's own (interval, timeout, rise, fall, port),
+	// sent with every batch they apply to.
+	ParamsSchema  *Schema `protobuf:"bytes,5,opt,name=params_schema,json=paramsSchema,proto3" json:"params_schema,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -183,6 +188,13 @@ func (x *InfoResponse) GetVersion() string {
 func (x *InfoResponse) GetConfigSchema() *Schema {
 	if x != nil {
 		return x.ConfigSchema
+	}
+	return nil
+}
+
+func (x *InfoResponse) GetParamsSchema() *Schema {
+	if x != nil {
+		return x.ParamsSchema
 	}
 	return nil
 }
@@ -456,12 +468,13 @@ var File_common_proto protoreflect.FileDescriptor
 const file_common_proto_rawDesc = "" +
 	"\n" +
 	"\fcommon.proto\x12\rxlb.plugin.v1\"\r\n" +
-	"\vInfoRequest\"\xba\x01\n" +
+	"\vInfoRequest\"\xf6\x01\n" +
 	"\fInfoResponse\x12'\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x13.xlb.plugin.v1.KindR\x04kind\x12+\n" +
 	"\x11protocol_versions\x18\x02 \x03(\rR\x10protocolVersions\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12:\n" +
-	"\rconfig_schema\x18\x04 \x01(\v2\x15.xlb.plugin.v1.SchemaR\fconfigSchema\"B\n" +
+	"\rconfig_schema\x18\x04 \x01(\v2\x15.xlb.plugin.v1.SchemaR\fconfigSchema\x12:\n" +
+	"\rparams_schema\x18\x05 \x01(\v2\x15.xlb.plugin.v1.SchemaR\fparamsSchema\"B\n" +
 	"\x06Schema\x128\n" +
 	"\n" +
 	"attributes\x18\x01 \x03(\v2\x18.xlb.plugin.v1.AttributeR\n" +
@@ -512,13 +525,14 @@ var file_common_proto_goTypes = []any{
 var file_common_proto_depIdxs = []int32{
 	0, // 0: xlb.plugin.v1.InfoResponse.kind:type_name -> xlb.plugin.v1.Kind
 	3, // 1: xlb.plugin.v1.InfoResponse.config_schema:type_name -> xlb.plugin.v1.Schema
-	4, // 2: xlb.plugin.v1.Schema.attributes:type_name -> xlb.plugin.v1.Attribute
-	7, // 3: xlb.plugin.v1.ConfigureResponse.errors:type_name -> xlb.plugin.v1.ConfigError
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	3, // 2: xlb.plugin.v1.InfoResponse.params_schema:type_name -> xlb.plugin.v1.Schema
+	4, // 3: xlb.plugin.v1.Schema.attributes:type_name -> xlb.plugin.v1.Attribute
+	7, // 4: xlb.plugin.v1.ConfigureResponse.errors:type_name -> xlb.plugin.v1.ConfigError
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_common_proto_init() }

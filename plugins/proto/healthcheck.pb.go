@@ -77,6 +77,95 @@ func (Status) EnumDescriptor() ([]byte, []int) {
 	return file_healthcheck_proto_rawDescGZIP(), []int{0}
 }
 
+type ValidateParamsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ParamsJson    []byte                 `protobuf:"bytes,1,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateParamsRequest) Reset() {
+	*x = ValidateParamsRequest{}
+	mi := &file_healthcheck_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateParamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateParamsRequest) ProtoMessage() {}
+
+func (x *ValidateParamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_healthcheck_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateParamsRequest.ProtoReflect.Descriptor instead.
+func (*ValidateParamsRequest) Descriptor() ([]byte, []int) {
+	return file_healthcheck_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ValidateParamsRequest) GetParamsJson() []byte {
+	if x != nil {
+		return x.ParamsJson
+	}
+	return nil
+}
+
+type ValidateParamsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty when the parameters are accepted.
+	Errors        []*ConfigError `protobuf:"bytes,1,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateParamsResponse) Reset() {
+	*x = ValidateParamsResponse{}
+	mi := &file_healthcheck_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateParamsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateParamsResponse) ProtoMessage() {}
+
+func (x *ValidateParamsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_healthcheck_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateParamsResponse.ProtoReflect.Descriptor instead.
+func (*ValidateParamsResponse) Descriptor() ([]byte, []int) {
+	return file_healthcheck_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ValidateParamsResponse) GetErrors() []*ConfigError {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
 type Target struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Assigned by the host and echoed in the Result.
@@ -92,7 +181,7 @@ type Target struct {
 
 func (x *Target) Reset() {
 	*x = Target{}
-	mi := &file_healthcheck_proto_msgTypes[0]
+	mi := &file_healthcheck_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -104,7 +193,7 @@ func (x *Target) String() string {
 func (*Target) ProtoMessage() {}
 
 func (x *Target) ProtoReflect() protoreflect.Message {
-	mi := &file_healthcheck_proto_msgTypes[0]
+	mi := &file_healthcheck_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -117,7 +206,7 @@ func (x *Target) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Target.ProtoReflect.Descriptor instead.
 func (*Target) Descriptor() ([]byte, []int) {
-	return file_healthcheck_proto_rawDescGZIP(), []int{0}
+	return file_healthcheck_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Target) GetId() uint64 {
@@ -153,14 +242,20 @@ type CheckRequest struct {
 	Targets []*Target              `protobuf:"bytes,1,rep,name=targets,proto3" json:"targets,omitempty"`
 	// Each probe's timeout; the plugin runs the batch concurrently, so the
 	// call takes about this long at most.
-	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Timeout *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// The parameters of the health_check block these targets are checked
+	// by (path, expected status, ...), evaluated by the host to one JSON
+	// object as in ConfigureRequest. Every target of a batch comes from one
+	// block, so a plugin serves pools with different parameters without
+	// keeping per-pool state; it may cache what it parses from them.
+	ParamsJson    []byte `protobuf:"bytes,3,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_healthcheck_proto_msgTypes[1]
+	mi := &file_healthcheck_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -172,7 +267,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_healthcheck_proto_msgTypes[1]
+	mi := &file_healthcheck_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -185,7 +280,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_healthcheck_proto_rawDescGZIP(), []int{1}
+	return file_healthcheck_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CheckRequest) GetTargets() []*Target {
@@ -198,6 +293,13 @@ func (x *CheckRequest) GetTargets() []*Target {
 func (x *CheckRequest) GetTimeout() *durationpb.Duration {
 	if x != nil {
 		return x.Timeout
+	}
+	return nil
+}
+
+func (x *CheckRequest) GetParamsJson() []byte {
+	if x != nil {
+		return x.ParamsJson
 	}
 	return nil
 }
@@ -215,7 +317,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_healthcheck_proto_msgTypes[2]
+	mi := &file_healthcheck_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +329,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_healthcheck_proto_msgTypes[2]
+	mi := &file_healthcheck_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +342,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_healthcheck_proto_rawDescGZIP(), []int{2}
+	return file_healthcheck_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Result) GetId() uint64 {
@@ -281,7 +383,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_healthcheck_proto_msgTypes[3]
+	mi := &file_healthcheck_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +395,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_healthcheck_proto_msgTypes[3]
+	mi := &file_healthcheck_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +408,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_healthcheck_proto_rawDescGZIP(), []int{3}
+	return file_healthcheck_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CheckResponse) GetResults() []*Result {
@@ -320,15 +422,22 @@ var File_healthcheck_proto protoreflect.FileDescriptor
 
 const file_healthcheck_proto_rawDesc = "" +
 	"\n" +
-	"\x11healthcheck.proto\x12\rxlb.plugin.v1\x1a\fcommon.proto\x1a\x1egoogle/protobuf/duration.proto\"Z\n" +
+	"\x11healthcheck.proto\x12\rxlb.plugin.v1\x1a\fcommon.proto\x1a\x1egoogle/protobuf/duration.proto\"8\n" +
+	"\x15ValidateParamsRequest\x12\x1f\n" +
+	"\vparams_json\x18\x01 \x01(\fR\n" +
+	"paramsJson\"L\n" +
+	"\x16ValidateParamsResponse\x122\n" +
+	"\x06errors\x18\x01 \x03(\v2\x1a.xlb.plugin.v1.ConfigErrorR\x06errors\"Z\n" +
 	"\x06Target\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x12\n" +
-	"\x04port\x18\x04 \x01(\rR\x04port\"t\n" +
+	"\x04port\x18\x04 \x01(\rR\x04port\"\x95\x01\n" +
 	"\fCheckRequest\x12/\n" +
 	"\atargets\x18\x01 \x03(\v2\x15.xlb.plugin.v1.TargetR\atargets\x123\n" +
-	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\x96\x01\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1f\n" +
+	"\vparams_json\x18\x03 \x01(\fR\n" +
+	"paramsJson\"\x96\x01\n" +
 	"\x06Result\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x15.xlb.plugin.v1.StatusR\x06status\x12\x18\n" +
@@ -339,11 +448,12 @@ const file_healthcheck_proto_rawDesc = "" +
 	"\x06Status\x12\x12\n" +
 	"\x0eSTATUS_UNKNOWN\x10\x00\x12\x0f\n" +
 	"\vSTATUS_PASS\x10\x01\x12\x0f\n" +
-	"\vSTATUS_FAIL\x10\x022\xe4\x01\n" +
+	"\vSTATUS_FAIL\x10\x022\xc3\x02\n" +
 	"\rHealthChecker\x12?\n" +
 	"\x04Info\x12\x1a.xlb.plugin.v1.InfoRequest\x1a\x1b.xlb.plugin.v1.InfoResponse\x12N\n" +
 	"\tConfigure\x12\x1f.xlb.plugin.v1.ConfigureRequest\x1a .xlb.plugin.v1.ConfigureResponse\x12B\n" +
-	"\x05Check\x12\x1b.xlb.plugin.v1.CheckRequest\x1a\x1c.xlb.plugin.v1.CheckResponseB2Z0github.com/xlbproject/xlb/plugins/proto;pluginpbb\x06proto3"
+	"\x05Check\x12\x1b.xlb.plugin.v1.CheckRequest\x1a\x1c.xlb.plugin.v1.CheckResponse\x12]\n" +
+	"\x0eValidateParams\x12$.xlb.plugin.v1.ValidateParamsRequest\x1a%.xlb.plugin.v1.ValidateParamsResponseB2Z0github.com/xlbproject/xlb/plugins/proto;pluginpbb\x06proto3"
 
 var (
 	file_healthcheck_proto_rawDescOnce sync.Once
@@ -358,36 +468,42 @@ func file_healthcheck_proto_rawDescGZIP() []byte {
 }
 
 var file_healthcheck_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_healthcheck_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_healthcheck_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_healthcheck_proto_goTypes = []any{
-	(Status)(0),                 // 0: xlb.plugin.v1.Status
-	(*Target)(nil),              // 1: xlb.plugin.v1.Target
-	(*CheckRequest)(nil),        // 2: xlb.plugin.v1.CheckRequest
-	(*Result)(nil),              // 3: xlb.plugin.v1.Result
-	(*CheckResponse)(nil),       // 4: xlb.plugin.v1.CheckResponse
-	(*durationpb.Duration)(nil), // 5: google.protobuf.Duration
-	(*InfoRequest)(nil),         // 6: xlb.plugin.v1.InfoRequest
-	(*ConfigureRequest)(nil),    // 7: xlb.plugin.v1.ConfigureRequest
-	(*InfoResponse)(nil),        // 8: xlb.plugin.v1.InfoResponse
-	(*ConfigureResponse)(nil),   // 9: xlb.plugin.v1.ConfigureResponse
+	(Status)(0),                    // 0: xlb.plugin.v1.Status
+	(*ValidateParamsRequest)(nil),  // 1: xlb.plugin.v1.ValidateParamsRequest
+	(*ValidateParamsResponse)(nil), // 2: xlb.plugin.v1.ValidateParamsResponse
+	(*Target)(nil),                 // 3: xlb.plugin.v1.Target
+	(*CheckRequest)(nil),           // 4: xlb.plugin.v1.CheckRequest
+	(*Result)(nil),                 // 5: xlb.plugin.v1.Result
+	(*CheckResponse)(nil),          // 6: xlb.plugin.v1.CheckResponse
+	(*ConfigError)(nil),            // 7: xlb.plugin.v1.ConfigError
+	(*durationpb.Duration)(nil),    // 8: google.protobuf.Duration
+	(*InfoRequest)(nil),            // 9: xlb.plugin.v1.InfoRequest
+	(*ConfigureRequest)(nil),       // 10: xlb.plugin.v1.ConfigureRequest
+	(*InfoResponse)(nil),           // 11: xlb.plugin.v1.InfoResponse
+	(*ConfigureResponse)(nil),      // 12: xlb.plugin.v1.ConfigureResponse
 }
 var file_healthcheck_proto_depIdxs = []int32{
-	1, // 0: xlb.plugin.v1.CheckRequest.targets:type_name -> xlb.plugin.v1.Target
-	5, // 1: xlb.plugin.v1.CheckRequest.timeout:type_name -> google.protobuf.Duration
-	0, // 2: xlb.plugin.v1.Result.status:type_name -> xlb.plugin.v1.Status
-	5, // 3: xlb.plugin.v1.Result.latency:type_name -> google.protobuf.Duration
-	3, // 4: xlb.plugin.v1.CheckResponse.results:type_name -> xlb.plugin.v1.Result
-	6, // 5: xlb.plugin.v1.HealthChecker.Info:input_type -> xlb.plugin.v1.InfoRequest
-	7, // 6: xlb.plugin.v1.HealthChecker.Configure:input_type -> xlb.plugin.v1.ConfigureRequest
-	2, // 7: xlb.plugin.v1.HealthChecker.Check:input_type -> xlb.plugin.v1.CheckRequest
-	8, // 8: xlb.plugin.v1.HealthChecker.Info:output_type -> xlb.plugin.v1.InfoResponse
-	9, // 9: xlb.plugin.v1.HealthChecker.Configure:output_type -> xlb.plugin.v1.ConfigureResponse
-	4, // 10: xlb.plugin.v1.HealthChecker.Check:output_type -> xlb.plugin.v1.CheckResponse
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	7,  // 0: xlb.plugin.v1.ValidateParamsResponse.errors:type_name -> xlb.plugin.v1.ConfigError
+	3,  // 1: xlb.plugin.v1.CheckRequest.targets:type_name -> xlb.plugin.v1.Target
+	8,  // 2: xlb.plugin.v1.CheckRequest.timeout:type_name -> google.protobuf.Duration
+	0,  // 3: xlb.plugin.v1.Result.status:type_name -> xlb.plugin.v1.Status
+	8,  // 4: xlb.plugin.v1.Result.latency:type_name -> google.protobuf.Duration
+	5,  // 5: xlb.plugin.v1.CheckResponse.results:type_name -> xlb.plugin.v1.Result
+	9,  // 6: xlb.plugin.v1.HealthChecker.Info:input_type -> xlb.plugin.v1.InfoRequest
+	10, // 7: xlb.plugin.v1.HealthChecker.Configure:input_type -> xlb.plugin.v1.ConfigureRequest
+	4,  // 8: xlb.plugin.v1.HealthChecker.Check:input_type -> xlb.plugin.v1.CheckRequest
+	1,  // 9: xlb.plugin.v1.HealthChecker.ValidateParams:input_type -> xlb.plugin.v1.ValidateParamsRequest
+	11, // 10: xlb.plugin.v1.HealthChecker.Info:output_type -> xlb.plugin.v1.InfoResponse
+	12, // 11: xlb.plugin.v1.HealthChecker.Configure:output_type -> xlb.plugin.v1.ConfigureResponse
+	6,  // 12: xlb.plugin.v1.HealthChecker.Check:output_type -> xlb.plugin.v1.CheckResponse
+	2,  // 13: xlb.plugin.v1.HealthChecker.ValidateParams:output_type -> xlb.plugin.v1.ValidateParamsResponse
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_healthcheck_proto_init() }
@@ -402,7 +518,7 @@ func file_healthcheck_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_healthcheck_proto_rawDesc), len(file_healthcheck_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,9 +23,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HealthChecker_Info_FullMethodName      = "/xlb.plugin.v1.HealthChecker/Info"
-	HealthChecker_Configure_FullMethodName = "/xlb.plugin.v1.HealthChecker/Configure"
-	HealthChecker_Check_FullMethodName     = "/xlb.plugin.v1.HealthChecker/Check"
+	HealthChecker_Info_FullMethodName           = "/xlb.plugin.v1.HealthChecker/Info"
+	HealthChecker_Configure_FullMethodName      = "/xlb.plugin.v1.HealthChecker/Configure"
+	HealthChecker_Check_FullMethodName          = "/xlb.plugin.v1.HealthChecker/Check"
+	HealthChecker_ValidateParams_FullMethodName = "/xlb.plugin.v1.HealthChecker/ValidateParams"
 )
 
 // HealthCheckerClient is the client API for HealthChecker service.
@@ -35,6 +36,10 @@ type HealthCheckerClient interface {
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
+	// ValidateParams checks one health_check block's parameters without
+	// probing anything: the host calls it when a configuration is loaded, so
+	// that a bad parameter is refused at its line before it is applied.
+	ValidateParams(ctx context.Context, in *ValidateParamsRequest, opts ...grpc.CallOption) (*ValidateParamsResponse, error)
 }
 
 type healthCheckerClient struct {
@@ -75,6 +80,16 @@ func (c *healthCheckerClient) Check(ctx context.Context, in *CheckRequest, opts 
 	return out, nil
 }
 
+func (c *healthCheckerClient) ValidateParams(ctx context.Context, in *ValidateParamsRequest, opts ...grpc.CallOption) (*ValidateParamsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ValidateParamsResponse)
+	err := c.cc.Invoke(ctx, HealthChecker_ValidateParams_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HealthCheckerServer is the server API for HealthChecker service.
 // All implementations must embed UnimplementedHealthCheckerServer
 // for forward compatibility.
@@ -82,6 +97,10 @@ type HealthCheckerServer interface {
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
+	// ValidateParams checks one health_check block's parameters without
+	// probing anything: the host calls it when a configuration is loaded, so
+	// that a bad parameter is refused at its line before it is applied.
+	ValidateParams(context.Context, *ValidateParamsRequest) (*ValidateParamsResponse, error)
 	mustEmbedUnimplementedHealthCheckerServer()
 }
 
@@ -100,6 +119,9 @@ func (UnimplementedHealthCheckerServer) Configure(context.Context, *ConfigureReq
 }
 func (UnimplementedHealthCheckerServer) Check(context.Context, *CheckRequest) (*CheckResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Check not implemented")
+}
+func (UnimplementedHealthCheckerServer) ValidateParams(context.Context, *ValidateParamsRequest) (*ValidateParamsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ValidateParams not implemented")
 }
 func (UnimplementedHealthCheckerServer) mustEmbedUnimplementedHealthCheckerServer() {}
 func (UnimplementedHealthCheckerServer) testEmbeddedByValue()                       {}
@@ -176,6 +198,24 @@ func _HealthChecker_Check_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HealthChecker_ValidateParams_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateParamsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HealthCheckerServer).ValidateParams(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HealthChecker_ValidateParams_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HealthCheckerServer).ValidateParams(ctx, req.(*ValidateParamsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HealthChecker_ServiceDesc is the grpc.ServiceDesc for HealthChecker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -194,6 +234,10 @@ var HealthChecker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Check",
 			Handler:    _HealthChecker_Check_Handler,
+		},
+		{
+			MethodName: "ValidateParams",
+			Handler:    _HealthChecker_ValidateParams_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

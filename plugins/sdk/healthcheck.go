@@ -2,11 +2,15 @@ package sdk
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
 	pluginpb "github.com/xlbproject/xlb/plugins/proto"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -19,12 +23,29 @@ type HealthChecker interface {
 	Check(ctx context.Context, targets []Target) []Result
 }
 
+// ParamsParser is implemented by a checker whose health_check blocks take
+// parameters (path, expected status, ...). ParseParams reads one block's
+// parameters, a JSON object of constants (DecodeConfig helps), into the
+// checker's own form, which the SDK hands back as Target.Params. The SDK
+// parses each distinct block once and caches the result, so ParseParams
+// may do expensive work (compile a regexp, build a TLS client). Return
+// *ConfigError values (several with errors.Join) so that the host reports
+// each at its attribute's line. A checker without ParamsParser refuses
+// every parameter.
+type ParamsParser interface {
+	ParseParams(params []byte) (any, error)
+}
+
 // Target is one backend to probe.
 type Target struct {
 	ID      uint64 // assigned by the host, echoed in Result.ID
 	Name    string // the backend's name, for messages
 	Address string // an IP literal or a host name
-	Port    uint16
+	Port    uint16 // 0: the check set none (the checker's default)
+	// Params is what ParseParams returned for the health_check block
+	// checking this target (shared by the targets of that block: read
+	// only); nil for a checker without ParamsParser.
+	Params any
 }
 
 // Status is a probe's verdict.
@@ -68,7 +89,7 @@ type HealthCheckerPlugin struct {
 }
 
 func (p *HealthCheckerPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pluginpb.RegisterHealthCheckerServer(s, &healthCheckerServer{impl: p.Impl})
+	pluginpb.RegisterHealthCheckerServer(s, &healthCheckerServer{impl: p.Impl, parsed: map[string]any{}})
 	return nil
 }
 
@@ -79,6 +100,48 @@ func (p *HealthCheckerPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker
 type healthCheckerServer struct {
 	pluginpb.UnimplementedHealthCheckerServer
 	impl HealthChecker
+
+	mu     sync.Mutex
+	parsed map[string]any // ParseParams results by parameters' JSON
+}
+
+// maxParsed bounds the cache of parsed parameters: a configuration has a
+// block per pool and method, and reloads replace blocks; when the bound is
+// reached the cache starts over rather than tracking use.
+const maxParsed = 1024
+
+// params parses js with impl's ParamsParser, through the cache.
+func (s *healthCheckerServer) params(js []byte) (any, error) {
+	empty := len(js) == 0 || string(js) == "{}" || string(js) == "null"
+	pp, ok := s.impl.(ParamsParser)
+	if !ok {
+		if empty {
+			return nil, nil
+		}
+		return nil, &ConfigError{Message: "this health check takes no parameters"}
+	}
+	s.mu.Lock()
+	v, ok := s.parsed[string(js)]
+	s.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	v, err := pp.ParseParams(js)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if len(s.parsed) >= maxParsed {
+		clear(s.parsed)
+	}
+	s.parsed[string(js)] = v
+	s.mu.Unlock()
+	return v, nil
+}
+
+func (s *healthCheckerServer) ValidateParams(_ context.Context, req *pluginpb.ValidateParamsRequest) (*pluginpb.ValidateParamsResponse, error) {
+	_, err := s.params(req.GetParamsJson())
+	return &pluginpb.ValidateParamsResponse{Errors: configErrorsToPB(err)}, nil
 }
 
 func (s *healthCheckerServer) Info(context.Context, *pluginpb.InfoRequest) (*pluginpb.InfoResponse, error) {
@@ -90,10 +153,17 @@ func (s *healthCheckerServer) Configure(_ context.Context, req *pluginpb.Configu
 }
 
 func (s *healthCheckerServer) Check(ctx context.Context, req *pluginpb.CheckRequest) (*pluginpb.CheckResponse, error) {
+	params, err := s.params(req.GetParamsJson())
+	if err != nil {
+		// The host validated these parameters when it loaded them, so this
+		// is a plugin replaced by one that disagrees: no verdict (the host
+		// holds health and reports the error) rather than failing backends.
+		return nil, status.Errorf(codes.InvalidArgument, "health-check parameters refused: %v", err)
+	}
 	pt := req.GetTargets()
 	targets := make([]Target, len(pt))
 	for i, t := range pt {
-		targets[i] = Target{ID: t.GetId(), Name: t.GetName(), Address: t.GetAddress(), Port: uint16(t.GetPort())}
+		targets[i] = Target{ID: t.GetId(), Name: t.GetName(), Address: t.GetAddress(), Port: uint16(t.GetPort()), Params: params}
 	}
 	if d := req.GetTimeout().AsDuration(); d > 0 {
 		var cancel context.CancelFunc
@@ -139,11 +209,25 @@ func (c *HealthCheckerClient) Configure(ctx context.Context, config []byte) erro
 	return configureClient(ctx, c.c.Configure, config)
 }
 
-// CheckBatch probes targets with a per-probe timeout. The results are one
-// per target, in order; an error means the call failed (the plugin is
-// gone, or ctx ended) and no result is known.
-func (c *HealthCheckerClient) CheckBatch(ctx context.Context, targets []Target, timeout time.Duration) ([]Result, error) {
-	req := &pluginpb.CheckRequest{Targets: make([]*pluginpb.Target, len(targets))}
+// ValidateParams asks the plugin whether it accepts one health_check
+// block's parameters (a JSON object). A refusal is one or more
+// *ConfigError joined with errors.Join; any other error means the call
+// failed.
+func (c *HealthCheckerClient) ValidateParams(ctx context.Context, params []byte) error {
+	resp, err := c.c.ValidateParams(ctx, &pluginpb.ValidateParamsRequest{ParamsJson: params})
+	if err != nil {
+		return fmt.Errorf("validate parameters: %w", err)
+	}
+	return configErrorsFromPB(resp.GetErrors())
+}
+
+// CheckBatch probes targets, all checked by one health_check block whose
+// parameters are params (a JSON object), with a per-probe timeout. The
+// results are one per target, in order; an error means the call failed
+// (the plugin is gone, or ctx ended) and no result is known. Target.Params
+// is not sent: params is.
+func (c *HealthCheckerClient) CheckBatch(ctx context.Context, params []byte, targets []Target, timeout time.Duration) ([]Result, error) {
+	req := &pluginpb.CheckRequest{Targets: make([]*pluginpb.Target, len(targets)), ParamsJson: params}
 	// One backing array for the whole batch rather than one allocation per
 	// target.
 	pts := make([]pluginpb.Target, len(targets))
@@ -171,26 +255,4 @@ func (c *HealthCheckerClient) CheckBatch(ctx context.Context, targets []Target, 
 	return results, nil
 }
 
-// Check implements HealthChecker over CheckBatch, taking the per-probe
-// timeout from ctx's deadline. A failed call yields StatusUnknown for
-// every target, so the host holds their health.
-func (c *HealthCheckerClient) Check(ctx context.Context, targets []Target) []Result {
-	var timeout time.Duration
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
-	results, err := c.CheckBatch(ctx, targets, timeout)
-	if err == nil {
-		return results
-	}
-	results = make([]Result, len(targets))
-	for i, t := range targets {
-		results[i] = Result{ID: t.ID, Status: StatusUnknown, Message: "health-check plugin call failed: " + err.Error()}
-	}
-	return results
-}
-
-var (
-	_ plugin.GRPCPlugin = (*HealthCheckerPlugin)(nil)
-	_ HealthChecker     = (*HealthCheckerClient)(nil)
-)
+var _ plugin.GRPCPlugin = (*HealthCheckerPlugin)(nil)

@@ -57,7 +57,7 @@ func TestSubprocessRoundTrip(t *testing.T) {
 		t.Fatalf("Info = %+v, %v", in, err)
 	}
 	ts := targets(1000)
-	rs, err := hc.CheckBatch(ctx, ts, time.Second)
+	rs, err := hc.CheckBatch(ctx, nil, ts, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,6 +62,9 @@ type Info struct {
 	// Schema lists the attributes of the plugin's HCL block; empty means
 	// the block takes none.
 	Schema []Attribute
+	// Params lists, for a health checker, the parameters its health_check
+	// blocks take (see ParamsParser).
+	Params []Attribute
 }
 
 // Attribute is one attribute of a plugin's HCL block. Type is an HCL type
@@ -128,14 +131,28 @@ func info(kind Kind, impl any) *pluginpb.InfoResponse {
 		Kind:             kindToPB[kind],
 		ProtocolVersions: []uint32{ProtocolVersion},
 		Version:          in.Version,
-		ConfigSchema:     &pluginpb.Schema{},
+		ConfigSchema:     schemaToPB(in.Schema),
+		ParamsSchema:     schemaToPB(in.Params),
 	}
-	for _, a := range in.Schema {
-		r.ConfigSchema.Attributes = append(r.ConfigSchema.Attributes, &pluginpb.Attribute{
+	return r
+}
+
+func schemaToPB(attrs []Attribute) *pluginpb.Schema {
+	s := &pluginpb.Schema{}
+	for _, a := range attrs {
+		s.Attributes = append(s.Attributes, &pluginpb.Attribute{
 			Name: a.Name, Type: a.Type, Required: a.Required, Description: a.Description,
 		})
 	}
-	return r
+	return s
+}
+
+func schemaFromPB(s *pluginpb.Schema) []Attribute {
+	var out []Attribute
+	for _, a := range s.GetAttributes() {
+		out = append(out, Attribute{Name: a.GetName(), Type: a.GetType(), Required: a.GetRequired(), Description: a.GetDescription()})
+	}
+	return out
 }
 
 var kindToPB = map[Kind]pluginpb.Kind{
@@ -151,11 +168,8 @@ func infoFromPB(r *pluginpb.InfoResponse) Info {
 			in.Kind = k
 		}
 	}
-	for _, a := range r.GetConfigSchema().GetAttributes() {
-		in.Schema = append(in.Schema, Attribute{
-			Name: a.GetName(), Type: a.GetType(), Required: a.GetRequired(), Description: a.GetDescription(),
-		})
-	}
+	in.Schema = schemaFromPB(r.GetConfigSchema())
+	in.Params = schemaFromPB(r.GetParamsSchema())
 	return in
 }
 
@@ -170,24 +184,39 @@ func configure(impl any, req *pluginpb.ConfigureRequest) *pluginpb.ConfigureResp
 		}
 		return &pluginpb.ConfigureResponse{Errors: []*pluginpb.ConfigError{{Message: "this plugin takes no configuration"}}}
 	}
-	err := c.Configure(cfg)
+	return &pluginpb.ConfigureResponse{Errors: configErrorsToPB(c.Configure(cfg))}
+}
+
+// configErrorsToPB flattens err (errors.Join of *ConfigError, or any
+// error) into wire form; nil is none.
+func configErrorsToPB(err error) []*pluginpb.ConfigError {
 	if err == nil {
-		return &pluginpb.ConfigureResponse{}
+		return nil
 	}
 	errs := []error{err}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
 	}
-	resp := &pluginpb.ConfigureResponse{}
+	var out []*pluginpb.ConfigError
 	for _, e := range errs {
 		var ce *ConfigError
 		if errors.As(e, &ce) {
-			resp.Errors = append(resp.Errors, &pluginpb.ConfigError{Attribute: ce.Attribute, Message: ce.Message})
+			out = append(out, &pluginpb.ConfigError{Attribute: ce.Attribute, Message: ce.Message})
 		} else {
-			resp.Errors = append(resp.Errors, &pluginpb.ConfigError{Message: e.Error()})
+			out = append(out, &pluginpb.ConfigError{Message: e.Error()})
 		}
 	}
-	return resp
+	return out
+}
+
+// configErrorsFromPB is configErrorsToPB's inverse: *ConfigError values
+// joined with errors.Join.
+func configErrorsFromPB(pe []*pluginpb.ConfigError) error {
+	var errs []error
+	for _, e := range pe {
+		errs = append(errs, &ConfigError{Attribute: e.GetAttribute(), Message: e.GetMessage()})
+	}
+	return errors.Join(errs...)
 }
 
 // configureClient sends config and turns refused attributes back into
@@ -197,11 +226,7 @@ func configureClient(ctx context.Context, call func(context.Context, *pluginpb.C
 	if err != nil {
 		return fmt.Errorf("configure: %w", err)
 	}
-	var errs []error
-	for _, e := range resp.GetErrors() {
-		errs = append(errs, &ConfigError{Attribute: e.GetAttribute(), Message: e.GetMessage()})
-	}
-	return errors.Join(errs...)
+	return configErrorsFromPB(resp.GetErrors())
 }
 
 // serve runs p as the only plugin of this process until the host stops it.

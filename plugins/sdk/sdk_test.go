@@ -50,7 +50,7 @@ func (f *fakeChecker) Describe() Info {
 	return Info{Version: "1.2.3", Schema: []Attribute{
 		{Name: "method", Type: "string", Required: true, Description: "HTTP method"},
 		{Name: "codes", Type: "list(number)"},
-	}}
+	}, Params: []Attribute{{Name: "path", Type: "string"}}}
 }
 
 func (f *fakeChecker) Configure(config []byte) error {
@@ -120,7 +120,7 @@ func TestHealthCheckerBatchInOrder(t *testing.T) {
 	impl := &fakeChecker{}
 	c := grpcHealthChecker(t, impl)
 	ts := targets(1000)
-	rs, err := c.CheckBatch(context.Background(), ts, 2*time.Second)
+	rs, err := c.CheckBatch(context.Background(), nil, ts, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,15 +132,11 @@ func TestHealthCheckerBatchInOrder(t *testing.T) {
 	if left <= time.Second || left > 2*time.Second {
 		t.Errorf("plugin saw %v left on its deadline, want about 2s", left)
 	}
-	// Check (the HealthChecker interface) takes the timeout from ctx.
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	checkBatch(t, ts, c.Check(ctx, ts))
 }
 
 func TestHealthCheckerEmptyBatch(t *testing.T) {
 	c := grpcHealthChecker(t, &fakeChecker{})
-	rs, err := c.CheckBatch(context.Background(), nil, 0)
+	rs, err := c.CheckBatch(context.Background(), nil, nil, 0)
 	if err != nil || len(rs) != 0 {
 		t.Fatalf("empty batch: %v, %v", rs, err)
 	}
@@ -149,7 +145,7 @@ func TestHealthCheckerEmptyBatch(t *testing.T) {
 func TestHealthCheckerMissingResultIsUnknown(t *testing.T) {
 	c := grpcHealthChecker(t, &fakeChecker{short: true})
 	ts := targets(3)
-	rs, err := c.CheckBatch(context.Background(), ts, time.Second)
+	rs, err := c.CheckBatch(context.Background(), nil, ts, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,13 +160,80 @@ func TestHealthCheckerCallFailureIsUnknown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	ts := targets(2)
-	if _, err := c.CheckBatch(ctx, ts, time.Second); err == nil {
-		t.Fatal("CheckBatch with a cancelled context succeeded")
+	if rs, err := c.CheckBatch(ctx, nil, ts, time.Second); err == nil || rs != nil {
+		t.Fatalf("CheckBatch with a cancelled context = %+v, %v; want no results and an error", rs, err)
 	}
-	for i, r := range c.Check(ctx, ts) {
-		if r.ID != ts[i].ID || r.Status != StatusUnknown || !strings.Contains(r.Message, "call failed") {
-			t.Errorf("result %d = %+v, want unknown with the call's error", i, r)
+}
+
+// paramsChecker is fakeChecker with parameters: {"fail": N} fails port N.
+type paramsChecker struct {
+	fakeChecker
+	parses int
+}
+
+type failParam struct {
+	Fail uint16 `json:"fail"`
+}
+
+func (p *paramsChecker) ParseParams(js []byte) (any, error) {
+	p.mu.Lock()
+	p.parses++
+	p.mu.Unlock()
+	var fp failParam
+	if err := DecodeConfig(js, &fp); err != nil {
+		return nil, err
+	}
+	if fp.Fail == 0 {
+		return nil, &ConfigError{Attribute: "fail", Message: "must be a port"}
+	}
+	return &fp, nil
+}
+
+func (p *paramsChecker) Check(ctx context.Context, targets []Target) []Result {
+	res := p.fakeChecker.Check(ctx, targets)
+	for i, t := range targets {
+		if t.Params.(*failParam).Fail == t.Port {
+			res[i].Status = StatusFail
 		}
+	}
+	return res
+}
+
+// TestParams: a batch's parameters reach Check as what ParseParams made of
+// them, parsed once per distinct block; ValidateParams reports refusals by
+// attribute; a checker without ParamsParser refuses any parameter.
+func TestParams(t *testing.T) {
+	impl := &paramsChecker{}
+	c := grpcHealthChecker(t, impl)
+	ctx := context.Background()
+	ts := targets(4) // ports 8000..8003 (even pass)
+	for range 3 {
+		for _, params := range []string{`{"fail":8002}`, `{"fail":8003}`} {
+			rs, err := c.CheckBatch(ctx, []byte(params), ts, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(rs[0].Status, rs[2].Status); got != map[string]string{`{"fail":8002}`: "pass fail", `{"fail":8003}`: "pass pass"}[params] {
+				t.Errorf("%s: ports 8000 and 8002: %s", params, got)
+			}
+		}
+	}
+	if impl.parses != 2 {
+		t.Errorf("ParseParams called %d times for 2 distinct blocks, want 2", impl.parses)
+	}
+	var ce *ConfigError
+	if err := c.ValidateParams(ctx, []byte(`{"fail":0}`)); !errors.As(err, &ce) || ce.Attribute != "fail" {
+		t.Errorf("ValidateParams(fail 0) = %v", err)
+	}
+	if rs, err := c.CheckBatch(ctx, []byte(`{"fail":0}`), ts, time.Second); err == nil {
+		t.Errorf("CheckBatch with refused parameters = %+v, want an error (no verdict)", rs)
+	}
+	plain := grpcHealthChecker(t, &fakeChecker{})
+	if err := plain.ValidateParams(ctx, []byte(`{"fail":8002}`)); err == nil || !strings.Contains(err.Error(), "takes no parameters") {
+		t.Errorf("a checker without parameters accepted some: %v", err)
+	}
+	if err := plain.ValidateParams(ctx, []byte(`{}`)); err != nil {
+		t.Errorf("a checker without parameters refused none: %v", err)
 	}
 }
 
@@ -188,6 +251,7 @@ func TestInfoRoundTrip(t *testing.T) {
 			{Name: "method", Type: "string", Required: true, Description: "HTTP method"},
 			{Name: "codes", Type: "list(number)"},
 		},
+		Params: []Attribute{{Name: "path", Type: "string"}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Info = %+v\nwant %+v", got, want)
@@ -359,7 +423,7 @@ func BenchmarkCheck10000(b *testing.B) {
 	ts := targets(10000)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.CheckBatch(context.Background(), ts, time.Second); err != nil {
+		if _, err := c.CheckBatch(context.Background(), nil, ts, time.Second); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -124,7 +124,7 @@ func listen(n int) error {
 func run(plugin string, n int, interval, duration time.Duration) error {
 	pool := control.Pool{Name: "big", HealthChecks: []control.HealthCheck{{
 		Method: "tcp", Interval: interval, Timeout: interval / 2, Rise: 2, Fall: 3,
-		Params: map[string]string{"port": strconv.Itoa(port)},
+		Port: port,
 	}}}
 	for i := range n {
 		pool.Backends = append(pool.Backends, control.Backend{Name: fmt.Sprintf("b%05d", i), Address: backendAddr(i), Weight: 1})

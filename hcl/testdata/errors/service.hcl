@@ -35,7 +35,7 @@ pool "checked" {
   health_check "http" {
     interval = "often" # ERROR: Invalid duration
     timeout  = "5s"
-    path     = ["/"] # ERROR: Invalid health-check parameter
+    path     = null # ERROR: Invalid plugin parameter
   }
   health_check "http" { # ERROR: Duplicate health check
     port = 0            # ERROR: Invalid port
@@ -51,5 +51,6 @@ plugin "redis" { # ERROR: Duplicate plugin
   path = "other"
 }
 
-plugin "dns" { # ERROR: Missing required argument
+plugin "dns" {
+  sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" # ERROR: Checksum without path
 }

@@ -22,14 +22,18 @@ func TestPlugin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	in, err := hc.Info(ctx)
-	if err != nil || in.Kind != sdk.KindHealthChecker || in.Version != httpcheck.Version || len(in.Schema) == 0 {
+	if err != nil || in.Kind != sdk.KindHealthChecker || in.Version != httpcheck.Version || len(in.Schema) == 0 || len(in.Params) == 0 {
 		t.Fatalf("Info = %+v, %v", in, err)
 	}
-	var ce *sdk.ConfigError
-	if err := hc.Configure(ctx, []byte(`{"expect_status": "2xx"}`)); !errors.As(err, &ce) || ce.Attribute != "expect_status" {
-		t.Errorf("Configure with a bad expect_status: %v", err)
+	if err := hc.Configure(ctx, []byte(`{"concurrency": 8}`)); err != nil {
+		t.Fatal(err)
 	}
-	if err := hc.Configure(ctx, []byte(`{"path": "/healthz", "expect_status": "200", "body_match": "^ok$", "host": "web.example"}`)); err != nil {
+	var ce *sdk.ConfigError
+	if err := hc.ValidateParams(ctx, []byte(`{"expect_status": "2xx"}`)); !errors.As(err, &ce) || ce.Attribute != "expect_status" {
+		t.Errorf("ValidateParams with a bad expect_status: %v", err)
+	}
+	params := []byte(`{"path": "/healthz", "expect_status": [200], "body_match": "^ok$", "host": "web.example"}`)
+	if err := hc.ValidateParams(ctx, params); err != nil {
 		t.Fatal(err)
 	}
 
@@ -55,7 +59,7 @@ func TestPlugin(t *testing.T) {
 		{ID: 1, Name: "a", Address: "127.0.0.1", Port: port(healthy)},
 		{ID: 2, Name: "b", Address: "127.0.0.1", Port: port(sick)},
 	}
-	rs, err := hc.CheckBatch(ctx, targets, time.Second)
+	rs, err := hc.CheckBatch(ctx, params, targets, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,5 +68,10 @@ func TestPlugin(t *testing.T) {
 	}
 	if rs[1].ID != 2 || rs[1].Status != sdk.StatusFail || rs[1].Message != "status 503" {
 		t.Errorf("sick: %+v", rs[1])
+	}
+	// Another pool's block, in the same plugin: its own parameters.
+	rs, err = hc.CheckBatch(ctx, []byte(`{"expect_status": "503"}`), targets, time.Second)
+	if err != nil || rs[0].Status != sdk.StatusFail || rs[1].Status != sdk.StatusPass {
+		t.Errorf("with expect_status 503: %+v, %v", rs, err)
 	}
 }

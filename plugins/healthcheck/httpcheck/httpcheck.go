@@ -32,8 +32,32 @@ const Version = "0.1.0"
 // MaxBody is how much of a response body body_match sees.
 const MaxBody = 64 << 10
 
-// Config is the http check's configuration.
+// Config is the http plugin's own configuration (its plugin block).
 type Config struct {
+	// Concurrency is the most requests in flight at once.
+	Concurrency int
+}
+
+// DefaultConfig is the configuration before Configure.
+func DefaultConfig() Config { return Config{Concurrency: probe.DefaultConcurrency} }
+
+// ParseConfig reads the JSON object a Configurer receives; each bad
+// attribute is a *sdk.ConfigError, joined with errors.Join.
+func ParseConfig(config []byte) (Config, error) {
+	var raw struct {
+		Concurrency json.RawMessage `json:"concurrency"`
+	}
+	c := DefaultConfig()
+	if err := probe.Decode(config, &raw); err != nil {
+		return c, err
+	}
+	return c, probe.Int("concurrency", raw.Concurrency, &c.Concurrency, 1, 100000)
+}
+
+// Params are one health_check block's parameters: what to request and
+// what to expect. The port is the target's (the health check's port), or
+// 80, or 443 with TLS.
+type Params struct {
 	Method string
 	// Path is the request target: an absolute path with an optional query.
 	Path string
@@ -43,24 +67,20 @@ type Config struct {
 	BodyMatch *regexp.Regexp
 	// Host is the Host header (and the TLS server name when TLSServerName
 	// is empty); empty means the target's address.
-	Host string
-	// Port is used for targets whose port is 0; 0 means 80, or 443 with TLS.
-	Port          int
+	Host          string
 	TLS           bool
 	TLSVerify     bool
 	TLSServerName string
-	// Concurrency is the most requests in flight at once.
-	Concurrency int
 }
 
-// DefaultConfig is the configuration before Configure.
-func DefaultConfig() Config {
-	return Config{
+// DefaultParams are the parameters of a health_check "http" block that
+// sets none.
+func DefaultParams() Params {
+	return Params{
 		Method:       http.MethodGet,
 		Path:         "/",
 		ExpectStatus: StatusSet{{200, 399}},
 		TLSVerify:    true,
-		Concurrency:  probe.DefaultConcurrency,
 	}
 }
 
@@ -101,23 +121,21 @@ func (s StatusSet) Contains(code int) bool {
 	return false
 }
 
-// ParseConfig reads the JSON object a Configurer receives; each bad
-// attribute is a *sdk.ConfigError, joined with errors.Join.
-func ParseConfig(config []byte) (Config, error) {
+// ParseParams reads one health_check block's parameters (a JSON object);
+// each bad attribute is a *sdk.ConfigError, joined with errors.Join.
+func ParseParams(params []byte) (Params, error) {
 	var raw struct {
 		Method        json.RawMessage `json:"method"`
 		Path          json.RawMessage `json:"path"`
 		ExpectStatus  json.RawMessage `json:"expect_status"`
 		BodyMatch     json.RawMessage `json:"body_match"`
 		Host          json.RawMessage `json:"host"`
-		Port          json.RawMessage `json:"port"`
 		TLS           json.RawMessage `json:"tls"`
 		TLSVerify     json.RawMessage `json:"tls_verify"`
 		TLSServerName json.RawMessage `json:"tls_server_name"`
-		Concurrency   json.RawMessage `json:"concurrency"`
 	}
-	c := DefaultConfig()
-	if err := probe.Decode(config, &raw); err != nil {
+	c := DefaultParams()
+	if err := probe.Decode(params, &raw); err != nil {
 		return c, err
 	}
 	var bodyMatch string
@@ -126,11 +144,9 @@ func ParseConfig(config []byte) (Config, error) {
 		probe.String("path", raw.Path, &c.Path),
 		probe.String("body_match", raw.BodyMatch, &bodyMatch),
 		probe.String("host", raw.Host, &c.Host),
-		probe.Int("port", raw.Port, &c.Port, 0, 65535),
 		probe.Bool("tls", raw.TLS, &c.TLS),
 		probe.Bool("tls_verify", raw.TLSVerify, &c.TLSVerify),
 		probe.String("tls_server_name", raw.TLSServerName, &c.TLSServerName),
-		probe.Int("concurrency", raw.Concurrency, &c.Concurrency, 1, 100000),
 	}
 	bad := func(attr, msg string) { errs = append(errs, &sdk.ConfigError{Attribute: attr, Message: msg}) }
 	if !validMethod(c.Method) {
@@ -175,26 +191,28 @@ func validMethod(m string) bool {
 	return true
 }
 
-// state is one configuration with its transport, swapped as a whole.
+// state is one block's parameters with the transport they need.
 type state struct {
-	cfg    Config
+	cfg    Params
 	client *http.Client
 }
 
 // Checker is the http health checker. The zero value is not ready: use
-// New. Check and Configure may be called concurrently.
+// New. Check, Configure and ParseParams may be called concurrently.
 type Checker struct {
-	st atomic.Pointer[state]
+	concurrency atomic.Int64
+	// def serves targets without Params (a direct in-process caller).
+	def *state
 }
 
 // New returns a Checker with DefaultConfig.
 func New() *Checker {
-	c := &Checker{}
-	c.st.Store(newState(DefaultConfig()))
+	c := &Checker{def: newState(DefaultParams())}
+	c.concurrency.Store(int64(DefaultConfig().Concurrency))
 	return c
 }
 
-func newState(cfg Config) *state {
+func newState(cfg Params) *state {
 	serverName := cfg.TLSServerName
 	if serverName == "" {
 		serverName = cfg.Host
@@ -231,31 +249,44 @@ func (c *Checker) Configure(config []byte) error {
 	if err != nil {
 		return err
 	}
-	c.st.Store(newState(cfg))
+	c.concurrency.Store(int64(cfg.Concurrency))
 	return nil
 }
 
-// Describe reports the version and the config schema.
+// ParseParams reads a block's parameters into the state its targets are
+// checked with (the SDK caches it per block).
+func (c *Checker) ParseParams(params []byte) (any, error) {
+	p, err := ParseParams(params)
+	if err != nil {
+		return nil, err
+	}
+	return newState(p), nil
+}
+
+// Describe reports the version and the schemas.
 func (c *Checker) Describe() sdk.Info {
 	return sdk.Info{Version: Version, Schema: []sdk.Attribute{
+		{Name: "concurrency", Type: "number", Description: "most requests in flight at once (default 1000)"},
+	}, Params: []sdk.Attribute{
 		{Name: "method", Type: "string", Description: "request method (default GET)"},
 		{Name: "path", Type: "string", Description: "request path and query (default /)"},
 		{Name: "expect_status", Type: "any", Description: "passing status codes and ranges, a string or a list: \"200\", \"200-399\" (default 200-399)"},
 		{Name: "body_match", Type: "string", Description: "regular expression the first 64 KiB of the body must match"},
 		{Name: "host", Type: "string", Description: "Host header and default TLS server name (default the target's address)"},
-		{Name: "port", Type: "number", Description: "port when the target has none (default 80, 443 with tls)"},
 		{Name: "tls", Type: "bool", Description: "use HTTPS"},
 		{Name: "tls_verify", Type: "bool", Description: "verify the server's certificate (default true)"},
 		{Name: "tls_server_name", Type: "string", Description: "TLS server name (SNI and verification; default host)"},
-		{Name: "concurrency", Type: "number", Description: "most requests in flight at once (default 1000)"},
 	}}
 }
 
 // Check sends the request to every target; ctx's deadline bounds each
 // request, from connect to the end of the body read.
 func (c *Checker) Check(ctx context.Context, targets []sdk.Target) []sdk.Result {
-	st := c.st.Load()
-	return probe.Run(ctx, targets, st.cfg.Concurrency, func(ctx context.Context, t sdk.Target) sdk.Result {
+	return probe.Run(ctx, targets, int(c.concurrency.Load()), func(ctx context.Context, t sdk.Target) sdk.Result {
+		st, _ := t.Params.(*state)
+		if st == nil {
+			st = c.def
+		}
 		return st.check(ctx, t)
 	})
 }
@@ -263,9 +294,6 @@ func (c *Checker) Check(ctx context.Context, targets []sdk.Target) []sdk.Result 
 func (st *state) check(ctx context.Context, t sdk.Target) sdk.Result {
 	cfg := &st.cfg
 	port, scheme := int(t.Port), "http"
-	if port == 0 {
-		port = cfg.Port
-	}
 	if cfg.TLS {
 		scheme = "https"
 	}
@@ -318,4 +346,5 @@ var (
 	_ sdk.HealthChecker = (*Checker)(nil)
 	_ sdk.Describer     = (*Checker)(nil)
 	_ sdk.Configurer    = (*Checker)(nil)
+	_ sdk.ParamsParser  = (*Checker)(nil)
 )

@@ -48,12 +48,15 @@ func target(t *testing.T, rawURL string) sdk.Target {
 	return sdk.Target{ID: 1, Address: host, Port: uint16(p)}
 }
 
-func check(t *testing.T, config string, tg sdk.Target) sdk.Result {
+// check probes tg with a health_check block's parameters (JSON).
+func check(t *testing.T, params string, tg sdk.Target) sdk.Result {
 	t.Helper()
 	c := New()
-	if err := c.Configure([]byte(config)); err != nil {
-		t.Fatalf("%s: %v", config, err)
+	st, err := c.ParseParams([]byte(params))
+	if err != nil {
+		t.Fatalf("%s: %v", params, err)
 	}
+	tg.Params = st
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	return c.Check(ctx, []sdk.Target{tg})[0]
@@ -198,7 +201,7 @@ func TestConfigErrors(t *testing.T) {
 		attrs  []string
 	}{
 		{`{}`, nil},
-		{`{"method": "GET", "path": "/healthz?full=1", "expect_status": "200", "body_match": "ok", "host": "a.example", "port": 8080, "tls": true, "tls_verify": "false", "tls_server_name": "b.example", "concurrency": 10}`, nil},
+		{`{"method": "GET", "path": "/healthz?full=1", "expect_status": "200", "body_match": "ok", "host": "a.example", "tls": true, "tls_verify": "false", "tls_server_name": "b.example"}`, nil},
 		{`{"paht": "/"}`, []string{"paht"}},
 		{`{"method": "get"}`, []string{"method"}},
 		{`{"path": "healthz"}`, []string{"path"}},
@@ -212,10 +215,11 @@ func TestConfigErrors(t *testing.T) {
 		{`{"method": "HEAD", "body_match": "ok"}`, []string{"body_match"}},
 		{`{"host": "a b"}`, []string{"host"}},
 		{`{"tls_verify": false}`, []string{"tls"}},
-		{`{"tls": "yes", "port": -1}`, []string{"port", "tls"}},
-		{`{"concurrency": 0}`, []string{"concurrency"}},
+		{`{"tls": "yes", "method": 1}`, []string{"method", "tls"}},
+		{`{"port": 80}`, []string{"port"}},               // the health check's own attribute
+		{`{"concurrency": 10}`, []string{"concurrency"}}, // the plugin block's
 	} {
-		_, err := ParseConfig([]byte(tc.config))
+		_, err := ParseParams([]byte(tc.config))
 		var got []string
 		if err != nil {
 			errs := []error{err}
@@ -235,8 +239,14 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s: errors %v name %v, want %v", tc.config, err, got, tc.attrs)
 		}
 	}
-	if in := New().Describe(); in.Version != Version || len(in.Schema) != 10 {
+	if in := New().Describe(); in.Version != Version || len(in.Schema) != 1 || len(in.Params) != 8 {
 		t.Errorf("Describe = %+v", in)
+	}
+	if _, err := ParseConfig([]byte(`{"concurrency": 0}`)); err == nil {
+		t.Error("ParseConfig accepted concurrency 0")
+	}
+	if _, err := ParseConfig([]byte(`{"path": "/"}`)); err == nil {
+		t.Error("ParseConfig accepted a check parameter")
 	}
 }
 

@@ -27,6 +27,12 @@ func TestPlugin(t *testing.T) {
 	if err := hc.Configure(ctx, []byte(`{"concurency": 5}`)); !errors.As(err, &ce) || ce.Attribute != "concurency" {
 		t.Errorf("Configure with a misspelt attribute: %v", err)
 	}
+	if err := hc.ValidateParams(ctx, []byte(`{"path": "/"}`)); err == nil || !strings.Contains(err.Error(), "takes no parameters") {
+		t.Errorf("ValidateParams with a parameter: %v", err)
+	}
+	if err := hc.ValidateParams(ctx, []byte(`{}`)); err != nil {
+		t.Errorf("ValidateParams with none: %v", err)
+	}
 	if err := hc.Configure(ctx, []byte(`{"concurrency": 50}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +65,7 @@ func TestPlugin(t *testing.T) {
 	}
 	targets[7].Port = closed
 	start := time.Now()
-	rs, err := hc.CheckBatch(ctx, targets, time.Second)
+	rs, err := hc.CheckBatch(ctx, nil, targets, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

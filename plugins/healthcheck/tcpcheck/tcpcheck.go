@@ -8,7 +8,6 @@ package tcpcheck
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net"
 	"strconv"
 	"sync/atomic"
@@ -20,11 +19,10 @@ import (
 // Version is this checker's own version, reported in Info.
 const Version = "0.1.0"
 
-// Config is the tcp check's configuration.
+// Config is the tcp plugin's configuration (its plugin block). The check
+// itself takes no parameters: the port comes with each target, from the
+// health check's port.
 type Config struct {
-	// Port is used for targets whose port is 0 (the pool's health check
-	// set none); 0 means such targets fail.
-	Port int
 	// Concurrency is the most connects in flight at once.
 	Concurrency int
 }
@@ -36,17 +34,13 @@ func DefaultConfig() Config { return Config{Concurrency: probe.DefaultConcurrenc
 // attribute is a *sdk.ConfigError, joined with errors.Join.
 func ParseConfig(config []byte) (Config, error) {
 	var raw struct {
-		Port        json.RawMessage `json:"port"`
 		Concurrency json.RawMessage `json:"concurrency"`
 	}
 	c := DefaultConfig()
 	if err := probe.Decode(config, &raw); err != nil {
 		return c, err
 	}
-	return c, errors.Join(
-		probe.Int("port", raw.Port, &c.Port, 0, 65535),
-		probe.Int("concurrency", raw.Concurrency, &c.Concurrency, 1, 100000),
-	)
+	return c, probe.Int("concurrency", raw.Concurrency, &c.Concurrency, 1, 100000)
 }
 
 // Checker is the tcp health checker. The zero value is not ready: use New.
@@ -76,7 +70,6 @@ func (c *Checker) Configure(config []byte) error {
 // Describe reports the version and the config schema.
 func (c *Checker) Describe() sdk.Info {
 	return sdk.Info{Version: Version, Schema: []sdk.Attribute{
-		{Name: "port", Type: "number", Description: "port to connect to when the target has none"},
 		{Name: "concurrency", Type: "number", Description: "most connects in flight at once (default 1000)"},
 	}}
 }
@@ -86,9 +79,6 @@ func (c *Checker) Check(ctx context.Context, targets []sdk.Target) []sdk.Result 
 	cfg := c.cfg.Load()
 	return probe.Run(ctx, targets, cfg.Concurrency, func(ctx context.Context, t sdk.Target) sdk.Result {
 		port := int(t.Port)
-		if port == 0 {
-			port = cfg.Port
-		}
 		if port == 0 {
 			return sdk.Result{Status: sdk.StatusFail, Message: "no port: set port in the health check"}
 		}
