@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +44,7 @@ func binaries(t *testing.T) map[string]string {
 			buildErr = err
 			return
 		}
-		bins, buildErr = lab.Build(dir, "./cmd/xlbd", "./e2e/cmd/xlb-backend", "./e2e/cmd/xlb-client", "./plugins/healthcheck/http")
+		bins, buildErr = lab.Build(dir, "./cmd/xlbd", "./e2e/cmd/xlb-backend", "./e2e/cmd/xlb-client", "./plugins/healthcheck/http", "./plugins/healthcheck/tcp")
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -458,10 +459,11 @@ func TestReloadKeepsEstablishedFlows(t *testing.T) {
 	}
 }
 
-// TestHealthCheckedBackend: with an http health check on the pool, a
-// backend that stops answering is marked down within interval × fall (+
-// timeout), new connections avoid it (none fails), and it gets traffic
-// again after it answers rise times.
+// TestHealthCheckedBackend: with http and tcp health checks on the pool
+// (two plugins: http declared by path and checksum, tcp the built-in from
+// the plugin directory), a backend that stops answering is marked down
+// within interval × fall (+ timeout), new connections avoid it (none
+// fails), and it gets traffic again after both methods pass rise times.
 func TestHealthCheckedBackend(t *testing.T) {
 	l, b := serving(t, false)
 	config := labConfig(t, "GREEncap")
@@ -479,22 +481,30 @@ func TestHealthCheckedBackend(t *testing.T) {
 	const interval, timeout, fall = 200 * time.Millisecond, 150 * time.Millisecond, 2
 	withHC := strings.Replace(string(src), `pool "web" {`, fmt.Sprintf(`pool "web" {
   health_check "http" {
-    interval = "%v"
-    timeout  = "%v"
-    rise     = 2
-    fall     = %d
+    interval      = "%v"
+    timeout       = "%v"
+    rise          = 2
+    fall          = %d
+    port          = 80
+    path          = "/"
+    expect_status = [200]
+  }
+  health_check "tcp" {
+    interval = "%[1]v"
+    timeout  = "%[2]v"
     port     = 80
   }`, interval, timeout, fall), 1)
 	if err := os.WriteFile(config, []byte(withHC), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	x, err := l.StartXLBD(l.LB(0), b["xlbd"], config, "-var", "interface="+l.LB(0).Iface, "-plugin-dir", t.TempDir())
+	x, err := l.StartXLBD(l.LB(0), b["xlbd"], config, "-var", "interface="+l.LB(0).Iface, "-plugin-dir", filepath.Dir(b["tcp"]))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer x.Stop()
-	if !strings.Contains(x.Log(), "checksum_verified=true") {
-		t.Errorf("the http plugin was not started from its plugin block with its checksum:\n%s", x.Log())
+	if !strings.Contains(x.Log(), "plugin=http path="+b["http"]+" checksum_verified=true") ||
+		!strings.Contains(x.Log(), "plugin=tcp path="+b["tcp"]+" checksum_verified=false") {
+		t.Errorf("the http plugin was not started from its plugin block with its checksum, or tcp not as the built-in:\n%s", x.Log())
 	}
 	waitLog := func(want string) time.Duration {
 		t.Helper()
@@ -549,5 +559,17 @@ func TestHealthCheckedBackend(t *testing.T) {
 	waitLog(`msg="backend healthy" backend=be2`)
 	if s := requests(200); s.Backends["be2"] == 0 {
 		t.Errorf("be2 is up again but served nothing: %v", s.Backends)
+	}
+	// The tables xlbd prints at exit tell the story: be2 went down and up
+	// once, both plugins ran without a restart.
+	out, err := x.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range []string{`(?m)^be2 +true +false +2 +http up \(status 200\), tcp up$`, `(?m)^be1 +true +false +0 `,
+		`(?m)^http +running +\S+ +0 *$`, `(?m)^tcp +running +\S+ +0 *$`, `(?m)^web +http +3 +\d+ +\d+ +0 +0 +0 *$`} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("xlbd's exit tables do not match %s:\n%s", re, out)
+		}
 	}
 }

@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/xlbproject/xlb/control"
@@ -200,6 +203,47 @@ func flatten(err error) []error {
 }
 
 func (h *healthChecks) start() { h.sched.Start() }
+
+// print writes the health checks' counters, each checked backend's health
+// and the plugins' supervision state, as the tables after a run.
+func (h *healthChecks) print(w io.Writer) {
+	st := h.sched.Stats()
+	if len(st.Checks) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "== health checks")
+	fmt.Fprintln(tw, "pool\tmethod\ttargets\tcalls\tprobes\tunknown\tbatch_errors\toverruns\tlast_batch_error")
+	for _, c := range st.Checks {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", c.Pool, c.Method, c.Targets, c.Calls, c.Probes,
+			c.Unknowns, c.ProberErrors, c.Overruns, c.LastProberError)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "== backend health")
+	fmt.Fprintln(tw, "backend\thealthy\tsuppressed\ttransitions\tmethods")
+	for _, b := range st.Backends {
+		var methods []string
+		for _, m := range b.Methods {
+			state := "up"
+			if !m.Up {
+				state = "down"
+			}
+			if m.Last.Err != "" {
+				state += " (" + m.Last.Err + ")"
+			}
+			methods = append(methods, m.Method+" "+state)
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%v\t%d\t%s\n", b.Name, b.Healthy, b.Suppressed, b.Transitions, strings.Join(methods, ", "))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "== plugins")
+	fmt.Fprintln(tw, "plugin\tstate\tversion\trestarts\tlast_error")
+	for _, name := range slices.Sorted(maps.Keys(h.plugins)) {
+		ps := h.plugins[name].Status()
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", name, ps.State, ps.Info.Version, ps.Restarts, ps.LastError)
+	}
+	_ = tw.Flush()
+}
 
 func (h *healthChecks) stop() {
 	h.sched.Stop()

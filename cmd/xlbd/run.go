@@ -86,6 +86,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	closeErr := rt.Close()
 	if !*quiet {
 		printStats(stdout, rt.Stats(), ctl.Snapshot())
+		hc.print(stdout)
 	}
 	if err := errors.Join(runErr, closeErr); err != nil {
 		log.Error("pipeline stopped with an error", "err", err)
