@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,6 +49,11 @@ func defaultPluginDir() string {
 		return "plugins"
 	}
 	return filepath.Join(filepath.Dir(exe), "plugins")
+}
+
+// pluginDirFlag registers -plugin-dir on fs.
+func pluginDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("plugin-dir", defaultPluginDir(), "where the built-in health-check plugins are, one binary per method (tcp, http, ...)")
 }
 
 func newHealthChecks(dir string, ctl *control.Controller, log *slog.Logger) *healthChecks {

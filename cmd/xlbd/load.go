@@ -70,11 +70,13 @@ func printDiags(w io.Writer, f *xhcl.File, diags hcl2.Diagnostics) {
 }
 
 // printErrors prints err's pipeline.Errors (found after loading, by the
-// plugins) as diagnostics with their source lines; other errors are left
-// to the caller's log.
-func printErrors(w io.Writer, f *xhcl.File, err error) {
+// plugins) as diagnostics with their source lines and reports whether it
+// did; other errors are left to the caller.
+func printErrors(w io.Writer, f *xhcl.File, err error) bool {
 	var errs pipeline.Errors
-	if errors.As(err, &errs) {
-		printDiags(w, f, xhcl.FromErrors(errs))
+	if !errors.As(err, &errs) {
+		return false
 	}
+	printDiags(w, f, xhcl.FromErrors(errs))
+	return true
 }

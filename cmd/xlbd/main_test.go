@@ -223,4 +223,16 @@ func TestHealthCheckParams(t *testing.T) {
 	if st := hc.sched.Stats(); len(st.Checks) != 2 {
 		t.Errorf("scheduler has %d checks, want 2 (web, dns)", len(st.Checks))
 	}
+
+	// xlbd validate asks the plugins too, unless told not to.
+	write(`"2xx"`, 10)
+	var stdout bytes.Buffer
+	stderr.Reset()
+	if rc := validateCmd([]string{"-plugin-dir", dir, path}, &stdout, &stderr); rc != 1 ||
+		!strings.Contains(stderr.String(), fmt.Sprintf("x.hcl:%d:", line("expect_status"))) {
+		t.Errorf("validate with a parameter the plugin refuses: rc %d\n%s", rc, stderr.String())
+	}
+	if rc := validateCmd([]string{"-plugins=false", path}, &stdout, &stderr); rc != 0 {
+		t.Errorf("validate -plugins=false: rc %d\n%s", rc, stderr.String())
+	}
 }

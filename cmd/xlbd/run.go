@@ -26,7 +26,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
 	quiet := fs.Bool("quiet", false, "do not print counters when the pipeline stops")
 	pin := fs.Bool("pin", true, "pin worker i to CPU i (modulo the CPUs this process may use)")
-	pluginDir := fs.String("plugin-dir", defaultPluginDir(), "where health-check plugins are, one binary per method (tcp, http, ...)")
+	pluginDir := pluginDirFlag(fs)
 	if !parse(fs, args, func() bool { return *config != "" && fs.NArg() == 0 }) {
 		return 2
 	}

@@ -5,26 +5,51 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
+	"github.com/xlbproject/xlb/control"
 	xhcl "github.com/xlbproject/xlb/hcl"
 )
 
 func validateCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("validate", "xlbd validate [-var name=value]... FILE...", stderr)
+	fs := newFlags("validate", "xlbd validate [-var name=value]... [-plugins=false] FILE...", stderr)
 	vars := varsFlag(fs)
+	plugins := fs.Bool("plugins", true, "also start the health-check plugins the file uses and have them check its settings and parameters")
+	pluginDir := pluginDirFlag(fs)
 	if !parse(fs, args, func() bool { return fs.NArg() > 0 }) {
 		return 2
 	}
 	rc := 0
 	for _, path := range fs.Args() {
-		if load(path, vars, stderr) == nil {
+		f := load(path, vars, stderr)
+		if f == nil {
+			rc = 1
+			continue
+		}
+		if *plugins && !checkPlugins(f, *pluginDir, stderr) {
 			rc = 1
 			continue
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", path)
 	}
 	return rc
+}
+
+// checkPlugins starts the plugins f's health checks use, as xlbd run does,
+// has them check their settings and parameters, prints what they refuse,
+// and stops them.
+func checkPlugins(f *xhcl.File, dir string, stderr io.Writer) bool {
+	hc := newHealthChecks(dir, control.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer hc.stop()
+	err := hc.prepare(&f.Service, f.Plugins)
+	if err == nil {
+		return true
+	}
+	if !printErrors(stderr, f, err) {
+		fmt.Fprintf(stderr, "xlbd validate: %v\n", err)
+	}
+	return false
 }
 
 func fmtCmd(args []string, stdout, stderr io.Writer) int {

@@ -2,7 +2,11 @@ package sdk
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -118,7 +122,7 @@ func (s *healthCheckerServer) params(js []byte) (any, error) {
 		if empty {
 			return nil, nil
 		}
-		return nil, &ConfigError{Message: "this health check takes no parameters"}
+		return nil, noParams(js)
 	}
 	s.mu.Lock()
 	v, ok := s.parsed[string(js)]
@@ -137,6 +141,19 @@ func (s *healthCheckerServer) params(js []byte) (any, error) {
 	s.parsed[string(js)] = v
 	s.mu.Unlock()
 	return v, nil
+}
+
+// noParams refuses each attribute of js, for a checker without parameters.
+func noParams(js []byte) error {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(js, &m) != nil || len(m) == 0 {
+		return &ConfigError{Message: "this health check takes no parameters"}
+	}
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		errs = append(errs, &ConfigError{Attribute: name, Message: "not expected: this health check takes no parameters"})
+	}
+	return errors.Join(errs...)
 }
 
 func (s *healthCheckerServer) ValidateParams(_ context.Context, req *pluginpb.ValidateParamsRequest) (*pluginpb.ValidateParamsResponse, error) {
