@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -21,8 +22,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/xlbproject/xlb/e2e/client"
 	"github.com/xlbproject/xlb/e2e/lab"
@@ -44,7 +43,15 @@ func binaries(t *testing.T) map[string]string {
 			buildErr = err
 			return
 		}
-		bins, buildErr = lab.Build(dir, "./cmd/xlbd", "./e2e/cmd/xlb-backend", "./e2e/cmd/xlb-client", "./plugins/healthcheck/http", "./plugins/healthcheck/tcp")
+		bins, buildErr = lab.Build(dir, "./cmd/xlbd", "./e2e/cmd/xlb-backend", "./e2e/cmd/xlb-client")
+		if buildErr != nil {
+			return
+		}
+		// The built-in plugins where xlbd looks by default: plugins/
+		// beside it, as make build lays them out.
+		var plugins map[string]string
+		plugins, buildErr = lab.Build(filepath.Join(dir, "plugins"), "./plugins/healthcheck/http", "./plugins/healthcheck/tcp")
+		maps.Copy(bins, plugins)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -411,15 +418,12 @@ func TestReloadKeepsEstablishedFlows(t *testing.T) {
 		if err := os.WriteFile(config, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		mark := x.LogMark()
 		if err := x.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(x.Log(), wantLog) {
-			if time.Now().After(deadline) {
-				t.Fatalf("xlbd did not log %q after SIGHUP:\n%s", wantLog, x.Log())
-			}
-			time.Sleep(10 * time.Millisecond)
+		if _, err := x.WaitLog(mark, 5*time.Second, wantLog); err != nil {
+			t.Fatal(err)
 		}
 	}
 	first := ask()
@@ -461,7 +465,7 @@ func TestReloadKeepsEstablishedFlows(t *testing.T) {
 
 // TestHealthCheckedBackend: with http and tcp health checks on the pool
 // (two plugins: http declared by path and checksum, tcp the built-in from
-// the plugin directory), a backend that stops answering is marked down
+// xlbd's default plugin directory), a backend that stops answering is marked down
 // within interval × fall (+ timeout), new connections avoid it (none
 // fails), and it gets traffic again after both methods pass rise times.
 func TestHealthCheckedBackend(t *testing.T) {
@@ -478,9 +482,13 @@ func TestHealthCheckedBackend(t *testing.T) {
 	}
 	sum := sha256.Sum256(bin)
 	src = fmt.Appendf(src, "\nplugin \"http\" {\n  path   = %q\n  sha256 = %q\n}\n", b["http"], hex.EncodeToString(sum[:]))
+	// The lab's own check, made faster, and a second method.
 	const interval, timeout, fall = 200 * time.Millisecond, 150 * time.Millisecond, 2
-	withHC := strings.Replace(string(src), `pool "web" {`, fmt.Sprintf(`pool "web" {
-  health_check "http" {
+	labCheck := regexp.MustCompile(`(?s)  health_check "http" \{.*?\n  \}\n`)
+	if !labCheck.Match(src) {
+		t.Fatal("examples/lab/lab.hcl no longer has an http health check; update this test")
+	}
+	withHC := labCheck.ReplaceAllLiteralString(string(src), fmt.Sprintf(`  health_check "http" {
     interval      = "%v"
     timeout       = "%v"
     rise          = 2
@@ -493,11 +501,12 @@ func TestHealthCheckedBackend(t *testing.T) {
     interval = "%[1]v"
     timeout  = "%[2]v"
     port     = 80
-  }`, interval, timeout, fall), 1)
+  }
+`, interval, timeout, fall))
 	if err := os.WriteFile(config, []byte(withHC), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	x, err := l.StartXLBD(l.LB(0), b["xlbd"], config, "-var", "interface="+l.LB(0).Iface, "-plugin-dir", filepath.Dir(b["tcp"]))
+	x, err := l.StartXLBD(l.LB(0), b["xlbd"], config, "-var", "interface="+l.LB(0).Iface)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,16 +515,13 @@ func TestHealthCheckedBackend(t *testing.T) {
 		!strings.Contains(x.Log(), "plugin=tcp path="+b["tcp"]+" checksum_verified=false") {
 		t.Errorf("the http plugin was not started from its plugin block with its checksum, or tcp not as the built-in:\n%s", x.Log())
 	}
-	waitLog := func(want string) time.Duration {
+	waitLog := func(mark int, subs ...string) time.Duration {
 		t.Helper()
-		start := time.Now()
-		for !strings.Contains(x.Log(), want) {
-			if time.Since(start) > 10*time.Second {
-				t.Fatalf("xlbd did not log %q within 10 s:\n%s", want, x.Log())
-			}
-			time.Sleep(10 * time.Millisecond)
+		took, err := x.WaitLog(mark, 10*time.Second, subs...)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return time.Since(start)
+		return took
 	}
 	requests := func(n int) client.Summary {
 		t.Helper()
@@ -530,33 +536,21 @@ func TestHealthCheckedBackend(t *testing.T) {
 	}
 
 	be2, _ := l.Backend("be2")
-	h, err := l.Handle(be2.NS)
-	if err != nil {
+	mark := x.LogMark()
+	if err := l.SetLink(be2, false); err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
-	link, err := h.LinkByName(be2.Iface)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetDown(link); err != nil {
-		t.Fatal(err)
-	}
-	took := waitLog(`msg="backend unhealthy: no new flows, its flows are re-selected" backend=be2`)
+	took := waitLog(mark, `msg="backend unhealthy: no new flows, its flows are re-selected"`, "backend=be2")
 	t.Logf("be2 marked down %v after its link went down (interval %v × fall %d + timeout %v = %v)", took, interval, fall, timeout, interval*fall+timeout)
 	if s := requests(200); s.Backends["be2"] != 0 {
 		t.Errorf("be2 is down but served %d of %v", s.Backends["be2"], s.Backends)
 	}
 
-	// Bringing the link up again does not restore the default route the
-	// kernel removed with it: do it as the host's network setup would.
-	if err := h.LinkSetUp(link); err != nil {
+	mark = x.LogMark()
+	if err := l.SetLink(be2, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.RouteReplace(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: be2.Gw4.AsSlice()}); err != nil {
-		t.Fatal(err)
-	}
-	waitLog(`msg="backend healthy" backend=be2`)
+	waitLog(mark, `msg="backend healthy"`, "backend=be2")
 	if s := requests(200); s.Backends["be2"] == 0 {
 		t.Errorf("be2 is up again but served nothing: %v", s.Backends)
 	}

@@ -77,10 +77,14 @@ func (h *healthChecks) prepare(cfg *control.Config, decls []xhcl.Plugin) error {
 	for _, d := range decls {
 		declared[d.Name] = d
 	}
-	methods := map[string]bool{}
+	// Each method with its first health check, where an undeclared
+	// plugin's failure is reported.
+	methods := map[string]pipeline.Range{}
 	for _, p := range cfg.Pools {
 		for _, hc := range p.HealthChecks {
-			methods[hc.Method] = true
+			if _, ok := methods[hc.Method]; !ok {
+				methods[hc.Method] = hc.Range
+			}
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
@@ -89,7 +93,7 @@ func (h *healthChecks) prepare(cfg *control.Config, decls []xhcl.Plugin) error {
 	for _, method := range slices.Sorted(maps.Keys(methods)) {
 		d, ok := declared[method]
 		if !ok {
-			d = xhcl.Plugin{Name: method}
+			d = xhcl.Plugin{Name: method, Range: methods[method]}
 		}
 		if err := h.ready(ctx, d); err != nil {
 			errs = append(errs, pluginErrors(err, d)...)
@@ -139,6 +143,9 @@ func (h *healthChecks) ready(ctx context.Context, d xhcl.Plugin) error {
 	spec := host.Spec{Name: d.Name, Path: d.Path, SHA256: d.SHA256, Kind: sdk.KindHealthChecker, Config: config}
 	if spec.Path == "" {
 		spec.Path = filepath.Join(h.dir, d.Name)
+		if _, err := os.Stat(spec.Path); err != nil {
+			return fmt.Errorf("no built-in plugin for health-check method %q (%v); declare its binary with plugin %q { path = \"...\" }, or point -plugin-dir at the built-ins", d.Name, err, d.Name)
+		}
 	}
 	p, err := host.New(spec, host.Options{Logger: h.log})
 	if err != nil {
@@ -162,7 +169,7 @@ func (h *healthChecks) configure(cfg *control.Config) error { return h.sched.Con
 // else at the block (or at the first health check using a built-in).
 func pluginErrors(err error, d xhcl.Plugin) pipeline.Errors {
 	what := fmt.Sprintf("health-check plugin %q", d.Name)
-	return configErrors(err, d.Range, d.AttrRange, "Plugin refused its settings", "Health-check plugin failed to start", what)
+	return configErrors(err, d.Range, d.AttrRange, "Plugin refused its settings", "Health-check plugin not started", what)
 }
 
 // paramErrors places a plugin's refusal of a health_check block's
@@ -182,7 +189,8 @@ func configErrors(err error, block pipeline.Range, attrs map[string]pipeline.Ran
 	for _, e := range flatten(err) {
 		var ce *sdk.ConfigError
 		if !errors.As(e, &ce) {
-			out = append(out, &pipeline.Error{Range: block, Summary: failed, Detail: fmt.Sprintf("%s: %v.", what, e)})
+			// Not about an attribute: the error names the plugin itself.
+			out = append(out, &pipeline.Error{Range: block, Summary: failed, Detail: strings.TrimSuffix(e.Error(), ".") + "."})
 			continue
 		}
 		r, ok := attrs[ce.Attribute]

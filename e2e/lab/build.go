@@ -321,6 +321,13 @@ func (l *Lab) hostSide(n *Node) error {
 		return err
 	}
 	n.MAC = link.Attrs().HardwareAddr
+	return n.bringUp(h, link)
+}
+
+// bringUp gives a host node's interface its addresses, sets it up and adds
+// its default routes; it may run again after the link was set down (which
+// drops the routes, and the IPv6 address).
+func (n *Node) bringUp(h *netlink.Handle, link netlink.Link) error {
 	net4, net6 := ServerNet4, ServerNet6
 	if n.Name == "client" {
 		net4, net6 = ClientNet4, ClientNet6
@@ -342,14 +349,32 @@ func (l *Lab) hostSide(n *Node) error {
 	}
 	for _, gw := range gws {
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw.AsSlice()}
-		if err := h.RouteAdd(r); err != nil {
+		if err := h.RouteReplace(r); err != nil {
 			return fmt.Errorf("lab: %s: default route via %s: %w", n.Name, gw, err)
 		}
 	}
 	return nil
 }
 
-// addAddr adds a to link with the length of net. IPv6 addresses skip
+// SetLink sets node n's interface down (its backend stops answering, as a
+// pulled cable would) or up again with its addresses and routes restored.
+func (l *Lab) SetLink(n Node, up bool) error {
+	h, err := l.Handle(n.NS)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(n.Iface)
+	if err != nil {
+		return err
+	}
+	if !up {
+		return h.LinkSetDown(link)
+	}
+	return n.bringUp(h, link)
+}
+
+// addAddr adds a to link (again, harmlessly) with the length of net. IPv6 addresses skip
 // duplicate address detection, which would hold them "tentative" (not
 // usable as a source or for bind) for a second or more.
 func addAddr(h *netlink.Handle, link netlink.Link, a netip.Addr, pfx netip.Prefix) error {
@@ -357,7 +382,7 @@ func addAddr(h *netlink.Handle, link netlink.Link, a netip.Addr, pfx netip.Prefi
 	if a.Is6() {
 		addr.Flags = unix.IFA_F_NODAD
 	}
-	if err := h.AddrAdd(link, addr); err != nil {
+	if err := h.AddrReplace(link, addr); err != nil {
 		return fmt.Errorf("lab: add %s to %s: %w", a, link.Attrs().Name, err)
 	}
 	return nil

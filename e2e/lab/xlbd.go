@@ -81,13 +81,32 @@ func (x *XLBD) Signal(sig syscall.Signal) error { return x.cmd.Process.Signal(si
 // Log returns xlbd's last log lines.
 func (x *XLBD) Log() string { return x.log.tail() }
 
-// logTail watches a log for xlbd's ready line and keeps its last lines.
+// LogMark marks the log's current end, for WaitLog.
+func (x *XLBD) LogMark() int { return x.log.len() }
+
+// WaitLog waits up to timeout for a log line after mark containing every
+// one of subs, and returns how long it waited.
+func (x *XLBD) WaitLog(mark int, timeout time.Duration, subs ...string) (time.Duration, error) {
+	start := time.Now()
+	for !x.log.has(mark, subs...) {
+		if time.Since(start) > timeout {
+			return time.Since(start), fmt.Errorf("xlbd did not log %q within %v:\n%s", subs, timeout, x.log.tail())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start), nil
+}
+
+// logTail watches a log for xlbd's ready line and keeps its lines.
 type logTail struct {
 	mu    sync.Mutex
 	ready chan struct{}
 	once  sync.Once
 	lines []string
 }
+
+// tailLines is how many of the last lines Log returns.
+const tailLines = 30
 
 func (w *logTail) Write(p []byte) (int, error) {
 	w.mu.Lock()
@@ -98,14 +117,33 @@ func (w *logTail) Write(p []byte) (int, error) {
 			w.once.Do(func() { close(w.ready) })
 		}
 	}
-	if len(w.lines) > 30 {
-		w.lines = w.lines[len(w.lines)-30:]
-	}
 	return len(p), nil
 }
 
 func (w *logTail) tail() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return strings.Join(w.lines, "\n")
+	return strings.Join(w.lines[max(0, len(w.lines)-tailLines):], "\n")
+}
+
+// has reports whether a line from the from-th on contains every one of subs.
+func (w *logTail) has(from int, subs ...string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, line := range w.lines[min(from, len(w.lines)):] {
+		ok := true
+		for _, s := range subs {
+			ok = ok && strings.Contains(line, s)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *logTail) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.lines)
 }

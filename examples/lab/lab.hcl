@@ -66,8 +66,20 @@ vip "web6" {
   pool     = "web"
 }
 
-# Weights 1:2:3: be3 gets half of the new connections, be1 a sixth.
+# Weights 1:2:3: be3 gets half of the new connections, be1 a sixth. Each
+# backend's HTTP server is checked twice a second at its own address; two
+# failures in a row take it out of the Maglev table (its flows move), two
+# passes bring it back.
 pool "web" {
+  health_check "http" {
+    interval      = "500ms"
+    timeout       = "300ms"
+    fall          = 2
+    rise          = 2
+    port          = 80
+    path          = "/"
+    expect_status = [200]
+  }
   backend "be1" {
     address = "10.90.2.21"
     weight  = 1

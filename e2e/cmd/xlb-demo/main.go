@@ -1,9 +1,10 @@
 // Command xlb-demo is `make demo` on a machine with root: it brings up the
 // network-namespace lab (e2e/README.md), starts the three backends, runs
 // xlbd on the LB node with examples/lab/lab.hcl, sends HTTP requests from
-// the client over many source ports and then over one connection, prints
-// how many each backend served and xlbd's counters, and tears everything
-// down, also when interrupted.
+// the client over many source ports and then over one connection, takes a
+// backend's link down and up (xlbd's health check takes it out of the
+// tables and back), prints how many each backend served at each step and
+// xlbd's counters, and tears everything down, also when interrupted.
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/xlbproject/xlb/e2e/client"
 	"github.com/xlbproject/xlb/e2e/lab"
@@ -83,12 +85,52 @@ func run(xlbd, backendBin, clientBin, config string, n int) error {
 		}
 		printSummary(r.what, s)
 	}
+	if err := failover(l, x, clientBin, n); err != nil {
+		return err
+	}
 	out, err := x.Stop()
 	if err != nil {
 		return fmt.Errorf("xlbd: %w\n%s", err, x.Log())
 	}
 	fmt.Println("xlbd's counters when it stopped:")
 	fmt.Print(out)
+	return nil
+}
+
+// failover takes be2's link down, waits for xlbd's health check to take it
+// out of the tables, shows new connections avoiding it, and brings it back.
+func failover(l *lab.Lab, x *lab.XLBD, clientBin string, n int) error {
+	be2, _ := l.Backend("be2")
+	mark := x.LogMark()
+	if err := l.SetLink(be2, false); err != nil {
+		return err
+	}
+	fmt.Println("be2's link is down (as if its cable were pulled)")
+	took, err := x.WaitLog(mark, 10*time.Second, `msg="backend unhealthy`, "backend=be2")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  xlbd's http health check marked be2 down after %v\n", took.Round(time.Millisecond))
+	s, err := l.RunClient(clientBin, "-n", strconv.Itoa(n), "-c", "8")
+	if err != nil && s.Requests == 0 {
+		return err
+	}
+	printSummary(fmt.Sprintf("%d requests while be2 is down", n), s)
+
+	mark = x.LogMark()
+	if err := l.SetLink(be2, true); err != nil {
+		return err
+	}
+	fmt.Println("be2's link is up again")
+	if took, err = x.WaitLog(mark, 10*time.Second, `msg="backend healthy"`, "backend=be2"); err != nil {
+		return err
+	}
+	fmt.Printf("  be2 passed its checks and is back after %v\n", took.Round(time.Millisecond))
+	s, err = l.RunClient(clientBin, "-n", strconv.Itoa(n), "-c", "8")
+	if err != nil && s.Requests == 0 {
+		return err
+	}
+	printSummary(fmt.Sprintf("%d requests with be2 back", n), s)
 	return nil
 }
 
