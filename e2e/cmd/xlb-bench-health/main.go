@@ -3,7 +3,9 @@
 // loopback addresses, launches the built-in tcp plugin through plugins/host
 // as xlbd does, runs control/health's scheduler over them for a while, and
 // reports the CPU time used by this process (the scheduler's side, as in
-// xlbd) and by the plugin, per second of wall time.
+// xlbd) and by the plugin, per second of wall time. The plugin's time is
+// also split into user and system: on loopback the kernel's TCP work for
+// both ends of each probe lands in the plugin's system time.
 //
 //	go build -o bin/plugins/ ./plugins/healthcheck/tcp
 //	go run ./e2e/cmd/xlb-bench-health -plugin bin/plugins/tcp
@@ -36,6 +38,9 @@ func main() {
 	n := flag.Int("targets", 10000, "backends to check")
 	interval := flag.Duration("interval", time.Second, "health-check interval")
 	duration := flag.Duration("duration", 10*time.Second, "measured time, after one interval of warm-up")
+	runs := flag.Int("runs", 1, "measured rounds of -duration each, one table row per round")
+	withFloor := flag.Bool("floor", false, "also measure the kernel floor: a minimal loop of a check's system calls over the same backends (see floor.go)")
+	floorLoopFlag := flag.Bool("floor-loop", false, "internal: be the floor loop (a child process)")
 	serve := flag.Bool("serve", false, "internal: be the backends' listeners (a child process, so their CPU is not counted as xlbd's)")
 	flag.Parse()
 	if *serve {
@@ -45,7 +50,14 @@ func main() {
 		}
 		return
 	}
-	if err := run(*plugin, *n, *interval, *duration); err != nil {
+	if *floorLoopFlag {
+		if err := floorLoop(*n, *interval); err != nil {
+			fmt.Fprintln(os.Stderr, "xlb-bench-health: floor loop:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(*plugin, *n, *interval, *duration, max(1, *runs), *withFloor); err != nil {
 		fmt.Fprintln(os.Stderr, "xlb-bench-health:", err)
 		os.Exit(1)
 	}
@@ -121,7 +133,7 @@ func listen(n int) error {
 	select {}
 }
 
-func run(plugin string, n int, interval, duration time.Duration) error {
+func run(plugin string, n int, interval, duration time.Duration, runs int, withFloor bool) error {
 	pool := control.Pool{Name: "big", HealthChecks: []control.HealthCheck{{
 		Method: "tcp", Interval: interval, Timeout: interval / 2, Rise: 2, Fall: 3,
 		Port: port,
@@ -149,6 +161,16 @@ func run(plugin string, n int, interval, duration time.Duration) error {
 	if _, err := ready.Read(make([]byte, 1)); err != nil {
 		return fmt.Errorf("backends did not start: %w", err)
 	}
+	if withFloor {
+		// Before the plugin starts, so that the two do not share the CPUs.
+		cpu, wall, err := floor(exe, n, interval, duration)
+		if err != nil {
+			return err
+		}
+		perSec := func(d time.Duration) float64 { return d.Seconds() / wall.Seconds() }
+		fmt.Printf("kernel floor (raw connect loop, %d targets per %v): user %.3f, sys %.3f, total %.3f cores\n\n",
+			n, interval, perSec(cpu.user), perSec(cpu.sys), perSec(cpu.total()))
+	}
 	cfg := &control.Config{Pools: []control.Pool{pool}}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -168,46 +190,60 @@ func run(plugin string, n int, interval, duration time.Duration) error {
 	sched.Start()
 	defer sched.Stop()
 
+	// The PID is for a profiler attached by hand (perf record -p PID).
+	fmt.Fprintf(os.Stderr, "plugin PID %d\n", p.Status().PID)
 	time.Sleep(interval) // warm-up: every slot fires once
-	selfStart, pluginStart := cpuSelf(), cpuOf(p.Status().PID)
-	counter.reset()
-	start := time.Now()
-	time.Sleep(duration)
-	wall := time.Since(start)
-	selfCPU, pluginCPU := cpuSelf()-selfStart, cpuOf(p.Status().PID)-pluginStart
-	pass, fail, calls := counter.read()
-
-	fmt.Printf("| targets | interval | probes/s | failed | Probe calls/s | xlbd side (cores) | plugin (cores) | total (cores) |\n|---|---|---|---|---|---|---|---|\n")
-	fmt.Printf("| %d | %v | %.0f | %d | %.1f | %.3f | %.3f | %.3f |\n", n, interval,
-		float64(pass+fail)/wall.Seconds(), fail, float64(calls)/wall.Seconds(),
-		selfCPU.Seconds()/wall.Seconds(), pluginCPU.Seconds()/wall.Seconds(), (selfCPU+pluginCPU).Seconds()/wall.Seconds())
-	if fail > 0 {
+	fmt.Printf("| targets | interval | probes/s | failed | Probe calls/s | xlbd side (cores) | plugin user | plugin sys | plugin (cores) | total (cores) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	failed := false
+	for range runs {
+		selfStart, pluginStart := cpuSelf(), cpuOf(p.Status().PID)
+		counter.reset()
+		start := time.Now()
+		time.Sleep(duration)
+		wall := time.Since(start)
+		self, plugin := cpuSelf().sub(selfStart), cpuOf(p.Status().PID).sub(pluginStart)
+		pass, fail, calls := counter.read()
+		perSec := func(d time.Duration) float64 { return d.Seconds() / wall.Seconds() }
+		fmt.Printf("| %d | %v | %.0f | %d | %.1f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", n, interval,
+			float64(pass+fail)/wall.Seconds(), fail, float64(calls)/wall.Seconds(),
+			perSec(self.total()), perSec(plugin.user), perSec(plugin.sys), perSec(plugin.total()), perSec(self.total()+plugin.total()))
+		failed = failed || fail > 0
+	}
+	if failed {
 		return errors.New("some probes failed: the numbers above are not of a healthy fleet")
 	}
 	return nil
 }
 
-// cpuSelf is this process's user and system CPU time: the scheduler and
-// the plugin client, what xlbd spends on health checking.
-func cpuSelf() time.Duration {
+// cpuTime is a process's CPU time, split into user and system.
+type cpuTime struct{ user, sys time.Duration }
+
+func (c cpuTime) total() time.Duration { return c.user + c.sys }
+
+func (c cpuTime) sub(o cpuTime) cpuTime { return cpuTime{c.user - o.user, c.sys - o.sys} }
+
+// cpuSelf is this process's CPU time: the scheduler and the plugin client,
+// what xlbd spends on health checking.
+func cpuSelf() cpuTime {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return cpuTime{time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())}
 }
 
-// cpuOf is a process's user and system CPU time from /proc/PID/stat.
-func cpuOf(pid int) time.Duration {
+// cpuOf is a process's CPU time from /proc/PID/stat (utime and stime, in
+// clock ticks).
+func cpuOf(pid int) cpuTime {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return cpuTime{}
 	}
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	if len(f) < 13 {
-		return 0
+		return cpuTime{}
 	}
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	const ticksPerSecond = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / ticksPerSecond
+	return cpuTime{time.Duration(ut) * time.Second / ticksPerSecond, time.Duration(st) * time.Second / ticksPerSecond}
 }

@@ -20,7 +20,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/xlbproject/xlb/plugins/healthcheck/internal/probe"
 	"github.com/xlbproject/xlb/plugins/sdk"
@@ -31,28 +30,6 @@ const Version = "0.1.0"
 
 // MaxBody is how much of a response body body_match sees.
 const MaxBody = 64 << 10
-
-// Config is the http plugin's own configuration (its plugin block).
-type Config struct {
-	// Concurrency is the most requests in flight at once.
-	Concurrency int
-}
-
-// DefaultConfig is the configuration before Configure.
-func DefaultConfig() Config { return Config{Concurrency: probe.DefaultConcurrency} }
-
-// ParseConfig reads the JSON object a Configurer receives; each bad
-// attribute is a *sdk.ConfigError, joined with errors.Join.
-func ParseConfig(config []byte) (Config, error) {
-	var raw struct {
-		Concurrency json.RawMessage `json:"concurrency"`
-	}
-	c := DefaultConfig()
-	if err := probe.Decode(config, &raw); err != nil {
-		return c, err
-	}
-	return c, probe.Int("concurrency", raw.Concurrency, &c.Concurrency, 1, 100000)
-}
 
 // Params are one health_check block's parameters: what to request and
 // what to expect. The port is the target's (the health check's port), or
@@ -197,20 +174,17 @@ type state struct {
 	client *http.Client
 }
 
-// Checker is the http health checker. The zero value is not ready: use
-// New. Check, Configure and ParseParams may be called concurrently.
+// Checker is the http health checker; its plugin block sets concurrency.
+// The zero value is not ready: use New. Check, Configure and ParseParams
+// may be called concurrently.
 type Checker struct {
-	concurrency atomic.Int64
+	probe.Concurrency
 	// def serves targets without Params (a direct in-process caller).
 	def *state
 }
 
-// New returns a Checker with DefaultConfig.
-func New() *Checker {
-	c := &Checker{def: newState(DefaultParams())}
-	c.concurrency.Store(int64(DefaultConfig().Concurrency))
-	return c
-}
+// New returns a Checker with the default concurrency and parameters.
+func New() *Checker { return &Checker{def: newState(DefaultParams())} }
 
 func newState(cfg Params) *state {
 	serverName := cfg.TLSServerName
@@ -243,16 +217,6 @@ func newState(cfg Params) *state {
 	}}
 }
 
-// Configure replaces the configuration; on error the old one stays.
-func (c *Checker) Configure(config []byte) error {
-	cfg, err := ParseConfig(config)
-	if err != nil {
-		return err
-	}
-	c.concurrency.Store(int64(cfg.Concurrency))
-	return nil
-}
-
 // ParseParams reads a block's parameters into the state its targets are
 // checked with (the SDK caches it per block).
 func (c *Checker) ParseParams(params []byte) (any, error) {
@@ -266,7 +230,7 @@ func (c *Checker) ParseParams(params []byte) (any, error) {
 // Describe reports the version and the schemas.
 func (c *Checker) Describe() sdk.Info {
 	return sdk.Info{Version: Version, Schema: []sdk.Attribute{
-		{Name: "concurrency", Type: "number", Description: "most requests in flight at once (default 1000)"},
+		probe.ConcurrencyAttribute,
 	}, Params: []sdk.Attribute{
 		{Name: "method", Type: "string", Description: "request method (default GET)"},
 		{Name: "path", Type: "string", Description: "request path and query (default /)"},
@@ -282,7 +246,7 @@ func (c *Checker) Describe() sdk.Info {
 // Check sends the request to every target; ctx's deadline bounds each
 // request, from connect to the end of the body read.
 func (c *Checker) Check(ctx context.Context, targets []sdk.Target) []sdk.Result {
-	return probe.Run(ctx, targets, int(c.concurrency.Load()), func(ctx context.Context, t sdk.Target) sdk.Result {
+	return probe.Run(ctx, targets, c.Load(), func(ctx context.Context, t sdk.Target) sdk.Result {
 		st, _ := t.Params.(*state)
 		if st == nil {
 			st = c.def

@@ -242,11 +242,15 @@ func TestConfigErrors(t *testing.T) {
 	if in := New().Describe(); in.Version != Version || len(in.Schema) != 1 || len(in.Params) != 8 {
 		t.Errorf("Describe = %+v", in)
 	}
-	if _, err := ParseConfig([]byte(`{"concurrency": 0}`)); err == nil {
-		t.Error("ParseConfig accepted concurrency 0")
+	c := New()
+	if err := c.Configure([]byte(`{"concurrency": 0}`)); err == nil {
+		t.Error("Configure accepted concurrency 0")
 	}
-	if _, err := ParseConfig([]byte(`{"path": "/"}`)); err == nil {
-		t.Error("ParseConfig accepted a check parameter")
+	if err := c.Configure([]byte(`{"path": "/"}`)); err == nil {
+		t.Error("Configure accepted a check parameter")
+	}
+	if err := c.Configure([]byte(`{"concurrency": 7}`)); err != nil || c.Load() != 7 {
+		t.Errorf("Configure(concurrency 7): %v, concurrency %d", err, c.Load())
 	}
 }
 

@@ -26,6 +26,10 @@ const DefaultTimeout = time.Second
 // tens of microseconds), while capping sockets and goroutines.
 const DefaultConcurrency = 1000
 
+// NotProbed is the message of a target left StatusUnknown because the
+// batch's deadline passed before its turn.
+const NotProbed = "not probed: the batch's deadline passed before its turn"
+
 // Run probes targets on at most workers goroutines and returns one result
 // per target, in order, with ID and Latency filled in. A target whose turn
 // comes after ctx has ended is not probed and gets StatusUnknown: the host
@@ -55,7 +59,7 @@ func Run(ctx context.Context, targets []sdk.Target, workers int, probe func(cont
 				// ctx.Err() lags the deadline by a timer's latency; a dial
 				// started in that gap would fail at once, unprobed.
 				if ctx.Err() != nil || !time.Now().Before(deadline) {
-					res[i] = sdk.Result{ID: t.ID, Status: sdk.StatusUnknown, Message: "not probed: the batch's deadline passed before its turn"}
+					res[i] = sdk.Result{ID: t.ID, Status: sdk.StatusUnknown, Message: NotProbed}
 					continue
 				}
 				start := time.Now()
@@ -175,4 +179,40 @@ func Strings(attr string, raw json.RawMessage) (v []string, ok bool, err error) 
 		v = append(v, s)
 	}
 	return v, true, nil
+}
+
+// Concurrency is a built-in checker's plugin-block configuration: the most
+// probes in flight at once. Embedded in a checker, it is that checker's
+// sdk.Configurer; Configure and Load may be called concurrently.
+type Concurrency struct {
+	n atomic.Int64 // 0: DefaultConcurrency
+}
+
+// ConcurrencyAttribute describes the attribute in a checker's Info.Schema.
+var ConcurrencyAttribute = sdk.Attribute{Name: "concurrency", Type: "number",
+	Description: "most probes in flight at once (default " + strconv.Itoa(DefaultConcurrency) + ")"}
+
+// Load returns the configured concurrency.
+func (c *Concurrency) Load() int {
+	if n := c.n.Load(); n > 0 {
+		return int(n)
+	}
+	return DefaultConcurrency
+}
+
+// Configure reads the plugin block ({"concurrency": N}); a bad or unknown
+// attribute is a *sdk.ConfigError and leaves the old value.
+func (c *Concurrency) Configure(config []byte) error {
+	var raw struct {
+		Concurrency json.RawMessage `json:"concurrency"`
+	}
+	if err := Decode(config, &raw); err != nil {
+		return err
+	}
+	n := c.Load()
+	if err := Int("concurrency", raw.Concurrency, &n, 1, 100000); err != nil {
+		return err
+	}
+	c.n.Store(int64(n))
+	return nil
 }
