@@ -26,6 +26,11 @@ func listen(t *testing.T) *net.TCPAddr {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return acceptAndClose(t, ln)
+}
+
+// acceptAndClose accepts and closes ln's connections until the test ends.
+func acceptAndClose(t *testing.T, ln net.Listener) *net.TCPAddr {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -247,17 +252,7 @@ func TestPathsAgree(t *testing.T) {
 	want := []string{"", "dial tcp 127.0.0.1:" + itoa(down) + ": connect: connection refused",
 		"dial tcp 127.0.0.1:" + itoa(hung) + ": i/o timeout", "no port: set port in the health check", ""}
 	if ln, err := net.Listen("tcp", "[::1]:0"); err == nil {
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-		up6 := ln.Addr().(*net.TCPAddr).Port
+		up6 := acceptAndClose(t, ln).Port
 		targets = append(targets, sdk.Target{ID: 6, Address: "::1", Port: uint16(up6)},
 			sdk.Target{ID: 7, Address: "::1", Port: uint16(down)})
 		want = append(want, "", "dial tcp [::1]:"+itoa(down)+": connect: connection refused")
