@@ -98,9 +98,9 @@ func Decode(config []byte, v any) error {
 }
 
 // The readers below leave *dst alone when raw is absent or null, and accept
-// a value either as its JSON type or as a string: a method's params reach
-// the host as strings (control.HealthCheck.Params), typed attributes as
-// numbers and bools.
+// a value either as its JSON type or as a string: xlbd converts values to
+// the types the checker's schema declares, but a host that does not (a
+// direct caller, another host) may send numbers and bools as text.
 
 func unset(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
 
