@@ -182,11 +182,8 @@ func paramErrors(err error, pool string, hc control.HealthCheck) pipeline.Errors
 // configErrors turns err into one pipeline.Error per refused attribute
 // (*sdk.ConfigError, at its range) or one for the whole block.
 func configErrors(err error, block pipeline.Range, attrs map[string]pipeline.Range, refused, failed, what string) pipeline.Errors {
-	if err == nil {
-		return nil
-	}
 	var out pipeline.Errors
-	for _, e := range flatten(err) {
+	for _, e := range sdk.Unjoin(err) {
 		var ce *sdk.ConfigError
 		if !errors.As(e, &ce) {
 			// Not about an attribute: the error names the plugin itself.
@@ -204,16 +201,6 @@ func configErrors(err error, block pipeline.Range, attrs map[string]pipeline.Ran
 		out = append(out, &pipeline.Error{Range: r, Summary: refused, Detail: detail})
 	}
 	return out
-}
-
-// flatten lists the errors joined in err, through wrapping.
-func flatten(err error) []error {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if j, ok := e.(interface{ Unwrap() []error }); ok {
-			return j.Unwrap()
-		}
-	}
-	return []error{err}
 }
 
 func (h *healthChecks) start() { h.sched.Start() }

@@ -50,7 +50,7 @@ func TestConfigureAndParams(t *testing.T) {
 			err = c.Configure([]byte(tc.in))
 		}
 		var got []string
-		for _, e := range unjoin(err) {
+		for _, e := range sdk.Unjoin(err) {
 			var ce *sdk.ConfigError
 			if !errors.As(e, &ce) {
 				t.Errorf("%s: %v is not a *sdk.ConfigError", tc.in, e)
@@ -68,16 +68,6 @@ func TestConfigureAndParams(t *testing.T) {
 	if n := c.concurrency.Load(); n != 16 {
 		t.Errorf("concurrency %d after a refused change; want 16 kept", n)
 	}
-}
-
-func unjoin(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }
 
 // serveOnce starts a loopback server that runs reply on every connection.

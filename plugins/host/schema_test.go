@@ -35,14 +35,12 @@ func TestConform(t *testing.T) {
 		}
 		out, err := Conform(schema, in, "port")
 		var got []string
-		if err != nil {
-			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-				var ce *sdk.ConfigError
-				if !errors.As(e, &ce) {
-					t.Errorf("%s: %v is not a ConfigError", tc.in, e)
-				}
-				got = append(got, e.Error())
+		for _, e := range sdk.Unjoin(err) {
+			var ce *sdk.ConfigError
+			if !errors.As(e, &ce) {
+				t.Errorf("%s: %v is not a ConfigError", tc.in, e)
 			}
+			got = append(got, e.Error())
 		}
 		if strings.Join(got, "|") != strings.Join(tc.errs, "|") {
 			t.Errorf("%s: errors %q, want %q", tc.in, got, tc.errs)

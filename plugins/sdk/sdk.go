@@ -187,18 +187,27 @@ func configure(impl any, req *pluginpb.ConfigureRequest) *pluginpb.ConfigureResp
 	return &pluginpb.ConfigureResponse{Errors: configErrorsToPB(c.Configure(cfg))}
 }
 
-// configErrorsToPB flattens err (errors.Join of *ConfigError, or any
-// error) into wire form; nil is none.
-func configErrorsToPB(err error) []*pluginpb.ConfigError {
+// Unjoin lists the errors err joins with errors.Join (also when the join
+// is wrapped with fmt.Errorf's %w), or err alone; nil for nil. A refusal
+// of several attributes is such a join of *ConfigError values: look at
+// each with errors.As.
+func Unjoin(err error) []error {
 	if err == nil {
 		return nil
 	}
-	errs := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			return j.Unwrap()
+		}
 	}
+	return []error{err}
+}
+
+// configErrorsToPB flattens err (errors.Join of *ConfigError, or any
+// error) into wire form; nil is none.
+func configErrorsToPB(err error) []*pluginpb.ConfigError {
 	var out []*pluginpb.ConfigError
-	for _, e := range errs {
+	for _, e := range Unjoin(err) {
 		var ce *ConfigError
 		if errors.As(e, &ce) {
 			out = append(out, &pluginpb.ConfigError{Attribute: ce.Attribute, Message: ce.Message})

@@ -437,3 +437,20 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+func TestUnjoin(t *testing.T) {
+	a, b := &ConfigError{Attribute: "a"}, &ConfigError{Attribute: "b"}
+	for _, tc := range []struct {
+		err  error
+		want []error
+	}{
+		{nil, nil},
+		{a, []error{a}},
+		{errors.Join(a, b), []error{a, b}},
+		{fmt.Errorf("plugin %q: configuration refused: %w", "x", errors.Join(a, b)), []error{a, b}},
+	} {
+		if got := Unjoin(tc.err); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("Unjoin(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}

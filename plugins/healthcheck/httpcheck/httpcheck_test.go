@@ -221,19 +221,13 @@ func TestConfigErrors(t *testing.T) {
 	} {
 		_, err := ParseParams([]byte(tc.config))
 		var got []string
-		if err != nil {
-			errs := []error{err}
-			if j, ok := err.(interface{ Unwrap() []error }); ok {
-				errs = j.Unwrap()
+		for _, e := range sdk.Unjoin(err) {
+			var ce *sdk.ConfigError
+			if !errors.As(e, &ce) {
+				t.Errorf("%s: %v is not a ConfigError", tc.config, e)
+				continue
 			}
-			for _, e := range errs {
-				var ce *sdk.ConfigError
-				if !errors.As(e, &ce) {
-					t.Errorf("%s: %v is not a ConfigError", tc.config, e)
-					continue
-				}
-				got = append(got, ce.Attribute)
-			}
+			got = append(got, ce.Attribute)
 		}
 		if strings.Join(got, ",") != strings.Join(tc.attrs, ",") {
 			t.Errorf("%s: errors %v name %v, want %v", tc.config, err, got, tc.attrs)
