@@ -9,8 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/xlbproject/xlb/control/maglev"
 	"github.com/xlbproject/xlb/control/snapshot"
-	"github.com/xlbproject/xlb/elements/maglev"
 )
 
 // Controller turns configurations and health changes into snapshots and

@@ -9,15 +9,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/xlbproject/xlb/elements/maglev"
+	"github.com/xlbproject/xlb/control/maglev"
 	"github.com/xlbproject/xlb/pipeline"
 )
-
-// MaxWeight is the largest backend weight: the Maglev table build costs
-// about M·N·(largest weight)/(sum of weights) steps, so the bound keeps a
-// rebuild with skewed weights within a second at the largest tables. Only
-// the ratios between weights matter.
-const MaxWeight = maglev.MaxWeight
 
 // Attribute names used to look up AttrRange, as written in HCL.
 const (
@@ -27,7 +21,6 @@ const (
 	attrPool      = "pool"
 	attrTableSize = "table_size"
 	attrPools     = "pools"
-	attrWeight    = "weight"
 )
 
 // Validate checks the configuration as a whole and returns every problem,
@@ -95,11 +88,6 @@ func (v *validator) pools_() {
 				backends[b.Name] = decl{p.Name, b.Range}
 			}
 			v.unicast(b.AttrRange, b.Range, "Backend", b.Name, b.Address, "the address the backend receives encapsulated packets on")
-			if b.Weight > MaxWeight {
-				v.add(at(b.AttrRange, attrWeight, b.Range), "Weight too large",
-					"Backend %q has weight %d, above the maximum %d (the Maglev table build time grows with the largest weight); scale the weights down, since only their ratios matter.",
-					b.Name, b.Weight, MaxWeight)
-			}
 		}
 	}
 	for i := range v.c.Pools {

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/xlbproject/xlb/control/maglev"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -150,6 +151,11 @@ func (s *Snapshot) LookupVIP(f *pipeline.Flow) (uint32, bool) {
 	}
 	return 0, false
 }
+
+// Pick returns the ID of the real in the slot of v's Maglev table that a
+// flow hash maps to (maglev.Slot, the same on every node). The table must
+// not be empty.
+func (v *VIP) Pick(hash uint64) uint32 { return v.Table[maglev.Slot(hash, len(v.Table))] }
 
 // Real returns the real with the given ID and epoch, or nil when that real
 // no longer exists.

@@ -1,3 +1,9 @@
+// Package maglev holds MaglevSelect, the element that picks a backend for
+// the first packet of a flow by looking its hash up in the VIP's Maglev
+// table (Eisenbud et al., "Maglev: A Fast and Reliable Software Network Load
+// Balancer", NSDI 2016, section 3.4). The tables are built by the control
+// plane with control/maglev and read here through the snapshot of the
+// batch; this package only looks them up.
 package maglev
 
 import (
@@ -67,13 +73,13 @@ func (e *Select) Push(_ int, p *pipeline.Packet) int {
 		p.Reason = reasonNoVIP
 		return portNoBackend
 	}
-	t := s.VIPs[vip].Table
-	if len(t) == 0 {
+	v := &s.VIPs[vip]
+	if len(v.Table) == 0 {
 		p.VIP = vip
 		p.Reason = reasonNoBackend
 		return portNoBackend
 	}
-	id := t[Slot(p.Hash, len(t))]
+	id := v.Pick(p.Hash)
 	p.VIP = vip
 	p.Backend = id
 	p.Epoch = s.Reals[id].Epoch

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	table "github.com/xlbproject/xlb/control/maglev"
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
 	"github.com/xlbproject/xlb/pipeline/pipelinetest"
@@ -14,12 +15,15 @@ import (
 // and "empty" (udp/53) whose table is empty. Real 1 is an unused slot.
 func testSnapshot(t testing.TB) *snapshot.Snapshot {
 	t.Helper()
-	bs := []Backend{{"web-a", 1}, {"web-b", 1}, {"web-c", 2}}
-	idx := mustBuild(t, bs, 251)
+	bs := []table.Backend{{Name: "web-a", Weight: 1}, {Name: "web-b", Weight: 1}, {Name: "web-c", Weight: 2}}
+	idx, err := table.Build(bs, 251)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ids := []uint32{0, 2, 3} // real ID of bs[i]
-	table := make([]uint32, len(idx))
+	slots := make([]uint32, len(idx))
 	for s, i := range idx {
-		table[s] = ids[i]
+		slots[s] = ids[i]
 	}
 	vip := netip.MustParseAddr("10.0.0.1")
 	reals := make([]snapshot.Real, 4)
@@ -27,7 +31,7 @@ func testSnapshot(t testing.TB) *snapshot.Snapshot {
 		reals[ids[i]] = snapshot.Real{ID: ids[i], Epoch: uint32(7 + i), VIP: 0, Backend: b.Name, Weight: b.Weight}
 	}
 	return snapshot.New(1, 0, []snapshot.VIP{
-		{Name: "web", Addr: vip, Proto: 6, Ports: []uint16{80}, Reals: ids, Table: table},
+		{Name: "web", Addr: vip, Proto: 6, Ports: []uint16{80}, Reals: ids, Table: slots},
 		{Name: "empty", Addr: vip, Proto: 17, Ports: []uint16{53}},
 	}, reals)
 }
@@ -69,7 +73,7 @@ func TestSelectPush(t *testing.T) {
 			if port != portOut {
 				return
 			}
-			id := web.Table[Slot(tc.p.Hash, len(web.Table))]
+			id := web.Table[table.Slot(tc.p.Hash, len(web.Table))]
 			if tc.p.VIP != tc.vip || tc.p.Backend != id || tc.p.Epoch != snap.Reals[id].Epoch {
 				t.Fatalf("VIP %d backend %d epoch %d, want %d %d %d", tc.p.VIP, tc.p.Backend, tc.p.Epoch, tc.vip, id, snap.Reals[id].Epoch)
 			}

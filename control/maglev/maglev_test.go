@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -75,7 +77,6 @@ func TestBuildErrors(t *testing.T) {
 		{"too small", names(7), 7, "greater than the number of backends"},
 		{"too large", names(3), 16777259, "larger than the maximum"},
 		{"duplicate name", []Backend{{"a", 1}, {"b", 1}, {"a", 2}}, 13, `"a" appears twice`},
-		{"weight", []Backend{{"a", MaxWeight + 1}}, 13, "weight 10001"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Build(tc.bs, tc.m)
@@ -141,6 +142,118 @@ func TestWeightedShares(t *testing.T) {
 				if weights[i] == 0 && c != 0 {
 					t.Errorf("backend %d has weight 0 but owns %d slots", i, c)
 				}
+			}
+		})
+	}
+}
+
+// turns is the weighted population loop as the package doc describes it,
+// walking every backend on every turn: the definition Build must match.
+func turns(bs []Backend, m uint32) []uint32 {
+	type part struct{ pos, skip, acc, w, index uint32 }
+	var ps []part
+	maxW := uint32(0)
+	for i, b := range bs {
+		if b.Weight > 0 {
+			offset, skip := permutation(b.Name, m)
+			ps = append(ps, part{pos: offset, skip: skip, w: b.Weight, index: uint32(i)})
+			maxW = max(maxW, b.Weight)
+		}
+	}
+	slices.SortFunc(ps, func(a, b part) int { return strings.Compare(bs[a.index].Name, bs[b.index].Name) })
+	table := make([]uint32, m)
+	taken := make([]bool, m)
+	for filled := uint32(0); ; {
+		for k := range ps {
+			p := &ps[k]
+			// In 64 bits: the credit may exceed 2^32 before it is paid.
+			if acc := uint64(p.acc) + uint64(p.w); acc < uint64(maxW) {
+				p.acc = uint32(acc)
+				continue
+			} else {
+				p.acc = uint32(acc - uint64(maxW))
+			}
+			for taken[p.pos] {
+				p.pos = (p.pos + p.skip) % m
+			}
+			taken[p.pos], table[p.pos] = true, p.index
+			p.pos = (p.pos + p.skip) % m
+			if filled++; filled == m {
+				return table
+			}
+		}
+	}
+}
+
+// Build takes the turns' claims in their order without walking the turns:
+// the tables are the same, slot for slot, for any weights.
+func TestSameAsTurns(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for run := range 300 {
+		n := 1 + r.IntN(40)
+		m := []uint32{13, 251, 4099, 65537}[run%4]
+		if uint32(n) >= m {
+			n = int(m) - 1
+		}
+		bs := names(n)
+		for i := range bs {
+			switch r.IntN(4) {
+			case 0:
+				bs[i].Weight = 0
+			case 1:
+				bs[i].Weight = 1 + r.Uint32N(3)
+			case 2:
+				bs[i].Weight = 1 + r.Uint32N(10000)
+			default:
+				bs[i].Weight = 1 + r.Uint32()>>r.UintN(32)
+			}
+		}
+		got, err := Build(bs, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == nil {
+			continue // no positive weight: the turns would never end
+		}
+		want := turns(bs, m)
+		for s := range want {
+			if got[s] != want[s] {
+				t.Fatalf("run %d, M=%d, weights %v: slot %d holds %d, the turns give %d", run, m, bs, s, got[s], want[s])
+			}
+		}
+	}
+}
+
+// Defect: with one heavy backend among many light ones, the population loop
+// walked every backend on every turn, M·N·W/ΣW steps (15 s for one backend
+// at weight 10,000 and 999 at 1 with M = 16,777,213). Build's work apart
+// from probing is now about one look at a backend per claim plus one per
+// heap level, M·(1 + log2 N), whatever the weights (plus one turn of
+// slack where it walks the turns).
+func TestBuildWorkBound(t *testing.T) {
+	const m = 655373
+	for _, tc := range []struct {
+		name  string
+		heavy uint32
+		n     int
+	}{
+		{"equal", 1, 1000},
+		{"near-equal", 3, 1000},
+		{"one heavy, 999 light", 10000, 1000},
+		{"one heavy, 9,999 light", 10000, 10000},
+		{"one at 2^32-1, 99 light", 1<<32 - 1, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bs := names(tc.n)
+			bs[0].Weight = tc.heavy
+			_, work, err := build(bs, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bound := m*(1+bits.Len(uint(tc.n))) + 2*tc.n
+			t.Logf("N=%d M=%d: %d backends looked at (%.2f per slot), bound %d", tc.n, m, work, float64(work)/m, bound)
+			if work > bound {
+				t.Errorf("built with %d looks at backends, want at most M·(1+log2 N)+2N = %d", work, bound)
 			}
 		})
 	}
@@ -346,4 +459,18 @@ func BenchmarkMaglevBuild(b *testing.B) {
 			}
 		}
 	})
+	// One backend at weight 10,000 and the others at 1, at the largest M:
+	// 15 s (N=1000) and 73 s (N=10000) when every turn walked every backend.
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("N=%d/M=16777213/skewed", n), func(b *testing.B) {
+			bs := names(n)
+			bs[0].Weight = 10000
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Build(bs, 16777213); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

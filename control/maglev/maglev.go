@@ -1,7 +1,10 @@
-// Package maglev implements Maglev consistent hashing (Eisenbud et al.,
+// Package maglev is the Maglev consistent-hashing table (Eisenbud et al.,
 // "Maglev: A Fast and Reliable Software Network Load Balancer", NSDI 2016,
-// section 3.4) and the MaglevSelect element, which picks a backend for the
-// first packet of a flow by looking its hash up in the VIP's table.
+// section 3.4): building a VIP's lookup table from its backends, checking
+// table sizes, and reducing a flow hash to a slot. It is a leaf that knows
+// nothing of packets or elements (as Katran keeps its MaglevHash apart from
+// the balancer): the control plane builds tables with it, off the hot path,
+// and the data plane reads them through control/snapshot.
 //
 // Every node must build the same table from the same backends, so the table
 // depends only on backend names, weights and the table size M: the input is
@@ -14,6 +17,7 @@ package maglev
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 )
@@ -28,13 +32,6 @@ type Backend struct {
 // MaxTableSize bounds M: a table is 4·M bytes per VIP, and building it costs
 // about M·ln(M) probes.
 const MaxTableSize = 1 << 24
-
-// MaxWeight bounds a backend weight. The population loop runs one pass over
-// the backends per round and only the heaviest backend is sure to take a slot
-// each round, so the build costs about M·N·maxW/ΣW steps: bounding weights
-// bounds that (at worst, one backend at MaxWeight and the rest at 1, it is
-// about M·N).
-const MaxWeight = 10000
 
 // IsPrime reports whether n is prime (trial division by 6k±1, at most about
 // 22,000 divisions for a 32-bit n).
@@ -108,15 +105,6 @@ func permutation(name string, m uint32) (offset, skip uint32) {
 	return offset, skip
 }
 
-// participant is one backend's state in the population loop.
-type participant struct {
-	pos    uint32 // next slot of its preference list to try
-	skip   uint32
-	weight uint32 // reduced by the weights' GCD
-	acc    uint32 // accumulated weight (credit) for the weighted turns
-	index  uint32 // index in the caller's slice
-}
-
 // Build returns the Maglev lookup table of size m for backends: table[slot]
 // is an index into backends. The table is the same for any order of the
 // input, since backends are sorted by name first; names must be unique.
@@ -125,20 +113,36 @@ type participant struct {
 //
 // Weights (a departure: the paper names weighted backends but gives no
 // method) follow Katran's weighted Maglev: backends take turns in name order
-// as in the paper's Pseudocode 1, but each turn a backend adds its weight to
-// a credit and claims a slot only when the credit reaches the largest weight,
-// which it then pays. A backend's share of slots is thus proportional to its
-// weight, and with equal weights (reduced by their GCD to 1) every backend
-// claims a slot every turn, which is the paper's algorithm exactly.
+// as in the paper's Pseudocode 1, but each turn a backend adds its weight w
+// to a credit and claims its next preferred free slot only when the credit
+// reaches the largest weight W, which it then pays. A backend's share of
+// slots is thus proportional to its weight, and with equal weights every
+// backend claims a slot every turn, which is the paper's algorithm exactly.
+//
+// Walking every backend on every turn would cost M·N·W/ΣW steps: with one
+// heavy backend among many light ones, most turns give most backends
+// nothing to do. Instead the claims are taken in the order those turns
+// would make them, without the turns: a backend's credit reaches W for the
+// j-th time at turn ⌈j·W/w⌉, so a min-heap keyed by (that turn, position in
+// name order) yields exactly the same claims, in the same order, at
+// O(log N) each: O(M·log N) for any weights, plus the probes for free slots
+// that the paper's algorithm pays as well. Where walking the turns costs no
+// more (equal or near-equal weights), Build walks them.
 func Build(backends []Backend, m uint32) ([]uint32, error) {
+	table, _, err := build(backends, m)
+	return table, err
+}
+
+// build is Build, also returning its work apart from probing for free
+// slots: how many times it looked at a backend to find the next claim (one
+// per claim, plus one per level a claim sinks in the heap). Tests hold it
+// to the O(M·log N) bound.
+func build(backends []Backend, m uint32) (table []uint32, work int, err error) {
 	if err := CheckTableSize(m, len(backends)); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	order := make([]uint32, 0, len(backends))
 	for i, b := range backends {
-		if b.Weight > MaxWeight {
-			return nil, fmt.Errorf("backend %q: weight %d is larger than the maximum %d", b.Name, b.Weight, MaxWeight)
-		}
 		if b.Weight > 0 {
 			order = append(order, uint32(i))
 		}
@@ -146,63 +150,140 @@ func Build(backends []Backend, m uint32) ([]uint32, error) {
 	slices.SortFunc(order, func(a, b uint32) int { return strings.Compare(backends[a].Name, backends[b].Name) })
 	for i := 1; i < len(order); i++ {
 		if backends[order[i]].Name == backends[order[i-1]].Name {
-			return nil, fmt.Errorf("backend name %q appears twice; names identify backends in the table", backends[order[i]].Name)
+			return nil, 0, fmt.Errorf("backend name %q appears twice; names identify backends in the table", backends[order[i]].Name)
 		}
 	}
 	if len(order) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 
-	var g, maxW uint32
-	for _, i := range order {
-		g = gcd(g, backends[i].Weight)
-	}
-	ps := make([]participant, len(order))
+	f := filler{m: m, table: make([]uint32, m), taken: make([]uint64, (m+63)/64),
+		ps: make([]participant, len(order))}
+	maxW, sumW := uint64(0), uint64(0)
 	for k, i := range order {
-		offset, skip := permutation(backends[i].Name, m)
-		w := backends[i].Weight / g
-		maxW = max(maxW, w)
-		ps[k] = participant{pos: offset, skip: skip, weight: w, index: i}
+		p := &f.ps[k]
+		p.pos, p.skip = permutation(backends[i].Name, m)
+		p.weight, p.index = uint64(backends[i].Weight), i
+		maxW, sumW = max(maxW, p.weight), sumW+p.weight
 	}
-
-	table := make([]uint32, m)
-	// taken is a bitmap of claimed slots: the loop probes it about
-	// m·ln(m) times at random, and at m/8 bytes it stays in cache where
-	// the table would not.
-	taken := make([]uint64, (m+63)/64)
-	filled := uint32(0)
-	for {
-		for k := range ps {
-			p := &ps[k]
-			p.acc += p.weight
-			if p.acc < maxW {
-				continue
-			}
-			p.acc -= maxW
-			c := p.pos
-			for taken[c>>6]&(1<<(c&63)) != 0 {
-				if c += p.skip; c >= m {
-					c -= m
+	n := uint64(len(order))
+	if n*maxW <= sumW*uint64(1+bits.Len64(n)) {
+		// Walking the turns costs N·W/ΣW looks per claim, no more than
+		// the heap's 1 + log2 N: with equal or near-equal weights the
+		// walk is the cheaper way to the same table.
+		for {
+			for k := range f.ps {
+				work++
+				p := &f.ps[k]
+				if p.credit += p.weight; p.credit < maxW {
+					continue
 				}
-			}
-			taken[c>>6] |= 1 << (c & 63)
-			table[c] = p.index
-			if c += p.skip; c >= m {
-				c -= m
-			}
-			p.pos = c
-			if filled++; filled == m {
-				return table, nil
+				p.credit -= maxW
+				if f.claim(p) {
+					return f.table, work, nil
+				}
 			}
 		}
 	}
+	// turn(k, j) is the turn of backend k's j-th claim (j ≥ 1).
+	turn := func(k int, j uint64) uint64 {
+		w := f.ps[k].weight
+		return (j*maxW + w - 1) / w
+	}
+	h := make(claimHeap, len(order))
+	for k := range order {
+		h[k] = nextClaim{turn: turn(k, 1), k: uint32(k), j: 1}
+	}
+	h.init()
+	for {
+		c := &h[0]
+		work++
+		if f.claim(&f.ps[c.k]) {
+			return f.table, work, nil
+		}
+		c.j++
+		c.turn = turn(int(c.k), uint64(c.j))
+		work += h.down(0)
+	}
 }
 
-func gcd(a, b uint32) uint32 {
-	for b != 0 {
-		a, b = b, a%b
+// filler is the table being populated and its participants, in name order.
+type filler struct {
+	m     uint32
+	table []uint32
+	// taken is a bitmap of claimed slots: the loop probes it about
+	// m·ln(m) times at random, and at m/8 bytes it stays in cache where
+	// the table would not.
+	taken  []uint64
+	filled uint32
+	ps     []participant
+}
+
+// participant is one backend in the population loop.
+type participant struct {
+	pos    uint32 // next slot of its preference list to try
+	skip   uint32
+	index  uint32 // index in the caller's slice
+	weight uint64
+	credit uint64 // accumulated weight, while walking the turns
+}
+
+// claim gives p its next preferred free slot and reports whether the table
+// is now full.
+func (f *filler) claim(p *participant) bool {
+	c, skip := p.pos, p.skip
+	for f.taken[c>>6]&(1<<(c&63)) != 0 {
+		if c += skip; c >= f.m {
+			c -= f.m
+		}
 	}
-	return a
+	f.taken[c>>6] |= 1 << (c & 63)
+	f.table[c] = p.index
+	if c += skip; c >= f.m {
+		c -= f.m
+	}
+	p.pos = c
+	f.filled++
+	return f.filled == f.m
+}
+
+// nextClaim is backend k's j-th claim, due at turn.
+type nextClaim struct {
+	turn uint64
+	k, j uint32
+}
+
+// claimHeap is a binary min-heap of claims by (turn, k): k breaks ties
+// because within a turn backends go in name order.
+type claimHeap []nextClaim
+
+func (h claimHeap) less(a, b int) bool {
+	return h[a].turn < h[b].turn || h[a].turn == h[b].turn && h[a].k < h[b].k
+}
+
+func (h claimHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+// down sinks h[i] to its place and returns how many levels it moved.
+func (h claimHeap) down(i int) (levels int) {
+	for {
+		c := 2*i + 1
+		if c >= len(h) {
+			return levels
+		}
+		if c+1 < len(h) && h.less(c+1, c) {
+			c++
+		}
+		if !h.less(c, i) {
+			return levels
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+		levels++
+	}
 }
 
 // Slot maps a 64-bit flow hash to a slot of a table of size m, with Lemire's
