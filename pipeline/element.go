@@ -56,14 +56,23 @@ type Cleaner interface {
 }
 
 // BatchStarter is called once per batch before any packet of it reaches the
-// element: the place to load the current control-plane snapshot and the
-// batch clock, so that nothing on the per-packet path takes a lock.
+// element: the place to read the batch clock and what the batch's
+// worker-local views hold (Context.Local), so that nothing on the
+// per-packet path takes a lock.
+//
+// Every element of a batch must see the same state of anything shared with
+// other goroutines, such as the control plane's snapshot: an element must
+// not load shared state in its own StartBatch, since another goroutine may
+// change it between two elements' StartBatch calls. It reads a worker-local
+// object instead, which the engine refreshes once per batch before any
+// element's StartBatch (see Context.Local).
 type BatchStarter interface {
 	StartBatch(now int64)
 }
 
 // BatchEnder is called once per batch after every packet of it has left the
-// graph: the place to flush transmit queues and publish counters.
+// graph: the place to flush transmit queues, publish counters and let go of
+// what StartBatch read.
 type BatchEnder interface {
 	EndBatch()
 }
@@ -206,6 +215,7 @@ type Context struct {
 
 	values map[any]any
 	shared *sharedStore
+	local  *localStore
 }
 
 // Value returns the value stored under key by the embedding program, or nil.
@@ -226,14 +236,44 @@ func (c *Context) Shared(key any, create func() any) any {
 	return v
 }
 
+// Local returns the object stored under key for this worker, creating it
+// with create on first use: one per worker, shared by the worker's
+// elements and by no other goroutine. It is the place for a per-worker view
+// of state that other goroutines change, such as the control plane's
+// snapshot: when the object implements BatchStarter, the engine calls its
+// StartBatch at the start of every batch, before any element's; when it
+// implements BatchEnder, its EndBatch after every element's. So every
+// element of a batch reads what one StartBatch loaded, and a view can drop
+// its reference at the end of a batch, so that an idle worker pins nothing.
+// Objects run in the order they were created. Outside a graph (NewContext)
+// nothing calls them: the caller drives them itself.
+func (c *Context) Local(key any, create func() any) any {
+	if v, ok := c.local.m[key]; ok {
+		return v
+	}
+	v := create()
+	c.local.m[key] = v
+	c.local.order = append(c.local.order, v)
+	return v
+}
+
 // NewContext returns a Context for provisioning an element outside a graph,
 // as unit tests and tools do. values are returned by Value.
 func NewContext(name string, worker, workers int, values map[any]any) *Context {
 	return &Context{Name: name, Worker: worker, Workers: max(workers, 1),
-		Logger: slog.New(slog.DiscardHandler), values: values, shared: &sharedStore{m: map[any]any{}}}
+		Logger: slog.New(slog.DiscardHandler), values: values, shared: &sharedStore{m: map[any]any{}}, local: newLocalStore()}
 }
 
 type sharedStore struct {
 	sync.Mutex
 	m map[any]any
 }
+
+// localStore holds one worker's Local objects; only that worker's
+// goroutine (and Provision, before it runs) touches it.
+type localStore struct {
+	m     map[any]any
+	order []any
+}
+
+func newLocalStore() *localStore { return &localStore{m: map[any]any{}} }

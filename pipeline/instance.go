@@ -76,6 +76,7 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *I
 		shared = &sharedStore{m: map[any]any{}}
 	}
 	inst := &Instance{worker: worker}
+	local := newLocalStore()
 	defer func() {
 		if err != nil {
 			inst.Close()
@@ -123,7 +124,7 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *I
 			return nil
 		}
 		ctx := &Context{Name: ie.decl.Name, Worker: worker, Workers: workers,
-			Logger: opts.Logger.With("element", ie.decl.Name, "worker", worker), values: opts.Values, shared: shared}
+			Logger: opts.Logger.With("element", ie.decl.Name, "worker", worker), values: opts.Values, shared: shared, local: local}
 		if err := p.Provision(ctx); err != nil {
 			return wrap(ie, err)
 		}
@@ -141,6 +142,18 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *I
 			}
 		}
 	}
+	// The worker's Local objects frame every batch: their StartBatch runs
+	// before any element's, their EndBatch after every element's.
+	var starters []BatchStarter
+	for _, v := range local.order {
+		if s, ok := v.(BatchStarter); ok {
+			starters = append(starters, s)
+		}
+		if e, ok := v.(BatchEnder); ok {
+			inst.enders = append(inst.enders, e)
+		}
+	}
+	inst.starters = append(starters, inst.starters...)
 	nodes := map[nodeRef]*node{}
 	for _, ref := range g.order {
 		ie := inst.elems[ref.elem]

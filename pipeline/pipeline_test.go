@@ -518,3 +518,58 @@ func TestSourcesProvisionFirst(t *testing.T) {
 		t.Errorf("provisioned in order %v, want the source first: rx,tx", *order)
 	}
 }
+
+// tLocal is a worker-local object that logs its batch hooks; tLocalUser is
+// an element that shares its worker's tLocal and logs its own hooks there.
+type tLocal struct{ log []string }
+
+func (l *tLocal) StartBatch(int64) { l.log = append(l.log, "local start") }
+func (l *tLocal) EndBatch()        { l.log = append(l.log, "local end") }
+
+type tLocalKey struct{}
+
+type tLocalUser struct {
+	name  string
+	local *tLocal
+}
+
+func (u *tLocalUser) Provision(ctx *Context) error {
+	u.name = ctx.Name
+	u.local = ctx.Local(tLocalKey{}, func() any { return &tLocal{} }).(*tLocal)
+	return nil
+}
+func (u *tLocalUser) StartBatch(int64)      { u.local.log = append(u.local.log, u.name+" start") }
+func (u *tLocalUser) EndBatch()             { u.local.log = append(u.local.log, u.name+" end") }
+func (u *tLocalUser) Push(int, *Packet) int { return 0 }
+
+func init() {
+	Register(ElementType{Name: "TLocalUser", Inputs: []string{"in"}, Outputs: []string{"out"}, New: func() Element { return &tLocalUser{} }})
+}
+
+// TestLocalFramesEveryBatch: a worker's Local object is shared by its
+// elements only, and its StartBatch runs before every element's, its
+// EndBatch after every element's, once per batch.
+func TestLocalFramesEveryBatch(t *testing.T) {
+	g, errs := Build(Spec{
+		Elements:    []ElementDecl{decl("src", "TSource", 1), decl("a", "TLocalUser", 2), decl("b", "TLocalUser", 3), decl("k", "TSink", 4)},
+		Connections: []Connection{conn("src", "a", 5), conn("a", "b", 6), conn("b", "k", 7)},
+	})
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	rt, err := g.Start(Options{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	w0, w1 := rt.Workers()[0], rt.Workers()[1]
+	l0 := w0.Element("a").(*tLocalUser).local
+	if w0.Element("b").(*tLocalUser).local != l0 || w1.Element("a").(*tLocalUser).local == l0 {
+		t.Fatal("a Local object must be shared by one worker's elements and by no other worker")
+	}
+	w0.Process(0, &Batch{})
+	want := "local start,a start,b start,a end,b end,local end"
+	if got := strings.Join(l0.log, ","); got != want {
+		t.Errorf("one batch ran %s, want %s", got, want)
+	}
+}
