@@ -172,12 +172,14 @@ type Store struct {
 	p  atomic.Pointer[published]
 }
 
-// published is one Publish: the snapshot and its rank among the store's
-// publications, so that a reader can tell a new publication from the one
-// it saw last without keeping the old snapshot alive.
+// published is one Publish: the snapshot, its rank among the store's
+// publications (so that a reader can tell a new publication from the one
+// it saw last without keeping the old snapshot alive), and the channel the
+// next Publish closes.
 type published struct {
-	s   *Snapshot
-	seq uint64
+	s    *Snapshot
+	seq  uint64
+	next chan struct{}
 }
 
 // NewStore returns a store holding s.
@@ -198,15 +200,39 @@ func (st *Store) Load() *Snapshot {
 	return nil
 }
 
-// Publish makes s the current snapshot.
+// Publish makes s the current snapshot and wakes the watchers.
 func (st *Store) Publish(s *Snapshot) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	seq := uint64(1)
-	if old := st.p.Load(); old != nil {
-		seq = old.seq + 1
+	old := st.current()
+	st.p.Store(&published{s: s, seq: old.seq + 1, next: make(chan struct{})})
+	close(old.next)
+}
+
+// Watch returns the current snapshot (nil before the first Publish) and a
+// channel that the next Publish closes. A subscriber that keeps something
+// outside the data plane equal to the current snapshot (the XDP program's
+// VIP maps) loops on it: update from the snapshot, wait for the channel,
+// Watch again. Publications in between are skipped, never the last one.
+func (st *Store) Watch() (*Snapshot, <-chan struct{}) {
+	p := st.p.Load()
+	if p == nil {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		p = st.current()
 	}
-	st.p.Store(&published{s: s, seq: seq})
+	return p.s, p.next
+}
+
+// current returns the current publication, creating an empty one (no
+// snapshot yet) in a new store. st.mu must be held.
+func (st *Store) current() *published {
+	p := st.p.Load()
+	if p == nil {
+		p = &published{next: make(chan struct{})}
+		st.p.Store(p)
+	}
+	return p
 }
 
 // View is one worker's view of a Store: the snapshot of the batch under

@@ -112,3 +112,33 @@ func TestView(t *testing.T) {
 		t.Error("a republished snapshot reads as unchanged")
 	}
 }
+
+// TestWatch: the channel Watch returns closes at the next Publish, and a
+// Watch then returns the new snapshot; a new store can be watched before
+// its first Publish.
+func TestWatch(t *testing.T) {
+	st := &Store{}
+	s0, ch0 := st.Watch()
+	if s0 != nil {
+		t.Fatalf("an empty store's Watch returned %v", s0)
+	}
+	s1 := New(1, 0, nil, nil)
+	st.Publish(s1)
+	<-ch0
+	got, ch1 := st.Watch()
+	if got != s1 {
+		t.Fatalf("Watch after Publish returned generation %d, want 1", got.Generation)
+	}
+	select {
+	case <-ch1:
+		t.Fatal("the channel of the current snapshot is closed")
+	default:
+	}
+	s2, s3 := New(2, 0, nil, nil), New(3, 0, nil, nil)
+	st.Publish(s2)
+	st.Publish(s3)
+	<-ch1
+	if got, _ := st.Watch(); got != s3 {
+		t.Fatalf("after two publications Watch returned generation %d, want the last, 3", got.Generation)
+	}
+}

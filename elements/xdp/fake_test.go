@@ -56,7 +56,6 @@ func runBatch(t testing.TB, rx *RxXDP, tx *TxXDP, b *pipeline.Batch, prepend int
 	if err := rx.Pull(b); err != nil {
 		t.Fatal(err)
 	}
-	rx.StartBatch(b.Now)
 	tx.StartBatch(b.Now)
 	for _, p := range b.Pkts[:b.N] {
 		if prepend > 0 {
