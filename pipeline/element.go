@@ -16,17 +16,33 @@ import (
 // element's HCL body into the value New returns (fields tagged
 // `hcl:"name,optional"`, defaults set by New), so each element type owns its
 // schema and an unknown attribute is reported at its own line.
+//
+// A worker runs each batch in this order: the StartBatch of its Local
+// objects (the snapshot view), every element's StartBatch in declaration
+// order, the packets through the graph (Prefetch, then Push, per input),
+// every element's EndBatch, and the EndBatch of its Local objects. A packet
+// ends either consumed (Push returned Consumed) or dropped (Push returned
+// Drop, counted by the engine), exactly once.
 type Element any
 
 // Pusher handles one packet arriving on input port in and returns the output
-// port it leaves by, or Consumed when the element took the packet out of the
-// graph (transmitted, written, or recycled).
+// port it leaves by, Consumed when the element took the packet out of the
+// graph (transmitted or written), or Drop when the element drops it.
 type Pusher interface {
 	Push(in int, p *Packet) int
 }
 
-// Consumed is returned by Push when the packet left the graph.
+// Consumed is returned by Push when the packet left the graph: the element
+// owns it from now on.
 const Consumed = -1
+
+// Drop is returned by Push when the element drops the packet, with
+// p.Reason set to why. The engine counts it, under the element and the
+// reason (xlb_drop_packets_total{element,reason}), and recycles the frame:
+// elements keep no drop counters of their own. An element that loses
+// packets after consuming them (a full transmit ring) counts them through
+// its Context.DropCounter.
+const Drop = -2
 
 // Source produces batches. Pull fills b (b.N packets, each with the output
 // port it leaves by, and b.Now) and returns nil; it returns io.EOF when the
@@ -216,6 +232,17 @@ type Context struct {
 	values map[any]any
 	shared *sharedStore
 	local  *localStore
+	drops  *DropCounter
+}
+
+// DropCounter returns the element's drop counts, which the engine keeps
+// and reports: for an element that loses packets after its Push returned
+// Consumed for them (see DropCounter.Add).
+func (c *Context) DropCounter() *DropCounter {
+	if c.drops == nil {
+		c.drops = &DropCounter{}
+	}
+	return c.drops
 }
 
 // Value returns the value stored under key by the embedding program, or nil.

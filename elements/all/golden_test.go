@@ -231,6 +231,7 @@ func TestGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 				stats, snap := runFile(t, cfgPath)
+				checkCounted(t, stats)
 				var counters bytes.Buffer
 				if err := pipeline.WriteText(&counters, stats); err != nil {
 					t.Fatal(err)
@@ -268,6 +269,37 @@ func runFile(t *testing.T, path string) ([]pipeline.ElementStats, *snapshot.Snap
 		t.Fatal(err)
 	}
 	return rt.Stats(), ctl.Snapshot()
+}
+
+// checkCounted checks that every packet a source put in the graph was
+// counted once: consumed by one element or dropped by one, the drops in
+// the engine's counter only, under the element that dropped them.
+func checkCounted(t *testing.T, stats []pipeline.ElementStats) {
+	t.Helper()
+	var in, out uint64
+	for _, s := range stats {
+		if len(s.In) == 0 {
+			for _, p := range s.Out {
+				in += p.Packets
+			}
+		}
+		out += s.Consumed + s.Dropped
+		var dropped uint64
+		for _, m := range s.Metrics {
+			switch {
+			case m.Name == pipeline.DropMetric && len(m.Labels) == 2 && m.Labels[0] == (pipeline.Label{Name: "element", Value: s.Name}):
+				dropped += m.Value
+			case strings.Contains(m.Name, "drop"):
+				t.Errorf("%s reports %s: drops are the engine's to count", s.Name, m.Name)
+			}
+		}
+		if dropped != s.Dropped {
+			t.Errorf("%s: %d drops by reason, %d in all", s.Name, dropped, s.Dropped)
+		}
+	}
+	if in == 0 || out != in {
+		t.Errorf("%d packets entered the graph and %d were consumed or dropped", in, out)
+	}
 }
 
 func compareGolden(t *testing.T, path string, got []byte) {

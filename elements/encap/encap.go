@@ -63,7 +63,7 @@ const (
 	greHdrLen  = 4
 )
 
-// Drop reasons, in the order of the drop counters.
+// Drop reasons, indices into dropReasons.
 const (
 	dropNoBackend = iota
 	dropNoSource
@@ -133,13 +133,11 @@ type Encap struct {
 	touched []uint32
 	pkts    uint64
 	bytes   uint64
-	drops   [numDrops]uint64
 
 	// Published in EndBatch, read by Stats from another goroutine.
 	backends atomic.Pointer[[]*backendStat] // per real ID of the current snapshot
 	totPkts  atomic.Uint64
 	totBytes atomic.Uint64
-	totDrops [numDrops]atomic.Uint64
 }
 
 type backendCount struct{ pkts, bytes uint64 }
@@ -293,22 +291,13 @@ func (e *Encap) flush() {
 		e.totBytes.Add(e.bytes)
 		e.pkts, e.bytes = 0, 0
 	}
-	for d := range e.drops {
-		if e.drops[d] != 0 {
-			e.totDrops[d].Add(e.drops[d])
-			e.drops[d] = 0
-		}
-	}
 }
 
-// Stats reports totals, drops by reason, and per-backend counters.
+// Stats reports totals and per-backend counters. Packets sent to bad are
+// counted by the engine where they are dropped (a Discard), by reason.
 func (e *Encap) Stats(emit func(pipeline.Metric)) {
 	emit(pipeline.Metric{Name: "xlb_encap_packets_total", Help: "Packets encapsulated.", Value: e.totPkts.Load()})
 	emit(pipeline.Metric{Name: "xlb_encap_bytes_total", Help: "Bytes of encapsulated frames sent, outer headers included.", Value: e.totBytes.Load()})
-	for d := range e.totDrops {
-		emit(pipeline.Metric{Name: "xlb_encap_drops_total", Help: "Packets sent to bad, by reason.",
-			Labels: []pipeline.Label{{Name: "reason", Value: dropReasons[d].String()}}, Value: e.totDrops[d].Load()})
-	}
 	p := e.backends.Load()
 	if p == nil {
 		return
@@ -323,9 +312,9 @@ func (e *Encap) Stats(emit func(pipeline.Metric)) {
 	}
 }
 
+// drop sends p to bad with reason d.
 func (e *Encap) drop(p *pipeline.Packet, d int) int {
 	p.Reason = dropReasons[d]
-	e.drops[d]++
 	return portBad
 }
 

@@ -55,12 +55,15 @@ type RxXDP struct {
 	fd       atomic.Int64 // the socket, for Stats; -1 when closed
 	pub      rxCounters
 	reported error // the last socket error logged
+	// txRingFullCounted is the socket's TxRingFull that the worker's
+	// TxXDPs have counted as drops.
+	txRingFullCounted uint64
 }
 
 // rxCounters are published once per Pull for Stats.
 type rxCounters struct {
-	received, transmitted, ringFull, starved, kickErrors, bad atomic.Uint64
-	frames                                                    [xsk.NumStates]atomic.Uint64
+	received, transmitted, starved, kickErrors, bad atomic.Uint64
+	frames                                          [xsk.NumStates]atomic.Uint64
 }
 
 func parseMode(s string) (xdpprog.Mode, bool) {
@@ -211,7 +214,6 @@ func (r *RxXDP) publish() {
 	c := &s.C
 	r.pub.received.Store(c.Received)
 	r.pub.transmitted.Store(c.Transmitted)
-	r.pub.ringFull.Store(c.TxRingFull)
 	r.pub.starved.Store(c.FillStarved)
 	r.pub.kickErrors.Store(c.KickErrors)
 	r.pub.bad.Store(c.BadDescs + c.BadRecycles + c.BadTxBounds)
@@ -235,7 +237,6 @@ func (r *RxXDP) Stats(emit func(pipeline.Metric)) {
 	}
 	c("xlb_xdp_rx_packets_total", "Packets received from the AF_XDP socket.", r.pub.received.Load())
 	c("xlb_xdp_tx_ring_packets_total", "Descriptors put on the AF_XDP TX ring.", r.pub.transmitted.Load())
-	c("xlb_xdp_tx_ring_full_drops_total", "Packets dropped at transmit for want of a TX ring slot.", r.pub.ringFull.Load())
 	c("xlb_xdp_fill_starved_total", "Receive attempts while the kernel held no frame to receive into.", r.pub.starved.Load())
 	c("xlb_xdp_kick_errors_total", "Failed transmit wake-ups (sendto); the descriptors stay queued.", r.pub.kickErrors.Load())
 	c("xlb_xdp_accounting_errors_total", "Frames handed back twice or described out of bounds (a bug).", r.pub.bad.Load())
