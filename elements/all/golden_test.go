@@ -25,37 +25,27 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
-// goldenConfig is the default graph over capture files; %s is the
-// encapsulation element type. Backends of both families are in the pool so
-// that every inner family meets both outer families.
+// goldenConfig is the default graph; %[1]s is its source, %[2]s the
+// encapsulation element type and %[3]s its sink (goldenPcap: capture
+// files). Backends of both families are in the pool so that every inner
+// family meets both outer families.
 const goldenConfig = `
 hash_seed = 7
 
 pipeline {
-  element "RxPcap" "rx" {
-    file = "input.pcap"
-  }
+  %[1]s
   element "Parse5Tuple" "parse" {}
   element "ConnTrack" "ct" {
     capacity = 1024
   }
   element "MaglevSelect" "sel" {}
-  element "%s" "encap" {
+  element "%[2]s" "encap" {
     source4 = "192.0.2.1"
     source6 = "2001:db8::1"
   }
-  element "TxPcap" "tx" {
-    file = "output.pcap"
-  }
+  %[3]s
   element "Discard" "drop" {}
-  connect = [
-    "rx -> parse -> ct",
-    "ct.hit -> encap -> tx",
-    "ct.miss -> sel -> ct.learn",
-    "parse.bad -> drop",
-    "sel.nobackend -> drop",
-    "encap.bad -> drop",
-  ]
+  connect = default_graph()
 }
 
 vip "tcp4" {
@@ -94,6 +84,13 @@ pool "p" {
   }
 }
 `
+
+// goldenPcap are the source and the sink of the golden files.
+var goldenPcap = [2]string{`element "RxPcap" "rx" {
+    file = "input.pcap"
+  }`, `element "TxPcap" "tx" {
+    file = "output.pcap"
+  }`}
 
 // goldenInput writes a deterministic capture for one client family: TCP
 // flows of several packets, UDP queries, a datagram in two fragments, an
@@ -227,7 +224,7 @@ func TestGolden(t *testing.T) {
 				dir := t.TempDir()
 				goldenInput(t, filepath.Join(dir, "input.pcap"), family)
 				cfgPath := filepath.Join(dir, "golden.hcl")
-				if err := os.WriteFile(cfgPath, fmt.Appendf(nil, goldenConfig, enc), 0o644); err != nil {
+				if err := os.WriteFile(cfgPath, fmt.Appendf(nil, goldenConfig, goldenPcap[0], enc, goldenPcap[1]), 0o644); err != nil {
 					t.Fatal(err)
 				}
 				stats, snap := runFile(t, cfgPath)

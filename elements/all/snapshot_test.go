@@ -117,14 +117,7 @@ pipeline {
   }
   element "TestDstSink" "tx" {}
   element "Discard" "drop" {}
-  connect = [
-    "rx -> parse -> ct",
-    "ct.hit -> encap -> tx",
-    "ct.miss -> sel -> ct.learn",
-    "parse.bad -> drop",
-    "sel.nobackend -> drop",
-    "encap.bad -> drop",
-  ]
+  connect = default_graph()
 }
 `
 
