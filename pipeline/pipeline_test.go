@@ -162,6 +162,21 @@ func TestBuildAcceptsTerminatingLoop(t *testing.T) {
 	}
 }
 
+// startSpec builds spec and starts it with opts, closed when the test ends.
+func startSpec(t *testing.T, spec Spec, opts Options) *Runtime {
+	t.Helper()
+	g, errs := Build(spec)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	rt, err := g.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return rt
+}
+
 func TestBuildErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -282,15 +297,7 @@ func TestStartCleansUpAfterFailedProvision(t *testing.T) {
 }
 
 func TestWorkersShareNothingAndStatsSum(t *testing.T) {
-	g, errs := Build(loopSpec())
-	if errs != nil {
-		t.Fatal(errs)
-	}
-	rt, err := g.Start(Options{Workers: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := startSpec(t, loopSpec(), Options{Workers: 3})
 	ws := rt.Workers()
 	if len(ws) != 3 || ws[0].Element("ct") == ws[1].Element("ct") {
 		t.Fatal("workers must have their own element instances")
@@ -306,33 +313,33 @@ func TestWorkersShareNothingAndStatsSum(t *testing.T) {
 }
 
 func TestProcessDoesNotAllocate(t *testing.T) {
-	g, errs := Build(loopSpec())
-	if errs != nil {
-		t.Fatal(errs)
-	}
-	rt, err := g.Start(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
-	inst := rt.Workers()[0]
-	var b Batch
-	pkts := make([]Packet, MaxBatch)
-	frame := make([]byte, MaxBatch*(Headroom+64))
-	for i := range pkts {
-		pkts[i].SetFrame(frame[i*(Headroom+64):(i+1)*(Headroom+64)], Headroom, Headroom+1)
-		pkts[i].Data()[0] = byte(i)
-	}
-	allocs := testing.AllocsPerRun(100, func() {
-		b.Reset()
-		for i := range pkts {
-			b.Add(&pkts[i], 0)
-		}
-		inst.Process(0, &b)
-	})
-	if allocs != 0 {
+	rt := startSpec(t, loopSpec(), Options{})
+	if allocs := processAllocs(rt.Workers()[0]); allocs != 0 {
 		t.Errorf("Process allocates %.1f times per batch, want 0", allocs)
 	}
+}
+
+// fullBatch fills b with MaxBatch one-byte packets, their byte their index
+// in the batch.
+func fullBatch(b *Batch) {
+	b.Reset()
+	for i := range MaxBatch {
+		p := &Packet{}
+		p.SetFrame(make([]byte, Headroom+64), Headroom, Headroom+1)
+		p.Data()[0] = byte(i)
+		b.Add(p, 0)
+	}
+}
+
+// processAllocs returns the allocations of one full batch through inst's
+// source 0, in steady state.
+func processAllocs(inst *Instance) float64 {
+	var b, full Batch
+	fullBatch(&full)
+	return testing.AllocsPerRun(100, func() {
+		b = full
+		inst.Process(0, &b)
+	})
 }
 
 func TestPacketHeadroom(t *testing.T) {
@@ -387,19 +394,11 @@ func BenchmarkProcess(b *testing.B) {
 	}
 	defer rt.Close()
 	inst := rt.Workers()[0]
-	var batch Batch
-	pkts := make([]Packet, MaxBatch)
-	frame := make([]byte, MaxBatch*(Headroom+64))
-	for i := range pkts {
-		pkts[i].SetFrame(frame[i*(Headroom+64):(i+1)*(Headroom+64)], Headroom, Headroom+1)
-		pkts[i].Data()[0] = byte(i)
-	}
+	var batch, full Batch
+	fullBatch(&full)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i += MaxBatch {
-		batch.Reset()
-		for j := range pkts {
-			batch.Add(&pkts[j], 0)
-		}
+		batch = full
 		inst.Process(0, &batch)
 	}
 }
@@ -501,18 +500,10 @@ func init() {
 // TestSourcesProvisionFirst: a sink that needs its source's resources
 // (TxXDP and RxXDP's socket) may be declared before it.
 func TestSourcesProvisionFirst(t *testing.T) {
-	g, errs := Build(Spec{
+	rt := startSpec(t, Spec{
 		Elements:    []ElementDecl{decl("tx", "TOrderedSink", 1), decl("rx", "TOrderedSource", 2)},
 		Connections: []Connection{conn("rx", "tx", 3)},
-	})
-	if errs != nil {
-		t.Fatal(errs)
-	}
-	rt, err := g.Start(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	}, Options{})
 	order := rt.Workers()[0].Element("tx").(*tOrderedSink).order
 	if strings.Join(*order, ",") != "rx,tx" {
 		t.Errorf("provisioned in order %v, want the source first: rx,tx", *order)
@@ -550,18 +541,10 @@ func init() {
 // elements only, and its StartBatch runs before every element's, its
 // EndBatch after every element's, once per batch.
 func TestLocalFramesEveryBatch(t *testing.T) {
-	g, errs := Build(Spec{
+	rt := startSpec(t, Spec{
 		Elements:    []ElementDecl{decl("src", "TSource", 1), decl("a", "TLocalUser", 2), decl("b", "TLocalUser", 3), decl("k", "TSink", 4)},
 		Connections: []Connection{conn("src", "a", 5), conn("a", "b", 6), conn("b", "k", 7)},
-	})
-	if errs != nil {
-		t.Fatal(errs)
-	}
-	rt, err := g.Start(Options{Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	}, Options{Workers: 2})
 	w0, w1 := rt.Workers()[0], rt.Workers()[1]
 	l0 := w0.Element("a").(*tLocalUser).local
 	if w0.Element("b").(*tLocalUser).local != l0 || w1.Element("a").(*tLocalUser).local == l0 {
@@ -624,18 +607,10 @@ func init() {
 // it was consumed moves from consumed to dropped; and every packet that
 // entered is either consumed or dropped.
 func TestEngineCountsDrops(t *testing.T) {
-	g, errs := Build(Spec{
+	rt := startSpec(t, Spec{
 		Elements:    []ElementDecl{decl("src", "TSource", 1), decl("dr", "TDrop", 2), decl("k", "TLossy", 3)},
 		Connections: []Connection{conn("src", "dr", 4), conn("dr", "k", 5)},
-	})
-	if errs != nil {
-		t.Fatal(errs)
-	}
-	rt, err := g.Start(Options{Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	}, Options{Workers: 2})
 	rec := make([]recycler, 2)
 	for w, inst := range rt.Workers() {
 		src := inst.Element("src").(*tSource)
@@ -691,21 +666,7 @@ func TestEngineCountsDrops(t *testing.T) {
 		t.Errorf("WriteText:\n%s", b.String())
 	}
 
-	var batch Batch
-	pkts := make([]Packet, MaxBatch)
-	frame := make([]byte, MaxBatch*(Headroom+64))
-	for i := range pkts {
-		pkts[i].SetFrame(frame[i*(Headroom+64):(i+1)*(Headroom+64)], Headroom, Headroom+1)
-		pkts[i].Data()[0] = byte(i)
-	}
-	allocs := testing.AllocsPerRun(100, func() {
-		batch.Reset()
-		for i := range pkts {
-			batch.Add(&pkts[i], 0)
-		}
-		rt.Workers()[0].Process(0, &batch)
-	})
-	if allocs != 0 {
+	if allocs := processAllocs(rt.Workers()[0]); allocs != 0 {
 		t.Errorf("a batch with drops allocates %.1f times, want 0", allocs)
 	}
 }

@@ -7,9 +7,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/xlbproject/xlb/control"
-	"github.com/xlbproject/xlb/control/snapshot"
-	xhcl "github.com/xlbproject/xlb/hcl"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -54,20 +51,8 @@ func FuzzCounted(f *testing.F) {
 		if len(frames) == 0 {
 			return
 		}
-		src := fmt.Sprintf(goldenConfig, `element "TestFiniteReplay" "rx" {}`, "GREEncap", `element "BenchSink" "tx" {}`)
-		file, diags := xhcl.Load("counted.hcl", []byte(src), xhcl.Options{})
-		if diags.HasErrors() {
-			t.Fatal(diags)
-		}
-		ctl := control.New()
-		if err := ctl.Apply(&file.Service); err != nil {
-			t.Fatal(err)
-		}
-		rt, err := file.Graph.Start(pipeline.Options{Values: snapshot.WithStore(nil, ctl.Store())})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rt.Close()
+		src := fmt.Sprintf(goldenConfig, `element "TestFiniteReplay" "rx" {}`, "GREEncap", `element "BenchSink" "tx" {}`, "")
+		rt, _ := startGraph(t, "counted.hcl", src, pipeline.Options{})
 		inst := rt.Workers()[0]
 		rx := inst.Element("rx").(*finiteReplay)
 		rx.frames, rx.batches = frames, 2

@@ -26,9 +26,10 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
 // goldenConfig is the default graph; %[1]s is its source, %[2]s the
-// encapsulation element type and %[3]s its sink (goldenPcap: capture
-// files). Backends of both families are in the pool so that every inner
-// family meets both outer families.
+// encapsulation element type, %[3]s its sink (goldenPcap: capture files)
+// and %[4]s elements a test declares after MaglevSelect's and before the
+// encapsulation's. Backends of both families are in the pool so that
+// every inner family meets both outer families.
 const goldenConfig = `
 hash_seed = 7
 
@@ -39,6 +40,7 @@ pipeline {
     capacity = 1024
   }
   element "MaglevSelect" "sel" {}
+  %[4]s
   element "%[2]s" "encap" {
     source4 = "192.0.2.1"
     source6 = "2001:db8::1"
@@ -223,11 +225,15 @@ func TestGolden(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				dir := t.TempDir()
 				goldenInput(t, filepath.Join(dir, "input.pcap"), family)
-				cfgPath := filepath.Join(dir, "golden.hcl")
-				if err := os.WriteFile(cfgPath, fmt.Appendf(nil, goldenConfig, goldenPcap[0], enc, goldenPcap[1]), 0o644); err != nil {
+				rt, ctl := startGraph(t, filepath.Join(dir, "golden.hcl"), fmt.Sprintf(goldenConfig, goldenPcap[0], enc, goldenPcap[1], ""), pipeline.Options{})
+				if err := rt.Run(context.Background()); err != nil {
 					t.Fatal(err)
 				}
-				stats, snap := runFile(t, cfgPath)
+				// Closing flushes the output capture.
+				if err := rt.Close(); err != nil {
+					t.Fatal(err)
+				}
+				stats, snap := rt.Stats(), ctl.Snapshot()
 				checkCounted(t, stats)
 				var counters bytes.Buffer
 				if err := pipeline.WriteText(&counters, stats); err != nil {
@@ -245,27 +251,26 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-func runFile(t *testing.T, path string) ([]pipeline.ElementStats, *snapshot.Snapshot) {
-	t.Helper()
-	f, diags := xhcl.LoadFile(path, xhcl.Options{})
+// startGraph loads src as the file at path, applies its service to a new
+// controller and starts its graph over the controller's store (added to
+// opts.Values), to be closed when the test ends.
+func startGraph(tb testing.TB, path, src string, opts pipeline.Options) (*pipeline.Runtime, *control.Controller) {
+	tb.Helper()
+	f, diags := xhcl.Load(path, []byte(src), xhcl.Options{})
 	if diags.HasErrors() {
-		t.Fatal(diags)
+		tb.Fatal(diags)
 	}
 	ctl := control.New()
 	if err := ctl.Apply(&f.Service); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	rt, err := f.Graph.Start(pipeline.Options{Values: snapshot.WithStore(nil, ctl.Store())})
+	opts.Values = snapshot.WithStore(opts.Values, ctl.Store())
+	rt, err := f.Graph.Start(opts)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	if err := rt.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return rt.Stats(), ctl.Snapshot()
+	tb.Cleanup(func() { rt.Close() })
+	return rt, ctl
 }
 
 // checkCounted checks that every packet a source put in the graph was

@@ -11,9 +11,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/xlbproject/xlb/control"
-	"github.com/xlbproject/xlb/control/snapshot"
-	xhcl "github.com/xlbproject/xlb/hcl"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -126,19 +123,7 @@ func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, fu
 		fmt.Fprintf(&src, "  backend \"web-%d\" {\n    address = \"198.51.100.%d\"\n  }\n", i, i+1)
 	}
 	src.WriteString("}\n")
-	f, diags := xhcl.Load("bench.hcl", []byte(src.String()), xhcl.Options{})
-	if diags.HasErrors() {
-		tb.Fatal(diags)
-	}
-	ctl := control.New()
-	if err := ctl.Apply(&f.Service); err != nil {
-		tb.Fatal(err)
-	}
-	rt, err := f.Graph.Start(pipeline.Options{Values: snapshot.WithStore(nil, ctl.Store())})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { rt.Close() })
+	rt, _ := startGraph(tb, "bench.hcl", src.String(), pipeline.Options{})
 	inst := rt.Workers()[0]
 	rx := inst.Element("rx").(*replaySource)
 	rx.frames, rx.rewrite = frames, rewrite

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/xlbproject/xlb/control/snapshot"
-	xhcl "github.com/xlbproject/xlb/hcl"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -100,48 +99,28 @@ func init() {
 		New: func() pipeline.Element { return &dstSink{} }})
 }
 
-// generationConfig is the default graph with TestFlip declared between
-// MaglevSelect and GREEncap (%s: its element block, or nothing), so that
-// StartBatch runs in the order parse, ct, sel, flip, encap.
-const generationConfig = `
-pipeline {
-  element "TestFiniteReplay" "rx" {}
-  element "Parse5Tuple" "parse" {}
-  element "ConnTrack" "ct" {
-    capacity = 65536
-  }
-  element "MaglevSelect" "sel" {}
-  %s
-  element "GREEncap" "encap" {
-    source4 = "192.0.2.1"
-  }
-  element "TestDstSink" "tx" {}
-  element "Discard" "drop" {}
-  connect = default_graph()
-}
-`
-
-// startGenerations starts the graph over store, each worker's source
-// replaying batches batches of new flows to the VIP.
-func startGenerations(t *testing.T, store *snapshot.Store, flipper string, workers, batches int) *pipeline.Runtime {
+// startGenerations starts the default graph with TestFlip declared
+// between MaglevSelect and the encapsulation when flipper is set, so that
+// StartBatch runs in the order parse, ct, sel, flip, encap. The snapshot
+// store holds genA; each worker's source replays batches batches of new
+// flows to the VIP.
+func startGenerations(t *testing.T, flipper bool, workers, batches int) (*pipeline.Runtime, *snapshot.Store) {
 	t.Helper()
-	f, diags := xhcl.Load("generations.hcl", fmt.Appendf(nil, generationConfig, flipper), xhcl.Options{})
-	if diags.HasErrors() {
-		t.Fatal(diags)
+	flip := ""
+	if flipper {
+		flip = `element "TestFlip" "flip" {}`
 	}
-	gens := &flipGens{store: store, gens: [2]*snapshot.Snapshot{generation(1, genAAddrs, 0), generation(2, genBAddrs, 1)}}
-	values := snapshot.WithStore(map[any]any{flipKey{}: gens}, store)
-	rt, err := f.Graph.Start(pipeline.Options{Workers: workers, Values: values})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.Close() })
+	src := fmt.Sprintf(goldenConfig, `element "TestFiniteReplay" "rx" {}`, "GREEncap", `element "TestDstSink" "tx" {}`, flip)
+	gens := &flipGens{gens: [2]*snapshot.Snapshot{generation(1, genAAddrs, 0), generation(2, genBAddrs, 1)}}
+	rt, ctl := startGraph(t, "generations.hcl", src, pipeline.Options{Workers: workers, Values: map[any]any{flipKey{}: gens}})
+	gens.store = ctl.Store()
+	gens.store.Publish(gens.gens[0])
 	frames := tcpFrames(t, 256, genVIP)
 	for _, inst := range rt.Workers() {
 		src := inst.Element("rx").(*finiteReplay)
 		src.frames, src.rewrite, src.batches = frames, true, batches
 	}
-	return rt
+	return rt, gens.store
 }
 
 // checkGenerations checks that every packet sent reached the sink, at an
@@ -169,8 +148,7 @@ func checkGenerations(t *testing.T, rt *pipeline.Runtime, sent int) {
 // GREEncap's) takes effect at the next batch, for every element at once.
 func TestOneSnapshotPerBatch(t *testing.T) {
 	const batches = 8
-	store := snapshot.NewStore(generation(1, genAAddrs, 0))
-	rt := startGenerations(t, store, `element "TestFlip" "flip" {}`, 1, batches)
+	rt, _ := startGenerations(t, true, 1, batches)
 	inst := rt.Workers()[0]
 	var b pipeline.Batch
 	for range batches {
@@ -187,8 +165,7 @@ func TestOneSnapshotPerBatch(t *testing.T) {
 // publisher swaps the two generations as fast as it can.
 func TestOneSnapshotPerBatchConcurrent(t *testing.T) {
 	const workers, batches = 2, 300
-	store := snapshot.NewStore(generation(1, genAAddrs, 0))
-	rt := startGenerations(t, store, "", workers, batches)
+	rt, store := startGenerations(t, false, workers, batches)
 	a, b := generation(1, genAAddrs, 0), generation(2, genBAddrs, 1)
 	var stop atomic.Bool
 	var wg sync.WaitGroup
