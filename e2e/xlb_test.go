@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlbproject/xlb/e2e/backend"
 	"github.com/xlbproject/xlb/e2e/client"
 	"github.com/xlbproject/xlb/e2e/lab"
 	"github.com/xlbproject/xlb/internal/testenv"
@@ -281,15 +282,7 @@ func ping(dst netip.Addr) error {
 	if dst.Is6() {
 		network, req[0] = "ip6:ipv6-icmp", 128 // the kernel fills the ICMPv6 checksum
 	} else {
-		var sum uint32
-		for i := 0; i < len(req); i += 2 {
-			sum += uint32(req[i]) << 8
-			if i+1 < len(req) {
-				sum += uint32(req[i+1])
-			}
-		}
-		sum = sum&0xffff + sum>>16
-		cs := ^uint16(sum + sum>>16)
+		cs := backend.Checksum(req)
 		req[2], req[3] = byte(cs>>8), byte(cs)
 	}
 	c, err := net.ListenPacket(network, "")

@@ -345,8 +345,9 @@ func (l *loader) markPoisonedExprs() {
 }
 
 // functions are the functions available in expressions: go-cty's standard
-// library under Terraform's names. Functions that read files or the clock
-// are left out so that a file means the same on every node.
+// library under Terraform's names, and default_graph. Functions that read
+// files or the clock are left out so that a file means the same on every
+// node.
 func functions() map[string]function.Function {
 	return map[string]function.Function{
 		"abs":             stdlib.AbsoluteFunc,
@@ -359,6 +360,7 @@ func functions() map[string]function.Function {
 		"concat":          stdlib.ConcatFunc,
 		"contains":        stdlib.ContainsFunc,
 		"csvdecode":       stdlib.CSVDecodeFunc,
+		"default_graph":   defaultGraphFunc,
 		"distinct":        stdlib.DistinctFunc,
 		"element":         stdlib.ElementFunc,
 		"flatten":         stdlib.FlattenFunc,

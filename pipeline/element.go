@@ -16,17 +16,33 @@ import (
 // element's HCL body into the value New returns (fields tagged
 // `hcl:"name,optional"`, defaults set by New), so each element type owns its
 // schema and an unknown attribute is reported at its own line.
+//
+// A worker runs each batch in this order: the StartBatch of its Local
+// objects (the snapshot view), every element's StartBatch in declaration
+// order, the packets through the graph (Prefetch, then Push, per input),
+// every element's EndBatch, and the EndBatch of its Local objects. A packet
+// ends either consumed (Push returned Consumed) or dropped (Push returned
+// Drop, counted by the engine), exactly once.
 type Element any
 
 // Pusher handles one packet arriving on input port in and returns the output
-// port it leaves by, or Consumed when the element took the packet out of the
-// graph (transmitted, written, or recycled).
+// port it leaves by, Consumed when the element took the packet out of the
+// graph (transmitted or written), or Drop when the element drops it.
 type Pusher interface {
 	Push(in int, p *Packet) int
 }
 
-// Consumed is returned by Push when the packet left the graph.
+// Consumed is returned by Push when the packet left the graph: the element
+// owns it from now on.
 const Consumed = -1
+
+// Drop is returned by Push when the element drops the packet, with
+// p.Reason set to why. The engine counts it, under the element and the
+// reason (xlb_drop_packets_total{element,reason}), and recycles the frame:
+// elements keep no drop counters of their own. An element that loses
+// packets after consuming them (a full transmit ring) counts them through
+// its Context.DropCounter.
+const Drop = -2
 
 // Source produces batches. Pull fills b (b.N packets, each with the output
 // port it leaves by, and b.Now) and returns nil; it returns io.EOF when the
@@ -56,14 +72,23 @@ type Cleaner interface {
 }
 
 // BatchStarter is called once per batch before any packet of it reaches the
-// element: the place to load the current control-plane snapshot and the
-// batch clock, so that nothing on the per-packet path takes a lock.
+// element: the place to read the batch clock and what the batch's
+// worker-local views hold (Context.Local), so that nothing on the
+// per-packet path takes a lock.
+//
+// Every element of a batch must see the same state of anything shared with
+// other goroutines, such as the control plane's snapshot: an element must
+// not load shared state in its own StartBatch, since another goroutine may
+// change it between two elements' StartBatch calls. It reads a worker-local
+// object instead, which the engine refreshes once per batch before any
+// element's StartBatch (see Context.Local).
 type BatchStarter interface {
 	StartBatch(now int64)
 }
 
 // BatchEnder is called once per batch after every packet of it has left the
-// graph: the place to flush transmit queues and publish counters.
+// graph: the place to flush transmit queues, publish counters and let go of
+// what StartBatch read.
 type BatchEnder interface {
 	EndBatch()
 }
@@ -206,6 +231,18 @@ type Context struct {
 
 	values map[any]any
 	shared *sharedStore
+	local  *localStore
+	drops  *DropCounter
+}
+
+// DropCounter returns the element's drop counts, which the engine keeps
+// and reports: for an element that loses packets after its Push returned
+// Consumed for them (see DropCounter.Add).
+func (c *Context) DropCounter() *DropCounter {
+	if c.drops == nil {
+		c.drops = &DropCounter{}
+	}
+	return c.drops
 }
 
 // Value returns the value stored under key by the embedding program, or nil.
@@ -226,14 +263,44 @@ func (c *Context) Shared(key any, create func() any) any {
 	return v
 }
 
+// Local returns the object stored under key for this worker, creating it
+// with create on first use: one per worker, shared by the worker's
+// elements and by no other goroutine. It is the place for a per-worker view
+// of state that other goroutines change, such as the control plane's
+// snapshot: when the object implements BatchStarter, the engine calls its
+// StartBatch at the start of every batch, before any element's; when it
+// implements BatchEnder, its EndBatch after every element's. So every
+// element of a batch reads what one StartBatch loaded, and a view can drop
+// its reference at the end of a batch, so that an idle worker pins nothing.
+// Objects run in the order they were created. Outside a graph (NewContext)
+// nothing calls them: the caller drives them itself.
+func (c *Context) Local(key any, create func() any) any {
+	if v, ok := c.local.m[key]; ok {
+		return v
+	}
+	v := create()
+	c.local.m[key] = v
+	c.local.order = append(c.local.order, v)
+	return v
+}
+
 // NewContext returns a Context for provisioning an element outside a graph,
 // as unit tests and tools do. values are returned by Value.
 func NewContext(name string, worker, workers int, values map[any]any) *Context {
 	return &Context{Name: name, Worker: worker, Workers: max(workers, 1),
-		Logger: slog.New(slog.DiscardHandler), values: values, shared: &sharedStore{m: map[any]any{}}}
+		Logger: slog.New(slog.DiscardHandler), values: values, shared: &sharedStore{m: map[any]any{}}, local: newLocalStore()}
 }
 
 type sharedStore struct {
 	sync.Mutex
 	m map[any]any
 }
+
+// localStore holds one worker's Local objects; only that worker's
+// goroutine (and Provision, before it runs) touches it.
+type localStore struct {
+	m     map[any]any
+	order []any
+}
+
+func newLocalStore() *localStore { return &localStore{m: map[any]any{}} }

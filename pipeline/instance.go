@@ -48,6 +48,10 @@ type instElem struct {
 	outPkts  []atomic.Uint64
 	consumed atomic.Uint64
 	counts   []uint32 // per-output scratch for one batch
+	drops    DropCounter
+	// One node run's drops by reason, and the reasons counted in it.
+	dropCounts  [MaxReasons]uint32
+	dropReasons []Reason
 }
 
 // node is one input port of one element instance, with the packets queued
@@ -76,6 +80,7 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *I
 		shared = &sharedStore{m: map[any]any{}}
 	}
 	inst := &Instance{worker: worker}
+	local := newLocalStore()
 	defer func() {
 		if err != nil {
 			inst.Close()
@@ -88,7 +93,7 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *I
 		ge := &g.elems[i]
 		ie := &instElem{decl: ge.decl, typ: ge.typ, el: ge.typ.New(),
 			inPkts: make([]atomic.Uint64, len(ge.typ.Inputs)), outPkts: make([]atomic.Uint64, len(ge.typ.Outputs)),
-			counts: make([]uint32, len(ge.typ.Outputs))}
+			counts: make([]uint32, len(ge.typ.Outputs)), dropReasons: make([]Reason, 0, MaxReasons)}
 		inst.elems = append(inst.elems, ie)
 		if ge.decl.Configure != nil {
 			if err := ge.decl.Configure(ie.el); err != nil {
@@ -123,7 +128,8 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *I
 			return nil
 		}
 		ctx := &Context{Name: ie.decl.Name, Worker: worker, Workers: workers,
-			Logger: opts.Logger.With("element", ie.decl.Name, "worker", worker), values: opts.Values, shared: shared}
+			Logger: opts.Logger.With("element", ie.decl.Name, "worker", worker), values: opts.Values, shared: shared, local: local,
+			drops: &ie.drops}
 		if err := p.Provision(ctx); err != nil {
 			return wrap(ie, err)
 		}
@@ -141,6 +147,18 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *I
 			}
 		}
 	}
+	// The worker's Local objects frame every batch: their StartBatch runs
+	// before any element's, their EndBatch after every element's.
+	var starters []BatchStarter
+	for _, v := range local.order {
+		if s, ok := v.(BatchStarter); ok {
+			starters = append(starters, s)
+		}
+		if e, ok := v.(BatchEnder); ok {
+			inst.enders = append(inst.enders, e)
+		}
+	}
+	inst.starters = append(starters, inst.starters...)
 	nodes := map[nodeRef]*node{}
 	for _, ref := range g.order {
 		ie := inst.elems[ref.elem]
@@ -185,8 +203,9 @@ func (inst *Instance) Process(src int, b *Batch) {
 }
 
 // run pushes the node's queued packets through its element and queues each
-// on the input its output port leads to. Counters are summed locally and
-// published once per batch, so the per-packet cost is a plain increment.
+// on the input its output port leads to, or counts and recycles it when
+// the element drops it. Counters are summed locally and published once per
+// batch, so the per-packet cost is a plain increment.
 func (n *node) run() {
 	q := n.q[:n.n]
 	n.n = 0
@@ -200,7 +219,11 @@ func (n *node) run() {
 		q[i] = nil
 		port := n.push.Push(n.in, p)
 		if port < 0 {
-			consumed++
+			if port == Drop {
+				e.drop(p)
+			} else {
+				consumed++
+			}
 			continue
 		}
 		counts[port]++
@@ -215,8 +238,18 @@ func (n *node) run() {
 	e.publish()
 }
 
-// publish adds the batch's per-output counts to the shared counters and
-// clears the scratch.
+// drop counts p under its reason in the batch's scratch and recycles it.
+func (e *instElem) drop(p *Packet) {
+	r := bounded(p.Reason)
+	if e.dropCounts[r] == 0 {
+		e.dropReasons = append(e.dropReasons, r)
+	}
+	e.dropCounts[r]++
+	p.Recycle()
+}
+
+// publish adds the batch's per-output and per-reason counts to the shared
+// counters and clears the scratch.
 func (e *instElem) publish() {
 	for o, c := range e.counts {
 		if c > 0 {
@@ -224,6 +257,11 @@ func (e *instElem) publish() {
 			e.counts[o] = 0
 		}
 	}
+	for _, r := range e.dropReasons {
+		e.drops.n[r].Add(uint64(e.dropCounts[r]))
+		e.dropCounts[r] = 0
+	}
+	e.dropReasons = e.dropReasons[:0]
 }
 
 // Sources returns how many source elements the instance has.

@@ -162,6 +162,21 @@ func TestBuildAcceptsTerminatingLoop(t *testing.T) {
 	}
 }
 
+// startSpec builds spec and starts it with opts, closed when the test ends.
+func startSpec(t *testing.T, spec Spec, opts Options) *Runtime {
+	t.Helper()
+	g, errs := Build(spec)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	rt, err := g.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return rt
+}
+
 func TestBuildErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -282,15 +297,7 @@ func TestStartCleansUpAfterFailedProvision(t *testing.T) {
 }
 
 func TestWorkersShareNothingAndStatsSum(t *testing.T) {
-	g, errs := Build(loopSpec())
-	if errs != nil {
-		t.Fatal(errs)
-	}
-	rt, err := g.Start(Options{Workers: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := startSpec(t, loopSpec(), Options{Workers: 3})
 	ws := rt.Workers()
 	if len(ws) != 3 || ws[0].Element("ct") == ws[1].Element("ct") {
 		t.Fatal("workers must have their own element instances")
@@ -306,33 +313,33 @@ func TestWorkersShareNothingAndStatsSum(t *testing.T) {
 }
 
 func TestProcessDoesNotAllocate(t *testing.T) {
-	g, errs := Build(loopSpec())
-	if errs != nil {
-		t.Fatal(errs)
-	}
-	rt, err := g.Start(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
-	inst := rt.Workers()[0]
-	var b Batch
-	pkts := make([]Packet, MaxBatch)
-	frame := make([]byte, MaxBatch*(Headroom+64))
-	for i := range pkts {
-		pkts[i].SetFrame(frame[i*(Headroom+64):(i+1)*(Headroom+64)], Headroom, Headroom+1)
-		pkts[i].Data()[0] = byte(i)
-	}
-	allocs := testing.AllocsPerRun(100, func() {
-		b.Reset()
-		for i := range pkts {
-			b.Add(&pkts[i], 0)
-		}
-		inst.Process(0, &b)
-	})
-	if allocs != 0 {
+	rt := startSpec(t, loopSpec(), Options{})
+	if allocs := processAllocs(rt.Workers()[0]); allocs != 0 {
 		t.Errorf("Process allocates %.1f times per batch, want 0", allocs)
 	}
+}
+
+// fullBatch fills b with MaxBatch one-byte packets, their byte their index
+// in the batch.
+func fullBatch(b *Batch) {
+	b.Reset()
+	for i := range MaxBatch {
+		p := &Packet{}
+		p.SetFrame(make([]byte, Headroom+64), Headroom, Headroom+1)
+		p.Data()[0] = byte(i)
+		b.Add(p, 0)
+	}
+}
+
+// processAllocs returns the allocations of one full batch through inst's
+// source 0, in steady state.
+func processAllocs(inst *Instance) float64 {
+	var b, full Batch
+	fullBatch(&full)
+	return testing.AllocsPerRun(100, func() {
+		b = full
+		inst.Process(0, &b)
+	})
 }
 
 func TestPacketHeadroom(t *testing.T) {
@@ -387,19 +394,11 @@ func BenchmarkProcess(b *testing.B) {
 	}
 	defer rt.Close()
 	inst := rt.Workers()[0]
-	var batch Batch
-	pkts := make([]Packet, MaxBatch)
-	frame := make([]byte, MaxBatch*(Headroom+64))
-	for i := range pkts {
-		pkts[i].SetFrame(frame[i*(Headroom+64):(i+1)*(Headroom+64)], Headroom, Headroom+1)
-		pkts[i].Data()[0] = byte(i)
-	}
+	var batch, full Batch
+	fullBatch(&full)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i += MaxBatch {
-		batch.Reset()
-		for j := range pkts {
-			batch.Add(&pkts[j], 0)
-		}
+		batch = full
 		inst.Process(0, &batch)
 	}
 }
@@ -501,20 +500,173 @@ func init() {
 // TestSourcesProvisionFirst: a sink that needs its source's resources
 // (TxXDP and RxXDP's socket) may be declared before it.
 func TestSourcesProvisionFirst(t *testing.T) {
-	g, errs := Build(Spec{
+	rt := startSpec(t, Spec{
 		Elements:    []ElementDecl{decl("tx", "TOrderedSink", 1), decl("rx", "TOrderedSource", 2)},
 		Connections: []Connection{conn("rx", "tx", 3)},
-	})
-	if errs != nil {
-		t.Fatal(errs)
-	}
-	rt, err := g.Start(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	}, Options{})
 	order := rt.Workers()[0].Element("tx").(*tOrderedSink).order
 	if strings.Join(*order, ",") != "rx,tx" {
 		t.Errorf("provisioned in order %v, want the source first: rx,tx", *order)
+	}
+}
+
+// tLocal is a worker-local object that logs its batch hooks; tLocalUser is
+// an element that shares its worker's tLocal and logs its own hooks there.
+type tLocal struct{ log []string }
+
+func (l *tLocal) StartBatch(int64) { l.log = append(l.log, "local start") }
+func (l *tLocal) EndBatch()        { l.log = append(l.log, "local end") }
+
+type tLocalKey struct{}
+
+type tLocalUser struct {
+	name  string
+	local *tLocal
+}
+
+func (u *tLocalUser) Provision(ctx *Context) error {
+	u.name = ctx.Name
+	u.local = ctx.Local(tLocalKey{}, func() any { return &tLocal{} }).(*tLocal)
+	return nil
+}
+func (u *tLocalUser) StartBatch(int64)      { u.local.log = append(u.local.log, u.name+" start") }
+func (u *tLocalUser) EndBatch()             { u.local.log = append(u.local.log, u.name+" end") }
+func (u *tLocalUser) Push(int, *Packet) int { return 0 }
+
+func init() {
+	Register(ElementType{Name: "TLocalUser", Inputs: []string{"in"}, Outputs: []string{"out"}, New: func() Element { return &tLocalUser{} }})
+}
+
+// TestLocalFramesEveryBatch: a worker's Local object is shared by its
+// elements only, and its StartBatch runs before every element's, its
+// EndBatch after every element's, once per batch.
+func TestLocalFramesEveryBatch(t *testing.T) {
+	rt := startSpec(t, Spec{
+		Elements:    []ElementDecl{decl("src", "TSource", 1), decl("a", "TLocalUser", 2), decl("b", "TLocalUser", 3), decl("k", "TSink", 4)},
+		Connections: []Connection{conn("src", "a", 5), conn("a", "b", 6), conn("b", "k", 7)},
+	}, Options{Workers: 2})
+	w0, w1 := rt.Workers()[0], rt.Workers()[1]
+	l0 := w0.Element("a").(*tLocalUser).local
+	if w0.Element("b").(*tLocalUser).local != l0 || w1.Element("a").(*tLocalUser).local == l0 {
+		t.Fatal("a Local object must be shared by one worker's elements and by no other worker")
+	}
+	w0.Process(0, &Batch{})
+	want := "local start,a start,b start,a end,b end,local end"
+	if got := strings.Join(l0.log, ","); got != want {
+		t.Errorf("one batch ran %s, want %s", got, want)
+	}
+}
+
+var (
+	reasonOdd  = NewReason("pipelinetest.odd")
+	reasonLost = NewReason("pipelinetest.lost")
+)
+
+// tDrop drops packets whose first byte is odd; tLossy consumes every
+// packet and, at the end of the batch, reports those whose first byte is
+// a multiple of 4 as lost (as a transmit ring refusing them would).
+type tDrop struct{}
+
+func (tDrop) Push(_ int, p *Packet) int {
+	if p.Data()[0]&1 == 1 {
+		p.Reason = reasonOdd
+		return Drop
+	}
+	return 0
+}
+
+type tLossy struct {
+	drops *DropCounter
+	lost  uint64
+}
+
+func (l *tLossy) Provision(ctx *Context) error { l.drops = ctx.DropCounter(); return nil }
+func (l *tLossy) Push(_ int, p *Packet) int {
+	if p.Data()[0]%4 == 0 {
+		l.lost++
+	}
+	return Consumed
+}
+func (l *tLossy) EndBatch() {
+	l.drops.Add(reasonLost, l.lost)
+	l.lost = 0
+}
+
+// recycler counts the frames handed back to it.
+type recycler struct{ n int }
+
+func (r *recycler) Recycle(*Packet) { r.n++ }
+
+func init() {
+	Register(ElementType{Name: "TDrop", Inputs: []string{"in"}, Outputs: []string{"out"}, New: func() Element { return tDrop{} }})
+	Register(ElementType{Name: "TLossy", Inputs: []string{"in"}, New: func() Element { return &tLossy{} }})
+}
+
+// TestEngineCountsDrops: a drop is counted once, under the element that
+// dropped it and its reason, and its frame recycled; a packet lost after
+// it was consumed moves from consumed to dropped; and every packet that
+// entered is either consumed or dropped.
+func TestEngineCountsDrops(t *testing.T) {
+	rt := startSpec(t, Spec{
+		Elements:    []ElementDecl{decl("src", "TSource", 1), decl("dr", "TDrop", 2), decl("k", "TLossy", 3)},
+		Connections: []Connection{conn("src", "dr", 4), conn("dr", "k", 5)},
+	}, Options{Workers: 2})
+	rec := make([]recycler, 2)
+	for w, inst := range rt.Workers() {
+		src := inst.Element("src").(*tSource)
+		src.Batch = 3
+		for i := range src.pkts {
+			src.pkts[i].Owner = &rec[w]
+		}
+	}
+	if err := rt.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Per worker: bytes 0..9; 1, 3, 5, 7, 9 dropped by dr; 0, 4, 8 lost
+	// by k; 2, 6 sent.
+	byName := map[string]ElementStats{}
+	var in, out uint64
+	for _, s := range rt.Stats() {
+		byName[s.Name] = s
+		if s.Name == "src" {
+			in = s.Out[0].Packets
+		}
+		out += s.Consumed + s.Dropped
+	}
+	want := map[string][2]uint64{"src": {0, 0}, "dr": {0, 10}, "k": {4, 6}}
+	for name, w := range want {
+		if s := byName[name]; s.Consumed != w[0] || s.Dropped != w[1] {
+			t.Errorf("%s: consumed %d dropped %d, want %d and %d", name, s.Consumed, s.Dropped, w[0], w[1])
+		}
+	}
+	metric := func(s ElementStats) string {
+		var got []string
+		for _, m := range s.Metrics {
+			got = append(got, fmt.Sprintf("%s%s=%d", m.Name, formatLabels(m.Labels), m.Value))
+		}
+		return strings.Join(got, " ")
+	}
+	if got := metric(byName["dr"]); got != `xlb_drop_packets_total{element="dr",reason="pipelinetest.odd"}=10` {
+		t.Errorf("dr metrics: %s", got)
+	}
+	if got := metric(byName["k"]); got != `xlb_drop_packets_total{element="k",reason="pipelinetest.lost"}=6` {
+		t.Errorf("k metrics: %s", got)
+	}
+	if rec[0].n != 5 || rec[1].n != 5 {
+		t.Errorf("recycled %d and %d frames, want the 5 dropped in each worker", rec[0].n, rec[1].n)
+	}
+	if in != 20 || out != in {
+		t.Errorf("%d packets in, %d consumed or dropped; want 20 and 20", in, out)
+	}
+	var b strings.Builder
+	if err := WriteText(&b, rt.Stats()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "k (TLossy)\n  in  in                     10\n  consumed                    4\n  dropped                     6\n") {
+		t.Errorf("WriteText:\n%s", b.String())
+	}
+
+	if allocs := processAllocs(rt.Workers()[0]); allocs != 0 {
+		t.Errorf("a batch with drops allocates %.1f times, want 0", allocs)
 	}
 }

@@ -13,13 +13,22 @@ type PortStats struct {
 	Packets uint64
 }
 
-// ElementStats is one element's counters, summed over workers.
+// ElementStats is one element's counters, summed over workers. Every
+// packet a source puts in the graph ends in exactly one element's Consumed
+// or Dropped.
 type ElementStats struct {
 	Name, Type string
 	In, Out    []PortStats
-	Consumed   uint64   // packets that left the graph here
-	Metrics    []Metric // the element's own, summed by name and labels
+	Consumed   uint64 // packets that left the graph here (sent, written)
+	Dropped    uint64 // packets dropped here, all reasons
+	// Metrics are the element's own, summed by name and labels, then the
+	// engine's drop counts: xlb_drop_packets_total{element,reason} for
+	// every reason with drops, by reason name.
+	Metrics []Metric
 }
+
+// DropMetric is the name of the engine's drop counter.
+const DropMetric = "xlb_drop_packets_total"
 
 // Stats returns every element's counters summed over all workers, in
 // declaration order. It may be called while workers run.
@@ -28,6 +37,7 @@ func (rt *Runtime) Stats() []ElementStats {
 		return nil
 	}
 	out := make([]ElementStats, len(rt.insts[0].elems))
+	drops := make([][MaxReasons]uint64, len(out))
 	for i, e := range rt.insts[0].elems {
 		s := &out[i]
 		s.Name, s.Type = e.decl.Name, e.typ.Name
@@ -47,13 +57,44 @@ func (rt *Runtime) Stats() []ElementStats {
 			for p := range e.outPkts {
 				s.Out[p].Packets += e.outPkts[p].Load()
 			}
-			s.Consumed += e.consumed.Load()
+			// Late drops are read first: their packets were published
+			// as consumed before, so consumed never reads below them.
+			late := e.drops.late.Load()
+			s.Consumed += e.consumed.Load() - late
+			for r := range e.drops.n {
+				drops[i][r] += e.drops.n[r].Load()
+			}
 			if r, ok := e.el.(StatsReporter); ok {
 				r.Stats(func(m Metric) { s.Metrics = addMetric(s.Metrics, m) })
 			}
 		}
 	}
+	names := Reasons()
+	for i := range out {
+		out[i].Dropped, out[i].Metrics = dropMetrics(out[i].Name, &drops[i], names, out[i].Metrics)
+	}
 	return out
+}
+
+// dropMetrics appends an element's non-zero drop counts to ms, by reason
+// name, and returns their total.
+func dropMetrics(element string, drops *[MaxReasons]uint64, names []string, ms []Metric) (uint64, []Metric) {
+	var total uint64
+	var ds []Metric
+	for r, n := range drops {
+		if n == 0 {
+			continue
+		}
+		total += n
+		name := Reason(r).String()
+		if r < len(names) {
+			name = names[r]
+		}
+		ds = append(ds, Metric{Name: DropMetric, Help: "Packets dropped, by the element that dropped them and why.",
+			Labels: []Label{{Name: "element", Value: element}, {Name: "reason", Value: name}}, Value: n})
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].Labels[1].Value < ds[j].Labels[1].Value })
+	return total, append(ms, ds...)
 }
 
 func addMetric(ms []Metric, m Metric) []Metric {
@@ -92,6 +133,9 @@ func WriteText(w io.Writer, stats []ElementStats) error {
 		}
 		if s.Consumed > 0 {
 			fmt.Fprintf(&b, "  consumed         %12d\n", s.Consumed)
+		}
+		if s.Dropped > 0 {
+			fmt.Fprintf(&b, "  dropped          %12d\n", s.Dropped)
 		}
 		ms := append([]Metric(nil), s.Metrics...)
 		sort.SliceStable(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })

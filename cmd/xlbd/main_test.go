@@ -55,7 +55,7 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	broken := strings.Replace(string(src), "capacity    = 65536", "capcity     = 65536", 1)
-	broken = strings.Replace(broken, `"ct.miss -> sel -> ct.learn"`, `"ct.mis -> sel -> ct.learn"`, 1)
+	broken = strings.Replace(broken, "connect = default_graph()", `connect = concat(default_graph(), ["parse.bda -> drop"])`, 1)
 	path := filepath.Join(t.TempDir(), "broken.hcl")
 	if err := os.WriteFile(path, []byte(broken), 0o644); err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func TestValidate(t *testing.T) {
 	for _, want := range []string{
 		path + ":23:5: error: Unsupported argument",
 		`Did you mean "capacity"?`,
-		path + ":39:6: error: Unknown output port",
+		path + ":38:13: error: Unknown output port",
 	} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("validate output lacks %q:\n%s", want, stderr.String())

@@ -141,21 +141,35 @@ func reload(path string, vars varFlags, ctl *control.Controller, hc *healthCheck
 	return hc.configure(&f.Service)
 }
 
-// printStats prints per-element counters, then packets per backend.
+// printStats prints per-element counters, then drops by element and
+// reason, then packets per backend.
 func printStats(w io.Writer, stats []pipeline.ElementStats, snap *snapshot.Snapshot) {
-	// Per-backend metrics get a table of their own below.
+	// Drops and per-backend metrics get tables of their own below.
 	elems := make([]pipeline.ElementStats, len(stats))
+	var drops []pipeline.Metric
 	for i, s := range stats {
 		elems[i] = s
 		elems[i].Metrics = nil
 		for _, m := range s.Metrics {
-			if !hasLabel(m, "backend") {
+			switch {
+			case m.Name == pipeline.DropMetric:
+				drops = append(drops, m)
+			case !hasLabel(m, "backend"):
 				elems[i].Metrics = append(elems[i].Metrics, m)
 			}
 		}
 	}
 	fmt.Fprintln(w, "== elements")
 	_ = pipeline.WriteText(w, elems)
+	if len(drops) > 0 {
+		fmt.Fprintln(w, "== drops")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "element\treason\tpackets\t")
+		for _, m := range drops {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t\n", m.Labels[0].Value, m.Labels[1].Value, m.Value)
+		}
+		_ = tw.Flush()
+	}
 
 	type row struct {
 		vip, backend    string

@@ -3,13 +3,15 @@
 // VIP) with weight and health state, and one Maglev lookup table per VIP.
 //
 // The control plane builds a new Snapshot on every change and publishes it
-// through a Store; workers Load it once per batch. Nothing here is mutated
+// through a Store; each worker loads it once per batch, through its View,
+// and every element of the batch reads that one. Nothing here is mutated
 // after publication, so the hot path takes no lock.
 package snapshot
 
 import (
 	"errors"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 
 	"github.com/xlbproject/xlb/control/maglev"
@@ -171,20 +173,113 @@ func (s *Snapshot) Real(id, epoch uint32) *Real {
 }
 
 // Store publishes snapshots to workers.
-type Store struct{ p atomic.Pointer[Snapshot] }
+type Store struct {
+	mu sync.Mutex // serialises Publish
+	p  atomic.Pointer[published]
+}
+
+// published is one Publish: the snapshot, its rank among the store's
+// publications (so that a reader can tell a new publication from the one
+// it saw last without keeping the old snapshot alive), and the channel the
+// next Publish closes.
+type published struct {
+	s    *Snapshot
+	seq  uint64
+	next chan struct{}
+}
 
 // NewStore returns a store holding s.
 func NewStore(s *Snapshot) *Store {
 	st := &Store{}
-	st.p.Store(s)
+	st.Publish(s)
 	return st
 }
 
 // Load returns the current snapshot. Never nil once published.
-func (st *Store) Load() *Snapshot { return st.p.Load() }
+//
+// Elements do not call it: they read the worker's View, which loads the
+// store once per batch for all of them.
+func (st *Store) Load() *Snapshot {
+	if p := st.p.Load(); p != nil {
+		return p.s
+	}
+	return nil
+}
 
-// Publish makes s the current snapshot.
-func (st *Store) Publish(s *Snapshot) { st.p.Store(s) }
+// Publish makes s the current snapshot and wakes the watchers.
+func (st *Store) Publish(s *Snapshot) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	old := st.current()
+	st.p.Store(&published{s: s, seq: old.seq + 1, next: make(chan struct{})})
+	close(old.next)
+}
+
+// Watch returns the current snapshot (nil before the first Publish) and a
+// channel that the next Publish closes. A subscriber that keeps something
+// outside the data plane equal to the current snapshot (the XDP program's
+// VIP maps) loops on it: update from the snapshot, wait for the channel,
+// Watch again. Publications in between are skipped, never the last one.
+func (st *Store) Watch() (*Snapshot, <-chan struct{}) {
+	p := st.p.Load()
+	if p == nil {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		p = st.current()
+	}
+	return p.s, p.next
+}
+
+// current returns the current publication, creating an empty one (no
+// snapshot yet) in a new store. st.mu must be held.
+func (st *Store) current() *published {
+	p := st.p.Load()
+	if p == nil {
+		p = &published{next: make(chan struct{})}
+		st.p.Store(p)
+	}
+	return p
+}
+
+// View is one worker's view of a Store: the snapshot of the batch under
+// way, loaded once at its start for every element of the worker. A
+// generation published in the middle of a batch is seen by none of the
+// batch's elements, so a backend chosen by one is resolved by the next in
+// the same generation. The engine runs a View's StartBatch before any
+// element's and its EndBatch after every element's (pipeline.Context.Local);
+// it is owned by the worker's goroutine.
+type View struct {
+	store   *Store
+	cur     *Snapshot
+	seq     uint64 // the publication of the last batch's snapshot
+	changed bool
+}
+
+// NewView returns a view of st. Elements get theirs from ViewFromContext;
+// a test that drives an element without a graph calls the view's
+// StartBatch and EndBatch around the element's.
+func NewView(st *Store) *View { return &View{store: st} }
+
+// StartBatch loads the current snapshot for the batch.
+func (v *View) StartBatch(int64) {
+	p := v.store.p.Load()
+	v.cur = p.s
+	v.changed = p.seq != v.seq
+	v.seq = p.seq
+}
+
+// EndBatch drops the batch's snapshot, so that an idle worker does not keep
+// an old generation alive.
+func (v *View) EndBatch() { v.cur = nil }
+
+// Snapshot returns the batch's snapshot: valid from StartBatch to EndBatch,
+// nil outside a batch.
+func (v *View) Snapshot() *Snapshot { return v.cur }
+
+// Changed reports whether the batch's snapshot was published after the
+// previous batch's (true for the first batch): elements that derive state
+// from the snapshot rebuild it then.
+func (v *View) Changed() bool { return v.changed }
 
 type storeKey struct{}
 
@@ -201,11 +296,25 @@ func WithStore(values map[any]any, st *Store) map[any]any {
 }
 
 // FromContext returns the store the embedding program provided, for
-// elements to call in Provision.
+// elements to call in Provision. Elements that read the snapshot per batch
+// use ViewFromContext instead.
 func FromContext(ctx *pipeline.Context) (*Store, error) {
 	st, _ := ctx.Value(storeKey{}).(*Store)
 	if st == nil || st.Load() == nil {
 		return nil, errors.New("no service snapshot: this element needs the control plane (vip and pool blocks)")
 	}
 	return st, nil
+}
+
+type viewKey struct{}
+
+// ViewFromContext returns the worker's View of the store the embedding
+// program provided, the same for every element of the worker, for elements
+// to call in Provision.
+func ViewFromContext(ctx *pipeline.Context) (*View, error) {
+	st, err := FromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ctx.Local(viewKey{}, func() any { return NewView(st) }).(*View), nil
 }

@@ -75,3 +75,70 @@ func TestRealEpoch(t *testing.T) {
 		t.Error("a stale epoch or an ID beyond the table must not be a real")
 	}
 }
+
+// TestView: a view holds one snapshot from StartBatch to EndBatch whatever
+// is published meanwhile, holds none between batches, and says when a
+// batch's snapshot is a new publication.
+func TestView(t *testing.T) {
+	s1, s2 := New(1, 0, nil, nil), New(2, 0, nil, nil)
+	st := NewStore(s1)
+	v := NewView(st)
+	v.StartBatch(0)
+	if v.Snapshot() != s1 || !v.Changed() {
+		t.Fatalf("first batch: %v changed %v, want generation 1, changed", v.Snapshot(), v.Changed())
+	}
+	st.Publish(s2)
+	if v.Snapshot() != s1 {
+		t.Fatal("a publication during a batch changed the batch's snapshot")
+	}
+	v.EndBatch()
+	if v.Snapshot() != nil {
+		t.Fatal("the view keeps a snapshot between batches")
+	}
+	v.StartBatch(0)
+	if v.Snapshot() != s2 || !v.Changed() {
+		t.Fatalf("next batch: generation %d changed %v, want 2, changed", v.Snapshot().Generation, v.Changed())
+	}
+	v.EndBatch()
+	v.StartBatch(0)
+	if v.Snapshot() != s2 || v.Changed() {
+		t.Fatal("a batch without a publication before it reads as changed")
+	}
+	v.EndBatch()
+	// Publishing the same snapshot again is a new publication.
+	st.Publish(s2)
+	v.StartBatch(0)
+	if !v.Changed() {
+		t.Error("a republished snapshot reads as unchanged")
+	}
+}
+
+// TestWatch: the channel Watch returns closes at the next Publish, and a
+// Watch then returns the new snapshot; a new store can be watched before
+// its first Publish.
+func TestWatch(t *testing.T) {
+	st := &Store{}
+	s0, ch0 := st.Watch()
+	if s0 != nil {
+		t.Fatalf("an empty store's Watch returned %v", s0)
+	}
+	s1 := New(1, 0, nil, nil)
+	st.Publish(s1)
+	<-ch0
+	got, ch1 := st.Watch()
+	if got != s1 {
+		t.Fatalf("Watch after Publish returned generation %d, want 1", got.Generation)
+	}
+	select {
+	case <-ch1:
+		t.Fatal("the channel of the current snapshot is closed")
+	default:
+	}
+	s2, s3 := New(2, 0, nil, nil), New(3, 0, nil, nil)
+	st.Publish(s2)
+	st.Publish(s3)
+	<-ch1
+	if got, _ := st.Watch(); got != s3 {
+		t.Fatalf("after two publications Watch returned generation %d, want the last, 3", got.Generation)
+	}
+}

@@ -70,7 +70,7 @@ func Decap(pkt []byte, local []netip.Addr) (inner []byte, r Result) {
 		}
 		ihl := int(pkt[0]&0x0f) * 4
 		total := int(binary.BigEndian.Uint16(pkt[2:4]))
-		if ihl < 20 || total < ihl || total > len(pkt) || checksum(pkt[:ihl]) != 0 {
+		if ihl < 20 || total < ihl || total > len(pkt) || Checksum(pkt[:ihl]) != 0 {
 			return nil, ResultMalformed
 		}
 		proto = pkt[9]
@@ -161,15 +161,21 @@ func isLocal(a netip.Addr, local []netip.Addr) bool {
 	return false
 }
 
-// checksum is the Internet checksum (RFC 1071) of b; 0 over a header that
-// includes its own correct checksum.
-func checksum(b []byte) uint16 {
+// Checksum is the Internet checksum (RFC 1071) of parts laid end to end,
+// as over a pseudo-header followed by a segment: 0 over data that includes
+// its own correct checksum. It is the one checksum of the e2e packages.
+func Checksum(parts ...[]byte) uint16 {
 	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
+	odd := false // the next byte is the low half of a 16-bit word
+	for _, b := range parts {
+		for _, c := range b {
+			if odd {
+				s += uint32(c)
+			} else {
+				s += uint32(c) << 8
+			}
+			odd = !odd
+		}
 	}
 	for s > 0xffff {
 		s = s>>16 + s&0xffff

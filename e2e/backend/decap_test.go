@@ -43,7 +43,7 @@ func outer4(dst netip.Addr, proto byte, n int) []byte {
 	binary.BigEndian.PutUint16(h[2:], uint16(20+n))
 	d := dst.As4()
 	copy(h[16:], d[:])
-	binary.BigEndian.PutUint16(h[10:], checksum(h))
+	binary.BigEndian.PutUint16(h[10:], Checksum(h))
 	return h
 }
 
@@ -76,7 +76,7 @@ func TestDecap(t *testing.T) {
 	frag := outer4(local4, 4, 20)
 	frag[6] = 0x20 // MF
 	binary.BigEndian.PutUint16(frag[10:], 0)
-	binary.BigEndian.PutUint16(frag[10:], checksum(frag))
+	binary.BigEndian.PutUint16(frag[10:], Checksum(frag))
 	padded := cat(outer4(local4, 4, 20), inner4, []byte{0, 0, 0, 0, 0, 0}) // Ethernet padding after total length
 
 	cases := []struct {
@@ -164,5 +164,22 @@ func BenchmarkDecap(b *testing.B) {
 	b.SetBytes(int64(len(pkt)))
 	for b.Loop() {
 		Decap(pkt, local)
+	}
+}
+
+// TestChecksum: RFC 1071 section 3's example sums to 0xddf2, and splitting
+// the data anywhere, odd boundaries included, changes nothing.
+func TestChecksum(t *testing.T) {
+	data := []byte{0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7}
+	if got := Checksum(data); got != ^uint16(0xddf2) {
+		t.Fatalf("Checksum = %#04x, want %#04x", got, ^uint16(0xddf2))
+	}
+	for i := range data {
+		if got := Checksum(data[:i], data[i:i], data[i:]); got != ^uint16(0xddf2) {
+			t.Errorf("split at %d: %#04x", i, got)
+		}
+	}
+	if got := Checksum(data[:3]); got != ^uint16(0x0001+0xf200) {
+		t.Errorf("odd length: %#04x, want the last byte padded with a zero", got)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 	"github.com/vishvananda/netlink"
 
+	"github.com/xlbproject/xlb/e2e/backend"
 	"github.com/xlbproject/xlb/e2e/lab"
 	"github.com/xlbproject/xlb/internal/testenv"
 )
@@ -215,31 +216,13 @@ func TestTrafgenConfig(t *testing.T) {
 			t.Errorf("packet %d: %v > %v, %v:%d > %v:%d ack=%v", i, eth.SrcMAC, eth.DstMAC, ip.SrcIP, tcp.SrcPort, ip.DstIP, tcp.DstPort, tcp.ACK)
 		}
 		// Checksums as trafgen wrote them must verify: recompute them.
-		h := append([]byte(nil), data[14:34]...)
-		if sum := onesSum(h); sum != 0xffff {
+		if sum := backend.Checksum(data[14:34]); sum != 0 {
 			t.Errorf("packet %d: IPv4 header checksum does not verify (%#x)", i, sum)
 		}
-		pseudo := append(append([]byte(nil), data[26:34]...), 0, 6, 0, byte(len(data)-34))
-		if sum := onesSum(append(pseudo, data[34:]...)); sum != 0xffff {
+		if sum := backend.Checksum(data[26:34], []byte{0, 6, 0, byte(len(data) - 34)}, data[34:]); sum != 0 {
 			t.Errorf("packet %d: TCP checksum does not verify (%#x)", i, sum)
 		}
 	}
-}
-
-// onesSum is the 16-bit ones' complement sum (RFC 1071); 0xffff for data
-// that holds its own correct checksum.
-func onesSum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }
 
 // TestSmoke runs the whole benchmark briefly: both systems forward, the

@@ -6,26 +6,11 @@ import (
 	"net/netip"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/e2e/backend"
 )
 
 // Hand-written packets: what an LB sends a backend, without xlb.
-
-func csumAdd(s uint32, b []byte) uint32 {
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	return s
-}
-
-func csumFold(s uint32) uint16 {
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return ^uint16(s)
-}
 
 // ipHeader is an IPv4 (20 bytes, DF, TTL 64) or IPv6 (40 bytes, hop limit
 // 64) header for a payload of n bytes.
@@ -40,7 +25,7 @@ func ipHeader(src, dst netip.Addr, proto byte, n int) []byte {
 		s4, d4 := src.As4(), dst.As4()
 		copy(h[12:], s4[:])
 		copy(h[16:], d4[:])
-		binary.BigEndian.PutUint16(h[10:], csumFold(csumAdd(0, h)))
+		binary.BigEndian.PutUint16(h[10:], backend.Checksum(h))
 		return h
 	}
 	h := make([]byte, 40)
@@ -72,10 +57,8 @@ func tcpSYN(src, dst netip.Addr, sport, dport uint16, seq uint32, n int) []byte 
 // tcpChecksum computes a TCP segment's checksum over the pseudo-header;
 // with the checksum field filled in, a correct segment gives 0.
 func tcpChecksum(src, dst netip.Addr, seg []byte) uint16 {
-	s := csumAdd(0, src.AsSlice())
-	s = csumAdd(s, dst.AsSlice())
-	s += 6 + uint32(len(seg))
-	return csumFold(csumAdd(s, seg))
+	n := len(seg)
+	return backend.Checksum(src.AsSlice(), dst.AsSlice(), []byte{0, 6, byte(n >> 8), byte(n)}, seg)
 }
 
 type encap struct {

@@ -25,37 +25,29 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
-// goldenConfig is the default graph over capture files; %s is the
-// encapsulation element type. Backends of both families are in the pool so
-// that every inner family meets both outer families.
+// goldenConfig is the default graph; %[1]s is its source, %[2]s the
+// encapsulation element type, %[3]s its sink (goldenPcap: capture files)
+// and %[4]s elements a test declares after MaglevSelect's and before the
+// encapsulation's. Backends of both families are in the pool so that
+// every inner family meets both outer families.
 const goldenConfig = `
 hash_seed = 7
 
 pipeline {
-  element "RxPcap" "rx" {
-    file = "input.pcap"
-  }
+  %[1]s
   element "Parse5Tuple" "parse" {}
   element "ConnTrack" "ct" {
     capacity = 1024
   }
   element "MaglevSelect" "sel" {}
-  element "%s" "encap" {
+  %[4]s
+  element "%[2]s" "encap" {
     source4 = "192.0.2.1"
     source6 = "2001:db8::1"
   }
-  element "TxPcap" "tx" {
-    file = "output.pcap"
-  }
+  %[3]s
   element "Discard" "drop" {}
-  connect = [
-    "rx -> parse -> ct",
-    "ct.hit -> encap -> tx",
-    "ct.miss -> sel -> ct.learn",
-    "parse.bad -> drop",
-    "sel.nobackend -> drop",
-    "encap.bad -> drop",
-  ]
+  connect = default_graph()
 }
 
 vip "tcp4" {
@@ -94,6 +86,13 @@ pool "p" {
   }
 }
 `
+
+// goldenPcap are the source and the sink of the golden files.
+var goldenPcap = [2]string{`element "RxPcap" "rx" {
+    file = "input.pcap"
+  }`, `element "TxPcap" "tx" {
+    file = "output.pcap"
+  }`}
 
 // goldenInput writes a deterministic capture for one client family: TCP
 // flows of several packets, UDP queries, a datagram in two fragments, an
@@ -226,11 +225,16 @@ func TestGolden(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				dir := t.TempDir()
 				goldenInput(t, filepath.Join(dir, "input.pcap"), family)
-				cfgPath := filepath.Join(dir, "golden.hcl")
-				if err := os.WriteFile(cfgPath, fmt.Appendf(nil, goldenConfig, enc), 0o644); err != nil {
+				rt, ctl := startGraph(t, filepath.Join(dir, "golden.hcl"), fmt.Sprintf(goldenConfig, goldenPcap[0], enc, goldenPcap[1], ""), pipeline.Options{})
+				if err := rt.Run(context.Background()); err != nil {
 					t.Fatal(err)
 				}
-				stats, snap := runFile(t, cfgPath)
+				// Closing flushes the output capture.
+				if err := rt.Close(); err != nil {
+					t.Fatal(err)
+				}
+				stats, snap := rt.Stats(), ctl.Snapshot()
+				checkCounted(t, stats)
 				var counters bytes.Buffer
 				if err := pipeline.WriteText(&counters, stats); err != nil {
 					t.Fatal(err)
@@ -247,27 +251,57 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-func runFile(t *testing.T, path string) ([]pipeline.ElementStats, *snapshot.Snapshot) {
-	t.Helper()
-	f, diags := xhcl.LoadFile(path, xhcl.Options{})
+// startGraph loads src as the file at path, applies its service to a new
+// controller and starts its graph over the controller's store (added to
+// opts.Values), to be closed when the test ends.
+func startGraph(tb testing.TB, path, src string, opts pipeline.Options) (*pipeline.Runtime, *control.Controller) {
+	tb.Helper()
+	f, diags := xhcl.Load(path, []byte(src), xhcl.Options{})
 	if diags.HasErrors() {
-		t.Fatal(diags)
+		tb.Fatal(diags)
 	}
 	ctl := control.New()
 	if err := ctl.Apply(&f.Service); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	rt, err := f.Graph.Start(pipeline.Options{Values: snapshot.WithStore(nil, ctl.Store())})
+	opts.Values = snapshot.WithStore(opts.Values, ctl.Store())
+	rt, err := f.Graph.Start(opts)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	if err := rt.Run(context.Background()); err != nil {
-		t.Fatal(err)
+	tb.Cleanup(func() { rt.Close() })
+	return rt, ctl
+}
+
+// checkCounted checks that every packet a source put in the graph was
+// counted once: consumed by one element or dropped by one, the drops in
+// the engine's counter only, under the element that dropped them.
+func checkCounted(t *testing.T, stats []pipeline.ElementStats) {
+	t.Helper()
+	var in, out uint64
+	for _, s := range stats {
+		if len(s.In) == 0 {
+			for _, p := range s.Out {
+				in += p.Packets
+			}
+		}
+		out += s.Consumed + s.Dropped
+		var dropped uint64
+		for _, m := range s.Metrics {
+			switch {
+			case m.Name == pipeline.DropMetric && len(m.Labels) == 2 && m.Labels[0] == (pipeline.Label{Name: "element", Value: s.Name}):
+				dropped += m.Value
+			case strings.Contains(m.Name, "drop"):
+				t.Errorf("%s reports %s: drops are the engine's to count", s.Name, m.Name)
+			}
+		}
+		if dropped != s.Dropped {
+			t.Errorf("%s: %d drops by reason, %d in all", s.Name, dropped, s.Dropped)
+		}
 	}
-	if err := rt.Close(); err != nil {
-		t.Fatal(err)
+	if in == 0 || out != in {
+		t.Errorf("%d packets entered the graph and %d were consumed or dropped", in, out)
 	}
-	return rt.Stats(), ctl.Snapshot()
 }
 
 func compareGolden(t *testing.T, path string, got []byte) {

@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/xlbproject/xlb/control"
-	"github.com/xlbproject/xlb/control/snapshot"
-	"github.com/xlbproject/xlb/elements/conntrack"
-	"github.com/xlbproject/xlb/elements/encap"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -93,71 +90,44 @@ func tcpFrames(tb testing.TB, n int, vip netip.Addr) [][]byte {
 	return frames
 }
 
-// benchGraph is the default data path with a replay source and a counting
-// sink in place of RxXDP and TxXDP:
-//
-//	src -> parse -> ct; ct.hit -> encap -> out; ct.miss -> sel -> ct.learn
-//	parse.bad, sel.nobackend, encap.bad -> drop
+// benchElements are the default graph's elements between the replay
+// source and the counting sink that stand in for RxXDP and TxXDP; %d is
+// ConnTrack's capacity.
+const benchElements = `
+  element "Parse5Tuple" "parse" {}
+  element "ConnTrack" "ct" {
+    capacity = %d
+  }
+  element "MaglevSelect" "sel" {}
+  element "GREEncap" "encap" {
+    source4 = "192.0.2.1"
+  }
+  element "Discard" "drop" {}
+  connect = default_graph()
+`
+
+// benchGraph is the default graph with a replay source and a counting sink
+// in place of RxXDP and TxXDP, over one VIP of ten backends; without full,
+// only the source and the sink.
 func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full bool) (*pipeline.Instance, *sink) {
 	tb.Helper()
-	ctl := control.New()
-	cfg := &control.Config{HashSeed: 42,
-		VIPs:  []control.VIP{{Name: "web", Address: netip.MustParseAddr("192.0.2.10"), Protocol: "tcp", Ports: []uint16{80}, Pool: "web"}},
-		Pools: []control.Pool{{Name: "web"}}}
-	for i := range 10 {
-		cfg.Pools[0].Backends = append(cfg.Pools[0].Backends, control.Backend{
-			Name: fmt.Sprintf("web-%d", i), Address: netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)}), Weight: 1})
-	}
-	if err := ctl.Apply(cfg); err != nil {
-		tb.Fatal(err)
-	}
-	el := func(name, typ string, configure func(pipeline.Element) error) pipeline.ElementDecl {
-		return pipeline.ElementDecl{Name: name, Type: typ, Configure: configure}
-	}
-	conn := func(from, fport, to, tport string) pipeline.Connection {
-		return pipeline.Connection{From: pipeline.Endpoint{Element: from, Port: fport}, To: pipeline.Endpoint{Element: to, Port: tport}}
-	}
-	spec := pipeline.Spec{Elements: []pipeline.ElementDecl{
-		el("src", "BenchReplay", func(e pipeline.Element) error {
-			s := e.(*replaySource)
-			s.frames, s.rewrite = frames, rewrite
-			return nil
-		}),
-		el("out", "BenchSink", nil),
-	}}
-	if !full {
-		spec.Connections = []pipeline.Connection{conn("src", "", "out", "")}
+	var src strings.Builder
+	src.WriteString("hash_seed = 42\npipeline {\n  element \"BenchReplay\" \"rx\" {}\n  element \"BenchSink\" \"tx\" {}\n")
+	if full {
+		fmt.Fprintf(&src, benchElements, ctCapacity)
 	} else {
-		spec.Elements = append(spec.Elements,
-			el("parse", "Parse5Tuple", nil),
-			el("ct", "ConnTrack", func(e pipeline.Element) error {
-				e.(*conntrack.ConnTrack).Capacity = ctCapacity
-				return nil
-			}),
-			el("sel", "MaglevSelect", nil),
-			el("encap", "GREEncap", func(e pipeline.Element) error {
-				e.(*encap.Encap).Source4 = "192.0.2.1"
-				return nil
-			}),
-			el("drop", "Discard", nil))
-		spec.Connections = []pipeline.Connection{
-			conn("src", "", "parse", ""), conn("parse", "", "ct", ""),
-			conn("ct", "hit", "encap", ""), conn("encap", "", "out", ""),
-			conn("ct", "miss", "sel", ""), conn("sel", "", "ct", "learn"),
-			conn("parse", "bad", "drop", ""), conn("sel", "nobackend", "drop", ""), conn("encap", "bad", "drop", ""),
-		}
+		src.WriteString("  connect = [\"rx -> tx\"]\n")
 	}
-	g, errs := pipeline.Build(spec)
-	if errs != nil {
-		tb.Fatal(errs)
+	src.WriteString("}\nvip \"web\" {\n  address  = \"192.0.2.10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n}\npool \"web\" {\n")
+	for i := range 10 {
+		fmt.Fprintf(&src, "  backend \"web-%d\" {\n    address = \"198.51.100.%d\"\n  }\n", i, i+1)
 	}
-	rt, err := g.Start(pipeline.Options{Values: snapshot.WithStore(nil, ctl.Store())})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { rt.Close() })
+	src.WriteString("}\n")
+	rt, _ := startGraph(tb, "bench.hcl", src.String(), pipeline.Options{})
 	inst := rt.Workers()[0]
-	return inst, inst.Element("out").(*sink)
+	rx := inst.Element("rx").(*replaySource)
+	rx.frames, rx.rewrite = frames, rewrite
+	return inst, inst.Element("tx").(*sink)
 }
 
 // BenchmarkPipeline measures Parse5Tuple -> ConnTrack -> MaglevSelect ->
@@ -184,7 +154,7 @@ func BenchmarkPipeline(b *testing.B) {
 			frames := tcpFrames(b, c.flows, vip)
 			inst, out := benchGraph(b, frames, c.rewrite, c.capacity, c.full)
 			var batch pipeline.Batch
-			src := inst.Element("src").(*replaySource)
+			src := inst.Element("rx").(*replaySource)
 			// Warm up: every flow once through, so hit cases start learned.
 			for range (c.flows + pipeline.MaxBatch - 1) / pipeline.MaxBatch {
 				_ = src.Pull(&batch)

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/xlbproject/xlb/pipeline"
+	"github.com/xlbproject/xlb/pipeline/pipelinetest"
 )
 
 var (
@@ -25,13 +26,7 @@ func newPacket(owner pipeline.FrameOwner, n int, reason pipeline.Reason) *pipeli
 
 func metrics(s pipeline.StatsReporter) map[string]uint64 {
 	m := map[string]uint64{}
-	s.Stats(func(x pipeline.Metric) {
-		key := x.Name
-		for _, l := range x.Labels {
-			key += "{" + l.Name + "=" + l.Value + "}"
-		}
-		m[key] += x.Value
-	})
+	s.Stats(func(x pipeline.Metric) { m[x.Name] += x.Value })
 	return m
 }
 
@@ -43,32 +38,42 @@ func TestDiscardCountsByReason(t *testing.T) {
 	}{
 		{"empty", nil, map[string]uint64{}},
 		{"one reason", [][]pipeline.Reason{{reasonA, reasonA}},
-			map[string]uint64{"xlb_drop_packets_total{reason=basictest.a}": 2}},
+			map[string]uint64{"xlb_drop_packets_total{element=elem}{reason=basictest.a}": 2}},
 		{"mixed over batches", [][]pipeline.Reason{{reasonA, reasonB, reasonA}, {reasonB}, {pipeline.ReasonNone}},
 			map[string]uint64{
-				"xlb_drop_packets_total{reason=basictest.a}": 2,
-				"xlb_drop_packets_total{reason=basictest.b}": 2,
-				"xlb_drop_packets_total{reason=unspecified}": 1,
+				"xlb_drop_packets_total{element=elem}{reason=basictest.a}": 2,
+				"xlb_drop_packets_total{element=elem}{reason=basictest.b}": 2,
+				"xlb_drop_packets_total{element=elem}{reason=unspecified}": 1,
 			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := &Discard{}
+			h := pipelinetest.New(t, "Discard", pipelinetest.Options{})
 			rec := &recorder{}
 			total := 0
 			for _, batch := range tt.batches {
+				var pkts []*pipeline.Packet
 				for _, r := range batch {
-					if got := d.Push(0, newPacket(rec, 60, r)); got != pipeline.Consumed {
-						t.Fatalf("Push returned %d, want Consumed", got)
-					}
-					total++
+					pkts = append(pkts, newPacket(rec, 60, r))
 				}
-				d.EndBatch()
+				h.Push(0, pkts...)
+				total += len(batch)
 			}
 			if rec.n != total {
 				t.Errorf("recycled %d packets, want %d", rec.n, total)
 			}
-			got := metrics(d)
+			s := h.Stats()
+			if s.Dropped != uint64(total) || s.Consumed != 0 {
+				t.Errorf("dropped %d consumed %d, want %d and 0", s.Dropped, s.Consumed, total)
+			}
+			got := map[string]uint64{}
+			for _, m := range s.Metrics {
+				key := m.Name
+				for _, l := range m.Labels {
+					key += "{" + l.Name + "=" + l.Value + "}"
+				}
+				got[key] += m.Value
+			}
 			if len(got) != len(tt.want) {
 				t.Errorf("metrics = %v, want %v", got, tt.want)
 			}
@@ -78,18 +83,6 @@ func TestDiscardCountsByReason(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestDiscardPublishesAtEndBatch(t *testing.T) {
-	d := &Discard{}
-	d.Push(0, newPacket(nil, 60, reasonB))
-	if n := d.Count(reasonB); n != 0 {
-		t.Fatalf("count before EndBatch = %d, want 0", n)
-	}
-	d.EndBatch()
-	if n := d.Count(reasonB); n != 1 {
-		t.Fatalf("count after EndBatch = %d, want 1", n)
 	}
 }
 
@@ -114,32 +107,12 @@ func TestCounter(t *testing.T) {
 
 func TestNoAllocs(t *testing.T) {
 	p := newPacket(&recorder{}, 60, reasonA)
-	d := &Discard{}
 	c := &Counter{}
-	if a := testing.AllocsPerRun(1000, func() {
-		p.Reason = reasonA
-		d.Push(0, p)
-		d.EndBatch()
-	}); a != 0 {
-		t.Errorf("Discard: %v allocs per packet, want 0", a)
-	}
 	if a := testing.AllocsPerRun(1000, func() {
 		c.Push(0, p)
 		c.EndBatch()
 	}); a != 0 {
 		t.Errorf("Counter: %v allocs per packet, want 0", a)
-	}
-}
-
-func BenchmarkDiscard(b *testing.B) {
-	p := newPacket(nil, 60, reasonA)
-	d := &Discard{}
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		d.Push(0, p)
-		if i%pipeline.MaxBatch == 0 {
-			d.EndBatch()
-		}
 	}
 }
 

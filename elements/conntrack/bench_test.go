@@ -15,7 +15,7 @@ import (
 func benchFlows(b *testing.B, c *ConnTrack, in int, flows int) {
 	p := newPacket(flowN(0, 6, 80), 0)
 	now := t0
-	c.StartBatch(now)
+	start(c, now)
 	x := uint64(88172645463325252)
 	n := 0
 	hits := 0
@@ -33,12 +33,12 @@ func benchFlows(b *testing.B, c *ConnTrack, in int, flows int) {
 		}
 		if n++; n == pipeline.MaxBatch {
 			n = 0
-			c.EndBatch()
+			end(c)
 			now += 1000
-			c.StartBatch(now)
+			start(c, now)
 		}
 	}
-	c.EndBatch()
+	end(c)
 	b.ReportMetric(float64(hits)/float64(b.N), "hits/op")
 }
 
@@ -53,12 +53,12 @@ func setFlow(p *pipeline.Packet, i int) {
 // learnAll learns flows 0..n-1.
 func learnAll(c *ConnTrack, n int) {
 	p := newPacket(flowN(0, 6, 80), 0)
-	c.StartBatch(t0)
+	start(c, t0)
 	for i := range n {
 		setFlow(p, i)
 		c.Push(inLearn, p)
 	}
-	c.EndBatch()
+	end(c)
 }
 
 func BenchmarkConnTrack(b *testing.B) {

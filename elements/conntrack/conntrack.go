@@ -108,11 +108,11 @@ type ConnTrack struct {
 	OtherTimeout  string `hcl:"other_timeout,optional"`
 
 	// Owned by the worker; valid after Provision.
-	store    *snapshot.Store
+	view     *snapshot.View
 	buckets  []bucket
 	mask     uint64
 	timeouts [numClasses]int32  // ticks
-	snap     *snapshot.Snapshot // loaded in StartBatch
+	snap     *snapshot.Snapshot // the batch's, from view
 	tick     uint32             // batch clock in ticks, set in StartBatch
 	sweep    uint64             // next bucket the sweeper visits
 	entries  int64              // occupied ways
@@ -184,17 +184,18 @@ func (c *ConnTrack) parseTimeouts() ([numClasses]int32, error) {
 	return t, nil
 }
 
-// Provision allocates the whole table and gets the snapshot store.
+// Provision allocates the whole table and gets the worker's view of the
+// snapshots.
 func (c *ConnTrack) Provision(ctx *pipeline.Context) error {
-	st, err := snapshot.FromContext(ctx)
+	v, err := snapshot.ViewFromContext(ctx)
 	if err != nil {
 		return err
 	}
-	return c.setup(st)
+	return c.setup(v)
 }
 
-// setup is Provision after the store is found.
-func (c *ConnTrack) setup(st *snapshot.Store) error {
+// setup is Provision after the view is found.
+func (c *ConnTrack) setup(v *snapshot.View) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
@@ -202,21 +203,20 @@ func (c *ConnTrack) setup(st *snapshot.Store) error {
 	nb := uint64(1) << bits.Len64(uint64(c.Capacity+ways-1)/ways-1)
 	c.buckets = make([]bucket, nb)
 	c.mask = nb - 1
-	c.store = st
-	c.snap = st.Load()
+	c.view = v
 	c.pub.capacity.Store(nb * ways)
 	return nil
 }
 
 // Cleanup drops the table; it is safe after a partial Provision.
 func (c *ConnTrack) Cleanup() error {
-	c.buckets, c.store, c.snap = nil, nil, nil
+	c.buckets, c.view, c.snap = nil, nil, nil
 	return nil
 }
 
-// StartBatch loads the snapshot and the batch clock once per batch.
+// StartBatch takes the batch's snapshot and clock.
 func (c *ConnTrack) StartBatch(now int64) {
-	c.snap = c.store.Load()
+	c.snap = c.view.Snapshot()
 	c.tick = uint32(uint64(now) >> tickShift)
 }
 
@@ -227,8 +227,10 @@ func (c *ConnTrack) StartBatch(now int64) {
 // sources return when idle, keep it going.
 const sweepPerBatch = 8
 
-// EndBatch sweeps a few buckets and publishes the batch's counters.
+// EndBatch sweeps a few buckets, publishes the batch's counters and lets
+// go of the batch's snapshot.
 func (c *ConnTrack) EndBatch() {
+	c.snap = nil
 	for range sweepPerBatch {
 		b := &c.buckets[c.sweep]
 		c.sweep = (c.sweep + 1) & c.mask

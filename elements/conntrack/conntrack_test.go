@@ -56,10 +56,22 @@ func newCT(t testing.TB, st *snapshot.Store, cfg func(*ConnTrack)) *ConnTrack {
 	if cfg != nil {
 		cfg(c)
 	}
-	if err := c.setup(st); err != nil {
+	if err := c.setup(snapshot.NewView(st)); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// start and end frame a batch as the engine does: the worker's view first
+// and last, the element in between.
+func start(c *ConnTrack, now int64) {
+	c.view.StartBatch(now)
+	c.StartBatch(now)
+}
+
+func end(c *ConnTrack) {
+	c.EndBatch()
+	c.view.EndBatch()
 }
 
 // flowN returns a distinct client flow to the VIP for each n: source
@@ -97,19 +109,19 @@ func reset(p *pipeline.Packet) { p.VIP, p.Backend, p.Epoch = 0, 0, 0 }
 
 // lookup runs one packet through the lookup input in a batch at now.
 func lookup(c *ConnTrack, p *pipeline.Packet, now int64) int {
-	c.StartBatch(now)
+	start(c, now)
 	reset(p)
 	port := c.Push(inLookup, p)
-	c.EndBatch()
+	end(c)
 	return port
 }
 
 // learn runs one packet, as MaglevSelect left it, through learn at now.
 func learn(c *ConnTrack, p *pipeline.Packet, now int64, vip, real, epoch uint32) int {
-	c.StartBatch(now)
+	start(c, now)
 	p.VIP, p.Backend, p.Epoch = vip, real, epoch
 	port := c.Push(inLearn, p)
-	c.EndBatch()
+	end(c)
 	return port
 }
 
@@ -529,8 +541,8 @@ func TestSweeperRemovesIdle(t *testing.T) {
 	}
 	// Empty batches past the UDP timeout: one full sweep of the buckets.
 	for range len(c.buckets)/sweepPerBatch + 1 {
-		c.StartBatch(t0 + 31*sec)
-		c.EndBatch()
+		start(c, t0+31*sec)
+		end(c)
 	}
 	if m := metrics(c); m["xlb_conntrack_entries"] != 0 || m["xlb_conntrack_expired_total"] == 0 {
 		t.Errorf("entries %d expired %d after a sweep, want 0 and > 0", m["xlb_conntrack_entries"], m["xlb_conntrack_expired_total"])
@@ -542,14 +554,14 @@ func TestAllocs(t *testing.T) {
 	c := newCT(t, st, func(c *ConnTrack) { c.Capacity = 1024 })
 	hit := tcpPacket()
 	miss := newPacket(flowN(9, 17, 53), mix(9))
-	c.StartBatch(t0)
+	start(c, t0)
 	hit.VIP, hit.Backend, hit.Epoch = 0, 1, 1
 	c.Push(inLearn, hit)
 	for name, f := range map[string]func(){
 		"lookup hit":  func() { c.Push(inLookup, hit) },
 		"lookup miss": func() { c.Push(inLookup, miss) },
 		"learn":       func() { c.Push(inLearn, hit) },
-		"batch":       func() { c.StartBatch(t0); c.EndBatch() },
+		"batch":       func() { end(c); start(c, t0) },
 	} {
 		if a := testing.AllocsPerRun(100, f); a != 0 {
 			t.Errorf("%s: %v allocations per packet, want 0", name, a)

@@ -63,7 +63,7 @@ const (
 	greHdrLen  = 4
 )
 
-// Drop reasons, in the order of the drop counters.
+// Drop reasons, indices into dropReasons.
 const (
 	dropNoBackend = iota
 	dropNoSource
@@ -120,10 +120,10 @@ type Encap struct {
 	src4Sum    uint32 // src4's share of the outer IPv4 header checksum
 	has4, has6 bool
 	ttl        uint8
-	store      *snapshot.Store
+	view       *snapshot.View
 
 	// Owned by the worker goroutine.
-	snap   *snapshot.Snapshot // loaded in StartBatch
+	snap   *snapshot.Snapshot // the batch's, from view
 	id     uint16             // next outer IPv4 identification
 	idStep uint16             // workers interleave IDs so they never collide
 	local  []backendCount     // per real ID, this batch; zero between batches
@@ -133,13 +133,11 @@ type Encap struct {
 	touched []uint32
 	pkts    uint64
 	bytes   uint64
-	drops   [numDrops]uint64
 
 	// Published in EndBatch, read by Stats from another goroutine.
 	backends atomic.Pointer[[]*backendStat] // per real ID of the current snapshot
 	totPkts  atomic.Uint64
 	totBytes atomic.Uint64
-	totDrops [numDrops]atomic.Uint64
 }
 
 type backendCount struct{ pkts, bytes uint64 }
@@ -200,46 +198,48 @@ func unicast(a netip.Addr) bool {
 	return !a.IsUnspecified() && !a.IsMulticast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
-// Provision parses the addresses and gets the snapshot store.
+// Provision parses the addresses and gets the worker's view of the
+// snapshots.
 func (e *Encap) Provision(ctx *pipeline.Context) error {
 	c, err := e.parse()
 	if err != nil {
 		return err
 	}
-	st, err := snapshot.FromContext(ctx)
+	v, err := snapshot.ViewFromContext(ctx)
 	if err != nil {
 		return err
 	}
 	e.src4, e.src6, e.has4, e.has6 = c.src4, c.src6, c.has4, c.has6
 	e.src4Sum = uint32(be16(e.src4[0:])) + uint32(be16(e.src4[2:]))
 	e.ttl = uint8(e.TTL)
-	e.store = st
+	e.view = v
 	e.idStep = uint16(max(ctx.Workers, 1))
 	e.id = uint16(ctx.Worker)
 	e.touched = make([]uint32, 0, pipeline.MaxBatch)
-	e.load()
 	return nil
 }
 
 // Cleanup drops the references Provision took; nothing else is held.
 func (e *Encap) Cleanup() error {
-	e.store, e.snap = nil, nil
+	e.view, e.snap = nil, nil
 	return nil
 }
 
-// StartBatch loads the current snapshot.
-func (e *Encap) StartBatch(int64) { e.load() }
-
-// load picks up a new snapshot: grows the per-real scratch and rebuilds the
-// published per-real counters, keeping those of reals that are unchanged.
-// It allocates only when the snapshot changed, never per packet.
-func (e *Encap) load() {
-	s := e.store.Load()
-	if s == e.snap {
-		return
+// StartBatch takes the batch's snapshot and, when it is a new one, adopts
+// its reals.
+func (e *Encap) StartBatch(int64) {
+	e.snap = e.view.Snapshot()
+	if e.view.Changed() {
+		e.adopt(e.snap)
 	}
-	e.flush() // counts in local belong to the old snapshot's reals
-	e.snap = s
+}
+
+// adopt takes a new snapshot's reals: it grows the per-real scratch and
+// rebuilds the published per-real counters, keeping those of reals that
+// are unchanged. It allocates only when the snapshot changed, never per
+// packet. The scratch is empty: EndBatch flushed the last batch's counts,
+// which belong to the old snapshot's reals.
+func (e *Encap) adopt(s *snapshot.Snapshot) {
 	if len(s.Reals) > len(e.local) {
 		e.local = make([]backendCount, len(s.Reals))
 	}
@@ -266,8 +266,11 @@ func (e *Encap) load() {
 	e.backends.Store(&next)
 }
 
-// EndBatch publishes the batch's counters.
-func (e *Encap) EndBatch() { e.flush() }
+// EndBatch publishes the batch's counters and lets go of its snapshot.
+func (e *Encap) EndBatch() {
+	e.flush()
+	e.snap = nil
+}
 
 func (e *Encap) flush() {
 	var bs []*backendStat
@@ -288,22 +291,13 @@ func (e *Encap) flush() {
 		e.totBytes.Add(e.bytes)
 		e.pkts, e.bytes = 0, 0
 	}
-	for d := range e.drops {
-		if e.drops[d] != 0 {
-			e.totDrops[d].Add(e.drops[d])
-			e.drops[d] = 0
-		}
-	}
 }
 
-// Stats reports totals, drops by reason, and per-backend counters.
+// Stats reports totals and per-backend counters. Packets sent to bad are
+// counted by the engine where they are dropped (a Discard), by reason.
 func (e *Encap) Stats(emit func(pipeline.Metric)) {
 	emit(pipeline.Metric{Name: "xlb_encap_packets_total", Help: "Packets encapsulated.", Value: e.totPkts.Load()})
 	emit(pipeline.Metric{Name: "xlb_encap_bytes_total", Help: "Bytes of encapsulated frames sent, outer headers included.", Value: e.totBytes.Load()})
-	for d := range e.totDrops {
-		emit(pipeline.Metric{Name: "xlb_encap_drops_total", Help: "Packets sent to bad, by reason.",
-			Labels: []pipeline.Label{{Name: "reason", Value: dropReasons[d].String()}}, Value: e.totDrops[d].Load()})
-	}
 	p := e.backends.Load()
 	if p == nil {
 		return
@@ -318,9 +312,9 @@ func (e *Encap) Stats(emit func(pipeline.Metric)) {
 	}
 }
 
+// drop sends p to bad with reason d.
 func (e *Encap) drop(p *pipeline.Packet, d int) int {
 	p.Reason = dropReasons[d]
-	e.drops[d]++
 	return portBad
 }
 

@@ -61,13 +61,13 @@ func fuzzEncap(f *testing.F, tun tunnel) {
 		if err := e.Provision(testContext(snapshot.NewStore(snap), 0, 1)); err != nil {
 			t.Fatal(err)
 		}
-		e.StartBatch(0)
+		start(e)
 		backend := uint32(sel & 7)
 		p := newPacket(frame, int(headroom), l3, backend)
 		p.Hash = hash
 
 		port := e.Push(0, p)
-		e.EndBatch()
+		end(e)
 		out := p.Data()
 		if port == portBad {
 			if p.Reason == pipeline.ReasonNone || !slices.Contains(dropReasons[:], p.Reason) {

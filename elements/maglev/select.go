@@ -44,26 +44,27 @@ func init() {
 // Slot(p.Hash, M) of the VIP's table and writes p.VIP, p.Backend and
 // p.Epoch. It has no configuration.
 type Select struct {
-	store *snapshot.Store
-	// snap is the snapshot of the current batch, loaded in StartBatch.
+	view *snapshot.View
+	// snap is the batch's snapshot, from the worker's view.
 	snap *snapshot.Snapshot
 
 	batchSelected uint64 // this batch's selections, published in EndBatch
 	selected      atomic.Uint64
 }
 
-// Provision gets the snapshot store from the control plane.
+// Provision gets the worker's view of the control plane's snapshots.
 func (e *Select) Provision(ctx *pipeline.Context) error {
-	st, err := snapshot.FromContext(ctx)
+	v, err := snapshot.ViewFromContext(ctx)
 	if err != nil {
 		return err
 	}
-	e.store = st
+	e.view = v
 	return nil
 }
 
-// StartBatch loads the snapshot once for the whole batch.
-func (e *Select) StartBatch(int64) { e.snap = e.store.Load() }
+// StartBatch takes the batch's snapshot, the one every element of the
+// batch reads.
+func (e *Select) StartBatch(int64) { e.snap = e.view.Snapshot() }
 
 // Push selects the packet's backend.
 func (e *Select) Push(_ int, p *pipeline.Packet) int {
@@ -103,9 +104,9 @@ func (e *Select) Stats(emit func(pipeline.Metric)) {
 		Help: "New flows assigned a backend by MaglevSelect.", Value: e.selected.Load()})
 }
 
-// Cleanup releases the store.
+// Cleanup releases the view.
 func (e *Select) Cleanup() error {
-	e.store, e.snap = nil, nil
+	e.view, e.snap = nil, nil
 	return nil
 }
 

@@ -46,10 +46,21 @@ func packet(dst string, proto uint8, port uint16, hash uint64) *pipeline.Packet 
 	return p
 }
 
+// testSelect is a Select over a view of its own, started and ended as the
+// engine does a worker's view and elements.
+type testSelect struct{ *Select }
+
+func newTestSelect(st *snapshot.Store) testSelect {
+	return testSelect{&Select{view: snapshot.NewView(st)}}
+}
+
+func (e testSelect) start() { e.view.StartBatch(0); e.StartBatch(0) }
+func (e testSelect) end()   { e.EndBatch(); e.view.EndBatch() }
+
 func TestSelectPush(t *testing.T) {
 	snap := testSnapshot(t)
-	e := &Select{store: snapshot.NewStore(snap)}
-	e.StartBatch(0)
+	e := newTestSelect(snapshot.NewStore(snap))
+	e.start()
 	web := &snap.VIPs[0]
 	for _, tc := range []struct {
 		name   string
@@ -82,7 +93,7 @@ func TestSelectPush(t *testing.T) {
 			}
 		})
 	}
-	e.EndBatch()
+	e.end()
 	if got := e.selected.Load(); got != 2 {
 		t.Errorf("selected %d, want 2", got)
 	}
@@ -92,27 +103,30 @@ func TestSelectPush(t *testing.T) {
 // effect at the next one.
 func TestSelectSnapshotPerBatch(t *testing.T) {
 	st := snapshot.NewStore(testSnapshot(t))
-	e := &Select{store: st}
-	e.StartBatch(0)
+	e := newTestSelect(st)
+	e.start()
 	st.Publish(snapshot.New(2, 0, nil, nil))
 	if port := e.Push(0, packet("10.0.0.1", 6, 80, 1)); port != portOut {
 		t.Fatalf("within the batch: port %d, want out", port)
 	}
-	e.EndBatch()
-	e.StartBatch(0)
+	e.end()
+	if e.snap != nil {
+		t.Error("the snapshot is still referenced after the batch")
+	}
+	e.start()
 	if p := packet("10.0.0.1", 6, 80, 1); e.Push(0, p) != portNoBackend || p.Reason != reasonNoVIP {
 		t.Fatalf("next batch: reason %v, want maglev.novip", p.Reason)
 	}
 }
 
 func TestSelectAllocs(t *testing.T) {
-	e := &Select{store: snapshot.NewStore(testSnapshot(t))}
+	e := newTestSelect(snapshot.NewStore(testSnapshot(t)))
 	p := packet("10.0.0.1", 6, 80, 1)
 	allocs := testing.AllocsPerRun(1000, func() {
-		e.StartBatch(0)
+		e.start()
 		p.Hash = p.Hash*6364136223846793005 + 1
 		e.Push(0, p)
-		e.EndBatch()
+		e.end()
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per packet, want 0", allocs)
@@ -146,7 +160,7 @@ func TestSelectNeedsStore(t *testing.T) {
 
 func BenchmarkMaglevSelect(b *testing.B) {
 	snap := testSnapshot(b)
-	e := &Select{store: snapshot.NewStore(snap)}
+	e := newTestSelect(snapshot.NewStore(snap))
 	var pkts [pipeline.MaxBatch]*pipeline.Packet
 	for i := range pkts {
 		pkts[i] = packet("10.0.0.1", 6, 80, uint64(i)*0x9e3779b97f4a7c15)
@@ -155,8 +169,8 @@ func BenchmarkMaglevSelect(b *testing.B) {
 	n := 0
 	for b.Loop() {
 		if n%pipeline.MaxBatch == 0 {
-			e.EndBatch()
-			e.StartBatch(0)
+			e.end()
+			e.start()
 		}
 		e.Push(0, pkts[n%pipeline.MaxBatch])
 		n++

@@ -256,7 +256,14 @@ const testSeed = 0x5eed
 // newTestElement returns a Parse5Tuple provisioned with a snapshot whose
 // hash seed is seed, with a batch started.
 func newTestElement(seed uint64) *Parse5Tuple {
-	e := &Parse5Tuple{store: snapshot.NewStore(snapshot.New(1, seed, nil, nil))}
-	e.StartBatch(0)
+	e := &Parse5Tuple{view: snapshot.NewView(snapshot.NewStore(snapshot.New(1, seed, nil, nil)))}
+	startBatch(e)
 	return e
+}
+
+// startBatch starts a batch as the engine does: the worker's view, then the
+// element.
+func startBatch(e *Parse5Tuple) {
+	e.view.StartBatch(0)
+	e.StartBatch(0)
 }

@@ -100,8 +100,8 @@ var classNames = [numClasses]string{"tcp", "udp", "sctp", "icmp", "icmp_error", 
 // accepts is fixed by the standards above, and its only parameter, the hash
 // seed, comes from the service snapshot.
 type Parse5Tuple struct {
-	store *snapshot.Store
-	key   hashKey // from the snapshot's HashSeed, loaded per batch
+	view *snapshot.View
+	key  hashKey // from the batch's snapshot's HashSeed
 
 	// counts is this batch's tally, owned by the worker; total is what
 	// Stats reads, published once per batch by EndBatch.
@@ -109,20 +109,21 @@ type Parse5Tuple struct {
 	total  [2][numClasses]atomic.Uint64
 }
 
-// Provision gets the snapshot store, which holds the hash seed.
+// Provision gets the worker's view of the snapshots, which hold the hash
+// seed.
 func (e *Parse5Tuple) Provision(ctx *pipeline.Context) error {
-	st, err := snapshot.FromContext(ctx)
+	v, err := snapshot.ViewFromContext(ctx)
 	if err != nil {
 		return err
 	}
-	e.store = st
+	e.view = v
 	return nil
 }
 
-// StartBatch loads the hash seed of the current snapshot, so a seed change
+// StartBatch takes the hash seed of the batch's snapshot, so a seed change
 // in config takes effect at a batch boundary.
 func (e *Parse5Tuple) StartBatch(int64) {
-	e.key = newHashKey(e.store.Load().HashSeed)
+	e.key = newHashKey(e.view.Snapshot().HashSeed)
 }
 
 // Push parses p. On `out`, p.L3, p.L4, p.Flow and p.Hash are valid and the

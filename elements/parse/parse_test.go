@@ -328,14 +328,14 @@ func TestICMPErrorFollowsFlow(t *testing.T) {
 // reloaded at each batch.
 func TestSeedFromSnapshot(t *testing.T) {
 	st := snapshot.NewStore(snapshot.New(1, 1, nil, nil))
-	e := &Parse5Tuple{store: st}
-	e.StartBatch(0)
+	e := &Parse5Tuple{view: snapshot.NewView(st)}
+	startBatch(e)
 	p := parsed(t, e, "seed 1", synPadded)
 	if want := HashFlow(1, &p.Flow); p.Hash != want {
 		t.Fatalf("hash %#x, want HashFlow(1) %#x", p.Hash, want)
 	}
 	st.Publish(snapshot.New(2, 2, nil, nil))
-	e.StartBatch(0)
+	startBatch(e)
 	q := parsed(t, e, "seed 2", synPadded)
 	if want := HashFlow(2, &q.Flow); q.Hash != want || q.Hash == p.Hash {
 		t.Fatalf("after a seed change: hash %#x, want HashFlow(2) %#x (seed 1 gave %#x)", q.Hash, want, p.Hash)

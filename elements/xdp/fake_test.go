@@ -3,6 +3,7 @@ package xdp
 import (
 	"bytes"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/xlbproject/xlb/elements/xdp/internal/xsk"
@@ -32,7 +33,7 @@ func fakePair(t testing.TB, ringSize int) (*xsk.Fake, *RxXDP, *TxXDP) {
 	}
 	res := &resolver{}
 	res.mac.Store(macValid | 0x020000000002)
-	tx := &TxXDP{Interface: "fake0", res: res, rx: rx, sock: s, owner: rx.owner}
+	tx := &TxXDP{Interface: "fake0", res: res, rx: rx, sock: s, owner: rx.owner, drops: &pipeline.DropCounter{}}
 	copy(tx.src[:], ifMAC)
 	return f, rx, tx
 }
@@ -56,15 +57,22 @@ func runBatch(t testing.TB, rx *RxXDP, tx *TxXDP, b *pipeline.Batch, prepend int
 	if err := rx.Pull(b); err != nil {
 		t.Fatal(err)
 	}
-	rx.StartBatch(b.Now)
 	tx.StartBatch(b.Now)
 	for _, p := range b.Pkts[:b.N] {
 		if prepend > 0 {
 			p.Prepend(prepend)
 		}
-		tx.Push(0, p)
+		push(tx, p)
 	}
 	tx.EndBatch()
+}
+
+// push pushes p to tx and, when tx drops it, counts and recycles it as
+// the engine would.
+func push(tx *TxXDP, p *pipeline.Packet) {
+	if tx.Push(0, p) == pipeline.Drop {
+		tx.drops.Drop(p)
+	}
 }
 
 func checkSocket(t testing.TB, s *xsk.Socket) {
@@ -97,8 +105,8 @@ func TestPullPushInPlace(t *testing.T) {
 	// would), the second sent as is, the third dropped downstream.
 	d := b.Pkts[0].Prepend(20)
 	copy(d[:14], frame(9)[:14])
-	tx.Push(0, b.Pkts[0])
-	tx.Push(0, b.Pkts[1])
+	push(tx, b.Pkts[0])
+	push(tx, b.Pkts[1])
 	b.Pkts[2].Recycle()
 	tx.EndBatch()
 	checkSocket(t, rx.sock)
@@ -125,7 +133,7 @@ func TestNoNeighborDrops(t *testing.T) {
 	var b pipeline.Batch
 	runBatch(t, rx, tx, &b, 0)
 	checkSocket(t, rx.sock)
-	if got := tx.pub.drops[dropNoNeighbor].Load(); got != 5 || f.NumSent != 0 {
+	if got := tx.drops.Count(reasonNoNeighbor); got != 5 || f.NumSent != 0 {
 		t.Errorf("no_neighbor drops %d sent %d, want 5 and 0", got, f.NumSent)
 	}
 	if rx.sock.Count(xsk.Rx) != 0 {
@@ -149,7 +157,7 @@ func TestTxRingFullDrops(t *testing.T) {
 	var b pipeline.Batch
 	runBatch(t, rx, tx, &b, 0)
 	checkSocket(t, rx.sock)
-	if got := tx.pub.drops[dropRingFull].Load(); got != 24 || tx.pub.sent.Load() != 16 || tx.pub.ringFullEvents.Load() != 1 {
+	if got := tx.drops.Count(reasonRingFull); got != 24 || tx.pub.sent.Load() != 16 || tx.pub.ringFullEvents.Load() != 1 {
 		t.Errorf("ring-full drops %d sent %d events %d, want 24, 16, 1", got, tx.pub.sent.Load(), tx.pub.ringFullEvents.Load())
 	}
 	f.TxBudget = 32
@@ -160,6 +168,30 @@ func TestTxRingFullDrops(t *testing.T) {
 	checkSocket(t, rx.sock)
 }
 
+// TestTxRingFullCountedOnce: ring-full drops are counted once, by the
+// TxXDP whose EndBatch finds them, even with two TxXDPs on one socket;
+// RxXDP, which owns the socket, reports none.
+func TestTxRingFullCountedOnce(t *testing.T) {
+	f, rx, tx := fakePair(t, 512)
+	tx2 := &TxXDP{Interface: "fake0", res: tx.res, rx: rx, sock: rx.sock, owner: rx.owner, drops: &pipeline.DropCounter{}}
+	f.TxSize, f.TxBudget = 16, 0
+	for i := range 40 {
+		f.Deliver(frame(byte(i)))
+	}
+	var b pipeline.Batch
+	runBatch(t, rx, tx, &b, 0)
+	tx2.StartBatch(0)
+	tx2.EndBatch()
+	if a, b := tx.drops.Count(reasonRingFull), tx2.drops.Count(reasonRingFull); a != 24 || b != 0 {
+		t.Errorf("ring-full drops %d and %d, want 24 at the TxXDP that queued them and 0", a, b)
+	}
+	rx.Stats(func(m pipeline.Metric) {
+		if strings.Contains(m.Name, "drop") && !strings.Contains(m.Name, "kernel") {
+			t.Errorf("RxXDP reports %s: drops are counted once, by the engine", m.Name)
+		}
+	})
+}
+
 func TestForeignPacketCopied(t *testing.T) {
 	f, rx, tx := fakePair(t, 512)
 	f.Record = true
@@ -168,14 +200,14 @@ func TestForeignPacketCopied(t *testing.T) {
 	var p pipeline.Packet
 	p.SetFrame(buf, pipeline.Headroom, len(buf))
 	tx.StartBatch(0)
-	tx.Push(0, &p)
+	push(tx, &p)
 	big := make([]byte, 8000)
 	p.SetFrame(big, 0, len(big))
-	tx.Push(0, &p)
+	push(tx, &p)
 	tx.EndBatch()
 	checkSocket(t, rx.sock)
-	if len(f.Sent) != 1 || f.Sent[0][14] != 7 || tx.pub.copied.Load() != 1 || tx.pub.drops[dropTooBig].Load() != 1 {
-		t.Errorf("sent %d, copied %d, too big %d", len(f.Sent), tx.pub.copied.Load(), tx.pub.drops[dropTooBig].Load())
+	if len(f.Sent) != 1 || f.Sent[0][14] != 7 || tx.pub.copied.Load() != 1 || tx.drops.Count(reasonTooBig) != 1 {
+		t.Errorf("sent %d, copied %d, too big %d", len(f.Sent), tx.pub.copied.Load(), tx.drops.Count(reasonTooBig))
 	}
 }
 
@@ -185,8 +217,8 @@ func TestRuntDropped(t *testing.T) {
 	var b pipeline.Batch
 	runBatch(t, rx, tx, &b, 0)
 	checkSocket(t, rx.sock)
-	if tx.pub.drops[dropRunt].Load() != 1 || rx.sock.Count(xsk.Rx) != 0 {
-		t.Errorf("runt drops %d, %s", tx.pub.drops[dropRunt].Load(), rx.sock)
+	if tx.drops.Count(reasonRunt) != 1 || rx.sock.Count(xsk.Rx) != 0 {
+		t.Errorf("runt drops %d, %s", tx.drops.Count(reasonRunt), rx.sock)
 	}
 }
 

@@ -12,8 +12,9 @@
 // accounting over asavie's socket in internal/xsk; this package wires
 // them to the pipeline: one program per interface shared by every worker,
 // one socket per worker (its RX queue), the VIP maps kept equal to the
-// control plane's snapshot, and the next hop's MAC address followed in the
-// kernel's neighbour table.
+// control plane's snapshot by a goroutine per interface that watches the
+// snapshot store, and the next hop's MAC address followed in the kernel's
+// neighbour table.
 package xdp
 
 import (
@@ -22,6 +23,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"github.com/xlbproject/xlb/control/snapshot"
@@ -30,8 +32,10 @@ import (
 
 // iface is what every worker shares about one interface: its XDP program
 // (attached by the first RxXDP provisioned, detached by the last one
-// cleaned up), each worker's RxXDP (for TxXDP to find its socket) and the
-// next-hop resolvers. Found through pipeline.Context.Shared by name.
+// cleaned up), the goroutine that keeps the program's VIP maps equal to the
+// current snapshot while it is attached, each worker's RxXDP (for TxXDP to
+// find its socket) and the next-hop resolvers. Found through
+// pipeline.Context.Shared by name.
 type iface struct {
 	mu    sync.Mutex
 	name  string
@@ -42,12 +46,18 @@ type iface struct {
 	refs  int            // provisioned RxXDPs
 	rx    map[int]*RxXDP // by worker
 	neigh map[netip.Addr]*resolver
+
+	// The VIP map follower: stop ends it, done is closed when it has.
+	stop, done chan struct{}
+	// Updates of the VIP maps after a publication, and failed ones.
+	vipSyncs, vipSyncErrors atomic.Uint64
 }
 
 type ifaceKey struct{ name string }
 
 // acquire loads and attaches the program on first use, with the VIPs of
-// the current snapshot already in its maps, and counts a user.
+// the current snapshot already in its maps, starts following the store
+// so that they stay equal to the current snapshot's, and counts a user.
 func (f *iface) acquire(mode xdpprog.Mode, st *snapshot.Store, log *slog.Logger) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -77,7 +87,11 @@ func (f *iface) acquire(mode xdpprog.Mode, st *snapshot.Store, log *slog.Logger)
 	if err != nil {
 		return err
 	}
-	if err := p.SetVIPs(vipAddrs(st.Load())); err != nil {
+	// The maps are right before the first packet can arrive: filled
+	// before the program is attached, from the snapshot whose successor
+	// the follower waits for.
+	s, changed := st.Watch()
+	if err := p.SetVIPs(vipAddrs(s)); err != nil {
 		p.Close()
 		return err
 	}
@@ -91,19 +105,61 @@ func (f *iface) acquire(mode xdpprog.Mode, st *snapshot.Store, log *slog.Logger)
 		f.rx = map[int]*RxXDP{}
 		f.neigh = map[netip.Addr]*resolver{}
 	}
+	f.stop, f.done = make(chan struct{}), make(chan struct{})
+	go func(stop, done chan struct{}) {
+		defer close(done)
+		followVIPs(st, changed, stop, func(s *snapshot.Snapshot) { f.syncVIPs(p, s, log) })
+	}(f.stop, f.done)
 	return nil
 }
 
-// release counts a user gone; the last one detaches the program.
-func (f *iface) release() error {
+// followVIPs calls sync with every snapshot st publishes after the one
+// whose successor closes changed, until stop is closed. A publication that
+// comes while sync runs is not missed: sync then gets the latest one.
+func followVIPs(st *snapshot.Store, changed <-chan struct{}, stop <-chan struct{}, sync func(*snapshot.Snapshot)) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-changed:
+		}
+		var s *snapshot.Snapshot
+		s, changed = st.Watch()
+		sync(s)
+	}
+}
+
+// syncVIPs makes p's VIP maps hold s's VIPs, unless p has been detached
+// meanwhile. It runs on the follower goroutine, off the workers' path:
+// updating the maps takes system calls.
+func (f *iface) syncVIPs(p *xdpprog.Program, s *snapshot.Snapshot, log *slog.Logger) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.prog != p {
+		return
+	}
+	f.vipSyncs.Add(1)
+	if err := p.SetVIPs(vipAddrs(s)); err != nil {
+		f.vipSyncErrors.Add(1)
+		log.Error("updating the XDP VIP maps", "interface", f.name, "generation", s.Generation, "err", err)
+	}
+}
+
+// release counts a user gone; the last one stops the follower and detaches
+// the program.
+func (f *iface) release() error {
+	f.mu.Lock()
 	if f.refs--; f.refs > 0 {
+		f.mu.Unlock()
 		return nil
 	}
-	err := f.prog.Close()
+	p, stop, done := f.prog, f.stop, f.done
 	f.prog = nil
-	if err != nil {
+	f.mu.Unlock()
+	// Waited for outside the lock, which a sync in progress holds.
+	close(stop)
+	<-done
+	if err := p.Close(); err != nil {
 		return fmt.Errorf("detaching XDP from %s: %w", f.name, err)
 	}
 	return nil

@@ -157,7 +157,9 @@ func runLab(t *testing.T, mode string) {
 	nsA, nsB := lab(t, mode[:3])
 	c := startChild(t, nsA, mode)
 	t0 := time.Now()
-	c.expect(t, "READY", 20*time.Second)
+	if l := c.expect(t, "READY", 20*time.Second); l != "READY VIPs [10.99.1.1]" {
+		t.Errorf("the VIP maps must hold the snapshot's VIP before the first packet: %s", l)
+	}
 	t.Logf("%s mode: pipeline started in %v", mode, time.Since(t0))
 	if l := c.expect(t, "SECOND", 5*time.Second); !strings.Contains(l, "xa already has an XDP program attached (id ") ||
 		!strings.Contains(l, "ip link set dev xa xdp off") {
@@ -287,13 +289,23 @@ func runLab(t *testing.T, mode string) {
 		t.Errorf("TCP to xlb's own address while attached: %q, %v", reply, err)
 	}
 
-	// A snapshot without the VIP takes it out of the program's map.
+	// A snapshot without the VIP takes it out of the program's map, and
+	// one with it back puts it back: the child says when the maps follow.
 	fmt.Fprintln(c.stdin, "drop-vip")
-	c.expect(t, "DROPPED", 5*time.Second)
-	time.Sleep(100 * time.Millisecond) // a poll interval or more for worker 0's StartBatch
+	if l := c.expect(t, "DROPPED", 10*time.Second); l != "DROPPED VIPs []" {
+		t.Errorf("after a publication without the VIP: %s", l)
+	}
 	send(udp)
 	if got := countReturned(capfd, xaMAC, xbMAC, labVIP); got != 0 {
 		t.Errorf("%d packets came back after the VIP was removed", got)
+	}
+	fmt.Fprintln(c.stdin, "add-vip")
+	if l := c.expect(t, "ADDED", 10*time.Second); l != "ADDED VIPs [10.99.1.1]" {
+		t.Errorf("after a publication with the VIP again: %s", l)
+	}
+	send(udp)
+	if got := countReturned(capfd, xaMAC, xbMAC, labVIP); got == 0 {
+		t.Errorf("no packet came back after the VIP was added again")
 	}
 
 	// Stopping: the program is detached, promptly, in either mode.
@@ -353,15 +365,18 @@ func countReturned(fd int, src, dstMAC net.HardwareAddr, dst string) int {
 }
 
 // TestNetnsChild is the xlb process of the lab, run by TestNetnsForwarding
-// inside namespace a. It prints READY once attached, SECOND with the error
-// of a second pipeline on the same interface, drops the VIP on "drop-vip"
-// and stops at the end of its input.
+// inside namespace a. It prints READY and the VIP maps once attached,
+// SECOND with the error of a second pipeline on the same interface,
+// publishes a snapshot without the VIP on "drop-vip" and with it on
+// "add-vip", printing DROPPED or ADDED and the maps once they follow, and
+// stops at the end of its input.
 func TestNetnsChild(t *testing.T) {
 	mode := os.Getenv(childEnv)
 	if mode == "" {
 		t.Skip("run by TestNetnsForwarding")
 	}
-	store := snapshot.NewStore(snapshot.New(1, 0, []snapshot.VIP{{Name: "web", Addr: netip.MustParseAddr(labVIP), Proto: 17}}, nil))
+	withVIP := []snapshot.VIP{{Name: "web", Addr: netip.MustParseAddr(labVIP), Proto: 17}}
+	store := snapshot.NewStore(snapshot.New(1, 0, withVIP, nil))
 	spec := pipeline.Spec{
 		Elements: []pipeline.ElementDecl{
 			{Name: "rx", Type: "RxXDP", Configure: func(e pipeline.Element) error {
@@ -386,7 +401,26 @@ func TestNetnsChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Println("READY")
+	ifc := rt.Workers()[0].Element("rx").(*RxXDP).ifc
+	// vips returns the program's VIP maps once they hold want addresses,
+	// or after 5 s what they hold then: the follower updates them after
+	// a publication, on its own goroutine.
+	vips := func(want int) []netip.Addr {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			ifc.mu.Lock()
+			got, err := ifc.prog.VIPs()
+			ifc.mu.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) == want || time.Now().After(deadline) {
+				return got
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	fmt.Println("READY VIPs", vips(1))
 	if rt2, err := g.Start(opts); err == nil {
 		rt2.Close()
 		fmt.Println("SECOND started")
@@ -398,9 +432,13 @@ func TestNetnsChild(t *testing.T) {
 	go func() { done <- rt.Run(ctx) }()
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
-		if sc.Text() == "drop-vip" {
+		switch sc.Text() {
+		case "drop-vip":
 			store.Publish(snapshot.New(2, 0, nil, nil))
-			fmt.Println("DROPPED")
+			fmt.Println("DROPPED VIPs", vips(0))
+		case "add-vip":
+			store.Publish(snapshot.New(3, 0, withVIP, nil))
+			fmt.Println("ADDED VIPs", vips(1))
 		}
 	}
 	cancel()

@@ -49,21 +49,21 @@ type RxXDP struct {
 	worker   int
 	busy     bool
 	waitMs   int
-	store    *snapshot.Store
-	synced   *snapshot.Snapshot // worker 0: the snapshot the VIP maps hold
 	log      *slog.Logger
 	pkts     [pipeline.MaxBatch]pipeline.Packet
 	descs    [pipeline.MaxBatch]xsk.Desc
 	fd       atomic.Int64 // the socket, for Stats; -1 when closed
 	pub      rxCounters
 	reported error // the last socket error logged
+	// txRingFullCounted is the socket's TxRingFull that the worker's
+	// TxXDPs have counted as drops.
+	txRingFullCounted uint64
 }
 
 // rxCounters are published once per Pull for Stats.
 type rxCounters struct {
-	received, transmitted, ringFull, starved, kickErrors, bad atomic.Uint64
-	frames                                                    [xsk.NumStates]atomic.Uint64
-	vipSyncs, vipSyncErrors                                   atomic.Uint64
+	received, transmitted, starved, kickErrors, bad atomic.Uint64
+	frames                                          [xsk.NumStates]atomic.Uint64
 }
 
 func parseMode(s string) (xdpprog.Mode, bool) {
@@ -122,7 +122,7 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 	}
 	mode, _ := parseMode(r.Mode)
 	d, _ := time.ParseDuration(r.PollTimeout)
-	r.store, r.log, r.worker = st, ctx.Logger, ctx.Worker
+	r.log, r.worker = ctx.Logger, ctx.Worker
 	r.busy, r.waitMs = r.Receive == "busy", int(d/time.Millisecond)
 	r.queue = r.Queue
 	if r.queue < 0 {
@@ -135,9 +135,6 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 		return err
 	}
 	r.acquired = true
-	if r.worker == 0 {
-		r.synced = st.Load()
-	}
 
 	r.ifc.mu.Lock()
 	other := r.ifc.rx[r.worker]
@@ -169,33 +166,6 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 	}
 	r.log.Info("AF_XDP socket bound", "interface", r.Interface, "queue", r.queue, "frames", r.Frames, "mode", copyMode)
 	return nil
-}
-
-// StartBatch keeps the program's VIP maps equal to the snapshot's VIPs.
-//
-// It lives here, in worker 0's source, because the snapshot store has no
-// change notification and this is where the snapshot is already looked at
-// once per batch: the steady-state cost is one pointer compare per batch,
-// and the map updates (system calls) happen only on a new snapshot, off
-// the per-packet path. One worker suffices since the maps are the
-// interface's, shared by all workers.
-func (r *RxXDP) StartBatch(int64) {
-	if r.worker != 0 || r.store == nil {
-		return
-	}
-	s := r.store.Load()
-	if s == r.synced {
-		return
-	}
-	r.synced = s
-	r.ifc.mu.Lock()
-	err := r.ifc.prog.SetVIPs(vipAddrs(s))
-	r.ifc.mu.Unlock()
-	r.pub.vipSyncs.Add(1)
-	if err != nil {
-		r.pub.vipSyncErrors.Add(1)
-		r.log.Error("updating the XDP VIP maps", "interface", r.Interface, "generation", s.Generation, "err", err)
-	}
 }
 
 // Pull receives up to MaxBatch packets. In poll mode it waits up to
@@ -244,7 +214,6 @@ func (r *RxXDP) publish() {
 	c := &s.C
 	r.pub.received.Store(c.Received)
 	r.pub.transmitted.Store(c.Transmitted)
-	r.pub.ringFull.Store(c.TxRingFull)
 	r.pub.starved.Store(c.FillStarved)
 	r.pub.kickErrors.Store(c.KickErrors)
 	r.pub.bad.Store(c.BadDescs + c.BadRecycles + c.BadTxBounds)
@@ -268,13 +237,15 @@ func (r *RxXDP) Stats(emit func(pipeline.Metric)) {
 	}
 	c("xlb_xdp_rx_packets_total", "Packets received from the AF_XDP socket.", r.pub.received.Load())
 	c("xlb_xdp_tx_ring_packets_total", "Descriptors put on the AF_XDP TX ring.", r.pub.transmitted.Load())
-	c("xlb_xdp_tx_ring_full_drops_total", "Packets dropped at transmit for want of a TX ring slot.", r.pub.ringFull.Load())
 	c("xlb_xdp_fill_starved_total", "Receive attempts while the kernel held no frame to receive into.", r.pub.starved.Load())
 	c("xlb_xdp_kick_errors_total", "Failed transmit wake-ups (sendto); the descriptors stay queued.", r.pub.kickErrors.Load())
 	c("xlb_xdp_accounting_errors_total", "Frames handed back twice or described out of bounds (a bug).", r.pub.bad.Load())
-	if r.worker == 0 {
-		c("xlb_xdp_vip_syncs_total", "Updates of the XDP VIP maps from a new snapshot.", r.pub.vipSyncs.Load())
-		c("xlb_xdp_vip_sync_errors_total", "Failed updates of the XDP VIP maps.", r.pub.vipSyncErrors.Load())
+	if r.worker == 0 && r.ifc != nil {
+		// The interface's, reported once: by worker 0, which has an
+		// RxXDP on every interface any worker has.
+		l := q[:1:1]
+		emit(pipeline.Metric{Name: "xlb_xdp_vip_syncs_total", Help: "Updates of the XDP VIP maps after a publication of the snapshot.", Labels: l, Value: r.ifc.vipSyncs.Load()})
+		emit(pipeline.Metric{Name: "xlb_xdp_vip_sync_errors_total", Help: "Failed updates of the XDP VIP maps.", Labels: l, Value: r.ifc.vipSyncErrors.Load()})
 	}
 	for st, name := range frameStates {
 		emit(pipeline.Metric{Name: "xlb_xdp_frames", Help: "UMEM frames by owner.", Gauge: true,
@@ -318,7 +289,6 @@ var (
 	_ pipeline.Validator       = (*RxXDP)(nil)
 	_ pipeline.Provisioner     = (*RxXDP)(nil)
 	_ pipeline.Cleaner         = (*RxXDP)(nil)
-	_ pipeline.BatchStarter    = (*RxXDP)(nil)
 	_ pipeline.StatsReporter   = (*RxXDP)(nil)
 	_ pipeline.FrameOwner      = (*RxXDP)(nil)
 	_ pipeline.WorkerSuggester = (*RxXDP)(nil)

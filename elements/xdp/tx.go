@@ -18,8 +18,10 @@ func init() {
 	})
 }
 
-// Drop reasons. TxXDP is a sink: it recycles the packets it drops and
-// counts them by reason itself (xlb_xdp_tx_dropped_total).
+// Drop reasons. TxXDP is a sink: Push returns pipeline.Drop for a packet
+// it cannot send, and the engine counts it. Packets it queued and then
+// lost (the TX ring full, a frame refused) are counted through its
+// pipeline.DropCounter.
 var (
 	reasonNoNeighbor = pipeline.NewReason("xdp.no_neighbor")
 	reasonRingFull   = pipeline.NewReason("xdp.tx_ring_full")
@@ -27,18 +29,6 @@ var (
 	reasonNoFrame    = pipeline.NewReason("xdp.no_frame")
 	reasonTooBig     = pipeline.NewReason("xdp.too_big")
 	reasonBadFrame   = pipeline.NewReason("xdp.bad_frame")
-)
-
-var txReasons = [...]pipeline.Reason{reasonNoNeighbor, reasonRingFull, reasonRunt, reasonNoFrame, reasonTooBig, reasonBadFrame}
-
-const (
-	dropNoNeighbor = iota
-	dropRingFull
-	dropRunt
-	dropNoFrame
-	dropTooBig
-	dropBadFrame
-	numDrops
 )
 
 // TxXDP is the AF_XDP sink of one worker. Exported fields are its HCL
@@ -57,15 +47,13 @@ type TxXDP struct {
 	src   [6]byte
 	dst   [6]byte // loaded in StartBatch
 	dstOK bool
-	full  uint64 // the socket's TxRingFull already counted
+	drops *pipeline.DropCounter
 
 	local struct {
-		sent, copied uint64
-		drops        [numDrops]uint64
+		sent, copied, badFrames uint64
 	}
 	pub struct {
 		sent, copied, ringFullEvents atomic.Uint64
-		drops                        [numDrops]atomic.Uint64
 	}
 }
 
@@ -95,7 +83,7 @@ func (t *TxXDP) Provision(ctx *pipeline.Context) error {
 		return fmt.Errorf("no RxXDP on %s: TxXDP sends through the socket of an RxXDP on the same interface; declare one", t.Interface)
 	}
 	t.ifc, t.rx, t.sock, t.owner = v, rx, rx.sock, rx.owner
-	t.full = t.sock.C.TxRingFull
+	t.drops = ctx.DropCounter()
 	copy(t.src[:], v.mac)
 	res := v.neigh[t.gw]
 	if res == nil {
@@ -126,11 +114,13 @@ func (t *TxXDP) StartBatch(int64) {
 // when its frame is in this worker's UMEM, else copied into a free frame.
 func (t *TxXDP) Push(_ int, p *pipeline.Packet) int {
 	if !t.dstOK {
-		return t.drop(p, dropNoNeighbor)
+		p.Reason = reasonNoNeighbor
+		return pipeline.Drop
 	}
 	data := p.Data()
 	if len(data) < 14 {
-		return t.drop(p, dropRunt)
+		p.Reason = reasonRunt
+		return pipeline.Drop
 	}
 	copy(data[0:6], t.dst[:])
 	copy(data[6:12], t.src[:])
@@ -139,18 +129,22 @@ func (t *TxXDP) Push(_ int, p *pipeline.Packet) int {
 		// The descriptor is the frame's base plus where the data now
 		// starts: an encapsulation moved it back into the headroom.
 		if !t.sock.Queue(p.Handle+uint64(start), end-start) {
-			t.local.drops[dropBadFrame]++ // recycled (or never ours) in Queue
+			// Queue recycled the frame (or it was never ours): the
+			// packet is consumed and then lost, counted in EndBatch.
+			t.local.badFrames++
 			return pipeline.Consumed
 		}
 		t.local.sent++
 		return pipeline.Consumed
 	}
 	if xsk.Headroom+len(data) > t.sock.FrameSize() {
-		return t.drop(p, dropTooBig)
+		p.Reason = reasonTooBig
+		return pipeline.Drop
 	}
 	base, ok := t.sock.Alloc()
 	if !ok {
-		return t.drop(p, dropNoFrame)
+		p.Reason = reasonNoFrame
+		return pipeline.Drop
 	}
 	n := copy(t.sock.Frame(base)[xsk.Headroom:], data)
 	p.Recycle()
@@ -160,24 +154,22 @@ func (t *TxXDP) Push(_ int, p *pipeline.Packet) int {
 	return pipeline.Consumed
 }
 
-func (t *TxXDP) drop(p *pipeline.Packet, why int) int {
-	p.Reason = txReasons[why]
-	t.local.drops[why]++
-	p.Recycle()
-	return pipeline.Consumed
-}
-
 // EndBatch puts the batch on the TX ring, wakes the kernel and reaps the
 // completions; what the ring has no room for is dropped and counted.
 func (t *TxXDP) EndBatch() {
 	t.sock.Flush()
 	// Counted from the socket, which also drops when a Queue has to
-	// flush a full queue early.
-	if dropped := t.sock.C.TxRingFull - t.full; dropped > 0 {
-		t.full = t.sock.C.TxRingFull
+	// flush a full queue early, against what the worker's RxXDP holds as
+	// counted: two TxXDPs on one socket count each drop once.
+	if dropped := t.sock.C.TxRingFull - t.rx.txRingFullCounted; dropped > 0 {
+		t.rx.txRingFullCounted = t.sock.C.TxRingFull
 		t.local.sent -= min(t.local.sent, dropped)
-		t.local.drops[dropRingFull] += dropped
+		t.drops.Add(reasonRingFull, dropped)
 		t.pub.ringFullEvents.Add(1)
+	}
+	if t.local.badFrames > 0 {
+		t.drops.Add(reasonBadFrame, t.local.badFrames)
+		t.local.badFrames = 0
 	}
 	if t.local.sent > 0 {
 		t.pub.sent.Add(t.local.sent)
@@ -187,24 +179,14 @@ func (t *TxXDP) EndBatch() {
 		t.pub.copied.Add(t.local.copied)
 		t.local.copied = 0
 	}
-	for i, n := range t.local.drops {
-		if n > 0 {
-			t.pub.drops[i].Add(n)
-			t.local.drops[i] = 0
-		}
-	}
 }
 
-// Stats reports packets sent and dropped by reason, and the next hop.
+// Stats reports packets sent and the next hop; the engine reports drops.
 func (t *TxXDP) Stats(emit func(pipeline.Metric)) {
 	l := []pipeline.Label{{Name: "interface", Value: t.Interface}}
 	emit(pipeline.Metric{Name: "xlb_xdp_tx_packets_total", Help: "Packets put on the AF_XDP TX ring.", Labels: l, Value: t.pub.sent.Load()})
 	emit(pipeline.Metric{Name: "xlb_xdp_tx_copied_total", Help: "Packets from outside the worker's UMEM copied into a frame to be sent.", Labels: l, Value: t.pub.copied.Load()})
 	emit(pipeline.Metric{Name: "xlb_xdp_tx_ring_full_total", Help: "Batches that found the TX ring full.", Labels: l, Value: t.pub.ringFullEvents.Load()})
-	for i, r := range txReasons {
-		emit(pipeline.Metric{Name: "xlb_xdp_tx_dropped_total", Help: "Packets dropped by TxXDP, by reason.",
-			Labels: append(l[:1:1], pipeline.Label{Name: "reason", Value: r.String()}), Value: t.pub.drops[i].Load()})
-	}
 	if t.res != nil {
 		resolved := uint64(0)
 		if t.res.mac.Load()&macValid != 0 {

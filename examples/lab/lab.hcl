@@ -42,14 +42,9 @@ pipeline {
   }
   element "Discard" "drop" {}
 
-  connect = [
-    "rx -> parse -> ct",
-    "ct.hit -> encap -> tx",
-    "ct.miss -> sel -> ct.learn",
-    "parse.bad -> drop",
-    "sel.nobackend -> drop",
-    "encap.bad -> drop",
-  ]
+  # The default graph over the names above: see default_graph in
+  # docs/hcl.md, or draw it with `xlbd graph FILE`.
+  connect = default_graph()
 }
 
 vip "web4" {

@@ -119,10 +119,12 @@ func run(rx *xdp.RxXDP, tx *xdp.TxXDP, vips []netip.Addr, stdout, stderr io.Writ
 	// One Context for both, so TxXDP finds the RxXDP's socket.
 	ctx := pipeline.NewContext("rx", 0, 1, snapshot.ContextValues(store))
 	ctx.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	// TxXDP's drops, counted here as the engine would count them.
+	drops := ctx.DropCounter()
 	defer func() {
 		// Before Cleanup, which closes the socket the kernel's counters
 		// are read from.
-		printStats(stdout, rx, tx)
+		printStats(stdout, drops, rx, tx)
 		err = errors.Join(err, tx.Cleanup(), rx.Cleanup())
 	}()
 	if err := rx.Provision(ctx); err != nil {
@@ -145,7 +147,9 @@ func run(rx *xdp.RxXDP, tx *xdp.TxXDP, vips []netip.Addr, stdout, stderr io.Writ
 		}
 		tx.StartBatch(b.Now)
 		for _, p := range b.Pkts[:b.N] {
-			tx.Push(0, p)
+			if tx.Push(0, p) == pipeline.Drop {
+				drops.Drop(p)
+			}
 		}
 		tx.EndBatch()
 	}
@@ -168,9 +172,14 @@ func pin() error {
 	return errors.New("no CPU in the affinity mask")
 }
 
-// printStats prints the elements' counters, one "name{labels} value" a
-// line, leaving out zeros.
-func printStats(w io.Writer, reporters ...pipeline.StatsReporter) {
+// printStats prints the elements' counters and the drops, one
+// "name{labels} value" a line, leaving out zeros.
+func printStats(w io.Writer, drops *pipeline.DropCounter, reporters ...pipeline.StatsReporter) {
+	for r, name := range pipeline.Reasons() {
+		if n := drops.Count(pipeline.Reason(r)); n != 0 {
+			fmt.Fprintf(w, "%s{element=\"tx\",reason=%q} %d\n", pipeline.DropMetric, name, n)
+		}
+	}
 	for _, r := range reporters {
 		r.Stats(func(m pipeline.Metric) {
 			if m.Value == 0 {

@@ -355,6 +355,30 @@ func (p *Program) SetVIPs(addrs []netip.Addr) error {
 	return syncMap(p.VIP6, want6)
 }
 
+// VIPs returns the addresses the VIP maps hold, IPv4 first, each family
+// in the maps' order.
+func (p *Program) VIPs() ([]netip.Addr, error) {
+	var out []netip.Addr
+	var k4 [4]byte
+	var k6 [16]byte
+	var v uint8
+	it := p.VIP4.Iterate()
+	for it.Next(&k4, &v) {
+		out = append(out, netip.AddrFrom4(k4))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading VIP map: %w", err)
+	}
+	it = p.VIP6.Iterate()
+	for it.Next(&k6, &v) {
+		out = append(out, netip.AddrFrom16(k6))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading VIP map: %w", err)
+	}
+	return out, nil
+}
+
 func syncMap[K comparable](m *ebpf.Map, want map[K]bool) error {
 	var k K
 	var v uint8

@@ -131,6 +131,9 @@ func TestVerdicts(t *testing.T) {
 	if err := p.SetVIPs([]netip.Addr{vip6}); err != nil {
 		t.Fatal(err)
 	}
+	if got, err := p.VIPs(); err != nil || len(got) != 1 || got[0] != vip6 {
+		t.Errorf("VIPs after SetVIPs(%v) = %v, %v", vip6, got, err)
+	}
 	got, err := prog.Run(&ebpf.RunOptions{Data: cat(eth(nil, ethIPv4), ipv4(vip4))})
 	if err != nil || got != xdpPass {
 		t.Errorf("after removing the VIP: verdict %d (%v), want %d", got, err, xdpPass)
