@@ -16,8 +16,10 @@ import (
 // named by its label, checked against SHA256 before every launch when set,
 // and the plugin's own settings.
 type Plugin struct {
-	Name   string
-	Path   string // absolute, or relative to the file's directory when written so; empty: the built-in
+	Name string
+	// Path is absolute (a relative path is resolved against the file's
+	// directory here, never looked up on $PATH); empty: the built-in.
+	Path   string
 	SHA256 string // lower-case hex; empty: not checked
 	// Config is every other attribute of the block, evaluated to
 	// constants, as the JSON object the plugin's Configure receives (keys
@@ -61,7 +63,14 @@ func (l *loader) decodePlugins(blocks []*hcl.Block) {
 		}
 		path := pb.Path
 		if path != "" && !filepath.IsAbs(path) {
-			path = filepath.Join(l.dir, path)
+			// Absolute, so that exec runs this file and never one of the
+			// same name on $PATH (filepath.Join(".", "check") is "check").
+			abs, err := filepath.Abs(filepath.Join(l.dir, path))
+			if err != nil {
+				l.errorf(toHCLRange(attrs["path"]), "Invalid plugin path", "%s cannot be made absolute (%v); write an absolute path.", path, err)
+				continue
+			}
+			path = abs
 		}
 		l.out.Plugins = append(l.out.Plugins, Plugin{Name: name, Path: path, SHA256: strings.ToLower(pb.SHA256),
 			Config: jsonObject(l.constants(pb.Config)), Range: toRange(b.DefRange), AttrRange: attrs})

@@ -142,7 +142,12 @@ func (h *healthChecks) ready(ctx context.Context, d xhcl.Plugin) error {
 	}
 	spec := host.Spec{Name: d.Name, Path: d.Path, SHA256: d.SHA256, Kind: sdk.KindHealthChecker, Config: config}
 	if spec.Path == "" {
-		spec.Path = filepath.Join(h.dir, d.Name)
+		// Absolute: a relative -plugin-dir must not become a $PATH lookup.
+		path, err := filepath.Abs(filepath.Join(h.dir, d.Name))
+		if err != nil {
+			return err
+		}
+		spec.Path = path
 		if _, err := os.Stat(spec.Path); err != nil {
 			return fmt.Errorf("no built-in plugin for health-check method %q (%v); declare its binary with plugin %q { path = \"...\" }, or point -plugin-dir at the built-ins", d.Name, err, d.Name)
 		}

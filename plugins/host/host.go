@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -30,7 +31,7 @@ import (
 // Spec declares one plugin.
 type Spec struct {
 	Name   string // the plugin's name in HCL; logs carry plugin=<Name>
-	Path   string // the executable
+	Path   string // the executable: an absolute path, never looked up on $PATH
 	SHA256 string // hex digest of the executable; empty: not checked
 	Kind   sdk.Kind
 	Config []byte // the evaluated HCL block as a JSON object, sent by Configure
@@ -135,6 +136,11 @@ func New(spec Spec, opt Options) (*Plugin, error) {
 	}
 	if spec.Path == "" {
 		return nil, fmt.Errorf("plugin %q: path is required", spec.Name)
+	}
+	if !filepath.IsAbs(spec.Path) {
+		// exec.Command would look a bare name up on $PATH and run
+		// whatever binary of that name it finds there.
+		return nil, fmt.Errorf("plugin %q: path %q is not absolute", spec.Name, spec.Path)
 	}
 	if _, ok := sdk.PluginMap[string(spec.Kind)]; !ok {
 		return nil, fmt.Errorf("plugin %q: unknown kind %q", spec.Name, spec.Kind)

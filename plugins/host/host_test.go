@@ -215,6 +215,8 @@ func TestNewRefusesBadSpec(t *testing.T) {
 		{Name: "a", Kind: sdk.KindHealthChecker},
 		{Name: "a", Path: "/x", Kind: "nope"},
 		{Name: "a", Path: "/x", Kind: sdk.KindHealthChecker, SHA256: "abc"},
+		{Name: "a", Path: "redis-check", Kind: sdk.KindHealthChecker},
+		{Name: "a", Path: "./redis-check", Kind: sdk.KindHealthChecker},
 	} {
 		if _, err := New(s, Options{}); err == nil {
 			t.Errorf("New(%+v) accepted", s)
