@@ -32,3 +32,62 @@ func TestPluginPathAbsolute(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckable: a health_check block may go to its plugin when it and its
+// method's plugin block have no error of their own, whatever the errors
+// elsewhere in the file.
+func TestCheckable(t *testing.T) {
+	src := `
+hash_seed = 1
+variable "broken" {
+  type    = number
+  default = "x"
+}
+pipeline {
+  element "TestSource" "rx" {}
+  element "TestDrop" "drop" {}
+  connect = ["rx -> drop"]
+}
+vip "v" {
+  address = "192.0.2.1"
+  pool    = "nowhere"
+}
+pool "p" {
+  backend "b" {
+    address = "not an address"
+  }
+  health_check "clean" {
+    path = "/"
+  }
+  health_check "duration" {
+    interval = "soon"
+  }
+  health_check "poisoned" {
+    path = var.broken
+  }
+  health_check "badplugin" {}
+  health_check "goodplugin" {
+    rise = 2
+  }
+}
+plugin "badplugin" {
+  setting = null
+}
+plugin "goodplugin" {
+  setting = 1
+}
+`
+	f, diags := Load("c.hcl", []byte(src), Options{})
+	if !diags.HasErrors() {
+		t.Fatal("the file has errors")
+	}
+	want := map[string]bool{"clean": true, "duration": false, "poisoned": false, "badplugin": false, "goodplugin": true}
+	for _, hc := range f.Service.Pools[0].HealthChecks {
+		if got := f.Checkable(hc); got != want[hc.Method] {
+			t.Errorf("health check %q: Checkable %v, want %v", hc.Method, got, want[hc.Method])
+		}
+	}
+	if len(f.Plugins) != 1 || f.Plugins[0].Name != "goodplugin" {
+		t.Errorf("plugins %+v, want goodplugin alone", f.Plugins)
+	}
+}

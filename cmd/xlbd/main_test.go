@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/xlbproject/xlb/control"
 )
 
 var update = flag.Bool("update", false, "rewrite examples/offline/expected.txt")
@@ -123,25 +122,28 @@ func TestReloadKeepsRunningConfig(t *testing.T) {
 		}
 	}
 	write(string(src))
-	ctl := control.New()
+	s, err := newServices("", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var stderr bytes.Buffer
-	if err := reload(path, varFlags{}, ctl, nil, &stderr); err != nil {
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
 		t.Fatalf("first load: %v\n%s", err, stderr.String())
 	}
-	gen := ctl.Snapshot().Generation
+	gen := s.ctl.Snapshot().Generation
 	write(strings.Replace(string(src), `pools = ["canary"]`, `pools = ["canry"]`, 1))
-	if err := reload(path, varFlags{}, ctl, nil, &stderr); err == nil {
+	if _, err := s.apply(path, varFlags{}, &stderr); err == nil {
 		t.Fatal("a reload with an unknown pool must be refused")
 	}
-	if ctl.Snapshot().Generation != gen || len(ctl.Snapshot().VIPs) != 4 {
+	if s.ctl.Snapshot().Generation != gen || len(s.ctl.Snapshot().VIPs) != 4 {
 		t.Fatal("a refused reload changed the running configuration")
 	}
 	write(strings.Replace(string(src), `weight  = 2`, `weight  = 3`, 1))
-	if err := reload(path, varFlags{}, ctl, nil, &stderr); err != nil {
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
 		t.Fatalf("good reload: %v", err)
 	}
-	if ctl.Snapshot().Generation != gen+1 {
-		t.Errorf("generation %d after a good reload, want %d", ctl.Snapshot().Generation, gen+1)
+	if s.ctl.Snapshot().Generation != gen+1 {
+		t.Errorf("generation %d after a good reload, want %d", s.ctl.Snapshot().Generation, gen+1)
 	}
 }
 
@@ -171,16 +173,18 @@ func TestHealthCheckParams(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctl := control.New()
 	var logs bytes.Buffer
-	hc := newHealthChecks(dir, ctl, slog.New(slog.NewTextHandler(&logs, nil)))
-	defer hc.stop()
+	s, err := newServices(dir, true, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop()
 	var stderr bytes.Buffer
 	write(`[200, "204"]`, 10)
-	if err := reload(path, varFlags{}, ctl, hc, &stderr); err != nil {
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
 		t.Fatalf("pools with different parameters: %v\n%s", err, stderr.String())
 	}
-	gen := ctl.Snapshot().Generation
+	gen := s.ctl.Snapshot().Generation
 	line := func(s string) int {
 		b, _ := os.ReadFile(path)
 		for i, l := range strings.Split(string(b), "\n") {
@@ -197,11 +201,11 @@ func TestHealthCheckParams(t *testing.T) {
 		at, want    string
 	}{
 		{`"2xx"`, 10, "expect_status", `Invalid health-check parameter; pool "dns" health check "http": expect_status: "2xx" is not a status code`},
-		{`200`, 0, "concurrency", `Plugin refused its settings; health-check plugin "http": concurrency:`},
+		{`200`, 0, "concurrency", `Invalid plugin setting; health-check plugin "http": concurrency:`},
 	} {
 		stderr.Reset()
 		write(tc.expect, tc.concurrency)
-		if err := reload(path, varFlags{}, ctl, hc, &stderr); err == nil {
+		if _, err := s.apply(path, varFlags{}, &stderr); err == nil {
 			t.Fatalf("%s: reload accepted", tc.at)
 		}
 		pos := fmt.Sprintf("x.hcl:%d:", line(tc.at))
@@ -209,18 +213,18 @@ func TestHealthCheckParams(t *testing.T) {
 			!strings.Contains(stderr.String(), strings.Split(tc.want, "; ")[1]) {
 			t.Errorf("%s: diagnostics\n%s\nwant %s and %q", tc.at, stderr.String(), pos, tc.want)
 		}
-		if ctl.Snapshot().Generation != gen {
+		if s.ctl.Snapshot().Generation != gen {
 			t.Fatalf("%s: a refused reload changed the running configuration", tc.at)
 		}
 	}
 	write(`200`, 20)
-	if err := reload(path, varFlags{}, ctl, hc, &stderr); err != nil {
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
 		t.Fatalf("good reload: %v\n%s", err, stderr.String())
 	}
-	if !strings.Contains(logs.String(), `msg="health-check plugin reconfigured" plugin=http config="{\"concurrency\":20}"`) {
+	if !strings.Contains(logs.String(), `msg="plugin reconfigured" plugin=http config="{\"concurrency\":20}"`) {
 		t.Errorf("plugin not reconfigured:\n%s", logs.String())
 	}
-	if st := hc.sched.Stats(); len(st.Checks) != 2 {
+	if st := s.sched.Stats(); len(st.Checks) != 2 {
 		t.Errorf("scheduler has %d checks, want 2 (web, dns)", len(st.Checks))
 	}
 

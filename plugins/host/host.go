@@ -5,7 +5,9 @@
 // interval (100 ms) and restarted with exponential backoff, its
 // configuration is re-sent after every start, its logs join xlbd's under
 // plugin=<name>, and on Linux the kernel kills it when xlbd dies (even by
-// SIGKILL). Prober adapts a health-checker plugin to control/health.
+// SIGKILL). Prober adapts a health-checker plugin to control/health. Set
+// holds the plugins of the running configuration and changes them as a
+// transaction (see set.go); HealthChecks is its health-check adapter.
 package host
 
 import (
@@ -34,7 +36,9 @@ type Spec struct {
 	Path   string // the executable: an absolute path, never looked up on $PATH
 	SHA256 string // hex digest of the executable; empty: not checked
 	Kind   sdk.Kind
-	Config []byte // the evaluated HCL block as a JSON object, sent by Configure
+	// Config is the evaluated HCL block as a JSON object; Configure sends
+	// it conformed to the schema the plugin reports (see Conform).
+	Config []byte
 }
 
 // Options tune supervision. Zero fields take the defaults noted.
@@ -82,6 +86,7 @@ type Status struct {
 	LastError string    // why it last exited or failed to start
 	Since     time.Time // when State was entered
 	Info      sdk.Info  // what the running (or last) instance reported
+	Config    []byte    // the settings it runs with (Spec.Config, or the last accepted by Reconfigure)
 }
 
 // ChecksumError refuses an executable whose SHA-256 is not the declared one.
@@ -129,6 +134,32 @@ type Plugin struct {
 	stopOnce sync.Once
 }
 
+// withDefaults fills opt's zero fields.
+func (opt Options) withDefaults() Options {
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.MinBackoff <= 0 {
+		opt.MinBackoff = 100 * time.Millisecond
+	}
+	if opt.MaxBackoff < opt.MinBackoff {
+		opt.MaxBackoff = max(10*time.Second, opt.MinBackoff)
+	}
+	if opt.ResetAfter <= 0 {
+		opt.ResetAfter = 30 * time.Second
+	}
+	if opt.StartTimeout <= 0 {
+		opt.StartTimeout = 10 * time.Second
+	}
+	if opt.Poll <= 0 {
+		opt.Poll = 100 * time.Millisecond
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	return opt
+}
+
 // New checks spec and returns a stopped Plugin; it starts nothing.
 func New(spec Spec, opt Options) (*Plugin, error) {
 	if spec.Name == "" {
@@ -153,27 +184,7 @@ func New(spec Spec, opt Options) (*Plugin, error) {
 		}
 		want = b
 	}
-	if opt.Logger == nil {
-		opt.Logger = slog.Default()
-	}
-	if opt.MinBackoff <= 0 {
-		opt.MinBackoff = 100 * time.Millisecond
-	}
-	if opt.MaxBackoff < opt.MinBackoff {
-		opt.MaxBackoff = max(10*time.Second, opt.MinBackoff)
-	}
-	if opt.ResetAfter <= 0 {
-		opt.ResetAfter = 30 * time.Second
-	}
-	if opt.StartTimeout <= 0 {
-		opt.StartTimeout = 10 * time.Second
-	}
-	if opt.Poll <= 0 {
-		opt.Poll = 100 * time.Millisecond
-	}
-	if opt.Now == nil {
-		opt.Now = time.Now
-	}
+	opt = opt.withDefaults()
 	return &Plugin{
 		spec: spec, opt: opt, want: want,
 		log:  opt.Logger.With("plugin", spec.Name),
@@ -219,7 +230,7 @@ func (p *Plugin) Status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return Status{Name: p.spec.Name, State: p.state, PID: p.pid, Restarts: p.restarts,
-		LastError: p.lastErr, Since: p.since, Info: p.info}
+		LastError: p.lastErr, Since: p.since, Info: p.info, Config: p.spec.Config}
 }
 
 // HealthChecker returns the running health-checker client, or an error
@@ -242,24 +253,36 @@ func (p *Plugin) HealthChecker() (*sdk.HealthCheckerClient, error) {
 	return hc, nil
 }
 
-// Reconfigure sends config (a JSON object) to the running plugin and keeps
-// it for later restarts. Refused (*sdk.ConfigError values) or failed, the
-// plugin keeps the configuration it had.
+// Reconfigure sends config (a JSON object), conformed to the plugin's
+// schema, to the running plugin and keeps it for later restarts. Refused
+// (*sdk.ConfigError values) or failed, the plugin keeps the configuration
+// it had.
 func (p *Plugin) Reconfigure(ctx context.Context, config []byte) error {
 	p.mu.Lock()
 	cl, ok := p.raw.(client)
 	running := p.state == StateRunning
+	schema := p.info.Schema
 	p.mu.Unlock()
 	if !running || !ok {
 		return fmt.Errorf("plugin %q: %w", p.spec.Name, ErrNotRunning)
 	}
-	if err := cl.Configure(ctx, config); err != nil {
+	conformed, err := conformConfig(schema, config)
+	if err == nil {
+		err = cl.Configure(ctx, conformed)
+	}
+	if err != nil {
 		return fmt.Errorf("plugin %q: configuration refused: %w", p.spec.Name, err)
 	}
+	p.keep(config)
+	return nil
+}
+
+// keep makes config the configuration sent after a restart, without
+// sending it now.
+func (p *Plugin) keep(config []byte) {
 	p.mu.Lock()
 	p.spec.Config = config
 	p.mu.Unlock()
-	return nil
 }
 
 // setLocked enters state s; p.mu is held.
@@ -430,11 +453,13 @@ func (p *Plugin) connect(c *plugin.Client) (any, error) {
 	}
 	p.mu.Lock()
 	p.info = in
-	p.mu.Unlock()
-	p.mu.Lock()
 	config := p.spec.Config // Reconfigure may have replaced it
 	p.mu.Unlock()
-	if err := cl.Configure(ctx, config); err != nil {
+	config, err = conformConfig(in.Schema, config)
+	if err == nil {
+		err = cl.Configure(ctx, config)
+	}
+	if err != nil {
 		var ce *sdk.ConfigError
 		err = fmt.Errorf("plugin %q: configuration refused: %w", p.spec.Name, err)
 		if errors.As(err, &ce) {

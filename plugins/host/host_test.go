@@ -21,81 +21,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/control/health"
+	"github.com/xlbproject/xlb/internal/fakeplugin"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
-// The test binary doubles as a health-checker plugin (pluginEnv) and as a
-// stand-in xlbd that launches one and prints its PID (hostEnv).
+// The test binary doubles as a health-checker plugin (fakeplugin) and as
+// a stand-in xlbd that launches one and prints its PID (hostEnv).
 const (
-	pluginEnv = "XLB_HOST_TEST_PLUGIN"
+	pluginEnv = fakeplugin.Env
 	hostEnv   = "XLB_HOST_TEST_HOST"
 )
 
 func TestMain(m *testing.M) {
-	switch {
-	case os.Getenv(pluginEnv) != "":
-		servePlugin()
-		os.Exit(0)
-	case os.Getenv(hostEnv) != "":
+	fakeplugin.ServeIfChild()
+	if os.Getenv(hostEnv) != "" {
 		runHost()
 		os.Exit(1)
 	}
 	os.Exit(m.Run())
-}
-
-// fakeChecker passes every target except those named "down" or its
-// parameter "down" (fail) and "unknown" (no verdict).
-type fakeChecker struct{ log hclog.Logger }
-
-type fakeParams struct {
-	Down string `json:"down"`
-}
-
-func (f *fakeChecker) ParseParams(js []byte) (any, error) {
-	var p fakeParams
-	if err := sdk.DecodeConfig(js, &p); err != nil {
-		return nil, err
-	}
-	if p.Down == "a" {
-		return nil, &sdk.ConfigError{Attribute: "down", Message: `"a" must stay up`}
-	}
-	return &p, nil
-}
-
-func (f *fakeChecker) Check(_ context.Context, ts []sdk.Target) []sdk.Result {
-	rs := make([]sdk.Result, len(ts))
-	for i, t := range ts {
-		switch {
-		case t.Params != nil && t.Name == t.Params.(*fakeParams).Down:
-			rs[i] = sdk.Result{Status: sdk.StatusFail, Message: "down by parameter"}
-		case t.Name == "down":
-			rs[i] = sdk.Result{Status: sdk.StatusFail, Message: "refused"}
-		case t.Name == "unknown":
-			rs[i] = sdk.Result{Status: sdk.StatusUnknown, Message: "cannot tell"}
-		default:
-			rs[i] = sdk.Result{Status: sdk.StatusPass}
-		}
-	}
-	return rs
-}
-
-func (f *fakeChecker) Describe() sdk.Info { return sdk.Info{Version: "9.9.9"} }
-
-func (f *fakeChecker) Configure(config []byte) error {
-	// Through the real stderr (go-plugin parses the hclog JSON) and through
-	// os.Stderr, which go-plugin streams over gRPC once serving.
-	f.log.Info("configured", "config", string(config))
-	fmt.Fprintln(os.Stderr, "plain stderr line")
-	return nil
-}
-
-func servePlugin() {
-	l := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Name: "fake"})
-	l.Info("fake plugin serving")
-	sdk.ServeHealthChecker(&fakeChecker{log: l})
 }
 
 // runHost launches the plugin, prints its PID and waits to be killed.
