@@ -240,3 +240,53 @@ func TestHealthCheckParams(t *testing.T) {
 		t.Errorf("validate -plugins=false: rc %d\n%s", rc, stderr.String())
 	}
 }
+
+// TestReloadWarnsOfPipelineChanges: a reload whose pipeline block differs
+// from the running one is applied (the service part) with a warning that
+// names each change and says it takes effect at restart; a reload that
+// changes only the service part warns of nothing.
+func TestReloadWarnsOfPipelineChanges(t *testing.T) {
+	src, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "x.hcl")
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(string(src))
+	s, err := newServices("", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	if s.running, err = s.apply(path, varFlags{}, &stderr); err != nil {
+		t.Fatalf("first load: %v\n%s", err, stderr.String())
+	}
+	write(strings.Replace(string(src), `weight  = 2`, `weight  = 3`, 1))
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil || strings.Contains(stderr.String(), "warning") {
+		t.Fatalf("a service-only reload: %v\n%s", err, stderr.String())
+	}
+	write(strings.NewReplacer("capacity    = 65536", "capacity    = 1000", `"GREEncap" "encap"`, `"IPIPEncap" "encap"`,
+		"workers = 1", "workers = 2", `weight  = 2`, `weight  = 4`).Replace(string(src)))
+	gen := s.ctl.Snapshot().Generation
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
+		t.Fatalf("reload: %v\n%s", err, stderr.String())
+	}
+	if s.ctl.Snapshot().Generation != gen+1 {
+		t.Error("the service part of the reload was not applied")
+	}
+	for _, want := range []string{
+		path + ":22:3: warning: Pipeline changes take effect at restart",
+		"element `ct` (ConnTrack): capacity 65536 → 1000",
+		"element `encap` changed type from GREEncap to IPIPEncap",
+		"workers changed from 1 to 2",
+		"restart xlbd to run the new pipeline",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("reload output lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}

@@ -167,6 +167,9 @@ func (s *services) check(c *candidate, path string, vars varFlags) {
 		defer cancel()
 		errs = append(errs, s.hc.CheckParams(ctx, c.change, &f.Service, f.Checkable)...)
 	}
+	if s.running != nil && !diags.HasErrors() {
+		diags = append(diags, xhcl.PipelineChanges(s.running, f)...)
+	}
 	c.diags = xhcl.WithErrors(diags, errs)
 }
 
