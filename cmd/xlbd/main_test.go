@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -288,5 +290,51 @@ func TestReloadWarnsOfPipelineChanges(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("reload output lacks %q:\n%s", want, stderr.String())
 		}
+	}
+}
+
+// TestUsage: help asked for goes to stdout with exit 0; no command or an
+// unknown one prints usage to stderr with exit 2.
+func TestUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args           []string
+		rc             int
+		stdout, stderr bool // usage printed there
+	}{
+		{[]string{"-h"}, 0, true, false},
+		{[]string{"--help"}, 0, true, false},
+		{[]string{"help"}, 0, true, false},
+		{nil, 2, false, true},
+		{[]string{"bogus"}, 2, false, true},
+	} {
+		var stdout, stderr bytes.Buffer
+		rc := xlbd(tc.args, &stdout, &stderr)
+		if rc != tc.rc || strings.Contains(stdout.String(), "usage: xlbd") != tc.stdout ||
+			strings.Contains(stderr.String(), "usage: xlbd") != tc.stderr {
+			t.Errorf("xlbd %q: rc %d, stdout %q, stderr %q", tc.args, rc, stdout.String(), stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if rc := xlbd([]string{"bogus"}, &stdout, &stderr); rc != 2 || !strings.HasPrefix(stderr.String(), `xlbd: unknown command "bogus"`) {
+		t.Errorf("unknown command: rc %d, stderr %q", rc, stderr.String())
+	}
+}
+
+// TestVersion: xlbd version names the module version, the VCS revision
+// with its dirty flag, the Go version and the plugin protocol versions.
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if rc := xlbd([]string{"version"}, &stdout, &stderr); rc != 0 ||
+		!strings.Contains(stdout.String(), "go "+runtime.Version()) || !strings.Contains(stdout.String(), "plugin protocol versions: 1\n") {
+		t.Errorf("xlbd version: rc %d\n%s%s", rc, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	writeVersion(&stdout, &debug.BuildInfo{Main: debug.Module{Path: "github.com/xlbproject/xlb", Version: "v0.3.0"},
+		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "9717af7c"}, {Key: "vcs.modified", Value: "true"},
+			{Key: "vcs.time", Value: "2026-01-02T03:04:05Z"}}})
+	want := "xlbd v0.3.0\nrevision 9717af7c (modified) (2026-01-02T03:04:05Z)\ngo " + runtime.Version() + " " +
+		runtime.GOOS + "/" + runtime.GOARCH + "\nplugin protocol versions: 1\n"
+	if stdout.String() != want {
+		t.Errorf("version printed\n%s\nwant\n%s", stdout.String(), want)
 	}
 }
