@@ -13,6 +13,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite examples/offline/expected.txt")
@@ -109,38 +111,47 @@ func TestGraph(t *testing.T) {
 	}
 }
 
-// TestReloadKeepsRunningConfig: a reload with a broken file is refused and
-// the published snapshot stays; a good one is applied.
-func TestReloadKeepsRunningConfig(t *testing.T) {
-	dir := t.TempDir()
-	src, err := os.ReadFile(example)
+// offlineServices applies the offline example, copied to path, to services
+// without plugins, as xlbd run starts it; write replaces the file's
+// content.
+func offlineServices(t *testing.T) (s *services, src, path string, write func(string)) {
+	t.Helper()
+	b, err := os.ReadFile(example)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "x.hcl")
-	write := func(s string) {
-		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+	path = filepath.Join(t.TempDir(), "x.hcl")
+	write = func(content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(string(src))
-	s, err := newServices("", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
+	write(string(b))
+	if s, err = newServices("", false, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
-		t.Fatalf("first load: %v\n%s", err, stderr.String())
+	if s.running, err = s.apply(path, varFlags{}, &stderr); err != nil {
+		t.Fatalf("loading the example: %v\n%s", err, stderr.String())
 	}
+	return s, string(b), path, write
+}
+
+// TestReloadKeepsRunningConfig: a reload with a broken file is refused and
+// the published snapshot stays; a good one is applied.
+func TestReloadKeepsRunningConfig(t *testing.T) {
+	s, src, path, write := offlineServices(t)
+	var stderr bytes.Buffer
 	gen := s.ctl.Snapshot().Generation
-	write(strings.Replace(string(src), `pools = ["canary"]`, `pools = ["canry"]`, 1))
+	write(strings.Replace(src, `pools = ["canary"]`, `pools = ["canry"]`, 1))
 	if _, err := s.apply(path, varFlags{}, &stderr); err == nil {
 		t.Fatal("a reload with an unknown pool must be refused")
 	}
 	if s.ctl.Snapshot().Generation != gen || len(s.ctl.Snapshot().VIPs) != 4 {
 		t.Fatal("a refused reload changed the running configuration")
 	}
-	write(strings.Replace(string(src), `weight  = 2`, `weight  = 3`, 1))
+	write(strings.Replace(src, `weight  = 2`, `weight  = 3`, 1))
 	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
 		t.Fatalf("good reload: %v", err)
 	}
@@ -175,7 +186,7 @@ func TestHealthCheckParams(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var logs bytes.Buffer
+	var logs testenv.Buffer
 	s, err := newServices(dir, true, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -248,31 +259,14 @@ func TestHealthCheckParams(t *testing.T) {
 // names each change and says it takes effect at restart; a reload that
 // changes only the service part warns of nothing.
 func TestReloadWarnsOfPipelineChanges(t *testing.T) {
-	src, err := os.ReadFile(example)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "x.hcl")
-	write := func(s string) {
-		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(string(src))
-	s, err := newServices("", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, src, path, write := offlineServices(t)
 	var stderr bytes.Buffer
-	if s.running, err = s.apply(path, varFlags{}, &stderr); err != nil {
-		t.Fatalf("first load: %v\n%s", err, stderr.String())
-	}
-	write(strings.Replace(string(src), `weight  = 2`, `weight  = 3`, 1))
+	write(strings.Replace(src, `weight  = 2`, `weight  = 3`, 1))
 	if _, err := s.apply(path, varFlags{}, &stderr); err != nil || strings.Contains(stderr.String(), "warning") {
 		t.Fatalf("a service-only reload: %v\n%s", err, stderr.String())
 	}
 	write(strings.NewReplacer("capacity    = 65536", "capacity    = 1000", `"GREEncap" "encap"`, `"IPIPEncap" "encap"`,
-		"workers = 1", "workers = 2", `weight  = 2`, `weight  = 4`).Replace(string(src)))
+		"workers = 1", "workers = 2", `weight  = 2`, `weight  = 4`).Replace(src))
 	gen := s.ctl.Snapshot().Generation
 	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
 		t.Fatalf("reload: %v\n%s", err, stderr.String())

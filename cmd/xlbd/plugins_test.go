@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/xlbproject/xlb/control/health"
 	xhcl "github.com/xlbproject/xlb/hcl"
 	"github.com/xlbproject/xlb/internal/fakeplugin"
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // exampleWith returns the offline example at path with check
@@ -130,7 +130,7 @@ func running(t *testing.T, s *services, name string) string {
 func TestRejectedReloadChangesNothing(t *testing.T) {
 	dir := t.TempDir()
 	const checks = "  health_check \"fake\" {}\n  health_check \"fake2\" {}\n"
-	var logs syncBuffer
+	var logs testenv.Buffer
 	s, err := newServices(t.TempDir(), true, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -202,31 +202,6 @@ func TestRejectedReloadChangesNothing(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger
-// shared with plugin supervisors.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
-}
-
 // TestEveryProblemInOneRun: one run of xlbd validate prints the file's own
 // errors and the plugins' (a refused parameter, misspelt parameters and
 // settings with a did-you-mean, an unknown method with the methods there
@@ -276,16 +251,16 @@ func TestEveryProblemInOneRun(t *testing.T) {
 		t.Errorf("diagnostics not in file order (%v):\n%s", at, stderr.String())
 	}
 
-	// The refusal alone: run prints it once, with a one-line log.
+	// The refusal alone: run prints it once, with a one-line log. Its
+	// plugins log to stderr too, concurrently.
 	path = fakeFile(t, dir, "  health_check \"fake\" {\n    down = \"a\"\n  }\n", "", "", "")
-	stdout.Reset()
-	stderr.Reset()
-	if rc := runCmd([]string{"-config", path, "-plugin-dir", builtins}, &stdout, &stderr); rc != 1 {
-		t.Fatalf("run: rc %d\n%s", rc, stderr.String())
+	var runOut, runErr testenv.Buffer
+	if rc := runCmd([]string{"-config", path, "-plugin-dir", builtins}, &runOut, &runErr); rc != 1 {
+		t.Fatalf("run: rc %d\n%s", rc, runErr.String())
 	}
-	if n := strings.Count(stderr.String(), `"a" must stay up`); n != 1 || !strings.Contains(stderr.String(), `msg="configuration rejected"`) ||
-		!strings.Contains(stderr.String(), `err="1 error, printed above"`) {
-		t.Errorf("run printed the refusal %d times, or no one-line summary:\n%s", n, stderr.String())
+	if n := strings.Count(runErr.String(), "must stay up"); n != 1 || !strings.Contains(runErr.String(), `msg="configuration rejected"`) ||
+		!strings.Contains(runErr.String(), `err="1 error, printed above"`) {
+		t.Errorf("run printed the refusal %d times, or no one-line summary:\n%s", n, runErr.String())
 	}
 }
 
@@ -294,7 +269,7 @@ func TestEveryProblemInOneRun(t *testing.T) {
 // plugins stay, and the next reload works.
 func TestReloadPanicRejected(t *testing.T) {
 	dir := t.TempDir()
-	var logs syncBuffer
+	var logs testenv.Buffer
 	s, err := newServices(t.TempDir(), true, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)

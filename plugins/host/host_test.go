@@ -24,6 +24,7 @@ import (
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/control/health"
 	"github.com/xlbproject/xlb/internal/fakeplugin"
+	"github.com/xlbproject/xlb/internal/testenv"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
@@ -59,24 +60,13 @@ func runHost() {
 	select {}
 }
 
-// syncBuffer collects the JSON log lines of the host's slog logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+// logBuffer collects the JSON log lines of the host's slog logger.
+type logBuffer struct{ testenv.Buffer }
 
 // count returns how many log lines contain every one of subs.
-func (s *syncBuffer) count(subs ...string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (l *logBuffer) count(subs ...string) int {
 	n := 0
-	for line := range strings.SplitSeq(s.b.String(), "\n") {
+	for line := range strings.SplitSeq(l.String(), "\n") {
 		ok := line != ""
 		for _, sub := range subs {
 			ok = ok && strings.Contains(line, sub)
@@ -107,10 +97,10 @@ func digest(t *testing.T, path string) string {
 	return hex.EncodeToString(s[:])
 }
 
-func newPlugin(t *testing.T, sum string, opt Options) (*Plugin, *syncBuffer) {
+func newPlugin(t *testing.T, sum string, opt Options) (*Plugin, *logBuffer) {
 	t.Helper()
 	t.Setenv(pluginEnv, "1")
-	logs := &syncBuffer{}
+	logs := &logBuffer{}
 	opt.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p, err := New(Spec{Name: "hc", Path: exe(t), SHA256: sum, Kind: sdk.KindHealthChecker,
 		Config: []byte(`{"answer":42}`)}, opt)
@@ -387,7 +377,7 @@ func TestKillRestart(t *testing.T) {
 func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
 	cmd := exec.Command(exe(t))
 	cmd.Env = append(os.Environ(), hostEnv+"=1")
-	var stderr syncBuffer
+	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -402,7 +392,7 @@ func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
 	if _, serr := fmt.Sscanf(line, "pid %d", &pid); err != nil || serr != nil || pid == 0 {
 		cmd.Process.Kill()
 		cmd.Wait()
-		t.Fatalf("host said %q (%v); stderr: %s", line, err, stderr.b.String())
+		t.Fatalf("host said %q (%v); stderr: %s", line, err, stderr.String())
 	}
 	if gone(pid) {
 		t.Fatalf("plugin %d not running before the host is killed", pid)
