@@ -307,11 +307,14 @@ func (p *Plugin) supervise(first chan<- error) {
 	for launches := 0; ; launches++ {
 		c, err := p.launch()
 		if launches == 0 {
-			first <- err
+			// Failed before Start returns, so that its caller sees it.
 			if err != nil {
 				p.mu.Lock()
 				p.setLocked(StateFailed, err.Error())
 				p.mu.Unlock()
+			}
+			first <- err
+			if err != nil {
 				return
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -156,6 +157,25 @@ func TestNewRefusesBadSpec(t *testing.T) {
 		if _, err := New(s, Options{}); err == nil {
 			t.Errorf("New(%+v) accepted", s)
 		}
+	}
+}
+
+// TestFailedStartIsFailed: when Start returns an error, Status already
+// says failed (it said starting for a moment, under load).
+func TestFailedStartIsFailed(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	for range 50 {
+		p, err := New(Spec{Name: "m", Path: missing, Kind: sdk.KindHealthChecker}, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Start(); err == nil {
+			t.Fatal("a missing binary started")
+		}
+		if st := p.Status(); st.State != StateFailed || st.LastError == "" {
+			t.Fatalf("status after a failed Start = %+v", st)
+		}
+		p.Stop()
 	}
 }
 
