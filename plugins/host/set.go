@@ -120,7 +120,8 @@ type reconf struct {
 
 // Prepare readies decls (unique names) for a new configuration without
 // changing any running plugin: a plugin not in the set, or whose binary,
-// checksum or kind changed, or which has failed for good, is launched
+// checksum or kind changed, or which has failed for good, or which is
+// restarting when its settings change, is launched
 // (checksum, handshake, Info, its settings conformed to its schema and
 // sent); a running plugin's new settings are checked against its schema
 // only, and sent by Commit. Every problem comes back as pipeline.Errors at
@@ -149,7 +150,7 @@ func (s *Set) Prepare(decls []Decl) (*Change, pipeline.Errors) {
 		s.mu.Lock()
 		cur, ok := s.members[d.Name]
 		s.mu.Unlock()
-		if ok && cur.decl.sameProcess(d) && cur.p.Status().State != StateFailed {
+		if ok && cur.decl.sameProcess(d) && reusable(cur, d) {
 			if !bytes.Equal(cur.decl.Config, d.Config) {
 				if _, err := conformConfig(cur.p.Status().Info.Schema, d.Config); err != nil {
 					errs = append(errs, settingErrors(err, d)...)
@@ -172,6 +173,20 @@ func (s *Set) Prepare(decls []Decl) (*Change, pipeline.Errors) {
 		c.next[d.Name] = member{p, d}
 	}
 	return c, errs
+}
+
+// reusable reports whether m's process can serve d (the same binary) as
+// it is: running, or between two runs (restarting) when d keeps its
+// settings; one restarting cannot take new settings, and one failed for
+// good serves nothing, so a fresh instance is launched for d.
+func reusable(m member, d Decl) bool {
+	switch m.p.Status().State {
+	case StateRunning:
+		return true
+	case StateRestarting:
+		return bytes.Equal(m.decl.Config, d.Config)
+	}
+	return false
 }
 
 // launch starts d's plugin. A plugin that does not start is returned
@@ -215,7 +230,7 @@ func (c *Change) Commit(ctx context.Context) pipeline.Errors {
 	for _, r := range c.reconf {
 		if err := r.p.Reconfigure(ctx, r.new); err != nil {
 			c.undo(ctx)
-			return settingErrors(err, r.decl)
+			return Place(err, r.decl.what(), r.decl.Range, r.decl.AttrRange, "Invalid plugin setting", "Plugin not reconfigured")
 		}
 		c.reconfed = append(c.reconfed, r)
 		r.p.log.Info("plugin reconfigured", "config", string(r.new))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,9 +37,10 @@ func settings(t *testing.T, p *Plugin) string {
 	return rs[0].Err
 }
 
-func newSet(t *testing.T) *Set {
+func newSet(t *testing.T, opt Options) *Set {
 	t.Setenv(pluginEnv, "1")
-	s := NewSet(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := NewSet(opt)
 	t.Cleanup(s.Stop)
 	return s
 }
@@ -61,7 +63,7 @@ func commit(t *testing.T, s *Set, decls ...Decl) {
 // commit rolls back the plugin already reconfigured, stops the plugin
 // started for it, and leaves every running plugin's settings as they were.
 func TestSetRejectedChange(t *testing.T) {
-	s := newSet(t)
+	s := newSet(t, Options{})
 	commit(t, s, fakeDecl(t, "a", "", `{"v":1}`), fakeDecl(t, "b", "", `{"v":1}`))
 	a, b := s.Plugin("a"), s.Plugin("b")
 
@@ -101,7 +103,7 @@ func TestSetRejectedChange(t *testing.T) {
 // schema, or that refuses them at its start, is an error at its
 // declaration; the plugins started for the change are stopped on Abort.
 func TestSetPrepareRefusals(t *testing.T) {
-	s := newSet(t)
+	s := newSet(t, Options{})
 	commit(t, s, fakeDecl(t, "a", "", `{"v":1}`))
 	a := s.Plugin("a")
 	c, errs := s.Prepare([]Decl{fakeDecl(t, "a", "", `{"v":2}`), fakeDecl(t, "new", "", `{"refuse":true}`),
@@ -123,7 +125,7 @@ func TestSetPrepareRefusals(t *testing.T) {
 // aborted, it stops and the old one keeps serving; done, the new one
 // replaces the old, which stops, and a plugin no longer declared stops.
 func TestSetReplaceAndRemove(t *testing.T) {
-	s := newSet(t)
+	s := newSet(t, Options{})
 	commit(t, s, fakeDecl(t, "a", "", `{"v":1}`), fakeDecl(t, "b", "", `{}`))
 	a, b := s.Plugin("a"), s.Plugin("b")
 	other := filepath.Join(t.TempDir(), "hc2")
@@ -157,5 +159,30 @@ func TestSetReplaceAndRemove(t *testing.T) {
 	waitFor(t, 2*time.Second, "the replaced and the removed plugins stopped", func() bool { return gone(oldA) && gone(oldB) })
 	if st := s.Statuses(); len(st) != 1 || st[0].Name != "a" || st[0].State != StateRunning {
 		t.Errorf("statuses %+v", st)
+	}
+}
+
+// TestSetRestartingPlugin: a plugin between two runs keeps serving a
+// configuration that keeps its settings; new settings, which it cannot
+// take, get a fresh instance that replaces it.
+func TestSetRestartingPlugin(t *testing.T) {
+	s := newSet(t, Options{MinBackoff: time.Minute})
+	commit(t, s, fakeDecl(t, "a", "", `{"v":1}`))
+	a := s.Plugin("a")
+	if err := syscall.Kill(a.Status().PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "restarting", func() bool { return a.Status().State == StateRestarting })
+	c, errs := s.Prepare([]Decl{fakeDecl(t, "a", "", `{"v":1}`)})
+	if errs != nil || c.Plugin("a") != a {
+		t.Fatalf("same settings: %v, a fresh instance %v", errs, c.Plugin("a") != a)
+	}
+	c.Abort()
+	commit(t, s, fakeDecl(t, "a", "", `{"v":2}`))
+	if n := s.Plugin("a"); n == a || settings(t, n) != `{"v":2}` {
+		t.Error("new settings for a restarting plugin did not get a fresh instance")
+	}
+	if a.Status().State != StateStopped {
+		t.Errorf("the replaced instance is %v, want stopped", a.Status().State)
 	}
 }
