@@ -71,12 +71,15 @@ fuzz:
 # (protoc from Debian, protoc-gen-go and protoc-gen-go-grpc in bin/tools)
 # for the test that the generated plugin code is not stale. Each is
 # installed only when missing; Debian packages only as root (without root
-# those tests skip anyway).
+# those tests skip anyway). apt waits up to 5 minutes for another apt or
+# dpkg process (unattended-upgrades on a fresh machine) to release its lock
+# instead of failing the build.
 tools:
 	@if ! command -v trafgen >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing netsniff-ng (trafgen)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq netsniff-ng >/dev/null; \
+			apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq netsniff-ng >/dev/null; \
 		else echo "trafgen not installed and not root: its tests will skip"; fi; \
 	fi
 	@tmp=$$(mktemp -d) && GO=$(GO) sh plugins/proto/generate.sh -install $$tmp >/dev/null 2>&1 \

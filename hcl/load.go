@@ -59,6 +59,10 @@ type File struct {
 	Plugins []Plugin
 
 	files map[string]*hcl.File
+	// uncheckable and badPlugins are the health_check blocks (by header)
+	// and plugin blocks (by name) with errors of their own: Checkable.
+	uncheckable map[pipeline.Range]bool
+	badPlugins  map[string]bool
 }
 
 // Files returns the parsed source files by name, as hcl.NewDiagnosticTextWriter
@@ -177,6 +181,7 @@ func (l *loader) load() {
 	l.decodePipeline(pipelines)
 	l.decodeService(vips, pools)
 	l.decodePlugins(plugins)
+	l.markUncheckable()
 }
 
 // evalContext returns the context expressions are evaluated in: var.NAME,

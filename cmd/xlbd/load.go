@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 
 	_ "github.com/xlbproject/xlb/elements/all"
 	xhcl "github.com/xlbproject/xlb/hcl"
-	"github.com/xlbproject/xlb/pipeline"
 )
 
 // varFlags collects repeated -var name=value flags.
@@ -67,16 +65,4 @@ func printDiags(w io.Writer, f *xhcl.File, diags hcl2.Diagnostics) {
 		files = f.Files()
 	}
 	_ = xhcl.WriteDiagnostics(w, files, diags)
-}
-
-// printErrors prints err's pipeline.Errors (found after loading, by the
-// plugins) as diagnostics with their source lines and reports whether it
-// did; other errors are left to the caller.
-func printErrors(w io.Writer, f *xhcl.File, err error) bool {
-	var errs pipeline.Errors
-	if !errors.As(err, &errs) {
-		return false
-	}
-	printDiags(w, f, xhcl.FromErrors(errs))
-	return true
 }

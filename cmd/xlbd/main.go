@@ -6,37 +6,90 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
 const usage = `usage: xlbd <command> [flags]
 
 commands:
-  run -config FILE [-var name=value]...   run a pipeline until its sources end or a signal
-  validate [-var name=value]... FILE...   check files; print every problem as file:line:col
+  run -config FILE [-var name=value]...   run a pipeline until its sources end or a signal;
+                                           SIGHUP reloads the file
+  validate [-var name=value]... FILE...   check files (and, with the plugins they use, their
+                                           settings and parameters); print every problem as file:line:col
   fmt [-check] FILE...                     rewrite files in canonical format
   graph [-var name=value]... FILE          print the element graph as Graphviz DOT
+  version                                  print the version, VCS revision, Go and plugin protocol versions
+  help                                     print this help
 
 Run 'xlbd <command> -h' for a command's flags.
 `
 
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
+func main() { os.Exit(xlbd(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// xlbd runs the command args name and returns the exit code: usage asked
+// for is printed to stdout (0); no command or an unknown one prints it to
+// stderr (2).
+func xlbd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
 	cmds := map[string]func(args []string, stdout, stderr io.Writer) int{
 		"run":      runCmd,
 		"validate": validateCmd,
 		"fmt":      fmtCmd,
 		"graph":    graphCmd,
+		"version":  versionCmd,
 	}
-	cmd, ok := cmds[os.Args[1]]
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := cmds[args[0]]
 	if !ok {
-		if os.Args[1] != "-h" && os.Args[1] != "help" && os.Args[1] != "--help" {
-			fmt.Fprintf(os.Stderr, "xlbd: unknown command %q\n\n", os.Args[1])
-		}
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
+		fmt.Fprintf(stderr, "xlbd: unknown command %q\n\n%s", args[0], usage)
+		return 2
 	}
-	os.Exit(cmd(os.Args[2:], os.Stdout, os.Stderr))
+	return cmd(args[1:], stdout, stderr)
+}
+
+func versionCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", "xlbd version", stderr)
+	if !parse(fs, args, func() bool { return fs.NArg() == 0 }) {
+		return 2
+	}
+	info, _ := debug.ReadBuildInfo()
+	writeVersion(stdout, info)
+	return 0
+}
+
+// writeVersion prints what an operator or a bug report needs: the module
+// version, the VCS revision the binary was built from (and whether the
+// tree had uncommitted changes), the Go version and the plugin protocol
+// versions xlbd speaks. info may be nil (a binary built without module
+// support).
+func writeVersion(w io.Writer, info *debug.BuildInfo) {
+	version, revision, modified, at := "unknown", "unknown", false, ""
+	if info != nil {
+		version = info.Main.Version
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				revision = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			case "vcs.time":
+				at = " (" + s.Value + ")"
+			}
+		}
+	}
+	if modified {
+		revision += " (modified)"
+	}
+	fmt.Fprintf(w, "xlbd %s\nrevision %s%s\ngo %s %s/%s\nplugin protocol versions: %d\n",
+		version, revision, at, runtime.Version(), runtime.GOOS, runtime.GOARCH, sdk.ProtocolVersion)
 }

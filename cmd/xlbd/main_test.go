@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 
-	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite examples/offline/expected.txt")
@@ -108,40 +111,52 @@ func TestGraph(t *testing.T) {
 	}
 }
 
-// TestReloadKeepsRunningConfig: a reload with a broken file is refused and
-// the published snapshot stays; a good one is applied.
-func TestReloadKeepsRunningConfig(t *testing.T) {
-	dir := t.TempDir()
-	src, err := os.ReadFile(example)
+// offlineServices applies the offline example, copied to path, to services
+// without plugins, as xlbd run starts it; write replaces the file's
+// content.
+func offlineServices(t *testing.T) (s *services, src, path string, write func(string)) {
+	t.Helper()
+	b, err := os.ReadFile(example)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "x.hcl")
-	write := func(s string) {
-		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+	path = filepath.Join(t.TempDir(), "x.hcl")
+	write = func(content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(string(src))
-	ctl := control.New()
-	var stderr bytes.Buffer
-	if err := reload(path, varFlags{}, ctl, nil, &stderr); err != nil {
-		t.Fatalf("first load: %v\n%s", err, stderr.String())
+	write(string(b))
+	if s, err = newServices("", false, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
 	}
-	gen := ctl.Snapshot().Generation
-	write(strings.Replace(string(src), `pools = ["canary"]`, `pools = ["canry"]`, 1))
-	if err := reload(path, varFlags{}, ctl, nil, &stderr); err == nil {
+	var stderr bytes.Buffer
+	if s.running, err = s.apply(path, varFlags{}, &stderr); err != nil {
+		t.Fatalf("loading the example: %v\n%s", err, stderr.String())
+	}
+	return s, string(b), path, write
+}
+
+// TestReloadKeepsRunningConfig: a reload with a broken file is refused and
+// the published snapshot stays; a good one is applied.
+func TestReloadKeepsRunningConfig(t *testing.T) {
+	s, src, path, write := offlineServices(t)
+	var stderr bytes.Buffer
+	gen := s.ctl.Snapshot().Generation
+	write(strings.Replace(src, `pools = ["canary"]`, `pools = ["canry"]`, 1))
+	if _, err := s.apply(path, varFlags{}, &stderr); err == nil {
 		t.Fatal("a reload with an unknown pool must be refused")
 	}
-	if ctl.Snapshot().Generation != gen || len(ctl.Snapshot().VIPs) != 4 {
+	if s.ctl.Snapshot().Generation != gen || len(s.ctl.Snapshot().VIPs) != 4 {
 		t.Fatal("a refused reload changed the running configuration")
 	}
-	write(strings.Replace(string(src), `weight  = 2`, `weight  = 3`, 1))
-	if err := reload(path, varFlags{}, ctl, nil, &stderr); err != nil {
+	write(strings.Replace(src, `weight  = 2`, `weight  = 3`, 1))
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
 		t.Fatalf("good reload: %v", err)
 	}
-	if ctl.Snapshot().Generation != gen+1 {
-		t.Errorf("generation %d after a good reload, want %d", ctl.Snapshot().Generation, gen+1)
+	if s.ctl.Snapshot().Generation != gen+1 {
+		t.Errorf("generation %d after a good reload, want %d", s.ctl.Snapshot().Generation, gen+1)
 	}
 }
 
@@ -171,16 +186,18 @@ func TestHealthCheckParams(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctl := control.New()
-	var logs bytes.Buffer
-	hc := newHealthChecks(dir, ctl, slog.New(slog.NewTextHandler(&logs, nil)))
-	defer hc.stop()
+	var logs testenv.Buffer
+	s, err := newServices(dir, true, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop()
 	var stderr bytes.Buffer
 	write(`[200, "204"]`, 10)
-	if err := reload(path, varFlags{}, ctl, hc, &stderr); err != nil {
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
 		t.Fatalf("pools with different parameters: %v\n%s", err, stderr.String())
 	}
-	gen := ctl.Snapshot().Generation
+	gen := s.ctl.Snapshot().Generation
 	line := func(s string) int {
 		b, _ := os.ReadFile(path)
 		for i, l := range strings.Split(string(b), "\n") {
@@ -197,11 +214,11 @@ func TestHealthCheckParams(t *testing.T) {
 		at, want    string
 	}{
 		{`"2xx"`, 10, "expect_status", `Invalid health-check parameter; pool "dns" health check "http": expect_status: "2xx" is not a status code`},
-		{`200`, 0, "concurrency", `Plugin refused its settings; health-check plugin "http": concurrency:`},
+		{`200`, 0, "concurrency", `Invalid plugin setting; health-check plugin "http": concurrency:`},
 	} {
 		stderr.Reset()
 		write(tc.expect, tc.concurrency)
-		if err := reload(path, varFlags{}, ctl, hc, &stderr); err == nil {
+		if _, err := s.apply(path, varFlags{}, &stderr); err == nil {
 			t.Fatalf("%s: reload accepted", tc.at)
 		}
 		pos := fmt.Sprintf("x.hcl:%d:", line(tc.at))
@@ -209,18 +226,18 @@ func TestHealthCheckParams(t *testing.T) {
 			!strings.Contains(stderr.String(), strings.Split(tc.want, "; ")[1]) {
 			t.Errorf("%s: diagnostics\n%s\nwant %s and %q", tc.at, stderr.String(), pos, tc.want)
 		}
-		if ctl.Snapshot().Generation != gen {
+		if s.ctl.Snapshot().Generation != gen {
 			t.Fatalf("%s: a refused reload changed the running configuration", tc.at)
 		}
 	}
 	write(`200`, 20)
-	if err := reload(path, varFlags{}, ctl, hc, &stderr); err != nil {
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
 		t.Fatalf("good reload: %v\n%s", err, stderr.String())
 	}
-	if !strings.Contains(logs.String(), `msg="health-check plugin reconfigured" plugin=http config="{\"concurrency\":20}"`) {
+	if !strings.Contains(logs.String(), `msg="plugin reconfigured" plugin=http config="{\"concurrency\":20}"`) {
 		t.Errorf("plugin not reconfigured:\n%s", logs.String())
 	}
-	if st := hc.sched.Stats(); len(st.Checks) != 2 {
+	if st := s.sched.Stats(); len(st.Checks) != 2 {
 		t.Errorf("scheduler has %d checks, want 2 (web, dns)", len(st.Checks))
 	}
 
@@ -234,5 +251,84 @@ func TestHealthCheckParams(t *testing.T) {
 	}
 	if rc := validateCmd([]string{"-plugins=false", path}, &stdout, &stderr); rc != 0 {
 		t.Errorf("validate -plugins=false: rc %d\n%s", rc, stderr.String())
+	}
+}
+
+// TestReloadWarnsOfPipelineChanges: a reload whose pipeline block differs
+// from the running one is applied (the service part) with a warning that
+// names each change and says it takes effect at restart; a reload that
+// changes only the service part warns of nothing.
+func TestReloadWarnsOfPipelineChanges(t *testing.T) {
+	s, src, path, write := offlineServices(t)
+	var stderr bytes.Buffer
+	write(strings.Replace(src, `weight  = 2`, `weight  = 3`, 1))
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil || strings.Contains(stderr.String(), "warning") {
+		t.Fatalf("a service-only reload: %v\n%s", err, stderr.String())
+	}
+	write(strings.NewReplacer("capacity    = 65536", "capacity    = 1000", `"GREEncap" "encap"`, `"IPIPEncap" "encap"`,
+		"workers = 1", "workers = 2", `weight  = 2`, `weight  = 4`).Replace(src))
+	gen := s.ctl.Snapshot().Generation
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
+		t.Fatalf("reload: %v\n%s", err, stderr.String())
+	}
+	if s.ctl.Snapshot().Generation != gen+1 {
+		t.Error("the service part of the reload was not applied")
+	}
+	for _, want := range []string{
+		path + ":22:3: warning: Pipeline changes take effect at restart",
+		"element `ct` (ConnTrack): capacity 65536 → 1000",
+		"element `encap` changed type from GREEncap to IPIPEncap",
+		"workers changed from 1 to 2",
+		"restart xlbd to run the new pipeline",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("reload output lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// TestUsage: help asked for goes to stdout with exit 0; no command or an
+// unknown one prints usage to stderr with exit 2.
+func TestUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args           []string
+		rc             int
+		stdout, stderr bool // usage printed there
+	}{
+		{[]string{"-h"}, 0, true, false},
+		{[]string{"--help"}, 0, true, false},
+		{[]string{"help"}, 0, true, false},
+		{nil, 2, false, true},
+		{[]string{"bogus"}, 2, false, true},
+	} {
+		var stdout, stderr bytes.Buffer
+		rc := xlbd(tc.args, &stdout, &stderr)
+		if rc != tc.rc || strings.Contains(stdout.String(), "usage: xlbd") != tc.stdout ||
+			strings.Contains(stderr.String(), "usage: xlbd") != tc.stderr {
+			t.Errorf("xlbd %q: rc %d, stdout %q, stderr %q", tc.args, rc, stdout.String(), stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if rc := xlbd([]string{"bogus"}, &stdout, &stderr); rc != 2 || !strings.HasPrefix(stderr.String(), `xlbd: unknown command "bogus"`) {
+		t.Errorf("unknown command: rc %d, stderr %q", rc, stderr.String())
+	}
+}
+
+// TestVersion: xlbd version names the module version, the VCS revision
+// with its dirty flag, the Go version and the plugin protocol versions.
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if rc := xlbd([]string{"version"}, &stdout, &stderr); rc != 0 ||
+		!strings.Contains(stdout.String(), "go "+runtime.Version()) || !strings.Contains(stdout.String(), "plugin protocol versions: 1\n") {
+		t.Errorf("xlbd version: rc %d\n%s%s", rc, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	writeVersion(&stdout, &debug.BuildInfo{Main: debug.Module{Path: "github.com/xlbproject/xlb", Version: "v0.3.0"},
+		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "9717af7c"}, {Key: "vcs.modified", Value: "true"},
+			{Key: "vcs.time", Value: "2026-01-02T03:04:05Z"}}})
+	want := "xlbd v0.3.0\nrevision 9717af7c (modified) (2026-01-02T03:04:05Z)\ngo " + runtime.Version() + " " +
+		runtime.GOOS + "/" + runtime.GOARCH + "\nplugin protocol versions: 1\n"
+	if stdout.String() != want {
+		t.Errorf("version printed\n%s\nwant\n%s", stdout.String(), want)
 	}
 }

@@ -14,7 +14,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
 )
@@ -32,28 +31,19 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	f := load(*config, vars, stderr)
-	if f == nil {
+	s, err := newServices(*pluginDir, true, log)
+	if err != nil {
+		log.Error("cannot run plugins", "err", err)
 		return 1
 	}
-	ctl := control.New()
-	hc := newHealthChecks(*pluginDir, ctl, log)
-	defer hc.stop()
-	if err := hc.prepare(&f.Service, f.Plugins); err != nil {
-		printErrors(stderr, f, err)
-		log.Error("health checks failed to start", "err", err)
+	defer s.stop()
+	f, err := s.apply(*config, vars, stderr)
+	if err != nil {
+		log.Error("configuration rejected", "config", *config, "err", err)
 		return 1
 	}
-	var err error
-	if err = ctl.Apply(&f.Service); err != nil {
-		log.Error("service configuration rejected", "err", err)
-		return 1
-	}
-	if err := hc.configure(&f.Service); err != nil {
-		log.Error("health checks failed to start", "err", err)
-		return 1
-	}
-	hc.start()
+	s.running = f
+	s.start()
 	n := f.Workers
 	if *workers > 0 {
 		n = *workers
@@ -64,7 +54,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	opts := pipeline.Options{Workers: n, Logger: log, Values: snapshot.WithStore(nil, ctl.Store())}
+	opts := pipeline.Options{Workers: n, Logger: log, Values: snapshot.WithStore(nil, s.ctl.Store())}
 	if *pin {
 		if opts.Pin, err = cpuPinner(); err != nil {
 			log.Error("cannot pin workers; run with -pin=false", "err", err)
@@ -79,14 +69,21 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go reloadOnHUP(ctx, log, *config, vars, ctl, hc, stderr)
+	reloads := make(chan struct{})
+	go func() {
+		defer close(reloads)
+		reloadOnHUP(ctx, log, *config, vars, s, stderr)
+	}()
 
-	log.Info("pipeline running", "config", *config, "workers", len(rt.Workers()), "vips", len(ctl.Snapshot().VIPs))
+	log.Info("pipeline running", "config", *config, "workers", len(rt.Workers()), "vips", len(s.ctl.Snapshot().VIPs))
 	runErr := rt.Run(ctx)
+	// No reload may be half done when the plugins stop.
+	stop()
+	<-reloads
 	closeErr := rt.Close()
 	if !*quiet {
-		printStats(stdout, rt.Stats(), ctl.Snapshot())
-		hc.print(stdout)
+		printStats(stdout, rt.Stats(), s.ctl.Snapshot())
+		s.print(stdout)
 	}
 	if err := errors.Join(runErr, closeErr); err != nil {
 		log.Error("pipeline stopped with an error", "err", err)
@@ -95,8 +92,10 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// reloadOnHUP re-reads the service part of the file on SIGHUP.
-func reloadOnHUP(ctx context.Context, log *slog.Logger, path string, vars varFlags, ctl *control.Controller, hc *healthChecks, stderr io.Writer) {
+// reloadOnHUP applies the file again on SIGHUP (see services.apply): a
+// file rejected for any reason is reported, and everything keeps running
+// as it was.
+func reloadOnHUP(ctx context.Context, log *slog.Logger, path string, vars varFlags, s *services, stderr io.Writer) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -106,39 +105,12 @@ func reloadOnHUP(ctx context.Context, log *slog.Logger, path string, vars varFla
 			return
 		case <-hup:
 		}
-		if err := reload(path, vars, ctl, hc, stderr); err != nil {
+		if _, err := s.apply(path, vars, stderr); err != nil {
 			log.Error("reload rejected; the running configuration stays", "config", path, "err", err)
 			continue
 		}
-		log.Info("service configuration reloaded", "config", path, "generation", ctl.Snapshot().Generation,
-			"note", "changes to the pipeline block take effect at the next restart")
+		log.Info("service configuration reloaded", "config", path, "generation", s.ctl.Snapshot().Generation)
 	}
-}
-
-// reload applies the file's VIPs, pools and backends. A file that does not
-// validate is reported and the running configuration stays. A changed
-// element graph needs a restart, because per-worker state such as ConnTrack
-// tables cannot be carried into a different graph.
-func reload(path string, vars varFlags, ctl *control.Controller, hc *healthChecks, stderr io.Writer) error {
-	f := load(path, vars, stderr)
-	if f == nil {
-		return errors.New("the file has errors")
-	}
-	if hc != nil {
-		// The plugins check their settings and parameters before
-		// anything changes.
-		if err := hc.prepare(&f.Service, f.Plugins); err != nil {
-			printErrors(stderr, f, err)
-			return err
-		}
-	}
-	if err := ctl.Apply(&f.Service); err != nil {
-		return err
-	}
-	if hc == nil {
-		return nil
-	}
-	return hc.configure(&f.Service)
 }
 
 // printStats prints per-element counters, then drops by element and

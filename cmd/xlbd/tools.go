@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/xlbproject/xlb/control"
 	xhcl "github.com/xlbproject/xlb/hcl"
 )
 
@@ -22,12 +21,7 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	rc := 0
 	for _, path := range fs.Args() {
-		f := load(path, vars, stderr)
-		if f == nil {
-			rc = 1
-			continue
-		}
-		if *plugins && !checkPlugins(f, *pluginDir, stderr) {
+		if !validateFile(path, vars, *pluginDir, *plugins, stderr) {
 			rc = 1
 			continue
 		}
@@ -36,20 +30,23 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 	return rc
 }
 
-// checkPlugins starts the plugins f's health checks use, as xlbd run does,
-// has them check their settings and parameters, prints what they refuse,
-// and stops them.
-func checkPlugins(f *xhcl.File, dir string, stderr io.Writer) bool {
-	hc := newHealthChecks(dir, control.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	defer hc.stop()
-	err := hc.prepare(&f.Service, f.Plugins)
-	if err == nil {
-		return true
-	}
-	if !printErrors(stderr, f, err) {
+// validateFile checks the file at path as xlbd run would before applying
+// it (with plugins: starting the plugins it uses, which check their
+// settings and parameters, then stopping them) and prints what it finds.
+func validateFile(path string, vars varFlags, pluginDir string, plugins bool, stderr io.Writer) bool {
+	s, err := newServices(pluginDir, plugins, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
 		fmt.Fprintf(stderr, "xlbd validate: %v\n", err)
+		return false
 	}
-	return false
+	defer s.stop()
+	if err := s.validate(path, vars, stderr); err != nil {
+		if _, ok := err.(rejected); !ok {
+			fmt.Fprintf(stderr, "xlbd validate: %v\n", err)
+		}
+		return false
+	}
+	return true
 }
 
 func fmtCmd(args []string, stdout, stderr io.Writer) int {

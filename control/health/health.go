@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
@@ -141,9 +142,17 @@ type Scheduler struct {
 	once   sync.Once
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	gen      uint64 // bumped by Configure; results of older batches are dropped
-	groups   []*group
+	mu      sync.Mutex
+	gen     uint64 // bumped by Configure; results of older batches are dropped
+	probers map[string]Prober
+	groups  []*group
+	// counters holds every health check's counters by pool and method,
+	// also those of checks a reload removed, and retired the transitions
+	// of backends a reload removed: counters are monotonic for the life
+	// of the process, as Prometheus expects of a _total, whatever the
+	// reloads in between.
+	counters map[[2]string]*counters
+	retired  map[string]uint64
 	backends map[string]*backend // backends with at least one check, by name
 	declared map[string]bool     // every backend of the configuration
 	// unhealthy is the set of backends last published unhealthy.
@@ -160,7 +169,11 @@ type group struct {
 	pool  string
 	hc    control.HealthCheck // defaults applied
 	slots []*slot
+	*counters
+}
 
+// counters are one health check's counters (see CheckGroupStats).
+type counters struct {
 	calls, probes, unknowns, proberErrors, overruns uint64
 	lastProberErr                                   string
 }
@@ -208,7 +221,8 @@ func New(opt Options) *Scheduler {
 		opt.Dampening = DefaultDampening
 	}
 	s := &Scheduler{opt: opt, now: opt.Now, wake: make(chan struct{}, 1), stop: make(chan struct{}),
-		backends: map[string]*backend{}, declared: map[string]bool{}, unhealthy: map[string]bool{}}
+		backends: map[string]*backend{}, declared: map[string]bool{}, unhealthy: map[string]bool{},
+		counters: map[[2]string]*counters{}, retired: map[string]uint64{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -246,7 +260,9 @@ func (s *Scheduler) validate(cfg *control.Config) error {
 // A (backend, method) pair already checked keeps its state; a new one starts
 // up (passing), as Katran's and keepalived's reals do on a fresh start, so
 // that a restart or reload does not black-hole a VIP until the first rise
-// probes complete. On an error nothing changes.
+// probes complete. Counters carry on. Options.Probers is read here, so a
+// caller may add the probers of new methods before it calls Configure
+// (not concurrently with it). On an error nothing changes.
 func (s *Scheduler) Configure(cfg *control.Config) error {
 	if err := s.validate(cfg); err != nil {
 		return err
@@ -255,6 +271,7 @@ func (s *Scheduler) Configure(cfg *control.Config) error {
 	defer s.mu.Unlock()
 	now := s.now()
 	s.gen++
+	s.probers = maps.Clone(s.opt.Probers)
 	s.groups = nil
 	backends := map[string]*backend{}
 	s.declared = map[string]bool{}
@@ -267,11 +284,12 @@ func (s *Scheduler) Configure(cfg *control.Config) error {
 		}
 		for _, b := range p.Backends {
 			old := s.backends[b.Name]
-			nb := &backend{name: b.Name, checks: map[string]*check{}}
+			nb := &backend{name: b.Name, checks: map[string]*check{}, transitions: s.retired[b.Name]}
 			if old != nil {
 				*nb = *old
 				nb.checks = map[string]*check{}
 			}
+			delete(s.retired, b.Name)
 			for _, hc := range p.HealthChecks {
 				if c := old.check(hc.Method); c != nil {
 					nb.checks[hc.Method] = c
@@ -283,7 +301,18 @@ func (s *Scheduler) Configure(cfg *control.Config) error {
 			backends[b.Name] = nb
 		}
 		for _, hc := range p.HealthChecks {
-			s.groups = append(s.groups, newGroup(p, withDefaults(hc), s.opt.Slots, now))
+			g := newGroup(p, withDefaults(hc), s.opt.Slots, now)
+			key := [2]string{p.Name, hc.Method}
+			if s.counters[key] == nil {
+				s.counters[key] = &counters{}
+			}
+			g.counters = s.counters[key]
+			s.groups = append(s.groups, g)
+		}
+	}
+	for name, b := range s.backends {
+		if backends[name] == nil && b.transitions > 0 {
+			s.retired[name] = b.transitions
 		}
 	}
 	s.backends = backends
@@ -361,7 +390,7 @@ func (s *Scheduler) step(now time.Time) (calls []*call, changes map[string]bool,
 					g.overruns++
 				} else {
 					sl.inflight = true
-					calls = append(calls, &call{gen: s.gen, s: sl, prober: s.opt.Probers[g.hc.Method],
+					calls = append(calls, &call{gen: s.gen, s: sl, prober: s.probers[g.hc.Method],
 						targets: sl.targets, timeout: g.hc.Timeout})
 				}
 				for !sl.next.After(now) {

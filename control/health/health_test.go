@@ -556,3 +556,66 @@ func TestStartStop(t *testing.T) {
 type sinkFunc func(map[string]bool) error
 
 func (f sinkFunc) SetHealth(m map[string]bool) error { return f(m) }
+
+// TestCountersSurviveReload: a check's counters and a backend's transitions
+// are monotonic across reloads: one that changes nothing, one that removes
+// the check (and the backend), and one that adds them back.
+func TestCountersSurviveReload(t *testing.T) {
+	p := &script{ok: func(b string, n int) bool { return b != "a" || n%2 == 0 }}
+	h := newHarness(t, Options{Slots: 1, Dampening: noDamp}, map[string]*script{"tcp": p})
+	cfg := webConfig([]control.HealthCheck{hc("tcp", 1, 1)}, "a", "b")
+	h.configure(cfg)
+	h.advance(4 * time.Second)
+	before := h.s.Stats()
+	c := before.Checks[0]
+	if c.Calls == 0 || c.Probes == 0 || h.backend("a").Transitions == 0 {
+		t.Fatalf("nothing counted before the reloads: %+v, a %+v", c, h.backend("a"))
+	}
+	h.configure(cfg)
+	if after := h.s.Stats(); after.Checks[0] != c || h.backend("a").Transitions != before.Backends[0].Transitions {
+		t.Errorf("a reload that changes nothing: check %+v, a %+v; want %+v, %d transitions",
+			after.Checks[0], h.backend("a"), c, before.Backends[0].Transitions)
+	}
+	h.configure(webConfig(nil, "b"))
+	h.advance(2 * time.Second)
+	h.configure(cfg)
+	got := h.s.Stats().Checks[0]
+	if got.Calls < c.Calls || got.Probes < c.Probes || got.Unknowns < c.Unknowns {
+		t.Errorf("check removed and added back: %+v, want at least %+v", got, c)
+	}
+	if tr := h.backend("a").Transitions; tr < before.Backends[0].Transitions {
+		t.Errorf("backend removed and added back: %d transitions, want at least %d", tr, before.Backends[0].Transitions)
+	}
+	h.advance(2 * time.Second)
+	if more := h.s.Stats().Checks[0]; more.Calls <= got.Calls {
+		t.Errorf("no calls counted after the reloads: %+v", more)
+	}
+}
+
+// TestAddProberWhileRunning: a reload that uses a new method adds its
+// prober to Options.Probers while the scheduler runs checks (xlbd does
+// this when a reload starts a plugin); the scheduler reads the map only in
+// Configure, so the race detector finds nothing.
+func TestAddProberWhileRunning(t *testing.T) {
+	pass := ProberFunc(func(_ context.Context, ts []Target) ([]Result, error) {
+		out := make([]Result, len(ts))
+		for i, t := range ts {
+			out[i] = Result{Backend: t.Backend, OK: true}
+		}
+		return out, nil
+	})
+	probers := map[string]Prober{"m0": pass}
+	s := New(Options{Probers: probers})
+	s.Start()
+	defer s.Stop()
+	checks := []control.HealthCheck{{Method: "m0", Interval: time.Millisecond}}
+	for i := 1; i < 50; i++ {
+		if err := s.Configure(webConfig(checks, "a", "b")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+		m := fmt.Sprintf("m%d", i)
+		probers[m] = pass
+		checks = append(checks, control.HealthCheck{Method: m, Interval: time.Millisecond})
+	}
+}

@@ -5,8 +5,10 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -39,4 +41,31 @@ func RequireTool(t testing.TB, name string) string {
 		Missing(t, "the tool "+name+" on PATH (make test installs it)")
 	}
 	return p
+}
+
+// Buffer is a bytes.Buffer safe for concurrent use: the output of a logger
+// that goroutines (plugin supervisors, a daemon's loops) share with a test.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Len returns how many bytes were written so far: a mark for String()[mark:].
+func (b *Buffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Len()
 }

@@ -5,7 +5,9 @@
 // interval (100 ms) and restarted with exponential backoff, its
 // configuration is re-sent after every start, its logs join xlbd's under
 // plugin=<name>, and on Linux the kernel kills it when xlbd dies (even by
-// SIGKILL). Prober adapts a health-checker plugin to control/health.
+// SIGKILL). Prober adapts a health-checker plugin to control/health. Set
+// holds the plugins of the running configuration and changes them as a
+// transaction (see set.go); HealthChecks is its health-check adapter.
 package host
 
 import (
@@ -18,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -30,10 +33,12 @@ import (
 // Spec declares one plugin.
 type Spec struct {
 	Name   string // the plugin's name in HCL; logs carry plugin=<Name>
-	Path   string // the executable
+	Path   string // the executable: an absolute path, never looked up on $PATH
 	SHA256 string // hex digest of the executable; empty: not checked
 	Kind   sdk.Kind
-	Config []byte // the evaluated HCL block as a JSON object, sent by Configure
+	// Config is the evaluated HCL block as a JSON object; Configure sends
+	// it conformed to the schema the plugin reports (see Conform).
+	Config []byte
 }
 
 // Options tune supervision. Zero fields take the defaults noted.
@@ -81,6 +86,7 @@ type Status struct {
 	LastError string    // why it last exited or failed to start
 	Since     time.Time // when State was entered
 	Info      sdk.Info  // what the running (or last) instance reported
+	Config    []byte    // the settings it runs with (Spec.Config, or the last accepted by Reconfigure)
 }
 
 // ChecksumError refuses an executable whose SHA-256 is not the declared one.
@@ -128,25 +134,8 @@ type Plugin struct {
 	stopOnce sync.Once
 }
 
-// New checks spec and returns a stopped Plugin; it starts nothing.
-func New(spec Spec, opt Options) (*Plugin, error) {
-	if spec.Name == "" {
-		return nil, errors.New("plugin: a name is required")
-	}
-	if spec.Path == "" {
-		return nil, fmt.Errorf("plugin %q: path is required", spec.Name)
-	}
-	if _, ok := sdk.PluginMap[string(spec.Kind)]; !ok {
-		return nil, fmt.Errorf("plugin %q: unknown kind %q", spec.Name, spec.Kind)
-	}
-	var want []byte
-	if spec.SHA256 != "" {
-		b, err := hex.DecodeString(spec.SHA256)
-		if err != nil || len(b) != sha256.Size {
-			return nil, fmt.Errorf("plugin %q: sha256 %q is not 64 hexadecimal digits", spec.Name, spec.SHA256)
-		}
-		want = b
-	}
+// withDefaults fills opt's zero fields.
+func (opt Options) withDefaults() Options {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -168,6 +157,34 @@ func New(spec Spec, opt Options) (*Plugin, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	return opt
+}
+
+// New checks spec and returns a stopped Plugin; it starts nothing.
+func New(spec Spec, opt Options) (*Plugin, error) {
+	if spec.Name == "" {
+		return nil, errors.New("plugin: a name is required")
+	}
+	if spec.Path == "" {
+		return nil, fmt.Errorf("plugin %q: path is required", spec.Name)
+	}
+	if !filepath.IsAbs(spec.Path) {
+		// exec.Command would look a bare name up on $PATH and run
+		// whatever binary of that name it finds there.
+		return nil, fmt.Errorf("plugin %q: path %q is not absolute", spec.Name, spec.Path)
+	}
+	if _, ok := sdk.PluginMap[string(spec.Kind)]; !ok {
+		return nil, fmt.Errorf("plugin %q: unknown kind %q", spec.Name, spec.Kind)
+	}
+	var want []byte
+	if spec.SHA256 != "" {
+		b, err := hex.DecodeString(spec.SHA256)
+		if err != nil || len(b) != sha256.Size {
+			return nil, fmt.Errorf("plugin %q: sha256 %q is not 64 hexadecimal digits", spec.Name, spec.SHA256)
+		}
+		want = b
+	}
+	opt = opt.withDefaults()
 	return &Plugin{
 		spec: spec, opt: opt, want: want,
 		log:  opt.Logger.With("plugin", spec.Name),
@@ -213,7 +230,7 @@ func (p *Plugin) Status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return Status{Name: p.spec.Name, State: p.state, PID: p.pid, Restarts: p.restarts,
-		LastError: p.lastErr, Since: p.since, Info: p.info}
+		LastError: p.lastErr, Since: p.since, Info: p.info, Config: p.spec.Config}
 }
 
 // HealthChecker returns the running health-checker client, or an error
@@ -236,24 +253,36 @@ func (p *Plugin) HealthChecker() (*sdk.HealthCheckerClient, error) {
 	return hc, nil
 }
 
-// Reconfigure sends config (a JSON object) to the running plugin and keeps
-// it for later restarts. Refused (*sdk.ConfigError values) or failed, the
-// plugin keeps the configuration it had.
+// Reconfigure sends config (a JSON object), conformed to the plugin's
+// schema, to the running plugin and keeps it for later restarts. Refused
+// (*sdk.ConfigError values) or failed, the plugin keeps the configuration
+// it had.
 func (p *Plugin) Reconfigure(ctx context.Context, config []byte) error {
 	p.mu.Lock()
 	cl, ok := p.raw.(client)
 	running := p.state == StateRunning
+	schema := p.info.Schema
 	p.mu.Unlock()
 	if !running || !ok {
 		return fmt.Errorf("plugin %q: %w", p.spec.Name, ErrNotRunning)
 	}
-	if err := cl.Configure(ctx, config); err != nil {
+	conformed, err := conformConfig(schema, config)
+	if err == nil {
+		err = cl.Configure(ctx, conformed)
+	}
+	if err != nil {
 		return fmt.Errorf("plugin %q: configuration refused: %w", p.spec.Name, err)
 	}
+	p.keep(config)
+	return nil
+}
+
+// keep makes config the configuration sent after a restart, without
+// sending it now.
+func (p *Plugin) keep(config []byte) {
 	p.mu.Lock()
 	p.spec.Config = config
 	p.mu.Unlock()
-	return nil
 }
 
 // setLocked enters state s; p.mu is held.
@@ -278,11 +307,14 @@ func (p *Plugin) supervise(first chan<- error) {
 	for launches := 0; ; launches++ {
 		c, err := p.launch()
 		if launches == 0 {
-			first <- err
+			// Failed before Start returns, so that its caller sees it.
 			if err != nil {
 				p.mu.Lock()
 				p.setLocked(StateFailed, err.Error())
 				p.mu.Unlock()
+			}
+			first <- err
+			if err != nil {
 				return
 			}
 		}
@@ -424,11 +456,13 @@ func (p *Plugin) connect(c *plugin.Client) (any, error) {
 	}
 	p.mu.Lock()
 	p.info = in
-	p.mu.Unlock()
-	p.mu.Lock()
 	config := p.spec.Config // Reconfigure may have replaced it
 	p.mu.Unlock()
-	if err := cl.Configure(ctx, config); err != nil {
+	config, err = conformConfig(in.Schema, config)
+	if err == nil {
+		err = cl.Configure(ctx, config)
+	}
+	if err != nil {
 		var ce *sdk.ConfigError
 		err = fmt.Errorf("plugin %q: configuration refused: %w", p.spec.Name, err)
 		if errors.As(err, &ce) {

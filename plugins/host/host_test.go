@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,81 +22,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/control/health"
+	"github.com/xlbproject/xlb/internal/fakeplugin"
+	"github.com/xlbproject/xlb/internal/testenv"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
-// The test binary doubles as a health-checker plugin (pluginEnv) and as a
-// stand-in xlbd that launches one and prints its PID (hostEnv).
+// The test binary doubles as a health-checker plugin (fakeplugin) and as
+// a stand-in xlbd that launches one and prints its PID (hostEnv).
 const (
-	pluginEnv = "XLB_HOST_TEST_PLUGIN"
+	pluginEnv = fakeplugin.Env
 	hostEnv   = "XLB_HOST_TEST_HOST"
 )
 
 func TestMain(m *testing.M) {
-	switch {
-	case os.Getenv(pluginEnv) != "":
-		servePlugin()
-		os.Exit(0)
-	case os.Getenv(hostEnv) != "":
+	fakeplugin.ServeIfChild()
+	if os.Getenv(hostEnv) != "" {
 		runHost()
 		os.Exit(1)
 	}
 	os.Exit(m.Run())
-}
-
-// fakeChecker passes every target except those named "down" or its
-// parameter "down" (fail) and "unknown" (no verdict).
-type fakeChecker struct{ log hclog.Logger }
-
-type fakeParams struct {
-	Down string `json:"down"`
-}
-
-func (f *fakeChecker) ParseParams(js []byte) (any, error) {
-	var p fakeParams
-	if err := sdk.DecodeConfig(js, &p); err != nil {
-		return nil, err
-	}
-	if p.Down == "a" {
-		return nil, &sdk.ConfigError{Attribute: "down", Message: `"a" must stay up`}
-	}
-	return &p, nil
-}
-
-func (f *fakeChecker) Check(_ context.Context, ts []sdk.Target) []sdk.Result {
-	rs := make([]sdk.Result, len(ts))
-	for i, t := range ts {
-		switch {
-		case t.Params != nil && t.Name == t.Params.(*fakeParams).Down:
-			rs[i] = sdk.Result{Status: sdk.StatusFail, Message: "down by parameter"}
-		case t.Name == "down":
-			rs[i] = sdk.Result{Status: sdk.StatusFail, Message: "refused"}
-		case t.Name == "unknown":
-			rs[i] = sdk.Result{Status: sdk.StatusUnknown, Message: "cannot tell"}
-		default:
-			rs[i] = sdk.Result{Status: sdk.StatusPass}
-		}
-	}
-	return rs
-}
-
-func (f *fakeChecker) Describe() sdk.Info { return sdk.Info{Version: "9.9.9"} }
-
-func (f *fakeChecker) Configure(config []byte) error {
-	// Through the real stderr (go-plugin parses the hclog JSON) and through
-	// os.Stderr, which go-plugin streams over gRPC once serving.
-	f.log.Info("configured", "config", string(config))
-	fmt.Fprintln(os.Stderr, "plain stderr line")
-	return nil
-}
-
-func servePlugin() {
-	l := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Name: "fake"})
-	l.Info("fake plugin serving")
-	sdk.ServeHealthChecker(&fakeChecker{log: l})
 }
 
 // runHost launches the plugin, prints its PID and waits to be killed.
@@ -114,24 +61,13 @@ func runHost() {
 	select {}
 }
 
-// syncBuffer collects the JSON log lines of the host's slog logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+// logBuffer collects the JSON log lines of the host's slog logger.
+type logBuffer struct{ testenv.Buffer }
 
 // count returns how many log lines contain every one of subs.
-func (s *syncBuffer) count(subs ...string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (l *logBuffer) count(subs ...string) int {
 	n := 0
-	for line := range strings.SplitSeq(s.b.String(), "\n") {
+	for line := range strings.SplitSeq(l.String(), "\n") {
 		ok := line != ""
 		for _, sub := range subs {
 			ok = ok && strings.Contains(line, sub)
@@ -162,10 +98,10 @@ func digest(t *testing.T, path string) string {
 	return hex.EncodeToString(s[:])
 }
 
-func newPlugin(t *testing.T, sum string, opt Options) (*Plugin, *syncBuffer) {
+func newPlugin(t *testing.T, sum string, opt Options) (*Plugin, *logBuffer) {
 	t.Helper()
 	t.Setenv(pluginEnv, "1")
-	logs := &syncBuffer{}
+	logs := &logBuffer{}
 	opt.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p, err := New(Spec{Name: "hc", Path: exe(t), SHA256: sum, Kind: sdk.KindHealthChecker,
 		Config: []byte(`{"answer":42}`)}, opt)
@@ -215,10 +151,31 @@ func TestNewRefusesBadSpec(t *testing.T) {
 		{Name: "a", Kind: sdk.KindHealthChecker},
 		{Name: "a", Path: "/x", Kind: "nope"},
 		{Name: "a", Path: "/x", Kind: sdk.KindHealthChecker, SHA256: "abc"},
+		{Name: "a", Path: "redis-check", Kind: sdk.KindHealthChecker},
+		{Name: "a", Path: "./redis-check", Kind: sdk.KindHealthChecker},
 	} {
 		if _, err := New(s, Options{}); err == nil {
 			t.Errorf("New(%+v) accepted", s)
 		}
+	}
+}
+
+// TestFailedStartIsFailed: when Start returns an error, Status already
+// says failed (it said starting for a moment, under load).
+func TestFailedStartIsFailed(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	for range 50 {
+		p, err := New(Spec{Name: "m", Path: missing, Kind: sdk.KindHealthChecker}, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Start(); err == nil {
+			t.Fatal("a missing binary started")
+		}
+		if st := p.Status(); st.State != StateFailed || st.LastError == "" {
+			t.Fatalf("status after a failed Start = %+v", st)
+		}
+		p.Stop()
 	}
 }
 
@@ -440,7 +397,7 @@ func TestKillRestart(t *testing.T) {
 func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
 	cmd := exec.Command(exe(t))
 	cmd.Env = append(os.Environ(), hostEnv+"=1")
-	var stderr syncBuffer
+	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -455,7 +412,7 @@ func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
 	if _, serr := fmt.Sscanf(line, "pid %d", &pid); err != nil || serr != nil || pid == 0 {
 		cmd.Process.Kill()
 		cmd.Wait()
-		t.Fatalf("host said %q (%v); stderr: %s", line, err, stderr.b.String())
+		t.Fatalf("host said %q (%v); stderr: %s", line, err, stderr.String())
 	}
 	if gone(pid) {
 		t.Fatalf("plugin %d not running before the host is killed", pid)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/xlbproject/xlb/pipeline"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
@@ -17,7 +18,9 @@ import (
 // and a scalar of another type is converted to the declared one where HCL
 // would ("8080" to a number, 8080 to a string, "true" to a bool); lists,
 // maps and "any" are the plugin's to check. It returns the converted
-// values; each problem is an *sdk.ConfigError, joined with errors.Join.
+// values (with an error, those it could convert, so that the plugin may
+// still check them); each problem is an *sdk.ConfigError, joined with
+// errors.Join.
 // own are the attributes the host itself reads from the block, listed as
 // accepted in the message. An empty schema checks nothing: the plugin did
 // not describe its block.
@@ -36,12 +39,14 @@ func Conform(schema []sdk.Attribute, values map[string]json.RawMessage, own ...s
 		if !ok {
 			accepted := append(slices.Clone(own), slices.Sorted(maps.Keys(byName))...)
 			errs = append(errs, &sdk.ConfigError{Attribute: name,
-				Message: "not expected here; this block takes " + strings.Join(accepted, ", ")})
+				Message: "not expected here" + pipeline.Suggest(name, accepted) + "; this block takes " + strings.Join(accepted, ", ")})
+			delete(out, name)
 			continue
 		}
 		v, err := convert(values[name], a.Type)
 		if err != nil {
 			errs = append(errs, &sdk.ConfigError{Attribute: name, Message: err.Error()})
+			delete(out, name)
 			continue
 		}
 		out[name] = v
@@ -51,10 +56,29 @@ func Conform(schema []sdk.Attribute, values map[string]json.RawMessage, own ...s
 			errs = append(errs, &sdk.ConfigError{Message: fmt.Sprintf("the attribute %q is required (%s)", a.Name, a.Description)})
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	return out, errors.Join(errs...)
+}
+
+// conformConfig is Conform for a plugin block's settings as the JSON
+// object Spec.Config holds: the object the plugin is sent.
+func conformConfig(schema []sdk.Attribute, config []byte) ([]byte, error) {
+	if len(schema) == 0 {
+		return config, nil
+	}
+	var values map[string]json.RawMessage
+	if len(config) > 0 {
+		if err := json.Unmarshal(config, &values); err != nil {
+			return nil, &sdk.ConfigError{Message: "the settings are not a JSON object: " + err.Error()}
+		}
+	}
+	out, err := Conform(schema, values)
+	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	if len(out) == 0 {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(out)
 }
 
 // convert converts a scalar v to typ ("string", "number", "bool") as HCL's

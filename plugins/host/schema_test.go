@@ -27,6 +27,10 @@ func TestConform(t *testing.T) {
 		{`{"zone":"a.","tls":false,"path":true}`, `{"path":"true","tls":false,"zone":"a."}`, nil},
 		{`{"zone":"a.","retries":"three"}`, "", []string{`retries: must be a number, not "three"`}},
 		{`{"zone":"a.","tls":"yes","path":["x"]}`, "", []string{"path: must be a string, not a list", `tls: must be a bool, not "yes"`}},
+		{`{"colour":"red"}`, "", []string{"colour: not expected here; this block takes port, expect, path, retries, tls, zone",
+			`the attribute "zone" is required (the zone to query)`}},
+		{`{"zone":"a.","retris":3,"potr":1}`, "", []string{`potr: not expected here (did you mean "port"?); this block takes port, expect, path, retries, tls, zone`,
+			`retris: not expected here (did you mean "retries"?); this block takes port, expect, path, retries, tls, zone`}},
 		{`{"colour":"red"}`, "", []string{"colour: not expected here; this block takes port, expect, path, retries, tls, zone", `the attribute "zone" is required (the zone to query)`}},
 	} {
 		var in map[string]json.RawMessage

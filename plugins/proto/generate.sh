@@ -28,7 +28,9 @@ if [ $install = 1 ]; then
 			echo "generate.sh: need protoc $PROTOC_VERSION (apt-get install protobuf-compiler, as root)" >&2
 			exit 1
 		fi
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
+		# Wait for another apt or dpkg process rather than fail.
+		apt-get -o DPkg::Lock::Timeout=300 update -qq &&
+			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq protobuf-compiler >/dev/null
 	fi
 	has "$tools/protoc-gen-go" "protoc-gen-go $PROTOC_GEN_GO_VERSION" ||
 		GOBIN=$tools "$GO" install google.golang.org/protobuf/cmd/protoc-gen-go@$PROTOC_GEN_GO_VERSION

@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,7 +58,12 @@ func main() {
 		}
 		return
 	}
-	if err := run(*plugin, *n, *interval, *duration, max(1, *runs), *withFloor); err != nil {
+	path, err := filepath.Abs(*plugin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "xlb-bench-health:", err)
+		os.Exit(1)
+	}
+	if err := run(path, *n, *interval, *duration, max(1, *runs), *withFloor); err != nil {
 		fmt.Fprintln(os.Stderr, "xlb-bench-health:", err)
 		os.Exit(1)
 	}

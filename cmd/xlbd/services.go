@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	hcl2 "github.com/hashicorp/hcl/v2"
+
+	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/control/health"
+	xhcl "github.com/xlbproject/xlb/hcl"
+	"github.com/xlbproject/xlb/pipeline"
+	"github.com/xlbproject/xlb/plugins/host"
+)
+
+// pluginCallTimeout bounds the calls xlbd makes to plugins while it checks
+// and commits a configuration (ValidateParams, Configure).
+const pluginCallTimeout = 10 * time.Second
+
+// loadFile loads a configuration file: a variable so that a test can make
+// loading panic.
+var loadFile = xhcl.LoadFile
+
+// services are what a configuration drives besides the element graph: the
+// controller's snapshot, the plugin set and the health checks. A file is
+// applied to them as one transaction (apply): everything is checked first,
+// and a file rejected for any reason changes nothing.
+type services struct {
+	log   *slog.Logger
+	ctl   *control.Controller
+	set   *host.Set // nil: no plugin is asked (validate -plugins=false)
+	hc    *host.HealthChecks
+	sched *health.Scheduler
+	// running is the file whose pipeline runs: a reload's pipeline block
+	// is compared with it. Nil until the pipeline starts.
+	running *xhcl.File
+}
+
+// defaultPluginDir is where the built-in plugins are: bin/plugins beside
+// bin/xlbd, as make build lays them out.
+func defaultPluginDir() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "plugins"
+	}
+	return filepath.Join(filepath.Dir(exe), "plugins")
+}
+
+// pluginDirFlag registers -plugin-dir on fs.
+func pluginDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("plugin-dir", defaultPluginDir(), "where the built-in health-check plugins are, one binary per method (tcp, http, ...)")
+}
+
+// newServices returns services with nothing running; with plugins, the
+// built-in health-check plugins are in pluginDir.
+func newServices(pluginDir string, plugins bool, log *slog.Logger) (*services, error) {
+	s := &services{log: log, ctl: control.New()}
+	if !plugins {
+		return s, nil
+	}
+	hc, err := host.NewHealthChecks(pluginDir)
+	if err != nil {
+		return nil, err
+	}
+	s.hc, s.set = hc, host.NewSet(host.Options{Logger: log})
+	s.sched = health.New(health.Options{Probers: hc.Probers(), Sink: loggingSink{s.ctl, log}})
+	return s, nil
+}
+
+// candidate is a file being applied.
+type candidate struct {
+	f      *xhcl.File
+	change *host.Change     // nil without plugins
+	diags  hcl2.Diagnostics // every problem found, in file order
+}
+
+func (c *candidate) abort() {
+	if c.change != nil {
+		c.change.Abort()
+	}
+}
+
+// rejected is the error for a file refused for the n errors printed with
+// it: the log says how many, not each again.
+type rejected int
+
+func (n rejected) Error() string {
+	if n == 1 {
+		return "1 error, printed above"
+	}
+	return fmt.Sprintf("%d errors, printed above", int(n))
+}
+
+// apply checks the file at path and, when it passes as a whole, makes it
+// the running configuration; every problem is printed to w, in file order.
+func (s *services) apply(path string, vars varFlags, w io.Writer) (*xhcl.File, error) {
+	return s.transact(path, vars, w, true)
+}
+
+// validate checks the file at path as apply does, changing nothing.
+func (s *services) validate(path string, vars varFlags, w io.Writer) error {
+	_, err := s.transact(path, vars, w, false)
+	return err
+}
+
+// transact checks the file at path, prints what it finds and commits the
+// file when commit is set and nothing is wrong. A panic on the way is
+// recovered and rejects the file: the daemon keeps forwarding with the
+// configuration it has.
+func (s *services) transact(path string, vars varFlags, w io.Writer, commit bool) (f *xhcl.File, err error) {
+	c := &candidate{}
+	defer func() {
+		if r := recover(); r != nil {
+			c.abort()
+			s.log.Error("internal error while loading a configuration; it is rejected", "config", path,
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			f, err = nil, fmt.Errorf("internal error while loading %s: %v", path, r)
+		}
+	}()
+	s.check(c, path, vars)
+	printDiags(w, c.f, c.diags)
+	if n := errorCount(c.diags); n > 0 {
+		c.abort()
+		return nil, rejected(n)
+	}
+	if !commit {
+		c.abort()
+		return c.f, nil
+	}
+	if err := s.commit(c); err != nil {
+		if errs, ok := err.(pipeline.Errors); ok {
+			printDiags(w, c.f, xhcl.WithErrors(nil, errs))
+			return nil, rejected(len(errs))
+		}
+		return nil, err
+	}
+	return c.f, nil
+}
+
+// check loads the file at path into c and checks it as a whole, changing
+// nothing that runs: the file's own checks (HCL, control.Config.Validate),
+// then with the plugins the file uses (started now when not running) each
+// plugin's settings and each health_check block's parameters, as soon as
+// that block itself is sound, so that one run shows every problem. A
+// changed pipeline block is a warning.
+func (s *services) check(c *candidate, path string, vars varFlags) {
+	f, diags := loadFile(path, xhcl.Options{Vars: vars, EnvVars: envVars()})
+	c.f = f
+	var errs pipeline.Errors
+	if s.set != nil {
+		decls, e := s.hc.Decls(&f.Service, pluginDecls(f.Plugins), f.Checkable)
+		errs = append(errs, e...)
+		c.change, e = s.set.Prepare(decls)
+		errs = append(errs, e...)
+		ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
+		defer cancel()
+		errs = append(errs, s.hc.CheckParams(ctx, c.change, &f.Service, f.Checkable)...)
+	}
+	if s.running != nil && !diags.HasErrors() {
+		diags = append(diags, xhcl.PipelineChanges(s.running, f)...)
+	}
+	c.diags = xhcl.WithErrors(diags, errs)
+}
+
+// commit makes c the running configuration: the plugins' new settings (a
+// refusal rolls them all back), the snapshot, then the plugin set and the
+// health checks. Until the snapshot is published a failure undoes
+// everything.
+func (s *services) commit(c *candidate) error {
+	if c.change != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
+		defer cancel()
+		if errs := c.change.Commit(ctx); errs != nil {
+			c.change.Abort()
+			return errs
+		}
+	}
+	if err := s.ctl.Apply(&c.f.Service); err != nil {
+		c.abort()
+		return err
+	}
+	if c.change == nil {
+		return nil
+	}
+	c.change.Done()
+	s.hc.Use(s.set, &c.f.Service)
+	return s.sched.Configure(&c.f.Service)
+}
+
+// pluginDecls are the file's plugin blocks as the plugin set takes them.
+func pluginDecls(ps []xhcl.Plugin) []host.Decl {
+	out := make([]host.Decl, len(ps))
+	for i, p := range ps {
+		out[i] = host.Decl{Spec: host.Spec{Name: p.Name, Path: p.Path, SHA256: p.SHA256, Config: p.Config},
+			Range: p.Range, AttrRange: p.AttrRange}
+	}
+	return out
+}
+
+func errorCount(diags hcl2.Diagnostics) int {
+	n := 0
+	for _, d := range diags {
+		if d.Severity == hcl2.DiagError {
+			n++
+		}
+	}
+	return n
+}
+
+// start runs the health checks.
+func (s *services) start() {
+	if s.sched != nil {
+		s.sched.Start()
+	}
+}
+
+// stop stops the health checks, then the plugins.
+func (s *services) stop() {
+	if s.sched != nil {
+		s.sched.Stop()
+	}
+	if s.set != nil {
+		s.set.Stop()
+	}
+}
+
+// print writes the health checks' counters, each checked backend's health
+// and the plugins' supervision state, as the tables after a run.
+func (s *services) print(w io.Writer) {
+	if s.sched == nil {
+		return
+	}
+	st := s.sched.Stats()
+	if len(st.Checks) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "== health checks")
+	fmt.Fprintln(tw, "pool\tmethod\ttargets\tcalls\tprobes\tunknown\tbatch_errors\toverruns\tlast_batch_error")
+	for _, c := range st.Checks {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", c.Pool, c.Method, c.Targets, c.Calls, c.Probes,
+			c.Unknowns, c.ProberErrors, c.Overruns, c.LastProberError)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "== backend health")
+	fmt.Fprintln(tw, "backend\thealthy\tsuppressed\ttransitions\tmethods")
+	for _, b := range st.Backends {
+		var methods []string
+		for _, m := range b.Methods {
+			state := "up"
+			if !m.Up {
+				state = "down"
+			}
+			if m.Last.Err != "" {
+				state += " (" + m.Last.Err + ")"
+			}
+			methods = append(methods, m.Method+" "+state)
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%v\t%d\t%s\n", b.Name, b.Healthy, b.Suppressed, b.Transitions, strings.Join(methods, ", "))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "== plugins")
+	fmt.Fprintln(tw, "plugin\tstate\tversion\trestarts\tlast_error")
+	for _, ps := range s.set.Statuses() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", ps.Name, ps.State, ps.Info.Version, ps.Restarts, ps.LastError)
+	}
+	_ = tw.Flush()
+}
+
+// loggingSink hands health changes to the controller and logs each, so an
+// operator sees why a backend stopped getting flows.
+type loggingSink struct {
+	ctl *control.Controller
+	log *slog.Logger
+}
+
+// SetHealth publishes first and logs after, so that the log line means the
+// data plane already has the new tables.
+func (s loggingSink) SetHealth(changes map[string]bool) error {
+	err := s.ctl.SetHealth(changes)
+	for _, b := range slices.Sorted(maps.Keys(changes)) {
+		if changes[b] {
+			s.log.Info("backend healthy", "backend", b, "generation", s.ctl.Snapshot().Generation)
+		} else {
+			s.log.Warn("backend unhealthy: no new flows, its flows are re-selected", "backend", b, "generation", s.ctl.Snapshot().Generation)
+		}
+	}
+	return err
+}
