@@ -220,6 +220,9 @@ func parseVarValue(raw string, ty cty.Type) (cty.Value, error) {
 	if ty.IsPrimitiveType() {
 		return cty.StringVal(raw), nil
 	}
+	if diags := checkLimits([]byte(raw), "<value>", hcl.InitialPos); diags.HasErrors() {
+		return cty.NilVal, fmt.Errorf("%s: %s", diags[0].Summary, strings.TrimSuffix(diags[0].Detail, "."))
+	}
 	expr, diags := hclsyntax.ParseExpression([]byte(raw), "<value>", hcl.InitialPos)
 	if !diags.HasErrors() && len(expr.Variables()) == 0 {
 		v, diags := expr.Value(nil)

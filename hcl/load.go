@@ -15,6 +15,7 @@ package hcl
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -68,7 +69,7 @@ func (f *File) Files() map[string]*hcl.File { return f.files }
 // LoadFile reads and loads the configuration file at path. Relative paths in
 // the file (element `file` attributes) are resolved against path's directory.
 func LoadFile(path string, opts Options) (*File, hcl.Diagnostics) {
-	src, err := os.ReadFile(path)
+	src, err := readFile(path)
 	if err != nil {
 		return &File{Filename: path, files: map[string]*hcl.File{}}, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
@@ -77,6 +78,17 @@ func LoadFile(path string, opts Options) (*File, hcl.Diagnostics) {
 		}}
 	}
 	return Load(path, src, opts)
+}
+
+// readFile reads the file at path, but no more than one byte over
+// MaxFileSize: enough for Load to refuse it.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 }
 
 // Load loads a configuration from src; filename names it in diagnostics and
@@ -137,6 +149,12 @@ var rootSchema = &hcl.BodySchema{
 }
 
 func (l *loader) load() {
+	if diags := checkLimits(l.src, l.filename, hcl.InitialPos); diags.HasErrors() {
+		// Not parsed, but kept for the diagnostic's source line.
+		l.out.files[l.filename] = &hcl.File{Body: hcl.EmptyBody(), Bytes: l.src}
+		l.diags = append(l.diags, diags...)
+		return
+	}
 	f, diags := hclsyntax.ParseConfig(l.src, l.filename, hcl.InitialPos)
 	if f != nil {
 		l.out.files[l.filename] = f
