@@ -29,7 +29,7 @@ var benchFiles = []struct {
 	gen        func(w *bytes.Buffer, t elementTypes)
 }{
 	{"vips-10000x10", false, func(w *bytes.Buffer, t elementTypes) {
-		genPipeline(w, t, 0)
+		genPipeline(w, t, 0, false)
 		for i := range 10000 {
 			fmt.Fprintf(w, "\nvip \"v%d\" {\n  address = %q\n  ports   = [80, 443]\n  pool    = \"p%d\"\n}\n", i, addr(10, i), i)
 			fmt.Fprintf(w, "\npool \"p%d\" {\n", i)
@@ -40,15 +40,15 @@ var benchFiles = []struct {
 		}
 	}},
 	{"ports-65535", false, func(w *bytes.Buffer, t elementTypes) {
-		genPipeline(w, t, 0)
+		genPipeline(w, t, 0, false)
 		genPorts(w, 65535)
 	}},
 	{"dup-ports-100000", true, func(w *bytes.Buffer, t elementTypes) {
-		genPipeline(w, t, 0)
+		genPipeline(w, t, 0, false)
 		genPorts(w, 100000)
 	}},
 	{"bad-addresses-30000", true, func(w *bytes.Buffer, t elementTypes) {
-		genPipeline(w, t, 0)
+		genPipeline(w, t, 0, false)
 		w.WriteString("\nvip \"v\" {\n  address = \"192.0.2.10\"\n  pool    = \"p\"\n}\n\npool \"p\" {\n")
 		for i := range 30000 {
 			fmt.Fprintf(w, "  backend \"b%d\" { address = \"%s/32\" }\n", i, addr(172, i))
@@ -56,19 +56,34 @@ var benchFiles = []struct {
 		w.WriteString("}\n")
 	}},
 	{"elements-100000", false, func(w *bytes.Buffer, t elementTypes) {
-		genPipeline(w, t, 100000)
-		w.WriteString("\nvip \"v\" {\n  address = \"192.0.2.10\"\n  pool    = \"p\"\n}\n\npool \"p\" {\n  backend \"b\" { address = \"198.51.100.1\" }\n}\n")
+		genPipeline(w, t, 100000, false)
+		w.WriteString(oneVIP)
+	}},
+	{"one-chain-100000", false, func(w *bytes.Buffer, t elementTypes) {
+		genPipeline(w, t, 100000, true)
+		w.WriteString(oneVIP)
 	}},
 }
 
+const oneVIP = "\nvip \"v\" {\n  address = \"192.0.2.10\"\n  pool    = \"p\"\n}\n\npool \"p\" {\n  backend \"b\" { address = \"198.51.100.1\" }\n}\n"
+
 // genPipeline writes hash_seed and a pipeline of a source, n elements
-// that pass packets on, and a sink, joined one chain per link.
-func genPipeline(w *bytes.Buffer, t elementTypes, n int) {
+// that pass packets on, and a sink, joined one chain per link or all in
+// one chain.
+func genPipeline(w *bytes.Buffer, t elementTypes, n int, oneChain bool) {
 	fmt.Fprintf(w, "hash_seed = 1\n\npipeline {\n  element %q \"rx\" {\n    file = \"in.pcap\"\n  }\n", t.source)
 	for i := range n {
 		fmt.Fprintf(w, "  element %q \"e%d\" {}\n", t.pass, i)
 	}
 	fmt.Fprintf(w, "  element %q \"drop\" {}\n\n  connect = [\n", t.sink)
+	if oneChain {
+		w.WriteString("    \"rx")
+		for i := range n {
+			fmt.Fprintf(w, " -> e%d", i)
+		}
+		w.WriteString(" -> drop\",\n  ]\n}\n")
+		return
+	}
 	prev := "rx"
 	for i := range n {
 		fmt.Fprintf(w, "    \"%s -> e%d\",\n", prev, i)

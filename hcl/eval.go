@@ -345,6 +345,7 @@ func (l *loader) markPoisonedExprs() {
 		}
 		return nil
 	})
+	sortSpans(l.poisonRanges)
 }
 
 // functions are the functions available in expressions: go-cty's standard

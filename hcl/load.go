@@ -14,10 +14,12 @@
 package hcl
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -133,7 +135,7 @@ type loader struct {
 	// that refer to one. Diagnostics inside them are echoes of the first
 	// report and are dropped.
 	poisoned     map[string]bool
-	poisonRanges []hcl.Range
+	poisonRanges spans
 }
 
 var rootSchema = &hcl.BodySchema{
@@ -221,8 +223,9 @@ func (l *loader) evalContext() *hcl.EvalContext {
 // diags. It reports whether no error remained or was dropped.
 func (l *loader) add(diags hcl.Diagnostics) bool {
 	ok := true
+	var errs []*hcl.Diagnostic // sorted by subject, once needed
 	for _, d := range diags {
-		if d.Subject != nil && l.inPoisoned(*d.Subject) || failedBefore(d, diags) {
+		if d.Subject != nil && l.poisonRanges.containing(*d.Subject) >= 0 || failedBefore(d, diags, &errs) {
 			ok = false
 			continue
 		}
@@ -235,25 +238,51 @@ func (l *loader) add(diags hcl.Diagnostics) bool {
 	return ok
 }
 
-func failedBefore(d *hcl.Diagnostic, diags hcl.Diagnostics) bool {
+// failedBefore reports whether d is an "Unsuitable value type" whose
+// expression holds another error of diags. errs caches diags' errors
+// sorted by subject, so that a long list of diagnostics is searched in
+// log time.
+func failedBefore(d *hcl.Diagnostic, diags hcl.Diagnostics, errs *[]*hcl.Diagnostic) bool {
 	if d.Summary != "Unsuitable value type" || d.Context == nil {
 		return false
 	}
-	for _, e := range diags {
-		if e != d && e.Severity == hcl.DiagError && e.Subject != nil && contains(*d.Context, *e.Subject) {
+	if *errs == nil {
+		*errs = []*hcl.Diagnostic{}
+		for _, e := range diags {
+			if e.Severity == hcl.DiagError && e.Subject != nil {
+				*errs = append(*errs, e)
+			}
+		}
+		slices.SortFunc(*errs, func(a, b *hcl.Diagnostic) int { return cmp.Compare(a.Subject.Start.Byte, b.Subject.Start.Byte) })
+	}
+	c := *d.Context
+	es := *errs
+	i, _ := slices.BinarySearchFunc(es, c.Start.Byte, func(e *hcl.Diagnostic, b int) int { return cmp.Compare(e.Subject.Start.Byte, b) })
+	for ; i < len(es) && es[i].Subject.Start.Byte <= c.End.Byte; i++ {
+		if es[i] != d && contains(c, *es[i].Subject) {
 			return true
 		}
 	}
 	return false
 }
 
-func (l *loader) inPoisoned(r hcl.Range) bool {
-	for _, p := range l.poisonRanges {
-		if contains(p, r) {
-			return true
-		}
+// spans are disjoint source ranges of one file, sorted by start.
+type spans []hcl.Range
+
+func sortSpans(s spans) {
+	slices.SortFunc(s, func(a, b hcl.Range) int { return cmp.Compare(a.Start.Byte, b.Start.Byte) })
+}
+
+// containing returns the index of the span that contains r, or -1.
+func (s spans) containing(r hcl.Range) int {
+	i, found := slices.BinarySearchFunc(s, r.Start.Byte, func(x hcl.Range, b int) int { return cmp.Compare(x.Start.Byte, b) })
+	if !found {
+		i--
 	}
-	return false
+	if i >= 0 && contains(s[i], r) {
+		return i
+	}
+	return -1
 }
 
 // contains reports whether range outer contains range inner.
