@@ -55,6 +55,23 @@ var benchFiles = []struct {
 		}
 		w.WriteString("}\n")
 	}},
+	{"locals-20000", false, func(w *bytes.Buffer, t elementTypes) {
+		genPipeline(w, t, 0, false)
+		w.WriteString("\nlocals {\n")
+		for i := range 20000 {
+			fmt.Fprintf(w, "  l%d = %d\n", i, i)
+		}
+		w.WriteString("}\n" + oneVIP)
+	}},
+	{"failed-variable-30000", true, func(w *bytes.Buffer, t elementTypes) {
+		genPipeline(w, t, 0, false)
+		w.WriteString("\nvariable \"w\" {\n  type    = number\n  default = \"x\"\n}\n")
+		w.WriteString("\nvip \"v\" {\n  address = \"192.0.2.10\"\n  pool    = \"p\"\n}\n\npool \"p\" {\n")
+		for i := range 30000 {
+			fmt.Fprintf(w, "  backend \"b%d\" {\n    address = %q\n    weight  = var.w\n  }\n", i, addr(172, i))
+		}
+		w.WriteString("}\n")
+	}},
 	{"elements-100000", false, func(w *bytes.Buffer, t elementTypes) {
 		genPipeline(w, t, 100000, false)
 		w.WriteString(oneVIP)

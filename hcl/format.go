@@ -2,7 +2,6 @@ package hcl
 
 import (
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 )
 
@@ -12,10 +11,7 @@ import (
 // (MaxFileSize, MaxNesting): Format returns src and the errors (filename
 // names it in them). File IO is the caller's (xlbd fmt).
 func Format(filename string, src []byte) ([]byte, hcl.Diagnostics) {
-	if diags := checkLimits(src, filename, hcl.InitialPos); diags.HasErrors() {
-		return src, diags
-	}
-	if _, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos); diags.HasErrors() {
+	if _, diags := parseConfig(src, filename); diags.HasErrors() {
 		return src, diags
 	}
 	return hclwrite.Format(src), nil

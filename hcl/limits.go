@@ -17,8 +17,10 @@ import (
 // and whose size below a few megabytes (10,000 VIPs with 10 backends each
 // take 6 MB); docs/hcl.md states them.
 const (
-	// MaxFileSize is the largest file, in bytes.
-	MaxFileSize = 64 << 20
+	// MaxFileSize is the largest file, in bytes. Loading one takes about
+	// 85 bytes of memory per byte of file (500 MB for the 6 MB above):
+	// the limit keeps a load under about 1.5 GB.
+	MaxFileSize = 16 << 20
 	// MaxNesting is the deepest nesting of an expression or block: each
 	// bracket, quote or heredoc, interpolation, template directive, and
 	// each operator of a chain (a + b + c, !!x, a ? b : c ? d : e, x[i][j])
@@ -31,21 +33,40 @@ const (
 // stays within them. Every text that reaches hclsyntax's parser goes
 // through it first.
 func checkLimits(src []byte, filename string, start hcl.Pos) hcl.Diagnostics {
+	_, diags := scanLimits(src, filename, start, pieceSize)
+	return diags
+}
+
+// scanLimits checks src as checkLimits does and also returns how to parse
+// it in pieces (see parsePieces): segments that each start after a newline
+// between items, the first one after every `every` bytes.
+func scanLimits(src []byte, filename string, start hcl.Pos, every int) ([]segment, hcl.Diagnostics) {
 	if len(src) > MaxFileSize {
-		return hcl.Diagnostics{{
+		return nil, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "File too large",
-			Detail: fmt.Sprintf("The file has %d bytes, above the limit of %d (%d MiB) that keeps loading it within bounded time and memory; split the configuration, or generate less of it.",
-				len(src), MaxFileSize, MaxFileSize>>20),
+			Detail: fmt.Sprintf("The file is larger than the limit of %d bytes (%d MiB) that keeps loading it within bounded time and memory; split the configuration, or generate less of it.",
+				MaxFileSize, MaxFileSize>>20),
 			Subject: bytePos(src, filename, start, MaxFileSize).Ptr(),
 		}}
 	}
+	if segs, ok := quickScan(src, filename, start, every); ok {
+		return segs, nil
+	}
+	return lexScan(src, filename, start, every)
+}
+
+// lexScan is scanLimits on the tokens of hclsyntax's lexer.
+func lexScan(src []byte, filename string, start hcl.Pos, every int) ([]segment, hcl.Diagnostics) {
 	// The lexer's own diagnostics (invalid characters) are left to the parser.
 	tokens, _ := hclsyntax.LexConfig(src, filename, start)
 	var n nesting
+	c := newCutter(filename, start, every)
 	for i := range tokens {
-		if tok := &tokens[i]; n.next(tok) > MaxNesting {
-			return hcl.Diagnostics{{
+		tok := &tokens[i]
+		frames := n.frames()
+		if n.next(tok.Type, tok.Bytes) > MaxNesting {
+			return nil, hcl.Diagnostics{{
 				Severity: hcl.DiagError,
 				Summary:  "Expression nested too deeply",
 				Detail: fmt.Sprintf("The nesting here goes deeper than %d levels (brackets, quotes, interpolations, template directives and chains of operators each add one), too deep to parse safely; split the expression into locals.",
@@ -53,8 +74,9 @@ func checkLimits(src []byte, filename string, start hcl.Pos) hcl.Diagnostics {
 				Subject: tok.Range.Ptr(),
 			}}
 		}
+		c.token(tok.Type, tok.Bytes, tok.Range, frames, n.frames())
 	}
-	return nil
+	return c.segments(), nil
 }
 
 // bytePos returns the empty range at byte offset off of src.
@@ -79,8 +101,10 @@ func bytePos(src []byte, filename string, start hcl.Pos, off int) hcl.Range {
 type nesting struct {
 	stack []frame
 	depth int
-	// prev is the previous token other than comments and newlines.
-	prev *hclsyntax.Token
+	// prev is the type of the previous token other than comments and
+	// newlines, and prevIn whether it was the name "in".
+	prev   hclsyntax.TokenType
+	prevIn bool
 }
 
 type frame struct {
@@ -126,33 +150,30 @@ var operators = map[hclsyntax.TokenType]bool{
 	hclsyntax.TokenQuestion: true,
 }
 
-// postfix reports whether tok applies to the term that prev ends, one level
-// above it: an index or a splat ([ after a name, a number or a closing
-// token) or an attribute of a computed value (. after a closing token; a
-// name's attributes stay one flat traversal).
-func postfix(tok, prev *hclsyntax.Token) bool {
-	if prev == nil {
-		return false
-	}
+// postfix reports whether a token of type ty, after one of type prev,
+// applies to the term that prev ends, one level above it: an index or a
+// splat ([ after a name, a number or a closing token) or an attribute of a
+// computed value (. after a closing token; a name's attributes stay one
+// flat traversal). prevIn tells the keyword in of a for expression, before
+// its collection.
+func postfix(ty, prev hclsyntax.TokenType, prevIn bool) bool {
 	closing := false
-	switch prev.Type {
+	switch prev {
 	case hclsyntax.TokenCParen, hclsyntax.TokenCBrack, hclsyntax.TokenCBrace, hclsyntax.TokenCQuote, hclsyntax.TokenCHeredoc:
 		closing = true
 	}
-	switch tok.Type {
+	switch ty {
 	case hclsyntax.TokenOBrack:
-		// "in" is the keyword of a for expression before its collection.
-		return closing || prev.Type == hclsyntax.TokenNumberLit ||
-			prev.Type == hclsyntax.TokenIdent && string(prev.Bytes) != "in"
+		return closing || prev == hclsyntax.TokenNumberLit || prev == hclsyntax.TokenIdent && !prevIn
 	case hclsyntax.TokenDot:
 		return closing
 	}
 	return false
 }
 
-// next takes the next token and returns the depth it brings the tree to.
-func (n *nesting) next(tok *hclsyntax.Token) int {
-	ty := tok.Type
+// next takes the next token, of type ty and text text, and returns the
+// depth it brings the tree to.
+func (n *nesting) next(ty hclsyntax.TokenType, text []byte) int {
 	if ty == hclsyntax.TokenComment {
 		return n.depth
 	}
@@ -161,19 +182,19 @@ func (n *nesting) next(tok *hclsyntax.Token) int {
 		n.stack = []frame{{closer: hclsyntax.TokenEOF, newlines: true}}
 	}
 	top := &n.stack[len(n.stack)-1]
+	isName := ty == hclsyntax.TokenIdent
 	if top.brace > 0 && ty != hclsyntax.TokenNewline {
-		isName := ty == hclsyntax.TokenIdent
 		if top.brace == 2 && isName {
 			top.newlines = false
 		}
 		top.brace = 0
-		if isName && string(tok.Bytes) == "for" {
+		if isName && string(text) == "for" {
 			top.brace = 2
 		}
 	}
-	prev := n.prev
+	prev, prevIn := n.prev, n.prevIn
 	if ty != hclsyntax.TokenNewline {
-		n.prev = tok
+		n.prev, n.prevIn = ty, isName && string(text) == "in"
 	}
 	switch {
 	case ty == hclsyntax.TokenComma || ty == hclsyntax.TokenNewline && top.newlines:
@@ -181,10 +202,10 @@ func (n *nesting) next(tok *hclsyntax.Token) int {
 		top.chain = 0
 	case ty == top.closer:
 		n.close()
-	case ty == hclsyntax.TokenIdent && prev != nil && prev.Type == hclsyntax.TokenTemplateControl && top.closer == hclsyntax.TokenTemplateSeqEnd:
-		top.directive = string(tok.Bytes)
+	case isName && prev == hclsyntax.TokenTemplateControl && top.closer == hclsyntax.TokenTemplateSeqEnd:
+		top.directive = string(text)
 		top.endsParent = n.stack[len(n.stack)-2].endsWith == top.directive
-	case operators[ty] || postfix(tok, prev):
+	case operators[ty] || postfix(ty, prev, prevIn):
 		top.chain++
 		n.depth++
 		if ty == hclsyntax.TokenOBrack {
@@ -195,6 +216,10 @@ func (n *nesting) next(tok *hclsyntax.Token) int {
 	}
 	return n.depth
 }
+
+// frames returns how many frames are open: 1 in the file's body, 2 in the
+// body of a top-level block.
+func (n *nesting) frames() int { return max(len(n.stack), 1) }
 
 func (n *nesting) open(ty hclsyntax.TokenType) {
 	f := frame{closer: closers[ty], saved: n.depth}

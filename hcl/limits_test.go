@@ -2,10 +2,16 @@ package hcl
 
 import (
 	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 // nestCase is a file that nests one construct n times: prefix, n copies
@@ -69,6 +75,7 @@ func (c nestCase) at() int {
 func TestNestingLimit(t *testing.T) {
 	for _, c := range nestCases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			src := c.src(100000)
 			_, diags := Load("deep.hcl", src, Options{})
 			if len(diags) != 1 || diags[0].Summary != "Expression nested too deeply" {
@@ -137,5 +144,128 @@ func TestFileSizeLimit(t *testing.T) {
 	}
 	if _, diags := Format("big.hcl", src); len(diags) != 1 || diags[0].Summary != "File too large" {
 		t.Errorf("Format: %.1000s", diags.Error())
+	}
+	if diags := checkLimits(src[:MaxFileSize], "big.hcl", hcl.InitialPos); diags != nil {
+		t.Errorf("a file of MaxFileSize bytes: %s", diags.Error())
+	}
+	// LoadFile reads no more than it needs to refuse a file.
+	path := filepath.Join(t.TempDir(), "big.hcl")
+	if err := os.WriteFile(path, append(src, src...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, diags := LoadFile(path, Options{}); len(diags) != 1 || diags[0].Summary != "File too large" {
+		t.Errorf("LoadFile: %.1000s", diags.Error())
+	}
+}
+
+// TestJSONDecodeDepth: jsondecode, which go-cty runs by recursion, refuses
+// a document nested deeper than MaxNesting (a string of millions of
+// brackets overflowed the stack); brackets inside JSON strings do not
+// count.
+func TestJSONDecodeDepth(t *testing.T) {
+	doc := func(n int) string { return strings.Repeat("[", n) + `"[\"{"` + strings.Repeat("]", n) }
+	load := func(n int) hcl.Diagnostics {
+		src := "locals {\n  x = jsondecode(\"" + strings.ReplaceAll(strings.ReplaceAll(doc(n), `\`, `\\`), `"`, `\"`) + "\")\n}\n"
+		_, diags := Load("json.hcl", []byte(src), Options{})
+		return diags
+	}
+	found := false
+	for _, d := range load(1000000) {
+		found = found || d.Summary == "Invalid function argument" && strings.Contains(d.Detail, "nested deeper than 1000 levels")
+	}
+	if !found {
+		t.Error("a deep document was not refused")
+	}
+	for _, d := range load(MaxNesting) {
+		if d.Summary == "Invalid function argument" {
+			t.Errorf("a document at the limit: %s", d.Error())
+		}
+	}
+	if got := jsonDepth(`{"a": [1, {"b": "]]]"}], "c": "\"["}`); got != 3 {
+		t.Errorf("jsonDepth = %d, want 3", got)
+	}
+}
+
+// TestLocalsChain: locals that each nest the next build a value deeper
+// than any one expression; the first local past MaxNesting is refused at
+// its name, and those that use it are not reported again.
+func TestLocalsChain(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("locals {\n")
+	const n = 3000
+	for i := range n {
+		fmt.Fprintf(&b, "  a%d = [local.a%d]\n", i, i+1)
+	}
+	fmt.Fprintf(&b, "  a%d = 1\n}\n", n)
+	src := []byte(b.String())
+	_, diags := Load("chain.hcl", src, Options{})
+	var got []string
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			got = append(got, fmt.Sprintf("%d: %s", d.Subject.Start.Line, d.Summary))
+		}
+	}
+	// a2999 is 1 deep, a(n-k) k deep: a1999, on line 2001, is the first
+	// past 1000.
+	want := []string{"1: Missing pipeline block", fmt.Sprintf("%d: Value nested too deeply", n-MaxNesting-1+2)}
+	if !slices.Equal(got, want) {
+		t.Errorf("errors %.5q, want %q", got, want)
+	}
+}
+
+// TestPieces: a file parsed in pieces, cut wherever scanLimits allows
+// (between top-level items, and between the items of a top-level block's
+// body), gives the body and diagnostics of the whole file parsed at once;
+// the cuts are the same whether quickScan or the lexer finds them.
+func TestPieces(t *testing.T) {
+	paths, _ := filepath.Glob("testdata/errors/*.hcl")
+	files := map[string][]byte{}
+	for _, p := range append(paths, "testdata/valid.hcl") {
+		src, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[p] = src
+	}
+	var w bytes.Buffer
+	genPipeline(&w, testTypes, 50, false)
+	for i := range 50 {
+		fmt.Fprintf(&w, "\nvip \"v%d\" {\n  address = %q\n  ports   = [80, 443]\n  pool    = \"p\" # c\n}\n", i, addr(10, i))
+	}
+	w.WriteString("hash_seed = 2 # set twice: reported across pieces\n" + oneVIP)
+	w.WriteString("pool \"q\" {\n  backend \"x\" { address = \"198.51.100.1\" }\n  backend \"x\" {\n    address = \"198.51.100.2\"\n  }\n  pools = []\n  pools = [\"p\"]\n} # end\n")
+	w.WriteString("pool \"r\" {\n  pools = []\n  x = 1 }\n")
+	files["generated.hcl"] = w.Bytes()
+	for name, src := range files {
+		segs, diags := scanLimits(src, name, hcl.InitialPos, 1)
+		if diags.HasErrors() {
+			continue // the nesting fixture
+		}
+		lexSegs, _ := lexScan(src, name, hcl.InitialPos, 1)
+		if quick, ok := quickScan(src, name, hcl.InitialPos, 1); ok && !reflect.DeepEqual(quick, lexSegs) {
+			t.Errorf("%s: quickScan cuts at %v, the lexer at %v", name, quick, lexSegs)
+		}
+		whole, wantDiags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+		got, gotDiags := parsePieces(src, name, segs)
+		if wantDiags.HasErrors() && !slices.ContainsFunc(wantDiags, func(d *hcl.Diagnostic) bool { return d.Summary == "Attribute redefined" }) {
+			// Recovery from a syntax error may go on differently in a
+			// piece than in the whole; the load stops either way.
+			if !gotDiags.HasErrors() {
+				t.Errorf("%s: no error in pieces for %s", name, wantDiags.Error())
+			}
+			continue
+		}
+		split := 0
+		for _, s := range segs {
+			split += len(s.body)
+		}
+		if len(segs) < 2 || name == "generated.hcl" && split == 0 {
+			t.Errorf("%s: %d segments, %d cuts in blocks", name, len(segs), split)
+		}
+		sortDiags(gotDiags)
+		sortDiags(wantDiags)
+		if !reflect.DeepEqual(got.Body, whole.Body) || !reflect.DeepEqual(gotDiags, wantDiags) {
+			t.Errorf("%s: parsed in %d segments, body or diagnostics differ from the whole's: %v, want %v", name, len(segs), gotDiags, wantDiags)
+		}
 	}
 }

@@ -151,16 +151,13 @@ var rootSchema = &hcl.BodySchema{
 }
 
 func (l *loader) load() {
-	if diags := checkLimits(l.src, l.filename, hcl.InitialPos); diags.HasErrors() {
-		// Not parsed, but kept for the diagnostic's source line.
-		l.out.files[l.filename] = &hcl.File{Body: hcl.EmptyBody(), Bytes: l.src}
-		l.diags = append(l.diags, diags...)
-		return
+	f, diags := parseConfig(l.src, l.filename)
+	if f == nil {
+		// Over the limits: not parsed, but kept for the diagnostic's
+		// source line.
+		f = &hcl.File{Body: hcl.EmptyBody(), Bytes: l.src}
 	}
-	f, diags := hclsyntax.ParseConfig(l.src, l.filename, hcl.InitialPos)
-	if f != nil {
-		l.out.files[l.filename] = f
-	}
+	l.out.files[l.filename] = f
 	l.diags = append(l.diags, diags...)
 	if diags.HasErrors() {
 		// The syntax tree is partial: anything else would be guesswork.
@@ -212,7 +209,7 @@ func (l *loader) evalContext() *hcl.EvalContext {
 	}
 	return &hcl.EvalContext{
 		Variables: map[string]cty.Value{"var": cty.ObjectVal(vars), "local": cty.ObjectVal(locals)},
-		Functions: functions(),
+		Functions: stdFunctions,
 	}
 }
 
