@@ -49,11 +49,7 @@ var benchFiles = []struct {
 	}},
 	{"bad-addresses-30000", true, func(w *bytes.Buffer, t elementTypes) {
 		genPipeline(w, t, 0, false)
-		w.WriteString("\nvip \"v\" {\n  address = \"192.0.2.10\"\n  pool    = \"p\"\n}\n\npool \"p\" {\n")
-		for i := range 30000 {
-			fmt.Fprintf(w, "  backend \"b%d\" { address = \"%s/32\" }\n", i, addr(172, i))
-		}
-		w.WriteString("}\n")
+		genPool(w, 30000, "  backend \"b%d\" { address = \"%s/32\" }\n")
 	}},
 	{"locals-20000", false, func(w *bytes.Buffer, t elementTypes) {
 		genPipeline(w, t, 0, false)
@@ -66,11 +62,7 @@ var benchFiles = []struct {
 	{"failed-variable-30000", true, func(w *bytes.Buffer, t elementTypes) {
 		genPipeline(w, t, 0, false)
 		w.WriteString("\nvariable \"w\" {\n  type    = number\n  default = \"x\"\n}\n")
-		w.WriteString("\nvip \"v\" {\n  address = \"192.0.2.10\"\n  pool    = \"p\"\n}\n\npool \"p\" {\n")
-		for i := range 30000 {
-			fmt.Fprintf(w, "  backend \"b%d\" {\n    address = %q\n    weight  = var.w\n  }\n", i, addr(172, i))
-		}
-		w.WriteString("}\n")
+		genPool(w, 30000, "  backend \"b%d\" {\n    address = \"%s\"\n    weight  = var.w\n  }\n")
 	}},
 	{"elements-100000", false, func(w *bytes.Buffer, t elementTypes) {
 		genPipeline(w, t, 100000, false)
@@ -107,6 +99,16 @@ func genPipeline(w *bytes.Buffer, t elementTypes, n int, oneChain bool) {
 		prev = fmt.Sprintf("e%d", i)
 	}
 	fmt.Fprintf(w, "    \"%s -> drop\",\n  ]\n}\n", prev)
+}
+
+// genPool writes a VIP on pool p and the pool, with n backends written by
+// format from their number and address.
+func genPool(w *bytes.Buffer, n int, format string) {
+	w.WriteString("\nvip \"v\" {\n  address = \"192.0.2.10\"\n  pool    = \"p\"\n}\n\npool \"p\" {\n")
+	for i := range n {
+		fmt.Fprintf(w, format, i, addr(172, i))
+	}
+	w.WriteString("}\n")
 }
 
 // genPorts writes a VIP that lists n ports on one line, 1 to 65535 and

@@ -14,15 +14,7 @@ import (
 // diagnostic must carry a subject inside the file; Graph must be set
 // exactly when there is no error, and then every element must configure.
 func FuzzLoad(f *testing.F) {
-	// The test files: a valid one and every error fixture.
-	paths, _ := filepath.Glob("testdata/errors/*.hcl")
-	for _, p := range append(paths, "testdata/valid.hcl") {
-		src, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(src)
-	}
+	addTestFiles(f)
 	// The smallest valid file.
 	f.Add([]byte("hash_seed = 1\npipeline {\n  element \"TestSource\" \"a\" {}\n  element \"TestDrop\" \"b\" {}\n  connect = [\"a -> b\"]\n}\n"))
 	// A connect list that is not written out, so ranges cover the whole expression.
@@ -72,14 +64,7 @@ func FuzzLoad(f *testing.F) {
 // of file, with the same types, text and ends. The limits and the pieces
 // that files are parsed in rest on this.
 func FuzzQuickTokens(f *testing.F) {
-	paths, _ := filepath.Glob("testdata/errors/*.hcl")
-	for _, p := range append(paths, "testdata/valid.hcl") {
-		src, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(src)
-	}
+	addTestFiles(f)
 	for _, s := range []string{
 		// Numbers: dots and exponents inside, never last.
 		"a = 1.2.3 + 1..2 - 1.e5 * 1e+5 / 1E-5 % 1e\nb = 1. c\nd = [1...]\ne = 1ee5 1e+ 1.x",
@@ -122,4 +107,17 @@ func FuzzQuickTokens(f *testing.F) {
 			t.Fatalf("quickTokens read %q as\n%v\nthe lexer as\n%v", src, quick, lexed)
 		}
 	})
+}
+
+// addTestFiles seeds f with the test files: a valid one and every error
+// fixture.
+func addTestFiles(f *testing.F) {
+	paths, _ := filepath.Glob("testdata/errors/*.hcl")
+	for _, p := range append(paths, "testdata/valid.hcl") {
+		src, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(src)
+	}
 }

@@ -65,7 +65,9 @@ type File struct {
 }
 
 // Files returns the parsed source files by name, as hcl.NewDiagnosticTextWriter
-// wants them for printing diagnostics with source snippets.
+// wants them for printing diagnostics with source snippets. A file parsed
+// in pieces (over 16 KiB) has no Nav, so such a writer prints no "in
+// block" context for it; WriteDiagnostics needs none.
 func (f *File) Files() map[string]*hcl.File { return f.files }
 
 // LoadFile reads and loads the configuration file at path. Relative paths in

@@ -166,35 +166,36 @@ func operator(s []byte) (hclsyntax.TokenType, int) {
 		return hclsyntax.TokenEllipsis, 3
 	}
 	if len(s) >= 2 {
-		switch string(s[:2]) {
-		case "==":
-			return hclsyntax.TokenEqualOp, 2
-		case "!=":
-			return hclsyntax.TokenNotEqual, 2
-		case ">=":
-			return hclsyntax.TokenGreaterThanEq, 2
-		case "<=":
-			return hclsyntax.TokenLessThanEq, 2
-		case "&&":
-			return hclsyntax.TokenAnd, 2
-		case "||":
-			return hclsyntax.TokenOr, 2
-		case "::":
-			return hclsyntax.TokenDoubleColon, 2
-		case "=>":
-			return hclsyntax.TokenFatArrow, 2
-		case "<<", "/*":
-			return hclsyntax.TokenNil, 0
+		switch t, ok := pairs[string(s[:2])]; {
+		case ok && t == hclsyntax.TokenNil:
+			return t, 0
+		case ok:
+			return t, 2
 		}
 	}
-	switch t := hclsyntax.TokenType(s[0]); t {
-	case hclsyntax.TokenOBrack, hclsyntax.TokenCBrack, hclsyntax.TokenOParen, hclsyntax.TokenCParen,
-		hclsyntax.TokenOBrace, hclsyntax.TokenCBrace, hclsyntax.TokenDot, hclsyntax.TokenComma,
-		hclsyntax.TokenStar, hclsyntax.TokenSlash, hclsyntax.TokenPercent, hclsyntax.TokenPlus,
-		hclsyntax.TokenMinus, hclsyntax.TokenEqual, hclsyntax.TokenLessThan, hclsyntax.TokenGreaterThan,
-		hclsyntax.TokenBang, hclsyntax.TokenQuestion, hclsyntax.TokenColon,
-		hclsyntax.TokenBitwiseAnd, hclsyntax.TokenBitwiseOr:
+	if t := hclsyntax.TokenType(s[0]); singles[t] {
 		return t, 1
 	}
 	return hclsyntax.TokenNil, 0
+}
+
+// pairs are the tokens of two characters; TokenNil for those that start
+// what quickScan leaves to the lexer.
+var pairs = map[string]hclsyntax.TokenType{
+	"==": hclsyntax.TokenEqualOp, "!=": hclsyntax.TokenNotEqual,
+	">=": hclsyntax.TokenGreaterThanEq, "<=": hclsyntax.TokenLessThanEq,
+	"&&": hclsyntax.TokenAnd, "||": hclsyntax.TokenOr,
+	"::": hclsyntax.TokenDoubleColon, "=>": hclsyntax.TokenFatArrow,
+	"<<": hclsyntax.TokenNil, "/*": hclsyntax.TokenNil,
+}
+
+// singles are the tokens of one character that quickScan reads, each
+// typed by its character.
+var singles = map[hclsyntax.TokenType]bool{
+	hclsyntax.TokenOBrack: true, hclsyntax.TokenCBrack: true, hclsyntax.TokenOParen: true, hclsyntax.TokenCParen: true,
+	hclsyntax.TokenOBrace: true, hclsyntax.TokenCBrace: true, hclsyntax.TokenDot: true, hclsyntax.TokenComma: true,
+	hclsyntax.TokenStar: true, hclsyntax.TokenSlash: true, hclsyntax.TokenPercent: true, hclsyntax.TokenPlus: true,
+	hclsyntax.TokenMinus: true, hclsyntax.TokenEqual: true, hclsyntax.TokenLessThan: true, hclsyntax.TokenGreaterThan: true,
+	hclsyntax.TokenBang: true, hclsyntax.TokenQuestion: true, hclsyntax.TokenColon: true,
+	hclsyntax.TokenBitwiseAnd: true, hclsyntax.TokenBitwiseOr: true,
 }
