@@ -39,7 +39,7 @@ const (
 // block's Range. A VIP's PortRanges, when set, place each port's problems.
 // It takes time linear in the size of the configuration.
 func (c *Config) Validate() pipeline.Errors {
-	v := &validator{c: c, pools: map[string]*Pool{}, reach: map[*Pool]int{}}
+	v := &validator{c: c, pools: map[string]*Pool{}, reach: map[*Pool]int{}, suggested: map[string]string{}}
 	v.pools_()
 	v.cycles()
 	v.vips()
@@ -57,7 +57,9 @@ type validator struct {
 	c     *Config
 	pools map[string]*Pool // first declaration of each name
 	reach map[*Pool]int    // how many backends a pool reaches
-	errs  pipeline.Errors
+	// suggested holds what an unknown pool name could mean.
+	suggested map[string]string
+	errs      pipeline.Errors
 }
 
 func (v *validator) add(r pipeline.Range, summary, format string, args ...any) {
@@ -364,11 +366,18 @@ func (v *validator) vipPool(x *VIP) {
 }
 
 func (v *validator) suggestPool(name string) string {
+	// A misspelt pool may be named by thousands of VIPs: look for what it
+	// could mean once.
+	if s, ok := v.suggested[name]; ok {
+		return s
+	}
 	names := make([]string, len(v.c.Pools))
 	for i := range v.c.Pools {
 		names[i] = v.c.Pools[i].Name
 	}
-	return pipeline.Suggest(name, names)
+	s := pipeline.Suggest(name, names)
+	v.suggested[name] = s
+	return s
 }
 
 // flatten returns the backends p reaches directly or through nested pools,

@@ -7,7 +7,8 @@ import (
 
 // BenchmarkValidate: 10,000 VIPs on one address, each its own port, or
 // each with every port on its own address, sharing a pool of one backend;
-// or sharing a pool of 10,000 backends.
+// naming a pool that is not among 10,000; or sharing a pool of 10,000
+// backends.
 func BenchmarkValidate(b *testing.B) {
 	var big []Backend
 	for i := range 10000 {
@@ -24,6 +25,9 @@ func BenchmarkValidate(b *testing.B) {
 		{"addresses-10000", func(i int) VIP {
 			return vip(i, fmt.Sprint("v", i), fmt.Sprintf("10.0.%d.%d", i>>8, i&255), "any", nil, "p", 0)
 		}, nil},
+		{"unknown-pool-10000", func(i int) VIP {
+			return vip(i, fmt.Sprint("v", i), fmt.Sprintf("10.0.%d.%d", i>>8, i&255), "any", nil, "nope", 0)
+		}, nil},
 		{"shared-pool-10000", func(i int) VIP {
 			return vip(i, fmt.Sprint("v", i), fmt.Sprintf("10.0.%d.%d", i>>8, i&255), "any", nil, "p", 0)
 		}, big},
@@ -33,12 +37,17 @@ func BenchmarkValidate(b *testing.B) {
 			if tc.backends != nil {
 				c.Pools[0].Backends = tc.backends
 			}
+			if tc.name == "unknown-pool-10000" {
+				for i := range 10000 {
+					c.Pools = append(c.Pools, pool(20000+i, fmt.Sprint("pool", i), nil))
+				}
+			}
 			for i := range 10000 {
 				c.VIPs = append(c.VIPs, tc.vip(i))
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if errs := c.Validate(); len(errs) > 0 {
+				if errs := c.Validate(); len(errs) > 0 && tc.name != "unknown-pool-10000" {
 					b.Fatal(errs)
 				}
 			}
