@@ -37,6 +37,11 @@ type VIP struct {
 
 	Range     pipeline.Range // the block header
 	AttrRange map[string]pipeline.Range
+	// PortRanges are the ranges of the items of Ports, index for index,
+	// when the source records them (the HCL file, for a list written
+	// out); otherwise diagnostics about a port point at AttrRange's
+	// "ports".
+	PortRanges []pipeline.Range
 }
 
 // Pool is a named set of backends, which may include other pools (as in the

@@ -29,9 +29,10 @@ const (
 // attributes) and AttrRange entries keyed by HCL attribute name: address,
 // protocol, ports, pool and table_size on a vip; pools on a pool; address
 // and weight on a backend. A missing AttrRange entry falls back to the
-// block's Range.
+// block's Range. A VIP's PortRanges, when set, place each port's problems.
+// It takes time linear in the size of the configuration.
 func (c *Config) Validate() pipeline.Errors {
-	v := &validator{c: c, pools: map[string]*Pool{}}
+	v := &validator{c: c, pools: map[string]*Pool{}, reach: map[*Pool]int{}, suggested: map[string]string{}}
 	v.pools_()
 	v.cycles()
 	v.vips()
@@ -48,7 +49,10 @@ func (c *Config) Validate() pipeline.Errors {
 type validator struct {
 	c     *Config
 	pools map[string]*Pool // first declaration of each name
-	errs  pipeline.Errors
+	reach map[*Pool]int    // how many backends a pool reaches
+	// suggested holds what an unknown pool name could mean.
+	suggested map[string]string
+	errs      pipeline.Errors
 }
 
 func (v *validator) add(r pipeline.Range, summary, format string, args ...any) {
@@ -159,7 +163,7 @@ var validProtocols = []string{"tcp", "udp", "any"}
 
 func (v *validator) vips() {
 	names := map[string]*VIP{}
-	var checked []*VIP // VIPs whose address, protocol and ports are valid
+	claimed := claims{} // by the VIPs whose address, protocol and ports are valid
 	for i := range v.c.VIPs {
 		x := &v.c.VIPs[i]
 		if prev, dup := names[x.Name]; dup {
@@ -174,64 +178,139 @@ func (v *validator) vips() {
 			v.add(at(x.AttrRange, attrProtocol, x.Range), "Invalid protocol",
 				"VIP %q has protocol %q; set protocol to \"tcp\", \"udp\" or \"any\".", x.Name, x.Protocol)
 		}
-		seen := map[uint16]bool{}
-		for _, port := range x.Ports {
-			switch {
-			case port == 0:
-				v.add(at(x.AttrRange, attrPorts, x.Range), "Invalid port",
-					"VIP %q lists port 0; ports go from 1 to 65535 (leave ports empty to match every port).", x.Name)
-			case seen[port]:
-				v.add(at(x.AttrRange, attrPorts, x.Range), "Duplicate port",
-					"VIP %q lists port %d more than once; list each port once.", x.Name, port)
-			}
-			seen[port] = true
-		}
+		v.ports(x)
 		if len(v.errs) == before {
-			for _, y := range checked {
-				if claim, overlap := overlaps(x, y); overlap {
-					v.add(x.Range, "Overlapping VIPs",
-						"VIP %q claims %s, which VIP %q declared at %s already claims; give the two VIPs distinct addresses, protocols or ports so that every packet belongs to one VIP.",
-						x.Name, claim, y.Name, y.Range)
-					break
-				}
+			if y, claim := claimed.overlap(x); y != nil {
+				v.add(x.Range, "Overlapping VIPs",
+					"VIP %q claims %s, which VIP %q declared at %s already claims; give the two VIPs distinct addresses, protocols or ports so that every packet belongs to one VIP.",
+					x.Name, claim, y.Name, y.Range)
 			}
-			checked = append(checked, x)
+			claimed.add(x)
 		}
 		v.vipPool(x)
 	}
 }
 
-// overlaps reports whether a packet could match both x and y, and describes
-// one such packet's (protocol, port, address).
-func overlaps(x, y *VIP) (string, bool) {
-	if x.Address.As16() != y.Address.As16() {
-		return "", false
+// ports reports each port 0 and, once per port listed more than once, its
+// second listing.
+func (v *validator) ports(x *VIP) {
+	first := make(map[uint16]int, len(x.Ports)) // index of the first listing
+	for i, port := range x.Ports {
+		j, seen := first[port]
+		switch {
+		case port == 0:
+			v.add(portRange(x, i), "Invalid port",
+				"VIP %q lists port 0; ports go from 1 to 65535 (leave ports empty to match every port).", x.Name)
+		case !seen:
+			first[port] = i
+		case j >= 0:
+			v.add(portRange(x, i), "Duplicate port",
+				"VIP %q lists port %d more than once (first at %s); list each port once.", x.Name, port, portRange(x, j))
+			first[port] = -1 // reported
+		}
 	}
+}
+
+// portRange returns the range of x's i-th port.
+func portRange(x *VIP, i int) pipeline.Range {
+	if len(x.PortRanges) == len(x.Ports) {
+		return x.PortRanges[i]
+	}
+	return at(x.AttrRange, attrPorts, x.Range)
+}
+
+// claims indexes what VIPs claim, so that a VIP is compared only with the
+// claims it could share rather than with every VIP before it. Each claim is
+// held by the first VIP to make it.
+type claims struct {
+	// port holds claims on one port of an address and protocol ("tcp",
+	// "udp" or "any"), and on every port as port 0.
+	port map[claim]*claimant
+	// some holds, as port 0, the first VIP that lists ports on an address
+	// and protocol.
+	some map[claim]*claimant
+	n    int // VIPs added, which orders them
+}
+
+type claim struct {
+	addr  [16]byte
+	proto string
+	port  uint16
+}
+
+// claimant is a VIP and its place in declaration order.
+type claimant struct {
+	vip   *VIP
+	order int
+}
+
+// sharing lists the protocols whose VIPs can match a packet that a VIP of
+// protocol p matches.
+var sharing = map[string][]string{"tcp": {"tcp", "any"}, "udp": {"udp", "any"}, "any": {"tcp", "udp", "any"}}
+
+// add records x's claims; x has a valid protocol and no port 0 or
+// duplicate port.
+func (c *claims) add(x *VIP) {
+	if c.port == nil {
+		c.port, c.some = map[claim]*claimant{}, map[claim]*claimant{}
+	}
+	cl := &claimant{x, c.n}
+	c.n++
+	hold := func(m map[claim]*claimant, port uint16) {
+		if k := (claim{x.Address.As16(), x.Protocol, port}); m[k] == nil {
+			m[k] = cl
+		}
+	}
+	if len(x.Ports) == 0 {
+		hold(c.port, 0)
+		return
+	}
+	hold(c.some, 0)
+	for _, p := range x.Ports {
+		hold(c.port, p)
+	}
+}
+
+// overlap returns the first VIP added that could match a packet x
+// matches, and describes one such packet's (protocol, port, address); nil
+// when there is none.
+func (c *claims) overlap(x *VIP) (*VIP, string) {
+	var best *claimant
+	var port uint16 // the port of the claim; 0 for every port
+	consider := func(cl *claimant, p uint16) {
+		if cl != nil && (best == nil || cl.order < best.order) {
+			best, port = cl, p
+		}
+	}
+	a := x.Address.As16()
+	for _, q := range sharing[x.Protocol] {
+		if len(x.Ports) == 0 {
+			consider(c.port[claim{a, q, 0}], 0)
+			if cl := c.some[claim{a, q, 0}]; cl != nil {
+				consider(cl, cl.vip.Ports[0])
+			}
+			continue
+		}
+		consider(c.port[claim{a, q, 0}], x.Ports[0])
+		for _, p := range x.Ports {
+			consider(c.port[claim{a, q, p}], p)
+		}
+	}
+	if best == nil {
+		return nil, ""
+	}
+	y := best.vip
 	proto := x.Protocol
-	switch {
-	case x.Protocol == y.Protocol, y.Protocol == "any":
-	case x.Protocol == "any":
+	if proto == "any" {
 		proto = y.Protocol
-	default:
-		return "", false
 	}
 	if proto == "any" {
 		proto = "every protocol"
 	}
-	switch {
-	case len(x.Ports) == 0 && len(y.Ports) == 0:
-		return fmt.Sprintf("%s, every port, on %s", proto, x.Address), true
-	case len(x.Ports) == 0:
-		return fmt.Sprintf("%s port %d on %s", proto, y.Ports[0], x.Address), true
-	case len(y.Ports) == 0:
-		return fmt.Sprintf("%s port %d on %s", proto, x.Ports[0], x.Address), true
+	if port == 0 {
+		return y, fmt.Sprintf("%s, every port, on %s", proto, x.Address)
 	}
-	for _, p := range x.Ports {
-		if slices.Contains(y.Ports, p) {
-			return fmt.Sprintf("%s port %d on %s", proto, p, x.Address), true
-		}
-	}
-	return "", false
+	return y, fmt.Sprintf("%s port %d on %s", proto, port, x.Address)
 }
 
 // vipPool checks the VIP's pool reference and its table size against the
@@ -253,7 +332,12 @@ func (v *validator) vipPool(x *VIP) {
 		m = DefaultTableSize
 		r = x.Range
 	}
-	n := len(flatten(v.pools, p))
+	n, ok := v.reach[p]
+	if !ok {
+		// VIPs often share a pool: count its backends once.
+		n = len(flatten(v.pools, p))
+		v.reach[p] = n
+	}
 	switch {
 	case m > maglev.MaxTableSize:
 		v.add(r, "Table size too large",
@@ -270,11 +354,18 @@ func (v *validator) vipPool(x *VIP) {
 }
 
 func (v *validator) suggestPool(name string) string {
+	// A misspelt pool may be named by thousands of VIPs: look for what it
+	// could mean once.
+	if s, ok := v.suggested[name]; ok {
+		return s
+	}
 	names := make([]string, len(v.c.Pools))
 	for i := range v.c.Pools {
 		names[i] = v.c.Pools[i].Name
 	}
-	return pipeline.Suggest(name, names)
+	s := pipeline.Suggest(name, names)
+	v.suggested[name] = s
+	return s
 }
 
 // flatten returns the backends p reaches directly or through nested pools,

@@ -2,6 +2,9 @@ package control
 
 import (
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +86,22 @@ func TestValidate(t *testing.T) {
 		{"port 0 and duplicate port", func(c *Config) { c.VIPs[0].Ports = []uint16{80, 0, 80} }, []wantErr{
 			{"f.hcl:4:3", "Invalid port", `VIP "web" lists port 0; ports go from 1 to 65535`},
 			{"f.hcl:4:3", "Duplicate port", `VIP "web" lists port 80 more than once`}}},
+		{"each port problem at its port, a duplicate once at its second listing", func(c *Config) {
+			c.VIPs[0].Ports = []uint16{80, 0, 80, 80, 443, 443, 0}
+			c.VIPs[0].PortRanges = []pipeline.Range{rng(4, 12), rng(4, 16), rng(4, 19), rng(4, 23), rng(4, 27), rng(4, 32), rng(4, 37)}
+		}, []wantErr{
+			{"f.hcl:4:16", "Invalid port", `VIP "web" lists port 0; ports go from 1 to 65535`},
+			{"f.hcl:4:19", "Duplicate port", `VIP "web" lists port 80 more than once (first at f.hcl:4:12)`},
+			{"f.hcl:4:32", "Duplicate port", `VIP "web" lists port 443 more than once (first at f.hcl:4:27)`},
+			{"f.hcl:4:37", "Invalid port", `VIP "web" lists port 0`}}},
+		{"port ranges that do not match the ports: the attribute", func(c *Config) {
+			c.VIPs[0].Ports = []uint16{80, 80}
+			c.VIPs[0].PortRanges = []pipeline.Range{rng(4, 12)}
+		}, []wantErr{{"f.hcl:4:3", "Duplicate port", `port 80 more than once (first at f.hcl:4:3)`}}},
+		{"the first of several overlapped VIPs", func(c *Config) {
+			c.VIPs = append(c.VIPs, vip(50, "web2", "192.0.2.1", "any", []uint16{8080, 443}, "web", 0))
+		}, []wantErr{
+			{"f.hcl:50:1", "Overlapping VIPs", `VIP "web2" claims tcp port 443 on 192.0.2.1, which VIP "web" declared at f.hcl:1:1 already claims`}}},
 		{"same address, protocol and port", func(c *Config) { c.VIPs[1].Protocol = "tcp"; c.VIPs[1].Ports = []uint16{22, 443} }, []wantErr{
 			{"f.hcl:10:1", "Overlapping VIPs", `VIP "dns" claims tcp port 443 on 192.0.2.1, which VIP "web" declared at f.hcl:1:1 already claims`}}},
 		{"overlap through any protocol", func(c *Config) { c.VIPs[1].Protocol = "any"; c.VIPs[1].Ports = []uint16{80} }, []wantErr{
@@ -151,5 +170,77 @@ func TestValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOverlapsAsPairs checks the index of claims against the definition,
+// every VIP compared with every one before it, over random VIPs on few
+// addresses, protocols and ports.
+func TestOverlapsAsPairs(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	protos := []string{"tcp", "udp", "any"}
+	// overlapping reports whether a packet could match both x and y.
+	overlapping := func(x, y *VIP) bool {
+		if x.Address != y.Address || x.Protocol != y.Protocol && x.Protocol != "any" && y.Protocol != "any" {
+			return false
+		}
+		if len(x.Ports) == 0 || len(y.Ports) == 0 {
+			return true
+		}
+		for _, p := range x.Ports {
+			if slices.Contains(y.Ports, p) {
+				return true
+			}
+		}
+		return false
+	}
+	for range 2000 {
+		c := &Config{Pools: []Pool{pool(1000, "p", nil, be(1001, "b", "10.0.0.1", 1))}}
+		for i := range 6 {
+			var ports []uint16
+			if rnd.IntN(3) > 0 {
+				for _, p := range rnd.Perm(4)[:1+rnd.IntN(3)] {
+					ports = append(ports, uint16(p+1))
+				}
+			}
+			c.VIPs = append(c.VIPs, vip(10*i+1, fmt.Sprint("v", i), fmt.Sprint("192.0.2.", 1+rnd.IntN(2)), protos[rnd.IntN(3)], ports, "p", 0))
+		}
+		var want []string
+		var kept []*VIP
+		for i := range c.VIPs {
+			x := &c.VIPs[i]
+			for _, y := range kept {
+				if overlapping(x, y) {
+					want = append(want, x.Name+" "+y.Name)
+					break
+				}
+			}
+			kept = append(kept, x)
+		}
+		var got []string
+		for _, e := range c.Validate() {
+			if e.Summary != "Overlapping VIPs" {
+				t.Fatalf("unexpected %v", e)
+			}
+			var x, y string
+			fmt.Sscanf(e.Detail, "VIP %q", &x)
+			_, rest, _ := strings.Cut(e.Detail, "which VIP ")
+			fmt.Sscanf(rest, "%q", &y)
+			got = append(got, x+" "+y)
+			// The packet described must belong to both.
+			var proto string
+			var port int
+			if n, _ := fmt.Sscanf(e.Detail[strings.Index(e.Detail, "claims ")+7:], "%s port %d", &proto, &port); n == 2 {
+				for _, v := range []string{x, y} {
+					vv := c.VIPs[slices.IndexFunc(c.VIPs, func(w VIP) bool { return w.Name == v })]
+					if len(vv.Ports) > 0 && !slices.Contains(vv.Ports, uint16(port)) || vv.Protocol != "any" && vv.Protocol != proto {
+						t.Errorf("%s: VIP %s does not claim %s port %d", e.Detail, v, proto, port)
+					}
+				}
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("overlaps %v, want %v, in %+v", got, want, c.VIPs)
+		}
 	}
 }

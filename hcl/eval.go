@@ -86,6 +86,17 @@ func (l *loader) declareLocals(b *hcl.Block) {
 // nothing declared, before anything is evaluated, and poisons the name so
 // that evaluation does not report it again.
 func (l *loader) checkReferences() {
+	// A misspelt name may be used thousands of times: look for what it
+	// could mean once.
+	suggestions := map[string]string{}
+	suggest := func(ref, name string, names func() []string) string {
+		s, ok := suggestions[ref]
+		if !ok {
+			s = pipeline.Suggest(name, names())
+			suggestions[ref] = s
+		}
+		return s
+	}
 	hclsyntax.VisitAll(l.body, func(n hclsyntax.Node) hcl.Diagnostics {
 		e, ok := n.(*hclsyntax.ScopeTraversalExpr)
 		if !ok {
@@ -98,22 +109,28 @@ func (l *loader) checkReferences() {
 		switch root {
 		case "var":
 			if _, ok := l.varByName[name]; !ok {
-				names := make([]string, len(l.vars))
-				for i, v := range l.vars {
-					names[i] = v.name
+				names := func() []string {
+					names := make([]string, len(l.vars))
+					for i, v := range l.vars {
+						names[i] = v.name
+					}
+					return names
 				}
 				l.errorf(r, "Unknown variable",
-					"No variable named %q is declared%s; declare it with a variable block or fix the name.", name, pipeline.Suggest(name, names))
+					"No variable named %q is declared%s; declare it with a variable block or fix the name.", name, suggest("var."+name, name, names))
 				l.poisoned["var."+name] = true
 			}
 		case "local":
 			if _, ok := l.localBy[name]; !ok {
-				names := make([]string, len(l.locals))
-				for i, lc := range l.locals {
-					names[i] = lc.name
+				names := func() []string {
+					names := make([]string, len(l.locals))
+					for i, lc := range l.locals {
+						names[i] = lc.name
+					}
+					return names
 				}
 				l.errorf(r, "Unknown local value",
-					"No local value named %q is defined%s; define it in a locals block or fix the name.", name, pipeline.Suggest(name, names))
+					"No local value named %q is defined%s; define it in a locals block or fix the name.", name, suggest("local."+name, name, names))
 				l.poisoned["local."+name] = true
 			}
 		}
@@ -220,6 +237,9 @@ func parseVarValue(raw string, ty cty.Type) (cty.Value, error) {
 	if ty.IsPrimitiveType() {
 		return cty.StringVal(raw), nil
 	}
+	if diags := checkLimits([]byte(raw), "<value>", hcl.InitialPos); diags.HasErrors() {
+		return cty.NilVal, fmt.Errorf("%s: %s", diags[0].Summary, strings.TrimSuffix(diags[0].Detail, "."))
+	}
 	expr, diags := hclsyntax.ParseExpression([]byte(raw), "<value>", hcl.InitialPos)
 	if !diags.HasErrors() && len(expr.Variables()) == 0 {
 		v, diags := expr.Value(nil)
@@ -237,6 +257,8 @@ func parseVarValue(raw string, ty cty.Type) (cty.Value, error) {
 }
 
 // evalLocals evaluates the locals in dependency order and reports cycles.
+// The depth-first search keeps its own stack: a chain of locals can be as
+// long as the file.
 func (l *loader) evalLocals() {
 	for _, lc := range l.locals {
 		for _, t := range lc.attr.Expr.Variables() {
@@ -247,31 +269,40 @@ func (l *loader) evalLocals() {
 			}
 		}
 	}
-	state := map[*local]int{} // 0 new, 1 on the stack, 2 evaluated
-	var stack []*local
-	var visit func(lc *local)
-	visit = func(lc *local) {
-		state[lc] = 1
-		stack = append(stack, lc)
-		for _, d := range lc.deps {
-			switch state[d] {
-			case 0:
-				visit(d)
-			case 1:
-				i := len(stack) - 1
-				for stack[i] != d {
-					i--
-				}
-				l.reportCycle(stack[i:])
-			}
-		}
-		stack = stack[:len(stack)-1]
-		state[lc] = 2
-		l.evalLocal(lc)
+	type entry struct {
+		lc   *local
+		next int // the next of lc.deps to visit
 	}
-	for _, lc := range l.locals {
-		if state[lc] == 0 {
-			visit(lc)
+	onStack := map[*local]int{} // the place on the stack of each local on it
+	done := map[*local]bool{}
+	var stack []entry
+	for _, root := range l.locals {
+		if done[root] {
+			continue
+		}
+		onStack[root] = 0
+		stack = append(stack[:0], entry{root, 0})
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if top.next == len(top.lc.deps) {
+				delete(onStack, top.lc)
+				done[top.lc] = true
+				l.evalLocal(top.lc)
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			d := top.lc.deps[top.next]
+			top.next++
+			if i, ok := onStack[d]; ok {
+				cycle := make([]*local, 0, len(stack)-i)
+				for _, e := range stack[i:] {
+					cycle = append(cycle, e.lc)
+				}
+				l.reportCycle(cycle)
+			} else if !done[d] {
+				onStack[d] = len(stack)
+				stack = append(stack, entry{d, 0})
+			}
 		}
 	}
 }
@@ -308,12 +339,84 @@ func (l *loader) evalLocal(lc *local) {
 			return
 		}
 	}
-	v, diags := lc.attr.Expr.Value(l.evalContext())
-	if !l.add(diags) || !v.IsWhollyKnown() {
+	v, diags := lc.attr.Expr.Value(l.scope(lc.attr.Expr.Variables()))
+	if !l.add(diags) {
+		poison()
+		return
+	}
+	switch known, depth := valueDepth(v); {
+	case !known:
+		poison()
+		return
+	case depth > MaxNesting:
+		// Each local may nest the ones it refers to: a chain of them
+		// would build values too deep for the recursive walks of go-cty
+		// and gohcl.
+		l.errorf(lc.attr.NameRange, "Value nested too deeply",
+			"local.%s nests lists, maps or objects deeper than %d levels, through the local values it refers to; flatten the values.", lc.name, MaxNesting)
 		poison()
 		return
 	}
 	lc.value = v
+}
+
+// scope returns the context to evaluate an expression that refers to
+// traversals in: the variables and locals it names, with their values so
+// far, and the functions. Only those it names: the whole var and local
+// objects, rebuilt for each of thousands of locals, made evaluation
+// quadratic.
+func (l *loader) scope(traversals []hcl.Traversal) *hcl.EvalContext {
+	vars, locals := map[string]cty.Value{}, map[string]cty.Value{}
+	for _, t := range traversals {
+		root, name, _, ok := refName(t)
+		switch {
+		case !ok && (t.RootName() == "var" || t.RootName() == "local"):
+			// The whole object, or a name computed by an expression.
+			return l.evalContext()
+		case root == "var":
+			if v, ok := l.varByName[name]; ok {
+				vars[name] = v.value
+			}
+		case root == "local":
+			if lc, ok := l.localBy[name]; ok {
+				locals[name] = lc.value
+			}
+		}
+	}
+	return &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": cty.ObjectVal(vars), "local": cty.ObjectVal(locals)},
+		Functions: stdFunctions,
+	}
+}
+
+// valueDepth reports whether v is wholly known and how deeply its lists,
+// maps and objects nest, up to MaxNesting+1. It walks v with its own
+// stack, since v may be deeper than a recursive walk could go.
+func valueDepth(v cty.Value) (known bool, depth int) {
+	type entry struct {
+		v     cty.Value
+		depth int
+	}
+	stack := []entry{{v, 0}}
+	for len(stack) > 0 {
+		e := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if !e.v.IsKnown() {
+			return false, depth
+		}
+		depth = max(depth, e.depth)
+		if depth > MaxNesting {
+			return true, depth
+		}
+		if e.v.IsNull() || !e.v.CanIterateElements() {
+			continue
+		}
+		for it := e.v.ElementIterator(); it.Next(); {
+			_, ev := it.Element()
+			stack = append(stack, entry{ev, e.depth + 1})
+		}
+	}
+	return true, depth
 }
 
 // markPoisonedExprs records every attribute expression that refers to a
@@ -342,7 +445,12 @@ func (l *loader) markPoisonedExprs() {
 		}
 		return nil
 	})
+	sortSpans(l.poisonRanges)
 }
+
+// stdFunctions are the functions, made once: function.Function values do
+// not change.
+var stdFunctions = functions()
 
 // functions are the functions available in expressions: go-cty's standard
 // library under Terraform's names, and default_graph. Functions that read
@@ -370,7 +478,7 @@ func functions() map[string]function.Function {
 		"indent":          stdlib.IndentFunc,
 		"index":           stdlib.IndexFunc,
 		"join":            stdlib.JoinFunc,
-		"jsondecode":      stdlib.JSONDecodeFunc,
+		"jsondecode":      jsonDecode,
 		"jsonencode":      stdlib.JSONEncodeFunc,
 		"keys":            stdlib.KeysFunc,
 		"length":          stdlib.LengthFunc,
@@ -411,6 +519,46 @@ func functions() map[string]function.Function {
 		"values":          stdlib.ValuesFunc,
 		"zipmap":          stdlib.ZipmapFunc,
 	}
+}
+
+// jsonDecode is go-cty's jsondecode, refusing a document nested deeper than
+// MaxNesting: go-cty decodes one by recursion, and a string in the file can
+// hold millions of brackets that the limits on the file's own nesting do
+// not see.
+var jsonDecode = function.New(&function.Spec{
+	Description: stdlib.JSONDecodeFunc.Description(),
+	Params:      stdlib.JSONDecodeFunc.Params(),
+	Type: func(args []cty.Value) (cty.Type, error) {
+		if s := args[0]; s.IsKnown() && jsonDepth(s.AsString()) > MaxNesting {
+			return cty.NilType, function.NewArgErrorf(0, "the JSON document is nested deeper than %d levels", MaxNesting)
+		}
+		return stdlib.JSONDecodeFunc.ReturnTypeForValues(args)
+	},
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		return stdlib.JSONDecodeFunc.Call(args)
+	},
+})
+
+// jsonDepth returns how deep arrays and objects nest in the JSON text s,
+// or MaxNesting+1 once it is deeper.
+func jsonDepth(s string) int {
+	depth, deepest := 0, 0
+	inString := false
+	for i := 0; i < len(s) && deepest <= MaxNesting; i++ {
+		switch c := s[i]; {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }
 
 func sortedAttrs(attrs hcl.Attributes) []*hcl.Attribute {

@@ -14,9 +14,12 @@
 package hcl
 
 import (
+	"cmp"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -66,13 +69,15 @@ type File struct {
 }
 
 // Files returns the parsed source files by name, as hcl.NewDiagnosticTextWriter
-// wants them for printing diagnostics with source snippets.
+// wants them for printing diagnostics with source snippets. A file parsed
+// in pieces (over 16 KiB) has no Nav, so such a writer prints no "in
+// block" context for it; WriteDiagnostics needs none.
 func (f *File) Files() map[string]*hcl.File { return f.files }
 
 // LoadFile reads and loads the configuration file at path. Relative paths in
 // the file (element `file` attributes) are resolved against path's directory.
 func LoadFile(path string, opts Options) (*File, hcl.Diagnostics) {
-	src, err := os.ReadFile(path)
+	src, err := readFile(path)
 	if err != nil {
 		return &File{Filename: path, files: map[string]*hcl.File{}}, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
@@ -81,6 +86,17 @@ func LoadFile(path string, opts Options) (*File, hcl.Diagnostics) {
 		}}
 	}
 	return Load(path, src, opts)
+}
+
+// readFile reads the file at path, but no more than one byte over
+// MaxFileSize: enough for Load to refuse it.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 }
 
 // Load loads a configuration from src; filename names it in diagnostics and
@@ -125,7 +141,7 @@ type loader struct {
 	// that refer to one. Diagnostics inside them are echoes of the first
 	// report and are dropped.
 	poisoned     map[string]bool
-	poisonRanges []hcl.Range
+	poisonRanges spans
 }
 
 var rootSchema = &hcl.BodySchema{
@@ -141,10 +157,13 @@ var rootSchema = &hcl.BodySchema{
 }
 
 func (l *loader) load() {
-	f, diags := hclsyntax.ParseConfig(l.src, l.filename, hcl.InitialPos)
-	if f != nil {
-		l.out.files[l.filename] = f
+	f, diags := parseConfig(l.src, l.filename)
+	if f == nil {
+		// Over the limits: not parsed, but kept for the diagnostic's
+		// source line.
+		f = &hcl.File{Body: hcl.EmptyBody(), Bytes: l.src}
 	}
+	l.out.files[l.filename] = f
 	l.diags = append(l.diags, diags...)
 	if diags.HasErrors() {
 		// The syntax tree is partial: anything else would be guesswork.
@@ -197,7 +216,7 @@ func (l *loader) evalContext() *hcl.EvalContext {
 	}
 	return &hcl.EvalContext{
 		Variables: map[string]cty.Value{"var": cty.ObjectVal(vars), "local": cty.ObjectVal(locals)},
-		Functions: functions(),
+		Functions: stdFunctions,
 	}
 }
 
@@ -208,8 +227,9 @@ func (l *loader) evalContext() *hcl.EvalContext {
 // diags. It reports whether no error remained or was dropped.
 func (l *loader) add(diags hcl.Diagnostics) bool {
 	ok := true
+	var errs []*hcl.Diagnostic // sorted by subject, once needed
 	for _, d := range diags {
-		if d.Subject != nil && l.inPoisoned(*d.Subject) || failedBefore(d, diags) {
+		if d.Subject != nil && l.poisonRanges.containing(*d.Subject) >= 0 || failedBefore(d, diags, &errs) {
 			ok = false
 			continue
 		}
@@ -222,25 +242,51 @@ func (l *loader) add(diags hcl.Diagnostics) bool {
 	return ok
 }
 
-func failedBefore(d *hcl.Diagnostic, diags hcl.Diagnostics) bool {
+// failedBefore reports whether d is an "Unsuitable value type" whose
+// expression holds another error of diags. errs caches diags' errors
+// sorted by subject, so that a long list of diagnostics is searched in
+// log time.
+func failedBefore(d *hcl.Diagnostic, diags hcl.Diagnostics, errs *[]*hcl.Diagnostic) bool {
 	if d.Summary != "Unsuitable value type" || d.Context == nil {
 		return false
 	}
-	for _, e := range diags {
-		if e != d && e.Severity == hcl.DiagError && e.Subject != nil && contains(*d.Context, *e.Subject) {
+	if *errs == nil {
+		*errs = []*hcl.Diagnostic{}
+		for _, e := range diags {
+			if e.Severity == hcl.DiagError && e.Subject != nil {
+				*errs = append(*errs, e)
+			}
+		}
+		slices.SortFunc(*errs, func(a, b *hcl.Diagnostic) int { return cmp.Compare(a.Subject.Start.Byte, b.Subject.Start.Byte) })
+	}
+	c := *d.Context
+	es := *errs
+	i, _ := slices.BinarySearchFunc(es, c.Start.Byte, func(e *hcl.Diagnostic, b int) int { return cmp.Compare(e.Subject.Start.Byte, b) })
+	for ; i < len(es) && es[i].Subject.Start.Byte <= c.End.Byte; i++ {
+		if es[i] != d && contains(c, *es[i].Subject) {
 			return true
 		}
 	}
 	return false
 }
 
-func (l *loader) inPoisoned(r hcl.Range) bool {
-	for _, p := range l.poisonRanges {
-		if contains(p, r) {
-			return true
-		}
+// spans are disjoint source ranges of one file, sorted by start.
+type spans []hcl.Range
+
+func sortSpans(s spans) {
+	slices.SortFunc(s, func(a, b hcl.Range) int { return cmp.Compare(a.Start.Byte, b.Start.Byte) })
+}
+
+// containing returns the index of the span that contains r, or -1.
+func (s spans) containing(r hcl.Range) int {
+	i, found := slices.BinarySearchFunc(s, r.Start.Byte, func(x hcl.Range, b int) int { return cmp.Compare(x.Start.Byte, b) })
+	if !found {
+		i--
 	}
-	return false
+	if i >= 0 && contains(s[i], r) {
+		return i
+	}
+	return -1
 }
 
 // contains reports whether range outer contains range inner.

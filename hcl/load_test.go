@@ -438,3 +438,45 @@ plugin "tcp" {
 		}
 	}
 }
+
+// TestPortRanges: each port of a list written out has its own range, and
+// those of a computed list the whole expression's.
+func TestPortRanges(t *testing.T) {
+	src := []byte(`hash_seed = 1
+pipeline {
+  element "TestSource" "rx" {}
+  element "TestDrop" "drop" {}
+  connect = ["rx -> drop"]
+}
+vip "a" {
+  address = "192.0.2.1"
+  ports   = [80, "443", 8000 + 80]
+  pool    = "p"
+}
+vip "b" {
+  address = "192.0.2.2"
+  ports   = range(1, 3)
+  pool    = "p"
+}
+pool "p" {
+  backend "x" { address = "198.51.100.1" }
+}
+`)
+	f, diags := Load("ports.hcl", src, Options{})
+	if len(diags) > 0 {
+		t.Fatal(diags.Error())
+	}
+	for i, want := range [][]string{{"80", `"443"`, "8000 + 80"}, {"range(1, 3)", "range(1, 3)"}} {
+		v := f.Service.VIPs[i]
+		var got []string
+		for _, r := range v.PortRanges {
+			got = append(got, string(src[r.Start.Byte:r.End.Byte]))
+		}
+		if !reflect.DeepEqual(got, want) || len(v.Ports) != len(want) {
+			t.Errorf("vip %s: ports %v at %q, want %q", v.Name, v.Ports, got, want)
+		}
+	}
+	if p := f.Service.VIPs[0].Ports; !reflect.DeepEqual(p, []uint16{80, 443, 8080}) {
+		t.Errorf("ports %v", p)
+	}
+}

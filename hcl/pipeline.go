@@ -138,6 +138,20 @@ func configure(body *hclsyntax.Body, ctx *hcl.EvalContext, dir string, el pipeli
 	return diags
 }
 
+// schemas caches gohcl.ImpliedBodySchema by configuration type: a file may
+// declare thousands of elements of a few types.
+var schemas sync.Map // reflect.Type -> *hcl.BodySchema
+
+func impliedSchema(el pipeline.Element) *hcl.BodySchema {
+	t := reflect.TypeOf(el)
+	if s, ok := schemas.Load(t); ok {
+		return s.(*hcl.BodySchema)
+	}
+	s, _ := gohcl.ImpliedBodySchema(el)
+	schemas.Store(t, s)
+	return s
+}
+
 func isStructPtr(rv reflect.Value) bool {
 	return rv.IsValid() && rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().Kind() == reflect.Struct
 }
@@ -146,7 +160,7 @@ func isStructPtr(rv reflect.Value) bool {
 // null, so that null keeps the default New set, as an unset argument does
 // in Terraform (gohcl would refuse null, or set a list to nil).
 func withoutNulls(body *hclsyntax.Body, ctx *hcl.EvalContext, el pipeline.Element) *hclsyntax.Body {
-	schema, _ := gohcl.ImpliedBodySchema(el)
+	schema := impliedSchema(el)
 	var out *hclsyntax.Body
 	for _, as := range schema.Attributes {
 		a, ok := body.Attributes[as.Name]
@@ -195,7 +209,7 @@ func resolvePaths(v reflect.Value, body *hclsyntax.Body, dir string) {
 func inElement(diags hcl.Diagnostics, name string, typ *pipeline.ElementType, el pipeline.Element) hcl.Diagnostics {
 	var schema *hcl.BodySchema
 	if isStructPtr(reflect.ValueOf(el)) {
-		schema, _ = gohcl.ImpliedBodySchema(el)
+		schema = impliedSchema(el)
 	}
 	for _, d := range diags {
 		detail := sentence(d.Detail)
@@ -210,8 +224,9 @@ func inElement(diags hcl.Diagnostics, name string, typ *pipeline.ElementType, el
 // decodeConnect parses the connect list into the spec's connections.
 func (l *loader) decodeConnect(a *hcl.Attribute, gs *graphState) {
 	type item struct {
-		expr hcl.Expression
-		text string
+		expr  hcl.Expression
+		text  string
+		plain bool
 	}
 	var items []item
 	if tup, ok := a.Expr.(*hclsyntax.TupleConsExpr); ok {
@@ -222,20 +237,20 @@ func (l *loader) decodeConnect(a *hcl.Attribute, gs *graphState) {
 				gs.incomplete = true
 				continue
 			}
-			items = append(items, item{e, s})
+			items = append(items, item{e, s, l.plain(e, s)})
 		}
 	} else {
 		var list []string
 		gs.incomplete = !l.add(gohcl.DecodeExpression(a.Expr, l.ctx, &list))
 		for _, s := range list {
-			items = append(items, item{a.Expr, s})
+			items = append(items, item{a.Expr, s, false})
 		}
 	}
 	spec := &l.out.Spec
 	for _, it := range items {
 		ends, err := parseChain(it.text)
 		if err != nil {
-			l.errorf(l.within(it.expr, it.text, err.start, err.end), "Invalid connection chain",
+			l.errorf(within(it.expr, it.plain, err.start, err.end), "Invalid connection chain",
 				"In %q: %s. Write chains such as \"rx -> parse -> ct\" or \"ct.miss -> sel -> ct.learn\".", it.text, err.msg)
 			for _, n := range chainNames(it.text) {
 				gs.tainted[n] = true
@@ -245,8 +260,8 @@ func (l *loader) decodeConnect(a *hcl.Attribute, gs *graphState) {
 		for k := 0; k+1 < len(ends); k++ {
 			from, to := ends[k], ends[k+1]
 			c := pipeline.Connection{
-				From: pipeline.Endpoint{Element: from.name, Range: toRange(l.within(it.expr, it.text, from.start, from.end))},
-				To:   pipeline.Endpoint{Element: to.name, Range: toRange(l.within(it.expr, it.text, to.start, to.end))},
+				From: pipeline.Endpoint{Element: from.name, Range: toRange(within(it.expr, it.plain, from.start, from.end))},
+				To:   pipeline.Endpoint{Element: to.name, Range: toRange(within(it.expr, it.plain, to.start, to.end))},
 			}
 			if k == 0 {
 				c.From.Port = from.port
@@ -261,21 +276,27 @@ func (l *loader) decodeConnect(a *hcl.Attribute, gs *graphState) {
 	}
 }
 
-// within returns the range of bytes [start, end) of text, the value of
-// expr. The range is tight when expr is a plain quoted string whose source
-// is exactly text (no escapes, interpolation or non-ASCII), and otherwise
-// the whole expression.
-func (l *loader) within(expr hcl.Expression, text string, start, end int) hcl.Range {
+// plain reports whether expr is a plain quoted string whose source is
+// exactly text, its value (no escapes, interpolation or non-ASCII), so that
+// ranges inside text are ranges of the source.
+func (l *loader) plain(expr hcl.Expression, text string) bool {
 	r := expr.Range()
 	t, ok := expr.(*hclsyntax.TemplateExpr)
 	if !ok || len(t.Parts) != 1 || r.Start.Line != r.End.Line || r.End.Byte-r.Start.Byte != len(text)+2 || r.End.Byte > len(l.src) {
+		return false
+	}
+	_, ok = t.Parts[0].(*hclsyntax.LiteralValueExpr)
+	return ok && l.src[r.Start.Byte] == '"' && string(l.src[r.Start.Byte+1:r.End.Byte-1]) == text && isASCII(text)
+}
+
+// within returns the range of bytes [start, end) of the value of expr:
+// tight when expr is plain, and otherwise the whole expression.
+func within(expr hcl.Expression, plain bool, start, end int) hcl.Range {
+	r := expr.Range()
+	if !plain {
 		return r
 	}
-	if _, ok := t.Parts[0].(*hclsyntax.LiteralValueExpr); !ok || l.src[r.Start.Byte] != '"' ||
-		string(l.src[r.Start.Byte+1:r.End.Byte-1]) != text || !isASCII(text) {
-		return r
-	}
-	if end == start && end < len(text) {
+	if end == start && end < r.End.Byte-r.Start.Byte-2 {
 		end++
 	}
 	return hcl.Range{

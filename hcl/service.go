@@ -2,6 +2,8 @@ package hcl
 
 import (
 	"encoding/json"
+	"fmt"
+	"math/big"
 	"net/netip"
 	"strings"
 	"time"
@@ -9,28 +11,13 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/pipeline"
 )
-
-// vipBody and backendBody are the bodies of vip and backend blocks as
-// gohcl decodes them. Every attribute is optional here: which are required
-// is control.Config.Validate's to say.
-type vipBody struct {
-	Address   string   `hcl:"address,optional"`
-	Protocol  string   `hcl:"protocol,optional"`
-	Ports     []uint16 `hcl:"ports,optional"`
-	Pool      string   `hcl:"pool,optional"`
-	TableSize uint32   `hcl:"table_size,optional"`
-}
-
-type backendBody struct {
-	Address string `hcl:"address,optional"`
-	Weight  uint32 `hcl:"weight,optional"`
-	Drain   bool   `hcl:"drain,optional"`
-}
 
 // healthCheckBody is a pool's health_check "<method>" block: the
 // scheduler's settings and the port, and every other attribute a parameter
@@ -45,8 +32,14 @@ type healthCheckBody struct {
 }
 
 var (
-	vipSchema, _     = gohcl.ImpliedBodySchema(&vipBody{})
-	backendSchema, _ = gohcl.ImpliedBodySchema(&backendBody{})
+	// The bodies of vip and backend blocks. Every attribute is optional
+	// here: which are required is control.Config.Validate's to say.
+	vipSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "address"}, {Name: "pool"}, {Name: "ports"}, {Name: "protocol"}, {Name: "table_size"},
+	}}
+	backendSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "address"}, {Name: "drain"}, {Name: "weight"},
+	}}
 	// A pool's backends are decoded one by one, so that each keeps its own
 	// block ranges for control.Config.Validate's diagnostics.
 	poolSchema = &hcl.BodySchema{
@@ -83,13 +76,12 @@ func (l *loader) decodeService(vips, pools []*hcl.Block) {
 	reported := map[pipeline.Range]bool{}
 	svc := &l.out.Service
 	for _, b := range vips {
-		vb := vipBody{Protocol: "tcp"}
-		l.decodeBody(b.Body, &vb, "A vip block", vipSchema, reported)
-		v := control.VIP{
-			Name: b.Labels[0], Protocol: vb.Protocol, Pool: vb.Pool, Ports: vb.Ports, TableSize: vb.TableSize,
-			Range: toRange(b.DefRange), AttrRange: attrRanges(b.Body),
-		}
-		v.Address = l.address(b.Body, vb.Address, reported)
+		v := control.VIP{Name: b.Labels[0], Protocol: "tcp", Range: toRange(b.DefRange), AttrRange: attrRanges(b.Body)}
+		var address string
+		l.decodeBody(b.Body, map[string]any{"address": &address, "protocol": &v.Protocol, "pool": &v.Pool, "table_size": &v.TableSize},
+			"A vip block", vipSchema, reported)
+		v.Address = l.address(b.Body, address, reported)
+		v.Ports, v.PortRanges = l.ports(v.Name, b.Body)
 		svc.VIPs = append(svc.VIPs, v)
 	}
 	for _, b := range pools {
@@ -115,13 +107,12 @@ func (l *loader) decodeService(vips, pools []*hcl.Block) {
 }
 
 func (l *loader) decodeBackend(b *hcl.Block, reported map[pipeline.Range]bool) control.Backend {
-	bb := backendBody{Weight: 1}
-	l.decodeBody(b.Body, &bb, "A backend block", backendSchema, reported)
-	return control.Backend{
-		Name: b.Labels[0], Weight: bb.Weight, Drain: bb.Drain,
-		Address: l.address(b.Body, bb.Address, reported),
-		Range:   toRange(b.DefRange), AttrRange: attrRanges(b.Body),
-	}
+	be := control.Backend{Name: b.Labels[0], Weight: 1, Range: toRange(b.DefRange), AttrRange: attrRanges(b.Body)}
+	var address string
+	l.decodeBody(b.Body, map[string]any{"address": &address, "weight": &be.Weight, "drain": &be.Drain},
+		"A backend block", backendSchema, reported)
+	be.Address = l.address(b.Body, address, reported)
+	return be
 }
 
 func (l *loader) decodeHealthCheck(b *hcl.Block) control.HealthCheck {
@@ -155,14 +146,27 @@ func (l *loader) decodeHealthCheck(b *hcl.Block) control.HealthCheck {
 	return hc
 }
 
-// decodeBody decodes body into v with gohcl and records in reported the
-// attributes that have errors.
-func (l *loader) decodeBody(body hcl.Body, v any, what string, schema *hcl.BodySchema, reported map[pipeline.Range]bool) {
-	diags := gohcl.DecodeBody(body, l.ctx, v)
+// decodeBody decodes the attributes of body that schema lists, each into
+// the pointer fields holds under its name (the others are the caller's),
+// as gohcl.DecodeBody would, without its reflection on every block of a
+// file with thousands; and records in reported the attributes that have
+// errors.
+func (l *loader) decodeBody(body hcl.Body, fields map[string]any, what string, schema *hcl.BodySchema, reported map[pipeline.Range]bool) {
+	content, diags := body.Content(schema)
+	for name, a := range content.Attributes {
+		if p, ok := fields[name]; ok {
+			diags = append(diags, gohcl.DecodeExpression(a.Expr, l.ctx, p)...)
+		}
+	}
+	attrs := make(spans, 0, len(body.(*hclsyntax.Body).Attributes))
 	for _, a := range body.(*hclsyntax.Body).Attributes {
-		for _, d := range diags {
-			if d.Severity == hcl.DiagError && d.Subject != nil && contains(a.SrcRange, *d.Subject) {
-				reported[toRange(a.SrcRange)] = true
+		attrs = append(attrs, a.SrcRange)
+	}
+	sortSpans(attrs)
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError && d.Subject != nil {
+			if i := attrs.containing(*d.Subject); i >= 0 {
+				reported[toRange(attrs[i])] = true
 			}
 		}
 	}
@@ -189,6 +193,95 @@ func (l *loader) address(body hcl.Body, s string, reported map[pipeline.Range]bo
 	}
 	reported[toRange(a.SrcRange)] = true
 	return netip.Addr{}
+}
+
+// ports decodes a vip's ports attribute item by item, each with its own
+// range when the list is written out (the whole expression's otherwise), so
+// that an item that is not a port is reported where it is, and a long list
+// costs time linear in its length (gohcl's conversion of a tuple to
+// []uint16 is quadratic in go-cty). Port 0 fits: what it means is
+// control.Config.Validate's to say, at the same range.
+func (l *loader) ports(vip string, body hcl.Body) ([]uint16, []pipeline.Range) {
+	a, ok := body.(*hclsyntax.Body).Attributes["ports"]
+	if !ok {
+		return nil, nil
+	}
+	type item struct {
+		v cty.Value
+		r hcl.Range
+	}
+	var items []item
+	if tup, ok := a.Expr.(*hclsyntax.TupleConsExpr); ok {
+		items = make([]item, 0, len(tup.Exprs))
+		for _, e := range tup.Exprs {
+			v, diags := e.Value(l.ctx)
+			if l.add(diags) {
+				items = append(items, item{v, e.Range()})
+			}
+		}
+	} else {
+		v, diags := a.Expr.Value(l.ctx)
+		r := a.Expr.Range()
+		switch {
+		case !l.add(diags) || !v.IsKnown() || v.IsNull():
+			// Reported, an echo of a failed reference, or unset.
+			return nil, nil
+		case !v.CanIterateElements() || v.Type().IsMapType() || v.Type().IsObjectType():
+			l.errorf(r, "Invalid ports", "VIP %q has ports of type %s; write a list of port numbers such as [80, 443].", vip, v.Type().FriendlyName())
+			return nil, nil
+		}
+		items = make([]item, 0, v.LengthInt())
+		for it := v.ElementIterator(); it.Next(); {
+			_, ev := it.Element()
+			items = append(items, item{ev, r})
+		}
+	}
+	ports := make([]uint16, 0, len(items))
+	ranges := make([]pipeline.Range, 0, len(items))
+	for _, it := range items {
+		if !it.v.IsWhollyKnown() {
+			continue // an echo of a failed reference
+		}
+		p, ok := port(it.v)
+		if !ok {
+			l.errorf(it.r, "Invalid port", "VIP %q lists %s, which is not a port; ports go from 1 to 65535 (leave ports out to match every port).", vip, describe(it.v))
+			continue
+		}
+		ports = append(ports, p)
+		ranges = append(ranges, toRange(it.r))
+	}
+	return ports, ranges
+}
+
+// port converts v to a port number as HCL converts values (the string "80"
+// is 80), if it is a whole number from 0 to 65535.
+func port(v cty.Value) (uint16, bool) {
+	if v.IsNull() {
+		return 0, false
+	}
+	n, err := convert.Convert(v, cty.Number)
+	if err != nil {
+		return 0, false
+	}
+	i, acc := n.AsBigFloat().Int64()
+	if acc != big.Exact || i < 0 || i > 65535 {
+		return 0, false
+	}
+	return uint16(i), true
+}
+
+// describe writes a value for a diagnostic: numbers and strings as
+// written, anything else by its type.
+func describe(v cty.Value) string {
+	switch {
+	case v.IsNull():
+		return "null"
+	case v.Type() == cty.Number:
+		return v.AsBigFloat().Text('g', 10)
+	case v.Type() == cty.String:
+		return fmt.Sprintf("%q", v.AsString())
+	}
+	return "a " + v.Type().FriendlyName()
 }
 
 // withSchema adds what a block takes to "Unsupported argument" and

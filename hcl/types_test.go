@@ -55,6 +55,12 @@ type testSink struct {
 
 func (*testSink) Push(int, *pipeline.Packet) int { return pipeline.Consumed }
 
+// testPass passes every packet on, as Counter does: the links of the long
+// chains the benchmarks build.
+type testPass struct{}
+
+func (*testPass) Push(int, *pipeline.Packet) int { return 0 }
+
 type testDrop struct{}
 
 func (*testDrop) Push(int, *pipeline.Packet) int { return pipeline.Consumed }
@@ -71,6 +77,8 @@ func init() {
 		New: func() pipeline.Element { return &testSelect{Weight: 1} }})
 	pipeline.Register(pipeline.ElementType{Name: "TestSink", Inputs: []string{"in"},
 		New: func() pipeline.Element { return &testSink{} }})
+	pipeline.Register(pipeline.ElementType{Name: "TestPass", Inputs: []string{"in"}, Outputs: []string{"out"},
+		New: func() pipeline.Element { return &testPass{} }})
 	pipeline.Register(pipeline.ElementType{Name: "TestDrop", Inputs: []string{"in"},
 		New: func() pipeline.Element { return &testDrop{} }})
 }
@@ -81,5 +89,6 @@ var (
 	_ pipeline.Validator = (*testTable)(nil)
 	_ pipeline.Pusher    = (*testSelect)(nil)
 	_ pipeline.Pusher    = (*testSink)(nil)
+	_ pipeline.Pusher    = (*testPass)(nil)
 	_ pipeline.Pusher    = (*testDrop)(nil)
 )

@@ -332,3 +332,34 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version printed\n%s\nwant\n%s", stdout.String(), want)
 	}
 }
+
+// TestDeepNesting: a file nested too deeply for the parser (100,000
+// parentheses, which overflowed the goroutine stack and ended the process)
+// is refused at its position by validate and fmt, and by a reload, which
+// keeps the running configuration; the report stays short.
+func TestDeepNesting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "deep.hcl")
+	deep := "locals {\n  x = " + strings.Repeat("(", 100000) + "1" + strings.Repeat(")", 100000) + "\n}\n"
+	if err := os.WriteFile(path, []byte(deep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := path + ":2:1006: error: Expression nested too deeply"
+	var stdout, stderr bytes.Buffer
+	if rc := validateCmd([]string{"-plugins=false", path}, &stdout, &stderr); rc != 1 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("validate: rc %d, stderr %.2000q; want rc 1 and %q", rc, stderr.String(), want)
+	}
+	if stderr.Len() > 2000 {
+		t.Errorf("validate printed %d bytes for one diagnostic", stderr.Len())
+	}
+	stderr.Reset()
+	if rc := fmtCmd([]string{path}, &stdout, &stderr); rc != 1 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("fmt: rc %d, stderr %.2000q", rc, stderr.String())
+	}
+
+	s, _, live, write := offlineServices(t)
+	gen := s.ctl.Snapshot().Generation
+	write(deep)
+	if _, err := s.apply(live, varFlags{}, &stderr); err == nil || s.ctl.Snapshot().Generation != gen {
+		t.Errorf("a reload with the deep file: %v, generation %d (was %d)", err, s.ctl.Snapshot().Generation, gen)
+	}
+}

@@ -10,7 +10,7 @@ pipeline {
 
 vip "web" {
   address = "192.0.2.300" # ERROR: Invalid address
-  ports   = [80, 70000]   # ERROR: Unsuitable value type
+  ports   = [80, 70000]   # ERROR: Invalid port
   pool    = "wbe"         # ERROR: Unknown pool
   colour  = "blue"        # ERROR: Unsupported argument
 
