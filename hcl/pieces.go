@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -144,31 +147,54 @@ func parsePieces(src []byte, filename string, segs []segment) (*hcl.File, hcl.Di
 	if len(segs) == 0 {
 		return hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	}
+	type parsed struct {
+		body  *hclsyntax.Body
+		diags hcl.Diagnostics
+	}
+	pieces := make([]parsed, len(segs))
+	parallel(len(segs), func(i int) { pieces[i].body, pieces[i].diags = parseSegment(src, filename, segs[i]) })
 	body := &hclsyntax.Body{Attributes: hclsyntax.Attributes{}}
 	var diags hcl.Diagnostics
-	for i, s := range segs {
-		to := s.to.Byte
-		if to < 0 {
-			to = len(src)
-		}
-		var piece *hclsyntax.Body
-		if len(s.body) == 0 {
-			f, d := hclsyntax.ParseConfig(src[s.from.Byte:to], filename, s.from)
-			diags = append(diags, d...)
-			piece = f.Body.(*hclsyntax.Body)
-		} else {
-			var d hcl.Diagnostics
-			piece, d = parseBlock(src, filename, s)
-			diags = append(diags, d...)
-		}
-		diags = append(diags, merge(body, piece)...)
+	for i, p := range pieces {
+		diags = append(diags, p.diags...)
+		diags = append(diags, merge(body, p.body)...)
 		if i == 0 {
-			body.SrcRange = piece.SrcRange
+			body.SrcRange = p.body.SrcRange
 		}
-		body.SrcRange = hcl.RangeBetween(body.SrcRange, piece.SrcRange)
-		body.EndRange = piece.EndRange
+		body.SrcRange = hcl.RangeBetween(body.SrcRange, p.body.SrcRange)
+		body.EndRange = p.body.EndRange
 	}
 	return &hcl.File{Body: body, Bytes: src}, diags
+}
+
+// parallel calls f(0) to f(n-1), on every core: a large file's pieces are
+// independent until they are merged, in file order.
+func parallel(n int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// parseSegment parses one segment of src.
+func parseSegment(src []byte, filename string, s segment) (*hclsyntax.Body, hcl.Diagnostics) {
+	if len(s.body) > 0 {
+		return parseBlock(src, filename, s)
+	}
+	to := s.to.Byte
+	if to < 0 {
+		to = len(src)
+	}
+	f, diags := hclsyntax.ParseConfig(src[s.from.Byte:to], filename, s.from)
+	return f.Body.(*hclsyntax.Body), diags
 }
 
 // parseBlock parses a segment that is one top-level block cut in its body:
@@ -185,13 +211,17 @@ func parseBlock(src []byte, filename string, s segment) (*hclsyntax.Body, hcl.Di
 		return f.Body.(*hclsyntax.Body), diags
 	}
 	b := top.Blocks[0]
-	for i, from := range s.body {
+	parts := make([]*hcl.File, len(s.body))
+	partDiags := make([]hcl.Diagnostics, len(s.body))
+	parallel(len(s.body), func(i int) {
 		to := s.close.Start
 		if i+1 < len(s.body) {
 			to = s.body[i+1]
 		}
-		f, d := hclsyntax.ParseConfig(src[from.Byte:to.Byte], filename, from)
-		diags = append(diags, d...)
+		parts[i], partDiags[i] = hclsyntax.ParseConfig(src[s.body[i].Byte:to.Byte], filename, s.body[i])
+	})
+	for i, f := range parts {
+		diags = append(diags, partDiags[i]...)
 		diags = append(diags, merge(b.Body, f.Body.(*hclsyntax.Body))...)
 	}
 	// What the whole parse takes from the real closing brace.
