@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xlbproject/xlb/internal/testenv"
 )
@@ -361,5 +362,36 @@ func TestDeepNesting(t *testing.T) {
 	write(deep)
 	if _, err := s.apply(live, varFlags{}, &stderr); err == nil || s.ctl.Snapshot().Generation != gen {
 		t.Errorf("a reload with the deep file: %v, generation %d (was %d)", err, s.ctl.Snapshot().Generation, gen)
+	}
+}
+
+// TestReloadEvaluationBounded: a reload whose file asks for gigabytes when
+// evaluated (locals that each double the one before) is evaluated first by
+// a bounded child xlbd and rejected, without the daemon evaluating it; an
+// ordinary reload still goes through the child and is applied.
+func TestReloadEvaluationBounded(t *testing.T) {
+	s, src, path, write := offlineServices(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.pre = &precheck{exe: exe, env: []string{asXLBD + "=1"}, heap: 256 << 20, cpu: 30 * time.Second}
+	var bomb strings.Builder
+	bomb.WriteString("locals {\n  b0 = \"0123456789abcdef\"\n")
+	for i := 1; i <= 27; i++ {
+		fmt.Fprintf(&bomb, "  b%d = \"${local.b%d}${local.b%d}\"\n", i, i-1, i-1)
+	}
+	bomb.WriteString("}\n")
+	gen := s.ctl.Snapshot().Generation
+	write(strings.Replace(src, "hash_seed", "# 2 GiB\n"+bomb.String()+"hash_seed", 1))
+	var stderr bytes.Buffer
+	if _, err := s.apply(path, varFlags{}, &stderr); err == nil || s.ctl.Snapshot().Generation != gen ||
+		!strings.Contains(stderr.String(), "Configuration not evaluated") || !strings.Contains(stderr.String(), "more than 256 MiB") {
+		t.Fatalf("the bomb: %v, generation %d (was %d)\n%s", err, s.ctl.Snapshot().Generation, gen, stderr.String())
+	}
+	stderr.Reset()
+	write(strings.Replace(src, `weight  = 2`, `weight  = 3`, 1))
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil || s.ctl.Snapshot().Generation != gen+1 {
+		t.Fatalf("an ordinary reload through the child: %v, generation %d (was %d)\n%s", err, s.ctl.Snapshot().Generation, gen, stderr.String())
 	}
 }

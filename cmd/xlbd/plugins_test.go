@@ -85,8 +85,15 @@ func TestPluginPathNotFromPATH(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	fakeplugin.ServeIfChild()
+	if os.Getenv(asXLBD) == "1" {
+		// The test binary stands in for xlbd as the child of a precheck.
+		os.Exit(xlbd(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(m.Run())
 }
+
+// asXLBD in the environment makes the test binary run as xlbd.
+const asXLBD = "XLBD_TEST_AS_XLBD"
 
 // fakeFile writes the offline example into dir as x.hcl, with checks in
 // pool web and the plugin blocks of fake and fake2 (the test binary as

@@ -42,7 +42,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		log.Error("configuration rejected", "config", *config, "err", err)
 		return 1
 	}
-	s.running = f
+	s.running, s.pre = f, newPrecheck()
 	s.start()
 	n := f.Workers
 	if *workers > 0 {

@@ -45,6 +45,9 @@ type services struct {
 	// running is the file whose pipeline runs: a reload's pipeline block
 	// is compared with it. Nil until the pipeline starts.
 	running *xhcl.File
+	// pre evaluates a file in a bounded child xlbd before a running
+	// daemon evaluates it itself (see precheck); nil: not at all.
+	pre *precheck
 }
 
 // defaultPluginDir is where the built-in plugins are: bin/plugins beside
@@ -128,6 +131,13 @@ func (s *services) transact(path string, vars varFlags, w io.Writer, commit bool
 			f, err = nil, fmt.Errorf("internal error while loading %s: %v", path, r)
 		}
 	}()
+	if s.running != nil && s.pre != nil {
+		if err := s.pre.run(path, vars); err != nil {
+			printDiags(w, nil, hcl2.Diagnostics{{Severity: hcl2.DiagError, Summary: "Configuration not evaluated",
+				Detail: fmt.Sprintf("%s was not loaded, so that it cannot take xlbd down: %v; simplify the file.", path, err)}})
+			return nil, rejected(1)
+		}
+	}
 	s.check(c, path, vars)
 	printDiags(w, c.f, c.diags)
 	if n := errorCount(c.diags); n > 0 {

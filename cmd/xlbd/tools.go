@@ -16,8 +16,16 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 	vars := varsFlag(fs)
 	plugins := fs.Bool("plugins", true, "also start the health-check plugins the file uses and have them check its settings and parameters")
 	pluginDir := pluginDirFlag(fs)
+	maxHeap := fs.Int64("max-heap", 0, "exit with code 3 when the heap passes this many bytes (0: no bound); xlbd run checks reloads this way")
+	maxCPU := fs.Duration("max-cpu", 0, "let the kernel stop the check after this much CPU time (0: no bound)")
 	if !parse(fs, args, func() bool { return fs.NArg() > 0 }) {
 		return 2
+	}
+	if *maxHeap > 0 || *maxCPU > 0 {
+		if err := bound(*maxHeap, *maxCPU); err != nil {
+			fmt.Fprintf(stderr, "xlbd validate: %v\n", err)
+			return 2
+		}
 	}
 	rc := 0
 	for _, path := range fs.Args() {
