@@ -200,7 +200,7 @@ func (v *validator) ports(x *VIP) {
 		switch {
 		case port == 0:
 			v.add(portRange(x, i), "Invalid port",
-				"VIP %q lists port 0; ports go from 1 to 65535 (leave ports empty to match every port).", x.Name)
+				"VIP %q lists port 0; ports go from 1 to 65535 (leave ports out to match every port).", x.Name)
 		case !seen:
 			first[port] = i
 		case j >= 0:
