@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // upPacket is a control packet from a peer whose session is Up.
@@ -132,41 +134,37 @@ func FuzzDecode(f *testing.F) {
 }
 
 func TestHopLimit(t *testing.T) {
-	// oob builds one control message carrying v as a native-endian int.
-	oob := func(level, typ int32, v int32) []byte {
-		b := make([]byte, 0, 32)
-		b = append(b, make([]byte, cmsgLenSize)...)
-		hdr := cmsgLenSize + 8
-		putLen := func(b []byte, l int) {
-			if cmsgLenSize == 8 {
-				binary.NativeEndian.PutUint64(b, uint64(l))
-			} else {
-				binary.NativeEndian.PutUint32(b, uint32(l))
-			}
-		}
-		putLen(b, hdr+4)
-		b = append(b, make([]byte, 8)...)
-		binary.NativeEndian.PutUint32(b[cmsgLenSize:], uint32(level))
-		binary.NativeEndian.PutUint32(b[cmsgLenSize+4:], uint32(typ))
-		b = append(b, make([]byte, 8)...)
-		binary.NativeEndian.PutUint32(b[hdr:], uint32(v))
-		return b
-	}
 	for _, tc := range []struct {
 		name string
 		oob  []byte
 		want int
 	}{
 		{"none", nil, -1},
-		{"IPv4 TTL 255", oob(0 /* IPPROTO_IP */, 2 /* IP_TTL */, 255), 255},
-		{"IPv4 TTL 254", oob(0, 2, 254), 254},
-		{"IPv6 hop limit 255", oob(41 /* IPPROTO_IPV6 */, 52 /* IPV6_HOPLIMIT */, 255), 255},
-		{"other message", oob(0, 8 /* IP_PKTINFO */, 255), -1},
-		{"truncated", oob(0, 2, 255)[:cmsgLenSize+4], -1},
-		{"length beyond buffer", func() []byte { b := oob(0, 2, 255); b[0] = 200; return b }(), -1},
+		{"IPv4 TTL 255", cmsg(0 /* IPPROTO_IP */, 2 /* IP_TTL */, 255), 255},
+		{"IPv4 TTL 254", cmsg(0, 2, 254), 254},
+		{"IPv6 hop limit 255", cmsg(41 /* IPPROTO_IPV6 */, 52 /* IPV6_HOPLIMIT */, 255), 255},
+		{"other message", cmsg(0, 8 /* IP_PKTINFO */, 255), -1},
+		{"truncated", cmsg(0, 2, 255)[:cmsgLenSize+4], -1},
+		{"length beyond buffer", func() []byte { b := cmsg(0, 2, 255); b[0] = 200; return b }(), -1},
 	} {
 		if got := hopLimit(tc.oob); got != tc.want {
 			t.Errorf("%s: hopLimit = %d, want %d", tc.name, got, tc.want)
 		}
 	}
+}
+
+// cmsg builds one control message carrying v as a native-endian int, as
+// the kernel writes IP_TTL and IPV6_HOPLIMIT.
+func cmsg(level, typ, v int32) []byte {
+	hdr := unix.CmsgLen(0)
+	b := make([]byte, unix.CmsgSpace(4))
+	if cmsgLenSize == 8 {
+		binary.NativeEndian.PutUint64(b, uint64(unix.CmsgLen(4)))
+	} else {
+		binary.NativeEndian.PutUint32(b, uint32(unix.CmsgLen(4)))
+	}
+	binary.NativeEndian.PutUint32(b[cmsgLenSize:], uint32(level))
+	binary.NativeEndian.PutUint32(b[cmsgLenSize+4:], uint32(typ))
+	binary.NativeEndian.PutUint32(b[hdr:], uint32(v))
+	return b
 }

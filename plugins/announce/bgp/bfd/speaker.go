@@ -110,11 +110,19 @@ type Speaker struct {
 
 // New returns a Speaker without sessions.
 func New(o Options) *Speaker {
+	sp := newSpeaker(o)
+	sp.wg.Add(1)
+	go sp.run()
+	return sp
+}
+
+// newSpeaker returns a Speaker whose timer goroutine is not started.
+func newSpeaker(o Options) *Speaker {
 	l := o.Logger
 	if l == nil {
 		l = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	sp := &Speaker{
+	return &Speaker{
 		log:     l,
 		byDiscr: make(map[uint32]*session),
 		byAddr:  make(map[netip.Addr]*session),
@@ -123,9 +131,6 @@ func New(o Options) *Speaker {
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
-	sp.wg.Add(1)
-	go sp.run()
-	return sp
 }
 
 // Events delivers every session's state changes, in order. It is closed by
@@ -366,16 +371,23 @@ func (sp *Speaker) read(c *net.UDPConn) {
 	var buf [256]byte
 	var oob [64]byte
 	for {
-		n, oobn, _, src, err := c.ReadMsgUDPAddrPort(buf[:], oob[:])
-		if err != nil {
+		if err := sp.readOne(c, buf[:], oob[:]); err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			sp.log.Warn("bfd receive", "err", err)
-			continue
 		}
-		sp.input(buf[:n], oob[:oobn], src.Addr(), time.Now())
 	}
+}
+
+// readOne receives and handles one datagram.
+func (sp *Speaker) readOne(c *net.UDPConn, buf, oob []byte) error {
+	n, oobn, _, src, err := c.ReadMsgUDPAddrPort(buf, oob)
+	if err != nil {
+		return err
+	}
+	sp.input(buf[:n], oob[:oobn], src.Addr(), time.Now())
+	return nil
 }
 
 // input handles one received datagram. It never allocates.
