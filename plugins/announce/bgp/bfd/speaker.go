@@ -170,7 +170,7 @@ func (sp *Speaker) AddPeer(p Peer) error {
 		sp.wg.Add(1)
 		go sp.read(c)
 	}
-	conn, err := dial(p)
+	conn, err := sender(p)
 	if err != nil {
 		return fmt.Errorf("bfd: peer %s: %w", p.Remote, err)
 	}
@@ -345,9 +345,7 @@ func (sp *Speaker) send(s *session, final bool) {
 	var c Control
 	s.control(&c, final)
 	n := c.marshal(sp.txBuf[:])
-	if _, err := sp.conns[s].Write(sp.txBuf[:n]); err != nil {
-		// A peer not yet listening answers with ICMP port unreachable,
-		// which the next write reports: expected while it starts.
+	if _, err := sp.conns[s].WriteToUDPAddrPort(sp.txBuf[:n], netip.AddrPortFrom(s.peer.Remote, Port)); err != nil {
 		sp.sendErrors.Add(1)
 		return
 	}
@@ -457,16 +455,30 @@ func listen(v6 bool) (*net.UDPConn, error) {
 	return pc.(*net.UDPConn), nil
 }
 
-// dial opens the sending socket of a session: bound to p.Local and a free
-// source port in 49152-65535 (and to p.Interface), connected to p.Remote's
-// Port, sending with TTL / hop limit 255.
-func dial(p Peer) (*net.UDPConn, error) {
+// sender opens the sending socket of a session: bound to p.Local and a
+// free source port in 49152-65535 (and to p.Interface), sending with TTL /
+// hop limit 255. It is not connected: a connected UDP socket turns an ICMP
+// port unreachable (a peer not listening yet) into an error that swallows
+// the next packet sent. Nothing reads it, so its receive buffer is the
+// smallest the kernel allows.
+func sender(p Peer) (*net.UDPConn, error) {
 	network, level, opt := "udp4", unix.IPPROTO_IP, unix.IP_TTL
+	local := netip.IPv4Unspecified()
 	if p.Remote.Is6() {
 		network, level, opt = "udp6", unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS
+		local = netip.IPv6Unspecified()
 	}
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+	if p.Local.IsValid() {
+		local = p.Local
+	}
+	if local.Is6() && local.IsLinkLocalUnicast() && local.Zone() == "" && p.Interface != "" {
+		local = local.WithZone(p.Interface)
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		if err := setsockopt(rc, level, opt, ttl); err != nil {
+			return err
+		}
+		if err := setsockopt(rc, unix.SOL_SOCKET, unix.SO_RCVBUF, 0); err != nil {
 			return err
 		}
 		if p.Interface == "" {
@@ -480,22 +492,16 @@ func dial(p Peer) (*net.UDPConn, error) {
 		}
 		return err
 	}}
-	local := p.Local
-	if local.Is6() && local.IsLinkLocalUnicast() && local.Zone() == "" && p.Interface != "" {
-		local = local.WithZone(p.Interface)
-	}
-	remote := net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.Remote, Port))
-	start := srcPortMin + rand.IntN(srcPortMax-srcPortMin+1)
+	start := rand.IntN(srcPortMax - srcPortMin + 1)
 	var err error
 	// Ports in use are skipped; a few dozen tries find a free one unless
 	// the range is nearly exhausted.
 	for i := range 64 {
-		port := srcPortMin + (start-srcPortMin+i*7919)%(srcPortMax-srcPortMin+1)
-		d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, uint16(port)))
-		var c net.Conn
-		c, err = d.Dial(network, remote.String())
+		port := srcPortMin + (start+i*7919)%(srcPortMax-srcPortMin+1)
+		var pc net.PacketConn
+		pc, err = lc.ListenPacket(context.Background(), network, netip.AddrPortFrom(local, uint16(port)).String())
 		if err == nil {
-			return c.(*net.UDPConn), nil
+			return pc.(*net.UDPConn), nil
 		}
 		if !errors.Is(err, unix.EADDRINUSE) {
 			return nil, err
