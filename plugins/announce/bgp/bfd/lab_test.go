@@ -160,6 +160,24 @@ func TestTwoSpeakers(t *testing.T) {
 	if st.Received == 0 || st.Sent == 0 || st.SendErrors != 0 {
 		t.Errorf("stats %+v: want packets both ways and no send errors", st)
 	}
+
+	err := l.Do(a.NS, func() error { return spA.AddPeer(bfd.Peer{Remote: b.Addr4}) })
+	if err == nil {
+		t.Error("a second session with the same peer was accepted")
+	}
+	if err := spA.RemovePeer(b.Addr6); err != nil {
+		t.Errorf("RemovePeer: %v", err)
+	}
+	if err := spA.RemovePeer(b.Addr6); err == nil {
+		t.Error("RemovePeer of a removed peer succeeded")
+	}
+	spA.Close()
+	for range spA.Events() {
+		// Close ends Events once the goroutines are done.
+	}
+	if err := spA.AddPeer(bfd.Peer{Remote: b.Addr6}); err == nil {
+		t.Error("AddPeer after Close succeeded")
+	}
 }
 
 // birdStates returns the state of each BFD session of the lab router's

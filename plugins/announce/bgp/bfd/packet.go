@@ -66,12 +66,12 @@ func (d Diag) String() string {
 
 // Flag bits of the second byte, after the two state bits.
 const (
-	flagPoll      = 0x20
-	flagFinal     = 0x10
-	flagCPI       = 0x08 // Control Plane Independent
-	flagAuth      = 0x04
-	flagDemand    = 0x02
-	flagMultipont = 0x01
+	flagPoll       = 0x20
+	flagFinal      = 0x10
+	flagCPI        = 0x08 // Control Plane Independent
+	flagAuth       = 0x04
+	flagDemand     = 0x02
+	flagMultipoint = 0x01
 )
 
 const (
@@ -84,9 +84,9 @@ const (
 	minAuthLen = 26
 )
 
-// Control is a decoded BFD control packet. Intervals are in microseconds,
+// ctrl is a decoded BFD control packet. Intervals are in microseconds,
 // as on the wire.
-type Control struct {
+type ctrl struct {
 	Diag            Diag
 	State           State
 	Poll            bool
@@ -145,7 +145,7 @@ func (r dropReason) String() string { return dropNames[r] }
 // decode fills c from b and returns why b must be discarded, if it must:
 // the checks of RFC 5880 section 6.8.6 that need only the packet. It never
 // allocates.
-func decode(b []byte, c *Control) dropReason {
+func decode(b []byte, c *ctrl) dropReason {
 	if len(b) < controlLen {
 		return dropShort
 	}
@@ -160,7 +160,7 @@ func decode(b []byte, c *Control) dropReason {
 	c.CPI = f&flagCPI != 0
 	c.Auth = f&flagAuth != 0
 	c.Demand = f&flagDemand != 0
-	c.Multipoint = f&flagMultipont != 0
+	c.Multipoint = f&flagMultipoint != 0
 	c.DetectMult = b[2]
 	c.Length = b[3]
 	c.MyDiscr = binary.BigEndian.Uint32(b[4:])
@@ -197,7 +197,7 @@ func decode(b []byte, c *Control) dropReason {
 
 // marshal writes c, without authentication, into b (at least controlLen
 // bytes) and returns the packet's length.
-func (c *Control) marshal(b []byte) int {
+func (c *ctrl) marshal(b []byte) int {
 	b[0] = version<<5 | byte(c.Diag&diagMax)
 	f := byte(c.State) << 6
 	if c.Poll {

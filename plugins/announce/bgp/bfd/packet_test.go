@@ -22,11 +22,11 @@ var upPacket = []byte{
 }
 
 func TestDecodeFixture(t *testing.T) {
-	var c Control
+	var c ctrl
 	if r := decode(upPacket, &c); r != dropNone {
 		t.Fatalf("decode: dropped as %s", r)
 	}
-	want := Control{State: Up, DetectMult: 3, Length: 24, MyDiscr: 1, YourDiscr: 2,
+	want := ctrl{State: Up, DetectMult: 3, Length: 24, MyDiscr: 1, YourDiscr: 2,
 		DesiredMinTx: 100000, RequiredMinRx: 50000}
 	if c != want {
 		t.Fatalf("decode = %+v, want %+v", c, want)
@@ -38,7 +38,7 @@ func TestDecodeFixture(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	for _, c := range []Control{
+	for _, c := range []ctrl{
 		{State: Down, Diag: DiagDetectExpired, DetectMult: 1, MyDiscr: 0xffffffff, DesiredMinTx: 1000000, RequiredMinRx: 1},
 		{State: Init, Poll: true, DetectMult: 255, MyDiscr: 7, YourDiscr: 9, DesiredMinTx: 1, RequiredMinRx: 0xffffffff},
 		{State: Up, Final: true, CPI: true, DetectMult: 5, MyDiscr: 7, YourDiscr: 9, RequiredMinEcho: 10},
@@ -47,7 +47,7 @@ func TestRoundTrip(t *testing.T) {
 		var b [controlLen]byte
 		n := c.marshal(b[:])
 		c.Length = controlLen
-		var got Control
+		var got ctrl
 		if r := decode(b[:n], &got); r != dropNone {
 			t.Errorf("%+v: dropped as %s", c, r)
 			continue
@@ -81,7 +81,7 @@ func TestDecodeMalformed(t *testing.T) {
 			return append(b, 1, 4, 0, 0) // simple password, length 4
 		}), dropAuth},
 		{"detect mult 0", with(func(b []byte) []byte { b[2] = 0; return b }), dropDetectMult},
-		{"multipoint", with(func(b []byte) []byte { b[1] |= flagMultipont; return b }), dropMultipoint},
+		{"multipoint", with(func(b []byte) []byte { b[1] |= flagMultipoint; return b }), dropMultipoint},
 		{"my discriminator 0", with(func(b []byte) []byte { copy(b[4:8], []byte{0, 0, 0, 0}); return b }), dropMyDiscr},
 		{"your discriminator 0 while Up", with(func(b []byte) []byte { copy(b[8:12], []byte{0, 0, 0, 0}); return b }), dropYourDiscr},
 		{"your discriminator 0 while Init", with(func(b []byte) []byte {
@@ -96,7 +96,7 @@ func TestDecodeMalformed(t *testing.T) {
 		}), dropNone},
 		{"trailing bytes beyond length", append(append([]byte(nil), upPacket...), 0xde, 0xad), dropNone},
 	} {
-		var c Control
+		var c ctrl
 		if got := decode(tc.b, &c); got != tc.want {
 			t.Errorf("%s: decode = %s, want %s", tc.name, got, tc.want)
 		}
@@ -104,7 +104,7 @@ func TestDecodeMalformed(t *testing.T) {
 }
 
 func TestDecodeAllocs(t *testing.T) {
-	var c Control
+	var c ctrl
 	if n := testing.AllocsPerRun(100, func() { decode(upPacket, &c) }); n != 0 {
 		t.Fatalf("decode: %v allocations, want 0", n)
 	}
@@ -115,14 +115,14 @@ func FuzzDecode(f *testing.F) {
 	f.Add(upPacket[:23])                // short
 	f.Add(append(upPacket, 1, 4, 0, 0)) // trailing auth-like bytes
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var c Control
+		var c ctrl
 		if decode(b, &c) != dropNone {
 			return
 		}
 		// Whatever is accepted survives a re-encoding unchanged.
 		var out [controlLen]byte
 		n := c.marshal(out[:])
-		var again Control
+		var again ctrl
 		if r := decode(out[:n], &again); r != dropNone {
 			t.Fatalf("re-encoded packet dropped as %s", r)
 		}

@@ -2,7 +2,6 @@ package bfd
 
 import (
 	"math/rand/v2"
-	"net/netip"
 	"time"
 )
 
@@ -92,9 +91,9 @@ func (s *session) detectTime() time.Duration {
 	return time.Duration(s.remoteMult) * max(s.requiredMinRx, s.remoteMinTx)
 }
 
-// control fills c with the packet this session sends now.
-func (s *session) control(c *Control, final bool) {
-	*c = Control{
+// fill fills c with the packet this session sends now.
+func (s *session) fill(c *ctrl, final bool) {
+	*c = ctrl{
 		Diag:          s.localDiag,
 		State:         s.state,
 		DetectMult:    s.peer.Multiplier,
@@ -149,7 +148,7 @@ func (s *session) setState(st State, d Diag, now time.Time) bool {
 
 // receive applies a valid control packet (section 6.8.6, after the checks
 // of decode and the demultiplexing) and reports whether the state changed.
-func (s *session) receive(c *Control, now time.Time) bool {
+func (s *session) receive(c *ctrl, now time.Time) bool {
 	s.remoteDiscr = c.MyDiscr
 	s.remoteState = c.State
 	s.remoteMult = c.DetectMult
@@ -256,7 +255,3 @@ func (s *session) sent(periodic bool, now time.Time) {
 	}
 	s.finalDue = false
 }
-
-// key is the address a session is found by while the peer's Your
-// Discriminator is still 0.
-func (s *session) key() netip.Addr { return s.peer.Remote }

@@ -18,8 +18,8 @@ func testPeer() Peer {
 }
 
 // from returns a valid packet from the peer in state st.
-func from(st State) *Control {
-	c := &Control{State: st, DetectMult: 3, MyDiscr: 77, YourDiscr: 1,
+func from(st State) *ctrl {
+	c := &ctrl{State: st, DetectMult: 3, MyDiscr: 77, YourDiscr: 1,
 		DesiredMinTx: 30000, RequiredMinRx: 20000}
 	if st == Down || st == AdminDown {
 		c.YourDiscr = 0
@@ -75,8 +75,8 @@ func TestIntervals(t *testing.T) {
 	if got := s.txInterval(); got != time.Second {
 		t.Fatalf("Down: tx interval %v, want 1s", got)
 	}
-	var c Control
-	s.control(&c, false)
+	var c ctrl
+	s.fill(&c, false)
 	if c.DesiredMinTx != 1000000 || c.RequiredMinRx != 40000 || c.Poll {
 		t.Fatalf("Down: sends %+v", c)
 	}
@@ -89,7 +89,7 @@ func TestIntervals(t *testing.T) {
 	if got := s.txInterval(); got != 50*time.Millisecond {
 		t.Fatalf("Up: tx interval %v, want 50ms", got)
 	}
-	s.control(&c, false)
+	s.fill(&c, false)
 	if c.DesiredMinTx != 50000 || !c.Poll || c.Final {
 		t.Fatalf("Up: sends %+v, want desired 50000 with P", c)
 	}
@@ -111,7 +111,7 @@ func TestIntervals(t *testing.T) {
 	if s.polling {
 		t.Fatal("Final did not end the Poll sequence")
 	}
-	s.control(&c, false)
+	s.fill(&c, false)
 	if c.Poll {
 		t.Fatal("P still set after the Poll sequence ended")
 	}
@@ -134,8 +134,8 @@ func TestPollFinal(t *testing.T) {
 	if periodic || !final {
 		t.Fatalf("after a Poll: periodic %v final %v, want an immediate Final", periodic, final)
 	}
-	var c Control
-	s.control(&c, true)
+	var c ctrl
+	s.fill(&c, true)
 	if !c.Final || c.Poll {
 		t.Fatalf("reply %+v: want F without P", c)
 	}

@@ -342,8 +342,8 @@ func (sp *Speaker) tick(s *session, now time.Time) time.Time {
 
 // send transmits s's current packet, with F when final.
 func (sp *Speaker) send(s *session, final bool) {
-	var c Control
-	s.control(&c, final)
+	var c ctrl
+	s.fill(&c, final)
 	n := c.marshal(sp.txBuf[:])
 	if _, err := sp.conns[s].WriteToUDPAddrPort(sp.txBuf[:n], netip.AddrPortFrom(s.peer.Remote, Port)); err != nil {
 		sp.sendErrors.Add(1)
@@ -394,7 +394,7 @@ func (sp *Speaker) input(b, oob []byte, src netip.Addr, now time.Time) {
 		sp.drops[dropTTL].Add(1)
 		return
 	}
-	var c Control
+	var c ctrl
 	if r := decode(b, &c); r != dropNone {
 		sp.drops[r].Add(1)
 		return
