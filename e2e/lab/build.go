@@ -189,8 +189,10 @@ func (l *Lab) build() error {
 			return err
 		}
 	}
-	if err := l.vipRoutes(rh, brl); err != nil {
-		return err
+	if t.BGP == nil {
+		if err := l.vipRoutes(rh, brl); err != nil {
+			return err
+		}
 	}
 
 	for i := range nodes {
@@ -209,6 +211,9 @@ func (l *Lab) build() error {
 	// AF_XDP would then reach the backend with a bad checksum.
 	if err := doIn(l.client.NS, func() error { return ethtool.SetTxChecksum(IfaceEth, false) }); err != nil {
 		return err
+	}
+	if t.BGP != nil {
+		return l.startBird()
 	}
 	return nil
 }
