@@ -62,7 +62,7 @@ type Announce struct {
 }
 
 // ParamsJSON is Params as one JSON object, as HealthCheck.ParamsJSON.
-func (a *Announce) ParamsJSON() []byte { return paramsJSON(a.Params) }
+func (a *Announce) ParamsJSON() []byte { return ParamsJSON(a.Params) }
 
 // Pool is a named set of backends, which may include other pools (as in the
 // Maglev paper, where a service's backend pools can nest).
@@ -121,10 +121,11 @@ type HealthCheck struct {
 // ParamsJSON is Params as the one JSON object a prober receives, keys
 // sorted so that equal parameters are equal bytes; "{}" when there are
 // none. Validate has checked that every value is JSON.
-func (hc *HealthCheck) ParamsJSON() []byte { return paramsJSON(hc.Params) }
+func (hc *HealthCheck) ParamsJSON() []byte { return ParamsJSON(hc.Params) }
 
-// paramsJSON is params as one JSON object, keys sorted; "{}" for none.
-func paramsJSON(params map[string]json.RawMessage) []byte {
+// ParamsJSON is params (a block's plugin parameters) as one JSON object,
+// keys sorted; "{}" for none.
+func ParamsJSON(params map[string]json.RawMessage) []byte {
 	if len(params) == 0 {
 		return []byte("{}")
 	}

@@ -1,6 +1,8 @@
-// Package fakeplugin is a health-checker plugin for tests of the host
-// side: a test binary re-executes itself as the plugin (with Env set), so
-// a test needs no build. Its behaviour is scripted by target names,
+// Package fakeplugin is a health-checker plugin, and a route announcer,
+// for tests of the host side: a test binary re-executes itself as the
+// plugin (with Env set), so a test needs no build. Run under the name
+// AnnouncerName (a link to the test binary: Announcer) it is the route
+// announcer. The health checker's behaviour is scripted by target names,
 // parameters and settings, and it reports the settings it runs with, so
 // that a test can tell what the process itself holds.
 package fakeplugin
@@ -9,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -32,7 +35,11 @@ func ServeIfChild() {
 	}
 	l := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Name: "fake"})
 	l.Info("fake plugin serving")
-	sdk.ServeHealthChecker(&checker{log: l})
+	if filepath.Base(os.Args[0]) == AnnouncerName {
+		sdk.ServeRouteAnnouncer(&announcer{})
+	} else {
+		sdk.ServeHealthChecker(&checker{log: l})
+	}
 	os.Exit(0)
 }
 
