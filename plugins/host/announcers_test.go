@@ -155,7 +155,9 @@ func TestAnnouncerParamsAtAttributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := func(line int) pipeline.Range { return pipeline.Range{Filename: "x.hcl", Start: pipeline.Pos{Line: line}} }
+	r := func(line int) pipeline.Range {
+		return pipeline.Range{Filename: "x.hcl", Start: pipeline.Pos{Line: line}}
+	}
 	set := NewSet(Options{})
 	defer set.Stop()
 	a, _ := NewAnnouncers(dir, nil)
