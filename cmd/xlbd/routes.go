@@ -47,7 +47,10 @@ func routeLoop(ctx context.Context, log *slog.Logger, rt *pipeline.Runtime, st *
 		s, changed := st.Watch()
 		err := forwarderCheck(rt, s, time.Now())
 		switch {
-		case err != nil && (first || last == nil):
+		case err != nil && first:
+			// The workers may not have started yet.
+			log.Info("not announcing until the forwarder's self-check passes", "reason", err)
+		case err != nil && last == nil:
 			log.Error("forwarder self-check failed: every route withdrawn", "reason", err)
 		case err == nil && (first || last != nil):
 			log.Info("forwarder self-check passed: announcing", "routes", len(control.DesiredRoutes(s, nil)))

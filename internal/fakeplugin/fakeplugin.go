@@ -27,15 +27,17 @@ const Env = "XLB_FAKE_PLUGIN"
 // Version is what the plugin reports in Info.
 const Version = "9.9.9"
 
-// ServeIfChild serves the plugin and exits when Env is set; call it first
-// in TestMain.
+// ServeIfChild serves the plugin and exits when Env is set, or the binary
+// runs as AnnouncerName (whose parent, an xlbd child of a test, need not
+// have Env); call it first in TestMain.
 func ServeIfChild() {
-	if os.Getenv(Env) == "" {
+	asAnnouncer := filepath.Base(os.Args[0]) == AnnouncerName
+	if os.Getenv(Env) == "" && !asAnnouncer {
 		return
 	}
 	l := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Name: "fake"})
 	l.Info("fake plugin serving")
-	if filepath.Base(os.Args[0]) == AnnouncerName {
+	if asAnnouncer {
 		sdk.ServeRouteAnnouncer(&announcer{})
 	} else {
 		sdk.ServeHealthChecker(&checker{log: l})
