@@ -240,3 +240,19 @@ func TestHostSIGKILLStopsAnnouncer(t *testing.T) {
 		t.Error("a health checker's parent-death signal must stay SIGKILL")
 	}
 }
+
+// TestStoppedAnnouncerLeaves: stopping a route announcer (xlbd stopping,
+// or a reload that drops or replaces it) lets it leave as on SIGTERM (the
+// SDK's Stop), not by go-plugin's shutdown alone.
+func TestStoppedAnnouncerLeaves(t *testing.T) {
+	set, _, record := announcerSet(t, "")
+	pid := set.Plugin("bgp").Status().PID
+	set.Stop()
+	calls, err := fakeplugin.ReadCalls(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(calls, func(c fakeplugin.Call) bool { return c.Method == "Stop" && c.PID == pid }); i < 0 {
+		t.Errorf("calls %+v, want the announcer's Stop", calls)
+	}
+}

@@ -347,6 +347,7 @@ func (p *Plugin) supervise(first chan<- error) {
 		} else {
 			startedAt := p.opt.Now()
 			if !p.watch(c) {
+				p.terminate(c)
 				c.Kill()
 				p.mu.Lock()
 				p.raw, p.pid = nil, 0
@@ -377,6 +378,25 @@ func (p *Plugin) supervise(first chan<- error) {
 		p.mu.Lock()
 		p.restarts++
 		p.mu.Unlock()
+	}
+}
+
+// terminate lets a stopped route announcer leave cleanly before c.Kill:
+// go-plugin's shutdown ends the process without the SDK's Stop, and a BGP
+// session closed without a Cease is kept by the routers for the
+// graceful-restart time. So it gets SIGTERM, as when xlbd dies, and a
+// little over the SDK's one second to exit.
+func (p *Plugin) terminate(c *plugin.Client) {
+	p.mu.Lock()
+	pid := p.pid
+	p.mu.Unlock()
+	if p.spec.Kind != sdk.KindRouteAnnouncer || pid == 0 || syscall.Kill(pid, syscall.SIGTERM) != nil {
+		return
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end) && !c.Exited(); {
+		<-t.C
 	}
 }
 
