@@ -42,7 +42,27 @@ type VIP struct {
 	// out); otherwise diagnostics about a port point at AttrRange's
 	// "ports".
 	PortRanges []pipeline.Range
+	// Announce holds the VIP's parameters for route announcers, at most
+	// one block per announcer. Every announcer announces every VIP that
+	// should be announced (DesiredRoutes); a block only adds parameters.
+	Announce []Announce
 }
+
+// Announce is a VIP's parameters for one route announcer (communities,
+// MED, ...).
+type Announce struct {
+	// Announcer names the route announcer.
+	Announcer string
+	// Params are the announcer's own per-VIP parameters, each a JSON
+	// value, as HealthCheck.Params: the announcer checks and reads them.
+	Params map[string]json.RawMessage
+
+	Range     pipeline.Range
+	AttrRange map[string]pipeline.Range
+}
+
+// ParamsJSON is Params as one JSON object, as HealthCheck.ParamsJSON.
+func (a *Announce) ParamsJSON() []byte { return ParamsJSON(a.Params) }
 
 // Pool is a named set of backends, which may include other pools (as in the
 // Maglev paper, where a service's backend pools can nest).
@@ -101,11 +121,15 @@ type HealthCheck struct {
 // ParamsJSON is Params as the one JSON object a prober receives, keys
 // sorted so that equal parameters are equal bytes; "{}" when there are
 // none. Validate has checked that every value is JSON.
-func (hc *HealthCheck) ParamsJSON() []byte {
-	if len(hc.Params) == 0 {
+func (hc *HealthCheck) ParamsJSON() []byte { return ParamsJSON(hc.Params) }
+
+// ParamsJSON is params (a block's plugin parameters) as one JSON object,
+// keys sorted; "{}" for none.
+func ParamsJSON(params map[string]json.RawMessage) []byte {
+	if len(params) == 0 {
 		return []byte("{}")
 	}
-	js, err := json.Marshal(hc.Params)
+	js, err := json.Marshal(params)
 	if err != nil {
 		return []byte("{}")
 	}

@@ -188,6 +188,28 @@ func (v *validator) vips() {
 			claimed.add(x)
 		}
 		v.vipPool(x)
+		v.announce(x)
+	}
+}
+
+// announce reports a VIP's second block for one announcer and parameters
+// that are not JSON. Which announcers exist is the loader's to say: the
+// model does not declare them.
+func (v *validator) announce(x *VIP) {
+	seen := map[string]pipeline.Range{}
+	for _, a := range x.Announce {
+		if prev, dup := seen[a.Announcer]; dup {
+			v.add(a.Range, "Duplicate announce block",
+				"VIP %q already has an announce %q block at %s; merge the two blocks.", x.Name, a.Announcer, prev)
+			continue
+		}
+		seen[a.Announcer] = a.Range
+		for _, name := range slices.Sorted(maps.Keys(a.Params)) {
+			if !json.Valid(a.Params[name]) {
+				v.add(at(a.AttrRange, name, a.Range), "Invalid announce parameter",
+					"VIP %q announce %q: parameter %s is not a JSON value (%q).", x.Name, a.Announcer, name, a.Params[name])
+			}
+		}
 	}
 }
 

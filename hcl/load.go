@@ -60,10 +60,14 @@ type File struct {
 	// Plugins are the plugin blocks: where the binary serving a
 	// health-check method (by name) is, and its expected SHA-256.
 	Plugins []Plugin
+	// Announcers are the announce blocks: the route announcers, each of
+	// which announces every VIP that should be announced.
+	Announcers []Announcer
 
 	files map[string]*hcl.File
-	// uncheckable and badPlugins are the health_check blocks (by header)
-	// and plugin blocks (by name) with errors of their own: Checkable.
+	// uncheckable and badPlugins are the health_check and VIP announce
+	// blocks (by header) and plugin and announce blocks (by name) with
+	// errors of their own: Checkable, AnnounceCheckable.
 	uncheckable map[pipeline.Range]bool
 	badPlugins  map[string]bool
 }
@@ -153,6 +157,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "vip", LabelNames: []string{"name"}},
 		{Type: "pool", LabelNames: []string{"name"}},
 		{Type: "plugin", LabelNames: []string{"name"}},
+		{Type: "announce", LabelNames: []string{"name"}},
 	},
 }
 
@@ -173,7 +178,7 @@ func (l *loader) load() {
 	content, diags := l.body.Content(rootSchema)
 	l.diags = append(l.diags, withSchema(diags, "The top level", rootSchema)...)
 
-	var pipelines, vips, pools, plugins []*hcl.Block
+	var pipelines, vips, pools, plugins, announcers []*hcl.Block
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "variable":
@@ -188,6 +193,8 @@ func (l *loader) load() {
 			pools = append(pools, b)
 		case "plugin":
 			plugins = append(plugins, b)
+		case "announce":
+			announcers = append(announcers, b)
 		}
 	}
 	l.checkReferences()
@@ -198,8 +205,9 @@ func (l *loader) load() {
 
 	l.decodeHashSeed(content.Attributes["hash_seed"])
 	l.decodePipeline(pipelines)
-	l.decodeService(vips, pools)
+	l.decodeService(vips, pools, announcers)
 	l.decodePlugins(plugins)
+	l.decodeAnnouncers(announcers, plugins)
 	l.markUncheckable()
 }
 

@@ -3,13 +3,16 @@ package hcl
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/pipeline"
@@ -27,15 +30,40 @@ type Plugin struct {
 	// Config is every other attribute of the block, evaluated to
 	// constants, as the JSON object the plugin's Configure receives (keys
 	// sorted; "{}" when there are none).
-	Config    []byte
-	Range     pipeline.Range
+	Config []byte
+	Range  pipeline.Range
+	// AttrRange holds the range of each attribute, and of each item of a
+	// list or object written out in one, under the path a plugin names it
+	// by in a refusal: neighbors[1].peer_as (see nestedRanges).
 	AttrRange map[string]pipeline.Range
 }
+
+// Announcer is an announce block: a route-announcer plugin (the label
+// names it; without path it is the built-in of that name) and how long
+// xlbd keeps forwarding after withdrawing its routes on SIGTERM.
+type Announcer struct {
+	Plugin
+	// DrainTime is the wait between withdrawing every route and stopping
+	// the data plane.
+	DrainTime time.Duration
+}
+
+// DefaultDrainTime is an announce block's drain_time when it sets none:
+// time for a router to move the flows (BGP UPDATE processing and FIB
+// programming take well under a second; five leave a margin).
+const DefaultDrainTime = 5 * time.Second
 
 type pluginBody struct {
 	Path   string   `hcl:"path,optional"`
 	SHA256 string   `hcl:"sha256,optional"`
 	Config hcl.Body `hcl:",remain"`
+}
+
+type announceBody struct {
+	Path      string   `hcl:"path,optional"`
+	SHA256    string   `hcl:"sha256,optional"`
+	DrainTime string   `hcl:"drain_time,optional"`
+	Config    hcl.Body `hcl:",remain"`
 }
 
 func (l *loader) decodePlugins(blocks []*hcl.Block) {
@@ -47,23 +75,75 @@ func (l *loader) decodePlugins(blocks []*hcl.Block) {
 			continue
 		}
 		seen[name] = b.DefRange
-		if p, ok := l.decodePlugin(b); ok && !l.failedIn(b.DefRange, b.Body) {
-			l.out.Plugins = append(l.out.Plugins, p)
-			continue
+		var pb pluginBody
+		if l.add(gohcl.DecodeBody(b.Body, l.ctx, &pb)) {
+			if p, ok := l.plugin(b, pb); ok && !l.failedIn(b.DefRange, b.Body) {
+				l.out.Plugins = append(l.out.Plugins, p)
+				continue
+			}
 		}
-		if l.out.badPlugins == nil {
-			l.out.badPlugins = map[string]bool{}
-		}
-		l.out.badPlugins[name] = true
+		l.markBad(name)
 	}
 }
 
-func (l *loader) decodePlugin(b *hcl.Block) (Plugin, bool) {
-	var pb pluginBody
-	if !l.add(gohcl.DecodeBody(b.Body, l.ctx, &pb)) {
-		return Plugin{}, false
+// decodeAnnouncers decodes the announce blocks. Plugins and announcers
+// share one set of names (the plugin set's): a name used by both is an
+// error at the announce block that names the plugin block.
+func (l *loader) decodeAnnouncers(blocks, plugins []*hcl.Block) {
+	seen := map[string]hcl.Range{}
+	for _, b := range plugins {
+		if _, dup := seen[b.Labels[0]]; !dup {
+			seen[b.Labels[0]] = b.DefRange
+		}
 	}
+	announced := map[string]bool{}
+	for _, b := range blocks {
+		name := b.Labels[0]
+		if prev, dup := seen[name]; dup {
+			if announced[name] {
+				l.errorf(b.LabelRanges[0], "Duplicate announcer", "A route announcer named %q was already declared at %s; declare each announcer once.", name, pos(prev))
+			} else {
+				l.errorf(b.LabelRanges[0], "Name used twice", "The name %q is taken by the plugin block at %s; a plugin and a route announcer need different names, so rename one of them.", name, pos(prev))
+				l.markBad(name)
+			}
+			continue
+		}
+		seen[name], announced[name] = b.DefRange, true
+		var ab announceBody
+		if l.add(gohcl.DecodeBody(b.Body, l.ctx, &ab)) {
+			p, ok := l.plugin(b, pluginBody{Path: ab.Path, SHA256: ab.SHA256, Config: ab.Config})
+			a := Announcer{Plugin: p, DrainTime: DefaultDrainTime}
+			if ab.DrainTime != "" {
+				d, err := time.ParseDuration(ab.DrainTime)
+				if err != nil || d < 0 {
+					l.errorf(b.Body.(*hclsyntax.Body).Attributes["drain_time"].Expr.Range(), "Invalid duration",
+						"drain_time must be a duration such as \"5s\" (\"0s\": stop at once), not %q.", ab.DrainTime)
+					ok = false
+				}
+				a.DrainTime = d
+			}
+			if ok && !l.failedIn(b.DefRange, b.Body) {
+				l.out.Announcers = append(l.out.Announcers, a)
+				continue
+			}
+		}
+		l.markBad(name)
+	}
+}
+
+// markBad records a plugin or announce block with an error of its own.
+func (l *loader) markBad(name string) {
+	if l.out.badPlugins == nil {
+		l.out.badPlugins = map[string]bool{}
+	}
+	l.out.badPlugins[name] = true
+}
+
+// plugin checks what a plugin or announce block says of its binary and
+// evaluates its settings.
+func (l *loader) plugin(b *hcl.Block, pb pluginBody) (Plugin, bool) {
 	attrs := attrRanges(b.Body)
+	nestedRanges(b.Body, attrs)
 	if pb.SHA256 != "" {
 		if d, err := hex.DecodeString(pb.SHA256); err != nil || len(d) != 32 {
 			l.errorf(toHCLRange(attrs["sha256"]), "Invalid checksum",
@@ -91,15 +171,17 @@ func (l *loader) decodePlugin(b *hcl.Block) (Plugin, bool) {
 		Config: jsonObject(l.constants(pb.Config)), Range: toRange(b.DefRange), AttrRange: attrs}, true
 }
 
-// markUncheckable records the health_check blocks that have an error of
-// their own (see File.Checkable). It runs once every diagnostic is in.
+// markUncheckable records the health_check blocks of pools and the
+// announce blocks of VIPs that have an error of their own (see
+// File.Checkable). It runs once every diagnostic is in.
 func (l *loader) markUncheckable() {
-	for _, pool := range l.body.Blocks {
-		if pool.Type != "pool" {
+	for _, outer := range l.body.Blocks {
+		inner := map[string]string{"pool": "health_check", "vip": "announce"}[outer.Type]
+		if inner == "" {
 			continue
 		}
-		for _, b := range pool.Body.Blocks {
-			if b.Type == "health_check" && l.failedIn(b.DefRange(), b.Body) {
+		for _, b := range outer.Body.Blocks {
+			if b.Type == inner && l.failedIn(b.DefRange(), b.Body) {
 				if l.out.uncheckable == nil {
 					l.out.uncheckable = map[pipeline.Range]bool{}
 				}
@@ -136,6 +218,51 @@ func (l *loader) failedIn(def hcl.Range, body hcl.Body) bool {
 // shows every problem.
 func (f *File) Checkable(hc control.HealthCheck) bool {
 	return !f.uncheckable[hc.Range] && !f.badPlugins[hc.Method]
+}
+
+// AnnounceCheckable is Checkable for a VIP's announce block: it and its
+// announcer's block have no error of their own.
+func (f *File) AnnounceCheckable(a control.Announce) bool {
+	return !f.uncheckable[a.Range] && !f.badPlugins[a.Announcer]
+}
+
+// nestedRanges adds to ranges the range of every item of a list, tuple or
+// object written out in an attribute of body, recursively, under the path
+// a plugin names it by: "neighbors[1]" for the second item of neighbors,
+// "neighbors[1].peer_as" for an attribute of that item. Items computed by
+// an expression (a for expression, a variable) have only the range of the
+// expression that computes them.
+func nestedRanges(body hcl.Body, ranges map[string]pipeline.Range) {
+	type item struct {
+		path string
+		expr hclsyntax.Expression
+	}
+	var stack []item
+	for name, a := range body.(*hclsyntax.Body).Attributes {
+		stack = append(stack, item{name, a.Expr})
+	}
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		switch e := it.expr.(type) {
+		case *hclsyntax.TupleConsExpr:
+			for i, x := range e.Exprs {
+				p := fmt.Sprintf("%s[%d]", it.path, i)
+				ranges[p] = toRange(x.Range())
+				stack = append(stack, item{p, x})
+			}
+		case *hclsyntax.ObjectConsExpr:
+			for _, x := range e.Items {
+				k, diags := x.KeyExpr.Value(nil)
+				if diags.HasErrors() || !k.IsKnown() || k.IsNull() || k.Type() != cty.String {
+					continue
+				}
+				p := it.path + "." + k.AsString()
+				ranges[p] = toRange(hcl.RangeBetween(x.KeyExpr.Range(), x.ValueExpr.Range()))
+				stack = append(stack, item{p, x.ValueExpr})
+			}
+		}
+	}
 }
 
 // WithErrors returns diags and errs (found after loading, by plugins) as

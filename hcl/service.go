@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,9 +35,12 @@ type healthCheckBody struct {
 var (
 	// The bodies of vip and backend blocks. Every attribute is optional
 	// here: which are required is control.Config.Validate's to say.
-	vipSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "address"}, {Name: "pool"}, {Name: "ports"}, {Name: "protocol"}, {Name: "table_size"},
-	}}
+	vipSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "address"}, {Name: "pool"}, {Name: "ports"}, {Name: "protocol"}, {Name: "table_size"},
+		},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "announce", LabelNames: []string{"name"}}},
+	}
 	backendSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "address"}, {Name: "drain"}, {Name: "weight"},
 	}}
@@ -70,11 +74,17 @@ func (l *loader) decodeHashSeed(a *hcl.Attribute) {
 // meaning (protocol names, port 0, prime table sizes, weight bounds, missing
 // attributes, pool references and duplicate names) is Validate's, so that
 // configuration from plugins gets the same checks.
-func (l *loader) decodeService(vips, pools []*hcl.Block) {
+func (l *loader) decodeService(vips, pools, announcers []*hcl.Block) {
 	// reported holds the attributes already found invalid; Validate's
 	// errors there would repeat them.
 	reported := map[pipeline.Range]bool{}
 	svc := &l.out.Service
+	var names []string // the announcers' names, for announce blocks of VIPs
+	for _, b := range announcers {
+		names = append(names, b.Labels[0])
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
 	for _, b := range vips {
 		v := control.VIP{Name: b.Labels[0], Protocol: "tcp", Range: toRange(b.DefRange), AttrRange: attrRanges(b.Body)}
 		var address string
@@ -82,6 +92,7 @@ func (l *loader) decodeService(vips, pools []*hcl.Block) {
 			"A vip block", vipSchema, reported)
 		v.Address = l.address(b.Body, address, reported)
 		v.Ports, v.PortRanges = l.ports(v.Name, b.Body)
+		v.Announce = l.vipAnnounce(v.Name, b.Body, names)
 		svc.VIPs = append(svc.VIPs, v)
 	}
 	for _, b := range pools {
@@ -104,6 +115,34 @@ func (l *loader) decodeService(vips, pools []*hcl.Block) {
 	for _, d := range FromErrors(dropReported(svc.Validate(), reported)) {
 		l.diags = append(l.diags, d)
 	}
+}
+
+// vipAnnounce decodes a vip block's announce blocks: each names one of the
+// announcers (the top-level announce blocks) and holds its parameters for
+// this VIP, evaluated to constants as a health check's. One block per
+// announcer is control.Config.Validate's check.
+func (l *loader) vipAnnounce(vip string, body hcl.Body, announcers []string) []control.Announce {
+	var out []control.Announce
+	for _, b := range body.(*hclsyntax.Body).Blocks {
+		if b.Type != "announce" || len(b.Labels) != 1 {
+			continue
+		}
+		name := b.Labels[0]
+		if !slices.Contains(announcers, name) {
+			declared := "no route announcer is declared; declare one with a top-level announce block"
+			if len(announcers) > 0 {
+				declared = "the declared route announcers are " + strings.Join(announcers, ", ")
+			}
+			l.errorf(b.LabelRanges[0], "Unknown route announcer",
+				"VIP %q has parameters for the route announcer %q, which is not declared%s: %s.", vip, name, pipeline.Suggest(name, announcers), declared)
+			continue
+		}
+		attrs := attrRanges(b.Body)
+		nestedRanges(b.Body, attrs)
+		out = append(out, control.Announce{Announcer: name, Params: l.constants(b.Body),
+			Range: toRange(b.DefRange()), AttrRange: attrs})
+	}
+	return out
 }
 
 func (l *loader) decodeBackend(b *hcl.Block, reported map[pipeline.Range]bool) control.Backend {

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Options configure the instantiation of a graph.
@@ -23,6 +24,10 @@ type Options struct {
 	// before it runs, to bind that thread to a CPU: a worker then keeps
 	// its caches and its RX queue's interrupts on one core.
 	Pin func(worker int) error
+	// StallAfter is how long a worker's loop may stand still before
+	// Runtime.SelfCheck reports it; 0 means DefaultStallAfter. It is
+	// raised to ten of the longest wait of any source (PollWaiter).
+	StallAfter time.Duration
 }
 
 // Instance is one worker's copy of the graph. It is driven by one goroutine;
@@ -35,6 +40,11 @@ type Instance struct {
 
 	starters []BatchStarter
 	enders   []BatchEnder
+
+	// iters counts the turns of Run's loop and state is where Run is
+	// (notRunning, running, exited): the self-check reads both.
+	iters atomic.Uint64
+	state atomic.Int32
 }
 
 type instElem struct {
@@ -270,6 +280,8 @@ func (inst *Instance) Sources() int { return len(inst.sources) }
 // Run pulls from every source in turn and processes what it returns, until
 // all sources reach io.EOF, a source fails, or ctx is done.
 func (inst *Instance) Run(ctx context.Context) error {
+	inst.state.Store(running)
+	defer inst.state.Store(exited)
 	var b Batch
 	done := make([]bool, len(inst.sources))
 	live := len(inst.sources)
@@ -277,6 +289,7 @@ func (inst *Instance) Run(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return nil
 		}
+		inst.iters.Add(1)
 		for i, s := range inst.sources {
 			if done[i] {
 				continue
@@ -326,6 +339,7 @@ type Runtime struct {
 	graph *Graph
 	insts []*Instance
 	pin   func(worker int) error
+	check selfCheck
 }
 
 // Start instantiates the graph once per worker. On error nothing is left
@@ -343,6 +357,7 @@ func (g *Graph) Start(opts Options) (*Runtime, error) {
 		}
 		rt.insts = append(rt.insts, inst)
 	}
+	rt.check.after = stallAfter(opts.StallAfter, rt.insts)
 	return rt, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -67,8 +68,11 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, stopReloads := context.WithCancel(context.Background())
+	defer stopReloads()
 	reloads := make(chan struct{})
 	go func() {
 		defer close(reloads)
@@ -76,11 +80,52 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	log.Info("pipeline running", "config", *config, "workers", len(rt.Workers()), "vips", len(s.ctl.Snapshot().VIPs))
-	runErr := rt.Run(ctx)
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	ran := make(chan error, 1)
+	go func() { ran <- rt.Run(runCtx) }()
+	// Routes only now: the tables are built and the XDP program is
+	// attached (Start), and the route loop announces nothing until the
+	// workers run and the self-check passes.
+	routeCtx, stopRoutes := context.WithCancel(context.Background())
+	routesDone := make(chan struct{})
+	if s.an != nil {
+		s.an.Start()
+		go func() {
+			defer close(routesDone)
+			routeLoop(routeCtx, log, rt, s.ctl.Store(), s.an)
+		}()
+	} else {
+		close(routesDone)
+	}
+
+	var runErr error
+	select {
+	case runErr = <-ran:
+		// The data plane stopped by itself: nothing forwards any more.
+		ran <- runErr
+	case sig := <-sigs:
+		log.Info("stopping: withdrawing every route first", "signal", sig.String())
+	}
+	stopRoutes()
+	<-routesDone
+	if s.an != nil {
+		wctx, cancel := context.WithTimeout(context.Background(), withdrawTimeout)
+		if err := s.an.WithdrawAll(wctx); err != nil {
+			log.Error("withdrawing the routes failed; stopping anyway", "err", err)
+		} else {
+			log.Info("every route withdrawn")
+		}
+		cancel()
+	}
+	drain(log, s.drain, sigs, ran)
+	stopRun()
+	runErr = <-ran
 	// No reload may be half done when the plugins stop.
-	stop()
+	stopReloads()
 	<-reloads
 	closeErr := rt.Close()
+	log.Info("data plane stopped")
 	if !*quiet {
 		printStats(stdout, rt.Stats(), s.ctl.Snapshot())
 		s.print(stdout)
@@ -90,6 +135,26 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// drain keeps the data plane forwarding for d after the routes were
+// withdrawn, so that the flows routers still send here while they move
+// them elsewhere keep their backend; a second signal, or the data plane
+// stopping by itself (on ran, put back), cuts it short.
+func drain(log *slog.Logger, d time.Duration, sigs <-chan os.Signal, ran chan error) {
+	if d <= 0 {
+		return
+	}
+	log.Info("draining: forwarding until routers have moved the flows", "drain_time", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case sig := <-sigs:
+		log.Warn("drain cut short", "signal", sig.String())
+	case err := <-ran:
+		ran <- err
+	}
 }
 
 // reloadOnHUP applies the file again on SIGHUP (see services.apply): a

@@ -41,7 +41,11 @@ type services struct {
 	ctl   *control.Controller
 	set   *host.Set // nil: no plugin is asked (validate -plugins=false)
 	hc    *host.HealthChecks
+	an    *host.Announcers
 	sched *health.Scheduler
+	// drain is the running file's drain time: the longest of its
+	// announce blocks' drain_time, 0 without announcers.
+	drain time.Duration
 	// running is the file whose pipeline runs: a reload's pipeline block
 	// is compared with it. Nil until the pipeline starts.
 	running *xhcl.File
@@ -74,6 +78,9 @@ func newServices(pluginDir string, plugins bool, log *slog.Logger) (*services, e
 	}
 	hc, err := host.NewHealthChecks(pluginDir)
 	if err != nil {
+		return nil, err
+	}
+	if s.an, err = host.NewAnnouncers(pluginDir, log); err != nil {
 		return nil, err
 	}
 	s.hc, s.set = hc, host.NewSet(host.Options{Logger: log})
@@ -171,11 +178,13 @@ func (s *services) check(c *candidate, path string, vars varFlags) {
 	if s.set != nil {
 		decls, e := s.hc.Decls(&f.Service, pluginDecls(f.Plugins), f.Checkable)
 		errs = append(errs, e...)
+		decls = append(decls, s.an.Decls(announcerDecls(f.Announcers))...)
 		c.change, e = s.set.Prepare(decls)
 		errs = append(errs, e...)
 		ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
 		defer cancel()
 		errs = append(errs, s.hc.CheckParams(ctx, c.change, &f.Service, f.Checkable)...)
+		errs = append(errs, s.an.CheckParams(ctx, c.change, &f.Service, f.AnnounceCheckable)...)
 	}
 	if s.running != nil && !diags.HasErrors() {
 		diags = append(diags, xhcl.PipelineChanges(s.running, f)...)
@@ -205,6 +214,13 @@ func (s *services) commit(c *candidate) error {
 	}
 	c.change.Done()
 	s.hc.Use(s.set, &c.f.Service)
+	names := make([]string, len(c.f.Announcers))
+	s.drain = 0
+	for i, a := range c.f.Announcers {
+		names[i] = a.Name
+		s.drain = max(s.drain, a.DrainTime)
+	}
+	s.an.Use(s.set, names, &c.f.Service)
 	return s.sched.Configure(&c.f.Service)
 }
 
@@ -212,10 +228,24 @@ func (s *services) commit(c *candidate) error {
 func pluginDecls(ps []xhcl.Plugin) []host.Decl {
 	out := make([]host.Decl, len(ps))
 	for i, p := range ps {
-		out[i] = host.Decl{Spec: host.Spec{Name: p.Name, Path: p.Path, SHA256: p.SHA256, Config: p.Config},
-			Range: p.Range, AttrRange: p.AttrRange}
+		out[i] = pluginDecl(p)
 	}
 	return out
+}
+
+// announcerDecls are the file's announce blocks as the plugin set takes
+// them (the announcers' adapter sets their kind and built-in paths).
+func announcerDecls(as []xhcl.Announcer) []host.Decl {
+	out := make([]host.Decl, len(as))
+	for i, a := range as {
+		out[i] = pluginDecl(a.Plugin)
+	}
+	return out
+}
+
+func pluginDecl(p xhcl.Plugin) host.Decl {
+	return host.Decl{Spec: host.Spec{Name: p.Name, Path: p.Path, SHA256: p.SHA256, Config: p.Config},
+		Range: p.Range, AttrRange: p.AttrRange}
 }
 
 func errorCount(diags hcl2.Diagnostics) int {
@@ -245,17 +275,44 @@ func (s *services) stop() {
 	}
 }
 
-// print writes the health checks' counters, each checked backend's health
-// and the plugins' supervision state, as the tables after a run.
+// print writes the health checks' counters, each checked backend's health,
+// the route announcers' state and the plugins' supervision state, as the
+// tables after a run.
 func (s *services) print(w io.Writer) {
 	if s.sched == nil {
 		return
 	}
 	st := s.sched.Stats()
-	if len(st.Checks) == 0 {
+	announcers := s.an.Statuses()
+	if len(st.Checks) == 0 && len(announcers) == 0 {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(st.Checks) > 0 {
+		s.printHealth(w, tw, st)
+	}
+	if len(announcers) > 0 {
+		fmt.Fprintln(w, "== route announcers")
+		fmt.Fprintln(tw, "announcer\tstate\troutes\tsends\tlast_error")
+		for _, a := range announcers {
+			state := "?"
+			if p := s.set.Plugin(a.Name); p != nil {
+				state = p.Status().State.String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", a.Name, state, a.Routes, a.Sends, a.LastError)
+		}
+		_ = tw.Flush()
+	}
+	fmt.Fprintln(w, "== plugins")
+	fmt.Fprintln(tw, "plugin\tstate\tversion\trestarts\tlast_error")
+	for _, ps := range s.set.Statuses() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", ps.Name, ps.State, ps.Info.Version, ps.Restarts, ps.LastError)
+	}
+	_ = tw.Flush()
+}
+
+// printHealth writes the health checks' tables.
+func (s *services) printHealth(w io.Writer, tw *tabwriter.Writer, st health.Stats) {
 	fmt.Fprintln(w, "== health checks")
 	fmt.Fprintln(tw, "pool\tmethod\ttargets\tcalls\tprobes\tunknown\tbatch_errors\toverruns\tlast_batch_error")
 	for _, c := range st.Checks {
@@ -278,12 +335,6 @@ func (s *services) print(w io.Writer) {
 			methods = append(methods, m.Method+" "+state)
 		}
 		fmt.Fprintf(tw, "%s\t%v\t%v\t%d\t%s\n", b.Name, b.Healthy, b.Suppressed, b.Transitions, strings.Join(methods, ", "))
-	}
-	_ = tw.Flush()
-	fmt.Fprintln(w, "== plugins")
-	fmt.Fprintln(tw, "plugin\tstate\tversion\trestarts\tlast_error")
-	for _, ps := range s.set.Statuses() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", ps.Name, ps.State, ps.Info.Version, ps.Restarts, ps.LastError)
 	}
 	_ = tw.Flush()
 }

@@ -43,9 +43,12 @@ type iface struct {
 	mac   net.HardwareAddr
 	mode  xdpprog.Mode
 	prog  *xdpprog.Program
-	refs  int            // provisioned RxXDPs
-	rx    map[int]*RxXDP // by worker
-	neigh map[netip.Addr]*resolver
+	// progID is prog's id, which the interface reports while prog is
+	// attached (the self-check compares them).
+	progID uint32
+	refs   int            // provisioned RxXDPs
+	rx     map[int]*RxXDP // by worker
+	neigh  map[netip.Addr]*resolver
 
 	// The VIP map follower: stop ends it, done is closed when it has.
 	stop, done chan struct{}
@@ -95,12 +98,16 @@ func (f *iface) acquire(mode xdpprog.Mode, st *snapshot.Store, log *slog.Logger)
 		p.Close()
 		return err
 	}
-	if err := p.Attach(f.name, mode); err != nil {
+	id, err := p.ID()
+	if err == nil {
+		err = p.Attach(f.name, mode)
+	}
+	if err != nil {
 		p.Close()
 		return err
 	}
 	log.Info("XDP program attached", "interface", f.name, "mode", mode.String())
-	f.prog, f.mode, f.refs = p, mode, 1
+	f.prog, f.progID, f.mode, f.refs = p, id, mode, 1
 	if f.rx == nil {
 		f.rx = map[int]*RxXDP{}
 		f.neigh = map[netip.Addr]*resolver{}
@@ -143,6 +150,29 @@ func (f *iface) syncVIPs(p *xdpprog.Program, s *snapshot.Snapshot, log *slog.Log
 		f.vipSyncErrors.Add(1)
 		log.Error("updating the XDP VIP maps", "interface", f.name, "generation", s.Generation, "err", err)
 	}
+}
+
+// selfCheck reports whether the program is still the one attached to the
+// interface: another tool may detach or replace it behind xlbd's back, and
+// then no VIP packet reaches any socket.
+func (f *iface) selfCheck() error {
+	f.mu.Lock()
+	want := f.progID
+	attached := f.prog != nil
+	f.mu.Unlock()
+	if !attached {
+		return fmt.Errorf("no XDP program on %s", f.name)
+	}
+	id, err := xdpprog.Attached(f.name)
+	switch {
+	case err != nil:
+		return err
+	case id == 0:
+		return fmt.Errorf("the XDP program (id %d) is no longer attached to %s", want, f.name)
+	case id != want:
+		return fmt.Errorf("the XDP program on %s was replaced: id %d, not xlbd's %d", f.name, id, want)
+	}
+	return nil
 }
 
 // release counts a user gone; the last one stops the follower and detaches

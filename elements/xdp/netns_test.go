@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"github.com/xlbproject/xlb/control/snapshot"
@@ -339,6 +340,40 @@ func runLab(t *testing.T, mode string) {
 	}
 }
 
+// TestNetnsSelfCheck: the self-check passes while the pipeline forwards,
+// and reports the XDP program detached behind xlbd's back.
+func TestNetnsSelfCheck(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "ip")
+	nsA, _ := lab(t, "sck")
+	c := startChild(t, nsA, "generic")
+	defer func() {
+		c.stdin.Close()
+		c.cmd.Wait()
+	}()
+	c.expect(t, "READY", 20*time.Second)
+	// The workers start running after READY, on their own goroutine.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		fmt.Fprintln(c.stdin, "selfcheck")
+		l := c.expect(t, "SELFCHECK", 5*time.Second)
+		if l == "SELFCHECK <nil>" {
+			break
+		}
+		if l != "SELFCHECK worker 0 is not running" || time.Now().After(deadline) {
+			t.Fatalf("while forwarding: %s", l)
+		}
+	}
+	fmt.Fprintln(c.stdin, "detach")
+	if l := c.expect(t, "DETACHED", 5*time.Second); l != "DETACHED <nil>" {
+		t.Fatalf("detaching behind the pipeline's back: %s", l)
+	}
+	fmt.Fprintln(c.stdin, "selfcheck")
+	if l := c.expect(t, "SELFCHECK", 5*time.Second); !strings.Contains(l, "worker 0: `rx` (RxXDP): the XDP program (id ") ||
+		!strings.Contains(l, "is no longer attached to xa") {
+		t.Errorf("after the program was detached: %s", l)
+	}
+}
+
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // countReturned counts the IPv4 frames to dst received on the capture
@@ -439,6 +474,20 @@ func TestNetnsChild(t *testing.T) {
 		case "add-vip":
 			store.Publish(snapshot.New(3, 0, withVIP, nil))
 			fmt.Println("ADDED VIPs", vips(1))
+		case "selfcheck":
+			fmt.Println("SELFCHECK", rt.SelfCheck(time.Now()))
+		case "detach":
+			// Behind the pipeline's back, as `bpftool link detach`
+			// would: through a handle of our own on the link.
+			ifc.mu.Lock()
+			id := ifc.prog.LinkID()
+			ifc.mu.Unlock()
+			lk, err := link.NewFromID(link.ID(id))
+			if err == nil {
+				err = lk.Detach()
+				lk.Close()
+			}
+			fmt.Println("DETACHED", err)
 		}
 	}
 	cancel()

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/elements/xdp/internal/xdpprog"
@@ -53,6 +56,7 @@ type RxXDP struct {
 	pkts     [pipeline.MaxBatch]pipeline.Packet
 	descs    [pipeline.MaxBatch]xsk.Desc
 	fd       atomic.Int64 // the socket, for Stats; -1 when closed
+	sockErr  atomic.Int64 // the socket's pending error once SelfCheck saw one
 	pub      rxCounters
 	reported error // the last socket error logged
 	// txRingFullCounted is the socket's TxRingFull that the worker's
@@ -203,6 +207,52 @@ func (r *RxXDP) Pull(b *pipeline.Batch) error {
 	return nil
 }
 
+// MaxWait is the longest a Pull waits for packets: poll_timeout in poll
+// mode, nothing in busy mode.
+func (r *RxXDP) MaxWait() time.Duration {
+	if r.busy {
+		return 0
+	}
+	return time.Duration(r.waitMs) * time.Millisecond
+}
+
+// SelfCheck reports a socket the kernel marked failed (the interface went
+// away, say) or no longer registered with the program, and (worker 0's
+// RxXDP, which every interface has) a program detached or replaced behind
+// xlbd's back. It runs on the self-check's goroutine: it reads the socket's
+// descriptor and the shared interface, never the worker's rings.
+func (r *RxXDP) SelfCheck() error {
+	if !r.acquired {
+		return fmt.Errorf("%s: not provisioned", r.Interface)
+	}
+	fd := r.fd.Load()
+	if fd < 0 {
+		return fmt.Errorf("%s queue %d: the AF_XDP socket is closed", r.Interface, r.queue)
+	}
+	if e := r.sockErr.Load(); e != 0 {
+		return fmt.Errorf("%s queue %d: the AF_XDP socket failed: %w", r.Interface, r.queue, syscall.Errno(e))
+	}
+	// SO_ERROR is cleared by reading it: kept, so that a failed socket
+	// fails every check after the first.
+	if e, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); err != nil || e != 0 {
+		if err != nil {
+			return fmt.Errorf("%s queue %d: the AF_XDP socket: %w", r.Interface, r.queue, err)
+		}
+		r.sockErr.Store(int64(e))
+		return fmt.Errorf("%s queue %d: the AF_XDP socket failed: %w", r.Interface, r.queue, syscall.Errno(e))
+	}
+	r.ifc.mu.Lock()
+	registered := r.ifc.rx[r.worker] == r
+	r.ifc.mu.Unlock()
+	if !registered {
+		return fmt.Errorf("%s queue %d: the AF_XDP socket is not registered with the XDP program", r.Interface, r.queue)
+	}
+	if r.worker == 0 {
+		return r.ifc.selfCheck()
+	}
+	return nil
+}
+
 // Recycle returns a packet's frame to the free list (and so to the fill
 // ring at the next Pull).
 func (r *RxXDP) Recycle(p *pipeline.Packet) { r.sock.Recycle(p.Handle) }
@@ -225,6 +275,11 @@ func (r *RxXDP) publish() {
 		r.log.Warn("AF_XDP transmit wake-up failed", "interface", r.Interface, "queue", r.queue, "err", s.LastErr)
 	}
 }
+
+var (
+	_ pipeline.SelfChecker = (*RxXDP)(nil)
+	_ pipeline.PollWaiter  = (*RxXDP)(nil)
+)
 
 var frameStates = [xsk.NumStates]string{"free", "fill", "rx", "queued", "tx"}
 

@@ -1,6 +1,8 @@
-// Package fakeplugin is a health-checker plugin for tests of the host
-// side: a test binary re-executes itself as the plugin (with Env set), so
-// a test needs no build. Its behaviour is scripted by target names,
+// Package fakeplugin is a health-checker plugin, and a route announcer,
+// for tests of the host side: a test binary re-executes itself as the
+// plugin (with Env set), so a test needs no build. Run under the name
+// AnnouncerName (a link to the test binary: Announcer) it is the route
+// announcer. The health checker's behaviour is scripted by target names,
 // parameters and settings, and it reports the settings it runs with, so
 // that a test can tell what the process itself holds.
 package fakeplugin
@@ -9,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -24,15 +27,21 @@ const Env = "XLB_FAKE_PLUGIN"
 // Version is what the plugin reports in Info.
 const Version = "9.9.9"
 
-// ServeIfChild serves the plugin and exits when Env is set; call it first
-// in TestMain.
+// ServeIfChild serves the plugin and exits when Env is set, or the binary
+// runs as AnnouncerName (whose parent, an xlbd child of a test, need not
+// have Env); call it first in TestMain.
 func ServeIfChild() {
-	if os.Getenv(Env) == "" {
+	asAnnouncer := filepath.Base(os.Args[0]) == AnnouncerName
+	if os.Getenv(Env) == "" && !asAnnouncer {
 		return
 	}
 	l := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Name: "fake"})
 	l.Info("fake plugin serving")
-	sdk.ServeHealthChecker(&checker{log: l})
+	if asAnnouncer {
+		sdk.ServeRouteAnnouncer(&announcer{})
+	} else {
+		sdk.ServeHealthChecker(&checker{log: l})
+	}
 	os.Exit(0)
 }
 

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -133,26 +134,42 @@ func (h *HealthChecks) CheckParams(ctx context.Context, c *Change, cfg *control.
 			if !ok || !checkable(*hc) {
 				continue
 			}
-			// The plugin checks what conforms, so that one run shows a
-			// misspelt parameter and a bad value of another.
-			params, err := Conform(info.Params, hc.Params, ownParams...)
+			var validate func(context.Context, []byte) error
 			if pl := c.Plugin(hc.Method); pl != nil {
-				conformed := *hc
-				conformed.Params = params
-				cl, perr := pl.HealthChecker()
-				if perr == nil {
-					perr = cl.ValidateParams(ctx, conformed.ParamsJSON())
+				validate = func(ctx context.Context, js []byte) error {
+					cl, err := pl.HealthChecker()
+					if err != nil {
+						return err
+					}
+					return cl.ValidateParams(ctx, js)
 				}
-				if err == nil && perr == nil {
-					hc.Params = params
-				}
-				err = errors.Join(append(sdk.Unjoin(err), sdk.Unjoin(notRepeated(perr, err))...)...)
 			}
+			var err error
+			hc.Params, err = checkParams(ctx, info.Params, hc.Params, validate, ownParams...)
 			what := fmt.Sprintf("pool %q health check %q", p.Name, hc.Method)
 			errs = append(errs, Place(err, what, hc.Range, hc.AttrRange, "Invalid health-check parameter", "Health-check parameters not checked")...)
 		}
 	}
 	return errs
+}
+
+// checkParams checks one block's parameters against a plugin's schema
+// (Conform) and then, when validate is set (the plugin runs), by the
+// plugin itself. It returns the conformed parameters when both pass and
+// params as they were otherwise, with every refusal. The plugin checks
+// what conforms, so that one run shows a misspelt parameter and a bad
+// value of another.
+func checkParams(ctx context.Context, schema []sdk.Attribute, params map[string]json.RawMessage,
+	validate func(context.Context, []byte) error, own ...string) (map[string]json.RawMessage, error) {
+	conformed, err := Conform(schema, params, own...)
+	if validate == nil {
+		return params, err
+	}
+	perr := validate(ctx, control.ParamsJSON(conformed))
+	if err == nil && perr == nil {
+		return conformed, nil
+	}
+	return params, errors.Join(append(sdk.Unjoin(err), sdk.Unjoin(notRepeated(perr, err))...)...)
 }
 
 // notRepeated is the plugin's refusal less what the schema check (before)

@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -237,20 +238,33 @@ func (p *Plugin) Status() Status {
 // while the plugin is not running or is another kind. The client goes
 // stale when the process exits: fetch it per use.
 func (p *Plugin) HealthChecker() (*sdk.HealthCheckerClient, error) {
+	return running[*sdk.HealthCheckerClient](p, "a health checker")
+}
+
+// RouteAnnouncer returns the running route-announcer client, as
+// HealthChecker does for health checkers.
+func (p *Plugin) RouteAnnouncer() (*sdk.RouteAnnouncerClient, error) {
+	return running[*sdk.RouteAnnouncerClient](p, "a route announcer")
+}
+
+// running returns p's client of type T while p runs, or why not; what
+// names the kind T is.
+func running[T any](p *Plugin, what string) (T, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var zero T
 	if p.state != StateRunning {
 		msg := p.state.String()
 		if p.lastErr != "" {
 			msg += ": " + p.lastErr
 		}
-		return nil, fmt.Errorf("plugin %q: %w (%s)", p.spec.Name, ErrNotRunning, msg)
+		return zero, fmt.Errorf("plugin %q: %w (%s)", p.spec.Name, ErrNotRunning, msg)
 	}
-	hc, ok := p.raw.(*sdk.HealthCheckerClient)
+	c, ok := p.raw.(T)
 	if !ok {
-		return nil, fmt.Errorf("plugin %q is a %s, not a health checker", p.spec.Name, p.spec.Kind)
+		return zero, fmt.Errorf("plugin %q is a %s, not %s", p.spec.Name, p.spec.Kind, what)
 	}
-	return hc, nil
+	return c, nil
 }
 
 // Reconfigure sends config (a JSON object), conformed to the plugin's
@@ -333,6 +347,7 @@ func (p *Plugin) supervise(first chan<- error) {
 		} else {
 			startedAt := p.opt.Now()
 			if !p.watch(c) {
+				p.terminate(c)
 				c.Kill()
 				p.mu.Lock()
 				p.raw, p.pid = nil, 0
@@ -366,6 +381,25 @@ func (p *Plugin) supervise(first chan<- error) {
 	}
 }
 
+// terminate lets a stopped route announcer leave cleanly before c.Kill:
+// go-plugin's shutdown ends the process without the SDK's Stop, and a BGP
+// session closed without a Cease is kept by the routers for the
+// graceful-restart time. So it gets SIGTERM, as when xlbd dies, and a
+// little over the SDK's one second to exit.
+func (p *Plugin) terminate(c *plugin.Client) {
+	p.mu.Lock()
+	pid := p.pid
+	p.mu.Unlock()
+	if p.spec.Kind != sdk.KindRouteAnnouncer || pid == 0 || syscall.Kill(pid, syscall.SIGTERM) != nil {
+		return
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end) && !c.Exited(); {
+		<-t.C
+	}
+}
+
 // watch polls c until its process exits (true) or Stop is called (false).
 // go-plugin marks the client exited as soon as Wait returns.
 func (p *Plugin) watch(c *plugin.Client) bool {
@@ -388,7 +422,7 @@ func (p *Plugin) watch(c *plugin.Client) bool {
 // thread. On error nothing is left running.
 func (p *Plugin) launch() (*plugin.Client, error) {
 	cmd := exec.Command(p.spec.Path)
-	setPdeathsig(cmd)
+	setPdeathsig(cmd, deathSignal(p.spec.Kind))
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          plugin.PluginSet{string(p.spec.Kind): sdk.PluginMap[string(p.spec.Kind)]},
@@ -471,6 +505,19 @@ func (p *Plugin) connect(c *plugin.Client) (any, error) {
 		return nil, err
 	}
 	return raw, nil
+}
+
+// deathSignal is the signal the kernel sends a plugin of kind when xlbd
+// dies. SIGKILL, so that nothing outlives xlbd, except for route
+// announcers: they get SIGTERM, on which the SDK has them tell their peers
+// they are leaving (a BGP Cease) before they exit, so that routers drop a
+// dead node's routes at once instead of keeping them for the
+// graceful-restart time, which is meant for the announcer's own crash.
+func deathSignal(kind sdk.Kind) syscall.Signal {
+	if kind == sdk.KindRouteAnnouncer {
+		return syscall.SIGTERM
+	}
+	return syscall.SIGKILL
 }
 
 // checksum hashes the executable and compares it with the declared digest.

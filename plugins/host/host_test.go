@@ -46,10 +46,16 @@ func TestMain(m *testing.M) {
 }
 
 // runHost launches the plugin, prints its PID and waits to be killed.
+// With hostEnv set to "announcer PATH RECORD", it launches the route
+// announcer at PATH recording into RECORD instead.
 func runHost() {
 	os.Setenv(pluginEnv, "1")
 	exe, _ := os.Executable()
-	p, err := New(Spec{Name: "hc", Path: exe, Kind: sdk.KindHealthChecker}, Options{})
+	spec := Spec{Name: "hc", Path: exe, Kind: sdk.KindHealthChecker}
+	if f := strings.Fields(os.Getenv(hostEnv)); len(f) == 3 && f[0] == "announcer" {
+		spec = Spec{Name: "bgp", Path: f[1], Kind: sdk.KindRouteAnnouncer, Config: []byte(fmt.Sprintf(`{"record":%q}`, f[2]))}
+	}
+	p, err := New(spec, Options{})
 	if err == nil {
 		err = p.Start()
 	}

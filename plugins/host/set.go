@@ -296,6 +296,23 @@ func settingErrors(err error, d Decl) pipeline.Errors {
 	return Place(err, d.what(), d.Range, d.AttrRange, "Invalid plugin setting", "Plugin not started")
 }
 
+// nearest is the range of the attribute at path (a plugin names a value
+// nested in an attribute by a path such as neighbors[1].peer_as), or of the
+// longest prefix of the path recorded in attrs, or block.
+func nearest(attrs map[string]pipeline.Range, path string, block pipeline.Range) pipeline.Range {
+	for path != "" {
+		if r, ok := attrs[path]; ok {
+			return r
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return block
+}
+
 // Place turns err, from a plugin checking a block (its settings, a health
 // check's parameters), into one pipeline.Error per refused attribute (an
 // *sdk.ConfigError, at attrs[Attribute]) with the summary refused, and one
@@ -310,10 +327,7 @@ func Place(err error, what string, block pipeline.Range, attrs map[string]pipeli
 			out = append(out, &pipeline.Error{Range: block, Summary: failed, Detail: strings.TrimSuffix(e.Error(), ".") + "."})
 			continue
 		}
-		r, ok := attrs[ce.Attribute]
-		if !ok {
-			r = block
-		}
+		r := nearest(attrs, ce.Attribute, block)
 		detail := fmt.Sprintf("%s: %s.", what, strings.TrimSuffix(ce.Message, "."))
 		if ce.Attribute != "" {
 			detail = fmt.Sprintf("%s: %s: %s.", what, ce.Attribute, strings.TrimSuffix(ce.Message, "."))

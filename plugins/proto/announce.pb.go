@@ -34,7 +34,14 @@ type Route struct {
 	// BGP communities as "asn:value" (or large "a:b:c").
 	Communities []string `protobuf:"bytes,3,rep,name=communities,proto3" json:"communities,omitempty"`
 	// Announcer-specific attributes (med, local_pref, ...).
-	Attributes    map[string]string `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Attributes map[string]string `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The VIP's name in the configuration, for the plugin's logs.
+	Vip string `protobuf:"bytes,5,opt,name=vip,proto3" json:"vip,omitempty"`
+	// The VIP's announce block for this announcer, evaluated by the host to
+	// one JSON object conformed to the plugin's params schema (as
+	// CheckRequest.params_json); empty: none. Routes of one VIP share it, so
+	// a plugin may cache what it parses from it.
+	ParamsJson    []byte `protobuf:"bytes,6,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -93,6 +100,20 @@ func (x *Route) GetCommunities() []string {
 func (x *Route) GetAttributes() map[string]string {
 	if x != nil {
 		return x.Attributes
+	}
+	return nil
+}
+
+func (x *Route) GetVip() string {
+	if x != nil {
+		return x.Vip
+	}
+	return ""
+}
+
+func (x *Route) GetParamsJson() []byte {
+	if x != nil {
+		return x.ParamsJson
 	}
 	return nil
 }
@@ -253,14 +274,17 @@ var File_announce_proto protoreflect.FileDescriptor
 
 const file_announce_proto_rawDesc = "" +
 	"\n" +
-	"\x0eannounce.proto\x12\rxlb.plugin.v1\x1a\fcommon.proto\"\xe1\x01\n" +
+	"\x0eannounce.proto\x12\rxlb.plugin.v1\x1a\fcommon.proto\"\x94\x02\n" +
 	"\x05Route\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x19\n" +
 	"\bnext_hop\x18\x02 \x01(\tR\anextHop\x12 \n" +
 	"\vcommunities\x18\x03 \x03(\tR\vcommunities\x12D\n" +
 	"\n" +
 	"attributes\x18\x04 \x03(\v2$.xlb.plugin.v1.Route.AttributesEntryR\n" +
-	"attributes\x1a=\n" +
+	"attributes\x12\x10\n" +
+	"\x03vip\x18\x05 \x01(\tR\x03vip\x12\x1f\n" +
+	"\vparams_json\x18\x06 \x01(\fR\n" +
+	"paramsJson\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
@@ -268,12 +292,13 @@ const file_announce_proto_rawDesc = "" +
 	"\x06routes\x18\x01 \x03(\v2\x14.xlb.plugin.v1.RouteR\x06routes\"\x13\n" +
 	"\x11SetRoutesResponse\"\x14\n" +
 	"\x12WithdrawAllRequest\"\x15\n" +
-	"\x13WithdrawAllResponse2\xc7\x02\n" +
+	"\x13WithdrawAllResponse2\xa6\x03\n" +
 	"\x0eRouteAnnouncer\x12?\n" +
 	"\x04Info\x12\x1a.xlb.plugin.v1.InfoRequest\x1a\x1b.xlb.plugin.v1.InfoResponse\x12N\n" +
 	"\tConfigure\x12\x1f.xlb.plugin.v1.ConfigureRequest\x1a .xlb.plugin.v1.ConfigureResponse\x12N\n" +
 	"\tSetRoutes\x12\x1f.xlb.plugin.v1.SetRoutesRequest\x1a .xlb.plugin.v1.SetRoutesResponse\x12T\n" +
-	"\vWithdrawAll\x12!.xlb.plugin.v1.WithdrawAllRequest\x1a\".xlb.plugin.v1.WithdrawAllResponseB2Z0github.com/xlbproject/xlb/plugins/proto;pluginpbb\x06proto3"
+	"\vWithdrawAll\x12!.xlb.plugin.v1.WithdrawAllRequest\x1a\".xlb.plugin.v1.WithdrawAllResponse\x12]\n" +
+	"\x0eValidateParams\x12$.xlb.plugin.v1.ValidateParamsRequest\x1a%.xlb.plugin.v1.ValidateParamsResponseB2Z0github.com/xlbproject/xlb/plugins/proto;pluginpbb\x06proto3"
 
 var (
 	file_announce_proto_rawDescOnce sync.Once
@@ -289,33 +314,37 @@ func file_announce_proto_rawDescGZIP() []byte {
 
 var file_announce_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_announce_proto_goTypes = []any{
-	(*Route)(nil),               // 0: xlb.plugin.v1.Route
-	(*SetRoutesRequest)(nil),    // 1: xlb.plugin.v1.SetRoutesRequest
-	(*SetRoutesResponse)(nil),   // 2: xlb.plugin.v1.SetRoutesResponse
-	(*WithdrawAllRequest)(nil),  // 3: xlb.plugin.v1.WithdrawAllRequest
-	(*WithdrawAllResponse)(nil), // 4: xlb.plugin.v1.WithdrawAllResponse
-	nil,                         // 5: xlb.plugin.v1.Route.AttributesEntry
-	(*InfoRequest)(nil),         // 6: xlb.plugin.v1.InfoRequest
-	(*ConfigureRequest)(nil),    // 7: xlb.plugin.v1.ConfigureRequest
-	(*InfoResponse)(nil),        // 8: xlb.plugin.v1.InfoResponse
-	(*ConfigureResponse)(nil),   // 9: xlb.plugin.v1.ConfigureResponse
+	(*Route)(nil),                  // 0: xlb.plugin.v1.Route
+	(*SetRoutesRequest)(nil),       // 1: xlb.plugin.v1.SetRoutesRequest
+	(*SetRoutesResponse)(nil),      // 2: xlb.plugin.v1.SetRoutesResponse
+	(*WithdrawAllRequest)(nil),     // 3: xlb.plugin.v1.WithdrawAllRequest
+	(*WithdrawAllResponse)(nil),    // 4: xlb.plugin.v1.WithdrawAllResponse
+	nil,                            // 5: xlb.plugin.v1.Route.AttributesEntry
+	(*InfoRequest)(nil),            // 6: xlb.plugin.v1.InfoRequest
+	(*ConfigureRequest)(nil),       // 7: xlb.plugin.v1.ConfigureRequest
+	(*ValidateParamsRequest)(nil),  // 8: xlb.plugin.v1.ValidateParamsRequest
+	(*InfoResponse)(nil),           // 9: xlb.plugin.v1.InfoResponse
+	(*ConfigureResponse)(nil),      // 10: xlb.plugin.v1.ConfigureResponse
+	(*ValidateParamsResponse)(nil), // 11: xlb.plugin.v1.ValidateParamsResponse
 }
 var file_announce_proto_depIdxs = []int32{
-	5, // 0: xlb.plugin.v1.Route.attributes:type_name -> xlb.plugin.v1.Route.AttributesEntry
-	0, // 1: xlb.plugin.v1.SetRoutesRequest.routes:type_name -> xlb.plugin.v1.Route
-	6, // 2: xlb.plugin.v1.RouteAnnouncer.Info:input_type -> xlb.plugin.v1.InfoRequest
-	7, // 3: xlb.plugin.v1.RouteAnnouncer.Configure:input_type -> xlb.plugin.v1.ConfigureRequest
-	1, // 4: xlb.plugin.v1.RouteAnnouncer.SetRoutes:input_type -> xlb.plugin.v1.SetRoutesRequest
-	3, // 5: xlb.plugin.v1.RouteAnnouncer.WithdrawAll:input_type -> xlb.plugin.v1.WithdrawAllRequest
-	8, // 6: xlb.plugin.v1.RouteAnnouncer.Info:output_type -> xlb.plugin.v1.InfoResponse
-	9, // 7: xlb.plugin.v1.RouteAnnouncer.Configure:output_type -> xlb.plugin.v1.ConfigureResponse
-	2, // 8: xlb.plugin.v1.RouteAnnouncer.SetRoutes:output_type -> xlb.plugin.v1.SetRoutesResponse
-	4, // 9: xlb.plugin.v1.RouteAnnouncer.WithdrawAll:output_type -> xlb.plugin.v1.WithdrawAllResponse
-	6, // [6:10] is the sub-list for method output_type
-	2, // [2:6] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	5,  // 0: xlb.plugin.v1.Route.attributes:type_name -> xlb.plugin.v1.Route.AttributesEntry
+	0,  // 1: xlb.plugin.v1.SetRoutesRequest.routes:type_name -> xlb.plugin.v1.Route
+	6,  // 2: xlb.plugin.v1.RouteAnnouncer.Info:input_type -> xlb.plugin.v1.InfoRequest
+	7,  // 3: xlb.plugin.v1.RouteAnnouncer.Configure:input_type -> xlb.plugin.v1.ConfigureRequest
+	1,  // 4: xlb.plugin.v1.RouteAnnouncer.SetRoutes:input_type -> xlb.plugin.v1.SetRoutesRequest
+	3,  // 5: xlb.plugin.v1.RouteAnnouncer.WithdrawAll:input_type -> xlb.plugin.v1.WithdrawAllRequest
+	8,  // 6: xlb.plugin.v1.RouteAnnouncer.ValidateParams:input_type -> xlb.plugin.v1.ValidateParamsRequest
+	9,  // 7: xlb.plugin.v1.RouteAnnouncer.Info:output_type -> xlb.plugin.v1.InfoResponse
+	10, // 8: xlb.plugin.v1.RouteAnnouncer.Configure:output_type -> xlb.plugin.v1.ConfigureResponse
+	2,  // 9: xlb.plugin.v1.RouteAnnouncer.SetRoutes:output_type -> xlb.plugin.v1.SetRoutesResponse
+	4,  // 10: xlb.plugin.v1.RouteAnnouncer.WithdrawAll:output_type -> xlb.plugin.v1.WithdrawAllResponse
+	11, // 11: xlb.plugin.v1.RouteAnnouncer.ValidateParams:output_type -> xlb.plugin.v1.ValidateParamsResponse
+	7,  // [7:12] is the sub-list for method output_type
+	2,  // [2:7] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_announce_proto_init() }

@@ -23,10 +23,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RouteAnnouncer_Info_FullMethodName        = "/xlb.plugin.v1.RouteAnnouncer/Info"
-	RouteAnnouncer_Configure_FullMethodName   = "/xlb.plugin.v1.RouteAnnouncer/Configure"
-	RouteAnnouncer_SetRoutes_FullMethodName   = "/xlb.plugin.v1.RouteAnnouncer/SetRoutes"
-	RouteAnnouncer_WithdrawAll_FullMethodName = "/xlb.plugin.v1.RouteAnnouncer/WithdrawAll"
+	RouteAnnouncer_Info_FullMethodName           = "/xlb.plugin.v1.RouteAnnouncer/Info"
+	RouteAnnouncer_Configure_FullMethodName      = "/xlb.plugin.v1.RouteAnnouncer/Configure"
+	RouteAnnouncer_SetRoutes_FullMethodName      = "/xlb.plugin.v1.RouteAnnouncer/SetRoutes"
+	RouteAnnouncer_WithdrawAll_FullMethodName    = "/xlb.plugin.v1.RouteAnnouncer/WithdrawAll"
+	RouteAnnouncer_ValidateParams_FullMethodName = "/xlb.plugin.v1.RouteAnnouncer/ValidateParams"
 )
 
 // RouteAnnouncerClient is the client API for RouteAnnouncer service.
@@ -40,6 +41,10 @@ type RouteAnnouncerClient interface {
 	// WithdrawAll withdraws every route (shutdown withdraws before the data
 	// plane stops).
 	WithdrawAll(ctx context.Context, in *WithdrawAllRequest, opts ...grpc.CallOption) (*WithdrawAllResponse, error)
+	// ValidateParams checks one VIP's announce block for this announcer
+	// (communities, MED, ...) without announcing anything: the host calls
+	// it when a configuration is loaded.
+	ValidateParams(ctx context.Context, in *ValidateParamsRequest, opts ...grpc.CallOption) (*ValidateParamsResponse, error)
 }
 
 type routeAnnouncerClient struct {
@@ -90,6 +95,16 @@ func (c *routeAnnouncerClient) WithdrawAll(ctx context.Context, in *WithdrawAllR
 	return out, nil
 }
 
+func (c *routeAnnouncerClient) ValidateParams(ctx context.Context, in *ValidateParamsRequest, opts ...grpc.CallOption) (*ValidateParamsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ValidateParamsResponse)
+	err := c.cc.Invoke(ctx, RouteAnnouncer_ValidateParams_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RouteAnnouncerServer is the server API for RouteAnnouncer service.
 // All implementations must embed UnimplementedRouteAnnouncerServer
 // for forward compatibility.
@@ -101,6 +116,10 @@ type RouteAnnouncerServer interface {
 	// WithdrawAll withdraws every route (shutdown withdraws before the data
 	// plane stops).
 	WithdrawAll(context.Context, *WithdrawAllRequest) (*WithdrawAllResponse, error)
+	// ValidateParams checks one VIP's announce block for this announcer
+	// (communities, MED, ...) without announcing anything: the host calls
+	// it when a configuration is loaded.
+	ValidateParams(context.Context, *ValidateParamsRequest) (*ValidateParamsResponse, error)
 	mustEmbedUnimplementedRouteAnnouncerServer()
 }
 
@@ -122,6 +141,9 @@ func (UnimplementedRouteAnnouncerServer) SetRoutes(context.Context, *SetRoutesRe
 }
 func (UnimplementedRouteAnnouncerServer) WithdrawAll(context.Context, *WithdrawAllRequest) (*WithdrawAllResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method WithdrawAll not implemented")
+}
+func (UnimplementedRouteAnnouncerServer) ValidateParams(context.Context, *ValidateParamsRequest) (*ValidateParamsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ValidateParams not implemented")
 }
 func (UnimplementedRouteAnnouncerServer) mustEmbedUnimplementedRouteAnnouncerServer() {}
 func (UnimplementedRouteAnnouncerServer) testEmbeddedByValue()                        {}
@@ -216,6 +238,24 @@ func _RouteAnnouncer_WithdrawAll_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RouteAnnouncer_ValidateParams_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateParamsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RouteAnnouncerServer).ValidateParams(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RouteAnnouncer_ValidateParams_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RouteAnnouncerServer).ValidateParams(ctx, req.(*ValidateParamsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RouteAnnouncer_ServiceDesc is the grpc.ServiceDesc for RouteAnnouncer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -238,6 +278,10 @@ var RouteAnnouncer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WithdrawAll",
 			Handler:    _RouteAnnouncer_WithdrawAll_Handler,
+		},
+		{
+			MethodName: "ValidateParams",
+			Handler:    _RouteAnnouncer_ValidateParams_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -128,7 +128,8 @@ type InfoResponse struct {
 	ConfigSchema *Schema `protobuf:"bytes,4,opt,name=config_schema,json=configSchema,proto3" json:"config_schema,omitempty"`
 	// For a health checker: the parameters its health_check blocks may
 	// contain besides the host's own (interval, timeout, rise, fall, port),
-	// sent with every batch they apply to.
+	// sent with every batch they apply to. For a route announcer: what a
+	// VIP's announce block for it may contain, sent with that VIP's routes.
 	ParamsSchema  *Schema `protobuf:"bytes,5,opt,name=params_schema,json=paramsSchema,proto3" json:"params_schema,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -463,6 +464,99 @@ func (x *ConfigError) GetMessage() string {
 	return ""
 }
 
+// ValidateParams checks the parameters a plugin takes per use (a
+// health_check block's, a VIP's announce block's) without acting on them:
+// the host calls it when a configuration is loaded, so that a bad
+// parameter is refused at its line before it is applied.
+type ValidateParamsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ParamsJson    []byte                 `protobuf:"bytes,1,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateParamsRequest) Reset() {
+	*x = ValidateParamsRequest{}
+	mi := &file_common_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateParamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateParamsRequest) ProtoMessage() {}
+
+func (x *ValidateParamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_common_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateParamsRequest.ProtoReflect.Descriptor instead.
+func (*ValidateParamsRequest) Descriptor() ([]byte, []int) {
+	return file_common_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ValidateParamsRequest) GetParamsJson() []byte {
+	if x != nil {
+		return x.ParamsJson
+	}
+	return nil
+}
+
+type ValidateParamsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty when the parameters are accepted.
+	Errors        []*ConfigError `protobuf:"bytes,1,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateParamsResponse) Reset() {
+	*x = ValidateParamsResponse{}
+	mi := &file_common_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateParamsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateParamsResponse) ProtoMessage() {}
+
+func (x *ValidateParamsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_common_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateParamsResponse.ProtoReflect.Descriptor instead.
+func (*ValidateParamsResponse) Descriptor() ([]byte, []int) {
+	return file_common_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ValidateParamsResponse) GetErrors() []*ConfigError {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
 var File_common_proto protoreflect.FileDescriptor
 
 const file_common_proto_rawDesc = "" +
@@ -491,7 +585,12 @@ const file_common_proto_rawDesc = "" +
 	"\x06errors\x18\x01 \x03(\v2\x1a.xlb.plugin.v1.ConfigErrorR\x06errors\"E\n" +
 	"\vConfigError\x12\x1c\n" +
 	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage*g\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"8\n" +
+	"\x15ValidateParamsRequest\x12\x1f\n" +
+	"\vparams_json\x18\x01 \x01(\fR\n" +
+	"paramsJson\"L\n" +
+	"\x16ValidateParamsResponse\x122\n" +
+	"\x06errors\x18\x01 \x03(\v2\x1a.xlb.plugin.v1.ConfigErrorR\x06errors*g\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13KIND_HEALTH_CHECKER\x10\x01\x12\x16\n" +
@@ -511,16 +610,18 @@ func file_common_proto_rawDescGZIP() []byte {
 }
 
 var file_common_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_common_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_common_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_common_proto_goTypes = []any{
-	(Kind)(0),                 // 0: xlb.plugin.v1.Kind
-	(*InfoRequest)(nil),       // 1: xlb.plugin.v1.InfoRequest
-	(*InfoResponse)(nil),      // 2: xlb.plugin.v1.InfoResponse
-	(*Schema)(nil),            // 3: xlb.plugin.v1.Schema
-	(*Attribute)(nil),         // 4: xlb.plugin.v1.Attribute
-	(*ConfigureRequest)(nil),  // 5: xlb.plugin.v1.ConfigureRequest
-	(*ConfigureResponse)(nil), // 6: xlb.plugin.v1.ConfigureResponse
-	(*ConfigError)(nil),       // 7: xlb.plugin.v1.ConfigError
+	(Kind)(0),                      // 0: xlb.plugin.v1.Kind
+	(*InfoRequest)(nil),            // 1: xlb.plugin.v1.InfoRequest
+	(*InfoResponse)(nil),           // 2: xlb.plugin.v1.InfoResponse
+	(*Schema)(nil),                 // 3: xlb.plugin.v1.Schema
+	(*Attribute)(nil),              // 4: xlb.plugin.v1.Attribute
+	(*ConfigureRequest)(nil),       // 5: xlb.plugin.v1.ConfigureRequest
+	(*ConfigureResponse)(nil),      // 6: xlb.plugin.v1.ConfigureResponse
+	(*ConfigError)(nil),            // 7: xlb.plugin.v1.ConfigError
+	(*ValidateParamsRequest)(nil),  // 8: xlb.plugin.v1.ValidateParamsRequest
+	(*ValidateParamsResponse)(nil), // 9: xlb.plugin.v1.ValidateParamsResponse
 }
 var file_common_proto_depIdxs = []int32{
 	0, // 0: xlb.plugin.v1.InfoResponse.kind:type_name -> xlb.plugin.v1.Kind
@@ -528,11 +629,12 @@ var file_common_proto_depIdxs = []int32{
 	3, // 2: xlb.plugin.v1.InfoResponse.params_schema:type_name -> xlb.plugin.v1.Schema
 	4, // 3: xlb.plugin.v1.Schema.attributes:type_name -> xlb.plugin.v1.Attribute
 	7, // 4: xlb.plugin.v1.ConfigureResponse.errors:type_name -> xlb.plugin.v1.ConfigError
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	7, // 5: xlb.plugin.v1.ValidateParamsResponse.errors:type_name -> xlb.plugin.v1.ConfigError
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_common_proto_init() }
@@ -546,7 +648,7 @@ func file_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_common_proto_rawDesc), len(file_common_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

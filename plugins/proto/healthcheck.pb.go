@@ -77,95 +77,6 @@ func (Status) EnumDescriptor() ([]byte, []int) {
 	return file_healthcheck_proto_rawDescGZIP(), []int{0}
 }
 
-type ValidateParamsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ParamsJson    []byte                 `protobuf:"bytes,1,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ValidateParamsRequest) Reset() {
-	*x = ValidateParamsRequest{}
-	mi := &file_healthcheck_proto_msgTypes[0]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ValidateParamsRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ValidateParamsRequest) ProtoMessage() {}
-
-func (x *ValidateParamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_healthcheck_proto_msgTypes[0]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ValidateParamsRequest.ProtoReflect.Descriptor instead.
-func (*ValidateParamsRequest) Descriptor() ([]byte, []int) {
-	return file_healthcheck_proto_rawDescGZIP(), []int{0}
-}
-
-func (x *ValidateParamsRequest) GetParamsJson() []byte {
-	if x != nil {
-		return x.ParamsJson
-	}
-	return nil
-}
-
-type ValidateParamsResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Empty when the parameters are accepted.
-	Errors        []*ConfigError `protobuf:"bytes,1,rep,name=errors,proto3" json:"errors,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ValidateParamsResponse) Reset() {
-	*x = ValidateParamsResponse{}
-	mi := &file_healthcheck_proto_msgTypes[1]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ValidateParamsResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ValidateParamsResponse) ProtoMessage() {}
-
-func (x *ValidateParamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_healthcheck_proto_msgTypes[1]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ValidateParamsResponse.ProtoReflect.Descriptor instead.
-func (*ValidateParamsResponse) Descriptor() ([]byte, []int) {
-	return file_healthcheck_proto_rawDescGZIP(), []int{1}
-}
-
-func (x *ValidateParamsResponse) GetErrors() []*ConfigError {
-	if x != nil {
-		return x.Errors
-	}
-	return nil
-}
-
 type Target struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Assigned by the host and echoed in the Result.
@@ -181,7 +92,7 @@ type Target struct {
 
 func (x *Target) Reset() {
 	*x = Target{}
-	mi := &file_healthcheck_proto_msgTypes[2]
+	mi := &file_healthcheck_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -193,7 +104,7 @@ func (x *Target) String() string {
 func (*Target) ProtoMessage() {}
 
 func (x *Target) ProtoReflect() protoreflect.Message {
-	mi := &file_healthcheck_proto_msgTypes[2]
+	mi := &file_healthcheck_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -206,7 +117,7 @@ func (x *Target) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Target.ProtoReflect.Descriptor instead.
 func (*Target) Descriptor() ([]byte, []int) {
-	return file_healthcheck_proto_rawDescGZIP(), []int{2}
+	return file_healthcheck_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *Target) GetId() uint64 {
@@ -255,7 +166,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_healthcheck_proto_msgTypes[3]
+	mi := &file_healthcheck_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -267,7 +178,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_healthcheck_proto_msgTypes[3]
+	mi := &file_healthcheck_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -280,7 +191,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_healthcheck_proto_rawDescGZIP(), []int{3}
+	return file_healthcheck_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *CheckRequest) GetTargets() []*Target {
@@ -317,7 +228,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_healthcheck_proto_msgTypes[4]
+	mi := &file_healthcheck_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -329,7 +240,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_healthcheck_proto_msgTypes[4]
+	mi := &file_healthcheck_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -342,7 +253,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_healthcheck_proto_rawDescGZIP(), []int{4}
+	return file_healthcheck_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Result) GetId() uint64 {
@@ -383,7 +294,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_healthcheck_proto_msgTypes[5]
+	mi := &file_healthcheck_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +306,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_healthcheck_proto_msgTypes[5]
+	mi := &file_healthcheck_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +319,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_healthcheck_proto_rawDescGZIP(), []int{5}
+	return file_healthcheck_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CheckResponse) GetResults() []*Result {
@@ -422,12 +333,7 @@ var File_healthcheck_proto protoreflect.FileDescriptor
 
 const file_healthcheck_proto_rawDesc = "" +
 	"\n" +
-	"\x11healthcheck.proto\x12\rxlb.plugin.v1\x1a\fcommon.proto\x1a\x1egoogle/protobuf/duration.proto\"8\n" +
-	"\x15ValidateParamsRequest\x12\x1f\n" +
-	"\vparams_json\x18\x01 \x01(\fR\n" +
-	"paramsJson\"L\n" +
-	"\x16ValidateParamsResponse\x122\n" +
-	"\x06errors\x18\x01 \x03(\v2\x1a.xlb.plugin.v1.ConfigErrorR\x06errors\"Z\n" +
+	"\x11healthcheck.proto\x12\rxlb.plugin.v1\x1a\fcommon.proto\x1a\x1egoogle/protobuf/duration.proto\"Z\n" +
 	"\x06Target\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -468,42 +374,40 @@ func file_healthcheck_proto_rawDescGZIP() []byte {
 }
 
 var file_healthcheck_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_healthcheck_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_healthcheck_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_healthcheck_proto_goTypes = []any{
 	(Status)(0),                    // 0: xlb.plugin.v1.Status
-	(*ValidateParamsRequest)(nil),  // 1: xlb.plugin.v1.ValidateParamsRequest
-	(*ValidateParamsResponse)(nil), // 2: xlb.plugin.v1.ValidateParamsResponse
-	(*Target)(nil),                 // 3: xlb.plugin.v1.Target
-	(*CheckRequest)(nil),           // 4: xlb.plugin.v1.CheckRequest
-	(*Result)(nil),                 // 5: xlb.plugin.v1.Result
-	(*CheckResponse)(nil),          // 6: xlb.plugin.v1.CheckResponse
-	(*ConfigError)(nil),            // 7: xlb.plugin.v1.ConfigError
-	(*durationpb.Duration)(nil),    // 8: google.protobuf.Duration
-	(*InfoRequest)(nil),            // 9: xlb.plugin.v1.InfoRequest
-	(*ConfigureRequest)(nil),       // 10: xlb.plugin.v1.ConfigureRequest
-	(*InfoResponse)(nil),           // 11: xlb.plugin.v1.InfoResponse
-	(*ConfigureResponse)(nil),      // 12: xlb.plugin.v1.ConfigureResponse
+	(*Target)(nil),                 // 1: xlb.plugin.v1.Target
+	(*CheckRequest)(nil),           // 2: xlb.plugin.v1.CheckRequest
+	(*Result)(nil),                 // 3: xlb.plugin.v1.Result
+	(*CheckResponse)(nil),          // 4: xlb.plugin.v1.CheckResponse
+	(*durationpb.Duration)(nil),    // 5: google.protobuf.Duration
+	(*InfoRequest)(nil),            // 6: xlb.plugin.v1.InfoRequest
+	(*ConfigureRequest)(nil),       // 7: xlb.plugin.v1.ConfigureRequest
+	(*ValidateParamsRequest)(nil),  // 8: xlb.plugin.v1.ValidateParamsRequest
+	(*InfoResponse)(nil),           // 9: xlb.plugin.v1.InfoResponse
+	(*ConfigureResponse)(nil),      // 10: xlb.plugin.v1.ConfigureResponse
+	(*ValidateParamsResponse)(nil), // 11: xlb.plugin.v1.ValidateParamsResponse
 }
 var file_healthcheck_proto_depIdxs = []int32{
-	7,  // 0: xlb.plugin.v1.ValidateParamsResponse.errors:type_name -> xlb.plugin.v1.ConfigError
-	3,  // 1: xlb.plugin.v1.CheckRequest.targets:type_name -> xlb.plugin.v1.Target
-	8,  // 2: xlb.plugin.v1.CheckRequest.timeout:type_name -> google.protobuf.Duration
-	0,  // 3: xlb.plugin.v1.Result.status:type_name -> xlb.plugin.v1.Status
-	8,  // 4: xlb.plugin.v1.Result.latency:type_name -> google.protobuf.Duration
-	5,  // 5: xlb.plugin.v1.CheckResponse.results:type_name -> xlb.plugin.v1.Result
-	9,  // 6: xlb.plugin.v1.HealthChecker.Info:input_type -> xlb.plugin.v1.InfoRequest
-	10, // 7: xlb.plugin.v1.HealthChecker.Configure:input_type -> xlb.plugin.v1.ConfigureRequest
-	4,  // 8: xlb.plugin.v1.HealthChecker.Check:input_type -> xlb.plugin.v1.CheckRequest
-	1,  // 9: xlb.plugin.v1.HealthChecker.ValidateParams:input_type -> xlb.plugin.v1.ValidateParamsRequest
-	11, // 10: xlb.plugin.v1.HealthChecker.Info:output_type -> xlb.plugin.v1.InfoResponse
-	12, // 11: xlb.plugin.v1.HealthChecker.Configure:output_type -> xlb.plugin.v1.ConfigureResponse
-	6,  // 12: xlb.plugin.v1.HealthChecker.Check:output_type -> xlb.plugin.v1.CheckResponse
-	2,  // 13: xlb.plugin.v1.HealthChecker.ValidateParams:output_type -> xlb.plugin.v1.ValidateParamsResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	1,  // 0: xlb.plugin.v1.CheckRequest.targets:type_name -> xlb.plugin.v1.Target
+	5,  // 1: xlb.plugin.v1.CheckRequest.timeout:type_name -> google.protobuf.Duration
+	0,  // 2: xlb.plugin.v1.Result.status:type_name -> xlb.plugin.v1.Status
+	5,  // 3: xlb.plugin.v1.Result.latency:type_name -> google.protobuf.Duration
+	3,  // 4: xlb.plugin.v1.CheckResponse.results:type_name -> xlb.plugin.v1.Result
+	6,  // 5: xlb.plugin.v1.HealthChecker.Info:input_type -> xlb.plugin.v1.InfoRequest
+	7,  // 6: xlb.plugin.v1.HealthChecker.Configure:input_type -> xlb.plugin.v1.ConfigureRequest
+	2,  // 7: xlb.plugin.v1.HealthChecker.Check:input_type -> xlb.plugin.v1.CheckRequest
+	8,  // 8: xlb.plugin.v1.HealthChecker.ValidateParams:input_type -> xlb.plugin.v1.ValidateParamsRequest
+	9,  // 9: xlb.plugin.v1.HealthChecker.Info:output_type -> xlb.plugin.v1.InfoResponse
+	10, // 10: xlb.plugin.v1.HealthChecker.Configure:output_type -> xlb.plugin.v1.ConfigureResponse
+	4,  // 11: xlb.plugin.v1.HealthChecker.Check:output_type -> xlb.plugin.v1.CheckResponse
+	11, // 12: xlb.plugin.v1.HealthChecker.ValidateParams:output_type -> xlb.plugin.v1.ValidateParamsResponse
+	9,  // [9:13] is the sub-list for method output_type
+	5,  // [5:9] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_healthcheck_proto_init() }
@@ -518,7 +422,7 @@ func file_healthcheck_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_healthcheck_proto_rawDesc), len(file_healthcheck_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

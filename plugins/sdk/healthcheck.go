@@ -2,12 +2,6 @@ package sdk
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"maps"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -25,19 +19,6 @@ import (
 // StatusUnknown, which makes the host hold that backend's last known health.
 type HealthChecker interface {
 	Check(ctx context.Context, targets []Target) []Result
-}
-
-// ParamsParser is implemented by a checker whose health_check blocks take
-// parameters (path, expected status, ...). ParseParams reads one block's
-// parameters, a JSON object of constants (DecodeConfig helps), into the
-// checker's own form, which the SDK hands back as Target.Params. The SDK
-// parses each distinct block once and caches the result, so ParseParams
-// may do expensive work (compile a regexp, build a TLS client). Return
-// *ConfigError values (several with errors.Join) so that the host reports
-// each at its attribute's line. A checker without ParamsParser refuses
-// every parameter.
-type ParamsParser interface {
-	ParseParams(params []byte) (any, error)
 }
 
 // Target is one backend to probe.
@@ -93,7 +74,7 @@ type HealthCheckerPlugin struct {
 }
 
 func (p *HealthCheckerPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pluginpb.RegisterHealthCheckerServer(s, &healthCheckerServer{impl: p.Impl, parsed: map[string]any{}})
+	pluginpb.RegisterHealthCheckerServer(s, &healthCheckerServer{impl: p.Impl, params: newParamsCache(p.Impl, "this health check")})
 	return nil
 }
 
@@ -103,62 +84,12 @@ func (p *HealthCheckerPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker
 
 type healthCheckerServer struct {
 	pluginpb.UnimplementedHealthCheckerServer
-	impl HealthChecker
-
-	mu     sync.Mutex
-	parsed map[string]any // ParseParams results by parameters' JSON
-}
-
-// maxParsed bounds the cache of parsed parameters: a configuration has a
-// block per pool and method, and reloads replace blocks; when the bound is
-// reached the cache starts over rather than tracking use.
-const maxParsed = 1024
-
-// params parses js with impl's ParamsParser, through the cache.
-func (s *healthCheckerServer) params(js []byte) (any, error) {
-	empty := len(js) == 0 || string(js) == "{}" || string(js) == "null"
-	pp, ok := s.impl.(ParamsParser)
-	if !ok {
-		if empty {
-			return nil, nil
-		}
-		return nil, noParams(js)
-	}
-	s.mu.Lock()
-	v, ok := s.parsed[string(js)]
-	s.mu.Unlock()
-	if ok {
-		return v, nil
-	}
-	v, err := pp.ParseParams(js)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	if len(s.parsed) >= maxParsed {
-		clear(s.parsed)
-	}
-	s.parsed[string(js)] = v
-	s.mu.Unlock()
-	return v, nil
-}
-
-// noParams refuses each attribute of js, for a checker without parameters.
-func noParams(js []byte) error {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(js, &m) != nil || len(m) == 0 {
-		return &ConfigError{Message: "this health check takes no parameters"}
-	}
-	var errs []error
-	for _, name := range slices.Sorted(maps.Keys(m)) {
-		errs = append(errs, &ConfigError{Attribute: name, Message: "not expected: this health check takes no parameters"})
-	}
-	return errors.Join(errs...)
+	impl   HealthChecker
+	params *paramsCache
 }
 
 func (s *healthCheckerServer) ValidateParams(_ context.Context, req *pluginpb.ValidateParamsRequest) (*pluginpb.ValidateParamsResponse, error) {
-	_, err := s.params(req.GetParamsJson())
-	return &pluginpb.ValidateParamsResponse{Errors: configErrorsToPB(err)}, nil
+	return s.params.validate(req), nil
 }
 
 func (s *healthCheckerServer) Info(context.Context, *pluginpb.InfoRequest) (*pluginpb.InfoResponse, error) {
@@ -170,7 +101,7 @@ func (s *healthCheckerServer) Configure(_ context.Context, req *pluginpb.Configu
 }
 
 func (s *healthCheckerServer) Check(ctx context.Context, req *pluginpb.CheckRequest) (*pluginpb.CheckResponse, error) {
-	params, err := s.params(req.GetParamsJson())
+	params, err := s.params.parse(req.GetParamsJson())
 	if err != nil {
 		// The host validated these parameters when it loaded them, so this
 		// is a plugin replaced by one that disagrees: no verdict (the host
@@ -231,11 +162,7 @@ func (c *HealthCheckerClient) Configure(ctx context.Context, config []byte) erro
 // *ConfigError joined with errors.Join; any other error means the call
 // failed.
 func (c *HealthCheckerClient) ValidateParams(ctx context.Context, params []byte) error {
-	resp, err := c.c.ValidateParams(ctx, &pluginpb.ValidateParamsRequest{ParamsJson: params})
-	if err != nil {
-		return fmt.Errorf("validate parameters: %w", err)
-	}
-	return configErrorsFromPB(resp.GetErrors())
+	return validateParamsClient(ctx, c.c.ValidateParams, params)
 }
 
 // CheckBatch probes targets, all checked by one health_check block whose

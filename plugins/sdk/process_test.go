@@ -1,12 +1,16 @@
 package sdk
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,5 +103,86 @@ func TestRunByHand(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "This binary is a plugin") {
 		t.Errorf("plugin run by hand said %q", stderr.String())
+	}
+}
+
+const (
+	stopFileEnv = "XLB_SDK_TEST_STOP_FILE" // where stoppingAnnouncer records Stop
+	stopHangEnv = "XLB_SDK_TEST_STOP_HANG" // non-empty: Stop never returns
+)
+
+// stoppingAnnouncer records in file that Stop was called, with a deadline.
+type stoppingAnnouncer struct {
+	fakeAnnouncer
+	file string
+	hang bool
+}
+
+func (a *stoppingAnnouncer) Stop(ctx context.Context) error {
+	_, ok := ctx.Deadline()
+	if err := os.WriteFile(a.file, []byte(fmt.Sprint("stopped, deadline ", ok)), 0o644); err != nil {
+		return err
+	}
+	if a.hang {
+		select {}
+	}
+	return nil
+}
+
+// TestRouteAnnouncerSIGTERM: SIGTERM makes a route-announcer process call
+// its Stop with a deadline and exit with status 0, also when Stop does not
+// return.
+func TestRouteAnnouncerSIGTERM(t *testing.T) {
+	for _, hang := range []bool{false, true} {
+		t.Run(fmt.Sprint("hang=", hang), func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "stopped")
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), helperEnv+"=routeannouncer", stopFileEnv+"="+file,
+				Handshake.MagicCookieKey+"="+Handshake.MagicCookieValue,
+				fmt.Sprintf("PLUGIN_PROTOCOL_VERSIONS=%d", ProtocolVersion))
+			if hang {
+				cmd.Env = append(cmd.Env, stopHangEnv+"=1")
+			}
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() {
+				// The handshake line says the plugin serves (and so has
+				// its handler installed).
+				line, _ := bufio.NewReader(stdout).ReadString('\n')
+				if !strings.Contains(line, "grpc") {
+					exited <- fmt.Errorf("handshake line %q", line)
+					return
+				}
+				if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+					exited <- err
+					return
+				}
+				exited <- cmd.Wait()
+			}()
+			select {
+			case err := <-exited:
+				if err != nil {
+					t.Fatalf("after SIGTERM: %v, want exit status 0; stderr:\n%s", err, stderr.String())
+				}
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("the plugin did not exit after SIGTERM")
+			}
+			got, err := os.ReadFile(file)
+			if err != nil || string(got) != "stopped, deadline true" {
+				t.Errorf("Stop: %q, %v; want it called with a deadline", got, err)
+			}
+			if hang && !strings.Contains(stderr.String(), "did not finish in time") {
+				t.Errorf("a Stop that hung was not logged; stderr:\n%s", stderr.String())
+			}
+		})
 	}
 }

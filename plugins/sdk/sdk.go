@@ -62,8 +62,9 @@ type Info struct {
 	// Schema lists the attributes of the plugin's HCL block; empty means
 	// the block takes none.
 	Schema []Attribute
-	// Params lists, for a health checker, the parameters its health_check
-	// blocks take (see ParamsParser).
+	// Params lists the parameters the plugin takes per use (see
+	// ParamsParser): a health checker's health_check blocks, a route
+	// announcer's per-VIP announce blocks.
 	Params []Attribute
 }
 

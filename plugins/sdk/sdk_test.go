@@ -408,6 +408,92 @@ func TestRouteAnnouncer(t *testing.T) {
 	impl.mu.Unlock()
 }
 
+// paramsAnnouncer is fakeAnnouncer with per-VIP parameters: {"med": N},
+// N > 0.
+type paramsAnnouncer struct {
+	fakeAnnouncer
+	parses int
+}
+
+type medParam struct {
+	MED int `json:"med"`
+}
+
+func (a *paramsAnnouncer) ParseParams(js []byte) (any, error) {
+	a.mu.Lock()
+	a.parses++
+	a.mu.Unlock()
+	var mp medParam
+	if err := DecodeConfig(js, &mp); err != nil {
+		return nil, err
+	}
+	if mp.MED <= 0 {
+		return nil, &ConfigError{Attribute: "med", Message: "must be positive"}
+	}
+	return &mp, nil
+}
+
+// TestRouteAnnouncerParams: a route's VIP and parameters reach the plugin,
+// the parameters as what ParseParams made of them, parsed once per
+// distinct block and shared by its routes; ValidateParams reports
+// refusals by attribute; an announcer without ParamsParser refuses any
+// parameter.
+func TestRouteAnnouncerParams(t *testing.T) {
+	impl := &paramsAnnouncer{}
+	c := dispense(t, KindRouteAnnouncer, &RouteAnnouncerPlugin{Impl: impl}).(*RouteAnnouncerClient)
+	ctx := context.Background()
+	routes := []Route{
+		{Prefix: netip.MustParsePrefix("192.0.2.10/32"), VIP: "web", ParamsJSON: []byte(`{"med":10}`)},
+		{Prefix: netip.MustParsePrefix("2001:db8::10/128"), VIP: "web", ParamsJSON: []byte(`{"med":10}`)},
+		{Prefix: netip.MustParsePrefix("192.0.2.11/32"), VIP: "api", ParamsJSON: []byte(`{"med":20}`)},
+		{Prefix: netip.MustParsePrefix("192.0.2.12/32"), VIP: "plain"},
+	}
+	for range 3 {
+		if err := c.SetRoutes(ctx, routes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	impl.mu.Lock()
+	got, parses := impl.routes, impl.parses
+	impl.mu.Unlock()
+	if parses != 2 {
+		t.Errorf("ParseParams called %d times for 2 distinct blocks over 3 calls, want 2", parses)
+	}
+	want := []any{&medParam{10}, &medParam{10}, &medParam{20}, nil}
+	for i, r := range got {
+		if r.VIP != routes[i].VIP || string(r.ParamsJSON) != string(routes[i].ParamsJSON) || !reflect.DeepEqual(r.Params, want[i]) {
+			t.Errorf("route %d: VIP %q, params %s -> %#v; want %q, %s -> %#v", i, r.VIP, r.ParamsJSON, r.Params, routes[i].VIP, routes[i].ParamsJSON, want[i])
+		}
+	}
+	if got[0].Params != got[1].Params {
+		t.Error("two routes of one block got two parsed values")
+	}
+	var ce *ConfigError
+	if err := c.ValidateParams(ctx, []byte(`{"med":0}`)); !errors.As(err, &ce) || ce.Attribute != "med" {
+		t.Errorf("ValidateParams(med 0) = %v", err)
+	}
+	if err := c.ValidateParams(ctx, []byte(`{"med":5}`)); err != nil {
+		t.Errorf("ValidateParams(med 5) = %v", err)
+	}
+	bad := []Route{{Prefix: netip.MustParsePrefix("192.0.2.13/32"), VIP: "bad", ParamsJSON: []byte(`{"med":-1}`)}}
+	if err := c.SetRoutes(ctx, bad); err == nil || !strings.Contains(err.Error(), `"bad"`) {
+		t.Errorf("SetRoutes with refused parameters = %v, want an error naming the VIP", err)
+	}
+	impl.mu.Lock()
+	if len(impl.routes) != len(routes) {
+		t.Errorf("a refused set replaced the routes: %+v", impl.routes)
+	}
+	impl.mu.Unlock()
+
+	plain := dispense(t, KindRouteAnnouncer, &RouteAnnouncerPlugin{Impl: &fakeAnnouncer{}}).(*RouteAnnouncerClient)
+	if err := plain.ValidateParams(ctx, []byte(`{"med":5}`)); !errors.As(err, &ce) || ce.Attribute != "med" || !strings.Contains(ce.Message, "route announcer takes no parameters") {
+		t.Errorf("an announcer without parameters accepted some: %v", err)
+	}
+	if err := plain.ValidateParams(ctx, nil); err != nil {
+		t.Errorf("an announcer without parameters refused none: %v", err)
+	}
+}
+
 func TestDecodeConfigEmpty(t *testing.T) {
 	v := struct{ A int }{A: 7}
 	if err := DecodeConfig(nil, &v); err != nil || v.A != 7 {
@@ -431,8 +517,12 @@ func BenchmarkCheck10000(b *testing.B) {
 
 func TestMain(m *testing.M) {
 	// The test binary doubles as a plugin process (see process_test.go).
-	if os.Getenv(helperEnv) == "healthchecker" {
+	switch os.Getenv(helperEnv) {
+	case "healthchecker":
 		ServeHealthChecker(&fakeChecker{})
+		os.Exit(0)
+	case "routeannouncer":
+		ServeRouteAnnouncer(&stoppingAnnouncer{file: os.Getenv(stopFileEnv), hang: os.Getenv(stopHangEnv) != ""})
 		os.Exit(0)
 	}
 	os.Exit(m.Run())

@@ -292,6 +292,33 @@ func (p *Program) Attach(ifname string, mode Mode) error {
 	return nil
 }
 
+// ID returns the kernel's id of the program: the one Attached reports
+// while it is attached.
+func (p *Program) ID() (uint32, error) {
+	info, err := p.Prog.Info()
+	if err != nil {
+		return 0, err
+	}
+	id, ok := info.ID()
+	if !ok {
+		return 0, errors.New("the kernel does not report program ids")
+	}
+	return uint32(id), nil
+}
+
+// LinkID returns the id of the BPF link that attaches the program, 0 when
+// it is not attached by one: what `bpftool link detach id N` takes.
+func (p *Program) LinkID() uint32 {
+	if p.link == nil {
+		return 0
+	}
+	info, err := p.link.Info()
+	if err != nil {
+		return 0
+	}
+	return uint32(info.ID)
+}
+
 // Detach removes the program from its interface. Closing the BPF link
 // detaches in either mode; asavie's Detach, which asks netlink without the
 // mode flag and then waits for the program to go, never returns in generic
