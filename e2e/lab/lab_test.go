@@ -126,6 +126,9 @@ func TestTopology(t *testing.T) {
 	if got := sysctl(l.Client().NS, "ipv4/ip_forward"); got != "0" {
 		t.Errorf("client ip_forward = %s, want 0 (router's sysctl leaked?)", got)
 	}
+	if got := sysctl(l.Client().NS, "core/txrehash"); got != "0" {
+		t.Errorf("client txrehash = %s, want 0", got)
+	}
 	if got := sysctl(l.Backends()[0].NS, "ipv4/conf/all/arp_ignore"); got != "1" {
 		t.Errorf("backend arp_ignore = %s", got)
 	}
