@@ -1,8 +1,12 @@
 package lab_test
 
 import (
+	"encoding/binary"
 	"hash/fnv"
+	"maps"
 	"net"
+	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,11 +30,28 @@ type fakeLB struct {
 	gre       bool
 	forwarded atomic.Uint64
 	replies   atomic.Uint64 // packets from a VIP seen at the LB: DSR broken
+	stop      func()        // stops it, as a node that dies
+	mu        sync.Mutex
+	seen      map[netip.AddrPort]bool // client address and port of every flow forwarded
+}
+
+// flows returns the client ends of the flows it forwarded.
+func (f *fakeLB) flows() map[netip.AddrPort]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.seen)
 }
 
 func startFakeLB(t *testing.T, l *lab.Lab, gre bool) *fakeLB {
 	t.Helper()
-	f := &fakeLB{lb: l.LB(0), routerMAC: l.Router().BridgeMAC, backends: l.Backends(), gre: gre}
+	return startFakeLBOn(t, l, l.LB(0), gre)
+}
+
+// startFakeLBOn runs a fake LB on node lb. Every fake LB picks the same
+// backend for a flow, as xlb's nodes do.
+func startFakeLBOn(t *testing.T, l *lab.Lab, lb lab.Node, gre bool) *fakeLB {
+	t.Helper()
+	f := &fakeLB{lb: lb, routerMAC: l.Router().BridgeMAC, backends: l.Backends(), gre: gre, seen: map[netip.AddrPort]bool{}}
 	err := l.Do(f.lb.NS, func() error {
 		ifi, err := net.InterfaceByName(lab.IfaceEth)
 		if err != nil {
@@ -48,11 +69,12 @@ func startFakeLB(t *testing.T, l *lab.Lab, gre bool) *fakeLB {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); f.run(l) }()
-	t.Cleanup(func() {
+	f.stop = sync.OnceFunc(func() {
 		unix.Shutdown(f.fd, unix.SHUT_RDWR) // wakes the blocked recvfrom
 		unix.Close(f.fd)
 		<-done
 	})
+	t.Cleanup(f.stop)
 	return f
 }
 
@@ -93,6 +115,9 @@ func (f *fakeLB) run(l *lab.Lab) {
 		if err := unix.Sendto(f.fd, out, 0, &unix.SockaddrLinklayer{Ifindex: f.ifindex, Halen: 6}); err == nil {
 			f.forwarded.Add(1)
 		}
+		f.mu.Lock()
+		f.seen[netip.AddrPortFrom(src, binary.BigEndian.Uint16(seg))] = true
+		f.mu.Unlock()
 	}
 }
 
