@@ -1,0 +1,167 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+)
+
+// peerLog logs each neighbor's troubles once per change: a session that
+// comes up or goes down, and a new reason for failing (connect refused, a
+// NOTIFICATION, a timeout). A reason that repeats on every retry is
+// counted, not logged again, and the count is reported with the next
+// change.
+type peerLog struct {
+	log hclog.Logger
+
+	mu sync.Mutex
+	by map[string]*peerStatus
+}
+
+type peerStatus struct {
+	up      bool
+	reason  string // the last failure
+	repeats int    // how many times reason happened again since logged
+}
+
+func newPeerLog(log hclog.Logger) *peerLog {
+	return &peerLog{log: log, by: map[string]*peerStatus{}}
+}
+
+func (l *peerLog) status(addr string) *peerStatus {
+	st, ok := l.by[addr]
+	if !ok {
+		st = &peerStatus{}
+		l.by[addr] = st
+	}
+	return st
+}
+
+// failure records why a session with addr failed or could not be made.
+func (l *peerLog) failure(addr, reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.status(addr)
+	if reason == st.reason {
+		st.repeats++
+		return
+	}
+	args := []any{"neighbor", addr, "reason", reason}
+	if st.repeats > 0 {
+		args = append(args, "previous_reason", st.reason, "previous_repeats", st.repeats)
+	}
+	l.log.Warn("neighbor: session failed; retrying", args...)
+	st.reason, st.repeats = reason, 0
+}
+
+// state records that the session with addr is up (established) or not.
+func (l *peerLog) state(addr string, up bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.status(addr)
+	if up == st.up {
+		return
+	}
+	st.up = up
+	if up {
+		args := []any{"neighbor", addr}
+		if st.reason != "" {
+			args = append(args, "after", st.reason, "repeats", st.repeats)
+		}
+		l.log.Info("neighbor: session established", args...)
+		st.reason, st.repeats = "", 0
+		return
+	}
+	l.log.Warn("neighbor: session down", "neighbor", addr)
+}
+
+// forget drops addr's record (the neighbor was removed).
+func (l *peerLog) forget(addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.by, addr)
+}
+
+// gobgpLog is gobgp's logger: what concerns a neighbor's session goes to
+// peerLog, the rest to hclog (gobgp's chatter at debug).
+type gobgpLog struct {
+	log   hclog.Logger
+	peers *peerLog
+}
+
+// peerFailures are gobgp's messages that say why a session failed, with
+// a neighbor's address as "Key".
+var peerFailures = map[string]bool{
+	"failed to connect":             true,
+	"received notification":         true,
+	"sent notification":             true,
+	"Peer Down":                     true,
+	"hold timer expired":            true,
+	"Closed an accepted connection": true,
+}
+
+func (g *gobgpLog) record(level hclog.Level, msg string, fields gobgplog.Fields) {
+	if addr, ok := fields["Key"].(string); ok && peerFailures[msg] {
+		g.peers.failure(addr, describe(msg, fields))
+		return
+	}
+	if level < hclog.Warn {
+		// gobgp's info (a peer added, a path sent) is detail for us.
+		level = hclog.Debug
+	}
+	args := make([]any, 0, 2*len(fields))
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		args = append(args, strings.ToLower(k), fmt.Sprint(fields[k]))
+	}
+	g.log.Log(level, msg, args...)
+}
+
+// describe says in a line why a session failed, from one of gobgp's
+// peerFailures messages.
+func describe(msg string, f gobgplog.Fields) string {
+	switch msg {
+	case "failed to connect":
+		return fmt.Sprintf("connecting: %v", f["Error"])
+	case "received notification", "sent notification":
+		s := msg
+		code, ok1 := f["Code"].(uint8)
+		sub, ok2 := f["Subcode"].(uint8)
+		if ok1 && ok2 {
+			s += ": " + bgp.NewNotificationErrorCode(code, sub).String()
+		} else if d, ok := f["Data"]; ok {
+			s += fmt.Sprintf(": %v", d)
+		}
+		if r, ok := f["Communicated-Reason"].(string); ok && r != "" {
+			s += fmt.Sprintf(" (%q)", r)
+		}
+		return s
+	case "Peer Down":
+		return fmt.Sprintf("session down: %v", f["Reason"])
+	}
+	return msg
+}
+
+func (g *gobgpLog) Panic(msg string, f gobgplog.Fields) {
+	g.record(hclog.Error, msg, f)
+	panic(msg)
+}
+
+// Fatal is logged as an error: gobgp calls it when its gRPC API cannot
+// listen, which this plugin does not use.
+func (g *gobgpLog) Fatal(msg string, f gobgplog.Fields) { g.record(hclog.Error, msg, f) }
+func (g *gobgpLog) Error(msg string, f gobgplog.Fields) { g.record(hclog.Error, msg, f) }
+func (g *gobgpLog) Warn(msg string, f gobgplog.Fields)  { g.record(hclog.Warn, msg, f) }
+func (g *gobgpLog) Info(msg string, f gobgplog.Fields)  { g.record(hclog.Info, msg, f) }
+func (g *gobgpLog) Debug(msg string, f gobgplog.Fields) { g.record(hclog.Debug, msg, f) }
+
+func (g *gobgpLog) SetLevel(gobgplog.LogLevel) {}
+
+// GetLevel is debug whatever hclog's level: gobgp says why a connection
+// failed only at debug, and peerLog needs that.
+func (g *gobgpLog) GetLevel() gobgplog.LogLevel { return gobgplog.DebugLevel }
