@@ -7,7 +7,8 @@
 //	client ──veth── router ══ br0 ══ lb1..lbN, be1..beM
 //
 // The router routes the VIP to the LB node(s) (an ECMP multipath route when
-// there are several), the LB encapsulates towards a backend through the
+// there are several), statically or, with Topology.BGP, as BIRD learns it
+// from them over eBGP; the LB encapsulates towards a backend through the
 // router, and the backend answers the client directly.
 //
 // Every namespace name starts with "xlbl-<pid>-<start>-<seq>-", naming the
@@ -82,6 +83,11 @@ type Topology struct {
 	IPv6 bool
 	// InnerMTU is the MTU behind the router (default DefaultInnerMTU).
 	InnerMTU int
+	// BGP, if not nil, makes the router run BIRD 2 (Lab.Bird), which
+	// learns the VIP routes from the LB nodes over eBGP, instead of
+	// holding a static route to the VIPs via every LB node. Up copies it,
+	// defaults filled.
+	BGP *BGP
 	// Log receives, for Up, the lab's own messages and the output of the
 	// processes it starts, a line at a time; nil discards them. New sends
 	// them to t.Log instead.
@@ -122,6 +128,7 @@ type Lab struct {
 	router   Router
 	lbs      []Node
 	backends []Node
+	bird     *Bird // nil without Topology.BGP
 
 	logMu   sync.Mutex
 	log     func(...any) // nil: discard
@@ -172,6 +179,13 @@ func (t *Topology) setDefaults() error {
 	}
 	if t.InnerMTU < ClientMTU || t.InnerMTU > 9000 {
 		return fmt.Errorf("lab: InnerMTU = %d, want %d to 9000", t.InnerMTU, ClientMTU)
+	}
+	if t.BGP != nil {
+		b := *t.BGP
+		if err := b.setDefaults(); err != nil {
+			return err
+		}
+		t.BGP = &b
 	}
 	return nil
 }
