@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -22,26 +21,38 @@ import (
 // version is the plugin's own version, reported by Info.
 const version = "0.1.0"
 
-// speaker is the route announcer: one embedded gobgp server, its peers
-// and the paths it announces.
+// speaker is the route announcer: gobgp servers, their peers and the
+// paths they announce.
+//
+// Each neighbor has a gobgp server of its own (a group), unless the
+// speaker listens (listen_port), when one server holds every neighbor:
+// gobgp's graceful restart is per server, and a server that finished
+// syncing with its first peer clears the restarting state of all its
+// peers, so that a second peer coming up a moment later would not set
+// the Forwarding State bit and its router would flush the routes it kept.
+// One server per neighbor also keeps a slow peer from holding up another's
+// updates.
 type speaker struct {
 	log   hclog.Logger
 	peers *peerLog
 
-	mu  sync.Mutex
-	srv *server.BgpServer // nil until the first Configure
-	cfg *settings         // applied
-	// added are the neighbors gobgp has, with the graceful-restart time
-	// they were given; none until routesSeen.
-	added map[netip.Addr]peerConf
+	mu     sync.Mutex
+	cfg    *settings         // applied; nil until the first Configure
+	groups map[string]*group // by groupKey; none until routesSeen
 	// routesSeen: a SetRoutes (or WithdrawAll) arrived since this process
 	// started. Until then no peer is added, so that a restarted plugin
 	// never sends End-of-RIB over an empty table (the router would flush
 	// what graceful restart kept).
 	routesSeen bool
-	desired    []sdk.Route          // the last set asked for
-	announced  map[netip.Prefix]own // what gobgp has
-	cancel     context.CancelFunc   // ends the peer-event watch
+	desired    []sdk.Route // the last set asked for
+}
+
+// group is one gobgp server and the neighbors it peers with.
+type group struct {
+	srv       *server.BgpServer
+	cancel    context.CancelFunc // ends the peer-event watch
+	peers     map[netip.Addr]peerConf
+	announced map[netip.Prefix]own // what srv has
 }
 
 // peerConf is what a gobgp peer was configured from.
@@ -57,7 +68,7 @@ type own struct {
 }
 
 func newSpeaker(log hclog.Logger) *speaker {
-	return &speaker{log: log, peers: newPeerLog(log), added: map[netip.Addr]peerConf{}, announced: map[netip.Prefix]own{}}
+	return &speaker{log: log, peers: newPeerLog(log), groups: map[string]*group{}}
 }
 
 func (s *speaker) Describe() sdk.Info {
@@ -65,6 +76,14 @@ func (s *speaker) Describe() sdk.Info {
 }
 
 func (s *speaker) ParseParams(js []byte) (any, error) { return parseParams(js) }
+
+// groupKey is the group of neighbor n under cfg.
+func groupKey(cfg *settings, n neighbor) string {
+	if cfg.ListenPort >= 0 {
+		return "listening"
+	}
+	return n.Address.String()
+}
 
 // Configure applies a settings block (start or reload). A refused block
 // changes nothing. Neighbors that did not change keep their sessions;
@@ -77,36 +96,17 @@ func (s *speaker) Configure(js []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ctx := context.Background()
-	if s.srv != nil && (cfg.LocalAS != s.cfg.LocalAS || cfg.RouterID != s.cfg.RouterID || cfg.ListenPort != s.cfg.ListenPort) {
+	if s.cfg != nil && (cfg.LocalAS != s.cfg.LocalAS || cfg.RouterID != s.cfg.RouterID || cfg.ListenPort != s.cfg.ListenPort) && len(s.groups) > 0 {
 		s.log.Info("the speaker's identity changed: restarting every session", "local_as", cfg.LocalAS, "router_id", cfg.RouterID)
-		if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
-			return err
-		}
-		clear(s.added)
-		clear(s.announced)
-		if err := s.start(ctx, cfg); err != nil {
-			return err
-		}
-	}
-	if s.srv == nil {
-		s.srv = server.NewBgpServer(server.LoggerOption(&gobgpLog{log: s.log.Named("gobgp"), peers: s.peers}))
-		go s.srv.Serve()
-		if err := s.start(ctx, cfg); err != nil {
-			s.srv.Stop()
-			s.srv = nil
-			return err
-		}
-		wctx, cancel := context.WithCancel(context.Background())
-		s.cancel = cancel
-		if err := s.srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, s.peerEvent); err != nil {
-			return err
-		}
+		s.stopGroups(ctx)
 	}
 	attrsChanged := s.cfg != nil && !sameAttrs(s.cfg, cfg)
 	s.cfg = cfg
 	var errs []error
 	if attrsChanged {
-		errs = append(errs, s.reconcile(ctx))
+		for _, g := range s.groups {
+			errs = append(errs, s.reconcile(ctx, g))
+		}
 	}
 	if s.routesSeen {
 		errs = append(errs, s.syncPeers(ctx))
@@ -114,16 +114,58 @@ func (s *speaker) Configure(js []byte) error {
 	return errors.Join(errs...)
 }
 
-func (s *speaker) start(ctx context.Context, cfg *settings) error {
-	err := s.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn:        cfg.LocalAS,
-		RouterId:   cfg.RouterID.String(),
-		ListenPort: cfg.ListenPort,
+// newGroup starts a gobgp server.
+func (s *speaker) newGroup(ctx context.Context) (*group, error) {
+	g := &group{
+		srv:       server.NewBgpServer(server.LoggerOption(&gobgpLog{log: s.log.Named("gobgp"), peers: s.peers})),
+		peers:     map[netip.Addr]peerConf{},
+		announced: map[netip.Prefix]own{},
+	}
+	go g.srv.Serve()
+	err := g.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn:        s.cfg.LocalAS,
+		RouterId:   s.cfg.RouterID.String(),
+		ListenPort: s.cfg.ListenPort,
 	}})
 	if err != nil {
-		return &sdk.ConfigError{Attribute: "listen_port", Message: "starting BGP: " + err.Error()}
+		g.srv.Stop()
+		return nil, &sdk.ConfigError{Attribute: "listen_port", Message: "starting BGP: " + err.Error()}
 	}
-	return nil
+	wctx, cancel := context.WithCancel(context.Background())
+	g.cancel = cancel
+	if err := g.srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, s.peerEvent); err != nil {
+		cancel()
+		g.srv.Stop()
+		return nil, err
+	}
+	return g, nil
+}
+
+// stop ends g's sessions with a Cease and its server.
+func (g *group) stop() {
+	g.srv.Stop()
+	g.cancel()
+}
+
+// stopGroups stops every group at once (each Cease is sent as soon as
+// possible).
+func (s *speaker) stopGroups(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for k, g := range s.groups {
+		wg.Go(g.stop)
+		delete(s.groups, k)
+		for a := range g.peers {
+			s.peers.forget(a.String())
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ceasing sessions: %w", ctx.Err())
+	}
 }
 
 // sameAttrs reports whether a and b put the same attributes on routes.
@@ -135,16 +177,19 @@ func sameAttrs(a, b *settings) bool {
 func (s *speaker) SetRoutes(ctx context.Context, routes []sdk.Route) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.srv == nil {
+	if s.cfg == nil {
 		return errors.New("not configured")
 	}
 	s.desired = slices.Clone(routes)
-	err := s.reconcile(ctx)
+	var errs []error
+	for _, g := range s.groups {
+		errs = append(errs, s.reconcile(ctx, g))
+	}
 	if !s.routesSeen {
 		s.routesSeen = true
-		err = errors.Join(err, s.syncPeers(ctx))
+		errs = append(errs, s.syncPeers(ctx))
 	}
-	return err
+	return errors.Join(errs...)
 }
 
 // WithdrawAll withdraws every route.
@@ -158,18 +203,7 @@ func (s *speaker) WithdrawAll(ctx context.Context) error {
 func (s *speaker) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.srv == nil {
-		return nil
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.srv.StopBgp(context.Background(), &api.StopBgpRequest{}) }()
-	select {
-	case err := <-done:
-		s.cancel()
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("ceasing sessions: %w", ctx.Err())
-	}
+	return s.stopGroups(ctx)
 }
 
 // route is one path as gobgp gets it.
@@ -225,38 +259,45 @@ func (s *speaker) want() (map[netip.Prefix]route, error) {
 	return out, errors.Join(errs...)
 }
 
-// reconcile adds to gobgp the paths that are desired and not announced
-// (or announced with other attributes) and deletes the announced ones no
-// longer desired. On an error the rest is still done, and announced keeps
-// saying what gobgp has.
-func (s *speaker) reconcile(ctx context.Context) error {
+// reconcile adds to g's server the paths that are desired (of the
+// families of its neighbors) and not announced, or announced with other
+// attributes, and deletes the announced ones no longer desired. On an
+// error the rest is still done, and announced keeps saying what gobgp has.
+func (s *speaker) reconcile(ctx context.Context, g *group) error {
 	want, err := s.want()
 	errs := []error{err}
-	for _, p := range slices.SortedFunc(maps.Keys(want), netip.Prefix.Compare) {
-		r := want[p]
-		if cur, ok := s.announced[p]; ok && cur.key == r.key() {
+	var v4, v6 bool
+	for a := range g.peers {
+		v4, v6 = v4 || a.Is4(), v6 || a.Is6()
+	}
+	for p, r := range want {
+		if p.Addr().Is4() && !v4 || p.Addr().Is6() && !v6 {
+			delete(want, p)
+			continue
+		}
+		if cur, ok := g.announced[p]; ok && cur.key == r.key() {
 			continue
 		}
 		path, err := r.path()
 		if err == nil {
 			var resp *api.AddPathResponse
-			if resp, err = s.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path}); err == nil {
+			if resp, err = g.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path}); err == nil {
 				// A path for the same prefix replaces the one gobgp had.
-				s.announced[p] = own{key: r.key(), uuid: resp.GetUuid()}
+				g.announced[p] = own{key: r.key(), uuid: resp.GetUuid()}
 				continue
 			}
 		}
 		errs = append(errs, fmt.Errorf("announcing %s: %w", p, err))
 	}
-	for _, p := range slices.SortedFunc(maps.Keys(s.announced), netip.Prefix.Compare) {
+	for p, cur := range g.announced {
 		if _, ok := want[p]; ok {
 			continue
 		}
-		if err := s.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Uuid: s.announced[p].uuid}); err != nil {
+		if err := g.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Uuid: cur.uuid}); err != nil {
 			errs = append(errs, fmt.Errorf("withdrawing %s: %w", p, err))
 			continue
 		}
-		delete(s.announced, p)
+		delete(g.announced, p)
 	}
 	return errors.Join(errs...)
 }
@@ -297,34 +338,70 @@ func (r route) path() (*api.Path, error) {
 }
 
 // syncPeers makes gobgp's neighbors those of the settings: removed and
-// changed ones are deleted (a Cease), new and changed ones added;
-// unchanged ones keep their sessions.
+// changed ones are deleted (a Cease), new and changed ones added, each
+// with the paths of its family before its session starts; unchanged ones
+// keep their sessions.
 func (s *speaker) syncPeers(ctx context.Context) error {
-	want := map[netip.Addr]neighbor{}
+	want := map[netip.Addr]peerConf{}
+	keys := map[string]bool{}
 	for _, n := range s.cfg.Neighbors {
-		want[n.Address] = n
+		want[n.Address] = peerConf{n, s.cfg.RestartTime}
+		keys[groupKey(s.cfg, n)] = true
 	}
 	var errs []error
-	for _, a := range slices.SortedFunc(maps.Keys(s.added), netip.Addr.Compare) {
-		if n, ok := want[a]; ok && (peerConf{n, s.cfg.RestartTime}) == s.added[a] {
+	for k, g := range s.groups {
+		for a, pc := range g.peers {
+			if w, ok := want[a]; ok && w == pc && groupKey(s.cfg, w.neighbor) == k {
+				continue
+			}
+			if err := g.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
+				errs = append(errs, fmt.Errorf("neighbor %s: removing: %w", a, err))
+				continue
+			}
+			delete(g.peers, a)
+			s.peers.forget(a.String())
+		}
+		if len(g.peers) == 0 && !keys[k] {
+			g.stop()
+			delete(s.groups, k)
+		}
+	}
+	// Every server is started before any peer is added: gobgp's StartBgp
+	// writes package variables its running servers read (the same values
+	// each time). A server is kept for a neighbor whose settings changed,
+	// so only a neighbor new in a reload starts one next to running ones.
+	for k := range keys {
+		if s.groups[k] != nil {
 			continue
 		}
-		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
-			errs = append(errs, fmt.Errorf("neighbor %s: removing: %w", a, err))
+		g, err := s.newGroup(ctx)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		delete(s.added, a)
-		s.peers.forget(a.String())
+		s.groups[k] = g
 	}
 	for i, n := range s.cfg.Neighbors {
-		if _, ok := s.added[n.Address]; ok {
+		k := groupKey(s.cfg, n)
+		g := s.groups[k]
+		if g == nil {
 			continue
 		}
-		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.peer(n)}); err != nil {
+		if _, ok := g.peers[n.Address]; ok {
+			continue
+		}
+		g.peers[n.Address] = want[n.Address]
+		// The paths first: the session's first UPDATEs and End-of-RIB
+		// carry them all.
+		errs = append(errs, s.reconcile(ctx, g))
+		if err := g.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.peer(n)}); err != nil {
+			delete(g.peers, n.Address)
+			if len(g.peers) == 0 {
+				g.stop()
+				delete(s.groups, k)
+			}
 			errs = append(errs, &sdk.ConfigError{Attribute: fmt.Sprintf("neighbors[%d]", i), Message: "adding the neighbor: " + err.Error()})
-			continue
 		}
-		s.added[n.Address] = peerConf{n, s.cfg.RestartTime}
 	}
 	return errors.Join(errs...)
 }

@@ -252,9 +252,13 @@ func TestPeersAfterFirstSetRoutes(t *testing.T) {
 }
 
 func countPeers(t *testing.T, s *speaker) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	n := 0
-	if err := s.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(*api.Peer) { n++ }); err != nil {
-		t.Fatal(err)
+	for _, g := range s.groups {
+		if err := g.srv.ListPeer(context.Background(), &api.ListPeerRequest{}, func(*api.Peer) { n++ }); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return n
 }
