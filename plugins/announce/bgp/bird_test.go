@@ -243,3 +243,66 @@ func waitNotStale(t *testing.T, b *lab.Bird) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestBirdFaults: a neighbor with the wrong peer AS, one that is
+// unreachable and one whose TCP MD5 password is wrong are each logged with
+// the reason, once per change rather than once per retry, while the good
+// neighbor's session carries the routes.
+func TestBirdFaults(t *testing.T) {
+	l := newBirdLab(t, lab.BGP{Password: "s3cret"})
+	b, n, r := l.Bird(), l.LB(0), l.Router()
+	var logs testenv.Buffer
+	unreachable := netip.MustParseAddr("10.90.2.99")
+	a := startAnnouncer(t, l, n, labSettings(n,
+		neighborSettings(r.BridgeAddr4, map[string]any{"password": "wrong"}),
+		neighborSettings(r.BridgeAddr6, map[string]any{"password": "s3cret"}),
+		neighborSettings(unreachable, nil),
+	), &logs)
+	a.setRoutes(t, vip4, vip6)
+	if _, err := b.WaitNextHops(vip6, []netip.Addr{n.Addr6}, 20*time.Second); err != nil {
+		t.Fatalf("%v\nplugin:\n%s", err, logs.String())
+	}
+	waitFor(t, "the MD5 mismatch logged", func() bool {
+		return strings.Contains(logs.String(), "session failed; retrying: neighbor="+r.BridgeAddr4.String())
+	})
+	// Wrong AS: reconfigured, the IPv6 neighbor expects another AS.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js, _ := json.Marshal(labSettings(n,
+		neighborSettings(r.BridgeAddr4, map[string]any{"password": "s3cret"}),
+		neighborSettings(r.BridgeAddr6, map[string]any{"password": "s3cret", "peer_as": 65099}),
+		neighborSettings(unreachable, nil),
+	))
+	if err := a.ra.Configure(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WaitNextHops(vip4, []netip.Addr{n.Addr4}, 20*time.Second); err != nil {
+		t.Fatalf("%v\nplugin:\n%s", err, logs.String())
+	}
+	// Several retries of each failing neighbor (connect_retry 1s).
+	time.Sleep(5 * time.Second)
+	lines := strings.Split(logs.String(), "\n")
+	for _, tc := range []struct {
+		neighbor netip.Addr
+		reason   string
+	}{
+		{r.BridgeAddr4, "i/o timeout (unreachable, or the neighbor drops our TCP MD5 signature: check the password)"},
+		{r.BridgeAddr6, "as number mismatch expected 65099, received 65000"},
+		{unreachable, "connecting: "},
+	} {
+		var mine []string
+		for _, line := range lines {
+			if strings.Contains(line, "neighbor="+tc.neighbor.String()) && strings.Contains(line, "session failed") {
+				mine = append(mine, line)
+			}
+		}
+		found := false
+		for _, line := range mine {
+			found = found || strings.Contains(line, tc.reason)
+		}
+		if !found || len(mine) > 2 {
+			t.Errorf("neighbor %s: logged %d failures, want 1 or 2 with %q:\n%s", tc.neighbor, len(mine), tc.reason, strings.Join(mine, "\n"))
+		}
+		t.Logf("neighbor %s:\n%s", tc.neighbor, strings.Join(mine, "\n"))
+	}
+}

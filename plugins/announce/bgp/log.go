@@ -13,10 +13,11 @@ import (
 )
 
 // peerLog logs each neighbor's troubles once per change: a session that
-// comes up or goes down, and a new reason for failing (connect refused, a
-// NOTIFICATION, a timeout). A reason that repeats on every retry is
-// counted, not logged again, and the count is reported with the next
-// change.
+// comes up or goes down, and each distinct reason for failing (connect
+// refused, a NOTIFICATION, a timeout) since the last such change. A reason
+// that repeats on every retry is counted, not logged again (an unreachable
+// neighbor alternates between two), and the counts are reported when the
+// session comes up.
 type peerLog struct {
 	log hclog.Logger
 
@@ -26,8 +27,9 @@ type peerLog struct {
 
 type peerStatus struct {
 	up      bool
-	reason  string // the last failure
-	repeats int    // how many times reason happened again since logged
+	md5     bool           // the session is signed (TCP MD5)
+	reasons map[string]int // failures since the last change, by reason
+	order   []string       // reasons in the order first seen
 }
 
 func newPeerLog(log hclog.Logger) *peerLog {
@@ -37,7 +39,7 @@ func newPeerLog(log hclog.Logger) *peerLog {
 func (l *peerLog) status(addr string) *peerStatus {
 	st, ok := l.by[addr]
 	if !ok {
-		st = &peerStatus{}
+		st = &peerStatus{reasons: map[string]int{}}
 		l.by[addr] = st
 	}
 	return st
@@ -48,16 +50,16 @@ func (l *peerLog) failure(addr, reason string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := l.status(addr)
-	if reason == st.reason {
-		st.repeats++
+	if st.md5 && strings.HasSuffix(reason, "i/o timeout") {
+		// A router whose key differs drops our segments without a word.
+		reason += " (unreachable, or the neighbor drops our TCP MD5 signature: check the password)"
+	}
+	st.reasons[reason]++
+	if st.reasons[reason] > 1 {
 		return
 	}
-	args := []any{"neighbor", addr, "reason", reason}
-	if st.repeats > 0 {
-		args = append(args, "previous_reason", st.reason, "previous_repeats", st.repeats)
-	}
-	l.log.Warn("neighbor: session failed; retrying", args...)
-	st.reason, st.repeats = reason, 0
+	st.order = append(st.order, reason)
+	l.log.Warn("neighbor: session failed; retrying", "neighbor", addr, "reason", reason)
 }
 
 // state records that the session with addr is up (established) or not.
@@ -71,14 +73,26 @@ func (l *peerLog) state(addr string, up bool) {
 	st.up = up
 	if up {
 		args := []any{"neighbor", addr}
-		if st.reason != "" {
-			args = append(args, "after", st.reason, "repeats", st.repeats)
+		if len(st.order) > 0 {
+			var after []string
+			for _, r := range st.order {
+				after = append(after, fmt.Sprintf("%s (%d×)", r, st.reasons[r]))
+			}
+			args = append(args, "after", strings.Join(after, "; "))
 		}
 		l.log.Info("neighbor: session established", args...)
-		st.reason, st.repeats = "", 0
-		return
+	} else {
+		l.log.Warn("neighbor: session down", "neighbor", addr)
 	}
-	l.log.Warn("neighbor: session down", "neighbor", addr)
+	clear(st.reasons)
+	st.order = nil
+}
+
+// signed records whether the session with addr uses TCP MD5.
+func (l *peerLog) signed(addr string, md5 bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.status(addr).md5 = md5
 }
 
 // forget drops addr's record (the neighbor was removed).
@@ -107,7 +121,7 @@ var peerFailures = map[string]bool{
 }
 
 func (g *gobgpLog) record(level hclog.Level, msg string, fields gobgplog.Fields) {
-	if addr, ok := fields["Key"].(string); ok && peerFailures[msg] {
+	if addr, ok := fields["Key"].(string); ok && peerFailures[msg] && fields["Reason"] != "dying" {
 		g.peers.failure(addr, describe(msg, fields))
 		return
 	}

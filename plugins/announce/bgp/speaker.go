@@ -391,6 +391,7 @@ func (s *speaker) syncPeers(ctx context.Context) error {
 			continue
 		}
 		g.peers[n.Address] = want[n.Address]
+		s.peers.signed(n.Address.String(), n.Password != "")
 		// The paths first: the session's first UPDATEs and End-of-RIB
 		// carry them all.
 		errs = append(errs, s.reconcile(ctx, g))
