@@ -134,7 +134,10 @@ func newBirdLab(t *testing.T, bgp lab.BGP) *lab.Lab {
 	testenv.RequireRoot(t)
 	testenv.RequireTool(t, "bird")
 	testenv.RequireTool(t, "birdc")
-	return lab.New(t, lab.Topology{LBNodes: 1, IPv6: true, Backends: []string{}, BGP: &bgp})
+	// One backend keeps the router's bridge up when the LB node's link
+	// goes down (a bridge without a port up loses its carrier, and BIRD
+	// its sessions).
+	return lab.New(t, lab.Topology{LBNodes: 1, IPv6: true, Backends: []string{"be1"}, BGP: &bgp})
 }
 
 // TestBird: against the lab's BIRD, the plugin's routes reach the
@@ -304,5 +307,45 @@ func TestBirdFaults(t *testing.T) {
 			t.Errorf("neighbor %s: logged %d failures, want 1 or 2 with %q:\n%s", tc.neighbor, len(mine), tc.reason, strings.Join(mine, "\n"))
 		}
 		t.Logf("neighbor %s:\n%s", tc.neighbor, strings.Join(mine, "\n"))
+	}
+}
+
+// TestBirdNodeDeath: the LB node's link goes down (the whole node dies
+// silently): the router removes its routes after the hold time (3 s), or
+// within BFD's detection time (100 ms × 3) with bfd on the neighbor.
+func TestBirdNodeDeath(t *testing.T) {
+	for _, withBFD := range []bool{false, true} {
+		t.Run(map[bool]string{false: "hold-time", true: "bfd"}[withBFD], func(t *testing.T) {
+			l := newBirdLab(t, lab.BGP{BFD: withBFD})
+			b, n, r := l.Bird(), l.LB(0), l.Router()
+			var extra map[string]any
+			if withBFD {
+				extra = map[string]any{"bfd": map[string]any{"min_rx": "100ms", "min_tx": "100ms", "multiplier": 3}}
+			}
+			var logs testenv.Buffer
+			a := startAnnouncer(t, l, n, labSettings(n, neighborSettings(r.BridgeAddr4, extra)), &logs)
+			a.setRoutes(t, vip4)
+			if _, err := b.WaitNextHops(vip4, []netip.Addr{n.Addr4}, 20*time.Second); err != nil {
+				t.Fatalf("%v\nplugin:\n%s", err, logs.String())
+			}
+			if withBFD {
+				waitFor(t, "BIRD's BFD session up", func() bool {
+					out, err := b.Cmd("show", "bfd", "sessions")
+					return err == nil && strings.Contains(out, " Up ")
+				})
+			}
+			start := time.Now()
+			if err := l.SetLink(n, false); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.WaitNextHops(vip4, nil, 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			d := time.Since(start)
+			t.Logf("node death (link down), bfd %v: %s gone from the router's FIB after %v", withBFD, vip4, d.Round(time.Millisecond))
+			if withBFD && d > 2*time.Second {
+				t.Errorf("with BFD the route stayed %v after the node died (hold time 3s)", d)
+			}
+		})
 	}
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -179,3 +181,46 @@ func (g *gobgpLog) SetLevel(gobgplog.LogLevel) {}
 // GetLevel is debug whatever hclog's level: gobgp says why a connection
 // failed only at debug, and peerLog needs that.
 func (g *gobgpLog) GetLevel() gobgplog.LogLevel { return gobgplog.DebugLevel }
+
+// hclogHandler is a slog.Handler writing to an hclog.Logger, for the BFD
+// speaker's log: the plugin's stderr is hclog's JSON, which the host
+// re-logs entry by entry.
+type hclogHandler struct {
+	log   hclog.Logger
+	attrs []any
+}
+
+func (h hclogHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return h.log.IsDebug() || l >= slog.LevelInfo
+}
+
+func (h hclogHandler) Handle(_ context.Context, r slog.Record) error {
+	args := slices.Clone(h.attrs)
+	r.Attrs(func(a slog.Attr) bool {
+		args = append(args, a.Key, a.Value.String())
+		return true
+	})
+	level := hclog.Debug
+	switch {
+	case r.Level >= slog.LevelError:
+		level = hclog.Error
+	case r.Level >= slog.LevelWarn:
+		level = hclog.Warn
+	case r.Level >= slog.LevelInfo:
+		level = hclog.Info
+	}
+	h.log.Log(level, r.Message, args...)
+	return nil
+}
+
+func (h hclogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	out := hclogHandler{log: h.log, attrs: slices.Clone(h.attrs)}
+	for _, a := range attrs {
+		out.attrs = append(out.attrs, a.Key, a.Value.String())
+	}
+	return out
+}
+
+func (h hclogHandler) WithGroup(name string) slog.Handler {
+	return hclogHandler{log: h.log.Named(name), attrs: h.attrs}
+}

@@ -57,6 +57,15 @@ type neighbor struct {
 	ConnectRetry time.Duration
 	MultihopTTL  uint8 // 0: directly connected
 	Port         uint16
+	BFD          bfdSettings
+}
+
+// bfdSettings are a neighbor's BFD session (RFC 5880/5881, single hop),
+// off unless Enabled.
+type bfdSettings struct {
+	Enabled      bool
+	MinRx, MinTx time.Duration
+	Multiplier   uint8
 }
 
 // schema is the settings block, as Info.Schema.
@@ -69,7 +78,7 @@ var schema = []sdk.Attribute{
 	{Name: "next_hop_ipv6", Type: "string", Description: "the next hop of IPv6 routes (default: the session's local address)"},
 	{Name: "communities", Type: "list(string)", Description: `communities on every route, "asn:value"`},
 	{Name: "large_communities", Type: "list(string)", Description: `large communities on every route, "a:b:c"`},
-	{Name: "neighbors", Type: "any", Required: true, Description: "the peers: a list of objects with address, peer_as, and optionally password, hold_time, keepalive, connect_retry, multihop_ttl, port"},
+	{Name: "neighbors", Type: "any", Required: true, Description: "the peers: a list of objects with address, peer_as, and optionally password, hold_time, keepalive, connect_retry, multihop_ttl, port, bfd"},
 }
 
 // errs collects *sdk.ConfigError values.
@@ -179,7 +188,7 @@ func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
 	}
 	before := len(*e)
 	n := neighbor{HoldTime: defaultHoldTime, ConnectRetry: defaultConnectRetry, Port: 179}
-	known := []string{"address", "peer_as", "password", "hold_time", "keepalive", "connect_retry", "multihop_ttl", "port"}
+	known := []string{"address", "peer_as", "password", "hold_time", "keepalive", "connect_retry", "multihop_ttl", "port", "bfd"}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !slices.Contains(known, k) {
 			e.add(at+"."+k, "not expected here; a neighbor takes %s", strings.Join(known, ", "))
@@ -253,7 +262,50 @@ func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
 			n.Port = uint16(p)
 		}
 	}
+	if raw, ok := m["bfd"]; ok {
+		n.BFD = e.bfd(raw, at+".bfd")
+		if n.BFD.Enabled && n.MultihopTTL > 0 {
+			e.add(at+".bfd", "BFD here is single hop (RFC 5881): not with multihop_ttl")
+		}
+	}
 	return n, len(*e) == before
+}
+
+// bfd reads a neighbor's bfd object: min_rx, min_tx (default 300ms each)
+// and multiplier (default 3).
+func (e *errs) bfd(raw json.RawMessage, at string) bfdSettings {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		e.add(at, "must be an object { min_rx = \"100ms\", min_tx = \"100ms\", multiplier = 3 }")
+		return bfdSettings{}
+	}
+	b := bfdSettings{Enabled: true, MinRx: 300 * time.Millisecond, MinTx: 300 * time.Millisecond, Multiplier: 3}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		switch k {
+		case "min_rx", "min_tx":
+			s, ok := e.str(m[k], at+"."+k)
+			if !ok {
+				continue
+			}
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 10*time.Millisecond || d > 10*time.Second || d%time.Millisecond != 0 {
+				e.add(at+"."+k, "%q: must be a duration of whole milliseconds from 10ms to 10s", s)
+				continue
+			}
+			if k == "min_rx" {
+				b.MinRx = d
+			} else {
+				b.MinTx = d
+			}
+		case "multiplier":
+			if v, ok := e.num(m[k], at+".multiplier", 1, 255); ok {
+				b.Multiplier = uint8(v)
+			}
+		default:
+			e.add(at+"."+k, "not expected here; bfd takes min_rx, min_tx, multiplier")
+		}
+	}
+	return b
 }
 
 func (e *errs) nextHop(m map[string]json.RawMessage, name string, v4 bool) netip.Addr {

@@ -96,6 +96,12 @@ func TestSettingsRefused(t *testing.T) {
 		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "multihop_ttl": 256}]`, "neighbors[0].multihop_ttl: 256: must be a whole number from 0 to 255"},
 		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "password": "` + strings.Repeat("x", 81) + `"}]`, "neighbors[0].password: 81 bytes, TCP MD5 keys are at most 80"},
 		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "pasword": "x"}]`, "neighbors[0].pasword: not expected here; a neighbor takes address, peer_as, password"},
+		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "bfd": true}]`, "neighbors[0].bfd: must be an object"},
+		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "bfd": {"min_rx": "1ms"}}]`, `neighbors[0].bfd.min_rx: "1ms": must be a duration of whole milliseconds from 10ms to 10s`},
+		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "bfd": {"min_tx": "1m"}}]`, `neighbors[0].bfd.min_tx: "1m": must be a duration`},
+		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "bfd": {"multiplier": 0}}]`, "neighbors[0].bfd.multiplier: 0: must be a whole number from 1 to 255"},
+		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "bfd": {"echo": true}}]`, "neighbors[0].bfd.echo: not expected here; bfd takes min_rx, min_tx, multiplier"},
+		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "multihop_ttl": 2, "bfd": {}}]`, "neighbors[0].bfd: BFD here is single hop"},
 	} {
 		js := settingsWith(tc.attr, tc.value)
 		_, err := parseSettings([]byte(js))
@@ -124,7 +130,8 @@ func TestSettingsDefaults(t *testing.T) {
 	s, err := parseSettings([]byte(`{"local_as": 65001, "router_id": "10.90.2.10", "listen_port": 0,
 		"communities": ["65001:7"], "large_communities": ["65001:1:2"], "neighbors": [
 		{"address": "10.90.2.1", "peer_as": "65000"},
-		{"address": "fd00:90:2::1", "peer_as": 65000, "hold_time": "3s", "password": "s3cret", "multihop_ttl": 2, "keepalive": 1}]}`))
+		{"address": "fd00:90:2::1", "peer_as": 65000, "hold_time": "3s", "password": "s3cret", "multihop_ttl": 2, "keepalive": 1},
+		{"address": "10.90.2.2", "peer_as": 65000, "bfd": {"min_rx": "100ms", "multiplier": 5}}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +141,8 @@ func TestSettingsDefaults(t *testing.T) {
 		Neighbors: []neighbor{
 			{Address: netip.MustParseAddr("10.90.2.1"), PeerAS: 65000, HoldTime: 90 * time.Second, Keepalive: 30 * time.Second, ConnectRetry: 5 * time.Second, Port: 179},
 			{Address: netip.MustParseAddr("fd00:90:2::1"), PeerAS: 65000, Password: "s3cret", HoldTime: 3 * time.Second, Keepalive: time.Second, ConnectRetry: 5 * time.Second, MultihopTTL: 2, Port: 179},
+			{Address: netip.MustParseAddr("10.90.2.2"), PeerAS: 65000, HoldTime: 90 * time.Second, Keepalive: 30 * time.Second, ConnectRetry: 5 * time.Second, Port: 179,
+				BFD: bfdSettings{Enabled: true, MinRx: 100 * time.Millisecond, MinTx: 300 * time.Millisecond, Multiplier: 5}},
 		},
 	}
 	if !reflect.DeepEqual(s, want) {

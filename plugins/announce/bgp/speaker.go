@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v3/pkg/server"
+	"github.com/xlbproject/xlb/plugins/announce/bgp/bfd"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
@@ -44,7 +46,8 @@ type speaker struct {
 	// never sends End-of-RIB over an empty table (the router would flush
 	// what graceful restart kept).
 	routesSeen bool
-	desired    []sdk.Route // the last set asked for
+	desired    []sdk.Route  // the last set asked for
+	bfd        *bfd.Speaker // nil until a neighbor asks for BFD
 }
 
 // group is one gobgp server and the neighbors it peers with.
@@ -151,6 +154,13 @@ func (g *group) stop() {
 // possible).
 func (s *speaker) stopGroups(ctx context.Context) error {
 	var wg sync.WaitGroup
+	if s.bfd != nil {
+		// AdminDown first: the router's BFD then leaves the session to
+		// the Cease rather than declaring the node dead.
+		sp := s.bfd
+		wg.Go(func() { sp.Close() })
+		s.bfd = nil
+	}
 	for k, g := range s.groups {
 		wg.Go(g.stop)
 		delete(s.groups, k)
@@ -358,6 +368,9 @@ func (s *speaker) syncPeers(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("neighbor %s: removing: %w", a, err))
 				continue
 			}
+			if pc.BFD.Enabled {
+				s.bfd.RemovePeer(a)
+			}
 			delete(g.peers, a)
 			s.peers.forget(a.String())
 		}
@@ -392,6 +405,9 @@ func (s *speaker) syncPeers(ctx context.Context) error {
 		}
 		g.peers[n.Address] = want[n.Address]
 		s.peers.signed(n.Address.String(), n.Password != "")
+		if n.BFD.Enabled {
+			errs = append(errs, s.addBFD(n))
+		}
 		// The paths first: the session's first UPDATEs and End-of-RIB
 		// carry them all.
 		errs = append(errs, s.reconcile(ctx, g))
@@ -459,4 +475,41 @@ func (s *speaker) peerEvent(ev *api.WatchEventResponse) {
 	}
 	st := pe.GetPeer().GetState()
 	s.peers.state(st.GetNeighborAddress(), st.GetSessionState() == api.PeerState_ESTABLISHED)
+}
+
+// addBFD starts n's BFD session (and the BFD speaker with the first). A
+// session that goes down after being up means the neighbor (or the path
+// to it) died: the BGP session is reset rather than left to its hold time.
+func (s *speaker) addBFD(n neighbor) error {
+	if s.bfd == nil {
+		sp := bfd.New(bfd.Options{Logger: slog.New(hclogHandler{log: s.log.Named("bfd")})})
+		s.bfd = sp
+		go s.bfdEvents(sp)
+	}
+	err := s.bfd.AddPeer(bfd.Peer{Remote: n.Address, MinRx: n.BFD.MinRx, MinTx: n.BFD.MinTx, Multiplier: n.BFD.Multiplier})
+	if err != nil {
+		return fmt.Errorf("neighbor %s: BFD: %w", n.Address, err)
+	}
+	return nil
+}
+
+func (s *speaker) bfdEvents(sp *bfd.Speaker) {
+	up := map[netip.Addr]bool{}
+	for ev := range sp.Events() {
+		was := up[ev.Remote]
+		up[ev.Remote] = ev.State == bfd.Up
+		switch {
+		case ev.State == bfd.Up && !was:
+			s.log.Info("neighbor: BFD up", "neighbor", ev.Remote)
+		case ev.State != bfd.Up && was:
+			s.log.Warn("neighbor: BFD down: resetting the BGP session", "neighbor", ev.Remote, "state", ev.State, "diag", ev.Diag)
+			s.mu.Lock()
+			for _, g := range s.groups {
+				if _, ok := g.peers[ev.Remote]; ok {
+					g.srv.ResetPeer(context.Background(), &api.ResetPeerRequest{Address: ev.Remote.String(), Communication: "BFD down"})
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
 }
