@@ -12,74 +12,6 @@ import (
 	"github.com/xlbproject/xlb/internal/testenv"
 )
 
-// hold opens opts' connections from the client namespace and waits until
-// each has answered n times (a minute at most: the machine may be
-// loaded). It returns the Held and its state then, logging the test
-// process's CPU time (user+system) while it waited.
-func hold(t *testing.T, l *lab.Lab, opts client.HoldOptions, n uint64) (*client.Held, client.Snapshot) {
-	t.Helper()
-	opts.Dial = l.Dialer(l.Client().NS)
-	h, err := client.Hold(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Stop() })
-	var r0, r1 syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
-	start := time.Now()
-	s := waitAnswers(t, h, client.Snapshot{}, n)
-	syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
-	cpu := time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
-	t.Logf("%v", s.Summary)
-	t.Logf("CPU of the test process: %v in %v (%.1f%% of one core)", cpu.Round(time.Millisecond),
-		time.Since(start).Round(time.Millisecond), 100*cpu.Seconds()/time.Since(start).Seconds())
-	return h, s
-}
-
-// waitAnswers waits until every connection has answered n times more than
-// in since (the zero Snapshot: n in all), a minute at most, and returns
-// the state then.
-func waitAnswers(t *testing.T, h *client.Held, since client.Snapshot, n uint64) client.Snapshot {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		s := h.Snapshot()
-		done := 0
-		for i, c := range s.Conns {
-			var base uint64
-			if since.Conns != nil {
-				base = since.Conns[i].Answers
-			}
-			if c.Answers >= base+n {
-				done++
-			}
-		}
-		if done == len(s.Conns) {
-			return s
-		}
-		if s.Summary.Dead > 0 || time.Now().After(deadline) {
-			t.Fatalf("%d of %d connections answered %d times: %v (first error %s)", done, len(s.Conns), n, s.Summary, s.Summary.FirstError)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// checkHeld: every connection alive, without errors, on one backend. A
-// stall is at least half the interval once a connection answered twice
-// (from a request to its answer, or between answers).
-func checkHeld(t *testing.T, s client.Snapshot, interval time.Duration) {
-	t.Helper()
-	sum := s.Summary
-	if sum.Alive != sum.Conns || sum.Dead != 0 || sum.Errors != 0 || sum.Moved != 0 || sum.NoAnswer != 0 {
-		t.Errorf("%v (first error %s)", sum, sum.FirstError)
-	}
-	for _, c := range s.Conns {
-		if c.Requests-c.Answers > 1 || c.MaxStall < interval/2 {
-			t.Errorf("%s -> %s: %+v", c.Local, c.Target, c)
-		}
-	}
-}
-
 // TestHoldBackends: 300 held connections straight to the backends' own
 // addresses (no LB), IPv4 and IPv6: each answers from the backend it
 // connects to.
@@ -99,8 +31,8 @@ func TestHoldBackends(t *testing.T) {
 		}
 	}
 	const interval = 100 * time.Millisecond
-	_, s := hold(t, l, client.HoldOptions{Conns: 300, Targets: targets, Interval: interval}, 10)
-	checkHeld(t, s, interval)
+	_, s := lab.Hold(t, l, client.HoldOptions{Conns: 300, Targets: targets, Interval: interval}, 10)
+	lab.CheckHeld(t, s, interval)
 	for _, c := range s.Conns {
 		if c.Backend() != name[c.Target.Addr()] {
 			t.Errorf("%s -> %s answered by %q", c.Local, c.Target, c.Backend())
@@ -126,8 +58,8 @@ func TestHoldThroughFakeLB(t *testing.T) {
 	startFakeLB(t, l, true)
 	const interval = 100 * time.Millisecond
 	targets := []netip.AddrPort{netip.AddrPortFrom(l.VIP(), 80), netip.AddrPortFrom(l.VIP6(), 80)}
-	_, s := hold(t, l, client.HoldOptions{Conns: 300, Targets: targets, Interval: interval}, 10)
-	checkHeld(t, s, interval)
+	_, s := lab.Hold(t, l, client.HoldOptions{Conns: 300, Targets: targets, Interval: interval}, 10)
+	lab.CheckHeld(t, s, interval)
 	if len(s.Summary.Backends) != 3 {
 		t.Errorf("connections per backend %v, want all three", s.Summary.Backends)
 	}
@@ -165,8 +97,8 @@ func TestHoldBGPFailover(t *testing.T) {
 
 	const interval = 100 * time.Millisecond
 	targets := []netip.AddrPort{netip.AddrPortFrom(l.VIP(), 80), netip.AddrPortFrom(l.VIP6(), 80)}
-	h, before := hold(t, l, client.HoldOptions{Conns: 300, Targets: targets, Interval: interval}, 3)
-	checkHeld(t, before, interval)
+	h, before := lab.Hold(t, l, client.HoldOptions{Conns: 300, Targets: targets, Interval: interval}, 3)
+	lab.CheckHeld(t, before, interval)
 	on1, on2 := f1.flows(), f2.flows()
 	if len(on1) == 0 || len(on2) == 0 || len(on1)+len(on2) != 300 {
 		t.Fatalf("flows at lb1 %d, at lb2 %d: want 300, some on each", len(on1), len(on2))
@@ -201,7 +133,7 @@ func TestHoldBGPFailover(t *testing.T) {
 	waitHops(t, bird, vip6, one6)
 	t.Logf("router removed lb2 %v after its BIRD froze", time.Since(frozen).Round(time.Millisecond))
 	// The stalled connections recover at their next retransmission.
-	waitAnswers(t, h, h.Snapshot(), 3)
+	lab.WaitAnswers(t, h, h.Snapshot(), 3)
 	s := h.Stop()
 	t.Logf("%v", s.Summary)
 	for _, c := range w.Changes() {
