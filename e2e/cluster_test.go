@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/link"
+
 	"github.com/xlbproject/xlb/e2e/client"
 	"github.com/xlbproject/xlb/e2e/lab"
 	"github.com/xlbproject/xlb/internal/testenv"
@@ -449,6 +451,67 @@ func TestClusterSilentDeath(t *testing.T) {
 			c.report("silent node death, "+name, s, "router removed the node %v after it froze", gone.Round(time.Millisecond))
 		})
 	}
+}
+
+// TestClusterSelfCheck: node 3's XDP program is detached behind its
+// xlbd's back (as `bpftool link detach` would), so the node can no longer
+// forward. Its self-check fails, it withdraws every route, and the router
+// moves its flows to the two others.
+func TestClusterSelfCheck(t *testing.T) {
+	c := newCluster(t, lab.BGP{}, clusterConfig(t))
+	h, before := c.hold()
+	c.spread(0, 1, 2)
+	at := h.Snapshot()
+	x := c.nodes[2]
+	id := xdpLinkID(t, x.Pid())
+	lk, err := link.NewFromID(link.ID(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark := x.LogMark()
+	err = lk.Detach()
+	lk.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	detached := time.Now()
+	gone4, gone6 := c.waitHops(web4, 0, 1), c.waitHops(web6, 0, 1)
+	if _, err := x.WaitLog(mark, time.Second, "self-check failed"); err != nil {
+		t.Error(err)
+	}
+	s := c.survived(h, before, at)
+	c.report("XDP program detached on one node", s, "the node withdrew; the router removed its paths %v (IPv4) and %v (IPv6) after the detach",
+		gone4.Round(time.Millisecond), gone6.Round(time.Millisecond))
+	if hops, err := c.bird.NextHops(api4); err != nil || !slices.Equal(hops, c.hops(api4, 0, 1)) {
+		t.Errorf("api4 via %v (%v) %v after the detach: want lb1 and lb2 only", hops, err, time.Since(detached))
+	}
+}
+
+// xdpLinkID returns the ID of the XDP BPF link process pid holds, read from
+// its file descriptors' fdinfo as bpftool does.
+func xdpLinkID(t *testing.T, pid int) uint32 {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || !strings.Contains(string(b), "link_type:\txdp") {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "link_id:\t"); ok {
+				id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+				if err == nil {
+					return uint32(id)
+				}
+			}
+		}
+	}
+	t.Fatalf("xlbd %d holds no XDP link", pid)
+	return 0
 }
 
 // withBFD writes cluster.hcl with a BFD session to each neighbor.
