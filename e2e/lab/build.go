@@ -125,7 +125,14 @@ func (l *Lab) build() error {
 		var sc [][2]string
 		switch {
 		case n.Name == "client":
-			sc = hostSysctls(six)
+			// The router's ECMP hash of a client packet is the hash
+			// of the client socket, which veth carries along (the
+			// kernel reuses an skb's L4 hash); by default TCP draws a
+			// new one on every retransmission timeout, so a stalled
+			// flow would hop to another LB node before any route
+			// changed, which a real client's flows, hashed on the
+			// 5-tuple by a router, never do.
+			sc = append(hostSysctls(six), [2]string{"core/txrehash", "0"})
 		case isLB(l.lbs, n.Name):
 			sc = lbSysctls(six)
 		default:

@@ -3,6 +3,7 @@ package lab_test
 import (
 	"hash/fnv"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,11 +27,19 @@ type fakeLB struct {
 	gre       bool
 	forwarded atomic.Uint64
 	replies   atomic.Uint64 // packets from a VIP seen at the LB: DSR broken
+	stop      func()        // stops it, as a node that dies
 }
 
 func startFakeLB(t *testing.T, l *lab.Lab, gre bool) *fakeLB {
 	t.Helper()
-	f := &fakeLB{lb: l.LB(0), routerMAC: l.Router().BridgeMAC, backends: l.Backends(), gre: gre}
+	return startFakeLBOn(t, l, l.LB(0), gre)
+}
+
+// startFakeLBOn runs a fake LB on node lb. Every fake LB picks the same
+// backend for a flow, as xlb's nodes do.
+func startFakeLBOn(t *testing.T, l *lab.Lab, lb lab.Node, gre bool) *fakeLB {
+	t.Helper()
+	f := &fakeLB{lb: lb, routerMAC: l.Router().BridgeMAC, backends: l.Backends(), gre: gre}
 	err := l.Do(f.lb.NS, func() error {
 		ifi, err := net.InterfaceByName(lab.IfaceEth)
 		if err != nil {
@@ -48,11 +57,12 @@ func startFakeLB(t *testing.T, l *lab.Lab, gre bool) *fakeLB {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); f.run(l) }()
-	t.Cleanup(func() {
+	f.stop = sync.OnceFunc(func() {
 		unix.Shutdown(f.fd, unix.SHUT_RDWR) // wakes the blocked recvfrom
 		unix.Close(f.fd)
 		<-done
 	})
+	t.Cleanup(f.stop)
 	return f
 }
 

@@ -126,6 +126,9 @@ func TestTopology(t *testing.T) {
 	if got := sysctl(l.Client().NS, "ipv4/ip_forward"); got != "0" {
 		t.Errorf("client ip_forward = %s, want 0 (router's sysctl leaked?)", got)
 	}
+	if got := sysctl(l.Client().NS, "core/txrehash"); got != "0" {
+		t.Errorf("client txrehash = %s, want 0", got)
+	}
 	if got := sysctl(l.Backends()[0].NS, "ipv4/conf/all/arp_ignore"); got != "1" {
 		t.Errorf("backend arp_ignore = %s", got)
 	}
@@ -421,8 +424,8 @@ func ownedNamespaces(t *testing.T, pid int) []string {
 
 // TestTeardown: Down removes every namespace and is idempotent; a test that
 // fails after building a lab leaves nothing behind; a run killed with
-// SIGKILL leaves namespaces and a running backend, which Sweep removes
-// without touching a live run's lab.
+// SIGKILL leaves namespaces and a running process, which Sweep removes
+// without touching a live run's lab, and its router's BIRD is gone too.
 func TestTeardown(t *testing.T) {
 	testenv.RequireRoot(t)
 	b := binaries(t)
@@ -459,6 +462,7 @@ func TestTeardown(t *testing.T) {
 	})
 
 	t.Run("Sweep", func(t *testing.T) {
+		testenv.RequireTool(t, "bird")
 		// A live lab of our own that Sweep must keep.
 		live := lab.New(t, lab.Topology{Backends: []string{"x"}})
 		cmd := exec.Command(os.Args[0], "-test.run", "^TestHelper$", "-test.count=1")
@@ -472,9 +476,9 @@ func TestTeardown(t *testing.T) {
 		}
 		// The helper prints "ready" once its lab and backend run.
 		sc := bufio.NewScanner(stdout)
-		orphan := 0
+		orphan, bird := 0, 0
 		for orphan == 0 && sc.Scan() {
-			fmt.Sscanf(sc.Text(), "helper ready, orphan %d", &orphan)
+			fmt.Sscanf(sc.Text(), "helper ready, orphan %d, bird %d", &orphan, &bird)
 		}
 		if orphan == 0 {
 			cmd.Process.Kill()
@@ -510,6 +514,10 @@ func TestTeardown(t *testing.T) {
 				t.Errorf("Sweep removed live namespace %s", ns)
 			}
 		}
+		// Gone by its parent-death signal, or else by Sweep.
+		if bird == 0 || alive(bird) {
+			t.Errorf("the killed run's BIRD (%d) still runs", bird)
+		}
 		if alive(orphan) {
 			t.Errorf("process %d left in the killed run's namespace still runs", orphan)
 		}
@@ -539,7 +547,12 @@ func TestHelper(t *testing.T) {
 	if mode == "" {
 		t.Skip("run by TestTeardown")
 	}
-	l := lab.New(t, lab.Topology{Backends: []string{"hb"}})
+	topo := lab.Topology{Backends: []string{"hb"}}
+	if mode == "hang" {
+		// Its router's BIRD must go with the namespace too.
+		topo.BGP = &lab.BGP{}
+	}
+	l := lab.New(t, topo)
 	if err := l.StartBackends(os.Getenv("XLB_LAB_BACKEND")); err != nil {
 		t.Fatal(err)
 	}
@@ -554,7 +567,7 @@ func TestHelper(t *testing.T) {
 		if err := orphan.Start(); err != nil {
 			t.Fatal(err)
 		}
-		fmt.Printf("helper ready, orphan %d\n", orphan.Process.Pid)
+		fmt.Printf("helper ready, orphan %d, bird %d\n", orphan.Process.Pid, l.Bird().Pid())
 		time.Sleep(time.Minute)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -113,4 +114,18 @@ func (l *Lab) RunClient(bin string, args ...string) (client.Summary, error) {
 		return s, err
 	}
 	return s, nil
+}
+
+// Dialer returns a client.DialFunc that opens its TCP connections in
+// namespace ns (client.Hold's Dial): each socket is created there and then
+// used from any goroutine.
+func (l *Lab) Dialer(ns string) client.DialFunc {
+	return func(local, remote netip.AddrPort) (net.Conn, error) {
+		var c net.Conn
+		err := l.Do(ns, func() (err error) {
+			c, err = client.Dial(local, remote)
+			return err
+		})
+		return c, err
+	}
 }

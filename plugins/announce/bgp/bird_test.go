@@ -1,0 +1,351 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/xlbproject/xlb/e2e/lab"
+	"github.com/xlbproject/xlb/internal/testenv"
+	"github.com/xlbproject/xlb/plugins/sdk"
+)
+
+// pluginEnv makes the test binary serve the plugin (main) instead of
+// running tests: the tests below start it as xlbd's host would.
+const pluginEnv = "XLB_BGP_TEST_PLUGIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(pluginEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+var (
+	vip4 = netip.PrefixFrom(lab.VIP4, 32)
+	vip6 = netip.PrefixFrom(lab.VIP6, 128)
+)
+
+// announcer is the plugin process, started in an LB node's namespace (the
+// sockets gobgp opens belong to the namespace of its process) through
+// go-plugin as plugins/host does.
+type announcer struct {
+	client *plugin.Client
+	ra     *sdk.RouteAnnouncerClient
+	cmd    *exec.Cmd
+	logs   *testenv.Buffer
+}
+
+func startAnnouncer(t *testing.T, l *lab.Lab, n lab.Node, settings map[string]any, logs *testenv.Buffer) *announcer {
+	t.Helper()
+	a := &announcer{logs: logs}
+	a.cmd = exec.Command(os.Args[0])
+	a.cmd.Env = append(os.Environ(), pluginEnv+"=1")
+	a.client = plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          sdk.PluginMap,
+		Cmd:              a.cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		StartTimeout:     20 * time.Second,
+		Logger:           hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info}),
+	})
+	t.Cleanup(a.client.Kill)
+	var rpc plugin.ClientProtocol
+	// The process starts from a thread inside n's namespace and stays there.
+	err := l.Do(n.NS, func() (err error) {
+		rpc, err = a.client.Client()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := rpc.Dispense(string(sdk.KindRouteAnnouncer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ra = raw.(*sdk.RouteAnnouncerClient)
+	js, err := json.Marshal(settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.ra.Configure(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func (a *announcer) setRoutes(t *testing.T, prefixes ...netip.Prefix) {
+	t.Helper()
+	routes := make([]sdk.Route, len(prefixes))
+	for i, p := range prefixes {
+		routes[i] = sdk.Route{Prefix: p, VIP: "web"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.ra.SetRoutes(ctx, routes); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// signal sends sig to the plugin process and waits for it to end.
+func (a *announcer) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := a.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !a.client.Exited() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin did not exit after %v", sig)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// neighborSettings is a neighbor of the lab's router with the lab's
+// timers.
+func neighborSettings(addr netip.Addr, extra map[string]any) map[string]any {
+	n := map[string]any{"address": addr.String(), "peer_as": 65000, "hold_time": "3s", "keepalive": "1s", "connect_retry": "1s"}
+	for k, v := range extra {
+		n[k] = v
+	}
+	return n
+}
+
+func labSettings(n lab.Node, neighbors ...map[string]any) map[string]any {
+	return map[string]any{"local_as": 65001, "router_id": n.Addr4.String(), "neighbors": neighbors, "graceful_restart_time": "5s"}
+}
+
+func newBirdLab(t *testing.T, bgp lab.BGP) *lab.Lab {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "bird")
+	testenv.RequireTool(t, "birdc")
+	// One backend keeps the router's bridge up when the LB node's link
+	// goes down (a bridge without a port up loses its carrier, and BIRD
+	// its sessions).
+	return lab.New(t, lab.Topology{LBNodes: 1, IPv6: true, Backends: []string{"be1"}, BGP: &bgp})
+}
+
+// TestBird: against the lab's BIRD, the plugin's routes reach the
+// router's kernel FIB over IPv4 and IPv6 sessions; withdrawing removes
+// them; SIGTERM (Cease) removes them at once.
+func TestBird(t *testing.T) {
+	l := newBirdLab(t, lab.BGP{})
+	b, n, r := l.Bird(), l.LB(0), l.Router()
+	var logs testenv.Buffer
+	a := startAnnouncer(t, l, n, labSettings(n, neighborSettings(r.BridgeAddr4, nil), neighborSettings(r.BridgeAddr6, nil)), &logs)
+	a.setRoutes(t, vip4, vip6)
+	for p, hop := range map[netip.Prefix]netip.Addr{vip4: n.Addr4, vip6: n.Addr6} {
+		d, err := b.WaitNextHops(p, []netip.Addr{hop}, 20*time.Second)
+		if err != nil {
+			t.Fatalf("%v\nplugin:\n%s", err, logs.String())
+		}
+		t.Logf("%s via %s in the router's FIB %v after SetRoutes", p, hop, d.Round(time.Millisecond))
+	}
+	start := time.Now()
+	a.setRoutes(t, vip6)
+	if _, err := b.WaitNextHops(vip4, nil, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("withdraw: %s gone from the router's FIB %v after SetRoutes was called", vip4, time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	a.signal(t, syscall.SIGTERM)
+	if _, err := b.WaitNextHops(vip6, nil, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("SIGTERM: %s gone from the router's FIB %v after the signal (hold time 3s, graceful restart 5s)", vip6, time.Since(start).Round(time.Millisecond))
+}
+
+// TestBirdGracefulRestart: the plugin SIGKILLed and restarted (as xlbd's
+// host does, after about 100 ms) three times: BIRD keeps the routes by
+// graceful restart, and the router's FIB does not change.
+func TestBirdGracefulRestart(t *testing.T) {
+	l := newBirdLab(t, lab.BGP{})
+	b, n, r := l.Bird(), l.LB(0), l.Router()
+	var logs testenv.Buffer
+	settings := labSettings(n, neighborSettings(r.BridgeAddr4, nil), neighborSettings(r.BridgeAddr6, nil))
+	a := startAnnouncer(t, l, n, settings, &logs)
+	a.setRoutes(t, vip4, vip6)
+	for p, hop := range map[netip.Prefix]netip.Addr{vip4: n.Addr4, vip6: n.Addr6} {
+		if _, err := b.WaitNextHops(p, []netip.Addr{hop}, 20*time.Second); err != nil {
+			t.Fatalf("%v\nplugin:\n%s", err, logs.String())
+		}
+	}
+	waitEstablished(t, b, 2)
+	if os.Getenv("XLB_BGP_TEST_BIRD_DEBUG") != "" {
+		if out, err := b.Cmd("debug", "all", "all"); err != nil {
+			t.Fatal(err, out)
+		}
+	}
+	w := b.Watch(vip4, vip6)
+	defer w.Close()
+	var stale []time.Duration
+	for range 3 {
+		start := time.Now()
+		a.signal(t, syscall.SIGKILL)
+		time.Sleep(100 * time.Millisecond)
+		a = startAnnouncer(t, l, n, settings, &logs)
+		a.setRoutes(t, vip4, vip6)
+		waitEstablished(t, b, 2)
+		waitNotStale(t, b)
+		stale = append(stale, time.Since(start).Round(time.Millisecond))
+	}
+	if err := w.Err(); err != nil {
+		t.Fatal(err)
+	}
+	changes := w.Changes()[2:] // the first of each prefix is its state when Watch began
+	t.Logf("3 SIGKILLs: %d route changes in the router's FIB %v; routes stale (kill to fresh routes) %v", len(changes), changes, stale)
+	if len(changes) != 0 {
+		t.Errorf("the router's FIB changed %d times while the plugin restarted: %v", len(changes), changes)
+	}
+}
+
+// waitEstablished waits until BIRD's n sessions with lb1 are established.
+func waitEstablished(t *testing.T, b *lab.Bird, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := b.Cmd("show", "protocols", `"lb1_*"`)
+		if err == nil && strings.Count(out, "Established") == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("BIRD's sessions not established: %v\n%s", err, out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitNotStale waits until BIRD holds no stale route (graceful restart
+// over: the restarted plugin's End-of-RIB arrived).
+func waitNotStale(t *testing.T, b *lab.Bird) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := b.Cmd("show", "protocols", "all", `"lb1_*"`)
+		if err == nil && !strings.Contains(out, "Restarting") && !strings.Contains(out, "stale") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("BIRD still restarting: %v\n%s", err, out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestBirdFaults: a neighbor with the wrong peer AS, one that is
+// unreachable and one whose TCP MD5 password is wrong are each logged with
+// the reason, once per change rather than once per retry, while the good
+// neighbor's session carries the routes.
+func TestBirdFaults(t *testing.T) {
+	l := newBirdLab(t, lab.BGP{Password: "s3cret"})
+	b, n, r := l.Bird(), l.LB(0), l.Router()
+	var logs testenv.Buffer
+	unreachable := netip.MustParseAddr("10.90.2.99")
+	a := startAnnouncer(t, l, n, labSettings(n,
+		neighborSettings(r.BridgeAddr4, map[string]any{"password": "wrong"}),
+		neighborSettings(r.BridgeAddr6, map[string]any{"password": "s3cret"}),
+		neighborSettings(unreachable, nil),
+	), &logs)
+	a.setRoutes(t, vip4, vip6)
+	if _, err := b.WaitNextHops(vip6, []netip.Addr{n.Addr6}, 20*time.Second); err != nil {
+		t.Fatalf("%v\nplugin:\n%s", err, logs.String())
+	}
+	waitFor(t, "the MD5 mismatch logged", func() bool {
+		return strings.Contains(logs.String(), "session failed; retrying: neighbor="+r.BridgeAddr4.String())
+	})
+	// Wrong AS: reconfigured, the IPv6 neighbor expects another AS.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js, _ := json.Marshal(labSettings(n,
+		neighborSettings(r.BridgeAddr4, map[string]any{"password": "s3cret"}),
+		neighborSettings(r.BridgeAddr6, map[string]any{"password": "s3cret", "peer_as": 65099}),
+		neighborSettings(unreachable, nil),
+	))
+	if err := a.ra.Configure(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WaitNextHops(vip4, []netip.Addr{n.Addr4}, 20*time.Second); err != nil {
+		t.Fatalf("%v\nplugin:\n%s", err, logs.String())
+	}
+	// Several retries of each failing neighbor (connect_retry 1s).
+	time.Sleep(5 * time.Second)
+	lines := strings.Split(logs.String(), "\n")
+	for _, tc := range []struct {
+		neighbor netip.Addr
+		reason   string
+	}{
+		{r.BridgeAddr4, "i/o timeout (unreachable, or the neighbor drops our TCP MD5 signature: check the password)"},
+		{r.BridgeAddr6, "as number mismatch expected 65099, received 65000"},
+		{unreachable, "connecting: "},
+	} {
+		var mine []string
+		for _, line := range lines {
+			if strings.Contains(line, "neighbor="+tc.neighbor.String()) && strings.Contains(line, "session failed") {
+				mine = append(mine, line)
+			}
+		}
+		found := false
+		for _, line := range mine {
+			found = found || strings.Contains(line, tc.reason)
+		}
+		if !found || len(mine) > 2 {
+			t.Errorf("neighbor %s: logged %d failures, want 1 or 2 with %q:\n%s", tc.neighbor, len(mine), tc.reason, strings.Join(mine, "\n"))
+		}
+		t.Logf("neighbor %s:\n%s", tc.neighbor, strings.Join(mine, "\n"))
+	}
+}
+
+// TestBirdNodeDeath: the LB node's link goes down (the whole node dies
+// silently): the router removes its routes after the hold time (3 s), or
+// within BFD's detection time (100 ms × 3) with bfd on the neighbor.
+func TestBirdNodeDeath(t *testing.T) {
+	for _, withBFD := range []bool{false, true} {
+		t.Run(map[bool]string{false: "hold-time", true: "bfd"}[withBFD], func(t *testing.T) {
+			l := newBirdLab(t, lab.BGP{BFD: withBFD})
+			b, n, r := l.Bird(), l.LB(0), l.Router()
+			var extra map[string]any
+			if withBFD {
+				extra = map[string]any{"bfd": map[string]any{"min_rx": "100ms", "min_tx": "100ms", "multiplier": 3}}
+			}
+			var logs testenv.Buffer
+			a := startAnnouncer(t, l, n, labSettings(n, neighborSettings(r.BridgeAddr4, extra)), &logs)
+			a.setRoutes(t, vip4)
+			if _, err := b.WaitNextHops(vip4, []netip.Addr{n.Addr4}, 20*time.Second); err != nil {
+				t.Fatalf("%v\nplugin:\n%s", err, logs.String())
+			}
+			if withBFD {
+				waitFor(t, "BIRD's BFD session up", func() bool {
+					out, err := b.Cmd("show", "bfd", "sessions")
+					return err == nil && strings.Contains(out, " Up ")
+				})
+			}
+			start := time.Now()
+			if err := l.SetLink(n, false); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.WaitNextHops(vip4, nil, 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			d := time.Since(start)
+			t.Logf("node death (link down), bfd %v: %s gone from the router's FIB after %v", withBFD, vip4, d.Round(time.Millisecond))
+			if withBFD && d > 2*time.Second {
+				t.Errorf("with BFD the route stayed %v after the node died (hold time 3s)", d)
+			}
+		})
+	}
+}
