@@ -34,7 +34,8 @@ var paramsSchema = []sdk.Attribute{
 func parseParams(js []byte) (*attrs, error) {
 	var m map[string]json.RawMessage
 	if len(js) > 0 {
-		if err := json.Unmarshal(js, &m); err != nil {
+		var err error
+		if m, err = object(js); err != nil {
 			return nil, &sdk.ConfigError{Message: "the parameters are not a JSON object: " + err.Error()}
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,8 +92,8 @@ func (e *errs) add(path, format string, a ...any) {
 // parseSettings validates a settings block. Every problem is reported at
 // its path ("neighbors[1].peer_as"), all of them at once.
 func parseSettings(js []byte) (*settings, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(js, &m); err != nil {
+	m, err := object(js)
+	if err != nil {
 		return nil, &sdk.ConfigError{Message: "the settings are not a JSON object: " + err.Error()}
 	}
 	var e errs
@@ -148,6 +149,21 @@ func parseSettings(js []byte) (*settings, error) {
 	return s, nil
 }
 
+// object decodes a JSON object without its null members: in HCL an
+// attribute set to null is one left out, so that a setting can be chosen by
+// a condition (`bfd = var.fast ? { ... } : null`).
+func object(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, errors.New("null")
+	}
+	maps.DeleteFunc(m, func(_ string, v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" })
+	return m, nil
+}
+
 func (e *errs) neighbors(raw json.RawMessage) []neighbor {
 	var list []json.RawMessage
 	if json.Unmarshal(raw, &list) != nil {
@@ -181,8 +197,8 @@ func (e *errs) neighbors(raw json.RawMessage) []neighbor {
 }
 
 func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
+	m, err := object(raw)
+	if err != nil {
 		e.add(at, "must be an object { address = ..., peer_as = ... }")
 		return neighbor{}, false
 	}
@@ -274,8 +290,8 @@ func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
 // bfd reads a neighbor's bfd object: min_rx, min_tx (default 300ms each)
 // and multiplier (default 3).
 func (e *errs) bfd(raw json.RawMessage, at string) bfdSettings {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
+	m, err := object(raw)
+	if err != nil {
 		e.add(at, "must be an object { min_rx = \"100ms\", min_tx = \"100ms\", multiplier = 3 }")
 		return bfdSettings{}
 	}

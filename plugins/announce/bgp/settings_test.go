@@ -131,7 +131,8 @@ func TestSettingsDefaults(t *testing.T) {
 		"communities": ["65001:7"], "large_communities": ["65001:1:2"], "neighbors": [
 		{"address": "10.90.2.1", "peer_as": "65000"},
 		{"address": "fd00:90:2::1", "peer_as": 65000, "hold_time": "3s", "password": "s3cret", "multihop_ttl": 2, "keepalive": 1},
-		{"address": "10.90.2.2", "peer_as": 65000, "bfd": {"min_rx": "100ms", "multiplier": 5}}]}`))
+		{"address": "10.90.2.2", "peer_as": 65000, "bfd": {"min_rx": "100ms", "multiplier": 5, "min_tx": null}},
+		{"address": "10.90.2.3", "peer_as": 65000, "bfd": null, "password": null}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +144,8 @@ func TestSettingsDefaults(t *testing.T) {
 			{Address: netip.MustParseAddr("fd00:90:2::1"), PeerAS: 65000, Password: "s3cret", HoldTime: 3 * time.Second, Keepalive: time.Second, ConnectRetry: 5 * time.Second, MultihopTTL: 2, Port: 179},
 			{Address: netip.MustParseAddr("10.90.2.2"), PeerAS: 65000, HoldTime: 90 * time.Second, Keepalive: 30 * time.Second, ConnectRetry: 5 * time.Second, Port: 179,
 				BFD: bfdSettings{Enabled: true, MinRx: 100 * time.Millisecond, MinTx: 300 * time.Millisecond, Multiplier: 5}},
+			// null is left out, as HCL leaves out an attribute set to null.
+			{Address: netip.MustParseAddr("10.90.2.3"), PeerAS: 65000, HoldTime: 90 * time.Second, Keepalive: 30 * time.Second, ConnectRetry: 5 * time.Second, Port: 179},
 		},
 	}
 	if !reflect.DeepEqual(s, want) {
