@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xlbproject/xlb/internal/testenv"
 )
 
@@ -30,5 +32,30 @@ func TestUpFailureRemovesAll(t *testing.T) {
 	}
 	if len(logged) == 0 || !strings.Contains(strings.Join(logged, "\n"), "build failed") {
 		t.Errorf("log: %q", logged)
+	}
+}
+
+// TestRemoveNSRace: a stale namespace that another process's sweep has
+// just unmounted (test binaries of several packages sweep at once) is
+// removed without an error.
+func TestRemoveNSRace(t *testing.T) {
+	testenv.RequireRoot(t)
+	prefix, err := runPrefix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := prefix + "race"
+	if err := newNamedNS(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = removeNS(name) })
+	if err := unix.Unmount(nsPath(name), unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeNS(name); err != nil {
+		t.Errorf("removeNS after another sweep unmounted it: %v", err)
+	}
+	if _, err := os.Stat(nsPath(name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s left: %v", nsPath(name), err)
 	}
 }

@@ -1,8 +1,11 @@
 package lab_test
 
 import (
+	"encoding/binary"
 	"hash/fnv"
+	"maps"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,6 +31,15 @@ type fakeLB struct {
 	forwarded atomic.Uint64
 	replies   atomic.Uint64 // packets from a VIP seen at the LB: DSR broken
 	stop      func()        // stops it, as a node that dies
+	mu        sync.Mutex
+	seen      map[netip.AddrPort]bool // client address and port of every flow forwarded
+}
+
+// flows returns the client ends of the flows it forwarded.
+func (f *fakeLB) flows() map[netip.AddrPort]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.seen)
 }
 
 func startFakeLB(t *testing.T, l *lab.Lab, gre bool) *fakeLB {
@@ -39,7 +51,7 @@ func startFakeLB(t *testing.T, l *lab.Lab, gre bool) *fakeLB {
 // backend for a flow, as xlb's nodes do.
 func startFakeLBOn(t *testing.T, l *lab.Lab, lb lab.Node, gre bool) *fakeLB {
 	t.Helper()
-	f := &fakeLB{lb: lb, routerMAC: l.Router().BridgeMAC, backends: l.Backends(), gre: gre}
+	f := &fakeLB{lb: lb, routerMAC: l.Router().BridgeMAC, backends: l.Backends(), gre: gre, seen: map[netip.AddrPort]bool{}}
 	err := l.Do(f.lb.NS, func() error {
 		ifi, err := net.InterfaceByName(lab.IfaceEth)
 		if err != nil {
@@ -103,6 +115,9 @@ func (f *fakeLB) run(l *lab.Lab) {
 		if err := unix.Sendto(f.fd, out, 0, &unix.SockaddrLinklayer{Ifindex: f.ifindex, Halen: 6}); err == nil {
 			f.forwarded.Add(1)
 		}
+		f.mu.Lock()
+		f.seen[netip.AddrPortFrom(src, binary.BigEndian.Uint16(seg))] = true
+		f.mu.Unlock()
 	}
 }
 

@@ -421,7 +421,14 @@ func (l *Lab) Down() error {
 // socket opened with Do holds it until closed).
 func removeNS(name string) error {
 	killNS(name)
-	if err := netns.DeleteNamed(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+	err := netns.DeleteNamed(name)
+	if errors.Is(err, unix.EINVAL) {
+		// Not mounted: another test binary's Sweep, which found the same
+		// stale namespace (go test runs packages in parallel), unmounted
+		// it first; the file is left if that one has not removed it yet.
+		err = os.Remove(nsPath(name))
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("lab: delete namespace %s: %w", name, err)
 	}
 	return nil

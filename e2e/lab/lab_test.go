@@ -567,6 +567,23 @@ func TestHelper(t *testing.T) {
 		if err := orphan.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// Ready once it is in the namespace: until `ip netns exec` has
+		// switched, Sweep cannot find it there (and a loaded machine
+		// let the test kill us and sweep before that).
+		var nsSt, pSt syscall.Stat_t
+		if err := syscall.Stat(filepath.Join("/run/netns", l.Backends()[0].NS), &nsSt); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			err := syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", orphan.Process.Pid), &pSt)
+			if err == nil && pSt.Ino == nsSt.Ino && pSt.Dev == nsSt.Dev {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("orphan not in %s: %v", l.Backends()[0].NS, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 		fmt.Printf("helper ready, orphan %d, bird %d\n", orphan.Process.Pid, l.Bird().Pid())
 		time.Sleep(time.Minute)
 	}

@@ -147,3 +147,6 @@ func (w *logTail) len() int {
 	defer w.mu.Unlock()
 	return len(w.lines)
 }
+
+// Pid is xlbd's process ID (its plugins are its children).
+func (x *XLBD) Pid() int { return x.cmd.Process.Pid }

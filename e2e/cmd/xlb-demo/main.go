@@ -4,7 +4,11 @@
 // the client over many source ports and then over one connection, takes a
 // backend's link down and up (xlbd's health check takes it out of the
 // tables and back), prints how many each backend served at each step and
-// xlbd's counters, and tears everything down, also when interrupted.
+// xlbd's counters. Then, in a second lab, the cluster: three xlbd nodes
+// behind the router's BIRD, which spreads the VIPs' flows over them by
+// ECMP; one node is killed in the middle of 300 held connections, and
+// every one of them carries on. Everything is torn down, also when
+// interrupted.
 package main
 
 import (
@@ -29,8 +33,13 @@ func main() {
 	clientBin := flag.String("client", "bin/xlb-client", "the xlb-client binary")
 	config := flag.String("config", "examples/lab/lab.hcl", "the pipeline file xlbd runs")
 	n := flag.Int("n", 300, "requests, each on a new connection")
+	clusterConfig := flag.String("cluster", "examples/cluster/cluster.hcl", "the file every node of the cluster act runs (empty: no cluster act)")
 	flag.Parse()
-	if err := run(*xlbd, *backendBin, *clientBin, *config, *n); err != nil {
+	err := run(*xlbd, *backendBin, *clientBin, *config, *n)
+	if err == nil && *clusterConfig != "" {
+		err = cluster(*xlbd, *backendBin, *clusterConfig)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "xlb-demo:", err)
 		os.Exit(1)
 	}
