@@ -1,15 +1,12 @@
 package host
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,7 +16,6 @@ import (
 
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/internal/fakeplugin"
-	"github.com/xlbproject/xlb/internal/testenv"
 	"github.com/xlbproject/xlb/pipeline"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
@@ -207,30 +203,7 @@ func TestHostSIGKILLStopsAnnouncer(t *testing.T) {
 		t.Fatal(err)
 	}
 	record := filepath.Join(dir, "calls")
-	cmd := exec.Command(exe(t))
-	cmd.Env = append(os.Environ(), hostEnv+"=announcer "+path+" "+record)
-	var stderr testenv.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	var pid int
-	if _, serr := fmt.Sscanf(line, "pid %d", &pid); err != nil || serr != nil || pid == 0 {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("host said %q (%v); stderr: %s", line, err, stderr.String())
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	go io.Copy(io.Discard, out)
-	cmd.Wait()
+	pid := killedHost(t, "announcer "+path+" "+record)
 	waitFor(t, 3*time.Second, fmt.Sprintf("announcer %d gone after its host's SIGKILL", pid), func() bool { return gone(pid) })
 	calls, err := fakeplugin.ReadCalls(record)
 	if err != nil || len(calls) != 1 || calls[0].Method != "Stop" || calls[0].PID != pid {

@@ -398,11 +398,13 @@ func TestKillRestart(t *testing.T) {
 	}
 }
 
-// TestHostSIGKILLLeavesNoPlugin runs this binary as a host, SIGKILLs it
-// and checks that its plugin dies with it.
-func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
+// killedHost runs this binary as a host (hostEnv=env), which starts a
+// plugin and prints its PID, then SIGKILLs the host and returns the
+// plugin's PID.
+func killedHost(t *testing.T, env string) int {
+	t.Helper()
 	cmd := exec.Command(exe(t))
-	cmd.Env = append(os.Environ(), hostEnv+"=1")
+	cmd.Env = append(os.Environ(), hostEnv+"="+env)
 	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -428,5 +430,12 @@ func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
 	}
 	go io.Copy(io.Discard, out)
 	cmd.Wait()
+	return pid
+}
+
+// TestHostSIGKILLLeavesNoPlugin runs this binary as a host, SIGKILLs it
+// and checks that its plugin dies with it.
+func TestHostSIGKILLLeavesNoPlugin(t *testing.T) {
+	pid := killedHost(t, "1")
 	waitFor(t, 2*time.Second, fmt.Sprintf("plugin %d gone after its host's SIGKILL", pid), func() bool { return gone(pid) })
 }

@@ -25,17 +25,12 @@ import (
 // connection keeps its backend.
 func cluster(xlbd, backendBin, config string) error {
 	fmt.Println("== the cluster: three xlb nodes behind a BGP router (BIRD 2), ECMP on the 5-tuple")
-	l, err := lab.Up(lab.Topology{LBNodes: 3, Backends: []string{"be1", "be2", "be3", "be4"}, IPv6: true, BGP: &lab.BGP{}})
+	l, sig, err := labUp(lab.Topology{LBNodes: 3, Backends: []string{"be1", "be2", "be3", "be4"}, IPv6: true, BGP: &lab.BGP{}}, backendBin)
 	if err != nil {
 		return err
 	}
 	defer l.Down()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	if err := l.StartBackends(backendBin); err != nil {
-		return err
-	}
 	var nodes []*lab.XLBD
 	var names []string
 	start := time.Now()
@@ -51,7 +46,7 @@ func cluster(xlbd, backendBin, config string) error {
 	vip4 := netip.PrefixFrom(l.VIP(), 32)
 	vip6 := netip.PrefixFrom(l.VIP6(), 128)
 	bird := l.Bird()
-	all4, all6 := hops(l.LBs()), hops6(l.LBs())
+	all4, all6 := hops(l.LBs(), 4), hops(l.LBs(), 6)
 	if _, err := bird.WaitNextHops(vip4, all4, 30*time.Second); err != nil {
 		return err
 	}
@@ -121,19 +116,16 @@ func sleep(sig <-chan os.Signal, d time.Duration) error {
 	}
 }
 
-func hops(ns []lab.Node) []netip.Addr {
+// hops are the nodes' addresses of an IP version, sorted as the router's
+// next hops are.
+func hops(ns []lab.Node, version int) []netip.Addr {
 	var out []netip.Addr
 	for _, n := range ns {
-		out = append(out, n.Addr4)
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
-}
-
-func hops6(ns []lab.Node) []netip.Addr {
-	var out []netip.Addr
-	for _, n := range ns {
-		out = append(out, n.Addr6)
+		if version == 4 {
+			out = append(out, n.Addr4)
+		} else {
+			out = append(out, n.Addr6)
+		}
 	}
 	slices.SortFunc(out, netip.Addr.Compare)
 	return out

@@ -49,19 +49,12 @@ func run(xlbd, backendBin, clientBin, config string, n int) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, XDP)")
 	}
-	l, err := lab.Up(lab.Topology{Backends: []string{"be1", "be2", "be3"}, IPv6: true})
+	l, sig, err := labUp(lab.Topology{Backends: []string{"be1", "be2", "be3"}, IPv6: true}, backendBin)
 	if err != nil {
 		return err
 	}
 	defer l.Down()
-	// Ctrl-C still tears the lab down: Down runs when run returns.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
-
-	if err := l.StartBackends(backendBin); err != nil {
-		return err
-	}
 	lb := l.LB(0)
 	fmt.Printf("lab up: client %s, router, LB node %s (%s), backends be1..be3; VIP %s and %s\n",
 		l.Client().Addr4, lb.Addr4, lb.Iface, l.VIP(), l.VIP6())
@@ -104,6 +97,24 @@ func run(xlbd, backendBin, clientBin, config string, n int) error {
 	fmt.Println("xlbd's counters when it stopped:")
 	fmt.Print(out)
 	return nil
+}
+
+// labUp brings a lab up with its backends serving, and returns it with a
+// channel of Ctrl-C and SIGTERM: the caller returns when one comes, so
+// that its deferred Down still tears the lab down.
+func labUp(topo lab.Topology, backendBin string) (*lab.Lab, chan os.Signal, error) {
+	l, err := lab.Up(topo)
+	if err != nil {
+		return nil, nil, err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	if err := l.StartBackends(backendBin); err != nil {
+		signal.Stop(sig)
+		l.Down()
+		return nil, nil, err
+	}
+	return l, sig, nil
 }
 
 // failover takes be2's link down, waits for xlbd's health check to take it
