@@ -114,6 +114,9 @@ func (l *Lab) startBird() error {
 // Pid is BIRD's process id.
 func (b *Bird) Pid() int { return b.cmd.Process.Pid }
 
+// Socket is BIRD's control socket, for birdc -s.
+func (b *Bird) Socket() string { return b.sock }
+
 // Cmd runs birdc on this BIRD's control socket: Cmd("show", "protocols").
 // The error is birdc's own (it cannot connect); BIRD's answers, errors
 // included, are in the output.

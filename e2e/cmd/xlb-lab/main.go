@@ -1,8 +1,10 @@
 // Command xlb-lab brings the network-namespace lab up for a person to look
 // around in: it builds the topology, starts xlb-backend in every backend
 // namespace, prints the namespaces and a few commands to try, and tears
-// everything down on Ctrl-C or SIGTERM. Run it as root. With -sweep it only
-// removes namespaces left by killed runs.
+// everything down on Ctrl-C or SIGTERM. Run it as root. With -bgp the
+// router runs BIRD and learns the VIPs from the LB nodes (a cluster, as
+// docs/cluster.md describes). With -sweep it only removes namespaces left
+// by killed runs.
 package main
 
 import (
@@ -25,14 +27,20 @@ func main() {
 	bin := flag.String("backend", "", "xlb-backend binary (default: next to this one, else built with go build)")
 	sweep := flag.Bool("sweep", false, "only remove namespaces left by killed runs, then exit")
 	verbose := flag.Bool("v", false, "print the lab's log (backend output) on stderr")
+	bgp := flag.Bool("bgp", false, "the router runs BIRD 2 and learns the VIPs from the LB nodes over eBGP (AS 65000, nodes AS 65001), instead of a static route")
+	bfd := flag.Bool("bfd", false, "with -bgp: BFD on every session (100 ms x 3)")
 	flag.Parse()
-	if err := run(*lbs, *backends, *six, *mtu, *bin, *sweep, *verbose); err != nil {
+	var b *lab.BGP
+	if *bgp {
+		b = &lab.BGP{BFD: *bfd}
+	}
+	if err := run(*lbs, *backends, *six, *mtu, *bin, b, *sweep, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "xlb-lab:", err)
 		os.Exit(1)
 	}
 }
 
-func run(lbs int, backends string, six bool, mtu int, bin string, sweep, verbose bool) error {
+func run(lbs int, backends string, six bool, mtu int, bin string, bgp *lab.BGP, sweep, verbose bool) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (network namespaces)")
 	}
@@ -59,7 +67,7 @@ func run(lbs int, backends string, six bool, mtu int, bin string, sweep, verbose
 			bin = bins["xlb-backend"]
 		}
 	}
-	topo := lab.Topology{LBNodes: lbs, Backends: strings.Split(backends, ","), IPv6: six, InnerMTU: mtu}
+	topo := lab.Topology{LBNodes: lbs, Backends: strings.Split(backends, ","), IPv6: six, InnerMTU: mtu, BGP: bgp}
 	if verbose {
 		topo.Log = os.Stderr
 	}
@@ -86,6 +94,10 @@ func run(lbs int, backends string, six bool, mtu int, bin string, sweep, verbose
 	fmt.Printf("\n  shell:   ip netns exec %s bash\n", c.NS)
 	fmt.Printf("  backend: ip netns exec %s curl -s http://%s/\n", c.NS, l.Backends()[0].Addr4)
 	fmt.Printf("  via VIP: ip netns exec %s bin/xlb-client -n 100   (needs xlbd on %s)\n", c.NS, l.LB(0).NS)
+	if b := l.Bird(); b != nil {
+		fmt.Printf("  node i:  ip netns exec <lb i namespace> bin/xlbd run -config examples/cluster/cluster.hcl -var node=i -pin=false   (its api4 VIP needs be4: -backends be1,be2,be3,be4)\n")
+		fmt.Printf("  router:  birdc -s %s show protocols; ip netns exec %s ip route show %s\n", b.Socket(), r.NS, l.VIP())
+	}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
