@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -8,7 +10,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	api "github.com/osrg/gobgp/v3/api"
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
 func noJitter(time.Duration) time.Duration { return 0 }
@@ -83,5 +87,74 @@ func TestFailedLogsRetry(t *testing.T) {
 	s.bmu.Unlock()
 	if fails != 1 {
 		t.Errorf("%d failures counted, want 1", fails)
+	}
+}
+
+// TestBackoffPausesPeer: against a gobgp router on loopback, a neighbor
+// whose OPEN carries the wrong AS is taken out of its gobgp server after
+// each failure and added again after its wait, three times, while the
+// other neighbor's session stays up and SetRoutes reaches it; fixed by a
+// reload, the neighbor connects.
+func TestBackoffPausesPeer(t *testing.T) {
+	r := newRouter(t)
+	wrong := strings.Replace(settingsFor(r, "3s", ""), `"address": "::1", "peer_as": 65000`, `"address": "::1", "peer_as": 65099, "connect_retry_max": "2s"`, 1)
+	s := newSpeaker(hclog.NewNullLogger())
+	t.Cleanup(func() { s.Stop(context.Background()) })
+	if err := s.Configure([]byte(wrong)); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.SetRoutes(ctx, []sdk.Route{{Prefix: netip.MustParsePrefix("192.0.2.10/32")}}); err != nil {
+		t.Fatal(err)
+	}
+	six := netip.MustParseAddr("::1")
+	inGobgp := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		found := false
+		s.groups[six.String()].srv.ListPeer(ctx, &api.ListPeerRequest{Address: six.String()}, func(*api.Peer) { found = true })
+		return found
+	}
+	fails := func() int {
+		s.bmu.Lock()
+		defer s.bmu.Unlock()
+		return s.backoffs[six].fails
+	}
+	for i := 1; i <= 3; i++ {
+		waitFor(t, fmt.Sprintf("failure %d to take ::1 out of gobgp", i), func() bool { return fails() >= i && !inGobgp() })
+		waitFor(t, fmt.Sprintf("::1 back in gobgp after wait %d", i), inGobgp)
+	}
+	r.waitRoutes(t, "192.0.2.10/32 nh=127.0.0.1 as=[65001] comm=[] large=[] med=-")
+	if err := s.SetRoutes(ctx, []sdk.Route{{Prefix: netip.MustParsePrefix("192.0.2.11/32")}}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitRoutes(t, "192.0.2.11/32 nh=127.0.0.1 as=[65001] comm=[] large=[] med=-")
+	if ev := r.peerEvents(); !slices.Equal(ev, []string{"127.0.0.1 up"}) {
+		t.Errorf("router's session events %v, want only 127.0.0.1 up", ev)
+	}
+	if err := s.Configure([]byte(settingsFor(r, "3s", ""))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the fixed neighbor's session", func() bool { return slices.Contains(r.peerEvents(), "::1 up") })
+}
+
+// TestOpenFailed: a session that fails while opening, but not by a
+// NOTIFICATION (reported on its own) or by our own doing, is a failure.
+func TestOpenFailed(t *testing.T) {
+	for _, tc := range []struct {
+		old, new, reason string
+		want             string
+	}{
+		{"BGP_FSM_OPENSENT", "BGP_FSM_IDLE", "read-failed", "opening the session: read-failed"},
+		{"BGP_FSM_OPENCONFIRM", "BGP_FSM_IDLE", "hold-timer-expired", "opening the session: hold-timer-expired"},
+		{"BGP_FSM_OPENSENT", "BGP_FSM_IDLE", "notification-sent code 2(open) subcode 2(bad peer as)", ""},
+		{"BGP_FSM_OPENSENT", "BGP_FSM_IDLE", "dying", ""},
+		{"BGP_FSM_ESTABLISHED", "BGP_FSM_IDLE", "read-failed", ""}, // "Peer Down"
+		{"BGP_FSM_ACTIVE", "BGP_FSM_OPENSENT", "new-connection", ""},
+	} {
+		got, ok := openFailed(gobgplog.Fields{"Key": "10.0.0.1", "old": tc.old, "new": tc.new, "reason": tc.reason})
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("%s to %s (%s): %q, %v; want %q", tc.old, tc.new, tc.reason, got, ok, tc.want)
+		}
 	}
 }

@@ -134,6 +134,11 @@ func (g *gobgpLog) record(level hclog.Level, msg string, fields gobgplog.Fields)
 		g.failed(addr, describe(msg, fields))
 		return
 	}
+	if addr, ok := fields["Key"].(string); ok && msg == "state changed" {
+		if reason, ok := openFailed(fields); ok {
+			g.failed(addr, reason)
+		}
+	}
 	if level < hclog.Warn {
 		// gobgp's info (a peer added, a path sent) is detail for us.
 		level = hclog.Debug
@@ -168,6 +173,23 @@ func describe(msg string, f gobgplog.Fields) string {
 		return fmt.Sprintf("session down: %v", f["Reason"])
 	}
 	return msg
+}
+
+// openFailed says why a session that was opening failed, from gobgp's
+// "state changed" message: a connection closed or reset before the
+// session was established (a router that accepts and drops it, an OPEN
+// it cannot read) is said nowhere else. A NOTIFICATION is reported by
+// its own message, a lost established session by "Peer Down".
+func openFailed(f gobgplog.Fields) (string, bool) {
+	old, _ := f["old"].(string)
+	if f["new"] != bgp.BGP_FSM_IDLE.String() || old != bgp.BGP_FSM_OPENSENT.String() && old != bgp.BGP_FSM_OPENCONFIRM.String() {
+		return "", false
+	}
+	r := fmt.Sprint(f["reason"])
+	if strings.HasPrefix(r, "notification-") || r == "dying" || r == "admin-down" {
+		return "", false
+	}
+	return "opening the session: " + r, true
 }
 
 func (g *gobgpLog) Panic(msg string, f gobgplog.Fields) {
