@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
-
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -249,8 +251,13 @@ func waitNotStale(t *testing.T, b *lab.Bird) {
 
 // TestBirdFaults: a neighbor with the wrong peer AS, one that is
 // unreachable and one whose TCP MD5 password is wrong are each logged with
-// the reason, once per change rather than once per retry, while the good
-// neighbor's session carries the routes.
+// the reason and the wait before the next attempt, once per change rather
+// than once per retry, while the good neighbor's session carries the
+// routes. The wrong-AS neighbor's connection attempts (its SYNs at the
+// router) spread out: the fourth wait is more than twice the first
+// (connect_retry 1s doubling, where gobgp alone retries every 6 to 7 s);
+// the neighbor whose password was fixed connects at once, before the
+// wrong-AS one tries a third time, and its route never moves.
 func TestBirdFaults(t *testing.T) {
 	l := newBirdLab(t, lab.BGP{Password: "s3cret"})
 	b, n, r := l.Bird(), l.LB(0), l.Router()
@@ -266,8 +273,15 @@ func TestBirdFaults(t *testing.T) {
 		t.Fatalf("%v\nplugin:\n%s", err, logs.String())
 	}
 	waitFor(t, "the MD5 mismatch logged", func() bool {
-		return strings.Contains(logs.String(), "session failed; retrying: neighbor="+r.BridgeAddr4.String())
+		// The host re-logs the plugin's fields in no set order.
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "session failed") && strings.Contains(line, "neighbor="+r.BridgeAddr4.String()) {
+				return true
+			}
+		}
+		return false
 	})
+	syns := captureSYNs(t, l, r, n.Addr6)
 	// Wrong AS: reconfigured, the IPv6 neighbor expects another AS.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -282,8 +296,27 @@ func TestBirdFaults(t *testing.T) {
 	if _, err := b.WaitNextHops(vip4, []netip.Addr{n.Addr4}, 20*time.Second); err != nil {
 		t.Fatalf("%v\nplugin:\n%s", err, logs.String())
 	}
-	// Several retries of each failing neighbor (connect_retry 1s).
-	time.Sleep(5 * time.Second)
+	fixedUp := time.Now()
+	w := b.Watch(vip4)
+	defer w.Close()
+	attempts := syns.wait(t, 5, 60*time.Second)
+	var gaps []time.Duration
+	for i := 1; i < len(attempts); i++ {
+		gaps = append(gaps, attempts[i].Sub(attempts[i-1]).Round(time.Millisecond))
+	}
+	t.Logf("the wrong-AS neighbor's connection attempts, gaps between them: %v", gaps)
+	if gaps[3] < 2*gaps[0] {
+		t.Errorf("the wrong-AS neighbor's attempts did not spread out: gaps %v", gaps)
+	}
+	if !fixedUp.Before(attempts[2]) {
+		t.Errorf("the fixed neighbor's route came %v after the wrong-AS neighbor's third attempt", fixedUp.Sub(attempts[2]))
+	}
+	if err := w.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if changes := w.Changes()[1:]; len(changes) != 0 {
+		t.Errorf("the good neighbor's route changed while the other failed: %v", changes)
+	}
 	lines := strings.Split(logs.String(), "\n")
 	for _, tc := range []struct {
 		neighbor netip.Addr
@@ -301,13 +334,101 @@ func TestBirdFaults(t *testing.T) {
 		}
 		found := false
 		for _, line := range mine {
-			found = found || strings.Contains(line, tc.reason)
+			found = found || strings.Contains(line, tc.reason) && strings.Contains(line, "retry_in=")
 		}
 		if !found || len(mine) > 2 {
-			t.Errorf("neighbor %s: logged %d failures, want 1 or 2 with %q:\n%s", tc.neighbor, len(mine), tc.reason, strings.Join(mine, "\n"))
+			t.Errorf("neighbor %s: logged %d failures, want 1 or 2 with %q and retry_in:\n%s", tc.neighbor, len(mine), tc.reason, strings.Join(mine, "\n"))
 		}
 		t.Logf("neighbor %s:\n%s", tc.neighbor, strings.Join(mine, "\n"))
 	}
+}
+
+// synCapture records when the router receives TCP SYNs from one address
+// to BGP's port, one per connection attempt (a retransmitted SYN is the
+// same attempt).
+type synCapture struct {
+	mu    sync.Mutex
+	ports map[uint16]bool
+	times []time.Time
+	err   error
+}
+
+// captureSYNs captures on the router's bridge until the test ends.
+func captureSYNs(t *testing.T, l *lab.Lab, r lab.Router, from netip.Addr) *synCapture {
+	t.Helper()
+	var c *lab.Capture
+	if err := l.Do(r.NS, func() (err error) { c, err = lab.OpenCapture(r.Bridge); return }); err != nil {
+		t.Fatal(err)
+	}
+	s := &synCapture{ports: map[uint16]bool{}}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done; c.Close() })
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var port uint16
+			_, err := c.Next(100*time.Millisecond, func(p []byte) bool {
+				var ok bool
+				port, ok = synFrom(p, from)
+				return ok
+			})
+			now := time.Now()
+			s.mu.Lock()
+			switch {
+			case err == nil && !s.ports[port]:
+				s.ports[port] = true
+				s.times = append(s.times, now)
+			case err != nil && !strings.Contains(err.Error(), "no matching packet"):
+				s.err = err
+			}
+			s.mu.Unlock()
+			if err != nil && s.err != nil {
+				return
+			}
+		}
+	}()
+	return s
+}
+
+// wait returns the times of the first n attempts.
+func (s *synCapture) wait(t *testing.T, n int, timeout time.Duration) []time.Time {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s.mu.Lock()
+		times, err := slices.Clone(s.times), s.err
+		s.mu.Unlock()
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case len(times) >= n:
+			return times[:n]
+		case time.Now().After(deadline):
+			t.Fatalf("%d connection attempts in %v, want %d", len(times), timeout, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// synFrom reports whether p (an IPv6 packet) is a SYN from addr to port
+// 179, and its source port.
+func synFrom(p []byte, addr netip.Addr) (uint16, bool) {
+	if len(p) < 40+14 || p[0]>>4 != 6 || p[6] != 6 {
+		return 0, false
+	}
+	src, _ := netip.AddrFromSlice(p[8:24])
+	tcp := p[40:]
+	const syn, ack = 0x02, 0x10
+	if src != addr || binary.BigEndian.Uint16(tcp[2:4]) != 179 || tcp[13]&(syn|ack) != syn {
+		return 0, false
+	}
+	return binary.BigEndian.Uint16(tcp[0:2]), true
 }
 
 // TestBirdNodeDeath: the LB node's link goes down (the whole node dies

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
@@ -47,8 +48,9 @@ func (l *peerLog) status(addr string) *peerStatus {
 	return st
 }
 
-// failure records why a session with addr failed or could not be made.
-func (l *peerLog) failure(addr, reason string) {
+// failure records why a session with addr failed or could not be made,
+// and the wait before the next attempt.
+func (l *peerLog) failure(addr, reason string, retry time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := l.status(addr)
@@ -61,7 +63,12 @@ func (l *peerLog) failure(addr, reason string) {
 		return
 	}
 	st.order = append(st.order, reason)
-	l.log.Warn("neighbor: session failed; retrying", "neighbor", addr, "reason", reason)
+	args := []any{"neighbor", addr, "reason", reason}
+	if retry > 0 {
+		// A string: the host gets the plugin's log as JSON.
+		args = append(args, "retry_in", retry.Round(100*time.Millisecond).String())
+	}
+	l.log.Warn("neighbor: session failed; retrying", args...)
 }
 
 // state records that the session with addr is up (established) or not.
@@ -104,11 +111,11 @@ func (l *peerLog) forget(addr string) {
 	delete(l.by, addr)
 }
 
-// gobgpLog is gobgp's logger: what concerns a neighbor's session goes to
-// peerLog, the rest to hclog (gobgp's chatter at debug).
+// gobgpLog is gobgp's logger: a neighbor's failures go to failed (the
+// backoff and peerLog), the rest to hclog (gobgp's chatter at debug).
 type gobgpLog struct {
-	log   hclog.Logger
-	peers *peerLog
+	log    hclog.Logger
+	failed func(addr, reason string)
 }
 
 // peerFailures are gobgp's messages that say why a session failed, with
@@ -124,8 +131,13 @@ var peerFailures = map[string]bool{
 
 func (g *gobgpLog) record(level hclog.Level, msg string, fields gobgplog.Fields) {
 	if addr, ok := fields["Key"].(string); ok && peerFailures[msg] && fields["Reason"] != "dying" {
-		g.peers.failure(addr, describe(msg, fields))
+		g.failed(addr, describe(msg, fields))
 		return
+	}
+	if addr, ok := fields["Key"].(string); ok && msg == "state changed" {
+		if reason, ok := openFailed(fields); ok {
+			g.failed(addr, reason)
+		}
 	}
 	if level < hclog.Warn {
 		// gobgp's info (a peer added, a path sent) is detail for us.
@@ -161,6 +173,23 @@ func describe(msg string, f gobgplog.Fields) string {
 		return fmt.Sprintf("session down: %v", f["Reason"])
 	}
 	return msg
+}
+
+// openFailed says why a session that was opening failed, from gobgp's
+// "state changed" message: a connection closed or reset before the
+// session was established (a router that accepts and drops it, an OPEN
+// it cannot read) is said nowhere else. A NOTIFICATION is reported by
+// its own message, a lost established session by "Peer Down".
+func openFailed(f gobgplog.Fields) (string, bool) {
+	old, _ := f["old"].(string)
+	if f["new"] != bgp.BGP_FSM_IDLE.String() || old != bgp.BGP_FSM_OPENSENT.String() && old != bgp.BGP_FSM_OPENCONFIRM.String() {
+		return "", false
+	}
+	r := fmt.Sprint(f["reason"])
+	if strings.HasPrefix(r, "notification-") || r == "dying" || r == "admin-down" {
+		return "", false
+	}
+	return "opening the session: " + r, true
 }
 
 func (g *gobgpLog) Panic(msg string, f gobgplog.Fields) {

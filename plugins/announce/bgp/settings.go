@@ -31,7 +31,11 @@ const (
 const (
 	defaultHoldTime     = 90 * time.Second // RFC 4271's suggestion
 	defaultConnectRetry = 5 * time.Second
-	defaultRestartTime  = 15 // seconds
+	// defaultConnectRetryMax caps the backoff of a failing neighbor: a
+	// router fixed without a reload of xlb is back within about a minute,
+	// and a dozen broken neighbors cost a connection attempt a minute each.
+	defaultConnectRetryMax = 60 * time.Second
+	defaultRestartTime     = 15 // seconds
 )
 
 // settings is the plugin's validated HCL block.
@@ -56,9 +60,12 @@ type neighbor struct {
 	HoldTime     time.Duration
 	Keepalive    time.Duration
 	ConnectRetry time.Duration
-	MultihopTTL  uint8 // 0: directly connected
-	Port         uint16
-	BFD          bfdSettings
+	// ConnectRetryMax caps the backoff: a failing session's retries wait
+	// ConnectRetry, then twice as long each time, up to it.
+	ConnectRetryMax time.Duration
+	MultihopTTL     uint8 // 0: directly connected
+	Port            uint16
+	BFD             bfdSettings
 }
 
 // bfdSettings are a neighbor's BFD session (RFC 5880/5881, single hop),
@@ -79,7 +86,7 @@ var schema = []sdk.Attribute{
 	{Name: "next_hop_ipv6", Type: "string", Description: "the next hop of IPv6 routes (default: the session's local address)"},
 	{Name: "communities", Type: "list(string)", Description: `communities on every route, "asn:value"`},
 	{Name: "large_communities", Type: "list(string)", Description: `large communities on every route, "a:b:c"`},
-	{Name: "neighbors", Type: "any", Required: true, Description: "the peers: a list of objects with address, peer_as, and optionally password, hold_time, keepalive, connect_retry, multihop_ttl, port, bfd"},
+	{Name: "neighbors", Type: "any", Required: true, Description: "the peers: a list of objects with address, peer_as, and optionally password, hold_time, keepalive, connect_retry, connect_retry_max, multihop_ttl, port, bfd"},
 }
 
 // errs collects *sdk.ConfigError values.
@@ -204,7 +211,7 @@ func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
 	}
 	before := len(*e)
 	n := neighbor{HoldTime: defaultHoldTime, ConnectRetry: defaultConnectRetry, Port: 179}
-	known := []string{"address", "peer_as", "password", "hold_time", "keepalive", "connect_retry", "multihop_ttl", "port", "bfd"}
+	known := []string{"address", "peer_as", "password", "hold_time", "keepalive", "connect_retry", "connect_retry_max", "multihop_ttl", "port", "bfd"}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !slices.Contains(known, k) {
 			e.add(at+"."+k, "not expected here; a neighbor takes %s", strings.Join(known, ", "))
@@ -265,6 +272,16 @@ func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
 				e.add(at+".connect_retry", "%v: must be between 1s and 1h", d)
 			} else {
 				n.ConnectRetry = d
+			}
+		}
+	}
+	n.ConnectRetryMax = max(defaultConnectRetryMax, n.ConnectRetry)
+	if raw, ok := m["connect_retry_max"]; ok {
+		if d, ok := e.duration(raw, at+".connect_retry_max"); ok {
+			if d < n.ConnectRetry || d > time.Hour {
+				e.add(at+".connect_retry_max", "%v: must be between connect_retry (%v) and 1h", d, n.ConnectRetry)
+			} else {
+				n.ConnectRetryMax = d
 			}
 		}
 	}

@@ -93,6 +93,8 @@ func TestSettingsRefused(t *testing.T) {
 		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "hold_time": "20h"}]`, "neighbors[0].hold_time: 20h0m0s is more than BGP can say"},
 		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "hold_time": "3s", "keepalive": "3s"}]`, "neighbors[0].keepalive: 3s: must be at least 1s and less than the hold time (3s)"},
 		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "connect_retry": "0s"}]`, "neighbors[0].connect_retry: 0s: must be between 1s and 1h"},
+		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "connect_retry": "10s", "connect_retry_max": "5s"}]`, "neighbors[0].connect_retry_max: 5s: must be between connect_retry (10s) and 1h"},
+		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "connect_retry_max": "2h"}]`, "neighbors[0].connect_retry_max: 2h0m0s: must be between connect_retry (5s) and 1h"},
 		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "multihop_ttl": 256}]`, "neighbors[0].multihop_ttl: 256: must be a whole number from 0 to 255"},
 		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "password": "` + strings.Repeat("x", 81) + `"}]`, "neighbors[0].password: 81 bytes, TCP MD5 keys are at most 80"},
 		{"neighbors", `[{"address": "10.90.2.1", "peer_as": 1, "pasword": "x"}]`, "neighbors[0].pasword: not expected here; a neighbor takes address, peer_as, password"},
@@ -132,7 +134,9 @@ func TestSettingsDefaults(t *testing.T) {
 		{"address": "10.90.2.1", "peer_as": "65000"},
 		{"address": "fd00:90:2::1", "peer_as": 65000, "hold_time": "3s", "password": "s3cret", "multihop_ttl": 2, "keepalive": 1},
 		{"address": "10.90.2.2", "peer_as": 65000, "bfd": {"min_rx": "100ms", "multiplier": 5, "min_tx": null}},
-		{"address": "10.90.2.3", "peer_as": 65000, "bfd": null, "password": null}]}`))
+		{"address": "10.90.2.3", "peer_as": 65000, "bfd": null, "password": null},
+		{"address": "10.90.2.4", "peer_as": 65000, "connect_retry": "2m"},
+		{"address": "10.90.2.5", "peer_as": 65000, "connect_retry": "2s", "connect_retry_max": "10s"}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,12 +144,15 @@ func TestSettingsDefaults(t *testing.T) {
 		LocalAS: 65001, RouterID: netip.MustParseAddr("10.90.2.10"), ListenPort: -1, RestartTime: defaultRestartTime,
 		Communities: attrs{Communities: []uint32{65001<<16 | 7}, Large: []bgp.LargeCommunity{{ASN: 65001, LocalData1: 1, LocalData2: 2}}},
 		Neighbors: []neighbor{
-			{Address: netip.MustParseAddr("10.90.2.1"), PeerAS: 65000, HoldTime: 90 * time.Second, Keepalive: 30 * time.Second, ConnectRetry: 5 * time.Second, Port: 179},
-			{Address: netip.MustParseAddr("fd00:90:2::1"), PeerAS: 65000, Password: "s3cret", HoldTime: 3 * time.Second, Keepalive: time.Second, ConnectRetry: 5 * time.Second, MultihopTTL: 2, Port: 179},
-			{Address: netip.MustParseAddr("10.90.2.2"), PeerAS: 65000, HoldTime: 90 * time.Second, Keepalive: 30 * time.Second, ConnectRetry: 5 * time.Second, Port: 179,
+			{Address: netip.MustParseAddr("10.90.2.1"), PeerAS: 65000, HoldTime: 90 * time.Second, Keepalive: 30 * time.Second, ConnectRetry: 5 * time.Second, ConnectRetryMax: time.Minute, Port: 179},
+			{Address: netip.MustParseAddr("fd00:90:2::1"), PeerAS: 65000, Password: "s3cret", HoldTime: 3 * time.Second, Keepalive: time.Second, ConnectRetry: 5 * time.Second, ConnectRetryMax: time.Minute, MultihopTTL: 2, Port: 179},
+			{Address: netip.MustParseAddr("10.90.2.2"), PeerAS: 65000, HoldTime: 90 * time.Second, Keepalive: 30 * time.Second, ConnectRetry: 5 * time.Second, ConnectRetryMax: time.Minute, Port: 179,
 				BFD: bfdSettings{Enabled: true, MinRx: 100 * time.Millisecond, MinTx: 300 * time.Millisecond, Multiplier: 5}},
 			// null is left out, as HCL leaves out an attribute set to null.
-			{Address: netip.MustParseAddr("10.90.2.3"), PeerAS: 65000, HoldTime: 90 * time.Second, Keepalive: 30 * time.Second, ConnectRetry: 5 * time.Second, Port: 179},
+			{Address: netip.MustParseAddr("10.90.2.3"), PeerAS: 65000, HoldTime: 90 * time.Second, Keepalive: 30 * time.Second, ConnectRetry: 5 * time.Second, ConnectRetryMax: time.Minute, Port: 179},
+			// The default cap is never below connect_retry.
+			{Address: netip.MustParseAddr("10.90.2.4"), PeerAS: 65000, HoldTime: 90 * time.Second, Keepalive: 30 * time.Second, ConnectRetry: 2 * time.Minute, ConnectRetryMax: 2 * time.Minute, Port: 179},
+			{Address: netip.MustParseAddr("10.90.2.5"), PeerAS: 65000, HoldTime: 90 * time.Second, Keepalive: 30 * time.Second, ConnectRetry: 2 * time.Second, ConnectRetryMax: 10 * time.Second, Port: 179},
 		},
 	}
 	if !reflect.DeepEqual(s, want) {

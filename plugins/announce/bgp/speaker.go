@@ -48,6 +48,11 @@ type speaker struct {
 	routesSeen bool
 	desired    []sdk.Route  // the last set asked for
 	bfd        *bfd.Speaker // nil until a neighbor asks for BFD
+
+	// bmu guards backoffs, which gobgp's log reaches (failed) from its
+	// own goroutines, also while mu is held for a call into gobgp.
+	bmu      sync.Mutex
+	backoffs map[netip.Addr]*backoff // of every neighbor given to gobgp
 }
 
 // group is one gobgp server and the neighbors it peers with.
@@ -71,7 +76,7 @@ type own struct {
 }
 
 func newSpeaker(log hclog.Logger) *speaker {
-	return &speaker{log: log, peers: newPeerLog(log), groups: map[string]*group{}}
+	return &speaker{log: log, peers: newPeerLog(log), groups: map[string]*group{}, backoffs: map[netip.Addr]*backoff{}}
 }
 
 func (s *speaker) Describe() sdk.Info {
@@ -120,7 +125,7 @@ func (s *speaker) Configure(js []byte) error {
 // newGroup starts a gobgp server.
 func (s *speaker) newGroup(ctx context.Context) (*group, error) {
 	g := &group{
-		srv:       server.NewBgpServer(server.LoggerOption(&gobgpLog{log: s.log.Named("gobgp"), peers: s.peers})),
+		srv:       server.NewBgpServer(server.LoggerOption(&gobgpLog{log: s.log.Named("gobgp"), failed: s.failed})),
 		peers:     map[netip.Addr]peerConf{},
 		announced: map[netip.Prefix]own{},
 	}
@@ -165,6 +170,7 @@ func (s *speaker) stopGroups(ctx context.Context) error {
 		wg.Go(g.stop)
 		delete(s.groups, k)
 		for a := range g.peers {
+			s.dropBackoff(a)
 			s.peers.forget(a.String())
 		}
 	}
@@ -364,9 +370,12 @@ func (s *speaker) syncPeers(ctx context.Context) error {
 			if w, ok := want[a]; ok && w == pc && groupKey(s.cfg, w.neighbor) == k {
 				continue
 			}
-			if err := g.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
-				errs = append(errs, fmt.Errorf("neighbor %s: removing: %w", a, err))
-				continue
+			// A neighbor waiting out its backoff is already out of gobgp.
+			if !s.dropBackoff(a) {
+				if err := g.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: a.String()}); err != nil {
+					errs = append(errs, fmt.Errorf("neighbor %s: removing: %w", a, err))
+					continue
+				}
 			}
 			if pc.BFD.Enabled {
 				s.bfd.RemovePeer(a)
@@ -411,7 +420,9 @@ func (s *speaker) syncPeers(ctx context.Context) error {
 		// The paths first: the session's first UPDATEs and End-of-RIB
 		// carry them all.
 		errs = append(errs, s.reconcile(ctx, g))
+		s.setBackoff(n)
 		if err := g.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.peer(n)}); err != nil {
+			s.dropBackoff(n.Address)
 			delete(g.peers, n.Address)
 			if len(g.peers) == 0 {
 				g.stop()
@@ -436,8 +447,9 @@ func (s *speaker) peer(n neighbor) *api.Peer {
 			HoldTime:          uint64(n.HoldTime / time.Second),
 			KeepaliveInterval: uint64(n.Keepalive / time.Second),
 			ConnectRetry:      uint64(n.ConnectRetry / time.Second),
-			// After a NOTIFICATION gobgp waits this long before it tries
-			// again (its default is 30 s).
+			// After a ResetPeer (BFD down) gobgp waits this long before it
+			// tries again (its default is 30 s), unless the backoff has
+			// taken the failed peer out first.
 			IdleHoldTimeAfterReset: uint64(n.ConnectRetry / time.Second),
 		}},
 		Transport: &api.Transport{RemotePort: uint32(n.Port)},
@@ -474,7 +486,11 @@ func (s *speaker) peerEvent(ev *api.WatchEventResponse) {
 		return
 	}
 	st := pe.GetPeer().GetState()
-	s.peers.state(st.GetNeighborAddress(), st.GetSessionState() == api.PeerState_ESTABLISHED)
+	up := st.GetSessionState() == api.PeerState_ESTABLISHED
+	if up {
+		s.established(st.GetNeighborAddress())
+	}
+	s.peers.state(st.GetNeighborAddress(), up)
 }
 
 // addBFD starts n's BFD session (and the BFD speaker with the first). A

@@ -40,7 +40,7 @@ func newRouter(t *testing.T) *router {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	r := &router{srv: server.NewBgpServer(server.LoggerOption(&gobgpLog{log: hclog.NewNullLogger(), peers: newPeerLog(hclog.NewNullLogger())})), port: port, up: map[string]bool{}}
+	r := &router{srv: server.NewBgpServer(server.LoggerOption(&gobgpLog{log: hclog.NewNullLogger(), failed: func(string, string) {}})), port: port, up: map[string]bool{}}
 	go r.srv.Serve()
 	t.Cleanup(r.srv.Stop)
 	ctx := context.Background()
@@ -333,19 +333,19 @@ func (l *logLines) get() []string {
 // a failure.
 func TestPeerLog(t *testing.T) {
 	var out logLines
-	g := &gobgpLog{log: hclog.NewNullLogger()}
-	g.peers = newPeerLog(hclog.New(&hclog.LoggerOptions{Output: &out}))
+	s := newSpeaker(hclog.New(&hclog.LoggerOptions{Output: &out}))
+	g := &gobgpLog{log: hclog.NewNullLogger(), failed: s.failed}
 	for range 3 {
 		g.Debug("failed to connect", gobgplog.Fields{"Topic": "Peer", "Key": "10.0.0.1", "Error": "i/o timeout"})
 		g.Debug("failed to connect", gobgplog.Fields{"Topic": "Peer", "Key": "10.0.0.1", "Error": "no route to host"})
 	}
 	g.Warn("received notification", gobgplog.Fields{"Topic": "Peer", "Key": "10.0.0.1", "Code": uint8(2), "Subcode": uint8(2), "Data": []byte{}})
 	g.Info("Peer Down", gobgplog.Fields{"Topic": "Peer", "Key": "10.0.0.2", "Reason": "dying"})
-	g.peers.signed("10.0.0.3", true)
+	s.peers.signed("10.0.0.3", true)
 	g.Debug("failed to connect", gobgplog.Fields{"Topic": "Peer", "Key": "10.0.0.3", "Error": "i/o timeout"})
-	g.peers.state("10.0.0.1", true)
-	g.peers.state("10.0.0.1", true)
-	g.peers.state("10.0.0.1", false)
+	s.peers.state("10.0.0.1", true)
+	s.peers.state("10.0.0.1", true)
+	s.peers.state("10.0.0.1", false)
 	g.Debug("failed to connect", gobgplog.Fields{"Topic": "Peer", "Key": "10.0.0.1", "Error": "i/o timeout"})
 	lines := out.get()
 	want := []string{
