@@ -240,6 +240,14 @@ func children(ppid int) []int {
 	return out
 }
 
+// recorded waits until w has recorded the router's route to p over nodes.
+func (c *cluster) recorded(w *lab.RouteWatch, p netip.Prefix, nodes ...int) {
+	c.t.Helper()
+	if err := w.Wait(p, c.hops(p, nodes...), converge); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 // routeChanges are w's changes after each prefix's first entry, which is
 // its state when the watch began.
 func routeChanges(w *lab.RouteWatch) []lab.RouteChange {
@@ -303,6 +311,8 @@ func TestClusterKill(t *testing.T) {
 	}
 	killed := time.Now()
 	gone4, gone6 := c.waitHops(web4, 0, 1), c.waitHops(web6, 0, 1)
+	c.recorded(w, web4, 0, 1)
+	c.recorded(w, web6, 0, 1)
 	at := h.Snapshot()
 	s := c.survived(h, before, at)
 	c.report("SIGKILL one xlbd", s, "router removed the node's paths %v (IPv4) and %v (IPv6) after the kill, %d route changes",
@@ -403,6 +413,9 @@ func TestClusterAnnouncerKilled(t *testing.T) {
 		t.Logf("kill %d: plugin back as %d, sessions established %v after the kill", k+1, pid, time.Since(killed).Round(time.Millisecond))
 	}
 	c.waitRoutes(0, 1, 2)
+	for _, p := range []netip.Prefix{web4, web6, api4} {
+		c.recorded(w, p, 0, 1, 2)
+	}
 	s := c.survived(h, before, at)
 	changes := routeChanges(w)
 	c.report("announcer SIGKILLed 3 times", s, "%d route changes at the router", len(changes))

@@ -419,6 +419,37 @@ func (w *RouteWatch) Changes() []RouteChange {
 	return slices.Clone(w.changes)
 }
 
+// Wait waits until the last change recorded for p has next hops hops (none:
+// no route). The kernel's route can reach a state (NextHops reads it)
+// before the watch has read the notification of it: wait here before
+// Close, or the last change may not be recorded yet.
+func (w *RouteWatch) Wait(p netip.Prefix, hops []netip.Addr, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var last []netip.Addr
+		found := false
+		w.mu.Lock()
+		for i := len(w.changes) - 1; i >= 0; i-- {
+			if w.changes[i].Prefix == p {
+				last, found = w.changes[i].NextHops, true
+				break
+			}
+		}
+		err := w.err
+		w.mu.Unlock()
+		if found && slices.Equal(last, hops) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: the watch of %s recorded %v last, not %v, within %v", p, last, hops, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // Err returns the first error of the watch (its subscription or a read),
 // nil if none.
 func (w *RouteWatch) Err() error {

@@ -171,7 +171,11 @@ func TestBird(t *testing.T) {
 	d4 = waitHops(t, b, vip4, one4)
 	d6 = waitHops(t, b, vip6, one6)
 	t.Logf("lb2's path removed %v (IPv4), %v (IPv6) after its BIRD was killed", d4.Round(time.Millisecond), d6.Round(time.Millisecond))
-
+	for _, err := range []error{w.Wait(vip4, one4, 10*time.Second), w.Wait(vip6, one6, 10*time.Second)} {
+		if err != nil {
+			t.Error(err)
+		}
+	}
 	w.Close()
 	if err := w.Err(); err != nil {
 		t.Fatal(err)
