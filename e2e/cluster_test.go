@@ -28,10 +28,12 @@ import (
 // lives on with the backend it had. Lines starting "cluster:" are the
 // measurements docs/cluster.md reports.
 
+// The VIPs of examples/cluster/cluster.hcl: web4 and web6 are the lab's
+// VIPs, api4 the next IPv4 address.
 var (
-	web4 = netip.MustParsePrefix("10.90.100.10/32")
-	web6 = netip.MustParsePrefix("fd00:90:100::10/128")
-	api4 = netip.MustParsePrefix("10.90.100.11/32")
+	web4 = netip.PrefixFrom(lab.VIP4, 32)
+	web6 = netip.PrefixFrom(lab.VIP6, 128)
+	api4 = netip.PrefixFrom(lab.VIP4.Next(), 32)
 )
 
 const (
