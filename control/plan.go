@@ -279,23 +279,25 @@ func movedHashSpace(old, cur []string) float64 {
 
 // reshuffled is the share of new flows that land on another backend when
 // the hash seed changes: each flow's old and new slots are then unrelated,
-// so it is 1 - Σ old share(b) · new share(b).
+// so it is 1 - Σ old share(b) · new share(b), counted in slots so that a
+// VIP with one backend moves exactly nothing.
 func reshuffled(old, cur []string) float64 {
-	share := func(t []string) map[string]float64 {
-		m := map[string]float64{}
+	count := func(t []string) map[string]uint64 {
+		m := map[string]uint64{}
 		for _, b := range t {
-			m[b] += 1 / float64(len(t))
+			m[b]++
 		}
 		return m
 	}
-	o, n := share(old), share(cur)
-	same := 0.0
-	for b, s := range o {
+	o, n := count(old), count(cur)
+	var same uint64
+	for b, k := range o {
 		if b != "" {
-			same += s * n[b]
+			same += k * n[b]
 		}
 	}
-	return 1 - same
+	all := uint64(len(old)) * uint64(len(cur))
+	return float64(all-same) / float64(all)
 }
 
 // total sums p. Backends are counted by name over the whole of each

@@ -172,6 +172,11 @@ func TestPlanReseed(t *testing.T) {
 	if want := 1 - (1.0/16 + 1.0/16 + 1.0/4); math.Abs(got-want) > 0.001 || !p.Total.Changed {
 		t.Errorf("reseeded: %.4f moved, changed %v; want %.4f, true", got, p.Total.Changed, want)
 	}
+	// One backend takes every flow under any seed.
+	p, err = NewPlan(oneVIP(1, 0, bs[0]), oneVIP(2, 0, bs[0]))
+	if v := onlyVIP(t, p, "web"); err != nil || *v.MovedShare != 0 || v.Action != ActionNone {
+		t.Errorf("one backend reseeded: %v moved, %s, %v; want 0, none", *v.MovedShare, v.Action, err)
+	}
 }
 
 // TestPlanVIPs: VIPs added, removed, changed in their own attributes and
