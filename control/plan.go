@@ -161,7 +161,7 @@ func vipsByName(cfg *Config, s *snapshot.Snapshot) map[string]*vipView {
 		d := decl[sv.Name]
 		m := cmp.Or(d.TableSize, DefaultTableSize)
 		v := &vipView{
-			state: VIPState{Address: d.Address, Protocol: d.Protocol, Ports: d.Ports, Pool: d.Pool,
+			state: VIPState{Address: d.Address, Protocol: d.Protocol, Ports: append([]uint16{}, d.Ports...), Pool: d.Pool,
 				TableSize: m, Backends: len(sv.Reals)},
 			backends: map[string]BackendState{},
 			table:    make([]string, m),

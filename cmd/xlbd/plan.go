@@ -113,7 +113,7 @@ func writePlan(w io.Writer, o *planOutput) {
 		against = "an empty configuration"
 	}
 	fmt.Fprintf(w, "xlbd plan: %s against %s\n", o.Config, against)
-	fmt.Fprintf(w, "Health: %s; a backend down now would not be in the table.\n", healthNote)
+	fmt.Fprintf(w, "Health: %s.\n", healthNote)
 	fmt.Fprintln(w, "Moved shares are of new flows: established flows keep their backend (ConnTrack) unless it is removed.")
 	if o.OldHashSeed != o.NewHashSeed {
 		// ConnTrack finds a flow by its seeded hash, so after a seed

@@ -180,3 +180,34 @@ func TestPlanExitCodes(t *testing.T) {
 		t.Errorf("help does not list plan:\n%s", stdout.String())
 	}
 }
+
+// TestPlanSeedAndPipeline: a new hash_seed and a changed pipeline block
+// are warned about at the top, the pipeline's changes located on stderr.
+func TestPlanSeedAndPipeline(t *testing.T) {
+	src, err := os.ReadFile(planRunning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := filepath.Join(t.TempDir(), "next.hcl")
+	src = bytes.Replace(src, []byte("hash_seed = 20261121"), []byte("hash_seed = 1"), 1)
+	src = bytes.Replace(src, []byte("capacity = 65536"), []byte("capacity = 1024"), 1)
+	if err := os.WriteFile(next, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if rc := planCmd([]string{"-plugins=false", "-detailed-exitcode", "-config", next, "-against", planRunning}, &stdout, &stderr); rc != 2 {
+		t.Fatalf("exit %d, want 2:\n%s", rc, stderr.String())
+	}
+	for _, want := range []string{"! hash_seed changes 20261121 -> 1", "ESTABLISHED flows too", "! the pipeline block changes", `~ vip "web4"`} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	// legacy has one backend: no seed moves its flows.
+	if strings.Contains(stdout.String(), `vip "legacy"`) {
+		t.Errorf("legacy listed:\n%s", stdout.String())
+	}
+	if !regexp.MustCompile(`next\.hcl:\d+:\d+: warning: Pipeline changes take effect at restart`).MatchString(stderr.String()) {
+		t.Errorf("stderr:\n%s", stderr.String())
+	}
+}
