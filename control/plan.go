@@ -147,8 +147,24 @@ func planSnapshot(cfg *Config) (*snapshot.Snapshot, error) {
 type vipView struct {
 	state    VIPState
 	backends map[string]BackendState
-	// table names the backend of each slot; "" for none.
-	table []string
+	table    names
+}
+
+// names is a Maglev table read by backend name. It reads the snapshot's
+// table in place: a copy as strings would be 16 bytes a slot, a gigabyte
+// per side for 1,000 VIPs.
+type names struct {
+	m     int
+	ids   []uint32 // empty: no backend takes new flows
+	reals []snapshot.Real
+}
+
+// at is the name of the backend in slot s, "" for none.
+func (t names) at(s int) string {
+	if len(t.ids) == 0 {
+		return ""
+	}
+	return t.reals[t.ids[s]].Backend
 }
 
 func vipsByName(cfg *Config, s *snapshot.Snapshot) map[string]*vipView {
@@ -164,18 +180,13 @@ func vipsByName(cfg *Config, s *snapshot.Snapshot) map[string]*vipView {
 			state: VIPState{Address: d.Address, Protocol: d.Protocol, Ports: append([]uint16{}, d.Ports...), Pool: d.Pool,
 				TableSize: m, Backends: len(sv.Reals)},
 			backends: map[string]BackendState{},
-			table:    make([]string, m),
+			table:    names{m: int(m), ids: sv.Table, reals: s.Reals},
 		}
 		for _, id := range sv.Reals {
 			r := s.Reals[id]
 			v.backends[r.Backend] = BackendState{Address: r.Addr, Weight: r.Weight, State: r.State.String()}
 		}
-		slots := map[string]int{}
-		for slot, id := range sv.Table {
-			v.table[slot] = s.Reals[id].Backend
-			slots[v.table[slot]]++
-		}
-		for b, n := range slots {
+		for b, n := range v.table.count() {
 			st := v.backends[b]
 			st.Share = float64(n) / float64(m)
 			v.backends[b] = st
@@ -203,10 +214,10 @@ func planVIP(name string, old, cur *vipView, reseeded bool) VIPPlan {
 	switch {
 	case reseeded:
 		share = reshuffled(old.table, cur.table)
-	case len(old.table) == len(cur.table):
-		vp.Slots = len(cur.table)
-		for i := range cur.table {
-			if old.table[i] != cur.table[i] {
+	case old.table.m == cur.table.m:
+		vp.Slots = cur.table.m
+		for i := range cur.table.m {
+			if old.table.at(i) != cur.table.at(i) {
 				vp.MovedSlots++
 			}
 		}
@@ -255,48 +266,54 @@ func planBackends(old, cur map[string]BackendState) []BackendPlan {
 // backends, for tables of any sizes: slot s of a table of size m holds
 // the values x with floor(x·m/2^32) = s, an interval, so walking both
 // tables' intervals together is exact.
-func movedHashSpace(old, cur []string) float64 {
+func movedHashSpace(old, cur names) float64 {
 	const space = 1 << 32
 	// start is the first hash value of slot s of a table of size m.
 	start := func(s, m int) uint64 { return (uint64(s)*space + uint64(m) - 1) / uint64(m) }
 	var moved uint64
 	i, j := 0, 0
 	for x := uint64(0); x < space; {
-		end := min(start(i+1, len(old)), start(j+1, len(cur)))
-		if old[i] != cur[j] {
+		end := min(start(i+1, old.m), start(j+1, cur.m))
+		if old.at(i) != cur.at(j) {
 			moved += end - x
 		}
 		x = end
-		if x == start(i+1, len(old)) {
+		if x == start(i+1, old.m) {
 			i++
 		}
-		if x == start(j+1, len(cur)) {
+		if x == start(j+1, cur.m) {
 			j++
 		}
 	}
 	return float64(moved) / space
 }
 
+// count is how many slots each backend has ("" for empty ones).
+func (t names) count() map[string]uint64 {
+	c := map[string]uint64{}
+	if len(t.ids) == 0 {
+		c[""] = uint64(t.m)
+		return c
+	}
+	for _, id := range t.ids {
+		c[t.reals[id].Backend]++
+	}
+	return c
+}
+
 // reshuffled is the share of new flows that land on another backend when
 // the hash seed changes: each flow's old and new slots are then unrelated,
 // so it is 1 - Σ old share(b) · new share(b), counted in slots so that a
 // VIP with one backend moves exactly nothing.
-func reshuffled(old, cur []string) float64 {
-	count := func(t []string) map[string]uint64 {
-		m := map[string]uint64{}
-		for _, b := range t {
-			m[b]++
-		}
-		return m
-	}
-	o, n := count(old), count(cur)
+func reshuffled(old, cur names) float64 {
+	o, n := old.count(), cur.count()
 	var same uint64
 	for b, k := range o {
 		if b != "" {
 			same += k * n[b]
 		}
 	}
-	all := uint64(len(old)) * uint64(len(cur))
+	all := uint64(old.m) * uint64(cur.m)
 	return float64(all-same) / float64(all)
 }
 

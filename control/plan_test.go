@@ -9,12 +9,13 @@ import (
 	"testing"
 
 	"github.com/xlbproject/xlb/control/maglev"
+	"github.com/xlbproject/xlb/control/snapshot"
 )
 
-// names is the table Build makes of bs (drained backends left out, as the
+// buildNames is the table Build makes of bs (drained backends left out, as the
 // controller leaves them out), by backend name: the test's own build,
 // apart from the controller's.
-func names(t *testing.T, bs []Backend, m uint32) []string {
+func buildNames(t *testing.T, bs []Backend, m uint32) []string {
 	t.Helper()
 	var in []maglev.Backend
 	for _, b := range bs {
@@ -35,6 +36,17 @@ func names(t *testing.T, bs []Backend, m uint32) []string {
 		out[s] = in[i].Name
 	}
 	return out
+}
+
+// table is a names over t, for movedHashSpace.
+func table(t []string) names {
+	ids := make([]uint32, len(t))
+	var reals []snapshot.Real
+	for i, name := range t {
+		ids[i] = uint32(len(reals))
+		reals = append(reals, snapshot.Real{Backend: name})
+	}
+	return names{m: len(t), ids: ids, reals: reals}
 }
 
 func bruteMoved(old, cur []string) int {
@@ -88,7 +100,7 @@ func TestPlanMovedShare(t *testing.T) {
 				t.Fatal(err)
 			}
 			v := onlyVIP(t, p, "web")
-			want := bruteMoved(names(t, base, m), names(t, bs, m))
+			want := bruteMoved(buildNames(t, base, m), buildNames(t, bs, m))
 			if v.Action != ActionChange || v.Slots != m || v.MovedSlots != want || *v.MovedShare != float64(want)/m {
 				t.Errorf("action %s, moved %d of %d slots (share %v); want change, %d of %d", v.Action, v.MovedSlots, v.Slots, *v.MovedShare, want, m)
 			}
@@ -130,7 +142,7 @@ func TestPlanTableSize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		old, cur := names(t, bs, sizes[0]), names(t, bs[:2], sizes[1])
+		old, cur := buildNames(t, bs, sizes[0]), buildNames(t, bs[:2], sizes[1])
 		r := rand.New(rand.NewPCG(1, 2))
 		const samples = 1_000_000
 		moved := 0
@@ -145,17 +157,17 @@ func TestPlanTableSize(t *testing.T) {
 			t.Errorf("sizes %v: %.4f moved, sampled %.4f", sizes, got, want)
 		}
 		if sizes[0] != sizes[1] {
-			if got := movedHashSpace(old, cur); got != *onlyVIP(t, p, "web").MovedShare {
+			if got := movedHashSpace(table(old), table(cur)); got != *onlyVIP(t, p, "web").MovedShare {
 				t.Errorf("sizes %v: plan %v, movedHashSpace %v", sizes, *onlyVIP(t, p, "web").MovedShare, got)
 			}
 		}
 	}
 	// Equal tables of different sizes: the share is the hash values the
 	// two sizes map to different backends, never 0 or 1.
-	if got := movedHashSpace(names(t, bs, 251), names(t, bs, 257)); got <= 0 || got >= 1 {
+	if got := movedHashSpace(table(buildNames(t, bs, 251)), table(buildNames(t, bs, 257))); got <= 0 || got >= 1 {
 		t.Errorf("same backends, sizes 251 and 257: %v moved", got)
 	}
-	if got := movedHashSpace(names(t, bs, 251), names(t, bs, 251)); got != 0 {
+	if got := movedHashSpace(table(buildNames(t, bs, 251)), table(buildNames(t, bs, 251))); got != 0 {
 		t.Errorf("same table: %v moved", got)
 	}
 }
@@ -218,5 +230,34 @@ func TestPlanVIPs(t *testing.T) {
 	bad := &Config{VIPs: []VIP{vip(1, "x", "10.0.0.1", "tcp", nil, "nope", 0)}}
 	if _, err := NewPlan(running, bad); err == nil || !strings.Contains(err.Error(), "new configuration") {
 		t.Errorf("an invalid new config: %v", err)
+	}
+}
+
+// A plan of 10 VIPs × 100 backends with one backend reweighted: two
+// snapshots built from scratch (20 tables of M = 65537) and compared.
+// BenchmarkPlanBuildOnly is the builds alone, so the difference is the
+// comparison.
+func BenchmarkPlan(b *testing.B) {
+	running, next := bigConfig(10, 100), bigConfig(10, 100)
+	next.Pools[3].Backends[42].Weight = 2
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := NewPlan(running, next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPlanBuildOnly(b *testing.B) {
+	running, next := bigConfig(10, 100), bigConfig(10, 100)
+	next.Pools[3].Backends[42].Weight = 2
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := planSnapshot(running); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := planSnapshot(next); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
