@@ -21,6 +21,9 @@ commands:
                                            settings and parameters); print every problem as file:line:col
   fmt [-check] FILE...                     rewrite files in canonical format
   graph [-var name=value]... FILE          print the element graph as Graphviz DOT
+  plan -config NEW [-against RUNNING]      check NEW as validate does, then show what applying it would
+                                           change: per VIP, the share of new flows that move to another
+                                           backend and the backends added, removed, reweighted, drained
   version                                  print the version, VCS revision, Go and plugin protocol versions
   help                                     print this help
 
@@ -42,6 +45,7 @@ func xlbd(args []string, stdout, stderr io.Writer) int {
 		"validate": validateCmd,
 		"fmt":      fmtCmd,
 		"graph":    graphCmd,
+		"plan":     planCmd,
 		"version":  versionCmd,
 	}
 	switch args[0] {

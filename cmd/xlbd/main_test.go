@@ -18,7 +18,7 @@ import (
 	"github.com/xlbproject/xlb/internal/testenv"
 )
 
-var update = flag.Bool("update", false, "rewrite examples/offline/expected.txt")
+var update = flag.Bool("update", false, "rewrite the expected outputs: examples/offline/expected.txt, testdata/plan/plan.golden")
 
 const example = "../../examples/offline/offline.hcl"
 
