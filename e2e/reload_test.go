@@ -132,7 +132,7 @@ func TestReloadZeroLoss(t *testing.T) {
 		Interval: interval,
 	}, 3)
 
-	retrans0 := retransmits(t, l.Client().NS)
+	tcp0 := tcpCounters(t, l.Client().NS)
 	var took [2][]time.Duration // applied, rejected
 	applied, rejected := 0, 0
 	for i := range 100 {
@@ -161,8 +161,13 @@ func TestReloadZeroLoss(t *testing.T) {
 	}
 	after := lab.WaitAnswers(t, h, before, 2)
 	// Logged, not asserted: a loss on the reply path (not through xlbd)
-	// or a spurious timeout on a loaded machine also retransmits.
-	t.Logf("TCP segments the client retransmitted during the reloads: %d", retransmits(t, l.Client().NS)-retrans0)
+	// or a spurious timeout on a loaded machine also retransmits. A
+	// retransmission the backend reports as a duplicate (D-SACK) was not
+	// lost; a tail loss probe is sent when an ACK is late, lost or not.
+	tcp1 := tcpCounters(t, l.Client().NS)
+	t.Logf("TCP during the reloads, client: %d segments retransmitted, %d tail loss probes, %d reported duplicate (D-SACK), %d spurious timeouts",
+		tcp1["Tcp:RetransSegs"]-tcp0["Tcp:RetransSegs"], tcp1["TcpExt:TCPLossProbes"]-tcp0["TcpExt:TCPLossProbes"],
+		tcp1["TcpExt:TCPDSACKRecv"]-tcp0["TcpExt:TCPDSACKRecv"], tcp1["TcpExt:TCPSpuriousRTOs"]-tcp0["TcpExt:TCPSpuriousRTOs"])
 	lab.CheckHeld(t, after, interval)
 	t.Logf("held connections: %v", after.Summary)
 	sum := stream.stop(t)
@@ -206,31 +211,32 @@ func timeValidate(t *testing.T, l *lab.Lab, xlbd, config string) time.Duration {
 	return ds[len(ds)/2]
 }
 
-// retransmits returns the TCP segments retransmitted in namespace ns
-// (RetransSegs in /proc/net/snmp).
-func retransmits(t *testing.T, ns string) uint64 {
+// tcpCounters returns namespace ns's TCP counters (/proc/net/snmp and
+// /proc/net/netstat), by group and name: "Tcp:RetransSegs".
+func tcpCounters(t *testing.T, ns string) map[string]uint64 {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/net/snmp").Output()
+	out, err := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/net/snmp", "/proc/net/netstat").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := map[string]uint64{}
 	var names []string
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Tcp:" {
+		if len(f) == 0 || !strings.HasPrefix(f[0], "Tcp") {
 			continue
 		}
-		if names == nil {
+		// Each group is a line of names, then a line of values.
+		if names == nil || names[0] != f[0] {
 			names = f
 			continue
 		}
-		if i := slices.Index(names, "RetransSegs"); i > 0 && i < len(f) {
-			n, _ := strconv.ParseUint(f[i], 10, 64)
-			return n
+		for i := 1; i < len(f) && i < len(names); i++ {
+			c[f[0]+names[i]], _ = strconv.ParseUint(f[i], 10, 64)
 		}
+		names = nil
 	}
-	t.Fatalf("no Tcp RetransSegs in %s's /proc/net/snmp", ns)
-	return 0
+	return c
 }
 
 // checkNoLoss checks xlbd's exit counters (out) against the backends':
