@@ -88,8 +88,7 @@ func invalidConfig(valid string, i int) string {
 //     packet xlbd received from AF_XDP (its RxXDP counters, TCP and UDP)
 //     it sent (TxXDP), every one of those a backend decapsulated
 //     (lab.BackendStats), and xlbd counted no drop of any reason;
-//   - misrouted = 0: every datagram of a flow reached the backend its
-//     first datagram reached, and every held connection answered from one
+//   - misrouted = 0: all the datagrams of a flow reached one backend, and every held connection answered from one
 //     backend only (a segment sent to another backend would be reset
 //     there and kill the connection);
 //   - every held connection alive to the end, without an error.
@@ -132,13 +131,16 @@ func TestReloadZeroLoss(t *testing.T) {
 		Interval: interval,
 	}, 3)
 
-	tcp0 := tcpCounters(t, l.Client().NS)
+	tcp0, err := l.NetCounters(l.Client().NS)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var took [2][]time.Duration // applied, rejected
 	applied, rejected := 0, 0
 	for i := range 100 {
 		want, content := "service configuration reloaded", reloadConfig(t, base, i/2+1)
 		if i%2 == 1 {
-			want, content = "reload rejected", invalidConfig(reloadConfig(t, base, i/2), i/2)
+			want, content = "reload rejected", invalidConfig(reloadConfig(t, base, i/2+1), i/2)
 		}
 		write(content)
 		mark := x.LogMark()
@@ -164,7 +166,10 @@ func TestReloadZeroLoss(t *testing.T) {
 	// or a spurious timeout on a loaded machine also retransmits. A
 	// retransmission the backend reports as a duplicate (D-SACK) was not
 	// lost; a tail loss probe is sent when an ACK is late, lost or not.
-	tcp1 := tcpCounters(t, l.Client().NS)
+	tcp1, err := l.NetCounters(l.Client().NS)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("TCP during the reloads, client: %d segments retransmitted, %d tail loss probes, %d reported duplicate (D-SACK), %d spurious timeouts",
 		tcp1["Tcp:RetransSegs"]-tcp0["Tcp:RetransSegs"], tcp1["TcpExt:TCPLossProbes"]-tcp0["TcpExt:TCPLossProbes"],
 		tcp1["TcpExt:TCPDSACKRecv"]-tcp0["TcpExt:TCPDSACKRecv"], tcp1["TcpExt:TCPSpuriousRTOs"]-tcp0["TcpExt:TCPSpuriousRTOs"])
@@ -209,34 +214,6 @@ func timeValidate(t *testing.T, l *lab.Lab, xlbd, config string) time.Duration {
 	}
 	slices.Sort(ds)
 	return ds[len(ds)/2]
-}
-
-// tcpCounters returns namespace ns's TCP counters (/proc/net/snmp and
-// /proc/net/netstat), by group and name: "Tcp:RetransSegs".
-func tcpCounters(t *testing.T, ns string) map[string]uint64 {
-	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/net/snmp", "/proc/net/netstat").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := map[string]uint64{}
-	var names []string
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || !strings.HasPrefix(f[0], "Tcp") {
-			continue
-		}
-		// Each group is a line of names, then a line of values.
-		if names == nil || names[0] != f[0] {
-			names = f
-			continue
-		}
-		for i := 1; i < len(f) && i < len(names); i++ {
-			c[f[0]+names[i]], _ = strconv.ParseUint(f[i], 10, 64)
-		}
-		names = nil
-	}
-	return c
 }
 
 // checkNoLoss checks xlbd's exit counters (out) against the backends':
