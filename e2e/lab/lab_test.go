@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -363,47 +362,11 @@ func TestDecapSYNACK(t *testing.T) {
 // icmpErrors sums the ICMP and ICMPv6 errors namespace ns has sent.
 func icmpErrors(t *testing.T, l *lab.Lab, ns string) int {
 	t.Helper()
-	var n int
-	err := l.Do(ns, func() error {
-		// thread-self: /proc/net follows the process's main thread,
-		// not this one.
-		snmp, err := os.ReadFile("/proc/thread-self/net/snmp")
-		if err != nil {
-			return err
-		}
-		lines := strings.Split(string(snmp), "\n")
-		for i := 0; i+1 < len(lines); i++ {
-			if !strings.HasPrefix(lines[i], "Icmp: ") || !strings.HasPrefix(lines[i+1], "Icmp: ") {
-				continue
-			}
-			names, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-			for j, name := range names {
-				if name == "OutDestUnreachs" || name == "OutParmProbs" {
-					v, _ := strconv.Atoi(vals[j])
-					n += v
-				}
-			}
-			break
-		}
-		f, err := os.Open("/proc/thread-self/net/snmp6")
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fs := strings.Fields(sc.Text())
-			if len(fs) == 2 && (fs[0] == "Icmp6OutDestUnreachs" || fs[0] == "Icmp6OutParmProblems") {
-				v, _ := strconv.Atoi(fs[1])
-				n += v
-			}
-		}
-		return sc.Err()
-	})
+	c, err := l.NetCounters(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return int(c["Icmp:OutDestUnreachs"] + c["Icmp:OutParmProbs"] + c["Icmp6OutDestUnreachs"] + c["Icmp6OutParmProblems"])
 }
 
 // ownedNamespaces lists the lab namespaces owned by process pid.

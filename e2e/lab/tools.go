@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,4 +130,42 @@ func (l *Lab) Dialer(ns string) client.DialFunc {
 		})
 		return c, err
 	}
+}
+
+// NetCounters returns namespace ns's protocol counters by name: those of
+// /proc/net/snmp and /proc/net/netstat as group and name
+// ("Tcp:RetransSegs", "TcpExt:TCPLossProbes", "Icmp:OutDestUnreachs"),
+// those of /proc/net/snmp6 by their own name ("Icmp6OutDestUnreachs").
+func (l *Lab) NetCounters(ns string) (map[string]uint64, error) {
+	c := map[string]uint64{}
+	err := l.Do(ns, func() error {
+		// thread-self: /proc/net follows the process's main thread,
+		// not this one.
+		for _, name := range []string{"snmp", "netstat", "snmp6"} {
+			b, err := os.ReadFile("/proc/thread-self/net/" + name)
+			if err != nil {
+				return err
+			}
+			// snmp and netstat: a line of names, then one of values, both
+			// led by the group; snmp6: a name and a value a line.
+			var names []string
+			for _, line := range strings.Split(string(b), "\n") {
+				f := strings.Fields(line)
+				switch {
+				case len(f) == 2 && !strings.HasSuffix(f[0], ":"):
+					c[f[0]], _ = strconv.ParseUint(f[1], 10, 64)
+				case len(f) == 0:
+				case names == nil || names[0] != f[0]:
+					names = f
+				default:
+					for i := 1; i < len(f) && i < len(names); i++ {
+						c[f[0]+names[i]], _ = strconv.ParseUint(f[i], 10, 64)
+					}
+					names = nil
+				}
+			}
+		}
+		return nil
+	})
+	return c, err
 }
