@@ -57,6 +57,8 @@ type File struct {
 	Graph *pipeline.Graph
 	// Service is the decoded service configuration (validated as a whole).
 	Service control.Config
+	// HashSeedRange is where hash_seed is set; zero when it is not.
+	HashSeedRange pipeline.Range
 	// Plugins are the plugin blocks: where the binary serving a
 	// health-check method (by name) is, and its expected SHA-256.
 	Plugins []Plugin

@@ -84,6 +84,29 @@ func PipelineChanges(running, next *File) hcl.Diagnostics {
 	return hcl.Diagnostics{d}
 }
 
+// SeedChange returns a warning when next's hash_seed differs from
+// running's (the seed a process started with), nil otherwise. Like the
+// pipeline, the seed changes at the next restart, and the caller keeps
+// running's: ConnTrack finds an established flow by its hash, so a new
+// seed applied live would send every established flow to MaglevSelect
+// again, and to another backend wherever the new hash picks another slot.
+func SeedChange(running, next *File) hcl.Diagnostics {
+	if running.Service.HashSeed == next.Service.HashSeed {
+		return nil
+	}
+	d := &hcl.Diagnostic{
+		Severity: hcl.DiagWarning,
+		Summary:  "hash_seed changes take effect at restart",
+		Detail: fmt.Sprintf("hash_seed is %d here and %d in the running configuration; the running seed stays until xlbd restarts. "+
+			"ConnTrack finds an established flow by the flow hash, so a new seed applied live would re-select every established flow. "+
+			"Change it on every node of a fleet together, and restart them.", next.Service.HashSeed, running.Service.HashSeed),
+	}
+	if next.HashSeedRange != (pipeline.Range{}) {
+		d.Subject = toHCLRange(next.HashSeedRange).Ptr()
+	}
+	return hcl.Diagnostics{d}
+}
+
 func connString(c pipeline.Connection) string { return c.From.String() + " -> " + c.To.String() }
 
 func connections(s pipeline.Spec) map[string]bool {

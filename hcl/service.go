@@ -65,6 +65,7 @@ func (l *loader) decodeHashSeed(a *hcl.Attribute) {
 		})
 		return
 	}
+	l.out.HashSeedRange = toRange(a.Range)
 	l.add(gohcl.DecodeExpression(a.Expr, l.ctx, &l.out.Service.HashSeed))
 }
 

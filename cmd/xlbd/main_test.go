@@ -288,6 +288,31 @@ func TestReloadWarnsOfPipelineChanges(t *testing.T) {
 	}
 }
 
+// TestReloadKeepsSeed: a reload that changes hash_seed applies the rest,
+// keeps the running seed (established flows are found in ConnTrack by
+// their hash) and warns at the attribute that the seed changes at restart.
+func TestReloadKeepsSeed(t *testing.T) {
+	s, src, path, write := offlineServices(t)
+	seed := s.ctl.Snapshot().HashSeed
+	write(strings.NewReplacer("hash_seed = 20261121", "hash_seed = 7", `weight  = 2`, `weight  = 3`).Replace(src))
+	gen := s.ctl.Snapshot().Generation
+	var stderr bytes.Buffer
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
+		t.Fatalf("reload: %v\n%s", err, stderr.String())
+	}
+	if got := s.ctl.Snapshot(); got.Generation != gen+1 || got.HashSeed != seed {
+		t.Errorf("generation %d seed %d after the reload, want %d and the running seed %d", got.Generation, got.HashSeed, gen+1, seed)
+	}
+	for _, want := range []string{
+		path + ":13:1: warning: hash_seed changes take effect at restart",
+		"hash_seed is 7 here and 20261121 in the running configuration",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("reload output lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
 // TestUsage: help asked for goes to stdout with exit 0; no command or an
 // unknown one prints usage to stderr with exit 2.
 func TestUsage(t *testing.T) {

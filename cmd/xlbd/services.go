@@ -188,6 +188,8 @@ func (s *services) check(c *candidate, path string, vars varFlags) {
 	}
 	if s.running != nil && !diags.HasErrors() {
 		diags = append(diags, xhcl.PipelineChanges(s.running, f)...)
+		diags = append(diags, xhcl.SeedChange(s.running, f)...)
+		f.Service.HashSeed = s.running.Service.HashSeed
 	}
 	c.diags = xhcl.WithErrors(diags, errs)
 }
