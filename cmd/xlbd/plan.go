@@ -116,11 +116,13 @@ func writePlan(w io.Writer, o *planOutput) {
 	fmt.Fprintf(w, "Health: %s.\n", healthNote)
 	fmt.Fprintln(w, "Moved shares are of new flows: established flows keep their backend (ConnTrack) unless it is removed.")
 	if o.OldHashSeed != o.NewHashSeed {
-		// ConnTrack finds a flow by its seeded hash, so after a seed
-		// change it finds no established flow either.
-		fmt.Fprintf(w, "\n! hash_seed changes %d -> %d: every flow is hashed anew and ConnTrack no longer finds\n"+
-			"  established flows, so the shares below apply to ESTABLISHED flows too; and every node of the\n"+
-			"  fleet must change it at the same moment, or ECMP moves flows between nodes that disagree.\n", o.OldHashSeed, o.NewHashSeed)
+		// A reload keeps the running seed (ConnTrack finds a flow by its
+		// seeded hash): the new one applies at the restart, and then to
+		// every flow, established ones included.
+		fmt.Fprintf(w, "\n! hash_seed changes %d -> %d: a reload keeps the running seed; the new one takes effect when\n"+
+			"  xlbd restarts, and then every flow is hashed anew: ConnTrack no longer finds established flows,\n"+
+			"  so the shares below apply to ESTABLISHED flows too; restart every node of the fleet together,\n"+
+			"  or ECMP moves flows between nodes that disagree.\n", o.OldHashSeed, o.NewHashSeed)
 	}
 	if o.PipelineChanged {
 		fmt.Fprintf(w, "\n! the pipeline block changes: that takes effect only when xlbd restarts (details on stderr).\n")

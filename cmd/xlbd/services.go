@@ -155,6 +155,10 @@ func (s *services) transact(path string, vars varFlags, w io.Writer, commit bool
 		c.abort()
 		return c.f, nil
 	}
+	if s.running != nil {
+		// The seed changes at restart (see xhcl.SeedChange).
+		c.f.Service.HashSeed = s.running.Service.HashSeed
+	}
 	if err := s.commit(c); err != nil {
 		if errs, ok := err.(pipeline.Errors); ok {
 			printDiags(w, c.f, xhcl.WithErrors(nil, errs))
@@ -189,7 +193,6 @@ func (s *services) check(c *candidate, path string, vars varFlags) {
 	if s.running != nil && !diags.HasErrors() {
 		diags = append(diags, xhcl.PipelineChanges(s.running, f)...)
 		diags = append(diags, xhcl.SeedChange(s.running, f)...)
-		f.Service.HashSeed = s.running.Service.HashSeed
 	}
 	c.diags = xhcl.WithErrors(diags, errs)
 }
