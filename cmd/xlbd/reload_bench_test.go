@@ -21,7 +21,7 @@ func reloadFile(b *testing.B, vips, n int, weight int) string {
 		fmt.Fprintf(&w, "\nvip \"v%d\" {\n  address = \"100.%d.%d.1\"\n  ports   = [80, 443]\n  pool    = \"p%d\"\n}\n\npool \"p%d\" {\n", v, v>>8, v&255, v, v)
 		for i := range n {
 			k := v*n + i
-			fmt.Fprintf(&w, "  backend \"b%d-%d\" {\n    address = \"10.%d.%d.%d\"\n", v, i, k>>16&255, k>>8&255, k&255|1)
+			fmt.Fprintf(&w, "  backend \"b%d-%d\" {\n    address = \"10.%d.%d.%d\"\n", v, i, k>>16&255, k>>8&255, k&255)
 			if v == 500 && i == 42 {
 				fmt.Fprintf(&w, "    weight  = %d\n", weight)
 			}
