@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/xlbproject/xlb/control/maglev"
 	"github.com/xlbproject/xlb/control/snapshot"
@@ -33,18 +35,28 @@ type Controller struct {
 	// tables caches each VIP's Maglev table with the inputs it was built
 	// from, so that a reload that does not change them reuses it.
 	tables map[string]*tableCache
+	// digest is cfg's Digest, which a health change does not change.
+	digest string
+	// built counts the Maglev tables built, for tests of their reuse.
+	built int
 }
 
 // ids assigns real IDs: stable for a (VIP name, backend name) while the real
 // exists; a freed ID is reused with the next epoch, so (ID, Epoch) never
 // names two different reals.
 type ids struct {
-	byKey map[realKey]uint32
+	byVIP map[string]*vipIDs
 	// epochs[id] is the epoch of the real that has or last had the ID.
 	epochs []uint32
 }
 
-type realKey struct{ vip, backend string }
+// vipIDs are the IDs of one VIP's reals: ids[i] is the real of backend
+// names[i]. Never modified once assigned, so that a VIP whose backends did
+// not change shares it with the previous assignment.
+type vipIDs struct {
+	names []string
+	ids   []uint32
+}
 
 type tableInput struct {
 	backend string
@@ -54,8 +66,11 @@ type tableInput struct {
 
 type tableCache struct {
 	m     uint32
+	seed  uint64
 	in    []tableInput
 	table []uint32
+	// digest is tableDigest of the table, computed with it.
+	digest string
 }
 
 // Option configures a Controller.
@@ -68,7 +83,7 @@ func WithStore(st *snapshot.Store) Option { return func(c *Controller) { c.store
 // New returns a controller whose store holds an empty snapshot (generation
 // 0), so that Load never returns nil.
 func New(opts ...Option) *Controller {
-	c := &Controller{unhealthy: map[string]bool{}, ids: ids{byKey: map[realKey]uint32{}}, tables: map[string]*tableCache{}}
+	c := &Controller{unhealthy: map[string]bool{}, tables: map[string]*tableCache{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -167,6 +182,9 @@ func (c *Controller) SetHealth(health map[string]bool) error {
 
 // publish builds the snapshot of cfg under the current health and publishes
 // it. It commits the ID assignment and the table cache only on success.
+// Only the tables whose inputs changed are built (see table), on every
+// core: a reload that changes one VIP's backends, or a health change,
+// builds one.
 func (c *Controller) publish(cfg *Config) error {
 	pools := map[string]*Pool{}
 	for i := range cfg.Pools {
@@ -181,21 +199,31 @@ func (c *Controller) publish(cfg *Config) error {
 		vips[i] = &cfg.VIPs[i]
 	}
 	slices.SortFunc(vips, func(a, b *VIP) int { return strings.Compare(a.Name, b.Name) })
+	// VIPs often share a pool: flatten it once, not once per VIP.
+	reach := map[*Pool][]*Backend{}
 	members := make([][]*Backend, len(vips))
 	for i, v := range vips {
-		members[i] = flatten(pools, pools[v.Pool])
+		p := pools[v.Pool]
+		m, ok := reach[p]
+		if !ok {
+			m = flatten(pools, p)
+			reach[p] = m
+		}
+		members[i] = m
 	}
 
 	ids := c.ids.assign(vips, members)
 	reals := make([]snapshot.Real, len(ids.epochs))
 	out := make([]snapshot.VIP, len(vips))
-	tables := map[string]*tableCache{}
+	tables := make([]*tableCache, len(vips))
+	var todo []tableJob
 	for i, v := range vips {
 		sv := snapshot.VIP{Name: v.Name, Addr: v.Address, Proto: protoNumber(v.Protocol),
 			Ports: slices.Clone(v.Ports), Reals: make([]uint32, len(members[i]))}
 		var up []tableInput
+		vids := ids.byVIP[v.Name]
 		for j, b := range members[i] {
-			id := ids.byKey[realKey{v.Name, b.Name}]
+			id := vids.ids[j]
 			addr := b.Address.Unmap()
 			r := snapshot.Real{ID: id, Epoch: ids.epochs[id], VIP: uint32(i), Backend: b.Name,
 				Addr: addr, Addr16: addr.As16(), Family: 6, Weight: b.Weight, State: c.state(b)}
@@ -208,16 +236,28 @@ func (c *Controller) publish(cfg *Config) error {
 				up = append(up, tableInput{b.Name, b.Weight, id})
 			}
 		}
-		t, err := c.table(v, up)
-		if err != nil {
-			return fmt.Errorf("building the Maglev table of VIP %q: %w", v.Name, err)
-		}
-		tables[v.Name] = t
-		sv.Table = t.table
 		out[i] = sv
+		if tables[i] = c.reuse(v, cfg.HashSeed, up); tables[i] == nil {
+			todo = append(todo, tableJob{i, v, up})
+		}
 	}
-	c.ids, c.tables, c.cfg = ids, tables, cfg
-	c.store.Publish(snapshot.New(c.store.Load().Generation+1, cfg.HashSeed, out, reals))
+	if err := buildTables(cfg.HashSeed, todo, tables); err != nil {
+		return err
+	}
+	cache := make(map[string]*tableCache, len(vips))
+	for i, v := range vips {
+		cache[v.Name] = tables[i]
+		out[i].Table, out[i].TableDigest = tables[i].table, tables[i].digest
+	}
+	digest := c.digest
+	if cfg != c.cfg {
+		digest = cfg.Digest()
+	}
+	s := snapshot.New(c.store.Load().Generation+1, cfg.HashSeed, out, reals)
+	s.ConfigDigest = digest
+	c.ids, c.tables, c.cfg, c.digest = ids, cache, cfg, digest
+	c.built += len(todo)
+	c.store.Publish(s)
 	return nil
 }
 
@@ -233,13 +273,76 @@ func (c *Controller) state(b *Backend) snapshot.State {
 	return snapshot.Up
 }
 
-// table returns v's Maglev table over its Up reals (sorted by backend name),
-// reusing the previous one when its size and inputs are unchanged.
-func (c *Controller) table(v *VIP, up []tableInput) (*tableCache, error) {
+// reuse returns v's previous table when its size and inputs (its Up
+// reals, sorted by backend name) are unchanged, nil when it must be built.
+// A new hash seed changes only the digest.
+func (c *Controller) reuse(v *VIP, seed uint64, up []tableInput) *tableCache {
 	m := cmp.Or(v.TableSize, DefaultTableSize)
-	if prev := c.tables[v.Name]; prev != nil && prev.m == m && slices.Equal(prev.in, up) {
-		return prev, nil
+	prev := c.tables[v.Name]
+	if prev == nil || prev.m != m || !slices.Equal(prev.in, up) {
+		return nil
 	}
+	if prev.seed != seed {
+		t := *prev
+		t.seed = seed
+		t.digest = tableDigest(seed, m, up, t.index())
+		return &t
+	}
+	return prev
+}
+
+// index is the table as indexes into in, as maglev.Build returns it.
+func (t *tableCache) index() []uint32 {
+	pos := make(map[uint32]uint32, len(t.in))
+	for i, in := range t.in {
+		pos[in.id] = uint32(i)
+	}
+	idx := make([]uint32, len(t.table))
+	for s, id := range t.table {
+		idx[s] = pos[id]
+	}
+	return idx
+}
+
+// tableJob is a table to build: tables[i], of VIP v over up.
+type tableJob struct {
+	i  int
+	v  *VIP
+	up []tableInput
+}
+
+// buildTables builds the tables of todo into tables, spread over the
+// cores; the tables are independent, and a reload of many VIPs spends most
+// of its time here.
+func buildTables(seed uint64, todo []tableJob, tables []*tableCache) error {
+	errs := make([]error, len(todo))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(todo) {
+					return
+				}
+				j := todo[k]
+				tables[j.i], errs[k] = buildTable(seed, j.v, j.up)
+				if errs[k] != nil {
+					errs[k] = fmt.Errorf("building the Maglev table of VIP %q: %w", j.v.Name, errs[k])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// buildTable builds v's Maglev table over its Up reals, sorted by backend
+// name, and its digest.
+func buildTable(seed uint64, v *VIP, up []tableInput) (*tableCache, error) {
+	m := cmp.Or(v.TableSize, DefaultTableSize)
 	bs := make([]maglev.Backend, len(up))
 	for i, in := range up {
 		bs[i] = maglev.Backend{Name: in.backend, Weight: in.weight}
@@ -248,40 +351,56 @@ func (c *Controller) table(v *VIP, up []tableInput) (*tableCache, error) {
 	if err != nil {
 		return nil, err
 	}
+	digest := tableDigest(seed, m, up, idx)
 	for s, i := range idx {
 		idx[s] = up[i].id
 	}
-	return &tableCache{m: m, in: up, table: idx}, nil
+	return &tableCache{m: m, seed: seed, in: up, table: idx, digest: digest}, nil
 }
 
 // assign returns the ID assignment for the given reals (members[i] of
 // vips[i]), leaving a unchanged: surviving reals keep their ID and epoch,
 // removed reals free theirs, and new reals take the lowest free IDs (with
-// the next epoch) before new ones.
+// the next epoch) before new ones. A VIP whose backends are those it had
+// costs a comparison of their names.
 func (a ids) assign(vips []*VIP, members [][]*Backend) ids {
-	n := 0
-	for _, m := range members {
-		n += len(m)
-	}
-	want := make(map[realKey]bool, n)
-	for i, v := range vips {
-		for _, b := range members[i] {
-			want[realKey{v.Name, b.Name}] = true
-		}
-	}
-	next := ids{byKey: make(map[realKey]uint32, n), epochs: slices.Clone(a.epochs)}
+	next := ids{byVIP: make(map[string]*vipIDs, len(vips)), epochs: slices.Clone(a.epochs)}
 	used := make([]bool, len(a.epochs))
-	for k, id := range a.byKey {
-		if want[k] {
-			next.byKey[k] = id
-			used[id] = true
+	var changed []int
+	for i, v := range vips {
+		prev := a.byVIP[v.Name]
+		if prev != nil && slices.EqualFunc(prev.names, members[i], func(n string, b *Backend) bool { return n == b.Name }) {
+			next.byVIP[v.Name] = prev
+			for _, id := range prev.ids {
+				used[id] = true
+			}
+			continue
 		}
+		cur := &vipIDs{names: make([]string, len(members[i])), ids: make([]uint32, len(members[i]))}
+		var old map[string]uint32
+		if prev != nil {
+			old = make(map[string]uint32, len(prev.names))
+			for j, name := range prev.names {
+				old[name] = prev.ids[j]
+			}
+		}
+		for j, b := range members[i] {
+			cur.names[j] = b.Name
+			if id, ok := old[b.Name]; ok {
+				cur.ids[j] = id
+				used[id] = true
+			} else {
+				cur.ids[j] = noID
+			}
+		}
+		next.byVIP[v.Name] = cur
+		changed = append(changed, i)
 	}
 	free := 0 // lowest ID that may be free
-	for i, v := range vips {
-		for _, b := range members[i] {
-			k := realKey{v.Name, b.Name}
-			if _, ok := next.byKey[k]; ok {
+	for _, i := range changed {
+		cur := next.byVIP[vips[i].Name]
+		for j := range cur.ids {
+			if cur.ids[j] != noID {
 				continue
 			}
 			for free < len(used) && used[free] {
@@ -297,13 +416,16 @@ func (a ids) assign(vips []*VIP, members [][]*Backend) ids {
 			if next.epochs[id]++; next.epochs[id] == 0 {
 				next.epochs[id] = 1
 			}
-			next.byKey[k] = uint32(id)
+			cur.ids[j] = uint32(id)
 		}
 	}
 	// IDs no real uses keep their last epoch for the next reuse; their
 	// Snapshot.Reals slot is left zero (Epoch 0).
 	return next
 }
+
+// noID marks a real still without an ID during assign.
+const noID = ^uint32(0)
 
 // protoNumber is the IP protocol number of a VIP's protocol; "any" is 0.
 func protoNumber(p string) uint8 {

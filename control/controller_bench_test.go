@@ -2,6 +2,7 @@ package control
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
 )
 
@@ -53,5 +54,80 @@ func BenchmarkSetHealthy(b *testing.B) {
 			b.Fatal(err)
 		}
 		healthy = !healthy
+	}
+}
+
+// manyVIPs has vips VIPs, each with its own pool of n backends of weight
+// 1, tables of size m (0: the default); backends are named p<vip>-<i>.
+func manyVIPs(vips, n int, m uint32) *Config {
+	cfg := &Config{HashSeed: 1}
+	nth := func(first byte, i int) netip.Addr {
+		return netip.AddrFrom4([4]byte{first, byte(i >> 16), byte(i >> 8), byte(i) + 1})
+	}
+	for v := range vips {
+		name := fmt.Sprintf("p%04d", v)
+		x := vip(v*10+1, name, "", "tcp", []uint16{80}, name, m)
+		x.Address = nth(100, v)
+		cfg.VIPs = append(cfg.VIPs, x)
+		p := pool(v*10+5, name, nil)
+		p.Backends = make([]Backend, n)
+		for i := range n {
+			p.Backends[i] = Backend{Name: fmt.Sprintf("%s-%d", name, i), Address: nth(10, v*n+i), Weight: 1,
+				Range: rng(v*10+6, 3)}
+		}
+		cfg.Pools = append(cfg.Pools, p)
+	}
+	return cfg
+}
+
+// Issue #10's reloads without the HCL: 1,000 VIPs × 100 backends, tables
+// of the default size. "full" applies the configuration to a new
+// controller (validation, 1,000 table builds, the snapshot); "one-backend"
+// alternates two configurations that differ in one backend's weight, so
+// that each apply builds one table.
+func BenchmarkReload(b *testing.B) {
+	cfg := manyVIPs(1000, 100, 0)
+	b.Run("full", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := New().Apply(cfg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("one-backend", func(b *testing.B) {
+		other := manyVIPs(1000, 100, 0)
+		other.Pools[500].Backends[42].Weight = 2
+		c := New()
+		if err := c.Apply(cfg); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		cfgs := [2]*Config{other, cfg}
+		i := 0
+		for b.Loop() {
+			if err := c.Apply(cfgs[i%2]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
+// 10,000 VIPs sharing one pool of 100 backends (tables of 1,009
+// slots): the pool's backends are flattened once, not once per VIP.
+func BenchmarkApplySharedPool(b *testing.B) {
+	cfg := manyVIPs(10000, 0, 1009)
+	shared := manyVIPs(1, 100, 0).Pools[0]
+	shared.Name = "shared"
+	for i := range cfg.VIPs {
+		cfg.VIPs[i].Pool = "shared"
+	}
+	cfg.Pools = []Pool{shared}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := New().Apply(cfg); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -71,9 +71,16 @@ func at(ranges map[string]pipeline.Range, attr string, block pipeline.Range) pip
 func (v *validator) pools_() {
 	type decl struct {
 		pool string
-		r    pipeline.Range
+		r    *pipeline.Range
 	}
-	backends := map[string]decl{}
+	n := 0
+	for i := range v.c.Pools {
+		n += len(v.c.Pools[i].Backends)
+	}
+	// Sized up front: growing a map of 100,000 names cost more than
+	// everything else Validate does with them.
+	backends := make(map[string]decl, n)
+	v.pools = make(map[string]*Pool, len(v.c.Pools))
 	for i := range v.c.Pools {
 		p := &v.c.Pools[i]
 		if prev, dup := v.pools[p.Name]; dup {
@@ -87,9 +94,9 @@ func (v *validator) pools_() {
 			if prev, dup := backends[b.Name]; dup {
 				v.add(b.Range, "Duplicate backend name",
 					"A backend named %q was already declared at %s (pool %q); a backend's name is its identity in the Maglev table, so give each backend a unique name, and include a pool in another with `pools` rather than repeating its backends.",
-					b.Name, prev.r, prev.pool)
+					b.Name, *prev.r, prev.pool)
 			} else {
-				backends[b.Name] = decl{p.Name, b.Range}
+				backends[b.Name] = decl{p.Name, &b.Range}
 			}
 			v.unicast(b.AttrRange, b.Range, "Backend", b.Name, b.Address, "the address the backend receives encapsulated packets on")
 		}
@@ -394,6 +401,16 @@ func (v *validator) suggestPool(name string) string {
 // each once, sorted by name. It tolerates unknown pools and cycles (which
 // Validate reports).
 func flatten(pools map[string]*Pool, p *Pool) []*Backend {
+	if len(p.Pools) == 0 {
+		// Most pools include none: sorting their backends finds the
+		// names repeated in them, without a set.
+		out := make([]*Backend, len(p.Backends))
+		for i := range p.Backends {
+			out[i] = &p.Backends[i]
+		}
+		slices.SortFunc(out, func(a, b *Backend) int { return strings.Compare(a.Name, b.Name) })
+		return slices.CompactFunc(out, func(a, b *Backend) bool { return a.Name == b.Name })
+	}
 	seenPool := map[string]bool{}
 	seen := make(map[string]bool, len(p.Backends))
 	out := make([]*Backend, 0, len(p.Backends))

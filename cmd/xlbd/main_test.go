@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/internal/testenv"
 )
 
@@ -418,5 +419,38 @@ func TestReloadEvaluationBounded(t *testing.T) {
 	write(strings.Replace(src, `weight  = 2`, `weight  = 3`, 1))
 	if _, err := s.apply(path, varFlags{}, &stderr); err != nil || s.ctl.Snapshot().Generation != gen+1 {
 		t.Fatalf("an ordinary reload through the child: %v, generation %d (was %d)\n%s", err, s.ctl.Snapshot().Generation, gen, stderr.String())
+	}
+}
+
+// TestApplyLogsDigest: every applied configuration is logged with its
+// generation and config digest, so that operators can compare nodes; the
+// same file gives the same digest, a changed one another.
+func TestApplyLogsDigest(t *testing.T) {
+	s, src, path, write := offlineServices(t)
+	var logs bytes.Buffer
+	s.log = slog.New(slog.NewTextHandler(&logs, nil))
+	first := s.ctl.Snapshot()
+	line := func(gen uint64, digest string) string {
+		return fmt.Sprintf(`msg="configuration applied" generation=%d config_digest=%s`, gen, snapshot.ShortDigest(digest))
+	}
+	var stderr bytes.Buffer
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if s.ctl.Snapshot().ConfigDigest != first.ConfigDigest || len(first.ConfigDigest) != 64 {
+		t.Fatalf("the same file applied again: digest %q, want %q", s.ctl.Snapshot().ConfigDigest, first.ConfigDigest)
+	}
+	write(strings.Replace(src, `weight  = 2`, `weight  = 3`, 1))
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	changed := s.ctl.Snapshot().ConfigDigest
+	if changed == first.ConfigDigest {
+		t.Fatal("a changed weight left the config digest as it was")
+	}
+	for _, want := range []string{line(first.Generation+1, first.ConfigDigest), line(first.Generation+2, changed)} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
 	}
 }

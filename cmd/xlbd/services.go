@@ -19,6 +19,7 @@ import (
 
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/control/health"
+	"github.com/xlbproject/xlb/control/snapshot"
 	xhcl "github.com/xlbproject/xlb/hcl"
 	"github.com/xlbproject/xlb/pipeline"
 	"github.com/xlbproject/xlb/plugins/host"
@@ -214,6 +215,10 @@ func (s *services) commit(c *candidate) error {
 		c.abort()
 		return err
 	}
+	// The digest lets operators compare nodes: the same configuration,
+	// however written, gives the same digest everywhere.
+	snap := s.ctl.Snapshot()
+	s.log.Info("configuration applied", "generation", snap.Generation, "config_digest", snapshot.ShortDigest(snap.ConfigDigest))
 	if c.change == nil {
 		return nil
 	}

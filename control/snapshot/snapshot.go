@@ -74,6 +74,10 @@ type VIP struct {
 	// Table is the Maglev lookup table: slot -> real ID. Its length M is
 	// prime. It is empty when no real can take new flows.
 	Table []uint32
+	// TableDigest is the hex digest of what Table means for flows (the
+	// hash seed, M and the backend name at every slot): equal on every
+	// node that has the same table, whatever its real IDs.
+	TableDigest string
 }
 
 // Snapshot is one immutable generation of the service state.
@@ -85,6 +89,10 @@ type Snapshot struct {
 	VIPs     []VIP
 	// Reals is indexed by real ID.
 	Reals []Real
+	// ConfigDigest is the hex digest of the applied service configuration
+	// (control.Config.Digest): equal on every node that applied the same
+	// configuration, however it was written. Empty before the first.
+	ConfigDigest string
 
 	index map[vipKey]uint32
 	// frags maps (address, protocol) to the VIP that fragments go to.
@@ -171,6 +179,11 @@ func (s *Snapshot) Real(id, epoch uint32) *Real {
 	}
 	return r
 }
+
+// ShortDigest is a digest shortened for logs: 12 hex digits (48 bits), as
+// short Git commit names, enough to tell a handful of configurations apart
+// by eye; compare whole digests to prove agreement.
+func ShortDigest(d string) string { return d[:min(len(d), 12)] }
 
 // Store publishes snapshots to workers.
 type Store struct {

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// reloadFile writes a file of vips VIPs, each on its own pool of n
+// backends, with a pipeline that needs no device; weight is the weight of
+// backend 42 of VIP 500 (when there are that many), so that two files
+// differ in one backend.
+func reloadFile(b *testing.B, vips, n int, weight int) string {
+	var w bytes.Buffer
+	w.WriteString("hash_seed = 1\n\npipeline {\n  element \"RxPcap\" \"rx\" {\n    file = \"in.pcap\"\n  }\n  element \"Discard\" \"drop\" {}\n  connect = [\"rx -> drop\"]\n}\n")
+	for v := range vips {
+		fmt.Fprintf(&w, "\nvip \"v%d\" {\n  address = \"100.%d.%d.1\"\n  ports   = [80, 443]\n  pool    = \"p%d\"\n}\n\npool \"p%d\" {\n", v, v>>8, v&255, v, v)
+		for i := range n {
+			k := v*n + i
+			fmt.Fprintf(&w, "  backend \"b%d-%d\" {\n    address = \"10.%d.%d.%d\"\n", v, i, k>>16&255, k>>8&255, k&255)
+			if v == 500 && i == 42 {
+				fmt.Fprintf(&w, "    weight  = %d\n", weight)
+			}
+			w.WriteString("  }\n")
+		}
+		w.WriteString("}\n")
+	}
+	path := filepath.Join(b.TempDir(), fmt.Sprintf("reload-%d.hcl", weight))
+	if err := os.WriteFile(path, w.Bytes(), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// BenchmarkReload is issue #10's reloads from the HCL file, without
+// plugins: 1,000 VIPs × 100 backends (tables of the default size).
+//   - full: the file applied to a new daemon's services (parse, validate,
+//     1,000 table builds, publish);
+//   - one-backend: two files that differ in one backend's weight applied
+//     in turn (the whole file parsed and validated, one table built);
+//   - parse-validate: what one-backend costs before the controller: the
+//     file loaded and checked, nothing applied.
+func BenchmarkReload(b *testing.B) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	paths := [2]string{reloadFile(b, 1000, 100, 2), reloadFile(b, 1000, 100, 1)}
+	apply := func(b *testing.B, s *services, path string, commit bool) {
+		var out bytes.Buffer
+		if _, err := s.transact(path, varFlags{}, &out, commit); err != nil {
+			b.Fatalf("%v\n%.2000s", err, out.String())
+		}
+	}
+	b.Run("full", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s, err := newServices("", false, log)
+			if err != nil {
+				b.Fatal(err)
+			}
+			apply(b, s, paths[0], true)
+		}
+	})
+	b.Run("one-backend", func(b *testing.B) {
+		s, err := newServices("", false, log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		apply(b, s, paths[1], true)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			apply(b, s, paths[i%2], true)
+			i++
+		}
+	})
+	b.Run("parse-validate", func(b *testing.B) {
+		s, err := newServices("", false, log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			apply(b, s, paths[0], false)
+		}
+	})
+}

@@ -1,0 +1,199 @@
+package control
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"hash"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Digests let the nodes of a fleet prove that they agree: every node that
+// applies the same configuration computes the same digests, whatever the
+// order it was written in and whatever the history of the node (real IDs,
+// map order and pointers never enter them). Each is the hex SHA-256 of a
+// canonical encoding whose first field names its version, so that a change
+// of encoding is a change of digest and not a silent collision.
+
+// encoder writes a canonical, self-delimiting encoding into a hash:
+// strings and lists carry their length, so no two different inputs encode
+// alike.
+type encoder struct {
+	h   hash.Hash
+	buf []byte
+}
+
+func newEncoder(version string) *encoder {
+	e := &encoder{h: sha256.New(), buf: make([]byte, 0, 4096)}
+	e.str(version)
+	return e
+}
+
+func (e *encoder) flush() {
+	e.h.Write(e.buf)
+	e.buf = e.buf[:0]
+}
+
+func (e *encoder) uint(n uint64) {
+	e.buf = binary.AppendUvarint(e.buf, n)
+	if len(e.buf) >= 4096 {
+		e.flush()
+	}
+}
+
+func (e *encoder) str(s string) {
+	e.uint(uint64(len(s)))
+	e.buf = append(e.buf, s...)
+	if len(e.buf) >= 4096 {
+		e.flush()
+	}
+}
+
+// addr writes a in its text form, without allocating.
+func (e *encoder) addr(a netip.Addr) {
+	var b [64]byte
+	e.str(string(a.AppendTo(b[:0])))
+}
+
+func (e *encoder) bool(b bool) {
+	if b {
+		e.uint(1)
+	} else {
+		e.uint(0)
+	}
+}
+
+func (e *encoder) sum() string {
+	e.flush()
+	return hex.EncodeToString(e.h.Sum(nil))
+}
+
+// tableDigest is the digest of a VIP's Maglev table: what the table means
+// for flows, that is the hash seed, the table size and the backend name at
+// every slot. idx[s] indexes up, which is sorted by name, so the index is
+// the name's rank among the table's backends (listed first): the same on
+// every node, where real IDs are not.
+func tableDigest(seed uint64, m uint32, up []tableInput, idx []uint32) string {
+	e := newEncoder("xlb-table-v1")
+	e.uint(seed)
+	e.uint(uint64(m))
+	e.uint(uint64(len(up)))
+	for _, in := range up {
+		e.str(in.backend)
+	}
+	e.flush()
+	// Fixed-width ranks, two bytes when they fit: the slots are most of
+	// the bytes hashed, and the width follows from the count above.
+	wide := len(up) > 1<<16
+	var buf [1 << 13]byte
+	n := 0
+	for _, i := range idx {
+		if wide {
+			binary.LittleEndian.PutUint32(buf[n:], i)
+			n += 4
+		} else {
+			binary.LittleEndian.PutUint16(buf[n:], uint16(i))
+			n += 2
+		}
+		if n > len(buf)-4 {
+			e.h.Write(buf[:n])
+			n = 0
+		}
+	}
+	e.h.Write(buf[:n])
+	return e.sum()
+}
+
+// Digest returns the digest of the service configuration: what it means,
+// not how it is written. Blocks, backends, ports, included pools, health
+// checks and announce blocks are taken in a canonical order, plugin
+// parameters as compact JSON with sorted keys, a VIP's unset table size as
+// the default; source ranges are left out. Validate should have passed.
+func (c *Config) Digest() string {
+	e := newEncoder("xlb-config-v1")
+	e.uint(c.HashSeed)
+	vips := make([]*VIP, len(c.VIPs))
+	for i := range c.VIPs {
+		vips[i] = &c.VIPs[i]
+	}
+	slices.SortFunc(vips, func(a, b *VIP) int { return strings.Compare(a.Name, b.Name) })
+	e.uint(uint64(len(vips)))
+	for _, v := range vips {
+		e.str(v.Name)
+		e.addr(v.Address)
+		e.str(v.Protocol)
+		ports := slices.Sorted(slices.Values(v.Ports))
+		e.uint(uint64(len(ports)))
+		for _, p := range ports {
+			e.uint(uint64(p))
+		}
+		e.str(v.Pool)
+		e.uint(uint64(cmp.Or(v.TableSize, DefaultTableSize)))
+		as := slices.Clone(v.Announce)
+		slices.SortFunc(as, func(a, b Announce) int { return strings.Compare(a.Announcer, b.Announcer) })
+		e.uint(uint64(len(as)))
+		for i := range as {
+			e.str(as[i].Announcer)
+			e.str(string(as[i].ParamsJSON()))
+		}
+	}
+	pools := make([]*Pool, len(c.Pools))
+	for i := range c.Pools {
+		pools[i] = &c.Pools[i]
+	}
+	slices.SortFunc(pools, func(a, b *Pool) int { return strings.Compare(a.Name, b.Name) })
+	e.uint(uint64(len(pools)))
+	for _, p := range pools {
+		e.str(p.Name)
+		bs := make([]*Backend, len(p.Backends))
+		for i := range p.Backends {
+			bs[i] = &p.Backends[i]
+		}
+		slices.SortFunc(bs, func(a, b *Backend) int { return strings.Compare(a.Name, b.Name) })
+		e.uint(uint64(len(bs)))
+		for _, b := range bs {
+			e.str(b.Name)
+			e.addr(b.Address)
+			e.uint(uint64(b.Weight))
+			e.bool(b.Drain)
+		}
+		included := slices.Sorted(slices.Values(p.Pools))
+		e.uint(uint64(len(included)))
+		for _, name := range included {
+			e.str(name)
+		}
+		// A backend must pass every check of its pool, so their order
+		// means nothing: each is encoded alone, and the encodings sorted.
+		checks := make([][]byte, len(p.HealthChecks))
+		for i := range p.HealthChecks {
+			checks[i] = healthCheckKey(&p.HealthChecks[i])
+		}
+		slices.SortFunc(checks, bytes.Compare)
+		e.uint(uint64(len(checks)))
+		for _, k := range checks {
+			e.str(string(k))
+		}
+	}
+	return e.sum()
+}
+
+// healthCheckKey is the canonical encoding of one health check.
+func healthCheckKey(hc *HealthCheck) []byte {
+	var b []byte
+	appendStr := func(s string) {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	appendStr(hc.Method)
+	b = binary.AppendVarint(b, int64(hc.Interval))
+	b = binary.AppendVarint(b, int64(hc.Timeout))
+	b = binary.AppendVarint(b, int64(hc.Rise))
+	b = binary.AppendVarint(b, int64(hc.Fall))
+	b = binary.AppendUvarint(b, uint64(hc.Port))
+	appendStr(string(hc.ParamsJSON()))
+	return b
+}
