@@ -138,7 +138,7 @@ func TestReloadZeroLoss(t *testing.T) {
 	var took [2][]time.Duration // applied, rejected
 	applied, rejected := 0, 0
 	for i := range 100 {
-		want, content := "service configuration reloaded", reloadConfig(t, base, i/2+1)
+		want, content := `msg="configuration applied"`, reloadConfig(t, base, i/2+1)
 		if i%2 == 1 {
 			want, content = "reload rejected", invalidConfig(reloadConfig(t, base, i/2+1), i/2)
 		}

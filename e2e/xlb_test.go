@@ -443,7 +443,7 @@ func TestReloadKeepsEstablishedFlows(t *testing.T) {
 		changed = strings.Replace(changed, fmt.Sprintf("backend %q {\n    address = \"10.90.2.2%s\"\n    weight  = ", be, be[2:]),
 			fmt.Sprintf("backend %q {\n    address = \"10.90.2.2%s\"\n    weight  = 1", be, be[2:]), 1)
 	}
-	reload(changed, "service configuration reloaded")
+	reload(changed, `msg="configuration applied"`)
 	if got := ask(); got != first {
 		t.Fatalf("after a reload that kept %s up, the connection moved to %s", first, got)
 	}

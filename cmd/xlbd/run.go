@@ -170,11 +170,10 @@ func reloadOnHUP(ctx context.Context, log *slog.Logger, path string, vars varFla
 			return
 		case <-hup:
 		}
+		// An applied file is logged by services.applied.
 		if _, err := s.apply(path, vars, stderr); err != nil {
 			log.Error("reload rejected; the running configuration stays", "config", path, "err", err)
-			continue
 		}
-		log.Info("service configuration reloaded", "config", path, "generation", s.ctl.Snapshot().Generation)
 	}
 }
 

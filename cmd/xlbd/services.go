@@ -215,11 +215,8 @@ func (s *services) commit(c *candidate) error {
 		c.abort()
 		return err
 	}
-	// The digest lets operators compare nodes: the same configuration,
-	// however written, gives the same digest everywhere.
-	snap := s.ctl.Snapshot()
-	s.log.Info("configuration applied", "generation", snap.Generation, "config_digest", snapshot.ShortDigest(snap.ConfigDigest))
 	if c.change == nil {
+		s.applied(c.f)
 		return nil
 	}
 	c.change.Done()
@@ -231,7 +228,17 @@ func (s *services) commit(c *candidate) error {
 		s.drain = max(s.drain, a.DrainTime)
 	}
 	s.an.Use(s.set, names, &c.f.Service)
-	return s.sched.Configure(&c.f.Service)
+	err := s.sched.Configure(&c.f.Service)
+	s.applied(c.f)
+	return err
+}
+
+// applied logs the configuration f now running, once everything it drives
+// has taken it, with the digest that lets operators compare nodes: the
+// same configuration, however written, gives the same digest everywhere.
+func (s *services) applied(f *xhcl.File) {
+	snap := s.ctl.Snapshot()
+	s.log.Info("configuration applied", "generation", snap.Generation, "config_digest", snapshot.ShortDigest(snap.ConfigDigest), "config", f.Filename)
 }
 
 // pluginDecls are the file's plugin blocks as the plugin set takes them.
