@@ -127,6 +127,11 @@ func (s *Server) start() error {
 		"--initial-advertise-peer-urls", s.peer,
 		"--initial-cluster", "etcdtest="+s.peer,
 		"--initial-cluster-state", "new",
+		// A lone member on loopback has no peer to lose: a short election
+		// timeout only shortens the wait for its leadership after a
+		// Restart (a second with the defaults).
+		"--heartbeat-interval", "10",
+		"--election-timeout", "100",
 		"--logger", "zap",
 		"--log-outputs", "stderr",
 	)
