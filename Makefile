@@ -68,14 +68,16 @@ fuzz:
 
 # What the tests use beyond Go: trafgen (Debian netsniff-ng) for the
 # on-the-wire benchmark's smoke test, BIRD 2 (Debian bird2: bird and birdc)
-# for the lab's BGP router, and the pinned protobuf generators
+# for the lab's BGP router, etcd (Debian etcd-server) for the tests of the
+# etcd config source, and the pinned protobuf generators
 # (protoc from Debian, protoc-gen-go and protoc-gen-go-grpc in bin/tools)
 # for the test that the generated plugin code is not stale. Each is
 # installed only when missing; Debian packages only as root (without root
 # those tests skip anyway). apt waits up to 5 minutes for another apt or
 # dpkg process (unattended-upgrades on a fresh machine) to release its lock
-# instead of failing the build. The lab starts its own BIRDs, so the bird
-# service the package may start on a fresh machine is stopped and disabled.
+# instead of failing the build. The lab starts its own BIRDs and the tests
+# their own etcds, so the bird and etcd services the packages may start on a
+# fresh machine are stopped and disabled.
 tools:
 	@if ! command -v trafgen >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
@@ -92,6 +94,15 @@ tools:
 			if [ -d /run/systemd/system ]; then systemctl disable --now bird >/dev/null 2>&1; fi; \
 			service bird stop >/dev/null 2>&1; update-rc.d bird disable >/dev/null 2>&1; true; }; \
 		else echo "bird not installed and not root: the BGP lab tests will skip"; fi; \
+	fi
+	@if ! command -v etcd >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing etcd-server (the etcd the tests start)"; \
+			apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq etcd-server >/dev/null && { \
+			if [ -d /run/systemd/system ]; then systemctl disable --now etcd >/dev/null 2>&1; fi; \
+			service etcd stop >/dev/null 2>&1; update-rc.d etcd disable >/dev/null 2>&1; true; }; \
+		else echo "etcd not installed and not root: the etcd tests will skip"; fi; \
 	fi
 	@tmp=$$(mktemp -d) && GO=$(GO) sh plugins/proto/generate.sh -install $$tmp >/dev/null 2>&1 \
 		|| echo "protobuf generators not installed (need root for protoc): the staleness test will skip"; rm -rf $$tmp
