@@ -124,10 +124,7 @@ func (l *loader) decodeService(vips, pools, announcers []*hcl.Block) {
 // announcer is control.Config.Validate's check.
 func (l *loader) vipAnnounce(vip string, body hcl.Body, announcers []string) []control.Announce {
 	var out []control.Announce
-	for _, b := range body.(*hclsyntax.Body).Blocks {
-		if b.Type != "announce" || len(b.Labels) != 1 {
-			continue
-		}
+	for _, b := range blocksOf(body, "announce", vipSchema) {
 		name := b.Labels[0]
 		if !slices.Contains(announcers, name) {
 			declared := "no route announcer is declared; declare one with a top-level announce block"
@@ -141,7 +138,7 @@ func (l *loader) vipAnnounce(vip string, body hcl.Body, announcers []string) []c
 		attrs := attrRanges(b.Body)
 		nestedRanges(b.Body, attrs)
 		out = append(out, control.Announce{Announcer: name, Params: l.constants(b.Body),
-			Range: toRange(b.DefRange()), AttrRange: attrs})
+			Range: toRange(b.DefRange), AttrRange: attrs})
 	}
 	return out
 }
@@ -160,14 +157,13 @@ func (l *loader) decodeHealthCheck(b *hcl.Block) control.HealthCheck {
 	l.add(gohcl.DecodeBody(b.Body, l.ctx, &hb))
 	hc := control.HealthCheck{Method: b.Labels[0], Rise: hb.Rise, Fall: hb.Fall,
 		Range: toRange(b.DefRange), AttrRange: attrRanges(b.Body)}
-	attrs := b.Body.(*hclsyntax.Body).Attributes
 	duration := func(name, s string) time.Duration {
 		if s == "" {
 			return 0
 		}
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
-			l.errorf(attrs[name].Expr.Range(), "Invalid duration",
+			l.errorf(attr(b.Body, name).Expr.Range(), "Invalid duration",
 				"%s must be a positive duration such as \"2s\" or \"500ms\", not %q.", name, s)
 		}
 		return d
@@ -176,7 +172,7 @@ func (l *loader) decodeHealthCheck(b *hcl.Block) control.HealthCheck {
 	hc.Timeout = duration("timeout", hb.Timeout)
 	if hb.Port != nil {
 		if *hb.Port < 1 || *hb.Port > 65535 {
-			l.errorf(attrs["port"].Expr.Range(), "Invalid port", "port must be a number from 1 to 65535, not %d.", *hb.Port)
+			l.errorf(attr(b.Body, "port").Expr.Range(), "Invalid port", "port must be a number from 1 to 65535, not %d.", *hb.Port)
 		}
 		hc.Port = uint16(*hb.Port)
 	}
@@ -198,10 +194,8 @@ func (l *loader) decodeBody(body hcl.Body, fields map[string]any, what string, s
 			diags = append(diags, gohcl.DecodeExpression(a.Expr, l.ctx, p)...)
 		}
 	}
-	attrs := make(spans, 0, len(body.(*hclsyntax.Body).Attributes))
-	for _, a := range body.(*hclsyntax.Body).Attributes {
-		attrs = append(attrs, a.SrcRange)
-	}
+	var attrs spans
+	eachAttr(body, func(_ string, r hcl.Range, _ hcl.Expression) { attrs = append(attrs, r) })
 	sortSpans(attrs)
 	for _, d := range diags {
 		if d.Severity == hcl.DiagError && d.Subject != nil {
@@ -216,8 +210,8 @@ func (l *loader) decodeBody(body hcl.Body, fields map[string]any, what string, s
 // address parses the address attribute of body, whose value is s, unless
 // it is unset or already reported.
 func (l *loader) address(body hcl.Body, s string, reported map[pipeline.Range]bool) netip.Addr {
-	a, ok := body.(*hclsyntax.Body).Attributes["address"]
-	if !ok || reported[toRange(a.SrcRange)] {
+	a := attr(body, "address")
+	if a == nil || reported[toRange(a.Range)] {
 		return netip.Addr{}
 	}
 	addr, err := netip.ParseAddr(s)
@@ -231,7 +225,7 @@ func (l *loader) address(body hcl.Body, s string, reported map[pipeline.Range]bo
 	default:
 		return addr.Unmap()
 	}
-	reported[toRange(a.SrcRange)] = true
+	reported[toRange(a.Range)] = true
 	return netip.Addr{}
 }
 
@@ -242,8 +236,8 @@ func (l *loader) address(body hcl.Body, s string, reported map[pipeline.Range]bo
 // []uint16 is quadratic in go-cty). Port 0 fits: what it means is
 // control.Config.Validate's to say, at the same range.
 func (l *loader) ports(vip string, body hcl.Body) ([]uint16, []pipeline.Range) {
-	a, ok := body.(*hclsyntax.Body).Attributes["ports"]
-	if !ok {
+	a := attr(body, "ports")
+	if a == nil {
 		return nil, nil
 	}
 	type item struct {
@@ -353,11 +347,8 @@ func takes(schema *hcl.BodySchema) string {
 }
 
 func attrRanges(body hcl.Body) map[string]pipeline.Range {
-	attrs := body.(*hclsyntax.Body).Attributes
-	m := make(map[string]pipeline.Range, len(attrs))
-	for name, a := range attrs {
-		m[name] = toRange(a.SrcRange)
-	}
+	m := map[string]pipeline.Range{}
+	eachAttr(body, func(name string, r hcl.Range, _ hcl.Expression) { m[name] = toRange(r) })
 	return m
 }
 
