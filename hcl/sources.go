@@ -68,7 +68,7 @@ func (l *loader) parseSources() []*hcl.File {
 		f := &hcl.File{Body: hcl.EmptyBody(), Bytes: fr.Src}
 		l.out.files[fr.Name] = f
 		if total+len(fr.Src) > MaxFileSize && len(fr.Src) <= MaxFileSize {
-			l.errorf(bytePos(fr.Src, fr.Name, hcl.InitialPos, MaxFileSize-total), "Configuration too large",
+			l.errorf(bytePos(fr.Src, fr.Name, hcl.InitialPos, max(MaxFileSize-total, 0)), "Configuration too large",
 				"The configuration's sources together are larger than the limit of %d bytes (%d MiB) that keeps loading them within bounded time and memory; this source crosses it. Remove sources, or generate less configuration.",
 				MaxFileSize, MaxFileSize>>20)
 			continue

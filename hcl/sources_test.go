@@ -196,6 +196,13 @@ func TestSourcesLimits(t *testing.T) {
 		t.Fatalf("diagnostics:\n%s", out)
 	}
 	wantPrinted(t, out, "b.hcl:1:", "error: Configuration too large")
+
+	// A main file over the limit leaves nothing for the fragments.
+	big := append(half, half...)
+	_, diags = LoadSources("big.hcl", big, []Fragment{{Name: "c.hcl", Src: []byte("pool \"p\" {}\n")}}, Options{})
+	if len(diags) != 2 || diags[0].Summary != "File too large" || diags[1].Summary != "Configuration too large" || diags[1].Subject.Start.Byte != 0 {
+		t.Errorf("diagnostics: %v", diags)
+	}
 }
 
 // TestSourcesNamedOnce: two sources of one name are refused, as the
