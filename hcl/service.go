@@ -163,7 +163,8 @@ func (l *loader) decodeHealthCheck(b *hcl.Block) control.HealthCheck {
 		}
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
-			l.errorf(attr(b.Body, name).Expr.Range(), "Invalid duration",
+			expr, _, _ := attr(b.Body, name)
+			l.errorf(expr.Range(), "Invalid duration",
 				"%s must be a positive duration such as \"2s\" or \"500ms\", not %q.", name, s)
 		}
 		return d
@@ -172,7 +173,8 @@ func (l *loader) decodeHealthCheck(b *hcl.Block) control.HealthCheck {
 	hc.Timeout = duration("timeout", hb.Timeout)
 	if hb.Port != nil {
 		if *hb.Port < 1 || *hb.Port > 65535 {
-			l.errorf(attr(b.Body, "port").Expr.Range(), "Invalid port", "port must be a number from 1 to 65535, not %d.", *hb.Port)
+			expr, _, _ := attr(b.Body, "port")
+			l.errorf(expr.Range(), "Invalid port", "port must be a number from 1 to 65535, not %d.", *hb.Port)
 		}
 		hc.Port = uint16(*hb.Port)
 	}
@@ -210,22 +212,22 @@ func (l *loader) decodeBody(body hcl.Body, fields map[string]any, what string, s
 // address parses the address attribute of body, whose value is s, unless
 // it is unset or already reported.
 func (l *loader) address(body hcl.Body, s string, reported map[pipeline.Range]bool) netip.Addr {
-	a := attr(body, "address")
-	if a == nil || reported[toRange(a.Range)] {
+	expr, whole, ok := attr(body, "address")
+	if !ok || reported[toRange(whole)] {
 		return netip.Addr{}
 	}
 	addr, err := netip.ParseAddr(s)
 	switch {
 	case err != nil:
-		l.errorf(a.Expr.Range(), "Invalid address",
+		l.errorf(expr.Range(), "Invalid address",
 			"%q is not an IP address; write an IPv4 or IPv6 address such as \"192.0.2.10\" or \"2001:db8::10\", without a prefix length or port.", s)
 	case addr.Zone() != "":
-		l.errorf(a.Expr.Range(), "Invalid address",
+		l.errorf(expr.Range(), "Invalid address",
 			"%q has an IPv6 zone; write the address without %%%s.", s, addr.Zone())
 	default:
 		return addr.Unmap()
 	}
-	reported[toRange(a.Range)] = true
+	reported[toRange(whole)] = true
 	return netip.Addr{}
 }
 
@@ -236,8 +238,8 @@ func (l *loader) address(body hcl.Body, s string, reported map[pipeline.Range]bo
 // []uint16 is quadratic in go-cty). Port 0 fits: what it means is
 // control.Config.Validate's to say, at the same range.
 func (l *loader) ports(vip string, body hcl.Body) ([]uint16, []pipeline.Range) {
-	a := attr(body, "ports")
-	if a == nil {
+	expr, _, ok := attr(body, "ports")
+	if !ok {
 		return nil, nil
 	}
 	type item struct {
@@ -245,7 +247,7 @@ func (l *loader) ports(vip string, body hcl.Body) ([]uint16, []pipeline.Range) {
 		r hcl.Range
 	}
 	var items []item
-	if tup, ok := a.Expr.(*hclsyntax.TupleConsExpr); ok {
+	if tup, ok := expr.(*hclsyntax.TupleConsExpr); ok {
 		items = make([]item, 0, len(tup.Exprs))
 		for _, e := range tup.Exprs {
 			v, diags := e.Value(l.ctx)
@@ -254,8 +256,8 @@ func (l *loader) ports(vip string, body hcl.Body) ([]uint16, []pipeline.Range) {
 			}
 		}
 	} else {
-		v, diags := a.Expr.Value(l.ctx)
-		r := a.Expr.Range()
+		v, diags := expr.Value(l.ctx)
+		r := expr.Range()
 		switch {
 		case !l.add(diags) || !v.IsKnown() || v.IsNull():
 			// Reported, an echo of a failed reference, or unset.

@@ -186,18 +186,21 @@ func tooDeep(r hcl.Range) hcl.Diagnostics {
 	}}
 }
 
-// attr returns body's attribute name, or nil. Native syntax keeps its
-// attributes; a JSON body's properties are attributes or blocks as a
-// schema reads them.
-func attr(body hcl.Body, name string) *hcl.Attribute {
+// attr returns the expression and whole range of body's attribute name,
+// and whether it is set. Native syntax keeps its attributes; a JSON body's
+// properties are attributes or blocks as a schema reads them.
+func attr(body hcl.Body, name string) (hcl.Expression, hcl.Range, bool) {
 	if b, ok := body.(*hclsyntax.Body); ok {
 		if a, ok := b.Attributes[name]; ok {
-			return a.AsHCLAttribute()
+			return a.Expr, a.SrcRange, true
 		}
-		return nil
+		return nil, hcl.Range{}, false
 	}
 	content, _, _ := body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: name}}})
-	return content.Attributes[name]
+	if a, ok := content.Attributes[name]; ok {
+		return a.Expr, a.Range, true
+	}
+	return nil, hcl.Range{}, false
 }
 
 // eachAttr calls f with every attribute of body (in JSON syntax, every
