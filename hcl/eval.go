@@ -97,7 +97,7 @@ func (l *loader) checkReferences() {
 		}
 		return s
 	}
-	hclsyntax.VisitAll(l.body, func(n hclsyntax.Node) hcl.Diagnostics {
+	visitAll(l.native, func(n hclsyntax.Node) hcl.Diagnostics {
 		e, ok := n.(*hclsyntax.ScopeTraversalExpr)
 		if !ok {
 			return nil
@@ -425,7 +425,7 @@ func (l *loader) markPoisonedExprs() {
 	if len(l.poisoned) == 0 {
 		return
 	}
-	hclsyntax.VisitAll(l.body, func(n hclsyntax.Node) hcl.Diagnostics {
+	visitAll(l.native, func(n hclsyntax.Node) hcl.Diagnostics {
 		a, ok := n.(*hclsyntax.Attribute)
 		if !ok {
 			return nil

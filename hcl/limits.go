@@ -66,13 +66,7 @@ func lexScan(src []byte, filename string, start hcl.Pos, every int) ([]segment, 
 		tok := &tokens[i]
 		frames := n.frames()
 		if n.next(tok.Type, tok.Bytes) > MaxNesting {
-			return nil, hcl.Diagnostics{{
-				Severity: hcl.DiagError,
-				Summary:  "Expression nested too deeply",
-				Detail: fmt.Sprintf("The nesting here goes deeper than %d levels (brackets, quotes, interpolations, template directives and chains of operators each add one), too deep to parse safely; split the expression into locals.",
-					MaxNesting),
-				Subject: tok.Range.Ptr(),
-			}}
+			return nil, tooDeep(tok.Range)
 		}
 		c.token(tok.Type, tok.Bytes, tok.Range, frames, n.frames())
 	}

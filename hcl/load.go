@@ -110,10 +110,15 @@ func readFile(path string) ([]byte, error) {
 // Graph is nil when the diagnostics have errors. Warnings (such as a missing
 // hash_seed) may come with a usable File.
 func Load(filename string, src []byte, opts Options) (*File, hcl.Diagnostics) {
+	return load(filename, src, nil, opts)
+}
+
+func load(filename string, src []byte, frags []Fragment, opts Options) (*File, hcl.Diagnostics) {
 	l := &loader{
 		filename: filename,
 		dir:      filepath.Dir(filename),
 		src:      src,
+		frags:    frags,
 		opts:     opts,
 		out:      &File{Filename: filename, files: map[string]*hcl.File{}},
 		poisoned: map[string]bool{},
@@ -130,12 +135,18 @@ func Load(filename string, src []byte, opts Options) (*File, hcl.Diagnostics) {
 type loader struct {
 	filename, dir string
 	src           []byte
+	frags         []Fragment
 	opts          Options
 	out           *File
 	diags         hcl.Diagnostics
 
 	body *hclsyntax.Body
-	ctx  *hcl.EvalContext
+	// native are the bodies in native syntax, the main file's first,
+	// whose references are checked before evaluation.
+	native []*hclsyntax.Body
+	ctx    *hcl.EvalContext
+	// vips and pools are the service blocks of every source.
+	vips, pools []*hcl.Block
 
 	vars      []*variable
 	varByName map[string]*variable
@@ -172,15 +183,17 @@ func (l *loader) load() {
 	}
 	l.out.files[l.filename] = f
 	l.diags = append(l.diags, diags...)
-	if diags.HasErrors() {
+	frags := l.parseSources()
+	if l.diags.HasErrors() {
 		// The syntax tree is partial: anything else would be guesswork.
 		return
 	}
 	l.body = f.Body.(*hclsyntax.Body)
+	l.native = append(l.native, l.body)
 	content, diags := l.body.Content(rootSchema)
 	l.diags = append(l.diags, withSchema(diags, "The top level", rootSchema)...)
 
-	var pipelines, vips, pools, plugins, announcers []*hcl.Block
+	var pipelines, plugins, announcers []*hcl.Block
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "variable":
@@ -190,13 +203,21 @@ func (l *loader) load() {
 		case "pipeline":
 			pipelines = append(pipelines, b)
 		case "vip":
-			vips = append(vips, b)
+			l.vips = append(l.vips, b)
 		case "pool":
-			pools = append(pools, b)
+			l.pools = append(l.pools, b)
 		case "plugin":
 			plugins = append(plugins, b)
 		case "announce":
 			announcers = append(announcers, b)
+		}
+	}
+	for _, f := range frags {
+		vips, pools := l.fragmentBlocks(f)
+		l.vips = append(l.vips, vips...)
+		l.pools = append(l.pools, pools...)
+		if b, ok := f.Body.(*hclsyntax.Body); ok {
+			l.native = append(l.native, b)
 		}
 	}
 	l.checkReferences()
@@ -207,7 +228,7 @@ func (l *loader) load() {
 
 	l.decodeHashSeed(content.Attributes["hash_seed"])
 	l.decodePipeline(pipelines)
-	l.decodeService(vips, pools, announcers)
+	l.decodeService(l.vips, l.pools, announcers)
 	l.decodePlugins(plugins)
 	l.decodeAnnouncers(announcers, plugins)
 	l.markUncheckable()
@@ -280,16 +301,20 @@ func failedBefore(d *hcl.Diagnostic, diags hcl.Diagnostics, errs *[]*hcl.Diagnos
 	return false
 }
 
-// spans are disjoint source ranges of one file, sorted by start.
+// spans are disjoint source ranges, sorted by file and start.
 type spans []hcl.Range
 
 func sortSpans(s spans) {
-	slices.SortFunc(s, func(a, b hcl.Range) int { return cmp.Compare(a.Start.Byte, b.Start.Byte) })
+	slices.SortFunc(s, func(a, b hcl.Range) int {
+		return cmp.Or(strings.Compare(a.Filename, b.Filename), cmp.Compare(a.Start.Byte, b.Start.Byte))
+	})
 }
 
 // containing returns the index of the span that contains r, or -1.
 func (s spans) containing(r hcl.Range) int {
-	i, found := slices.BinarySearchFunc(s, r.Start.Byte, func(x hcl.Range, b int) int { return cmp.Compare(x.Start.Byte, b) })
+	i, found := slices.BinarySearchFunc(s, r, func(x, r hcl.Range) int {
+		return cmp.Or(strings.Compare(x.Filename, r.Filename), cmp.Compare(x.Start.Byte, r.Start.Byte))
+	})
 	if !found {
 		i--
 	}

@@ -175,27 +175,27 @@ func (l *loader) plugin(b *hcl.Block, pb pluginBody) (Plugin, bool) {
 // announce blocks of VIPs that have an error of their own (see
 // File.Checkable). It runs once every diagnostic is in.
 func (l *loader) markUncheckable() {
-	for _, outer := range l.body.Blocks {
-		inner := map[string]string{"pool": "health_check", "vip": "announce"}[outer.Type]
-		if inner == "" {
-			continue
-		}
-		for _, b := range outer.Body.Blocks {
-			if b.Type == inner && l.failedIn(b.DefRange(), b.Body) {
-				if l.out.uncheckable == nil {
-					l.out.uncheckable = map[pipeline.Range]bool{}
+	mark := func(outer []*hcl.Block, inner string, schema *hcl.BodySchema) {
+		for _, o := range outer {
+			for _, b := range blocksOf(o.Body, inner, schema) {
+				if l.failedIn(b.DefRange, b.Body) {
+					if l.out.uncheckable == nil {
+						l.out.uncheckable = map[pipeline.Range]bool{}
+					}
+					l.out.uncheckable[toRange(b.DefRange)] = true
 				}
-				l.out.uncheckable[toRange(b.DefRange())] = true
 			}
 		}
 	}
+	mark(l.pools, "health_check", poolSchema)
+	mark(l.vips, "announce", vipSchema)
 }
 
 // failedIn reports whether the block with header def and body has an
 // error, reported or dropped as the echo of one reported elsewhere (an
 // expression referring to a variable that failed).
 func (l *loader) failedIn(def hcl.Range, body hcl.Body) bool {
-	whole := hcl.RangeBetween(def, body.(*hclsyntax.Body).SrcRange)
+	whole := blockRange(def, body)
 	for _, d := range l.diags {
 		if d.Severity == hcl.DiagError && d.Subject != nil && contains(whole, *d.Subject) {
 			return true
@@ -238,9 +238,11 @@ func nestedRanges(body hcl.Body, ranges map[string]pipeline.Range) {
 		expr hclsyntax.Expression
 	}
 	var stack []item
-	for name, a := range body.(*hclsyntax.Body).Attributes {
-		stack = append(stack, item{name, a.Expr})
-	}
+	eachAttr(body, func(name string, _ hcl.Range, expr hcl.Expression) {
+		if e, ok := expr.(hclsyntax.Expression); ok {
+			stack = append(stack, item{name, e})
+		}
+	})
 	for len(stack) > 0 {
 		it := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]

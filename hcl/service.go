@@ -124,10 +124,7 @@ func (l *loader) decodeService(vips, pools, announcers []*hcl.Block) {
 // announcer is control.Config.Validate's check.
 func (l *loader) vipAnnounce(vip string, body hcl.Body, announcers []string) []control.Announce {
 	var out []control.Announce
-	for _, b := range body.(*hclsyntax.Body).Blocks {
-		if b.Type != "announce" || len(b.Labels) != 1 {
-			continue
-		}
+	for _, b := range blocksOf(body, "announce", vipSchema) {
 		name := b.Labels[0]
 		if !slices.Contains(announcers, name) {
 			declared := "no route announcer is declared; declare one with a top-level announce block"
@@ -141,7 +138,7 @@ func (l *loader) vipAnnounce(vip string, body hcl.Body, announcers []string) []c
 		attrs := attrRanges(b.Body)
 		nestedRanges(b.Body, attrs)
 		out = append(out, control.Announce{Announcer: name, Params: l.constants(b.Body),
-			Range: toRange(b.DefRange()), AttrRange: attrs})
+			Range: toRange(b.DefRange), AttrRange: attrs})
 	}
 	return out
 }
@@ -160,14 +157,14 @@ func (l *loader) decodeHealthCheck(b *hcl.Block) control.HealthCheck {
 	l.add(gohcl.DecodeBody(b.Body, l.ctx, &hb))
 	hc := control.HealthCheck{Method: b.Labels[0], Rise: hb.Rise, Fall: hb.Fall,
 		Range: toRange(b.DefRange), AttrRange: attrRanges(b.Body)}
-	attrs := b.Body.(*hclsyntax.Body).Attributes
 	duration := func(name, s string) time.Duration {
 		if s == "" {
 			return 0
 		}
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
-			l.errorf(attrs[name].Expr.Range(), "Invalid duration",
+			expr, _, _ := attr(b.Body, name)
+			l.errorf(expr.Range(), "Invalid duration",
 				"%s must be a positive duration such as \"2s\" or \"500ms\", not %q.", name, s)
 		}
 		return d
@@ -176,7 +173,8 @@ func (l *loader) decodeHealthCheck(b *hcl.Block) control.HealthCheck {
 	hc.Timeout = duration("timeout", hb.Timeout)
 	if hb.Port != nil {
 		if *hb.Port < 1 || *hb.Port > 65535 {
-			l.errorf(attrs["port"].Expr.Range(), "Invalid port", "port must be a number from 1 to 65535, not %d.", *hb.Port)
+			expr, _, _ := attr(b.Body, "port")
+			l.errorf(expr.Range(), "Invalid port", "port must be a number from 1 to 65535, not %d.", *hb.Port)
 		}
 		hc.Port = uint16(*hb.Port)
 	}
@@ -198,10 +196,8 @@ func (l *loader) decodeBody(body hcl.Body, fields map[string]any, what string, s
 			diags = append(diags, gohcl.DecodeExpression(a.Expr, l.ctx, p)...)
 		}
 	}
-	attrs := make(spans, 0, len(body.(*hclsyntax.Body).Attributes))
-	for _, a := range body.(*hclsyntax.Body).Attributes {
-		attrs = append(attrs, a.SrcRange)
-	}
+	var attrs spans
+	eachAttr(body, func(_ string, r hcl.Range, _ hcl.Expression) { attrs = append(attrs, r) })
 	sortSpans(attrs)
 	for _, d := range diags {
 		if d.Severity == hcl.DiagError && d.Subject != nil {
@@ -216,22 +212,22 @@ func (l *loader) decodeBody(body hcl.Body, fields map[string]any, what string, s
 // address parses the address attribute of body, whose value is s, unless
 // it is unset or already reported.
 func (l *loader) address(body hcl.Body, s string, reported map[pipeline.Range]bool) netip.Addr {
-	a, ok := body.(*hclsyntax.Body).Attributes["address"]
-	if !ok || reported[toRange(a.SrcRange)] {
+	expr, whole, ok := attr(body, "address")
+	if !ok || reported[toRange(whole)] {
 		return netip.Addr{}
 	}
 	addr, err := netip.ParseAddr(s)
 	switch {
 	case err != nil:
-		l.errorf(a.Expr.Range(), "Invalid address",
+		l.errorf(expr.Range(), "Invalid address",
 			"%q is not an IP address; write an IPv4 or IPv6 address such as \"192.0.2.10\" or \"2001:db8::10\", without a prefix length or port.", s)
 	case addr.Zone() != "":
-		l.errorf(a.Expr.Range(), "Invalid address",
+		l.errorf(expr.Range(), "Invalid address",
 			"%q has an IPv6 zone; write the address without %%%s.", s, addr.Zone())
 	default:
 		return addr.Unmap()
 	}
-	reported[toRange(a.SrcRange)] = true
+	reported[toRange(whole)] = true
 	return netip.Addr{}
 }
 
@@ -242,7 +238,7 @@ func (l *loader) address(body hcl.Body, s string, reported map[pipeline.Range]bo
 // []uint16 is quadratic in go-cty). Port 0 fits: what it means is
 // control.Config.Validate's to say, at the same range.
 func (l *loader) ports(vip string, body hcl.Body) ([]uint16, []pipeline.Range) {
-	a, ok := body.(*hclsyntax.Body).Attributes["ports"]
+	expr, _, ok := attr(body, "ports")
 	if !ok {
 		return nil, nil
 	}
@@ -251,7 +247,7 @@ func (l *loader) ports(vip string, body hcl.Body) ([]uint16, []pipeline.Range) {
 		r hcl.Range
 	}
 	var items []item
-	if tup, ok := a.Expr.(*hclsyntax.TupleConsExpr); ok {
+	if tup, ok := expr.(*hclsyntax.TupleConsExpr); ok {
 		items = make([]item, 0, len(tup.Exprs))
 		for _, e := range tup.Exprs {
 			v, diags := e.Value(l.ctx)
@@ -260,8 +256,8 @@ func (l *loader) ports(vip string, body hcl.Body) ([]uint16, []pipeline.Range) {
 			}
 		}
 	} else {
-		v, diags := a.Expr.Value(l.ctx)
-		r := a.Expr.Range()
+		v, diags := expr.Value(l.ctx)
+		r := expr.Range()
 		switch {
 		case !l.add(diags) || !v.IsKnown() || v.IsNull():
 			// Reported, an echo of a failed reference, or unset.
@@ -353,11 +349,8 @@ func takes(schema *hcl.BodySchema) string {
 }
 
 func attrRanges(body hcl.Body) map[string]pipeline.Range {
-	attrs := body.(*hclsyntax.Body).Attributes
-	m := make(map[string]pipeline.Range, len(attrs))
-	for name, a := range attrs {
-		m[name] = toRange(a.SrcRange)
-	}
+	m := map[string]pipeline.Range{}
+	eachAttr(body, func(name string, r hcl.Range, _ hcl.Expression) { m[name] = toRange(r) })
 	return m
 }
 

@@ -1,0 +1,267 @@
+package hcl
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	hcljson "github.com/hashicorp/hcl/v2/json"
+)
+
+// A Fragment is a source text that contributes service blocks to a
+// configuration: a file a config source watches, or the value of an etcd
+// key. Its Name is how diagnostics name it (a path, or "etcd:/prefix/key"),
+// so it must be unique among a load's sources.
+type Fragment struct {
+	Name string
+	Src  []byte
+	// JSON selects HCL's JSON syntax; a Name ending in .json (such as
+	// web.hcl.json) selects it too. Otherwise the text is native syntax.
+	JSON bool
+}
+
+// isJSON reports whether fr is written in HCL's JSON syntax.
+func (fr Fragment) isJSON() bool { return fr.JSON || strings.HasSuffix(fr.Name, ".json") }
+
+// LoadSources loads a configuration from a main file (src, named
+// filename, as Load takes it) and the fragments of any number of config
+// sources, into one File. The main file holds everything a fragment may
+// not: the pipeline, hash_seed, variables, locals, plugins and route
+// announcers. A fragment holds vip and pool blocks only (with their
+// backends, health checks and VIP announce parameters), sees the main
+// file's variables and locals, and is checked with the rest as one
+// configuration: a pool may be in another fragment than its VIP, and a
+// name declared twice is reported at the second place, naming the first.
+// MaxFileSize bounds each text and all of them together, MaxNesting each.
+func LoadSources(filename string, src []byte, frags []Fragment, opts Options) (*File, hcl.Diagnostics) {
+	return load(filename, src, frags, opts)
+}
+
+// fragmentSchema is what a fragment may hold, for "Unsupported block type"
+// details; the rest of rootSchema is refused by name (refuseInFragment).
+var fragmentSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "vip", LabelNames: []string{"name"}},
+		{Type: "pool", LabelNames: []string{"name"}},
+	},
+}
+
+// parseSources parses the fragments after the main file: each within the
+// limits, and all of them with the main file within MaxFileSize. A
+// fragment that is not parsed (over a limit, or named as another source
+// is) is reported and left out.
+func (l *loader) parseSources() []*hcl.File {
+	total := len(l.src)
+	var out []*hcl.File
+	for _, fr := range l.frags {
+		if _, dup := l.out.files[fr.Name]; dup || fr.Name == l.filename {
+			l.diags = append(l.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Duplicate configuration source",
+				Detail:   fmt.Sprintf("Two sources are named %q; each file or key must be loaded once.", fr.Name),
+			})
+			continue
+		}
+		f := &hcl.File{Body: hcl.EmptyBody(), Bytes: fr.Src}
+		l.out.files[fr.Name] = f
+		if total+len(fr.Src) > MaxFileSize && len(fr.Src) <= MaxFileSize {
+			l.errorf(bytePos(fr.Src, fr.Name, hcl.InitialPos, max(MaxFileSize-total, 0)), "Configuration too large",
+				"The configuration's sources together are larger than the limit of %d bytes (%d MiB) that keeps loading them within bounded time and memory; this source crosses it. Remove sources, or generate less configuration.",
+				MaxFileSize, MaxFileSize>>20)
+			continue
+		}
+		total += len(fr.Src)
+		var diags hcl.Diagnostics
+		var parsed *hcl.File
+		if fr.isJSON() {
+			if diags = checkJSONLimits(fr.Src, fr.Name); !diags.HasErrors() {
+				parsed, diags = hcljson.Parse(fr.Src, fr.Name)
+			}
+		} else {
+			parsed, diags = parseConfig(fr.Src, fr.Name)
+		}
+		l.diags = append(l.diags, diags...)
+		if parsed != nil {
+			l.out.files[fr.Name] = parsed
+			out = append(out, parsed)
+		}
+	}
+	return out
+}
+
+// fragmentBlocks returns the vip and pool blocks of a parsed fragment and
+// refuses, where it stands, everything else.
+func (l *loader) fragmentBlocks(f *hcl.File) (vips, pools []*hcl.Block) {
+	content, diags := f.Body.Content(rootSchema)
+	for _, d := range diags {
+		if d.Summary == "Unsupported argument" || d.Summary == "Unsupported block type" {
+			d.Detail = sentence(d.Detail) + " A config source's fragment" + takes(fragmentSchema)
+		}
+	}
+	l.diags = append(l.diags, diags...)
+	for name, a := range content.Attributes {
+		l.errorf(a.NameRange, "Not allowed in a config source",
+			"%s belongs in the main configuration file, %s: a config source's fragments hold only vip and pool blocks.", name, l.filename)
+	}
+	for _, b := range content.Blocks {
+		switch b.Type {
+		case "vip":
+			vips = append(vips, b)
+		case "pool":
+			pools = append(pools, b)
+		default:
+			l.errorf(b.DefRange, "Not allowed in a config source",
+				"A %s block belongs in the main configuration file, %s: a config source's fragments hold only vip and pool blocks, and see the main file's variables and locals.", b.Type, l.filename)
+		}
+	}
+	return vips, pools
+}
+
+// checkJSONLimits is checkLimits for HCL's JSON syntax: hcl/v2/json's
+// parser recurses once per level of arrays and objects, and a string is an
+// HCL template, parsed by hclsyntax when it is evaluated, so the nesting of
+// a string that interpolates counts on top of the string's own depth.
+func checkJSONLimits(src []byte, filename string) hcl.Diagnostics {
+	if len(src) > MaxFileSize {
+		return checkLimits(src, filename, hcl.InitialPos)
+	}
+	depth := 0
+	for i := 0; i < len(src); i++ {
+		switch src[i] {
+		case '{', '[':
+			depth++
+			if depth > MaxNesting {
+				return tooDeep(bytePos(src, filename, hcl.InitialPos, i))
+			}
+		case '}', ']':
+			depth--
+		case '"':
+			end := i + 1
+			for end < len(src) && src[end] != '"' {
+				if src[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			end = min(end, len(src)-1)
+			if d := templateDepth(src[i : end+1]); depth+d > MaxNesting {
+				return tooDeep(bytePos(src, filename, hcl.InitialPos, i))
+			}
+			i = end
+		}
+	}
+	return nil
+}
+
+// templateDepth bounds the nesting of the template a JSON string literal
+// holds; 0 when it does not interpolate.
+func templateDepth(lit []byte) int {
+	var s string
+	if !bytes.Contains(lit, []byte("{")) && !bytes.Contains(lit, []byte(`\u`)) || json.Unmarshal(lit, &s) != nil {
+		return 0
+	}
+	if !strings.Contains(s, "${") && !strings.Contains(s, "%{") {
+		return 0
+	}
+	tokens, _ := hclsyntax.LexTemplate([]byte(s), "", hcl.InitialPos)
+	var n nesting
+	deepest := 0
+	for i := range tokens {
+		deepest = max(deepest, n.next(tokens[i].Type, tokens[i].Bytes))
+	}
+	return deepest
+}
+
+// tooDeep is the diagnostic for nesting deeper than MaxNesting at r.
+func tooDeep(r hcl.Range) hcl.Diagnostics {
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  "Expression nested too deeply",
+		Detail: fmt.Sprintf("The nesting here goes deeper than %d levels (brackets, quotes, interpolations, template directives and chains of operators each add one), too deep to parse safely; split the expression into locals.",
+			MaxNesting),
+		Subject: r.Ptr(),
+	}}
+}
+
+// attr returns the expression and whole range of body's attribute name,
+// and whether it is set. Native syntax keeps its attributes; a JSON body's
+// properties are attributes or blocks as a schema reads them.
+func attr(body hcl.Body, name string) (hcl.Expression, hcl.Range, bool) {
+	if b, ok := body.(*hclsyntax.Body); ok {
+		if a, ok := b.Attributes[name]; ok {
+			return a.Expr, a.SrcRange, true
+		}
+		return nil, hcl.Range{}, false
+	}
+	content, _, _ := body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: name}}})
+	if a, ok := content.Attributes[name]; ok {
+		return a.Expr, a.Range, true
+	}
+	return nil, hcl.Range{}, false
+}
+
+// eachAttr calls f with every attribute of body (in JSON syntax, every
+// property), its whole range and its expression.
+func eachAttr(body hcl.Body, f func(name string, r hcl.Range, expr hcl.Expression)) {
+	if b, ok := body.(*hclsyntax.Body); ok {
+		for name, a := range b.Attributes {
+			f(name, a.SrcRange, a.Expr)
+		}
+		return
+	}
+	attrs, _ := body.JustAttributes()
+	for name, a := range attrs {
+		f(name, a.Range, a.Expr)
+	}
+}
+
+// blocksOf returns body's blocks of type typ, well-formed as schema (which
+// lists typ) says.
+func blocksOf(body hcl.Body, typ string, schema *hcl.BodySchema) []*hcl.Block {
+	var out []*hcl.Block
+	if b, ok := body.(*hclsyntax.Body); ok {
+		labels := 0
+		for _, s := range schema.Blocks {
+			if s.Type == typ {
+				labels = len(s.LabelNames)
+			}
+		}
+		for _, bb := range b.Blocks {
+			if bb.Type == typ && len(bb.Labels) == labels {
+				out = append(out, bb.AsHCLBlock())
+			}
+		}
+		return out
+	}
+	content, _, _ := body.PartialContent(schema)
+	for _, bb := range content.Blocks {
+		if bb.Type == typ {
+			out = append(out, bb)
+		}
+	}
+	return out
+}
+
+// blockRange returns the whole range of a block with header def and body.
+func blockRange(def hcl.Range, body hcl.Body) hcl.Range {
+	if b, ok := body.(*hclsyntax.Body); ok {
+		return hcl.RangeBetween(def, b.SrcRange)
+	}
+	whole := def
+	eachAttr(body, func(_ string, r hcl.Range, _ hcl.Expression) {
+		if r.Filename == whole.Filename && r.End.Byte > whole.End.Byte {
+			whole = hcl.RangeBetween(whole, r)
+		}
+	})
+	return whole
+}
+
+// visitAll walks every body as hclsyntax.VisitAll walks one.
+func visitAll(bodies []*hclsyntax.Body, f hclsyntax.VisitFunc) {
+	for _, b := range bodies {
+		hclsyntax.VisitAll(b, f)
+	}
+}
