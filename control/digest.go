@@ -108,6 +108,16 @@ func tableDigest(seed uint64, m uint32, up []tableInput, idx []uint32) string {
 	return e.sum()
 }
 
+// byName returns pointers to s's elements, sorted by name.
+func byName[T any](s []T, name func(*T) string) []*T {
+	out := make([]*T, len(s))
+	for i := range s {
+		out[i] = &s[i]
+	}
+	slices.SortFunc(out, func(a, b *T) int { return strings.Compare(name(a), name(b)) })
+	return out
+}
+
 // Digest returns the digest of the service configuration: what it means,
 // not how it is written. Blocks, backends, ports, included pools, health
 // checks and announce blocks are taken in a canonical order, plugin
@@ -116,11 +126,7 @@ func tableDigest(seed uint64, m uint32, up []tableInput, idx []uint32) string {
 func (c *Config) Digest() string {
 	e := newEncoder("xlb-config-v1")
 	e.uint(c.HashSeed)
-	vips := make([]*VIP, len(c.VIPs))
-	for i := range c.VIPs {
-		vips[i] = &c.VIPs[i]
-	}
-	slices.SortFunc(vips, func(a, b *VIP) int { return strings.Compare(a.Name, b.Name) })
+	vips := byName(c.VIPs, func(v *VIP) string { return v.Name })
 	e.uint(uint64(len(vips)))
 	for _, v := range vips {
 		e.str(v.Name)
@@ -141,19 +147,11 @@ func (c *Config) Digest() string {
 			e.str(string(as[i].ParamsJSON()))
 		}
 	}
-	pools := make([]*Pool, len(c.Pools))
-	for i := range c.Pools {
-		pools[i] = &c.Pools[i]
-	}
-	slices.SortFunc(pools, func(a, b *Pool) int { return strings.Compare(a.Name, b.Name) })
+	pools := byName(c.Pools, func(p *Pool) string { return p.Name })
 	e.uint(uint64(len(pools)))
 	for _, p := range pools {
 		e.str(p.Name)
-		bs := make([]*Backend, len(p.Backends))
-		for i := range p.Backends {
-			bs[i] = &p.Backends[i]
-		}
-		slices.SortFunc(bs, func(a, b *Backend) int { return strings.Compare(a.Name, b.Name) })
+		bs := byName(p.Backends, func(b *Backend) string { return b.Name })
 		e.uint(uint64(len(bs)))
 		for _, b := range bs {
 			e.str(b.Name)
