@@ -4,16 +4,22 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	pluginpb "github.com/xlbproject/xlb/plugins/proto"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // ConfigSource supplies configuration documents (a watched file, an etcd
 // prefix). Watch calls send with the complete current set at once and
 // again after every change, until ctx ends or send fails; updates are
-// level-triggered, so a document missing from one has been deleted.
+// level-triggered, so a document missing from one has been deleted. The
+// host may call Watch again after cancelling a call, to have everything
+// read anew (on SIGHUP). A source that a fleet shares also implements
+// Publisher.
 type ConfigSource interface {
 	Watch(ctx context.Context, send func(ConfigUpdate) error) error
 }
@@ -22,6 +28,67 @@ type ConfigSource interface {
 type ConfigUpdate struct {
 	Revision  string // opaque (file mtime, etcd revision), for logs
 	Documents []Document
+	// Unavailable, when set, says why the source cannot read its store
+	// now (etcd unreachable); Documents is then empty and the host keeps
+	// the last ones it had. The next update without it carries the
+	// complete set again.
+	Unavailable string
+}
+
+// Publisher is implemented by a config source that a fleet of nodes
+// shares (etcd): it carries each node's applied state to the others.
+type Publisher interface {
+	// Publish stores this node's state where the other nodes read it,
+	// replacing what it published before. The store forgets it when the
+	// node stops (etcd: a key held by a lease).
+	Publish(ctx context.Context, s NodeStatus) error
+	// WatchPeers calls send with every node's state, this node's
+	// included, at once and after every change, until ctx ends or send
+	// fails; updates are level-triggered as ConfigUpdate is.
+	WatchPeers(ctx context.Context, send func(PeersUpdate) error) error
+}
+
+// ErrNotPublisher is returned by ConfigSourceClient's Publish and
+// WatchPeers when the plugin does not implement Publisher.
+var ErrNotPublisher = errors.New("the config source does not publish node states")
+
+// PeersUpdate is every node's published state.
+type PeersUpdate struct {
+	Nodes []NodeStatus
+	// Unavailable, when set, says why the states cannot be read now;
+	// Nodes is then empty.
+	Unavailable string
+}
+
+// NodeStatus is what one node applied: enough for the other nodes to
+// check that the same inputs gave it the same tables. Its JSON form is
+// what a source stores (etcdctl get shows it), so the names are stable.
+type NodeStatus struct {
+	Node string `json:"node"` // unique in the fleet (xlbd run -node)
+	// Revision is the source revision of the documents the applied
+	// configuration was built from, and SourcesDigest their digest (names
+	// and contents): nodes that read the same documents compare digests,
+	// whatever revision each read them at.
+	Revision      string      `json:"revision"`
+	SourcesDigest string      `json:"sources_digest"`
+	Generation    uint64      `json:"generation"` // node-local, for people
+	ConfigDigest  string      `json:"config_digest"`
+	VIPs          []VIPDigest `json:"vips"`
+	// RejectedRevision and Rejected are the latest change the node
+	// refused, when newer than the applied one, and its diagnostics.
+	RejectedRevision string    `json:"rejected_revision,omitempty"`
+	Rejected         string    `json:"rejected,omitempty"`
+	Updated          time.Time `json:"updated"`
+}
+
+// VIPDigest is one VIP's table digest, and the digest of the backends
+// (names and weights of those in service) it was built from: nodes that
+// see different backends healthy rightly build different tables, so only
+// tables built from equal backends are compared.
+type VIPDigest struct {
+	Name     string `json:"name"`
+	Table    string `json:"table"`
+	Backends string `json:"backends"`
 }
 
 // Document is one configuration document.
@@ -67,12 +134,63 @@ func (s *configSourceServer) Configure(_ context.Context, req *pluginpb.Configur
 
 func (s *configSourceServer) Watch(_ *pluginpb.WatchRequest, stream grpc.ServerStreamingServer[pluginpb.ConfigUpdate]) error {
 	return s.impl.Watch(stream.Context(), func(u ConfigUpdate) error {
-		m := &pluginpb.ConfigUpdate{Revision: u.Revision}
+		m := &pluginpb.ConfigUpdate{Revision: u.Revision, Unavailable: u.Unavailable}
 		for _, d := range u.Documents {
 			m.Documents = append(m.Documents, &pluginpb.Document{Name: d.Name, Format: d.Format, Content: d.Content})
 		}
 		return stream.Send(m)
 	})
+}
+
+func (s *configSourceServer) Publish(ctx context.Context, req *pluginpb.PublishRequest) (*pluginpb.PublishResponse, error) {
+	p, ok := s.impl.(Publisher)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, ErrNotPublisher.Error())
+	}
+	if err := p.Publish(ctx, nodeStatusFromPB(req.GetStatus())); err != nil {
+		return nil, err
+	}
+	return &pluginpb.PublishResponse{}, nil
+}
+
+func (s *configSourceServer) Peers(_ *pluginpb.PeersRequest, stream grpc.ServerStreamingServer[pluginpb.PeersUpdate]) error {
+	p, ok := s.impl.(Publisher)
+	if !ok {
+		return status.Error(codes.Unimplemented, ErrNotPublisher.Error())
+	}
+	return p.WatchPeers(stream.Context(), func(u PeersUpdate) error {
+		m := &pluginpb.PeersUpdate{Unavailable: u.Unavailable}
+		for _, n := range u.Nodes {
+			m.Nodes = append(m.Nodes, nodeStatusToPB(n))
+		}
+		return stream.Send(m)
+	})
+}
+
+func nodeStatusToPB(n NodeStatus) *pluginpb.NodeStatus {
+	m := &pluginpb.NodeStatus{Node: n.Node, Revision: n.Revision, SourcesDigest: n.SourcesDigest,
+		Generation: n.Generation, ConfigDigest: n.ConfigDigest, RejectedRevision: n.RejectedRevision,
+		Rejected: n.Rejected}
+	if !n.Updated.IsZero() {
+		m.UpdatedUnixNano = n.Updated.UnixNano()
+	}
+	for _, v := range n.VIPs {
+		m.Vips = append(m.Vips, &pluginpb.VIPDigest{Name: v.Name, Table: v.Table, Backends: v.Backends})
+	}
+	return m
+}
+
+func nodeStatusFromPB(m *pluginpb.NodeStatus) NodeStatus {
+	n := NodeStatus{Node: m.GetNode(), Revision: m.GetRevision(), SourcesDigest: m.GetSourcesDigest(),
+		Generation: m.GetGeneration(), ConfigDigest: m.GetConfigDigest(), RejectedRevision: m.GetRejectedRevision(),
+		Rejected: m.GetRejected()}
+	if t := m.GetUpdatedUnixNano(); t != 0 {
+		n.Updated = time.Unix(0, t).UTC()
+	}
+	for _, v := range m.GetVips() {
+		n.VIPs = append(n.VIPs, VIPDigest{Name: v.GetName(), Table: v.GetTable(), Backends: v.GetBackends()})
+	}
+	return n
 }
 
 // ConfigSourceClient is the host's handle on a config-source plugin.
@@ -109,7 +227,7 @@ func (c *ConfigSourceClient) Watch(ctx context.Context, send func(ConfigUpdate) 
 		if err != nil {
 			return err
 		}
-		u := ConfigUpdate{Revision: m.GetRevision()}
+		u := ConfigUpdate{Revision: m.GetRevision(), Unavailable: m.GetUnavailable()}
 		for _, d := range m.GetDocuments() {
 			u.Documents = append(u.Documents, Document{Name: d.GetName(), Format: d.GetFormat(), Content: d.GetContent()})
 		}
@@ -119,7 +237,50 @@ func (c *ConfigSourceClient) Watch(ctx context.Context, send func(ConfigUpdate) 
 	}
 }
 
+// Publish stores this node's state through the plugin; ErrNotPublisher
+// when the plugin does not implement Publisher.
+func (c *ConfigSourceClient) Publish(ctx context.Context, s NodeStatus) error {
+	_, err := c.c.Publish(ctx, &pluginpb.PublishRequest{Status: nodeStatusToPB(s)})
+	return notPublisher(err)
+}
+
+// WatchPeers calls send with each peers update the plugin streams, as
+// Watch does with documents; ErrNotPublisher when the plugin does not
+// implement Publisher.
+func (c *ConfigSourceClient) WatchPeers(ctx context.Context, send func(PeersUpdate) error) error {
+	stream, err := c.c.Peers(ctx, &pluginpb.PeersRequest{})
+	if err != nil {
+		return notPublisher(err)
+	}
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) || (err != nil && ctx.Err() != nil) {
+			return nil
+		}
+		if err != nil {
+			return notPublisher(err)
+		}
+		u := PeersUpdate{Unavailable: m.GetUnavailable()}
+		for _, n := range m.GetNodes() {
+			u.Nodes = append(u.Nodes, nodeStatusFromPB(n))
+		}
+		if err := send(u); err != nil {
+			return err
+		}
+	}
+}
+
+// notPublisher turns the UNIMPLEMENTED of a plugin without Publisher into
+// ErrNotPublisher.
+func notPublisher(err error) error {
+	if status.Code(err) == codes.Unimplemented {
+		return ErrNotPublisher
+	}
+	return err
+}
+
 var (
 	_ plugin.GRPCPlugin = (*ConfigSourcePlugin)(nil)
 	_ ConfigSource      = (*ConfigSourceClient)(nil)
+	_ Publisher         = (*ConfigSourceClient)(nil)
 )

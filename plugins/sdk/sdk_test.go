@@ -324,6 +324,7 @@ func TestConfigSourceWatch(t *testing.T) {
 			{Name: "a.hcl", Format: "hcl", Content: []byte(`vip "web" {}`)},
 			{Name: "b.json", Format: "json", Content: []byte(`{}`)},
 		}},
+		{Revision: "2", Unavailable: "etcd: context deadline exceeded"},
 	}
 	c := dispense(t, KindConfigSource, &ConfigSourcePlugin{Impl: plainSource{updates}}).(*ConfigSourceClient)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -354,6 +355,69 @@ func TestConfigSourceWatch(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, updates) {
 		t.Errorf("Watch received %+v\nwant %+v", got, updates)
+	}
+}
+
+// fleetSource is a source that publishes node states: Publish keeps the
+// last state, WatchPeers sends it back.
+type fleetSource struct {
+	plainSource
+	published chan NodeStatus
+}
+
+func (s *fleetSource) Publish(_ context.Context, n NodeStatus) error {
+	s.published <- n
+	return nil
+}
+
+func (s *fleetSource) WatchPeers(ctx context.Context, send func(PeersUpdate) error) error {
+	if err := send(PeersUpdate{Unavailable: "not yet"}); err != nil {
+		return err
+	}
+	select {
+	case n := <-s.published:
+		if err := send(PeersUpdate{Nodes: []NodeStatus{n}}); err != nil {
+			return err
+		}
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func TestConfigSourcePublisher(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	plain := dispense(t, KindConfigSource, &ConfigSourcePlugin{Impl: plainSource{}}).(*ConfigSourceClient)
+	if err := plain.Publish(ctx, NodeStatus{Node: "a"}); !errors.Is(err, ErrNotPublisher) {
+		t.Errorf("Publish to a source without Publisher: %v, want ErrNotPublisher", err)
+	}
+	if err := plain.WatchPeers(ctx, func(PeersUpdate) error { return nil }); !errors.Is(err, ErrNotPublisher) {
+		t.Errorf("WatchPeers of a source without Publisher: %v, want ErrNotPublisher", err)
+	}
+
+	c := dispense(t, KindConfigSource, &ConfigSourcePlugin{Impl: &fleetSource{published: make(chan NodeStatus, 1)}}).(*ConfigSourceClient)
+	want := NodeStatus{Node: "lb1", Revision: "42", SourcesDigest: "s", Generation: 7, ConfigDigest: "c",
+		VIPs:             []VIPDigest{{Name: "web", Table: "t", Backends: "b"}},
+		RejectedRevision: "43", Rejected: "etcd:/xlb/web:3,5: bad", Updated: time.Unix(1700000000, 5).UTC()}
+	var got []PeersUpdate
+	errStop := errors.New("stop")
+	err := c.WatchPeers(ctx, func(u PeersUpdate) error {
+		got = append(got, u)
+		if len(got) == 1 {
+			if err := c.Publish(ctx, want); err != nil {
+				t.Errorf("Publish: %v", err)
+			}
+			return nil
+		}
+		return errStop
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("WatchPeers ended with %v, want the send function's error", err)
+	}
+	wantUpdates := []PeersUpdate{{Unavailable: "not yet"}, {Nodes: []NodeStatus{want}}}
+	if !reflect.DeepEqual(got, wantUpdates) {
+		t.Errorf("WatchPeers received %+v\nwant %+v", got, wantUpdates)
 	}
 }
 
