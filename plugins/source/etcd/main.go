@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/xlbproject/xlb/plugins/sdk"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -155,6 +156,27 @@ func (s *session) client() (*clientv3.Client, error) {
 	}
 	s.cli = cli
 	return cli, nil
+}
+
+// check makes the next client call make a new client after a failure,
+// when the client authenticates (username and password): etcd forgets its
+// simple tokens when it restarts, and the client, asking for a new one,
+// sends the stale one along, which etcd 3.4 refuses, even for that
+// request, until the caller's deadline: a client that has been through a
+// restart can stay locked out, with only a timeout to show for it. A new
+// client authenticates afresh.
+func (s *session) check(err error) {
+	if s.set.Username == "" && !errors.Is(rpctypes.Error(err), rpctypes.ErrInvalidAuthToken) {
+		return
+	}
+	s.mu.Lock()
+	cli := s.cli
+	s.cli = nil
+	s.mu.Unlock()
+	if cli != nil {
+		s.log.Debug("connecting to etcd anew, to authenticate afresh", "error", errorText(err))
+		cli.Close()
+	}
 }
 
 // close ends the session: its publisher revokes its lease (best effort),

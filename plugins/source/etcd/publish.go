@@ -169,6 +169,7 @@ func (p *publisher) run() {
 func (p *publisher) store(ctx context.Context, l *leaseState, seq uint64, key string, value []byte) error {
 	err := p.put(ctx, l, key, value)
 	if err != nil {
+		p.sess.check(err)
 		if !l.failed {
 			p.sess.log.Warn("cannot store this node's state: trying again", "key", key, "error", errorText(err))
 		}

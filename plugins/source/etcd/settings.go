@@ -102,18 +102,18 @@ func parseSettings(js []byte) (*settings, error) {
 	s := &settings{StatusPrefix: defaultStatusPrefix, LeaseTTL: defaultLeaseTTL, DialTimeout: defaultDialTimeout}
 	scheme := e.endpoints(r.Endpoints)
 	s.Endpoints = r.Endpoints
+	ok := false
 	if r.Prefix == nil {
 		e.add("", `the attribute "prefix" is required`)
 	} else {
 		s.Prefix = *r.Prefix
-		e.prefix("prefix", s.Prefix)
+		ok = e.prefix("prefix", s.Prefix)
 	}
-	ok := true
 	if r.StatusPrefix != nil {
 		s.StatusPrefix = *r.StatusPrefix
-		ok = e.prefix("status_prefix", s.StatusPrefix)
+		ok = e.prefix("status_prefix", s.StatusPrefix) && ok
 	}
-	if ok && r.Prefix != nil && (strings.HasPrefix(s.StatusPrefix, s.Prefix) || strings.HasPrefix(s.Prefix, s.StatusPrefix)) {
+	if ok && (strings.HasPrefix(s.StatusPrefix, s.Prefix) || strings.HasPrefix(s.Prefix, s.StatusPrefix)) {
 		e.add("status_prefix", "%q overlaps prefix %q: nodes' states would be read as configuration, or configuration as states", s.StatusPrefix, s.Prefix)
 	}
 	if d, ok := e.duration("lease_ttl", r.LeaseTTL, minLeaseTTL, maxLeaseTTL); ok {

@@ -118,6 +118,7 @@ func (s *session) follow(ctx context.Context, prefix, what string, set func(map[
 			return sendErr.err
 		}
 		if err != nil && ctx.Err() == nil {
+			f.sess.check(err)
 			if err := f.outage(err); err != nil {
 				return err
 			}
@@ -268,6 +269,7 @@ func (f *follower) send() error {
 // outage.
 func (f *follower) outage(err error) error {
 	if f.unavailable != "" {
+		f.sess.log.Debug("etcd still does not answer", "prefix", f.prefix, "error", errorText(err))
 		return nil
 	}
 	f.unavailable = "etcd unreachable: " + errorText(err)
