@@ -111,13 +111,17 @@ func (s *session) statuses(kvs map[string][]byte, bad map[string]string) []sdk.N
 // anew.
 func (s *session) follow(ctx context.Context, prefix, what string, set func(map[string][]byte, int64) error, down func(string) error) error {
 	f := &follower{sess: s, prefix: prefix, what: what, set: set, down: down}
-	for ctx.Err() == nil {
+	// ended: the caller is done, or the session is (a Configure closes
+	// its client, which may end the watch before ctx, derived from the
+	// session's, is done).
+	ended := func() bool { return ctx.Err() != nil || s.ctx.Err() != nil }
+	for !ended() {
 		err := f.step(ctx)
 		var sendErr sendError
 		if errors.As(err, &sendErr) {
 			return sendErr.err
 		}
-		if err != nil && ctx.Err() == nil {
+		if err != nil && !ended() {
 			f.sess.check(err)
 			if err := f.outage(err); err != nil {
 				return err
