@@ -11,6 +11,7 @@
 package etcdtest
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -45,14 +46,29 @@ type Server struct {
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when cmd has been waited for
 	stopped bool
+
+	tlsOn    bool
+	tls      TLSFiles
+	tlsFlags []string
+	hc       *http.Client // for /health
 }
 
 // Start runs etcd and returns once it serves clients. The test's cleanup
 // stops it (SIGTERM, then SIGKILL) and, if the test failed, logs etcd's
 // output.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: testenv.RequireTool(t, "etcd")}
+	s := &Server{t: t, bin: testenv.RequireTool(t, "etcd"), hc: &http.Client{Timeout: time.Second}}
+	for _, o := range opts {
+		o(s)
+	}
+	scheme := "http"
+	if s.tlsOn {
+		var cfg *tls.Config
+		s.tls, s.tlsFlags, cfg = makeTLS(t, t.TempDir())
+		s.hc.Transport = &http.Transport{TLSClientConfig: cfg}
+		scheme = "https"
+	}
 	t.Cleanup(s.cleanup)
 	// A port found free can be taken before etcd binds it; such a start
 	// fails at once and is retried on other ports, in a new data directory
@@ -61,7 +77,7 @@ func Start(t testing.TB) *Server {
 	for range 5 {
 		s.dir = t.TempDir()
 		c, p := freePort(t), freePort(t)
-		s.client = "http://127.0.0.1:" + strconv.Itoa(c)
+		s.client = scheme + "://127.0.0.1:" + strconv.Itoa(c)
 		s.peer = "http://127.0.0.1:" + strconv.Itoa(p)
 		if err = s.start(); err == nil {
 			return s
@@ -118,14 +134,14 @@ func (s *Server) start() error {
 			return errors.New("start of an etcd that is running")
 		}
 	}
-	cmd := exec.Command(s.bin,
+	cmd := exec.Command(s.bin, append([]string{
 		"--name", "etcdtest",
 		"--data-dir", s.dir,
 		"--listen-client-urls", s.client,
 		"--advertise-client-urls", s.client,
 		"--listen-peer-urls", s.peer,
 		"--initial-advertise-peer-urls", s.peer,
-		"--initial-cluster", "etcdtest="+s.peer,
+		"--initial-cluster", "etcdtest=" + s.peer,
 		"--initial-cluster-state", "new",
 		// A lone member on loopback has no peer to lose: a short election
 		// timeout only shortens the wait for its leadership after a
@@ -134,7 +150,7 @@ func (s *Server) start() error {
 		"--election-timeout", "100",
 		"--logger", "zap",
 		"--log-outputs", "stderr",
-	)
+	}, s.tlsFlags...)...)
 	cmd.Stdout = &s.log
 	cmd.Stderr = &s.log
 	// Killed with this process even when the test binary dies before its
@@ -168,7 +184,6 @@ func (s *Server) start() error {
 // waitReady polls etcd's /health until it reports healthy: it answers only
 // once the member has a leader and can serve a read.
 func (s *Server) waitReady(done <-chan struct{}) error {
-	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		select {
@@ -176,7 +191,7 @@ func (s *Server) waitReady(done <-chan struct{}) error {
 			return fmt.Errorf("etcd exited before serving: %s", lastLine(s.log.String()))
 		default:
 		}
-		if resp, err := hc.Get(s.client + "/health"); err == nil {
+		if resp, err := s.hc.Get(s.client + "/health"); err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK && strings.Contains(string(body), `"health":"true"`) {

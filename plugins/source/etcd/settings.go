@@ -1,0 +1,333 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/xlbproject/xlb/plugins/sdk"
+)
+
+// Defaults and bounds, documented in README.md.
+const (
+	defaultStatusPrefix = "/xlb/status/"
+	defaultLeaseTTL     = 10 * time.Second
+	defaultDialTimeout  = 5 * time.Second
+	// minLeaseTTL leaves a keep-alive (sent every third of the TTL) a
+	// chance to arrive before the lease ends; etcd's leases count whole
+	// seconds.
+	minLeaseTTL    = 2 * time.Second
+	maxLeaseTTL    = time.Hour
+	minDialTimeout = 100 * time.Millisecond
+	maxDialTimeout = time.Minute
+	maxEndpoints   = 64
+	// maxFileSize bounds a CA, certificate or key file: real ones are a
+	// few KiB, and a path set to a large file by mistake must not be read
+	// into memory.
+	maxFileSize = 1 << 20
+)
+
+// settings is the plugin's validated block.
+type settings struct {
+	Endpoints    []string
+	Prefix       string
+	StatusPrefix string
+	LeaseTTL     time.Duration
+	DialTimeout  time.Duration
+	Username     string
+	Password     string
+	TLS          *tls.Config // nil: plain TCP
+	// files is what the TLS files held, to tell a Configure that only
+	// repeats the settings from one made after the files were renewed.
+	files []byte
+}
+
+var schema = []sdk.Attribute{
+	{Name: "endpoints", Type: "list(string)", Required: true, Description: `etcd client URLs ("https://10.0.0.1:2379"); all of one scheme`},
+	{Name: "prefix", Type: "string", Required: true, Description: `the key prefix whose keys hold configuration fragments; ends with "/" ("/xlb/services/")`},
+	{Name: "status_prefix", Type: "string", Description: `where each node publishes its applied state, under a lease ("/xlb/status/" default); ends with "/", apart from prefix`},
+	{Name: "lease_ttl", Type: "string", Description: `how long a node's published state outlives the node ("10s" default, whole seconds, 2s to 1h)`},
+	{Name: "dial_timeout", Type: "string", Description: `how long connecting, and each check that etcd answers, may take before etcd counts as unreachable ("5s" default)`},
+	{Name: "username", Type: "string", Description: "etcd user (with password)"},
+	{Name: "password", Type: "string", Description: "etcd user's password (with username)"},
+	{Name: "ca_file", Type: "string", Description: "PEM file of the CA certificates that sign etcd's server certificate (default: the system's)"},
+	{Name: "cert_file", Type: "string", Description: "PEM client certificate, for etcd's --client-cert-auth (with key_file)"},
+	{Name: "key_file", Type: "string", Description: "PEM private key of cert_file"},
+	{Name: "server_name", Type: "string", Description: "the name etcd's certificate must carry (default: the endpoint's host)"},
+}
+
+// rawSettings is the block as the host sends it: attributes left out (or
+// set to null) are nil.
+type rawSettings struct {
+	Endpoints    []string `json:"endpoints"`
+	Prefix       *string  `json:"prefix"`
+	StatusPrefix *string  `json:"status_prefix"`
+	LeaseTTL     *string  `json:"lease_ttl"`
+	DialTimeout  *string  `json:"dial_timeout"`
+	Username     *string  `json:"username"`
+	Password     *string  `json:"password"`
+	CAFile       *string  `json:"ca_file"`
+	CertFile     *string  `json:"cert_file"`
+	KeyFile      *string  `json:"key_file"`
+	ServerName   *string  `json:"server_name"`
+}
+
+// errs collects *sdk.ConfigError values, and the contents of the files
+// read.
+type errs struct {
+	list  []error
+	files []byte
+}
+
+func (e *errs) add(attr, format string, a ...any) {
+	e.list = append(e.list, &sdk.ConfigError{Attribute: attr, Message: fmt.Sprintf(format, a...)})
+}
+
+// parseSettings validates a settings block, reporting every problem at its
+// attribute. Relative file names are relative to the working directory,
+// which the host sets to the main configuration file's.
+func parseSettings(js []byte) (*settings, error) {
+	var r rawSettings
+	if err := sdk.DecodeConfig(js, &r); err != nil {
+		return nil, err
+	}
+	var e errs
+	s := &settings{StatusPrefix: defaultStatusPrefix, LeaseTTL: defaultLeaseTTL, DialTimeout: defaultDialTimeout}
+	scheme := e.endpoints(r.Endpoints)
+	s.Endpoints = r.Endpoints
+	ok := false
+	if r.Prefix == nil {
+		e.add("", `the attribute "prefix" is required`)
+	} else {
+		s.Prefix = *r.Prefix
+		ok = e.prefix("prefix", s.Prefix)
+	}
+	if r.StatusPrefix != nil {
+		s.StatusPrefix = *r.StatusPrefix
+		ok = e.prefix("status_prefix", s.StatusPrefix) && ok
+	}
+	if ok && (strings.HasPrefix(s.StatusPrefix, s.Prefix) || strings.HasPrefix(s.Prefix, s.StatusPrefix)) {
+		e.add("status_prefix", "%q overlaps prefix %q: nodes' states would be read as configuration, or configuration as states", s.StatusPrefix, s.Prefix)
+	}
+	if d, ok := e.duration("lease_ttl", r.LeaseTTL, minLeaseTTL, maxLeaseTTL); ok {
+		if d%time.Second != 0 {
+			e.add("lease_ttl", "%v: etcd's leases count whole seconds", d)
+		} else {
+			s.LeaseTTL = d
+		}
+	}
+	if d, ok := e.duration("dial_timeout", r.DialTimeout, minDialTimeout, maxDialTimeout); ok {
+		s.DialTimeout = d
+	}
+	switch {
+	case r.Username != nil && r.Password == nil:
+		e.add("password", "required with username")
+	case r.Username == nil && r.Password != nil:
+		e.add("username", "required with password")
+	case r.Username != nil:
+		if *r.Username == "" {
+			e.add("username", "is empty")
+		}
+		if *r.Password == "" {
+			// The client would skip authentication without a word.
+			e.add("password", "is empty")
+		}
+		s.Username, s.Password = *r.Username, *r.Password
+	}
+	s.TLS = e.tls(r, scheme)
+	if len(e.list) > 0 {
+		return nil, errors.Join(e.list...)
+	}
+	s.files = e.files
+	return s, nil
+}
+
+// endpoints checks the endpoints and returns their common scheme ("" for
+// host:port without one).
+func (e *errs) endpoints(eps []string) string {
+	switch {
+	case eps == nil:
+		e.add("", `the attribute "endpoints" is required`)
+		return ""
+	case len(eps) == 0:
+		e.add("endpoints", "lists no endpoint")
+		return ""
+	case len(eps) > maxEndpoints:
+		e.add("endpoints", "%d endpoints, at most %d", len(eps), maxEndpoints)
+		return ""
+	}
+	first := ""
+	for i, ep := range eps {
+		at := fmt.Sprintf("endpoints[%d]", i)
+		scheme, host := "", ep
+		if i := strings.Index(ep, "://"); i >= 0 {
+			u, err := url.Parse(ep)
+			if err != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+				e.add(at, "%q is not an etcd client URL (scheme://host:port)", ep)
+				continue
+			}
+			scheme, host = u.Scheme, u.Host
+		}
+		switch scheme {
+		case "", "http", "https":
+			if host == "" || strings.ContainsAny(host, "/ ") {
+				e.add(at, "%q is not an etcd client URL (scheme://host:port)", ep)
+				continue
+			}
+		default:
+			e.add(at, "%q: the scheme must be http or https", ep)
+			continue
+		}
+		if i == 0 {
+			first = scheme
+		} else if scheme != first {
+			// The client connects to every endpoint with the credentials
+			// the first one's scheme chooses.
+			e.add(at, "%q: every endpoint must use the scheme of the first (%q)", ep, first)
+		}
+	}
+	return first
+}
+
+// prefix checks a key prefix.
+func (e *errs) prefix(attr, p string) bool {
+	if !strings.HasSuffix(p, "/") {
+		// Without it "/xlb/services" would also take "/xlb/services-old/...".
+		e.add(attr, `%q must end with "/", so that it takes whole path components only`, p)
+		return false
+	}
+	return true
+}
+
+// duration reads an optional duration in [lo, hi].
+func (e *errs) duration(attr string, v *string, lo, hi time.Duration) (time.Duration, bool) {
+	if v == nil {
+		return 0, false
+	}
+	d, err := time.ParseDuration(*v)
+	if err != nil {
+		e.add(attr, "%q is not a duration (\"10s\")", *v)
+		return 0, false
+	}
+	if d < lo || d > hi {
+		e.add(attr, "%v: must be from %v to %v", d, lo, hi)
+		return 0, false
+	}
+	return d, true
+}
+
+// tls reads the TLS files; nil when the block asks for no TLS and the
+// endpoints are not https.
+func (e *errs) tls(r rawSettings, scheme string) *tls.Config {
+	asked := r.CAFile != nil || r.CertFile != nil || r.KeyFile != nil || r.ServerName != nil
+	if !asked {
+		return nil
+	}
+	for _, a := range []struct {
+		name string
+		v    *string
+	}{{"ca_file", r.CAFile}, {"cert_file", r.CertFile}, {"key_file", r.KeyFile}, {"server_name", r.ServerName}} {
+		if a.v != nil && scheme != "https" {
+			// The client drops credentials on http:// endpoints: the
+			// setting would be ignored without a word.
+			e.add(a.name, "needs https:// endpoints (TLS is off on %s)", map[string]string{"": "host:port endpoints", "http": "http:// endpoints"}[scheme])
+			return nil
+		}
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if r.ServerName != nil {
+		if *r.ServerName == "" {
+			e.add("server_name", "is empty")
+		}
+		c.ServerName = *r.ServerName
+	}
+	if r.CAFile != nil {
+		if pem, ok := e.file("ca_file", *r.CAFile); ok {
+			pool := x509.NewCertPool()
+			if certs := e.certs("ca_file", *r.CAFile, pem); certs != nil {
+				for _, crt := range certs {
+					pool.AddCert(crt)
+				}
+				c.RootCAs = pool
+			}
+		}
+	}
+	switch {
+	case r.CertFile != nil && r.KeyFile == nil:
+		e.add("key_file", "required with cert_file")
+	case r.CertFile == nil && r.KeyFile != nil:
+		e.add("cert_file", "required with key_file")
+	case r.CertFile != nil:
+		certPEM, okc := e.file("cert_file", *r.CertFile)
+		if okc && e.certs("cert_file", *r.CertFile, certPEM) == nil {
+			okc = false
+		}
+		keyPEM, okk := e.file("key_file", *r.KeyFile)
+		if okc && okk {
+			pair, err := tls.X509KeyPair(certPEM, keyPEM)
+			if err != nil {
+				e.add("key_file", "%s: %v", *r.KeyFile, err)
+			} else {
+				c.Certificates = []tls.Certificate{pair}
+			}
+		}
+	}
+	return c
+}
+
+// file reads a small file.
+func (e *errs) file(attr, name string) ([]byte, bool) {
+	if name == "" {
+		e.add(attr, "is empty")
+		return nil, false
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		e.add(attr, "%v", err)
+		return nil, false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		e.add(attr, "%s: %v", name, err)
+		return nil, false
+	}
+	if len(b) > maxFileSize {
+		e.add(attr, "%s: larger than %d bytes: not a PEM certificate or key", name, maxFileSize)
+		return nil, false
+	}
+	e.files = append(e.files, b...)
+	return b, true
+}
+
+// certs parses the PEM certificates of a file, refusing one without any.
+func (e *errs) certs(attr, name string, data []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			e.add(attr, "%s: %v", name, err)
+			return nil
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		e.add(attr, "%s: no PEM certificate in it", name)
+	}
+	return out
+}
