@@ -65,9 +65,16 @@ source "etcd" {
 	return path
 }
 
+// writeDoc writes a document of the fake source atomically: the source
+// polls, and must not read a half-written file (a dot file it ignores is
+// renamed over it).
 func writeDoc(t *testing.T, dir, name, content string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, "docs", name), []byte(content), 0o644); err != nil {
+	tmp := filepath.Join(dir, "docs", ".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "docs", name)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -73,9 +73,15 @@ func (e *sourceEnv) use(t *testing.T, extra string) {
 	e.src.Use(e.set, []string{"fake"})
 }
 
+// write writes a document atomically: the source polls, and must not
+// read a half-written file (a dot file it ignores is renamed over it).
 func (e *sourceEnv) write(t *testing.T, name, content string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(e.docs, name), []byte(content), 0o644); err != nil {
+	tmp := filepath.Join(e.docs, ".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(e.docs, name)); err != nil {
 		t.Fatal(err)
 	}
 }
