@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/xlbproject/xlb/control/snapshot"
 )
 
 // Digests let the nodes of a fleet prove that they agree: every node that
@@ -194,4 +196,50 @@ func healthCheckKey(hc *HealthCheck) []byte {
 	b = binary.AppendUvarint(b, uint64(hc.Port))
 	appendStr(string(hc.ParamsJSON()))
 	return b
+}
+
+// SourceDocument is one document a config source supplied, as the sources
+// digest takes it.
+type SourceDocument struct {
+	Source, Name, Format string
+	Content              []byte
+}
+
+// SourcesDigest is the digest of the documents a configuration was built
+// from: nodes with equal sources digests had the same inputs, so their
+// configuration and tables must agree, whatever revision each read them
+// at. Documents are taken by source name, then document name.
+func SourcesDigest(docs []SourceDocument) string {
+	sorted := byName(docs, func(d *SourceDocument) string { return d.Source + "\x00" + d.Name })
+	e := newEncoder("xlb-sources-v1")
+	e.uint(uint64(len(sorted)))
+	for _, d := range sorted {
+		e.str(d.Source)
+		e.str(d.Name)
+		e.str(d.Format)
+		e.str(string(d.Content))
+	}
+	return e.sum()
+}
+
+// VIPDigests returns, for each VIP of s in name order, its table digest
+// and the digest of the backends its table was built from (the names and
+// weights of its Up reals): two nodes that see the same backends in
+// service must have the same table. It runs where nodes publish their
+// state, off the hot path.
+func VIPDigests(s *snapshot.Snapshot) []VIPDigest {
+	out := make([]VIPDigest, len(s.VIPs))
+	for i := range s.VIPs {
+		v := &s.VIPs[i]
+		e := newEncoder("xlb-backends-v1")
+		for _, id := range v.Reals {
+			// Reals are sorted by backend name, as a table's inputs are.
+			if r := &s.Reals[id]; r.Epoch != 0 && r.State == snapshot.Up {
+				e.str(r.Backend)
+				e.uint(uint64(r.Weight))
+			}
+		}
+		out[i] = VIPDigest{Name: v.Name, Table: v.TableDigest, Backends: e.sum()}
+	}
+	return out
 }

@@ -43,6 +43,11 @@ type Options struct {
 	// yield to Vars, and names the file does not declare are ignored (an
 	// environment may serve several files), where in Vars they are errors.
 	EnvVars map[string]string
+	// SourcesOnly loads the main file's source blocks only (with the
+	// variables and locals they may use): what xlbd needs to start the
+	// config sources, before their fragments are known and the file can
+	// be checked as a whole (its VIPs may use pools that live in etcd).
+	SourcesOnly bool
 }
 
 // File is a loaded configuration file.
@@ -65,6 +70,9 @@ type File struct {
 	// Announcers are the announce blocks: the route announcers, each of
 	// which announces every VIP that should be announced.
 	Announcers []Announcer
+	// Sources are the source blocks: the config-source plugins whose
+	// documents add VIPs and pools (LoadSources).
+	Sources []Source
 
 	files map[string]*hcl.File
 	// uncheckable and badPlugins are the health_check and VIP announce
@@ -171,6 +179,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "pool", LabelNames: []string{"name"}},
 		{Type: "plugin", LabelNames: []string{"name"}},
 		{Type: "announce", LabelNames: []string{"name"}},
+		{Type: "source", LabelNames: []string{"name"}},
 	},
 }
 
@@ -193,7 +202,7 @@ func (l *loader) load() {
 	content, diags := l.body.Content(rootSchema)
 	l.diags = append(l.diags, withSchema(diags, "The top level", rootSchema)...)
 
-	var pipelines, plugins, announcers []*hcl.Block
+	var pipelines, plugins, announcers, sources []*hcl.Block
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "variable":
@@ -210,6 +219,8 @@ func (l *loader) load() {
 			plugins = append(plugins, b)
 		case "announce":
 			announcers = append(announcers, b)
+		case "source":
+			sources = append(sources, b)
 		}
 	}
 	for _, f := range frags {
@@ -225,6 +236,10 @@ func (l *loader) load() {
 	l.evalLocals()
 	l.ctx = l.evalContext()
 	l.markPoisonedExprs()
+	l.decodeSources(sources, plugins, announcers)
+	if l.opts.SourcesOnly {
+		return
+	}
 
 	l.decodeHashSeed(content.Attributes["hash_seed"])
 	l.decodePipeline(pipelines)

@@ -48,6 +48,14 @@ type Announcer struct {
 	DrainTime time.Duration
 }
 
+// Source is a source block: a config-source plugin (the label names it;
+// without path it is the built-in of that name) and its settings. It runs
+// in the main file's directory, so relative paths in its settings are
+// relative to the file.
+type Source struct {
+	Plugin
+}
+
 // DefaultDrainTime is an announce block's drain_time when it sets none:
 // time for a router to move the flows (BGP UPDATE processing and FIB
 // programming take well under a second; five leave a margin).
@@ -128,6 +136,39 @@ func (l *loader) decodeAnnouncers(blocks, plugins []*hcl.Block) {
 			}
 		}
 		l.markBad(name)
+	}
+}
+
+// decodeSources decodes the source blocks. Sources share the plugin set's
+// names with plugin and announce blocks (taken): a name used twice is an
+// error at the source block that names the other block.
+func (l *loader) decodeSources(blocks []*hcl.Block, taken ...[]*hcl.Block) {
+	seen := map[string]hcl.Range{}
+	for _, bs := range taken {
+		for _, b := range bs {
+			if _, dup := seen[b.Labels[0]]; !dup {
+				seen[b.Labels[0]] = b.DefRange
+			}
+		}
+	}
+	sources := map[string]bool{}
+	for _, b := range blocks {
+		name := b.Labels[0]
+		if prev, dup := seen[name]; dup {
+			if sources[name] {
+				l.errorf(b.LabelRanges[0], "Duplicate source", "A config source named %q was already declared at %s; declare each source once.", name, pos(prev))
+			} else {
+				l.errorf(b.LabelRanges[0], "Name used twice", "The name %q is taken by the block at %s; plugins, route announcers and config sources need different names, so rename one of them.", name, pos(prev))
+			}
+			continue
+		}
+		seen[name], sources[name] = b.DefRange, true
+		var pb pluginBody
+		if l.add(gohcl.DecodeBody(b.Body, l.ctx, &pb)) {
+			if p, ok := l.plugin(b, pb); ok && !l.failedIn(b.DefRange, b.Body) {
+				l.out.Sources = append(l.out.Sources, Source{p})
+			}
+		}
 	}
 }
 

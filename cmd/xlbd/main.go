@@ -16,7 +16,8 @@ const usage = `usage: xlbd <command> [flags]
 
 commands:
   run -config FILE [-var name=value]...   run a pipeline until its sources end or a signal;
-                                           SIGHUP reloads the file
+      [-node NAME] [-status FILE]          SIGHUP reloads the file; config sources' changes
+                                           apply as they come (docs/sources.md)
   validate [-var name=value]... FILE...   check files (and, with the plugins they use, their
                                            settings and parameters); print every problem as file:line:col
   fmt [-check] FILE...                     rewrite files in canonical format

@@ -288,8 +288,9 @@ func TestReloadPanicRejected(t *testing.T) {
 		t.Fatalf("first load: %v\n%s", err, stderr.String())
 	}
 	gen, fake := s.ctl.Snapshot().Generation, s.set.Plugin("fake")
-	t.Cleanup(func() { loadFile = xhcl.LoadFile })
-	loadFile = func(string, xhcl.Options) (*xhcl.File, hcl2.Diagnostics) { panic("boom") }
+	orig := loadFile
+	t.Cleanup(func() { loadFile = orig })
+	loadFile = func(string, []xhcl.Fragment, xhcl.Options) (*xhcl.File, hcl2.Diagnostics) { panic("boom") }
 	if _, err := s.apply(path, varFlags{}, &stderr); err == nil || !strings.Contains(err.Error(), "internal error") {
 		t.Fatalf("a reload that panics: %v, want an internal error", err)
 	}
@@ -299,7 +300,7 @@ func TestReloadPanicRejected(t *testing.T) {
 	if !strings.Contains(logs.String(), `panic=boom`) {
 		t.Errorf("the panic is not logged:\n%s", logs.String())
 	}
-	loadFile = xhcl.LoadFile
+	loadFile = orig
 	path = fakeFile(t, dir, "  health_check \"fake\" {}\n", "  label = \"two\"\n", "", "")
 	if _, err := s.apply(path, varFlags{}, &stderr); err != nil || running(t, s, "fake") != `{"label":"two"}` {
 		t.Fatalf("the reload after a panic: %v\n%s", err, stderr.String())

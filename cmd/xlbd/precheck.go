@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -58,13 +59,23 @@ type errPrecheck struct{ msg string }
 
 func (e *errPrecheck) Error() string { return e.msg }
 
-// run evaluates the file at path in the child. It returns nil when the
-// child evaluated it (whether or not the file has errors: xlbd run reports
-// those itself), an *errPrecheck when the file broke a bound, and another
-// error when the child could not be run.
-func (p *precheck) run(path string, vars varFlags) error {
+// run evaluates the file at path with the config sources' documents docs
+// in the child: they come from a store others write (etcd), so a value
+// there must not take xlbd down either. It returns nil when the child
+// evaluated them (whether or not they have errors: xlbd run reports those
+// itself), an *errPrecheck when they broke a bound, and another error
+// when the child could not be run.
+func (p *precheck) run(path string, vars varFlags, docs []sourceDoc) error {
 	args := []string{"validate", "-plugins=false",
 		fmt.Sprintf("-max-heap=%d", p.heap), fmt.Sprintf("-max-cpu=%s", p.cpu)}
+	var stdin []byte
+	if docs != nil {
+		var err error
+		if stdin, err = json.Marshal(docs); err != nil {
+			return err
+		}
+		args = append(args, "-"+docsFlag)
+	}
 	for name, v := range vars {
 		args = append(args, "-var", name+"="+v)
 	}
@@ -72,6 +83,7 @@ func (p *precheck) run(path string, vars varFlags) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, p.exe, append(args, path)...)
 	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdin = bytes.NewReader(stdin)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()

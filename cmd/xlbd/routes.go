@@ -37,8 +37,10 @@ func forwarderCheck(rt *pipeline.Runtime, s *snapshot.Snapshot, now time.Time) e
 // every publication of st and every selfCheckEvery, logs each transition
 // of the self-check with its reason, and hands the set to the announcers,
 // until ctx is done. It is started once the pipeline runs, so nothing is
-// announced before the node can forward.
-func routeLoop(ctx context.Context, log *slog.Logger, rt *pipeline.Runtime, st *snapshot.Store, an *host.Announcers) {
+// announced before the node can forward. The cluster's agreement is part
+// of the self-check: cluster returns an error while this node must
+// withdraw (it disagrees with a larger group of nodes).
+func routeLoop(ctx context.Context, log *slog.Logger, rt *pipeline.Runtime, st *snapshot.Store, an *host.Announcers, cluster func() error) {
 	t := time.NewTicker(selfCheckEvery)
 	defer t.Stop()
 	first := true
@@ -46,11 +48,16 @@ func routeLoop(ctx context.Context, log *slog.Logger, rt *pipeline.Runtime, st *
 	for {
 		s, changed := st.Watch()
 		err := forwarderCheck(rt, s, time.Now())
+		if err == nil {
+			err = cluster()
+		}
 		switch {
 		case err != nil && first:
 			// The workers may not have started yet.
 			log.Info("not announcing until the forwarder's self-check passes", "reason", err)
-		case err != nil && last == nil:
+		case errors.Is(err, errDisagrees) && !errors.Is(last, errDisagrees):
+			log.Error("every route withdrawn until the cluster agrees", "reason", err)
+		case err != nil && !errors.Is(err, errDisagrees) && (last == nil || errors.Is(last, errDisagrees)):
 			log.Error("forwarder self-check failed: every route withdrawn", "reason", err)
 		case err == nil && (first || last != nil):
 			log.Info("forwarder self-check passed: announcing", "routes", len(control.DesiredRoutes(s, nil)))

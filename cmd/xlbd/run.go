@@ -20,17 +20,28 @@ import (
 )
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N]", stderr)
+	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N] [-node NAME] [-status FILE]", stderr)
 	config := fs.String("config", "", "the pipeline file (required)")
 	vars := varsFlag(fs)
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
 	quiet := fs.Bool("quiet", false, "do not print counters when the pipeline stops")
 	pin := fs.Bool("pin", true, "pin worker i to CPU i (modulo the CPUs this process may use)")
 	pluginDir := pluginDirFlag(fs)
+	hostname, _ := os.Hostname()
+	node := fs.String("node", hostname, "this node's name in the cluster: unique among the nodes that share a config source")
+	statusFile := fs.String("status", "", "write the configuration's status as JSON to this file on every change (atomically)")
 	if !parse(fs, args, func() bool { return *config != "" && fs.NArg() == 0 }) {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	// Signals from now on: SIGHUP waits for the apply loop, and SIGINT or
+	// SIGTERM end the wait for the config sources cleanly.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 
 	s, err := newServices(*pluginDir, true, log)
 	if err != nil {
@@ -38,7 +49,20 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer s.stop()
-	f, err := s.apply(*config, vars, stderr)
+	d := newDaemon(s, log, *config, vars, stderr, *node, *statusFile)
+	startCtx, stopStart := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = s.startSources(startCtx, *config, vars, stderr)
+	aborted := startCtx.Err() != nil
+	stopStart()
+	if aborted {
+		log.Info("stopped while waiting for the config sources", "err", err)
+		return 0
+	}
+	if err != nil {
+		log.Error("configuration rejected", "config", *config, "err", err)
+		return 1
+	}
+	f, err := d.attempt(true)
 	if err != nil {
 		log.Error("configuration rejected", "config", *config, "err", err)
 		return 1
@@ -68,15 +92,12 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	ctx, stopReloads := context.WithCancel(context.Background())
 	defer stopReloads()
 	reloads := make(chan struct{})
 	go func() {
 		defer close(reloads)
-		reloadOnHUP(ctx, log, *config, vars, s, stderr)
+		d.loop(ctx, hup)
 	}()
 
 	log.Info("pipeline running", "config", *config, "workers", len(rt.Workers()), "vips", len(s.ctl.Snapshot().VIPs))
@@ -93,7 +114,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		s.an.Start()
 		go func() {
 			defer close(routesDone)
-			routeLoop(routeCtx, log, rt, s.ctl.Store(), s.an)
+			routeLoop(routeCtx, log, rt, s.ctl.Store(), s.an, d.clusterCheck)
 		}()
 	} else {
 		close(routesDone)
@@ -129,6 +150,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if !*quiet {
 		printStats(stdout, rt.Stats(), s.ctl.Snapshot())
 		s.print(stdout)
+		st := d.Status()
+		printCluster(stdout, &st)
 	}
 	if err := errors.Join(runErr, closeErr); err != nil {
 		log.Error("pipeline stopped with an error", "err", err)
@@ -154,26 +177,6 @@ func drain(log *slog.Logger, d time.Duration, sigs <-chan os.Signal, ran chan er
 		log.Warn("drain cut short", "signal", sig.String())
 	case err := <-ran:
 		ran <- err
-	}
-}
-
-// reloadOnHUP applies the file again on SIGHUP (see services.apply): a
-// file rejected for any reason is reported, and everything keeps running
-// as it was.
-func reloadOnHUP(ctx context.Context, log *slog.Logger, path string, vars varFlags, s *services, stderr io.Writer) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-		}
-		// An applied file is logged by services.applied.
-		if _, err := s.apply(path, vars, stderr); err != nil {
-			log.Error("reload rejected; the running configuration stays", "config", path, "err", err)
-		}
 	}
 }
 

@@ -29,10 +29,6 @@ import (
 // and commits a configuration (ValidateParams, Configure).
 const pluginCallTimeout = 10 * time.Second
 
-// loadFile loads a configuration file: a variable so that a test can make
-// loading panic.
-var loadFile = xhcl.LoadFile
-
 // services are what a configuration drives besides the element graph: the
 // controller's snapshot, the plugin set and the health checks. A file is
 // applied to them as one transaction (apply): everything is checked first,
@@ -43,7 +39,13 @@ type services struct {
 	set   *host.Set // nil: no plugin is asked (validate -plugins=false)
 	hc    *host.HealthChecks
 	an    *host.Announcers
+	src   *host.Sources
 	sched *health.Scheduler
+	// docs are the config sources' documents when no source runs here:
+	// those a bounded validate is given by xlbd run (see sourceDocs).
+	docs []sourceDoc
+	// tried are the documents the last transaction loaded.
+	tried []sourceDoc
 	// drain is the running file's drain time: the longest of its
 	// announce blocks' drain_time, 0 without announcers.
 	drain time.Duration
@@ -84,6 +86,9 @@ func newServices(pluginDir string, plugins bool, log *slog.Logger) (*services, e
 	if s.an, err = host.NewAnnouncers(pluginDir, log); err != nil {
 		return nil, err
 	}
+	if s.src, err = host.NewSources(pluginDir, log); err != nil {
+		return nil, err
+	}
 	s.hc, s.set = hc, host.NewSet(host.Options{Logger: log})
 	s.sched = health.New(health.Options{Probers: hc.Probers(), Sink: loggingSink{s.ctl, log}})
 	return s, nil
@@ -91,7 +96,9 @@ func newServices(pluginDir string, plugins bool, log *slog.Logger) (*services, e
 
 // candidate is a file being applied.
 type candidate struct {
-	f      *xhcl.File
+	f *xhcl.File
+	// docs are the config sources' documents it was loaded with.
+	docs   []sourceDoc
 	change *host.Change     // nil without plugins
 	diags  hcl2.Diagnostics // every problem found, in file order
 }
@@ -113,8 +120,9 @@ func (n rejected) Error() string {
 	return fmt.Sprintf("%d errors, printed above", int(n))
 }
 
-// apply checks the file at path and, when it passes as a whole, makes it
-// the running configuration; every problem is printed to w, in file order.
+// apply checks the file at path with the config sources' current
+// documents and, when they pass as a whole, makes them the running
+// configuration; every problem is printed to w, in file order.
 func (s *services) apply(path string, vars varFlags, w io.Writer) (*xhcl.File, error) {
 	return s.transact(path, vars, w, true)
 }
@@ -125,12 +133,17 @@ func (s *services) validate(path string, vars varFlags, w io.Writer) error {
 	return err
 }
 
-// transact checks the file at path, prints what it finds and commits the
-// file when commit is set and nothing is wrong. A panic on the way is
-// recovered and rejects the file: the daemon keeps forwarding with the
-// configuration it has.
-func (s *services) transact(path string, vars varFlags, w io.Writer, commit bool) (f *xhcl.File, err error) {
-	c := &candidate{}
+// transact is transactDocs with the config sources' current documents.
+func (s *services) transact(path string, vars varFlags, w io.Writer, commit bool) (*xhcl.File, error) {
+	return s.transactDocs(path, vars, s.sourceDocs(), w, commit)
+}
+
+// transactDocs checks the file at path with the documents docs, prints
+// what it finds and commits them when commit is set and nothing is wrong.
+// A panic on the way is recovered and rejects the file: the daemon keeps
+// forwarding with the configuration it has.
+func (s *services) transactDocs(path string, vars varFlags, docs []sourceDoc, w io.Writer, commit bool) (f *xhcl.File, err error) {
+	c := &candidate{docs: docs}
 	defer func() {
 		if r := recover(); r != nil {
 			c.abort()
@@ -140,13 +153,14 @@ func (s *services) transact(path string, vars varFlags, w io.Writer, commit bool
 		}
 	}()
 	if s.running != nil && s.pre != nil {
-		if err := s.pre.run(path, vars); err != nil {
+		if err := s.pre.run(path, vars, docs); err != nil {
 			printDiags(w, nil, hcl2.Diagnostics{{Severity: hcl2.DiagError, Summary: "Configuration not evaluated",
 				Detail: fmt.Sprintf("%s was not loaded, so that it cannot take xlbd down: %v; simplify the file.", path, err)}})
 			return nil, rejected(1)
 		}
 	}
 	s.check(c, path, vars)
+	s.tried = c.docs
 	printDiags(w, c.f, c.diags)
 	if n := errorCount(c.diags); n > 0 {
 		c.abort()
@@ -177,13 +191,24 @@ func (s *services) transact(path string, vars varFlags, w io.Writer, commit bool
 // that block itself is sound, so that one run shows every problem. A
 // changed pipeline block is a warning.
 func (s *services) check(c *candidate, path string, vars varFlags) {
-	f, diags := loadFile(path, xhcl.Options{Vars: vars, EnvVars: envVars()})
+	opts := xhcl.Options{Vars: vars, EnvVars: envVars()}
+	var frags []xhcl.Fragment
+	if c.docs != nil {
+		frags = fragments(c.docs)
+	}
+	f, diags := loadFile(path, frags, opts)
+	if kept, removed := declared(f, c.docs); removed {
+		// A source block was removed: its documents go with it.
+		c.docs = kept
+		f, diags = loadFile(path, fragments(kept), opts)
+	}
 	c.f = f
 	var errs pipeline.Errors
 	if s.set != nil {
 		decls, e := s.hc.Decls(&f.Service, pluginDecls(f.Plugins), f.Checkable)
 		errs = append(errs, e...)
 		decls = append(decls, s.an.Decls(announcerDecls(f.Announcers))...)
+		decls = append(decls, s.src.Decls(sourceDecls(f.Sources), filepath.Dir(path))...)
 		c.change, e = s.set.Prepare(decls)
 		errs = append(errs, e...)
 		ctx, cancel := context.WithTimeout(context.Background(), pluginCallTimeout)
@@ -228,6 +253,7 @@ func (s *services) commit(c *candidate) error {
 		s.drain = max(s.drain, a.DrainTime)
 	}
 	s.an.Use(s.set, names, &c.f.Service)
+	s.src.Use(s.set, sourceNames(c.f.Sources))
 	err := s.sched.Configure(&c.f.Service)
 	s.applied(c.f)
 	return err
@@ -287,6 +313,9 @@ func (s *services) stop() {
 	if s.sched != nil {
 		s.sched.Stop()
 	}
+	if s.src != nil {
+		s.src.Stop()
+	}
 	if s.set != nil {
 		s.set.Stop()
 	}
@@ -301,10 +330,11 @@ func (s *services) print(w io.Writer) {
 	}
 	st := s.sched.Stats()
 	announcers := s.an.Statuses()
-	if len(st.Checks) == 0 && len(announcers) == 0 {
+	sources := s.src.States()
+	if len(st.Checks) == 0 && len(announcers) == 0 && len(sources) == 0 {
 		return
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w)
 	if len(st.Checks) > 0 {
 		s.printHealth(w, tw, st)
 	}
@@ -320,6 +350,7 @@ func (s *services) print(w io.Writer) {
 		}
 		_ = tw.Flush()
 	}
+	printSources(w, sources)
 	fmt.Fprintln(w, "== plugins")
 	fmt.Fprintln(tw, "plugin\tstate\tversion\trestarts\tlast_error")
 	for _, ps := range s.set.Statuses() {

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
+	"time"
 
 	xhcl "github.com/xlbproject/xlb/hcl"
 )
@@ -18,6 +21,7 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 	pluginDir := pluginDirFlag(fs)
 	maxHeap := fs.Int64("max-heap", 0, "exit with code 3 when the heap passes this many bytes (0: no bound); xlbd run checks reloads this way")
 	maxCPU := fs.Duration("max-cpu", 0, "let the kernel stop the check after this much CPU time (0: no bound)")
+	stdinDocs := fs.Bool(docsFlag, false, "") // no usage: hidden
 	if !parse(fs, args, func() bool { return fs.NArg() > 0 }) {
 		return 2
 	}
@@ -27,9 +31,17 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+	var docs []sourceDoc
+	if *stdinDocs {
+		var err error
+		if docs, err = readDocs(os.Stdin); err != nil {
+			fmt.Fprintf(stderr, "xlbd validate: %v\n", err)
+			return 2
+		}
+	}
 	rc := 0
 	for _, path := range fs.Args() {
-		if !validateFile(path, vars, *pluginDir, *plugins, stderr) {
+		if !validateFile(path, vars, *pluginDir, *plugins, docs, stderr) {
 			rc = 1
 			continue
 		}
@@ -40,15 +52,31 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 
 // validateFile checks the file at path as xlbd run would before applying
 // it (with plugins: starting the plugins it uses, which check their
-// settings and parameters, then stopping them) and prints what it finds.
-func validateFile(path string, vars varFlags, pluginDir string, plugins bool, stderr io.Writer) bool {
-	s, err := newServices(pluginDir, plugins, slog.New(slog.NewTextHandler(io.Discard, nil)))
+// settings and parameters, and its config sources, whose first documents
+// it is checked with, then stopping them) and prints what it finds. docs,
+// when not nil, are the sources' documents, read by xlbd run.
+func validateFile(path string, vars varFlags, pluginDir string, plugins bool, docs []sourceDoc, stderr io.Writer) bool {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := newServices(pluginDir, plugins && docs == nil, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "xlbd validate: %v\n", err)
 		return false
 	}
 	defer s.stop()
-	if err := s.validate(path, vars, stderr); err != nil {
+	s.docs = docs
+	switch {
+	case docs != nil:
+	case plugins:
+		ctx, cancel := context.WithTimeout(context.Background(), validateSourcesWait)
+		err = s.startSources(ctx, path, vars, stderr)
+		cancel()
+	default:
+		err = notReadSources(path, vars, stderr)
+	}
+	if err == nil {
+		err = s.validate(path, vars, stderr)
+	}
+	if err != nil {
 		if _, ok := err.(rejected); !ok {
 			fmt.Fprintf(stderr, "xlbd validate: %v\n", err)
 		}
@@ -117,9 +145,38 @@ func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage:", usage)
-		fs.PrintDefaults()
+		shown := flag.NewFlagSet(name, flag.ContinueOnError)
+		shown.SetOutput(stderr)
+		// A flag without usage is one xlbd passes to itself: not shown.
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Usage != "" {
+				shown.Var(f.Value, f.Name, f.Usage)
+			}
+		})
+		shown.PrintDefaults()
 	}
 	return fs
+}
+
+// docsFlag makes validate read the config sources' documents as JSON on
+// stdin: how xlbd run has a bounded child evaluate them (precheck).
+const docsFlag = "docs-stdin"
+
+// validateSourcesWait bounds how long validate waits for the config
+// sources' first documents.
+const validateSourcesWait = 30 * time.Second
+
+// notReadSources says, for validate -plugins=false, that the config
+// sources the file at path declares were not read: the VIPs and pools
+// they hold are missing from the check.
+func notReadSources(path string, vars varFlags, w io.Writer) error {
+	f, diags := xhcl.LoadFile(path, xhcl.Options{Vars: vars, EnvVars: envVars(), SourcesOnly: true})
+	if diags.HasErrors() || len(f.Sources) == 0 {
+		return nil // the whole check reports them
+	}
+	fmt.Fprintf(w, "%s: note: config sources %s not read (-plugins=false): the VIPs and pools they hold are not checked\n",
+		path, strings.Join(sourceNames(f.Sources), ", "))
+	return nil
 }
 
 // parse parses args and reports whether they are usable: no flag error and

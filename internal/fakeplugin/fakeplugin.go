@@ -1,8 +1,8 @@
-// Package fakeplugin is a health-checker plugin, and a route announcer,
-// for tests of the host side: a test binary re-executes itself as the
-// plugin (with Env set), so a test needs no build. Run under the name
-// AnnouncerName (a link to the test binary: Announcer) it is the route
-// announcer. The health checker's behaviour is scripted by target names,
+// Package fakeplugin is a health-checker plugin, a route announcer and a
+// config source, for tests of the host side: a test binary re-executes
+// itself as the plugin (with Env set), so a test needs no build. Run under
+// the name AnnouncerName (a link to the test binary: Announcer) it is the
+// route announcer, under SourceName (Source) the config source. The health checker's behaviour is scripted by target names,
 // parameters and settings, and it reports the settings it runs with, so
 // that a test can tell what the process itself holds.
 package fakeplugin
@@ -32,14 +32,18 @@ const Version = "9.9.9"
 // have Env); call it first in TestMain.
 func ServeIfChild() {
 	asAnnouncer := filepath.Base(os.Args[0]) == AnnouncerName
-	if os.Getenv(Env) == "" && !asAnnouncer {
+	asSource := filepath.Base(os.Args[0]) == SourceName
+	if os.Getenv(Env) == "" && !asAnnouncer && !asSource {
 		return
 	}
 	l := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Name: "fake"})
 	l.Info("fake plugin serving")
-	if asAnnouncer {
+	switch {
+	case asAnnouncer:
 		sdk.ServeRouteAnnouncer(&announcer{})
-	} else {
+	case asSource:
+		sdk.ServeConfigSource(&source{})
+	default:
 		sdk.ServeHealthChecker(&checker{log: l})
 	}
 	os.Exit(0)

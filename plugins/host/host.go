@@ -37,6 +37,10 @@ type Spec struct {
 	Path   string // the executable: an absolute path, never looked up on $PATH
 	SHA256 string // hex digest of the executable; empty: not checked
 	Kind   sdk.Kind
+	// Dir is the plugin's working directory; empty: xlbd's. A config
+	// source runs in the main file's directory, so that the relative
+	// paths in its settings are relative to that file.
+	Dir string
 	// Config is the evaluated HCL block as a JSON object; Configure sends
 	// it conformed to the schema the plugin reports (see Conform).
 	Config []byte
@@ -247,6 +251,12 @@ func (p *Plugin) RouteAnnouncer() (*sdk.RouteAnnouncerClient, error) {
 	return running[*sdk.RouteAnnouncerClient](p, "a route announcer")
 }
 
+// ConfigSource returns the running config-source client, as HealthChecker
+// does for health checkers.
+func (p *Plugin) ConfigSource() (*sdk.ConfigSourceClient, error) {
+	return running[*sdk.ConfigSourceClient](p, "a config source")
+}
+
 // running returns p's client of type T while p runs, or why not; what
 // names the kind T is.
 func running[T any](p *Plugin, what string) (T, error) {
@@ -422,6 +432,7 @@ func (p *Plugin) watch(c *plugin.Client) bool {
 // thread. On error nothing is left running.
 func (p *Plugin) launch() (*plugin.Client, error) {
 	cmd := exec.Command(p.spec.Path)
+	cmd.Dir = p.spec.Dir
 	setPdeathsig(cmd, deathSignal(p.spec.Kind))
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,

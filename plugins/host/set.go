@@ -33,9 +33,9 @@ func (d Decl) what() string {
 }
 
 // sameProcess reports whether a plugin launched for d can serve e: the same
-// binary, checksum and kind (settings may differ).
+// binary, checksum, kind and working directory (settings may differ).
 func (d Decl) sameProcess(e Decl) bool {
-	return d.Path == e.Path && d.SHA256 == e.SHA256 && d.Kind == e.Kind
+	return d.Path == e.Path && d.SHA256 == e.SHA256 && d.Kind == e.Kind && d.Dir == e.Dir
 }
 
 // Set is the plugins of the running configuration, of every kind, by
