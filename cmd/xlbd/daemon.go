@@ -44,7 +44,15 @@ type daemon struct {
 	mu     sync.Mutex
 	status Status
 	self   sdk.NodeStatus
+	// known is set once the cluster was checked with every source's peers
+	// (or peersWait passed since gate was set): see clusterCheck.
+	known bool
+	gate  time.Time
 }
+
+// peersWait bounds how long a starting node waits for its sources to send
+// the fleet's states before it announces without having compared them.
+const peersWait = 10 * time.Second
 
 func newDaemon(s *services, log *slog.Logger, path string, vars varFlags, stderr io.Writer, node, statusPath string) *daemon {
 	return &daemon{s: s, log: log, path: path, vars: vars, stderr: stderr, node: node, statusPath: statusPath,
@@ -222,8 +230,10 @@ func nodeState(n sdk.NodeStatus) control.NodeState {
 // and writes the status.
 func (d *daemon) checkCluster() {
 	var peers []sdk.NodeStatus
-	ok := false
+	ok, known := false, true
 	if d.s.src != nil {
+		// Known first: states sent before it are in PeerStates.
+		known = d.s.src.PeersKnown()
 		peers, ok = d.s.src.PeerStates()
 	}
 	d.mu.Lock()
@@ -242,6 +252,7 @@ func (d *daemon) checkCluster() {
 	}
 	d.mu.Lock()
 	d.status.Cluster = cs
+	d.known = d.known || known
 	d.mu.Unlock()
 	d.logAgreement(ok, self, a)
 	d.refresh()
@@ -310,11 +321,27 @@ func (d *daemon) logAgreement(checked bool, self sdk.NodeStatus, a control.Agree
 // disagrees with a larger group of nodes.
 var errDisagrees = errors.New("this node disagrees with a larger group of nodes")
 
+// errPeersUnknown holds a starting node's first announcement until its
+// sources have sent the fleet's states, so that a node whose tables
+// differ from the fleet's is not routed flows even for the moment the
+// comparison takes.
+var errPeersUnknown = errors.New("waiting for the fleet's published states, to compare with them first")
+
 // clusterCheck is the agreement as the route loop takes it: errDisagrees
-// while this node must withdraw.
+// while this node must withdraw, errPeersUnknown until the first
+// comparison could be made (at most peersWait).
 func (d *daemon) clusterCheck() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if !d.known && d.s.src != nil {
+		if d.gate.IsZero() {
+			d.gate = time.Now()
+		}
+		if time.Since(d.gate) < peersWait {
+			return errPeersUnknown
+		}
+		d.known = true
+	}
 	if d.status.Cluster.Withdrawn {
 		return errDisagrees
 	}

@@ -80,6 +80,8 @@ type sourceRun struct {
 	// it was not Unavailable).
 	peers   []sdk.NodeStatus
 	peersOK bool
+	// peersSeen is set by the first peers update, even an Unavailable one.
+	peersSeen bool
 }
 
 // NewSources returns the adapter for built-in sources in dir (dir/file,
@@ -242,6 +244,20 @@ func (s *Sources) PeerStates() (nodes []sdk.NodeStatus, ok bool) {
 		nodes = append(nodes, byNode[name])
 	}
 	return nodes, ok
+}
+
+// PeersKnown reports whether every source has either sent the peers'
+// states once (or said it cannot read them now) or said it does not
+// publish: until then a node that joins does not know whether it agrees.
+func (s *Sources) PeersKnown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.runs {
+		if !r.peersSeen && !r.state.NotPublisher {
+			return false
+		}
+	}
+	return true
 }
 
 // Publish hands every source this node's state; each that is a Publisher
@@ -465,7 +481,7 @@ func (s *Sources) watchPeers(ctx context.Context, r *sourceRun) {
 		if err == nil {
 			err = cl.WatchPeers(ctx, func(u sdk.PeersUpdate) error {
 				s.mu.Lock()
-				r.peers, r.peersOK = u.Nodes, u.Unavailable == ""
+				r.peers, r.peersOK, r.peersSeen = u.Nodes, u.Unavailable == "", true
 				r.state.Publisher = true
 				s.mu.Unlock()
 				signal(s.peers)
