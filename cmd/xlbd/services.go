@@ -197,7 +197,17 @@ func (s *services) check(c *candidate, path string, vars varFlags) {
 		frags = fragments(c.docs)
 	}
 	f, diags := loadFile(path, frags, opts)
-	if kept, removed := declared(f, c.docs); removed {
+	declaredIn := f
+	if diags.HasErrors() {
+		// A file with errors may be decoded only in part, its source
+		// blocks too (a fragment's syntax error stops the decoding):
+		// taking their absence for a removal would load the file without
+		// every document and apply it, with no VIP from any source.
+		sopts := opts
+		sopts.SourcesOnly = true
+		declaredIn, _ = loadFile(path, nil, sopts)
+	}
+	if kept, removed := declared(declaredIn, c.docs); removed {
 		// A source block was removed: its documents go with it.
 		c.docs = kept
 		f, diags = loadFile(path, fragments(kept), opts)

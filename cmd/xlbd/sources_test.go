@@ -285,6 +285,13 @@ func TestValidateWithSources(t *testing.T) {
 		!strings.Contains(stderr.String(), `3 |     adress = "198.51.100.1"`) {
 		t.Errorf("validate with a bad document: rc %d\n%s", rc, stderr.String())
 	}
+	// A syntax error stops the decoding of the whole file, its source
+	// blocks included: the document must still be rejected, not dropped.
+	writeDoc(t, dir, "web", strings.Replace(webPool, "\n}", "\n  ports = [80,\n}", 1))
+	stderr.Reset()
+	if rc := validateCmd([]string{path}, &stdout, &stderr); rc != 1 || !strings.Contains(stderr.String(), "error: Invalid expression") {
+		t.Errorf("validate with a syntax error in a document: rc %d\n%s%s", rc, stdout.String(), stderr.String())
+	}
 	stderr.Reset()
 	if validateCmd([]string{"-plugins=false", path}, &stdout, &stderr); !strings.Contains(stderr.String(), "note: config sources etcd not read (-plugins=false)") {
 		t.Errorf("validate -plugins=false:\n%s", stderr.String())
