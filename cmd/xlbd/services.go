@@ -96,7 +96,8 @@ func newServices(pluginDir string, plugins bool, log *slog.Logger) (*services, e
 
 // candidate is a file being applied.
 type candidate struct {
-	f *xhcl.File
+	start time.Time // when the transaction began, for the applied line
+	f     *xhcl.File
 	// docs are the config sources' documents it was loaded with.
 	docs   []sourceDoc
 	change *host.Change     // nil without plugins
@@ -143,7 +144,7 @@ func (s *services) transact(path string, vars varFlags, w io.Writer, commit bool
 // A panic on the way is recovered and rejects the file: the daemon keeps
 // forwarding with the configuration it has.
 func (s *services) transactDocs(path string, vars varFlags, docs []sourceDoc, w io.Writer, commit bool) (f *xhcl.File, err error) {
-	c := &candidate{docs: docs}
+	c := &candidate{docs: docs, start: time.Now()}
 	defer func() {
 		if r := recover(); r != nil {
 			c.abort()
@@ -251,7 +252,7 @@ func (s *services) commit(c *candidate) error {
 		return err
 	}
 	if c.change == nil {
-		s.applied(c.f)
+		s.applied(c)
 		return nil
 	}
 	c.change.Done()
@@ -265,16 +266,18 @@ func (s *services) commit(c *candidate) error {
 	s.an.Use(s.set, names, &c.f.Service)
 	s.src.Use(s.set, sourceNames(c.f.Sources))
 	err := s.sched.Configure(&c.f.Service)
-	s.applied(c.f)
+	s.applied(c)
 	return err
 }
 
-// applied logs the configuration f now running, once everything it drives
+// applied logs the configuration c now running, once everything it drives
 // has taken it, with the digest that lets operators compare nodes: the
-// same configuration, however written, gives the same digest everywhere.
-func (s *services) applied(f *xhcl.File) {
+// same configuration, however written, gives the same digest everywhere,
+// and how long the change took from its load to this line.
+func (s *services) applied(c *candidate) {
 	snap := s.ctl.Snapshot()
-	s.log.Info("configuration applied", "generation", snap.Generation, "config_digest", snapshot.ShortDigest(snap.ConfigDigest), "config", f.Filename)
+	s.log.Info("configuration applied", "generation", snap.Generation, "config_digest", snapshot.ShortDigest(snap.ConfigDigest),
+		"config", c.f.Filename, "took", time.Since(c.start).Round(time.Millisecond))
 }
 
 // pluginDecls are the file's plugin blocks as the plugin set takes them.
