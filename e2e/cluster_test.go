@@ -55,12 +55,26 @@ type cluster struct {
 	bins   map[string]string
 	config string
 	nodes  []*lab.XLBD // by LB index; nil: not running
+	// extra returns node i's arguments beyond the common ones; nil: none.
+	extra func(i int) []string
 }
 
 // newCluster builds the lab and starts xlbd on the first three nodes,
 // returning once the router routes every VIP over all three. bgp tunes
 // the router's sessions; config is the file the nodes run.
 func newCluster(t *testing.T, bgp lab.BGP, config string) *cluster {
+	t.Helper()
+	c := newClusterLab(t, bgp, config)
+	for i := range 3 {
+		c.start(i)
+	}
+	c.waitRoutes(0, 1, 2)
+	return c
+}
+
+// newClusterLab builds newCluster's lab and starts its backends, but no
+// xlbd.
+func newClusterLab(t *testing.T, bgp lab.BGP, config string) *cluster {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireTool(t, "bird")
@@ -70,12 +84,7 @@ func newCluster(t *testing.T, bgp lab.BGP, config string) *cluster {
 	if err := l.StartBackends(b["xlb-backend"]); err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, l: l, bird: l.Bird(), bins: b, config: config, nodes: make([]*lab.XLBD, 4)}
-	for i := range 3 {
-		c.start(i)
-	}
-	c.waitRoutes(0, 1, 2)
-	return c
+	return &cluster{t: t, l: l, bird: l.Bird(), bins: b, config: config, nodes: make([]*lab.XLBD, 4)}
 }
 
 // start runs xlbd on node i. Workers are not pinned: four nodes share the
@@ -83,7 +92,11 @@ func newCluster(t *testing.T, bgp lab.BGP, config string) *cluster {
 func (c *cluster) start(i int) {
 	c.t.Helper()
 	n := c.l.LB(i)
-	x, err := c.l.StartXLBD(n, c.bins["xlbd"], c.config, "-var", "node="+strconv.Itoa(i+1), "-var", "interface="+n.Iface, "-pin=false")
+	args := []string{"-var", "node=" + strconv.Itoa(i+1), "-var", "interface=" + n.Iface, "-pin=false"}
+	if c.extra != nil {
+		args = append(args, c.extra(i)...)
+	}
+	x, err := c.l.StartXLBD(n, c.bins["xlbd"], c.config, args...)
 	if err != nil {
 		c.t.Fatal(err)
 	}

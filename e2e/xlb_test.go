@@ -51,7 +51,7 @@ func binaries(t *testing.T) map[string]string {
 		// The built-in plugins where xlbd looks by default: plugins/
 		// beside it, as make build lays them out.
 		var plugins map[string]string
-		plugins, buildErr = lab.Build(filepath.Join(dir, "plugins"), "./plugins/healthcheck/http", "./plugins/healthcheck/tcp", "./plugins/announce/bgp")
+		plugins, buildErr = lab.Build(filepath.Join(dir, "plugins"), "./plugins/healthcheck/http", "./plugins/healthcheck/tcp", "./plugins/announce/bgp", "./plugins/source/file", "./plugins/source/etcd")
 		maps.Copy(bins, plugins)
 	})
 	if buildErr != nil {

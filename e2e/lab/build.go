@@ -148,6 +148,11 @@ func (l *Lab) build() error {
 		return err
 	}
 	defer rh.Close()
+	// Up for the services a test runs on the router (etcd): traffic to
+	// the router's own addresses goes through its loopback.
+	if err := upLoopback(rh); err != nil {
+		return err
+	}
 
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: IfaceBridge, MTU: t.InnerMTU}}
 	if err := rh.LinkAdd(br); err != nil {
@@ -321,11 +326,7 @@ func (l *Lab) hostSide(n *Node) error {
 		return err
 	}
 	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return err
-	}
-	if err := h.LinkSetUp(lo); err != nil {
+	if err := upLoopback(h); err != nil {
 		return err
 	}
 	link, err := h.LinkByName(IfaceEth)
@@ -334,6 +335,15 @@ func (l *Lab) hostSide(n *Node) error {
 	}
 	n.MAC = link.Attrs().HardwareAddr
 	return n.bringUp(h, link)
+}
+
+// upLoopback sets the namespace's loopback up.
+func upLoopback(h *netlink.Handle) error {
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	return h.LinkSetUp(lo)
 }
 
 // bringUp gives a host node's interface its addresses, sets it up and adds

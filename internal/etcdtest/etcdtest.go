@@ -11,6 +11,7 @@
 package etcdtest
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -51,6 +52,24 @@ type Server struct {
 	tls      TLSFiles
 	tlsFlags []string
 	hc       *http.Client // for /health
+
+	// Set by InNamespace: how etcd is started, and the client address.
+	command func(name string, args ...string) *exec.Cmd
+	host    string
+}
+
+// InNamespace runs etcd in another network namespace: command starts a
+// program there (the lab's `ip netns exec NS`, which execs it in place, so
+// that it stays this process's child), etcd serves clients on host (an
+// address of that namespace) at the standard port 2379 (its peers at
+// 2380, the namespace's loopback may be down), and dial reaches
+// that namespace, for the readiness check here and for the test's own
+// clients. The namespace is the test's own, so its ports are free.
+func InNamespace(command func(name string, args ...string) *exec.Cmd, host string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(s *Server) {
+		s.command, s.host = command, host
+		s.hc.Transport = &http.Transport{DialContext: dial}
+	}
 }
 
 // Start runs etcd and returns once it serves clients. The test's cleanup
@@ -70,6 +89,15 @@ func Start(t testing.TB, opts ...Option) *Server {
 		scheme = "https"
 	}
 	t.Cleanup(s.cleanup)
+	if s.command != nil {
+		s.dir = t.TempDir()
+		s.client = scheme + "://" + net.JoinHostPort(s.host, "2379")
+		s.peer = "http://" + net.JoinHostPort(s.host, "2380")
+		if err := s.start(); err != nil {
+			t.Fatalf("etcdtest: %v", err)
+		}
+		return s
+	}
 	// A port found free can be taken before etcd binds it; such a start
 	// fails at once and is retried on other ports, in a new data directory
 	// so that no trace of the failed member's URLs is left.
@@ -134,7 +162,11 @@ func (s *Server) start() error {
 			return errors.New("start of an etcd that is running")
 		}
 	}
-	cmd := exec.Command(s.bin, append([]string{
+	start := exec.Command
+	if s.command != nil {
+		start = s.command
+	}
+	cmd := start(s.bin, append([]string{
 		"--name", "etcdtest",
 		"--data-dir", s.dir,
 		"--listen-client-urls", s.client,
