@@ -337,3 +337,98 @@ func TestReloadEvaluatesSourcesBounded(t *testing.T) {
 		t.Errorf("the daemon's heap grew by %d MiB: it evaluated the document itself", grew>>20)
 	}
 }
+
+// TestRunWithFileSource: xlbd run with the real file source (built here)
+// over a directory of fragments, one in HCL's JSON syntax: an editor's
+// save (a temp file renamed over the fragment) is applied; a syntax error
+// is rejected at the fragment's path and line while the running
+// configuration stays; SIGHUP reads the directory anew.
+func TestRunWithFileSource(t *testing.T) {
+	dir := t.TempDir()
+	plugins := filepath.Join(dir, "plugins")
+	build := exec.Command("go", "build", "-o", filepath.Join(plugins, "file"), "../../plugins/source/file")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the file source: %v\n%s", err, out)
+	}
+	services := filepath.Join(dir, "services.d")
+	if err := os.Mkdir(services, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	save := func(name, content string) {
+		t.Helper()
+		tmp := filepath.Join(services, "."+name+".swp")
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(services, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save("web.hcl", webPool)
+	save("api.hcl.json", `{"vip": {"api": {"address": "192.0.2.11", "pool": "web"}}}`)
+	main := "hash_seed = 1\npipeline {\n  element \"TestIdle\" \"rx\" {}\n  element \"Discard\" \"drop\" {}\n  connect = [\"rx -> drop\"]\n}\n" +
+		"source \"file\" {\n  paths    = [\"services.d\"]\n  debounce = \"50ms\"\n}\nvip \"web\" {\n  address = \"192.0.2.10\"\n  pool    = \"web\"\n}\n"
+	path := filepath.Join(dir, "x.hcl")
+	if err := os.WriteFile(path, []byte(main), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	statusPath := filepath.Join(dir, "status.json")
+	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-config", path, "-plugin-dir", plugins, "-node", "lb1", "-status", statusPath)
+	cmd.Env = append(os.Environ(), asXLBD+"=1")
+	var stdout, stderr testenv.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var st *Status
+	waitUntil(t, "the first configuration applied", &stderr, func() bool {
+		st = readStatus(t, statusPath)
+		return st != nil && st.Generation > 0
+	})
+	if len(st.Sources) != 1 || st.Sources[0].State != "ok" || st.Sources[0].Documents != 2 {
+		t.Errorf("sources after start-up: %+v", st.Sources)
+	}
+	gen, digest := st.Generation, st.ConfigDigest
+
+	save("web.hcl", strings.Replace(webPool, "198.51.100.1", "198.51.100.2", 1))
+	waitUntil(t, "the saved fragment applied", &stderr, func() bool {
+		st = readStatus(t, statusPath)
+		return st.Generation > gen && st.ConfigDigest != digest
+	})
+	gen, digest = st.Generation, st.ConfigDigest
+
+	save("web.hcl", "pool \"web\" {\n  backend \"a\" {\n    address = \"198.51.100.3\",\n  }\n}\n")
+	waitUntil(t, "the broken fragment rejected", &stderr, func() bool {
+		st = readStatus(t, statusPath)
+		return st.Rejected != nil
+	})
+	if want := "services.d/web.hcl:3:"; !strings.Contains(st.Rejected.Diagnostics, want) || st.Generation != gen || st.ConfigDigest != digest {
+		t.Errorf("after a syntax error: generation %d (was %d), digest %s (was %s), diagnostics\n%s\nwant them at %s",
+			st.Generation, gen, st.ConfigDigest, digest, st.Rejected.Diagnostics, want)
+	}
+
+	save("web.hcl", webPool)
+	waitUntil(t, "the repaired fragment applied", &stderr, func() bool {
+		st = readStatus(t, statusPath)
+		return st.Rejected == nil && st.Generation > gen
+	})
+	// SIGHUP: the file and the directory are read anew and applied.
+	gen = st.Generation
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "SIGHUP applied", &stderr, func() bool {
+		st = readStatus(t, statusPath)
+		return st.Generation > gen
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("xlbd run: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "== config sources") {
+		t.Errorf("the exit tables lack the config sources:\n%s", stdout.String())
+	}
+}
