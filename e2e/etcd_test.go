@@ -13,7 +13,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc"
 
 	"github.com/xlbproject/xlb/e2e/lab"
 	"github.com/xlbproject/xlb/internal/etcdtest"
@@ -51,23 +50,18 @@ func newEtcdLab(t *testing.T, nodes ...int) *etcdLab {
 	dir := t.TempDir()
 	e := &etcdLab{cluster: newClusterLab(t, lab.BGP{}, main), dir: dir}
 	router := e.l.Router()
-	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := e.l.Do(router.NS, func() (err error) {
-			c, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
 			return err
 		})
 		return c, err
 	}
 	e.etcd = etcdtest.Start(t, etcdtest.InNamespace(func(name string, args ...string) *exec.Cmd {
 		return e.l.Exec(router.NS, name, args...)
-	}, router.BridgeAddr4.String(), func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) }))
-	e.cli, err = clientv3.New(clientv3.Config{Endpoints: e.etcd.Endpoints(), DialTimeout: 5 * time.Second,
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.cli.Close() })
+	}, router.BridgeAddr4.String(), dial))
+	e.cli = e.etcd.Client(t)
 	for _, name := range []string{"web", "api"} {
 		src, err := os.ReadFile(filepath.Join(filepath.Dir(main), "services", name+".hcl"))
 		if err != nil {
@@ -89,13 +83,7 @@ func newEtcdLab(t *testing.T, nodes ...int) *etcdLab {
 // put sets the key etcdPrefix+name and returns the revision it made.
 func (e *etcdLab) put(name, value string) int64 {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	r, err := e.cli.Put(ctx, etcdPrefix+name, value)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return r.Header.Revision
+	return etcdtest.Put(e.t, e.cli, etcdPrefix+name, value)
 }
 
 // del deletes the key etcdPrefix+name.

@@ -56,6 +56,7 @@ type Server struct {
 	// Set by InNamespace: how etcd is started, and the client address.
 	command func(name string, args ...string) *exec.Cmd
 	host    string
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // InNamespace runs etcd in another network namespace: command starts a
@@ -67,7 +68,7 @@ type Server struct {
 // clients. The namespace is the test's own, so its ports are free.
 func InNamespace(command func(name string, args ...string) *exec.Cmd, host string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
 	return func(s *Server) {
-		s.command, s.host = command, host
+		s.command, s.host, s.dial = command, host, dial
 		s.hc.Transport = &http.Transport{DialContext: dial}
 	}
 }

@@ -10,33 +10,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// opTimeout bounds each client call and each wait for a watch event; a
-// hang fails the test instead of running into go test's -timeout.
-const opTimeout = 20 * time.Second
-
-func newClient(t *testing.T, s *Server) *clientv3.Client {
-	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatalf("client: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
+// ctx bounds a client call by opTimeout, as each wait for a watch event
+// is: a hang fails the test instead of running into go test's -timeout.
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(t.Context(), opTimeout)
 	t.Cleanup(cancel)
 	return c
-}
-
-func put(t *testing.T, c *clientv3.Client, k, v string) int64 {
-	t.Helper()
-	r, err := c.Put(ctx(t), k, v)
-	if err != nil {
-		t.Fatalf("put %s: %v", k, err)
-	}
-	return r.Header.Revision
 }
 
 // event is a watch event reduced to what the tests compare.
@@ -97,11 +76,11 @@ func same(t *testing.T, what string, got, want []event) {
 
 func TestPutGetWatch(t *testing.T) {
 	s := Start(t)
-	c := newClient(t, s)
+	c := s.Client(t)
 	wc := c.Watch(ctx(t), "/xlb/", clientv3.WithPrefix())
-	r1 := put(t, c, "/xlb/a", "1")
-	r2 := put(t, c, "/xlb/b", "2")
-	put(t, c, "/other", "ignored")
+	r1 := Put(t, c, "/xlb/a", "1")
+	r2 := Put(t, c, "/xlb/b", "2")
+	Put(t, c, "/other", "ignored")
 	if _, err := c.Delete(ctx(t), "/xlb/a"); err != nil {
 		t.Fatal(err)
 	}
@@ -123,9 +102,9 @@ func TestPutGetWatch(t *testing.T) {
 // keep the data and the revision, not start a new history.
 func TestKillRestartKeepsDataAndRevision(t *testing.T) {
 	s := Start(t)
-	c := newClient(t, s)
+	c := s.Client(t)
 	for i := range 5 {
-		put(t, c, fmt.Sprintf("/xlb/k%d", i), fmt.Sprint(i))
+		Put(t, c, fmt.Sprintf("/xlb/k%d", i), fmt.Sprint(i))
 	}
 	before, err := c.Get(ctx(t), "/xlb/", clientv3.WithPrefix())
 	if err != nil {
@@ -159,10 +138,10 @@ func TestKillRestartKeepsDataAndRevision(t *testing.T) {
 // each and in order.
 func TestWatchResumesAfterRestart(t *testing.T) {
 	s := Start(t)
-	c := newClient(t, s)
+	c := s.Client(t)
 	live := c.Watch(ctx(t), "/xlb/", clientv3.WithPrefix())
-	r1 := put(t, c, "/xlb/a", "1")
-	r2 := put(t, c, "/xlb/b", "2")
+	r1 := Put(t, c, "/xlb/a", "1")
+	r2 := Put(t, c, "/xlb/b", "2")
 	same(t, "before the outage", next(t, live, 2), []event{
 		{mvccpb.PUT, "/xlb/a", "1", r1},
 		{mvccpb.PUT, "/xlb/b", "2", r2},
@@ -173,12 +152,12 @@ func TestWatchResumesAfterRestart(t *testing.T) {
 	s.Restart()
 	// The changes made while no watcher is connected: the live watch's
 	// client may not have reconnected yet.
-	other := newClient(t, s)
-	r3 := put(t, other, "/xlb/a", "3")
+	other := s.Client(t)
+	r3 := Put(t, other, "/xlb/a", "3")
 	if _, err := other.Delete(ctx(t), "/xlb/b"); err != nil {
 		t.Fatal(err)
 	}
-	r5 := put(t, other, "/xlb/c", "5")
+	r5 := Put(t, other, "/xlb/c", "5")
 	want := []event{
 		{mvccpb.PUT, "/xlb/a", "3", r3},
 		{mvccpb.DELETE, "/xlb/b", "", r3 + 1},
@@ -192,7 +171,7 @@ func TestWatchResumesAfterRestart(t *testing.T) {
 	resumed := c.Watch(ctx(t), "/xlb/", clientv3.WithPrefix(), clientv3.WithRev(last+1))
 	same(t, "a watch resumed from the last revision seen", next(t, resumed, 3), want)
 
-	r6 := put(t, c, "/xlb/d", "6")
+	r6 := Put(t, c, "/xlb/d", "6")
 	after := []event{{mvccpb.PUT, "/xlb/d", "6", r6}}
 	same(t, "the live watch after", next(t, live, 1), after)
 	same(t, "the resumed watch after", next(t, resumed, 1), after)

@@ -77,9 +77,9 @@ type AnnouncerStatus struct {
 // NewAnnouncers returns the adapter for built-in announcers in dir
 // (dir/bgp), made absolute as HealthChecks' is.
 func NewAnnouncers(dir string, log *slog.Logger) (*Announcers, error) {
-	abs, err := filepath.Abs(dir)
+	abs, err := absDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("plugin directory %s: %w", dir, err)
+		return nil, err
 	}
 	if log == nil {
 		log = slog.Default()

@@ -33,11 +33,21 @@ var ownParams = []string{"interval", "timeout", "rise", "fall", "port"}
 // binary per method (dir/tcp, dir/http), made absolute so that no method is
 // looked up on $PATH.
 func NewHealthChecks(dir string) (*HealthChecks, error) {
-	abs, err := filepath.Abs(dir)
+	abs, err := absDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("plugin directory %s: %w", dir, err)
+		return nil, err
 	}
 	return &HealthChecks{dir: abs, probers: map[string]health.Prober{}}, nil
+}
+
+// absDir makes a directory of built-in plugins absolute, so that no
+// built-in plugin is looked up on $PATH.
+func absDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("plugin directory %s: %w", dir, err)
+	}
+	return abs, nil
 }
 
 // Probers is the map for health.Options.Probers; Use keeps it current.

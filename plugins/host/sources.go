@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"path/filepath"
@@ -87,9 +86,9 @@ type sourceRun struct {
 // NewSources returns the adapter for built-in sources in dir (dir/file,
 // dir/etcd), made absolute as HealthChecks' is.
 func NewSources(dir string, log *slog.Logger) (*Sources, error) {
-	abs, err := filepath.Abs(dir)
+	abs, err := absDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("plugin directory %s: %w", dir, err)
+		return nil, err
 	}
 	if log == nil {
 		log = slog.Default()

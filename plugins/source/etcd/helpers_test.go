@@ -13,7 +13,6 @@ import (
 	"github.com/xlbproject/xlb/internal/testenv"
 	"github.com/xlbproject/xlb/plugins/sdk"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // waitTimeout bounds each wait for an update: generous, so that a loaded
@@ -65,29 +64,10 @@ func newTestSource(t *testing.T, config []byte) (*source, *testenv.Buffer) {
 	return src, &buf
 }
 
-func newClient(t *testing.T, endpoints []string) *clientv3.Client {
-	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 func opCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func put(t *testing.T, c *clientv3.Client, k, v string) int64 {
-	t.Helper()
-	r, err := c.Put(opCtx(t), k, v)
-	if err != nil {
-		t.Fatalf("put %s: %v", k, err)
-	}
-	return r.Header.Revision
 }
 
 func del(t *testing.T, c *clientv3.Client, k string) int64 {
@@ -182,5 +162,5 @@ func want(t *testing.T, got sdk.ConfigUpdate, rev int64, docs string) {
 
 func startEtcd(t *testing.T) (*etcdtest.Server, *clientv3.Client) {
 	s := etcdtest.Start(t)
-	return s, newClient(t, s.Endpoints())
+	return s, s.Client(t)
 }

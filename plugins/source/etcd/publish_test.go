@@ -136,7 +136,7 @@ func TestWatchPeers(t *testing.T) {
 	cfg := settingsJSON(etcd.Endpoints())
 	a, alog := newTestSource(t, cfg)
 	b, _ := newTestSource(t, cfg)
-	put(t, c, "/xlb/status/junk", "not json")
+	etcdtest.Put(t, c, "/xlb/status/junk", "not json")
 	publish(t, a, status("lb1", "1"))
 	w := startStream(t, a.WatchPeers)
 	nodes := func(u sdk.PeersUpdate) string {

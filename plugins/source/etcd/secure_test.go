@@ -30,7 +30,7 @@ func TestAuth(t *testing.T) {
 	must(c.RoleGrantPermission(ctx, "xlb", "/xlb/status/", clientv3.GetPrefixRangeEnd("/xlb/status/"), clientv3.PermissionType(clientv3.PermReadWrite)))
 	must(c.UserAdd(ctx, "xlb", "xlbpw"))
 	must(c.UserGrantRole(ctx, "xlb", "xlb"))
-	r := put(t, c, "/xlb/services/web", "1")
+	r := etcdtest.Put(t, c, "/xlb/services/web", "1")
 	must(c.AuthEnable(ctx))
 	// A client authenticates when made: etcd forgets its token when it
 	// restarts (see session.check).
@@ -47,7 +47,7 @@ func TestAuth(t *testing.T) {
 	src, _ := newTestSource(t, settingsJSON(etcd.Endpoints(), "username", `"xlb"`, "password", `"xlbpw"`))
 	w := startStream(t, src.Watch)
 	want(t, w.next(t), r, "etcd:/xlb/services/web(hcl)=1")
-	r = put(t, root, "/xlb/services/web", "2")
+	r = etcdtest.Put(t, root, "/xlb/services/web", "2")
 	want(t, w.next(t), r, "etcd:/xlb/services/web(hcl)=2")
 	publish(t, src, status("lb1", "1"))
 	eventually(t, root, "/xlb/status/lb1", "lb1@1")
@@ -59,7 +59,7 @@ func TestAuth(t *testing.T) {
 	etcd.Restart()
 	want(t, w.next(t), r, "etcd:/xlb/services/web(hcl)=2")
 	root = rootClient()
-	r = put(t, root, "/xlb/services/web", "3")
+	r = etcdtest.Put(t, root, "/xlb/services/web", "3")
 	want(t, w.next(t), r, "etcd:/xlb/services/web(hcl)=3")
 	publish(t, src, status("lb1", "2"))
 	eventually(t, root, "/xlb/status/lb1", "lb1@2")

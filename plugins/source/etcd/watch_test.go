@@ -15,19 +15,19 @@ import (
 // The format is sniffed from the value.
 func TestWatch(t *testing.T) {
 	etcd, c := startEtcd(t)
-	put(t, c, "/xlb/services/web", `vip "web" {}`)
-	put(t, c, "/xlb/services/api", " \n\t{\"vip\": {}}")
-	put(t, c, "/xlb/services-old/x", "ignored: another prefix")
-	r := put(t, c, "/other", "ignored")
+	etcdtest.Put(t, c, "/xlb/services/web", `vip "web" {}`)
+	etcdtest.Put(t, c, "/xlb/services/api", " \n\t{\"vip\": {}}")
+	etcdtest.Put(t, c, "/xlb/services-old/x", "ignored: another prefix")
+	r := etcdtest.Put(t, c, "/other", "ignored")
 	src, _ := newTestSource(t, settingsJSON(etcd.Endpoints()))
 	w := startStream(t, src.Watch)
 	want(t, w.next(t), r, "etcd:/xlb/services/api(json)= \n\t{\"vip\": {}} etcd:/xlb/services/web(hcl)=vip \"web\" {}")
 
-	r = put(t, c, "/xlb/services/web", `vip "web" { port = 80 }`)
+	r = etcdtest.Put(t, c, "/xlb/services/web", `vip "web" { port = 80 }`)
 	want(t, w.next(t), r, "etcd:/xlb/services/api(json)= \n\t{\"vip\": {}} etcd:/xlb/services/web(hcl)=vip \"web\" { port = 80 }")
 	r = del(t, c, "/xlb/services/api")
 	want(t, w.next(t), r, `etcd:/xlb/services/web(hcl)=vip "web" { port = 80 }`)
-	put(t, c, "/other", "still ignored")
+	etcdtest.Put(t, c, "/other", "still ignored")
 
 	tx, err := c.Txn(opCtx(t)).Then(
 		clientv3.OpPut("/xlb/services/a", "{}"),
@@ -47,12 +47,12 @@ func TestWatch(t *testing.T) {
 // host's SIGHUP) reads everything anew and sends the complete set.
 func TestWatchAgain(t *testing.T) {
 	etcd, c := startEtcd(t)
-	r := put(t, c, "/xlb/services/web", "a")
+	r := etcdtest.Put(t, c, "/xlb/services/web", "a")
 	src, _ := newTestSource(t, settingsJSON(etcd.Endpoints()))
 	w := startStream(t, src.Watch)
 	want(t, w.next(t), r, "etcd:/xlb/services/web(hcl)=a")
 	w.stop()
-	r = put(t, c, "/other", "x")
+	r = etcdtest.Put(t, c, "/other", "x")
 	w = startStream(t, src.Watch)
 	want(t, w.next(t), r, "etcd:/xlb/services/web(hcl)=a")
 	w.quiet(t, 300*time.Millisecond)
@@ -64,7 +64,7 @@ func TestWatchAgain(t *testing.T) {
 // replayed.
 func TestOutageKill(t *testing.T) {
 	etcd, c := startEtcd(t)
-	r := put(t, c, "/xlb/services/web", "1")
+	r := etcdtest.Put(t, c, "/xlb/services/web", "1")
 	src, log := newTestSource(t, settingsJSON(etcd.Endpoints()))
 	w := startStream(t, src.Watch)
 	want(t, w.next(t), r, "etcd:/xlb/services/web(hcl)=1")
@@ -83,8 +83,8 @@ func TestOutageKill(t *testing.T) {
 
 	etcd.Restart()
 	want(t, w.next(t), r, "etcd:/xlb/services/web(hcl)=1")
-	r2 := put(t, c, "/xlb/services/web", "2")
-	r3 := put(t, c, "/xlb/services/api", "3")
+	r2 := etcdtest.Put(t, c, "/xlb/services/web", "2")
+	r3 := etcdtest.Put(t, c, "/xlb/services/api", "3")
 	want(t, w.next(t), r2, "etcd:/xlb/services/web(hcl)=2")
 	want(t, w.next(t), r3, "etcd:/xlb/services/api(hcl)=3 etcd:/xlb/services/web(hcl)=2")
 	w.quiet(t, 300*time.Millisecond)
@@ -100,8 +100,8 @@ func TestOutageKill(t *testing.T) {
 func TestOutageResumes(t *testing.T) {
 	etcd, c := startEtcd(t)
 	proxy := etcdtest.NewProxy(t, etcd)
-	put(t, c, "/xlb/services/a", "1")
-	r := put(t, c, "/xlb/services/b", "1")
+	etcdtest.Put(t, c, "/xlb/services/a", "1")
+	r := etcdtest.Put(t, c, "/xlb/services/b", "1")
 	src, _ := newTestSource(t, settingsJSON(proxy.Endpoints()))
 	w := startStream(t, src.Watch)
 	want(t, w.next(t), r, "etcd:/xlb/services/a(hcl)=1 etcd:/xlb/services/b(hcl)=1")
@@ -120,10 +120,10 @@ func TestOutageResumes(t *testing.T) {
 	if u := w.next(t); u.Unavailable == "" {
 		t.Fatalf("after the cut: %s", show(u))
 	}
-	put(t, c, "/xlb/services/a", "2")
+	etcdtest.Put(t, c, "/xlb/services/a", "2")
 	del(t, c, "/xlb/services/b")
-	last := put(t, c, "/xlb/services/c", "3")
-	put(t, c, "/other", "a later change outside the prefix")
+	last := etcdtest.Put(t, c, "/xlb/services/c", "3")
+	etcdtest.Put(t, c, "/other", "a later change outside the prefix")
 	proxy.Restore()
 	// The set it had, which ends the outage, then the changes.
 	want(t, w.next(t), r, "etcd:/xlb/services/a(hcl)=1 etcd:/xlb/services/b(hcl)=1")
@@ -136,7 +136,7 @@ func TestOutageResumes(t *testing.T) {
 func TestCompacted(t *testing.T) {
 	etcd, c := startEtcd(t)
 	proxy := etcdtest.NewProxy(t, etcd)
-	r := put(t, c, "/xlb/services/a", "1")
+	r := etcdtest.Put(t, c, "/xlb/services/a", "1")
 	src, log := newTestSource(t, settingsJSON(proxy.Endpoints()))
 	w := startStream(t, src.Watch)
 	want(t, w.next(t), r, "etcd:/xlb/services/a(hcl)=1")
@@ -145,9 +145,9 @@ func TestCompacted(t *testing.T) {
 	if u := w.next(t); u.Unavailable == "" {
 		t.Fatalf("after the cut: %s", show(u))
 	}
-	put(t, c, "/xlb/services/a", "2")
-	put(t, c, "/xlb/services/b", "2")
-	now := put(t, c, "/other", "x")
+	etcdtest.Put(t, c, "/xlb/services/a", "2")
+	etcdtest.Put(t, c, "/xlb/services/b", "2")
+	now := etcdtest.Put(t, c, "/other", "x")
 	if _, err := c.Compact(opCtx(t), now); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestCompacted(t *testing.T) {
 	if !strings.Contains(log.String(), "etcd compacted the revisions the watch resumed from: reading the prefix anew") {
 		t.Errorf("no word of the compaction in the log:\n%s", log.String())
 	}
-	r = put(t, c, "/xlb/services/b", "3")
+	r = etcdtest.Put(t, c, "/xlb/services/b", "3")
 	want(t, w.next(t), r, "etcd:/xlb/services/a(hcl)=2 etcd:/xlb/services/b(hcl)=3")
 	w.quiet(t, 300*time.Millisecond)
 }
@@ -167,7 +167,7 @@ func TestCompacted(t *testing.T) {
 // the set once etcd serves.
 func TestUnreachableAtStart(t *testing.T) {
 	etcd, c := startEtcd(t)
-	r := put(t, c, "/xlb/services/a", "1")
+	r := etcdtest.Put(t, c, "/xlb/services/a", "1")
 	proxy := etcdtest.NewProxy(t, etcd)
 	proxy.Cut()
 	src, _ := newTestSource(t, settingsJSON(proxy.Endpoints()))
@@ -184,8 +184,8 @@ func TestUnreachableAtStart(t *testing.T) {
 // nothing.
 func TestReconfigure(t *testing.T) {
 	etcd, c := startEtcd(t)
-	put(t, c, "/xlb/services/a", "1")
-	r := put(t, c, "/xlb/other/b", "2")
+	etcdtest.Put(t, c, "/xlb/services/a", "1")
+	r := etcdtest.Put(t, c, "/xlb/other/b", "2")
 	cfg := settingsJSON(etcd.Endpoints())
 	src, _ := newTestSource(t, cfg)
 	w := startStream(t, src.Watch)

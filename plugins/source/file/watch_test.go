@@ -1,20 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"github.com/xlbproject/xlb/internal/testenv"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
@@ -197,25 +196,6 @@ func (w *watch) expect(want ...string) sdk.ConfigUpdate {
 	return u
 }
 
-// syncBuffer is a log destination that tests read while the source
-// writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestInitialSet: Watch sends every document at once, a directory's
 // sorted by name with editors' and hidden files left out, listed files
 // whatever their suffix, each format by suffix, and a file reached twice
@@ -242,7 +222,7 @@ func TestInitialSet(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(d, "fifo.hcl"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuffer
+	var log testenv.Buffer
 	c, gate := configure(t, hclog.New(&hclog.LoggerOptions{Output: &log, Level: hclog.Info}),
 		[]string{d, filepath.Join(dir, "extra.conf"), filepath.Join(dir, "extra.json"), filepath.Join(d, "b.hcl")}, "")
 
