@@ -32,7 +32,13 @@ const (
 // block's Range. A VIP's PortRanges, when set, place each port's problems.
 // It takes time linear in the size of the configuration.
 func (c *Config) Validate() pipeline.Errors {
-	v := &validator{c: c, pools: map[string]*Pool{}, reach: map[*Pool]int{}, suggested: map[string]string{}}
+	return c.validate().errs
+}
+
+// validate runs every check of Validate and returns the validator, whose
+// backends index the checker keeps when there is no error.
+func (c *Config) validate() *validator {
+	v := newValidator(c)
 	v.pools_()
 	v.cycles()
 	v.vips()
@@ -43,16 +49,32 @@ func (c *Config) Validate() pipeline.Errors {
 		}
 		return cmp.Compare(a.Range.Start.Byte, b.Range.Start.Byte)
 	})
-	return v.errs
+	return v
+}
+
+func newValidator(c *Config) *validator {
+	return &validator{c: c, pools: map[string]*Pool{}, reach: map[*Pool]int{}, suggested: map[string]string{}}
 }
 
 type validator struct {
 	c     *Config
 	pools map[string]*Pool // first declaration of each name
 	reach map[*Pool]int    // how many backends a pool reaches
+	// backends holds where each backend name is first declared.
+	backends map[string]backendDecl
+	// unique is set when every backend name is known to be declared
+	// once: a pool then reaches the sum of its reachable pools' backends,
+	// counted without listing them.
+	unique bool
 	// suggested holds what an unknown pool name could mean.
 	suggested map[string]string
 	errs      pipeline.Errors
+}
+
+// backendDecl is where a backend name is declared: its pool and its range.
+type backendDecl struct {
+	pool string
+	r    *pipeline.Range
 }
 
 func (v *validator) add(r pipeline.Range, summary, format string, args ...any) {
@@ -69,17 +91,14 @@ func at(ranges map[string]pipeline.Range, attr string, block pipeline.Range) pip
 }
 
 func (v *validator) pools_() {
-	type decl struct {
-		pool string
-		r    *pipeline.Range
-	}
 	n := 0
 	for i := range v.c.Pools {
 		n += len(v.c.Pools[i].Backends)
 	}
 	// Sized up front: growing a map of 100,000 names cost more than
 	// everything else Validate does with them.
-	backends := make(map[string]decl, n)
+	backends := make(map[string]backendDecl, n)
+	v.backends = backends
 	v.pools = make(map[string]*Pool, len(v.c.Pools))
 	for i := range v.c.Pools {
 		p := &v.c.Pools[i]
@@ -96,11 +115,16 @@ func (v *validator) pools_() {
 					"A backend named %q was already declared at %s (pool %q); a backend's name is its identity in the Maglev table, so give each backend a unique name, and include a pool in another with `pools` rather than repeating its backends.",
 					b.Name, *prev.r, prev.pool)
 			} else {
-				backends[b.Name] = decl{p.Name, &b.Range}
+				backends[b.Name] = backendDecl{p.Name, &b.Range}
 			}
 			v.unicast(b.AttrRange, b.Range, "Backend", b.Name, b.Address, "the address the backend receives encapsulated packets on")
 		}
 	}
+	v.inclusions()
+}
+
+// inclusions reports each pool a pool includes that is not declared.
+func (v *validator) inclusions() {
 	for i := range v.c.Pools {
 		p := &v.c.Pools[i]
 		for _, name := range p.Pools {
@@ -170,7 +194,7 @@ var validProtocols = []string{"tcp", "udp", "any"}
 
 func (v *validator) vips() {
 	names := map[string]*VIP{}
-	claimed := claims{} // by the VIPs whose address, protocol and ports are valid
+	claimed := claims{size: 2 * len(v.c.VIPs)} // by the VIPs whose address, protocol and ports are valid
 	for i := range v.c.VIPs {
 		x := &v.c.VIPs[i]
 		if prev, dup := names[x.Name]; dup {
@@ -203,6 +227,9 @@ func (v *validator) vips() {
 // that are not JSON. Which announcers exist is the loader's to say: the
 // model does not declare them.
 func (v *validator) announce(x *VIP) {
+	if len(x.Announce) == 0 {
+		return
+	}
 	seen := map[string]pipeline.Range{}
 	for _, a := range x.Announce {
 		if prev, dup := seen[a.Announcer]; dup {
@@ -259,6 +286,7 @@ type claims struct {
 	// and protocol.
 	some map[claim]*claimant
 	n    int // VIPs added, which orders them
+	size int // how many claims to make room for
 }
 
 type claim struct {
@@ -281,7 +309,7 @@ var sharing = map[string][]string{"tcp": {"tcp", "any"}, "udp": {"udp", "any"}, 
 // duplicate port.
 func (c *claims) add(x *VIP) {
 	if c.port == nil {
-		c.port, c.some = map[claim]*claimant{}, map[claim]*claimant{}
+		c.port, c.some = make(map[claim]*claimant, c.size), make(map[claim]*claimant, c.size)
 	}
 	cl := &claimant{x, c.n}
 	c.n++
@@ -364,7 +392,7 @@ func (v *validator) vipPool(x *VIP) {
 	n, ok := v.reach[p]
 	if !ok {
 		// VIPs often share a pool: count its backends once.
-		n = len(flatten(v.pools, p))
+		n = v.reachCount(p)
 		v.reach[p] = n
 	}
 	switch {
@@ -380,6 +408,34 @@ func (v *validator) vipPool(x *VIP) {
 			"VIP %q reaches %d backends but its table has only %d slots; set table_size to a prime greater than %d, ideally above 100 times the number of backends (such as %d) to keep their shares within about 1%% of each other.",
 			x.Name, n, m, n, nextPrime(uint32(min(100*n, maglev.MaxTableSize-1))))
 	}
+}
+
+// reachCount returns how many backends p reaches, directly or through
+// nested pools.
+func (v *validator) reachCount(p *Pool) int {
+	switch {
+	case !v.unique:
+		return len(flatten(v.pools, p))
+	case len(p.Pools) == 0:
+		return len(p.Backends)
+	}
+	n := 0
+	seen := map[*Pool]bool{}
+	var walk func(p *Pool)
+	walk = func(p *Pool) {
+		if seen[p] {
+			return
+		}
+		seen[p] = true
+		n += len(p.Backends)
+		for _, name := range p.Pools {
+			if q, ok := v.pools[name]; ok {
+				walk(q)
+			}
+		}
+	}
+	walk(p)
+	return n
 }
 
 func (v *validator) suggestPool(name string) string {
