@@ -114,7 +114,14 @@ func Load(filename string, src []byte, opts Options) (*File, hcl.Diagnostics) {
 }
 
 func load(filename string, src []byte, frags []Fragment, opts Options) (*File, hcl.Diagnostics) {
+	return loadWith(nil, filename, src, frags, opts)
+}
+
+// loadWith is load, taking from cache (when not nil) what it kept of
+// unchanged fragments, and leaving there what it makes of them.
+func loadWith(cache *Cache, filename string, src []byte, frags []Fragment, opts Options) (*File, hcl.Diagnostics) {
 	l := &loader{
+		cache:    cache,
 		filename: filename,
 		dir:      filepath.Dir(filename),
 		src:      src,
@@ -139,13 +146,19 @@ type loader struct {
 	opts          Options
 	out           *File
 	diags         hcl.Diagnostics
+	// cache keeps what fragments parse and decode to, from one load to
+	// the next; nil: none.
+	cache *Cache
+	// announcers are the names of the announce blocks, sorted.
+	announcers []string
 
 	body *hclsyntax.Body
 	// native are the bodies in native syntax, the main file's first,
 	// whose references are checked before evaluation.
 	native []*hclsyntax.Body
 	ctx    *hcl.EvalContext
-	// vips and pools are the service blocks of every source.
+	// vips and pools are the service blocks of the main file, then of
+	// every fragment once they are decoded.
 	vips, pools []*hcl.Block
 
 	vars      []*variable
@@ -212,23 +225,20 @@ func (l *loader) load() {
 			announcers = append(announcers, b)
 		}
 	}
-	for _, f := range frags {
-		vips, pools := l.fragmentBlocks(f)
-		l.vips = append(l.vips, vips...)
-		l.pools = append(l.pools, pools...)
-		if b, ok := f.Body.(*hclsyntax.Body); ok {
-			l.native = append(l.native, b)
-		}
-	}
+	// The main file is evaluated first, alone: fragments see its
+	// variables and locals and have none of their own, so a name a
+	// fragment gets wrong is reported there and poisons nothing here.
 	l.checkReferences()
 	l.evalVariables()
 	l.evalLocals()
 	l.ctx = l.evalContext()
 	l.markPoisonedExprs()
+	l.announcers = announcerNames(announcers)
+	l.decodeFragments(frags)
 
 	l.decodeHashSeed(content.Attributes["hash_seed"])
 	l.decodePipeline(pipelines)
-	l.decodeService(l.vips, l.pools, announcers)
+	l.decodeService(l.vips, l.pools, frags)
 	l.decodePlugins(plugins)
 	l.decodeAnnouncers(announcers, plugins)
 	l.markUncheckable()
