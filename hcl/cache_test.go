@@ -78,3 +78,19 @@ func TestCacheMatchesLoadSources(t *testing.T) {
 		last = got
 	}
 }
+
+// A panic in one of parallel's workers is raised again in the caller,
+// where xlbd's reload recovers it, instead of ending the process.
+func TestParallelPanicReachesCaller(t *testing.T) {
+	defer func() {
+		if r := recover(); r != "fragment 3" {
+			t.Errorf("recovered %v, want the worker's panic", r)
+		}
+	}()
+	parallel(8, func(i int) {
+		if i == 3 {
+			panic("fragment 3")
+		}
+	})
+	t.Error("parallel returned")
+}
