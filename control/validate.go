@@ -68,6 +68,7 @@ type validator struct {
 	unique bool
 	// suggested holds what an unknown pool name could mean.
 	suggested map[string]string
+	primes    map[uint32]bool
 	errs      pipeline.Errors
 }
 
@@ -193,7 +194,7 @@ func (v *validator) cycles() {
 var validProtocols = []string{"tcp", "udp", "any"}
 
 func (v *validator) vips() {
-	names := map[string]*VIP{}
+	names := make(map[string]*VIP, len(v.c.VIPs))
 	claimed := claims{size: 2 * len(v.c.VIPs)} // by the VIPs whose address, protocol and ports are valid
 	for i := range v.c.VIPs {
 		x := &v.c.VIPs[i]
@@ -291,7 +292,7 @@ type claims struct {
 
 type claim struct {
 	addr  [16]byte
-	proto string
+	proto uint8 // protoNumber: a string would be hashed at every look-up
 	port  uint16
 }
 
@@ -303,7 +304,7 @@ type claimant struct {
 
 // sharing lists the protocols whose VIPs can match a packet that a VIP of
 // protocol p matches.
-var sharing = map[string][]string{"tcp": {"tcp", "any"}, "udp": {"udp", "any"}, "any": {"tcp", "udp", "any"}}
+var sharing = map[string][]uint8{"tcp": {6, 0}, "udp": {17, 0}, "any": {6, 17, 0}}
 
 // add records x's claims; x has a valid protocol and no port 0 or
 // duplicate port.
@@ -314,7 +315,7 @@ func (c *claims) add(x *VIP) {
 	cl := &claimant{x, c.n}
 	c.n++
 	hold := func(m map[claim]*claimant, port uint16) {
-		if k := (claim{x.Address.As16(), x.Protocol, port}); m[k] == nil {
+		if k := (claim{x.Address.As16(), protoNumber(x.Protocol), port}); m[k] == nil {
 			m[k] = cl
 		}
 	}
@@ -399,7 +400,7 @@ func (v *validator) vipPool(x *VIP) {
 	case m > maglev.MaxTableSize:
 		v.add(r, "Table size too large",
 			"VIP %q has table_size %d, above the maximum %d; set a smaller prime such as %d.", x.Name, m, maglev.MaxTableSize, prevPrime(maglev.MaxTableSize))
-	case !maglev.IsPrime(m):
+	case !v.isPrime(m):
 		v.add(r, "Table size not prime",
 			"VIP %q has table_size %d, which is not a prime; Maglev needs a prime size so that every backend's preference list visits every slot. Use %d or %d.",
 			x.Name, m, prevPrime(m), nextPrime(m))
@@ -408,6 +409,20 @@ func (v *validator) vipPool(x *VIP) {
 			"VIP %q reaches %d backends but its table has only %d slots; set table_size to a prime greater than %d, ideally above 100 times the number of backends (such as %d) to keep their shares within about 1%% of each other.",
 			x.Name, n, m, n, nextPrime(uint32(min(100*n, maglev.MaxTableSize-1))))
 	}
+}
+
+// isPrime is maglev.IsPrime, once per size: thousands of VIPs have the
+// same.
+func (v *validator) isPrime(m uint32) bool {
+	if v.primes == nil {
+		v.primes = map[uint32]bool{}
+	}
+	p, ok := v.primes[m]
+	if !ok {
+		p = maglev.IsPrime(m)
+		v.primes[m] = p
+	}
+	return p
 }
 
 // reachCount returns how many backends p reaches, directly or through
