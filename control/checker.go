@@ -1,6 +1,10 @@
 package control
 
-import "github.com/xlbproject/xlb/pipeline"
+import (
+	"slices"
+
+	"github.com/xlbproject/xlb/pipeline"
+)
 
 // A Checker validates configurations one after another, as Validate does,
 // each against the last one that passed: a configuration that keeps most
@@ -19,6 +23,8 @@ type Checker struct {
 	pools map[string]*Pool
 	// backends is where that configuration declares each backend name.
 	backends map[string]backendDecl
+	// vips are its VIPs.
+	vips []VIP
 }
 
 // Validate returns cfg's errors, as cfg.Validate does.
@@ -28,7 +34,7 @@ func (k *Checker) Validate(cfg *Config) pipeline.Errors {
 	}
 	v := cfg.validate()
 	if len(v.errs) == 0 {
-		k.pools, k.backends = v.pools, v.backends
+		k.pools, k.backends, k.vips = v.pools, v.backends, cfg.VIPs
 	}
 	return v.errs
 }
@@ -87,7 +93,17 @@ func (k *Checker) quick(cfg *Config) bool {
 	}
 	v.inclusions()
 	v.cycles()
-	v.vips()
+	if k.sameVIPs(cfg.VIPs) && !v.includes() {
+		// The VIPs passed as they are: only a pool they use that
+		// changed (its size) or left can fail them now.
+		for i := range cfg.VIPs {
+			if x := &cfg.VIPs[i]; gone[x.Pool] || v.pools[x.Pool] == nil {
+				v.vipPool(x)
+			}
+		}
+	} else {
+		v.vips()
+	}
 	v.healthChecks()
 	if len(v.errs) > 0 {
 		return false
@@ -104,7 +120,23 @@ func (k *Checker) quick(cfg *Config) bool {
 	for name, d := range added {
 		k.backends[name] = d
 	}
-	k.pools = v.pools
+	k.pools, k.vips = v.pools, cfg.VIPs
+	return true
+}
+
+// sameVIPs reports whether vips are the last valid configuration's, in
+// the same order, in all that Validate checks of them.
+func (k *Checker) sameVIPs(vips []VIP) bool {
+	if len(vips) != len(k.vips) {
+		return false
+	}
+	for i := range vips {
+		a, b := &vips[i], &k.vips[i]
+		if a.Name != b.Name || a.Address != b.Address || a.Protocol != b.Protocol || a.Pool != b.Pool ||
+			a.TableSize != b.TableSize || !slices.Equal(a.Ports, b.Ports) || !same(a.Announce, b.Announce) {
+			return false
+		}
+	}
 	return true
 }
 

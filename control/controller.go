@@ -463,18 +463,31 @@ func buildTable(seed uint64, v *VIP, up []tableInput) (*tableCache, error) {
 // the next epoch) before new ones. A VIP whose backends are those it had
 // costs a comparison of their names.
 func (a ids) assign(vips []*VIP, members [][]*Backend) ids {
-	next := ids{byVIP: make(map[string]*vipIDs, len(vips)), epochs: slices.Clone(a.epochs)}
-	used := make([]bool, len(a.epochs))
+	next := ids{byVIP: make(map[string]*vipIDs, len(vips)), epochs: a.epochs}
 	var changed []int
 	for i, v := range vips {
 		prev := a.byVIP[v.Name]
 		if prev != nil && (same(prev.from, members[i]) || slices.EqualFunc(prev.names, members[i], func(n string, b *Backend) bool { return n == b.Name })) {
 			next.byVIP[v.Name] = prev
-			for _, id := range prev.ids {
-				used[id] = true
-			}
 			continue
 		}
+		changed = append(changed, i)
+	}
+	if len(changed) == 0 {
+		// The same reals: the same IDs and epochs, shared (never
+		// modified once assigned).
+		return next
+	}
+	next.epochs = slices.Clone(a.epochs)
+	used := make([]bool, len(a.epochs))
+	for _, vids := range next.byVIP {
+		for _, id := range vids.ids {
+			used[id] = true
+		}
+	}
+	for _, i := range changed {
+		v := vips[i]
+		prev := a.byVIP[v.Name]
 		cur := &vipIDs{names: make([]string, len(members[i])), ids: make([]uint32, len(members[i])), from: members[i]}
 		var old map[string]uint32
 		if prev != nil {
@@ -493,7 +506,6 @@ func (a ids) assign(vips []*VIP, members [][]*Backend) ids {
 			}
 		}
 		next.byVIP[v.Name] = cur
-		changed = append(changed, i)
 	}
 	free := 0 // lowest ID that may be free
 	for _, i := range changed {

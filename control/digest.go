@@ -140,15 +140,21 @@ func (c *Config) digest(cache *poolDigests) string {
 		e.str(v.Name)
 		e.addr(v.Address)
 		e.str(v.Protocol)
-		ports := slices.Sorted(slices.Values(v.Ports))
+		ports := v.Ports
+		if !slices.IsSorted(ports) {
+			ports = slices.Sorted(slices.Values(ports))
+		}
 		e.uint(uint64(len(ports)))
 		for _, p := range ports {
 			e.uint(uint64(p))
 		}
 		e.str(v.Pool)
 		e.uint(uint64(cmp.Or(v.TableSize, DefaultTableSize)))
-		as := slices.Clone(v.Announce)
-		slices.SortFunc(as, func(a, b Announce) int { return strings.Compare(a.Announcer, b.Announcer) })
+		as := v.Announce
+		if len(as) > 1 {
+			as = slices.Clone(as)
+			slices.SortFunc(as, func(a, b Announce) int { return strings.Compare(a.Announcer, b.Announcer) })
+		}
 		e.uint(uint64(len(as)))
 		for i := range as {
 			e.str(as[i].Announcer)

@@ -124,6 +124,16 @@ func (v *validator) pools_() {
 	v.inclusions()
 }
 
+// includes reports whether any pool includes another.
+func (v *validator) includes() bool {
+	for i := range v.c.Pools {
+		if len(v.c.Pools[i].Pools) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // inclusions reports each pool a pool includes that is not declared.
 func (v *validator) inclusions() {
 	for i := range v.c.Pools {
@@ -139,6 +149,9 @@ func (v *validator) inclusions() {
 
 // unicast checks that a is a usable unicast address.
 func (v *validator) unicast(ranges map[string]pipeline.Range, block pipeline.Range, kind, name string, a netip.Addr, what string) {
+	if a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() {
+		return // without looking up the range: most addresses are fine
+	}
 	r := at(ranges, attrAddress, block)
 	switch {
 	case !a.IsValid():
@@ -154,6 +167,9 @@ func (v *validator) unicast(ranges map[string]pipeline.Range, block pipeline.Ran
 // inclusions (in declaration order) as a cycle, at the `pools` attribute of
 // the pool where the search entered the cycle, which starts the path.
 func (v *validator) cycles() {
+	if !v.includes() {
+		return
+	}
 	const (
 		unvisited = iota
 		onStack
@@ -385,12 +401,15 @@ func (v *validator) vipPool(x *VIP) {
 		return
 	}
 	m := x.TableSize
-	r := at(x.AttrRange, attrTableSize, x.Range)
+	r := func() pipeline.Range { return at(x.AttrRange, attrTableSize, x.Range) }
 	if m == 0 {
 		m = DefaultTableSize
-		r = x.Range
+		r = func() pipeline.Range { return x.Range }
 	}
 	n, ok := v.reach[p]
+	if v.unique && len(p.Pools) == 0 {
+		n, ok = len(p.Backends), true
+	}
 	if !ok {
 		// VIPs often share a pool: count its backends once.
 		n = v.reachCount(p)
@@ -398,14 +417,14 @@ func (v *validator) vipPool(x *VIP) {
 	}
 	switch {
 	case m > maglev.MaxTableSize:
-		v.add(r, "Table size too large",
+		v.add(r(), "Table size too large",
 			"VIP %q has table_size %d, above the maximum %d; set a smaller prime such as %d.", x.Name, m, maglev.MaxTableSize, prevPrime(maglev.MaxTableSize))
 	case !v.isPrime(m):
-		v.add(r, "Table size not prime",
+		v.add(r(), "Table size not prime",
 			"VIP %q has table_size %d, which is not a prime; Maglev needs a prime size so that every backend's preference list visits every slot. Use %d or %d.",
 			x.Name, m, prevPrime(m), nextPrime(m))
 	case uint64(m) <= uint64(n):
-		v.add(r, "Table size too small",
+		v.add(r(), "Table size too small",
 			"VIP %q reaches %d backends but its table has only %d slots; set table_size to a prime greater than %d, ideally above 100 times the number of backends (such as %d) to keep their shares within about 1%% of each other.",
 			x.Name, n, m, n, nextPrime(uint32(min(100*n, maglev.MaxTableSize-1))))
 	}
@@ -531,6 +550,9 @@ func prevPrime(n uint32) uint32 {
 func (v *validator) healthChecks() {
 	for i := range v.c.Pools {
 		p := &v.c.Pools[i]
+		if len(p.HealthChecks) == 0 {
+			continue
+		}
 		seen := map[string]pipeline.Range{}
 		for _, hc := range p.HealthChecks {
 			if prev, dup := seen[hc.Method]; dup {

@@ -38,7 +38,12 @@ type Cache struct {
 // cached is what a Cache keeps of a fragment.
 type cached struct {
 	json bool
-	src  []byte // a copy: the caller may reuse its buffer
+	// file is the parsed text until it is decoded, then nil: the cache
+	// keeps what it decodes to and not its syntax tree.
+	// src is the text: the caller's, which it does not modify once
+	// loaded (the File keeps it too, for diagnostics), so that a source
+	// that hands the same slice again costs no comparison of bytes.
+	src  []byte
 	file *hcl.File
 	// diags are the parse's.
 	diags   hcl.Diagnostics
@@ -62,9 +67,8 @@ func (c *Cache) LoadSources(filename string, src []byte, frags []Fragment, opts 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.main.same(filename, src, opts) {
-		for _, e := range c.frags {
-			e.decoded = nil
-		}
+		// Decoded fragments keep no syntax tree: they are parsed again.
+		c.frags = nil
 		c.main = mainFile{filename, bytes.Clone(src), maps.Clone(opts.Vars), maps.Clone(opts.EnvVars)}
 		if c.main.src == nil {
 			c.main.src = []byte{}
@@ -93,13 +97,17 @@ func (c *Cache) parsed(fr Fragment) (*hcl.File, hcl.Diagnostics, *decoded, bool)
 	if !ok {
 		return nil, nil, nil, false
 	}
-	return e.file, copyDiags(e.diags), e.decoded, true
+	f := e.file
+	if e.decoded != nil {
+		f = &hcl.File{Body: hcl.EmptyBody(), Bytes: e.src}
+	}
+	return f, copyDiags(e.diags), e.decoded, true
 }
 
 // keep records fr's parsed file and diagnostics, for the next load.
 func (c *Cache) keep(fr Fragment, f *hcl.File, diags hcl.Diagnostics) {
 	if c != nil {
-		c.current[fr.Name] = &cached{json: fr.isJSON(), src: bytes.Clone(fr.Src), file: f, diags: copyDiags(diags)}
+		c.current[fr.Name] = &cached{json: fr.isJSON(), src: fr.Src, file: f, diags: copyDiags(diags)}
 	}
 }
 
@@ -109,7 +117,7 @@ func (c *Cache) keepDecoded(name string, d *decoded) {
 		return
 	}
 	if e, ok := c.current[name]; ok {
-		e.decoded = d
+		e.decoded, e.file = d, nil
 	}
 }
 

@@ -74,10 +74,10 @@ type File struct {
 	badPlugins  map[string]bool
 }
 
-// Files returns the parsed source files by name, as hcl.NewDiagnosticTextWriter
-// wants them for printing diagnostics with source snippets. A file parsed
-// in pieces (over 16 KiB) has no Nav, so such a writer prints no "in
-// block" context for it; WriteDiagnostics needs none.
+// Files returns the source files by name, as WriteDiagnostics and
+// hcl.NewDiagnosticTextWriter want them for printing diagnostics with
+// source snippets: their texts, with empty bodies and no Nav (so such a
+// writer prints no "in block" context; WriteDiagnostics needs none).
 func (f *File) Files() map[string]*hcl.File { return f.files }
 
 // LoadFile reads and loads the configuration file at path. Relative paths in
@@ -131,6 +131,12 @@ func loadWith(cache *Cache, filename string, src []byte, frags []Fragment, opts 
 		poisoned: map[string]bool{},
 	}
 	l.load()
+	// The syntax trees are done with: a File keeps its sources' texts,
+	// for diagnostics, and not hundreds of megabytes of nodes that the
+	// collector would mark at every cycle while the file runs.
+	for name, f := range l.out.files {
+		l.out.files[name] = &hcl.File{Body: hcl.EmptyBody(), Bytes: f.Bytes}
+	}
 	sortDiags(l.diags)
 	if l.diags.HasErrors() {
 		l.out.Graph = nil
@@ -157,9 +163,10 @@ type loader struct {
 	// whose references are checked before evaluation.
 	native []*hclsyntax.Body
 	ctx    *hcl.EvalContext
-	// vips and pools are the service blocks of the main file, then of
-	// every fragment once they are decoded.
+	// vips and pools are the service blocks of the main file; checks the
+	// health_check and announce blocks of every source.
 	vips, pools []*hcl.Block
+	checks      []checkBlock
 
 	vars      []*variable
 	varByName map[string]*variable

@@ -85,6 +85,12 @@ func (l *loader) decodeService(vips, pools []*hcl.Block, frags []*fragment) {
 	reported := map[pipeline.Range]bool{}
 	l.decodeServiceBlocks(vips, pools, reported)
 	svc := &l.out.Service
+	nv, np := len(svc.VIPs), len(svc.Pools)
+	for _, fr := range frags {
+		nv, np = nv+len(fr.decoded.vips), np+len(fr.decoded.pools)
+	}
+	svc.VIPs, svc.Pools = slices.Grow(svc.VIPs, nv-len(svc.VIPs)), slices.Grow(svc.Pools, np-len(svc.Pools))
+	l.checks = checkBlocks(l.vips, l.pools)
 	for _, fr := range frags {
 		d := fr.decoded
 		svc.VIPs = append(svc.VIPs, d.vips...)
@@ -97,8 +103,7 @@ func (l *loader) decodeService(vips, pools []*hcl.Block, frags []*fragment) {
 			reported[r] = true
 		}
 		l.poisonRanges = append(l.poisonRanges, d.poison...)
-		l.vips = append(l.vips, d.vipBlocks...)
-		l.pools = append(l.pools, d.poolBlocks...)
+		l.checks = append(l.checks, d.checks...)
 	}
 	sortSpans(l.poisonRanges)
 	var errs pipeline.Errors

@@ -21,7 +21,10 @@ import (
 // so it must be unique among a load's sources.
 type Fragment struct {
 	Name string
-	Src  []byte
+	// Src is the text. It must not be modified once loaded: the File
+	// keeps it for diagnostics, and a Cache compares the next load's
+	// with it (the same slice at no cost).
+	Src []byte
 	// JSON selects HCL's JSON syntax; a Name ending in .json (such as
 	// web.hcl.json) selects it too. Otherwise the text is native syntax.
 	JSON bool
@@ -72,8 +75,9 @@ type decoded struct {
 	// reported are its attributes found invalid (see decodeService).
 	reported map[pipeline.Range]bool
 	// poison are its expressions that refer to a name that failed.
-	poison                spans
-	vipBlocks, poolBlocks []*hcl.Block
+	poison spans
+	// checks are its health_check and announce blocks.
+	checks []checkBlock
 }
 
 // parseSources parses the fragments after the main file, on every core:
@@ -172,7 +176,7 @@ func (l *loader) decodeFragment(f *hcl.File) *decoded {
 		sub.checkReferences()
 		sub.markPoisonedExprs()
 	}
-	d := &decoded{reported: map[pipeline.Range]bool{}, vipBlocks: vips, poolBlocks: pools}
+	d := &decoded{reported: map[pipeline.Range]bool{}, checks: checkBlocks(vips, pools)}
 	sub.decodeServiceBlocks(vips, pools, d.reported)
 	d.vips, d.pools = sub.out.Service.VIPs, sub.out.Service.Pools
 	d.diags, d.poison = sub.diags, sub.poisonRanges

@@ -8,7 +8,30 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	hcl2 "github.com/hashicorp/hcl/v2"
+
+	xhcl "github.com/xlbproject/xlb/hcl"
 )
+
+// reloadHeader is the part of a reload benchmark's configuration that is
+// not VIPs: a pipeline that needs no device.
+const reloadHeader = "hash_seed = 1\n\npipeline {\n  element \"RxPcap\" \"rx\" {\n    file = \"in.pcap\"\n  }\n  element \"Discard\" \"drop\" {}\n  connect = [\"rx -> drop\"]\n}\n"
+
+// reloadVIP writes VIP v of a reload benchmark's configuration with its
+// pool of n backends; weight is the weight of backend 42 of VIP 500.
+func reloadVIP(w *bytes.Buffer, v, n, weight int) {
+	fmt.Fprintf(w, "\nvip \"v%d\" {\n  address = \"100.%d.%d.1\"\n  ports   = [80, 443]\n  pool    = \"p%d\"\n}\n\npool \"p%d\" {\n", v, v>>8, v&255, v, v)
+	for i := range n {
+		k := v*n + i
+		fmt.Fprintf(w, "  backend \"b%d-%d\" {\n    address = \"10.%d.%d.%d\"\n", v, i, k>>16&255, k>>8&255, k&255)
+		if v == 500 && i == 42 {
+			fmt.Fprintf(w, "    weight  = %d\n", weight)
+		}
+		w.WriteString("  }\n")
+	}
+	w.WriteString("}\n")
+}
 
 // reloadFile writes a file of vips VIPs, each on its own pool of n
 // backends, with a pipeline that needs no device; weight is the weight of
@@ -16,18 +39,9 @@ import (
 // differ in one backend.
 func reloadFile(b *testing.B, vips, n int, weight int) string {
 	var w bytes.Buffer
-	w.WriteString("hash_seed = 1\n\npipeline {\n  element \"RxPcap\" \"rx\" {\n    file = \"in.pcap\"\n  }\n  element \"Discard\" \"drop\" {}\n  connect = [\"rx -> drop\"]\n}\n")
+	w.WriteString(reloadHeader)
 	for v := range vips {
-		fmt.Fprintf(&w, "\nvip \"v%d\" {\n  address = \"100.%d.%d.1\"\n  ports   = [80, 443]\n  pool    = \"p%d\"\n}\n\npool \"p%d\" {\n", v, v>>8, v&255, v, v)
-		for i := range n {
-			k := v*n + i
-			fmt.Fprintf(&w, "  backend \"b%d-%d\" {\n    address = \"10.%d.%d.%d\"\n", v, i, k>>16&255, k>>8&255, k&255)
-			if v == 500 && i == 42 {
-				fmt.Fprintf(&w, "    weight  = %d\n", weight)
-			}
-			w.WriteString("  }\n")
-		}
-		w.WriteString("}\n")
+		reloadVIP(&w, v, n, weight)
 	}
 	path := filepath.Join(b.TempDir(), fmt.Sprintf("reload-%d.hcl", weight))
 	if err := os.WriteFile(path, w.Bytes(), 0o644); err != nil {
@@ -84,6 +98,81 @@ func BenchmarkReload(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			apply(b, s, paths[0], false)
+		}
+	})
+}
+
+// reloadFragments writes the main file of the same configuration as
+// reloadFile's, and returns its VIPs as fragments, one per VIP with its
+// pool, as a config source holds them (one etcd key or file each).
+func reloadFragments(b *testing.B, vips, n int, weight int) (string, []xhcl.Fragment) {
+	path := filepath.Join(b.TempDir(), "main.hcl")
+	if err := os.WriteFile(path, []byte(reloadHeader), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	frags := make([]xhcl.Fragment, vips)
+	for v := range vips {
+		var w bytes.Buffer
+		reloadVIP(&w, v, n, weight)
+		frags[v] = xhcl.Fragment{Name: fmt.Sprintf("etcd:/xlb/vips/v%d", v), Src: w.Bytes()}
+	}
+	return path, frags
+}
+
+// BenchmarkReloadFragments is BenchmarkReload's configuration as a config
+// source hands it over: the main file and 1,000 fragments, one per VIP
+// with its pool, held in memory as the source holds them, loaded through
+// services.transact with an hcl.Cache:
+//   - full: a new daemon's first load (every fragment parsed and decoded
+//     on both cores, 1,000 table builds);
+//   - one-backend: one fragment changed in turn between two texts that
+//     differ in one backend's weight (that fragment parsed and decoded,
+//     the configuration checked against the last, one table built).
+func BenchmarkReloadFragments(b *testing.B) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	path, frags := reloadFragments(b, 1000, 100, 2)
+	var other bytes.Buffer
+	reloadVIP(&other, 500, 100, 1)
+	changed := [2][]byte{other.Bytes(), frags[500].Src}
+	defer func(load func(string, xhcl.Options) (*xhcl.File, hcl2.Diagnostics)) { loadFile = load }(loadFile)
+	var cache *xhcl.Cache
+	loadFile = func(path string, opts xhcl.Options) (*xhcl.File, hcl2.Diagnostics) {
+		src, err := os.ReadFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return cache.LoadSources(path, src, frags, opts)
+	}
+	apply := func(b *testing.B, s *services) {
+		var out bytes.Buffer
+		if _, err := s.transact(path, varFlags{}, &out, true); err != nil {
+			b.Fatalf("%v\n%.2000s", err, out.String())
+		}
+	}
+	b.Run("full", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s, err := newServices("", false, log)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cache = &xhcl.Cache{}
+			apply(b, s)
+		}
+	})
+	b.Run("one-backend", func(b *testing.B) {
+		s, err := newServices("", false, log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cache = &xhcl.Cache{}
+		apply(b, s)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			frags[500].Src = changed[i%2]
+			apply(b, s)
+			i++
 		}
 	})
 }
