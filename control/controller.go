@@ -25,9 +25,9 @@ type Controller struct {
 	store *snapshot.Store
 
 	// Guarded by mu. cfg is the configuration last applied, owned by the
-	// controller; backends is the set of its backend names.
-	cfg      *Config
-	backends map[string]bool
+	// controller; check validated it, and knows its backend names.
+	cfg   *Config
+	check Checker
 	// unhealthy holds the backends health checking found down; a backend
 	// not in it is healthy.
 	unhealthy map[string]bool
@@ -39,6 +39,37 @@ type Controller struct {
 	digest string
 	// built counts the Maglev tables built, for tests of their reuse.
 	built int
+
+	// What the last snapshot was built from, so that the next one
+	// rebuilds only what changed: each pool's backends flattened, each
+	// VIP's part of the snapshot, the reals, each pool's digest. health
+	// counts the health changes, which invalidate the VIPs' parts.
+	flat   map[string]flatPool
+	vipsBy map[string]*vipPart
+	reals  []snapshot.Real
+	health uint64
+	pools  poolDigests
+}
+
+// flatPool is a pool without inclusions flattened (see flatten), with the
+// backends it was flattened from.
+type flatPool struct {
+	backends []Backend
+	out      []*Backend
+}
+
+// vipPart is a VIP's part of a snapshot: its snapshot.VIP without the
+// table and its Up reals, valid while its place in the snapshot, its
+// settings, its members (the very same slice), its real IDs and the
+// backends' health are those it was built with.
+type vipPart struct {
+	at      int
+	vip     VIP
+	members []*Backend
+	ids     *vipIDs
+	health  uint64
+	sv      snapshot.VIP
+	up      []tableInput
 }
 
 // ids assigns real IDs: stable for a (VIP name, backend name) while the real
@@ -56,6 +87,9 @@ type ids struct {
 type vipIDs struct {
 	names []string
 	ids   []uint32
+	// from is the slice of backends the IDs were assigned for: the same
+	// slice has the same names.
+	from []*Backend
 }
 
 type tableInput struct {
@@ -107,22 +141,25 @@ func (c *Controller) Snapshot() *snapshot.Snapshot { return c.store.Load() }
 // describes. On a validation failure it returns the pipeline.Errors and the
 // running snapshot stays. cfg is owned by the controller from now on and
 // must not be modified.
+//
+// A configuration that shares pools with the running one (the very same
+// Backends slices, as hcl.Cache hands them over) is checked and built for
+// what changed: see Checker.
 func (c *Controller) Apply(cfg *Config) error {
-	if errs := cfg.Validate(); len(errs) > 0 {
-		return errs
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if errs := c.check.Validate(cfg); len(errs) > 0 {
+		return errs
+	}
 	if err := c.publish(cfg); err != nil {
+		// The checker has taken cfg: give it the running one back.
+		c.check.reset()
+		if c.cfg != nil {
+			c.check.Validate(c.cfg)
+		}
 		return err
 	}
-	c.backends = map[string]bool{}
-	for _, p := range cfg.Pools {
-		for _, b := range p.Backends {
-			c.backends[b.Name] = true
-		}
-	}
-	maps.DeleteFunc(c.unhealthy, func(name string, _ bool) bool { return !c.backends[name] })
+	maps.DeleteFunc(c.unhealthy, func(name string, _ bool) bool { return !c.check.Has(name) })
 	return nil
 }
 
@@ -132,7 +169,7 @@ func (c *Controller) Apply(cfg *Config) error {
 func (c *Controller) SetHealthy(backend string, healthy bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.backends[backend] {
+	if !c.check.Has(backend) {
 		return fmt.Errorf("unknown backend %q: no pool of the current configuration declares it", backend)
 	}
 	if c.unhealthy[backend] == !healthy {
@@ -143,6 +180,7 @@ func (c *Controller) SetHealthy(backend string, healthy bool) error {
 	} else {
 		c.unhealthy[backend] = true
 	}
+	c.health++
 	return c.publish(c.cfg)
 }
 
@@ -158,7 +196,7 @@ func (c *Controller) SetHealth(health map[string]bool) error {
 	changed := false
 	for name, healthy := range health {
 		switch {
-		case !c.backends[name]:
+		case !c.check.Has(name):
 			unknown = append(unknown, name)
 		case c.unhealthy[name] == !healthy:
 		case healthy:
@@ -171,6 +209,7 @@ func (c *Controller) SetHealth(health map[string]bool) error {
 	}
 	var err error
 	if changed {
+		c.health++
 		err = c.publish(c.cfg)
 	}
 	if len(unknown) > 0 {
@@ -186,7 +225,7 @@ func (c *Controller) SetHealth(health map[string]bool) error {
 // core: a reload that changes one VIP's backends, or a health change,
 // builds one.
 func (c *Controller) publish(cfg *Config) error {
-	pools := map[string]*Pool{}
+	pools := make(map[string]*Pool, len(cfg.Pools))
 	for i := range cfg.Pools {
 		if _, dup := pools[cfg.Pools[i].Name]; !dup {
 			pools[cfg.Pools[i].Name] = &cfg.Pools[i]
@@ -199,46 +238,52 @@ func (c *Controller) publish(cfg *Config) error {
 		vips[i] = &cfg.VIPs[i]
 	}
 	slices.SortFunc(vips, func(a, b *VIP) int { return strings.Compare(a.Name, b.Name) })
-	// VIPs often share a pool: flatten it once, not once per VIP.
+	// VIPs often share a pool: flatten it once, not once per VIP, and
+	// a pool whose backends are the very same as last time not again.
+	flat := make(map[string]flatPool, len(pools))
 	reach := map[*Pool][]*Backend{}
 	members := make([][]*Backend, len(vips))
 	for i, v := range vips {
 		p := pools[v.Pool]
 		m, ok := reach[p]
 		if !ok {
-			m = flatten(pools, p)
+			m = c.flatten(pools, p, flat)
 			reach[p] = m
 		}
 		members[i] = m
 	}
 
 	ids := c.ids.assign(vips, members)
+	parts := make(map[string]*vipPart, len(vips))
+	for i, v := range vips {
+		if prev := c.vipsBy[v.Name]; prev.valid(i, v, members[i], ids.byVIP[v.Name], c.health) {
+			parts[v.Name] = prev
+		}
+	}
+	// The reals of the VIPs kept are where they were: start from the
+	// last snapshot's, clear the slots of the others' previous reals,
+	// then fill in theirs.
 	reals := make([]snapshot.Real, len(ids.epochs))
+	copy(reals, c.reals)
+	for name, prev := range c.vipsBy {
+		if parts[name] != prev {
+			for _, id := range prev.ids.ids {
+				reals[id] = snapshot.Real{}
+			}
+		}
+	}
 	out := make([]snapshot.VIP, len(vips))
 	tables := make([]*tableCache, len(vips))
 	var todo []tableJob
 	for i, v := range vips {
-		sv := snapshot.VIP{Name: v.Name, Addr: v.Address, Proto: protoNumber(v.Protocol),
-			Ports: slices.Clone(v.Ports), Reals: make([]uint32, len(members[i]))}
-		var up []tableInput
-		vids := ids.byVIP[v.Name]
-		for j, b := range members[i] {
-			id := vids.ids[j]
-			addr := b.Address.Unmap()
-			r := snapshot.Real{ID: id, Epoch: ids.epochs[id], VIP: uint32(i), Backend: b.Name,
-				Addr: addr, Addr16: addr.As16(), Family: 6, Weight: b.Weight, State: c.state(b)}
-			if addr.Is4() {
-				r.Family = 4
-			}
-			reals[id] = r
-			sv.Reals[j] = id
-			if r.State == snapshot.Up {
-				up = append(up, tableInput{b.Name, b.Weight, id})
-			}
+		part := parts[v.Name]
+		if part == nil {
+			part = c.vipPart(i, v, members[i], ids, reals)
+			parts[v.Name] = part
 		}
-		out[i] = sv
-		if tables[i] = c.reuse(v, cfg.HashSeed, up); tables[i] == nil {
-			todo = append(todo, tableJob{i, v, up})
+		out[i] = part.sv
+		if tables[i] = c.reuse(v, cfg.HashSeed, part.up); tables[i] == nil {
+			todo = append(todo, tableJob{i, v, part.up})
 		}
 	}
 	if err := buildTables(cfg.HashSeed, todo, tables); err != nil {
@@ -251,14 +296,62 @@ func (c *Controller) publish(cfg *Config) error {
 	}
 	digest := c.digest
 	if cfg != c.cfg {
-		digest = cfg.Digest()
+		digest = cfg.digest(&c.pools)
 	}
 	s := snapshot.New(c.store.Load().Generation+1, cfg.HashSeed, out, reals)
 	s.ConfigDigest = digest
 	c.ids, c.tables, c.cfg, c.digest = ids, cache, cfg, digest
+	c.flat, c.vipsBy, c.reals = flat, parts, reals
 	c.built += len(todo)
 	c.store.Publish(s)
 	return nil
+}
+
+// flatten is flatten(pools, p), taken from the last snapshot's when p
+// includes no pool and its backends are the very same slice; flat
+// collects what the next snapshot takes.
+func (c *Controller) flatten(pools map[string]*Pool, p *Pool, flat map[string]flatPool) []*Backend {
+	if p == nil || len(p.Pools) > 0 {
+		return flatten(pools, p)
+	}
+	if prev, ok := c.flat[p.Name]; ok && same(prev.backends, p.Backends) {
+		flat[p.Name] = prev
+		return prev.out
+	}
+	out := flatten(pools, p)
+	flat[p.Name] = flatPool{p.Backends, out}
+	return out
+}
+
+// valid reports whether part is VIP v's at place i, over members with
+// real IDs vids, at health count health.
+func (part *vipPart) valid(i int, v *VIP, members []*Backend, vids *vipIDs, health uint64) bool {
+	return part != nil && part.at == i && part.ids == vids && part.health == health && same(part.members, members) &&
+		part.vip.Address == v.Address && part.vip.Protocol == v.Protocol && slices.Equal(part.vip.Ports, v.Ports)
+}
+
+// vipPart builds v's part of the snapshot, at place i over members, and
+// writes its reals.
+func (c *Controller) vipPart(i int, v *VIP, members []*Backend, ids ids, reals []snapshot.Real) *vipPart {
+	vids := ids.byVIP[v.Name]
+	part := &vipPart{at: i, vip: *v, members: members, ids: vids, health: c.health}
+	part.sv = snapshot.VIP{Name: v.Name, Addr: v.Address, Proto: protoNumber(v.Protocol),
+		Ports: slices.Clone(v.Ports), Reals: make([]uint32, len(members))}
+	for j, b := range members {
+		id := vids.ids[j]
+		addr := b.Address.Unmap()
+		r := snapshot.Real{ID: id, Epoch: ids.epochs[id], VIP: uint32(i), Backend: b.Name,
+			Addr: addr, Addr16: addr.As16(), Family: 6, Weight: b.Weight, State: c.state(b)}
+		if addr.Is4() {
+			r.Family = 4
+		}
+		reals[id] = r
+		part.sv.Reals[j] = id
+		if r.State == snapshot.Up {
+			part.up = append(part.up, tableInput{b.Name, b.Weight, id})
+		}
+	}
+	return part
 }
 
 // state is a backend's state for new and existing flows: Down (flows
@@ -279,7 +372,7 @@ func (c *Controller) state(b *Backend) snapshot.State {
 func (c *Controller) reuse(v *VIP, seed uint64, up []tableInput) *tableCache {
 	m := cmp.Or(v.TableSize, DefaultTableSize)
 	prev := c.tables[v.Name]
-	if prev == nil || prev.m != m || !slices.Equal(prev.in, up) {
+	if prev == nil || prev.m != m || !sameInputs(prev.in, up) {
 		return nil
 	}
 	if prev.seed != seed {
@@ -289,6 +382,12 @@ func (c *Controller) reuse(v *VIP, seed uint64, up []tableInput) *tableCache {
 		return &t
 	}
 	return prev
+}
+
+// sameInputs is slices.Equal, without a look at a slice compared with
+// itself (a VIP whose part of the snapshot was kept).
+func sameInputs(a, b []tableInput) bool {
+	return same(a, b) || slices.Equal(a, b)
 }
 
 // index is the table as indexes into in, as maglev.Build returns it.
@@ -364,19 +463,32 @@ func buildTable(seed uint64, v *VIP, up []tableInput) (*tableCache, error) {
 // the next epoch) before new ones. A VIP whose backends are those it had
 // costs a comparison of their names.
 func (a ids) assign(vips []*VIP, members [][]*Backend) ids {
-	next := ids{byVIP: make(map[string]*vipIDs, len(vips)), epochs: slices.Clone(a.epochs)}
-	used := make([]bool, len(a.epochs))
+	next := ids{byVIP: make(map[string]*vipIDs, len(vips)), epochs: a.epochs}
 	var changed []int
 	for i, v := range vips {
 		prev := a.byVIP[v.Name]
-		if prev != nil && slices.EqualFunc(prev.names, members[i], func(n string, b *Backend) bool { return n == b.Name }) {
+		if prev != nil && (same(prev.from, members[i]) || slices.EqualFunc(prev.names, members[i], func(n string, b *Backend) bool { return n == b.Name })) {
 			next.byVIP[v.Name] = prev
-			for _, id := range prev.ids {
-				used[id] = true
-			}
 			continue
 		}
-		cur := &vipIDs{names: make([]string, len(members[i])), ids: make([]uint32, len(members[i]))}
+		changed = append(changed, i)
+	}
+	if len(changed) == 0 {
+		// The same reals: the same IDs and epochs, shared (never
+		// modified once assigned).
+		return next
+	}
+	next.epochs = slices.Clone(a.epochs)
+	used := make([]bool, len(a.epochs))
+	for _, vids := range next.byVIP {
+		for _, id := range vids.ids {
+			used[id] = true
+		}
+	}
+	for _, i := range changed {
+		v := vips[i]
+		prev := a.byVIP[v.Name]
+		cur := &vipIDs{names: make([]string, len(members[i])), ids: make([]uint32, len(members[i])), from: members[i]}
 		var old map[string]uint32
 		if prev != nil {
 			old = make(map[string]uint32, len(prev.names))
@@ -394,7 +506,6 @@ func (a ids) assign(vips []*VIP, members [][]*Backend) ids {
 			}
 		}
 		next.byVIP[v.Name] = cur
-		changed = append(changed, i)
 	}
 	free := 0 // lowest ID that may be free
 	for _, i := range changed {

@@ -3,6 +3,7 @@ package control
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -84,7 +85,9 @@ func manyVIPs(vips, n int, m uint32) *Config {
 // of the default size. "full" applies the configuration to a new
 // controller (validation, 1,000 table builds, the snapshot); "one-backend"
 // alternates two configurations that differ in one backend's weight, so
-// that each apply builds one table.
+// that each apply builds one table; "one-backend-shared" does the same
+// with configurations that share their 999 other pools, as hcl.Cache
+// hands over the pools of unchanged fragments.
 func BenchmarkReload(b *testing.B) {
 	cfg := manyVIPs(1000, 100, 0)
 	b.Run("full", func(b *testing.B) {
@@ -104,6 +107,25 @@ func BenchmarkReload(b *testing.B) {
 		}
 		b.ReportAllocs()
 		cfgs := [2]*Config{other, cfg}
+		i := 0
+		for b.Loop() {
+			if err := c.Apply(cfgs[i%2]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("one-backend-shared", func(b *testing.B) {
+		other := *cfg
+		other.Pools = slices.Clone(cfg.Pools)
+		other.Pools[500].Backends = slices.Clone(cfg.Pools[500].Backends)
+		other.Pools[500].Backends[42].Weight = 2
+		c := New()
+		if err := c.Apply(cfg); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		cfgs := [2]*Config{&other, cfg}
 		i := 0
 		for b.Loop() {
 			if err := c.Apply(cfgs[i%2]); err != nil {

@@ -124,9 +124,17 @@ func byName[T any](s []T, name func(*T) string) []*T {
 // not how it is written. Blocks, backends, ports, included pools, health
 // checks and announce blocks are taken in a canonical order, plugin
 // parameters as compact JSON with sorted keys, a VIP's unset table size as
-// the default; source ranges are left out. Validate should have passed.
-func (c *Config) Digest() string {
-	e := newEncoder("xlb-config-v1")
+// the default; source ranges are left out. Each pool is hashed alone and
+// its digest enters the configuration's, so that a reload that changes
+// one pool of thousands hashes that pool again only (see poolDigests).
+// Validate should have passed.
+func (c *Config) Digest() string { return c.digest(nil) }
+
+// digest is Digest, taking the digests of pools whose backends, included
+// pools and health checks are the very same slices as last time from
+// cache, and leaving there those of c's pools; nil: no cache.
+func (c *Config) digest(cache *poolDigests) string {
+	e := newEncoder("xlb-config-v2")
 	e.uint(c.HashSeed)
 	vips := byName(c.VIPs, func(v *VIP) string { return v.Name })
 	e.uint(uint64(len(vips)))
@@ -134,15 +142,21 @@ func (c *Config) Digest() string {
 		e.str(v.Name)
 		e.addr(v.Address)
 		e.str(v.Protocol)
-		ports := slices.Sorted(slices.Values(v.Ports))
+		ports := v.Ports
+		if !slices.IsSorted(ports) {
+			ports = slices.Sorted(slices.Values(ports))
+		}
 		e.uint(uint64(len(ports)))
 		for _, p := range ports {
 			e.uint(uint64(p))
 		}
 		e.str(v.Pool)
 		e.uint(uint64(cmp.Or(v.TableSize, DefaultTableSize)))
-		as := slices.Clone(v.Announce)
-		slices.SortFunc(as, func(a, b Announce) int { return strings.Compare(a.Announcer, b.Announcer) })
+		as := v.Announce
+		if len(as) > 1 {
+			as = slices.Clone(as)
+			slices.SortFunc(as, func(a, b Announce) int { return strings.Compare(a.Announcer, b.Announcer) })
+		}
 		e.uint(uint64(len(as)))
 		for i := range as {
 			e.str(as[i].Announcer)
@@ -151,32 +165,81 @@ func (c *Config) Digest() string {
 	}
 	pools := byName(c.Pools, func(p *Pool) string { return p.Name })
 	e.uint(uint64(len(pools)))
+	next := poolDigests{}
 	for _, p := range pools {
-		e.str(p.Name)
-		bs := byName(p.Backends, func(b *Backend) string { return b.Name })
-		e.uint(uint64(len(bs)))
-		for _, b := range bs {
-			e.str(b.Name)
-			e.addr(b.Address)
-			e.uint(uint64(b.Weight))
-			e.bool(b.Drain)
+		d, ok := cache.get(p)
+		if !ok {
+			d = poolDigest(p)
 		}
-		included := slices.Sorted(slices.Values(p.Pools))
-		e.uint(uint64(len(included)))
-		for _, name := range included {
-			e.str(name)
-		}
-		// A backend must pass every check of its pool, so their order
-		// means nothing: each is encoded alone, and the encodings sorted.
-		checks := make([][]byte, len(p.HealthChecks))
-		for i := range p.HealthChecks {
-			checks[i] = healthCheckKey(&p.HealthChecks[i])
-		}
-		slices.SortFunc(checks, bytes.Compare)
-		e.uint(uint64(len(checks)))
-		for _, k := range checks {
-			e.str(string(k))
-		}
+		next.put(p, d)
+		e.str(d)
+	}
+	if cache != nil {
+		*cache = next
+	}
+	return e.sum()
+}
+
+// poolDigests are the digests of a configuration's pools by name, with
+// the slices each was computed from: a pool is the same while they are
+// (a configuration is not modified once applied).
+type poolDigests map[string]pooled
+
+type pooled struct {
+	backends     []Backend
+	pools        []string
+	healthChecks []HealthCheck
+	digest       string
+}
+
+func (m *poolDigests) get(p *Pool) (string, bool) {
+	if m == nil {
+		return "", false
+	}
+	d, ok := (*m)[p.Name]
+	return d.digest, ok && same(d.backends, p.Backends) && same(d.pools, p.Pools) && same(d.healthChecks, p.HealthChecks)
+}
+
+func (m *poolDigests) put(p *Pool, digest string) {
+	if *m == nil {
+		*m = poolDigests{}
+	}
+	(*m)[p.Name] = pooled{p.Backends, p.Pools, p.HealthChecks, digest}
+}
+
+// same reports whether a and b are the same slice: the same array and
+// length. Empty slices are the same.
+func same[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// poolDigest is the digest of one pool, its name included.
+func poolDigest(p *Pool) string {
+	e := newEncoder("xlb-pool-v1")
+	e.str(p.Name)
+	bs := byName(p.Backends, func(b *Backend) string { return b.Name })
+	e.uint(uint64(len(bs)))
+	for _, b := range bs {
+		e.str(b.Name)
+		e.addr(b.Address)
+		e.uint(uint64(b.Weight))
+		e.bool(b.Drain)
+	}
+	included := slices.Sorted(slices.Values(p.Pools))
+	e.uint(uint64(len(included)))
+	for _, name := range included {
+		e.str(name)
+	}
+	// A backend must pass every check of its pool, so their order
+	// means nothing: each is encoded alone, and the encodings sorted.
+	checks := make([][]byte, len(p.HealthChecks))
+	for i := range p.HealthChecks {
+		checks[i] = healthCheckKey(&p.HealthChecks[i])
+	}
+	slices.SortFunc(checks, bytes.Compare)
+	e.uint(uint64(len(checks)))
+	for _, k := range checks {
+		e.str(string(k))
 	}
 	return e.sum()
 }

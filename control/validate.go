@@ -32,7 +32,13 @@ const (
 // block's Range. A VIP's PortRanges, when set, place each port's problems.
 // It takes time linear in the size of the configuration.
 func (c *Config) Validate() pipeline.Errors {
-	v := &validator{c: c, pools: map[string]*Pool{}, reach: map[*Pool]int{}, suggested: map[string]string{}}
+	return c.validate().errs
+}
+
+// validate runs every check of Validate and returns the validator, whose
+// backends index the checker keeps when there is no error.
+func (c *Config) validate() *validator {
+	v := newValidator(c)
 	v.pools_()
 	v.cycles()
 	v.vips()
@@ -43,16 +49,33 @@ func (c *Config) Validate() pipeline.Errors {
 		}
 		return cmp.Compare(a.Range.Start.Byte, b.Range.Start.Byte)
 	})
-	return v.errs
+	return v
+}
+
+func newValidator(c *Config) *validator {
+	return &validator{c: c, pools: map[string]*Pool{}, reach: map[*Pool]int{}, suggested: map[string]string{}}
 }
 
 type validator struct {
 	c     *Config
 	pools map[string]*Pool // first declaration of each name
 	reach map[*Pool]int    // how many backends a pool reaches
+	// backends holds where each backend name is first declared.
+	backends map[string]backendDecl
+	// unique is set when every backend name is known to be declared
+	// once: a pool then reaches the sum of its reachable pools' backends,
+	// counted without listing them.
+	unique bool
 	// suggested holds what an unknown pool name could mean.
 	suggested map[string]string
+	primes    map[uint32]bool
 	errs      pipeline.Errors
+}
+
+// backendDecl is where a backend name is declared: its pool and its range.
+type backendDecl struct {
+	pool string
+	r    *pipeline.Range
 }
 
 func (v *validator) add(r pipeline.Range, summary, format string, args ...any) {
@@ -69,17 +92,14 @@ func at(ranges map[string]pipeline.Range, attr string, block pipeline.Range) pip
 }
 
 func (v *validator) pools_() {
-	type decl struct {
-		pool string
-		r    *pipeline.Range
-	}
 	n := 0
 	for i := range v.c.Pools {
 		n += len(v.c.Pools[i].Backends)
 	}
 	// Sized up front: growing a map of 100,000 names cost more than
 	// everything else Validate does with them.
-	backends := make(map[string]decl, n)
+	backends := make(map[string]backendDecl, n)
+	v.backends = backends
 	v.pools = make(map[string]*Pool, len(v.c.Pools))
 	for i := range v.c.Pools {
 		p := &v.c.Pools[i]
@@ -96,11 +116,26 @@ func (v *validator) pools_() {
 					"A backend named %q was already declared at %s (pool %q); a backend's name is its identity in the Maglev table, so give each backend a unique name, and include a pool in another with `pools` rather than repeating its backends.",
 					b.Name, *prev.r, prev.pool)
 			} else {
-				backends[b.Name] = decl{p.Name, &b.Range}
+				backends[b.Name] = backendDecl{p.Name, &b.Range}
 			}
 			v.unicast(b.AttrRange, b.Range, "Backend", b.Name, b.Address, "the address the backend receives encapsulated packets on")
 		}
 	}
+	v.inclusions()
+}
+
+// includes reports whether any pool includes another.
+func (v *validator) includes() bool {
+	for i := range v.c.Pools {
+		if len(v.c.Pools[i].Pools) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// inclusions reports each pool a pool includes that is not declared.
+func (v *validator) inclusions() {
 	for i := range v.c.Pools {
 		p := &v.c.Pools[i]
 		for _, name := range p.Pools {
@@ -114,6 +149,9 @@ func (v *validator) pools_() {
 
 // unicast checks that a is a usable unicast address.
 func (v *validator) unicast(ranges map[string]pipeline.Range, block pipeline.Range, kind, name string, a netip.Addr, what string) {
+	if a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() {
+		return // without looking up the range: most addresses are fine
+	}
 	r := at(ranges, attrAddress, block)
 	switch {
 	case !a.IsValid():
@@ -129,6 +167,9 @@ func (v *validator) unicast(ranges map[string]pipeline.Range, block pipeline.Ran
 // inclusions (in declaration order) as a cycle, at the `pools` attribute of
 // the pool where the search entered the cycle, which starts the path.
 func (v *validator) cycles() {
+	if !v.includes() {
+		return
+	}
 	const (
 		unvisited = iota
 		onStack
@@ -169,8 +210,8 @@ func (v *validator) cycles() {
 var validProtocols = []string{"tcp", "udp", "any"}
 
 func (v *validator) vips() {
-	names := map[string]*VIP{}
-	claimed := claims{} // by the VIPs whose address, protocol and ports are valid
+	names := make(map[string]*VIP, len(v.c.VIPs))
+	claimed := claims{size: 2 * len(v.c.VIPs)} // by the VIPs whose address, protocol and ports are valid
 	for i := range v.c.VIPs {
 		x := &v.c.VIPs[i]
 		if prev, dup := names[x.Name]; dup {
@@ -203,6 +244,9 @@ func (v *validator) vips() {
 // that are not JSON. Which announcers exist is the loader's to say: the
 // model does not declare them.
 func (v *validator) announce(x *VIP) {
+	if len(x.Announce) == 0 {
+		return
+	}
 	seen := map[string]pipeline.Range{}
 	for _, a := range x.Announce {
 		if prev, dup := seen[a.Announcer]; dup {
@@ -259,11 +303,12 @@ type claims struct {
 	// and protocol.
 	some map[claim]*claimant
 	n    int // VIPs added, which orders them
+	size int // how many claims to make room for
 }
 
 type claim struct {
 	addr  [16]byte
-	proto string
+	proto uint8 // protoNumber: a string would be hashed at every look-up
 	port  uint16
 }
 
@@ -275,18 +320,18 @@ type claimant struct {
 
 // sharing lists the protocols whose VIPs can match a packet that a VIP of
 // protocol p matches.
-var sharing = map[string][]string{"tcp": {"tcp", "any"}, "udp": {"udp", "any"}, "any": {"tcp", "udp", "any"}}
+var sharing = map[string][]uint8{"tcp": {6, 0}, "udp": {17, 0}, "any": {6, 17, 0}}
 
 // add records x's claims; x has a valid protocol and no port 0 or
 // duplicate port.
 func (c *claims) add(x *VIP) {
 	if c.port == nil {
-		c.port, c.some = map[claim]*claimant{}, map[claim]*claimant{}
+		c.port, c.some = make(map[claim]*claimant, c.size), make(map[claim]*claimant, c.size)
 	}
 	cl := &claimant{x, c.n}
 	c.n++
 	hold := func(m map[claim]*claimant, port uint16) {
-		if k := (claim{x.Address.As16(), x.Protocol, port}); m[k] == nil {
+		if k := (claim{x.Address.As16(), protoNumber(x.Protocol), port}); m[k] == nil {
 			m[k] = cl
 		}
 	}
@@ -356,30 +401,75 @@ func (v *validator) vipPool(x *VIP) {
 		return
 	}
 	m := x.TableSize
-	r := at(x.AttrRange, attrTableSize, x.Range)
+	r := func() pipeline.Range { return at(x.AttrRange, attrTableSize, x.Range) }
 	if m == 0 {
 		m = DefaultTableSize
-		r = x.Range
+		r = func() pipeline.Range { return x.Range }
 	}
 	n, ok := v.reach[p]
+	if v.unique && len(p.Pools) == 0 {
+		n, ok = len(p.Backends), true
+	}
 	if !ok {
 		// VIPs often share a pool: count its backends once.
-		n = len(flatten(v.pools, p))
+		n = v.reachCount(p)
 		v.reach[p] = n
 	}
 	switch {
 	case m > maglev.MaxTableSize:
-		v.add(r, "Table size too large",
+		v.add(r(), "Table size too large",
 			"VIP %q has table_size %d, above the maximum %d; set a smaller prime such as %d.", x.Name, m, maglev.MaxTableSize, prevPrime(maglev.MaxTableSize))
-	case !maglev.IsPrime(m):
-		v.add(r, "Table size not prime",
+	case !v.isPrime(m):
+		v.add(r(), "Table size not prime",
 			"VIP %q has table_size %d, which is not a prime; Maglev needs a prime size so that every backend's preference list visits every slot. Use %d or %d.",
 			x.Name, m, prevPrime(m), nextPrime(m))
 	case uint64(m) <= uint64(n):
-		v.add(r, "Table size too small",
+		v.add(r(), "Table size too small",
 			"VIP %q reaches %d backends but its table has only %d slots; set table_size to a prime greater than %d, ideally above 100 times the number of backends (such as %d) to keep their shares within about 1%% of each other.",
 			x.Name, n, m, n, nextPrime(uint32(min(100*n, maglev.MaxTableSize-1))))
 	}
+}
+
+// isPrime is maglev.IsPrime, once per size: thousands of VIPs have the
+// same.
+func (v *validator) isPrime(m uint32) bool {
+	if v.primes == nil {
+		v.primes = map[uint32]bool{}
+	}
+	p, ok := v.primes[m]
+	if !ok {
+		p = maglev.IsPrime(m)
+		v.primes[m] = p
+	}
+	return p
+}
+
+// reachCount returns how many backends p reaches, directly or through
+// nested pools.
+func (v *validator) reachCount(p *Pool) int {
+	switch {
+	case !v.unique:
+		return len(flatten(v.pools, p))
+	case len(p.Pools) == 0:
+		return len(p.Backends)
+	}
+	n := 0
+	seen := map[*Pool]bool{}
+	var walk func(p *Pool)
+	walk = func(p *Pool) {
+		if seen[p] {
+			return
+		}
+		seen[p] = true
+		n += len(p.Backends)
+		for _, name := range p.Pools {
+			if q, ok := v.pools[name]; ok {
+				walk(q)
+			}
+		}
+	}
+	walk(p)
+	return n
 }
 
 func (v *validator) suggestPool(name string) string {
@@ -460,6 +550,9 @@ func prevPrime(n uint32) uint32 {
 func (v *validator) healthChecks() {
 	for i := range v.c.Pools {
 		p := &v.c.Pools[i]
+		if len(p.HealthChecks) == 0 {
+			continue
+		}
 		seen := map[string]pipeline.Range{}
 		for _, hc := range p.HealthChecks {
 			if prev, dup := seen[hc.Method]; dup {

@@ -167,3 +167,59 @@ func TestWriteBenchFiles(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCache is issue #10's configuration as a config source hands it
+// over, without the controller: a main file and 1,000 fragments of one
+// VIP and its pool of 100 backends each (about 5 MB in all).
+//   - full: LoadSources of them all (fragments parsed and decoded on
+//     every core);
+//   - one-fragment: a Cache's loads while one fragment changes between
+//     two texts that differ in one backend's weight.
+func BenchmarkCache(b *testing.B) {
+	var main bytes.Buffer
+	genPipeline(&main, testTypes, 0, false)
+	frag := func(v, weight int) []byte {
+		var w bytes.Buffer
+		fmt.Fprintf(&w, "vip \"v%d\" {\n  address = %q\n  ports   = [80, 443]\n  pool    = \"p%d\"\n}\n\npool \"p%d\" {\n", v, addr(100, v), v, v)
+		for i := range 100 {
+			wi := 1
+			if i == 42 {
+				wi = weight
+			}
+			fmt.Fprintf(&w, "  backend \"b%d-%d\" {\n    address = %q\n    weight  = %d\n  }\n", v, i, addr(10, v*100+i), wi)
+		}
+		w.WriteString("}\n")
+		return w.Bytes()
+	}
+	frags := make([]Fragment, 1000)
+	for v := range frags {
+		frags[v] = Fragment{Name: fmt.Sprintf("etcd:/xlb/vips/v%d", v), Src: frag(v, 1)}
+	}
+	load := func(b *testing.B, c *Cache) {
+		load := LoadSources
+		if c != nil {
+			load = c.LoadSources
+		}
+		if _, diags := load("main.hcl", main.Bytes(), frags, Options{}); diags.HasErrors() {
+			b.Fatal(diags)
+		}
+	}
+	b.Run("full", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			load(b, nil)
+		}
+	})
+	b.Run("one-fragment", func(b *testing.B) {
+		c := &Cache{}
+		load(b, c)
+		texts := [2][]byte{frag(500, 2), frags[500].Src}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			frags[500].Src = texts[i%2]
+			load(b, c)
+			i++
+		}
+	})
+}

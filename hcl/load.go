@@ -82,10 +82,10 @@ type File struct {
 	badPlugins  map[string]bool
 }
 
-// Files returns the parsed source files by name, as hcl.NewDiagnosticTextWriter
-// wants them for printing diagnostics with source snippets. A file parsed
-// in pieces (over 16 KiB) has no Nav, so such a writer prints no "in
-// block" context for it; WriteDiagnostics needs none.
+// Files returns the source files by name, as WriteDiagnostics and
+// hcl.NewDiagnosticTextWriter want them for printing diagnostics with
+// source snippets: their texts, with empty bodies and no Nav (so such a
+// writer prints no "in block" context; WriteDiagnostics needs none).
 func (f *File) Files() map[string]*hcl.File { return f.files }
 
 // LoadFile reads and loads the configuration file at path. Relative paths in
@@ -122,7 +122,14 @@ func Load(filename string, src []byte, opts Options) (*File, hcl.Diagnostics) {
 }
 
 func load(filename string, src []byte, frags []Fragment, opts Options) (*File, hcl.Diagnostics) {
+	return loadWith(nil, filename, src, frags, opts)
+}
+
+// loadWith is load, taking from cache (when not nil) what it kept of
+// unchanged fragments, and leaving there what it makes of them.
+func loadWith(cache *Cache, filename string, src []byte, frags []Fragment, opts Options) (*File, hcl.Diagnostics) {
 	l := &loader{
+		cache:    cache,
 		filename: filename,
 		dir:      filepath.Dir(filename),
 		src:      src,
@@ -132,6 +139,12 @@ func load(filename string, src []byte, frags []Fragment, opts Options) (*File, h
 		poisoned: map[string]bool{},
 	}
 	l.load()
+	// The syntax trees are done with: a File keeps its sources' texts,
+	// for diagnostics, and not hundreds of megabytes of nodes that the
+	// collector would mark at every cycle while the file runs.
+	for name, f := range l.out.files {
+		l.out.files[name] = &hcl.File{Body: hcl.EmptyBody(), Bytes: f.Bytes}
+	}
 	sortDiags(l.diags)
 	if l.diags.HasErrors() {
 		l.out.Graph = nil
@@ -147,14 +160,21 @@ type loader struct {
 	opts          Options
 	out           *File
 	diags         hcl.Diagnostics
+	// cache keeps what fragments parse and decode to, from one load to
+	// the next; nil: none.
+	cache *Cache
+	// announcers are the names of the announce blocks, sorted.
+	announcers []string
 
 	body *hclsyntax.Body
 	// native are the bodies in native syntax, the main file's first,
 	// whose references are checked before evaluation.
 	native []*hclsyntax.Body
 	ctx    *hcl.EvalContext
-	// vips and pools are the service blocks of every source.
+	// vips and pools are the service blocks of the main file; checks the
+	// health_check and announce blocks of every source.
 	vips, pools []*hcl.Block
+	checks      []checkBlock
 
 	vars      []*variable
 	varByName map[string]*variable
@@ -223,14 +243,9 @@ func (l *loader) load() {
 			sources = append(sources, b)
 		}
 	}
-	for _, f := range frags {
-		vips, pools := l.fragmentBlocks(f)
-		l.vips = append(l.vips, vips...)
-		l.pools = append(l.pools, pools...)
-		if b, ok := f.Body.(*hclsyntax.Body); ok {
-			l.native = append(l.native, b)
-		}
-	}
+	// The main file is evaluated first, alone: fragments see its
+	// variables and locals and have none of their own, so a name a
+	// fragment gets wrong is reported there and poisons nothing here.
 	l.checkReferences()
 	l.evalVariables()
 	l.evalLocals()
@@ -240,10 +255,12 @@ func (l *loader) load() {
 	if l.opts.SourcesOnly {
 		return
 	}
+	l.announcers = announcerNames(announcers)
+	l.decodeFragments(frags)
 
 	l.decodeHashSeed(content.Attributes["hash_seed"])
 	l.decodePipeline(pipelines)
-	l.decodeService(l.vips, l.pools, announcers)
+	l.decodeService(l.vips, l.pools, frags)
 	l.decodePlugins(plugins)
 	l.decodeAnnouncers(announcers, plugins)
 	l.markUncheckable()

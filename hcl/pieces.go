@@ -167,21 +167,33 @@ func parsePieces(src []byte, filename string, segs []segment) (*hcl.File, hcl.Di
 	return &hcl.File{Body: body, Bytes: src}, diags
 }
 
-// parallel calls f(0) to f(n-1), on every core: a large file's pieces are
-// independent until they are merged, in file order.
+// parallel calls f(0) to f(n-1), on every core: a large file's pieces,
+// and a configuration's fragments, are independent until they are merged,
+// in order. A panic in f is raised again in the caller's goroutine, where
+// xlbd recovers it and rejects the configuration.
 func parallel(n int, f func(i int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	var panicked atomic.Pointer[any]
 	for range min(runtime.GOMAXPROCS(0), n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					panicked.CompareAndSwap(nil, &r)
+					next.Store(int64(n)) // the others stop too
+				}
+			}()
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
 				f(i)
 			}
 		}()
 	}
 	wg.Wait()
+	if r := panicked.Load(); r != nil {
+		panic(*r)
+	}
 }
 
 // parseSegment parses one segment of src.

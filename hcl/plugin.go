@@ -216,27 +216,51 @@ func (l *loader) plugin(b *hcl.Block, pb pluginBody) (Plugin, bool) {
 // announce blocks of VIPs that have an error of their own (see
 // File.Checkable). It runs once every diagnostic is in.
 func (l *loader) markUncheckable() {
-	mark := func(outer []*hcl.Block, inner string, schema *hcl.BodySchema) {
-		for _, o := range outer {
-			for _, b := range blocksOf(o.Body, inner, schema) {
-				if l.failedIn(b.DefRange, b.Body) {
-					if l.out.uncheckable == nil {
-						l.out.uncheckable = map[pipeline.Range]bool{}
-					}
-					l.out.uncheckable[toRange(b.DefRange)] = true
-				}
+	for _, b := range l.checks {
+		if l.failedWithin(b.whole) {
+			if l.out.uncheckable == nil {
+				l.out.uncheckable = map[pipeline.Range]bool{}
 			}
+			l.out.uncheckable[toRange(b.def)] = true
 		}
 	}
-	mark(l.pools, "health_check", poolSchema)
-	mark(l.vips, "announce", vipSchema)
+}
+
+// A checkBlock is a health_check or announce block, by the ranges of its
+// header and of the whole block: what markUncheckable needs of it, kept
+// without the syntax tree.
+type checkBlock struct {
+	def, whole hcl.Range
+}
+
+// checkBlocks returns the health_check blocks of pools and the announce
+// blocks of vips: those a plugin checks, once the file is loaded, if they
+// have no error of their own (markUncheckable).
+func checkBlocks(vips, pools []*hcl.Block) []checkBlock {
+	var out []checkBlock
+	add := func(bs []*hcl.Block) {
+		for _, b := range bs {
+			out = append(out, checkBlock{b.DefRange, blockRange(b.DefRange, b.Body)})
+		}
+	}
+	for _, p := range pools {
+		add(blocksOf(p.Body, "health_check", poolSchema))
+	}
+	for _, v := range vips {
+		add(blocksOf(v.Body, "announce", vipSchema))
+	}
+	return out
 }
 
 // failedIn reports whether the block with header def and body has an
 // error, reported or dropped as the echo of one reported elsewhere (an
 // expression referring to a variable that failed).
 func (l *loader) failedIn(def hcl.Range, body hcl.Body) bool {
-	whole := blockRange(def, body)
+	return l.failedWithin(blockRange(def, body))
+}
+
+// failedWithin is failedIn for the block whose whole range is whole.
+func (l *loader) failedWithin(whole hcl.Range) bool {
 	for _, d := range l.diags {
 		if d.Severity == hcl.DiagError && d.Subject != nil && contains(whole, *d.Subject) {
 			return true

@@ -75,17 +75,64 @@ func (l *loader) decodeHashSeed(a *hcl.Attribute) {
 // meaning (protocol names, port 0, prime table sizes, weight bounds, missing
 // attributes, pool references and duplicate names) is Validate's, so that
 // configuration from plugins gets the same checks.
-func (l *loader) decodeService(vips, pools, announcers []*hcl.Block) {
+//
+// The main file's blocks are decoded here; each fragment's are decoded
+// alone (decodeFragment, perhaps on another core or taken from a Cache)
+// and appended after them, in the order of the sources.
+func (l *loader) decodeService(vips, pools []*hcl.Block, frags []*fragment) {
 	// reported holds the attributes already found invalid; Validate's
 	// errors there would repeat them.
 	reported := map[pipeline.Range]bool{}
+	l.decodeServiceBlocks(vips, pools, reported)
 	svc := &l.out.Service
-	var names []string // the announcers' names, for announce blocks of VIPs
+	nv, np := len(svc.VIPs), len(svc.Pools)
+	for _, fr := range frags {
+		nv, np = nv+len(fr.decoded.vips), np+len(fr.decoded.pools)
+	}
+	svc.VIPs, svc.Pools = slices.Grow(svc.VIPs, nv-len(svc.VIPs)), slices.Grow(svc.Pools, np-len(svc.Pools))
+	l.checks = checkBlocks(l.vips, l.pools)
+	for _, fr := range frags {
+		d := fr.decoded
+		svc.VIPs = append(svc.VIPs, d.vips...)
+		svc.Pools = append(svc.Pools, d.pools...)
+		for _, diag := range d.diags {
+			copied := *diag
+			l.diags = append(l.diags, &copied)
+		}
+		for r := range d.reported {
+			reported[r] = true
+		}
+		l.poisonRanges = append(l.poisonRanges, d.poison...)
+		l.checks = append(l.checks, d.checks...)
+	}
+	sortSpans(l.poisonRanges)
+	var errs pipeline.Errors
+	if l.cache != nil {
+		errs = l.cache.check.Validate(svc)
+	} else {
+		errs = svc.Validate()
+	}
+	for _, d := range FromErrors(dropReported(errs, reported)) {
+		l.diags = append(l.diags, d)
+	}
+}
+
+// announcerNames are the names of the announce blocks, sorted, for the
+// announce blocks of VIPs.
+func announcerNames(announcers []*hcl.Block) []string {
+	var names []string
 	for _, b := range announcers {
 		names = append(names, b.Labels[0])
 	}
 	slices.Sort(names)
-	names = slices.Compact(names)
+	return slices.Compact(names)
+}
+
+// decodeServiceBlocks decodes vip and pool blocks into l.out.Service,
+// recording in reported the attributes found invalid.
+func (l *loader) decodeServiceBlocks(vips, pools []*hcl.Block, reported map[pipeline.Range]bool) {
+	svc := &l.out.Service
+	names := l.announcers
 	for _, b := range vips {
 		v := control.VIP{Name: b.Labels[0], Protocol: "tcp", Range: toRange(b.DefRange), AttrRange: attrRanges(b.Body)}
 		var address string
@@ -112,9 +159,6 @@ func (l *loader) decodeService(vips, pools, announcers []*hcl.Block) {
 			}
 		}
 		svc.Pools = append(svc.Pools, p)
-	}
-	for _, d := range FromErrors(dropReported(svc.Validate(), reported)) {
-		l.diags = append(l.diags, d)
 	}
 }
 

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	hcljson "github.com/hashicorp/hcl/v2/json"
+
+	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/pipeline"
 )
 
 // A Fragment is a source text that contributes service blocks to a
@@ -17,7 +21,10 @@ import (
 // so it must be unique among a load's sources.
 type Fragment struct {
 	Name string
-	Src  []byte
+	// Src is the text. It must not be modified once loaded: the File
+	// keeps it for diagnostics, and a Cache compares the next load's
+	// with it (the same slice at no cost).
+	Src []byte
 	// JSON selects HCL's JSON syntax; a Name ending in .json (such as
 	// web.hcl.json) selects it too. Otherwise the text is native syntax.
 	JSON bool
@@ -49,13 +56,38 @@ var fragmentSchema = &hcl.BodySchema{
 	},
 }
 
-// parseSources parses the fragments after the main file: each within the
-// limits, and all of them with the main file within MaxFileSize. A
-// fragment that is not parsed (over a limit, or named as another source
-// is) is reported and left out.
-func (l *loader) parseSources() []*hcl.File {
+// A fragment is a parsed fragment and, once decoded, what its blocks
+// decode to.
+type fragment struct {
+	name    string
+	file    *hcl.File
+	decoded *decoded
+}
+
+// decoded is what a fragment's blocks decode to in the main file's
+// context: it depends on nothing else, so a Cache keeps it while neither
+// the fragment nor the main file changes.
+type decoded struct {
+	vips  []control.VIP
+	pools []control.Pool
+	// diags are the fragment's own, before control.Config.Validate.
+	diags hcl.Diagnostics
+	// reported are its attributes found invalid (see decodeService).
+	reported map[pipeline.Range]bool
+	// poison are its expressions that refer to a name that failed.
+	poison spans
+	// checks are its health_check and announce blocks.
+	checks []checkBlock
+}
+
+// parseSources parses the fragments after the main file, on every core:
+// each within the limits, and all of them with the main file within
+// MaxFileSize. A fragment that is not parsed (over a limit, or named as
+// another source is) is reported and left out. A fragment the cache holds
+// with the same text is not parsed again.
+func (l *loader) parseSources() []*fragment {
 	total := len(l.src)
-	var out []*hcl.File
+	var todo []Fragment
 	for _, fr := range l.frags {
 		if _, dup := l.out.files[fr.Name]; dup || fr.Name == l.filename {
 			l.diags = append(l.diags, &hcl.Diagnostic{
@@ -65,8 +97,7 @@ func (l *loader) parseSources() []*hcl.File {
 			})
 			continue
 		}
-		f := &hcl.File{Body: hcl.EmptyBody(), Bytes: fr.Src}
-		l.out.files[fr.Name] = f
+		l.out.files[fr.Name] = &hcl.File{Body: hcl.EmptyBody(), Bytes: fr.Src}
 		if total+len(fr.Src) > MaxFileSize && len(fr.Src) <= MaxFileSize {
 			l.errorf(bytePos(fr.Src, fr.Name, hcl.InitialPos, max(MaxFileSize-total, 0)), "Configuration too large",
 				"The configuration's sources together are larger than the limit of %d bytes (%d MiB) that keeps loading them within bounded time and memory; this source crosses it. Remove sources, or generate less configuration.",
@@ -74,6 +105,20 @@ func (l *loader) parseSources() []*hcl.File {
 			continue
 		}
 		total += len(fr.Src)
+		todo = append(todo, fr)
+	}
+	type result struct {
+		frag  *fragment
+		diags hcl.Diagnostics
+		hit   bool // from the cache
+	}
+	results := make([]result, len(todo))
+	parallel(len(todo), func(i int) {
+		fr := todo[i]
+		if f, diags, dec, ok := l.cache.parsed(fr); ok {
+			results[i] = result{&fragment{fr.Name, f, dec}, diags, true}
+			return
+		}
 		var diags hcl.Diagnostics
 		var parsed *hcl.File
 		if fr.isJSON() {
@@ -83,13 +128,59 @@ func (l *loader) parseSources() []*hcl.File {
 		} else {
 			parsed, diags = parseConfig(fr.Src, fr.Name)
 		}
-		l.diags = append(l.diags, diags...)
 		if parsed != nil {
-			l.out.files[fr.Name] = parsed
-			out = append(out, parsed)
+			results[i].frag = &fragment{name: fr.Name, file: parsed}
+		}
+		results[i].diags = diags
+	})
+	var out []*fragment
+	for i, r := range results {
+		l.diags = append(l.diags, r.diags...)
+		if r.frag != nil {
+			l.out.files[todo[i].Name] = r.frag.file
+			out = append(out, r.frag)
+			if !r.hit {
+				l.cache.keep(todo[i], r.frag.file, r.diags)
+			}
 		}
 	}
 	return out
+}
+
+// decodeFragments decodes each parsed fragment's blocks in the main
+// file's context, on every core, but for those the cache had decoded
+// already; the cache keeps what they decode to.
+func (l *loader) decodeFragments(frags []*fragment) {
+	parallel(len(frags), func(i int) {
+		if fr := frags[i]; fr.decoded == nil {
+			fr.decoded = l.decodeFragment(fr.file)
+		}
+	})
+	for _, fr := range frags {
+		l.cache.keepDecoded(fr.name, fr.decoded)
+	}
+}
+
+// decodeFragment decodes the vip and pool blocks of a parsed fragment, as
+// the main file's would be, by a loader of its own that shares the main
+// file's context: the fragment's diagnostics are those it would have
+// among the others, since a fragment declares no name another sees.
+func (l *loader) decodeFragment(f *hcl.File) *decoded {
+	sub := &loader{filename: l.filename, dir: l.dir, src: l.src, opts: l.opts,
+		out: &File{Filename: l.filename}, ctx: l.ctx, announcers: l.announcers,
+		vars: l.vars, varByName: l.varByName, locals: l.locals, localBy: l.localBy,
+		poisoned: maps.Clone(l.poisoned)}
+	vips, pools := sub.fragmentBlocks(f)
+	if b, ok := f.Body.(*hclsyntax.Body); ok {
+		sub.native = []*hclsyntax.Body{b}
+		sub.checkReferences()
+		sub.markPoisonedExprs()
+	}
+	d := &decoded{reported: map[pipeline.Range]bool{}, checks: checkBlocks(vips, pools)}
+	sub.decodeServiceBlocks(vips, pools, d.reported)
+	d.vips, d.pools = sub.out.Service.VIPs, sub.out.Service.Pools
+	d.diags, d.poison = sub.diags, sub.poisonRanges
+	return d
 }
 
 // fragmentBlocks returns the vip and pool blocks of a parsed fragment and

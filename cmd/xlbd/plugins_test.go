@@ -290,7 +290,7 @@ func TestReloadPanicRejected(t *testing.T) {
 	gen, fake := s.ctl.Snapshot().Generation, s.set.Plugin("fake")
 	orig := loadFile
 	t.Cleanup(func() { loadFile = orig })
-	loadFile = func(string, []xhcl.Fragment, xhcl.Options) (*xhcl.File, hcl2.Diagnostics) { panic("boom") }
+	loadFile = func(*xhcl.Cache, string, []xhcl.Fragment, xhcl.Options) (*xhcl.File, hcl2.Diagnostics) { panic("boom") }
 	if _, err := s.apply(path, varFlags{}, &stderr); err == nil || !strings.Contains(err.Error(), "internal error") {
 		t.Fatalf("a reload that panics: %v, want an internal error", err)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	xhcl "github.com/xlbproject/xlb/hcl"
 )
 
 // A file's size and nesting are bounded before it is parsed (package hcl),
@@ -39,6 +41,13 @@ const (
 const exitOverHeap = 3
 
 // precheck runs the child: exe with the validate command, bounded.
+//
+// What was evaluated before, unchanged, costs what it cost then, and the
+// daemon survived it; a document of literals only (hcl.Literal) costs no
+// more than its size. So the child is given only the documents that are
+// neither, and is not run at all when the main file is the one evaluated
+// before and no such document is left: a change to one backend among
+// thousands costs neither a process nor a second load of everything.
 type precheck struct {
 	exe string
 	env []string // added to the child's environment
@@ -46,6 +55,11 @@ type precheck struct {
 	// unless a test lowers them).
 	heap int64
 	cpu  time.Duration
+	// main and docs are what was last evaluated, by the child or by the
+	// daemon's start-up: the main file's text and each document's content
+	// by name. Used by one goroutine at a time, as run is.
+	main []byte
+	docs map[string][]byte
 }
 
 func newPrecheck() *precheck {
@@ -66,6 +80,44 @@ func (e *errPrecheck) Error() string { return e.msg }
 // itself), an *errPrecheck when they broke a bound, and another error
 // when the child could not be run.
 func (p *precheck) run(path string, vars varFlags, docs []sourceDoc) error {
+	main, err := os.ReadFile(path)
+	if err != nil {
+		// The daemon's own load reports it.
+		return nil
+	}
+	var send []sourceDoc
+	for _, d := range docs {
+		if old, ok := p.docs[d.Name]; (!ok || !bytes.Equal(old, d.Content) || !bytes.Equal(main, p.main)) &&
+			!xhcl.Literal(xhcl.Fragment{Name: d.Name, Src: d.Content, JSON: d.Format == "json"}) {
+			send = append(send, d)
+		}
+	}
+	if p.main != nil && bytes.Equal(main, p.main) && len(send) == 0 {
+		p.evaluated(main, docs)
+		return nil
+	}
+	if docs != nil && send == nil {
+		send = []sourceDoc{}
+	}
+	if err := p.child(path, vars, send); err != nil {
+		return err
+	}
+	p.evaluated(main, docs)
+	return nil
+}
+
+// evaluated records main and docs as evaluated, by the child or by the
+// daemon itself at start-up.
+func (p *precheck) evaluated(main []byte, docs []sourceDoc) {
+	p.main = main
+	p.docs = make(map[string][]byte, len(docs))
+	for _, d := range docs {
+		p.docs[d.Name] = d.Content
+	}
+}
+
+// child evaluates the file at path with docs in the child xlbd.
+func (p *precheck) child(path string, vars varFlags, docs []sourceDoc) error {
 	args := []string{"validate", "-plugins=false",
 		fmt.Sprintf("-max-heap=%d", p.heap), fmt.Sprintf("-max-cpu=%s", p.cpu)}
 	var stdin []byte

@@ -68,6 +68,10 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	s.running, s.pre = f, newPrecheck()
+	if main, err := os.ReadFile(*config); err == nil {
+		// Evaluated here already: the first change costs only itself.
+		s.pre.evaluated(main, s.tried)
+	}
 	s.start()
 	n := f.Workers
 	if *workers > 0 {

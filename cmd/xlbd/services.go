@@ -55,6 +55,10 @@ type services struct {
 	// pre evaluates a file in a bounded child xlbd before a running
 	// daemon evaluates it itself (see precheck); nil: not at all.
 	pre *precheck
+	// cache keeps what the last load parsed and decoded, so that a
+	// change to one document among thousands costs about that document
+	// (see hcl.Cache).
+	cache *xhcl.Cache
 }
 
 // defaultPluginDir is where the built-in plugins are: bin/plugins beside
@@ -75,7 +79,7 @@ func pluginDirFlag(fs *flag.FlagSet) *string {
 // newServices returns services with nothing running; with plugins, the
 // built-in health-check plugins are in pluginDir.
 func newServices(pluginDir string, plugins bool, log *slog.Logger) (*services, error) {
-	s := &services{log: log, ctl: control.New()}
+	s := &services{log: log, ctl: control.New(), cache: &xhcl.Cache{}}
 	if !plugins {
 		return s, nil
 	}
@@ -197,7 +201,7 @@ func (s *services) check(c *candidate, path string, vars varFlags) {
 	if c.docs != nil {
 		frags = fragments(c.docs)
 	}
-	f, diags := loadFile(path, frags, opts)
+	f, diags := loadFile(s.cache, path, frags, opts)
 	declaredIn := f
 	if diags.HasErrors() {
 		// A file with errors may be decoded only in part, its source
@@ -206,12 +210,12 @@ func (s *services) check(c *candidate, path string, vars varFlags) {
 		// every document and apply it, with no VIP from any source.
 		sopts := opts
 		sopts.SourcesOnly = true
-		declaredIn, _ = loadFile(path, nil, sopts)
+		declaredIn, _ = loadFile(nil, path, nil, sopts)
 	}
 	if kept, removed := declared(declaredIn, c.docs); removed {
 		// A source block was removed: its documents go with it.
 		c.docs = kept
-		f, diags = loadFile(path, fragments(kept), opts)
+		f, diags = loadFile(s.cache, path, fragments(kept), opts)
 	}
 	c.f = f
 	var errs pipeline.Errors

@@ -31,16 +31,17 @@ type sourceDoc struct {
 }
 
 // loadFile loads the configuration file at path with the fragments of its
-// config sources: a variable so that a test can make loading panic.
-var loadFile = func(path string, frags []xhcl.Fragment, opts xhcl.Options) (*xhcl.File, hcl2.Diagnostics) {
-	if frags == nil {
-		return xhcl.LoadFile(path, opts)
-	}
+// config sources, through cache (nil: none): a variable so that a test can
+// make loading panic.
+var loadFile = func(cache *xhcl.Cache, path string, frags []xhcl.Fragment, opts xhcl.Options) (*xhcl.File, hcl2.Diagnostics) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return xhcl.LoadFile(path, opts) // which reports it
 	}
-	return xhcl.LoadSources(path, src, frags, opts)
+	if cache == nil {
+		return xhcl.LoadSources(path, src, frags, opts)
+	}
+	return cache.LoadSources(path, src, frags, opts)
 }
 
 // fragments are docs as hcl loads them, in name order (sources name their

@@ -317,7 +317,8 @@ func TestReloadEvaluatesSourcesBounded(t *testing.T) {
 	}
 	gen := s.ctl.Snapshot().Generation
 	var stderr bytes.Buffer
-	if _, err := s.transactDocs(path, varFlags{}, []sourceDoc{extra(`"198.51.100.9"`)}, &stderr, true); err != nil || s.ctl.Snapshot().Generation != gen+1 {
+	// An interpolation: not literal, so the child evaluates it.
+	if _, err := s.transactDocs(path, varFlags{}, []sourceDoc{extra(`"198.51.100.${9}"`)}, &stderr, true); err != nil || s.ctl.Snapshot().Generation != gen+1 {
 		t.Fatalf("an ordinary document through the child: %v\n%s", err, stderr.String())
 	}
 	gen = s.ctl.Snapshot().Generation
@@ -336,6 +337,44 @@ func TestReloadEvaluatesSourcesBounded(t *testing.T) {
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 64<<20 {
 		t.Errorf("the daemon's heap grew by %d MiB: it evaluated the document itself", grew>>20)
 	}
+}
+
+// TestPrecheckOnlyWhatMayCostMore: the bounded child is given only the
+// documents that are neither literal nor evaluated before under the same
+// main file, and is not run when none is left: with a child that cannot
+// run, a literal change is applied, a new expression is refused, and so
+// is any document once the main file changed.
+func TestPrecheckOnlyWhatMayCostMore(t *testing.T) {
+	s, src, path, write := offlineServices(t)
+	write(strings.Replace(src, "pools = [\"canary\"]\n", "pools = [\"canary\", \"extra\"]\n", 1) + "source \"etcd\" {}\n")
+	s.pre = &precheck{exe: "/nonexistent/xlbd", heap: 256 << 20, cpu: 30 * time.Second}
+	doc := func(address string) []sourceDoc {
+		return []sourceDoc{{Source: "etcd", Name: "etcd:/x/extra", Format: "hcl",
+			Content: []byte(fmt.Sprintf("pool \"extra\" {\n  backend \"x\" {\n    address = %s\n  }\n}\n", address))}}
+	}
+	try := func(what string, docs []sourceDoc, applied bool) {
+		t.Helper()
+		gen := s.ctl.Snapshot().Generation
+		var stderr bytes.Buffer
+		_, err := s.transactDocs(path, varFlags{}, docs, &stderr, true)
+		if applied && (err != nil || s.ctl.Snapshot().Generation != gen+1) {
+			t.Errorf("%s: %v, generation %d (was %d), want it applied without the child\n%s", what, err, s.ctl.Snapshot().Generation, gen, stderr.String())
+		}
+		if !applied && (err == nil || !strings.Contains(stderr.String(), "Configuration not evaluated")) {
+			t.Errorf("%s: %v, want it refused for want of the child\n%s", what, err, stderr.String())
+		}
+	}
+	try("a main file the child never evaluated", doc(`"198.51.100.9"`), false)
+	main, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.pre.evaluated(main, doc(`"198.51.100.9"`)) // as xlbd run's start-up does
+	try("a literal change", doc(`"198.51.100.10"`), true)
+	try("the same again", doc(`"198.51.100.10"`), true)
+	try("an interpolation", doc(`"198.51.100.${11}"`), false)
+	write(string(main) + "# changed\n")
+	try("a changed main file", doc(`"198.51.100.10"`), false)
 }
 
 // TestRunWithFileSource: xlbd run with the real file source (built here)
