@@ -375,10 +375,15 @@ func (s *Sources) unavailable(r *sourceRun, reason string) {
 		st.Since = time.Now()
 	}
 	st.State, st.Reason = SourceUnavailable, reason
-	docs := len(st.Documents)
+	docs, complete := len(st.Documents), st.Complete
 	s.mu.Unlock()
-	if was != SourceUnavailable {
+	switch {
+	case was == SourceUnavailable:
+	case complete:
 		s.log.Warn("config source unavailable: serving the last good configuration", "source", r.p.Name(), "reason", reason, "documents", docs)
+	default:
+		// Nothing to serve yet: the start-up (or validate) waits.
+		s.log.Warn("config source unavailable: no documents yet", "source", r.p.Name(), "reason", reason)
 	}
 	signal(s.updates)
 }
