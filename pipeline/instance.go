@@ -403,6 +403,43 @@ func (rt *Runtime) Close() error {
 	return errors.Join(errs...)
 }
 
+// Preflighter is implemented by elements that need something of the host
+// (an interface, privileges, kernel features): Preflight says what is
+// missing and how to get it, one error a problem, before anything is
+// started.
+type Preflighter interface {
+	Preflight() []error
+}
+
+// Preflight asks every element that can whether the host has what it
+// needs, configuring throwaway instances as SuggestedWorkers does. Each
+// problem names the first element that found it (RxXDP and TxXDP on one
+// interface lack the same things); all are returned at once, joined.
+func (g *Graph) Preflight() error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, e := range g.elems {
+		el := e.typ.New()
+		pf, ok := el.(Preflighter)
+		if !ok {
+			continue
+		}
+		if e.decl.Configure != nil {
+			if err := e.decl.Configure(el); err != nil {
+				errs = append(errs, fmt.Errorf("while configuring `%s` (%s): %w", e.decl.Name, e.typ.Name, err))
+				continue
+			}
+		}
+		for _, err := range pf.Preflight() {
+			if !seen[err.Error()] {
+				seen[err.Error()] = true
+				errs = append(errs, fmt.Errorf("`%s` (%s): %w", e.decl.Name, e.typ.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // WorkerSuggester is implemented by sources that know how many workers suit
 // them: RxXDP suggests one per RX queue of its interface.
 type WorkerSuggester interface {

@@ -446,6 +446,61 @@ func TestSuggestedWorkers(t *testing.T) {
 	}
 }
 
+// tPreflight is a source whose Preflight reports Lacks, one error each.
+type tPreflight struct {
+	tSource
+	Lacks []string
+}
+
+func (s *tPreflight) Preflight() []error {
+	var errs []error
+	for _, l := range s.Lacks {
+		errs = append(errs, errors.New(l))
+	}
+	return errs
+}
+
+func init() {
+	Register(ElementType{Name: "TPreflight", Outputs: []string{"out"}, New: func() Element { return &tPreflight{tSource: tSource{Count: 1, Batch: 1}} }})
+}
+
+// TestPreflight: every element's problems are returned at once, each with
+// the first element that found it; an element without Preflight and a
+// host that lacks nothing give none.
+func TestPreflight(t *testing.T) {
+	spec := func(lacks ...[]string) Spec {
+		var s Spec
+		for i, l := range lacks {
+			d := decl(fmt.Sprintf("s%d", i), "TPreflight", i+1)
+			d.Configure = func(e Element) error { e.(*tPreflight).Lacks = l; return nil }
+			s.Elements = append(s.Elements, d)
+			s.Connections = append(s.Connections, conn(d.Name, "k", 10+i))
+		}
+		s.Elements = append(s.Elements, decl("k", "TSink", 9))
+		return s
+	}
+	for _, tt := range []struct {
+		lacks [][]string
+		want  string
+	}{
+		{[][]string{nil}, ""},
+		{[][]string{{"no eth9", "no CAP_BPF"}, {"no eth9"}, {"no CAP_BPF", "no memory"}},
+			"`s0` (TPreflight): no eth9\n`s0` (TPreflight): no CAP_BPF\n`s2` (TPreflight): no memory"},
+	} {
+		g, errs := Build(spec(tt.lacks...))
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		got := ""
+		if err := g.Preflight(); err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("Preflight with %q:\n%s\nwant\n%s", tt.lacks, got, tt.want)
+		}
+	}
+}
+
 func TestPinEachWorker(t *testing.T) {
 	g, errs := Build(loopSpec())
 	if errs != nil {

@@ -454,3 +454,26 @@ func TestApplyLogsDigest(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRefusesWhatTheHostLacks: xlbd run checks, before the pipeline
+// starts, what its elements need of the host, and refuses to start with
+// each problem and its fix on a line of its own.
+func TestRunRefusesWhatTheHostLacks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.hcl")
+	src := "pipeline {\n  element \"RxXDP\" \"rx\" {\n    interface = \"xlbnope0\"\n  }\n  element \"Discard\" \"drop\" {}\n  connect = [\"rx -> drop\"]\n}\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-config", path)
+	cmd.Env = append(os.Environ(), asXLBD+"=1")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("xlbd run with a missing interface: %v, want exit status 1\n%s", err, out)
+	}
+	for _, want := range []string{"xlbd run: this host cannot run " + path + ":\n",
+		"  - `rx` (RxXDP): interface \"xlbnope0\" does not exist in this network namespace"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -65,6 +66,16 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	f, err := d.attempt(true)
 	if err != nil {
 		log.Error("configuration rejected", "config", *config, "err", err)
+		return 1
+	}
+	if err := f.Graph.Preflight(); err != nil {
+		// Each problem on its own line, with its fix: the log line alone
+		// would fold them into one quoted string.
+		fmt.Fprintf(stderr, "xlbd run: this host cannot run %s:\n", *config)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "  - %s\n", line)
+		}
+		log.Error("not started: the host lacks what the pipeline needs, printed above", "config", *config)
 		return 1
 	}
 	s.running, s.pre = f, newPrecheck()
