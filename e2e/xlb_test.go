@@ -560,3 +560,76 @@ func TestHealthCheckedBackend(t *testing.T) {
 		}
 	}
 }
+
+// TestRunWithCapabilitiesOnly: xlbd runs as nobody with exactly the
+// capabilities examples/systemd/xlbd.service grants (its
+// AmbientCapabilities, also as the bounding set), attaches its program,
+// binds its socket and forwards: the unit needs no root.
+func TestRunWithCapabilitiesOnly(t *testing.T) {
+	setpriv := testenv.RequireTool(t, "setpriv")
+	unit, err := os.ReadFile("../examples/systemd/xlbd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var caps []string
+	for _, line := range strings.Split(string(unit), "\n") {
+		if v, ok := strings.CutPrefix(line, "AmbientCapabilities="); ok {
+			for _, c := range strings.Fields(v) {
+				caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+			}
+		}
+	}
+	if len(caps) == 0 {
+		t.Fatal("examples/systemd/xlbd.service has no AmbientCapabilities line")
+	}
+	set := strings.Join(caps, ",")
+	l, b := serving(t, false)
+
+	// What nobody runs must be readable by it: the test's binaries and
+	// files are in directories only root may enter.
+	dir, err := os.MkdirTemp("", "xlb-caps-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	copyFile := func(from, to string, mode os.FileMode) {
+		t.Helper()
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, data, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(b["xlbd"], filepath.Join(dir, "xlbd"), 0o755)
+	copyFile(b["http"], filepath.Join(dir, "plugins", "http"), 0o755)
+	copyFile(labConfig(t, "GREEncap"), filepath.Join(dir, "lab.hcl"), 0o644)
+
+	wrap := []string{setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+		"--inh-caps=-all," + set, "--ambient-caps=-all," + set, "--bounding-set=-all," + set}
+	x, err := l.StartXLBDWith(l.LB(0), wrap, filepath.Join(dir, "xlbd"), filepath.Join(dir, "lab.hcl"), "-var", "interface="+l.LB(0).Iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", x.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(st), "\nUid:\t65534\t65534\t65534\t65534\n") {
+		t.Errorf("xlbd does not run as nobody:\n%s", st)
+	}
+	s, err := l.RunClient(b["xlb-client"], "-url", "http://"+l.VIP().String()+"/", "-n", "200", "-c", "8")
+	if err != nil || s.OK != 200 {
+		t.Fatalf("through xlbd run as nobody: %+v %v\n%s", s, err, x.Log())
+	}
+	if _, err := x.Stop(); err != nil {
+		t.Errorf("xlbd: %v\n%s", err, x.Log())
+	}
+}

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -475,5 +477,56 @@ func TestRunRefusesWhatTheHostLacks(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestRunNotifiesSystemd: under a Type=notify unit (NOTIFY_SOCKET set),
+// xlbd run says READY=1 once the pipeline runs, with its PID, and
+// STOPPING=1 on SIGTERM.
+func TestRunNotifiesSystemd(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	path := filepath.Join(dir, "x.hcl")
+	src := "pipeline {\n  element \"TestIdle\" \"rx\" {}\n  element \"Discard\" \"drop\" {}\n  connect = [\"rx -> drop\"]\n}\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-quiet", "-config", path)
+	cmd.Env = append(os.Environ(), asXLBD+"=1", "NOTIFY_SOCKET="+sock)
+	var stderr testenv.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	next := func() string {
+		t.Helper()
+		buf := make([]byte, 4096)
+		if err := conn.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v\n%s", err, stderr.String())
+		}
+		return string(buf[:n])
+	}
+	ready := next()
+	if !strings.HasPrefix(ready, "READY=1\n") || !strings.Contains(ready, fmt.Sprintf("MAINPID=%d", cmd.Process.Pid)) {
+		t.Errorf("first notification %q, want READY=1 with MAINPID=%d", ready, cmd.Process.Pid)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if stopping := next(); !strings.HasPrefix(stopping, "STOPPING=1\n") {
+		t.Errorf("notification on SIGTERM %q, want STOPPING=1", stopping)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("xlbd: %v\n%s", err, stderr.String())
 	}
 }

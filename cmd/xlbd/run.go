@@ -116,6 +116,11 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	log.Info("pipeline running", "config", *config, "workers", len(rt.Workers()), "vips", len(s.ctl.Snapshot().VIPs))
+	// Ready only now: the program is attached and every socket bound
+	// (Start), so that systemd orders what depends on xlbd after that.
+	if err := notify(fmt.Sprintf("READY=1\nSTATUS=forwarding with %d workers\nMAINPID=%d", len(rt.Workers()), os.Getpid())); err != nil {
+		log.Warn("cannot tell systemd that xlbd is ready", "err", err)
+	}
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	ran := make(chan error, 1)
@@ -142,6 +147,9 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		ran <- runErr
 	case sig := <-sigs:
 		log.Info("stopping: withdrawing every route first", "signal", sig.String())
+	}
+	if err := notify("STOPPING=1\nSTATUS=withdrawing routes, then draining"); err != nil {
+		log.Warn("cannot tell systemd that xlbd is stopping", "err", err)
 	}
 	stopRoutes()
 	<-routesDone

@@ -26,8 +26,15 @@ type XLBD struct {
 // log line. It fails with xlbd's last log lines when xlbd exits first or is
 // not ready within 10 s. Down stops it if the caller does not.
 func (l *Lab) StartXLBD(node Node, bin, config string, args ...string) (*XLBD, error) {
+	return l.StartXLBDWith(node, nil, bin, config, args...)
+}
+
+// StartXLBDWith is StartXLBD with xlbd started by the command wrap (such
+// as setpriv with its options), which execs it in place.
+func (l *Lab) StartXLBDWith(node Node, wrap []string, bin, config string, args ...string) (*XLBD, error) {
 	x := &XLBD{log: &logTail{ready: make(chan struct{})}, exited: make(chan struct{})}
-	x.cmd = l.Exec(node.NS, bin, append([]string{"run", "-config", config}, args...)...)
+	argv := append(append(append([]string{}, wrap...), bin, "run", "-config", config), args...)
+	x.cmd = l.Exec(node.NS, argv[0], argv[1:]...)
 	x.cmd.Stdout = &x.stdout
 	x.cmd.Stderr = io.MultiWriter(x.cmd.Stderr, x.log)
 	l.mu.Lock()
