@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -528,5 +529,59 @@ func TestRunNotifiesSystemd(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("xlbd: %v\n%s", err, stderr.String())
+	}
+}
+
+// TestRunLogFlags: -log-format json makes every line xlbd run writes,
+// its plugins' included, one JSON object; -log-level warn leaves out info;
+// a bad value is refused at once.
+func TestRunLogFlags(t *testing.T) {
+	dir := t.TempDir()
+	path := sourcesFile(t, dir, "")
+	writeDoc(t, dir, "web", webPool)
+	run := func(level string) string {
+		t.Helper()
+		status := filepath.Join(t.TempDir(), "status.json")
+		cmd := exec.Command(os.Args[0], "run", "-pin=false", "-quiet", "-config", path, "-log-format", "json", "-log-level", level, "-status", status)
+		cmd.Env = append(os.Environ(), asXLBD+"=1")
+		var stderr testenv.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		waitUntil(t, "the configuration applied", &stderr, func() bool {
+			st := readStatus(t, status)
+			return st != nil && st.Generation > 0
+		})
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("xlbd: %v\n%s", err, stderr.String())
+		}
+		for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+			if line == "" {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Errorf("-log-format json wrote a line that is not JSON: %q", line)
+			}
+		}
+		return stderr.String()
+	}
+	info := run("info")
+	if !strings.Contains(info, `"plugin":"etcd"`) || !strings.Contains(info, `"msg":"configuration applied"`) {
+		t.Errorf("the JSON log lacks the plugin's lines or the applied line:\n%s", info)
+	}
+	if warn := run("warn"); strings.Contains(warn, `"level":"INFO"`) {
+		t.Errorf("-log-level warn wrote info lines:\n%s", warn)
+	}
+	for _, bad := range [][]string{{"-log-format", "xml"}, {"-log-level", "loud"}} {
+		var stderr bytes.Buffer
+		if rc := runCmd(append([]string{"-config", path}, bad...), io.Discard, &stderr); rc != 2 || !strings.Contains(stderr.String(), bad[0]) {
+			t.Errorf("xlbd run %v: rc %d, %s", bad, rc, stderr.String())
+		}
 	}
 }

@@ -21,7 +21,7 @@ import (
 )
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N] [-node NAME] [-status FILE]", stderr)
+	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N] [-node NAME] [-status FILE] [-log-format text|json] [-log-level LEVEL]", stderr)
 	config := fs.String("config", "", "the pipeline file (required)")
 	vars := varsFlag(fs)
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
@@ -31,10 +31,15 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	hostname, _ := os.Hostname()
 	node := fs.String("node", hostname, "this node's name in the cluster: unique among the nodes that share a config source")
 	statusFile := fs.String("status", "", "write the configuration's status as JSON to this file on every change (atomically)")
+	logs := addLogFlags(fs)
 	if !parse(fs, args, func() bool { return *config != "" && fs.NArg() == 0 }) {
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := logs.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "xlbd run: %v\n", err)
+		return 2
+	}
 	// Signals from now on: SIGHUP waits for the apply loop, and SIGINT or
 	// SIGTERM end the wait for the config sources cleanly.
 	hup := make(chan os.Signal, 1)
