@@ -28,7 +28,7 @@ const example = "../../examples/offline/offline.hcl"
 func TestOfflineExample(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	var stdout, stderr bytes.Buffer
-	if rc := runCmd([]string{"-config", example, "-var", "output=" + out}, &stdout, &stderr); rc != 0 {
+	if rc := runCmd([]string{"-admin-socket", "", "-config", example, "-var", "output=" + out}, &stdout, &stderr); rc != 0 {
 		t.Fatalf("xlbd run exited %d:\n%s", rc, stderr.String())
 	}
 	expected := "../../examples/offline/expected.txt"

@@ -20,7 +20,7 @@ import (
 )
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N] [-node NAME] [-status FILE]", stderr)
+	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N] [-node NAME] [-status FILE] [-admin-socket PATH] [-admin-group NAME]", stderr)
 	config := fs.String("config", "", "the pipeline file (required)")
 	vars := varsFlag(fs)
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
@@ -30,6 +30,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	hostname, _ := os.Hostname()
 	node := fs.String("node", hostname, "this node's name in the cluster: unique among the nodes that share a config source")
 	statusFile := fs.String("status", "", "write the configuration's status as JSON to this file on every change (atomically)")
+	adminSocket, adminGroup := adminFlags(fs)
 	if !parse(fs, args, func() bool { return *config != "" && fs.NArg() == 0 }) {
 		return 2
 	}
@@ -103,6 +104,15 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		defer close(reloads)
 		d.loop(ctx, hup)
 	}()
+	stopAdmin, err := startAdmin(d, rt, *adminSocket, *adminGroup)
+	if err != nil {
+		log.Error("cannot serve the admin API; pass -admin-socket \"\" to run without", "err", err)
+		stopReloads()
+		<-reloads
+		_ = rt.Close()
+		return 1
+	}
+	defer stopAdmin()
 
 	log.Info("pipeline running", "config", *config, "workers", len(rt.Workers()), "vips", len(s.ctl.Snapshot().VIPs))
 	runCtx, stopRun := context.WithCancel(context.Background())
@@ -147,6 +157,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	stopRun()
 	runErr = <-ran
 	// No reload may be half done when the plugins stop.
+	stopAdmin()
 	stopReloads()
 	<-reloads
 	closeErr := rt.Close()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +29,11 @@ type XLBD struct {
 // not ready within 10 s. Down stops it if the caller does not.
 func (l *Lab) StartXLBD(node Node, bin, config string, args ...string) (*XLBD, error) {
 	x := &XLBD{log: &logTail{ready: make(chan struct{})}, exited: make(chan struct{})}
+	// Every node its own admin socket: the namespaces share the
+	// filesystem, and a second xlbd refuses a socket another answers on.
+	if !slices.Contains(args, "-admin-socket") {
+		args = append([]string{"-admin-socket", filepath.Join(l.dir, node.Name+".admin.sock")}, args...)
+	}
 	x.cmd = l.Exec(node.NS, bin, append([]string{"run", "-config", config}, args...)...)
 	x.cmd.Stdout = &x.stdout
 	x.cmd.Stderr = io.MultiWriter(x.cmd.Stderr, x.log)
