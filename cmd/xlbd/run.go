@@ -1,20 +1,23 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xlbproject/xlb/admin"
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
 )
@@ -225,50 +228,12 @@ func printStats(w io.Writer, stats []pipeline.ElementStats, snap *snapshot.Snaps
 		_ = tw.Flush()
 	}
 
-	type row struct {
-		vip, backend    string
-		packets, octets uint64
-	}
-	rows := map[[2]string]*row{}
-	for _, s := range stats {
-		for _, m := range s.Metrics {
-			var vip, backend string
-			for _, l := range m.Labels {
-				switch l.Name {
-				case "vip":
-					vip = l.Value
-				case "backend":
-					backend = l.Value
-				}
-			}
-			if backend == "" {
-				continue
-			}
-			r := rows[[2]string{vip, backend}]
-			if r == nil {
-				r = &row{vip: vip, backend: backend}
-				rows[[2]string{vip, backend}] = r
-			}
-			switch m.Name {
-			case "xlb_encap_backend_packets_total":
-				r.packets += m.Value
-			case "xlb_encap_backend_bytes_total":
-				r.octets += m.Value
-			}
-		}
-	}
-	if len(rows) == 0 {
+	traffic := admin.Traffic(stats)
+	if len(traffic) == 0 {
 		return
 	}
-	sorted := make([]*row, 0, len(rows))
-	for _, r := range rows {
-		sorted = append(sorted, r)
-	}
-	sort.Slice(sorted, func(i, j int) bool {
-		if sorted[i].vip != sorted[j].vip {
-			return sorted[i].vip < sorted[j].vip
-		}
-		return sorted[i].backend < sorted[j].backend
+	keys := slices.SortedFunc(maps.Keys(traffic), func(a, b [2]string) int {
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 	})
 	weights := map[[2]string]uint32{}
 	for _, r := range snap.Reals {
@@ -279,8 +244,8 @@ func printStats(w io.Writer, stats []pipeline.ElementStats, snap *snapshot.Snaps
 	fmt.Fprintln(w, "== backends")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "vip\tbackend\tweight\tpackets\tbytes\t")
-	for _, r := range sorted {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t\n", r.vip, r.backend, weights[[2]string{r.vip, r.backend}], r.packets, r.octets)
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t\n", k[0], k[1], weights[k], traffic[k].Packets, traffic[k].Bytes)
 	}
 	_ = tw.Flush()
 }
