@@ -64,9 +64,15 @@ func Listen(path, group string) (net.Listener, error) {
 	return l, nil
 }
 
+// groupID is the gid of group name; "" is root's group, or -1 (the
+// creator's, unchanged) when xlbd does not run as root, which may not
+// give a file to a group it is not in.
 func groupID(name string) (int, error) {
 	var g *user.Group
 	var err error
+	if name == "" && os.Geteuid() != 0 {
+		return -1, nil
+	}
 	if name == "" {
 		u, uerr := user.LookupId("0")
 		if uerr != nil {
