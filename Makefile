@@ -21,6 +21,7 @@ all: build
 
 build:
 	$(GO) build -o $(BIN)/xlbd ./cmd/xlbd
+	$(GO) build -o $(BIN)/xlbctl ./cmd/xlbctl
 	$(GO) build -o $(BIN)/plugins/ ./plugins/healthcheck/tcp ./plugins/healthcheck/http ./plugins/announce/bgp ./plugins/source/file ./plugins/source/etcd
 
 # As root, the main job is the lab: real HTTP through xlbd over AF_XDP in

@@ -614,7 +614,8 @@ func TestRunWithCapabilitiesOnly(t *testing.T) {
 
 	wrap := []string{setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups",
 		"--inh-caps=-all," + set, "--ambient-caps=-all," + set, "--bounding-set=-all," + set}
-	x, err := l.StartXLBDWith(l.LB(0), wrap, filepath.Join(dir, "xlbd"), filepath.Join(dir, "lab.hcl"), "-var", "interface="+l.LB(0).Iface)
+	x, err := l.StartXLBDWith(l.LB(0), wrap, filepath.Join(dir, "xlbd"), filepath.Join(dir, "lab.hcl"),
+		"-var", "interface="+l.LB(0).Iface, "-admin-socket", "")
 	if err != nil {
 		t.Fatal(err)
 	}

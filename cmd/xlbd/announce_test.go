@@ -148,7 +148,7 @@ func TestRunAnnouncesAndDrains(t *testing.T) {
 	}
 	path := announceFile(t, dir, announcer, "  drain_time = \"1s\"\n", "    med = 10\n")
 	marksFile := filepath.Join(dir, "marks")
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-config", path)
+	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-config", path)
 	cmd.Env = append(os.Environ(), asXLBD+"=1", marksEnv+"="+marksFile)
 	var stdout, stderr testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

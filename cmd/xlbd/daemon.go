@@ -41,9 +41,17 @@ type daemon struct {
 	published   string // what publish last handed the sources (publishKey)
 	agreement   string // the last agreement logged (agreementKey)
 
+	// requests are the admin API's writes, which loop serves until it
+	// returns and closes stopped.
+	requests chan adminRequest
+	stopped  chan struct{}
+
 	mu     sync.Mutex
 	status Status
-	self   sdk.NodeStatus
+	// pools and backends are the applied configuration's, for the API.
+	pools    map[string]string
+	backends map[string]bool
+	self     sdk.NodeStatus
 	// known is set once the cluster was checked with every source's peers
 	// (or peersWait passed since gate was set): see clusterCheck.
 	known bool
@@ -56,6 +64,7 @@ const peersWait = 10 * time.Second
 
 func newDaemon(s *services, log *slog.Logger, path string, vars varFlags, stderr io.Writer, node, statusPath string) *daemon {
 	return &daemon{s: s, log: log, path: path, vars: vars, stderr: stderr, node: node, statusPath: statusPath,
+		requests: make(chan adminRequest), stopped: make(chan struct{}),
 		status: Status{Node: node, Config: path, Sources: []SourceStatus{}, Cluster: ClusterStatus{Nodes: []ClusterNode{}, Problems: []string{}}}}
 }
 
@@ -64,6 +73,7 @@ func newDaemon(s *services, log *slog.Logger, path string, vars varFlags, stderr
 // update the documents are applied when they changed. What piles up while
 // one change is applied is applied at once as one.
 func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) {
+	defer close(d.stopped)
 	var updates, peers <-chan struct{}
 	if d.s.src != nil {
 		updates, peers = d.s.src.Updates(), d.s.src.Peers()
@@ -79,6 +89,9 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) {
 		case <-updates:
 		case <-peers:
 			d.checkCluster()
+			continue
+		case r := <-d.requests:
+			r.reply <- d.serve(r)
 			continue
 		case <-published:
 			// A health change: the tables this node publishes changed.
@@ -126,6 +139,9 @@ func (d *daemon) attempt(reload bool) (*xhcl.File, error) {
 		d.status.Generation, d.status.ConfigDigest, d.status.AppliedAt, d.status.Rejected = snap.Generation, snap.ConfigDigest, now, nil
 	}
 	d.mu.Unlock()
+	if err == nil {
+		d.appliedConfig(&f.Service)
+	}
 	if err != nil && d.s.running != nil {
 		d.log.Error("reload rejected; the running configuration stays", "config", d.path, "source", trigger, "revision", rev, "err", err)
 	}

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"runtime/debug"
 
-	"github.com/xlbproject/xlb/plugins/sdk"
+	"github.com/xlbproject/xlb/admin"
 )
 
 const usage = `usage: xlbd <command> [flags]
@@ -18,6 +17,7 @@ commands:
   run -config FILE [-var name=value]...   run a pipeline until its sources end or a signal;
       [-node NAME] [-status FILE]          SIGHUP reloads the file; config sources' changes
                                            apply as they come (docs/sources.md)
+      [-admin-socket PATH] [-admin-group G] the admin API, for xlbctl and curl (docs/admin.md)
   validate [-var name=value]... FILE...   check files (and, with the plugins they use, their
                                            settings and parameters); print every problem as file:line:col
   fmt [-check] FILE...                     rewrite files in canonical format
@@ -72,29 +72,6 @@ func versionCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// writeVersion prints what an operator or a bug report needs: the module
-// version, the VCS revision the binary was built from (and whether the
-// tree had uncommitted changes), the Go version and the plugin protocol
-// versions xlbd speaks. info may be nil (a binary built without module
-// support).
-func writeVersion(w io.Writer, info *debug.BuildInfo) {
-	version, revision, modified, at := "unknown", "unknown", false, ""
-	if info != nil {
-		version = info.Main.Version
-		for _, s := range info.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				revision = s.Value
-			case "vcs.modified":
-				modified = s.Value == "true"
-			case "vcs.time":
-				at = " (" + s.Value + ")"
-			}
-		}
-	}
-	if modified {
-		revision += " (modified)"
-	}
-	fmt.Fprintf(w, "xlbd %s\nrevision %s%s\ngo %s %s/%s\nplugin protocol versions: %d\n",
-		version, revision, at, runtime.Version(), runtime.GOOS, runtime.GOARCH, sdk.ProtocolVersion)
-}
+// writeVersion prints xlbd's version as xlbctl's is printed
+// (admin.WriteVersion).
+func writeVersion(w io.Writer, info *debug.BuildInfo) { admin.WriteVersion(w, "xlbd", info) }

@@ -31,7 +31,7 @@ const example = "../../examples/offline/offline.hcl"
 func TestOfflineExample(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out.pcap")
 	var stdout, stderr bytes.Buffer
-	if rc := runCmd([]string{"-config", example, "-var", "output=" + out}, &stdout, &stderr); rc != 0 {
+	if rc := runCmd([]string{"-admin-socket", "", "-config", example, "-var", "output=" + out}, &stdout, &stderr); rc != 0 {
 		t.Fatalf("xlbd run exited %d:\n%s", rc, stderr.String())
 	}
 	expected := "../../examples/offline/expected.txt"
@@ -467,7 +467,7 @@ func TestRunRefusesWhatTheHostLacks(t *testing.T) {
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-config", path)
+	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-config", path)
 	cmd.Env = append(os.Environ(), asXLBD+"=1")
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
@@ -497,7 +497,7 @@ func TestRunNotifiesSystemd(t *testing.T) {
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-quiet", "-config", path)
+	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-quiet", "-config", path)
 	cmd.Env = append(os.Environ(), asXLBD+"=1", "NOTIFY_SOCKET="+sock)
 	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
@@ -542,7 +542,7 @@ func TestRunLogFlags(t *testing.T) {
 	run := func(level string) string {
 		t.Helper()
 		status := filepath.Join(t.TempDir(), "status.json")
-		cmd := exec.Command(os.Args[0], "run", "-pin=false", "-quiet", "-config", path, "-log-format", "json", "-log-level", level, "-status", status)
+		cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-quiet", "-config", path, "-log-format", "json", "-log-level", level, "-status", status)
 		cmd.Env = append(os.Environ(), asXLBD+"=1")
 		var stderr testenv.Buffer
 		cmd.Stderr = &stderr

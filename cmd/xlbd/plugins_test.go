@@ -262,7 +262,7 @@ func TestEveryProblemInOneRun(t *testing.T) {
 	// plugins log to stderr too, concurrently.
 	path = fakeFile(t, dir, "  health_check \"fake\" {\n    down = \"a\"\n  }\n", "", "", "")
 	var runOut, runErr testenv.Buffer
-	if rc := runCmd([]string{"-config", path, "-plugin-dir", builtins}, &runOut, &runErr); rc != 1 {
+	if rc := runCmd([]string{"-admin-socket", "", "-config", path, "-plugin-dir", builtins}, &runOut, &runErr); rc != 1 {
 		t.Fatalf("run: rc %d\n%s", rc, runErr.String())
 	}
 	if n := strings.Count(runErr.String(), "must stay up"); n != 1 || !strings.Contains(runErr.String(), `msg="configuration rejected"`) ||

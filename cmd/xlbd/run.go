@@ -1,14 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -16,12 +18,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xlbproject/xlb/admin"
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N] [-node NAME] [-status FILE] [-log-format text|json] [-log-level LEVEL]", stderr)
+	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N] [-node NAME] [-status FILE] [-admin-socket PATH] [-admin-group NAME] [-log-format text|json] [-log-level LEVEL]", stderr)
 	config := fs.String("config", "", "the pipeline file (required)")
 	vars := varsFlag(fs)
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
@@ -31,6 +34,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	hostname, _ := os.Hostname()
 	node := fs.String("node", hostname, "this node's name in the cluster: unique among the nodes that share a config source")
 	statusFile := fs.String("status", "", "write the configuration's status as JSON to this file on every change (atomically)")
+	adminSocket, adminGroup := adminFlags(fs)
 	logs := addLogFlags(fs)
 	if !parse(fs, args, func() bool { return *config != "" && fs.NArg() == 0 }) {
 		return 2
@@ -119,6 +123,15 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		defer close(reloads)
 		d.loop(ctx, hup)
 	}()
+	stopAdmin, err := startAdmin(d, rt, *adminSocket, *adminGroup)
+	if err != nil {
+		log.Error("cannot serve the admin API; pass -admin-socket \"\" to run without", "err", err)
+		stopReloads()
+		<-reloads
+		_ = rt.Close()
+		return 1
+	}
+	defer stopAdmin()
 
 	log.Info("pipeline running", "config", *config, "workers", len(rt.Workers()), "vips", len(s.ctl.Snapshot().VIPs))
 	// Ready only now: the program is attached and every socket bound
@@ -171,6 +184,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	stopRun()
 	runErr = <-ran
 	// No reload may be half done when the plugins stop.
+	stopAdmin()
 	stopReloads()
 	<-reloads
 	closeErr := rt.Close()
@@ -238,50 +252,12 @@ func printStats(w io.Writer, stats []pipeline.ElementStats, snap *snapshot.Snaps
 		_ = tw.Flush()
 	}
 
-	type row struct {
-		vip, backend    string
-		packets, octets uint64
-	}
-	rows := map[[2]string]*row{}
-	for _, s := range stats {
-		for _, m := range s.Metrics {
-			var vip, backend string
-			for _, l := range m.Labels {
-				switch l.Name {
-				case "vip":
-					vip = l.Value
-				case "backend":
-					backend = l.Value
-				}
-			}
-			if backend == "" {
-				continue
-			}
-			r := rows[[2]string{vip, backend}]
-			if r == nil {
-				r = &row{vip: vip, backend: backend}
-				rows[[2]string{vip, backend}] = r
-			}
-			switch m.Name {
-			case "xlb_encap_backend_packets_total":
-				r.packets += m.Value
-			case "xlb_encap_backend_bytes_total":
-				r.octets += m.Value
-			}
-		}
-	}
-	if len(rows) == 0 {
+	traffic := admin.Traffic(stats)
+	if len(traffic) == 0 {
 		return
 	}
-	sorted := make([]*row, 0, len(rows))
-	for _, r := range rows {
-		sorted = append(sorted, r)
-	}
-	sort.Slice(sorted, func(i, j int) bool {
-		if sorted[i].vip != sorted[j].vip {
-			return sorted[i].vip < sorted[j].vip
-		}
-		return sorted[i].backend < sorted[j].backend
+	keys := slices.SortedFunc(maps.Keys(traffic), func(a, b [2]string) int {
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 	})
 	weights := map[[2]string]uint32{}
 	for _, r := range snap.Reals {
@@ -292,8 +268,8 @@ func printStats(w io.Writer, stats []pipeline.ElementStats, snap *snapshot.Snaps
 	fmt.Fprintln(w, "== backends")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "vip\tbackend\tweight\tpackets\tbytes\t")
-	for _, r := range sorted {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t\n", r.vip, r.backend, weights[[2]string{r.vip, r.backend}], r.packets, r.octets)
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t\n", k[0], k[1], weights[k], traffic[k].Packets, traffic[k].Bytes)
 	}
 	_ = tw.Flush()
 }

@@ -17,6 +17,7 @@ import (
 
 	hcl2 "github.com/hashicorp/hcl/v2"
 
+	"github.com/xlbproject/xlb/admin"
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/control/health"
 	"github.com/xlbproject/xlb/control/snapshot"
@@ -59,6 +60,10 @@ type services struct {
 	// change to one document among thousands costs about that document
 	// (see hcl.Cache).
 	cache *xhcl.Cache
+	// overrides are the admin API's runtime changes to backends, applied
+	// on top of every configuration committed. Changed by the apply
+	// loop only, under the daemon's mu (the API reads them).
+	overrides map[string]admin.Override
 }
 
 // defaultPluginDir is where the built-in plugins are: bin/plugins beside
@@ -179,6 +184,7 @@ func (s *services) transactDocs(path string, vars varFlags, docs []sourceDoc, w 
 		// The seed changes at restart (see xhcl.SeedChange).
 		c.f.Service.HashSeed = s.running.Service.HashSeed
 	}
+	s.withOverrides(&c.f.Service)
 	if err := s.commit(c); err != nil {
 		if errs, ok := err.(pipeline.Errors); ok {
 			printDiags(w, c.f, xhcl.WithErrors(nil, errs))

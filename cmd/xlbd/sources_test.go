@@ -130,7 +130,7 @@ func TestRunWithSources(t *testing.T) {
 	path := sourcesFile(t, dir, announcer)
 	writeDoc(t, dir, ".unavailable", "etcd: connection refused")
 	statusPath := filepath.Join(dir, "status.json")
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-config", path, "-node", "lb1", "-status", statusPath)
+	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-config", path, "-node", "lb1", "-status", statusPath)
 	cmd.Env = append(os.Environ(), asXLBD+"=1")
 	var stdout, stderr testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -242,7 +242,7 @@ func TestRunStopsWhileWaitingForSources(t *testing.T) {
 	dir := t.TempDir()
 	path := sourcesFile(t, dir, "")
 	writeDoc(t, dir, ".unavailable", "etcd: connection refused")
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-config", path)
+	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-config", path)
 	cmd.Env = append(os.Environ(), asXLBD+"=1")
 	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
@@ -412,7 +412,7 @@ func TestRunWithFileSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	statusPath := filepath.Join(dir, "status.json")
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-config", path, "-plugin-dir", plugins, "-node", "lb1", "-status", statusPath)
+	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-config", path, "-plugin-dir", plugins, "-node", "lb1", "-status", statusPath)
 	cmd.Env = append(os.Environ(), asXLBD+"=1")
 	var stdout, stderr testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -9,64 +9,22 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/xlbproject/xlb/admin"
 )
 
 // Status is what xlbd run reports about its configuration: written as
-// JSON to the -status file on every change, printed at exit, and what the
-// admin API will serve. docs/sources.md describes each field.
-type Status struct {
-	Node         string         `json:"node"`
-	Generation   uint64         `json:"generation"`
-	Config       string         `json:"config"`
-	ConfigDigest string         `json:"config_digest"`
-	AppliedAt    time.Time      `json:"applied_at"`
-	Sources      []SourceStatus `json:"sources"`
-	// Rejected is the latest change when it was rejected; nil when the
-	// latest change was applied.
-	Rejected *Rejection    `json:"rejected"`
-	Cluster  ClusterStatus `json:"cluster"`
-}
+// JSON to the -status file on every change, printed at exit, and served by
+// the admin API (/v1/status). docs/sources.md describes each field.
+type Status = admin.DaemonStatus
 
-// SourceStatus is one config source.
-type SourceStatus struct {
-	Name        string    `json:"name"`
-	State       string    `json:"state"` // waiting, ok or unavailable
-	Revision    string    `json:"revision"`
-	Documents   int       `json:"documents"`
-	Unavailable string    `json:"unavailable,omitempty"` // why, while unavailable
-	Since       time.Time `json:"since"`
-}
-
-// Rejection is a change that was rejected: what triggered it (a source, or
-// the config file on SIGHUP), at which revision, and its diagnostics as
-// printed.
-type Rejection struct {
-	Source      string    `json:"source"`
-	Revision    string    `json:"revision,omitempty"`
-	At          time.Time `json:"at"`
-	Diagnostics string    `json:"diagnostics"`
-}
-
-// ClusterStatus is the agreement of the nodes sharing a publishing source.
-type ClusterStatus struct {
-	// Checked is false while no publishing source sent the peers' states.
-	Checked bool `json:"checked"`
-	Agree   bool `json:"agree"`
-	// Withdrawn says this node withdrew its routes until it agrees.
-	Withdrawn bool          `json:"withdrawn"`
-	Nodes     []ClusterNode `json:"nodes"`
-	Problems  []string      `json:"problems"`
-}
-
-// ClusterNode is one node as this one sees it.
-type ClusterNode struct {
-	Node         string `json:"node"`
-	Revision     string `json:"revision"`
-	ConfigDigest string `json:"config_digest"`
-	// State is "self", "agrees", "disagrees", "other revision" or
-	// "rejected".
-	State string `json:"state"`
-}
+// The parts of a Status.
+type (
+	SourceStatus  = admin.SourceStatus
+	Rejection     = admin.Rejection
+	ClusterStatus = admin.ClusterStatus
+	ClusterNode   = admin.ClusterNode
+)
 
 // writeStatus writes st to path atomically: a reader sees the old file
 // or the new one, never a part.

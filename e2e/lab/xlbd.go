@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +35,11 @@ func (l *Lab) StartXLBD(node Node, bin, config string, args ...string) (*XLBD, e
 // as setpriv with its options), which execs it in place.
 func (l *Lab) StartXLBDWith(node Node, wrap []string, bin, config string, args ...string) (*XLBD, error) {
 	x := &XLBD{log: &logTail{ready: make(chan struct{})}, exited: make(chan struct{})}
+	// Every node its own admin socket: the namespaces share the
+	// filesystem, and a second xlbd refuses a socket another answers on.
+	if !slices.Contains(args, "-admin-socket") {
+		args = append([]string{"-admin-socket", filepath.Join(l.dir, node.Name+".admin.sock")}, args...)
+	}
 	argv := append(append(append([]string{}, wrap...), bin, "run", "-config", config), args...)
 	x.cmd = l.Exec(node.NS, argv[0], argv[1:]...)
 	x.cmd.Stdout = &x.stdout

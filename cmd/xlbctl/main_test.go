@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// asXLBCTL in the environment makes the test binary run as xlbctl.
+const asXLBCTL = "XLBCTL_TEST_AS_XLBCTL"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asXLBCTL) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// fakeDaemon serves canned answers on a socket in a new directory and
+// records the writes it gets.
+func fakeDaemon(t *testing.T) (socket string, posts *[]string) {
+	t.Helper()
+	dir := t.TempDir()
+	socket = filepath.Join(dir, "admin.sock")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	posts = new([]string)
+	mux := http.NewServeMux()
+	canned := func(path, body string) {
+		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) })
+	}
+	canned("/v1/status", `{"version": ["xlbd v1.2.3"], "node": "lb1", "generation": 7, "config": "/etc/xlb/xlb.hcl", "workers": 2, "uptime_seconds": 61}`)
+	canned("/v1/backends", `[{"vip": "web", "backend": "a", "address": "198.51.100.1", "weight": 1, "state": "draining", "health": "up", "packets": 3, "bytes": 300, "override": {"drain": true}}]`)
+	mux.HandleFunc("POST /v1/backends/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		*posts = append(*posts, r.URL.Path+" "+string(b))
+		if r.PathValue("name") != "a" {
+			w.WriteHeader(400)
+			io.WriteString(w, `{"error": "unknown backend \"x\""}`)
+			return
+		}
+		io.WriteString(w, `{"applied": true, "generation": 8}`)
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return socket, posts
+}
+
+func xlbctl(args ...string) (string, string, int) {
+	var out, errb bytes.Buffer
+	rc := run(args, &out, &errb)
+	return out.String(), errb.String(), rc
+}
+
+func TestOutput(t *testing.T) {
+	sock, posts := fakeDaemon(t)
+	out, errs, rc := xlbctl("-s", sock, "status")
+	if rc != 0 || !strings.Contains(out, "generation     7") || !strings.Contains(out, "version        xlbd v1.2.3") || !strings.Contains(out, "uptime         1m1s") {
+		t.Errorf("status: rc %d\n%s%s", rc, out, errs)
+	}
+	out, errs, rc = xlbctl("-s", sock, "backends")
+	want := "vip  backend  address       weight  state     health  packets  bytes  override\n" +
+		"web  a        198.51.100.1  1       draining  up      3        300    drain=true\n"
+	if rc != 0 || out != want {
+		t.Errorf("backends: rc %d\n%s%s\nwant\n%s", rc, out, errs, want)
+	}
+	out, _, rc = xlbctl("-s", sock, "-o", "json", "backends")
+	var bs []map[string]any
+	if err := json.Unmarshal([]byte(out), &bs); rc != 0 || err != nil || len(bs) != 1 || bs[0]["packets"] != 3.0 {
+		t.Errorf("backends -o json: rc %d %v\n%s", rc, err, out)
+	}
+	out, errs, rc = xlbctl("-s", sock, "weight", "a", "5")
+	if rc != 0 || out != "applied: generation 8\n" || len(*posts) != 1 || (*posts)[0] != "/v1/backends/a/weight {\"weight\":5}" {
+		t.Errorf("weight: rc %d %q %s %q", rc, out, errs, *posts)
+	}
+	_, errs, rc = xlbctl("-s", sock, "drain", "x")
+	if rc != 1 || errs != "xlbctl: unknown backend \"x\"\n" {
+		t.Errorf("drain x: rc %d %q", rc, errs)
+	}
+	_, errs, rc = xlbctl("-s", sock, "weight", "a", "1.5")
+	if rc != 1 || !strings.Contains(errs, `weight "1.5": want an integer`) || len(*posts) != 2 {
+		t.Errorf("weight a 1.5: rc %d %q %q", rc, errs, *posts)
+	}
+	_, errs, rc = xlbctl("-s", sock, "-o", "yaml", "status")
+	if rc != 1 || !strings.Contains(errs, "want table or json") {
+		t.Errorf("-o yaml: rc %d %q", rc, errs)
+	}
+}
+
+func TestNotRunning(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	_, errs, rc := xlbctl("-s", sock, "status")
+	if want := "xlbctl: xlbd is not running (no socket at " + sock + "): start it, or pass -s\n"; rc != 1 || errs != want {
+		t.Errorf("rc %d %q, want %q", rc, errs, want)
+	}
+	// A socket file left by a daemon that died.
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	if _, errs, rc := xlbctl("-s", sock, "status"); rc != 1 || !strings.Contains(errs, "xlbd is not running") {
+		t.Errorf("stale socket: rc %d %q", rc, errs)
+	}
+}
+
+// TestPermissionDenied runs xlbctl as nobody against a socket of mode
+// 0660 owned by root.
+func TestPermissionDenied(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run xlbctl as another user")
+	}
+	sock, _ := fakeDaemon(t)
+	if err := os.Chmod(sock, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	// The test binary where nobody may run it, and the socket where it
+	// may look: only the socket's mode refuses it.
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir), filepath.Dir(sock)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exe := filepath.Join(dir, "xlbctl")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-s", sock, "status")
+	cmd.Env = append(os.Environ(), asXLBCTL+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	want := "xlbctl: permission denied on " + sock + ": run as root, or join the admin socket's group (xlbd run -admin-group)\n"
+	if err == nil || string(out) != want {
+		t.Errorf("%v %q, want %q", err, out, want)
+	}
+}
