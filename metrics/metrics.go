@@ -32,9 +32,10 @@ type Sources struct {
 	// Elements returns every element's counters summed over workers
 	// (pipeline.Runtime.Stats).
 	Elements func() []pipeline.ElementStats
-	// Workers returns the metrics of the elements whose type is in
-	// PerWorkerTypes, one worker at a time (see RuntimeWorkers).
-	Workers   func() []WorkerMetric
+	// Workers returns the metrics of the elements (those Elements just
+	// returned) whose type is in PerWorkerTypes, one worker at a time
+	// (see RuntimeWorkers).
+	Workers   func([]pipeline.ElementStats) []WorkerMetric
 	Snapshot  func() *snapshot.Snapshot
 	Health    func() health.Stats
 	Plugins   func() []host.Status
@@ -115,11 +116,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- c.tables
 	ch <- c.builds
 	s := c.src
+	var elems []pipeline.ElementStats
 	if s.Elements != nil {
-		c.elements(ch, s.Elements())
+		elems = s.Elements()
+		c.elements(ch, elems)
 	}
 	if s.Workers != nil {
-		for _, w := range s.Workers() {
+		for _, w := range s.Workers(elems) {
 			labels := append([]pipeline.Label{{Name: "element", Value: w.Element}, {Name: "worker", Value: strconv.Itoa(w.Worker)}}, w.Metric.Labels...)
 			c.send(ch, w.Metric.Name, w.Metric.Help, w.Metric.Gauge, float64(w.Metric.Value), labels)
 		}

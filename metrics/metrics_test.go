@@ -42,7 +42,7 @@ func fakeSources() Sources {
 		[]snapshot.Real{{ID: 0, Epoch: 1, Backend: "a", Weight: 1}, {ID: 1, Epoch: 1, Backend: "b", Weight: 3, State: snapshot.Draining}})
 	return Sources{
 		Elements: func() []pipeline.ElementStats { return elements },
-		Workers: func() []WorkerMetric {
+		Workers: func([]pipeline.ElementStats) []WorkerMetric {
 			return []WorkerMetric{
 				{0, "ct", pipeline.Metric{Name: "xlb_conntrack_entries", Help: "Flows.", Value: 3, Gauge: true}},
 				{1, "ct", pipeline.Metric{Name: "xlb_conntrack_entries", Help: "Flows.", Value: 4, Gauge: true}},
