@@ -23,7 +23,7 @@ import (
 // with its metrics served on a loopback port, reloads it once as it is and
 // once broken, and scrapes /metrics over HTTP: the packet counts are those
 // of the capture files read and written, and every packet not written is
-// a counted drop.
+// a counted drop. Scrapes run meanwhile, for the race detector.
 func TestMetricsScrape(t *testing.T) {
 	dir := t.TempDir()
 	input, err := filepath.Abs("../../examples/offline/input.pcap")
@@ -61,7 +61,26 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.rt.Store(rt)
-	if err := rt.Run(context.Background()); err != nil {
+	// Scrapes while the workers run, for the race detector.
+	stop, scraped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(scraped)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if resp, err := http.Get("http://" + m.addr.String() + "/metrics"); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+	}()
+	err = rt.Run(context.Background())
+	close(stop)
+	<-scraped
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := rt.Close(); err != nil {
