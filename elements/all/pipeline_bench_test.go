@@ -133,14 +133,20 @@ func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, fu
 	return rt, inst.Element("tx").(*sink)
 }
 
-// scrapeLoop gathers rt's metrics as a Prometheus server scraping xlbd
-// every 10 ms would, until the returned function is called.
-func scrapeLoop(tb testing.TB, rt *pipeline.Runtime) (stop func()) {
+// registry holds the metrics of rt's elements as xlbd serves them.
+func registry(rt *pipeline.Runtime) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(metrics.New(metrics.Sources{
 		Elements: rt.Stats,
 		Workers:  func(e []pipeline.ElementStats) []metrics.WorkerMetric { return metrics.RuntimeWorkers(rt, e) },
 	}))
+	return reg
+}
+
+// scrapeLoop gathers rt's metrics as a Prometheus server scraping xlbd
+// every 10 ms would, until the returned function is called.
+func scrapeLoop(tb testing.TB, rt *pipeline.Runtime) (stop func()) {
+	reg := registry(rt)
 	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -220,5 +226,19 @@ func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
 	b.StopTimer()
 	if sent := uint64((b.N + pipeline.MaxBatch - 1) / pipeline.MaxBatch * pipeline.MaxBatch); out.n != sent {
 		b.Fatalf("%d of %d packets reached the sink", out.n, sent)
+	}
+}
+
+// BenchmarkScrape measures one gathering of the metrics of the
+// benchmark's full graph (one worker, ten backends), as scrapeLoop does
+// it: the scraper's own cost, on its own core.
+func BenchmarkScrape(b *testing.B) {
+	rt, _ := benchGraph(b, tcpFrames(b, 1024, netip.MustParseAddr("192.0.2.10")), false, 1<<16, true)
+	reg := registry(rt)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := reg.Gather(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
