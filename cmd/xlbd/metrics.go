@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"log/slog"
@@ -54,8 +55,15 @@ func startMetrics(addr string, log *slog.Logger, s *services, d *daemon) *metric
 	return m
 }
 
+// stop stops serving and waits for the scrapes in progress, for at most a
+// second; it may be called again.
 func (m *metricsServer) stop() {
-	if m.srv != nil {
+	if m.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if m.srv.Shutdown(ctx) != nil {
 		_ = m.srv.Close()
 	}
 }

@@ -191,6 +191,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	stopAdmin()
 	stopReloads()
 	<-reloads
+	// No scrape may read the elements while they are cleaned up.
+	m.stop()
 	closeErr := rt.Close()
 	log.Info("data plane stopped")
 	if !*quiet {
