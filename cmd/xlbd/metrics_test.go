@@ -101,11 +101,7 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatalf("the example wrote %d of %d packets: the test needs some dropped", written, sent)
 	}
 	mfs := scrape(t, "http://"+m.addr.String()+"/metrics")
-	for _, c := range []struct {
-		name   string
-		labels map[string]string
-		want   float64
-	}{
+	checkMetrics(t, mfs, []wantMetric{
 		{"xlb_element_packets_total", map[string]string{"element": "rx", "direction": "out"}, float64(sent)},
 		{"xlb_element_consumed_packets_total", map[string]string{"element": "tx"}, float64(written)},
 		{"xlb_encap_backend_packets_total", nil, float64(written)},
@@ -115,16 +111,28 @@ func TestMetricsScrape(t *testing.T) {
 		{"xlb_config_generation", nil, float64(s.ctl.Snapshot().Generation)},
 		{"xlb_vips", nil, float64(len(s.ctl.Snapshot().VIPs))},
 		{"xlb_table_builds_total", nil, float64(len(s.ctl.Snapshot().VIPs))},
-	} {
-		if got := sum(mfs[c.name], c.labels); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
-		}
-	}
+	})
 	if got := sum(mfs["xlb_conntrack_entries"], map[string]string{"element": "ct", "worker": "0"}); got == 0 {
 		t.Error("no ConnTrack entries on worker 0")
 	}
 	if got := sum(mfs["xlb_encap_backend_packets_total"], map[string]string{"vip": "web4"}); got == 0 || got >= float64(written) {
 		t.Errorf("VIP web4 got %v of %d packets, want some but not all", got, written)
+	}
+}
+
+// wantMetric is the sum of the samples of name that carry labels.
+type wantMetric struct {
+	name   string
+	labels map[string]string
+	want   float64
+}
+
+func checkMetrics(t *testing.T, mfs map[string]*dto.MetricFamily, ws []wantMetric) {
+	t.Helper()
+	for _, w := range ws {
+		if got := sum(mfs[w.name], w.labels); got != w.want {
+			t.Errorf("%s%v = %v, want %v", w.name, w.labels, got, w.want)
+		}
 	}
 }
 
@@ -196,4 +204,36 @@ func sum(mf *dto.MetricFamily, labels map[string]string) float64 {
 		}
 	}
 	return v
+}
+
+// TestMetricsPlugins: with health-check plugins, a scrape reports each
+// plugin's state and restarts and each checked backend's health.
+func TestMetricsPlugins(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := newServices(t.TempDir(), true, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop()
+	var stderr strings.Builder
+	path := fakeFile(t, t.TempDir(), "  health_check \"fake\" {}\n", "", "", "")
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	d := newDaemon(s, log, path, varFlags{}, io.Discard, "lb1", "")
+	m := startMetrics("127.0.0.1:0", log, s, d)
+	defer m.stop()
+	mfs := scrape(t, "http://"+m.addr.String()+"/metrics")
+	checkMetrics(t, mfs, []wantMetric{
+		{"xlb_plugin_state", map[string]string{"plugin": "fake", "state": "running"}, 1},
+		{"xlb_plugin_state", map[string]string{"plugin": "fake"}, 1},
+		{"xlb_plugin_restarts_total", map[string]string{"plugin": "fake"}, 0},
+	})
+	checked := s.sched.Stats().Backends
+	if len(checked) == 0 {
+		t.Fatal("no backend is checked")
+	}
+	if got := len(mfs["xlb_backend_healthy"].GetMetric()); got != len(checked) {
+		t.Errorf("xlb_backend_healthy has %d backends, want the %d checked", got, len(checked))
+	}
 }
