@@ -33,8 +33,9 @@ type Sources struct {
 	// (pipeline.Runtime.Stats).
 	Elements func() []pipeline.ElementStats
 	// Workers returns the metrics of the elements (those Elements just
-	// returned) whose type is in PerWorkerTypes, one worker at a time
-	// (see RuntimeWorkers).
+	// returned) that are exposed per worker (ConnTrack), one worker at a
+	// time (see RuntimeWorkers); those elements' summed metrics are then
+	// left out.
 	Workers   func([]pipeline.ElementStats) []WorkerMetric
 	Snapshot  func() *snapshot.Snapshot
 	Health    func() health.Stats
@@ -45,11 +46,11 @@ type Sources struct {
 	Reloads func() (ok, failed uint64)
 }
 
-// PerWorkerTypes are the element types whose metrics are exposed per
+// perWorkerTypes are the element types whose metrics are exposed per
 // worker (with a worker label) instead of summed: each worker has its own
 // ConnTrack table, and one worker's full table is what an operator needs
 // to see.
-var PerWorkerTypes = map[string]bool{"ConnTrack": true}
+var perWorkerTypes = map[string]bool{"ConnTrack": true}
 
 // WorkerMetric is one metric of one element of one worker.
 type WorkerMetric struct {
@@ -58,13 +59,13 @@ type WorkerMetric struct {
 	Metric  pipeline.Metric
 }
 
-// RuntimeWorkers returns the per-worker metrics of rt's elements whose
-// type is in PerWorkerTypes.
+// RuntimeWorkers returns the per-worker metrics of rt's elements that are
+// exposed per worker (ConnTrack), for Sources.Workers.
 func RuntimeWorkers(rt *pipeline.Runtime, elements []pipeline.ElementStats) []WorkerMetric {
 	var out []WorkerMetric
 	for w, inst := range rt.Workers() {
 		for _, e := range elements {
-			if !PerWorkerTypes[e.Type] {
+			if !perWorkerTypes[e.Type] {
 				continue
 			}
 			if r, ok := inst.Element(e.Name).(pipeline.StatsReporter); ok {
@@ -168,7 +169,7 @@ func (c *Collector) elements(ch chan<- prometheus.Metric, stats []pipeline.Eleme
 		for _, m := range e.Metrics {
 			labels := m.Labels
 			if m.Name != pipeline.DropMetric {
-				if PerWorkerTypes[e.Type] && c.src.Workers != nil {
+				if perWorkerTypes[e.Type] && c.src.Workers != nil {
 					continue
 				}
 				labels = append([]pipeline.Label{el}, m.Labels...)
