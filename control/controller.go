@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/xlbproject/xlb/control/maglev"
 	"github.com/xlbproject/xlb/control/snapshot"
@@ -39,6 +40,9 @@ type Controller struct {
 	digest string
 	// built counts the Maglev tables built, for tests of their reuse.
 	built int
+	// onBuild, when set, is told of every batch of tables built (see
+	// OnBuild).
+	onBuild func(tables int, took time.Duration)
 
 	// What the last snapshot was built from, so that the next one
 	// rebuilds only what changed: each pool's backends flattened, each
@@ -128,6 +132,16 @@ func New(opts ...Option) *Controller {
 		c.store.Publish(empty)
 	}
 	return c
+}
+
+// OnBuild makes the controller call f with the number of Maglev tables
+// it built and how long they took, each time a snapshot needed any: a
+// reload or health change that reuses every table calls nothing. f runs
+// under the controller's lock, off the data plane, and must be quick.
+func (c *Controller) OnBuild(f func(tables int, took time.Duration)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onBuild = f
 }
 
 // Store returns the store the controller publishes to, for the data plane
@@ -286,8 +300,12 @@ func (c *Controller) publish(cfg *Config) error {
 			todo = append(todo, tableJob{i, v, part.up})
 		}
 	}
+	began := time.Now()
 	if err := buildTables(cfg.HashSeed, todo, tables); err != nil {
 		return err
+	}
+	if c.onBuild != nil && len(todo) > 0 {
+		c.onBuild(len(todo), time.Since(began))
 	}
 	cache := make(map[string]*tableCache, len(vips))
 	for i, v := range vips {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/xlbproject/xlb/control"
@@ -45,6 +46,9 @@ type daemon struct {
 	// returns and closes stopped.
 	requests chan adminRequest
 	stopped  chan struct{}
+
+	// Reloads applied and rejected after start-up, for the metrics.
+	reloadsOK, reloadsFailed atomic.Uint64
 
 	mu     sync.Mutex
 	status Status
@@ -141,8 +145,12 @@ func (d *daemon) attempt(reload bool) (*xhcl.File, error) {
 	d.mu.Unlock()
 	if err == nil {
 		d.appliedConfig(&f.Service)
+		if d.s.running != nil {
+			d.reloadsOK.Add(1)
+		}
 	}
 	if err != nil && d.s.running != nil {
+		d.reloadsFailed.Add(1)
 		d.log.Error("reload rejected; the running configuration stays", "config", d.path, "source", trigger, "revision", rev, "err", err)
 	}
 	d.publish()

@@ -24,7 +24,7 @@ import (
 )
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N] [-node NAME] [-status FILE] [-admin-socket PATH] [-admin-group NAME] [-log-format text|json] [-log-level LEVEL]", stderr)
+	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N] [-node NAME] [-status FILE] [-admin-socket PATH] [-admin-group NAME] [-metrics-addr ADDR] [-log-format text|json] [-log-level LEVEL]", stderr)
 	config := fs.String("config", "", "the pipeline file (required)")
 	vars := varsFlag(fs)
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
@@ -36,6 +36,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	statusFile := fs.String("status", "", "write the configuration's status as JSON to this file on every change (atomically)")
 	adminSocket, adminGroup := adminFlags(fs)
 	logs := addLogFlags(fs)
+	metricsAddr := metricsAddrFlag(fs)
 	if !parse(fs, args, func() bool { return *config != "" && fs.NArg() == 0 }) {
 		return 2
 	}
@@ -60,6 +61,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	defer s.stop()
 	d := newDaemon(s, log, *config, vars, stderr, *node, *statusFile)
+	m := startMetrics(*metricsAddr, log, s, d)
+	defer m.stop()
 	startCtx, stopStart := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err = s.startSources(startCtx, *config, vars, stderr)
 	aborted := startCtx.Err() != nil
@@ -115,6 +118,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		log.Error("pipeline failed to start", "err", err)
 		return 1
 	}
+	m.rt.Store(rt)
 
 	ctx, stopReloads := context.WithCancel(context.Background())
 	defer stopReloads()
@@ -187,6 +191,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	stopAdmin()
 	stopReloads()
 	<-reloads
+	// No scrape may read the elements while they are cleaned up.
+	m.stop()
 	closeErr := rt.Close()
 	log.Info("data plane stopped")
 	if !*quiet {

@@ -7,10 +7,13 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xlbproject/xlb/metrics"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -109,7 +112,7 @@ const benchElements = `
 // benchGraph is the default graph with a replay source and a counting sink
 // in place of RxXDP and TxXDP, over one VIP of ten backends; without full,
 // only the source and the sink.
-func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full bool) (*pipeline.Instance, *sink) {
+func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full bool) (*pipeline.Runtime, *sink) {
 	tb.Helper()
 	var src strings.Builder
 	src.WriteString("hash_seed = 42\npipeline {\n  element \"BenchReplay\" \"rx\" {}\n  element \"BenchSink\" \"tx\" {}\n")
@@ -127,50 +130,115 @@ func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, fu
 	inst := rt.Workers()[0]
 	rx := inst.Element("rx").(*replaySource)
 	rx.frames, rx.rewrite = frames, rewrite
-	return inst, inst.Element("tx").(*sink)
+	return rt, inst.Element("tx").(*sink)
+}
+
+// registry holds the metrics of rt's elements as xlbd serves them.
+func registry(rt *pipeline.Runtime) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.New(metrics.Sources{
+		Elements: rt.Stats,
+		Workers:  func(e []pipeline.ElementStats) []metrics.WorkerMetric { return metrics.RuntimeWorkers(rt, e) },
+	}))
+	return reg
+}
+
+// scrapeLoop gathers rt's metrics as a Prometheus server scraping xlbd
+// every 10 ms would, until the returned function is called.
+func scrapeLoop(tb testing.TB, rt *pipeline.Runtime) (stop func()) {
+	reg := registry(rt)
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if _, err := reg.Gather(); err != nil {
+					tb.Error(err)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
 
 // BenchmarkPipeline measures Parse5Tuple -> ConnTrack -> MaglevSelect ->
 // GREEncap per packet: one b.N iteration is one packet, so ns/op is
 // ns/packet. "baseline" is the same source and sink with no element between
 // them (the frame copy a NIC would do, plus the engine); subtract it to get
-// the elements' cost.
+// the elements' cost. The "-scraped" cases run the same with the metrics
+// gathered every 10 ms meanwhile: the difference is what metrics cost the
+// data plane.
 func BenchmarkPipeline(b *testing.B) {
-	vip := netip.MustParseAddr("192.0.2.10")
-	cases := []struct {
-		name     string
-		flows    int
-		rewrite  bool
-		capacity int
-		full     bool
-	}{
+	cases := []pipelineCase{
 		{"baseline", 1024, false, 0, false},
 		{"hit", 1024, false, 1 << 16, true},
 		{"miss", 1024, true, 1 << 20, true},
 		{"1M-flows", 1 << 20, false, 1 << 21, true},
 	}
 	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			frames := tcpFrames(b, c.flows, vip)
-			inst, out := benchGraph(b, frames, c.rewrite, c.capacity, c.full)
-			var batch pipeline.Batch
-			src := inst.Element("rx").(*replaySource)
-			// Warm up: every flow once through, so hit cases start learned.
-			for range (c.flows + pipeline.MaxBatch - 1) / pipeline.MaxBatch {
-				_ = src.Pull(&batch)
-				inst.Process(0, &batch)
+		for _, scraped := range []bool{false, true} {
+			name := c.name
+			if scraped {
+				name += "-scraped"
 			}
-			out.n = 0
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i += pipeline.MaxBatch {
-				_ = src.Pull(&batch)
-				inst.Process(0, &batch)
-			}
-			b.StopTimer()
-			if sent := uint64((b.N + pipeline.MaxBatch - 1) / pipeline.MaxBatch * pipeline.MaxBatch); out.n != sent {
-				b.Fatalf("%d of %d packets reached the sink", out.n, sent)
-			}
-		})
+			b.Run(name, func(b *testing.B) { benchPipeline(b, c, scraped) })
+		}
+	}
+}
+
+// pipelineCase is one traffic of BenchmarkPipeline: flows distinct
+// flows, each packet a new one with rewrite, through a ConnTrack of
+// capacity flows; without full, no element between source and sink.
+type pipelineCase struct {
+	name     string
+	flows    int
+	rewrite  bool
+	capacity int
+	full     bool
+}
+
+func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
+	frames := tcpFrames(b, c.flows, netip.MustParseAddr("192.0.2.10"))
+	rt, out := benchGraph(b, frames, c.rewrite, c.capacity, c.full)
+	inst := rt.Workers()[0]
+	var batch pipeline.Batch
+	src := inst.Element("rx").(*replaySource)
+	// Warm up: every flow once through, so hit cases start learned.
+	for range (c.flows + pipeline.MaxBatch - 1) / pipeline.MaxBatch {
+		_ = src.Pull(&batch)
+		inst.Process(0, &batch)
+	}
+	out.n = 0
+	if scraped {
+		defer scrapeLoop(b, rt)()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += pipeline.MaxBatch {
+		_ = src.Pull(&batch)
+		inst.Process(0, &batch)
+	}
+	b.StopTimer()
+	if sent := uint64((b.N + pipeline.MaxBatch - 1) / pipeline.MaxBatch * pipeline.MaxBatch); out.n != sent {
+		b.Fatalf("%d of %d packets reached the sink", out.n, sent)
+	}
+}
+
+// BenchmarkScrape measures one gathering of the metrics of the
+// benchmark's full graph (one worker, ten backends), as scrapeLoop does
+// it: the scraper's own cost, on its own core.
+func BenchmarkScrape(b *testing.B) {
+	rt, _ := benchGraph(b, tcpFrames(b, 1024, netip.MustParseAddr("192.0.2.10")), false, 1<<16, true)
+	reg := registry(rt)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := reg.Gather(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
