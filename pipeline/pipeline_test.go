@@ -415,17 +415,23 @@ func init() {
 	Register(ElementType{Name: "TSuggest", Outputs: []string{"out"}, New: func() Element { return &tSuggest{tSource: tSource{Count: 1, Batch: 1}} }})
 }
 
+// sourcesSpec is a graph of n sources of type typ, s0 to s(n-1), the
+// i-th configured by configure, all connected to one sink k.
+func sourcesSpec(typ string, n int, configure func(e Element, i int)) Spec {
+	var s Spec
+	for i := range n {
+		d := decl(fmt.Sprintf("s%d", i), typ, i+1)
+		d.Configure = func(e Element) error { configure(e, i); return nil }
+		s.Elements = append(s.Elements, d)
+		s.Connections = append(s.Connections, conn(d.Name, "k", 10+i))
+	}
+	s.Elements = append(s.Elements, decl("k", "TSink", 9))
+	return s
+}
+
 func TestSuggestedWorkers(t *testing.T) {
 	spec := func(wants ...int) Spec {
-		var s Spec
-		for i, w := range wants {
-			d := decl(fmt.Sprintf("s%d", i), "TSuggest", i+1)
-			d.Configure = func(e Element) error { e.(*tSuggest).Want = w; return nil }
-			s.Elements = append(s.Elements, d)
-			s.Connections = append(s.Connections, conn(d.Name, "k", 10+i))
-		}
-		s.Elements = append(s.Elements, decl("k", "TSink", 9))
-		return s
+		return sourcesSpec("TSuggest", len(wants), func(e Element, i int) { e.(*tSuggest).Want = wants[i] })
 	}
 	for _, tt := range []struct {
 		wants []int
@@ -469,15 +475,7 @@ func init() {
 // host that lacks nothing give none.
 func TestPreflight(t *testing.T) {
 	spec := func(lacks ...[]string) Spec {
-		var s Spec
-		for i, l := range lacks {
-			d := decl(fmt.Sprintf("s%d", i), "TPreflight", i+1)
-			d.Configure = func(e Element) error { e.(*tPreflight).Lacks = l; return nil }
-			s.Elements = append(s.Elements, d)
-			s.Connections = append(s.Connections, conn(d.Name, "k", 10+i))
-		}
-		s.Elements = append(s.Elements, decl("k", "TSink", 9))
-		return s
+		return sourcesSpec("TPreflight", len(lacks), func(e Element, i int) { e.(*tPreflight).Lacks = lacks[i] })
 	}
 	for _, tt := range []struct {
 		lacks [][]string

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/internal/fakeplugin"
-	"github.com/xlbproject/xlb/internal/testenv"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -148,14 +146,8 @@ func TestRunAnnouncesAndDrains(t *testing.T) {
 	}
 	path := announceFile(t, dir, announcer, "  drain_time = \"1s\"\n", "    med = 10\n")
 	marksFile := filepath.Join(dir, "marks")
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-config", path)
-	cmd.Env = append(os.Environ(), asXLBD+"=1", marksEnv+"="+marksFile)
-	var stdout, stderr testenv.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd := startRun(t, []string{marksEnv + "=" + marksFile}, "-admin-socket", "", "-config", path)
+	stdout, stderr := &cmd.stdout, &cmd.stderr
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, ok := firstCall(calls(t, dir), announces("192.0.2.10/32")); ok {

@@ -497,14 +497,8 @@ func TestRunNotifiesSystemd(t *testing.T) {
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-quiet", "-config", path)
-	cmd.Env = append(os.Environ(), asXLBD+"=1", "NOTIFY_SOCKET="+sock)
-	var stderr testenv.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd := startRun(t, []string{"NOTIFY_SOCKET=" + sock}, "-admin-socket", "", "-quiet", "-config", path)
+	stderr := &cmd.stderr
 	next := func() string {
 		t.Helper()
 		buf := make([]byte, 4096)
@@ -542,15 +536,9 @@ func TestRunLogFlags(t *testing.T) {
 	run := func(level string) string {
 		t.Helper()
 		status := filepath.Join(t.TempDir(), "status.json")
-		cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-quiet", "-config", path, "-log-format", "json", "-log-level", level, "-status", status)
-		cmd.Env = append(os.Environ(), asXLBD+"=1")
-		var stderr testenv.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer cmd.Process.Kill()
-		waitUntil(t, "the configuration applied", &stderr, func() bool {
+		cmd := startRun(t, nil, "-admin-socket", "", "-quiet", "-config", path, "-log-format", "json", "-log-level", level, "-status", status)
+		stderr := &cmd.stderr
+		waitUntil(t, "the configuration applied", stderr, func() bool {
 			st := readStatus(t, status)
 			return st != nil && st.Generation > 0
 		})
@@ -584,4 +572,24 @@ func TestRunLogFlags(t *testing.T) {
 			t.Errorf("xlbd run %v: rc %d, %s", bad, rc, stderr.String())
 		}
 	}
+}
+
+// child is an `xlbd run` a test started: this test binary, as xlbd.
+type child struct {
+	*exec.Cmd
+	stdout, stderr testenv.Buffer
+}
+
+// startRun starts `xlbd run -pin=false args...` as a child, with env added
+// to its environment; the test's end kills it if it still runs.
+func startRun(t *testing.T, env []string, args ...string) *child {
+	t.Helper()
+	c := &child{Cmd: exec.Command(os.Args[0], append([]string{"run", "-pin=false"}, args...)...)}
+	c.Env = append(append(os.Environ(), asXLBD+"=1"), env...)
+	c.Stdout, c.Stderr = &c.stdout, &c.stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill() })
+	return c
 }

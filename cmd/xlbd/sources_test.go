@@ -130,15 +130,9 @@ func TestRunWithSources(t *testing.T) {
 	path := sourcesFile(t, dir, announcer)
 	writeDoc(t, dir, ".unavailable", "etcd: connection refused")
 	statusPath := filepath.Join(dir, "status.json")
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-config", path, "-node", "lb1", "-status", statusPath)
-	cmd.Env = append(os.Environ(), asXLBD+"=1")
-	var stdout, stderr testenv.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitUntil(t, "the source unavailable at start-up", &stderr, func() bool {
+	cmd := startRun(t, nil, "-admin-socket", "", "-config", path, "-node", "lb1", "-status", statusPath)
+	stdout, stderr := &cmd.stdout, &cmd.stderr
+	waitUntil(t, "the source unavailable at start-up", stderr, func() bool {
 		return strings.Contains(stderr.String(), "config source unavailable")
 	})
 	if readStatus(t, statusPath) != nil {
@@ -149,28 +143,28 @@ func TestRunWithSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st *Status
-	waitUntil(t, "the first configuration applied", &stderr, func() bool {
+	waitUntil(t, "the first configuration applied", stderr, func() bool {
 		st = readStatus(t, statusPath)
 		return st != nil && st.Generation > 0 && len(st.Sources) == 1 && st.Sources[0].State == "ok"
 	})
 	if st.Node != "lb1" || st.Config != path || len(st.ConfigDigest) != 64 || st.Rejected != nil || st.Sources[0].Documents != 1 {
 		t.Errorf("status after start-up: %+v", st)
 	}
-	waitUntil(t, "the VIP announced", &stderr, func() bool { _, ok := firstCall(calls(t, dir), announces("192.0.2.10/32")); return ok })
-	waitUntil(t, "this node's state published", &stderr, func() bool {
+	waitUntil(t, "the VIP announced", stderr, func() bool { _, ok := firstCall(calls(t, dir), announces("192.0.2.10/32")); return ok })
+	waitUntil(t, "this node's state published", stderr, func() bool {
 		_, err := os.Stat(filepath.Join(dir, "peers", "lb1.json"))
 		return err == nil
 	})
 
 	gen := st.Generation
 	writeDoc(t, dir, "web", strings.Replace(webPool, "198.51.100.1", "198.51.100.2", 1))
-	waitUntil(t, "the changed document applied", &stderr, func() bool {
+	waitUntil(t, "the changed document applied", stderr, func() bool {
 		st = readStatus(t, statusPath)
 		return st.Generation > gen
 	})
 	gen, digest := st.Generation, st.ConfigDigest
 	writeDoc(t, dir, "web", "pool \"web\" {\n  backend \"a\" {\n    address = \"198.51.100.999\"\n  }\n}\n")
-	waitUntil(t, "the bad document rejected", &stderr, func() bool {
+	waitUntil(t, "the bad document rejected", stderr, func() bool {
 		st = readStatus(t, statusPath)
 		return st.Rejected != nil
 	})
@@ -183,7 +177,7 @@ func TestRunWithSources(t *testing.T) {
 		t.Errorf("the log lacks the rejection at %q", want)
 	}
 	writeDoc(t, dir, "web", webPool)
-	waitUntil(t, "the good document applied again", &stderr, func() bool {
+	waitUntil(t, "the good document applied again", stderr, func() bool {
 		st = readStatus(t, statusPath)
 		return st.Generation > gen && st.Rejected == nil
 	})
@@ -192,14 +186,14 @@ func TestRunWithSources(t *testing.T) {
 	var self struct {
 		SourcesDigest string `json:"sources_digest"`
 	}
-	waitUntil(t, "lb1's state for the good document", &stderr, func() bool {
+	waitUntil(t, "lb1's state for the good document", stderr, func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "peers", "lb1.json"))
 		return json.Unmarshal(b, &self) == nil && strings.Contains(string(b), st.ConfigDigest)
 	})
 	before := len(calls(t, dir))
 	peer(t, dir, "lb2", self.SourcesDigest, strings.Repeat("e", 64))
 	peer(t, dir, "lb3", self.SourcesDigest, strings.Repeat("e", 64))
-	waitUntil(t, "every route withdrawn", &stderr, func() bool {
+	waitUntil(t, "every route withdrawn", stderr, func() bool {
 		cs := calls(t, dir)
 		return len(cs) > before && cs[len(cs)-1].Method == "SetRoutes" && len(cs[len(cs)-1].Routes) == 0
 	})
@@ -218,7 +212,7 @@ func TestRunWithSources(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, "the VIP announced again", &stderr, func() bool {
+	waitUntil(t, "the VIP announced again", stderr, func() bool {
 		cs := calls(t, dir)
 		return len(cs[len(cs)-1].Routes) == 1
 	})
@@ -242,15 +236,9 @@ func TestRunStopsWhileWaitingForSources(t *testing.T) {
 	dir := t.TempDir()
 	path := sourcesFile(t, dir, "")
 	writeDoc(t, dir, ".unavailable", "etcd: connection refused")
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-config", path)
-	cmd.Env = append(os.Environ(), asXLBD+"=1")
-	var stderr testenv.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	waitUntil(t, "the source unavailable", &stderr, func() bool { return strings.Contains(stderr.String(), "config source unavailable") })
+	cmd := startRun(t, nil, "-admin-socket", "", "-config", path)
+	stderr := &cmd.stderr
+	waitUntil(t, "the source unavailable", stderr, func() bool { return strings.Contains(stderr.String(), "config source unavailable") })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -412,16 +400,10 @@ func TestRunWithFileSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	statusPath := filepath.Join(dir, "status.json")
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", "", "-config", path, "-plugin-dir", plugins, "-node", "lb1", "-status", statusPath)
-	cmd.Env = append(os.Environ(), asXLBD+"=1")
-	var stdout, stderr testenv.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd := startRun(t, nil, "-admin-socket", "", "-config", path, "-plugin-dir", plugins, "-node", "lb1", "-status", statusPath)
+	stdout, stderr := &cmd.stdout, &cmd.stderr
 	var st *Status
-	waitUntil(t, "the first configuration applied", &stderr, func() bool {
+	waitUntil(t, "the first configuration applied", stderr, func() bool {
 		st = readStatus(t, statusPath)
 		return st != nil && st.Generation > 0
 	})
@@ -431,14 +413,14 @@ func TestRunWithFileSource(t *testing.T) {
 	gen, digest := st.Generation, st.ConfigDigest
 
 	save("web.hcl", strings.Replace(webPool, "198.51.100.1", "198.51.100.2", 1))
-	waitUntil(t, "the saved fragment applied", &stderr, func() bool {
+	waitUntil(t, "the saved fragment applied", stderr, func() bool {
 		st = readStatus(t, statusPath)
 		return st.Generation > gen && st.ConfigDigest != digest
 	})
 	gen, digest = st.Generation, st.ConfigDigest
 
 	save("web.hcl", "pool \"web\" {\n  backend \"a\" {\n    address = \"198.51.100.3\",\n  }\n}\n")
-	waitUntil(t, "the broken fragment rejected", &stderr, func() bool {
+	waitUntil(t, "the broken fragment rejected", stderr, func() bool {
 		st = readStatus(t, statusPath)
 		return st.Rejected != nil
 	})
@@ -448,7 +430,7 @@ func TestRunWithFileSource(t *testing.T) {
 	}
 
 	save("web.hcl", webPool)
-	waitUntil(t, "the repaired fragment applied", &stderr, func() bool {
+	waitUntil(t, "the repaired fragment applied", stderr, func() bool {
 		st = readStatus(t, statusPath)
 		return st.Rejected == nil && st.Generation > gen
 	})
@@ -457,7 +439,7 @@ func TestRunWithFileSource(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "SIGHUP applied", &stderr, func() bool {
+	waitUntil(t, "SIGHUP applied", stderr, func() bool {
 		st = readStatus(t, statusPath)
 		return st.Generation > gen
 	})
