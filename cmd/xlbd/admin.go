@@ -241,7 +241,7 @@ func (s *services) withOverrides(cfg *control.Config) {
 	cfg.Pools = pools
 }
 
-// applied records what the API needs of the configuration cfg just
+// appliedConfig records what the API needs of the configuration cfg just
 // applied: each VIP's pool and the backends it declares. The overrides of
 // backends it no longer declares are forgotten.
 func (d *daemon) appliedConfig(cfg *control.Config) {

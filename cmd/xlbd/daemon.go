@@ -138,7 +138,12 @@ func (d *daemon) attempt(reload bool) (*xhcl.File, error) {
 	if err != nil {
 		d.status.Rejected = &Rejection{Source: trigger, Revision: rev, At: now, Diagnostics: diags.String()}
 	} else {
-		d.applied, d.appliedRevs = sourcesDigest(d.s.tried), revs
+		d.applied, d.appliedRevs = digest, revs
+		if len(d.s.tried) != len(docs) {
+			// A removed source's documents were dropped (services.check):
+			// what was applied is the rest.
+			d.applied = sourcesDigest(d.s.tried)
+		}
 		snap := d.s.ctl.Snapshot()
 		d.status.Generation, d.status.ConfigDigest, d.status.AppliedAt, d.status.Rejected = snap.Generation, snap.ConfigDigest, now, nil
 	}
