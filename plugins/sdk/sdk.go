@@ -108,6 +108,18 @@ func (e *ConfigError) Error() string {
 	return e.Attribute + ": " + e.Message
 }
 
+// ConfigErrors collects the refusals of one Configure (or ParseParams),
+// each at its attribute, so that one call reports them all.
+type ConfigErrors []error
+
+// Add refuses attr ("" for the whole block) with a formatted message.
+func (e *ConfigErrors) Add(attr, format string, a ...any) {
+	*e = append(*e, &ConfigError{Attribute: attr, Message: fmt.Sprintf(format, a...)})
+}
+
+// Err joins the refusals with errors.Join; nil when there is none.
+func (e ConfigErrors) Err() error { return errors.Join(e...) }
+
 // DecodeConfig decodes the JSON a Configurer receives into v, refusing
 // attributes v does not have.
 func DecodeConfig(config []byte, v any) error {

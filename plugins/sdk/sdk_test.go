@@ -608,3 +608,23 @@ func TestUnjoin(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigErrors(t *testing.T) {
+	var e ConfigErrors
+	if e.Err() != nil {
+		t.Errorf("no refusal: %v", e.Err())
+	}
+	e.Add("port", "%d: must be from %d to %d", 70000, 1, 65535)
+	e.Add("", "the attribute %q is required", "address")
+	got := Unjoin(e.Err())
+	want := []*ConfigError{{Attribute: "port", Message: "70000: must be from 1 to 65535"}, {Message: `the attribute "address" is required`}}
+	if len(got) != len(want) {
+		t.Fatalf("Err() joins %v, want %v", got, want)
+	}
+	for i, err := range got {
+		var ce *ConfigError
+		if !errors.As(err, &ce) || *ce != *want[i] {
+			t.Errorf("refusal %d: %v, want %v", i, err, want[i])
+		}
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -42,7 +41,7 @@ func parseParams(js []byte) (*attrs, error) {
 	var e errs
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !slices.ContainsFunc(paramsSchema, func(a sdk.Attribute) bool { return a.Name == k }) {
-			e.add(k, "not expected here; a VIP's announce block takes communities, large_communities, med")
+			e.Add(k, "not expected here; a VIP's announce block takes communities, large_communities, med")
 		}
 	}
 	a := e.communities(m, "")
@@ -51,8 +50,8 @@ func parseParams(js []byte) (*attrs, error) {
 			a.MED, a.HasMED = uint32(v), true
 		}
 	}
-	if len(e) > 0 {
-		return nil, errors.Join(e...)
+	if err := e.Err(); err != nil {
+		return nil, err
 	}
 	return &a, nil
 }
@@ -68,11 +67,11 @@ func (e *errs) communities(m map[string]json.RawMessage, prefix string) attrs {
 		}
 		var list []json.RawMessage
 		if json.Unmarshal(raw, &list) != nil {
-			e.add(prefix+name, "must be a list of strings")
+			e.Add(prefix+name, "must be a list of strings")
 			continue
 		}
 		if len(list) > maxCommunities {
-			e.add(prefix+name, "%d values, at most %d", len(list), maxCommunities)
+			e.Add(prefix+name, "%d values, at most %d", len(list), maxCommunities)
 			continue
 		}
 		for i, item := range list {
@@ -84,14 +83,14 @@ func (e *errs) communities(m map[string]json.RawMessage, prefix string) attrs {
 			if name == "communities" {
 				c, err := parseCommunity(s)
 				if err != nil {
-					e.add(at, "%v", err)
+					e.Add(at, "%v", err)
 					continue
 				}
 				a.Communities = append(a.Communities, c)
 			} else {
 				l, err := parseLargeCommunity(s)
 				if err != nil {
-					e.add(at, "%v", err)
+					e.Add(at, "%v", err)
 					continue
 				}
 				a.Large = append(a.Large, l)

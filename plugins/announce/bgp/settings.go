@@ -89,12 +89,8 @@ var schema = []sdk.Attribute{
 	{Name: "neighbors", Type: "any", Required: true, Description: "the peers: a list of objects with address, peer_as, and optionally password, hold_time, keepalive, connect_retry, connect_retry_max, multihop_ttl, port, bfd"},
 }
 
-// errs collects *sdk.ConfigError values.
-type errs []error
-
-func (e *errs) add(path, format string, a ...any) {
-	*e = append(*e, &sdk.ConfigError{Attribute: path, Message: fmt.Sprintf(format, a...)})
-}
+// errs collects the refusals, each at its path ("neighbors[1].peer_as").
+type errs struct{ sdk.ConfigErrors }
 
 // parseSettings validates a settings block. Every problem is reported at
 // its path ("neighbors[1].peer_as"), all of them at once.
@@ -107,23 +103,23 @@ func parseSettings(js []byte) (*settings, error) {
 	s := &settings{ListenPort: -1, RestartTime: defaultRestartTime}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !slices.ContainsFunc(schema, func(a sdk.Attribute) bool { return a.Name == k }) {
-			e.add(k, "not expected here")
+			e.Add(k, "not expected here")
 		}
 	}
 	if raw, ok := m["local_as"]; !ok {
-		e.add("", `the attribute "local_as" is required`)
+		e.Add("", `the attribute "local_as" is required`)
 	} else if as, ok := e.asn(raw, "local_as"); ok {
 		s.LocalAS = as
 	}
 	if raw, ok := m["router_id"]; !ok {
-		e.add("", `the attribute "router_id" is required`)
+		e.Add("", `the attribute "router_id" is required`)
 	} else if str, ok := e.str(raw, "router_id"); ok {
 		a, err := netip.ParseAddr(str)
 		switch {
 		case err != nil || !a.Is4():
-			e.add("router_id", "%q is not an IPv4 address (a BGP identifier is 4 bytes, written as one even for IPv6-only nodes)", str)
+			e.Add("router_id", "%q is not an IPv4 address (a BGP identifier is 4 bytes, written as one even for IPv6-only nodes)", str)
 		case a.IsUnspecified() || a.IsMulticast():
-			e.add("router_id", "%s cannot be a BGP identifier", a)
+			e.Add("router_id", "%s cannot be a BGP identifier", a)
 		default:
 			s.RouterID = a
 		}
@@ -136,7 +132,7 @@ func parseSettings(js []byte) (*settings, error) {
 	if raw, ok := m["graceful_restart_time"]; ok {
 		if d, ok := e.duration(raw, "graceful_restart_time"); ok {
 			if d > maxRestartTime*time.Second {
-				e.add("graceful_restart_time", "%v is more than BGP can say (%ds)", d, maxRestartTime)
+				e.Add("graceful_restart_time", "%v is more than BGP can say (%ds)", d, maxRestartTime)
 			} else {
 				s.RestartTime = uint32(d / time.Second)
 			}
@@ -146,12 +142,12 @@ func parseSettings(js []byte) (*settings, error) {
 	s.NextHop6 = e.nextHop(m, "next_hop_ipv6", false)
 	s.Communities = e.communities(m, "")
 	if raw, ok := m["neighbors"]; !ok {
-		e.add("", `the attribute "neighbors" is required`)
+		e.Add("", `the attribute "neighbors" is required`)
 	} else {
 		s.Neighbors = e.neighbors(raw)
 	}
-	if len(e) > 0 {
-		return nil, errors.Join(e...)
+	if err := e.Err(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -174,15 +170,15 @@ func object(raw json.RawMessage) (map[string]json.RawMessage, error) {
 func (e *errs) neighbors(raw json.RawMessage) []neighbor {
 	var list []json.RawMessage
 	if json.Unmarshal(raw, &list) != nil {
-		e.add("neighbors", "must be a list of objects")
+		e.Add("neighbors", "must be a list of objects")
 		return nil
 	}
 	if len(list) == 0 {
-		e.add("neighbors", "lists no neighbor: a route announcer with no peer announces nothing")
+		e.Add("neighbors", "lists no neighbor: a route announcer with no peer announces nothing")
 		return nil
 	}
 	if len(list) > maxNeighbors {
-		e.add("neighbors", "%d neighbors, at most %d", len(list), maxNeighbors)
+		e.Add("neighbors", "%d neighbors, at most %d", len(list), maxNeighbors)
 		return nil
 	}
 	out := make([]neighbor, 0, len(list))
@@ -194,7 +190,7 @@ func (e *errs) neighbors(raw json.RawMessage) []neighbor {
 			continue
 		}
 		if j, dup := seen[n.Address]; dup {
-			e.add(at+".address", "%s is already neighbors[%d]", n.Address, j)
+			e.Add(at+".address", "%s is already neighbors[%d]", n.Address, j)
 			continue
 		}
 		seen[n.Address] = i
@@ -206,39 +202,39 @@ func (e *errs) neighbors(raw json.RawMessage) []neighbor {
 func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
 	m, err := object(raw)
 	if err != nil {
-		e.add(at, "must be an object { address = ..., peer_as = ... }")
+		e.Add(at, "must be an object { address = ..., peer_as = ... }")
 		return neighbor{}, false
 	}
-	before := len(*e)
+	before := len(e.ConfigErrors)
 	n := neighbor{HoldTime: defaultHoldTime, ConnectRetry: defaultConnectRetry, Port: 179}
 	known := []string{"address", "peer_as", "password", "hold_time", "keepalive", "connect_retry", "connect_retry_max", "multihop_ttl", "port", "bfd"}
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !slices.Contains(known, k) {
-			e.add(at+"."+k, "not expected here; a neighbor takes %s", strings.Join(known, ", "))
+			e.Add(at+"."+k, "not expected here; a neighbor takes %s", strings.Join(known, ", "))
 		}
 	}
 	if raw, ok := m["address"]; !ok {
-		e.add(at, `the attribute "address" is required`)
+		e.Add(at, `the attribute "address" is required`)
 	} else if str, ok := e.str(raw, at+".address"); ok {
 		a, err := netip.ParseAddr(str)
 		switch {
 		case err != nil || a.Zone() != "":
-			e.add(at+".address", "%q is not an IP address", str)
+			e.Add(at+".address", "%q is not an IP address", str)
 		case a.IsUnspecified() || a.IsMulticast():
-			e.add(at+".address", "%s cannot be a neighbor", a)
+			e.Add(at+".address", "%s cannot be a neighbor", a)
 		default:
 			n.Address = a.Unmap()
 		}
 	}
 	if raw, ok := m["peer_as"]; !ok {
-		e.add(at, `the attribute "peer_as" is required`)
+		e.Add(at, `the attribute "peer_as" is required`)
 	} else if as, ok := e.asn(raw, at+".peer_as"); ok {
 		n.PeerAS = as
 	}
 	if raw, ok := m["password"]; ok {
 		if str, ok := e.str(raw, at+".password"); ok {
 			if len(str) > maxPasswordLen {
-				e.add(at+".password", "%d bytes, TCP MD5 keys are at most %d", len(str), maxPasswordLen)
+				e.Add(at+".password", "%d bytes, TCP MD5 keys are at most %d", len(str), maxPasswordLen)
 			}
 			n.Password = str
 		}
@@ -247,9 +243,9 @@ func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
 		if d, ok := e.duration(raw, at+".hold_time"); ok {
 			switch {
 			case d < 3*time.Second:
-				e.add(at+".hold_time", "%v: BGP forbids a hold time of 1 or 2 seconds, and 0 (no keepalives) would keep a dead node's routes forever: at least 3s", d)
+				e.Add(at+".hold_time", "%v: BGP forbids a hold time of 1 or 2 seconds, and 0 (no keepalives) would keep a dead node's routes forever: at least 3s", d)
 			case d > maxHoldTime:
-				e.add(at+".hold_time", "%v is more than BGP can say (%v)", d, maxHoldTime)
+				e.Add(at+".hold_time", "%v is more than BGP can say (%v)", d, maxHoldTime)
 			default:
 				n.HoldTime = d
 			}
@@ -260,7 +256,7 @@ func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
 		if d, ok := e.duration(raw, at+".keepalive"); ok {
 			switch {
 			case d == 0 || d >= n.HoldTime:
-				e.add(at+".keepalive", "%v: must be at least 1s and less than the hold time (%v)", d, n.HoldTime)
+				e.Add(at+".keepalive", "%v: must be at least 1s and less than the hold time (%v)", d, n.HoldTime)
 			default:
 				n.Keepalive = d
 			}
@@ -269,7 +265,7 @@ func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
 	if raw, ok := m["connect_retry"]; ok {
 		if d, ok := e.duration(raw, at+".connect_retry"); ok {
 			if d < time.Second || d > time.Hour {
-				e.add(at+".connect_retry", "%v: must be between 1s and 1h", d)
+				e.Add(at+".connect_retry", "%v: must be between 1s and 1h", d)
 			} else {
 				n.ConnectRetry = d
 			}
@@ -279,7 +275,7 @@ func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
 	if raw, ok := m["connect_retry_max"]; ok {
 		if d, ok := e.duration(raw, at+".connect_retry_max"); ok {
 			if d < n.ConnectRetry || d > time.Hour {
-				e.add(at+".connect_retry_max", "%v: must be between connect_retry (%v) and 1h", d, n.ConnectRetry)
+				e.Add(at+".connect_retry_max", "%v: must be between connect_retry (%v) and 1h", d, n.ConnectRetry)
 			} else {
 				n.ConnectRetryMax = d
 			}
@@ -298,10 +294,10 @@ func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
 	if raw, ok := m["bfd"]; ok {
 		n.BFD = e.bfd(raw, at+".bfd")
 		if n.BFD.Enabled && n.MultihopTTL > 0 {
-			e.add(at+".bfd", "BFD here is single hop (RFC 5881): not with multihop_ttl")
+			e.Add(at+".bfd", "BFD here is single hop (RFC 5881): not with multihop_ttl")
 		}
 	}
-	return n, len(*e) == before
+	return n, len(e.ConfigErrors) == before
 }
 
 // bfd reads a neighbor's bfd object: min_rx, min_tx (default 300ms each)
@@ -309,7 +305,7 @@ func (e *errs) neighbor(raw json.RawMessage, at string) (neighbor, bool) {
 func (e *errs) bfd(raw json.RawMessage, at string) bfdSettings {
 	m, err := object(raw)
 	if err != nil {
-		e.add(at, "must be an object { min_rx = \"100ms\", min_tx = \"100ms\", multiplier = 3 }")
+		e.Add(at, "must be an object { min_rx = \"100ms\", min_tx = \"100ms\", multiplier = 3 }")
 		return bfdSettings{}
 	}
 	b := bfdSettings{Enabled: true, MinRx: 300 * time.Millisecond, MinTx: 300 * time.Millisecond, Multiplier: 3}
@@ -322,7 +318,7 @@ func (e *errs) bfd(raw json.RawMessage, at string) bfdSettings {
 			}
 			d, err := time.ParseDuration(s)
 			if err != nil || d < 10*time.Millisecond || d > 10*time.Second || d%time.Millisecond != 0 {
-				e.add(at+"."+k, "%q: must be a duration of whole milliseconds from 10ms to 10s", s)
+				e.Add(at+"."+k, "%q: must be a duration of whole milliseconds from 10ms to 10s", s)
 				continue
 			}
 			if k == "min_rx" {
@@ -335,7 +331,7 @@ func (e *errs) bfd(raw json.RawMessage, at string) bfdSettings {
 				b.Multiplier = uint8(v)
 			}
 		default:
-			e.add(at+"."+k, "not expected here; bfd takes min_rx, min_tx, multiplier")
+			e.Add(at+"."+k, "not expected here; bfd takes min_rx, min_tx, multiplier")
 		}
 	}
 	return b
@@ -352,7 +348,7 @@ func (e *errs) nextHop(m map[string]json.RawMessage, name string, v4 bool) netip
 	}
 	a, err := netip.ParseAddr(str)
 	if err != nil || a.Is4() != v4 || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
-		e.add(name, "%q is not a unicast IPv%s address", str, map[bool]string{true: "4", false: "6"}[v4])
+		e.Add(name, "%q is not a unicast IPv%s address", str, map[bool]string{true: "4", false: "6"}[v4])
 		return netip.Addr{}
 	}
 	return a
@@ -361,7 +357,7 @@ func (e *errs) nextHop(m map[string]json.RawMessage, name string, v4 bool) netip
 func (e *errs) str(raw json.RawMessage, path string) (string, bool) {
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
-		e.add(path, "must be a string")
+		e.Add(path, "must be a string")
 		return "", false
 	}
 	return s, true
@@ -374,17 +370,17 @@ func (e *errs) num(raw json.RawMessage, path string, lo, hi uint64) (uint64, boo
 	if json.Unmarshal(raw, &f) != nil {
 		var s string
 		if json.Unmarshal(raw, &s) != nil {
-			e.add(path, "must be a number")
+			e.Add(path, "must be a number")
 			return 0, false
 		}
 		var err error
 		if f, err = strconv.ParseFloat(s, 64); err != nil {
-			e.add(path, "%q is not a number", s)
+			e.Add(path, "%q is not a number", s)
 			return 0, false
 		}
 	}
 	if f != math.Trunc(f) || f < float64(lo) || f > float64(hi) {
-		e.add(path, "%v: must be a whole number from %d to %d", f, lo, hi)
+		e.Add(path, "%v: must be a whole number from %d to %d", f, lo, hi)
 		return 0, false
 	}
 	return uint64(f), true
@@ -398,10 +394,10 @@ func (e *errs) asn(raw json.RawMessage, path string) (uint32, bool) {
 	case !ok:
 		return 0, false
 	case v == 0:
-		e.add(path, "AS 0 is reserved (RFC 7607)")
+		e.Add(path, "AS 0 is reserved (RFC 7607)")
 		return 0, false
 	case v == 23456:
-		e.add(path, "AS 23456 is AS_TRANS, not an AS of its own (RFC 6793)")
+		e.Add(path, "AS 23456 is AS_TRANS, not an AS of its own (RFC 6793)")
 		return 0, false
 	}
 	return uint32(v), true
@@ -418,10 +414,10 @@ func (e *errs) duration(raw json.RawMessage, path string) (time.Duration, bool) 
 	d, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
-		e.add(path, "%q is not a duration (\"3s\", \"1m30s\")", s)
+		e.Add(path, "%q is not a duration (\"3s\", \"1m30s\")", s)
 		return 0, false
 	case d < 0 || d%time.Second != 0:
-		e.add(path, "%v: must be whole seconds, not negative", d)
+		e.Add(path, "%v: must be whole seconds, not negative", d)
 		return 0, false
 	}
 	return d, true

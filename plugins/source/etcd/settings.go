@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -79,15 +78,10 @@ type rawSettings struct {
 	ServerName   *string  `json:"server_name"`
 }
 
-// errs collects *sdk.ConfigError values, and the contents of the files
-// read.
+// errs collects the refusals, and the contents of the files read.
 type errs struct {
-	list  []error
+	sdk.ConfigErrors
 	files []byte
-}
-
-func (e *errs) add(attr, format string, a ...any) {
-	e.list = append(e.list, &sdk.ConfigError{Attribute: attr, Message: fmt.Sprintf(format, a...)})
 }
 
 // parseSettings validates a settings block, reporting every problem at its
@@ -104,7 +98,7 @@ func parseSettings(js []byte) (*settings, error) {
 	s.Endpoints = r.Endpoints
 	ok := false
 	if r.Prefix == nil {
-		e.add("", `the attribute "prefix" is required`)
+		e.Add("", `the attribute "prefix" is required`)
 	} else {
 		s.Prefix = *r.Prefix
 		ok = e.prefix("prefix", s.Prefix)
@@ -114,11 +108,11 @@ func parseSettings(js []byte) (*settings, error) {
 		ok = e.prefix("status_prefix", s.StatusPrefix) && ok
 	}
 	if ok && (strings.HasPrefix(s.StatusPrefix, s.Prefix) || strings.HasPrefix(s.Prefix, s.StatusPrefix)) {
-		e.add("status_prefix", "%q overlaps prefix %q: nodes' states would be read as configuration, or configuration as states", s.StatusPrefix, s.Prefix)
+		e.Add("status_prefix", "%q overlaps prefix %q: nodes' states would be read as configuration, or configuration as states", s.StatusPrefix, s.Prefix)
 	}
 	if d, ok := e.duration("lease_ttl", r.LeaseTTL, minLeaseTTL, maxLeaseTTL); ok {
 		if d%time.Second != 0 {
-			e.add("lease_ttl", "%v: etcd's leases count whole seconds", d)
+			e.Add("lease_ttl", "%v: etcd's leases count whole seconds", d)
 		} else {
 			s.LeaseTTL = d
 		}
@@ -128,22 +122,22 @@ func parseSettings(js []byte) (*settings, error) {
 	}
 	switch {
 	case r.Username != nil && r.Password == nil:
-		e.add("password", "required with username")
+		e.Add("password", "required with username")
 	case r.Username == nil && r.Password != nil:
-		e.add("username", "required with password")
+		e.Add("username", "required with password")
 	case r.Username != nil:
 		if *r.Username == "" {
-			e.add("username", "is empty")
+			e.Add("username", "is empty")
 		}
 		if *r.Password == "" {
 			// The client would skip authentication without a word.
-			e.add("password", "is empty")
+			e.Add("password", "is empty")
 		}
 		s.Username, s.Password = *r.Username, *r.Password
 	}
 	s.TLS = e.tls(r, scheme)
-	if len(e.list) > 0 {
-		return nil, errors.Join(e.list...)
+	if err := e.Err(); err != nil {
+		return nil, err
 	}
 	s.files = e.files
 	return s, nil
@@ -154,13 +148,13 @@ func parseSettings(js []byte) (*settings, error) {
 func (e *errs) endpoints(eps []string) string {
 	switch {
 	case eps == nil:
-		e.add("", `the attribute "endpoints" is required`)
+		e.Add("", `the attribute "endpoints" is required`)
 		return ""
 	case len(eps) == 0:
-		e.add("endpoints", "lists no endpoint")
+		e.Add("endpoints", "lists no endpoint")
 		return ""
 	case len(eps) > maxEndpoints:
-		e.add("endpoints", "%d endpoints, at most %d", len(eps), maxEndpoints)
+		e.Add("endpoints", "%d endpoints, at most %d", len(eps), maxEndpoints)
 		return ""
 	}
 	first := ""
@@ -170,7 +164,7 @@ func (e *errs) endpoints(eps []string) string {
 		if i := strings.Index(ep, "://"); i >= 0 {
 			u, err := url.Parse(ep)
 			if err != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-				e.add(at, "%q is not an etcd client URL (scheme://host:port)", ep)
+				e.Add(at, "%q is not an etcd client URL (scheme://host:port)", ep)
 				continue
 			}
 			scheme, host = u.Scheme, u.Host
@@ -178,11 +172,11 @@ func (e *errs) endpoints(eps []string) string {
 		switch scheme {
 		case "", "http", "https":
 			if host == "" || strings.ContainsAny(host, "/ ") {
-				e.add(at, "%q is not an etcd client URL (scheme://host:port)", ep)
+				e.Add(at, "%q is not an etcd client URL (scheme://host:port)", ep)
 				continue
 			}
 		default:
-			e.add(at, "%q: the scheme must be http or https", ep)
+			e.Add(at, "%q: the scheme must be http or https", ep)
 			continue
 		}
 		if i == 0 {
@@ -190,7 +184,7 @@ func (e *errs) endpoints(eps []string) string {
 		} else if scheme != first {
 			// The client connects to every endpoint with the credentials
 			// the first one's scheme chooses.
-			e.add(at, "%q: every endpoint must use the scheme of the first (%q)", ep, first)
+			e.Add(at, "%q: every endpoint must use the scheme of the first (%q)", ep, first)
 		}
 	}
 	return first
@@ -200,7 +194,7 @@ func (e *errs) endpoints(eps []string) string {
 func (e *errs) prefix(attr, p string) bool {
 	if !strings.HasSuffix(p, "/") {
 		// Without it "/xlb/services" would also take "/xlb/services-old/...".
-		e.add(attr, `%q must end with "/", so that it takes whole path components only`, p)
+		e.Add(attr, `%q must end with "/", so that it takes whole path components only`, p)
 		return false
 	}
 	return true
@@ -213,11 +207,11 @@ func (e *errs) duration(attr string, v *string, lo, hi time.Duration) (time.Dura
 	}
 	d, err := time.ParseDuration(*v)
 	if err != nil {
-		e.add(attr, "%q is not a duration (\"10s\")", *v)
+		e.Add(attr, "%q is not a duration (\"10s\")", *v)
 		return 0, false
 	}
 	if d < lo || d > hi {
-		e.add(attr, "%v: must be from %v to %v", d, lo, hi)
+		e.Add(attr, "%v: must be from %v to %v", d, lo, hi)
 		return 0, false
 	}
 	return d, true
@@ -237,14 +231,14 @@ func (e *errs) tls(r rawSettings, scheme string) *tls.Config {
 		if a.v != nil && scheme != "https" {
 			// The client drops credentials on http:// endpoints: the
 			// setting would be ignored without a word.
-			e.add(a.name, "needs https:// endpoints (TLS is off on %s)", map[string]string{"": "host:port endpoints", "http": "http:// endpoints"}[scheme])
+			e.Add(a.name, "needs https:// endpoints (TLS is off on %s)", map[string]string{"": "host:port endpoints", "http": "http:// endpoints"}[scheme])
 			return nil
 		}
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
 	if r.ServerName != nil {
 		if *r.ServerName == "" {
-			e.add("server_name", "is empty")
+			e.Add("server_name", "is empty")
 		}
 		c.ServerName = *r.ServerName
 	}
@@ -261,9 +255,9 @@ func (e *errs) tls(r rawSettings, scheme string) *tls.Config {
 	}
 	switch {
 	case r.CertFile != nil && r.KeyFile == nil:
-		e.add("key_file", "required with cert_file")
+		e.Add("key_file", "required with cert_file")
 	case r.CertFile == nil && r.KeyFile != nil:
-		e.add("cert_file", "required with key_file")
+		e.Add("cert_file", "required with key_file")
 	case r.CertFile != nil:
 		certPEM, okc := e.file("cert_file", *r.CertFile)
 		if okc && e.certs("cert_file", *r.CertFile, certPEM) == nil {
@@ -273,7 +267,7 @@ func (e *errs) tls(r rawSettings, scheme string) *tls.Config {
 		if okc && okk {
 			pair, err := tls.X509KeyPair(certPEM, keyPEM)
 			if err != nil {
-				e.add("key_file", "%s: %v", *r.KeyFile, err)
+				e.Add("key_file", "%s: %v", *r.KeyFile, err)
 			} else {
 				c.Certificates = []tls.Certificate{pair}
 			}
@@ -285,22 +279,22 @@ func (e *errs) tls(r rawSettings, scheme string) *tls.Config {
 // file reads a small file.
 func (e *errs) file(attr, name string) ([]byte, bool) {
 	if name == "" {
-		e.add(attr, "is empty")
+		e.Add(attr, "is empty")
 		return nil, false
 	}
 	f, err := os.Open(name)
 	if err != nil {
-		e.add(attr, "%v", err)
+		e.Add(attr, "%v", err)
 		return nil, false
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		e.add(attr, "%s: %v", name, err)
+		e.Add(attr, "%s: %v", name, err)
 		return nil, false
 	}
 	if len(b) > maxFileSize {
-		e.add(attr, "%s: larger than %d bytes: not a PEM certificate or key", name, maxFileSize)
+		e.Add(attr, "%s: larger than %d bytes: not a PEM certificate or key", name, maxFileSize)
 		return nil, false
 	}
 	e.files = append(e.files, b...)
@@ -321,13 +315,13 @@ func (e *errs) certs(attr, name string, data []byte) []*x509.Certificate {
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
-			e.add(attr, "%s: %v", name, err)
+			e.Add(attr, "%s: %v", name, err)
 			return nil
 		}
 		out = append(out, c)
 	}
 	if len(out) == 0 {
-		e.add(attr, "%s: no PEM certificate in it", name)
+		e.Add(attr, "%s: no PEM certificate in it", name)
 	}
 	return out
 }

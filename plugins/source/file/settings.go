@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -47,10 +46,8 @@ func parseSettings(js []byte) (settings, error) {
 	}
 	// In HCL an attribute set to null is one left out.
 	maps.DeleteFunc(m, func(_ string, v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" })
-	var errs []error
-	refuse := func(attr, format string, a ...any) {
-		errs = append(errs, &sdk.ConfigError{Attribute: attr, Message: fmt.Sprintf(format, a...)})
-	}
+	var errs sdk.ConfigErrors
+	refuse := errs.Add
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !slices.ContainsFunc(schema, func(a sdk.Attribute) bool { return a.Name == k }) {
 			refuse(k, "not expected here; the file source takes paths and debounce")
@@ -74,8 +71,8 @@ func parseSettings(js []byte) (settings, error) {
 			s.Debounce = d
 		}
 	}
-	if len(errs) > 0 {
-		return settings{}, errors.Join(errs...)
+	if err := errs.Err(); err != nil {
+		return settings{}, err
 	}
 	return s, nil
 }
