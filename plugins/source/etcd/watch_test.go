@@ -83,9 +83,12 @@ func TestOutageKill(t *testing.T) {
 
 	etcd.Restart()
 	want(t, w.next(t), r, "etcd:/xlb/services/web(hcl)=1")
+	// The set is sent before the resumed watch is established, so changes
+	// made before that arrive together, by design (as TestOutageResumes
+	// shows): one change at a time, each awaited, shows them one by one.
 	r2 := etcdtest.Put(t, c, "/xlb/services/web", "2")
-	r3 := etcdtest.Put(t, c, "/xlb/services/api", "3")
 	want(t, w.next(t), r2, "etcd:/xlb/services/web(hcl)=2")
+	r3 := etcdtest.Put(t, c, "/xlb/services/api", "3")
 	want(t, w.next(t), r3, "etcd:/xlb/services/api(hcl)=3 etcd:/xlb/services/web(hcl)=2")
 	w.quiet(t, 300*time.Millisecond)
 }
