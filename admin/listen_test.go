@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // TestListen: a stale socket file is replaced, a live one and a file that
@@ -63,10 +66,13 @@ func TestListen(t *testing.T) {
 // or with one no client CA signed, fails the handshake, and one with a
 // certificate the client CA signed is served.
 func TestListenTCP(t *testing.T) {
+	var log testenv.Buffer
 	serve := func(l net.Listener) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- Serve(ctx, l, Handler(&fake{overrides: map[string]Override{}, gen: 3})) }()
+		go func() {
+			done <- Serve(ctx, l, Handler(&fake{overrides: map[string]Override{}, gen: 3}), slog.New(slog.NewTextHandler(&log, nil)))
+		}()
 		t.Cleanup(func() { cancel(); <-done })
 	}
 	status := func(c *Client) error {
@@ -138,6 +144,9 @@ func TestListenTCP(t *testing.T) {
 		if (c.want == "" && err != nil) || (c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want))) {
 			t.Errorf("client cert %q, CA %q: %v, want %q", c.cert, c.ca, err, c.want)
 		}
+	}
+	if !strings.Contains(log.String(), `level=WARN msg="http: TLS handshake error from 127.0.0.1:`) {
+		t.Errorf("the refused handshakes were not logged as warnings:\n%s", log.String())
 	}
 	// TLS 1.2 is refused: the listener takes 1.3 only.
 	cert, err := tls.LoadX509KeyPair(file("client.pem"), file("client.key"))

@@ -80,7 +80,7 @@ func startAdmin(d *daemon, rt *pipeline.Runtime, o *adminOptions) (stop func(), 
 	var wg sync.WaitGroup
 	for _, x := range ls {
 		wg.Go(func() {
-			if err := admin.Serve(ctx, x.l, h); err != nil && ctx.Err() == nil {
+			if err := admin.Serve(ctx, x.l, h, d.log.With(x.attr...)); err != nil && ctx.Err() == nil {
 				d.log.Error("admin API stopped", append(x.attr, "err", err)...)
 			}
 		})
