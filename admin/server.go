@@ -62,6 +62,7 @@ func Handler(src Source) http.Handler {
 	get("/v1/plugins", func(*http.Request) (any, error) { return plugins(src.Plugins()), nil })
 	get("/v1/routes", func(*http.Request) (any, error) { return routes(src.Routes()), nil })
 	mux.HandleFunc("GET /v1/graph", graph(src))
+	pageRoutes(mux)
 	post("/v1/reload", func(r *http.Request) (any, error) { return src.Reload(r.Context()) })
 	post("/v1/backends/{name}/drain", func(r *http.Request) (any, error) {
 		return src.Override(r.Context(), r.PathValue("name"), func(o *Override) { o.Drain = ptr(true) })

@@ -2,14 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/xlbproject/xlb/admin"
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 const examplePcap = "../../examples/offline/input.pcap"
@@ -116,4 +123,173 @@ func TestAdminTCP(t *testing.T) {
 		!strings.Contains(refused.stderr.String(), "-admin-tls-client-ca") {
 		t.Errorf("-admin-listen 0.0.0.0:0 without TLS: %v\n%s", err, refused.stderr.String())
 	}
+}
+
+// TestStatusPage opens the status page of a running xlbd in headless
+// Chromium: its rows are the API's values (status, VIPs, backends,
+// drops), with rates once it read twice; a drain through the API shows on
+// the page without a reload; a stopped xlbd is said. The page logs no
+// error (a script or style the page's Content-Security-Policy refused
+// would be one).
+func TestStatusPage(t *testing.T) {
+	chromium := testenv.RequireTool(t, "chromium")
+	c, base, cl := startTCP(t)
+	api := context.Background()
+
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
+		append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.UserDataDir(t.TempDir()))...)
+	defer cancel()
+	browser, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	var console testenv.Buffer
+	messages := chromedp.Console(browser)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				fmt.Fprintln(&console, m.String())
+			}
+		}
+	}()
+	if err := chromedp.Do(browser, chromedp.Navigate(base+"/?refresh=0.5")); err != nil {
+		t.Fatal(err)
+	}
+	// The browser lives as long as browser; each step has its own limit.
+	run := func(expr string, out any) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(browser, 10*time.Second)
+		defer cancel()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[json.RawMessage](expr))
+		if err == nil {
+			err = json.Unmarshal(v, out)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+	}
+	poll := func(what, expr string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(browser, 10*time.Second)
+		defer cancel()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+			var body string
+			run("document.body.innerText", &body)
+			t.Fatalf("the page: not %s: %v\n%s", what, err, body)
+		}
+	}
+	// Twice read: the rates are there.
+	poll("read twice", "document.body.dataset.updates >= 2")
+
+	const rows = `(sel => [...document.querySelectorAll(sel + " tbody tr")].map(tr => Object.fromEntries([...tr.cells].map(td => [td.dataset.field, td.textContent]))))`
+	var st admin.Status
+	if err := cl.Get(api, "/v1/status", &st); err != nil {
+		t.Fatal(err)
+	}
+	var status map[string]string
+	run(`Object.fromEntries([...document.querySelectorAll("#status td")].map(td => [td.dataset.field, td.textContent]))`, &status)
+	if status["node"] != "lb1" || status["generation"] != fmt.Sprint(st.Generation) || status["config"] != st.Config ||
+		status["version"] != st.Version[0] || !strings.HasPrefix(st.ConfigDigest, status["config_digest"]) || status["workers"] != "1" {
+		t.Errorf("status on the page %v, the API's %+v", status, st)
+	}
+	backends := func() []map[string]string {
+		var bs []admin.Backend
+		if err := cl.Get(api, "/v1/backends", &bs); err != nil {
+			t.Fatal(err)
+		}
+		var out []map[string]string
+		for _, b := range bs {
+			out = append(out, map[string]string{"vip": b.VIP, "backend": b.Backend, "address": b.Address, "state": b.State,
+				"health": b.Health, "weight": fmt.Sprint(b.Weight), "packets": fmt.Sprint(b.Packets), "bytes": fmt.Sprint(b.Bytes)})
+		}
+		return out
+	}
+	// Only the fields the API has; the rates are the page's.
+	pageBackends := func() []map[string]string {
+		var page []map[string]string
+		run(rows+`("#backends")`, &page)
+		for _, r := range page {
+			delete(r, "override")
+			delete(r, "pps")
+			delete(r, "bps")
+		}
+		return page
+	}
+	want := backends()
+	if got := pageBackends(); !reflect.DeepEqual(got, want) {
+		t.Errorf("backends on the page:\n%v\nthe API's:\n%v", got, want)
+	}
+	var sent uint64
+	for _, b := range want {
+		n, _ := strconv.ParseUint(b["packets"], 10, 64)
+		sent += n
+	}
+	if sent == 0 {
+		t.Error("no traffic on any backend")
+	}
+	var page []map[string]string
+	run(rows+`("#backends")`, &page)
+	for _, r := range page {
+		if r["pps"] != "0.0" || r["bps"] != "0.0" {
+			t.Errorf("rates of %v, want 0.0 once the traffic stopped", r)
+		}
+	}
+
+	var vips []admin.VIP
+	if err := cl.Get(api, "/v1/vips", &vips); err != nil {
+		t.Fatal(err)
+	}
+	run(rows+`("#vips")`, &page)
+	if len(page) != len(vips) {
+		t.Fatalf("%d VIPs on the page, %d in the API", len(page), len(vips))
+	}
+	for i, v := range vips {
+		var packets uint64
+		for _, b := range want {
+			if b["vip"] == v.Name {
+				n, _ := strconv.ParseUint(b["packets"], 10, 64)
+				packets += n
+			}
+		}
+		if r := page[i]; r["name"] != v.Name || r["address"] != v.Address || r["backends"] != fmt.Sprint(v.Backends) || r["packets"] != fmt.Sprint(packets) {
+			t.Errorf("VIP on the page %v, the API's %+v with %d packets", r, v, packets)
+		}
+	}
+
+	var cs admin.Counters
+	if err := cl.Get(api, "/v1/counters", &cs); err != nil {
+		t.Fatal(err)
+	}
+	run(rows+`("#drops")`, &page)
+	if len(page) != len(cs.Drops) || len(page) == 0 {
+		t.Fatalf("drops on the page %v, the API's %+v", page, cs.Drops)
+	}
+	for i, d := range cs.Drops {
+		if r := page[i]; r["element"] != d.Element || r["reason"] != d.Reason || r["packets"] != fmt.Sprint(d.Packets) {
+			t.Errorf("drop on the page %v, the API's %+v", r, d)
+		}
+	}
+
+	// A drain shows without a reload: the mark set in the page stays.
+	run(`window.xlbMark = 1`, new(int))
+	var res admin.Result
+	if err := cl.Post(api, "/v1/backends/web-1/drain", nil, &res); err != nil || !res.Applied {
+		t.Fatalf("drain: %+v %v", res, err)
+	}
+	poll("showing web-1 drained", fmt.Sprintf(`document.body.dataset.generation == "%d" && window.xlbMark === 1 &&
+		document.querySelector('#backends tr[data-vip="web4"][data-backend="web-1"] td[data-field=state]').textContent == "draining"`, res.Generation))
+	want = backends()
+	if got := pageBackends(); !reflect.DeepEqual(got, want) {
+		t.Errorf("backends on the page after the drain:\n%v\nthe API's:\n%v", got, want)
+	}
+	if console.Len() > 0 {
+		t.Errorf("the page logged errors:\n%s", console.String())
+	}
+
+	// A stopped xlbd is said; the last answer stays.
+	_ = c.Process.Kill()
+	_ = c.Wait()
+	poll("saying xlbd does not answer", `!document.getElementById("error").hidden &&
+		document.getElementById("error").textContent.startsWith("xlbd is not answering") && document.querySelectorAll("#backends tbody tr").length > 0`)
 }
