@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -131,6 +132,31 @@ func TestWatch(t *testing.T) {
 	if rc := run(context.Background(), []string{"-s", sock, "counters", "-w", "--interval", "0s"}, out, &errb); rc != 1 ||
 		!strings.Contains(errb.String(), "--interval 0s: want a positive duration") {
 		t.Errorf("--interval 0s: rc %d %s", rc, errb.String())
+	}
+}
+
+// TestWatchInterruptedRead: an interrupt while a read waits for xlbd ends
+// the watch without error; a read that fails by itself is the error.
+func TestWatchInterruptedRead(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	reads := 0
+	get := func(ctx context.Context) (admin.Counters, error) {
+		if reads++; reads == 2 {
+			cancel()
+			<-ctx.Done()
+			return admin.Counters{}, ctx.Err()
+		}
+		return admin.Counters{}, nil
+	}
+	var b bytes.Buffer
+	if err := watch(ctx, &b, get, time.Millisecond, true); err != nil || reads != 2 || strings.Count(b.String(), "\n") != 1 {
+		t.Errorf("interrupted in the second read: %v after %d reads:\n%s", err, reads, b.String())
+	}
+	failed := func(context.Context) (admin.Counters, error) {
+		return admin.Counters{}, errors.New("xlbd is not running")
+	}
+	if err := watch(context.Background(), &b, failed, time.Millisecond, true); err == nil || err.Error() != "xlbd is not running" {
+		t.Errorf("a failed read: %v", err)
 	}
 }
 
