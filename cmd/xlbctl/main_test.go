@@ -126,6 +126,19 @@ func TestNotRunning(t *testing.T) {
 	if _, errs, rc := xlbctl("-s", sock, "status"); rc != 1 || !strings.Contains(errs, "xlbd is not running") {
 		t.Errorf("stale socket: rc %d %q", rc, errs)
 	}
+	// Over TCP: a port nothing listens on (a listener closed).
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + tl.Addr().String()
+	tl.Close()
+	if _, errs, rc := xlbctl("-s", url, "status"); rc != 1 || errs != "xlbctl: xlbd is not answering on "+url+": start it with -admin-listen, or pass -s\n" {
+		t.Errorf("%s: rc %d %q", url, rc, errs)
+	}
+	if _, errs, rc := xlbctl("-s", sock, "--tls-ca", "ca.pem", "status"); rc != 1 || !strings.Contains(errs, "need -s https://HOST:PORT") {
+		t.Errorf("--tls-ca with a socket: rc %d %q", rc, errs)
+	}
 }
 
 // TestPermissionDenied runs xlbctl as nobody against a socket of mode
