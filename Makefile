@@ -78,7 +78,8 @@ fuzz:
 # What the tests use beyond Go: trafgen (Debian netsniff-ng) for the
 # on-the-wire benchmark's smoke test, BIRD 2 (Debian bird2: bird and birdc)
 # for the lab's BGP router, etcd (Debian etcd-server) for the tests of the
-# etcd config source, and the pinned protobuf generators
+# etcd config source, Chromium (Debian chromium) for the status page's
+# test in a headless browser, and the pinned protobuf generators
 # (protoc from Debian, protoc-gen-go and protoc-gen-go-grpc in bin/tools)
 # for the test that the generated plugin code is not stale. Each is
 # installed only when missing; Debian packages only as root (without root
@@ -112,6 +113,13 @@ tools:
 			if [ -d /run/systemd/system ]; then systemctl disable --now etcd >/dev/null 2>&1; fi; \
 			service etcd stop >/dev/null 2>&1; update-rc.d etcd disable >/dev/null 2>&1; true; }; \
 		else echo "etcd not installed and not root: the etcd tests will skip"; fi; \
+	fi
+	@if ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing chromium (the status page's test drives it headless)"; \
+			apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium >/dev/null; \
+		else echo "chromium not installed and not root: the status page test will skip"; fi; \
 	fi
 	@tmp=$$(mktemp -d) && GO=$(GO) sh plugins/proto/generate.sh -install $$tmp >/dev/null 2>&1 \
 		|| echo "protobuf generators not installed (need root for protoc): the staleness test will skip"; rm -rf $$tmp

@@ -3,6 +3,8 @@ package admin
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,12 +12,17 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"syscall"
 )
 
-// Client calls the API on a unix socket.
+// Client calls the API on a unix socket, or over TCP (xlbd run
+// -admin-listen).
 type Client struct {
+	// Socket is the unix socket's path; "" over TCP.
 	Socket string
+	base   string // the URL paths are appended to
 	http   *http.Client
 }
 
@@ -25,7 +32,39 @@ func NewClient(socket string) *Client {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", socket)
 	}}
-	return &Client{Socket: socket, http: &http.Client{Transport: tr}}
+	return &Client{Socket: socket, base: "http://xlbd", http: &http.Client{Transport: tr}}
+}
+
+// NewTCPClient returns a client of the daemon at base, an http:// or
+// https:// URL of host and port. Over https it presents the certificate
+// of the PEM files cert and key (xlbd asks for one) and trusts the
+// server's certificate when a CA of the PEM file ca signed it (none: the
+// system's roots).
+func NewTCPClient(base, cert, key, ca string) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("%q: want http://HOST:PORT or https://HOST:PORT (xlbd run -admin-listen), or a unix socket's path", base)
+	}
+	tr := &http.Transport{}
+	if u.Scheme == "https" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS13}
+		if cert != "" || key != "" {
+			c, err := tls.LoadX509KeyPair(cert, key)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{c}
+		}
+		if ca != "" {
+			if cfg.RootCAs, err = certPool(ca, "--tls-ca"); err != nil {
+				return nil, err
+			}
+		}
+		tr.TLSClientConfig = cfg
+	} else if cert != "" || key != "" || ca != "" {
+		return nil, fmt.Errorf("--tls-cert, --tls-key and --tls-ca need an https:// address, not %s", base)
+	}
+	return &Client{base: u.Scheme + "://" + u.Host, http: &http.Client{Transport: tr}}, nil
 }
 
 // APIError is an error the daemon answered with.
@@ -41,7 +80,7 @@ func (e *APIError) Error() string {
 	return e.Body.Error
 }
 
-// Get decodes GET path into out.
+// Get decodes GET path into out; a *[]byte gets the body as it is.
 func (c *Client) Get(ctx context.Context, path string, out any) error {
 	return c.do(ctx, http.MethodGet, path, nil, out)
 }
@@ -64,7 +103,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://xlbd"+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
 	}
@@ -84,15 +123,26 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		return e
 	}
-	if out == nil {
+	switch out := out.(type) {
+	case nil:
+		return nil
+	case *[]byte:
+		*out = b
 		return nil
 	}
 	return json.Unmarshal(b, out)
 }
 
-// dialError names the fix for the two ways a daemon cannot be reached.
+// dialError names the fix for the ways a daemon cannot be reached.
 func (c *Client) dialError(err error) error {
+	var unknownCA x509.UnknownAuthorityError
 	switch {
+	case c.Socket == "" && errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("xlbd is not answering on %s: start it with -admin-listen, or pass -s", c.base)
+	case errors.As(err, &unknownCA):
+		return fmt.Errorf("%w: pass --tls-ca with the CA that signed xlbd's certificate (-admin-tls-cert)", err)
+	case strings.Contains(err.Error(), "tls: certificate required"), strings.Contains(err.Error(), "tls: unknown certificate authority"):
+		return fmt.Errorf("%w: xlbd takes only clients with a certificate that its -admin-tls-client-ca signed: pass --tls-cert and --tls-key", err)
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("xlbd is not running (no socket at %s): start it, or pass -s", c.Socket)
 	case errors.Is(err, fs.ErrPermission):

@@ -2,15 +2,20 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -90,8 +95,10 @@ func groupID(name string) (int, error) {
 
 // Serve serves h on l until ctx ends, then lets the requests in flight
 // finish (for up to 5 s) and closes l (which removes the socket file).
-func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+// The server's own errors (a client that failed the TLS handshake) are
+// logged to log as warnings.
+func Serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 	select {
@@ -104,4 +111,91 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
 	err := srv.Shutdown(sctx)
 	<-done
 	return err
+}
+
+// TLSFiles are the PEM files of the TCP listener's TLS: its certificate
+// and key, and the CAs whose client certificates it accepts.
+type TLSFiles struct{ Cert, Key, ClientCA string }
+
+func (f TLSFiles) any() bool { return f.Cert != "" || f.Key != "" || f.ClientCA != "" }
+
+// ListenTCP listens on addr (host:port) for the API over TCP. Without TLS
+// it binds to a loopback address only: the API reads everything and
+// drains backends, and nothing but the socket's mode guards the socket, so
+// a plain TCP port is as open as the machine's local users. With tls, it
+// binds anywhere and serves TLS 1.3 only, to clients whose certificate a
+// CA of files.ClientCA signed; a client without one fails the handshake.
+func ListenTCP(addr string, files TLSFiles) (net.Listener, error) {
+	var cfg *tls.Config
+	if files.any() {
+		var err error
+		if cfg, err = serverTLS(files); err != nil {
+			return nil, err
+		}
+	} else if err := loopbackOnly(addr); err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
+		l = tls.NewListener(l, cfg)
+	}
+	return l, nil
+}
+
+// loopbackOnly refuses an address that is not a loopback one: a host of
+// "" or 0.0.0.0 would listen on every interface.
+func loopbackOnly(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("-admin-listen %q: %w; want HOST:PORT, e.g. 127.0.0.1:9180", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("-admin-listen %s is not a loopback address: without TLS the admin API listens on loopback only (127.0.0.1, ::1); "+
+		"to listen there, pass -admin-tls-cert, -admin-tls-key and -admin-tls-client-ca so that clients need a certificate", addr)
+}
+
+// serverTLS is the listener's TLS configuration: TLS 1.3, client
+// certificates required and verified against f.ClientCA.
+func serverTLS(f TLSFiles) (*tls.Config, error) {
+	var missing []string
+	for _, m := range []struct{ flag, file string }{{"-admin-tls-cert", f.Cert}, {"-admin-tls-key", f.Key}, {"-admin-tls-client-ca", f.ClientCA}} {
+		if m.file == "" {
+			missing = append(missing, m.flag)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("TLS for the admin API needs -admin-tls-cert, -admin-tls-key and -admin-tls-client-ca together; missing %s",
+			strings.Join(missing, ", "))
+	}
+	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return nil, fmt.Errorf("-admin-tls-cert/-admin-tls-key: %w", err)
+	}
+	pool, err := certPool(f.ClientCA, "-admin-tls-client-ca")
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}, nil
+}
+
+// certPool reads the PEM certificates of file, named by flag in errors.
+func certPool(file, flag string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it", flag, file)
+	}
+	return pool, nil
 }

@@ -1,11 +1,25 @@
 package admin
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 // TestListen: a stale socket file is replaced, a live one and a file that
@@ -45,4 +59,161 @@ func TestListen(t *testing.T) {
 	if _, err := Listen(filepath.Join(dir, "x.sock"), "no-such-group-xlb"); err == nil {
 		t.Error("an unknown group was taken")
 	}
+}
+
+// TestListenTCP: without TLS, a loopback address is served and any other
+// refused with the fix named; with TLS, a client without a certificate,
+// or with one no client CA signed, fails the handshake, and one with a
+// certificate the client CA signed is served.
+func TestListenTCP(t *testing.T) {
+	var log testenv.Buffer
+	serve := func(l net.Listener) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- Serve(ctx, l, Handler(&fake{overrides: map[string]Override{}, gen: 3}), slog.New(slog.NewTextHandler(&log, nil)))
+		}()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	status := func(c *Client) error {
+		var st Status
+		err := c.Get(context.Background(), "/v1/status", &st)
+		if err == nil && st.Generation != 3 {
+			return fmt.Errorf("status %+v", st)
+		}
+		return err
+	}
+
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0", "localhost:0"} {
+		l, err := ListenTCP(addr, TLSFiles{})
+		if err != nil {
+			if addr == "[::1]:0" && strings.Contains(err.Error(), "cannot assign") {
+				continue // no IPv6 loopback here
+			}
+			t.Fatalf("%s: %v", addr, err)
+		}
+		serve(l)
+		c, err := NewTCPClient("http://"+l.Addr().String(), "", "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := status(c); err != nil {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+	for _, addr := range []string{"0.0.0.0:0", ":0", "192.0.2.1:0", "[::]:0", "example.com:80"} {
+		_, err := ListenTCP(addr, TLSFiles{})
+		if err == nil || !strings.Contains(err.Error(), "is not a loopback address") ||
+			!strings.Contains(err.Error(), "-admin-tls-cert, -admin-tls-key and -admin-tls-client-ca") {
+			t.Errorf("%s without TLS: %v", addr, err)
+		}
+	}
+	if _, err := ListenTCP("127.0.0.1", TLSFiles{}); err == nil || !strings.Contains(err.Error(), "want HOST:PORT") {
+		t.Errorf("no port: %v", err)
+	}
+
+	dir := t.TempDir()
+	ca, caKey := newCert(t, dir, "ca", nil, nil)
+	newCert(t, dir, "server", ca, caKey)
+	newCert(t, dir, "client", ca, caKey)
+	other, otherKey := newCert(t, dir, "otherca", nil, nil)
+	newCert(t, dir, "stranger", other, otherKey)
+	file := func(name string) string { return filepath.Join(dir, name) }
+	if _, err := ListenTCP("0.0.0.0:0", TLSFiles{Cert: file("server.pem"), Key: file("server.key")}); err == nil ||
+		!strings.Contains(err.Error(), "missing -admin-tls-client-ca") {
+		t.Errorf("TLS without a client CA: %v", err)
+	}
+	// Any address is taken with TLS; the test listens on loopback all the same.
+	l, err := ListenTCP("127.0.0.1:0", TLSFiles{Cert: file("server.pem"), Key: file("server.key"), ClientCA: file("ca.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(l)
+	url := "https://" + l.Addr().String()
+	for _, c := range []struct{ cert, key, ca, want string }{
+		{"", "", file("ca.pem"), "pass --tls-cert and --tls-key"},
+		{file("stranger.pem"), file("stranger.key"), file("ca.pem"), "pass --tls-cert and --tls-key"},
+		{file("client.pem"), file("client.key"), "", "pass --tls-ca"},
+		{file("client.pem"), file("client.key"), file("ca.pem"), ""},
+	} {
+		cl, err := NewTCPClient(url, c.cert, c.key, c.ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = status(cl)
+		if (c.want == "" && err != nil) || (c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want))) {
+			t.Errorf("client cert %q, CA %q: %v, want %q", c.cert, c.ca, err, c.want)
+		}
+	}
+	if !strings.Contains(log.String(), `level=WARN msg="http: TLS handshake error from 127.0.0.1:`) {
+		t.Errorf("the refused handshakes were not logged as warnings:\n%s", log.String())
+	}
+	// TLS 1.2 is refused: the listener takes 1.3 only.
+	cert, err := tls.LoadX509KeyPair(file("client.pem"), file("client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := certPool(file("ca.pem"), "ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{MaxVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{cert}})
+	if err == nil {
+		conn.Close()
+		t.Error("a TLS 1.2 handshake succeeded")
+	}
+	if _, err := NewTCPClient("http://127.0.0.1:1", file("client.pem"), file("client.key"), ""); err == nil {
+		t.Error("client certificates were taken for http://")
+	}
+	if _, err := NewTCPClient("ftp://127.0.0.1:1", "", "", ""); err == nil || !strings.Contains(err.Error(), "want http://HOST:PORT") {
+		t.Errorf("ftp://: %v", err)
+	}
+}
+
+// newCert writes dir/name.pem and dir/name.key: a CA's certificate when
+// parent is nil, else a leaf for 127.0.0.1 and localhost that parent signed,
+// usable by a server and a client.
+func newCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	if parent == nil {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		tmpl.KeyUsage = x509.KeyUsageCertSign
+		parent, parentKey = tmpl, key
+	} else {
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+		tmpl.DNSNames = []string{"localhost"}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	if err := os.WriteFile(filepath.Join(dir, name+".pem"), certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".key"), keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
 }

@@ -24,6 +24,8 @@ type Source interface {
 	// Pools names each VIP's pool, by VIP name (the snapshot has none).
 	Pools() map[string]string
 	Stats() []pipeline.ElementStats
+	// Graph is the running graph, whose Stats are; nil before it runs.
+	Graph() *pipeline.Graph
 	// Health is each checked backend's health, by name.
 	Health() map[string]bool
 	Overrides() map[string]Override
@@ -59,6 +61,8 @@ func Handler(src Source) http.Handler {
 	get("/v1/counters", func(*http.Request) (any, error) { return counters(src.Stats()), nil })
 	get("/v1/plugins", func(*http.Request) (any, error) { return plugins(src.Plugins()), nil })
 	get("/v1/routes", func(*http.Request) (any, error) { return routes(src.Routes()), nil })
+	mux.HandleFunc("GET /v1/graph", graph(src))
+	pageRoutes(mux)
 	post("/v1/reload", func(r *http.Request) (any, error) { return src.Reload(r.Context()) })
 	post("/v1/backends/{name}/drain", func(r *http.Request) (any, error) {
 		return src.Override(r.Context(), r.PathValue("name"), func(o *Override) { o.Drain = ptr(true) })

@@ -47,6 +47,7 @@ func (f *fake) Stats() []pipeline.ElementStats {
 	}}}
 }
 
+func (f *fake) Graph() *pipeline.Graph         { return nil }
 func (f *fake) Health() map[string]bool        { return map[string]bool{"a": true} }
 func (f *fake) Overrides() map[string]Override { return f.overrides }
 func (f *fake) Plugins() []host.Status         { return []host.Status{{Name: "tcp", Restarts: 1}} }

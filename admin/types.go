@@ -1,7 +1,8 @@
-// Package admin is xlbd's admin API: HTTP/JSON on a unix socket, so that
-// curl works as well as xlbctl, and so that a status page can later be
-// served by the same listener. The daemon implements Source; this package
-// holds the wire types, the handlers, the listener and the client.
+// Package admin is xlbd's admin API: HTTP/JSON on a unix socket (and
+// optionally TCP), so that curl works as well as xlbctl, and so that the
+// same listener serves the read-only status page. The daemon implements
+// Source; this package holds the wire types, the handlers, the page, the
+// listeners and the client.
 package admin
 
 import (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -373,13 +374,61 @@ func TestDOT(t *testing.T) {
 		t.Fatal(errs)
 	}
 	var b strings.Builder
-	if err := g.WriteDOT(&b); err != nil {
+	if err := g.WriteDOT(&b, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{`"ct" [label="ct :: TLoop"]`, `"ct" -> "sel" [taillabel="miss", headlabel="in"]`, `"sel" -> "ct" [taillabel="out", headlabel="learn"]`} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("DOT lacks %s:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestDOTCounts: the running graph's DOT carries, on every edge, the
+// packets its output port passed over all workers, and on every node the
+// element's consumed and dropped packets by reason, as Stats has them.
+func TestDOTCounts(t *testing.T) {
+	rt := startSpec(t, Spec{
+		Elements:    []ElementDecl{decl("src", "TSource", 1), decl("dr", "TDrop", 2), decl("k", "TLossy", 3)},
+		Connections: []Connection{conn("src", "dr", 4), conn("dr", "k", 5)},
+	}, Options{Workers: 2})
+	if err := rt.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stats := rt.Stats()
+	var b strings.Builder
+	if err := rt.Graph().WriteDOT(&b, stats); err != nil {
+		t.Fatal(err)
+	}
+	dot := b.String()
+	edges := regexp.MustCompile(`"(\w+)" -> "\w+" \[taillabel="(\w+)", headlabel="\w+", label="(\d+)"\];`).FindAllStringSubmatch(dot, -1)
+	if len(edges) != 2 {
+		t.Fatalf("%d edges with counts, want 2:\n%s", len(edges), dot)
+	}
+	for _, e := range edges {
+		var want uint64
+		for _, s := range stats {
+			for _, p := range s.Out {
+				if s.Name == e[1] && p.Port == e[2] {
+					want = p.Packets
+				}
+			}
+		}
+		if e[3] != fmt.Sprint(want) || want == 0 {
+			t.Errorf("edge %s.%s: %s packets, want %d as Stats says", e[1], e[2], e[3], want)
+		}
+	}
+	for _, want := range []string{
+		`"dr" [label="dr :: TDrop\ldropped 10\l  pipelinetest.odd 10\l"]`,
+		`"k" [label="k :: TLossy\lconsumed 4\ldropped 6\l  pipelinetest.lost 6\l"]`,
+		`"src" [label="src :: TSource"]`,
+	} {
+		if !strings.Contains(dot, want) {
+			t.Errorf("DOT lacks %s:\n%s", want, dot)
+		}
+	}
+	if err := rt.Graph().WriteDOT(&b, stats[1:]); err == nil {
+		t.Error("stats of another graph were taken")
 	}
 }
 

@@ -163,24 +163,78 @@ func formatLabels(ls []Label) string {
 }
 
 // WriteDOT writes the graph in Graphviz DOT, one node per element, edges
-// labelled with their ports.
-func (g *Graph) WriteDOT(w io.Writer) error {
+// labelled with their ports. With stats (a Runtime's Stats of this graph,
+// or nil for none), each edge also carries the packets its output port
+// passed and each node what its element consumed and dropped, by reason:
+// the running graph as xlbctl graph shows it.
+func (g *Graph) WriteDOT(w io.Writer, stats []ElementStats) error {
+	if stats != nil && len(stats) != len(g.elems) {
+		return fmt.Errorf("WriteDOT: stats of %d elements for a graph of %d", len(stats), len(g.elems))
+	}
 	var b strings.Builder
 	b.WriteString("digraph xlb {\n\trankdir=LR;\n\tnode [shape=box, fontname=\"monospace\"];\n")
-	for _, e := range g.elems {
-		fmt.Fprintf(&b, "\t%q [label=\"%s :: %s\"];\n", e.decl.Name, e.decl.Name, e.typ.Name)
+	for i, e := range g.elems {
+		lines := []string{e.decl.Name + " :: " + e.typ.Name}
+		if stats != nil {
+			if stats[i].Name != e.decl.Name {
+				return fmt.Errorf("WriteDOT: stats of %q where the graph has %q", stats[i].Name, e.decl.Name)
+			}
+			lines = append(lines, nodeCounts(&stats[i])...)
+		}
+		fmt.Fprintf(&b, "\t%q [label=%s];\n", e.decl.Name, dotLabel(lines))
 	}
-	for _, e := range g.elems {
+	for i, e := range g.elems {
 		for o, dst := range e.out {
 			if dst.elem < 0 {
 				continue
 			}
 			to := g.elems[dst.elem]
-			fmt.Fprintf(&b, "\t%q -> %q [taillabel=%q, headlabel=%q];\n",
-				e.decl.Name, to.decl.Name, e.typ.Outputs[o], to.typ.Inputs[dst.in])
+			fmt.Fprintf(&b, "\t%q -> %q [taillabel=%q, headlabel=%q", e.decl.Name, to.decl.Name, e.typ.Outputs[o], to.typ.Inputs[dst.in])
+			if stats != nil {
+				fmt.Fprintf(&b, ", label=\"%d\"", stats[i].Out[o].Packets)
+			}
+			b.WriteString("];\n")
 		}
 	}
 	b.WriteString("}\n")
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// nodeCounts are the lines a node's label adds for its element's counts:
+// what left the graph there, and the drops with each reason's share.
+func nodeCounts(s *ElementStats) []string {
+	var lines []string
+	if s.Consumed > 0 {
+		lines = append(lines, fmt.Sprintf("consumed %d", s.Consumed))
+	}
+	if s.Dropped > 0 {
+		lines = append(lines, fmt.Sprintf("dropped %d", s.Dropped))
+	}
+	for _, m := range s.Metrics {
+		if m.Name == DropMetric {
+			lines = append(lines, fmt.Sprintf("  %s %d", m.Labels[1].Value, m.Value))
+		}
+	}
+	return lines
+}
+
+// dotLabel quotes lines as one DOT string, each line left-justified
+// (DOT's \l) but for a lone line, which stays centred as it always was.
+func dotLabel(lines []string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	if len(lines) == 1 {
+		return `"` + r.Replace(lines[0]) + `"`
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, l := range lines {
+		b.WriteString(r.Replace(l))
+		b.WriteString(`\l`)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// Graph is the graph rt runs.
+func (rt *Runtime) Graph() *Graph { return rt.graph }

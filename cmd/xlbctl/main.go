@@ -1,6 +1,6 @@
 // Command xlbctl asks a running xlbd through its admin API (docs/admin.md)
-// and changes it: status, VIPs, backends, counters, reload, drain,
-// undrain and weight.
+// and changes it: status, VIPs, backends, counters, the graph, reload,
+// drain, undrain and weight.
 package main
 
 import (
@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -22,17 +24,20 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// An interrupt ends counters -watch, which then exits 0.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run runs xlbctl with args and returns its exit code: 1 for an error
 // (printed to stderr), 0 otherwise.
-func run(args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := newRoot()
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
-	if err := cmd.Execute(); err != nil {
+	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "xlbctl:", err)
 		return 1
 	}
@@ -40,8 +45,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 type options struct {
-	socket, output string
-	timeout        time.Duration
+	socket, output         string
+	tlsCert, tlsKey, tlsCA string
+	timeout                time.Duration
 }
 
 func newRoot() *cobra.Command {
@@ -58,7 +64,11 @@ func newRoot() *cobra.Command {
 			return nil
 		},
 	}
-	root.PersistentFlags().StringVarP(&o.socket, "socket", "s", admin.DefaultSocket, "xlbd's admin socket (xlbd run -admin-socket)")
+	root.PersistentFlags().StringVarP(&o.socket, "socket", "s", admin.DefaultSocket,
+		"xlbd's admin socket (xlbd run -admin-socket), or http://HOST:PORT or https://HOST:PORT (xlbd run -admin-listen)")
+	root.PersistentFlags().StringVar(&o.tlsCert, "tls-cert", "", "with -s https://...: this client's certificate (PEM), signed by a CA of xlbd's -admin-tls-client-ca")
+	root.PersistentFlags().StringVar(&o.tlsKey, "tls-key", "", "with -s https://...: the --tls-cert's private key (PEM)")
+	root.PersistentFlags().StringVar(&o.tlsCA, "tls-ca", "", "with -s https://...: the CA (PEM) that signed xlbd's -admin-tls-cert; default: the system's")
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&o.timeout, "timeout", time.Minute, "how long to wait for xlbd's answer")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
@@ -95,7 +105,8 @@ func newRoot() *cobra.Command {
 		get("status", "The daemon: version, uptime, configuration, generation, sources, cluster", "/v1/status", statusTable),
 		get("vips", "The VIPs with their tables", "/v1/vips", vipsTable),
 		backends,
-		get("counters", "Every element's counters and the drops by element and reason", "/v1/counters", countersTable),
+		o.countersCmd(),
+		o.graphCmd(),
 		get("plugins", "The plugins' states", "/v1/plugins", pluginsTable),
 		get("routes", "The route announcers' states", "/v1/routes", routesTable),
 		write("reload", "Read the configuration anew and apply it, as SIGHUP does", 0, func([]string) string { return "/v1/reload" }, nil),
@@ -126,14 +137,28 @@ func newRoot() *cobra.Command {
 	return root
 }
 
-func (o *options) client(c *cobra.Command) (*admin.Client, context.Context, context.CancelFunc) {
+// client is the daemon's client of -s, and a context that ends after
+// --timeout for one call.
+func (o *options) client(c *cobra.Command) (*admin.Client, context.Context, context.CancelFunc, error) {
+	cl := admin.NewClient(o.socket)
+	if strings.Contains(o.socket, "://") {
+		var err error
+		if cl, err = admin.NewTCPClient(o.socket, o.tlsCert, o.tlsKey, o.tlsCA); err != nil {
+			return nil, nil, nil, err
+		}
+	} else if o.tlsCert != "" || o.tlsKey != "" || o.tlsCA != "" {
+		return nil, nil, nil, fmt.Errorf("--tls-cert, --tls-key and --tls-ca need -s https://HOST:PORT, not the socket %s", o.socket)
+	}
 	ctx, cancel := context.WithTimeout(c.Context(), o.timeout)
-	return admin.NewClient(o.socket), ctx, cancel
+	return cl, ctx, cancel, nil
 }
 
 // show prints GET path as JSON or as table prints it.
 func (o *options) show(c *cobra.Command, path string, table func(io.Writer, []byte) error) error {
-	cl, ctx, cancel := o.client(c)
+	cl, ctx, cancel, err := o.client(c)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	var raw json.RawMessage
 	if err := cl.Get(ctx, path, &raw); err != nil {
@@ -148,7 +173,10 @@ func (o *options) show(c *cobra.Command, path string, table func(io.Writer, []by
 
 // change posts in to path and reports the generation applied.
 func (o *options) change(c *cobra.Command, path string, in any) error {
-	cl, ctx, cancel := o.client(c)
+	cl, ctx, cancel, err := o.client(c)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	var res admin.Result
 	if err := cl.Post(ctx, path, in, &res); err != nil {
@@ -168,7 +196,10 @@ func (o *options) completeBackends(c *cobra.Command, args []string, _ string) ([
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	cl, ctx, cancel := o.client(c)
+	cl, ctx, cancel, err := o.client(c)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
 	defer cancel()
 	var bs []admin.Backend
 	_ = cl.Get(ctx, "/v1/backends", &bs)
@@ -186,7 +217,10 @@ func (o *options) completeVIPs(c *cobra.Command, args []string, _ string) ([]str
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	cl, ctx, cancel := o.client(c)
+	cl, ctx, cancel, err := o.client(c)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
 	defer cancel()
 	var vs []admin.VIP
 	_ = cl.Get(ctx, "/v1/vips", &vs)
@@ -278,36 +312,6 @@ func backendsTable(w io.Writer, raw []byte) error {
 		rows = append(rows, []any{b.VIP, b.Backend, b.Address, b.Weight, b.State, b.Health, b.Packets, b.Bytes, override})
 	}
 	return table(w, "vip\tbackend\taddress\tweight\tstate\thealth\tpackets\tbytes\toverride", rows)
-}
-
-func countersTable(w io.Writer, raw []byte) error {
-	var cs admin.Counters
-	if err := json.Unmarshal(raw, &cs); err != nil {
-		return err
-	}
-	var rows [][]any
-	for _, e := range cs.Elements {
-		var in, out uint64
-		for _, p := range e.In {
-			in += p.Packets
-		}
-		for _, p := range e.Out {
-			out += p.Packets
-		}
-		rows = append(rows, []any{e.Name, e.Type, in, out, e.Consumed, e.Dropped})
-	}
-	if err := table(w, "element\ttype\tin\tout\tconsumed\tdropped", rows); err != nil {
-		return err
-	}
-	if len(cs.Drops) == 0 {
-		return nil
-	}
-	rows = rows[:0]
-	for _, d := range cs.Drops {
-		rows = append(rows, []any{d.Element, d.Reason, d.Packets})
-	}
-	fmt.Fprintln(w)
-	return table(w, "element\treason\tdropped", rows)
 }
 
 func pluginsTable(w io.Writer, raw []byte) error {

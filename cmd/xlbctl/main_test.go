@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -19,7 +22,7 @@ const asXLBCTL = "XLBCTL_TEST_AS_XLBCTL"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(asXLBCTL) == "1" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
@@ -40,6 +43,15 @@ func fakeDaemon(t *testing.T) (socket string, posts *[]string) {
 		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) })
 	}
 	canned("/v1/status", `{"version": ["xlbd v1.2.3"], "node": "lb1", "generation": 7, "config": "/etc/xlb/xlb.hcl", "workers": 2, "uptime_seconds": 61}`)
+	canned("/v1/graph", "digraph xlb {\n\t\"rx\" -> \"drop\" [taillabel=\"out\", headlabel=\"in\", label=\"5\"];\n}\n")
+	// The n-th read of the counters: rx sent 100n packets, drop dropped 10n.
+	var reads atomic.Uint64
+	mux.HandleFunc("GET /v1/counters", func(w http.ResponseWriter, _ *http.Request) {
+		n := reads.Add(1)
+		fmt.Fprintf(w, `{"elements": [{"Name": "rx", "Type": "TestIdle", "Out": [{"Port": "out", "Packets": %d}]},
+			{"Name": "drop", "Type": "Discard", "In": [{"Port": "in", "Packets": %d}], "Dropped": %d}],
+			"drops": [{"element": "drop", "reason": "discard", "packets": %d}]}`, 100*n, 100*n, 10*n, 10*n)
+	})
 	canned("/v1/backends", `[{"vip": "web", "backend": "a", "address": "198.51.100.1", "weight": 1, "state": "draining", "health": "up", "packets": 3, "bytes": 300, "override": {"drain": true}}]`)
 	mux.HandleFunc("POST /v1/backends/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -59,7 +71,7 @@ func fakeDaemon(t *testing.T) (socket string, posts *[]string) {
 
 func xlbctl(args ...string) (string, string, int) {
 	var out, errb bytes.Buffer
-	rc := run(args, &out, &errb)
+	rc := run(context.Background(), args, &out, &errb)
 	return out.String(), errb.String(), rc
 }
 
@@ -113,6 +125,19 @@ func TestNotRunning(t *testing.T) {
 	l.Close()
 	if _, errs, rc := xlbctl("-s", sock, "status"); rc != 1 || !strings.Contains(errs, "xlbd is not running") {
 		t.Errorf("stale socket: rc %d %q", rc, errs)
+	}
+	// Over TCP: a port nothing listens on (a listener closed).
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + tl.Addr().String()
+	tl.Close()
+	if _, errs, rc := xlbctl("-s", url, "status"); rc != 1 || errs != "xlbctl: xlbd is not answering on "+url+": start it with -admin-listen, or pass -s\n" {
+		t.Errorf("%s: rc %d %q", url, rc, errs)
+	}
+	if _, errs, rc := xlbctl("-s", sock, "--tls-ca", "ca.pem", "status"); rc != 1 || !strings.Contains(errs, "need -s https://HOST:PORT") {
+		t.Errorf("--tls-ca with a socket: rc %d %q", rc, errs)
 	}
 }
 

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/xlbproject/xlb/admin"
@@ -20,40 +22,71 @@ import (
 	"github.com/xlbproject/xlb/plugins/host"
 )
 
-// adminFlags registers -admin-socket and -admin-group on fs.
-func adminFlags(fs *flag.FlagSet) (socket, group *string) {
-	socket = fs.String("admin-socket", admin.DefaultSocket, "the admin API's unix socket (docs/admin.md); \"\" serves none")
-	group = fs.String("admin-group", "", "the group that may use the admin socket (mode 0660); default: root's group")
-	return socket, group
+// adminOptions are the admin API's flags.
+type adminOptions struct {
+	socket, group, listen string
+	tls                   admin.TLSFiles
 }
 
-// startAdmin serves the admin API of d and rt on socket until the
-// returned stop is called. No socket: nothing. The default socket may be
-// refused for want of permission (xlbd run as a user, offline): xlbd then
-// runs without the API and says so; a socket asked for must work.
-func startAdmin(d *daemon, rt *pipeline.Runtime, socket, group string) (stop func(), err error) {
-	if socket == "" {
-		return func() {}, nil
+// adminFlags registers the admin API's flags on fs.
+func adminFlags(fs *flag.FlagSet) *adminOptions {
+	o := &adminOptions{}
+	fs.StringVar(&o.socket, "admin-socket", admin.DefaultSocket, "the admin API's unix socket (docs/admin.md); \"\" serves none")
+	fs.StringVar(&o.group, "admin-group", "", "the group that may use the admin socket (mode 0660); default: root's group")
+	fs.StringVar(&o.listen, "admin-listen", "", "also serve the admin API and status page on this TCP HOST:PORT: loopback only, unless with -admin-tls-*")
+	fs.StringVar(&o.tls.Cert, "admin-tls-cert", "", "the -admin-listen TLS certificate (PEM); with -admin-tls-key and -admin-tls-client-ca")
+	fs.StringVar(&o.tls.Key, "admin-tls-key", "", "the -admin-tls-cert's private key (PEM)")
+	fs.StringVar(&o.tls.ClientCA, "admin-tls-client-ca", "", "the CAs (PEM) whose client certificates -admin-listen requires")
+	return o
+}
+
+// startAdmin serves the admin API of d and rt on the socket and the TCP
+// address of o until the returned stop is called. No socket: none. The
+// default socket may be refused for want of permission (xlbd run as a
+// user, offline): xlbd then runs without it and says so; a socket asked
+// for, and a TCP address, must work.
+func startAdmin(d *daemon, rt *pipeline.Runtime, o *adminOptions) (stop func(), err error) {
+	if o.listen == "" && (o.tls != admin.TLSFiles{}) {
+		return nil, errors.New("-admin-tls-cert, -admin-tls-key and -admin-tls-client-ca are for -admin-listen, which is not given")
 	}
-	l, err := admin.Listen(socket, group)
-	if errors.Is(err, fs.ErrPermission) && socket == admin.DefaultSocket {
-		d.log.Warn("no admin API: no permission for the default socket; run as root or pass -admin-socket", "socket", socket, "err", err)
-		return func() {}, nil
+	type listener struct {
+		l    net.Listener
+		attr []any
 	}
-	if err != nil {
-		return nil, fmt.Errorf("admin socket %s: %w", socket, err)
-	}
-	src := &adminSource{d: d, rt: rt, started: time.Now()}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := admin.Serve(ctx, l, admin.Handler(src)); err != nil && ctx.Err() == nil {
-			d.log.Error("admin API stopped", "socket", socket, "err", err)
+	var ls []listener
+	if o.socket != "" {
+		l, err := admin.Listen(o.socket, o.group)
+		switch {
+		case errors.Is(err, fs.ErrPermission) && o.socket == admin.DefaultSocket:
+			d.log.Warn("no admin API: no permission for the default socket; run as root or pass -admin-socket", "socket", o.socket, "err", err)
+		case err != nil:
+			return nil, fmt.Errorf("admin socket %s: %w; pass -admin-socket \"\" to run without", o.socket, err)
+		default:
+			ls = append(ls, listener{l, []any{"socket", o.socket}})
 		}
-	}()
-	d.log.Info("admin API listening", "socket", socket)
-	return func() { cancel(); <-done }, nil
+	}
+	if o.listen != "" {
+		l, err := admin.ListenTCP(o.listen, o.tls)
+		if err != nil {
+			for _, x := range ls {
+				x.l.Close()
+			}
+			return nil, fmt.Errorf("admin API on %s: %w", o.listen, err)
+		}
+		ls = append(ls, listener{l, []any{"addr", l.Addr().String(), "tls", o.tls.Cert != ""}})
+	}
+	h := admin.Handler(&adminSource{d: d, rt: rt, started: time.Now()})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, x := range ls {
+		wg.Go(func() {
+			if err := admin.Serve(ctx, x.l, h, d.log.With(x.attr...)); err != nil && ctx.Err() == nil {
+				d.log.Error("admin API stopped", append(x.attr, "err", err)...)
+			}
+		})
+		d.log.Info("admin API listening", x.attr...)
+	}
+	return func() { cancel(); wg.Wait() }, nil
 }
 
 // adminSource is the daemon as the admin API sees it.
@@ -73,6 +106,7 @@ func (a *adminSource) Status() admin.Status {
 
 func (a *adminSource) Snapshot() *snapshot.Snapshot   { return a.d.s.ctl.Snapshot() }
 func (a *adminSource) Stats() []pipeline.ElementStats { return a.rt.Stats() }
+func (a *adminSource) Graph() *pipeline.Graph         { return a.rt.Graph() }
 
 func (a *adminSource) Pools() map[string]string {
 	a.d.mu.Lock()

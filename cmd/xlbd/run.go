@@ -24,7 +24,7 @@ import (
 )
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N] [-node NAME] [-status FILE] [-admin-socket PATH] [-admin-group NAME] [-metrics-addr ADDR] [-log-format text|json] [-log-level LEVEL]", stderr)
+	fs := newFlags("run", "xlbd run -config FILE [-var name=value]... [-workers N] [-node NAME] [-status FILE] [-admin-socket PATH] [-admin-group NAME] [-admin-listen HOST:PORT [-admin-tls-cert F -admin-tls-key F -admin-tls-client-ca F]] [-metrics-addr ADDR] [-log-format text|json] [-log-level LEVEL]", stderr)
 	config := fs.String("config", "", "the pipeline file (required)")
 	vars := varsFlag(fs)
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
@@ -34,7 +34,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	hostname, _ := os.Hostname()
 	node := fs.String("node", hostname, "this node's name in the cluster: unique among the nodes that share a config source")
 	statusFile := fs.String("status", "", "write the configuration's status as JSON to this file on every change (atomically)")
-	adminSocket, adminGroup := adminFlags(fs)
+	adminOpts := adminFlags(fs)
 	logs := addLogFlags(fs)
 	metricsAddr := metricsAddrFlag(fs)
 	if !parse(fs, args, func() bool { return *config != "" && fs.NArg() == 0 }) {
@@ -127,9 +127,9 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		defer close(reloads)
 		d.loop(ctx, hup)
 	}()
-	stopAdmin, err := startAdmin(d, rt, *adminSocket, *adminGroup)
+	stopAdmin, err := startAdmin(d, rt, adminOpts)
 	if err != nil {
-		log.Error("cannot serve the admin API; pass -admin-socket \"\" to run without", "err", err)
+		log.Error("cannot serve the admin API", "err", err)
 		stopReloads()
 		<-reloads
 		_ = rt.Close()

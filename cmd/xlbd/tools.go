@@ -131,7 +131,7 @@ func graphCmd(args []string, stdout, stderr io.Writer) int {
 	if f == nil {
 		return 1
 	}
-	if err := f.Graph.WriteDOT(stdout); err != nil {
+	if err := f.Graph.WriteDOT(stdout, nil); err != nil {
 		fmt.Fprintf(stderr, "xlbd graph: %v\n", err)
 		return 1
 	}
