@@ -9,6 +9,7 @@ package maglev
 import (
 	"sync/atomic"
 
+	table "github.com/xlbproject/xlb/control/maglev"
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
 )
@@ -45,6 +46,9 @@ func init() {
 // p.Epoch. It has no configuration.
 type Select struct {
 	view *snapshot.View
+	// store is for SelectFlow, which runs on other goroutines than the
+	// worker and so may not read view.
+	store *snapshot.Store
 	// snap is the batch's snapshot, from the worker's view.
 	snap *snapshot.Snapshot
 
@@ -59,6 +63,7 @@ func (e *Select) Provision(ctx *pipeline.Context) error {
 		return err
 	}
 	e.view = v
+	e.store, _ = snapshot.FromContext(ctx)
 	return nil
 }
 
@@ -68,24 +73,56 @@ func (e *Select) StartBatch(int64) { e.snap = e.view.Snapshot() }
 
 // Push selects the packet's backend.
 func (e *Select) Push(_ int, p *pipeline.Packet) int {
-	s := e.snap
-	vip, ok := s.LookupVIP(&p.Flow)
-	if !ok {
-		p.Reason = reasonNoVIP
+	vip, id, _, r := pick(e.snap, &p.Flow, p.Hash)
+	switch r {
+	case reasonNoVIP:
+		p.Reason = r
 		return portNoBackend
+	case reasonNoBackend:
+		p.VIP = vip
+		p.Reason = r
+		return portNoBackend
+	}
+	p.VIP = vip
+	p.Backend = id
+	p.Epoch = e.snap.Reals[id].Epoch
+	e.batchSelected++
+	return portOut
+}
+
+// pick finds the VIP of flow f in s and the real in the slot of its table
+// that hash maps to; r is ReasonNone, or why the flow gets no backend.
+// Push and SelectFlow both use it, so that `xlbctl lookup` answers what
+// packets get.
+func pick(s *snapshot.Snapshot, f *pipeline.Flow, hash uint64) (vip, id uint32, slot int, r pipeline.Reason) {
+	vip, ok := s.LookupVIP(f)
+	if !ok {
+		return 0, 0, 0, reasonNoVIP
 	}
 	v := &s.VIPs[vip]
 	if len(v.Table) == 0 {
-		p.VIP = vip
-		p.Reason = reasonNoBackend
-		return portNoBackend
+		return vip, 0, 0, reasonNoBackend
 	}
-	id := v.Pick(p.Hash)
-	p.VIP = vip
-	p.Backend = id
-	p.Epoch = s.Reals[id].Epoch
-	e.batchSelected++
-	return portOut
+	slot = int(table.Slot(hash, len(v.Table)))
+	return vip, v.Table[slot], slot, pipeline.ReasonNone
+}
+
+// SelectFlow answers what Push would pick for a packet of f with flow hash
+// hash under the latest published snapshot.
+func (e *Select) SelectFlow(f *pipeline.Flow, hash uint64) pipeline.FlowSelection {
+	s := e.store.Load()
+	vip, id, slot, r := pick(s, f, hash)
+	if r == reasonNoVIP {
+		return pipeline.FlowSelection{Reason: r.String()}
+	}
+	v := &s.VIPs[vip]
+	sel := pipeline.FlowSelection{VIP: v.Name, TableSize: len(v.Table)}
+	if r != pipeline.ReasonNone {
+		sel.Reason = r.String()
+		return sel
+	}
+	sel.Backend, sel.Slot = s.Reals[id].Backend, slot
+	return sel
 }
 
 // EndBatch publishes the batch's counter and drops the snapshot reference,
@@ -112,6 +149,7 @@ func (e *Select) Cleanup() error {
 
 var (
 	_ pipeline.Pusher        = (*Select)(nil)
+	_ pipeline.FlowSelector  = (*Select)(nil)
 	_ pipeline.Provisioner   = (*Select)(nil)
 	_ pipeline.BatchStarter  = (*Select)(nil)
 	_ pipeline.BatchEnder    = (*Select)(nil)
