@@ -99,7 +99,6 @@ func newRoot() *cobra.Command {
 		get("plugins", "The plugins' states", "/v1/plugins", pluginsTable),
 		get("routes", "The route announcers' states", "/v1/routes", routesTable),
 		write("reload", "Read the configuration anew and apply it, as SIGHUP does", 0, func([]string) string { return "/v1/reload" }, nil),
-		write("drain BACKEND", "Give BACKEND no new flows (its flows stay); kept over reloads", 1, backendPath("drain"), nil),
 		write("undrain BACKEND", "Give BACKEND new flows again", 1, backendPath("undrain"), nil),
 		write("weight BACKEND N", "Set BACKEND's weight to N; kept over reloads", 2, backendPath("weight"), func(args []string) (any, error) {
 			n, err := strconv.ParseUint(args[1], 10, 32)
@@ -114,6 +113,7 @@ func newRoot() *cobra.Command {
 			return nil
 		}},
 	)
+	root.AddCommand(flowCommands(o)...)
 	// Backend names complete from the running daemon's.
 	for _, c := range root.Commands() {
 		switch c.Name() {
