@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -47,6 +49,24 @@ func flowDaemon(t *testing.T, counts ...string) string {
 			"selected": {"vip": "web", "backend": "b", "slot": 7, "table_size": 251},
 			"workers": [{"worker": 0, "element": "ct", "held": true, "vip": "web", "backend": "a"}, {"worker": 1, "element": "ct", "held": false, "ignored": "idle"}],
 			"backend": "a", "tracked": true}`)
+	})
+	mux.HandleFunc("POST /v1/plan", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Name, Text string }
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Text == "" {
+			t.Errorf("plan request: %+v %v", req, err)
+		}
+		if strings.Contains(req.Text, "broken") {
+			w.WriteHeader(400)
+			io.WriteString(w, `{"error": "new.hcl: 1 error; nothing planned", "diagnostics": "Error: Unsupported argument\n  on new.hcl line 2:\n"}`)
+			return
+		}
+		io.WriteString(w, `{"config": "`+req.Name+`", "against": "/etc/xlb/xlb.hcl as running (generation 8)", "health": "assumed",
+			"old_hash_seed": 1, "new_hash_seed": 1, "flows_counted": true, "affected": [{"vip": "web", "flows": 5}],
+			"vips": [{"name": "web", "action": "change", "old": {"address": "192.0.2.10", "protocol": "tcp", "ports": [80], "pool": "web", "table_size": 251, "backends": 2},
+			  "new": {"address": "192.0.2.10", "protocol": "tcp", "ports": [80], "pool": "web", "table_size": 251, "backends": 1},
+			  "moved_share": 0.5, "moved_slots": 125, "slots": 251,
+			  "backends": [{"name": "a", "action": "remove", "old": {"address": "198.51.100.1", "weight": 1, "state": "up", "share": 0.5}}]}],
+			"total": {"vips_changed": 1, "backends_removed": 1, "changed": true}}`)
 	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(l)
@@ -104,5 +124,36 @@ func TestLookupAndConntrackTables(t *testing.T) {
 		"dns  a        0\n"
 	if rc != 0 || out != want {
 		t.Errorf("conntrack: rc %d\n%s%s\nwant\n%s", rc, out, errs, want)
+	}
+}
+
+// TestPlan: xlbctl plan sends the file and prints the plan as xlbd plan
+// does, with the established flows it moves; a broken file exits 1 with
+// its diagnostics.
+func TestPlan(t *testing.T) {
+	sock := flowDaemon(t, "0")
+	dir := t.TempDir()
+	good, broken := filepath.Join(dir, "new.hcl"), filepath.Join(dir, "broken.hcl")
+	if err := os.WriteFile(good, []byte("vip \"web\" {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(broken, []byte("broken\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, rc := xlbctl("-s", sock, "plan", good)
+	for _, want := range []string{
+		"xlbd plan: " + good + " against /etc/xlb/xlb.hcl as running (generation 8)\n",
+		"    - a  removed (weight 1, 50.0% of new flows); its established flows are re-selected\n",
+		"    established flows leaving their backend now: 5\n",
+		"Established flows (ConnTrack, every worker) leaving their backend: 5.\n",
+		"Largest move: VIP \"web\", 50.0% of its new flows go to another backend.\n",
+	} {
+		if rc != 0 || !strings.Contains(out, want) {
+			t.Errorf("plan: rc %d, no %q in\n%s%s", rc, want, out, errs)
+		}
+	}
+	_, errs, rc = xlbctl("-s", sock, "plan", broken)
+	if rc != 1 || !strings.Contains(errs, "nothing planned") || !strings.Contains(errs, "on new.hcl line 2") {
+		t.Errorf("plan of a broken file: rc %d %q", rc, errs)
 	}
 }

@@ -1,5 +1,6 @@
 // Command xlbctl asks a running xlbd through its admin API (docs/admin.md)
-// and changes it: status, VIPs, backends, counters, reload, drain,
+// and changes it: status, VIPs, backends, counters, ConnTrack, lookup,
+// plan, reload, a drain that waits for the flows to end,
 // undrain and weight.
 package main
 
