@@ -73,55 +73,46 @@ func (e *Select) StartBatch(int64) { e.snap = e.view.Snapshot() }
 
 // Push selects the packet's backend.
 func (e *Select) Push(_ int, p *pipeline.Packet) int {
-	vip, id, _, r := pick(e.snap, &p.Flow, p.Hash)
-	switch r {
-	case reasonNoVIP:
-		p.Reason = r
-		return portNoBackend
-	case reasonNoBackend:
-		p.VIP = vip
-		p.Reason = r
+	s := e.snap
+	vip, ok := s.LookupVIP(&p.Flow)
+	if !ok {
+		p.Reason = reasonNoVIP
 		return portNoBackend
 	}
+	v := &s.VIPs[vip]
+	if len(v.Table) == 0 {
+		p.VIP = vip
+		p.Reason = reasonNoBackend
+		return portNoBackend
+	}
+	id := v.Pick(p.Hash)
 	p.VIP = vip
 	p.Backend = id
-	p.Epoch = e.snap.Reals[id].Epoch
+	p.Epoch = s.Reals[id].Epoch
 	e.batchSelected++
 	return portOut
 }
 
-// pick finds the VIP of flow f in s and the real in the slot of its table
-// that hash maps to; r is ReasonNone, or why the flow gets no backend.
-// Push and SelectFlow both use it, so that `xlbctl lookup` answers what
-// packets get.
-func pick(s *snapshot.Snapshot, f *pipeline.Flow, hash uint64) (vip, id uint32, slot int, r pipeline.Reason) {
-	vip, ok := s.LookupVIP(f)
-	if !ok {
-		return 0, 0, 0, reasonNoVIP
-	}
-	v := &s.VIPs[vip]
-	if len(v.Table) == 0 {
-		return vip, 0, 0, reasonNoBackend
-	}
-	slot = int(table.Slot(hash, len(v.Table)))
-	return vip, v.Table[slot], slot, pipeline.ReasonNone
-}
-
 // SelectFlow answers what Push would pick for a packet of f with flow hash
-// hash under the latest published snapshot.
+// hash under the latest published snapshot, by running Push itself on a
+// packet of the flow in a Select of its own: the answer cannot drift from
+// what packets get, and Push pays nothing for it.
 func (e *Select) SelectFlow(f *pipeline.Flow, hash uint64) pipeline.FlowSelection {
 	s := e.store.Load()
-	vip, id, slot, r := pick(s, f, hash)
-	if r == reasonNoVIP {
-		return pipeline.FlowSelection{Reason: r.String()}
+	p := pipeline.Packet{Flow: *f, Hash: hash}
+	scratch := Select{snap: s}
+	port := scratch.Push(0, &p)
+	if p.Reason == reasonNoVIP {
+		return pipeline.FlowSelection{Reason: p.Reason.String()}
 	}
-	v := &s.VIPs[vip]
+	v := &s.VIPs[p.VIP]
 	sel := pipeline.FlowSelection{VIP: v.Name, TableSize: len(v.Table)}
-	if r != pipeline.ReasonNone {
-		sel.Reason = r.String()
+	if port != portOut {
+		sel.Reason = p.Reason.String()
 		return sel
 	}
-	sel.Backend, sel.Slot = s.Reals[id].Backend, slot
+	// The slot Pick read (VIP.Pick is Table[maglev.Slot(hash, M)]).
+	sel.Backend, sel.Slot = s.Reals[p.Backend].Backend, int(table.Slot(hash, len(v.Table)))
 	return sel
 }
 
