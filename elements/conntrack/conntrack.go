@@ -236,11 +236,10 @@ const sweepPerBatch = 8
 // EndBatch serves the query under way, sweeps a few buckets, publishes the
 // batch's counters and lets go of the batch's snapshot.
 func (c *ConnTrack) EndBatch() {
-	if c.cur == nil {
-		select {
-		case c.cur = <-c.queries:
-		default:
-		}
+	// Only the worker receives: a query counted by len is there to take,
+	// and len is one load, not a call, on batches without any.
+	if c.cur == nil && len(c.queries) > 0 {
+		c.cur = <-c.queries
 	}
 	if c.cur != nil {
 		c.serve(c.local.hits+c.local.misses+c.local.learned == 0)
