@@ -77,6 +77,9 @@ func Handler(src Source) http.Handler {
 		}
 		return src.Override(r.Context(), r.PathValue("name"), func(o *Override) { o.Weight = &weight })
 	})
+	if fs, ok := src.(FlowSource); ok {
+		flowRoutes(get, post, src, fs)
+	}
 	// The mux answers an unknown path with a text 404 and a known path's
 	// other method with a text 405: JSON for both, as for every error.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -44,7 +44,7 @@ func binaries(t *testing.T) map[string]string {
 			buildErr = err
 			return
 		}
-		bins, buildErr = lab.Build(dir, "./cmd/xlbd", "./e2e/cmd/xlb-backend", "./e2e/cmd/xlb-client")
+		bins, buildErr = lab.Build(dir, "./cmd/xlbd", "./cmd/xlbctl", "./e2e/cmd/xlb-backend", "./e2e/cmd/xlb-client")
 		if buildErr != nil {
 			return
 		}

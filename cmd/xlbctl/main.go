@@ -1,6 +1,7 @@
 // Command xlbctl asks a running xlbd through its admin API (docs/admin.md)
-// and changes it: status, VIPs, backends, counters, the graph, reload,
-// drain, undrain and weight.
+// and changes it: status, VIPs, backends, counters, the graph, ConnTrack,
+// lookup, plan, reload, a drain that waits for the flows to end, undrain
+// and weight.
 package main
 
 import (
@@ -110,7 +111,6 @@ func newRoot() *cobra.Command {
 		get("plugins", "The plugins' states", "/v1/plugins", pluginsTable),
 		get("routes", "The route announcers' states", "/v1/routes", routesTable),
 		write("reload", "Read the configuration anew and apply it, as SIGHUP does", 0, func([]string) string { return "/v1/reload" }, nil),
-		write("drain BACKEND", "Give BACKEND no new flows (its flows stay); kept over reloads", 1, backendPath("drain"), nil),
 		write("undrain BACKEND", "Give BACKEND new flows again", 1, backendPath("undrain"), nil),
 		write("weight BACKEND N", "Set BACKEND's weight to N; kept over reloads", 2, backendPath("weight"), func(args []string) (any, error) {
 			n, err := strconv.ParseUint(args[1], 10, 32)
@@ -125,6 +125,7 @@ func newRoot() *cobra.Command {
 			return nil
 		}},
 	)
+	root.AddCommand(flowCommands(o)...)
 	// Backend names complete from the running daemon's.
 	for _, c := range root.Commands() {
 		switch c.Name() {
@@ -140,17 +141,23 @@ func newRoot() *cobra.Command {
 // client is the daemon's client of -s, and a context that ends after
 // --timeout for one call.
 func (o *options) client(c *cobra.Command) (*admin.Client, context.Context, context.CancelFunc, error) {
-	cl := admin.NewClient(o.socket)
-	if strings.Contains(o.socket, "://") {
-		var err error
-		if cl, err = admin.NewTCPClient(o.socket, o.tlsCert, o.tlsKey, o.tlsCA); err != nil {
-			return nil, nil, nil, err
-		}
-	} else if o.tlsCert != "" || o.tlsKey != "" || o.tlsCA != "" {
-		return nil, nil, nil, fmt.Errorf("--tls-cert, --tls-key and --tls-ca need -s https://HOST:PORT, not the socket %s", o.socket)
+	cl, err := o.newClient()
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(c.Context(), o.timeout)
 	return cl, ctx, cancel, nil
+}
+
+// newClient is the client of -s: the socket, or a URL with its TLS files.
+func (o *options) newClient() (*admin.Client, error) {
+	if strings.Contains(o.socket, "://") {
+		return admin.NewTCPClient(o.socket, o.tlsCert, o.tlsKey, o.tlsCA)
+	}
+	if o.tlsCert != "" || o.tlsKey != "" || o.tlsCA != "" {
+		return nil, fmt.Errorf("--tls-cert, --tls-key and --tls-ca need -s https://HOST:PORT, not the socket %s", o.socket)
+	}
+	return admin.NewClient(o.socket), nil
 }
 
 // show prints GET path as JSON or as table prints it.

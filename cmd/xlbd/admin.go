@@ -155,6 +155,8 @@ func (a *adminSource) Override(ctx context.Context, backend string, set func(*ad
 // adminRequest is a write of the admin API, which the apply loop serves
 // as it serves SIGHUP and the sources' updates: one change at a time.
 type adminRequest struct {
+	// do, when set, is the whole request (a plan), run in the loop.
+	do      func() adminReply
 	reload  bool
 	backend string
 	set     func(*admin.Override)
@@ -191,6 +193,9 @@ func (d *daemon) request(ctx context.Context, r adminRequest) (admin.Result, err
 // serve applies r in the apply loop: a reload as SIGHUP does, an override
 // as a transaction of the configuration with it, which a rejection undoes.
 func (d *daemon) serve(r adminRequest) adminReply {
+	if r.do != nil {
+		return r.do()
+	}
 	if r.reload {
 		if d.s.src != nil {
 			d.s.src.Resync()
@@ -295,7 +300,7 @@ func (d *daemon) appliedConfig(cfg *control.Config) {
 		}
 	}
 	d.mu.Lock()
-	d.pools, d.backends = pools, backends
+	d.pools, d.backends, d.service = pools, backends, cfg
 	if len(gone) > 0 {
 		d.s.overrides = maps.Clone(d.s.overrides)
 		for _, name := range gone {

@@ -55,7 +55,10 @@ type daemon struct {
 	// pools and backends are the applied configuration's, for the API.
 	pools    map[string]string
 	backends map[string]bool
-	self     sdk.NodeStatus
+	// service is the applied configuration, overrides included: what a
+	// plan over the API is made against.
+	service *control.Config
+	self    sdk.NodeStatus
 	// known is set once the cluster was checked with every source's peers
 	// (or peersWait passed since gate was set): see clusterCheck.
 	known bool

@@ -119,6 +119,11 @@ type ConnTrack struct {
 	local    counters
 	// touched keeps Prefetch's loads from being optimised away.
 	touched uint64
+	// queries is the mailbox of FlowTable and TrackedFlow: other
+	// goroutines post, the worker serves one at a time in EndBatch (cur),
+	// so the table is never read by anyone else.
+	queries chan *query
+	cur     *query
 
 	// Published once per batch, read by Stats from any goroutine.
 	pub struct {
@@ -204,6 +209,7 @@ func (c *ConnTrack) setup(v *snapshot.View) error {
 	c.buckets = make([]bucket, nb)
 	c.mask = nb - 1
 	c.view = v
+	c.queries = make(chan *query, 16)
 	c.pub.capacity.Store(nb * ways)
 	return nil
 }
@@ -227,9 +233,17 @@ func (c *ConnTrack) StartBatch(now int64) {
 // sources return when idle, keep it going.
 const sweepPerBatch = 8
 
-// EndBatch sweeps a few buckets, publishes the batch's counters and lets
-// go of the batch's snapshot.
+// EndBatch serves the query under way, sweeps a few buckets, publishes the
+// batch's counters and lets go of the batch's snapshot.
 func (c *ConnTrack) EndBatch() {
+	// Only the worker receives: a query counted by len is there to take,
+	// and len is one load, not a call, on batches without any.
+	if c.cur == nil && len(c.queries) > 0 {
+		c.cur = <-c.queries
+	}
+	if c.cur != nil {
+		c.serve(c.local.hits+c.local.misses+c.local.learned == 0)
+	}
 	c.snap = nil
 	for range sweepPerBatch {
 		b := &c.buckets[c.sweep]
@@ -388,8 +402,7 @@ func (c *ConnTrack) lookup(p *pipeline.Packet) int {
 		return outMiss
 	}
 	e := &b.ent[w]
-	r := c.snap.Real(e.real, e.epoch)
-	if r == nil || !r.KeepsFlows() || r.VIP != e.vip {
+	if c.realOf(e) == nil {
 		b.tag[w] = 0
 		c.entries--
 		c.local.stale++
@@ -403,6 +416,17 @@ func (c *ConnTrack) lookup(p *pipeline.Packet) int {
 	}
 	c.local.hits++
 	return outHit
+}
+
+// realOf returns the real of e when it may still carry e's flow: same ID
+// and epoch in the batch's snapshot, Up or Draining, and still a member of
+// e's VIP; nil otherwise.
+func (c *ConnTrack) realOf(e *entry) *snapshot.Real {
+	r := c.snap.Real(e.real, e.epoch)
+	if r == nil || !r.KeepsFlows() || r.VIP != e.vip {
+		return nil
+	}
+	return r
 }
 
 // learn inserts or overwrites p's entry with p.VIP/p.Backend/p.Epoch. A new
@@ -481,6 +505,7 @@ func (c *ConnTrack) Stats(emit func(pipeline.Metric)) {
 }
 
 var (
+	_ pipeline.FlowTracker   = (*ConnTrack)(nil)
 	_ pipeline.Pusher        = (*ConnTrack)(nil)
 	_ pipeline.Validator     = (*ConnTrack)(nil)
 	_ pipeline.Provisioner   = (*ConnTrack)(nil)

@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -121,6 +122,9 @@ func TestModel(t *testing.T) {
 						mod.learn(n, mEntry{bucket: p.Hash & (nb - 1), real: real, epoch: 1, seen: tick, cls: protoClass[p.Flow.Proto]}, tick)
 						continue
 					}
+					if op%997 == 0 {
+						checkQueries(t, c, mod, now, tick, pkts, rng)
+					}
 					port := lookup(c, p, now)
 					want, hit := mod.lookup(n, tick)
 					if (port == outHit) != hit {
@@ -141,6 +145,66 @@ func TestModel(t *testing.T) {
 					t.Errorf("weak run: hits %d misses %d evictions %d", mod.hits, mod.misses, mod.evictions)
 				}
 			})
+		}
+	}
+}
+
+// checkQueries asks the table what it holds, as the admin API does from
+// another goroutine, and checks the answers against the model: the live
+// entries, the flows per backend (every real is Up) and a few flows'
+// lookups.
+func checkQueries(t *testing.T, c *ConnTrack, mod *model, now int64, tick uint32, pkts []*pipeline.Packet, rng *rand.Rand) {
+	t.Helper()
+	perReal := map[string]uint64{}
+	for _, e := range mod.m {
+		if mod.live(e, tick) {
+			perReal["b"+string(rune('a'+e.real))]++
+		}
+	}
+	var got pipeline.FlowTableStats
+	serveQuery(t, c, now, func(ctx context.Context) (err error) { got, err = c.FlowTable(ctx); return err })
+	var sum uint64
+	for _, fc := range got.Flows {
+		if fc.VIP != "web" || fc.Flows != perReal[fc.Backend] {
+			t.Fatalf("flows %+v, model %v", got.Flows, perReal)
+		}
+		sum += fc.Flows
+	}
+	if got.Entries != sum || len(got.Flows) != len(perReal) || got.Capacity != uint64(len(c.buckets))*ways {
+		t.Fatalf("table %+v, model %v", got, perReal)
+	}
+	for range 8 {
+		n := rng.IntN(len(pkts))
+		p := pkts[n]
+		var tf pipeline.TrackedFlow
+		serveQuery(t, c, now, func(ctx context.Context) (err error) { tf, err = c.TrackedFlow(ctx, &p.Flow, p.Hash); return err })
+		e, ok := mod.m[n]
+		live := ok && mod.live(e, tick)
+		if tf.Held != live || live && (tf.VIP != "web" || tf.Backend != "b"+string(rune('a'+e.real))) {
+			t.Fatalf("flow %d: %+v, model %+v live %v", n, tf, e, live)
+		}
+		if ok && !live && tf.Ignored != "idle" && tf.Ignored != "" {
+			t.Fatalf("flow %d idle in the model: %+v", n, tf)
+		}
+	}
+}
+
+// serveQuery runs ask on another goroutine and plays the worker meanwhile,
+// ending empty batches at now (the table does not age) until it answers.
+func serveQuery(t *testing.T, c *ConnTrack, now int64, ask func(context.Context) error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- ask(context.Background()) }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		default:
+			start(c, now)
+			end(c)
 		}
 	}
 }

@@ -9,6 +9,7 @@ package maglev
 import (
 	"sync/atomic"
 
+	table "github.com/xlbproject/xlb/control/maglev"
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
 )
@@ -45,6 +46,9 @@ func init() {
 // p.Epoch. It has no configuration.
 type Select struct {
 	view *snapshot.View
+	// store is for SelectFlow, which runs on other goroutines than the
+	// worker and so may not read view.
+	store *snapshot.Store
 	// snap is the batch's snapshot, from the worker's view.
 	snap *snapshot.Snapshot
 
@@ -59,6 +63,7 @@ func (e *Select) Provision(ctx *pipeline.Context) error {
 		return err
 	}
 	e.view = v
+	e.store, _ = snapshot.FromContext(ctx)
 	return nil
 }
 
@@ -88,6 +93,29 @@ func (e *Select) Push(_ int, p *pipeline.Packet) int {
 	return portOut
 }
 
+// SelectFlow answers what Push would pick for a packet of f with flow hash
+// hash under the latest published snapshot, by running Push itself on a
+// packet of the flow in a Select of its own: the answer cannot drift from
+// what packets get, and Push pays nothing for it.
+func (e *Select) SelectFlow(f *pipeline.Flow, hash uint64) pipeline.FlowSelection {
+	s := e.store.Load()
+	p := pipeline.Packet{Flow: *f, Hash: hash}
+	scratch := Select{snap: s}
+	port := scratch.Push(0, &p)
+	if p.Reason == reasonNoVIP {
+		return pipeline.FlowSelection{Reason: p.Reason.String()}
+	}
+	v := &s.VIPs[p.VIP]
+	sel := pipeline.FlowSelection{VIP: v.Name, TableSize: len(v.Table)}
+	if port != portOut {
+		sel.Reason = p.Reason.String()
+		return sel
+	}
+	// The slot Pick read (VIP.Pick is Table[maglev.Slot(hash, M)]).
+	sel.Backend, sel.Slot = s.Reals[p.Backend].Backend, int(table.Slot(hash, len(v.Table)))
+	return sel
+}
+
 // EndBatch publishes the batch's counter and drops the snapshot reference,
 // so an idle worker does not pin an old snapshot.
 func (e *Select) EndBatch() {
@@ -112,6 +140,7 @@ func (e *Select) Cleanup() error {
 
 var (
 	_ pipeline.Pusher        = (*Select)(nil)
+	_ pipeline.FlowSelector  = (*Select)(nil)
 	_ pipeline.Provisioner   = (*Select)(nil)
 	_ pipeline.BatchStarter  = (*Select)(nil)
 	_ pipeline.BatchEnder    = (*Select)(nil)

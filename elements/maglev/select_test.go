@@ -176,3 +176,35 @@ func BenchmarkMaglevSelect(b *testing.B) {
 		n++
 	}
 }
+
+// TestSelectFlow: what SelectFlow answers from another goroutine is what
+// Push does with a packet of the flow, for every case Push has.
+func TestSelectFlow(t *testing.T) {
+	snap := testSnapshot(t)
+	st := snapshot.NewStore(snap)
+	e := newTestSelect(st)
+	e.store = st
+	for i, p := range []*pipeline.Packet{
+		packet("10.0.0.1", 6, 80, 0x1234_5678_9abc_def0),
+		packet("10.0.0.1", 6, 80, ^uint64(0)),
+		packet("10.0.0.1", 6, 80, 0),
+		packet("10.0.0.1", 6, 81, 1),
+		packet("10.0.0.1", 17, 53, 1),
+	} {
+		sel := e.SelectFlow(&p.Flow, p.Hash)
+		e.start()
+		port := e.Push(0, p)
+		e.end()
+		want := pipeline.FlowSelection{Reason: p.Reason.String()}
+		switch {
+		case port == portOut:
+			want = pipeline.FlowSelection{VIP: "web", Backend: snap.Reals[p.Backend].Backend,
+				Slot: int(table.Slot(p.Hash, 251)), TableSize: 251}
+		case p.Reason == reasonNoBackend:
+			want.VIP = "empty"
+		}
+		if sel != want {
+			t.Errorf("packet %d: SelectFlow %+v, Push gives %+v", i, sel, want)
+		}
+	}
+}

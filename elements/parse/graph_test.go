@@ -23,9 +23,14 @@ func TestGraph(t *testing.T) {
 	if len(ok) != 4 || len(drop) != 1 || drop[0].Reason != reasonTruncatedIP {
 		t.Fatalf("out %d, bad %d, want 4 and 1 truncated_ip", len(ok), len(drop))
 	}
+	hasher := h.Element().(pipeline.FlowHasher)
 	for _, p := range ok {
 		if p.Hash != HashFlow(seed, &p.Flow) {
 			t.Errorf("flow %+v: hash %#x is not HashFlow(%d)", p.Flow, p.Hash, seed)
+		}
+		// What `xlbctl lookup` asks, from another goroutine.
+		if got := hasher.FlowHash(&p.Flow); got != p.Hash {
+			t.Errorf("flow %+v: FlowHash %#x, the packet's %#x", p.Flow, got, p.Hash)
 		}
 	}
 	want := map[string]uint64{"ipv4/tcp": 1, "ipv4/icmp_error": 1, "ipv6/udp": 1, "ipv6/fragment": 1}

@@ -101,7 +101,10 @@ var classNames = [numClasses]string{"tcp", "udp", "sctp", "icmp", "icmp_error", 
 // seed, comes from the service snapshot.
 type Parse5Tuple struct {
 	view *snapshot.View
-	key  hashKey // from the batch's snapshot's HashSeed
+	// store is for FlowHash, which runs on other goroutines than the
+	// worker and so may not read view.
+	store *snapshot.Store
+	key   hashKey // from the batch's snapshot's HashSeed
 
 	// counts is this batch's tally, owned by the worker; total is what
 	// Stats reads, published once per batch by EndBatch.
@@ -117,7 +120,14 @@ func (e *Parse5Tuple) Provision(ctx *pipeline.Context) error {
 		return err
 	}
 	e.view = v
+	e.store, _ = snapshot.FromContext(ctx)
 	return nil
+}
+
+// FlowHash returns the hash a packet of f gets under the latest published
+// seed: what `xlbctl lookup` asks.
+func (e *Parse5Tuple) FlowHash(f *pipeline.Flow) uint64 {
+	return HashFlow(e.store.Load().HashSeed, f)
 }
 
 // StartBatch takes the hash seed of the batch's snapshot, so a seed change
@@ -511,6 +521,7 @@ func parseICMPError(f *pipeline.Flow, q []byte) (int, pipeline.Reason) {
 
 var (
 	_ pipeline.Pusher        = (*Parse5Tuple)(nil)
+	_ pipeline.FlowHasher    = (*Parse5Tuple)(nil)
 	_ pipeline.Provisioner   = (*Parse5Tuple)(nil)
 	_ pipeline.BatchStarter  = (*Parse5Tuple)(nil)
 	_ pipeline.BatchEnder    = (*Parse5Tuple)(nil)
