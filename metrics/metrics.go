@@ -142,6 +142,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			l := []pipeline.Label{{Name: "announcer", Value: a.Name}}
 			c.send(ch, "xlb_announced_routes", "Routes the announcer holds announced now.", true, float64(a.Routes), l)
 			c.send(ch, "xlb_announcer_in_sync", "1 when the announcer holds the routes this node wants announced.", true, b2f(a.InSync), l)
+			for _, x := range a.Sessions {
+				pl := append(l[:1:1], pipeline.Label{Name: "peer", Value: x.Peer})
+				c.send(ch, "xlb_announcer_session_up", "1 when the announcer's session with a peer (a BGP neighbor) carries routes (BGP: established).", true, b2f(x.Up), pl)
+				c.send(ch, "xlb_announcer_session_state", "1 for the state the announcer's session with a peer is in (BGP: idle, connect, active, opensent, openconfirm, established).", true, 1,
+					append(pl[:2:2], pipeline.Label{Name: "state", Value: x.State}))
+				c.send(ch, "xlb_announcer_session_prefixes", "Prefixes the announcer announces to a peer now.", true, float64(x.Prefixes), pl)
+			}
 		}
 	}
 	if s.Reloads != nil {

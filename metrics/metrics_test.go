@@ -12,6 +12,7 @@ import (
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
 	"github.com/xlbproject/xlb/plugins/host"
+	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
 // fakeSources are one of everything a running xlbd has: a graph with a
@@ -58,9 +59,12 @@ func fakeSources() Sources {
 				Methods: []health.MethodStats{{Method: "tcp", Up: true, Probes: 9, Last: health.Result{Latency: 1500 * time.Microsecond},
 					Latencies: latencies}}}}}
 		},
-		Plugins:   func() []host.Status { return []host.Status{{Name: "tcp", State: host.StateRunning, Restarts: 2}} },
-		Announced: func() []host.AnnouncerStatus { return []host.AnnouncerStatus{{Name: "bgp", Routes: 3, InSync: true}} },
-		Reloads:   func() (uint64, uint64) { return 5, 1 },
+		Plugins: func() []host.Status { return []host.Status{{Name: "tcp", State: host.StateRunning, Restarts: 2}} },
+		Announced: func() []host.AnnouncerStatus {
+			return []host.AnnouncerStatus{{Name: "bgp", Routes: 3, InSync: true, Sessions: []sdk.Session{
+				{Peer: "10.0.0.1", State: "established", Up: true, Prefixes: 3}, {Peer: "10.0.0.2", State: "active"}}}}
+		},
+		Reloads: func() (uint64, uint64) { return 5, 1 },
 	}
 }
 
@@ -73,6 +77,18 @@ func TestCollector(t *testing.T) {
 # HELP xlb_announced_routes Routes the announcer holds announced now.
 # TYPE xlb_announced_routes gauge
 xlb_announced_routes{announcer="bgp"} 3
+# HELP xlb_announcer_session_prefixes Prefixes the announcer announces to a peer now.
+# TYPE xlb_announcer_session_prefixes gauge
+xlb_announcer_session_prefixes{announcer="bgp",peer="10.0.0.1"} 3
+xlb_announcer_session_prefixes{announcer="bgp",peer="10.0.0.2"} 0
+# HELP xlb_announcer_session_state 1 for the state the announcer's session with a peer is in (BGP: idle, connect, active, opensent, openconfirm, established).
+# TYPE xlb_announcer_session_state gauge
+xlb_announcer_session_state{announcer="bgp",peer="10.0.0.1",state="established"} 1
+xlb_announcer_session_state{announcer="bgp",peer="10.0.0.2",state="active"} 1
+# HELP xlb_announcer_session_up 1 when the announcer's session with a peer (a BGP neighbor) carries routes (BGP: established).
+# TYPE xlb_announcer_session_up gauge
+xlb_announcer_session_up{announcer="bgp",peer="10.0.0.1"} 1
+xlb_announcer_session_up{announcer="bgp",peer="10.0.0.2"} 0
 # HELP xlb_backend_healthy 1 when health checking finds the backend up (as given to the data plane).
 # TYPE xlb_backend_healthy gauge
 xlb_backend_healthy{backend="a"} 1
@@ -147,7 +163,7 @@ xlb_table_builds_total 3
 # TYPE xlb_vips gauge
 xlb_vips 1
 `
-	names := []string{"xlb_announced_routes", "xlb_backend_healthy", "xlb_backend_state", "xlb_backend_weight",
+	names := []string{"xlb_announced_routes", "xlb_announcer_session_prefixes", "xlb_announcer_session_state", "xlb_announcer_session_up", "xlb_backend_healthy", "xlb_backend_state", "xlb_backend_weight",
 		"xlb_config_generation", "xlb_config_reloads_total", "xlb_conntrack_entries", "xlb_drop_packets_total",
 		"xlb_element_consumed_packets_total", "xlb_element_packets_total", "xlb_encap_backend_packets_total",
 		"xlb_health_check_latency_seconds", "xlb_plugin_restarts_total", "xlb_plugin_state", "xlb_table_builds_total", "xlb_vips"}
