@@ -3,6 +3,7 @@
 #   make demo    run the main job: HTTP through xlbd in a namespace lab (root),
 #                else the offline pipeline example
 #   make test    vet, format check, unit tests with -race, bounded fuzzing
+#   make docs    regenerate docs/hcl.md from the element and plugin specs
 #   make bench   benchmarks, reported per packet (make bench-e2e: on the wire, root)
 #
 # XLB_E2E=1 (set by .ci/run) turns "skip: needs root / netns / a tool" into a
@@ -15,7 +16,7 @@ BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 PKGS      := ./...
 
-.PHONY: all build demo demo-offline test tools proto vet fmt-check unit fuzz bench bench-e2e clean
+.PHONY: all build docs demo demo-offline test tools proto vet fmt-check unit fuzz bench bench-e2e clean
 
 all: build
 
@@ -23,6 +24,11 @@ build:
 	$(GO) build -o $(BIN)/xlbd ./cmd/xlbd
 	$(GO) build -o $(BIN)/xlbctl ./cmd/xlbctl
 	$(GO) build -o $(BIN)/plugins/ ./plugins/healthcheck/tcp ./plugins/healthcheck/http ./plugins/announce/bgp ./plugins/source/file ./plugins/source/etcd
+
+# docs/hcl.md is generated from the element and plugin specs and
+# internal/hcldoc/hcl.md.tmpl; internal/hcldoc's test fails when it is stale.
+docs:
+	$(GO) run ./internal/hcldoc/gen -o docs/hcl.md
 
 # As root, the main job is the lab: real HTTP through xlbd over AF_XDP in
 # network namespaces. Without root it says so and runs the offline example.

@@ -13,6 +13,7 @@ import (
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
 	"github.com/xlbproject/xlb/plugins/host"
+	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
 // fake is a daemon of one VIP web (backends a up, b draining) whose
@@ -52,7 +53,8 @@ func (f *fake) Health() map[string]bool        { return map[string]bool{"a": tru
 func (f *fake) Overrides() map[string]Override { return f.overrides }
 func (f *fake) Plugins() []host.Status         { return []host.Status{{Name: "tcp", Restarts: 1}} }
 func (f *fake) Routes() []host.AnnouncerStatus {
-	return []host.AnnouncerStatus{{Name: "bgp", Routes: 1, InSync: true}}
+	return []host.AnnouncerStatus{{Name: "bgp", Routes: 1, InSync: true,
+		Sessions: []sdk.Session{{Peer: "10.0.0.1", State: "established", Up: true, Prefixes: 1}}}}
 }
 func (f *fake) Reload(context.Context) (Result, error) {
 	f.gen++
@@ -96,6 +98,7 @@ func TestHandlerReads(t *testing.T) {
 		{"/v1/counters", `"reason": "no_route"`},
 		{"/v1/plugins", `"restarts": 1`},
 		{"/v1/routes", `"in_sync": true`},
+		{"/v1/routes", `"peer": "10.0.0.1"`},
 	} {
 		code, body := call(t, h, "GET", c.path, "")
 		if code != 200 || !strings.Contains(body, c.want) {

@@ -149,6 +149,17 @@ type Route struct {
 	InSync    bool   `json:"in_sync"`
 	Sends     uint64 `json:"sends"`
 	LastError string `json:"last_error"`
+	// Sessions are the announcer's sessions with its peers (BGP
+	// neighbors), by peer.
+	Sessions []Session `json:"sessions"`
+}
+
+// Session is one session of a route announcer with a peer.
+type Session struct {
+	Peer     string `json:"peer"`
+	State    string `json:"state"` // the protocol's own: established, active, ...
+	Up       bool   `json:"up"`
+	Prefixes int    `json:"prefixes"` // announced to the peer now
 }
 
 // Result is what a write returns: the change applied at Generation, or
@@ -183,7 +194,11 @@ func plugins(ss []host.Status) []Plugin {
 func routes(as []host.AnnouncerStatus) []Route {
 	out := make([]Route, 0, len(as))
 	for _, a := range as {
-		out = append(out, Route{Announcer: a.Name, Routes: a.Routes, InSync: a.InSync, Sends: a.Sends, LastError: a.LastError})
+		r := Route{Announcer: a.Name, Routes: a.Routes, InSync: a.InSync, Sends: a.Sends, LastError: a.LastError, Sessions: []Session{}}
+		for _, s := range a.Sessions {
+			r.Sessions = append(r.Sessions, Session{Peer: s.Peer, State: s.State, Up: s.Up, Prefixes: s.Prefixes})
+		}
+		out = append(out, r)
 	}
 	return out
 }

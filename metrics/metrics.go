@@ -142,6 +142,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			l := []pipeline.Label{{Name: "announcer", Value: a.Name}}
 			c.send(ch, "xlb_announced_routes", "Routes the announcer holds announced now.", true, float64(a.Routes), l)
 			c.send(ch, "xlb_announcer_in_sync", "1 when the announcer holds the routes this node wants announced.", true, b2f(a.InSync), l)
+			for _, x := range a.Sessions {
+				pl := append(l[:1:1], pipeline.Label{Name: "peer", Value: x.Peer})
+				c.send(ch, "xlb_announcer_session_up", "1 when the announcer's session with a peer (a BGP neighbor) carries routes (BGP: established).", true, b2f(x.Up), pl)
+				c.send(ch, "xlb_announcer_session_state", "1 for the state the announcer's session with a peer is in (BGP: idle, connect, active, opensent, openconfirm, established).", true, 1,
+					append(pl[:2:2], pipeline.Label{Name: "state", Value: x.State}))
+				c.send(ch, "xlb_announcer_session_prefixes", "Prefixes the announcer announces to a peer now.", true, float64(x.Prefixes), pl)
+			}
 		}
 	}
 	if s.Reloads != nil {
@@ -206,9 +213,31 @@ func (c *Collector) health(ch chan<- prometheus.Metric, st health.Stats) {
 			ml := append(l[:1:1], pipeline.Label{Name: "method", Value: m.Method})
 			c.send(ch, "xlb_health_check_up", "1 when a backend's check by one method passes.", true, b2f(m.Up), ml)
 			c.send(ch, "xlb_health_probes_total", "Probes of a backend by one method.", false, float64(m.Probes), ml)
-			c.send(ch, "xlb_health_check_latency_seconds", "How long a backend's last probe by one method took.", true, m.Last.Latency.Seconds(), ml)
+			c.latencies(ch, m.Latencies, ml)
 		}
 	}
+}
+
+// latencyBounds are health.LatencyBuckets in seconds.
+var latencyBounds = func() []float64 {
+	b := make([]float64, len(health.LatencyBuckets))
+	for i, d := range health.LatencyBuckets {
+		b[i] = d.Seconds()
+	}
+	return b
+}()
+
+// latencies sends one check's latency histogram.
+func (c *Collector) latencies(ch chan<- prometheus.Metric, l health.Latencies, labels []pipeline.Label) {
+	d, values := c.desc("xlb_health_check_latency_seconds", "How long a backend's probes by one method took (those without a verdict left out).", labels)
+	buckets := make(map[float64]uint64, len(latencyBounds))
+	var n uint64
+	for i, b := range latencyBounds {
+		n += l.Counts[i]
+		buckets[b] = n
+	}
+	n += l.Counts[len(latencyBounds)]
+	ch <- prometheus.MustNewConstHistogram(d, n, l.Sum.Seconds(), buckets, values...)
 }
 
 // pluginStates are every state a plugin can be in, for the enum metric.
@@ -227,6 +256,17 @@ func (c *Collector) plugins(ch chan<- prometheus.Metric, ps []host.Status) {
 
 // send sends one sample, with the Desc of its name and label names.
 func (c *Collector) send(ch chan<- prometheus.Metric, name, help string, gauge bool, v float64, labels []pipeline.Label) {
+	d, values := c.desc(name, help, labels)
+	t := prometheus.CounterValue
+	if gauge {
+		t = prometheus.GaugeValue
+	}
+	ch <- prometheus.MustNewConstMetric(d, t, v, values...)
+}
+
+// desc returns the Desc of name with labels' names, made once, and the
+// labels' values.
+func (c *Collector) desc(name, help string, labels []pipeline.Label) (*prometheus.Desc, []string) {
 	names := make([]string, len(labels))
 	values := make([]string, len(labels))
 	for i, l := range labels {
@@ -240,11 +280,7 @@ func (c *Collector) send(ch chan<- prometheus.Metric, name, help string, gauge b
 		c.descs[key] = d
 	}
 	c.mu.Unlock()
-	t := prometheus.CounterValue
-	if gauge {
-		t = prometheus.GaugeValue
-	}
-	ch <- prometheus.MustNewConstMetric(d, t, v, values...)
+	return d, values
 }
 
 func b2f(b bool) float64 {

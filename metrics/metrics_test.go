@@ -12,6 +12,7 @@ import (
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
 	"github.com/xlbproject/xlb/plugins/host"
+	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
 // fakeSources are one of everything a running xlbd has: a graph with a
@@ -38,6 +39,10 @@ func fakeSources() Sources {
 				{Name: "xlb_encap_backend_packets_total", Help: "Packets to a backend.", Labels: lbl("vip", "web", "backend", "b"), Value: 3},
 			}},
 	}
+	// 9 probes: 2 of at most 1ms, 6 of 1ms to 2.5ms, 1 beyond every bucket.
+	var latencies health.Latencies
+	latencies.Counts[0], latencies.Counts[1], latencies.Counts[len(health.LatencyBuckets)] = 2, 6, 1
+	latencies.Sum = 30*time.Second + 12*time.Millisecond
 	snap := snapshot.New(42, 1, []snapshot.VIP{{Name: "web", Addr: netip.MustParseAddr("192.0.2.10")}},
 		[]snapshot.Real{{ID: 0, Epoch: 1, Backend: "a", Weight: 1}, {ID: 1, Epoch: 1, Backend: "b", Weight: 3, State: snapshot.Draining}})
 	return Sources{
@@ -51,11 +56,15 @@ func fakeSources() Sources {
 		Snapshot: func() *snapshot.Snapshot { return snap },
 		Health: func() health.Stats {
 			return health.Stats{Backends: []health.BackendStats{{Name: "a", Healthy: true, Transitions: 1,
-				Methods: []health.MethodStats{{Method: "tcp", Up: true, Probes: 9, Last: health.Result{Latency: 1500 * time.Microsecond}}}}}}
+				Methods: []health.MethodStats{{Method: "tcp", Up: true, Probes: 9, Last: health.Result{Latency: 1500 * time.Microsecond},
+					Latencies: latencies}}}}}
 		},
-		Plugins:   func() []host.Status { return []host.Status{{Name: "tcp", State: host.StateRunning, Restarts: 2}} },
-		Announced: func() []host.AnnouncerStatus { return []host.AnnouncerStatus{{Name: "bgp", Routes: 3, InSync: true}} },
-		Reloads:   func() (uint64, uint64) { return 5, 1 },
+		Plugins: func() []host.Status { return []host.Status{{Name: "tcp", State: host.StateRunning, Restarts: 2}} },
+		Announced: func() []host.AnnouncerStatus {
+			return []host.AnnouncerStatus{{Name: "bgp", Routes: 3, InSync: true, Sessions: []sdk.Session{
+				{Peer: "10.0.0.1", State: "established", Up: true, Prefixes: 3}, {Peer: "10.0.0.2", State: "active"}}}}
+		},
+		Reloads: func() (uint64, uint64) { return 5, 1 },
 	}
 }
 
@@ -68,6 +77,18 @@ func TestCollector(t *testing.T) {
 # HELP xlb_announced_routes Routes the announcer holds announced now.
 # TYPE xlb_announced_routes gauge
 xlb_announced_routes{announcer="bgp"} 3
+# HELP xlb_announcer_session_prefixes Prefixes the announcer announces to a peer now.
+# TYPE xlb_announcer_session_prefixes gauge
+xlb_announcer_session_prefixes{announcer="bgp",peer="10.0.0.1"} 3
+xlb_announcer_session_prefixes{announcer="bgp",peer="10.0.0.2"} 0
+# HELP xlb_announcer_session_state 1 for the state the announcer's session with a peer is in (BGP: idle, connect, active, opensent, openconfirm, established).
+# TYPE xlb_announcer_session_state gauge
+xlb_announcer_session_state{announcer="bgp",peer="10.0.0.1",state="established"} 1
+xlb_announcer_session_state{announcer="bgp",peer="10.0.0.2",state="active"} 1
+# HELP xlb_announcer_session_up 1 when the announcer's session with a peer (a BGP neighbor) carries routes (BGP: established).
+# TYPE xlb_announcer_session_up gauge
+xlb_announcer_session_up{announcer="bgp",peer="10.0.0.1"} 1
+xlb_announcer_session_up{announcer="bgp",peer="10.0.0.2"} 0
 # HELP xlb_backend_healthy 1 when health checking finds the backend up (as given to the data plane).
 # TYPE xlb_backend_healthy gauge
 xlb_backend_healthy{backend="a"} 1
@@ -107,9 +128,24 @@ xlb_element_packets_total{direction="out",element="ct",port="miss"} 4
 # TYPE xlb_encap_backend_packets_total counter
 xlb_encap_backend_packets_total{backend="a",element="encap",vip="web"} 5
 xlb_encap_backend_packets_total{backend="b",element="encap",vip="web"} 3
-# HELP xlb_health_check_latency_seconds How long a backend's last probe by one method took.
-# TYPE xlb_health_check_latency_seconds gauge
-xlb_health_check_latency_seconds{backend="a",method="tcp"} 0.0015
+# HELP xlb_health_check_latency_seconds How long a backend's probes by one method took (those without a verdict left out).
+# TYPE xlb_health_check_latency_seconds histogram
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="0.001"} 2
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="0.0025"} 8
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="0.005"} 8
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="0.01"} 8
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="0.025"} 8
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="0.05"} 8
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="0.1"} 8
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="0.25"} 8
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="0.5"} 8
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="1"} 8
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="2.5"} 8
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="5"} 8
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="10"} 8
+xlb_health_check_latency_seconds_bucket{backend="a",method="tcp",le="+Inf"} 9
+xlb_health_check_latency_seconds_sum{backend="a",method="tcp"} 30.012
+xlb_health_check_latency_seconds_count{backend="a",method="tcp"} 9
 # HELP xlb_plugin_restarts_total Launches of a plugin after its first.
 # TYPE xlb_plugin_restarts_total counter
 xlb_plugin_restarts_total{plugin="tcp"} 2
@@ -127,7 +163,7 @@ xlb_table_builds_total 3
 # TYPE xlb_vips gauge
 xlb_vips 1
 `
-	names := []string{"xlb_announced_routes", "xlb_backend_healthy", "xlb_backend_state", "xlb_backend_weight",
+	names := []string{"xlb_announced_routes", "xlb_announcer_session_prefixes", "xlb_announcer_session_state", "xlb_announcer_session_up", "xlb_backend_healthy", "xlb_backend_state", "xlb_backend_weight",
 		"xlb_config_generation", "xlb_config_reloads_total", "xlb_conntrack_entries", "xlb_drop_packets_total",
 		"xlb_element_consumed_packets_total", "xlb_element_packets_total", "xlb_encap_backend_packets_total",
 		"xlb_health_check_latency_seconds", "xlb_plugin_restarts_total", "xlb_plugin_state", "xlb_table_builds_total", "xlb_vips"}

@@ -338,9 +338,16 @@ func routesTable(w io.Writer, raw []byte) error {
 	if err := json.Unmarshal(raw, &rs); err != nil {
 		return err
 	}
-	var rows [][]any
+	var rows, sessions [][]any
 	for _, r := range rs {
 		rows = append(rows, []any{r.Announcer, r.Routes, r.InSync, r.Sends, r.LastError})
+		for _, x := range r.Sessions {
+			sessions = append(sessions, []any{r.Announcer, x.Peer, x.State, x.Prefixes})
+		}
 	}
-	return table(w, "announcer\troutes\tin_sync\tsends\tlast_error", rows)
+	if err := table(w, "announcer\troutes\tin_sync\tsends\tlast_error", rows); err != nil || len(sessions) == 0 {
+		return err
+	}
+	fmt.Fprintln(w)
+	return table(w, "announcer\tpeer\tstate\tprefixes", sessions)
 }

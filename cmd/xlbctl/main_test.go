@@ -53,6 +53,7 @@ func fakeDaemon(t *testing.T) (socket string, posts *[]string) {
 			"drops": [{"element": "drop", "reason": "discard", "packets": %d}]}`, 100*n, 100*n, 10*n, 10*n)
 	})
 	canned("/v1/backends", `[{"vip": "web", "backend": "a", "address": "198.51.100.1", "weight": 1, "state": "draining", "health": "up", "packets": 3, "bytes": 300, "override": {"drain": true}}]`)
+	canned("/v1/routes", `[{"announcer": "bgp", "routes": 2, "in_sync": true, "sends": 3, "last_error": "", "sessions": [{"peer": "10.0.0.1", "state": "established", "up": true, "prefixes": 2}, {"peer": "10.0.0.2", "state": "active", "up": false, "prefixes": 0}]}]`)
 	mux.HandleFunc("POST /v1/backends/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		*posts = append(*posts, r.URL.Path+" "+string(b))
@@ -107,6 +108,22 @@ func TestOutput(t *testing.T) {
 	_, errs, rc = xlbctl("-s", sock, "-o", "yaml", "status")
 	if rc != 1 || !strings.Contains(errs, "want table or json") {
 		t.Errorf("-o yaml: rc %d %q", rc, errs)
+	}
+}
+
+// TestRoutesSessions: routes shows each announcer, then each of its
+// sessions with its state and the prefixes announced on it.
+func TestRoutesSessions(t *testing.T) {
+	sock, _ := fakeDaemon(t)
+	out, errs, rc := xlbctl("-s", sock, "routes")
+	want := "announcer  routes  in_sync  sends  last_error\n" +
+		"bgp        2       true     3      \n" +
+		"\n" +
+		"announcer  peer      state        prefixes\n" +
+		"bgp        10.0.0.1  established  2\n" +
+		"bgp        10.0.0.2  active       0\n"
+	if rc != 0 || out != want {
+		t.Errorf("routes: rc %d\n%s%s\nwant\n%s", rc, out, errs, want)
 	}
 }
 

@@ -423,9 +423,9 @@ func (s loggingSink) SetHealth(changes map[string]bool) error {
 	err := s.ctl.SetHealth(changes)
 	for _, b := range slices.Sorted(maps.Keys(changes)) {
 		if changes[b] {
-			s.log.Info("backend healthy", "backend", b, "generation", s.ctl.Snapshot().Generation)
+			s.log.Info("backend healthy", "backend", b, "state", "up", "generation", s.ctl.Snapshot().Generation)
 		} else {
-			s.log.Warn("backend unhealthy: no new flows, its flows are re-selected", "backend", b, "generation", s.ctl.Snapshot().Generation)
+			s.log.Warn("backend unhealthy: no new flows, its flows are re-selected", "backend", b, "state", "down", "generation", s.ctl.Snapshot().Generation)
 		}
 	}
 	return err

@@ -191,6 +191,7 @@ type check struct {
 	last       Result
 	lastAt     time.Time
 	probes     uint64
+	latencies  Latencies
 }
 
 type backend struct {
@@ -514,6 +515,7 @@ func (s *Scheduler) finish(c *call, res []Result, err error, now time.Time) {
 		}
 		ch.probes++
 		ch.last, ch.lastAt = r, now
+		ch.latencies.observe(r.Latency)
 		if !ch.record(r.OK, g.hc.Rise, g.hc.Fall) {
 			continue
 		}

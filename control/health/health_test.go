@@ -45,6 +45,7 @@ type script struct {
 	ok      func(backend string, n int) bool
 	unknown func(backend string, n int) bool
 	err     func(call int) error
+	latency func(backend string, n int) time.Duration // 1ms when nil
 	now     func() time.Time
 	n       map[string]int
 	calls   []probeCall
@@ -69,6 +70,9 @@ func (p *script) Probe(_ context.Context, ts []Target) ([]Result, error) {
 		p.n[t.Backend]++
 		ok := p.ok(t.Backend, n)
 		r := Result{Backend: t.Backend, OK: ok, Latency: time.Millisecond}
+		if p.latency != nil {
+			r.Latency = p.latency(t.Backend, n)
+		}
 		switch {
 		case p.unknown != nil && p.unknown(t.Backend, n):
 			r = Result{Backend: t.Backend, Unknown: true, Err: "not probed"}
@@ -223,6 +227,30 @@ func TestUnknownHolds(t *testing.T) {
 	}
 	if st := h.s.Stats().Checks[0]; st.Unknowns != 10 || st.Probes != 16 {
 		t.Fatalf("check stats %+v, want 10 unknowns of 16 probes", st)
+	}
+}
+
+// TestLatencies: every probe with a verdict, passed or failed, is counted
+// in its check's latency histogram where its result arrives, in the bucket
+// of the smallest bound at least its latency; those without one are not.
+func TestLatencies(t *testing.T) {
+	lat := []time.Duration{time.Millisecond, 3 * time.Millisecond, 20 * time.Second, 0, 5 * time.Millisecond}
+	p := &script{
+		ok:      func(_ string, n int) bool { return n != 1 },
+		unknown: func(_ string, n int) bool { return n == 3 },
+		latency: func(_ string, n int) time.Duration { return lat[n] },
+	}
+	h := newHarness(t, Options{Slots: 1, Dampening: noDamp}, map[string]*script{"tcp": p})
+	h.configure(webConfig([]control.HealthCheck{hc("tcp", 2, 3)}, "a"))
+	h.advance(5 * time.Second) // probes 0..4
+	got := h.backend("a").Methods[0].Latencies
+	var want Latencies
+	want.Counts[0] = 1                   // 1ms: at most the first bound
+	want.Counts[2] = 2                   // 3ms (failed) and 5ms: above 2.5ms, at most 5ms
+	want.Counts[len(LatencyBuckets)] = 1 // 20s: above every bound
+	want.Sum = 20*time.Second + 9*time.Millisecond
+	if got != want {
+		t.Fatalf("latencies %+v, want %+v", got, want)
 	}
 }
 

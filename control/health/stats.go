@@ -34,6 +34,35 @@ type MethodStats struct {
 	Probes     uint64
 	Last       Result
 	LastAt     time.Time
+	// Latencies are the probes' latencies, those without a verdict
+	// (Unknown) left out: failures count, since a probe that timed out
+	// took its timeout.
+	Latencies Latencies
+}
+
+// LatencyBuckets are the upper bounds of the probe latency histogram each
+// check keeps: from a probe on the same network (under a millisecond) to
+// one at the longest timeouts.
+var LatencyBuckets = [...]time.Duration{
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
+	500 * time.Millisecond, time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
+}
+
+// Latencies is a histogram of probe latencies, counted where a check's
+// result arrives.
+type Latencies struct {
+	// Counts[i] is the probes that took more than LatencyBuckets[i-1] and
+	// at most LatencyBuckets[i]; the last, those that took longer than
+	// every bucket.
+	Counts [len(LatencyBuckets) + 1]uint64
+	Sum    time.Duration
+}
+
+func (l *Latencies) observe(d time.Duration) {
+	i, _ := slices.BinarySearch(LatencyBuckets[:], d)
+	l.Counts[i]++
+	l.Sum += d
 }
 
 // CheckGroupStats is one pool's health check.
@@ -59,7 +88,7 @@ func (s *Scheduler) Stats() Stats {
 			Penalty: b.decayed(now, s.opt.Dampening), Transitions: b.transitions}
 		for m, c := range b.checks {
 			bs.Methods = append(bs.Methods, MethodStats{Method: m, Up: c.up, Pass: c.pass, Fail: c.fail,
-				Probes: c.probes, Last: c.last, LastAt: c.lastAt})
+				Probes: c.probes, Last: c.last, LastAt: c.lastAt, Latencies: c.latencies})
 		}
 		slices.SortFunc(bs.Methods, func(a, b MethodStats) int { return cmp.Compare(a.Method, b.Method) })
 		st.Backends = append(st.Backends, bs)

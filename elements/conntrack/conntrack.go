@@ -97,15 +97,12 @@ type counters struct {
 
 // ConnTrack is the element. Exported fields are its HCL configuration.
 type ConnTrack struct {
-	// Capacity is the number of flows the table holds; it is rounded up
-	// to a power of two of 8-way buckets.
-	Capacity int `hcl:"capacity,optional"`
-	// Idle timeouts, as Go durations ("5m", "30s").
-	TCPTimeout    string `hcl:"tcp_timeout,optional"`
-	TCPFinTimeout string `hcl:"tcp_fin_timeout,optional"`
-	UDPTimeout    string `hcl:"udp_timeout,optional"`
-	ICMPTimeout   string `hcl:"icmp_timeout,optional"`
-	OtherTimeout  string `hcl:"other_timeout,optional"`
+	Capacity      int    `hcl:"capacity,optional" doc:"flows each worker's table holds, rounded up to a power of two of 8-way buckets"`
+	TCPTimeout    string `hcl:"tcp_timeout,optional" doc:"idle timeout of an established TCP flow, a duration"`
+	TCPFinTimeout string `hcl:"tcp_fin_timeout,optional" doc:"idle timeout of a TCP flow after a FIN or RST"`
+	UDPTimeout    string `hcl:"udp_timeout,optional" doc:"idle timeout of a UDP flow"`
+	ICMPTimeout   string `hcl:"icmp_timeout,optional" doc:"idle timeout of an ICMP or ICMPv6 flow"`
+	OtherTimeout  string `hcl:"other_timeout,optional" doc:"idle timeout of other protocols and fragments"`
 
 	// Owned by the worker; valid after Provision.
 	view     *snapshot.View

@@ -103,14 +103,10 @@ func init() {
 // Encap is a GREEncap or IPIPEncap instance. The exported fields are its
 // configuration.
 type Encap struct {
-	// Source4 and Source6 are the outer source addresses for IPv4 and IPv6
-	// backends; at least one is required.
-	Source4 string `hcl:"source4,optional"`
-	Source6 string `hcl:"source6,optional"`
-	// TTL is the outer IPv4 TTL / IPv6 hop limit.
-	TTL int `hcl:"ttl,optional"`
-	// MTU bounds the outer IP packet; 0 disables the check.
-	MTU int `hcl:"mtu,optional"`
+	Source4 string `hcl:"source4,optional" doc:"outer source address for IPv4 backends; at least one of source4 and source6 is required"`
+	Source6 string `hcl:"source6,optional" doc:"outer source address for IPv6 backends"`
+	TTL     int    `hcl:"ttl,optional" doc:"outer IPv4 TTL / IPv6 hop limit, 1 to 255"`
+	MTU     int    `hcl:"mtu,optional" doc:"bound on the outer IP packet, 68 to 65535; 0 disables the check"`
 
 	tunnel tunnel
 

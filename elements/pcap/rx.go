@@ -54,8 +54,8 @@ func init() {
 // capture timestamp and each batch's Now the timestamp of its last packet,
 // so timers downstream run on capture time.
 type RxPcap struct {
-	File   string `hcl:"file"`
-	Repeat int    `hcl:"repeat,optional"`
+	File   string `hcl:"file" doc:"the pcap or pcapng file to read, relative to the configuration file's directory"`
+	Repeat int    `hcl:"repeat,optional" doc:"how many times the file is replayed"`
 
 	f  *os.File
 	br *bufio.Reader // over f, reused by every pass's pcapgo reader

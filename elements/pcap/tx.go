@@ -39,8 +39,8 @@ const stageSize = 256 << 10
 // dominate offline runs); the file is complete once every worker has been
 // cleaned up.
 type TxPcap struct {
-	File    string `hcl:"file"`
-	SnapLen int    `hcl:"snaplen,optional"`
+	File    string `hcl:"file" doc:"the pcap file to write, relative to the configuration file's directory"`
+	SnapLen int    `hcl:"snaplen,optional" doc:"bytes of each packet written"`
 
 	sw    *sharedWriter
 	stage stage          // records of the current batch

@@ -35,13 +35,13 @@ var epoch = time.Now()
 // RxXDP is the AF_XDP source of one worker. Exported fields are its HCL
 // configuration.
 type RxXDP struct {
-	Interface   string `hcl:"interface"`
-	Mode        string `hcl:"mode,optional"`    // "native" or "generic"
-	Receive     string `hcl:"receive,optional"` // "poll" or "busy"
-	Queue       int    `hcl:"queue,optional"`   // -1: the worker's index
-	Frames      int    `hcl:"frames,optional"`
-	FrameSize   int    `hcl:"frame_size,optional"`
-	PollTimeout string `hcl:"poll_timeout,optional"`
+	Interface   string `hcl:"interface" doc:"the interface to receive from, in xlbd's network namespace"`
+	Mode        string `hcl:"mode,optional" doc:"XDP attach mode: \"native\" (the driver runs the program) or \"generic\" (the kernel's SKB path, for drivers without XDP support)"`
+	Receive     string `hcl:"receive,optional" doc:"\"poll\" waits in poll(2) for packets; \"busy\" spins on the RX ring (a core at 100%, lower latency)"`
+	Queue       int    `hcl:"queue,optional" doc:"the RX queue to bind; -1 is the worker's index"`
+	Frames      int    `hcl:"frames,optional" doc:"UMEM frames per worker, a power of two"`
+	FrameSize   int    `hcl:"frame_size,optional" doc:"bytes per UMEM frame, 2048 or 4096 (256 of them headroom)"`
+	PollTimeout string `hcl:"poll_timeout,optional" doc:"how long a poll waits before the worker runs an empty batch (its timers), a duration from 1ms to 1s"`
 
 	// Owned by the worker; valid after Provision.
 	ifc      *iface

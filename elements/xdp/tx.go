@@ -34,8 +34,8 @@ var (
 // TxXDP is the AF_XDP sink of one worker. Exported fields are its HCL
 // configuration.
 type TxXDP struct {
-	Interface string `hcl:"interface"`
-	Gateway   string `hcl:"gateway"`
+	Interface string `hcl:"interface" doc:"the interface to send on: that of an RxXDP in the same pipeline, whose frames are sent in place"`
+	Gateway   string `hcl:"gateway" doc:"the next hop's address (IPv4 or IPv6), whose MAC address is resolved from the kernel's neighbor table"`
 
 	// Owned by the worker; valid after Provision.
 	ifc   *iface

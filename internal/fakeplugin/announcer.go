@@ -70,6 +70,10 @@ type announcer struct {
 	mu       sync.Mutex
 	record   string
 	failFile string
+	// neighbors and routes are what Sessions reports: one established
+	// session per configured neighbor ("neighbor-0", ...), each with the
+	// routes last set.
+	neighbors, routes int
 }
 
 type announcerConfig struct {
@@ -103,7 +107,7 @@ func (a *announcer) Configure(config []byte) error {
 		}
 	}
 	a.mu.Lock()
-	a.record, a.failFile = c.Record, c.Fail
+	a.record, a.failFile, a.neighbors = c.Record, c.Fail, len(c.Neighbors)
 	a.mu.Unlock()
 	return nil
 }
@@ -132,6 +136,9 @@ func (a *announcer) SetRoutes(_ context.Context, routes []sdk.Route) error {
 			return fmt.Errorf("failing on purpose while %s exists", fail)
 		}
 	}
+	a.mu.Lock()
+	a.routes = len(routes)
+	a.mu.Unlock()
 	c := Call{Method: "SetRoutes", Routes: []string{}}
 	for _, r := range routes {
 		c.Routes = append(c.Routes, r.Prefix.String())
@@ -146,7 +153,20 @@ func (a *announcer) SetRoutes(_ context.Context, routes []sdk.Route) error {
 }
 
 func (a *announcer) WithdrawAll(context.Context) error {
+	a.mu.Lock()
+	a.routes = 0
+	a.mu.Unlock()
 	return a.write(Call{Method: "WithdrawAll"})
+}
+
+func (a *announcer) Sessions(context.Context) ([]sdk.Session, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]sdk.Session, a.neighbors)
+	for i := range out {
+		out[i] = sdk.Session{Peer: fmt.Sprintf("neighbor-%d", i), State: "established", Up: true, Prefixes: a.routes}
+	}
+	return out, nil
 }
 
 func (a *announcer) Stop(context.Context) error {
@@ -178,9 +198,10 @@ func (a *announcer) write(c Call) error {
 }
 
 var (
-	_ sdk.RouteAnnouncer = (*announcer)(nil)
-	_ sdk.ParamsParser   = (*announcer)(nil)
-	_ sdk.Describer      = (*announcer)(nil)
-	_ sdk.Configurer     = (*announcer)(nil)
-	_ sdk.Stopper        = (*announcer)(nil)
+	_ sdk.RouteAnnouncer  = (*announcer)(nil)
+	_ sdk.ParamsParser    = (*announcer)(nil)
+	_ sdk.Describer       = (*announcer)(nil)
+	_ sdk.Configurer      = (*announcer)(nil)
+	_ sdk.Stopper         = (*announcer)(nil)
+	_ sdk.SessionReporter = (*announcer)(nil)
 )

@@ -31,9 +31,10 @@ type Announcers struct {
 	dir string
 	log *slog.Logger
 	// CallTimeout bounds one SetRoutes; RetryMin and RetryMax the backoff
-	// after a failure; Tick how often restarts and retries are looked for.
+	// after a failure; Tick how often restarts and retries are looked for;
+	// SessionsEvery how often each announcer is asked for its sessions.
 	// Set before Start.
-	CallTimeout, RetryMin, RetryMax, Tick time.Duration
+	CallTimeout, RetryMin, RetryMax, Tick, SessionsEvery time.Duration
 
 	mu      sync.Mutex
 	desired []control.Route
@@ -43,6 +44,8 @@ type Announcers struct {
 	state   map[string]*announcerState
 	stopped bool // WithdrawAll was called: nothing is announced any more
 	started bool
+	// sessionsAt is when the announcers are next asked for their sessions.
+	sessionsAt time.Time
 
 	wake chan struct{}
 	stop chan struct{}
@@ -62,6 +65,8 @@ type announcerState struct {
 	// next failure.
 	next    time.Time
 	backoff time.Duration
+	// sessions are what the announcer last reported of its sessions.
+	sessions []sdk.Session
 }
 
 // AnnouncerStatus is one announcer's state, for xlbd's tables.
@@ -72,6 +77,9 @@ type AnnouncerStatus struct {
 	InSync    bool // it holds the desired set
 	Sends     uint64
 	LastError string
+	// Sessions are the announcer's sessions with its peers (BGP
+	// neighbors), as it last reported them, by peer.
+	Sessions []sdk.Session
 }
 
 // NewAnnouncers returns the adapter for built-in announcers in dir
@@ -85,7 +93,7 @@ func NewAnnouncers(dir string, log *slog.Logger) (*Announcers, error) {
 		log = slog.Default()
 	}
 	return &Announcers{dir: abs, log: log, CallTimeout: 2 * time.Second, RetryMin: 100 * time.Millisecond,
-		RetryMax: 5 * time.Second, Tick: 100 * time.Millisecond,
+		RetryMax: 5 * time.Second, Tick: 100 * time.Millisecond, SessionsEvery: 2 * time.Second,
 		plugins: map[string]*Plugin{}, state: map[string]*announcerState{}, params: map[string]map[string][]byte{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
@@ -201,6 +209,38 @@ func (a *Announcers) run() {
 		case <-t.C:
 		}
 		a.reconcile(time.Now())
+		a.pollSessions(time.Now())
+	}
+}
+
+// pollSessions asks every running announcer for its sessions, at most
+// once every SessionsEvery. An announcer that does not answer keeps what
+// it last reported; one that is not running has none.
+func (a *Announcers) pollSessions(now time.Time) {
+	a.mu.Lock()
+	if a.stopped || now.Before(a.sessionsAt) {
+		a.mu.Unlock()
+		return
+	}
+	a.sessionsAt = now.Add(a.SessionsEvery)
+	plugins := maps.Clone(a.plugins)
+	a.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(plugins)) {
+		var ss []sdk.Session
+		cl, err := plugins[name].RouteAnnouncer()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), a.CallTimeout)
+			ss, err = cl.Sessions(ctx)
+			cancel()
+		}
+		if err != nil && plugins[name].Status().PID != 0 {
+			continue
+		}
+		a.mu.Lock()
+		if st := a.state[name]; st != nil {
+			st.sessions = ss
+		}
+		a.mu.Unlock()
 	}
 }
 
@@ -359,6 +399,7 @@ func (a *Announcers) Statuses() []AnnouncerStatus {
 		s := AnnouncerStatus{Name: name}
 		if st := a.state[name]; st != nil {
 			s.Routes, s.InSync, s.Sends, s.LastError = len(st.sent), st.ok && sameRoutes(st.sent, a.routesFor(name)), st.sends, st.lastErr
+			s.Sessions = slices.Clone(st.sessions)
 		}
 		out = append(out, s)
 	}

@@ -39,7 +39,7 @@ func announcerSet(t *testing.T, settings string) (*Set, *Announcers, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Tick, a.RetryMin = 20*time.Millisecond, 20*time.Millisecond
+	a.Tick, a.RetryMin, a.SessionsEvery = 20*time.Millisecond, 20*time.Millisecond, 20*time.Millisecond
 	decls := a.Decls([]Decl{{Spec: Spec{Name: "bgp", Path: path, Config: []byte(fmt.Sprintf(`{"record":%q%s}`, record, settings))}}})
 	c, errs := set.Prepare(decls)
 	if errs != nil {
@@ -139,6 +139,24 @@ func TestAnnouncersReconcile(t *testing.T) {
 	if last := calls[len(calls)-1]; last.Method != "WithdrawAll" {
 		t.Errorf("after WithdrawAll the announcer got %+v", last)
 	}
+}
+
+// TestAnnouncerSessions: the announcer's sessions, as it reports them, are
+// in its status; none while it is not running.
+func TestAnnouncerSessions(t *testing.T) {
+	set, a, _ := announcerSet(t, `,"neighbors":[{"peer_as":65000},{"peer_as":65000}]`)
+	a.SetDesired(routes("web=192.0.2.10/32", "api=2001:db8::1/128"))
+	sessions := func() string {
+		st := a.Statuses()
+		if len(st) != 1 {
+			t.Fatalf("statuses %+v, want the one announcer", st)
+		}
+		return fmt.Sprint(st[0].Sessions)
+	}
+	want := "[{neighbor-0 established true 2} {neighbor-1 established true 2}]"
+	waitFor(t, 10*time.Second, "sessions "+want, func() bool { return sessions() == want })
+	set.Stop()
+	waitFor(t, 10*time.Second, "no session once the announcer stopped", func() bool { return sessions() == "[]" })
 }
 
 // TestAnnouncerParamsAtAttributes: a VIP's announce parameters are

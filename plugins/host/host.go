@@ -470,8 +470,9 @@ func (p *Plugin) launch() (*plugin.Client, error) {
 	p.mu.Lock()
 	p.raw, p.pid = raw, pid
 	p.setLocked(StateRunning, "")
+	restarts := p.restarts
 	p.mu.Unlock()
-	p.log.Info("plugin running", "pid", pid, "version", p.Status().Info.Version)
+	p.log.Info("plugin running", "pid", pid, "version", p.Status().Info.Version, "restarts", restarts)
 	return c, nil
 }
 

@@ -393,6 +393,11 @@ func TestKillRestart(t *testing.T) {
 	waitFor(t, 2*time.Second, "Configure re-sent", func() bool {
 		return logs.count(`"msg":"configured"`, `"config":"{\"answer\":42}"`) == 2
 	})
+	// The restart is in the log, with the plugin's name and its count.
+	if logs.count(`"level":"WARN"`, `"msg":"plugin exited; restarting"`, `"plugin":"hc"`) != 1 ||
+		logs.count(`"level":"INFO"`, `"msg":"plugin running"`, `"plugin":"hc"`, fmt.Sprintf(`"pid":%d`, st.PID), `"restarts":1`) != 1 {
+		t.Errorf("the restart is not logged as plugin=hc, restarts=1:\n%s", logs.String())
+	}
 	if !gone(old) {
 		t.Errorf("killed plugin %d still present", old)
 	}

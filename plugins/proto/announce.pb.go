@@ -270,6 +270,159 @@ func (*WithdrawAllResponse) Descriptor() ([]byte, []int) {
 	return file_announce_proto_rawDescGZIP(), []int{4}
 }
 
+type SessionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionsRequest) Reset() {
+	*x = SessionsRequest{}
+	mi := &file_announce_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionsRequest) ProtoMessage() {}
+
+func (x *SessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_announce_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionsRequest.ProtoReflect.Descriptor instead.
+func (*SessionsRequest) Descriptor() ([]byte, []int) {
+	return file_announce_proto_rawDescGZIP(), []int{5}
+}
+
+type Session struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The peer's address (or name).
+	Peer string `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	// The session's state in the protocol's own terms, lower case: for BGP
+	// "idle", "connect", "active", "opensent", "openconfirm", "established".
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// Whether the session carries routes now (BGP: established).
+	Up bool `protobuf:"varint,3,opt,name=up,proto3" json:"up,omitempty"`
+	// How many prefixes the announcer announces to this peer now.
+	Prefixes      uint32 `protobuf:"varint,4,opt,name=prefixes,proto3" json:"prefixes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Session) Reset() {
+	*x = Session{}
+	mi := &file_announce_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Session) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Session) ProtoMessage() {}
+
+func (x *Session) ProtoReflect() protoreflect.Message {
+	mi := &file_announce_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Session.ProtoReflect.Descriptor instead.
+func (*Session) Descriptor() ([]byte, []int) {
+	return file_announce_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Session) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *Session) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Session) GetUp() bool {
+	if x != nil {
+		return x.Up
+	}
+	return false
+}
+
+func (x *Session) GetPrefixes() uint32 {
+	if x != nil {
+		return x.Prefixes
+	}
+	return 0
+}
+
+type SessionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sessions      []*Session             `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionsResponse) Reset() {
+	*x = SessionsResponse{}
+	mi := &file_announce_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionsResponse) ProtoMessage() {}
+
+func (x *SessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_announce_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionsResponse.ProtoReflect.Descriptor instead.
+func (*SessionsResponse) Descriptor() ([]byte, []int) {
+	return file_announce_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SessionsResponse) GetSessions() []*Session {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
 var File_announce_proto protoreflect.FileDescriptor
 
 const file_announce_proto_rawDesc = "" +
@@ -292,13 +445,22 @@ const file_announce_proto_rawDesc = "" +
 	"\x06routes\x18\x01 \x03(\v2\x14.xlb.plugin.v1.RouteR\x06routes\"\x13\n" +
 	"\x11SetRoutesResponse\"\x14\n" +
 	"\x12WithdrawAllRequest\"\x15\n" +
-	"\x13WithdrawAllResponse2\xa6\x03\n" +
+	"\x13WithdrawAllResponse\"\x11\n" +
+	"\x0fSessionsRequest\"_\n" +
+	"\aSession\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x0e\n" +
+	"\x02up\x18\x03 \x01(\bR\x02up\x12\x1a\n" +
+	"\bprefixes\x18\x04 \x01(\rR\bprefixes\"F\n" +
+	"\x10SessionsResponse\x122\n" +
+	"\bsessions\x18\x01 \x03(\v2\x16.xlb.plugin.v1.SessionR\bsessions2\xf3\x03\n" +
 	"\x0eRouteAnnouncer\x12?\n" +
 	"\x04Info\x12\x1a.xlb.plugin.v1.InfoRequest\x1a\x1b.xlb.plugin.v1.InfoResponse\x12N\n" +
 	"\tConfigure\x12\x1f.xlb.plugin.v1.ConfigureRequest\x1a .xlb.plugin.v1.ConfigureResponse\x12N\n" +
 	"\tSetRoutes\x12\x1f.xlb.plugin.v1.SetRoutesRequest\x1a .xlb.plugin.v1.SetRoutesResponse\x12T\n" +
 	"\vWithdrawAll\x12!.xlb.plugin.v1.WithdrawAllRequest\x1a\".xlb.plugin.v1.WithdrawAllResponse\x12]\n" +
-	"\x0eValidateParams\x12$.xlb.plugin.v1.ValidateParamsRequest\x1a%.xlb.plugin.v1.ValidateParamsResponseB2Z0github.com/xlbproject/xlb/plugins/proto;pluginpbb\x06proto3"
+	"\x0eValidateParams\x12$.xlb.plugin.v1.ValidateParamsRequest\x1a%.xlb.plugin.v1.ValidateParamsResponse\x12K\n" +
+	"\bSessions\x12\x1e.xlb.plugin.v1.SessionsRequest\x1a\x1f.xlb.plugin.v1.SessionsResponseB2Z0github.com/xlbproject/xlb/plugins/proto;pluginpbb\x06proto3"
 
 var (
 	file_announce_proto_rawDescOnce sync.Once
@@ -312,39 +474,45 @@ func file_announce_proto_rawDescGZIP() []byte {
 	return file_announce_proto_rawDescData
 }
 
-var file_announce_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_announce_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_announce_proto_goTypes = []any{
 	(*Route)(nil),                  // 0: xlb.plugin.v1.Route
 	(*SetRoutesRequest)(nil),       // 1: xlb.plugin.v1.SetRoutesRequest
 	(*SetRoutesResponse)(nil),      // 2: xlb.plugin.v1.SetRoutesResponse
 	(*WithdrawAllRequest)(nil),     // 3: xlb.plugin.v1.WithdrawAllRequest
 	(*WithdrawAllResponse)(nil),    // 4: xlb.plugin.v1.WithdrawAllResponse
-	nil,                            // 5: xlb.plugin.v1.Route.AttributesEntry
-	(*InfoRequest)(nil),            // 6: xlb.plugin.v1.InfoRequest
-	(*ConfigureRequest)(nil),       // 7: xlb.plugin.v1.ConfigureRequest
-	(*ValidateParamsRequest)(nil),  // 8: xlb.plugin.v1.ValidateParamsRequest
-	(*InfoResponse)(nil),           // 9: xlb.plugin.v1.InfoResponse
-	(*ConfigureResponse)(nil),      // 10: xlb.plugin.v1.ConfigureResponse
-	(*ValidateParamsResponse)(nil), // 11: xlb.plugin.v1.ValidateParamsResponse
+	(*SessionsRequest)(nil),        // 5: xlb.plugin.v1.SessionsRequest
+	(*Session)(nil),                // 6: xlb.plugin.v1.Session
+	(*SessionsResponse)(nil),       // 7: xlb.plugin.v1.SessionsResponse
+	nil,                            // 8: xlb.plugin.v1.Route.AttributesEntry
+	(*InfoRequest)(nil),            // 9: xlb.plugin.v1.InfoRequest
+	(*ConfigureRequest)(nil),       // 10: xlb.plugin.v1.ConfigureRequest
+	(*ValidateParamsRequest)(nil),  // 11: xlb.plugin.v1.ValidateParamsRequest
+	(*InfoResponse)(nil),           // 12: xlb.plugin.v1.InfoResponse
+	(*ConfigureResponse)(nil),      // 13: xlb.plugin.v1.ConfigureResponse
+	(*ValidateParamsResponse)(nil), // 14: xlb.plugin.v1.ValidateParamsResponse
 }
 var file_announce_proto_depIdxs = []int32{
-	5,  // 0: xlb.plugin.v1.Route.attributes:type_name -> xlb.plugin.v1.Route.AttributesEntry
+	8,  // 0: xlb.plugin.v1.Route.attributes:type_name -> xlb.plugin.v1.Route.AttributesEntry
 	0,  // 1: xlb.plugin.v1.SetRoutesRequest.routes:type_name -> xlb.plugin.v1.Route
-	6,  // 2: xlb.plugin.v1.RouteAnnouncer.Info:input_type -> xlb.plugin.v1.InfoRequest
-	7,  // 3: xlb.plugin.v1.RouteAnnouncer.Configure:input_type -> xlb.plugin.v1.ConfigureRequest
-	1,  // 4: xlb.plugin.v1.RouteAnnouncer.SetRoutes:input_type -> xlb.plugin.v1.SetRoutesRequest
-	3,  // 5: xlb.plugin.v1.RouteAnnouncer.WithdrawAll:input_type -> xlb.plugin.v1.WithdrawAllRequest
-	8,  // 6: xlb.plugin.v1.RouteAnnouncer.ValidateParams:input_type -> xlb.plugin.v1.ValidateParamsRequest
-	9,  // 7: xlb.plugin.v1.RouteAnnouncer.Info:output_type -> xlb.plugin.v1.InfoResponse
-	10, // 8: xlb.plugin.v1.RouteAnnouncer.Configure:output_type -> xlb.plugin.v1.ConfigureResponse
-	2,  // 9: xlb.plugin.v1.RouteAnnouncer.SetRoutes:output_type -> xlb.plugin.v1.SetRoutesResponse
-	4,  // 10: xlb.plugin.v1.RouteAnnouncer.WithdrawAll:output_type -> xlb.plugin.v1.WithdrawAllResponse
-	11, // 11: xlb.plugin.v1.RouteAnnouncer.ValidateParams:output_type -> xlb.plugin.v1.ValidateParamsResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	6,  // 2: xlb.plugin.v1.SessionsResponse.sessions:type_name -> xlb.plugin.v1.Session
+	9,  // 3: xlb.plugin.v1.RouteAnnouncer.Info:input_type -> xlb.plugin.v1.InfoRequest
+	10, // 4: xlb.plugin.v1.RouteAnnouncer.Configure:input_type -> xlb.plugin.v1.ConfigureRequest
+	1,  // 5: xlb.plugin.v1.RouteAnnouncer.SetRoutes:input_type -> xlb.plugin.v1.SetRoutesRequest
+	3,  // 6: xlb.plugin.v1.RouteAnnouncer.WithdrawAll:input_type -> xlb.plugin.v1.WithdrawAllRequest
+	11, // 7: xlb.plugin.v1.RouteAnnouncer.ValidateParams:input_type -> xlb.plugin.v1.ValidateParamsRequest
+	5,  // 8: xlb.plugin.v1.RouteAnnouncer.Sessions:input_type -> xlb.plugin.v1.SessionsRequest
+	12, // 9: xlb.plugin.v1.RouteAnnouncer.Info:output_type -> xlb.plugin.v1.InfoResponse
+	13, // 10: xlb.plugin.v1.RouteAnnouncer.Configure:output_type -> xlb.plugin.v1.ConfigureResponse
+	2,  // 11: xlb.plugin.v1.RouteAnnouncer.SetRoutes:output_type -> xlb.plugin.v1.SetRoutesResponse
+	4,  // 12: xlb.plugin.v1.RouteAnnouncer.WithdrawAll:output_type -> xlb.plugin.v1.WithdrawAllResponse
+	14, // 13: xlb.plugin.v1.RouteAnnouncer.ValidateParams:output_type -> xlb.plugin.v1.ValidateParamsResponse
+	7,  // 14: xlb.plugin.v1.RouteAnnouncer.Sessions:output_type -> xlb.plugin.v1.SessionsResponse
+	9,  // [9:15] is the sub-list for method output_type
+	3,  // [3:9] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_announce_proto_init() }
@@ -359,7 +527,7 @@ func file_announce_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_announce_proto_rawDesc), len(file_announce_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	RouteAnnouncer_SetRoutes_FullMethodName      = "/xlb.plugin.v1.RouteAnnouncer/SetRoutes"
 	RouteAnnouncer_WithdrawAll_FullMethodName    = "/xlb.plugin.v1.RouteAnnouncer/WithdrawAll"
 	RouteAnnouncer_ValidateParams_FullMethodName = "/xlb.plugin.v1.RouteAnnouncer/ValidateParams"
+	RouteAnnouncer_Sessions_FullMethodName       = "/xlb.plugin.v1.RouteAnnouncer/Sessions"
 )
 
 // RouteAnnouncerClient is the client API for RouteAnnouncer service.
@@ -45,6 +46,11 @@ type RouteAnnouncerClient interface {
 	// (communities, MED, ...) without announcing anything: the host calls
 	// it when a configuration is loaded.
 	ValidateParams(ctx context.Context, in *ValidateParamsRequest, opts ...grpc.CallOption) (*ValidateParamsResponse, error)
+	// Sessions reports the announcer's sessions with its peers, for xlbd's
+	// status, metrics and logs. A plugin without sessions returns none; one
+	// built before this RPC existed answers UNIMPLEMENTED, which the host
+	// takes as none.
+	Sessions(ctx context.Context, in *SessionsRequest, opts ...grpc.CallOption) (*SessionsResponse, error)
 }
 
 type routeAnnouncerClient struct {
@@ -105,6 +111,16 @@ func (c *routeAnnouncerClient) ValidateParams(ctx context.Context, in *ValidateP
 	return out, nil
 }
 
+func (c *routeAnnouncerClient) Sessions(ctx context.Context, in *SessionsRequest, opts ...grpc.CallOption) (*SessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SessionsResponse)
+	err := c.cc.Invoke(ctx, RouteAnnouncer_Sessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RouteAnnouncerServer is the server API for RouteAnnouncer service.
 // All implementations must embed UnimplementedRouteAnnouncerServer
 // for forward compatibility.
@@ -120,6 +136,11 @@ type RouteAnnouncerServer interface {
 	// (communities, MED, ...) without announcing anything: the host calls
 	// it when a configuration is loaded.
 	ValidateParams(context.Context, *ValidateParamsRequest) (*ValidateParamsResponse, error)
+	// Sessions reports the announcer's sessions with its peers, for xlbd's
+	// status, metrics and logs. A plugin without sessions returns none; one
+	// built before this RPC existed answers UNIMPLEMENTED, which the host
+	// takes as none.
+	Sessions(context.Context, *SessionsRequest) (*SessionsResponse, error)
 	mustEmbedUnimplementedRouteAnnouncerServer()
 }
 
@@ -144,6 +165,9 @@ func (UnimplementedRouteAnnouncerServer) WithdrawAll(context.Context, *WithdrawA
 }
 func (UnimplementedRouteAnnouncerServer) ValidateParams(context.Context, *ValidateParamsRequest) (*ValidateParamsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ValidateParams not implemented")
+}
+func (UnimplementedRouteAnnouncerServer) Sessions(context.Context, *SessionsRequest) (*SessionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Sessions not implemented")
 }
 func (UnimplementedRouteAnnouncerServer) mustEmbedUnimplementedRouteAnnouncerServer() {}
 func (UnimplementedRouteAnnouncerServer) testEmbeddedByValue()                        {}
@@ -256,6 +280,24 @@ func _RouteAnnouncer_ValidateParams_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RouteAnnouncer_Sessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RouteAnnouncerServer).Sessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RouteAnnouncer_Sessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RouteAnnouncerServer).Sessions(ctx, req.(*SessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RouteAnnouncer_ServiceDesc is the grpc.ServiceDesc for RouteAnnouncer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -282,6 +324,10 @@ var RouteAnnouncer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ValidateParams",
 			Handler:    _RouteAnnouncer_ValidateParams_Handler,
+		},
+		{
+			MethodName: "Sessions",
+			Handler:    _RouteAnnouncer_Sessions_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -25,6 +25,24 @@ type RouteAnnouncer interface {
 	WithdrawAll(ctx context.Context) error
 }
 
+// SessionReporter is implemented by an announcer that has sessions with
+// peers (a BGP speaker): the host asks for them every few seconds, for
+// xlbd's status, metrics and logs.
+type SessionReporter interface {
+	Sessions(ctx context.Context) ([]Session, error)
+}
+
+// Session is one session of an announcer with a peer.
+type Session struct {
+	Peer string
+	// State is the session's state in the protocol's terms, lower case
+	// (BGP: idle, connect, active, opensent, openconfirm, established).
+	State string
+	Up    bool // it carries routes now (BGP: established)
+	// Prefixes is how many prefixes the announcer announces to the peer.
+	Prefixes int
+}
+
 // Route is one prefix to announce.
 type Route struct {
 	Prefix      netip.Prefix
@@ -166,6 +184,22 @@ func (s *routeAnnouncerServer) SetRoutes(ctx context.Context, req *pluginpb.SetR
 	return &pluginpb.SetRoutesResponse{}, nil
 }
 
+func (s *routeAnnouncerServer) Sessions(ctx context.Context, _ *pluginpb.SessionsRequest) (*pluginpb.SessionsResponse, error) {
+	r, ok := s.impl.(SessionReporter)
+	if !ok {
+		return &pluginpb.SessionsResponse{}, nil
+	}
+	ss, err := r.Sessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pluginpb.SessionsResponse{Sessions: make([]*pluginpb.Session, len(ss))}
+	for i, x := range ss {
+		resp.Sessions[i] = &pluginpb.Session{Peer: x.Peer, State: x.State, Up: x.Up, Prefixes: uint32(max(x.Prefixes, 0))}
+	}
+	return resp, nil
+}
+
 func (s *routeAnnouncerServer) WithdrawAll(ctx context.Context, _ *pluginpb.WithdrawAllRequest) (*pluginpb.WithdrawAllResponse, error) {
 	if err := s.impl.WithdrawAll(ctx); err != nil {
 		return nil, err
@@ -219,6 +253,23 @@ func (c *RouteAnnouncerClient) ValidateParams(ctx context.Context, params []byte
 	return validateParamsClient(ctx, c.c.ValidateParams, params)
 }
 
+// Sessions asks the plugin for its sessions with peers; a plugin that
+// predates the call has none.
+func (c *RouteAnnouncerClient) Sessions(ctx context.Context) ([]Session, error) {
+	r, err := c.c.Sessions(ctx, &pluginpb.SessionsRequest{})
+	if status.Code(err) == codes.Unimplemented {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Session, len(r.GetSessions()))
+	for i, x := range r.GetSessions() {
+		out[i] = Session{Peer: x.GetPeer(), State: x.GetState(), Up: x.GetUp(), Prefixes: int(x.GetPrefixes())}
+	}
+	return out, nil
+}
+
 // WithdrawAll withdraws every route the plugin announces.
 func (c *RouteAnnouncerClient) WithdrawAll(ctx context.Context) error {
 	_, err := c.c.WithdrawAll(ctx, &pluginpb.WithdrawAllRequest{})
@@ -228,4 +279,5 @@ func (c *RouteAnnouncerClient) WithdrawAll(ctx context.Context) error {
 var (
 	_ plugin.GRPCPlugin = (*RouteAnnouncerPlugin)(nil)
 	_ RouteAnnouncer    = (*RouteAnnouncerClient)(nil)
+	_ SessionReporter   = (*RouteAnnouncerClient)(nil)
 )

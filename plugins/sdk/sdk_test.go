@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	pluginpb "github.com/xlbproject/xlb/plugins/proto"
 )
 
 // fakeChecker passes even ports and fails odd ones, naming the target in
@@ -470,6 +473,42 @@ func TestRouteAnnouncer(t *testing.T) {
 		t.Errorf("after WithdrawAll the plugin still has %v", impl.routes)
 	}
 	impl.mu.Unlock()
+}
+
+// sessionAnnouncer is fakeAnnouncer with sessions.
+type sessionAnnouncer struct {
+	fakeAnnouncer
+	sessions []Session
+}
+
+func (a *sessionAnnouncer) Sessions(context.Context) ([]Session, error) { return a.sessions, nil }
+
+// oldAnnouncerPlugin serves the route-announcer service as a plugin built
+// before Sessions existed does: every call unimplemented.
+type oldAnnouncerPlugin struct{ RouteAnnouncerPlugin }
+
+func (p *oldAnnouncerPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pluginpb.RegisterRouteAnnouncerServer(s, pluginpb.UnimplementedRouteAnnouncerServer{})
+	return nil
+}
+
+// TestRouteAnnouncerSessions: an announcer's sessions reach the host; one
+// without sessions, or built before the call existed, reports none.
+func TestRouteAnnouncerSessions(t *testing.T) {
+	want := []Session{{Peer: "10.0.0.1", State: "established", Up: true, Prefixes: 3}, {Peer: "2001:db8::1", State: "active"}}
+	ctx := context.Background()
+	c := dispense(t, KindRouteAnnouncer, &RouteAnnouncerPlugin{Impl: &sessionAnnouncer{sessions: want}}).(*RouteAnnouncerClient)
+	if got, err := c.Sessions(ctx); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("Sessions: %+v, %v; want %+v", got, err, want)
+	}
+	plain := dispense(t, KindRouteAnnouncer, &RouteAnnouncerPlugin{Impl: &fakeAnnouncer{}}).(*RouteAnnouncerClient)
+	if got, err := plain.Sessions(ctx); err != nil || len(got) != 0 {
+		t.Errorf("an announcer without sessions: %+v, %v; want none", got, err)
+	}
+	old := dispense(t, KindRouteAnnouncer, &oldAnnouncerPlugin{}).(*RouteAnnouncerClient)
+	if got, err := old.Sessions(ctx); err != nil || len(got) != 0 {
+		t.Errorf("an announcer without the call: %+v, %v; want none and no error", got, err)
+	}
 }
 
 // paramsAnnouncer is fakeAnnouncer with per-VIP parameters: {"med": N},

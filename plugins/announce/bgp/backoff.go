@@ -110,7 +110,7 @@ func (s *speaker) wait(a netip.Addr, b *backoff, d time.Duration) {
 	start := time.Now()
 	s.withPeer(a, b, func(g *group, _ peerConf) {
 		if err := g.srv.DeletePeer(context.Background(), &api.DeletePeerRequest{Address: a.String()}); err != nil {
-			s.log.Warn("neighbor: pausing the failed session", "neighbor", a, "error", err)
+			s.log.Warn("neighbor: pausing the failed session", "peer", a, "error", err)
 			return
 		}
 		b.removed = true
@@ -130,7 +130,7 @@ func (s *speaker) wait(a netip.Addr, b *backoff, d time.Duration) {
 			return
 		}
 		if err := g.srv.AddPeer(context.Background(), &api.AddPeerRequest{Peer: s.peer(pc.neighbor)}); err != nil {
-			s.log.Error("neighbor: adding it again after its backoff", "neighbor", a, "error", err)
+			s.log.Error("neighbor: adding it again after its backoff", "peer", a, "error", err)
 			return
 		}
 		b.removed = false

@@ -275,7 +275,7 @@ func TestBirdFaults(t *testing.T) {
 	waitFor(t, "the MD5 mismatch logged", func() bool {
 		// The host re-logs the plugin's fields in no set order.
 		for _, line := range strings.Split(logs.String(), "\n") {
-			if strings.Contains(line, "session failed") && strings.Contains(line, "neighbor="+r.BridgeAddr4.String()) {
+			if strings.Contains(line, "session failed") && strings.Contains(line, "peer="+r.BridgeAddr4.String()) {
 				return true
 			}
 		}
@@ -328,7 +328,7 @@ func TestBirdFaults(t *testing.T) {
 	} {
 		var mine []string
 		for _, line := range lines {
-			if strings.Contains(line, "neighbor="+tc.neighbor.String()) && strings.Contains(line, "session failed") {
+			if strings.Contains(line, "peer="+tc.neighbor.String()) && strings.Contains(line, "session failed") {
 				mine = append(mine, line)
 			}
 		}

@@ -63,7 +63,7 @@ func (l *peerLog) failure(addr, reason string, retry time.Duration) {
 		return
 	}
 	st.order = append(st.order, reason)
-	args := []any{"neighbor", addr, "reason", reason}
+	args := []any{"peer", addr, "reason", reason}
 	if retry > 0 {
 		// A string: the host gets the plugin's log as JSON.
 		args = append(args, "retry_in", retry.Round(100*time.Millisecond).String())
@@ -81,7 +81,7 @@ func (l *peerLog) state(addr string, up bool) {
 	}
 	st.up = up
 	if up {
-		args := []any{"neighbor", addr}
+		args := []any{"peer", addr, "state", "established"}
 		if len(st.order) > 0 {
 			var after []string
 			for _, r := range st.order {
@@ -91,7 +91,7 @@ func (l *peerLog) state(addr string, up bool) {
 		}
 		l.log.Info("neighbor: session established", args...)
 	} else {
-		l.log.Warn("neighbor: session down", "neighbor", addr)
+		l.log.Warn("neighbor: session down", "peer", addr, "state", "down")
 	}
 	clear(st.reasons)
 	st.order = nil

@@ -17,9 +17,10 @@ func main() {
 }
 
 var (
-	_ sdk.RouteAnnouncer = (*speaker)(nil)
-	_ sdk.Describer      = (*speaker)(nil)
-	_ sdk.Configurer     = (*speaker)(nil)
-	_ sdk.ParamsParser   = (*speaker)(nil)
-	_ sdk.Stopper        = (*speaker)(nil)
+	_ sdk.RouteAnnouncer  = (*speaker)(nil)
+	_ sdk.Describer       = (*speaker)(nil)
+	_ sdk.Configurer      = (*speaker)(nil)
+	_ sdk.ParamsParser    = (*speaker)(nil)
+	_ sdk.Stopper         = (*speaker)(nil)
+	_ sdk.SessionReporter = (*speaker)(nil)
 )

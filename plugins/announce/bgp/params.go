@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"github.com/xlbproject/xlb/plugins/builtin"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
@@ -23,11 +24,7 @@ type attrs struct {
 }
 
 // paramsSchema is a VIP's announce block, as Info.Params.
-var paramsSchema = []sdk.Attribute{
-	{Name: "communities", Type: "list(string)", Description: `communities on this VIP's routes, "asn:value" (16-bit each)`},
-	{Name: "large_communities", Type: "list(string)", Description: `large communities on this VIP's routes, "a:b:c" (32-bit each)`},
-	{Name: "med", Type: "number", Description: "MULTI_EXIT_DISC of this VIP's routes (0 to 4294967295)"},
-}
+var paramsSchema = builtin.BGPParams
 
 // parseParams validates a VIP's announce block.
 func parseParams(js []byte) (*attrs, error) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xlbproject/xlb/plugins/builtin"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
@@ -77,17 +78,7 @@ type bfdSettings struct {
 }
 
 // schema is the settings block, as Info.Schema.
-var schema = []sdk.Attribute{
-	{Name: "local_as", Type: "number", Required: true, Description: "this node's AS number"},
-	{Name: "router_id", Type: "string", Required: true, Description: "the BGP identifier, an IPv4 address"},
-	{Name: "listen_port", Type: "number", Description: "TCP port to accept sessions on; 0 (the default) never listens"},
-	{Name: "graceful_restart_time", Type: "string", Description: `how long routers keep this node's routes while the plugin restarts ("15s" default, "0s" disables graceful restart)`},
-	{Name: "next_hop_ipv4", Type: "string", Description: "the next hop of IPv4 routes (default: the session's local address)"},
-	{Name: "next_hop_ipv6", Type: "string", Description: "the next hop of IPv6 routes (default: the session's local address)"},
-	{Name: "communities", Type: "list(string)", Description: `communities on every route, "asn:value"`},
-	{Name: "large_communities", Type: "list(string)", Description: `large communities on every route, "a:b:c"`},
-	{Name: "neighbors", Type: "any", Required: true, Description: "the peers: a list of objects with address, peer_as, and optionally password, hold_time, keepalive, connect_retry, connect_retry_max, multihop_ttl, port, bfd"},
-}
+var schema = builtin.BGPSettings
 
 // errs collects the refusals, each at its path ("neighbors[1].peer_as").
 type errs struct{ sdk.ConfigErrors }

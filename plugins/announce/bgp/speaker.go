@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,6 +75,17 @@ type peerConf struct {
 type own struct {
 	key  string // what it carries, to tell whether it changed
 	uuid []byte
+	vip  string
+}
+
+// peerList is g's neighbors, for the log: "10.0.0.1,2001:db8::1".
+func (g *group) peerList() string {
+	addrs := slices.SortedFunc(maps.Keys(g.peers), netip.Addr.Compare)
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
 }
 
 func newSpeaker(log hclog.Logger) *speaker {
@@ -222,11 +235,38 @@ func (s *speaker) Stop(ctx context.Context) error {
 	return s.stopGroups(ctx)
 }
 
+// Sessions reports every neighbor's session: its state as gobgp has it,
+// and the prefixes gobgp advertises to it while it is established.
+func (s *speaker) Sessions(ctx context.Context) ([]sdk.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []sdk.Session
+	for _, g := range s.groups {
+		err := g.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+			st := p.GetState()
+			x := sdk.Session{Peer: st.GetNeighborAddress(), Up: st.GetSessionState() == api.PeerState_ESTABLISHED,
+				State: strings.ToLower(st.GetSessionState().String())}
+			if x.Up {
+				for _, af := range p.GetAfiSafis() {
+					x.Prefixes += int(af.GetState().GetAdvertised())
+				}
+			}
+			out = append(out, x)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(out, func(a, b sdk.Session) int { return strings.Compare(a.Peer, b.Peer) })
+	return out, nil
+}
+
 // route is one path as gobgp gets it.
 type route struct {
 	prefix  netip.Prefix
 	nextHop netip.Addr // zero: the session's local address
 	attrs   attrs
+	vip     string // for the log
 }
 
 func (r route) key() string {
@@ -246,7 +286,7 @@ func (s *speaker) want() (map[netip.Prefix]route, error) {
 	out := make(map[netip.Prefix]route, len(s.desired))
 	var errs []error
 	for _, r := range s.desired {
-		rt := route{prefix: r.Prefix.Masked(), nextHop: r.NextHop, attrs: s.cfg.Communities}
+		rt := route{prefix: r.Prefix.Masked(), nextHop: r.NextHop, attrs: s.cfg.Communities, vip: r.VIP}
 		if !rt.nextHop.IsValid() {
 			rt.nextHop = s.cfg.NextHop6
 			if rt.prefix.Addr().Is4() {
@@ -299,7 +339,8 @@ func (s *speaker) reconcile(ctx context.Context, g *group) error {
 			var resp *api.AddPathResponse
 			if resp, err = g.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path}); err == nil {
 				// A path for the same prefix replaces the one gobgp had.
-				g.announced[p] = own{key: r.key(), uuid: resp.GetUuid()}
+				g.announced[p] = own{key: r.key(), uuid: resp.GetUuid(), vip: r.vip}
+				s.log.Info("route announced", "prefix", p.String(), "vip", r.vip, "peers", g.peerList())
 				continue
 			}
 		}
@@ -314,6 +355,7 @@ func (s *speaker) reconcile(ctx context.Context, g *group) error {
 			continue
 		}
 		delete(g.announced, p)
+		s.log.Info("route withdrawn", "prefix", p.String(), "vip", cur.vip, "peers", g.peerList())
 	}
 	return errors.Join(errs...)
 }
@@ -516,9 +558,9 @@ func (s *speaker) bfdEvents(sp *bfd.Speaker) {
 		up[ev.Remote] = ev.State == bfd.Up
 		switch {
 		case ev.State == bfd.Up && !was:
-			s.log.Info("neighbor: BFD up", "neighbor", ev.Remote)
+			s.log.Info("neighbor: BFD up", "peer", ev.Remote)
 		case ev.State != bfd.Up && was:
-			s.log.Warn("neighbor: BFD down: resetting the BGP session", "neighbor", ev.Remote, "state", ev.State, "diag", ev.Diag)
+			s.log.Warn("neighbor: BFD down: resetting the BGP session", "peer", ev.Remote, "state", ev.State, "diag", ev.Diag)
 			s.mu.Lock()
 			for _, g := range s.groups {
 				if _, ok := g.peers[ev.Remote]; ok {

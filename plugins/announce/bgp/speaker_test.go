@@ -233,6 +233,59 @@ func TestAnnounce(t *testing.T) {
 	r.waitRoutes(t)
 }
 
+// TestSessions: the speaker reports each neighbor's session, its state
+// and the prefixes it announces to it, as gobgp has them; sessions coming
+// up and routes announced and withdrawn are logged at info with peer=,
+// state=, prefix= and vip=.
+func TestSessions(t *testing.T) {
+	r := newRouter(t)
+	s := newTestSpeaker(t, r, "")
+	var out logLines
+	// No neighbor exists before the first SetRoutes: nothing logs yet.
+	s.log = hclog.New(&hclog.LoggerOptions{Output: &out})
+	s.peers.log = s.log
+	ctx := context.Background()
+	sessions := func() string {
+		ss, err := s.Sessions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(ss)
+	}
+	if got := sessions(); got != "[]" {
+		t.Fatalf("sessions before any route: %s, want none (no neighbor is added before the first SetRoutes)", got)
+	}
+	routes := []sdk.Route{
+		{Prefix: netip.MustParsePrefix("192.0.2.10/32"), VIP: "web"},
+		{Prefix: netip.MustParsePrefix("192.0.2.11/32"), VIP: "api"},
+		{Prefix: netip.MustParsePrefix("2001:db8::10/128"), VIP: "web"},
+	}
+	if err := s.SetRoutes(ctx, routes); err != nil {
+		t.Fatal(err)
+	}
+	want := "[{127.0.0.1 established true 2} {::1 established true 1}]"
+	waitFor(t, "both sessions established with their prefixes: "+want, func() bool { return sessions() == want })
+	if err := s.WithdrawAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want = "[{127.0.0.1 established true 0} {::1 established true 0}]"
+	waitFor(t, "no prefix announced after WithdrawAll: "+want, func() bool { return sessions() == want })
+	// The router has taken the withdrawals before it stops: gobgp's
+	// StopBgp races with its handling of an UPDATE still arriving.
+	r.waitRoutes(t)
+	for _, want := range []string{
+		"[INFO]  neighbor: session established: peer=127.0.0.1 state=established",
+		"[INFO]  neighbor: session established: peer=::1 state=established",
+		"[INFO]  route announced: prefix=192.0.2.10/32 vip=web peers=127.0.0.1",
+		"[INFO]  route announced: prefix=2001:db8::10/128 vip=web peers=::1",
+		"[INFO]  route withdrawn: prefix=192.0.2.11/32 vip=api peers=127.0.0.1",
+	} {
+		if !slices.ContainsFunc(out.get(), func(l string) bool { return strings.HasSuffix(l, want) }) {
+			t.Errorf("no log line ends in %q; logged:\n\t%s", want, strings.Join(out.get(), "\n\t"))
+		}
+	}
+}
+
 // TestPeersAfterFirstSetRoutes: Configure alone adds no neighbor, so that
 // a restarted plugin never opens a session (and sends End-of-RIB) before
 // it knows what to announce.
@@ -349,13 +402,13 @@ func TestPeerLog(t *testing.T) {
 	g.Debug("failed to connect", gobgplog.Fields{"Topic": "Peer", "Key": "10.0.0.1", "Error": "i/o timeout"})
 	lines := out.get()
 	want := []string{
-		`session failed; retrying: neighbor=10.0.0.1 reason="connecting: i/o timeout"`,
-		`session failed; retrying: neighbor=10.0.0.1 reason="connecting: no route to host"`,
-		`session failed; retrying: neighbor=10.0.0.1 reason="received notification: code 2(open) subcode 2(bad peer as)"`,
-		`session failed; retrying: neighbor=10.0.0.3 reason="connecting: i/o timeout (unreachable, or the neighbor drops our TCP MD5 signature: check the password)"`,
-		`session established: neighbor=10.0.0.1 after="connecting: i/o timeout (3×); connecting: no route to host (3×); received notification: code 2(open) subcode 2(bad peer as) (1×)"`,
-		"session down: neighbor=10.0.0.1",
-		`session failed; retrying: neighbor=10.0.0.1 reason="connecting: i/o timeout"`,
+		`session failed; retrying: peer=10.0.0.1 reason="connecting: i/o timeout"`,
+		`session failed; retrying: peer=10.0.0.1 reason="connecting: no route to host"`,
+		`session failed; retrying: peer=10.0.0.1 reason="received notification: code 2(open) subcode 2(bad peer as)"`,
+		`session failed; retrying: peer=10.0.0.3 reason="connecting: i/o timeout (unreachable, or the neighbor drops our TCP MD5 signature: check the password)"`,
+		`session established: peer=10.0.0.1 state=established after="connecting: i/o timeout (3×); connecting: no route to host (3×); received notification: code 2(open) subcode 2(bad peer as) (1×)"`,
+		"session down: peer=10.0.0.1 state=down",
+		`session failed; retrying: peer=10.0.0.1 reason="connecting: i/o timeout"`,
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("logged\n\t%s\nwant lines ending in\n\t%s", strings.Join(lines, "\n\t"), strings.Join(want, "\n\t"))

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xlbproject/xlb/plugins/builtin"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
@@ -48,19 +49,7 @@ type settings struct {
 	files []byte
 }
 
-var schema = []sdk.Attribute{
-	{Name: "endpoints", Type: "list(string)", Required: true, Description: `etcd client URLs ("https://10.0.0.1:2379"); all of one scheme`},
-	{Name: "prefix", Type: "string", Required: true, Description: `the key prefix whose keys hold configuration fragments; ends with "/" ("/xlb/services/")`},
-	{Name: "status_prefix", Type: "string", Description: `where each node publishes its applied state, under a lease ("/xlb/status/" default); ends with "/", apart from prefix`},
-	{Name: "lease_ttl", Type: "string", Description: `how long a node's published state outlives the node ("10s" default, whole seconds, 2s to 1h)`},
-	{Name: "dial_timeout", Type: "string", Description: `how long connecting, and each check that etcd answers, may take before etcd counts as unreachable ("5s" default)`},
-	{Name: "username", Type: "string", Description: "etcd user (with password)"},
-	{Name: "password", Type: "string", Description: "etcd user's password (with username)"},
-	{Name: "ca_file", Type: "string", Description: "PEM file of the CA certificates that sign etcd's server certificate (default: the system's)"},
-	{Name: "cert_file", Type: "string", Description: "PEM client certificate, for etcd's --client-cert-auth (with key_file)"},
-	{Name: "key_file", Type: "string", Description: "PEM private key of cert_file"},
-	{Name: "server_name", Type: "string", Description: "the name etcd's certificate must carry (default: the endpoint's host)"},
-}
+var schema = builtin.EtcdSettings
 
 // rawSettings is the block as the host sends it: attributes left out (or
 // set to null) are nil.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/xlbproject/xlb/plugins/builtin"
 	"github.com/xlbproject/xlb/plugins/sdk"
 )
 
@@ -32,10 +33,7 @@ type settings struct {
 }
 
 // schema is the settings block, as Info.Schema.
-var schema = []sdk.Attribute{
-	{Name: "paths", Type: "list(string)", Required: true, Description: "files and directories to read; a directory contributes its *.hcl and *.hcl.json files, relative paths are relative to the main configuration file's directory"},
-	{Name: "debounce", Type: "string", Description: `how long the files must stay quiet after a change before it is sent ("200ms" default, "0s" to "10s")`},
-}
+var schema = builtin.FileSettings
 
 // parseSettings validates a settings block, reporting every problem at
 // its attribute, all of them at once.
