@@ -2,23 +2,16 @@ package admin
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/xlbproject/xlb/internal/testcert"
 	"github.com/xlbproject/xlb/internal/testenv"
 )
 
@@ -113,11 +106,10 @@ func TestListenTCP(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	ca, caKey := newCert(t, dir, "ca", nil, nil)
-	newCert(t, dir, "server", ca, caKey)
-	newCert(t, dir, "client", ca, caKey)
-	other, otherKey := newCert(t, dir, "otherca", nil, nil)
-	newCert(t, dir, "stranger", other, otherKey)
+	ca := testcert.NewCA(t, dir, "ca")
+	ca.Sign("server")
+	ca.Sign("client")
+	testcert.NewCA(t, dir, "otherca").Sign("stranger")
 	file := func(name string) string { return filepath.Join(dir, name) }
 	if _, err := ListenTCP("0.0.0.0:0", TLSFiles{Cert: file("server.pem"), Key: file("server.key")}); err == nil ||
 		!strings.Contains(err.Error(), "missing -admin-tls-client-ca") {
@@ -168,52 +160,4 @@ func TestListenTCP(t *testing.T) {
 	if _, err := NewTCPClient("ftp://127.0.0.1:1", "", "", ""); err == nil || !strings.Contains(err.Error(), "want http://HOST:PORT") {
 		t.Errorf("ftp://: %v", err)
 	}
-}
-
-// newCert writes dir/name.pem and dir/name.key: a CA's certificate when
-// parent is nil, else a leaf for 127.0.0.1 and localhost that parent signed,
-// usable by a server and a client.
-func newCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	if parent == nil {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage = x509.KeyUsageCertSign
-		parent, parentKey = tmpl, key
-	} else {
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-		tmpl.DNSNames = []string{"localhost"}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	if err := os.WriteFile(filepath.Join(dir, name+".pem"), certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".key"), keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
 }

@@ -8,12 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xlbproject/xlb/admin"
-	"github.com/xlbproject/xlb/internal/testenv"
 )
 
 const adminConfig = `hash_seed = 1
@@ -49,18 +47,9 @@ func TestRunAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "run", "admin.sock")
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-admin-socket", sock, "-config", path, "-node", "lb1")
-	cmd.Env = append(os.Environ(), asXLBD+"=1")
-	var stdout, stderr testenv.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
-	waitUntil(t, "the admin API listening", &stderr, func() bool { return strings.Contains(stderr.String(), "admin API listening") })
+	cmd := startRun(t, nil, "-admin-socket", sock, "-config", path, "-node", "lb1")
+	stderr := &cmd.stderr
+	waitUntil(t, "the admin API listening", stderr, func() bool { return strings.Contains(stderr.String(), "admin API listening") })
 	fi, err := os.Stat(sock)
 	if err != nil {
 		t.Fatal(err)

@@ -6,10 +6,8 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,7 +15,6 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/xlbproject/xlb/admin"
-	"github.com/xlbproject/xlb/internal/testenv"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -136,23 +133,14 @@ func TestRunFlows(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "admin.sock")
-	cmd := exec.Command(os.Args[0], "run", "-pin=false", "-workers=2", "-admin-socket", sock, "-config", path)
-	cmd.Env = append(os.Environ(), asXLBD+"=1")
-	var stderr testenv.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
-	waitUntil(t, "the admin API listening", &stderr, func() bool { return strings.Contains(stderr.String(), "admin API listening") })
+	cmd := startRun(t, nil, "-workers=2", "-admin-socket", sock, "-config", path)
+	stderr := &cmd.stderr
+	waitUntil(t, "the admin API listening", stderr, func() bool { return strings.Contains(stderr.String(), "admin API listening") })
 	ctx := context.Background()
 	c := admin.NewClient(sock)
 
 	var ct admin.ConnTrack
-	waitUntil(t, "300 flows in ConnTrack", &stderr, func() bool {
+	waitUntil(t, "300 flows in ConnTrack", stderr, func() bool {
 		if err := c.Get(ctx, "/v1/conntrack", &ct); err != nil {
 			t.Fatal(err)
 		}

@@ -581,10 +581,12 @@ type child struct {
 }
 
 // startRun starts `xlbd run -pin=false args...` as a child, with env added
-// to its environment; the test's end kills it if it still runs.
+// to its environment; the test's end kills it if it still runs. It serves
+// no metrics unless args ask (a later flag wins): children running at once
+// would all try the default port.
 func startRun(t *testing.T, env []string, args ...string) *child {
 	t.Helper()
-	c := &child{Cmd: exec.Command(os.Args[0], append([]string{"run", "-pin=false"}, args...)...)}
+	c := &child{Cmd: exec.Command(os.Args[0], append([]string{"run", "-pin=false", "-metrics-addr", ""}, args...)...)}
 	c.Env = append(append(os.Environ(), asXLBD+"=1"), env...)
 	c.Stdout, c.Stderr = &c.stdout, &c.stderr
 	if err := c.Start(); err != nil {
