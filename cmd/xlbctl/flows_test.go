@@ -153,7 +153,8 @@ func TestPlan(t *testing.T) {
 		}
 	}
 	_, errs, rc = xlbctl("-s", sock, "plan", broken)
-	if rc != 1 || !strings.Contains(errs, "nothing planned") || !strings.Contains(errs, "on new.hcl line 2") {
-		t.Errorf("plan of a broken file: rc %d %q", rc, errs)
+	// The diagnostics first: the error line says they are printed above.
+	if want := "Error: Unsupported argument\n  on new.hcl line 2:\nxlbctl: new.hcl: 1 error; nothing planned\n"; rc != 1 || errs != want {
+		t.Errorf("plan of a broken file: rc %d\n%s\nwant\n%s", rc, errs, want)
 	}
 }

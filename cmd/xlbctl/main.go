@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -39,6 +40,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	if err := cmd.ExecuteContext(ctx); err != nil {
+		// A refused configuration's diagnostics come first: xlbd's
+		// message says they are printed above it.
+		var ae *admin.APIError
+		if errors.As(err, &ae) && ae.Body.Diagnostics != "" {
+			fmt.Fprintln(stderr, strings.TrimRight(ae.Body.Diagnostics, "\n"))
+			err = errors.New(ae.Body.Error)
+		}
 		fmt.Fprintln(stderr, "xlbctl:", err)
 		return 1
 	}

@@ -38,7 +38,8 @@ func (a *adminSource) Plan(ctx context.Context, name string, text []byte) (admin
 // the config sources' current documents, in the bounded child first), and
 // plans it, with the operator's overrides, against the applied
 // configuration. Nothing is committed. The text is written to a private
-// directory under its own base name; diagnostics name it by that name.
+// directory under its own base name (an include's relative path resolves
+// there); diagnostics name it as the caller did.
 func (d *daemon) plan(name string, text []byte) (admin.PlanResult, error) {
 	dir, err := os.MkdirTemp("", "xlbd-plan-")
 	if err != nil {
@@ -52,7 +53,7 @@ func (d *daemon) plan(name string, text []byte) (admin.PlanResult, error) {
 	var diags bytes.Buffer
 	f, err := d.s.transactDocs(path, d.vars, d.s.sourceDocs(), &diags, false)
 	out := admin.PlanResult{Config: name, Health: admin.HealthNote,
-		Diagnostics: strings.ReplaceAll(diags.String(), dir+string(filepath.Separator), "")}
+		Diagnostics: strings.ReplaceAll(diags.String(), path, name)}
 	if err != nil {
 		return out, &admin.InputError{Msg: fmt.Sprintf("%s: %v; nothing planned, nothing changed", name, err)}
 	}

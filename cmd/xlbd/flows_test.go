@@ -225,8 +225,8 @@ func TestRunFlows(t *testing.T) {
 		t.Errorf("plan without b: %+v", plan)
 	}
 	var ae *admin.APIError
-	err := c.Post(ctx, "/v1/plan", admin.PlanRequest{Name: "new.hcl", Text: flowsConfig + "vip \"x\" {\n  adress = 1\n}\n"}, nil)
-	if !errors.As(err, &ae) || ae.Code != 400 || !strings.Contains(ae.Body.Diagnostics, "new.hcl:") || strings.Contains(ae.Body.Diagnostics, "xlbd-plan-") {
+	err := c.Post(ctx, "/v1/plan", admin.PlanRequest{Name: "conf/new.hcl", Text: flowsConfig + "vip \"x\" {\n  adress = 1\n}\n"}, nil)
+	if !errors.As(err, &ae) || ae.Code != 400 || !strings.Contains(ae.Body.Diagnostics, "conf/new.hcl:") || strings.Contains(ae.Body.Diagnostics, "xlbd-plan-") {
 		t.Errorf("plan of a broken file: %v", err)
 	}
 	if err := c.Post(ctx, "/v1/plan", []byte(`{"name": 1}`), nil); !errors.As(err, &ae) || ae.Code != 400 {
