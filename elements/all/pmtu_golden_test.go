@@ -164,3 +164,66 @@ func checkReplies(t *testing.T, out []byte, family int) {
 		t.Errorf("%d ICMP replies, want 2 (the burst)", replies)
 	}
 }
+
+// TestGoldenMSSClamp runs SYNs of both families through MSSClamp (mss =
+// 1396) between parse and ct, GRE after: a SYN announcing 1460 leaves with
+// 1396, one announcing 1200 and a non-SYN leave as they came.
+func TestGoldenMSSClamp(t *testing.T) {
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "input.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := pcapgo.NewWriterNanos(f)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, addrs := range [][2]net.IP{{net.IPv4(203, 0, 113, 1), net.ParseIP("192.0.2.10")}, {net.ParseIP("2001:db8:c::1"), net.ParseIP("2001:db8::10")}} {
+		// 0: an ACK that carries an MSS option of 1460.
+		for i, mss := range []int{1460, 1200, 0} {
+			eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
+			var ip gopacket.NetworkLayer = &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: addrs[0], DstIP: addrs[1], Flags: layers.IPv4DontFragment}
+			if addrs[0].To4() == nil {
+				eth.EthernetType = layers.EthernetTypeIPv6
+				ip = &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: addrs[0], DstIP: addrs[1]}
+			}
+			v := map[bool]int{true: 1460, false: mss}[mss == 0]
+			tcp := &layers.TCP{SrcPort: layers.TCPPort(41000 + i), DstPort: 80, Seq: 1, SYN: mss != 0, ACK: mss == 0, Window: 1024,
+				Options: []layers.TCPOption{{OptionType: layers.TCPOptionKindMSS, OptionLength: 4, OptionData: []byte{byte(v >> 8), byte(v)}}}}
+			_ = tcp.SetNetworkLayerForChecksum(ip)
+			buf := gopacket.NewSerializeBuffer()
+			if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip.(gopacket.SerializableLayer), tcp); err != nil {
+				t.Fatal(err)
+			}
+			now = now.Add(time.Millisecond)
+			if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: now, CaptureLength: len(buf.Bytes()), Length: len(buf.Bytes())}, buf.Bytes()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.Close()
+	cfg := strings.Replace(fmt.Sprintf(goldenConfig, goldenPcap[0], "GREEncap", goldenPcap[1], `element "MSSClamp" "clamp" {
+    mss = 1396
+  }`), "connect = default_graph()", `connect = ["rx -> parse -> clamp -> ct", "ct.hit -> encap -> tx", "encap.icmp -> tx",
+    "ct.miss -> sel -> ct.learn", "parse.bad -> drop", "sel.nobackend -> drop", "encap.bad -> drop"]`, 1)
+	rt, _ := startGraph(t, filepath.Join(dir, "golden.hcl"), cfg, pipeline.Options{})
+	if err := rt.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stats := rt.Stats()
+	checkCounted(t, stats)
+	var counters bytes.Buffer
+	if err := pipeline.WriteText(&counters, stats); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.ReadFile(filepath.Join(dir, "output.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareGolden(t, filepath.Join("testdata", "golden", "pmtu-mss-gre.pcap"), out)
+	compareGolden(t, filepath.Join("testdata", "golden", "pmtu-mss-gre.counters"), counters.Bytes())
+}

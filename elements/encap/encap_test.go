@@ -615,9 +615,9 @@ func TestValidate(t *testing.T) {
 }
 
 // metrics collects what Stats emits, keyed by name and labels.
-func metrics(e *Encap) map[string]uint64 {
+func metrics(r pipeline.StatsReporter) map[string]uint64 {
 	m := map[string]uint64{}
-	e.Stats(func(x pipeline.Metric) {
+	r.Stats(func(x pipeline.Metric) {
 		k := x.Name
 		for _, l := range x.Labels {
 			k += "," + l.Name + "=" + l.Value
