@@ -248,3 +248,32 @@ func TestTooBigAllocs(t *testing.T) {
 		t.Errorf("%v allocations per reply", allocs)
 	}
 }
+
+// BenchmarkTooBig measures building a reply: Fragmentation Needed for a
+// full-size IPv4 packet, Packet Too Big (1280 bytes checksummed) for IPv6.
+func BenchmarkTooBig(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		family  int
+		backend uint32
+	}{{"frag_needed", 4, realB4}, {"packet_too_big", 6, realC6}} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := newTestEncap(b, tunnelGRE, func(e *Encap) { e.MTU = 1500; e.ICMPRate = 1e6; e.ICMPBurst = 1e6 })
+			frame := bigPacket(b, bc.family, 1500)
+			buf := make([]byte, 2048)
+			var p pipeline.Packet
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if i%1000 == 0 {
+					e.bucket.tokens = e.bucket.max
+				}
+				copy(buf[256:], frame)
+				p.SetFrame(buf, 256, 256+len(frame))
+				p.L3, p.Backend, p.Epoch = 14, bc.backend, epoch
+				if e.Push(0, &p) != portICMP {
+					b.Fatal("no reply")
+				}
+			}
+		})
+	}
+}
