@@ -12,6 +12,7 @@ import (
 var defaultGraph = []string{
 	"rx -> parse -> ct",
 	"ct.hit -> encap -> tx",
+	"encap.icmp -> tx",
 	"ct.miss -> sel -> ct.learn",
 	"parse.bad -> drop",
 	"sel.nobackend -> drop",

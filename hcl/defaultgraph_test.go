@@ -16,7 +16,7 @@ pipeline {
   element "TestParse" "parse" {}
   element "TestTable" "ct" {}
   element "TestSelect" "sel" {}
-  element "TestParse" "encap" {}
+  element "TestEncap" "encap" {}
   element "TestSink" "tx" { file = "out" }
   element "TestDrop" "drop" {}
   element "TestSink" "extra" { file = "extra" }
@@ -43,7 +43,7 @@ func TestDefaultGraph(t *testing.T) {
 		}
 		return got, strings.Join(msgs, "\n")
 	}
-	want := []string{"rx -> parse", "parse -> ct", "ct.hit -> encap", "encap -> tx", "ct.miss -> sel", "sel -> ct.learn",
+	want := []string{"rx -> parse", "parse -> ct", "ct.hit -> encap", "encap -> tx", "encap.icmp -> tx", "ct.miss -> sel", "sel -> ct.learn",
 		"parse.bad -> drop", "sel.nobackend -> drop", "encap.bad -> drop"}
 	written, _ := conns(`["` + strings.Join(defaultGraph, `", "`) + `", "rx2 -> extra"]`)
 	got, diags := conns(`concat(default_graph(), ["rx2 -> extra"])`)

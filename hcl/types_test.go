@@ -79,6 +79,9 @@ func init() {
 		New: func() pipeline.Element { return &testSink{} }})
 	pipeline.Register(pipeline.ElementType{Name: "TestPass", Inputs: []string{"in"}, Outputs: []string{"out"},
 		New: func() pipeline.Element { return &testPass{} }})
+	// TestEncap has the ports of GREEncap, which the default graph names.
+	pipeline.Register(pipeline.ElementType{Name: "TestEncap", Inputs: []string{"in"}, Outputs: []string{"out", "bad", "icmp"},
+		New: func() pipeline.Element { return &testPass{} }})
 	pipeline.Register(pipeline.ElementType{Name: "TestDrop", Inputs: []string{"in"},
 		New: func() pipeline.Element { return &testDrop{} }})
 }

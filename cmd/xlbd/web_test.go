@@ -37,7 +37,7 @@ func trafficConfig(t *testing.T, dir string) string {
 	s := strings.Replace(string(src), `file = "input.pcap"`, "file = "+strconv.Quote(input), 1)
 	s = strings.Replace(s, "connect = default_graph()", `element "TestIdle" "idle" {}
   connect = ["rx -> parse", "idle -> drop", "parse.out -> ct.lookup", "parse.bad -> drop", "ct.hit -> encap", "ct.miss -> sel",
-    "sel.out -> ct.learn", "sel.nobackend -> drop", "encap.out -> tx", "encap.bad -> drop"]`, 1)
+    "sel.out -> ct.learn", "sel.nobackend -> drop", "encap.out -> tx", "encap.icmp -> tx", "encap.bad -> drop"]`, 1)
 	path := filepath.Join(dir, "x.hcl")
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
@@ -92,8 +92,8 @@ func TestAdminTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	edges := regexp.MustCompile(`"(\w+)" -> "\w+" \[taillabel="(\w+)", headlabel="\w+", label="(\d+)"\];`).FindAllStringSubmatch(string(dot), -1)
-	if len(edges) != 10 {
-		t.Fatalf("%d edges with counts, want 10:\n%s", len(edges), dot)
+	if len(edges) != 11 {
+		t.Fatalf("%d edges with counts, want 11:\n%s", len(edges), dot)
 	}
 	var counted uint64
 	for _, e := range edges {

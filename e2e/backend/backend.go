@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -123,6 +124,14 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.requests.Add(1)
+		// An upload (TestPathMTU) is read to its end and its size
+		// answered, so the client knows every byte crossed the tunnel.
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("X-Received", strconv.FormatInt(n, 10))
 		w.Header().Set("X-Backend", cfg.Name)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintf(w, "%s\n", cfg.Name)

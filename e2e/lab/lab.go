@@ -62,9 +62,10 @@ const (
 	// ClientMTU is the MTU of the client's link: the Internet side.
 	ClientMTU = 1500
 	// DefaultInnerMTU is the MTU behind the router (bridge, LBs, backends):
-	// large enough for a full 1500-byte client packet plus an outer IPv6
-	// header and GRE (1500+40+4), until xlb handles path MTU itself.
-	DefaultInnerMTU = 1600
+	// the client's, as on the Internet side of a real LB, so that a
+	// full-size client packet does not fit the tunnel and xlb's path MTU
+	// handling (ICMP to the client) is what makes large transfers work.
+	DefaultInnerMTU = ClientMTU
 
 	maxLBNodes  = 10 // addresses .10 to .19
 	maxBackends = 50 // addresses .21 to .70

@@ -73,7 +73,7 @@ func TestTopology(t *testing.T) {
 		}
 	}
 
-	// MTUs: 1500 on the client's link, 1600 behind the router.
+	// MTUs: 1500 on the client's link and behind the router.
 	mtu := func(ns, iface string) int {
 		h, err := l.Handle(ns)
 		if err != nil {
@@ -294,8 +294,8 @@ func TestDecapSYNACK(t *testing.T) {
 		{name: "GRE/IPv6-in-IPv4", gre: true, inner6: true, wantGRE: 1},
 		{name: "IPv6-in-IPv4", inner6: true, wantIPIP: 1},
 		{name: "IPv4-in-IPv6", outer6: true, wantIPIP: 1},
-		// The largest packet a client sends, plus the largest outer
-		// headers: fits the links behind the router.
+		// The largest inner packet the links behind the router carry
+		// with the outer headers.
 		{name: "GRE/IPv6 full size", full: true, gre: true, outer6: true, inner6: true, wantGRE: 1},
 		{name: "GRE/IPv4 full size", full: true, gre: true, wantGRE: 1},
 	}
@@ -321,7 +321,11 @@ func TestDecapSYNACK(t *testing.T) {
 			seq := rand.Uint32()
 			n := 0
 			if c.full {
-				n = lab.ClientMTU - 24 - len(ipHeader(csrc, vip, 6, 0))
+				outer := 20 + 4 // IPv4 and GRE
+				if c.outer6 {
+					outer = 40 + 4
+				}
+				n = lab.DefaultInnerMTU - outer - 24 - len(ipHeader(csrc, vip, 6, 0))
 			}
 			syn := tcpSYN(csrc, vip, sport, 80, seq, n)
 			inner := append(ipHeader(csrc, vip, 6, len(syn)), syn...)

@@ -63,7 +63,7 @@ func tcpChecksum(src, dst netip.Addr, seg []byte) uint16 {
 
 type encap struct {
 	name     string
-	full     bool // inner packet of ClientMTU bytes
+	full     bool // outer packet of DefaultInnerMTU bytes
 	gre      bool
 	outer6   bool // outer IPv6 (else IPv4)
 	inner6   bool // inner IPv6 (else IPv4)

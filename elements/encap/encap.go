@@ -18,9 +18,16 @@
 // as a router hop for the inner packet (TTL / hop limit decremented). It
 // does not touch MAC addresses: whoever transmits (TxXDP, or an element
 // before it) owns L2 rewriting.
+//
+// A packet that the tunnel would make larger than the egress MTU is
+// answered as a router answers it: ICMP Fragmentation Needed (IPv4 with
+// DF) or ICMPv6 Packet Too Big, from the VIP to the client, built in the
+// packet's own frame and rate-limited per worker (pmtu.go).
 package encap
 
 import (
+	"fmt"
+	"net"
 	"net/netip"
 	"sync/atomic"
 
@@ -30,8 +37,9 @@ import (
 
 // Output ports.
 const (
-	portOut = 0
-	portBad = 1
+	portOut  = 0
+	portBad  = 1
+	portICMP = 2 // ICMP errors to the client, built in the packet's frame
 )
 
 // tunnel selects the header written between the outer IP header and the
@@ -71,6 +79,7 @@ const (
 	dropTooBig
 	dropNoHeadroom
 	dropMalformed
+	dropICMPRateLimited
 	numDrops
 )
 
@@ -81,6 +90,8 @@ var dropReasons = [numDrops]pipeline.Reason{
 	dropTooBig:      pipeline.NewReason("encap.too_big"),
 	dropNoHeadroom:  pipeline.NewReason("encap.no_headroom"),
 	dropMalformed:   pipeline.NewReason("encap.malformed"),
+	// Too big, and the ICMP reply was over the worker's rate.
+	dropICMPRateLimited: pipeline.NewReason("encap.icmp_ratelimited"),
 }
 
 func init() {
@@ -88,14 +99,14 @@ func init() {
 		Name:    "GREEncap",
 		Doc:     "Encapsulates each packet in GRE (RFC 2784) over IPv4 or IPv6, addressed to its chosen backend.",
 		Inputs:  []string{"in"},
-		Outputs: []string{"out", "bad"},
+		Outputs: []string{"out", "bad", "icmp"},
 		New:     func() pipeline.Element { return newEncap(tunnelGRE) },
 	})
 	pipeline.Register(pipeline.ElementType{
 		Name:    "IPIPEncap",
 		Doc:     "Encapsulates each packet in IP-in-IP (RFC 2003, RFC 2473, RFC 4213), addressed to its chosen backend.",
 		Inputs:  []string{"in"},
-		Outputs: []string{"out", "bad"},
+		Outputs: []string{"out", "bad", "icmp"},
 		New:     func() pipeline.Element { return newEncap(tunnelIPIP) },
 	})
 }
@@ -106,7 +117,11 @@ type Encap struct {
 	Source4 string `hcl:"source4,optional" doc:"outer source address for IPv4 backends; at least one of source4 and source6 is required"`
 	Source6 string `hcl:"source6,optional" doc:"outer source address for IPv6 backends"`
 	TTL     int    `hcl:"ttl,optional" doc:"outer IPv4 TTL / IPv6 hop limit, 1 to 255"`
-	MTU     int    `hcl:"mtu,optional" doc:"bound on the outer IP packet, 68 to 65535; 0 disables the check"`
+	MTU     int    `hcl:"mtu,optional" doc:"bound on the outer IP packet, 68 to 65535; 0 takes interface's MTU, or disables the check without interface"`
+	// Interface is where the MTU is read when mtu is not set.
+	Interface string `hcl:"interface,optional" doc:"the egress interface, whose MTU bounds the outer IP packet when mtu is not set"`
+	ICMPRate  int    `hcl:"icmp_rate,optional" doc:"ICMP Fragmentation Needed / Packet Too Big replies per second per worker (default 1000); 0 sends none"`
+	ICMPBurst int    `hcl:"icmp_burst,optional" doc:"replies a worker may send at once before icmp_rate paces them (default 50)"`
 
 	tunnel tunnel
 
@@ -116,6 +131,7 @@ type Encap struct {
 	src4Sum    uint32 // src4's share of the outer IPv4 header checksum
 	has4, has6 bool
 	ttl        uint8
+	mtu        int // bound on the outer IP packet; 0: none
 	view       *snapshot.View
 
 	// Owned by the worker goroutine.
@@ -129,11 +145,15 @@ type Encap struct {
 	touched []uint32
 	pkts    uint64
 	bytes   uint64
+	bucket  bucket // ICMP replies
+	// ICMP replies sent this batch, by type.
+	sentFragNeeded, sentPTB uint64
 
 	// Published in EndBatch, read by Stats from another goroutine.
-	backends atomic.Pointer[[]*backendStat] // per real ID of the current snapshot
-	totPkts  atomic.Uint64
-	totBytes atomic.Uint64
+	backends              atomic.Pointer[[]*backendStat] // per real ID of the current snapshot
+	totPkts               atomic.Uint64
+	totBytes              atomic.Uint64
+	totFragNeeded, totPTB atomic.Uint64
 }
 
 type backendCount struct{ pkts, bytes uint64 }
@@ -146,7 +166,9 @@ type backendStat struct {
 	pkts, bytes  atomic.Uint64
 }
 
-func newEncap(t tunnel) *Encap { return &Encap{TTL: 64, tunnel: t} }
+func newEncap(t tunnel) *Encap {
+	return &Encap{TTL: 64, ICMPRate: defaultICMPRate, ICMPBurst: defaultICMPBurst, tunnel: t}
+}
 
 // Validate checks the configuration without side effects.
 func (e *Encap) Validate() error {
@@ -187,6 +209,12 @@ func (e *Encap) parse() (parsedConfig, error) {
 	if e.MTU != 0 && (e.MTU < 68 || e.MTU > 65535) {
 		return c, &pipeline.AttrError{Attr: "mtu", Msg: "must be 0 (no check) or between 68 and 65535"}
 	}
+	if e.ICMPRate < 0 || e.ICMPRate > 1e6 {
+		return c, &pipeline.AttrError{Attr: "icmp_rate", Msg: "must be between 0 (no replies) and 1000000 per second"}
+	}
+	if e.ICMPBurst < 1 || e.ICMPBurst > 1e6 {
+		return c, &pipeline.AttrError{Attr: "icmp_burst", Msg: "must be between 1 and 1000000"}
+	}
 	return c, nil
 }
 
@@ -205,6 +233,15 @@ func (e *Encap) Provision(ctx *pipeline.Context) error {
 	if err != nil {
 		return err
 	}
+	e.mtu = e.MTU
+	if e.mtu == 0 && e.Interface != "" {
+		ifi, err := net.InterfaceByName(e.Interface)
+		if err != nil {
+			return &pipeline.AttrError{Attr: "interface", Msg: fmt.Sprintf("cannot read its MTU (%v); name an interface of this host or set mtu", err)}
+		}
+		e.mtu = ifi.MTU
+	}
+	e.bucket = newBucket(e.ICMPRate, e.ICMPBurst)
 	e.src4, e.src6, e.has4, e.has6 = c.src4, c.src6, c.has4, c.has6
 	e.src4Sum = uint32(be16(e.src4[0:])) + uint32(be16(e.src4[2:]))
 	e.ttl = uint8(e.TTL)
@@ -223,7 +260,8 @@ func (e *Encap) Cleanup() error {
 
 // StartBatch takes the batch's snapshot and, when it is a new one, adopts
 // its reals.
-func (e *Encap) StartBatch(int64) {
+func (e *Encap) StartBatch(now int64) {
+	e.bucket.refill(now)
 	e.snap = e.view.Snapshot()
 	if e.view.Changed() {
 		e.adopt(e.snap)
@@ -282,6 +320,11 @@ func (e *Encap) flush() {
 		*c = backendCount{}
 	}
 	e.touched = e.touched[:0]
+	if e.sentFragNeeded|e.sentPTB != 0 {
+		e.totFragNeeded.Add(e.sentFragNeeded)
+		e.totPTB.Add(e.sentPTB)
+		e.sentFragNeeded, e.sentPTB = 0, 0
+	}
 	if e.pkts != 0 {
 		e.totPkts.Add(e.pkts)
 		e.totBytes.Add(e.bytes)
@@ -294,6 +337,10 @@ func (e *Encap) flush() {
 func (e *Encap) Stats(emit func(pipeline.Metric)) {
 	emit(pipeline.Metric{Name: "xlb_encap_packets_total", Help: "Packets encapsulated.", Value: e.totPkts.Load()})
 	emit(pipeline.Metric{Name: "xlb_encap_bytes_total", Help: "Bytes of encapsulated frames sent, outer headers included.", Value: e.totBytes.Load()})
+	emit(pipeline.Metric{Name: "xlb_encap_icmp_sent_total", Help: "ICMP errors sent to clients for packets too big to encapsulate, by type.",
+		Labels: []pipeline.Label{{Name: "type", Value: "frag_needed"}}, Value: e.totFragNeeded.Load()})
+	emit(pipeline.Metric{Name: "xlb_encap_icmp_sent_total", Help: "ICMP errors sent to clients for packets too big to encapsulate, by type.",
+		Labels: []pipeline.Label{{Name: "type", Value: "packet_too_big"}}, Value: e.totPTB.Load()})
 	p := e.backends.Load()
 	if p == nil {
 		return
@@ -391,11 +438,14 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 		tunLen, proto = greHdrLen, protoGRE
 	}
 	overhead := ipLen + tunLen
-	// The outer IPv4 total length and the outer IPv6 payload length are
-	// 16 bits; the MTU, when set, bounds the whole outer IP packet. ICMP
-	// Fragmentation Needed / Packet Too Big generation is future work.
-	if (ipLen == ipv4HdrLen && overhead+innerLen > 0xffff) || tunLen+innerLen > 0xffff ||
-		(e.MTU > 0 && overhead+innerLen > e.MTU) {
+	// The MTU, when set, bounds the whole outer IP packet: the client is
+	// told the MTU left for it. The outer IPv4 total length and the outer
+	// IPv6 payload length are 16 bits, a bound no client can be told of
+	// (no Ethernet frame reaches it).
+	if e.mtu > 0 && overhead+innerLen > e.mtu {
+		return e.tooBig(p, data, l3, innerLen, innerType == etherTypeIPv4, df, e.mtu-overhead)
+	}
+	if (ipLen == ipv4HdrLen && overhead+innerLen > 0xffff) || tunLen+innerLen > 0xffff {
 		return e.drop(p, dropTooBig)
 	}
 	if p.Headroom() < overhead {

@@ -503,7 +503,8 @@ func TestDrops(t *testing.T) {
 		{"gre4 needs 24 bytes", tunnelGRE, nil, v4, 23, 14, realB4, epoch, dropNoHeadroom},
 		{"ipip6 needs 40 bytes", tunnelIPIP, nil, v4, 39, 14, realB6, epoch, dropNoHeadroom},
 		{"no headroom at all", tunnelIPIP, nil, v4, 0, 14, realB4, epoch, dropNoHeadroom},
-		{"mtu", tunnelGRE, func(e *Encap) { e.MTU = 95 }, cat(ethIn6, inner6In), 256, 14, realC6, epoch, dropTooBig},
+		{"mtu, no ICMP replies", tunnelGRE, func(e *Encap) { e.MTU = 95; e.ICMPRate = 0 }, cat(ethIn6, inner6In), 256, 14, realC6, epoch, dropICMPRateLimited},
+		{"mtu, no headroom for the reply", tunnelGRE, func(e *Encap) { e.MTU = 95 }, cat(ethIn6, inner6In), 47, 14, realC6, epoch, dropNoHeadroom},
 		{"L3 inside Ethernet", tunnelGRE, nil, v4, 256, 13, realB4, epoch, dropMalformed},
 		{"L3 past the frame", tunnelGRE, nil, v4, 256, 40, realB4, epoch, dropMalformed},
 		{"EtherType disagrees with version", tunnelGRE, nil, cat(ethIn6, inner4In), 256, 14, realB4, epoch, dropMalformed},
@@ -596,6 +597,9 @@ func TestValidate(t *testing.T) {
 		{"ttl 256", func(e *Encap) { e.Source4 = "192.0.2.1"; e.TTL = 256 }, "ttl"},
 		{"mtu 67", func(e *Encap) { e.Source4 = "192.0.2.1"; e.MTU = 67 }, "mtu"},
 		{"mtu negative", func(e *Encap) { e.Source4 = "192.0.2.1"; e.MTU = -1 }, "mtu"},
+		{"icmp_rate 0", func(e *Encap) { e.Source4 = "192.0.2.1"; e.ICMPRate = 0 }, ""},
+		{"icmp_rate negative", func(e *Encap) { e.Source4 = "192.0.2.1"; e.ICMPRate = -1 }, "icmp_rate"},
+		{"icmp_burst 0", func(e *Encap) { e.Source4 = "192.0.2.1"; e.ICMPBurst = 0 }, "icmp_burst"},
 	} {
 		e := newEncap(tunnelGRE)
 		tc.mod(e)
@@ -611,9 +615,9 @@ func TestValidate(t *testing.T) {
 }
 
 // metrics collects what Stats emits, keyed by name and labels.
-func metrics(e *Encap) map[string]uint64 {
+func metrics(r pipeline.StatsReporter) map[string]uint64 {
 	m := map[string]uint64{}
-	e.Stats(func(x pipeline.Metric) {
+	r.Stats(func(x pipeline.Metric) {
 		k := x.Name
 		for _, l := range x.Labels {
 			k += "," + l.Name + "=" + l.Value

@@ -50,12 +50,17 @@ func fuzzEncap(f *testing.F, tun tunnel) {
 	f.Add([]byte{}, uint16(0), uint8(0), uint8(realB4), uint64(0))                             // nothing at all: malformed
 	f.Add(cat(ethIn6, inner6In[:40]), uint16(14), uint8(64), uint8(realC4), uint64(0))         // IPv6 claiming 12 bytes it lacks
 	f.Add(cat(ethIn4, ethIn4[12:], inner4In), uint16(16), uint8(64), uint8(realB4), uint64(0)) // odd L2 length
+	f.Add(cat(ethIn6, inner6In), uint16(14), uint8(64), uint8(realC6|16), uint64(0))           // mtu 100: Packet Too Big
+	f.Add(cat(ethIn4, inner4In), uint16(14), uint8(64), uint8(realB6|16), uint64(0))           // mtu 100: fits
 
 	f.Fuzz(func(t *testing.T, frame []byte, l3 uint16, headroom uint8, sel uint8, hash uint64) {
 		e := newEncap(tun)
 		e.Source4 = "198.51.100.1"
 		if sel&8 == 0 {
 			e.Source6 = "2001:db8:ffff::1"
+		}
+		if sel&16 != 0 {
+			e.MTU = 100
 		}
 		snap := testSnapshot()
 		if err := e.Provision(testContext(snapshot.NewStore(snap), 0, 1)); err != nil {
@@ -76,6 +81,10 @@ func fuzzEncap(f *testing.F, tun tunnel) {
 			if !bytes.Equal(out, frame) || p.L3 != l3 || p.L4 != 0 {
 				t.Fatalf("a dropped packet was modified")
 			}
+			return
+		}
+		if port == portICMP {
+			checkReply(t, frame, out, p)
 			return
 		}
 		if port != portOut {
@@ -175,5 +184,27 @@ func checkEncapsulated(t *testing.T, tun tunnel, frame, out []byte, p *pipeline.
 		if g[0] != 0 || g[1] != 0 || binary.BigEndian.Uint16(g[2:]) != innerType {
 			t.Fatalf("GRE header % x", g)
 		}
+	}
+}
+
+// checkReply checks an ICMP reply to a packet too big: addresses swapped
+// from the quoted packet, a right checksum, at most 1280 bytes of IPv6.
+func checkReply(t *testing.T, frame, out []byte, p *pipeline.Packet) {
+	l3, l4 := int(p.L3), int(p.L4)
+	ip, m := out[l3:], out[l4:]
+	if ip[0]>>4 == 4 {
+		q := m[8:]
+		if !bytes.Equal(ip[12:16], q[16:20]) || !bytes.Equal(ip[16:20], q[12:16]) || rfc1071(ip[:20]) != 0 || rfc1071(m) != 0 || m[0] != 3 || m[1] != 4 {
+			t.Fatalf("bad ICMP reply % x", out)
+		}
+		return
+	}
+	q := m[8:]
+	pseudo := cat(ip[8:40], []byte{0, 0, byte(len(m) >> 8), byte(len(m)), 0, 0, 0, 58})
+	if !bytes.Equal(ip[8:24], q[24:40]) || !bytes.Equal(ip[24:40], q[8:24]) || rfc1071(cat(pseudo, m)) != 0 || len(ip) > 1280 || m[0] != 2 {
+		t.Fatalf("bad ICMPv6 reply % x", out)
+	}
+	if !bytes.Equal(q, frame[l3:][:len(q)]) {
+		t.Fatalf("quote is not the packet")
 	}
 }

@@ -35,6 +35,9 @@ pipeline {
   element "GREEncap" "encap" {
     source4 = "10.90.2.10"
     source6 = "fd00:90:2::10"
+    # The outer packet must fit the interface's MTU; a client packet too
+    # big for the tunnel is answered with ICMP (elements/encap, Path MTU).
+    interface = var.interface
   }
   element "TxXDP" "tx" {
     interface = var.interface

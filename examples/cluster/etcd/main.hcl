@@ -54,6 +54,8 @@ pipeline {
   element "GREEncap" "encap" {
     source4 = local.address4
     source6 = local.address6
+    # Outer packets fit the interface's MTU; too big: ICMP to the client.
+    interface = var.interface
   }
   element "TxXDP" "tx" {
     interface = var.interface
