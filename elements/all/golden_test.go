@@ -97,7 +97,7 @@ var goldenPcap = [2]string{`element "RxPcap" "rx" {
 // goldenInput writes a deterministic capture for one client family: TCP
 // flows of several packets, UDP queries, a datagram in two fragments, an
 // ICMP error quoting a flow's reply, a packet to no VIP and a truncated one.
-func goldenInput(t *testing.T, path string, family int) {
+func goldenInput(t testing.TB, path string, family int) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
@@ -256,6 +256,20 @@ func TestGolden(t *testing.T) {
 // opts.Values), to be closed when the test ends.
 func startGraph(tb testing.TB, path, src string, opts pipeline.Options) (*pipeline.Runtime, *control.Controller) {
 	tb.Helper()
+	g, ctl := loadGraph(tb, path, src)
+	opts.Values = snapshot.WithStore(opts.Values, ctl.Store())
+	rt, err := g.Start(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { rt.Close() })
+	return rt, ctl
+}
+
+// loadGraph loads src as the file at path and applies its service to a new
+// controller; the caller starts the graph over the controller's store.
+func loadGraph(tb testing.TB, path, src string) (*pipeline.Graph, *control.Controller) {
+	tb.Helper()
 	f, diags := xhcl.Load(path, []byte(src), xhcl.Options{})
 	if diags.HasErrors() {
 		tb.Fatal(diags)
@@ -264,13 +278,7 @@ func startGraph(tb testing.TB, path, src string, opts pipeline.Options) (*pipeli
 	if err := ctl.Apply(&f.Service); err != nil {
 		tb.Fatal(err)
 	}
-	opts.Values = snapshot.WithStore(opts.Values, ctl.Store())
-	rt, err := f.Graph.Start(opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { rt.Close() })
-	return rt, ctl
+	return f.Graph, ctl
 }
 
 // checkCounted checks that every packet a source put in the graph was
