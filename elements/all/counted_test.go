@@ -59,6 +59,11 @@ func FuzzCounted(f *testing.F) {
 	for _, family := range []int{4, 6} {
 		f.Add(encodeFrames(goldenFrames(f, family)...))
 	}
+	// The same flow under an 802.1Q tag, and under an 802.1ad and an
+	// 802.1Q tag (QinQ).
+	q := append(append(append([]byte(nil), tcp[2][:12]...), 0x81, 0x00, 0, 7), tcp[2][12:]...)
+	qinq := append(append(append([]byte(nil), tcp[2][:12]...), 0x88, 0xa8, 0, 9, 0x81, 0x00, 0, 7), tcp[2][12:]...)
+	f.Add(encodeFrames(q, qinq))
 	// The configuration is loaded and its Maglev tables built once per
 	// encapsulation (most of an input's time otherwise); each input gets
 	// graphs of its own, so no state carries over from one to the next.
@@ -179,7 +184,9 @@ func init() {
 // the tunnel announces, whose own length is the rest of the frame.
 func checkTunnel(p sentPacket, enc string, backends map[netip.Addr]bool) error {
 	d := p.data
-	if p.l3 != 14 || len(d) < p.l3+20 {
+	// Ethernet, then up to two VLAN tags, whose EtherTypes stay as they
+	// came in.
+	if p.l3 < 14 || p.l3 > 22 || (p.l3-14)%4 != 0 || len(d) < p.l3+20 {
 		return fmt.Errorf("L3 at %d in a frame of %d bytes", p.l3, len(d))
 	}
 	h := d[p.l3:]
@@ -202,7 +209,7 @@ func checkTunnel(p sentPacket, enc string, backends map[netip.Addr]bool) error {
 	default:
 		return fmt.Errorf("outer IP version %d", h[0]>>4)
 	}
-	if et := binary.BigEndian.Uint16(d[12:]); et != map[int]uint16{20: 0x0800, 40: 0x86dd}[hlen] {
+	if et := binary.BigEndian.Uint16(d[p.l3-2:]); et != map[int]uint16{20: 0x0800, 40: 0x86dd}[hlen] {
 		return fmt.Errorf("EtherType %#04x for an outer header of %d bytes", et, hlen)
 	}
 	if !backends[dst] {
