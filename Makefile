@@ -12,6 +12,7 @@
 GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN       := bin
 FUZZTIME  ?= 10s
+FUZZMINIMIZETIME ?= 2s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 PKGS      := ./...
@@ -63,19 +64,26 @@ unit:
 	cd examples/healthcheck-plugin && $(GO) test -race -count=1 ./...
 
 # Every Fuzz target in the repo, each for FUZZTIME (go test -fuzz takes one
-# target at a time). Go 1.26's fuzz coordinator can report its own
-# -fuzztime deadline as a failure ("context deadline exceeded", with no
-# failing input: go.dev/issue/75804, fixed in Go 1.27), more often on a
-# loaded machine. That alone is reported and passed over; a failing input
+# target at a time): make fuzz FUZZTIME=10m for a long run; make test uses
+# the default, a short pass. Each run logs to its own file, so two at once
+# (helpers sharing a machine) do not read each other's. Minimizing each
+# new interesting input is bounded by FUZZMINIMIZETIME, not go test's 60 s:
+# with that, FuzzCounted spent 30 of 45 s minimizing one input and ran a
+# third as many inputs as with 2 s (a failing input is still written,
+# minimized for as long).
+#
+# Go 1.26's fuzz coordinator can report its own -fuzztime deadline as a
+# failure ("context deadline exceeded", with no failing input:
+# go.dev/issue/75804, fixed in Go 1.27), more often on a loaded machine. That alone is reported and passed over; a failing input
 # (written to testdata/fuzz) or any other failure fails the target.
 fuzz:
-	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./examples/healthcheck-plugin/'); do \
+	@set -e; log=$$(mktemp); trap 'rm -f $$log' EXIT; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./examples/healthcheck-plugin/'); do \
 		pkg=./$$(dirname $${f#./}); \
 		for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
 			echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
-			if ! $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/xlb-fuzz.log 2>&1; then \
-				if grep -q 'Failing input written to' /tmp/xlb-fuzz.log || ! grep -qx '    context deadline exceeded' /tmp/xlb-fuzz.log || \
-					[ "$$(grep -c '^--- FAIL' /tmp/xlb-fuzz.log)" != 1 ]; then cat /tmp/xlb-fuzz.log; exit 1; fi; \
+			if ! $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg >$$log 2>&1; then \
+				if grep -q 'Failing input written to' $$log || ! grep -qx '    context deadline exceeded' $$log || \
+					[ "$$(grep -c '^--- FAIL' $$log)" != 1 ]; then cat $$log; exit 1; fi; \
 				echo "  the coordinator reported its own deadline (go.dev/issue/75804); no failing input"; \
 			fi; \
 		done; \

@@ -27,8 +27,11 @@ package encap
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/xlbproject/xlb/control/snapshot"
@@ -133,6 +136,7 @@ type Encap struct {
 	ttl        uint8
 	mtu        int // bound on the outer IP packet; 0: none
 	view       *snapshot.View
+	log        *slog.Logger // worker 0's only: one warning per graph, not per worker
 
 	// Owned by the worker goroutine.
 	snap   *snapshot.Snapshot // the batch's, from view
@@ -148,6 +152,7 @@ type Encap struct {
 	bucket  bucket // ICMP replies
 	// ICMP replies sent this batch, by type.
 	sentFragNeeded, sentPTB uint64
+	warned                  string // the backends warnNoSource last named
 
 	// Published in EndBatch, read by Stats from another goroutine.
 	backends              atomic.Pointer[[]*backendStat] // per real ID of the current snapshot
@@ -246,6 +251,9 @@ func (e *Encap) Provision(ctx *pipeline.Context) error {
 	e.src4Sum = uint32(be16(e.src4[0:])) + uint32(be16(e.src4[2:]))
 	e.ttl = uint8(e.TTL)
 	e.view = v
+	if ctx.Worker == 0 {
+		e.log = ctx.Logger
+	}
 	e.idStep = uint16(max(ctx.Workers, 1))
 	e.id = uint16(ctx.Worker)
 	e.touched = make([]uint32, 0, pipeline.MaxBatch)
@@ -298,6 +306,34 @@ func (e *Encap) adopt(s *snapshot.Snapshot) {
 		next[i] = &backendStat{vip: vip, backend: r.Backend, epoch: r.Epoch}
 	}
 	e.backends.Store(&next)
+	if e.log != nil {
+		e.warnNoSource(s)
+	}
+}
+
+// warnNoSource logs the backends whose family has no outer source
+// configured (an IPv6 backend without source6, say, whatever the VIP's
+// family), when that list changes: every packet chosen for them is
+// dropped as encap.nosource, which the counters show only once traffic
+// arrives and the configuration check cannot see (it knows the graph or
+// the pools, not both).
+func (e *Encap) warnNoSource(s *snapshot.Snapshot) {
+	var missing []string
+	for i := range s.Reals {
+		r := &s.Reals[i]
+		if r.Epoch != 0 && ((r.Family == 6 && !e.has6) || (r.Family != 6 && !e.has4)) {
+			missing = append(missing, r.Backend+" "+r.Addr.String())
+		}
+	}
+	slices.Sort(missing)
+	list := strings.Join(slices.Compact(missing), ", ")
+	if list == e.warned {
+		return
+	}
+	e.warned = list
+	if list != "" {
+		e.log.Warn("no outer source address for these backends' family (source4 / source6): packets to them are dropped as encap.nosource", "backends", list)
+	}
 }
 
 // EndBatch publishes the batch's counters and lets go of its snapshot.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -894,5 +895,47 @@ func TestStatsWhileRunning(t *testing.T) {
 	<-done
 	if got := metrics(e)["xlb_encap_backend_packets_total,vip=web4,backend=b4"]; got != 200 {
 		t.Errorf("b4 packets %d, want 200 (kept across snapshots of the same real)", got)
+	}
+}
+
+// TestWarnNoSource: worker 0 warns, once per change of the list, of the
+// backends whose family has no outer source (here IPv6 backends without
+// source6, which an IPv4 VIP's pool can hold too); other workers stay
+// silent, and a configuration with both sources warns of nothing.
+func TestWarnNoSource(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		source6        string
+		worker         int
+		want, wantNone string
+	}{
+		{"no source6", "", 0, "backends=\"b6 2001:db8:b::2, c6 2001:db8:b::3\"", ""},
+		{"no source6, worker 1", "", 1, "", "level"},
+		{"both sources", "2001:db8:ffff::1", 0, "", "level"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			st := snapshot.NewStore(testSnapshot())
+			ctx := testContext(st, tc.worker, 2)
+			ctx.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			e := newEncap(tunnelGRE)
+			e.Source4, e.Source6 = "198.51.100.1", tc.source6
+			if err := e.Provision(ctx); err != nil {
+				t.Fatal(err)
+			}
+			start(e)
+			end(e)
+			// A new generation with the same backends: nothing new to say.
+			st.Publish(snapshot.New(2, 42, testSnapshot().VIPs, testSnapshot().Reals))
+			start(e)
+			end(e)
+			got := logs.String()
+			if tc.want != "" && (!strings.Contains(got, tc.want) || strings.Count(got, "\n") != 1 || !strings.Contains(got, "encap.nosource")) {
+				t.Errorf("log:\n%s\nwant one line naming %s and encap.nosource", got, tc.want)
+			}
+			if tc.wantNone != "" && strings.Contains(got, tc.wantNone) {
+				t.Errorf("log:\n%s\nwant nothing", got)
+			}
+		})
 	}
 }
