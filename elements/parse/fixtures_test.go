@@ -258,7 +258,7 @@ const testSeed = 0x5eed
 func newTestElement(seed uint64) *Parse5Tuple {
 	e := &Parse5Tuple{view: snapshot.NewView(snapshot.NewStore(snapshot.New(1, seed, nil, nil))),
 		FragCapacity: defaultFragCapacity, FragTimeout: defaultFragTimeout}
-	if err := e.setup(); err != nil {
+	if err := e.setup(seed); err != nil {
 		panic(err)
 	}
 	startBatch(e)

@@ -70,6 +70,11 @@ type fragCounters struct {
 // whole in setup, with per-bucket LRU replacement. It belongs to one
 // worker's Parse5Tuple and is never shared.
 type fragTable struct {
+	// key hashes datagram keys to buckets. It is taken from the hash
+	// seed once, at setup, so that an attacker who does not know the
+	// seed cannot aim datagrams at one bucket, and a seed changed by a
+	// reload does not lose the datagrams in flight.
+	key     hashKey
 	ents    []fragEntry
 	mask    uint64 // buckets - 1
 	timeout int32  // ticks
@@ -83,16 +88,17 @@ func fragTimeoutTicks(d time.Duration) int32 {
 }
 
 // init allocates a table of at least capacity entries (rounded up to a
-// power of two of buckets).
-func (t *fragTable) init(capacity int, timeout time.Duration) {
+// power of two of buckets) whose bucket hash is keyed by seed.
+func (t *fragTable) init(capacity int, timeout time.Duration, seed uint64) {
+	t.key = newHashKey(seed)
 	nb := uint64(1) << bits.Len64(uint64(capacity+fragWays-1)/fragWays-1)
 	t.ents = make([]fragEntry, nb*fragWays)
 	t.mask = nb - 1
 	t.timeout = fragTimeoutTicks(timeout)
 }
 
-func (t *fragTable) bucket(h uint64) []fragEntry {
-	i := (h & t.mask) * fragWays
+func (t *fragTable) bucket(key *pipeline.Flow) []fragEntry {
+	i := (t.key.hash(key) & t.mask) * fragWays
 	return t.ents[i : i+fragWays : i+fragWays]
 }
 
@@ -100,12 +106,12 @@ func (t *fragTable) bucket(h uint64) []fragEntry {
 // as 0.
 func (t *fragTable) age(e *fragEntry) int32 { return max(int32(t.tick-e.seen), 0) }
 
-// record stores the flow and hash of the first fragment of datagram key
-// (whose seeded hash is h). It takes, in order, the datagram's own entry (a
+// record stores the flow and hash of the first fragment of datagram key.
+// It takes, in order, the datagram's own entry (a
 // first fragment sent again, or an identification reused), a free way, the
 // least recently seen way; replacing a live one counts an eviction.
-func (t *fragTable) record(key *pipeline.Flow, h uint64, flow *pipeline.Flow, hash uint64) {
-	b := t.bucket(h)
+func (t *fragTable) record(key, flow *pipeline.Flow, hash uint64) {
+	b := t.bucket(key)
 	var v *fragEntry
 	vAge := int32(-1)
 	for w := range b {
@@ -129,10 +135,9 @@ func (t *fragTable) record(key *pipeline.Flow, h uint64, flow *pipeline.Flow, ha
 	t.local.recorded++
 }
 
-// follow returns the live entry of datagram key (seeded hash h) and
-// refreshes it, or nil.
-func (t *fragTable) follow(key *pipeline.Flow, h uint64) *fragEntry {
-	b := t.bucket(h)
+// follow returns the live entry of datagram key and refreshes it, or nil.
+func (t *fragTable) follow(key *pipeline.Flow) *fragEntry {
+	b := t.bucket(key)
 	for w := range b {
 		e := &b[w]
 		if e.used && e.key == *key {

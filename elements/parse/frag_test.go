@@ -16,7 +16,7 @@ func newFragElement(t *testing.T, capacity int, timeout string) *Parse5Tuple {
 	t.Helper()
 	e := &Parse5Tuple{view: snapshot.NewView(snapshot.NewStore(snapshot.New(1, testSeed, nil, nil))),
 		FragCapacity: capacity, FragTimeout: timeout}
-	if err := e.setup(); err != nil {
+	if err := e.setup(testSeed); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -184,5 +184,24 @@ func TestFragValidate(t *testing.T) {
 	e := &Parse5Tuple{FragCapacity: maxFragCapacity, FragTimeout: "30s"}
 	if err := e.Validate(); err != nil {
 		t.Errorf("the largest table: %v", err)
+	}
+}
+
+// TestFragTableSeedChange checks that a reload changing the hash seed
+// between a datagram's first and later fragments does not lose it: the
+// later fragment still finds the first's flow and hash.
+func TestFragTableSeedChange(t *testing.T) {
+	st := snapshot.NewStore(snapshot.New(1, testSeed, nil, nil))
+	e := &Parse5Tuple{view: snapshot.NewView(st), FragCapacity: 4096, FragTimeout: "1s"}
+	if err := e.setup(testSeed); err != nil {
+		t.Fatal(err)
+	}
+	batchAt(e, 0)
+	first, _ := push(e, firstFrag4(1000, 1))
+	st.Publish(snapshot.New(2, testSeed+1, nil, nil))
+	batchAt(e, 0)
+	p, port := push(e, laterFrag4(1))
+	if port != portOut || p.Hash != first.Hash || p.Flow != withFlags(first.Flow, pipeline.FlowLaterFragment) {
+		t.Errorf("after a seed change: port %d flow %+v hash %#x, want the first fragment's %+v %#x", port, p.Flow, p.Hash, first.Flow, first.Hash)
 	}
 }

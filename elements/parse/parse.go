@@ -149,13 +149,13 @@ func (e *Parse5Tuple) fragTimeout() (time.Duration, error) {
 	return d, nil
 }
 
-// setup allocates the fragment table.
-func (e *Parse5Tuple) setup() error {
+// setup allocates the fragment table, keyed by seed.
+func (e *Parse5Tuple) setup(seed uint64) error {
 	d, err := e.fragTimeout()
 	if err != nil {
 		return err
 	}
-	e.frags.init(e.FragCapacity, d)
+	e.frags.init(e.FragCapacity, d, seed)
 	e.fragsPub.capacity.Store(uint64(len(e.frags.ents)))
 	return nil
 }
@@ -169,7 +169,7 @@ func (e *Parse5Tuple) Provision(ctx *pipeline.Context) error {
 	}
 	e.view = v
 	e.store, _ = snapshot.FromContext(ctx)
-	return e.setup()
+	return e.setup(e.store.Load().HashSeed)
 }
 
 // FlowHash returns the hash a packet of f gets under the latest published
@@ -200,9 +200,9 @@ func (e *Parse5Tuple) Push(_ int, p *pipeline.Packet) int {
 		p.Hash = e.key.hash(&p.Flow)
 	case firstFragment:
 		p.Hash = e.key.hash(&p.Flow)
-		e.frags.record(&fr.key, e.key.hash(&fr.key), &p.Flow, p.Hash)
+		e.frags.record(&fr.key, &p.Flow, p.Hash)
 	default:
-		ent := e.frags.follow(&fr.key, e.key.hash(&fr.key))
+		ent := e.frags.follow(&fr.key)
 		if ent == nil {
 			p.Reason = reasonFragNoFirst
 			return portBad
