@@ -130,12 +130,12 @@ type Parse5Tuple struct {
 
 // Validate checks the fragment table's attributes without side effects.
 func (e *Parse5Tuple) Validate() error {
-	_, err := e.fragTimeout()
+	_, err := e.fragConfig()
 	return err
 }
 
-// fragTimeout checks the attributes and returns frag_timeout.
-func (e *Parse5Tuple) fragTimeout() (time.Duration, error) {
+// fragConfig checks frag_capacity and frag_timeout and returns the latter.
+func (e *Parse5Tuple) fragConfig() (time.Duration, error) {
 	if e.FragCapacity <= 0 || e.FragCapacity > maxFragCapacity {
 		return 0, &pipeline.AttrError{Attr: "frag_capacity", Msg: "must be greater than 0 and at most 1048576"}
 	}
@@ -151,7 +151,7 @@ func (e *Parse5Tuple) fragTimeout() (time.Duration, error) {
 
 // setup allocates the fragment table, keyed by seed.
 func (e *Parse5Tuple) setup(seed uint64) error {
-	d, err := e.fragTimeout()
+	d, err := e.fragConfig()
 	if err != nil {
 		return err
 	}
