@@ -23,12 +23,17 @@ const Headroom = 256
 
 // Flow flags.
 const (
-	// FlowFragment marks an IP fragment (first or later): the flow is keyed
-	// on (src, dst, proto) only and the ports are zero.
+	// FlowFragment marks a flow keyed on (src, dst, proto) only, ports
+	// zero: an ICMP error quoting a non-first fragment. Fragments that
+	// reach the graph have their datagram's 5-tuple (FlowLaterFragment).
 	FlowFragment uint8 = 1 << iota
 	// FlowICMPError marks an ICMP error whose flow was taken from the
 	// embedded (quoted) packet, reversed, so it follows the original flow.
 	FlowICMPError
+	// FlowLaterFragment marks a non-first fragment whose flow and hash are
+	// its first fragment's: L4 is the start of its fragment payload, not
+	// a transport header.
+	FlowLaterFragment
 )
 
 // Flow is the 5-tuple of a packet. IPv4 addresses are stored IPv4-mapped

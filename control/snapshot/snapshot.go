@@ -95,7 +95,9 @@ type Snapshot struct {
 	ConfigDigest string
 
 	index map[vipKey]uint32
-	// frags maps (address, protocol) to the VIP that fragments go to.
+	// frags maps (address, protocol) to the VIP of flows keyed without
+	// ports (FlowFragment: ICMP errors quoting a non-first fragment).
+	// Fragments themselves carry their datagram's ports.
 	frags map[vipKey]uint32
 }
 
@@ -137,9 +139,10 @@ func New(generation, hashSeed uint64, vips []VIP, reals []Real) *Snapshot {
 //
 // Ports only mean something for TCP, UDP and SCTP: for any other protocol
 // the port is ignored, so that an ICMP echo identifier (which Parse5Tuple
-// keeps in the port fields) never matches a port-specific VIP. A fragment
-// carries no ports (only the first one has them, and all are keyed alike
-// so that they reach the same backend): it belongs to the VIP with its
+// keeps in the port fields) never matches a port-specific VIP. Fragments
+// carry their datagram's ports (Parse5Tuple's fragment table) and are
+// port-filtered like any packet. A flow keyed without ports (FlowFragment:
+// an ICMP error quoting a non-first fragment) belongs to the VIP with its
 // address and protocol, and when several VIPs share those with different
 // ports, to the first of them by name.
 func (s *Snapshot) LookupVIP(f *pipeline.Flow) (uint32, bool) {

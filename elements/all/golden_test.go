@@ -470,8 +470,9 @@ func checkOutput(t *testing.T, inputPath string, out []byte, enc string, snap *s
 }
 
 // flowKey names the client flow an inner packet belongs to: the 5-tuple,
-// except that fragments use the datagram's addresses and protocol (as
-// Parse5Tuple does) and ICMP errors the quoted packet's flow, reversed.
+// except that fragments, which carry no ports after the first, are grouped
+// by their addresses (TestGoldenFragments checks that they follow their
+// flow) and ICMP errors use the quoted packet's flow, reversed.
 func flowKey(inner []byte) string {
 	pkt := gopacket.NewPacket(inner, map[bool]gopacket.LayerType{true: layers.LayerTypeIPv4, false: layers.LayerTypeIPv6}[inner[0]>>4 == 4], gopacket.Default)
 	var src, dst net.IP

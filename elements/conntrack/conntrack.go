@@ -302,10 +302,10 @@ func find(b *bucket, tag uint16, f *pipeline.Flow) int {
 }
 
 // tcpFlags returns the TCP flags of p, if p carries a TCP header: not a
-// fragment (Parse5Tuple's L4 is then the fragment payload) and not an ICMP
+// later fragment (Parse5Tuple's L4 is then the fragment payload) and not an ICMP
 // error (L4 is the ICMP header; Proto is the quoted packet's).
 func tcpFlags(p *pipeline.Packet) (uint8, bool) {
-	if p.Flow.Proto != 6 || p.Flow.Flags&(pipeline.FlowFragment|pipeline.FlowICMPError) != 0 {
+	if p.Flow.Proto != 6 || p.Flow.Flags&(pipeline.FlowFragment|pipeline.FlowICMPError|pipeline.FlowLaterFragment) != 0 {
 		return 0, false
 	}
 	d := p.Data()

@@ -256,7 +256,11 @@ const testSeed = 0x5eed
 // newTestElement returns a Parse5Tuple provisioned with a snapshot whose
 // hash seed is seed, with a batch started.
 func newTestElement(seed uint64) *Parse5Tuple {
-	e := &Parse5Tuple{view: snapshot.NewView(snapshot.NewStore(snapshot.New(1, seed, nil, nil)))}
+	e := &Parse5Tuple{view: snapshot.NewView(snapshot.NewStore(snapshot.New(1, seed, nil, nil))),
+		FragCapacity: defaultFragCapacity, FragTimeout: defaultFragTimeout}
+	if err := e.setup(seed); err != nil {
+		panic(err)
+	}
 	startBatch(e)
 	return e
 }

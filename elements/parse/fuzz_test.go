@@ -64,7 +64,7 @@ func FuzzParse5Tuple(f *testing.F) {
 			default:
 				t.Fatalf("family %d", fl.Family)
 			}
-			if fl.Flags&^(pipeline.FlowFragment|pipeline.FlowICMPError) != 0 {
+			if fl.Flags&^(pipeline.FlowFragment|pipeline.FlowICMPError|pipeline.FlowLaterFragment) != 0 {
 				t.Fatalf("unknown flags %#x", fl.Flags)
 			}
 			if fl.Flags&pipeline.FlowFragment != 0 && (fl.SrcPort != 0 || fl.DstPort != 0) {

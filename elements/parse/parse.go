@@ -4,8 +4,10 @@
 // SCTP, ICMP (RFC 792) or ICMPv6 (RFC 4443) — and writes the packet's header
 // offsets, flow 5-tuple and seeded flow hash for the elements after it.
 //
-// Fragments are keyed on (src, dst, proto) so that every fragment of a
-// datagram, the first included, reaches the same backend. ICMP errors are
+// A first fragment is parsed and hashed on its 5-tuple like the flow's
+// unfragmented packets; later fragments take its flow and hash from a
+// per-worker fragment table (frag.go), so every fragment of a datagram
+// reaches the flow's backend and passes its VIP's port filter. ICMP errors are
 // keyed on the flow they quote, reversed, as GLB Director and Katran do: a
 // Fragmentation Needed (RFC 1191) or Packet Too Big (RFC 8201) that a router
 // sends to the VIP about a backend's reply follows the client's flow to
@@ -18,6 +20,7 @@ package parse
 import (
 	"encoding/binary"
 	"sync/atomic"
+	"time"
 
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
@@ -29,7 +32,9 @@ func init() {
 		Doc:     "Parses Ethernet/VLAN/IPv4/IPv6 headers into header offsets, the flow 5-tuple and the seeded flow hash; malformed frames leave by bad.",
 		Inputs:  []string{"in"},
 		Outputs: []string{"out", "bad"},
-		New:     func() pipeline.Element { return &Parse5Tuple{} },
+		New: func() pipeline.Element {
+			return &Parse5Tuple{FragCapacity: defaultFragCapacity, FragTimeout: defaultFragTimeout}
+		},
 	})
 }
 
@@ -52,6 +57,9 @@ var (
 	reasonTooManyExt   = pipeline.NewReason("parse.too_many_ext_headers")
 	reasonTruncatedL4  = pipeline.NewReason("parse.truncated_l4")
 	reasonBadICMPInner = pipeline.NewReason("parse.bad_icmp_inner")
+	// reasonFragNoFirst: a later fragment whose first fragment is not in
+	// the fragment table (not seen yet, timed out or evicted).
+	reasonFragNoFirst = pipeline.NewReason("parse.fragment_without_first")
 )
 
 const (
@@ -96,10 +104,13 @@ const (
 
 var classNames = [numClasses]string{"tcp", "udp", "sctp", "icmp", "icmp_error", "fragment", "other"}
 
-// Parse5Tuple is the parser element. It has no configuration: what it
-// accepts is fixed by the standards above, and its only parameter, the hash
-// seed, comes from the service snapshot.
+// Parse5Tuple is the parser element. What it accepts is fixed by the
+// standards above and its hash seed comes from the service snapshot; its
+// configuration is the fragment table's size and timeout.
 type Parse5Tuple struct {
+	FragCapacity int    `hcl:"frag_capacity,optional" doc:"datagrams each worker's fragment table holds (first fragments seen, awaiting their later fragments), rounded up to a power of two of 4-way buckets"`
+	FragTimeout  string `hcl:"frag_timeout,optional" doc:"how long after its last fragment a datagram's entry lets later fragments follow it, a duration"`
+
 	view *snapshot.View
 	// store is for FlowHash, which runs on other goroutines than the
 	// worker and so may not read view.
@@ -110,10 +121,47 @@ type Parse5Tuple struct {
 	// Stats reads, published once per batch by EndBatch.
 	counts [2][numClasses]uint64
 	total  [2][numClasses]atomic.Uint64
+
+	frags    fragTable
+	fragsPub struct {
+		recorded, followed, expired, evicted, capacity atomic.Uint64
+	}
+}
+
+// Validate checks the fragment table's attributes without side effects.
+func (e *Parse5Tuple) Validate() error {
+	_, err := e.fragConfig()
+	return err
+}
+
+// fragConfig checks frag_capacity and frag_timeout and returns the latter.
+func (e *Parse5Tuple) fragConfig() (time.Duration, error) {
+	if e.FragCapacity <= 0 || e.FragCapacity > maxFragCapacity {
+		return 0, &pipeline.AttrError{Attr: "frag_capacity", Msg: "must be greater than 0 and at most 1048576"}
+	}
+	d, err := time.ParseDuration(e.FragTimeout)
+	if err != nil {
+		return 0, &pipeline.AttrError{Attr: "frag_timeout", Msg: "must be a duration such as \"1s\" or \"500ms\""}
+	}
+	if d <= 0 || d > maxFragTimeout {
+		return 0, &pipeline.AttrError{Attr: "frag_timeout", Msg: "must be greater than 0 and at most 30s"}
+	}
+	return d, nil
+}
+
+// setup allocates the fragment table, keyed by seed.
+func (e *Parse5Tuple) setup(seed uint64) error {
+	d, err := e.fragConfig()
+	if err != nil {
+		return err
+	}
+	e.frags.init(e.FragCapacity, d, seed)
+	e.fragsPub.capacity.Store(uint64(len(e.frags.ents)))
+	return nil
 }
 
 // Provision gets the worker's view of the snapshots, which hold the hash
-// seed.
+// seed, and allocates the fragment table.
 func (e *Parse5Tuple) Provision(ctx *pipeline.Context) error {
 	v, err := snapshot.ViewFromContext(ctx)
 	if err != nil {
@@ -121,7 +169,7 @@ func (e *Parse5Tuple) Provision(ctx *pipeline.Context) error {
 	}
 	e.view = v
 	e.store, _ = snapshot.FromContext(ctx)
-	return nil
+	return e.setup(e.store.Load().HashSeed)
 }
 
 // FlowHash returns the hash a packet of f gets under the latest published
@@ -131,27 +179,50 @@ func (e *Parse5Tuple) FlowHash(f *pipeline.Flow) uint64 {
 }
 
 // StartBatch takes the hash seed of the batch's snapshot, so a seed change
-// in config takes effect at a batch boundary.
-func (e *Parse5Tuple) StartBatch(int64) {
+// in config takes effect at a batch boundary, and the batch's clock.
+func (e *Parse5Tuple) StartBatch(now int64) {
 	e.key = newHashKey(e.view.Snapshot().HashSeed)
+	e.frags.tick = uint32(uint64(now) >> fragTickShift)
 }
 
 // Push parses p. On `out`, p.L3, p.L4, p.Flow and p.Hash are valid and the
 // packet's data ends where its IP datagram ends. On `bad`, p.Reason says
 // why and the other fields are unspecified.
 func (e *Parse5Tuple) Push(_ int, p *pipeline.Packet) int {
-	class, r := parseFrame(p)
+	var fr fragment
+	class, r := parseFrame(p, &fr)
 	if r != pipeline.ReasonNone {
 		p.Reason = r
 		return portBad
 	}
-	p.Hash = e.key.hash(&p.Flow)
+	switch fr.kind {
+	case notFragment:
+		p.Hash = e.key.hash(&p.Flow)
+	case firstFragment:
+		p.Hash = e.key.hash(&p.Flow)
+		e.frags.record(&fr.key, &p.Flow, p.Hash)
+	default:
+		ent := e.frags.follow(&fr.key)
+		if ent == nil {
+			p.Reason = reasonFragNoFirst
+			return portBad
+		}
+		p.Flow, p.Hash = ent.flow, ent.hash
+		p.Flow.Flags |= pipeline.FlowLaterFragment
+	}
 	e.counts[(p.Flow.Family>>1)&1][class]++
 	return portOut
 }
 
 // EndBatch publishes the batch's counts.
 func (e *Parse5Tuple) EndBatch() {
+	if l := &e.frags.local; *l != (fragCounters{}) {
+		e.fragsPub.recorded.Add(l.recorded)
+		e.fragsPub.followed.Add(l.followed)
+		e.fragsPub.expired.Add(l.expired)
+		e.fragsPub.evicted.Add(l.evicted)
+		*l = fragCounters{}
+	}
 	for f := range e.counts {
 		for c, n := range e.counts[f] {
 			if n != 0 {
@@ -175,13 +246,28 @@ func (e *Parse5Tuple) Stats(emit func(pipeline.Metric)) {
 			})
 		}
 	}
+	for _, m := range []struct {
+		event, help string
+		v           *atomic.Uint64
+	}{
+		{"recorded", "First fragments recorded in the fragment table.", &e.fragsPub.recorded},
+		{"followed", "Later fragments that found their first fragment's flow.", &e.fragsPub.followed},
+		{"expired", "Later fragments whose datagram's entry had timed out (dropped as parse.fragment_without_first).", &e.fragsPub.expired},
+		{"evicted", "Live datagrams replaced by a new first fragment in a full bucket.", &e.fragsPub.evicted},
+	} {
+		emit(pipeline.Metric{Name: "xlb_parse_fragment_table_" + m.event + "_total", Help: m.help, Value: m.v.Load()})
+	}
+	emit(pipeline.Metric{Name: "xlb_parse_fragment_table_capacity", Help: "Datagrams the fragment table holds.",
+		Value: e.fragsPub.capacity.Load(), Gauge: true})
 }
 
 func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
 
-// parseFrame writes p.L3, p.L4 and p.Flow, and returns the packet's class,
-// or the reason it cannot be parsed.
-func parseFrame(p *pipeline.Packet) (int, pipeline.Reason) {
+// parseFrame writes p.L3, p.L4 and p.Flow, and fr when p is a fragment,
+// and returns the packet's class, or the reason it cannot be parsed. A
+// first fragment's flow is parsed as an unfragmented packet's; a later
+// fragment's has no ports and Proto is the datagram's key protocol.
+func parseFrame(p *pipeline.Packet, fr *fragment) (int, pipeline.Reason) {
 	d := p.Data()
 	if len(d) < ethHeaderLen {
 		return 0, reasonTruncatedEth
@@ -200,9 +286,9 @@ func parseFrame(p *pipeline.Packet) (int, pipeline.Reason) {
 	}
 	switch et {
 	case etherTypeIPv4:
-		return parseIPv4(p, d, off)
+		return parseIPv4(p, d, off, fr)
 	case etherTypeIPv6:
-		return parseIPv6(p, d, off)
+		return parseIPv6(p, d, off, fr)
 	}
 	// ARP, LLDP and the like: a live RxXDP never hands them over (the XDP
 	// program passes them to the kernel), but a capture replay does.
@@ -223,7 +309,7 @@ func setMapped(a16 *[16]byte, a4 []byte) {
 // verifying would cost a pass over the header for every packet. A packet
 // shorter than its total length is truncated and dropped; a longer one
 // carries link-layer padding (Ethernet pads to 60 bytes), which is trimmed.
-func parseIPv4(p *pipeline.Packet, d []byte, l3 int) (int, pipeline.Reason) {
+func parseIPv4(p *pipeline.Packet, d []byte, l3 int, fr *fragment) (int, pipeline.Reason) {
 	ip := d[l3:]
 	if len(ip) < 20 {
 		return 0, reasonTruncatedIP
@@ -252,8 +338,17 @@ func parseIPv4(p *pipeline.Packet, d []byte, l3 int) (int, pipeline.Reason) {
 	p.L3, p.L4 = uint16(l3), uint16(l3+ihl)
 	// MF set or a non-zero offset: a fragment, first or later. Options
 	// were skipped through IHL without being interpreted.
-	if be16(ip[6:])&0x3fff != 0 {
-		f.Flags = pipeline.FlowFragment
+	if fo := be16(ip[6:]); fo&0x3fff != 0 {
+		fr.key = *f
+		fr.key.DstPort = be16(ip[4:])
+		if fo&0x1fff != 0 {
+			fr.kind = laterFragment
+			return classFragment, 0
+		}
+		fr.kind = firstFragment
+		if _, r := transport(f, ip[ihl:]); r != pipeline.ReasonNone {
+			return 0, r
+		}
 		return classFragment, 0
 	}
 	return transport(f, ip[ihl:])
@@ -262,7 +357,7 @@ func parseIPv4(p *pipeline.Packet, d []byte, l3 int) (int, pipeline.Reason) {
 // parseIPv6 parses the IPv6 header at d[l3:] and its extension headers.
 // Jumbograms (payload length 0 with a Jumbo Payload option, RFC 2675) do
 // not fit an Ethernet MTU and fail as a truncated extension header.
-func parseIPv6(p *pipeline.Packet, d []byte, l3 int) (int, pipeline.Reason) {
+func parseIPv6(p *pipeline.Packet, d []byte, l3 int, fr *fragment) (int, pipeline.Reason) {
 	ip := d[l3:]
 	if len(ip) < 40 {
 		return 0, reasonTruncatedIP
@@ -277,7 +372,7 @@ func parseIPv6(p *pipeline.Packet, d []byte, l3 int) (int, pipeline.Reason) {
 	ip = ip[:tot]
 	p.Truncate(l3 + tot)
 
-	proto, l4, frag, r := walkIPv6(ip, ip[6], 40)
+	proto, l4, frag, fh, r := walkIPv6(ip, ip[6], 40)
 	if r != pipeline.ReasonNone {
 		return 0, r
 	}
@@ -286,11 +381,17 @@ func parseIPv6(p *pipeline.Packet, d []byte, l3 int) (int, pipeline.Reason) {
 	copy(f.Src[:], ip[8:24])
 	copy(f.Dst[:], ip[24:40])
 	p.L3, p.L4 = uint16(l3), uint16(l3+l4)
-	if frag != notFragment {
-		f.Flags = pipeline.FlowFragment
-		return classFragment, 0
+	if frag == notFragment {
+		return transport(f, ip[l4:])
 	}
-	return transport(f, ip[l4:])
+	fr.kind = frag
+	fr.key = pipeline.Flow{Src: f.Src, Dst: f.Dst, SrcPort: be16(ip[fh+4:]), DstPort: be16(ip[fh+6:]), Proto: ip[fh], Family: 6}
+	if frag == firstFragment {
+		if _, r := transport(f, ip[l4:]); r != pipeline.ReasonNone {
+			return 0, r
+		}
+	}
+	return classFragment, 0
 }
 
 // Fragment kinds found by walkIPv6.
@@ -302,55 +403,53 @@ const (
 
 // walkIPv6 follows the extension header chain of the IPv6 packet b, whose
 // next header nh starts at b[off:]. It returns the upper-layer protocol and
-// the offset of its header.
+// the offset of its header, whether the packet is a fragment, and the
+// offset fh of its Fragment header when it is.
 //
-// The walk stops at a Fragment header: the protocol returned is that
-// header's Next Header and the offset is the start of the fragmentable
-// part, for first and later fragments alike. Later fragments carry only
-// the first header of the fragmentable part, so that is the one protocol
-// number every fragment of a datagram agrees on (they differ when a
-// Destination Options or AH header follows the Fragment header). An atomic
-// fragment (offset 0, M clear) is a whole datagram and is walked through
-// as unfragmented (RFC 6946).
+// A first fragment (offset 0, M set) carries the whole header chain (RFC
+// 7112), so the walk goes on through the headers after its Fragment
+// header (Destination Options, AH) to the upper-layer header, as for an
+// unfragmented packet. A later fragment carries no more headers: the walk
+// stops there, returning the Fragment header's Next Header and the start
+// of the fragment's payload. An atomic fragment (offset 0, M clear) is a
+// whole datagram and is walked through as unfragmented (RFC 6946).
 //
 // ESP and No Next Header end the walk like an upper-layer protocol. Other
 // headers in extension header format (Mobility, HIP, Shim6) are rare at a
 // VIP and also end it, as an upper-layer protocol without ports.
-func walkIPv6(b []byte, nh uint8, off int) (proto uint8, l4, frag int, r pipeline.Reason) {
+func walkIPv6(b []byte, nh uint8, off int) (proto uint8, l4, frag, fh int, r pipeline.Reason) {
 	for n := 0; ; n++ {
 		switch nh {
 		case protoHopByHop, protoRouting, protoDestOpts, protoFragment, protoAH:
 		default:
-			return nh, off, notFragment, 0
+			return nh, off, frag, fh, 0
 		}
 		if n == maxExtHeaders {
-			return 0, 0, 0, reasonTooManyExt
+			return 0, 0, 0, 0, reasonTooManyExt
 		}
 		// Every extension header is at least 8 bytes long.
 		if len(b) < off+8 {
-			return 0, 0, 0, reasonTruncatedExt
+			return 0, 0, 0, 0, reasonTruncatedExt
 		}
 		next := b[off]
 		var hlen int
 		switch nh {
 		case protoFragment:
 			fo := be16(b[off+2:]) // offset<<3 | res(2) | M
-			off += 8
-			if fo&0xfff9 == 0 {
-				nh = next
-				continue
+			if fo>>3 != 0 {
+				return next, off + 8, laterFragment, off, 0
 			}
-			if fo>>3 == 0 {
-				return next, off, firstFragment, 0
+			if fo&1 != 0 && frag == notFragment {
+				frag, fh = firstFragment, off
 			}
-			return next, off, laterFragment, 0
+			hlen = 8
 		case protoAH:
 			hlen = (int(b[off+1]) + 2) * 4 // RFC 4302: in 4-byte units, minus 2
 		default:
 			hlen = (int(b[off+1]) + 1) * 8 // in 8-byte units, not counting the first 8
 		}
 		if len(b) < off+hlen {
-			return 0, 0, 0, reasonTruncatedExt
+			return 0, 0, 0, 0, reasonTruncatedExt
 		}
 		nh = next
 		off += hlen
@@ -481,7 +580,7 @@ func parseICMPError(f *pipeline.Flow, q []byte) (int, pipeline.Reason) {
 		if len(q) < 40 || q[0]>>4 != 6 {
 			return 0, reasonBadICMPInner
 		}
-		p, off, fk, r := walkIPv6(q, q[6], 40)
+		p, off, fk, _, r := walkIPv6(q, q[6], 40)
 		if r != pipeline.ReasonNone {
 			return 0, reasonBadICMPInner
 		}
@@ -526,4 +625,5 @@ var (
 	_ pipeline.BatchStarter  = (*Parse5Tuple)(nil)
 	_ pipeline.BatchEnder    = (*Parse5Tuple)(nil)
 	_ pipeline.StatsReporter = (*Parse5Tuple)(nil)
+	_ pipeline.Validator     = (*Parse5Tuple)(nil)
 )

@@ -63,7 +63,7 @@ func parseCases() []parseCase {
 		{name: "hand/ipv4-tcp-syn-padded", frame: synPadded, l3: 14, l4: 34, len: 54, flow: clientTCP4},
 		{name: "hand/icmp-frag-needed", frame: fragNeeded, l3: 14, l4: 34, len: 70, flow: withFlags(clientTCP4, icmE)},
 		{name: "hand/qinq-ipv6-udp", frame: qinqUDP6, l3: 22, l4: 62, len: 74, flow: flow(client6, vip6, 54321, 53, protoUDP)},
-		{name: "hand/ipv6-later-fragment", frame: laterFrag6, l3: 14, l4: 70, len: 86, flow: withFlags(flow(client6, vip6, 0, 0, protoTCP), frag)},
+		{name: "hand/ipv6-later-fragment-without-first", frame: laterFrag6, reason: reasonFragNoFirst},
 
 		// IPv4.
 		{name: "ipv4-tcp", frame: tcp4, l3: 14, l4: 34, len: 54, flow: clientTCP4},
@@ -86,9 +86,11 @@ func parseCases() []parseCase {
 		{name: "ipv4-icmpv6-number", frame: cat(e4, ipv4(client4, vip4, protoICMPv6, 0, nil, icmp(128, 0, 0))),
 			l3: 14, l4: 34, len: 42, flow: flow(client4, vip4, 0, 0, protoICMPv6)},
 		{name: "ipv4-first-fragment", frame: cat(e4, ipv4(client4, vip4, protoTCP, 0x2000, nil, tcp(40000, 443), make([]byte, 12))),
-			l3: 14, l4: 34, len: 66, flow: withFlags(flow(client4, vip4, 0, 0, protoTCP), frag)},
-		{name: "ipv4-later-fragment", frame: cat(e4, ipv4(client4, vip4, protoTCP, 4, nil, make([]byte, 8))),
-			l3: 14, l4: 34, len: 42, flow: withFlags(flow(client4, vip4, 0, 0, protoTCP), frag)},
+			l3: 14, l4: 34, len: 66, flow: clientTCP4},
+		{name: "ipv4-later-fragment-without-first", frame: cat(e4, ipv4(client4, vip4, protoTCP, 4, nil, make([]byte, 8))),
+			reason: reasonFragNoFirst},
+		{name: "ipv4-first-fragment-truncated-tcp", frame: cat(e4, ipv4(client4, vip4, protoTCP, 0x2000, nil, tcp(40000, 443)[:16])),
+			reason: reasonTruncatedL4},
 		{name: "ipv4-df-not-fragment", frame: cat(e4, ipv4(client4, vip4, protoTCP, 0x4000, nil, tcp(40000, 443))),
 			l3: 14, l4: 34, len: 54, flow: clientTCP4},
 		{name: "ipv4-time-exceeded-udp", frame: cat(e4, ipv4(router4, vip4, protoICMP, 0, nil,
@@ -121,7 +123,14 @@ func parseCases() []parseCase {
 		{name: "ipv6-eight-ext-headers", frame: cat(e6, ipv6(client6, vip6, protoDestOpts, nineDestOpts(protoUDP)[8:], udp(5353, 53, 0))),
 			l3: 14, l4: 54 + 64, len: 54 + 64 + 8, flow: flow(client6, vip6, 5353, 53, protoUDP)},
 		{name: "ipv6-first-fragment", frame: cat(e6, ipv6(client6, vip6, protoFragment, frag6(protoTCP, 0, true, 1), tcp(40000, 443))),
-			l3: 14, l4: 62, len: 82, flow: withFlags(flow(client6, vip6, 0, 0, protoTCP), frag)},
+			l3: 14, l4: 62, len: 82, flow: clientTCP6},
+		{name: "ipv6-first-fragment-then-destination-options", frame: cat(e6, ipv6(client6, vip6, protoFragment, frag6(protoDestOpts, 0, true, 1),
+			ext6(protoTCP, 1), tcp(40000, 443))),
+			l3: 14, l4: 54 + 8 + 16, len: 54 + 8 + 16 + 20, flow: clientTCP6},
+		{name: "ipv6-first-fragment-ext-header-cut", frame: cat(e6, ipv6(client6, vip6, protoFragment, frag6(protoDestOpts, 0, true, 1),
+			ext6(protoTCP, 1)[:8])), reason: reasonTruncatedExt},
+		{name: "ipv6-later-fragment-without-first", frame: cat(e6, ipv6(client6, vip6, protoFragment, frag6(protoTCP, 3, false, 1), make([]byte, 8))),
+			reason: reasonFragNoFirst},
 		{name: "ipv6-atomic-fragment", frame: cat(e6, ipv6(client6, vip6, protoFragment, frag6(protoTCP, 0, false, 1), tcp(40000, 443))),
 			l3: 14, l4: 62, len: 82, flow: clientTCP6},
 		{name: "ipv6-esp", frame: cat(e6, ipv6(client6, vip6, protoHopByHop, ext6(50, 0), make([]byte, 16))),
@@ -194,9 +203,11 @@ func parseCases() []parseCase {
 }
 
 func TestParse(t *testing.T) {
-	e := newTestElement(testSeed)
 	for _, tc := range parseCases() {
 		t.Run(tc.name, func(t *testing.T) {
+			// Each case alone: no first fragment of another case is in
+			// the fragment table.
+			e := newTestElement(testSeed)
 			p := pipelinetest.Packet(tc.frame)
 			port := e.Push(0, p)
 			if tc.reason != pipeline.ReasonNone {
@@ -246,13 +257,18 @@ func parsed(t *testing.T, e *Parse5Tuple, name string, frame []byte) *pipeline.P
 	return p
 }
 
-// TestFragmentsShareHash checks that every fragment of a datagram, the first
-// one included, carries the same flow and hash, so they all reach the same
-// backend: IPv4, IPv6, and IPv6 with headers after the Fragment header
-// (which only the first fragment carries).
+// TestFragmentsShareHash checks that every fragment of a datagram carries
+// the 5-tuple and hash of the flow's unfragmented packets, so they all
+// reach the flow's backend and pass its VIP's port filter: IPv4, IPv6, and
+// IPv6 with headers after the Fragment header (which only the first
+// fragment carries).
 func TestFragmentsShareHash(t *testing.T) {
 	e := newTestElement(testSeed)
 	e4, e6 := ether(etherTypeIPv4), ether(etherTypeIPv6)
+	udp4, udp6 := flow(client4, vip4, 5353, 53, protoUDP), flow(client6, vip6, 5353, 53, protoUDP)
+	tcp6 := flow(client6, vip6, 40000, 443, protoTCP)
+	want := map[string]pipeline.Flow{"ipv4": udp4, "ipv6": udp6, "ipv6-hop-by-hop-then-fragment": tcp6,
+		"ipv6-fragment-then-destination-options": tcp6, "ipv6-fragment-then-ah": tcp6}
 	datagrams := map[string][][]byte{
 		"ipv4": {
 			cat(e4, ipv4(client4, vip4, protoUDP, 0x2000, nil, udp(5353, 53, 1472))),    // MF, offset 0
@@ -278,12 +294,12 @@ func TestFragmentsShareHash(t *testing.T) {
 	}
 	for name, frags := range datagrams {
 		first := parsed(t, e, name, frags[0])
-		if first.Flow.Flags != pipeline.FlowFragment || first.Flow.SrcPort != 0 || first.Flow.DstPort != 0 {
-			t.Errorf("%s: first fragment flow %+v, want FlowFragment and no ports", name, first.Flow)
+		if first.Flow != want[name] || first.Hash != HashFlow(testSeed, &first.Flow) {
+			t.Errorf("%s: first fragment flow %+v hash %#x, want the unfragmented flow %+v", name, first.Flow, first.Hash, want[name])
 		}
 		for i, fr := range frags[1:] {
 			p := parsed(t, e, name, fr)
-			if p.Flow != first.Flow || p.Hash != first.Hash {
+			if p.Flow != withFlags(first.Flow, pipeline.FlowLaterFragment) || p.Hash != first.Hash {
 				t.Errorf("%s: fragment %d has flow %+v hash %#x, first fragment %+v hash %#x", name, i+1, p.Flow, p.Hash, first.Flow, first.Hash)
 			}
 		}
