@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -87,33 +88,44 @@ func guardInput(t *testing.T, path string, family int) {
 // TestGoldenGuard runs guardInput through the default graph with GREEncap
 // and compares output and counters with testdata/golden/guard-*: which
 // ICMP errors are forwarded, and a drop by reason for each of the others
-// and for each martian source.
+// and for each martian source. guard-newflow-* runs goldenInput through a
+// ConnTrack that admits a burst of 5 new flows and then 1 a second: the
+// first 5 flows pass, every packet of the other new flows is dropped
+// (conntrack.new_flow_rate).
 func TestGoldenGuard(t *testing.T) {
+	config := fmt.Sprintf(goldenConfig, goldenPcap[0], "GREEncap", goldenPcap[1], "")
+	limited := strings.Replace(config, "capacity = 1024", "capacity = 1024\n    new_flow_rate = 1\n    new_flow_burst = 5", 1)
 	for _, family := range []int{4, 6} {
-		name := fmt.Sprintf("guard-ipv%d", family)
-		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			guardInput(t, filepath.Join(dir, "input.pcap"), family)
-			rt, ctl := startGraph(t, filepath.Join(dir, "golden.hcl"), fmt.Sprintf(goldenConfig, goldenPcap[0], "GREEncap", goldenPcap[1], "")+guardVIPs, pipeline.Options{})
-			if err := rt.Run(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			if err := rt.Close(); err != nil {
-				t.Fatal(err)
-			}
-			stats := rt.Stats()
-			checkCounted(t, stats)
-			var counters bytes.Buffer
-			if err := pipeline.WriteText(&counters, stats); err != nil {
-				t.Fatal(err)
-			}
-			out, err := os.ReadFile(filepath.Join(dir, "output.pcap"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkOutput(t, filepath.Join(dir, "input.pcap"), out, "GREEncap", ctl.Snapshot())
-			compareGolden(t, filepath.Join("testdata", "golden", name+".pcap"), out)
-			compareGolden(t, filepath.Join("testdata", "golden", name+".counters"), counters.Bytes())
-		})
+		runGuard(t, fmt.Sprintf("guard-ipv%d", family), config+guardVIPs, func(path string) { guardInput(t, path, family) })
+		runGuard(t, fmt.Sprintf("guard-newflow-ipv%d", family), limited, func(path string) { goldenInput(t, path, family) })
 	}
+}
+
+// runGuard runs the capture that input writes through the graph of config
+// and compares output and counters with testdata/golden/name.*.
+func runGuard(t *testing.T, name, config string, input func(path string)) {
+	t.Run(name, func(t *testing.T) {
+		dir := t.TempDir()
+		input(filepath.Join(dir, "input.pcap"))
+		rt, ctl := startGraph(t, filepath.Join(dir, "golden.hcl"), config, pipeline.Options{})
+		if err := rt.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Close(); err != nil {
+			t.Fatal(err)
+		}
+		stats := rt.Stats()
+		checkCounted(t, stats)
+		var counters bytes.Buffer
+		if err := pipeline.WriteText(&counters, stats); err != nil {
+			t.Fatal(err)
+		}
+		out, err := os.ReadFile(filepath.Join(dir, "output.pcap"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOutput(t, filepath.Join(dir, "input.pcap"), out, "GREEncap", ctl.Snapshot())
+		compareGolden(t, filepath.Join("testdata", "golden", name+".pcap"), out)
+		compareGolden(t, filepath.Join("testdata", "golden", name+".counters"), counters.Bytes())
+	})
 }
