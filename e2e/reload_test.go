@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -23,6 +24,34 @@ import (
 
 // countPort is the UDP port of the counted stream's VIPs (discard).
 const countPort = 9
+
+// writeConfig writes s to a new file renamed over path, as editors and
+// config tools do: xlbd never reads half a file.
+func writeConfig(t *testing.T, path, s string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startReloadable starts xlbd on the lab's LB node with reloadConfig(base,
+// 0), and returns it, its configuration file and a function that rewrites
+// that file (reloaded on SIGHUP).
+func startReloadable(t *testing.T, l *lab.Lab, xlbd, base string) (*lab.XLBD, string, func(string)) {
+	t.Helper()
+	config := filepath.Join(t.TempDir(), "xlbd.hcl")
+	write := func(s string) { t.Helper(); writeConfig(t, config, s) }
+	write(reloadConfig(t, base, 0))
+	x, err := l.StartXLBD(l.LB(0), xlbd, config, "-var", "interface="+l.LB(0).Iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x, config, write
+}
 
 // reloadConfig is examples/lab/lab.hcl with the counted stream's UDP VIPs
 // (port countPort on both VIP addresses, pool web) added, and with one
@@ -103,24 +132,7 @@ func TestReloadZeroLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := string(src)
-	config := t.TempDir() + "/reload.hcl"
-	write := func(s string) {
-		t.Helper()
-		// Written to a new file renamed over the old one, as editors and
-		// config tools do: xlbd never reads half a file.
-		tmp := config + ".tmp"
-		if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, config); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(reloadConfig(t, base, 0))
-	x, err := l.StartXLBD(l.LB(0), b["xlbd"], config, "-var", "interface="+l.LB(0).Iface)
-	if err != nil {
-		t.Fatal(err)
-	}
+	x, config, write := startReloadable(t, l, b["xlbd"], base)
 	defer x.Stop()
 
 	stream := startStream(t, l, 64)

@@ -99,58 +99,14 @@ var goldenPcap = [2]string{`element "RxPcap" "rx" {
 // ICMP error quoting a flow's reply, a packet to no VIP and a truncated one.
 func goldenInput(t testing.TB, path string, family int) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriterNanos(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	write := func(data []byte) {
-		now = now.Add(time.Millisecond)
-		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: now, CaptureLength: len(data), Length: len(data)}, data); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := createCapture(t, path, family)
+	defer c.close()
+	write, eth, ip, ser := c.write, c.eth, c.ip, c.ser
 	vip, other := net.ParseIP("192.0.2.10"), net.ParseIP("192.0.2.99")
 	client := func(i int) net.IP { return net.IPv4(203, 0, 113, byte(i)) }
 	if family == 6 {
 		vip, other = net.ParseIP("2001:db8::10"), net.ParseIP("2001:db8::99")
 		client = func(i int) net.IP { return net.ParseIP(fmt.Sprintf("2001:db8:c::%x", i)) }
-	}
-	eth := func() *layers.Ethernet {
-		et := layers.EthernetTypeIPv4
-		if family == 6 {
-			et = layers.EthernetTypeIPv6
-		}
-		return &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: et}
-	}
-	ip := func(src, dst net.IP, proto layers.IPProtocol) gopacket.SerializableLayer {
-		if family == 6 {
-			return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: src, DstIP: dst, TrafficClass: 0x28}
-		}
-		return &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: src, DstIP: dst, Flags: layers.IPv4DontFragment, TOS: 0x28}
-	}
-	ser := func(ls ...gopacket.SerializableLayer) []byte {
-		buf := gopacket.NewSerializeBuffer()
-		var network gopacket.NetworkLayer
-		for _, l := range ls {
-			if n, ok := l.(gopacket.NetworkLayer); ok {
-				network = n
-			}
-			if c, ok := l.(interface {
-				SetNetworkLayerForChecksum(gopacket.NetworkLayer) error
-			}); ok && network != nil {
-				_ = c.SetNetworkLayerForChecksum(network)
-			}
-		}
-		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-			t.Fatal(err)
-		}
-		return append([]byte(nil), buf.Bytes()...)
 	}
 	// 12 TCP flows, 3 packets each, interleaved.
 	for pkt := range 3 {
@@ -212,6 +168,73 @@ func goldenInput(t testing.TB, path string, family int) {
 	write(ser(eth(), ip(client(1), other, layers.IPProtocolTCP), &layers.TCP{SrcPort: 1, DstPort: 80, SYN: true}))
 	trunc := ser(eth(), ip(client(1), vip, layers.IPProtocolTCP), &layers.TCP{SrcPort: 2, DstPort: 80, SYN: true})
 	write(trunc[:14+12])
+}
+
+// capture writes a test's input capture, one client family, one
+// millisecond apart from a fixed date.
+type capture struct {
+	t      testing.TB
+	f      *os.File
+	w      *pcapgo.Writer
+	now    time.Time
+	family int
+}
+
+func createCapture(t testing.TB, path string, family int) *capture {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := pcapgo.NewWriterNanos(f)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
+		t.Fatal(err)
+	}
+	return &capture{t: t, f: f, w: w, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), family: family}
+}
+
+func (c *capture) close() { c.f.Close() }
+
+func (c *capture) write(data []byte) {
+	c.now = c.now.Add(time.Millisecond)
+	if err := c.w.WritePacket(gopacket.CaptureInfo{Timestamp: c.now, CaptureLength: len(data), Length: len(data)}, data); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *capture) eth() *layers.Ethernet {
+	et := layers.EthernetTypeIPv4
+	if c.family == 6 {
+		et = layers.EthernetTypeIPv6
+	}
+	return &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: et}
+}
+
+func (c *capture) ip(src, dst net.IP, proto layers.IPProtocol) gopacket.SerializableLayer {
+	if c.family == 6 {
+		return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: src, DstIP: dst, TrafficClass: 0x28}
+	}
+	return &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: src, DstIP: dst, Flags: layers.IPv4DontFragment, TOS: 0x28}
+}
+
+// ser serializes ls with lengths and checksums computed.
+func (c *capture) ser(ls ...gopacket.SerializableLayer) []byte {
+	buf := gopacket.NewSerializeBuffer()
+	var network gopacket.NetworkLayer
+	for _, l := range ls {
+		if n, ok := l.(gopacket.NetworkLayer); ok {
+			network = n
+		}
+		if cs, ok := l.(interface {
+			SetNetworkLayerForChecksum(gopacket.NetworkLayer) error
+		}); ok && network != nil {
+			_ = cs.SetNetworkLayerForChecksum(network)
+		}
+	}
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		c.t.Fatal(err)
+	}
+	return append([]byte(nil), buf.Bytes()...)
 }
 
 // TestGolden runs one capture per client family through the default graph

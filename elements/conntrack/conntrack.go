@@ -29,6 +29,9 @@ const (
 	outMiss = 1
 )
 
+// reasonNewFlowRate: a new flow above the worker's new_flow_rate.
+var reasonNewFlowRate = pipeline.NewReason("conntrack.new_flow_rate")
+
 // Limits and defaults.
 const (
 	// DefaultCapacity is the number of flows a table holds by default.
@@ -86,13 +89,14 @@ type bucket struct {
 	tag  [ways]uint16 // 0: the way is free
 	seen [ways]uint32 // last-seen tick
 	cls  [ways]uint8  // timeout class
-	_    [8]byte
+	est  uint8        // bit w: way w's flow is established (see establishes)
+	_    [7]byte
 	ent  [ways]entry
 }
 
 // counters is one batch's worth of counts, published in EndBatch.
 type counters struct {
-	hits, misses, stale, learned, evictions, expired uint64
+	hits, misses, stale, learned, evictions, expired, untracked uint64
 }
 
 // ConnTrack is the element. Exported fields are its HCL configuration.
@@ -103,6 +107,8 @@ type ConnTrack struct {
 	UDPTimeout    string `hcl:"udp_timeout,optional" doc:"idle timeout of a UDP flow"`
 	ICMPTimeout   string `hcl:"icmp_timeout,optional" doc:"idle timeout of an ICMP or ICMPv6 flow"`
 	OtherTimeout  string `hcl:"other_timeout,optional" doc:"idle timeout of other protocols and fragments"`
+	NewFlowRate   int    `hcl:"new_flow_rate,optional" doc:"new flows each worker admits per second, above which they are dropped; 0: unlimited"`
+	NewFlowBurst  int    `hcl:"new_flow_burst,optional" doc:"new flows a worker admits at once above new_flow_rate; default one second's worth"`
 
 	// Owned by the worker; valid after Provision.
 	view     *snapshot.View
@@ -114,6 +120,10 @@ type ConnTrack struct {
 	sweep    uint64             // next bucket the sweeper visits
 	entries  int64              // occupied ways
 	local    counters
+	// tokens is the new-flow admission bucket (new_flow_rate), refilled
+	// at each batch from the batch clock; refilled is that clock.
+	tokens, burst float64
+	refilled      int64
 	// touched keeps Prefetch's loads from being optimised away.
 	touched uint64
 	// queries is the mailbox of FlowTable and TrackedFlow: other
@@ -124,8 +134,8 @@ type ConnTrack struct {
 
 	// Published once per batch, read by Stats from any goroutine.
 	pub struct {
-		hits, misses, stale, learned, evictions, expired atomic.Uint64
-		entries, capacity                                atomic.Uint64
+		hits, misses, stale, learned, evictions, expired, untracked atomic.Uint64
+		entries, capacity                                           atomic.Uint64
 	}
 }
 
@@ -156,6 +166,12 @@ func (c *ConnTrack) Validate() error {
 	}
 	if c.Capacity > MaxCapacity {
 		return &pipeline.AttrError{Attr: "capacity", Msg: "must be at most 67108864 (64M) flows"}
+	}
+	if c.NewFlowRate < 0 {
+		return &pipeline.AttrError{Attr: "new_flow_rate", Msg: "must be 0 (unlimited) or a number of new flows per second"}
+	}
+	if c.NewFlowBurst < 0 || c.NewFlowBurst > 0 && c.NewFlowRate == 0 {
+		return &pipeline.AttrError{Attr: "new_flow_burst", Msg: "must be greater than 0, and needs new_flow_rate"}
 	}
 	_, err := c.parseTimeouts()
 	return err
@@ -208,6 +224,11 @@ func (c *ConnTrack) setup(v *snapshot.View) error {
 	c.view = v
 	c.queries = make(chan *query, 16)
 	c.pub.capacity.Store(nb * ways)
+	c.burst = float64(c.NewFlowBurst)
+	if c.burst == 0 {
+		c.burst = float64(c.NewFlowRate)
+	}
+	c.tokens = c.burst
 	return nil
 }
 
@@ -221,6 +242,12 @@ func (c *ConnTrack) Cleanup() error {
 func (c *ConnTrack) StartBatch(now int64) {
 	c.snap = c.view.Snapshot()
 	c.tick = uint32(uint64(now) >> tickShift)
+	if c.NewFlowRate > 0 {
+		if dt := now - c.refilled; dt > 0 {
+			c.tokens = min(c.burst, c.tokens+float64(dt)*float64(c.NewFlowRate)/1e9)
+		}
+		c.refilled = now
+	}
 }
 
 // sweepPerBatch is how many buckets EndBatch scans for idle entries. Lookups
@@ -254,13 +281,14 @@ func (c *ConnTrack) EndBatch() {
 		}
 	}
 	l := &c.local
-	if l.hits+l.misses+l.learned+l.expired > 0 {
+	if l.hits+l.misses+l.learned+l.expired+l.untracked > 0 {
 		c.pub.hits.Add(l.hits)
 		c.pub.misses.Add(l.misses)
 		c.pub.stale.Add(l.stale)
 		c.pub.learned.Add(l.learned)
 		c.pub.evictions.Add(l.evictions)
 		c.pub.expired.Add(l.expired)
+		c.pub.untracked.Add(l.untracked)
 		*l = counters{}
 	}
 	c.pub.entries.Store(uint64(c.entries))
@@ -374,8 +402,7 @@ func (c *ConnTrack) Prefetch(_ int, pkts []*pipeline.Packet) {
 // chose for it (input learn).
 func (c *ConnTrack) Push(in int, p *pipeline.Packet) int {
 	if in == inLearn {
-		c.learn(p)
-		return outHit
+		return c.learn(p)
 	}
 	return c.lookup(p)
 }
@@ -411,8 +438,30 @@ func (c *ConnTrack) lookup(p *pipeline.Packet) int {
 	if p.Flow.Proto == 6 {
 		b.cls[w] = classOf(p, b.cls[w])
 	}
+	if b.est&(1<<w) == 0 && establishes(p) {
+		b.est |= 1 << w
+	}
 	c.local.hits++
 	return outHit
+}
+
+// establishes reports whether p, a packet after its flow's first, makes
+// the flow established: safe from eviction by new flows (see victim).
+// With direct server return only the client's side is seen, so this is
+// what it shows of a handshake completed: a second packet, which for TCP
+// must carry no SYN (a retransmitted SYN completes nothing, and a SYN
+// flood's spoofed sources never send the ACK). ICMP errors come from
+// routers, not from the client, and establish nothing; neither do TCP
+// fragments, whose flags are not at hand.
+func establishes(p *pipeline.Packet) bool {
+	if p.Flow.Flags&pipeline.FlowICMPError != 0 {
+		return false
+	}
+	if p.Flow.Proto != 6 {
+		return true
+	}
+	f, ok := tcpFlags(p)
+	return ok && f&tcpSYN == 0
 }
 
 // realOf returns the real of e when it may still carry e's flow: same ID
@@ -426,39 +475,70 @@ func (c *ConnTrack) realOf(e *entry) *snapshot.Real {
 	return r
 }
 
-// learn inserts or overwrites p's entry with p.VIP/p.Backend/p.Epoch. A new
-// flow is never refused. It takes, in order: its own entry, a free way, the
-// least recently seen idle way, and else evicts the least recently seen live
-// way. That is per-bucket LRU, the policy of Katran's per-CPU LRU maps
-// (approximate LRU, evicting live flows when full). VPP lb's sticky table
-// has the same shape (fixed buckets, one header line of hashes and
-// timeouts, idle ways recycled lazily) but leaves a new flow untracked when
-// its bucket has no idle way; we prefer keeping the newest flows, as a full
-// table under a flood of new flows would otherwise stop tracking any.
-func (c *ConnTrack) learn(p *pipeline.Packet) {
+// learn inserts or overwrites p's entry with p.VIP/p.Backend/p.Epoch and
+// returns the port p leaves by.
+//
+// A new flow is first admitted by the worker's token bucket (new_flow_rate):
+// above the rate it is dropped (conntrack.new_flow_rate), so that a flood
+// of new flows costs the backends and the table no more than the rate.
+// Then it takes, in order: a free way, the least recently seen idle way,
+// and else evicts the least recently seen live flow that is not
+// established. A bucket whose 8 ways all hold live established flows
+// refuses it: the packet is forwarded on MaglevSelect's choice, untracked
+// (counted in untracked_total), as VPP lb does with every full bucket.
+//
+// Katran's per-CPU LRU evicts whatever is oldest, established flows
+// included, so a SYN flood at several times the table's size flushes every
+// established flow, which then moves when the Maglev table changes. Here a
+// flood can only churn the ways of other non-established flows. Refused
+// flows are forwarded rather than dropped because a full bucket is a fact
+// of the table's geometry, not of the traffic: at half the capacity about
+// one flow in 120 lands in a bucket of more than 8 (Poisson, mean 4), and
+// it still reaches the backend the Maglev table gives it.
+func (c *ConnTrack) learn(p *pipeline.Packet) int {
 	b := &c.buckets[p.Hash&c.mask]
 	tag := tagOf(p.Hash)
 	w := find(b, tag, &p.Flow)
+	if w >= 0 && c.idle(b, w) {
+		// An idle entry is gone: the packet starts a new flow.
+		b.tag[w] = 0
+		c.entries--
+		c.local.expired++
+		w = -1
+	}
 	cls := uint8(clsTCP)
 	if w >= 0 {
 		cls = b.cls[w]
 	} else {
-		w = c.victim(b)
+		if c.NewFlowRate > 0 {
+			if c.tokens < 1 {
+				p.Reason = reasonNewFlowRate
+				return pipeline.Drop
+			}
+			c.tokens--
+		}
+		if w = c.victim(b); w < 0 {
+			c.local.untracked++
+			return outHit
+		}
 		e := &b.ent[w]
 		e.src, e.dst, e.rest = p.Flow.Src, p.Flow.Dst, restOf(&p.Flow)
 		b.tag[w] = tag
+		b.est &^= 1 << w
 	}
 	e := &b.ent[w]
 	e.vip, e.real, e.epoch = p.VIP, p.Backend, p.Epoch
 	b.seen[w] = c.tick
 	b.cls[w] = classOf(p, cls)
 	c.local.learned++
+	return outHit
 }
 
-// victim picks the way a new flow takes and counts what it displaces.
+// victim picks the way a new flow takes and counts what it displaces, or
+// returns -1 when every way holds a live established flow.
 func (c *ConnTrack) victim(b *bucket) int {
 	idleW, idleAge := -1, int32(-1)
-	liveW, liveAge := 0, int32(-1)
+	liveW, liveAge := -1, int32(-1)
 	for w := range ways {
 		if b.tag[w] == 0 {
 			c.entries++
@@ -469,7 +549,7 @@ func (c *ConnTrack) victim(b *bucket) int {
 			if a > idleAge {
 				idleW, idleAge = w, a
 			}
-		} else if a > liveAge {
+		} else if b.est&(1<<w) == 0 && a > liveAge {
 			liveW, liveAge = w, a
 		}
 	}
@@ -477,7 +557,9 @@ func (c *ConnTrack) victim(b *bucket) int {
 		c.local.expired++
 		return idleW
 	}
-	c.local.evictions++
+	if liveW >= 0 {
+		c.local.evictions++
+	}
 	return liveW
 }
 
@@ -494,7 +576,8 @@ func (c *ConnTrack) Stats(emit func(pipeline.Metric)) {
 		{"xlb_conntrack_misses_total", "Lookups sent to backend selection (stale ones included).", &c.pub.misses, false},
 		{"xlb_conntrack_stale_total", "Lookups that found a flow whose real is gone, down or moved.", &c.pub.stale, false},
 		{"xlb_conntrack_learned_total", "Flows inserted or updated after backend selection.", &c.pub.learned, false},
-		{"xlb_conntrack_evictions_total", "Live flows evicted (least recently seen of a full bucket).", &c.pub.evictions, false},
+		{"xlb_conntrack_evictions_total", "Live flows not yet established evicted by a new flow (least recently seen of a full bucket).", &c.pub.evictions, false},
+		{"xlb_conntrack_untracked_total", "New flows forwarded untracked: every way of their bucket held a live established flow.", &c.pub.untracked, false},
 		{"xlb_conntrack_expired_total", "Idle flows removed (by lookup, reuse or the sweeper).", &c.pub.expired, false},
 	} {
 		emit(pipeline.Metric{Name: m.name, Help: m.help, Value: m.v.Load(), Gauge: m.gauge})

@@ -433,19 +433,110 @@ func TestEvictionLRU(t *testing.T) {
 		t.Errorf("evictions = %d, want 1", got)
 	}
 
-	// A full bucket never refuses a new flow: each one is learned and hits
-	// right after, evicting the oldest of the others.
+	// Every flow of the bucket has now been seen twice: established. A
+	// full bucket of established flows refuses a new flow: it leaves by
+	// hit on MaglevSelect's choice, untracked, and evicts no one.
 	for i := ways + 1; i < len(pkts); i++ {
 		now := t0 + int64(20+i)*sec
-		if port := learn(c, pkts[i], now, 0, 3, 1); port != outHit {
-			t.Fatalf("learn flow %d: port %d", i, port)
+		if port := learn(c, pkts[i], now, 0, 3, 1); port != outHit || pkts[i].Backend != 3 {
+			t.Fatalf("learn flow %d: port %d backend %d", i, port, pkts[i].Backend)
 		}
-		if port := lookup(c, pkts[i], now); port != outHit || pkts[i].Backend != 3 {
-			t.Fatalf("flow %d after learn: port %d backend %d", i, port, pkts[i].Backend)
+		if port := lookup(c, pkts[i], now); port != outMiss {
+			t.Fatalf("flow %d after a refused learn: port %d", i, port)
 		}
 	}
-	if got := metrics(c)["xlb_conntrack_entries"]; got != ways {
-		t.Errorf("entries = %d, want %d", got, ways)
+	m := metrics(c)
+	if m["xlb_conntrack_entries"] != ways || m["xlb_conntrack_evictions_total"] != 1 || m["xlb_conntrack_untracked_total"] != uint64(len(pkts)-ways-1) {
+		t.Errorf("metrics %v, want %d entries, 1 eviction, %d untracked", m, ways, len(pkts)-ways-1)
+	}
+	for i := 0; i <= ways; i++ {
+		if i != 1 && lookup(c, pkts[i], t0+60*sec) != outHit {
+			t.Errorf("established flow %d lost", i)
+		}
+	}
+}
+
+// TestFloodKeepsEstablished fills a bucket with established flows but
+// one, then sends a flood of new flows (bare SYNs, each seen once and
+// then retransmitted) to it: they churn through the one way that is not
+// established, and every established flow keeps its entry and real.
+func TestFloodKeepsEstablished(t *testing.T) {
+	st := snapshot.NewStore(mkSnap(1, fourReals()...))
+	c := newCT(t, st, func(c *ConnTrack) { c.Capacity = 64 })
+	hs := sameBucket(c, 100)
+	pkts := make([]*pipeline.Packet, len(hs))
+	for i, h := range hs {
+		pkts[i] = newPacket(flowN(i, 6, 80), h)
+	}
+	now := t0
+	for i := range ways - 1 {
+		learn(c, pkts[i], now, 0, 1, 1)
+		if lookup(c, pkts[i], now) != outHit { // an ACK: established
+			t.Fatalf("flow %d missed", i)
+		}
+	}
+	for i := ways - 1; i < len(pkts); i++ {
+		now += sec / 100
+		syn := pkts[i]
+		syn.Data()[syn.L4+13] = tcpSYN
+		if port := learn(c, syn, now, 0, 2, 1); port != outHit {
+			t.Fatalf("learn flood flow %d: port %d", i, port)
+		}
+		if lookup(c, syn, now) != outHit { // the retransmitted SYN
+			t.Fatalf("flood flow %d not learned", i)
+		}
+	}
+	for i := range ways - 1 {
+		if lookup(c, pkts[i], now) != outHit || pkts[i].Backend != 1 {
+			t.Errorf("established flow %d lost its entry (backend %d)", i, pkts[i].Backend)
+		}
+	}
+	m := metrics(c)
+	if flood := uint64(len(pkts) - ways); m["xlb_conntrack_evictions_total"] != flood || m["xlb_conntrack_untracked_total"] != 0 {
+		t.Errorf("metrics %v, want %d evictions, none untracked", m, flood)
+	}
+}
+
+// TestNewFlowRate checks the admission bucket: a burst of new_flow_burst
+// flows, then new_flow_rate per second, the others dropped with a reason;
+// flows already tracked pass whatever the rate.
+func TestNewFlowRate(t *testing.T) {
+	st := snapshot.NewStore(mkSnap(1, fourReals()...))
+	c := newCT(t, st, func(c *ConnTrack) { c.NewFlowRate, c.NewFlowBurst = 100, 10 })
+	admitted := 0
+	p := func(n int) *pipeline.Packet { return newPacket(flowN(n, 17, 53), mix(uint64(n))) }
+	// 50 new flows in one batch at t0: the burst passes.
+	start(c, t0)
+	for n := range 50 {
+		q := p(n)
+		q.VIP, q.Backend, q.Epoch = 0, 1, 1
+		switch port := c.Push(inLearn, q); port {
+		case outHit:
+			admitted++
+		case pipeline.Drop:
+			if q.Reason != reasonNewFlowRate {
+				t.Fatalf("flow %d dropped for %v", n, q.Reason)
+			}
+		default:
+			t.Fatalf("flow %d: port %d", n, port)
+		}
+	}
+	end(c)
+	if admitted != 10 {
+		t.Errorf("%d flows admitted at once, want the burst of 10", admitted)
+	}
+	// 50 ms later: 5 more tokens. An admitted flow's packets still pass.
+	admitted = 0
+	for n := 50; n < 100; n++ {
+		if learn(c, p(n), t0+sec/20, 0, 1, 1) == outHit {
+			admitted++
+		}
+	}
+	if admitted != 5 {
+		t.Errorf("%d flows admitted after 50ms, want 5", admitted)
+	}
+	if lookup(c, p(0), t0+sec/20) != outHit || learn(c, p(0), t0+sec/20, 0, 1, 1) != outHit {
+		t.Error("a tracked flow was refused")
 	}
 }
 
@@ -557,11 +648,24 @@ func TestAllocs(t *testing.T) {
 	start(c, t0)
 	hit.VIP, hit.Backend, hit.Epoch = 0, 1, 1
 	c.Push(inLearn, hit)
+	// A table that admits one new flow per second: past the first, learns
+	// of new flows are refused.
+	limited := newCT(t, st, func(c *ConnTrack) { c.Capacity, c.NewFlowRate = 1024, 1 })
+	start(limited, t0)
+	news := make([]*pipeline.Packet, 200)
+	for n := range news {
+		news[n] = newPacket(flowN(n, 17, 53), mix(uint64(n)))
+	}
+	var n int
 	for name, f := range map[string]func(){
 		"lookup hit":  func() { c.Push(inLookup, hit) },
 		"lookup miss": func() { c.Push(inLookup, miss) },
 		"learn":       func() { c.Push(inLearn, hit) },
 		"batch":       func() { end(c); start(c, t0) },
+		"learn new, over the rate": func() {
+			n++
+			limited.Push(inLearn, news[n])
+		},
 	} {
 		if a := testing.AllocsPerRun(100, f); a != 0 {
 			t.Errorf("%s: %v allocations per packet, want 0", name, a)

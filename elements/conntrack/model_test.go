@@ -11,13 +11,17 @@ import (
 )
 
 // model is the table as a plain map with the same rules: an entry is live
-// while its idle time (in ticks) is at most its class's timeout; a new flow
-// whose bucket already holds `ways` live flows evicts the least recently
-// seen of them.
+// while its idle time (in ticks) is at most its class's timeout; an entry
+// hit by a packet that establishes (any but a SYN-only flow's) is
+// established; a new flow whose bucket already holds `ways` live flows
+// evicts the least recently seen of those not established, and is left
+// untracked when all are.
 type model struct {
 	m         map[int]mEntry // by flow number
+	synOnly   map[int]bool   // flows whose packets are all bare SYNs
 	timeouts  [numClasses]int32
 	evictions uint64
+	untracked uint64
 	hits      uint64
 	misses    uint64
 }
@@ -27,6 +31,7 @@ type mEntry struct {
 	real, epoch, vip uint32
 	seen             uint32
 	cls              uint8
+	est              bool
 }
 
 func (m *model) live(e mEntry, now uint32) bool {
@@ -41,6 +46,7 @@ func (m *model) lookup(n int, now uint32) (mEntry, bool) {
 		return e, false
 	}
 	e.seen = now
+	e.est = e.est || !m.synOnly[n]
 	m.m[n] = e
 	m.hits++
 	return e, true
@@ -48,6 +54,7 @@ func (m *model) lookup(n int, now uint32) (mEntry, bool) {
 
 func (m *model) learn(n int, e mEntry, now uint32) {
 	if old, ok := m.m[n]; ok && m.live(old, now) {
+		e.est = old.est
 		m.m[n] = e
 		return
 	}
@@ -58,11 +65,15 @@ func (m *model) learn(n int, e mEntry, now uint32) {
 			continue
 		}
 		count++
-		if oldest < 0 || o.seen < m.m[oldest].seen {
+		if !o.est && (oldest < 0 || o.seen < m.m[oldest].seen) {
 			oldest = k
 		}
 	}
 	if count == ways {
+		if oldest < 0 {
+			m.untracked++
+			return
+		}
 		delete(m.m, oldest)
 		m.evictions++
 	}
@@ -97,13 +108,17 @@ func TestModel(t *testing.T) {
 				st := snapshot.NewStore(mkSnap(1, fourReals()...))
 				c := newCT(t, st, func(c *ConnTrack) { c.Capacity = tc.capacity })
 				nb := uint64(len(c.buckets))
-				mod := &model{m: map[int]mEntry{}, timeouts: c.timeouts}
+				mod := &model{m: map[int]mEntry{}, synOnly: map[int]bool{}, timeouts: c.timeouts}
 
 				protos := []uint8{6, 17, 1, 47}
 				pkts := make([]*pipeline.Packet, tc.flows)
 				for n := range pkts {
 					proto := protos[rng.IntN(len(protos))]
 					pkts[n] = newPacket(flowN(n, proto, 80), tc.hash(n, nb))
+					if proto == 6 && rng.IntN(4) == 0 {
+						pkts[n].Data()[pkts[n].L4+13] = tcpSYN
+						mod.synOnly[n] = true
+					}
 				}
 				clock := uint64(t0) >> tickShift // ticks; the table keeps the low 32 bits
 				for op := range 20000 {
@@ -135,14 +150,15 @@ func TestModel(t *testing.T) {
 					}
 				}
 				m := metrics(c)
-				if m["xlb_conntrack_evictions_total"] != mod.evictions || m["xlb_conntrack_hits_total"] != mod.hits || m["xlb_conntrack_misses_total"] != mod.misses {
-					t.Errorf("counters %v, model evictions %d hits %d misses %d", m, mod.evictions, mod.hits, mod.misses)
+				if m["xlb_conntrack_evictions_total"] != mod.evictions || m["xlb_conntrack_untracked_total"] != mod.untracked ||
+					m["xlb_conntrack_hits_total"] != mod.hits || m["xlb_conntrack_misses_total"] != mod.misses {
+					t.Errorf("counters %v, model evictions %d untracked %d hits %d misses %d", m, mod.evictions, mod.untracked, mod.hits, mod.misses)
 				}
-				if tc.withinCapacity && mod.evictions != 0 {
+				if tc.withinCapacity && mod.evictions+mod.untracked != 0 {
 					t.Errorf("%d evictions within capacity", mod.evictions)
 				}
-				if mod.hits == 0 || mod.misses == 0 || (!tc.withinCapacity && mod.evictions == 0) {
-					t.Errorf("weak run: hits %d misses %d evictions %d", mod.hits, mod.misses, mod.evictions)
+				if mod.hits == 0 || mod.misses == 0 || (!tc.withinCapacity && (mod.evictions == 0 || mod.untracked == 0)) {
+					t.Errorf("weak run: hits %d misses %d evictions %d untracked %d", mod.hits, mod.misses, mod.evictions, mod.untracked)
 				}
 			})
 		}

@@ -153,6 +153,9 @@ const (
 	client6 = "2001:db8::7"
 	vip6    = "2001:db8:ffff::10"
 	router6 = "2001:db8:1::fe"
+	// Another VIP, whose replies an ICMP error to vip4/vip6 must not quote.
+	otherVIP4 = "198.51.100.11"
+	otherVIP6 = "2001:db8:ffff::11"
 )
 
 func cat(parts ...[]byte) []byte {

@@ -43,12 +43,14 @@ func TestAgainstGopacket(t *testing.T) {
 			src, dst := make([]byte, 16), make([]byte, 16)
 			fill(r, src)
 			fill(r, dst)
+			src[0] = 0x20 | src[0]&0x1f // global unicast, never martian
 			ip := &layers.IPv6{Version: 6, NextHeader: proto, HopLimit: 64, SrcIP: src, DstIP: dst}
 			stack, net = append(stack, ip), ip
 		} else {
 			src, dst := make([]byte, 4), make([]byte, 4)
 			fill(r, src)
 			fill(r, dst)
+			src[0] = 1 + src[0]%126 // 1-126: never martian
 			ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: proto, SrcIP: src, DstIP: dst}
 			stack, net = append(stack, ip), ip
 		}

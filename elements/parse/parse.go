@@ -60,6 +60,21 @@ var (
 	// reasonFragNoFirst: a later fragment whose first fragment is not in
 	// the fragment table (not seen yet, timed out or evicted).
 	reasonFragNoFirst = pipeline.NewReason("parse.fragment_without_first")
+	// reasonICMPForeign: an ICMP error quotes a packet that its
+	// destination did not send, so it cannot be about one of that VIP's
+	// flows (see parseICMPError).
+	reasonICMPForeign = pipeline.NewReason("parse.icmp_foreign_quote")
+)
+
+// Martian sources (RFC 1812 §5.3.7, RFC 4291 §2.5.2-§2.7): addresses no
+// client can send from. Forwarded, they would make a backend answer a
+// broadcast, multicast or loopback address, or the VIP itself.
+var (
+	reasonMartianBroadcast = pipeline.NewReason("parse.martian_broadcast")   // 255.255.255.255
+	reasonMartianMulticast = pipeline.NewReason("parse.martian_multicast")   // 224.0.0.0/4, ff00::/8
+	reasonMartianThisNet   = pipeline.NewReason("parse.martian_unspecified") // 0.0.0.0/8, ::
+	reasonMartianLoopback  = pipeline.NewReason("parse.martian_loopback")    // 127.0.0.0/8, ::1
+	reasonMartianLand      = pipeline.NewReason("parse.martian_land")        // source == destination: the VIP itself
 )
 
 const (
@@ -330,6 +345,9 @@ func parseIPv4(p *pipeline.Packet, d []byte, l3 int, fr *fragment) (int, pipelin
 	}
 	ip = ip[:tot]
 	p.Truncate(l3 + tot)
+	if r := martian4(ip); r != pipeline.ReasonNone {
+		return 0, r
+	}
 
 	f := &p.Flow
 	*f = pipeline.Flow{Proto: ip[9], Family: 4}
@@ -371,6 +389,9 @@ func parseIPv6(p *pipeline.Packet, d []byte, l3 int, fr *fragment) (int, pipelin
 	}
 	ip = ip[:tot]
 	p.Truncate(l3 + tot)
+	if r := martian6(ip); r != pipeline.ReasonNone {
+		return 0, r
+	}
 
 	proto, l4, frag, fh, r := walkIPv6(ip, ip[6], 40)
 	if r != pipeline.ReasonNone {
@@ -392,6 +413,45 @@ func parseIPv6(p *pipeline.Packet, d []byte, l3 int, fr *fragment) (int, pipelin
 		}
 	}
 	return classFragment, 0
+}
+
+// martian4 returns why the source of the IPv4 header ip is martian, or
+// ReasonNone. A source equal to the destination is the VIP itself (a LAND
+// packet): the one VIP a packet can be checked against without a lookup.
+// Only the limited broadcast is known here: a subnet's directed broadcast
+// depends on prefixes xlb does not have.
+func martian4(ip []byte) pipeline.Reason {
+	src := binary.BigEndian.Uint32(ip[12:])
+	switch a := src >> 24; {
+	case a == 0:
+		return reasonMartianThisNet
+	case a == 127:
+		return reasonMartianLoopback
+	case a&0xf0 == 0xe0:
+		return reasonMartianMulticast
+	case src == 0xffffffff:
+		return reasonMartianBroadcast
+	case src == binary.BigEndian.Uint32(ip[16:]):
+		return reasonMartianLand
+	}
+	return pipeline.ReasonNone
+}
+
+// martian6 is martian4 for the IPv6 header ip: ::, ::1, ff00::/8 and a
+// source equal to the destination.
+func martian6(ip []byte) pipeline.Reason {
+	hi, lo := binary.BigEndian.Uint64(ip[8:]), binary.BigEndian.Uint64(ip[16:])
+	switch {
+	case hi>>56 == 0xff:
+		return reasonMartianMulticast
+	case hi == 0 && lo == 0:
+		return reasonMartianThisNet
+	case hi == 0 && lo == 1:
+		return reasonMartianLoopback
+	case hi == binary.BigEndian.Uint64(ip[24:]) && lo == binary.BigEndian.Uint64(ip[32:]):
+		return reasonMartianLand
+	}
+	return pipeline.ReasonNone
 }
 
 // Fragment kinds found by walkIPv6.
@@ -591,6 +651,14 @@ func parseICMPError(f *pipeline.Flow, q []byte) (int, pipeline.Reason) {
 		l4 = q[off:]
 	}
 
+	// The quote must be a packet the error's destination sent: otherwise
+	// a client could quote another VIP's reply and steer the error into
+	// that VIP's pool. After the reversal below the flow's destination is
+	// the quote's source, so MaglevSelect and ConnTrack then find only the
+	// addressed VIP's flows.
+	if src != f.Dst {
+		return 0, reasonICMPForeign
+	}
 	var sport, dport uint16
 	if !frag {
 		switch proto {

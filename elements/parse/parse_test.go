@@ -199,6 +199,28 @@ func parseCases() []parseCase {
 			icmp(2, 0, 1280, ipv6(vip6, client6, protoHopByHop, ext6(protoTCP, 1)[:8])))), reason: reasonBadICMPInner},
 		{name: "packet-too-big-quote-without-ports", frame: cat(e6, ipv6(router6, vip6, protoICMPv6,
 			icmp(2, 0, 1280, ipv6(vip6, client6, protoUDP, []byte{0, 53, 0})))), reason: reasonBadICMPInner},
+		// An error to one VIP quoting another's reply (or a client's
+		// packet): it would be steered into the other VIP's pool.
+		{name: "icmp-error-quoting-other-vip", frame: cat(e4, ipv4(router4, vip4, protoICMP, 0, nil,
+			icmp(3, 4, 1400, ipv4(otherVIP4, client4, protoTCP, 0, nil, tcp(443, 40000)[:8])))), reason: reasonICMPForeign},
+		{name: "icmp-error-quoting-client-packet", frame: cat(e4, ipv4(router4, vip4, protoICMP, 0, nil,
+			icmp(3, 4, 1400, ipv4(client4, vip4, protoTCP, 0, nil, tcp(40000, 443)[:8])))), reason: reasonICMPForeign},
+		{name: "packet-too-big-quoting-other-vip", frame: cat(e6, ipv6(router6, vip6, protoICMPv6,
+			icmp(2, 0, 1280, ipv6(otherVIP6, client6, protoTCP, tcp(443, 40000)[:8])))), reason: reasonICMPForeign},
+		// Martian sources, outer header of ICMP errors included.
+		{name: "ipv4-src-broadcast", frame: cat(e4, ipv4("255.255.255.255", vip4, protoTCP, 0, nil, tcp(40000, 443))), reason: reasonMartianBroadcast},
+		{name: "ipv4-src-multicast-low", frame: cat(e4, ipv4("224.0.0.1", vip4, protoUDP, 0, nil, udp(1, 53, 0))), reason: reasonMartianMulticast},
+		{name: "ipv4-src-multicast-high", frame: cat(e4, ipv4("239.255.255.255", vip4, protoUDP, 0, nil, udp(1, 53, 0))), reason: reasonMartianMulticast},
+		{name: "ipv4-src-this-network", frame: cat(e4, ipv4("0.1.2.3", vip4, protoTCP, 0, nil, tcp(40000, 443))), reason: reasonMartianThisNet},
+		{name: "ipv4-src-loopback", frame: cat(e4, ipv4("127.0.0.1", vip4, protoTCP, 0, nil, tcp(40000, 443))), reason: reasonMartianLoopback},
+		{name: "ipv4-src-vip-itself", frame: cat(e4, ipv4(vip4, vip4, protoTCP, 0, nil, tcp(443, 443))), reason: reasonMartianLand},
+		{name: "ipv4-fragment-src-loopback", frame: cat(e4, ipv4("127.9.9.9", vip4, protoUDP, 185, nil, make([]byte, 8))), reason: reasonMartianLoopback},
+		{name: "ipv4-icmp-error-src-multicast", frame: cat(e4, ipv4("230.0.0.1", vip4, protoICMP, 0, nil,
+			icmp(3, 4, 1400, ipv4(vip4, client4, protoTCP, 0, nil, tcp(443, 40000)[:8])))), reason: reasonMartianMulticast},
+		{name: "ipv6-src-unspecified", frame: cat(e6, ipv6("::", vip6, protoTCP, tcp(40000, 443))), reason: reasonMartianThisNet},
+		{name: "ipv6-src-loopback", frame: cat(e6, ipv6("::1", vip6, protoTCP, tcp(40000, 443))), reason: reasonMartianLoopback},
+		{name: "ipv6-src-multicast", frame: cat(e6, ipv6("ff02::1", vip6, protoUDP, udp(1, 53, 0))), reason: reasonMartianMulticast},
+		{name: "ipv6-src-vip-itself", frame: cat(e6, ipv6(vip6, vip6, protoTCP, tcp(443, 443))), reason: reasonMartianLand},
 	}
 }
 
