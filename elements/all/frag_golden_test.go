@@ -2,11 +2,9 @@ package all
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,19 +20,13 @@ import (
 // fragCapture writes the input of one fragment scenario: frames with the
 // flow each belongs to ("" for a frame that must be dropped), in order.
 type fragCapture struct {
-	t      *testing.T
-	family int
-	w      *pcapgo.Writer
-	now    time.Time
-	flows  []string
+	*capture
+	flows []string
 }
 
 func (c *fragCapture) write(flow string, data []byte) {
 	c.t.Helper()
-	c.now = c.now.Add(time.Millisecond)
-	if err := c.w.WritePacket(gopacket.CaptureInfo{Timestamp: c.now, CaptureLength: len(data), Length: len(data)}, data); err != nil {
-		c.t.Fatal(err)
-	}
+	c.capture.write(data)
 	c.flows = append(c.flows, flow)
 }
 
@@ -45,30 +37,7 @@ func (c *fragCapture) addrs(client int) (src, dst net.IP) {
 	return net.IPv4(203, 0, 113, byte(client)), net.ParseIP("192.0.2.10")
 }
 
-func (c *fragCapture) ser(ls ...gopacket.SerializableLayer) []byte {
-	c.t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	for _, l := range ls {
-		if tl, ok := l.(interface {
-			SetNetworkLayerForChecksum(gopacket.NetworkLayer) error
-		}); ok {
-			_ = tl.SetNetworkLayerForChecksum(ls[1].(gopacket.NetworkLayer))
-		}
-	}
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		c.t.Fatal(err)
-	}
-	return bytes.Clone(buf.Bytes())
-}
-
-func (c *fragCapture) eth() *layers.Ethernet {
-	et := layers.EthernetTypeIPv4
-	if c.family == 6 {
-		et = layers.EthernetTypeIPv6
-	}
-	return &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: et}
-}
-
+// ip is capture's without DF: these packets are fragments.
 func (c *fragCapture) ip(src, dst net.IP, proto layers.IPProtocol) gopacket.NetworkLayer {
 	if c.family == 6 {
 		return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: src, DstIP: dst}
@@ -223,37 +192,13 @@ func TestGoldenFragments(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				dir := t.TempDir()
 				in := filepath.Join(dir, "input.pcap")
-				f, err := os.Create(in)
-				if err != nil {
-					t.Fatal(err)
-				}
-				w := pcapgo.NewWriterNanos(f)
-				if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-					t.Fatal(err)
-				}
-				c := &fragCapture{t: t, family: family, w: w, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+				c := &fragCapture{capture: createCapture(t, in, family)}
 				sc.write(c)
-				f.Close()
+				c.close()
 
 				src := fmt.Sprintf(goldenConfig, goldenPcap[0], "GREEncap", goldenPcap[1], "")
 				src = strings.Replace(src, `element "Parse5Tuple" "parse" {}`, `element "Parse5Tuple" "parse" {`+"\n"+sc.parse+"\n}", 1)
-				rt, ctl := startGraph(t, filepath.Join(dir, "golden.hcl"), src, pipeline.Options{})
-				if err := rt.Run(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-				if err := rt.Close(); err != nil {
-					t.Fatal(err)
-				}
-				stats := rt.Stats()
-				checkCounted(t, stats)
-				var counters bytes.Buffer
-				if err := pipeline.WriteText(&counters, stats); err != nil {
-					t.Fatal(err)
-				}
-				out, err := os.ReadFile(filepath.Join(dir, "output.pcap"))
-				if err != nil {
-					t.Fatal(err)
-				}
+				out, counters, ctl := runCapture(t, dir, src)
 				var kept []string
 				for _, fl := range c.flows {
 					if fl != "" {
@@ -274,8 +219,7 @@ func TestGoldenFragments(t *testing.T) {
 					}
 					backend[fl] = dsts[i]
 				}
-				compareGolden(t, filepath.Join("testdata", "golden", name+".pcap"), out)
-				compareGolden(t, filepath.Join("testdata", "golden", name+".counters"), counters.Bytes())
+				compareGoldenFiles(t, name, out, counters)
 			})
 		}
 	}

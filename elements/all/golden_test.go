@@ -271,6 +271,17 @@ func TestGoldenNoSource6(t *testing.T) {
 func runGolden(t *testing.T, name string, family int, enc, src string) {
 	dir := t.TempDir()
 	goldenInput(t, filepath.Join(dir, "input.pcap"), family)
+	out, counters, ctl := runCapture(t, dir, src)
+	checkOutput(t, filepath.Join(dir, "input.pcap"), out, enc, ctl.Snapshot())
+	compareGoldenFiles(t, name, out, counters)
+}
+
+// runCapture runs the graph of src (RxPcap on dir/input.pcap, TxPcap to
+// dir/output.pcap) to the capture's end, checks that every packet was
+// counted once, and returns the output capture, the counters as text and
+// the controller.
+func runCapture(t *testing.T, dir, src string) (out, counters []byte, ctl *control.Controller) {
+	t.Helper()
 	rt, ctl := startGraph(t, filepath.Join(dir, "golden.hcl"), src, pipeline.Options{})
 	if err := rt.Run(context.Background()); err != nil {
 		t.Fatal(err)
@@ -279,19 +290,25 @@ func runGolden(t *testing.T, name string, family int, enc, src string) {
 	if err := rt.Close(); err != nil {
 		t.Fatal(err)
 	}
-	stats, snap := rt.Stats(), ctl.Snapshot()
+	stats := rt.Stats()
 	checkCounted(t, stats)
-	var counters bytes.Buffer
-	if err := pipeline.WriteText(&counters, stats); err != nil {
+	var text bytes.Buffer
+	if err := pipeline.WriteText(&text, stats); err != nil {
 		t.Fatal(err)
 	}
 	out, err := os.ReadFile(filepath.Join(dir, "output.pcap"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkOutput(t, filepath.Join(dir, "input.pcap"), out, enc, snap)
+	return out, text.Bytes(), ctl
+}
+
+// compareGoldenFiles compares a run's output capture and counters with
+// testdata/golden/name.pcap and name.counters.
+func compareGoldenFiles(t *testing.T, name string, out, counters []byte) {
+	t.Helper()
 	compareGolden(t, filepath.Join("testdata", "golden", name+".pcap"), out)
-	compareGolden(t, filepath.Join("testdata", "golden", name+".counters"), counters.Bytes())
+	compareGolden(t, filepath.Join("testdata", "golden", name+".counters"), counters)
 }
 
 // startGraph loads src as the file at path, applies its service to a new

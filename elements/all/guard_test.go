@@ -1,19 +1,14 @@
 package all
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-
-	"github.com/xlbproject/xlb/pipeline"
 )
 
 // guardVIPs adds a second VIP to the golden config: the one whose pool an
@@ -107,25 +102,8 @@ func runGuard(t *testing.T, name, config string, input func(path string)) {
 	t.Run(name, func(t *testing.T) {
 		dir := t.TempDir()
 		input(filepath.Join(dir, "input.pcap"))
-		rt, ctl := startGraph(t, filepath.Join(dir, "golden.hcl"), config, pipeline.Options{})
-		if err := rt.Run(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if err := rt.Close(); err != nil {
-			t.Fatal(err)
-		}
-		stats := rt.Stats()
-		checkCounted(t, stats)
-		var counters bytes.Buffer
-		if err := pipeline.WriteText(&counters, stats); err != nil {
-			t.Fatal(err)
-		}
-		out, err := os.ReadFile(filepath.Join(dir, "output.pcap"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		out, counters, ctl := runCapture(t, dir, config)
 		checkOutput(t, filepath.Join(dir, "input.pcap"), out, "GREEncap", ctl.Snapshot())
-		compareGolden(t, filepath.Join("testdata", "golden", name+".pcap"), out)
-		compareGolden(t, filepath.Join("testdata", "golden", name+".counters"), counters.Bytes())
+		compareGoldenFiles(t, name, out, counters)
 	})
 }

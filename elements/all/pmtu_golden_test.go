@@ -2,7 +2,6 @@ package all
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -14,8 +13,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
-
-	"github.com/xlbproject/xlb/pipeline"
 )
 
 // pmtuInput writes a capture for one client family of packets around the
@@ -98,26 +95,9 @@ func TestGoldenPMTU(t *testing.T) {
 				pmtuInput(t, filepath.Join(dir, "input.pcap"), family)
 				cfg := strings.Replace(fmt.Sprintf(goldenConfig, goldenPcap[0], enc, goldenPcap[1], ""),
 					`source6 = "2001:db8::1"`, "source6 = \"2001:db8::1\"\n    mtu = 1500\n    icmp_rate = 1\n    icmp_burst = 2", 1)
-				rt, _ := startGraph(t, filepath.Join(dir, "golden.hcl"), cfg, pipeline.Options{})
-				if err := rt.Run(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-				if err := rt.Close(); err != nil {
-					t.Fatal(err)
-				}
-				stats := rt.Stats()
-				checkCounted(t, stats)
-				var counters bytes.Buffer
-				if err := pipeline.WriteText(&counters, stats); err != nil {
-					t.Fatal(err)
-				}
-				out, err := os.ReadFile(filepath.Join(dir, "output.pcap"))
-				if err != nil {
-					t.Fatal(err)
-				}
+				out, counters, _ := runCapture(t, dir, cfg)
 				checkReplies(t, out, family)
-				compareGolden(t, filepath.Join("testdata", "golden", name+".pcap"), out)
-				compareGolden(t, filepath.Join("testdata", "golden", name+".counters"), counters.Bytes())
+				compareGoldenFiles(t, name, out, counters)
 			})
 		}
 	}
@@ -207,23 +187,6 @@ func TestGoldenMSSClamp(t *testing.T) {
     mss = 1396
   }`), "connect = default_graph()", `connect = ["rx -> parse -> clamp -> ct", "ct.hit -> encap -> tx", "encap.icmp -> tx",
     "ct.miss -> sel -> ct.learn", "parse.bad -> drop", "sel.nobackend -> drop", "encap.bad -> drop"]`, 1)
-	rt, _ := startGraph(t, filepath.Join(dir, "golden.hcl"), cfg, pipeline.Options{})
-	if err := rt.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Close(); err != nil {
-		t.Fatal(err)
-	}
-	stats := rt.Stats()
-	checkCounted(t, stats)
-	var counters bytes.Buffer
-	if err := pipeline.WriteText(&counters, stats); err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.ReadFile(filepath.Join(dir, "output.pcap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	compareGolden(t, filepath.Join("testdata", "golden", "pmtu-mss-gre.pcap"), out)
-	compareGolden(t, filepath.Join("testdata", "golden", "pmtu-mss-gre.counters"), counters.Bytes())
+	out, counters, _ := runCapture(t, dir, cfg)
+	compareGoldenFiles(t, "pmtu-mss-gre", out, counters)
 }
