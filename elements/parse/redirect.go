@@ -204,6 +204,9 @@ func (e *FragRedirect) StartBatch(int64) {
 // one, on out; it sends a fragment chosen for another node by redirect,
 // with that node's MAC address as its destination.
 func (e *FragRedirect) Push(_ int, p *pipeline.Packet) int {
+	if !mayBeFragment(p.Data()) {
+		return redirectOut
+	}
 	var fr fragment
 	if _, r := parseFrame(p, &fr); r != pipeline.ReasonNone || fr.kind == notFragment {
 		return redirectOut
@@ -227,6 +230,28 @@ func (e *FragRedirect) Push(_ int, p *pipeline.Packet) int {
 	copy(d[0:6], pr.mac[:])
 	e.local.redirected++
 	return redirectPeer
+}
+
+// mayBeFragment is a quick test that spares most packets, which are not
+// fragments, a second parse: false for an untagged IPv4 packet with
+// neither MF nor an offset and for an untagged IPv6 packet whose first
+// header is not an extension header. Anything else is parsed, and what
+// does not parse goes on to Parse5Tuple, which drops it.
+func mayBeFragment(d []byte) bool {
+	if len(d) < ethHeaderLen+20 {
+		return true
+	}
+	switch be16(d[12:]) {
+	case etherTypeIPv4:
+		return be16(d[ethHeaderLen+6:])&0x3fff != 0
+	case etherTypeIPv6:
+		switch d[ethHeaderLen+6] {
+		case protoHopByHop, protoRouting, protoDestOpts, protoFragment, protoAH:
+			return true
+		}
+		return false
+	}
+	return true
 }
 
 // choose returns the index of the node with the highest rendezvous score

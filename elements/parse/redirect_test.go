@@ -269,7 +269,12 @@ func BenchmarkFragRedirect(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
 		frame []byte
-	}{{"unfragmented", synPadded}, {"fragment", clientFrag4(1, 1, true)}} {
+	}{
+		{"unfragmented", synPadded},
+		{"unfragmented-ipv6", cat(ether(etherTypeIPv6), ipv6(client6, vip6, protoUDP, udp(40000, 53, 32)))},
+		{"fragment", clientFrag4(1, 1, true)},
+		{"fragment-ipv6", clientFrag6(1, 1, true)},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			h := newRedirect(b, "lb1", testFragNodes)
 			e := h.Element().(*FragRedirect)
@@ -281,4 +286,11 @@ func BenchmarkFragRedirect(b *testing.B) {
 			}
 		})
 	}
+	// What the cases above pay without FragRedirect: the frame set.
+	b.Run("frame-only", func(b *testing.B) {
+		p := pipelinetest.Packet(nil)
+		for b.Loop() {
+			p.SetFrame(synPadded, 0, len(synPadded))
+		}
+	})
 }
