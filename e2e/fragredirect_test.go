@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -79,6 +80,46 @@ func ethIPv4(dst, src net.HardwareAddr, p []byte) []byte {
 	}
 	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
 	return append(b, ip...)
+}
+
+// reassembled sums the IPv4 datagrams the backends' kernels reassembled
+// (ReasmOKs in /proc/net/snmp of each namespace).
+func reassembled(t *testing.T, l *lab.Lab) int {
+	t.Helper()
+	total := 0
+	for _, be := range l.Backends() {
+		if err := l.Do(be.NS, func() error {
+			// thread-self: the namespace of the thread Do switched.
+			b, err := os.ReadFile("/proc/thread-self/net/snmp")
+			if err != nil {
+				return err
+			}
+			var names []string
+			for _, line := range strings.Split(string(b), "\n") {
+				f := strings.Fields(line)
+				if len(f) == 0 || f[0] != "Ip:" {
+					continue
+				}
+				if names == nil {
+					names = f
+					continue
+				}
+				for k, n := range names {
+					if n == "ReasmOKs" && k < len(f) {
+						v, err := strconv.Atoi(f[k])
+						if err != nil {
+							return err
+						}
+						total += v
+					}
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return total
 }
 
 // TestFragRedirect: three LB nodes; from the router, each flow's
@@ -190,6 +231,7 @@ func TestFragRedirect(t *testing.T) {
 					time.Sleep(20 * time.Millisecond)
 				}
 			}
+			reasm := reassembled(t, l)
 			for k, frames := range rounds {
 				if err := l.Do(r.NS, func() error {
 					fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
@@ -209,6 +251,7 @@ func TestFragRedirect(t *testing.T) {
 				wait((k + 2) * flows)
 			}
 			time.Sleep(300 * time.Millisecond) // for anything that should not come
+			reasm = reassembled(t, l) - reasm
 			for _, stop := range stops {
 				stop()
 			}
@@ -240,7 +283,7 @@ func TestFragRedirect(t *testing.T) {
 				if whole == flows {
 					t.Errorf("without FragRedirect, all %d datagrams arrived whole at their flow's backend: the test does not reproduce the problem", flows)
 				}
-				t.Logf("without FragRedirect: %d of %d datagrams whole at their flow's backend", whole, flows)
+				t.Logf("without FragRedirect: %d of %d datagrams whole at their flow's backend, %d reassembled", whole, flows, reasm)
 				return
 			}
 			if len(used) < 2 {
@@ -249,7 +292,10 @@ func TestFragRedirect(t *testing.T) {
 			if strings.Contains(all, "parse.fragment_without_first") || strings.Contains(all, "fragredirect.unresolved") {
 				t.Errorf("xlbd's counters: a fragment was lost:\n%s", all)
 			}
-			t.Logf("with FragRedirect: %d of %d datagrams whole at their flow's backend, on %d backends", whole, flows, len(used))
+			if reasm != flows {
+				t.Errorf("the backends reassembled %d datagrams, want %d", reasm, flows)
+			}
+			t.Logf("with FragRedirect: %d of %d datagrams whole at their flow's backend, on %d backends, %d reassembled", whole, flows, len(used), reasm)
 		})
 	}
 }

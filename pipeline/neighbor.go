@@ -16,9 +16,10 @@ type Neighbors interface {
 	Follow(addr netip.Addr, ctx *Context) (Neighbor, error)
 }
 
-// Neighbor is one followed host. MAC is safe to call from any worker, once
-// per batch: it loads the address last resolved, and reports false while
-// the host is unresolved.
+// Neighbor is one followed host. MAC is safe to call from any goroutine
+// (a worker calls it once per batch, Stats any time, even after Release):
+// it loads the address last resolved, and reports false while the host is
+// unresolved. Release may be called more than once.
 type Neighbor interface {
 	MAC() ([6]byte, bool)
 	Release()

@@ -321,11 +321,11 @@ func (e *FragRedirect) Stats(emit func(pipeline.Metric)) {
 }
 
 // Cleanup stops following the nodes; it works after a partial Provision.
+// The peers keep their Neighbor, which Stats may still read.
 func (e *FragRedirect) Cleanup() error {
 	for i := range e.peers {
 		if pr := &e.peers[i]; pr.nb != nil {
 			pr.nb.Release()
-			pr.nb = nil
 		}
 	}
 	return nil

@@ -252,18 +252,20 @@ func (f *iface) Follow(addr netip.Addr, ctx *pipeline.Context) (pipeline.Neighbo
 	return &neighbor{ifc: f, res: res}, nil
 }
 
-// neighbor is a pipeline.Neighbor over a shared resolver.
+// neighbor is a pipeline.Neighbor over a shared resolver. res never
+// changes, so MAC may be called from any goroutine, even after Release
+// (it then reports the last address published).
 type neighbor struct {
-	ifc *iface
-	res *resolver
+	ifc      *iface
+	res      *resolver
+	released atomic.Bool
 }
 
 func (n *neighbor) MAC() ([6]byte, bool) { return n.res.load() }
 
 func (n *neighbor) Release() {
-	if n.res != nil {
+	if !n.released.Swap(true) {
 		n.ifc.unfollow(n.res)
-		n.res = nil
 	}
 }
 
