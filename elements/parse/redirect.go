@@ -115,10 +115,10 @@ func (e *FragRedirect) sorted() ([]FragNode, error) {
 			return nil, &pipeline.AttrError{Attr: "nodes", Msg: "must give every node a name"}
 		}
 		if i > 0 && nodes[i-1].Name == n.Name {
-			return nil, &pipeline.AttrError{Attr: "nodes", Msg: fmt.Sprintf("names node %q twice", n.Name)}
+			return nil, &pipeline.AttrError{Attr: "nodes", Msg: fmt.Sprintf("must name each node once; %q is there twice", n.Name)}
 		}
 		if _, err := netip.ParseAddr(n.Address); err != nil {
-			return nil, &pipeline.AttrError{Attr: "nodes", Msg: fmt.Sprintf("node %q: address must be an IP address on the nodes' link, such as \"10.0.0.11\"", n.Name)}
+			return nil, &pipeline.AttrError{Attr: "nodes", Msg: fmt.Sprintf("must give node %q an IP address on the nodes' link, such as \"10.0.0.11\", not %q", n.Name, n.Address)}
 		}
 		if _, ok := e.MACs[n.Name]; !ok && n.Name != e.Self {
 			static = false
@@ -127,10 +127,10 @@ func (e *FragRedirect) sorted() ([]FragNode, error) {
 	}
 	for name, mac := range e.MACs {
 		if !slices.ContainsFunc(nodes, func(n FragNode) bool { return n.Name == name }) {
-			return nil, &pipeline.AttrError{Attr: "macs", Msg: fmt.Sprintf("names %q, which is not in nodes", name)}
+			return nil, &pipeline.AttrError{Attr: "macs", Msg: fmt.Sprintf("must name nodes of nodes; %q is not one", name)}
 		}
 		if hw, err := net.ParseMAC(mac); err != nil || len(hw) != 6 {
-			return nil, &pipeline.AttrError{Attr: "macs", Msg: fmt.Sprintf("node %q: must be an Ethernet address such as \"02:00:00:00:00:01\"", name)}
+			return nil, &pipeline.AttrError{Attr: "macs", Msg: fmt.Sprintf("must give node %q an Ethernet address such as \"02:00:00:00:00:01\", not %q", name, mac)}
 		}
 	}
 	if !self {
