@@ -21,13 +21,26 @@ import (
 // flow each belongs to ("" for a frame that must be dropped), in order.
 type fragCapture struct {
 	*capture
-	flows []string
+	flows  []string
+	frames [][]byte
+	// from, when set, is the source MAC address of the frames written
+	// next instead of the router's.
+	from net.HardwareAddr
 }
 
 func (c *fragCapture) write(flow string, data []byte) {
 	c.t.Helper()
 	c.capture.write(data)
 	c.flows = append(c.flows, flow)
+	c.frames = append(c.frames, data)
+}
+
+func (c *fragCapture) eth() *layers.Ethernet {
+	e := c.capture.eth()
+	if c.from != nil {
+		e.SrcMAC = c.from
+	}
+	return e
 }
 
 func (c *fragCapture) addrs(client int) (src, dst net.IP) {

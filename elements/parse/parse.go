@@ -15,6 +15,10 @@
 //
 // The element only reads headers; it does not verify checksums (see
 // parseIPv4) and it trims link-layer padding after the IP datagram.
+//
+// FragRedirect (redirect.go), before Parse5Tuple in a cluster, sends every
+// fragment to the node chosen for its datagram, so that a datagram's
+// fragments meet in one node's fragment table.
 package parse
 
 import (

@@ -288,6 +288,29 @@ func TestNeighUsable(t *testing.T) {
 	}
 }
 
+// TestNoGatewayKeepsDestination: a TxXDP without a gateway (behind
+// FragRedirect) sends the frame to the destination MAC address already in
+// it, with the interface's as the source, and never drops for want of a
+// neighbour.
+func TestNoGatewayKeepsDestination(t *testing.T) {
+	f, rx, tx := fakePair(t, 512)
+	f.Record = true
+	tx.res = nil
+	peer := []byte{0x02, 0, 0, 0, 0x0b, 0x03}
+	fr := frame(1)
+	copy(fr[:6], peer)
+	f.Deliver(fr)
+	var b pipeline.Batch
+	runBatch(t, rx, tx, &b, 0)
+	checkSocket(t, rx.sock)
+	if len(f.Sent) != 1 || !bytes.Equal(f.Sent[0][:6], peer) || !bytes.Equal(f.Sent[0][6:12], ifMAC) || !bytes.Equal(f.Sent[0][12:], fr[12:]) {
+		t.Fatalf("sent %d packets, first % x", len(f.Sent), f.Sent)
+	}
+	if tx.drops.Count(reasonNoNeighbor) != 0 {
+		t.Errorf("no_neighbor drops without a gateway")
+	}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name string
@@ -317,6 +340,10 @@ func TestValidate(t *testing.T) {
 	tx := &TxXDP{Interface: "eth0", Gateway: "10.0.0.1"}
 	if err := tx.Validate(); err != nil {
 		t.Error(err)
+	}
+	tx.Gateway = ""
+	if err := tx.Validate(); err != nil {
+		t.Errorf("no gateway (the frame's destination kept): %v", err)
 	}
 	tx.Gateway = "gw"
 	if ae, ok := tx.Validate().(*pipeline.AttrError); !ok || ae.Attr != "gateway" {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/pipeline"
 )
 
 // Neighbour resolution timing.
@@ -195,3 +197,76 @@ func (r *resolver) stop() {
 	close(r.done)
 	r.wg.Wait()
 }
+
+// follow returns the interface's resolver for addr, starting it on first
+// use, and counts a user: TxXDP's gateway and FragRedirect's peers share
+// one resolver per address.
+func (f *iface) follow(addr netip.Addr, log *slog.Logger) (*resolver, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := f.neigh[addr]
+	if res == nil {
+		var err error
+		// Waiting under the lock keeps the other workers from starting a
+		// second resolver meanwhile; it happens once per run.
+		res, err = startResolver(f.index, f.name, addr, resolveWait, log)
+		if err != nil {
+			return nil, err
+		}
+		f.neigh[addr] = res
+	}
+	res.refs++
+	return res, nil
+}
+
+// unfollow drops a user of res and stops it after the last.
+func (f *iface) unfollow(res *resolver) {
+	f.mu.Lock()
+	res.refs--
+	last := res.refs == 0
+	if last {
+		delete(f.neigh, res.gw)
+	}
+	f.mu.Unlock()
+	if last {
+		res.stop()
+	}
+}
+
+// load returns the published MAC address and whether it is usable.
+func (r *resolver) load() (mac [6]byte, ok bool) {
+	m := r.mac.Load()
+	for i := range mac {
+		mac[i] = byte(m >> (40 - 8*i))
+	}
+	return mac, m&macValid != 0
+}
+
+// Follow makes iface the pipeline.Neighbors of its interface, published
+// by RxXDP under pipeline.NeighborKey.
+func (f *iface) Follow(addr netip.Addr, ctx *pipeline.Context) (pipeline.Neighbor, error) {
+	res, err := f.follow(addr.Unmap(), ctx.Logger)
+	if err != nil {
+		return nil, err
+	}
+	return &neighbor{ifc: f, res: res}, nil
+}
+
+// neighbor is a pipeline.Neighbor over a shared resolver. res never
+// changes, so MAC may be called from any goroutine, even after Release
+// (it then reports the last address published).
+type neighbor struct {
+	ifc      *iface
+	res      *resolver
+	released atomic.Bool
+}
+
+func (n *neighbor) MAC() ([6]byte, bool) { return n.res.load() }
+
+func (n *neighbor) Release() {
+	if !n.released.Swap(true) {
+		n.ifc.unfollow(n.res)
+	}
+}
+
+var _ pipeline.Neighbors = (*iface)(nil)

@@ -35,7 +35,7 @@ var (
 // configuration.
 type TxXDP struct {
 	Interface string `hcl:"interface" doc:"the interface to send on: that of an RxXDP in the same pipeline, whose frames are sent in place"`
-	Gateway   string `hcl:"gateway" doc:"the next hop's address (IPv4 or IPv6), whose MAC address is resolved from the kernel's neighbor table"`
+	Gateway   string `hcl:"gateway,optional" doc:"the next hop's address (IPv4 or IPv6), whose MAC address is resolved from the kernel's neighbor table; omitted, the destination MAC address already in the frame is kept (written by FragRedirect)"`
 
 	// Owned by the worker; valid after Provision.
 	ifc   *iface
@@ -62,7 +62,7 @@ func (t *TxXDP) Validate() error {
 	if t.Interface == "" {
 		return &pipeline.AttrError{Attr: "interface", Msg: "must name the interface of an RxXDP"}
 	}
-	if _, err := netip.ParseAddr(t.Gateway); err != nil {
+	if _, err := netip.ParseAddr(t.Gateway); err != nil && t.Gateway != "" {
 		return &pipeline.AttrError{Attr: "gateway", Msg: "must be the next hop's IP address, such as \"10.0.0.1\""}
 	}
 	return nil
@@ -74,46 +74,40 @@ func (t *TxXDP) Provision(ctx *pipeline.Context) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	t.gw = netip.MustParseAddr(t.Gateway).Unmap()
+	if t.Gateway != "" {
+		t.gw = netip.MustParseAddr(t.Gateway).Unmap()
+	}
 	v, _ := ctx.Shared(ifaceKey{t.Interface}, func() any { return &iface{name: t.Interface} }).(*iface)
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	rx := v.rx[ctx.Worker]
+	v.mu.Unlock()
 	if rx == nil {
 		return fmt.Errorf("no RxXDP on %s: TxXDP sends through the socket of an RxXDP on the same interface; declare one", t.Interface)
 	}
 	t.ifc, t.rx, t.sock, t.owner = v, rx, rx.sock, rx.owner
 	t.drops = ctx.DropCounter()
 	copy(t.src[:], v.mac)
-	res := v.neigh[t.gw]
-	if res == nil {
+	if t.gw.IsValid() {
 		var err error
-		// Waiting under the lock keeps the other workers from starting a
-		// second resolver meanwhile; it happens once per run.
-		res, err = startResolver(v.index, v.name, t.gw, resolveWait, ctx.Logger)
-		if err != nil {
+		if t.res, err = v.follow(t.gw, ctx.Logger); err != nil {
 			return fmt.Errorf("gateway %s: %w", t.gw, err)
 		}
-		v.neigh[t.gw] = res
 	}
-	res.refs++
-	t.res = res
 	return nil
 }
 
 // StartBatch loads the next hop's MAC address for the batch.
 func (t *TxXDP) StartBatch(int64) {
-	m := t.res.mac.Load()
-	t.dstOK = m&macValid != 0
-	for i := range t.dst {
-		t.dst[i] = byte(m >> (40 - 8*i))
+	if t.res != nil {
+		t.dst, t.dstOK = t.res.load()
 	}
 }
 
-// Push rewrites the Ethernet addresses and queues the packet: in place
+// Push rewrites the Ethernet addresses (the source only, without a
+// gateway) and queues the packet: in place
 // when its frame is in this worker's UMEM, else copied into a free frame.
 func (t *TxXDP) Push(_ int, p *pipeline.Packet) int {
-	if !t.dstOK {
+	if !t.dstOK && t.res != nil {
 		p.Reason = reasonNoNeighbor
 		return pipeline.Drop
 	}
@@ -122,7 +116,9 @@ func (t *TxXDP) Push(_ int, p *pipeline.Packet) int {
 		p.Reason = reasonRunt
 		return pipeline.Drop
 	}
-	copy(data[0:6], t.dst[:])
+	if t.res != nil {
+		copy(data[0:6], t.dst[:])
+	}
 	copy(data[6:12], t.src[:])
 	_, start, end := p.Frame()
 	if p.Owner == t.owner {
@@ -204,16 +200,7 @@ func (t *TxXDP) Cleanup() error {
 	if t.res == nil {
 		return nil
 	}
-	t.ifc.mu.Lock()
-	t.res.refs--
-	last := t.res.refs == 0
-	if last {
-		delete(t.ifc.neigh, t.gw)
-	}
-	t.ifc.mu.Unlock()
-	if last {
-		t.res.stop()
-	}
+	t.ifc.unfollow(t.res)
 	t.res, t.sock = nil, nil
 	return nil
 }

@@ -204,6 +204,27 @@ func hclType(t reflect.Type) (string, error) {
 		return "list(" + e + ")", err
 	case reflect.Pointer:
 		return hclType(t.Elem())
+	case reflect.Map:
+		e, err := hclType(t.Elem())
+		return "map(" + e + ")", err
+	case reflect.Struct:
+		// An object, its attributes named by cty tags (gocty's rule).
+		var attrs []string
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("cty"), ",")
+			if name == "" {
+				continue
+			}
+			a, err := hclType(f.Type)
+			if err != nil {
+				return "", err
+			}
+			attrs = append(attrs, name+" = "+a)
+		}
+		if len(attrs) > 0 {
+			return "object({" + strings.Join(attrs, ", ") + "})", nil
+		}
 	}
 	return "", fmt.Errorf("no HCL type for Go type %s", t)
 }
