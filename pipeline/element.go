@@ -290,6 +290,7 @@ func (em *Emitter) Emit(out int, p *Packet) bool {
 		return false
 	}
 	e.counts[out]++
+	e.nEmitted++
 	d := e.out[out]
 	d.q[d.n] = p
 	d.n++

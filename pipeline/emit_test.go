@@ -112,8 +112,8 @@ func TestEmitQueuesSpareAhead(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("sink got %v, want %v", got, want)
 	}
-	if d := st["dbl"]; d.In[0].Packets != MaxBatch || d.Out[0].Packets != 2*MaxBatch || d.Dropped != 0 {
-		t.Errorf("dbl in %d out %d dropped %d, want %d, %d, 0", d.In[0].Packets, d.Out[0].Packets, d.Dropped, MaxBatch, 2*MaxBatch)
+	if d := st["dbl"]; d.In[0].Packets != MaxBatch || d.Out[0].Packets != 2*MaxBatch || d.Dropped != 0 || d.Emitted != MaxBatch {
+		t.Errorf("dbl in %d out %d dropped %d emitted %d, want %d, %d, 0, %d", d.In[0].Packets, d.Out[0].Packets, d.Dropped, d.Emitted, MaxBatch, 2*MaxBatch, MaxBatch)
 	}
 	if r := st["rec"]; r.Consumed != 2*MaxBatch {
 		t.Errorf("rec consumed %d, want %d", r.Consumed, 2*MaxBatch)

@@ -65,7 +65,9 @@ type instElem struct {
 	inPkts   []atomic.Uint64
 	outPkts  []atomic.Uint64
 	consumed atomic.Uint64
+	emitted  atomic.Uint64
 	counts   []uint32 // per-output scratch for one batch
+	nEmitted uint32   // packets emitted in one batch (scratch)
 	drops    DropCounter
 	// One node run's drops by reason, and the reasons counted in it.
 	dropCounts  [MaxReasons]uint32
@@ -278,6 +280,10 @@ func (e *instElem) publish() {
 			e.outPkts[o].Add(uint64(c))
 			e.counts[o] = 0
 		}
+	}
+	if e.nEmitted > 0 {
+		e.emitted.Add(uint64(e.nEmitted))
+		e.nEmitted = 0
 	}
 	for _, r := range e.dropReasons {
 		e.drops.n[r].Add(uint64(e.dropCounts[r]))
