@@ -108,14 +108,20 @@ func (e *Encap) fragment(p *pipeline.Packet, pl fragPlan, l3, ipLen int) int {
 		off := i * pl.chunk
 		copy(f[hl:], d[l3+ipLen+off:l3+ipLen+off+pl.chunk])
 		writeFragHeader(f[l3:], ipLen, pl.chunk, off, true, next, id)
-		s.Time, s.L3, s.L4, s.Flow, s.Hash = p.Time, p.L3, p.L4, p.Flow, p.Hash
+		s.Time, s.L3, s.Flow, s.Hash = p.Time, p.L3, p.Flow, p.Hash
 		s.VIP, s.Backend, s.Epoch = p.VIP, p.Backend, p.Epoch
+		// L4: the tunnel payload in the first fragment (after a Fragment
+		// header for IPv6), the start of the fragment payload in others.
+		s.L4 = uint16(hl)
+		if i == 0 {
+			s.L4 = p.L4 + uint16(hl-l3-ipLen)
+		}
 		e.emit.Emit(portOut, s)
 		bytes += len(f)
 	}
 	// The last fragment: its chunk stays where it is and the headers move
 	// up to just before it (copy moves overlapping bytes correctly). Its
-	// L4 offset is no transport header, as for any later fragment.
+	// L4 is the start of its fragment payload, as for any later fragment.
 	off := (pl.k - 1) * pl.chunk
 	start := l3 + ipLen + off - hl
 	copy(d[start:start+l3+ipLen], d[:l3+ipLen])

@@ -101,6 +101,15 @@ func TestOuterFragments(t *testing.T) {
 					off += c
 				}
 				last := i == len(frags)-1
+				// L4: the inner packet in the first fragment, the
+				// fragment payload in the others.
+				l4 := hdr
+				if i == 0 && tc.tun == tunnelGRE {
+					l4 += greHdrLen
+				}
+				if int(f.L4) != l4 || int(f.L3) != 14 {
+					t.Errorf("fragment %d: L3 %d L4 %d, want 14 and %d", i, f.L3, f.L4, l4)
+				}
 				pkt := gopacket.NewPacket(b, layers.LayerTypeEthernet, gopacket.Default)
 				if !v6 {
 					ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
