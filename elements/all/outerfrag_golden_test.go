@@ -17,10 +17,10 @@ import (
 )
 
 // outerFragInput writes IPv4 datagrams without DF that a 1500-byte link
-// cannot carry once tunnelled: UDP datagrams of 1480 bytes from eight
-// clients (their flows spread over the pool's IPv4 and IPv6 backends), a
-// full-size TCP segment, and a small datagram that fits.
-func outerFragInput(t *testing.T, path string) {
+// cannot carry once tunnelled: UDP datagrams of size bytes (1480) from
+// eight clients (their flows spread over the pool's IPv4 and IPv6
+// backends), a full-size TCP segment, and a small datagram that fits.
+func outerFragInput(t testing.TB, path string, size int) {
 	c := createCapture(t, path, 4)
 	defer c.close()
 	vip := net.ParseIP("192.0.2.10")
@@ -28,7 +28,7 @@ func outerFragInput(t *testing.T, path string) {
 		return &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: net.IPv4(203, 0, 113, byte(i)), DstIP: vip, Id: uint16(100 + i)}
 	}
 	for i := 1; i <= 8; i++ {
-		body := bytes.Repeat([]byte{byte(i)}, 1480-28)
+		body := bytes.Repeat([]byte{byte(i)}, size-28)
 		c.write(c.ser(c.eth(), ip(i, layers.IPProtocolUDP), &layers.UDP{SrcPort: layers.UDPPort(50000 + i), DstPort: 9000}, gopacket.Payload(body)))
 	}
 	c.write(c.ser(c.eth(), ip(9, layers.IPProtocolTCP), &layers.TCP{SrcPort: 40009, DstPort: 80, Seq: 1, ACK: true, Window: 1024},
@@ -49,7 +49,7 @@ func TestGoldenOuterFrag(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			in := filepath.Join(dir, "input.pcap")
-			outerFragInput(t, in)
+			outerFragInput(t, in, 1480)
 			cfg := strings.Replace(fmt.Sprintf(goldenConfig, goldenPcap[0], enc, goldenPcap[1], ""),
 				`source6 = "2001:db8::1"`, "source6 = \"2001:db8::1\"\n    mtu = 1500", 1)
 			out, counters, _ := runCapture(t, dir, cfg)
@@ -130,8 +130,20 @@ func reassemble(t *testing.T, out []byte, gre bool) [][]byte {
 	return inners
 }
 
+// outerFragFrames are the frames of outerFragInput with datagrams of size
+// bytes.
+func outerFragFrames(tb testing.TB, size int) [][]byte {
+	path := filepath.Join(tb.TempDir(), "input.pcap")
+	outerFragInput(tb, path, size)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return readFrames(tb, b)
+}
+
 // readFrames returns the packets of a capture.
-func readFrames(t *testing.T, capture []byte) [][]byte {
+func readFrames(t testing.TB, capture []byte) [][]byte {
 	t.Helper()
 	r, err := pcapgo.NewReader(bytes.NewReader(capture))
 	if err != nil {
