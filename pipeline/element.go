@@ -269,26 +269,29 @@ type Emitter struct {
 }
 
 // Spare lends a packet from the batch's source, or returns nil when the
-// batch's budget of extra packets is spent or the source has none.
+// batch has had its MaxBatch spares or the source has none.
 func (em *Emitter) Spare() *Packet {
 	inst := em.inst
-	if inst == nil || inst.supplier == nil || inst.extra >= MaxBatch {
+	if inst == nil || inst.supplier == nil || inst.lent >= MaxBatch {
 		return nil
 	}
 	p := inst.supplier.Spare()
 	if p != nil {
-		inst.extra++
+		inst.lent++
 	}
 	return p
 }
 
 // Emit queues p, which Spare lent, on output port out of the element; it
-// reports false (and leaves p to the caller) when out is not a port.
+// reports false (and leaves p to the caller) when out is not a port or
+// the batch has had its MaxBatch extra packets, which only an element that
+// breaks the contract (emitting what Spare did not lend) reaches.
 func (em *Emitter) Emit(out int, p *Packet) bool {
-	e := em.elem
-	if e == nil || out < 0 || out >= len(e.out) {
+	e, inst := em.elem, em.inst
+	if e == nil || out < 0 || out >= len(e.out) || inst.emitted >= MaxBatch {
 		return false
 	}
+	inst.emitted++
 	e.counts[out]++
 	e.nEmitted++
 	d := e.out[out]

@@ -171,3 +171,42 @@ func TestEmitDoesNotAllocate(t *testing.T) {
 		t.Errorf("sink got %d packets, want %d", len(rec.got), 2*MaxBatch)
 	}
 }
+
+// tGreedy breaks the contract: it emits every packet it receives three
+// times over, without Spare, and passes it on.
+type tGreedy struct {
+	emit    *Emitter
+	refused int
+}
+
+func (g *tGreedy) Provision(ctx *Context) error { g.emit = ctx.Emitter(); return nil }
+
+func (g *tGreedy) Push(_ int, p *Packet) int {
+	for range 3 {
+		if !g.emit.Emit(0, p) {
+			g.refused++
+		}
+	}
+	return 0
+}
+
+func init() {
+	Register(ElementType{Name: "TGreedy", Inputs: []string{"in"}, Outputs: []string{"out"}, New: func() Element { return &tGreedy{} }})
+}
+
+// TestEmitQueueFull: an element that emits more than Spare lent is refused
+// once the next queue is full, rather than overrunning it.
+func TestEmitQueueFull(t *testing.T) {
+	spec := emitSpec("TSource", 0)
+	spec.Elements[1] = decl("dbl", "TGreedy", 2)
+	spec.Elements[0].Configure = func(e Element) error { e.(*tSource).Count = MaxBatch; return nil }
+	rt := startSpec(t, spec, Options{})
+	if err := rt.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g := rt.Workers()[0].Element("dbl").(*tGreedy)
+	got := rt.Workers()[0].Element("rec").(*tRecord).got
+	if len(got) != 2*MaxBatch || g.refused != 4*MaxBatch-len(got) {
+		t.Errorf("sink got %d, %d emits refused; want %d and %d", len(got), g.refused, 2*MaxBatch, 2*MaxBatch)
+	}
+}

@@ -42,10 +42,10 @@ type Instance struct {
 	enders   []BatchEnder
 
 	// supplier is the source of the batch being processed when it lends
-	// spare packets (nil otherwise), and extra how many it lent in this
-	// batch: see Emitter.
-	supplier FrameSupplier
-	extra    int
+	// spare packets (nil otherwise); lent and emitted count the batch's
+	// spares and extra packets, each at most MaxBatch: see Emitter.
+	supplier      FrameSupplier
+	lent, emitted int
 
 	// iters counts the turns of Run's loop and state is where Run is
 	// (notRunning, running, exited): the self-check reads both.
@@ -205,7 +205,7 @@ func (inst *Instance) Process(src int, b *Batch) {
 		s.StartBatch(b.Now)
 	}
 	se := inst.sources[src]
-	inst.supplier, inst.extra = se.supplier, 0
+	inst.supplier, inst.lent, inst.emitted = se.supplier, 0, 0
 	counts := se.counts
 	for i := 0; i < b.N; i++ {
 		port := b.Ports[i]
