@@ -37,6 +37,21 @@ func clientInner(p []byte, client [4]byte) (fragSeen, bool) {
 	return s, true
 }
 
+// waitCount waits until count, called under mu, reaches want or within
+// passes.
+func waitCount(mu *sync.Mutex, count func() int, want int, within time.Duration) {
+	deadline := time.Now().Add(within)
+	for {
+		mu.Lock()
+		n := count()
+		mu.Unlock()
+		if n >= want || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // rawIPv4 is an IPv4 packet from src to dst of protocol TCP with the given
 // ID and flags/offset field; the kernel fills in the checksum.
 func rawIPv4(src, dst [4]byte, id, frag uint16, payload []byte) []byte {
@@ -128,16 +143,7 @@ func TestFragmentsThroughXLB(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		mu.Lock()
-		n := len(seen)
-		mu.Unlock()
-		if n >= 3*flows || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitCount(&mu, func() int { return len(seen) }, 3*flows, 5*time.Second)
 	time.Sleep(300 * time.Millisecond) // for anything that should not come
 	for _, stop := range stops {
 		stop()

@@ -72,8 +72,9 @@ func TestMain(m *testing.M) {
 var weights = map[string]float64{"be1": 1, "be2": 2, "be3": 3}
 
 // labConfig returns examples/lab/lab.hcl with its encapsulation element
-// type replaced, written to a file of the test's.
-func labConfig(t *testing.T, encap string) string {
+// type replaced and the blocks of extra appended, written to a file of the
+// test's.
+func labConfig(t *testing.T, encap string, extra ...string) string {
 	t.Helper()
 	src, err := os.ReadFile("../examples/lab/lab.hcl")
 	if err != nil {
@@ -83,7 +84,7 @@ func labConfig(t *testing.T, encap string) string {
 	if !strings.Contains(s, `element "GREEncap" "encap"`) {
 		t.Fatal("examples/lab/lab.hcl no longer declares GREEncap as encap; update this test")
 	}
-	s = strings.Replace(s, `element "GREEncap" "encap"`, `element "`+encap+`" "encap"`, 1)
+	s = strings.Replace(s, `element "GREEncap" "encap"`, `element "`+encap+`" "encap"`, 1) + strings.Join(extra, "\n")
 	path := filepath.Join(t.TempDir(), "lab.hcl")
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)

@@ -233,6 +233,79 @@ type Context struct {
 	shared *sharedStore
 	local  *localStore
 	drops  *DropCounter
+	emit   *Emitter
+}
+
+// FrameSupplier is implemented by a source that can lend spare packets:
+// frames of its own that nothing was received into, for an element that
+// emits one more packet than it received (Emitter). Spare returns an empty
+// packet (Len 0, at least Headroom bytes of headroom, Owner and Handle set
+// so that Recycle and a transmit in place work) or nil when none is left.
+// It must not allocate: the source keeps a bounded reserve, at least
+// MaxBatch packets per batch, and may reuse a spare's Packet once the batch
+// is over, as it does its received ones.
+type FrameSupplier interface {
+	Spare() *Packet
+}
+
+// Emitter lets an element emit more packets than it received: Spare lends
+// a packet from the source of the batch being processed, Emit queues it on
+// one of the element's outputs. The contract:
+//
+//   - Spare and Emit are called only from Push, on the worker's goroutine.
+//   - A spare is either emitted (by the Push that took it) or handed back
+//     with Recycle; it then leaves the graph like any packet.
+//   - Emit queues the packet ahead of the one Push is handling, on the
+//     same batch: the engine counts it on the output port.
+//   - A batch holds at most MaxBatch extra packets, so every node queue
+//     (2*MaxBatch slots) has room; beyond that, or when the source has no
+//     spare frame (or is not a FrameSupplier), Spare returns nil and the
+//     element drops what it cannot emit with a reason of its own.
+//
+// Outside a graph (NewContext) Spare always returns nil.
+type Emitter struct {
+	inst *Instance
+	elem *instElem
+}
+
+// Spare lends a packet from the batch's source, or returns nil when the
+// batch has had its MaxBatch spares or the source has none.
+func (em *Emitter) Spare() *Packet {
+	inst := em.inst
+	if inst == nil || inst.supplier == nil || inst.lent >= MaxBatch {
+		return nil
+	}
+	p := inst.supplier.Spare()
+	if p != nil {
+		inst.lent++
+	}
+	return p
+}
+
+// Emit queues p, which Spare lent, on output port out of the element; it
+// reports false (and leaves p to the caller) when out is not a port or
+// the batch has had its MaxBatch extra packets, which only an element that
+// breaks the contract (emitting what Spare did not lend) reaches.
+func (em *Emitter) Emit(out int, p *Packet) bool {
+	e, inst := em.elem, em.inst
+	if e == nil || out < 0 || out >= len(e.out) || inst.emitted >= MaxBatch {
+		return false
+	}
+	inst.emitted++
+	e.counts[out]++
+	e.nEmitted++
+	d := e.out[out]
+	d.q[d.n] = p
+	d.n++
+	return true
+}
+
+// Emitter returns the element's Emitter (see Emitter for the contract).
+func (c *Context) Emitter() *Emitter {
+	if c.emit == nil {
+		c.emit = &Emitter{}
+	}
+	return c.emit
 }
 
 // DropCounter returns the element's drop counts, which the engine keeps

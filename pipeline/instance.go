@@ -41,6 +41,12 @@ type Instance struct {
 	starters []BatchStarter
 	enders   []BatchEnder
 
+	// supplier is the source of the batch being processed when it lends
+	// spare packets (nil otherwise); lent and emitted count the batch's
+	// spares and extra packets, each at most MaxBatch: see Emitter.
+	supplier      FrameSupplier
+	lent, emitted int
+
 	// iters counts the turns of Run's loop and state is where Run is
 	// (notRunning, running, exited): the self-check reads both.
 	iters atomic.Uint64
@@ -52,12 +58,16 @@ type instElem struct {
 	typ  *ElementType
 	el   Element
 	src  Source
-	out  []*node // destination node of each output port
+	// supplier is src when it lends spare packets (FrameSupplier).
+	supplier FrameSupplier
+	out      []*node // destination node of each output port
 
 	inPkts   []atomic.Uint64
 	outPkts  []atomic.Uint64
 	consumed atomic.Uint64
+	emitted  atomic.Uint64
 	counts   []uint32 // per-output scratch for one batch
+	nEmitted uint32   // packets emitted in one batch (scratch)
 	drops    DropCounter
 	// One node run's drops by reason, and the reasons counted in it.
 	dropCounts  [MaxReasons]uint32
@@ -66,14 +76,15 @@ type instElem struct {
 
 // node is one input port of one element instance, with the packets queued
 // for it during the current batch. A batch holds at most MaxBatch packets
-// and each is in exactly one queue, so MaxBatch slots always suffice.
+// from its source and MaxBatch more that elements emitted (Emitter), and
+// each is in exactly one queue, so 2*MaxBatch slots always suffice.
 type node struct {
 	elem     *instElem
 	push     Pusher
 	prefetch Prefetcher // nil unless the element implements it
 	in       int
 	n        int
-	q        [MaxBatch]*Packet
+	q        [2 * MaxBatch]*Packet
 }
 
 // instantiate builds worker's copy of the graph: New, Configure and
@@ -121,6 +132,7 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *I
 				return nil, wrap(ie, errors.New("element type has no inputs but does not implement pipeline.Source"))
 			}
 			ie.src = src
+			ie.supplier, _ = src.(FrameSupplier)
 			inst.sources = append(inst.sources, ie)
 		} else if _, ok := ie.el.(Pusher); !ok {
 			return nil, wrap(ie, errors.New("element type has inputs but does not implement pipeline.Pusher"))
@@ -139,7 +151,7 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *I
 		}
 		ctx := &Context{Name: ie.decl.Name, Worker: worker, Workers: workers,
 			Logger: opts.Logger.With("element", ie.decl.Name, "worker", worker), values: opts.Values, shared: shared, local: local,
-			drops: &ie.drops}
+			drops: &ie.drops, emit: &Emitter{inst: inst, elem: ie}}
 		if err := p.Provision(ctx); err != nil {
 			return wrap(ie, err)
 		}
@@ -193,6 +205,7 @@ func (inst *Instance) Process(src int, b *Batch) {
 		s.StartBatch(b.Now)
 	}
 	se := inst.sources[src]
+	inst.supplier, inst.lent, inst.emitted = se.supplier, 0, 0
 	counts := se.counts
 	for i := 0; i < b.N; i++ {
 		port := b.Ports[i]
@@ -210,6 +223,7 @@ func (inst *Instance) Process(src int, b *Batch) {
 	for _, e := range inst.enders {
 		e.EndBatch()
 	}
+	inst.supplier = nil
 }
 
 // run pushes the node's queued packets through its element and queues each
@@ -266,6 +280,10 @@ func (e *instElem) publish() {
 			e.outPkts[o].Add(uint64(c))
 			e.counts[o] = 0
 		}
+	}
+	if e.nEmitted > 0 {
+		e.emitted.Add(uint64(e.nEmitted))
+		e.nEmitted = 0
 	}
 	for _, r := range e.dropReasons {
 		e.drops.n[r].Add(uint64(e.dropCounts[r]))

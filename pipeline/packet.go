@@ -184,3 +184,37 @@ func (b *Batch) Add(p *Packet, port int) bool {
 	b.N++
 	return true
 }
+
+// SparePool lends up to MaxBatch spare packets per batch over frames it
+// allocates once, for a source whose buffers live for one batch (a capture
+// reader, a test source): its Spare implements FrameSupplier, and the
+// source calls Reset at every Pull. Spares have no Owner: recycling one is
+// a no-op, and the pool takes it back at the next Reset.
+type SparePool struct {
+	pkts   [MaxBatch]Packet
+	frames []byte
+	size   int
+	lent   int
+}
+
+// NewSparePool returns a pool of frames of frameSize bytes, Headroom of
+// them in front of the data.
+func NewSparePool(frameSize int) *SparePool {
+	return &SparePool{frames: make([]byte, MaxBatch*frameSize), size: frameSize}
+}
+
+// Reset takes every spare back: the batch that used them is over.
+func (s *SparePool) Reset() { s.lent = 0 }
+
+// Spare lends the next packet, empty with Headroom bytes of headroom, or
+// returns nil when all MaxBatch are lent.
+func (s *SparePool) Spare() *Packet {
+	if s == nil || s.lent == MaxBatch {
+		return nil
+	}
+	i := s.lent
+	s.lent++
+	p := &s.pkts[i]
+	p.SetFrame(s.frames[i*s.size:(i+1)*s.size:(i+1)*s.size], Headroom, Headroom)
+	return p
+}

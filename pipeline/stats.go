@@ -14,13 +14,14 @@ type PortStats struct {
 }
 
 // ElementStats is one element's counters, summed over workers. Every
-// packet a source puts in the graph ends in exactly one element's Consumed
-// or Dropped.
+// packet a source puts in the graph, and every one an element emits (its
+// Emitted), ends in exactly one element's Consumed or Dropped.
 type ElementStats struct {
 	Name, Type string
 	In, Out    []PortStats
 	Consumed   uint64 // packets that left the graph here (sent, written)
 	Dropped    uint64 // packets dropped here, all reasons
+	Emitted    uint64 // packets added to the graph here (Emitter)
 	// Metrics are the element's own, summed by name and labels, then the
 	// engine's drop counts: xlb_drop_packets_total{element,reason} for
 	// every reason with drops, by reason name.
@@ -61,6 +62,7 @@ func (rt *Runtime) Stats() []ElementStats {
 			// as consumed before, so consumed never reads below them.
 			late := e.drops.late.Load()
 			s.Consumed += e.consumed.Load() - late
+			s.Emitted += e.emitted.Load()
 			for r := range e.drops.n {
 				drops[i][r] += e.drops.n[r].Load()
 			}
@@ -136,6 +138,9 @@ func WriteText(w io.Writer, stats []ElementStats) error {
 		}
 		if s.Dropped > 0 {
 			fmt.Fprintf(&b, "  dropped          %12d\n", s.Dropped)
+		}
+		if s.Emitted > 0 {
+			fmt.Fprintf(&b, "  emitted          %12d\n", s.Emitted)
 		}
 		ms := append([]Metric(nil), s.Metrics...)
 		sort.SliceStable(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })

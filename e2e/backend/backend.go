@@ -41,19 +41,23 @@ type Config struct {
 // Stats are the backend's counters.
 type Stats struct {
 	Name        string `json:"name"`
-	Received    uint64 `json:"received"`    // packets the filtered AF_PACKET socket read
-	DecapGRE    uint64 `json:"decap_gre"`   // GRE packets written to the TUN device
-	DecapIPIP   uint64 `json:"decap_ipip"`  // IPIP / IPv6-in-IP packets written to the TUN device
-	NotLocal    uint64 `json:"not_local"`   // outer destination not ours
-	Malformed   uint64 `json:"malformed"`   // bad lengths, versions, checksum
-	Unsupported uint64 `json:"unsupported"` // fragments, GRE flags, other payloads
-	TunErrors   uint64 `json:"tun_errors"`  // failed writes to the TUN device
-	TunOut      uint64 `json:"tun_out"`     // packets the kernel routed out of the TUN device (should stay 0)
+	Received    uint64 `json:"received"`     // packets the filtered AF_PACKET socket read
+	DecapGRE    uint64 `json:"decap_gre"`    // GRE packets written to the TUN device
+	DecapIPIP   uint64 `json:"decap_ipip"`   // IPIP / IPv6-in-IP packets written to the TUN device
+	NotLocal    uint64 `json:"not_local"`    // outer destination not ours
+	Malformed   uint64 `json:"malformed"`    // bad lengths, versions, checksum
+	Unsupported uint64 `json:"unsupported"`  // GRE flags, other payloads
+	Fragments   uint64 `json:"fragments"`    // outer fragments received (Reassembler)
+	Reassembled uint64 `json:"reassembled"`  // outer packets reassembled from them
+	FragDropped uint64 `json:"frag_dropped"` // fragments refused: malformed, overlapping, no room
+	TunErrors   uint64 `json:"tun_errors"`   // failed writes to the TUN device
+	TunOut      uint64 `json:"tun_out"`      // packets the kernel routed out of the TUN device (should stay 0)
 	Requests    uint64 `json:"http_requests"`
 }
 
 type counters struct {
 	received, gre, ipip, notLocal, malformed, unsupported, tunErrors, tunOut, requests atomic.Uint64
+	fragments, reassembled, fragDropped                                                atomic.Uint64
 }
 
 func (c *counters) snapshot(name string) Stats {
@@ -61,6 +65,7 @@ func (c *counters) snapshot(name string) Stats {
 		Name: name, Received: c.received.Load(), DecapGRE: c.gre.Load(), DecapIPIP: c.ipip.Load(),
 		NotLocal: c.notLocal.Load(), Malformed: c.malformed.Load(), Unsupported: c.unsupported.Load(),
 		TunErrors: c.tunErrors.Load(), TunOut: c.tunOut.Load(), Requests: c.requests.Load(),
+		Fragments: c.fragments.Load(), Reassembled: c.reassembled.Load(), FragDropped: c.fragDropped.Load(),
 	}
 }
 
@@ -207,6 +212,13 @@ func ifaceAddrs(ifi *net.Interface) ([]netip.Addr, error) {
 	return out, nil
 }
 
+// Reassembly bounds: Linux's ipfrag_time is 30 s; the lab's fragments
+// arrive together, so a few seconds and a few datagrams in flight suffice.
+const (
+	reassemblyMax     = 256
+	reassemblyTimeout = 5 * time.Second
+)
+
 // readPackets decapsulates until pkt is closed.
 func readPackets(pkt, tun *os.File, local []netip.Addr, c *counters) {
 	rc, err := pkt.SyscallConn()
@@ -215,6 +227,9 @@ func readPackets(pkt, tun *os.File, local []netip.Addr, c *counters) {
 	}
 	tfd := int(tun.Fd())
 	buf := make([]byte, 65536)
+	// Outer fragments (xlb's too_big_no_df = "fragment") are put back
+	// together first, as a kernel tunnel device's stack would.
+	reasm := NewReassembler(reassemblyMax, reassemblyTimeout)
 	for {
 		var n int
 		var rerr error
@@ -229,7 +244,20 @@ func readPackets(pkt, tun *os.File, local []netip.Addr, c *counters) {
 			continue
 		}
 		c.received.Add(1)
-		inner, r := Decap(buf[:n], local)
+		whole, fr := reasm.Add(buf[:n], time.Now())
+		switch fr {
+		case FragHeld:
+			c.fragments.Add(1)
+			continue
+		case FragDropped:
+			c.fragments.Add(1)
+			c.fragDropped.Add(1)
+			continue
+		case FragDone:
+			c.fragments.Add(1)
+			c.reassembled.Add(1)
+		}
+		inner, r := Decap(whole, local)
 		switch r {
 		case ResultGRE, ResultIPIP:
 			// One write is one packet. The kernel checks the inner
@@ -364,21 +392,25 @@ const (
 
 // packetFilter accepts, on a SOCK_DGRAM packet socket (data starts at the
 // IP header), only packets for this host that carry IPv4 or IPv6 whose
-// protocol / next header is GRE, IPIP or IPv6.
+// protocol / next header is GRE, IPIP or IPv6, or an IPv6 Fragment header
+// whose next header is one of those (xlb's outer fragments).
 var packetFilter = []unix.SockFilter{
 	// A = skb->pkt_type; drop unless PACKET_HOST (not outgoing, not
 	// another host's).
 	{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: skfAdOff + skfAdPkttype},
-	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.PACKET_HOST, Jt: 0, Jf: 9},
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.PACKET_HOST, Jt: 0, Jf: 11},
 	// A = skb->protocol (the EtherType).
 	{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: skfAdOff + skfAdProtocol},
 	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: etherTypeIPv4, Jt: 0, Jf: 2},
 	// IPv4: A = protocol (byte 9).
 	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 9},
-	{Code: unix.BPF_JMP | unix.BPF_JA, K: 2},
-	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: etherTypeIPv6, Jt: 0, Jf: 4},
-	// IPv6: A = next header (byte 6).
+	{Code: unix.BPF_JMP | unix.BPF_JA, K: 4},
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: etherTypeIPv6, Jt: 0, Jf: 6},
+	// IPv6: A = next header (byte 6); after a Fragment header (44), the
+	// Fragment header's next header (byte 40).
 	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 6},
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: 44, Jt: 0, Jf: 1},
+	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 40},
 	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: protoGRE, Jt: 3, Jf: 0},
 	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: protoIPIP, Jt: 2, Jf: 0},
 	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: protoIPv6, Jt: 1, Jf: 0},

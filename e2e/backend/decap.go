@@ -7,7 +7,8 @@
 //
 // It decapsulates in user space because the lab's kernel has neither the
 // GRE nor the IPIP module; an AF_PACKET socket sees the tunnelled packets
-// before the IP stack would reject them.
+// before the IP stack would reject them, and before it reassembles outer
+// fragments: Reassembler does that first.
 package backend
 
 import (
@@ -29,7 +30,8 @@ const (
 	// wrong.
 	ResultMalformed
 	// ResultUnsupported: well-formed but not handled here: outer
-	// fragments, IPv6 extension headers before the tunnel header, GRE
+	// fragments (Reassembler takes them first), IPv6 extension headers
+	// before the tunnel header, GRE
 	// versions or flags RFC 2784 says to discard, other payload types.
 	ResultUnsupported
 	// ResultOther: not a tunnel protocol at all (the socket filter lets

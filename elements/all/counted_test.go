@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/gopacket/pcapgo"
@@ -64,6 +65,9 @@ func FuzzCounted(f *testing.F) {
 	q := append(append(append([]byte(nil), tcp[2][:12]...), 0x81, 0x00, 0, 7), tcp[2][12:]...)
 	qinq := append(append(append([]byte(nil), tcp[2][:12]...), 0x88, 0xa8, 0, 9, 0x81, 0x00, 0, 7), tcp[2][12:]...)
 	f.Add(encodeFrames(q, qinq))
+	// Datagrams without DF too big for the fragmenting setup's tunnel,
+	// small enough for the replay's 128 bytes.
+	f.Add(encodeFrames(outerFragFrames(f, 100)...))
 	// The configuration is loaded and its Maglev tables built once per
 	// encapsulation (most of an input's time otherwise); each input gets
 	// graphs of its own, so no state carries over from one to the next.
@@ -74,8 +78,15 @@ func FuzzCounted(f *testing.F) {
 		backends map[netip.Addr]bool
 	}
 	var setups []setup
-	for _, enc := range []string{"GREEncap", "IPIPEncap"} {
+	// The third setup bounds the outer packet at fuzzMTU, below what the
+	// replayed frames (up to 128 bytes) take in a tunnel: frames without
+	// DF leave in outer fragments, emitted by the element; the others are
+	// dropped, too big, since icmp_rate = 0 sends no ICMP error.
+	for i, enc := range []string{"GREEncap", "IPIPEncap", "GREEncap"} {
 		src := fmt.Sprintf(goldenConfig, `element "TestFiniteReplay" "rx" {}`, enc, `element "TestTunnelSink" "tx" {}`, "")
+		if i == 2 {
+			src = strings.Replace(src, `source6 = "2001:db8::1"`, fmt.Sprintf("source6 = \"2001:db8::1\"\n    mtu = %d\n    icmp_rate = 0", fuzzMTU), 1)
+		}
 		graph, ctl := loadGraph(f, "counted.hcl", src)
 		backends := map[netip.Addr]bool{}
 		for _, r := range ctl.Snapshot().Reals {
@@ -176,6 +187,33 @@ func init() {
 		New: func() pipeline.Element { return &tunnelSink{} }})
 }
 
+// fuzzMTU is the mtu of FuzzCounted's fragmenting setup.
+const fuzzMTU = 100
+
+// outerFragment reports whether the outer IP header h (of hlen bytes, its
+// lengths checked) is that of a fragment, and whether the first one; it
+// checks a fragment's own fields: DF clear, an IPv6 Fragment header whose
+// next header is GRE.
+func outerFragment(h []byte, hlen int) (frag, first bool, err error) {
+	if hlen == 20 {
+		fo := binary.BigEndian.Uint16(h[6:])
+		if fo&0x3fff == 0 {
+			return false, false, nil
+		}
+		if fo&0x4000 != 0 {
+			return true, false, fmt.Errorf("an outer IPv4 fragment with DF")
+		}
+		return true, fo&0x1fff == 0, nil
+	}
+	if h[6] != 44 {
+		return false, false, nil
+	}
+	if len(h) < 48 || h[40] != 47 {
+		return true, false, fmt.Errorf("an outer IPv6 fragment whose Fragment header is cut or not before GRE")
+	}
+	return true, binary.BigEndian.Uint16(h[42:])&^7 == 0, nil
+}
+
 // checkTunnel checks a sent packet's layout field by field, independently
 // of the elements: Ethernet whose EtherType names the outer family, an
 // outer header from goldenConfig's source to a backend whose lengths cover
@@ -219,6 +257,25 @@ func checkTunnel(p sentPacket, enc string, backends map[netip.Addr]bool) error {
 		return fmt.Errorf("outer source %v, want %s", src, want)
 	}
 	tun := h[hlen:]
+	if frag, first, err := outerFragment(h, hlen); err != nil || frag {
+		// An outer fragment: its headers are checked, not what it
+		// carries. The first carries the tunnel header and the inner
+		// packet's start, the others fragment payload from L4.
+		if err != nil {
+			return err
+		}
+		l4 := p.l3 + hlen
+		if hlen == 40 {
+			l4 += 8
+		}
+		if first && enc == "GREEncap" {
+			l4 += 4
+		}
+		if len(h) > fuzzMTU || p.l4 != l4 {
+			return fmt.Errorf("outer fragment of %d bytes, L4 at %d, want at most %d and %d", len(h), p.l4, fuzzMTU, l4)
+		}
+		return nil
+	}
 	var innerVersion byte
 	switch {
 	case enc == "GREEncap" && proto == 47 && len(tun) >= 4 && binary.BigEndian.Uint16(tun) == 0:

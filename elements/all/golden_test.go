@@ -353,6 +353,7 @@ func checkCounted(t *testing.T, stats []pipeline.ElementStats) {
 				in += p.Packets
 			}
 		}
+		in += s.Emitted
 		out += s.Consumed + s.Dropped
 		var dropped uint64
 		for _, m := range s.Metrics {

@@ -83,7 +83,8 @@ func pmtuInput(t *testing.T, path string, family int) {
 }
 
 // TestGoldenPMTU runs pmtuInput through the default graph with mtu = 1500,
-// icmp_rate = 1 and icmp_burst = 2, for each client family and tunnel,
+// icmp_rate = 1, icmp_burst = 2 and too_big_no_df = "drop", for each
+// client family and tunnel,
 // and compares the output (encapsulated packets and ICMP replies) and the
 // counters with testdata/golden/pmtu-*. Run with -update to rewrite them.
 func TestGoldenPMTU(t *testing.T) {
@@ -94,7 +95,7 @@ func TestGoldenPMTU(t *testing.T) {
 				dir := t.TempDir()
 				pmtuInput(t, filepath.Join(dir, "input.pcap"), family)
 				cfg := strings.Replace(fmt.Sprintf(goldenConfig, goldenPcap[0], enc, goldenPcap[1], ""),
-					`source6 = "2001:db8::1"`, "source6 = \"2001:db8::1\"\n    mtu = 1500\n    icmp_rate = 1\n    icmp_burst = 2", 1)
+					`source6 = "2001:db8::1"`, "source6 = \"2001:db8::1\"\n    mtu = 1500\n    icmp_rate = 1\n    icmp_burst = 2\n    too_big_no_df = \"drop\"", 1)
 				out, counters, _ := runCapture(t, dir, cfg)
 				checkReplies(t, out, family)
 				compareGoldenFiles(t, name, out, counters)

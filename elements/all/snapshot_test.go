@@ -68,10 +68,12 @@ func (f *flip) StartBatch(int64) {
 
 func (f *flip) Pull(*pipeline.Batch) error { return io.EOF }
 
-// finiteReplay is a replaySource that stops after Batches batches.
+// finiteReplay is a replaySource that stops after Batches batches. It
+// lends spares (pipeline.FrameSupplier) for outer fragments.
 type finiteReplay struct {
 	replaySource
 	batches int
+	spares  *pipeline.SparePool
 }
 
 func (s *finiteReplay) Pull(b *pipeline.Batch) error {
@@ -79,7 +81,17 @@ func (s *finiteReplay) Pull(b *pipeline.Batch) error {
 		return io.EOF
 	}
 	s.batches--
+	if s.spares != nil {
+		s.spares.Reset()
+	}
 	return s.replaySource.Pull(b)
+}
+
+func (s *finiteReplay) Spare() *pipeline.Packet {
+	if s.spares == nil {
+		s.spares = pipeline.NewSparePool(pipeline.Headroom + 128)
+	}
+	return s.spares.Spare()
 }
 
 // dstSink records the outer destination of every encapsulated packet.

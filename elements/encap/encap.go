@@ -83,6 +83,7 @@ const (
 	dropNoHeadroom
 	dropMalformed
 	dropICMPRateLimited
+	dropNoSpare
 	numDrops
 )
 
@@ -95,6 +96,9 @@ var dropReasons = [numDrops]pipeline.Reason{
 	dropMalformed:   pipeline.NewReason("encap.malformed"),
 	// Too big, and the ICMP reply was over the worker's rate.
 	dropICMPRateLimited: pipeline.NewReason("encap.icmp_ratelimited"),
+	// Too big, to be fragmented, and the batch had no spare packet left
+	// for a fragment (see pipeline.Emitter).
+	dropNoSpare: pipeline.NewReason("encap.frag_no_frame"),
 }
 
 func init() {
@@ -122,9 +126,10 @@ type Encap struct {
 	TTL     int    `hcl:"ttl,optional" doc:"outer IPv4 TTL / IPv6 hop limit, 1 to 255"`
 	MTU     int    `hcl:"mtu,optional" doc:"bound on the outer IP packet, 68 to 65535; 0 takes interface's MTU, or disables the check without interface"`
 	// Interface is where the MTU is read when mtu is not set.
-	Interface string `hcl:"interface,optional" doc:"the egress interface, whose MTU bounds the outer IP packet when mtu is not set"`
-	ICMPRate  int    `hcl:"icmp_rate,optional" doc:"ICMP Fragmentation Needed / Packet Too Big replies per second per worker (default 1000); 0 sends none"`
-	ICMPBurst int    `hcl:"icmp_burst,optional" doc:"replies a worker may send at once before icmp_rate paces them (default 50)"`
+	Interface  string `hcl:"interface,optional" doc:"the egress interface, whose MTU bounds the outer IP packet when mtu is not set"`
+	ICMPRate   int    `hcl:"icmp_rate,optional" doc:"ICMP Fragmentation Needed / Packet Too Big replies per second per worker (default 1000); 0 sends none"`
+	ICMPBurst  int    `hcl:"icmp_burst,optional" doc:"replies a worker may send at once before icmp_rate paces them (default 50)"`
+	TooBigNoDF string `hcl:"too_big_no_df,optional" doc:"an IPv4 packet without DF that the tunnel makes larger than the MTU: \"fragment\" cuts the outer packet into fragments (RFC 791; the backend reassembles them), \"drop\" drops it as encap.too_big"`
 
 	tunnel tunnel
 
@@ -137,12 +142,16 @@ type Encap struct {
 	mtu        int // bound on the outer IP packet; 0: none
 	view       *snapshot.View
 	log        *slog.Logger // worker 0's only: one warning per graph, not per worker
+	fragOuter  bool         // too_big_no_df is "fragment"
+	emit       *pipeline.Emitter
 
 	// Owned by the worker goroutine.
 	snap   *snapshot.Snapshot // the batch's, from view
 	id     uint16             // next outer IPv4 identification
 	idStep uint16             // workers interleave IDs so they never collide
-	local  []backendCount     // per real ID, this batch; zero between batches
+	fragID uint32             // next IPv6 Fragment identification, stepped alike
+	spares [maxFragments - 1]*pipeline.Packet
+	local  []backendCount // per real ID, this batch; zero between batches
 	// touched lists the real IDs counted in local this batch. Its capacity
 	// is MaxBatch; a caller pushing more between EndBatch calls causes an
 	// early flush, never an allocation.
@@ -152,13 +161,16 @@ type Encap struct {
 	bucket  bucket // ICMP replies
 	// ICMP replies sent this batch, by type.
 	sentFragNeeded, sentPTB uint64
-	warned                  string // the backends warnNoSource last named
+	// Packets fragmented this batch, and the fragments they made.
+	fragmented, fragments uint64
+	warned                string // the backends warnNoSource last named
 
 	// Published in EndBatch, read by Stats from another goroutine.
-	backends              atomic.Pointer[[]*backendStat] // per real ID of the current snapshot
-	totPkts               atomic.Uint64
-	totBytes              atomic.Uint64
-	totFragNeeded, totPTB atomic.Uint64
+	backends                    atomic.Pointer[[]*backendStat] // per real ID of the current snapshot
+	totPkts                     atomic.Uint64
+	totBytes                    atomic.Uint64
+	totFragNeeded, totPTB       atomic.Uint64
+	totFragmented, totFragments atomic.Uint64
 }
 
 type backendCount struct{ pkts, bytes uint64 }
@@ -172,7 +184,7 @@ type backendStat struct {
 }
 
 func newEncap(t tunnel) *Encap {
-	return &Encap{TTL: 64, ICMPRate: defaultICMPRate, ICMPBurst: defaultICMPBurst, tunnel: t}
+	return &Encap{TTL: 64, ICMPRate: defaultICMPRate, ICMPBurst: defaultICMPBurst, TooBigNoDF: policyFragment, tunnel: t}
 }
 
 // Validate checks the configuration without side effects.
@@ -220,6 +232,9 @@ func (e *Encap) parse() (parsedConfig, error) {
 	if e.ICMPBurst < 1 || e.ICMPBurst > 1e6 {
 		return c, &pipeline.AttrError{Attr: "icmp_burst", Msg: "must be between 1 and 1000000"}
 	}
+	if e.TooBigNoDF != policyFragment && e.TooBigNoDF != policyDrop {
+		return c, &pipeline.AttrError{Attr: "too_big_no_df", Msg: `must be "fragment" or "drop"`}
+	}
 	return c, nil
 }
 
@@ -256,6 +271,9 @@ func (e *Encap) Provision(ctx *pipeline.Context) error {
 	}
 	e.idStep = uint16(max(ctx.Workers, 1))
 	e.id = uint16(ctx.Worker)
+	e.fragID = uint32(ctx.Worker)
+	e.fragOuter = e.TooBigNoDF == policyFragment
+	e.emit = ctx.Emitter()
 	e.touched = make([]uint32, 0, pipeline.MaxBatch)
 	return nil
 }
@@ -356,6 +374,11 @@ func (e *Encap) flush() {
 		*c = backendCount{}
 	}
 	e.touched = e.touched[:0]
+	if e.fragmented != 0 {
+		e.totFragmented.Add(e.fragmented)
+		e.totFragments.Add(e.fragments)
+		e.fragmented, e.fragments = 0, 0
+	}
 	if e.sentFragNeeded|e.sentPTB != 0 {
 		e.totFragNeeded.Add(e.sentFragNeeded)
 		e.totPTB.Add(e.sentPTB)
@@ -377,6 +400,8 @@ func (e *Encap) Stats(emit func(pipeline.Metric)) {
 		Labels: []pipeline.Label{{Name: "type", Value: "frag_needed"}}, Value: e.totFragNeeded.Load()})
 	emit(pipeline.Metric{Name: "xlb_encap_icmp_sent_total", Help: "ICMP errors sent to clients for packets too big to encapsulate, by type.",
 		Labels: []pipeline.Label{{Name: "type", Value: "packet_too_big"}}, Value: e.totPTB.Load()})
+	emit(pipeline.Metric{Name: "xlb_encap_fragmented_total", Help: "IPv4 packets without DF too big for the tunnel whose outer packet was fragmented.", Value: e.totFragmented.Load()})
+	emit(pipeline.Metric{Name: "xlb_encap_fragments_total", Help: "Outer fragments sent for packets too big for the tunnel.", Value: e.totFragments.Load()})
 	p := e.backends.Load()
 	if p == nil {
 		return
@@ -478,8 +503,16 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 	// told the MTU left for it. The outer IPv4 total length and the outer
 	// IPv6 payload length are 16 bits, a bound no client can be told of
 	// (no Ethernet frame reaches it).
+	var frag fragPlan // k == 0: the outer packet is sent whole
 	if e.mtu > 0 && overhead+innerLen > e.mtu {
-		return e.tooBig(p, data, l3, innerLen, innerType == etherTypeIPv4, df, e.mtu-overhead)
+		v4 := innerType == etherTypeIPv4
+		if !v4 || df || !e.fragOuter {
+			return e.tooBig(p, data, l3, innerLen, v4, df, e.mtu-overhead)
+		}
+		var ok bool
+		if frag, ok = e.planFragments(ipLen, overhead+innerLen); !ok {
+			return e.drop(p, dropTooBig)
+		}
 	}
 	if (ipLen == ipv4HdrLen && overhead+innerLen > 0xffff) || tunLen+innerLen > 0xffff {
 		return e.drop(p, dropTooBig)
@@ -489,6 +522,9 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 	}
 	if l3+overhead > 0xffff { // p.L4 must fit; only absurd L2 lengths get here
 		return e.drop(p, dropMalformed)
+	}
+	if frag.k != 0 && !e.takeSpares(frag, l3, ipLen) {
+		return e.drop(p, dropNoSpare)
 	}
 
 	// Every check has passed: from here on the packet is modified.
@@ -515,6 +551,11 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 
 	// p.Backend < len(snap.Reals) <= len(local), as Real found it.
 	n := uint64(len(d))
+	if frag.k != 0 {
+		n = uint64(e.fragment(p, frag, l3, ipLen))
+		e.fragmented++
+		e.fragments += uint64(frag.k)
+	}
 	c := &e.local[p.Backend]
 	if c.pkts == 0 {
 		if len(e.touched) == cap(e.touched) {

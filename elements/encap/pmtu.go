@@ -82,9 +82,8 @@ func (b *bucket) take() bool {
 func (e *Encap) tooBig(p *pipeline.Packet, data []byte, l3, innerLen int, v4, df bool, room int) int {
 	ip := data[l3:]
 	if v4 && !df {
-		// RFC 791 lets the outer be fragmented; xlb drops instead and
-		// counts it (the engine has no way yet for an element to emit a
-		// second packet, see README).
+		// too_big_no_df = "drop": RFC 791 lets a router fragment it, and
+		// the operator chose not to (frag.go).
 		return e.drop(p, dropTooBig)
 	}
 	// No error about an error, nor about a non-first fragment (RFC 1122

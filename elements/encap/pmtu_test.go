@@ -155,17 +155,23 @@ func TestTooBigWithoutReply(t *testing.T) {
 		backend uint32
 		flags   uint8
 		want    int // port
+		policy  string
 	}{
-		{"DF clear", noDF, realB4, 0, portBad},
-		{"non-first fragment", frag, realB4, pipeline.FlowFragment, portBad},
-		{"ICMP error", icmpErr, realB4, 0, portBad},
-		{"ICMP error by flag", v4, realB4, pipeline.FlowICMPError, portBad},
-		{"ICMP echo", echo, realB4, 0, portICMP},
-		{"non-first IPv6 fragment", frag6, realC6, pipeline.FlowFragment, portBad},
-		{"first IPv6 fragment", first6, realC6, pipeline.FlowFragment, portICMP},
-		{"ICMPv6 error", icmp6Err, realC6, 0, portBad},
+		{"DF clear", noDF, realB4, 0, portBad, policyDrop},
+		{"non-first fragment", frag, realB4, pipeline.FlowFragment, portBad, ""},
+		{"ICMP error", icmpErr, realB4, 0, portBad, ""},
+		{"ICMP error by flag", v4, realB4, pipeline.FlowICMPError, portBad, ""},
+		{"ICMP echo", echo, realB4, 0, portICMP, ""},
+		{"non-first IPv6 fragment", frag6, realC6, pipeline.FlowFragment, portBad, ""},
+		{"first IPv6 fragment", first6, realC6, pipeline.FlowFragment, portICMP, ""},
+		{"ICMPv6 error", icmp6Err, realC6, 0, portBad, ""},
 	} {
-		e := newTestEncap(t, tunnelGRE, func(e *Encap) { e.MTU = 1500 })
+		e := newTestEncap(t, tunnelGRE, func(e *Encap) {
+			e.MTU = 1500
+			if tc.policy != "" {
+				e.TooBigNoDF = tc.policy
+			}
+		})
 		p := newPacket(tc.frame, 256, 14, tc.backend)
 		p.Flow.Flags = tc.flags
 		port := e.Push(0, p)

@@ -78,6 +78,9 @@ type RxPcap struct {
 	// packet outlives its batch.
 	pkts   [pipeline.MaxBatch]pipeline.Packet
 	frames []byte
+	// spares are lent to elements that emit more packets than they
+	// receive (pipeline.FrameSupplier), for one batch like the frames.
+	spares *pipeline.SparePool
 
 	oversize atomic.Uint64
 }
@@ -115,6 +118,7 @@ func (r *RxPcap) Provision(ctx *pipeline.Context) error {
 	// hit/miss counts but not where packets go.
 	r.worker, r.workers = ctx.Worker, max(ctx.Workers, 1)
 	r.frames = make([]byte, pipeline.MaxBatch*frameSize)
+	r.spares = pipeline.NewSparePool(frameSize)
 	return nil
 }
 
@@ -191,6 +195,7 @@ func (r *RxPcap) Pull(b *pipeline.Batch) (err error) {
 			err = r.fail(b, fmt.Errorf("%s: packet %d: %w", r.File, r.pos+1, pcapgoPanic(v)))
 		}
 	}()
+	r.spares.Reset()
 	if r.err != nil {
 		return r.err
 	}
@@ -285,6 +290,10 @@ func (r *RxPcap) Stats(emit func(pipeline.Metric)) {
 		Value: r.oversize.Load()})
 }
 
+// Spare lends an empty packet for the current batch, or nil when its
+// MaxBatch spares are lent.
+func (r *RxPcap) Spare() *pipeline.Packet { return r.spares.Spare() }
+
 // Cleanup closes the file.
 func (r *RxPcap) Cleanup() error {
 	if r.f == nil {
@@ -301,4 +310,5 @@ var (
 	_ pipeline.Provisioner   = (*RxPcap)(nil)
 	_ pipeline.Cleaner       = (*RxPcap)(nil)
 	_ pipeline.StatsReporter = (*RxPcap)(nil)
+	_ pipeline.FrameSupplier = (*RxPcap)(nil)
 )

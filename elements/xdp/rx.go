@@ -55,6 +55,10 @@ type RxXDP struct {
 	log      *slog.Logger
 	pkts     [pipeline.MaxBatch]pipeline.Packet
 	descs    [pipeline.MaxBatch]xsk.Desc
+	// spares are lent in a batch (pipeline.FrameSupplier), over frames
+	// from the socket's reserve; lent counts them since the last Pull.
+	spares   [pipeline.MaxBatch]pipeline.Packet
+	lent     int
 	fd       atomic.Int64 // the socket, for Stats; -1 when closed
 	sockErr  atomic.Int64 // the socket's pending error once SelfCheck saw one
 	pub      rxCounters
@@ -66,8 +70,8 @@ type RxXDP struct {
 
 // rxCounters are published once per Pull for Stats.
 type rxCounters struct {
-	received, transmitted, starved, kickErrors, bad atomic.Uint64
-	frames                                          [xsk.NumStates]atomic.Uint64
+	received, transmitted, starved, kickErrors, bad, lent atomic.Uint64
+	frames                                                [xsk.NumStates]atomic.Uint64
 }
 
 func parseMode(s string) (xdpprog.Mode, bool) {
@@ -161,6 +165,11 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s queue %d: %w", r.Interface, r.queue, err)
 	}
+	// The reserve is what one batch may lend (see Spare): frames kept
+	// off the fill ring and replenished from completions, so that an
+	// element emitting one more packet (an outer fragment) finds one
+	// even while the kernel holds every other frame to receive into.
+	r.sock.SetReserve(pipeline.MaxBatch)
 	if err := r.sock.Refill(); err != nil {
 		return err
 	}
@@ -178,6 +187,7 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 // came, so that timers downstream still run; in busy mode it never waits.
 func (r *RxXDP) Pull(b *pipeline.Batch) error {
 	s := r.sock
+	r.lent = 0
 	s.Reap()
 	if err := s.Refill(); err != nil {
 		return fmt.Errorf("%s: fill ring: %w", r.Interface, err)
@@ -254,6 +264,25 @@ func (r *RxXDP) SelfCheck() error {
 	return nil
 }
 
+// Spare lends an empty packet in a free UMEM frame, sent in place by a
+// TxXDP on this socket like a received one, or returns nil when the batch
+// lent MaxBatch or the socket has no free frame (the reserve is spent and
+// no completion came back).
+func (r *RxXDP) Spare() *pipeline.Packet {
+	if r.lent == len(r.spares) {
+		return nil
+	}
+	base, ok := r.sock.Lend()
+	if !ok {
+		return nil
+	}
+	p := &r.spares[r.lent]
+	r.lent++
+	p.Owner, p.Handle = r.owner, base
+	p.SetFrame(r.sock.Frame(base), xsk.Headroom, xsk.Headroom)
+	return p
+}
+
 // Recycle returns a packet's frame to the free list (and so to the fill
 // ring at the next Pull).
 func (r *RxXDP) Recycle(p *pipeline.Packet) { r.sock.Recycle(p.Handle) }
@@ -267,6 +296,7 @@ func (r *RxXDP) publish() {
 	r.pub.transmitted.Store(c.Transmitted)
 	r.pub.starved.Store(c.FillStarved)
 	r.pub.kickErrors.Store(c.KickErrors)
+	r.pub.lent.Store(c.Lent)
 	r.pub.bad.Store(c.BadDescs + c.BadRecycles + c.BadTxBounds)
 	for st := range xsk.NumStates {
 		r.pub.frames[st].Store(uint64(s.Count(st)))
@@ -294,6 +324,7 @@ func (r *RxXDP) Stats(emit func(pipeline.Metric)) {
 	c("xlb_xdp_rx_packets_total", "Packets received from the AF_XDP socket.", r.pub.received.Load())
 	c("xlb_xdp_tx_ring_packets_total", "Descriptors put on the AF_XDP TX ring.", r.pub.transmitted.Load())
 	c("xlb_xdp_fill_starved_total", "Receive attempts while the kernel held no frame to receive into.", r.pub.starved.Load())
+	c("xlb_xdp_spare_frames_total", "Spare frames lent to elements that emit more packets than they receive (outer fragments).", r.pub.lent.Load())
 	c("xlb_xdp_kick_errors_total", "Failed transmit wake-ups (sendto); the descriptors stay queued.", r.pub.kickErrors.Load())
 	c("xlb_xdp_accounting_errors_total", "Frames handed back twice or described out of bounds (a bug).", r.pub.bad.Load())
 	if r.worker == 0 && r.ifc != nil {
@@ -348,4 +379,5 @@ var (
 	_ pipeline.StatsReporter   = (*RxXDP)(nil)
 	_ pipeline.FrameOwner      = (*RxXDP)(nil)
 	_ pipeline.WorkerSuggester = (*RxXDP)(nil)
+	_ pipeline.FrameSupplier   = (*RxXDP)(nil)
 )

@@ -277,9 +277,26 @@ func cloneAll(ps []*pipeline.Packet) []*pipeline.Packet {
 }
 
 // source hands its script to the graph, one Batch per Pull, then io.EOF.
-type source struct{ script []Batch }
+// It lends spares (pipeline.FrameSupplier) of spareFrame bytes, a jumbo
+// frame's room, from a pool made at the first Spare.
+type source struct {
+	script []Batch
+	spares *pipeline.SparePool
+}
+
+const spareFrame = pipeline.Headroom + 9216
+
+func (s *source) Spare() *pipeline.Packet {
+	if s.spares == nil {
+		s.spares = pipeline.NewSparePool(spareFrame)
+	}
+	return s.spares.Spare()
+}
 
 func (s *source) Pull(b *pipeline.Batch) error {
+	if s.spares != nil {
+		s.spares.Reset()
+	}
 	if len(s.script) == 0 {
 		return io.EOF
 	}
@@ -313,7 +330,8 @@ func (e *funcElem) Push(_ int, p *pipeline.Packet) int {
 }
 
 var (
-	_ pipeline.Source = (*source)(nil)
-	_ pipeline.Pusher = (*sink)(nil)
-	_ pipeline.Pusher = (*funcElem)(nil)
+	_ pipeline.Source        = (*source)(nil)
+	_ pipeline.FrameSupplier = (*source)(nil)
+	_ pipeline.Pusher        = (*sink)(nil)
+	_ pipeline.Pusher        = (*funcElem)(nil)
 )

@@ -80,6 +80,7 @@ type Counters struct {
 	BadRecycles  uint64 // Recycle or Queue of a frame the pipeline did not hold (a bug)
 	BadTxBounds  uint64 // Queue of a packet not inside its frame (a bug)
 	CopiedFrames uint64 // foreign packets copied into a UMEM frame to send
+	Lent         uint64 // spare frames lent to the pipeline (Lend)
 }
 
 // Socket is the frame accounting over one socket's Rings.
@@ -93,6 +94,7 @@ type Socket struct {
 	n       [NumStates]int
 	txq     []Desc   // queued for the next Flush
 	scratch []uint64 // completions
+	reserve int      // free frames Refill keeps back for Alloc and Lend
 	C       Counters
 	LastErr error // the last kick or ring error, for logging
 }
@@ -142,10 +144,16 @@ func (s *Socket) move(f uint64, to uint8) {
 	s.n[to]++
 }
 
-// Refill gives free frames to the kernel, as many as the fill ring takes.
+// SetReserve makes Refill keep n free frames back from the kernel, so
+// that Alloc and Lend find one even when the fill ring has room for every
+// free frame. Completions replenish the reserve.
+func (s *Socket) SetReserve(n int) { s.reserve = max(n, 0) }
+
+// Refill gives free frames to the kernel, as many as the fill ring takes,
+// but the reserve.
 func (s *Socket) Refill() error {
-	k := min(len(s.free), s.r.FreeFillSlots())
-	if k == 0 {
+	k := min(len(s.free)-s.reserve, s.r.FreeFillSlots())
+	if k <= 0 {
 		return nil
 	}
 	tail := s.free[len(s.free)-k:]
@@ -203,13 +211,32 @@ func (s *Socket) Recycle(addr uint64) {
 // Alloc takes a free frame for the pipeline (to copy a packet into) and
 // returns its base address; false when none is free.
 func (s *Socket) Alloc() (uint64, bool) {
+	a, ok := s.take()
+	if ok {
+		s.C.CopiedFrames++
+	}
+	return a, ok
+}
+
+// Lend takes a free frame for the pipeline to build a packet in (a spare,
+// see pipeline.FrameSupplier) and returns its base address; false when
+// none is free. The frame is then held like a received one: Queue sends
+// it, Recycle frees it.
+func (s *Socket) Lend() (uint64, bool) {
+	a, ok := s.take()
+	if ok {
+		s.C.Lent++
+	}
+	return a, ok
+}
+
+func (s *Socket) take() (uint64, bool) {
 	if len(s.free) == 0 {
 		return 0, false
 	}
 	a := s.free[len(s.free)-1]
 	s.free = s.free[:len(s.free)-1]
 	s.move(a>>s.shift, Rx)
-	s.C.CopiedFrames++
 	return a, true
 }
 

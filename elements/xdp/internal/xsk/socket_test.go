@@ -214,3 +214,47 @@ func TestRandomOps(t *testing.T) {
 		}
 	}
 }
+
+// TestReserve: Refill keeps the reserve back from the fill ring even when
+// the ring has room for every frame, Lend takes from it a frame that Queue
+// sends and Recycle frees, and completions replenish it.
+func TestReserve(t *testing.T) {
+	f, s, err := NewFake(16, 2048, 16, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetReserve(4)
+	if err := s.Refill(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Count(Fill) != 12 || s.Count(Free) != 4 {
+		t.Fatalf("after refill: %s, want fill=12 free=4", s)
+	}
+	var lent []uint64
+	for {
+		a, ok := s.Lend()
+		if !ok {
+			break
+		}
+		lent = append(lent, a)
+	}
+	if len(lent) != 4 || s.C.Lent != 4 || s.C.CopiedFrames != 0 {
+		t.Fatalf("lent %d frames (counters %+v), want the 4 of the reserve", len(lent), s.C)
+	}
+	check(t, f, s)
+	s.Recycle(lent[0])
+	if !s.Queue(lent[1]+Headroom, 60) || !s.Queue(lent[2]+Headroom-20, 80) {
+		t.Fatal("a lent frame was refused")
+	}
+	s.Flush()
+	check(t, f, s)
+	// lent[3] is still held; the recycled and the two completed frames
+	// are free again, and Refill keeps them as the reserve.
+	if err := s.Refill(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Count(Free) != 3 || s.Count(Rx) != 1 {
+		t.Fatalf("after completions: %s, want free=3 rx=1", s)
+	}
+	check(t, f, s)
+}

@@ -1,0 +1,212 @@
+package pipeline
+
+import (
+	"context"
+	"slices"
+	"testing"
+)
+
+// tSpareSource is a tSource that lends spare packets (FrameSupplier);
+// when endless, it never runs out (it lends its pool again), so that only
+// the engine bounds what a batch gets.
+type tSpareSource struct {
+	tSource
+	pool    *SparePool
+	endless bool
+}
+
+func (s *tSpareSource) Pull(b *Batch) error {
+	s.pool.Reset()
+	return s.tSource.Pull(b)
+}
+
+func (s *tSpareSource) Spare() *Packet {
+	p := s.pool.Spare()
+	if p == nil && s.endless {
+		s.pool.Reset()
+		p = s.pool.Spare()
+	}
+	return p
+}
+
+var reasonNoSpare = NewReason("pipelinetest.nospare")
+
+// tDouble emits Extra spares ahead of each packet, their byte the packet's
+// plus 100 (plus 200 for a second), and drops the packet when a spare is
+// missing.
+type tDouble struct {
+	Extra int `hcl:"extra,optional"`
+	emit  *Emitter
+}
+
+func (d *tDouble) Provision(ctx *Context) error { d.emit = ctx.Emitter(); return nil }
+
+func (d *tDouble) Push(_ int, p *Packet) int {
+	for i := range d.Extra {
+		s := d.emit.Spare()
+		if s == nil {
+			p.Reason = reasonNoSpare
+			return Drop
+		}
+		s.Extend(1)[0] = p.Data()[0] + byte(100*(i+1))
+		if !d.emit.Emit(0, s) {
+			s.Recycle()
+		}
+	}
+	return 0
+}
+
+// tRecord keeps the first byte of every packet it consumes, in a slice
+// allocated once.
+type tRecord struct{ got []byte }
+
+func (r *tRecord) Push(_ int, p *Packet) int {
+	r.got = append(r.got, p.Data()[0])
+	return Consumed
+}
+
+func init() {
+	Register(ElementType{Name: "TSpareSource", Outputs: []string{"out"},
+		New: func() Element {
+			return &tSpareSource{tSource: tSource{Count: MaxBatch, Batch: MaxBatch}, pool: NewSparePool(Headroom + 64)}
+		}})
+	Register(ElementType{Name: "TDouble", Inputs: []string{"in"}, Outputs: []string{"out"}, New: func() Element { return &tDouble{Extra: 1} }})
+	Register(ElementType{Name: "TRecord", Inputs: []string{"in"}, New: func() Element { return &tRecord{got: make([]byte, 0, 4*MaxBatch)} }})
+}
+
+// emitSpec is src -> dbl -> pass -> rec, dbl emitting extra spares.
+func emitSpec(source string, extra int) Spec {
+	s := Spec{
+		Elements:    []ElementDecl{decl("src", source, 1), decl("dbl", "TDouble", 2), decl("pass", "TPass", 3), decl("rec", "TRecord", 4)},
+		Connections: []Connection{conn("src", "dbl", 5), conn("dbl", "pass", 6), conn("pass", "rec", 7)},
+	}
+	s.Elements[1].Configure = func(e Element) error { e.(*tDouble).Extra = extra; return nil }
+	return s
+}
+
+func runEmit(t *testing.T, source string, extra int) (got []byte, stats map[string]ElementStats) {
+	t.Helper()
+	rt := startSpec(t, emitSpec(source, extra), Options{})
+	if s, ok := rt.Workers()[0].Element("src").(*tSpareSource); ok {
+		s.endless = true
+	}
+	if err := rt.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stats = map[string]ElementStats{}
+	for _, s := range rt.Stats() {
+		stats[s.Name] = s
+	}
+	return rt.Workers()[0].Element("rec").(*tRecord).got, stats
+}
+
+// TestEmitQueuesSpareAhead: a full batch whose every packet gets a spare
+// emitted ahead of it reaches the sink whole, twice the batch, in order,
+// and the engine counts the spares on the emitting element's output.
+func TestEmitQueuesSpareAhead(t *testing.T) {
+	got, st := runEmit(t, "TSpareSource", 1)
+	var want []byte
+	for i := range MaxBatch {
+		want = append(want, byte(i)+100, byte(i))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("sink got %v, want %v", got, want)
+	}
+	if d := st["dbl"]; d.In[0].Packets != MaxBatch || d.Out[0].Packets != 2*MaxBatch || d.Dropped != 0 || d.Emitted != MaxBatch {
+		t.Errorf("dbl in %d out %d dropped %d emitted %d, want %d, %d, 0, %d", d.In[0].Packets, d.Out[0].Packets, d.Dropped, d.Emitted, MaxBatch, 2*MaxBatch, MaxBatch)
+	}
+	if r := st["rec"]; r.Consumed != 2*MaxBatch {
+		t.Errorf("rec consumed %d, want %d", r.Consumed, 2*MaxBatch)
+	}
+}
+
+// TestEmitBoundedPerBatch: a batch may grow by MaxBatch packets, which the
+// node queues hold; an element asking for more gets nil and drops what it
+// cannot emit, counted, instead of overrunning a queue. The source would
+// lend more: the engine's budget refuses them.
+func TestEmitBoundedPerBatch(t *testing.T) {
+	got, st := runEmit(t, "TSpareSource", 2)
+	// Packets 0..31 get two spares each, the budget of 64; packet 32 gets
+	// none (so is dropped) and so do the rest.
+	half := MaxBatch / 2
+	if len(got) != 3*half {
+		t.Fatalf("sink got %d packets, want %d", len(got), 3*half)
+	}
+	if d := st["dbl"]; d.Dropped != uint64(half) || d.Out[0].Packets != uint64(3*half) {
+		t.Errorf("dbl dropped %d out %d, want %d and %d", d.Dropped, d.Out[0].Packets, half, 3*half)
+	}
+}
+
+// TestEmitWithoutSupplier: a source that lends no frames makes Spare
+// return nil; so does a Context made outside a graph.
+func TestEmitWithoutSupplier(t *testing.T) {
+	got, st := runEmit(t, "TSource", 1)
+	if len(got) != 0 || st["dbl"].Dropped != 10 {
+		t.Errorf("sink got %d, dbl dropped %d; want 0 and 10", len(got), st["dbl"].Dropped)
+	}
+	if p := NewContext("x", 0, 1, nil).Emitter().Spare(); p != nil {
+		t.Error("Spare outside a graph returned a packet")
+	}
+}
+
+func TestEmitDoesNotAllocate(t *testing.T) {
+	rt := startSpec(t, emitSpec("TSpareSource", 1), Options{})
+	inst := rt.Workers()[0]
+	src := inst.Element("src").(*tSpareSource)
+	rec := inst.Element("rec").(*tRecord)
+	var b Batch
+	allocs := testing.AllocsPerRun(100, func() {
+		b.Reset()
+		src.sent = 0
+		if err := src.Pull(&b); err == nil || b.N != MaxBatch {
+			t.Fatalf("pulled %d packets (%v)", b.N, err)
+		}
+		rec.got = rec.got[:0]
+		inst.Process(0, &b)
+	})
+	if allocs != 0 {
+		t.Errorf("a batch that emits spares allocates %.1f times, want 0", allocs)
+	}
+	if len(rec.got) != 2*MaxBatch {
+		t.Errorf("sink got %d packets, want %d", len(rec.got), 2*MaxBatch)
+	}
+}
+
+// tGreedy breaks the contract: it emits every packet it receives three
+// times over, without Spare, and passes it on.
+type tGreedy struct {
+	emit    *Emitter
+	refused int
+}
+
+func (g *tGreedy) Provision(ctx *Context) error { g.emit = ctx.Emitter(); return nil }
+
+func (g *tGreedy) Push(_ int, p *Packet) int {
+	for range 3 {
+		if !g.emit.Emit(0, p) {
+			g.refused++
+		}
+	}
+	return 0
+}
+
+func init() {
+	Register(ElementType{Name: "TGreedy", Inputs: []string{"in"}, Outputs: []string{"out"}, New: func() Element { return &tGreedy{} }})
+}
+
+// TestEmitQueueFull: an element that emits more than Spare lent is refused
+// once the next queue is full, rather than overrunning it.
+func TestEmitQueueFull(t *testing.T) {
+	spec := emitSpec("TSource", 0)
+	spec.Elements[1] = decl("dbl", "TGreedy", 2)
+	spec.Elements[0].Configure = func(e Element) error { e.(*tSource).Count = MaxBatch; return nil }
+	rt := startSpec(t, spec, Options{})
+	if err := rt.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g := rt.Workers()[0].Element("dbl").(*tGreedy)
+	got := rt.Workers()[0].Element("rec").(*tRecord).got
+	if len(got) != 2*MaxBatch || g.refused != 4*MaxBatch-len(got) {
+		t.Errorf("sink got %d, %d emits refused; want %d and %d", len(got), g.refused, 2*MaxBatch, 2*MaxBatch)
+	}
+}
