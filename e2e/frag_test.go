@@ -88,34 +88,14 @@ func TestFragmentsThroughXLB(t *testing.T) {
 		mu   sync.Mutex
 		seen []fragSeen
 	)
-	var stops []func()
-	for _, be := range l.Backends() {
-		var c *lab.Capture
-		if err := l.Do(be.NS, func() (err error) { c, err = lab.OpenCapture(be.Iface); return }); err != nil {
-			t.Fatal(err)
+	stop := watchBackends(t, l, func(backend string, p []byte) {
+		if s, ok := clientInner(p, client); ok {
+			s.backend = backend
+			mu.Lock()
+			seen = append(seen, s)
+			mu.Unlock()
 		}
-		done, finished := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(finished)
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				_, _ = c.Next(100*time.Millisecond, func(p []byte) bool {
-					if s, ok := clientInner(p, client); ok {
-						s.backend = be.Name
-						mu.Lock()
-						seen = append(seen, s)
-						mu.Unlock()
-					}
-					return false
-				})
-			}
-		}()
-		stops = append(stops, func() { close(done); <-finished; c.Close() })
-	}
+	})
 
 	const flows = 12
 	var pkts [][]byte
@@ -145,9 +125,7 @@ func TestFragmentsThroughXLB(t *testing.T) {
 
 	waitCount(&mu, func() int { return len(seen) }, 3*flows, 5*time.Second)
 	time.Sleep(300 * time.Millisecond) // for anything that should not come
-	for _, stop := range stops {
-		stop()
-	}
+	stop()
 
 	type key struct{ id, frag uint16 }
 	at := map[key][]string{}
@@ -176,4 +154,45 @@ func TestFragmentsThroughXLB(t *testing.T) {
 	if strings.Contains(out, "parse.fragment_without_first") || !strings.Contains(out, "xlb_parse_fragment_table_followed_total") {
 		t.Errorf("xlbd's counters: want every later fragment to have followed its first:\n%s", out)
 	}
+}
+
+// watchBackends captures the frames that reach every backend's interface,
+// calling seen with the backend's name for each, from one goroutine per
+// backend, until the returned stop returns (at the test's end at the
+// latest).
+func watchBackends(t *testing.T, l *lab.Lab, seen func(backend string, frame []byte)) (stop func()) {
+	t.Helper()
+	var stops []func()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			for _, s := range stops {
+				s()
+			}
+		})
+	}
+	t.Cleanup(stop)
+	for _, be := range l.Backends() {
+		var c *lab.Capture
+		if err := l.Do(be.NS, func() (err error) { c, err = lab.OpenCapture(be.Iface); return }); err != nil {
+			t.Fatal(err)
+		}
+		done, finished := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(finished)
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				_, _ = c.Next(100*time.Millisecond, func(p []byte) bool {
+					seen(be.Name, p)
+					return false
+				})
+			}
+		}()
+		stops = append(stops, func() { close(done); <-finished; c.Close() })
+	}
+	return stop
 }

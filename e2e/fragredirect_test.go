@@ -251,34 +251,14 @@ func TestFragRedirect(t *testing.T) {
 				seen = map[netip.Addr][]arrival{}
 				n    int
 			)
-			var stops []func()
-			for _, be := range l.Backends() {
-				var c *lab.Capture
-				if err := l.Do(be.NS, func() (err error) { c, err = lab.OpenCapture(be.Iface); return }); err != nil {
-					t.Fatal(err)
+			stop := watchBackends(t, l, func(backend string, p []byte) {
+				if src, kind, ok := innerKind(p); ok {
+					mu.Lock()
+					seen[src] = append(seen[src], arrival{backend, kind})
+					n++
+					mu.Unlock()
 				}
-				done, finished := make(chan struct{}), make(chan struct{})
-				go func() {
-					defer close(finished)
-					for {
-						select {
-						case <-done:
-							return
-						default:
-						}
-						_, _ = c.Next(100*time.Millisecond, func(p []byte) bool {
-							if src, kind, ok := innerKind(p); ok {
-								mu.Lock()
-								seen[src] = append(seen[src], arrival{be.Name, kind})
-								n++
-								mu.Unlock()
-							}
-							return false
-						})
-					}
-				}()
-				stops = append(stops, func() { close(done); <-finished; c.Close() })
-			}
+			})
 
 			// Two rounds: the flows' unfragmented packets and first
 			// fragments, then, once the backends have them, the later
@@ -340,9 +320,7 @@ func TestFragRedirect(t *testing.T) {
 			}
 			time.Sleep(300 * time.Millisecond) // for anything that should not come
 			after := reassembled(t, l)
-			for _, stop := range stops {
-				stop()
-			}
+			stop()
 			var counters []string
 			for i, x := range xs {
 				out, err := x.Stop()
