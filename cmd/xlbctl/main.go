@@ -208,27 +208,16 @@ func (o *options) change(c *cobra.Command, path string, in any) error {
 }
 
 func (o *options) completeBackends(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-	if len(args) > 0 {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	cl, ctx, cancel, err := o.client(c)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	defer cancel()
-	var bs []admin.Backend
-	_ = cl.Get(ctx, "/v1/backends", &bs)
-	var names []string
-	seen := map[string]bool{}
-	for _, b := range bs {
-		if !seen[b.Backend] {
-			seen[b.Backend], names = true, append(names, b.Backend)
-		}
-	}
-	return names, cobra.ShellCompDirectiveNoFileComp
+	return completeNames(o, c, args, "/v1/backends", func(b admin.Backend) string { return b.Backend })
 }
 
 func (o *options) completeVIPs(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	return completeNames(o, c, args, "/v1/vips", func(v admin.VIP) string { return v.Name })
+}
+
+// completeNames completes a command's first argument with the names
+// (each once) of what GET path lists; nothing when xlbd does not answer.
+func completeNames[T any](o *options, c *cobra.Command, args []string, path string, name func(T) string) ([]string, cobra.ShellCompDirective) {
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
@@ -237,11 +226,14 @@ func (o *options) completeVIPs(c *cobra.Command, args []string, _ string) ([]str
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	defer cancel()
-	var vs []admin.VIP
-	_ = cl.Get(ctx, "/v1/vips", &vs)
+	var items []T
+	_ = cl.Get(ctx, path, &items)
 	var names []string
-	for _, v := range vs {
-		names = append(names, v.Name)
+	seen := map[string]bool{}
+	for _, it := range items {
+		if n := name(it); !seen[n] {
+			seen[n], names = true, append(names, n)
+		}
 	}
 	return names, cobra.ShellCompDirectiveNoFileComp
 }

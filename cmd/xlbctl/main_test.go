@@ -193,3 +193,16 @@ func TestPermissionDenied(t *testing.T) {
 		t.Errorf("%v %q, want %q", err, out, want)
 	}
 }
+
+// TestComplete: a backend argument completes with the daemon's backend
+// names, the second argument with nothing.
+func TestComplete(t *testing.T) {
+	sock, _ := fakeDaemon(t)
+	out, errs, rc := xlbctl("-s", sock, "__complete", "drain", "")
+	if rc != 0 || !strings.HasPrefix(out, "a\n:4\n") {
+		t.Errorf("drain completion: rc %d %q %q", rc, out, errs)
+	}
+	if out, _, _ := xlbctl("-s", sock, "__complete", "drain", "a", ""); strings.HasPrefix(out, "a\n") {
+		t.Errorf("second argument completed: %q", out)
+	}
+}
