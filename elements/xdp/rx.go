@@ -57,12 +57,16 @@ type RxXDP struct {
 	descs    [pipeline.MaxBatch]xsk.Desc
 	// spares are lent in a batch (pipeline.FrameSupplier), over frames
 	// from the socket's reserve; lent counts them since the last Pull.
-	spares   [pipeline.MaxBatch]pipeline.Packet
-	lent     int
-	fd       atomic.Int64 // the socket, for Stats; -1 when closed
-	sockErr  atomic.Int64 // the socket's pending error once SelfCheck saw one
-	pub      rxCounters
-	reported error // the last socket error logged
+	spares [pipeline.MaxBatch]pipeline.Packet
+	lent   int
+	fd     atomic.Int64 // the socket, for Stats; -1 when closed
+	// closedKernel is the kernel's counters of the socket read just
+	// before Cleanup closed it, so that Stats still reports them (xlbd
+	// prints its counters at exit, after the pipeline is closed).
+	closedKernel atomic.Pointer[unix.XDPStatistics]
+	sockErr      atomic.Int64 // the socket's pending error once SelfCheck saw one
+	pub          rxCounters
+	reported     error // the last socket error logged
 	// txRingFullCounted is the socket's TxRingFull that the worker's
 	// TxXDPs have counted as drops.
 	txRingFullCounted uint64
@@ -338,7 +342,11 @@ func (r *RxXDP) Stats(emit func(pipeline.Metric)) {
 		emit(pipeline.Metric{Name: "xlb_xdp_frames", Help: "UMEM frames by owner.", Gauge: true,
 			Labels: append(q[:2:2], pipeline.Label{Name: "state", Value: name}), Value: r.pub.frames[st].Load()})
 	}
-	if ks, err := xsk.KernelStats(int(r.fd.Load())); err == nil {
+	ks, err := xsk.KernelStats(int(r.fd.Load()))
+	if last := r.closedKernel.Load(); err != nil && last != nil {
+		ks, err = *last, nil
+	}
+	if err == nil {
 		c("xlb_xdp_kernel_rx_dropped_total", "Packets the kernel dropped for this socket (XDP_STATISTICS rx_dropped).", ks.Rx_dropped)
 		c("xlb_xdp_kernel_rx_ring_full_total", "Packets the kernel dropped with the RX ring full.", ks.Rx_ring_full)
 		c("xlb_xdp_kernel_fill_ring_empty_total", "Times the kernel found the fill ring empty.", ks.Rx_fill_ring_empty_descs)
@@ -352,6 +360,9 @@ func (r *RxXDP) Stats(emit func(pipeline.Metric)) {
 func (r *RxXDP) Cleanup() error {
 	var errs []error
 	if r.sock != nil {
+		if ks, err := xsk.KernelStats(int(r.fd.Load())); err == nil {
+			r.closedKernel.Store(&ks)
+		}
 		r.fd.Store(-1)
 		r.ifc.mu.Lock()
 		if r.ifc.rx[r.worker] == r {
