@@ -44,7 +44,7 @@ type RxXDP struct {
 	FrameSize   int    `hcl:"frame_size,optional" doc:"bytes per UMEM frame, 2048 or 4096 (256 of them headroom)"`
 	PollTimeout string `hcl:"poll_timeout,optional" doc:"how long a poll waits before the worker runs an empty batch (its timers), a duration from 1ms to 1s"`
 	SYNRate     int    `hcl:"syn_rate,optional" doc:"TCP SYNs to a VIP the XDP program lets through to this worker's socket per second; those above are dropped before they take a slot of the RX ring, so that a SYN flood the worker cannot keep up with does not make the kernel drop established connections' packets with the flood's (counted in xlb_xdp_syn_limited_total); 0: no limit"`
-	SYNBurst    int    `hcl:"syn_burst,optional" doc:"SYNs let through at once above syn_rate; default a quarter of frames (half the RX ring)"`
+	SYNBurst    int    `hcl:"syn_burst,optional" doc:"SYNs let through at once above syn_rate; default a tenth of a second's worth, at least a quarter of frames (half the RX ring)"`
 
 	// Owned by the worker; valid after Provision.
 	ifc      *iface
@@ -203,7 +203,11 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 	err = r.ifc.prog.Register(r.queue, xsk.FD(r.sock))
 	if err == nil {
 		r.ifc.rx[r.worker] = r
-		err = r.ifc.prog.SetSYNLimit(r.queue, r.SYNRate, cmp.Or(r.SYNBurst, r.Frames/4))
+		// SYNs reach the program in bursts however evenly they were
+		// sent, whenever the CPUs on their path are busy elsewhere: the
+		// default burst is wide enough for those not to be mistaken for
+		// a rate above the limit.
+		err = r.ifc.prog.SetSYNLimit(r.queue, r.SYNRate, cmp.Or(r.SYNBurst, max(r.SYNRate/10, r.Frames/4)))
 	}
 	r.ifc.mu.Unlock()
 	if err != nil {
