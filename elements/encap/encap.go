@@ -164,9 +164,17 @@ type Encap struct {
 	// Packets fragmented this batch, and the fragments they made.
 	fragmented, fragments uint64
 	warned                string // the backends warnNoSource last named
+	// byReal is the counter of each real ID of the current snapshot;
+	// rows holds every (VIP, backend) counter ever made, by name.
+	byReal []*backendStat
+	rows   map[[2]string]*backendStat
 
 	// Published in EndBatch, read by Stats from another goroutine.
-	backends                    atomic.Pointer[[]*backendStat] // per real ID of the current snapshot
+	// backends lists every row in order of first appearance, those of
+	// backends a reload removed included: their packets were sent, and
+	// the exit table and metrics keep counting them (a counter that
+	// vanished would read as a reset).
+	backends                    atomic.Pointer[[]*backendStat]
 	totPkts                     atomic.Uint64
 	totBytes                    atomic.Uint64
 	totFragNeeded, totPTB       atomic.Uint64
@@ -175,11 +183,11 @@ type Encap struct {
 
 type backendCount struct{ pkts, bytes uint64 }
 
-// backendStat is the published counter of one real. Its labels and epoch
-// are immutable; a real ID reused for another real gets a new backendStat.
+// backendStat is the published counter of one backend of one VIP. Its
+// labels are immutable; a backend removed and added again by name carries
+// on with its counter, whatever its real ID.
 type backendStat struct {
 	vip, backend string
-	epoch        uint32
 	pkts, bytes  atomic.Uint64
 }
 
@@ -295,35 +303,47 @@ func (e *Encap) StartBatch(now int64) {
 }
 
 // adopt takes a new snapshot's reals: it grows the per-real scratch and
-// rebuilds the published per-real counters, keeping those of reals that
-// are unchanged. It allocates only when the snapshot changed, never per
-// packet. The scratch is empty: EndBatch flushed the last batch's counts,
-// which belong to the old snapshot's reals.
+// maps each real ID to its (VIP, backend) row, adding rows for new names
+// and keeping every other. It allocates only when the snapshot changed,
+// never per packet. The scratch is empty: EndBatch flushed the last
+// batch's counts, which belong to the old snapshot's reals.
 func (e *Encap) adopt(s *snapshot.Snapshot) {
 	if len(s.Reals) > len(e.local) {
 		e.local = make([]backendCount, len(s.Reals))
 	}
-	var old []*backendStat
-	if p := e.backends.Load(); p != nil {
-		old = *p
+	if e.rows == nil {
+		e.rows = map[[2]string]*backendStat{}
 	}
-	next := make([]*backendStat, len(s.Reals))
+	var all []*backendStat
+	if p := e.backends.Load(); p != nil {
+		all = *p
+	}
+	added := false
+	e.byReal = make([]*backendStat, len(s.Reals))
 	for i := range s.Reals {
 		r := &s.Reals[i]
 		if r.Epoch == 0 {
 			continue
 		}
-		vip := ""
+		key := [2]string{"", r.Backend}
 		if int(r.VIP) < len(s.VIPs) {
-			vip = s.VIPs[r.VIP].Name
+			key[0] = s.VIPs[r.VIP].Name
 		}
-		if i < len(old) && old[i] != nil && old[i].epoch == r.Epoch && old[i].backend == r.Backend && old[i].vip == vip {
-			next[i] = old[i]
-			continue
+		b := e.rows[key]
+		if b == nil {
+			b = &backendStat{vip: key[0], backend: key[1]}
+			e.rows[key] = b
+			if !added {
+				// A copy: Stats may be reading the published list.
+				all, added = slices.Clip(all), true
+			}
+			all = append(all, b)
 		}
-		next[i] = &backendStat{vip: vip, backend: r.Backend, epoch: r.Epoch}
+		e.byReal[i] = b
 	}
-	e.backends.Store(&next)
+	if added {
+		e.backends.Store(&all)
+	}
 	if e.log != nil {
 		e.warnNoSource(s)
 	}
@@ -361,10 +381,7 @@ func (e *Encap) EndBatch() {
 }
 
 func (e *Encap) flush() {
-	var bs []*backendStat
-	if p := e.backends.Load(); p != nil {
-		bs = *p
-	}
+	bs := e.byReal
 	for _, id := range e.touched {
 		c := &e.local[id]
 		if int(id) < len(bs) && bs[id] != nil {
@@ -407,9 +424,6 @@ func (e *Encap) Stats(emit func(pipeline.Metric)) {
 		return
 	}
 	for _, b := range *p {
-		if b == nil {
-			continue
-		}
 		labels := []pipeline.Label{{Name: "vip", Value: b.vip}, {Name: "backend", Value: b.backend}}
 		emit(pipeline.Metric{Name: "xlb_encap_backend_packets_total", Help: "Packets encapsulated to a backend.", Labels: labels, Value: b.pkts.Load()})
 		emit(pipeline.Metric{Name: "xlb_encap_backend_bytes_total", Help: "Bytes of encapsulated frames sent to a backend.", Labels: labels, Value: b.bytes.Load()})

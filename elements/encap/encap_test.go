@@ -661,7 +661,8 @@ func TestCounters(t *testing.T) {
 	}
 
 	// A new snapshot: b4's slot now holds another real (new epoch), and a
-	// sixth real appears. b4's counters restart, c6's carry on.
+	// sixth real appears. b4new's counters start, c6's carry on, and b4,
+	// removed, keeps its row and its count.
 	s2 := testSnapshot()
 	s2.Reals[realB4].Epoch, s2.Reals[realB4].Backend = epoch+1, "b4new"
 	s2.Reals = append(s2.Reals, testReal(5, 0, "b5", "10.1.0.5"))
@@ -678,13 +679,32 @@ func TestCounters(t *testing.T) {
 		"xlb_encap_backend_packets_total,vip=web4,backend=b5":    1,
 		"xlb_encap_backend_packets_total,vip=web6,backend=c6":    2,
 		"xlb_encap_backend_packets_total,vip=web4,backend=b4new": 0,
+		"xlb_encap_backend_packets_total,vip=web4,backend=b4":    3,
+		"xlb_encap_backend_bytes_total,vip=web4,backend=b4":      3 * (14 + 56),
 	} {
 		if got, ok := m[k]; !ok || got != want {
 			t.Errorf("%s = %d (present %v), want %d", k, got, ok, want)
 		}
 	}
-	if _, ok := m["xlb_encap_backend_packets_total,vip=web4,backend=b4"]; ok {
-		t.Errorf("the replaced real b4 is still reported")
+
+	// b4 back in its first slot (b4new removed): its count carries on
+	// under the same labels, one row each.
+	st.Publish(snapshot.New(3, 42, s2.VIPs, testSnapshot().Reals))
+	start(e)
+	e.Push(0, newPacket(cat(ethIn4, inner4In), 256, 14, realB4))
+	end(e)
+	rows := 0
+	e.Stats(func(x pipeline.Metric) {
+		if x.Name == "xlb_encap_backend_packets_total" && x.Labels[1].Value == "b4" {
+			rows++
+		}
+	})
+	m = metrics(e)
+	if got := m["xlb_encap_backend_packets_total,vip=web4,backend=b4"]; got != 4 || rows != 1 {
+		t.Errorf("b4 added again: %d packets in %d rows, want 4 in 1", got, rows)
+	}
+	if got, ok := m["xlb_encap_backend_packets_total,vip=web4,backend=b5"]; !ok || got != 1 {
+		t.Errorf("b5, removed: %d packets (present %v), want 1", got, ok)
 	}
 }
 

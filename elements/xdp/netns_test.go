@@ -312,8 +312,15 @@ func runLab(t *testing.T, mode string) {
 	// Stopping: the program is detached, promptly, in either mode.
 	t1 := time.Now()
 	c.stdin.Close()
+	open := strings.TrimPrefix(c.expect(t, "KERNEL open:", 10*time.Second), "KERNEL open:")
+	closed := strings.TrimPrefix(c.expect(t, "KERNEL closed:", 10*time.Second), "KERNEL closed:")
 	c.expect(t, "CLOSED", 10*time.Second)
 	t.Logf("%s mode: stop and detach took %v", mode, time.Since(t1))
+	// xlbd prints its counters after closing the pipeline: the kernel's
+	// counters of the socket must outlive it.
+	if !strings.Contains(open, "xlb_xdp_kernel_rx_ring_full_total") || closed != open {
+		t.Errorf("the kernel's socket counters: %q while open, %q once closed; want the same four", open, closed)
+	}
 	for {
 		l, ok := <-c.lines
 		if !ok {
@@ -501,8 +508,24 @@ func TestNetnsChild(t *testing.T) {
 			}
 		}
 	}
+	fmt.Println("KERNEL open:", kernelStats(rt.Stats()))
 	if err := rt.Close(); err != nil {
 		t.Error(err)
 	}
+	fmt.Println("KERNEL closed:", kernelStats(rt.Stats()))
 	fmt.Println("CLOSED")
+}
+
+// kernelStats lists the kernel's counters of the sockets in stats, zeros
+// included.
+func kernelStats(stats []pipeline.ElementStats) string {
+	var out []string
+	for _, s := range stats {
+		for _, m := range s.Metrics {
+			if strings.HasPrefix(m.Name, "xlb_xdp_kernel_") {
+				out = append(out, fmt.Sprintf("%s%v=%d", m.Name, m.Labels, m.Value))
+			}
+		}
+	}
+	return strings.Join(out, " ")
 }
