@@ -79,6 +79,21 @@ var (
 	reasonMartianThisNet   = pipeline.NewReason("parse.martian_unspecified") // 0.0.0.0/8, ::
 	reasonMartianLoopback  = pipeline.NewReason("parse.martian_loopback")    // 127.0.0.0/8, ::1
 	reasonMartianLand      = pipeline.NewReason("parse.martian_land")        // source == destination: the VIP itself
+	// RFC 1112 §4's class E, reserved for future use and never assigned;
+	// the limited broadcast, inside it, keeps its own reason.
+	reasonMartianReserved = pipeline.NewReason("parse.martian_reserved") // 240.0.0.0/4
+	// Routers must not forward a packet with a link-local source to
+	// another link (RFC 3927 §2.7, RFC 4291 §2.5.6), and the backend
+	// could not answer it: it is on another link.
+	reasonMartianLinkLocal = pipeline.NewReason("parse.martian_link_local") // 169.254.0.0/16, fe80::/10
+	// IPv4 addresses written in IPv6 form, which no stack sends from:
+	// IPv4-mapped addresses only stand for IPv4 peers inside a socket API
+	// (RFC 4291 §2.5.5.2; Linux drops them on input) and IPv4-compatible
+	// ones are deprecated (RFC 4291 §2.5.5.1) and never assigned.
+	reasonMartianMapped = pipeline.NewReason("parse.martian_ipv4_in_ipv6") // ::ffff:0:0/96, ::/96
+	// A source equal to another VIP's address: the backend would answer
+	// that VIP, that is the balancer, not a client (see vipFilter).
+	reasonMartianVIP = pipeline.NewReason("parse.martian_vip")
 )
 
 const (
@@ -135,6 +150,7 @@ type Parse5Tuple struct {
 	// worker and so may not read view.
 	store *snapshot.Store
 	key   hashKey // from the batch's snapshot's HashSeed
+	vips  vipFilter
 
 	// counts is this batch's tally, owned by the worker; total is what
 	// Stats reads, published once per batch by EndBatch.
@@ -200,7 +216,11 @@ func (e *Parse5Tuple) FlowHash(f *pipeline.Flow) uint64 {
 // StartBatch takes the hash seed of the batch's snapshot, so a seed change
 // in config takes effect at a batch boundary, and the batch's clock.
 func (e *Parse5Tuple) StartBatch(now int64) {
-	e.key = newHashKey(e.view.Snapshot().HashSeed)
+	s := e.view.Snapshot()
+	e.key = newHashKey(s.HashSeed)
+	if e.view.Changed() {
+		e.vips.build(s)
+	}
 	e.frags.tick = uint32(uint64(now) >> fragTickShift)
 }
 
@@ -212,6 +232,10 @@ func (e *Parse5Tuple) Push(_ int, p *pipeline.Packet) int {
 	class, r := parseFrame(p, &fr)
 	if r != pipeline.ReasonNone {
 		p.Reason = r
+		return portBad
+	}
+	if e.vips.source(p.Data()[p.L3:], p.Flow.Family) {
+		p.Reason = reasonMartianVIP
 		return portBad
 	}
 	switch fr.kind {
@@ -421,7 +445,8 @@ func parseIPv6(p *pipeline.Packet, d []byte, l3 int, fr *fragment) (int, pipelin
 
 // martian4 returns why the source of the IPv4 header ip is martian, or
 // ReasonNone. A source equal to the destination is the VIP itself (a LAND
-// packet): the one VIP a packet can be checked against without a lookup.
+// packet): the one VIP a packet can be checked against without a lookup;
+// Parse5Tuple checks the other VIPs after the parse (vipFilter).
 // Only the limited broadcast is known here: a subnet's directed broadcast
 // depends on prefixes xlb does not have.
 func martian4(ip []byte) pipeline.Reason {
@@ -435,24 +460,37 @@ func martian4(ip []byte) pipeline.Reason {
 		return reasonMartianMulticast
 	case src == 0xffffffff:
 		return reasonMartianBroadcast
+	case a&0xf0 == 0xf0:
+		return reasonMartianReserved
+	case src>>16 == 0xa9fe:
+		return reasonMartianLinkLocal
 	case src == binary.BigEndian.Uint32(ip[16:]):
 		return reasonMartianLand
 	}
 	return pipeline.ReasonNone
 }
 
-// martian6 is martian4 for the IPv6 header ip: ::, ::1, ff00::/8 and a
-// source equal to the destination.
+// martian6 is martian4 for the IPv6 header ip: ::, ::1, ff00::/8,
+// fe80::/10, IPv4 addresses in IPv6 form (::ffff:0:0/96 and ::/96) and a
+// source equal to the destination. Other prefixes with an IPv4 address
+// inside (NAT64's 64:ff9b::/96, 6to4's 2002::/16) are sent by translators
+// and relays, and stay.
 func martian6(ip []byte) pipeline.Reason {
 	hi, lo := binary.BigEndian.Uint64(ip[8:]), binary.BigEndian.Uint64(ip[16:])
 	switch {
 	case hi>>56 == 0xff:
 		return reasonMartianMulticast
-	case hi == 0 && lo == 0:
+	case hi>>54 == 0xfe80>>6:
+		return reasonMartianLinkLocal
+	case hi != 0:
+	case lo == 0:
 		return reasonMartianThisNet
-	case hi == 0 && lo == 1:
+	case lo == 1:
 		return reasonMartianLoopback
-	case hi == binary.BigEndian.Uint64(ip[24:]) && lo == binary.BigEndian.Uint64(ip[32:]):
+	case lo>>32 == 0xffff, lo>>32 == 0:
+		return reasonMartianMapped
+	}
+	if hi == binary.BigEndian.Uint64(ip[24:]) && lo == binary.BigEndian.Uint64(ip[32:]) {
 		return reasonMartianLand
 	}
 	return pipeline.ReasonNone
