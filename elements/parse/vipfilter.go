@@ -21,6 +21,10 @@ type vipFilter struct {
 
 const vipFilterBits = 4096
 
+// noVIPs is the empty filter, for FragRedirect's parse: which VIPs a
+// source must not be is Parse5Tuple's business, after it.
+var noVIPs vipFilter
+
 // vipBit is the bitmap index of an address of low 64 bits lo: the top 12
 // bits of a Fibonacci hash.
 func vipBit(lo uint64) uint64 { return lo * 0x9e3779b97f4a7c15 >> 52 }
@@ -41,21 +45,12 @@ func (f *vipFilter) build(s *snapshot.Snapshot) {
 	}
 }
 
-// source reports whether the source of the IP header ip, of family 4 or
-// 6 and checked for length by the parse, is a VIP's address.
-func (f *vipFilter) source(ip []byte, family uint8) bool {
-	var k [2]uint64
-	if family == 4 {
-		k[1] = 0xffff<<32 | uint64(binary.BigEndian.Uint32(ip[12:]))
-	} else {
-		k[1] = binary.BigEndian.Uint64(ip[16:])
-	}
-	if b := vipBit(k[1]); f.bits[b>>6]&(1<<(b&63)) == 0 {
+// has reports whether the address of high and low 64 bits hi and lo
+// (IPv4 as ::ffff:a.b.c.d) is a VIP's.
+func (f *vipFilter) has(hi, lo uint64) bool {
+	if b := vipBit(lo); f.bits[b>>6]&(1<<(b&63)) == 0 {
 		return false
 	}
-	if family == 6 {
-		k[0] = binary.BigEndian.Uint64(ip[8:])
-	}
-	_, ok := f.exact[k]
+	_, ok := f.exact[[2]uint64{hi, lo}]
 	return ok
 }
