@@ -48,7 +48,7 @@ func (f *vipFilter) build(s *snapshot.Snapshot) {
 // has reports whether the address of high and low 64 bits hi and lo
 // (IPv4 as ::ffff:a.b.c.d) is a VIP's.
 func (f *vipFilter) has(hi, lo uint64) bool {
-	if b := vipBit(lo); f.bits[b>>6]&(1<<(b&63)) == 0 {
+	if b := vipBit(lo); f.bits[(b>>6)&63]&(1<<(b&63)) == 0 {
 		return false
 	}
 	_, ok := f.exact[[2]uint64{hi, lo}]
