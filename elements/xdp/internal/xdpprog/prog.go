@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 
 	asv "github.com/asavie/xdp"
 	"github.com/cilium/ebpf"
@@ -186,7 +187,7 @@ func Instructions(vip4, vip6, xsks, synCfg, synState int) asm.Instructions {
 		ival  = asm.R8
 		state = asm.R9
 	)
-	return asm.Instructions{
+	return slices.Concat(asm.Instructions{
 		asm.Mov.Reg(ctx, asm.R1),
 		asm.Mov.Imm(syn, 0),
 		asm.LoadMem(data, ctx, mdData, asm.Word),
@@ -221,11 +222,8 @@ func Instructions(vip4, vip6, xsks, synCfg, synState int) asm.Instructions {
 		asm.JNE.Imm(tmp, 0, "v4lookup"), // a later fragment: no TCP header
 		asm.LoadMem(tmp, data, ethLen, asm.Byte),
 		asm.And.Imm(tmp, 0x0f),
-		asm.LSh.Imm(tmp, 2),
-		asm.JLT.Imm(tmp, ipv4Len, "v4lookup"),
-		asm.Mov.Reg(eth, data),
-		asm.Add.Reg(eth, tmp), // eth + ethLen: the TCP header
-		asm.Mov.Reg(tmp, eth),
+	}, ihlLadder(eth, data, tmp, "v4tcp", "v4lookup"), asm.Instructions{
+		asm.Mov.Reg(tmp, eth).WithSymbol("v4tcp"), // eth + ethLen: the TCP header
 		asm.Add.Imm(tmp, ethLen+tcpFlags+1),
 		asm.JGT.Reg(tmp, end, "v4lookup"),
 		asm.LoadMem(tmp, eth, ethLen+tcpFlags, asm.Byte),
@@ -322,7 +320,26 @@ func Instructions(vip4, vip6, xsks, synCfg, synState int) asm.Instructions {
 
 		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
 		asm.Return(),
+	})
+}
+
+// ihlLadder sets eth to data plus the IPv4 header's length, whose IHL (in
+// 32-bit words) is in tmp, and goes on at done; an IHL below 5 goes to
+// bad. The length is added as one of eleven constants, never as a
+// register: without CAP_PERFMON the verifier refuses a packet pointer plus
+// a variable offset (its Spectre v1 sanitation), and xlbd runs with
+// CAP_BPF and CAP_NET_ADMIN only (TestRunWithCapabilitiesOnly).
+func ihlLadder(eth, data, tmp asm.Register, done, bad string) asm.Instructions {
+	label := func(ihl int) string { return fmt.Sprintf("ihl%d", ihl) }
+	var ins asm.Instructions
+	for ihl := 5; ihl <= 15; ihl++ {
+		ins = append(ins, asm.JEq.Imm(tmp, int32(ihl), label(ihl)))
 	}
+	ins = append(ins, asm.Ja.Label(bad))
+	for ihl := 5; ihl <= 15; ihl++ {
+		ins = append(ins, asm.Mov.Reg(eth, data).WithSymbol(label(ihl)), asm.Add.Imm(eth, int32(ihl*4)), asm.Ja.Label(done))
+	}
+	return ins
 }
 
 // Mode is where the program runs.

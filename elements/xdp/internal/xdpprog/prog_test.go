@@ -61,6 +61,25 @@ func cat(bs ...[]byte) []byte {
 	return append(out, make([]byte, 8)...) // a transport header's worth
 }
 
+// TestLoadWithoutPerfmon loads the program with the capabilities xlbd is
+// given in production (docs/operations.md) and no more: without
+// CAP_PERFMON (or root) the verifier refuses what it lets root do, such as
+// a packet pointer plus a variable offset.
+func TestLoadWithoutPerfmon(t *testing.T) {
+	testenv.RequireRoot(t)
+	const capNetAdmin, capNetRaw, capIPCLock, capBPF = 12, 13, 14, 39
+	var err error
+	testenv.OnThreadWithout(t, []uint{capNetAdmin, capNetRaw, capIPCLock, capBPF}, func() {
+		var p *Program
+		if p, err = Load(); err == nil {
+			p.Close()
+		}
+	})
+	if err != nil {
+		t.Fatalf("loading with CAP_NET_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK and CAP_BPF only: %v", err)
+	}
+}
+
 // TestVerdicts runs the program with BPF_PROG_TEST_RUN over frames of
 // each kind. The socket map is replaced by a devmap with an entry for
 // queue 0, so a redirect shows as XDP_REDIRECT (with the empty XSKMAP of
