@@ -1,0 +1,263 @@
+package hcl
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// fastCases are texts fastParse must parse (accepted: true) or leave to
+// hclsyntax, each exactly as hclsyntax.ParseConfig parses it.
+var fastCases = []struct {
+	src      string
+	accepted bool
+}{
+	{"", true},
+	{"\n\n", true},
+	{"# only a comment", true},
+	{"// only a comment\n", true},
+	{"a = 1\n", true},
+	{"a = 1", true},
+	{"a = 1 # why\nb = 2 // and why\n", true},
+	{"a = 1\r\nb = \"x\"\r\n", true},
+	{"  a\t=\t-1.5e3\n", true},
+	{"a = \"\"\n", true},
+	{"a = \"with \\\"escapes\\\" \\\\ \\n \\r \\t and $ and % and {}\"\n", true},
+	{"a = [1, 2, 3,]\nb = []\nc = [\n  \"x\", # one\n  \"y\",\n]\n", true},
+	{"a = { x = 1, \"y\" : 2\n  z = [true, false, null]\n}\nb = {}\n", true},
+	{"a = {\n  # a comment\n  x = { y = [ { z = -var.q } ] }\n}\n", true},
+	{"a = var.x\nb = local.y.z\nc = !true\nd = - - 1\n", true},
+	{"vip \"v\" {\n  address = \"192.0.2.1\"\n  ports   = [80, 443]\n  pool    = \"p\"\n}\n", true},
+	{"pool \"p\" {\n  backend \"b\" { address = \"198.51.100.1\" }\n  backend b2 {}\n  backend \"\" \"two\" {\n  }\n}\n", true},
+	{"block {\n}", true},
+	{"a = 1 # é\n", true},
+	{"\"x\"", false},
+	// Left to hclsyntax.
+	{"a = 1 # é", false},
+	{"a = \"é\"\n", false},
+	{"a = \"\\u00e9\"\n", false},
+	{"a = \"${x}\"\n", false},
+	{"a = \"$${x}\"\n", false},
+	{"a = <<EOT\nx\nEOT\n", false},
+	{"/* c */ a = 1\n", false},
+	{"a = 1 + 2\n", false},
+	{"a = x ? 1 : 2\n", false},
+	{"a = f(1)\n", false},
+	{"a = x[0]\n", false},
+	{"a = x.0\n", false},
+	{"a = x.*.y\n", false},
+	{"a = (1)\n", false},
+	{"a = [for x in y : x]\n", false},
+	{"a = {for k, v in y : k => v}\n", false},
+	{"a = { (k) = 1 }\n", false},
+	{"a = 1\na = 2\n", false},
+	{"a = 1 b = 2\n", false},
+	{"a = 1,\n", false},
+	{"a {\n  b = 1 }\n", false},
+	{"a { b = 1\n}\n", false},
+	{"a { b = 1, c = 2 }\n", false},
+	{"a {\n", false},
+	{"a {}}\n", false},
+	{"a = \"x\n", false},
+	{"a = \"\\q\"\n", false},
+	{"a = 1.2.3\n", false},
+	{"a =\n1\n", false},
+	{"a = [1 2]\n", false},
+	{"a = { x = 1 y = 2 }\n", false},
+	{"a = { x }\n", false},
+	{"a \"l\" = 1\n", false},
+	{"a = 1 & 2\n", false},
+	{"a = 1;\n", false},
+	{"a = \"x\".y\n", false},
+	{"a = true.x\n", false},
+	{"{}\n", false},
+}
+
+// TestFastParseCases checks fastParse on fastCases, from the file's start
+// and from the middle of a file.
+func TestFastParseCases(t *testing.T) {
+	for _, c := range fastCases {
+		for _, start := range []hcl.Pos{hcl.InitialPos, {Line: 7, Column: 5, Byte: 120}} {
+			accepted := checkFastParse(t, []byte(c.src), start)
+			if accepted != c.accepted {
+				t.Errorf("fastParse(%q) at %v accepted %v, want %v", c.src, start, accepted, c.accepted)
+			}
+		}
+	}
+}
+
+// TestFastParseFiles checks fastParse against hclsyntax on every HCL text
+// of the repository (files, and the hcl blocks of Markdown files) and on
+// the generated configurations of the benchmarks, which it must accept.
+func TestFastParseFiles(t *testing.T) {
+	accepted := 0
+	texts := repoHCL(t)
+	// Issue #10's configuration, smaller, and a pipeline of the
+	// benchmarks'.
+	var gen bytes.Buffer
+	genPipeline(&gen, testTypes, 20, false)
+	for v := range 20 {
+		genFragment(&gen, v, 50, 2)
+	}
+	texts["generated"] = gen.Bytes()
+	if !checkFastParse(t, gen.Bytes(), hcl.InitialPos) {
+		t.Error("fastParse left the generated configuration to hclsyntax")
+	}
+	for name, src := range texts {
+		if checkFastParse(t, src, hcl.InitialPos) {
+			accepted++
+		} else {
+			t.Logf("left to hclsyntax: %s", name)
+		}
+		segs, diags := scanLimits(src, name, hcl.InitialPos, 256)
+		if diags.HasErrors() {
+			continue
+		}
+		// Pieces as parsePieces parses them.
+		for _, s := range segs {
+			to := s.to.Byte
+			if to < 0 {
+				to = len(src)
+			}
+			if len(s.body) == 0 {
+				checkFastParse(t, src[s.from.Byte:to], s.from)
+			}
+		}
+	}
+	t.Logf("fastParse accepted %d of %d texts", accepted, len(texts))
+	if accepted < len(texts)/2 {
+		t.Errorf("fastParse accepted only %d of %d texts", accepted, len(texts))
+	}
+}
+
+// repoHCL returns the HCL texts of the repository by name: .hcl files,
+// and the hcl code blocks of Markdown files.
+func repoHCL(t *testing.T) map[string][]byte {
+	texts := map[string][]byte{}
+	block := regexp.MustCompile("(?s)```hcl\n(.*?)```")
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		switch {
+		case strings.HasSuffix(path, ".hcl"):
+			src, err := os.ReadFile(path)
+			texts[path] = src
+			return err
+		case strings.HasSuffix(path, ".md"):
+			src, err := os.ReadFile(path)
+			for i, m := range block.FindAllSubmatch(src, -1) {
+				texts[fmt.Sprintf("%s#%d", path, i)] = m[1]
+			}
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(texts) < 20 {
+		t.Fatalf("found only %d HCL texts", len(texts))
+	}
+	return texts
+}
+
+// FuzzFastParse checks that whenever fastParse accepts a text, hclsyntax
+// parses it without a diagnostic into the very same body.
+func FuzzFastParse(f *testing.F) {
+	addTestFiles(f)
+	for _, c := range fastCases {
+		f.Add([]byte(c.src))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		if len(src) > 1<<16 || checkLimits(src, "fuzz.hcl", hcl.InitialPos).HasErrors() {
+			return // parseConfig never parses it
+		}
+		checkFastParse(t, src, hcl.InitialPos)
+	})
+}
+
+// checkFastParse reports whether fastParse accepts src, failing t when it
+// does and hclsyntax.ParseConfig does not parse it into the same body
+// without diagnostics.
+func checkFastParse(t *testing.T, src []byte, start hcl.Pos) bool {
+	t.Helper()
+	const name = "fast.hcl"
+	body, ok := fastParse(src, name, start)
+	if !ok {
+		return false
+	}
+	want, diags := hclsyntax.ParseConfig(src, name, start)
+	if diags.HasErrors() {
+		t.Errorf("fastParse accepted %q, which hclsyntax reports: %s", src, diags.Error())
+		return true
+	}
+	if !reflect.DeepEqual(body, want.Body) {
+		t.Errorf("fastParse(%q) differs from hclsyntax at %s", src, firstDiff(reflect.ValueOf(body), reflect.ValueOf(want.Body), "body"))
+	}
+	return true
+}
+
+// firstDiff describes where got and want first differ, for reflect.DeepEqual
+// failures.
+func firstDiff(got, want reflect.Value, path string) string {
+	if got.IsValid() != want.IsValid() || got.IsValid() && got.Type() != want.Type() {
+		return fmt.Sprintf("%s: %v vs %v", path, got, want)
+	}
+	if !got.IsValid() {
+		return ""
+	}
+	switch got.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if got.IsNil() || want.IsNil() {
+			if got.IsNil() != want.IsNil() {
+				return fmt.Sprintf("%s: nil %v vs %v", path, got.IsNil(), want.IsNil())
+			}
+			return ""
+		}
+		return firstDiff(got.Elem(), want.Elem(), path)
+	case reflect.Struct:
+		for i := range got.NumField() {
+			if d := firstDiff(got.Field(i), want.Field(i), path+"."+got.Type().Field(i).Name); d != "" {
+				return d
+			}
+		}
+		return ""
+	case reflect.Slice:
+		if got.IsNil() != want.IsNil() || got.Len() != want.Len() {
+			return fmt.Sprintf("%s: nil %v len %d vs nil %v len %d", path, got.IsNil(), got.Len(), want.IsNil(), want.Len())
+		}
+		for i := range got.Len() {
+			if d := firstDiff(got.Index(i), want.Index(i), fmt.Sprintf("%s[%d]", path, i)); d != "" {
+				return d
+			}
+		}
+		return ""
+	case reflect.Map:
+		if got.IsNil() != want.IsNil() || got.Len() != want.Len() {
+			return fmt.Sprintf("%s: nil %v len %d vs nil %v len %d", path, got.IsNil(), got.Len(), want.IsNil(), want.Len())
+		}
+		for _, k := range got.MapKeys() {
+			if d := firstDiff(got.MapIndex(k), want.MapIndex(k), fmt.Sprintf("%s[%v]", path, k)); d != "" {
+				return d
+			}
+		}
+		return ""
+	}
+	if g, w := fmt.Sprint(got), fmt.Sprint(want); g != w {
+		return fmt.Sprintf("%s: %s vs %s", path, g, w)
+	}
+	return ""
+}
