@@ -13,6 +13,9 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/pipeline"
 )
 
 // fastCases are texts fastParse must parse (accepted: true) or leave to
@@ -260,4 +263,62 @@ func firstDiff(got, want reflect.Value, path string) string {
 		return fmt.Sprintf("%s: %s vs %s", path, g, w)
 	}
 	return ""
+}
+
+// TestLiteralBackend checks that literalBackend decodes what it accepts
+// as decodeBody does, without diagnostics, and accepts only literals that
+// fit.
+func TestLiteralBackend(t *testing.T) {
+	for _, c := range []struct {
+		body     string
+		accepted bool
+	}{
+		{``, true},
+		{`address = "192.0.2.1"`, true},
+		{"address = \"2001:db8::1\"\nweight = 0\ndrain = true", true},
+		{"weight = 4294967295\ndrain = false", true},
+		{`weight = 2.0`, true},
+		{`weight = 4294967296`, false},
+		{`weight = -1`, false},
+		// gohcl takes it as 1 (big.Float.Uint64 calls it exact), and so
+		// does literalBackend.
+		{`weight = 1.5`, true},
+		{`weight = "5"`, false},
+		{`weight = null`, false},
+		{`drain = "true"`, false},
+		{`address = 1`, false},
+		{`address = var.a`, false},
+		{`address = "${var.a}"`, false},
+		{`port = 80`, false},
+		{"inner {\n}", false},
+	} {
+		src := []byte("backend \"b\" {\n" + c.body + "\n}\n")
+		f, diags := hclsyntax.ParseConfig(src, "b.hcl", hcl.InitialPos)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		body := f.Body.(*hclsyntax.Body).Blocks[0].Body
+		var got control.Backend
+		var gotAddress string
+		if ok := literalBackend(body, &got, &gotAddress); ok != c.accepted {
+			t.Errorf("literalBackend(%q) = %v, want %v", c.body, ok, c.accepted)
+		}
+		if !c.accepted {
+			if !reflect.DeepEqual(got, control.Backend{}) || gotAddress != "" {
+				t.Errorf("literalBackend(%q) refused it but set %+v, %q", c.body, got, gotAddress)
+			}
+			continue
+		}
+		l := &loader{ctx: &hcl.EvalContext{}}
+		var want control.Backend
+		var wantAddress string
+		l.decodeBody(body, map[string]any{"address": &wantAddress, "weight": &want.Weight, "drain": &want.Drain},
+			"A backend block", backendSchema, map[pipeline.Range]bool{})
+		if len(l.diags) > 0 {
+			t.Errorf("literalBackend accepted %q, which decodeBody reports: %v", c.body, l.diags)
+		}
+		if !reflect.DeepEqual(got, want) || gotAddress != wantAddress {
+			t.Errorf("literalBackend(%q) = %+v, %q; decodeBody: %+v, %q", c.body, got, gotAddress, want, wantAddress)
+		}
+	}
 }

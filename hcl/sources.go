@@ -350,9 +350,45 @@ func blockRange(def hcl.Range, body hcl.Body) hcl.Range {
 	return whole
 }
 
-// visitAll walks every body as hclsyntax.VisitAll walks one.
+// visitAll walks every body as hclsyntax.VisitAll walks one, but for the
+// Attributes and Blocks collections, which it does not pass to f: without
+// VisitAll's closure and diagnostics for every node of a configuration's
+// hundreds of thousands.
 func visitAll(bodies []*hclsyntax.Body, f hclsyntax.VisitFunc) {
 	for _, b := range bodies {
-		hclsyntax.VisitAll(b, f)
+		visitBody(b, f)
+	}
+}
+
+func visitBody(b *hclsyntax.Body, f hclsyntax.VisitFunc) {
+	f(b)
+	for _, a := range b.Attributes {
+		f(a)
+		visitExpr(a.Expr, f)
+	}
+	for _, blk := range b.Blocks {
+		f(blk)
+		visitBody(blk.Body, f)
+	}
+}
+
+// visitExpr walks e as hclsyntax.VisitAll does, itself through the
+// expressions literal configurations are made of.
+func visitExpr(e hclsyntax.Expression, f hclsyntax.VisitFunc) {
+	switch e := e.(type) {
+	case *hclsyntax.LiteralValueExpr, *hclsyntax.ScopeTraversalExpr:
+		f(e)
+	case *hclsyntax.TemplateExpr:
+		f(e)
+		for _, p := range e.Parts {
+			visitExpr(p, f)
+		}
+	case *hclsyntax.TupleConsExpr:
+		f(e)
+		for _, x := range e.Exprs {
+			visitExpr(x, f)
+		}
+	default:
+		hclsyntax.VisitAll(e, f)
 	}
 }
