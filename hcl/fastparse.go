@@ -31,7 +31,8 @@ func parseText(src []byte, filename string, start hcl.Pos) (*hcl.File, hcl.Diagn
 // of that kind; hclsyntax's lexer, its slice of tokens and its general
 // parser cost several times as much as the walk below.
 func fastParse(src []byte, filename string, start hcl.Pos) (body *hclsyntax.Body, ok bool) {
-	p := &fastParser{src: src, filename: filename, start: start, lex: quickLexer{src: src}, line: start.Line, newlines: []bool{true}}
+	p := &fastParser{src: src, text: string(src), filename: filename, start: start,
+		lex: quickLexer{src: src}, line: start.Line, newlines: []bool{true}}
 	defer func() {
 		if r := recover(); r != nil {
 			if r != errNotFast {
@@ -51,7 +52,10 @@ var errNotFast = new(int)
 // quickLexer's tokens, which it reads one at a time, with the same
 // treatment of newlines and comments.
 type fastParser struct {
-	src      []byte
+	src []byte
+	// text is src as a string: names and strings are parts of it, with
+	// no allocation of their own.
+	text     string
 	filename string
 	start    hcl.Pos
 	lex      quickLexer
@@ -69,18 +73,51 @@ type fastParser struct {
 	peekedMode bool
 	next       fastToken
 	after      fastState
-	// names are the names and numbers read so far, each kept once: a
-	// configuration repeats "backend", "address", "weight" and 1 in
-	// every block.
-	names   map[string]string
+	// numbers are the values of the numbers read so far, by text: a
+	// configuration repeats its weights and ports.
 	numbers map[string]cty.Value
+
+	// The nodes are made in slabs: a parse makes hundreds of thousands
+	// that live and die together.
+	bodies   slab[hclsyntax.Body]
+	blocks   slab[hclsyntax.Block]
+	attrs    slab[hclsyntax.Attribute]
+	literals slab[hclsyntax.LiteralValueExpr]
+	tmpls    slab[hclsyntax.TemplateExpr]
+	parts    slab[hclsyntax.Expression]
+	labels   slab[string]
+	ranges   slab[hcl.Range]
+}
+
+// slabSize is how many values a slab allocates at a time.
+const slabSize = 32
+
+// A slab hands out values from arrays it allocates slabSize at a time.
+type slab[T any] []T
+
+// new returns a new zero value.
+func (s *slab[T]) new() *T { return &s.take(1)[0] }
+
+// take returns n new zero values, as a slice of capacity n.
+func (s *slab[T]) take(n int) []T {
+	if cap(*s)-len(*s) < n {
+		*s = make([]T, 0, max(slabSize, n))
+	}
+	i := len(*s)
+	*s = (*s)[:i+n]
+	return (*s)[i : i+n : i+n]
 }
 
 type fastToken struct {
 	ty   hclsyntax.TokenType
 	text []byte
-	rng  hcl.Range
+	// off is where text starts in src.
+	off int
+	rng hcl.Range
 }
+
+// str returns the text of tok as a string.
+func (p *fastParser) str(tok fastToken) string { return p.text[tok.off : tok.off+len(tok.text)] }
 
 type fastState struct {
 	lex             quickLexer
@@ -119,7 +156,7 @@ func (p *fastParser) lexOne() fastToken {
 		}
 	}
 	r.End = p.pos(to)
-	return fastToken{ty, text, r}
+	return fastToken{ty, text, from, r}
 }
 
 // peek returns the next token as hclsyntax's peeker does: comments are
@@ -170,19 +207,6 @@ func (p *fastParser) expect(ty hclsyntax.TokenType) fastToken {
 func (p *fastParser) push(newlines bool) { p.newlines = append(p.newlines, newlines) }
 func (p *fastParser) pop()               { p.newlines = p.newlines[:len(p.newlines)-1] }
 
-// name returns text as a string, the same string for the same text.
-func (p *fastParser) name(text []byte) string {
-	if s, ok := p.names[string(text)]; ok {
-		return s
-	}
-	if p.names == nil {
-		p.names = map[string]string{}
-	}
-	s := string(text)
-	p.names[s] = s
-	return s
-}
-
 // body is hclsyntax's parser.ParseBody: the items up to end. top is the
 // file's body, which starts at its first token.
 func (p *fastParser) body(end hclsyntax.TokenType, top bool) *hclsyntax.Body {
@@ -198,12 +222,14 @@ func (p *fastParser) body(end hclsyntax.TokenType, top bool) *hclsyntax.Body {
 		switch next.ty {
 		case end:
 			endRange = p.read().rng
-			return &hclsyntax.Body{
+			b := p.bodies.new()
+			*b = hclsyntax.Body{
 				Attributes: attrs,
 				Blocks:     blocks,
 				SrcRange:   hcl.RangeBetween(startRange, endRange),
 				EndRange:   hcl.Range{Filename: endRange.Filename, Start: endRange.End, End: endRange.End},
 			}
+			return b
 		case hclsyntax.TokenNewline:
 			p.read()
 		case hclsyntax.TokenIdent:
@@ -237,19 +263,23 @@ func (p *fastParser) attribute(ident fastToken, singleLine bool) *hclsyntax.Attr
 		}
 		p.read()
 	}
-	return &hclsyntax.Attribute{
-		Name:        p.name(ident.text),
+	a := p.attrs.new()
+	*a = hclsyntax.Attribute{
+		Name:        p.str(ident),
 		Expr:        expr,
 		SrcRange:    hcl.RangeBetween(ident.rng, endRange),
 		NameRange:   ident.rng,
 		EqualsRange: eq.rng,
 	}
+	return a
 }
 
 // block is hclsyntax's finishParsingBodyBlock.
 func (p *fastParser) block(ident fastToken) *hclsyntax.Block {
-	var labels []string
-	var labelRanges []hcl.Range
+	// Labels are one or two: on the stack until they are all read.
+	var labelsBuf [2]string
+	var rangesBuf [2]hcl.Range
+	labels, labelRanges := labelsBuf[:0], rangesBuf[:0]
 	for p.peek().ty != hclsyntax.TokenOBrace {
 		switch p.peek().ty {
 		case hclsyntax.TokenOQuote:
@@ -257,10 +287,16 @@ func (p *fastParser) block(ident fastToken) *hclsyntax.Block {
 			labels, labelRanges = append(labels, label), append(labelRanges, r)
 		case hclsyntax.TokenIdent:
 			tok := p.read()
-			labels, labelRanges = append(labels, string(tok.text)), append(labelRanges, tok.rng)
+			labels, labelRanges = append(labels, p.str(tok)), append(labelRanges, tok.rng)
 		default:
 			notFast()
 		}
+	}
+	if len(labels) == 0 {
+		labels, labelRanges = nil, nil
+	} else {
+		labels = append(p.labels.take(len(labels))[:0], labels...)
+		labelRanges = append(p.ranges.take(len(labelRanges))[:0], labelRanges...)
 	}
 	oBrace := p.read()
 	var body *hclsyntax.Body
@@ -270,7 +306,8 @@ func (p *fastParser) block(ident fastToken) *hclsyntax.Block {
 	default:
 		// A block of one attribute on one line.
 		a := p.attribute(p.expect(hclsyntax.TokenIdent), true)
-		body = &hclsyntax.Body{
+		body = p.bodies.new()
+		*body = hclsyntax.Body{
 			Attributes: hclsyntax.Attributes{a.Name: a},
 			SrcRange:   a.SrcRange,
 			EndRange:   hcl.Range{Filename: a.SrcRange.Filename, Start: a.SrcRange.End, End: a.SrcRange.End},
@@ -282,8 +319,9 @@ func (p *fastParser) block(ident fastToken) *hclsyntax.Block {
 		notFast()
 	}
 	p.read()
-	return &hclsyntax.Block{
-		Type:            p.name(ident.text),
+	b := p.blocks.new()
+	*b = hclsyntax.Block{
+		Type:            p.str(ident),
 		Labels:          labels,
 		Body:            body,
 		TypeRange:       ident.rng,
@@ -291,6 +329,7 @@ func (p *fastParser) block(ident fastToken) *hclsyntax.Block {
 		OpenBraceRange:  oBrace.rng,
 		CloseBraceRange: cBraceRange,
 	}
+	return b
 }
 
 // label is hclsyntax's parseQuotedStringLiteral.
@@ -298,17 +337,18 @@ func (p *fastParser) label() (string, hcl.Range) {
 	open := p.read()
 	s := ""
 	if p.peek().ty == hclsyntax.TokenQuotedLit {
-		s = p.unquote(p.read().text)
+		s = p.unquote(p.read())
 	}
 	return s, hcl.RangeBetween(open.rng, p.expect(hclsyntax.TokenCQuote).rng)
 }
 
 // unquote is hclsyntax.ParseStringLiteralToken for a quoted text whose
 // escapes are \n, \r, \t, \" and \\ (the lexer keeps out templates).
-func (p *fastParser) unquote(text []byte) string {
+func (p *fastParser) unquote(tok fastToken) string {
+	text := tok.text
 	i := bytes.IndexByte(text, '\\')
 	if i < 0 {
-		return string(text)
+		return p.str(tok)
 	}
 	out := make([]byte, 0, len(text))
 	for ; i >= 0; i = bytes.IndexByte(text, '\\') {
@@ -338,28 +378,28 @@ func (p *fastParser) expr() hclsyntax.Expression {
 	switch tok.ty {
 	case hclsyntax.TokenNumberLit:
 		p.read()
-		return &hclsyntax.LiteralValueExpr{Val: p.number(tok.text), SrcRange: tok.rng}
+		return p.literal(p.number(tok), tok.rng)
 	case hclsyntax.TokenIdent:
 		p.read()
 		switch next := p.peek().ty; {
 		case next == hclsyntax.TokenOParen || next == hclsyntax.TokenDoubleColon:
 			notFast() // a function call
 		case string(tok.text) == "true":
-			return &hclsyntax.LiteralValueExpr{Val: cty.True, SrcRange: tok.rng}
+			return p.literal(cty.True, tok.rng)
 		case string(tok.text) == "false":
-			return &hclsyntax.LiteralValueExpr{Val: cty.False, SrcRange: tok.rng}
+			return p.literal(cty.False, tok.rng)
 		case string(tok.text) == "null":
-			return &hclsyntax.LiteralValueExpr{Val: cty.NullVal(cty.DynamicPseudoType), SrcRange: tok.rng}
+			return p.literal(cty.NullVal(cty.DynamicPseudoType), tok.rng)
 		}
 		e := &hclsyntax.ScopeTraversalExpr{
-			Traversal: hcl.Traversal{hcl.TraverseRoot{Name: p.name(tok.text), SrcRange: tok.rng}},
+			Traversal: hcl.Traversal{hcl.TraverseRoot{Name: p.str(tok), SrcRange: tok.rng}},
 			SrcRange:  tok.rng,
 		}
 		for p.peek().ty == hclsyntax.TokenDot {
 			dot := p.read()
 			attr := p.expect(hclsyntax.TokenIdent)
 			r := hcl.RangeBetween(dot.rng, attr.rng)
-			e.Traversal = append(e.Traversal, hcl.TraverseAttr{Name: p.name(attr.text), SrcRange: r})
+			e.Traversal = append(e.Traversal, hcl.TraverseAttr{Name: p.str(attr), SrcRange: r})
 			e.SrcRange = hcl.RangeBetween(e.SrcRange, r)
 		}
 		return e
@@ -382,20 +422,28 @@ func (p *fastParser) expr() hclsyntax.Expression {
 	return nil
 }
 
+// literal returns a LiteralValueExpr.
+func (p *fastParser) literal(v cty.Value, r hcl.Range) *hclsyntax.LiteralValueExpr {
+	e := p.literals.new()
+	*e = hclsyntax.LiteralValueExpr{Val: v, SrcRange: r}
+	return e
+}
+
 // number is the value of a number literal, as hclsyntax's numberLitValue
 // makes it, once for each text: values are immutable.
-func (p *fastParser) number(text []byte) cty.Value {
-	if v, ok := p.numbers[string(text)]; ok {
+func (p *fastParser) number(tok fastToken) cty.Value {
+	if v, ok := p.numbers[string(tok.text)]; ok {
 		return v
 	}
-	v, err := cty.ParseNumberVal(string(text))
+	text := p.str(tok)
+	v, err := cty.ParseNumberVal(text)
 	if err != nil {
 		notFast()
 	}
 	if p.numbers == nil {
 		p.numbers = map[string]cty.Value{}
 	}
-	p.numbers[string(text)] = v
+	p.numbers[text] = v
 	return v
 }
 
@@ -406,16 +454,19 @@ func (p *fastParser) template() hclsyntax.Expression {
 	var part *hclsyntax.LiteralValueExpr
 	if tok := p.peek(); tok.ty == hclsyntax.TokenQuotedLit {
 		p.read()
-		part = &hclsyntax.LiteralValueExpr{Val: cty.StringVal(p.unquote(tok.text)), SrcRange: tok.rng}
+		part = p.literal(cty.StringVal(p.unquote(tok)), tok.rng)
 	}
 	close := p.expect(hclsyntax.TokenCQuote)
 	if part == nil {
 		// hclsyntax's empty part: an empty range at the end of the
 		// token after the opening quote.
-		part = &hclsyntax.LiteralValueExpr{Val: cty.StringVal(""),
-			SrcRange: hcl.Range{Filename: close.rng.Filename, Start: close.rng.End, End: close.rng.End}}
+		part = p.literal(cty.StringVal(""), hcl.Range{Filename: close.rng.Filename, Start: close.rng.End, End: close.rng.End})
 	}
-	return &hclsyntax.TemplateExpr{Parts: []hclsyntax.Expression{part}, SrcRange: hcl.RangeBetween(open.rng, close.rng)}
+	parts := p.parts.take(1)
+	parts[0] = part
+	t := p.tmpls.new()
+	*t = hclsyntax.TemplateExpr{Parts: parts, SrcRange: hcl.RangeBetween(open.rng, close.rng)}
+	return t
 }
 
 // tuple is hclsyntax's parseTupleCons, without for expressions.

@@ -151,6 +151,15 @@ func (l *loader) decodeServiceBlocks(vips, pools []*hcl.Block, reported map[pipe
 		if a, ok := content.Attributes["pools"]; ok && !l.add(gohcl.DecodeExpression(a.Expr, l.ctx, &p.Pools)) {
 			reported[toRange(a.Range)] = true
 		}
+		backends := 0
+		for _, bb := range content.Blocks {
+			if bb.Type == "backend" {
+				backends++
+			}
+		}
+		if backends > 0 {
+			p.Backends = make([]control.Backend, 0, backends)
+		}
 		for _, bb := range content.Blocks {
 			switch bb.Type {
 			case "backend":
@@ -192,11 +201,19 @@ func (l *loader) decodeBackend(b *hcl.Block, reported map[pipeline.Range]bool) c
 	be := control.Backend{Name: b.Labels[0], Weight: 1, Range: toRange(b.DefRange), AttrRange: attrRanges(b.Body)}
 	var address string
 	if body, ok := b.Body.(*hclsyntax.Body); !ok || !literalBackend(body, &be, &address) {
-		l.decodeBody(b.Body, map[string]any{"address": &address, "weight": &be.Weight, "drain": &be.Drain},
-			"A backend block", backendSchema, reported)
+		address, be.Weight, be.Drain = l.decodeBackendBody(b.Body, be.Weight, reported)
 	}
 	be.Address = l.address(b.Body, address, reported)
 	return be
+}
+
+// decodeBackendBody decodes a backend's body with decodeBody, whose map of
+// pointers makes what they point to escape: here, and not in
+// decodeBackend's way for literals.
+func (l *loader) decodeBackendBody(body hcl.Body, weight uint32, reported map[pipeline.Range]bool) (address string, _ uint32, drain bool) {
+	l.decodeBody(body, map[string]any{"address": &address, "weight": &weight, "drain": &drain},
+		"A backend block", backendSchema, reported)
+	return address, weight, drain
 }
 
 // literalBackend decodes a backend's body as decodeBody would, when that
