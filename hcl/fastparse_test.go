@@ -322,3 +322,77 @@ func TestLiteralBackend(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkParse parses one fragment of issue #10's configuration (a VIP
+// and its pool of 100 backends) with fastParse and with hclsyntax.
+func BenchmarkParse(b *testing.B) {
+	var w bytes.Buffer
+	genFragment(&w, 1, 100, 2)
+	src := w.Bytes()
+	b.Run("fast", func(b *testing.B) {
+		b.SetBytes(int64(len(src)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := fastParse(src, "f.hcl", hcl.InitialPos); !ok {
+				b.Fatal("not fast")
+			}
+		}
+	})
+	b.Run("hclsyntax", func(b *testing.B) {
+		b.SetBytes(int64(len(src)))
+		b.ReportAllocs()
+		for b.Loop() {
+			hclsyntax.ParseConfig(src, "f.hcl", hcl.InitialPos)
+		}
+	})
+}
+
+// TestPoolRuns checks that decoding the main file's pools in runs gives
+// the configuration and the diagnostics of one run.
+func TestPoolRuns(t *testing.T) {
+	var w bytes.Buffer
+	genPipeline(&w, testTypes, 0, false)
+	w.WriteString("variable \"w\" {\n  type    = number\n  default = \"x\"\n}\n")
+	for p := range 130 {
+		fmt.Fprintf(&w, "\nvip \"v%d\" {\n  address = %q\n  pool    = \"p%d\"\n}\n\npool \"p%d\" {\n", p, addr(100, p), p, p)
+		for b := range 5 {
+			switch (p + b) % 7 {
+			case 0:
+				fmt.Fprintf(&w, "  backend \"b%d-%d\" { address = \"%s/32\" }\n", p, b, addr(10, p*5+b))
+			case 1:
+				fmt.Fprintf(&w, "  backend \"b%d-%d\" {\n    address = %q\n    weight  = var.w\n  }\n", p, b, addr(10, p*5+b))
+			case 2:
+				fmt.Fprintf(&w, "  backend \"b%d-%d\" {\n    address = %q\n    weight  = \"heavy\"\n  }\n", p, b, addr(10, p*5+b))
+			case 3:
+				fmt.Fprintf(&w, "  backend \"b%d-%d\" {\n    address = %q\n    port    = 80\n  }\n", p, b, addr(10, p*5+b))
+			default:
+				fmt.Fprintf(&w, "  backend \"b%d-%d\" { address = %q }\n", p, b, addr(10, p*5+b))
+			}
+		}
+		if p%3 == 0 {
+			w.WriteString("  health_check \"http\" {\n    interval = \"soon\"\n  }\n")
+		}
+		w.WriteString("}\n")
+	}
+	load := func(run int) (*File, string) {
+		defer func(saved int) { poolRun = saved }(poolRun)
+		poolRun = run
+		f, diags := Load("runs.hcl", w.Bytes(), Options{})
+		var out strings.Builder
+		for _, d := range diags {
+			fmt.Fprintf(&out, "%v: %s: %s\n", d.Subject, d.Summary, d.Detail)
+		}
+		return f, out.String()
+	}
+	one, wantDiags := load(1000)
+	runs, gotDiags := load(7)
+	if gotDiags != wantDiags {
+		t.Errorf("diagnostics in runs of 7:\n%s\nin one run:\n%s", gotDiags, wantDiags)
+	}
+	if n := strings.Count(wantDiags, "\n"); n < 200 {
+		t.Errorf("only %d diagnostics:\n%s", n, wantDiags)
+	}
+	if !reflect.DeepEqual(runs.Service, one.Service) {
+		t.Errorf("configurations differ at %s", firstDiff(reflect.ValueOf(runs.Service), reflect.ValueOf(one.Service), "Service"))
+	}
+}

@@ -3,6 +3,7 @@ package hcl
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"net/netip"
@@ -84,7 +85,7 @@ func (l *loader) decodeService(vips, pools []*hcl.Block, frags []*fragment) {
 	// reported holds the attributes already found invalid; Validate's
 	// errors there would repeat them.
 	reported := map[pipeline.Range]bool{}
-	l.decodeServiceBlocks(vips, pools, reported)
+	l.decodeMainService(vips, pools, reported)
 	svc := &l.out.Service
 	nv, np := len(svc.VIPs), len(svc.Pools)
 	for _, fr := range frags {
@@ -115,6 +116,39 @@ func (l *loader) decodeService(vips, pools []*hcl.Block, frags []*fragment) {
 	}
 	for _, d := range FromErrors(dropReported(errs, reported)) {
 		l.diags = append(l.diags, d)
+	}
+}
+
+// poolRun is how many of the main file's pools a loader decodes at a time
+// (decodeMainService); a variable for tests.
+var poolRun = 50
+
+// decodeMainService decodes the main file's vip and pool blocks as
+// decodeServiceBlocks does, the pools on every core: in runs of poolRun,
+// each by a loader of its own in the main file's context (as a fragment's
+// blocks are), gathered in order, so that the results and the
+// diagnostics are one loader's. A configuration of one file can have
+// thousands of pools.
+func (l *loader) decodeMainService(vips, pools []*hcl.Block, reported map[pipeline.Range]bool) {
+	l.decodeServiceBlocks(vips, nil, reported)
+	type run struct {
+		sub      *loader
+		reported map[pipeline.Range]bool
+	}
+	runs := make([]run, (len(pools)+poolRun-1)/poolRun)
+	parallel(len(runs), func(i int) {
+		r := run{l.sub(), map[pipeline.Range]bool{}}
+		// Diagnostics inside expressions that refer to a name that
+		// failed are dropped as l drops them.
+		r.sub.poisonRanges = l.poisonRanges
+		r.sub.decodeServiceBlocks(nil, pools[i*poolRun:min(len(pools), (i+1)*poolRun)], r.reported)
+		runs[i] = r
+	})
+	svc := &l.out.Service
+	for _, r := range runs {
+		svc.Pools = append(svc.Pools, r.sub.out.Service.Pools...)
+		l.diags = append(l.diags, r.sub.diags...)
+		maps.Copy(reported, r.reported)
 	}
 }
 

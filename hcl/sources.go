@@ -166,10 +166,7 @@ func (l *loader) decodeFragments(frags []*fragment) {
 // file's context: the fragment's diagnostics are those it would have
 // among the others, since a fragment declares no name another sees.
 func (l *loader) decodeFragment(f *hcl.File) *decoded {
-	sub := &loader{filename: l.filename, dir: l.dir, src: l.src, opts: l.opts,
-		out: &File{Filename: l.filename}, ctx: l.ctx, announcers: l.announcers,
-		vars: l.vars, varByName: l.varByName, locals: l.locals, localBy: l.localBy,
-		poisoned: maps.Clone(l.poisoned)}
+	sub := l.sub()
 	vips, pools := sub.fragmentBlocks(f)
 	if b, ok := f.Body.(*hclsyntax.Body); ok {
 		sub.native = []*hclsyntax.Body{b}
@@ -181,6 +178,16 @@ func (l *loader) decodeFragment(f *hcl.File) *decoded {
 	d.vips, d.pools = sub.out.Service.VIPs, sub.out.Service.Pools
 	d.diags, d.poison = sub.diags, sub.poisonRanges
 	return d
+}
+
+// sub returns a loader that decodes blocks in l's context (its
+// variables, locals, functions and announcers) into a File and
+// diagnostics of its own.
+func (l *loader) sub() *loader {
+	return &loader{filename: l.filename, dir: l.dir, src: l.src, opts: l.opts,
+		out: &File{Filename: l.filename}, ctx: l.ctx, announcers: l.announcers,
+		vars: l.vars, varByName: l.varByName, locals: l.locals, localBy: l.localBy,
+		poisoned: maps.Clone(l.poisoned)}
 }
 
 // fragmentBlocks returns the vip and pool blocks of a parsed fragment and
