@@ -396,3 +396,40 @@ func TestPoolRuns(t *testing.T) {
 		t.Errorf("configurations differ at %s", firstDiff(reflect.ValueOf(runs.Service), reflect.ValueOf(one.Service), "Service"))
 	}
 }
+
+// TestContent checks content against hclsyntax's Content on every body
+// of the repository's HCL texts, with the loader's schemas.
+func TestContent(t *testing.T) {
+	schemas := []*hcl.BodySchema{rootSchema, poolSchema, vipSchema, backendSchema, fragmentSchema,
+		{Attributes: []hcl.AttributeSchema{{Name: "address", Required: true}, {Name: "weight"}}}}
+	var gen bytes.Buffer
+	genFragment(&gen, 1, 10, 2)
+	texts := repoHCL(t)
+	texts["generated"] = gen.Bytes()
+	compared := 0
+	var check func(b *hclsyntax.Body)
+	check = func(b *hclsyntax.Body) {
+		for _, s := range schemas {
+			got, gotDiags := content(b, s)
+			want, wantDiags := b.Content(s)
+			// Content reports unsupported arguments in map order.
+			sortDiags(gotDiags)
+			sortDiags(wantDiags)
+			if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(gotDiags, wantDiags) {
+				t.Errorf("content of the body at %v with %v differs at %s, diagnostics %v, want %v", b.SrcRange, s,
+					firstDiff(reflect.ValueOf(got), reflect.ValueOf(want), "content"), gotDiags, wantDiags)
+			}
+			compared++
+		}
+		for _, blk := range b.Blocks {
+			check(blk.Body)
+		}
+	}
+	for _, src := range texts {
+		f, _ := hclsyntax.ParseConfig(src, "c.hcl", hcl.InitialPos)
+		check(f.Body.(*hclsyntax.Body))
+	}
+	if compared < 1000 {
+		t.Errorf("compared only %d bodies", compared)
+	}
+}

@@ -179,7 +179,7 @@ func (l *loader) decodeServiceBlocks(vips, pools []*hcl.Block, reported map[pipe
 		svc.VIPs = append(svc.VIPs, v)
 	}
 	for _, b := range pools {
-		content, diags := b.Body.Content(poolSchema)
+		content, diags := content(b.Body, poolSchema)
 		l.diags = append(l.diags, withSchema(diags, "A pool block", poolSchema)...)
 		p := control.Pool{Name: b.Labels[0], Range: toRange(b.DefRange), AttrRange: attrRanges(b.Body)}
 		if a, ok := content.Attributes["pools"]; ok && !l.add(gohcl.DecodeExpression(a.Expr, l.ctx, &p.Pools)) {
@@ -339,7 +339,7 @@ func (l *loader) decodeHealthCheck(b *hcl.Block) control.HealthCheck {
 // file with thousands; and records in reported the attributes that have
 // errors.
 func (l *loader) decodeBody(body hcl.Body, fields map[string]any, what string, schema *hcl.BodySchema, reported map[pipeline.Range]bool) {
-	content, diags := body.Content(schema)
+	content, diags := content(body, schema)
 	for name, a := range content.Attributes {
 		if p, ok := fields[name]; ok {
 			diags = append(diags, gohcl.DecodeExpression(a.Expr, l.ctx, p)...)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -341,6 +342,49 @@ func blocksOf(body hcl.Body, typ string, schema *hcl.BodySchema) []*hcl.Block {
 		}
 	}
 	return out
+}
+
+// content is body.Content(schema), made without PartialContent's maps of
+// hidden names and with the blocks allocated at once, when body is native
+// syntax as parsed and holds only what schema takes, so that Content would
+// report nothing: a pool's hundreds of backends, a file's thousands of
+// pools.
+func content(body hcl.Body, schema *hcl.BodySchema) (*hcl.BodyContent, hcl.Diagnostics) {
+	b, ok := body.(*hclsyntax.Body)
+	if !ok || len(b.Attributes) > len(schema.Attributes) {
+		return body.Content(schema)
+	}
+	for name := range b.Attributes {
+		if !slices.ContainsFunc(schema.Attributes, func(a hcl.AttributeSchema) bool { return a.Name == name }) {
+			return body.Content(schema)
+		}
+	}
+	for _, blk := range b.Blocks {
+		i := slices.IndexFunc(schema.Blocks, func(s hcl.BlockHeaderSchema) bool { return s.Type == blk.Type })
+		if i < 0 || len(schema.Blocks[i].LabelNames) != len(blk.Labels) {
+			return body.Content(schema)
+		}
+	}
+	out := &hcl.BodyContent{Attributes: make(hcl.Attributes, len(b.Attributes)), MissingItemRange: b.MissingItemRange()}
+	for _, a := range schema.Attributes {
+		attr, ok := b.Attributes[a.Name]
+		switch {
+		case ok:
+			out.Attributes[a.Name] = attr.AsHCLAttribute()
+		case a.Required:
+			return body.Content(schema)
+		}
+	}
+	if len(b.Blocks) > 0 {
+		blocks := make([]hcl.Block, len(b.Blocks))
+		out.Blocks = make(hcl.Blocks, len(b.Blocks))
+		for i, blk := range b.Blocks {
+			blocks[i] = hcl.Block{Type: blk.Type, Labels: blk.Labels, Body: blk.Body,
+				DefRange: blk.DefRange(), TypeRange: blk.TypeRange, LabelRanges: blk.LabelRanges}
+			out.Blocks[i] = &blocks[i]
+		}
+	}
+	return out, nil
 }
 
 // blockRange returns the whole range of a block with header def and body.
