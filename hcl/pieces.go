@@ -13,17 +13,19 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// pieceSize is about how many bytes of a file hclsyntax.ParseConfig reads
-// at a time (see parseConfig).
+// pieceSize is about how many bytes of a file parseText reads at a time
+// (see parseConfig).
 const pieceSize = 16 << 10
 
 // parseConfig checks src against the limits and parses it as
 // hclsyntax.ParseConfig does, from its start, but in pieces of about
-// pieceSize bytes: the lexer builds one slice of tokens for what it reads,
-// and growing that slice for a file of megabytes, under the garbage
-// collector, cost more than all the rest of a load. A file of one piece is
-// parsed as it is; otherwise the bodies of the pieces are merged into one
-// and the file's Nav is nil.
+// pieceSize bytes, on every core, each with parseText: hclsyntax's lexer,
+// which parseText uses for what fastParse leaves, builds one slice of
+// tokens for what it reads, and growing that slice for a file of
+// megabytes, under the garbage collector, cost more than all the rest of a
+// load. A file of one piece is parsed as it is; otherwise the bodies of
+// the pieces are merged into one. The file's Nav is nil when fastParse
+// parsed it or when it is in pieces.
 func parseConfig(src []byte, filename string) (*hcl.File, hcl.Diagnostics) {
 	segs, diags := scanLimits(src, filename, hcl.InitialPos, pieceSize)
 	if diags.HasErrors() {
