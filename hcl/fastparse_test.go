@@ -280,9 +280,9 @@ func TestLiteralBackend(t *testing.T) {
 		{`weight = 2.0`, true},
 		{`weight = 4294967296`, false},
 		{`weight = -1`, false},
-		// gohcl takes it as 1 (big.Float.Uint64 calls it exact), and so
-		// does literalBackend.
-		{`weight = 1.5`, true},
+		// gohcl would take it as 1 (big.Float.Uint64 calls it exact):
+		// decodeBody says it is not a whole number.
+		{`weight = 1.5`, false},
 		{`weight = "5"`, false},
 		{`weight = null`, false},
 		{`drain = "true"`, false},

@@ -286,8 +286,9 @@ func literalBackend(body *hclsyntax.Body, be *control.Backend, address *string) 
 		case name == "address" && v.Type() == cty.String:
 			addr = v.AsString()
 		case name == "weight" && v.Type() == cty.Number:
-			n, acc := v.AsBigFloat().Uint64()
-			if acc != big.Exact || n > math.MaxUint32 {
+			bf := v.AsBigFloat()
+			n, acc := bf.Uint64()
+			if acc != big.Exact || !bf.IsInt() || n > math.MaxUint32 {
 				return false
 			}
 			weight = uint32(n)
@@ -341,9 +342,17 @@ func (l *loader) decodeHealthCheck(b *hcl.Block) control.HealthCheck {
 func (l *loader) decodeBody(body hcl.Body, fields map[string]any, what string, schema *hcl.BodySchema, reported map[pipeline.Range]bool) {
 	content, diags := content(body, schema)
 	for name, a := range content.Attributes {
-		if p, ok := fields[name]; ok {
-			diags = append(diags, gohcl.DecodeExpression(a.Expr, l.ctx, p)...)
+		p, ok := fields[name]
+		if !ok {
+			continue
 		}
+		if _, unsigned := p.(*uint32); unsigned {
+			if d := notWhole(a.Expr, l.ctx); d != nil {
+				diags = append(diags, d)
+				continue
+			}
+		}
+		diags = append(diags, gohcl.DecodeExpression(a.Expr, l.ctx, p)...)
 	}
 	var attrs spans
 	eachAttr(body, func(_ string, r hcl.Range, _ hcl.Expression) { attrs = append(attrs, r) })
@@ -356,6 +365,20 @@ func (l *loader) decodeBody(body hcl.Body, fields map[string]any, what string, s
 		}
 	}
 	l.add(withSchema(diags, what, schema))
+}
+
+// notWhole reports a number with a fraction for an unsigned attribute.
+// gohcl would truncate it: cty asks big.Float.Uint64 whether the
+// conversion was exact, and Go's answer for 1.5 is Exact, so a weight of
+// 1.5 became 1 without a word.
+func notWhole(expr hcl.Expression, ctx *hcl.EvalContext) *hcl.Diagnostic {
+	v, diags := expr.Value(ctx)
+	if diags.HasErrors() || v.IsNull() || !v.IsWhollyKnown() || v.IsMarked() || v.Type() != cty.Number || v.AsBigFloat().IsInt() {
+		return nil
+	}
+	r := expr.Range()
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unsuitable value type", Subject: &r, Expression: expr, EvalContext: ctx,
+		Detail: fmt.Sprintf("Unsuitable value: %s is not a whole number; write a whole number from 0 to %d.", v.AsBigFloat().Text('g', -1), uint32(math.MaxUint32))}
 }
 
 // address parses the address attribute of body, whose value is s, unless
