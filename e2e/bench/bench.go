@@ -382,7 +382,11 @@ func (b *bench) measure(ctx context.Context, sys string) (Result, error) {
 			return r, fmt.Errorf("%s exited during the measurement:\n%s", p.name, p.tail())
 		}
 	}
-	r.fill(s0, s1)
+	r.fill(s0, s1, roles{lb: lbp.pid(), gen: gen.pid(), self: os.Getpid(),
+		cpus: [2]int{b.o.GenCPU, b.o.LBCPU}})
+	if r.XSK.Sockets == 0 {
+		return r, fmt.Errorf("process %d has no AF_XDP socket", lbp.pid())
+	}
 	gen.stop(3 * time.Second)
 	if err := lbp.stop(5 * time.Second); err != nil {
 		return r, fmt.Errorf("stopping: %w\n%s", err, lbp.tail())
