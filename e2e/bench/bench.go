@@ -92,6 +92,9 @@ type Options struct {
 	Rate     string        // trafgen -b, e.g. "200000pps"; "" = as fast as it can
 	Receive  string        // "poll" (default) or "busy"
 	Mode     string        // XDP attach mode: "native" (default) or "generic"
+	// The socket's sizes, as RxXDP's attributes (0: its defaults), the
+	// same for both systems.
+	Frames, FrameSize, RxRing, TxRing, Batch int
 
 	// Log receives progress and the output of every process, a line at a
 	// time; nil discards it.
@@ -128,6 +131,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Mode == "" {
 		o.Mode = "native"
+	}
+	if o.Frames == 0 {
+		o.Frames = 4096
+	}
+	if o.FrameSize == 0 {
+		o.FrameSize = 4096
 	}
 	if o.GenCPU < 0 || o.LBCPU < 0 || o.GenCPU == o.LBCPU {
 		return fmt.Errorf("bench: generator CPU %d and LB CPU %d must be two different CPUs", o.GenCPU, o.LBCPU)
@@ -322,10 +331,14 @@ func (b *bench) lbArgs(sys string) []string {
 	if sys == XLB {
 		return append(pin, b.o.Xlbd, "run", "-config", b.xlbdCfg, "-workers", "1",
 			"-var", "interface="+Iface, "-var", "gateway="+Gateway, "-var", "source="+LBAddr,
-			"-var", "receive="+b.o.Receive, "-var", "mode="+b.o.Mode)
+			"-var", "receive="+b.o.Receive, "-var", "mode="+b.o.Mode,
+			"-var", fmt.Sprint("frames=", b.o.Frames), "-var", fmt.Sprint("frame_size=", b.o.FrameSize),
+			"-var", fmt.Sprint("rx_ring=", b.o.RxRing), "-var", fmt.Sprint("tx_ring=", b.o.TxRing),
+			"-var", fmt.Sprint("batch=", b.o.Batch))
 	}
 	return append(pin, b.o.Baseline, "-iface", Iface, "-vip", VIP, "-gateway", Gateway,
-		"-receive", b.o.Receive, "-mode", b.o.Mode)
+		"-receive", b.o.Receive, "-mode", b.o.Mode, fmt.Sprint("-frames=", b.o.Frames), fmt.Sprint("-frame-size=", b.o.FrameSize),
+		fmt.Sprint("-rx-ring=", b.o.RxRing), fmt.Sprint("-tx-ring=", b.o.TxRing), fmt.Sprint("-batch=", b.o.Batch))
 }
 
 // readyLine is what each system prints once it forwards.

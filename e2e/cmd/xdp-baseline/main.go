@@ -73,6 +73,10 @@ func main() {
 	flag.StringVar(&rx.Receive, "receive", rx.Receive, `"poll" (sleep in poll(2) when idle) or "busy"`)
 	flag.IntVar(&rx.Queue, "queue", rx.Queue, "RX queue")
 	flag.IntVar(&rx.Frames, "frames", rx.Frames, "UMEM frames")
+	flag.IntVar(&rx.FrameSize, "frame-size", rx.FrameSize, "bytes per UMEM frame, 2048 or 4096")
+	flag.IntVar(&rx.RxRing, "rx-ring", rx.RxRing, "RX and fill ring descriptors (default frames/2)")
+	flag.IntVar(&rx.TxRing, "tx-ring", rx.TxRing, "TX and completion ring descriptors (default frames/2)")
+	flag.IntVar(&rx.Batch, "batch", rx.Batch, "packets a receive takes at most (default 64)")
 	flag.StringVar(&rx.PollTimeout, "poll-timeout", rx.PollTimeout, "longest wait in poll mode")
 	flag.Parse()
 	if rx.Interface == "" || tx.Gateway == "" || len(vips) == 0 || flag.NArg() != 0 {

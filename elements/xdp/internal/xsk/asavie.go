@@ -1,6 +1,7 @@
 package xsk
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -14,6 +15,8 @@ import (
 type Options struct {
 	Frames    int // UMEM frames, a power of two
 	FrameSize int // 2048 or 4096
+	RxRing    int // RX and fill ring descriptors, a power of two; 0: Frames/2
+	TxRing    int // TX and completion ring descriptors, a power of two; 0: Frames/2
 	TxBatch   int // descriptors queued before a forced flush
 }
 
@@ -45,10 +48,15 @@ func Open(ifindex, queue int, opts Options) (_ *Socket, err error) {
 	if opts.Frames < 64 || opts.Frames&(opts.Frames-1) != 0 {
 		return nil, fmt.Errorf("frames %d is not a power of two of at least 64", opts.Frames)
 	}
-	ring := opts.Frames / 2
+	rxRing, txRing := cmp.Or(opts.RxRing, opts.Frames/2), cmp.Or(opts.TxRing, opts.Frames/2)
+	for _, n := range []int{rxRing, txRing} {
+		if n <= 0 || n > opts.Frames || n&(n-1) != 0 {
+			return nil, fmt.Errorf("ring of %d descriptors is not a power of two up to the %d frames", n, opts.Frames)
+		}
+	}
 	so := asv.SocketOptions{NumFrames: opts.Frames, FrameSize: opts.FrameSize,
-		FillRingNumDescs: ring, CompletionRingNumDescs: ring, RxRingNumDescs: ring, TxRingNumDescs: ring}
-	r := &asavieRings{fd: -1, txSize: ring, fill: make([]asv.Desc, ring), tx: make([]asv.Desc, ring)}
+		FillRingNumDescs: rxRing, CompletionRingNumDescs: txRing, RxRingNumDescs: rxRing, TxRingNumDescs: txRing}
+	r := &asavieRings{fd: -1, txSize: txRing, fill: make([]asv.Desc, rxRing), tx: make([]asv.Desc, txRing)}
 	err = guard(func() error {
 		var err error
 		r.s, err = asv.NewSocket(ifindex, queue, &so)
@@ -63,7 +71,7 @@ func Open(ifindex, queue int, opts Options) (_ *Socket, err error) {
 			r.Close()
 		}
 	}()
-	if err := r.mapCompletion(ring); err != nil {
+	if err := r.mapCompletion(txRing); err != nil {
 		return nil, err
 	}
 	var umem []byte
