@@ -95,6 +95,7 @@ type Options struct {
 	// The socket's sizes, as RxXDP's attributes (0: its defaults), the
 	// same for both systems.
 	Frames, FrameSize, RxRing, TxRing, Batch int
+	BusyPoll                                 string // RxXDP busy_poll, "" off
 
 	// Log receives progress and the output of every process, a line at a
 	// time; nil discards it.
@@ -334,11 +335,11 @@ func (b *bench) lbArgs(sys string) []string {
 			"-var", "receive="+b.o.Receive, "-var", "mode="+b.o.Mode,
 			"-var", fmt.Sprint("frames=", b.o.Frames), "-var", fmt.Sprint("frame_size=", b.o.FrameSize),
 			"-var", fmt.Sprint("rx_ring=", b.o.RxRing), "-var", fmt.Sprint("tx_ring=", b.o.TxRing),
-			"-var", fmt.Sprint("batch=", b.o.Batch))
+			"-var", fmt.Sprint("batch=", b.o.Batch), "-var", "busy_poll="+b.o.BusyPoll)
 	}
 	return append(pin, b.o.Baseline, "-iface", Iface, "-vip", VIP, "-gateway", Gateway,
 		"-receive", b.o.Receive, "-mode", b.o.Mode, fmt.Sprint("-frames=", b.o.Frames), fmt.Sprint("-frame-size=", b.o.FrameSize),
-		fmt.Sprint("-rx-ring=", b.o.RxRing), fmt.Sprint("-tx-ring=", b.o.TxRing), fmt.Sprint("-batch=", b.o.Batch))
+		fmt.Sprint("-rx-ring=", b.o.RxRing), fmt.Sprint("-tx-ring=", b.o.TxRing), fmt.Sprint("-batch=", b.o.Batch), "-busy-poll="+b.o.BusyPoll)
 }
 
 // readyLine is what each system prints once it forwards.

@@ -48,6 +48,10 @@ variable "batch" {
   default = 0
 }
 
+variable "busy_poll" {
+  default = ""
+}
+
 hash_seed = 20261121
 
 pipeline {
@@ -62,6 +66,7 @@ pipeline {
     rx_ring    = var.rx_ring
     tx_ring    = var.tx_ring
     batch      = var.batch
+    busy_poll  = var.busy_poll
   }
   element "Parse5Tuple" "parse" {}
   # Larger than the generator's 69,632 flows: after the first pass every

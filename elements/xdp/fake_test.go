@@ -333,6 +333,8 @@ func TestValidate(t *testing.T) {
 		{"tx ring set", func(r *RxXDP) { r.TxRing = 512 }, ""},
 		{"batch", func(r *RxXDP) { r.Batch = 65 }, "batch"},
 		{"batch set", func(r *RxXDP) { r.Batch = 16 }, ""},
+		{"busy poll", func(r *RxXDP) { r.BusyPoll = "5us" }, "busy_poll"},
+		{"busy poll set", func(r *RxXDP) { r.BusyPoll = "50us" }, ""},
 	}
 	typ, _ := pipeline.Lookup("RxXDP")
 	for _, tt := range tests {
@@ -383,6 +385,14 @@ func TestBatchLimit(t *testing.T) {
 		t.Errorf("sent %d of 40", len(f.Sent))
 	}
 	checkSocket(t, rx.sock)
+	if f.BusyPolls != 0 {
+		t.Errorf("%d busy polls without busy_poll", f.BusyPolls)
+	}
+	rx.busyPoll = true
+	runBatch(t, rx, tx, &b, 0)
+	if f.BusyPolls != 1 {
+		t.Errorf("%d busy polls in a receive with busy_poll, want 1", f.BusyPolls)
+	}
 }
 
 func TestSpareSentInPlace(t *testing.T) {

@@ -44,6 +44,7 @@ type RxXDP struct {
 	FrameSize   int    `hcl:"frame_size,optional" doc:"bytes per UMEM frame, 2048 or 4096 (256 of them headroom)"`
 	RxRing      int    `hcl:"rx_ring,optional" doc:"descriptors of the RX and fill rings, a power of two from 64 to frames/2 (default frames/2): what the kernel can hold for the worker while it is away, a millisecond per thousand at a million packets a second"`
 	TxRing      int    `hcl:"tx_ring,optional" doc:"descriptors of the TX and completion rings, a power of two from 128 to frames/2 (default frames/2)"`
+	BusyPoll    string `hcl:"busy_poll,optional" doc:"busy polling (SO_BUSY_POLL, SO_PREFER_BUSY_POLL, SO_BUSY_POLL_BUDGET = batch, set on the socket: no sysctl): each receive first runs the queue's NAPI poll on the worker's thread, for up to this long (\"10us\" to \"1ms\"), instead of waiting for the softirq; default off"`
 	Batch       int    `hcl:"batch,optional" doc:"packets a receive takes from the RX ring at most, 1 to 64 (default 64)"`
 	PollTimeout string `hcl:"poll_timeout,optional" doc:"how long a poll waits before the worker runs an empty batch (its timers), a duration from 1ms to 1s"`
 	SYNRate     int    `hcl:"syn_rate,optional" doc:"TCP SYNs to a VIP the XDP program lets through to this worker's socket per second; those above are dropped before they take a slot of the RX ring, so that a SYN flood the worker cannot keep up with does not make the kernel drop established connections' packets with the flood's (counted in xlb_xdp_syn_limited_total); 0: no limit"`
@@ -59,6 +60,7 @@ type RxXDP struct {
 	busy     bool
 	waitMs   int
 	batch    int
+	busyPoll bool
 	log      *slog.Logger
 	pkts     [pipeline.MaxBatch]pipeline.Packet
 	descs    [pipeline.MaxBatch]xsk.Desc
@@ -164,7 +166,22 @@ func (r *RxXDP) Validate() error {
 	if err != nil || d < time.Millisecond || d > time.Second {
 		return &pipeline.AttrError{Attr: "poll_timeout", Msg: `must be a duration between "1ms" and "1s"`}
 	}
+	if _, err := r.busyPollUs(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// busyPollUs is busy_poll in microseconds, 0 when off.
+func (r *RxXDP) busyPollUs() (int, error) {
+	if r.BusyPoll == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(r.BusyPoll)
+	if err != nil || d < 10*time.Microsecond || d > time.Millisecond {
+		return 0, &pipeline.AttrError{Attr: "busy_poll", Msg: `must be a duration between "10us" and "1ms" (or omitted: off)`}
+	}
+	return int(d / time.Microsecond), nil
 }
 
 // SuggestWorkers suggests one worker per RX queue the interface uses (not
@@ -189,6 +206,8 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 	r.log, r.worker = ctx.Logger, ctx.Worker
 	r.busy, r.waitMs = r.Receive == "busy", int(d/time.Millisecond)
 	r.batch = cmp.Or(r.Batch, pipeline.MaxBatch)
+	busyUs, _ := r.busyPollUs()
+	r.busyPoll = busyUs > 0
 	r.queue = r.Queue
 	if r.queue < 0 {
 		r.queue = ctx.Worker
@@ -209,7 +228,7 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 		return fmt.Errorf("worker %d already has an RxXDP on %s; use one per interface", r.worker, r.Interface)
 	}
 	r.sock, err = xsk.Open(r.ifc.index, r.queue, xsk.Options{Frames: r.Frames, FrameSize: r.FrameSize,
-		RxRing: r.RxRing, TxRing: r.TxRing, TxBatch: 2 * pipeline.MaxBatch})
+		RxRing: r.RxRing, TxRing: r.TxRing, TxBatch: 2 * pipeline.MaxBatch, BusyPoll: busyUs, BusyPollBudget: r.batch})
 	if err != nil {
 		return fmt.Errorf("%s: %w", r.Interface, err)
 	}
@@ -255,6 +274,12 @@ func (r *RxXDP) Pull(b *pipeline.Batch) error {
 	s.Reap()
 	if err := s.Refill(); err != nil {
 		return fmt.Errorf("%s: fill ring: %w", r.Interface, err)
+	}
+	if r.busyPoll {
+		// Moves the queue's receive processing (the XDP program, the copy
+		// into the UMEM) to this thread, ahead of the softirq. Its
+		// errors are the socket's, which SelfCheck reports.
+		_ = s.Rings().BusyPoll()
 	}
 	n, err := s.Receive(r.descs[:r.batch])
 	if err == nil && n == 0 && !r.busy {

@@ -77,6 +77,7 @@ func main() {
 	flag.IntVar(&rx.RxRing, "rx-ring", rx.RxRing, "RX and fill ring descriptors (default frames/2)")
 	flag.IntVar(&rx.TxRing, "tx-ring", rx.TxRing, "TX and completion ring descriptors (default frames/2)")
 	flag.IntVar(&rx.Batch, "batch", rx.Batch, "packets a receive takes at most (default 64)")
+	flag.StringVar(&rx.BusyPoll, "busy-poll", rx.BusyPoll, `busy polling per receive, such as "50us" (default off)`)
 	flag.StringVar(&rx.PollTimeout, "poll-timeout", rx.PollTimeout, "longest wait in poll mode")
 	flag.Parse()
 	if rx.Interface == "" || tx.Gateway == "" || len(vips) == 0 || flag.NArg() != 0 {

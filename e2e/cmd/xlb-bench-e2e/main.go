@@ -36,6 +36,7 @@ func main() {
 	flag.IntVar(&o.RxRing, "rx-ring", 0, "RX and fill ring descriptors (default frames/2)")
 	flag.IntVar(&o.TxRing, "tx-ring", 0, "TX and completion ring descriptors (default frames/2)")
 	flag.IntVar(&o.Batch, "batch", 0, "packets a receive takes at most (default 64)")
+	flag.StringVar(&o.BusyPoll, "busy-poll", "", `busy polling per receive, such as "50us" (default off)`)
 	systems := flag.String("systems", bench.Baseline+","+bench.XLB, "systems to measure, in order")
 	flag.StringVar(&o.Xlbd, "xlbd", "", "xlbd binary (default: built from ./cmd/xlbd)")
 	flag.StringVar(&o.Baseline, "baseline", "", "xdp-baseline binary (default: built from ./e2e/cmd/xdp-baseline)")

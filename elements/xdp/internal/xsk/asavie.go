@@ -18,6 +18,12 @@ type Options struct {
 	RxRing    int // RX and fill ring descriptors, a power of two; 0: Frames/2
 	TxRing    int // TX and completion ring descriptors, a power of two; 0: Frames/2
 	TxBatch   int // descriptors queued before a forced flush
+	// BusyPoll, when positive, makes the socket busy-poll its queue's
+	// NAPI for up to that many microseconds per system call, preferred
+	// over the softirq (SO_BUSY_POLL, SO_PREFER_BUSY_POLL), taking up to
+	// BusyPollBudget packets a poll (SO_BUSY_POLL_BUDGET). Per socket:
+	// no sysctl.
+	BusyPoll, BusyPollBudget int
 }
 
 // asavieRings is the kernel side over asavie/xdp's Socket. It uses asavie
@@ -73,6 +79,13 @@ func Open(ifindex, queue int, opts Options) (_ *Socket, err error) {
 	}()
 	if err := r.mapCompletion(txRing); err != nil {
 		return nil, err
+	}
+	if opts.BusyPoll > 0 {
+		for _, o := range [][2]int{{unix.SO_PREFER_BUSY_POLL, 1}, {unix.SO_BUSY_POLL, opts.BusyPoll}, {unix.SO_BUSY_POLL_BUDGET, opts.BusyPollBudget}} {
+			if err := unix.SetsockoptInt(r.fd, unix.SOL_SOCKET, o[0], o[1]); err != nil {
+				return nil, fmt.Errorf("setsockopt busy poll (%#x = %d): %w", o[0], o[1], err)
+			}
+		}
 	}
 	var umem []byte
 	err = guard(func() error {
@@ -244,6 +257,15 @@ func (r *asavieRings) Wait(timeoutMs int) error {
 		return nil
 	}
 	return err
+}
+
+func (r *asavieRings) BusyPoll() error {
+	_, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(r.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	switch e {
+	case 0, unix.EAGAIN, unix.EINTR, unix.EBUSY:
+		return nil
+	}
+	return fmt.Errorf("recvfrom on AF_XDP socket: %w", e)
 }
 
 func (r *asavieRings) Close() error {
