@@ -45,6 +45,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/xlbproject/xlb/e2e/lab"
+	"github.com/xlbproject/xlb/elements/xdp"
 )
 
 // Config is bench.hcl, xlbd's configuration for the benchmark.
@@ -134,7 +135,7 @@ func (o *Options) setDefaults() error {
 		o.Mode = "native"
 	}
 	if o.Frames == 0 {
-		o.Frames = 4096
+		o.Frames = xdp.DefaultFrames
 	}
 	if o.FrameSize == 0 {
 		o.FrameSize = 4096

@@ -29,7 +29,7 @@ variable "mode" {
 
 # The socket's sizes; 0 is RxXDP's default.
 variable "frames" {
-  default = 4096
+  default = 16384
 }
 
 variable "frame_size" {

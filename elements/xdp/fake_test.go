@@ -326,7 +326,7 @@ func TestValidate(t *testing.T) {
 		{"frames", func(r *RxXDP) { r.Frames = 1000 }, "frames"},
 		{"frame size", func(r *RxXDP) { r.FrameSize = 1500 }, "frame_size"},
 		{"poll timeout", func(r *RxXDP) { r.PollTimeout = "10" }, "poll_timeout"},
-		{"rx ring", func(r *RxXDP) { r.RxRing = 4096 }, "rx_ring"}, // above frames/2: the fill ring could not be kept full
+		{"rx ring", func(r *RxXDP) { r.RxRing = 16384 }, "rx_ring"}, // above frames/2: the fill ring could not be kept full
 		{"rx ring power of two", func(r *RxXDP) { r.RxRing = 1000 }, "rx_ring"},
 		{"rx ring set", func(r *RxXDP) { r.Frames, r.RxRing = 16384, 8192 }, ""},
 		{"tx ring", func(r *RxXDP) { r.TxRing = 64 }, "tx_ring"}, // below a TX flush's 128

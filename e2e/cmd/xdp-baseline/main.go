@@ -64,7 +64,8 @@ func (a *addrList) Set(s string) error {
 
 func main() {
 	var vips addrList
-	rx := &xdp.RxXDP{Mode: "native", Receive: "poll", Queue: 0, Frames: 4096, FrameSize: 4096, PollTimeout: "10ms"}
+	// RxXDP's own defaults, so that both systems get the same socket.
+	rx := &xdp.RxXDP{Mode: "native", Receive: "poll", Queue: 0, Frames: xdp.DefaultFrames, FrameSize: 4096, PollTimeout: "10ms"}
 	tx := &xdp.TxXDP{}
 	flag.StringVar(&rx.Interface, "iface", "", "interface to receive from and transmit on (required)")
 	flag.Var(&vips, "vip", "destination address whose packets the XDP program redirects to the socket (repeatable, required)")
