@@ -45,6 +45,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/xlbproject/xlb/e2e/lab"
+	"github.com/xlbproject/xlb/elements/xdp"
 )
 
 // Config is bench.hcl, xlbd's configuration for the benchmark.
@@ -92,6 +93,10 @@ type Options struct {
 	Rate     string        // trafgen -b, e.g. "200000pps"; "" = as fast as it can
 	Receive  string        // "poll" (default) or "busy"
 	Mode     string        // XDP attach mode: "native" (default) or "generic"
+	// The socket's sizes, as RxXDP's attributes (0: its defaults), the
+	// same for both systems.
+	Frames, FrameSize, RxRing, TxRing, Batch int
+	BusyPoll                                 string // RxXDP busy_poll, "" off
 
 	// Log receives progress and the output of every process, a line at a
 	// time; nil discards it.
@@ -128,6 +133,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Mode == "" {
 		o.Mode = "native"
+	}
+	if o.Frames == 0 {
+		o.Frames = xdp.DefaultFrames
+	}
+	if o.FrameSize == 0 {
+		o.FrameSize = 4096
 	}
 	if o.GenCPU < 0 || o.LBCPU < 0 || o.GenCPU == o.LBCPU {
 		return fmt.Errorf("bench: generator CPU %d and LB CPU %d must be two different CPUs", o.GenCPU, o.LBCPU)
@@ -322,10 +333,14 @@ func (b *bench) lbArgs(sys string) []string {
 	if sys == XLB {
 		return append(pin, b.o.Xlbd, "run", "-config", b.xlbdCfg, "-workers", "1",
 			"-var", "interface="+Iface, "-var", "gateway="+Gateway, "-var", "source="+LBAddr,
-			"-var", "receive="+b.o.Receive, "-var", "mode="+b.o.Mode)
+			"-var", "receive="+b.o.Receive, "-var", "mode="+b.o.Mode,
+			"-var", fmt.Sprint("frames=", b.o.Frames), "-var", fmt.Sprint("frame_size=", b.o.FrameSize),
+			"-var", fmt.Sprint("rx_ring=", b.o.RxRing), "-var", fmt.Sprint("tx_ring=", b.o.TxRing),
+			"-var", fmt.Sprint("batch=", b.o.Batch), "-var", "busy_poll="+b.o.BusyPoll)
 	}
 	return append(pin, b.o.Baseline, "-iface", Iface, "-vip", VIP, "-gateway", Gateway,
-		"-receive", b.o.Receive, "-mode", b.o.Mode)
+		"-receive", b.o.Receive, "-mode", b.o.Mode, fmt.Sprint("-frames=", b.o.Frames), fmt.Sprint("-frame-size=", b.o.FrameSize),
+		fmt.Sprint("-rx-ring=", b.o.RxRing), fmt.Sprint("-tx-ring=", b.o.TxRing), fmt.Sprint("-batch=", b.o.Batch), "-busy-poll="+b.o.BusyPoll)
 }
 
 // readyLine is what each system prints once it forwards.
@@ -382,7 +397,11 @@ func (b *bench) measure(ctx context.Context, sys string) (Result, error) {
 			return r, fmt.Errorf("%s exited during the measurement:\n%s", p.name, p.tail())
 		}
 	}
-	r.fill(s0, s1)
+	r.fill(s0, s1, roles{lb: lbp.pid(), gen: gen.pid(), self: os.Getpid(),
+		cpus: [2]int{b.o.GenCPU, b.o.LBCPU}})
+	if r.XSK.Sockets == 0 {
+		return r, fmt.Errorf("process %d has no AF_XDP socket", lbp.pid())
+	}
 	gen.stop(3 * time.Second)
 	if err := lbp.stop(5 * time.Second); err != nil {
 		return r, fmt.Errorf("stopping: %w\n%s", err, lbp.tail())

@@ -27,15 +27,46 @@ variable "mode" {
   default = "native"
 }
 
+# The socket's sizes; 0 is RxXDP's default.
+variable "frames" {
+  default = 16384
+}
+
+variable "frame_size" {
+  default = 4096
+}
+
+variable "rx_ring" {
+  default = 0
+}
+
+variable "tx_ring" {
+  default = 0
+}
+
+variable "batch" {
+  default = 0
+}
+
+variable "busy_poll" {
+  default = ""
+}
+
 hash_seed = 20261121
 
 pipeline {
   workers = 1
 
   element "RxXDP" "rx" {
-    interface = var.interface
-    receive   = var.receive
-    mode      = var.mode
+    interface  = var.interface
+    receive    = var.receive
+    mode       = var.mode
+    frames     = var.frames
+    frame_size = var.frame_size
+    rx_ring    = var.rx_ring
+    tx_ring    = var.tx_ring
+    batch      = var.batch
+    busy_poll  = var.busy_poll
   }
   element "Parse5Tuple" "parse" {}
   # Larger than the generator's 69,632 flows: after the first pass every

@@ -39,6 +39,16 @@ type Result struct {
 	// ticks, scaled to WorkerCPU); the rest is the kernel's: system calls
 	// (transmit, poll) and the softirqs that run in them.
 	WorkerUser time.Duration
+	// GenCPU is the generator's on-CPU time (trafgen's threads); GenBusy
+	// its CPU's non-idle time, which includes the LB's receive path (see
+	// the package doc).
+	GenCPU, GenBusy time.Duration
+
+	// XSK is the kernel's counters of the program's AF_XDP socket in the
+	// window: where the LB end's rx_dropped comes from.
+	XSK XSKStats
+	// Noise is what else ran on the two CPUs in the window.
+	Noise Noise
 
 	Output string // the program's output (its counters at exit)
 }
@@ -84,18 +94,28 @@ func (r Result) Summary() string {
 type sample struct {
 	at      time.Time
 	gen, lb netlink.LinkStatistics
-	threads map[int]thread
-	core    cpuTimes
+	tasks   map[int]thread      // every thread on the machine, by id
+	cpus    [2]cpuTimes         // the generator's CPU, the LB's
+	xsk     map[string]XSKStats // the program's sockets
 }
 
 type thread struct {
-	name         string
-	run          time.Duration // schedstat: on-CPU time
-	utime, stime uint64        // stat: user and system ticks
+	taskStat
+	pid int
+	run time.Duration // schedstat: on-CPU time
 }
 
-// sample reads the link counters at both ends, the LB program's threads
-// and the LB CPU's times, in that order, close together.
+// roles say whose a thread is in a window.
+type roles struct {
+	lb   int    // the program under test's pid
+	gen  int    // trafgen's process group (it forks its worker)
+	self int    // the benchmark's own pid: it sleeps through the window
+	cpus [2]int // the generator's CPU, the LB's
+}
+
+// sample reads the link counters at both ends, the AF_XDP sockets'
+// counters of the program pid, every thread's CPU time and the two CPUs'
+// times, close together.
 func (b *bench) sample(pid int) (sample, error) {
 	var s sample
 	var err error
@@ -106,15 +126,22 @@ func (b *bench) sample(pid int) (sample, error) {
 	if s.lb, err = b.linkStats(b.lbNS, b.lbIdx); err != nil {
 		return s, err
 	}
-	if s.threads, err = threads(pid); err != nil {
+	if s.xsk, err = xskSockets(pid); err != nil {
+		return s, err
+	}
+	if s.tasks, err = tasks(); err != nil {
 		return s, err
 	}
 	stat, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return s, err
 	}
-	s.core, err = parseCPU(string(stat), b.o.LBCPU)
-	return s, err
+	for i, c := range []int{b.o.GenCPU, b.o.LBCPU} {
+		if s.cpus[i], err = parseCPU(string(stat), c); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
 }
 
 func (b *bench) linkStats(ns string, idx int) (netlink.LinkStatistics, error) {
@@ -134,63 +161,86 @@ func (b *bench) linkStats(ns string, idx int) (netlink.LinkStatistics, error) {
 }
 
 // fill computes the window's numbers from two samples.
-func (r *Result) fill(s0, s1 sample) {
+func (r *Result) fill(s0, s1 sample, who roles) {
 	r.Window = s1.at.Sub(s0.at)
 	r.Offered = (s1.gen.TxPackets + s1.gen.TxDropped) - (s0.gen.TxPackets + s0.gen.TxDropped)
 	r.Forwarded = s1.gen.RxPackets - s0.gen.RxPackets
 	r.LBDropped = s1.lb.RxDropped - s0.lb.RxDropped
-	r.Threads = len(s1.threads)
+	r.XSK = xskWindow(s0.xsk, s1.xsk)
 	worker := -1
-	for tid, t1 := range s1.threads {
-		d := t1.run - s0.threads[tid].run // a thread born in the window started at 0
-		r.ProcessCPU += d
-		if d > r.WorkerCPU {
-			r.WorkerCPU, r.WorkerThread, worker = d, fmt.Sprintf("%s/%d", t1.name, tid), tid
+	var others []other
+	for tid, t1 := range s1.tasks {
+		d := t1.run - s0.tasks[tid].run // a thread born in the window started at 0
+		switch {
+		case t1.pid == who.lb:
+			r.Threads++
+			r.ProcessCPU += d
+			if d > r.WorkerCPU {
+				r.WorkerCPU, r.WorkerThread, worker = d, fmt.Sprintf("%s/%d", t1.name, tid), tid
+			}
+		case t1.pgrp == who.gen && who.gen != 0:
+			r.GenCPU += d
+		case t1.pid == who.self, strings.HasPrefix(t1.name, "ksoftirqd/"), d <= 0:
+			// The harness, asleep; the packet path's softirqs, deferred
+			// to their thread: both part of the measurement.
+		default:
+			others = append(others, other{name: t1.name, pid: t1.pid, cpu: t1.cpu, run: d})
 		}
 	}
 	if worker >= 0 {
-		t0, t1 := s0.threads[worker], s1.threads[worker]
+		t0, t1 := s0.tasks[worker], s1.tasks[worker]
 		u, st := t1.utime-t0.utime, t1.stime-t0.stime
 		if u+st > 0 {
 			r.WorkerUser = time.Duration(float64(r.WorkerCPU) * float64(u) / float64(u+st))
 		}
 	}
-	r.CoreBusy = s1.core.busy - s0.core.busy
+	r.CoreBusy = s1.cpus[1].busy - s0.cpus[1].busy
+	r.GenBusy = s1.cpus[0].busy - s0.cpus[0].busy
+	r.Noise = noise(others, who.cpus, [2]time.Duration{s1.cpus[0].steal - s0.cpus[0].steal, s1.cpus[1].steal - s0.cpus[1].steal})
 }
 
-// threads reads the on-CPU time of every thread of pid.
-func threads(pid int) (map[int]thread, error) {
-	dir := fmt.Sprintf("/proc/%d/task", pid)
-	ents, err := os.ReadDir(dir)
+// tasks reads the on-CPU time of every thread on the machine: those of
+// the program under test for its figures, all of them for the window's
+// noise.
+func tasks() (map[int]thread, error) {
+	procs, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err
 	}
-	m := make(map[int]thread, len(ents))
-	for _, e := range ents {
-		tid, err := strconv.Atoi(e.Name())
+	m := make(map[int]thread, 4*len(procs))
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "schedstat"))
+		dir := filepath.Join("/proc", p.Name(), "task")
+		ents, err := os.ReadDir(dir)
 		if err != nil {
-			continue // the thread ended meanwhile
+			continue // the process ended meanwhile
 		}
-		run, err := parseSchedstat(string(b))
-		if err != nil {
-			return nil, fmt.Errorf("thread %d: %w", tid, err)
+		for _, e := range ents {
+			tid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(dir, e.Name(), "schedstat"))
+			if err != nil {
+				continue // the thread ended meanwhile
+			}
+			run, err := parseSchedstat(string(b))
+			if err != nil {
+				return nil, fmt.Errorf("thread %d: %w", tid, err)
+			}
+			st, err := os.ReadFile(filepath.Join(dir, e.Name(), "stat"))
+			if err != nil {
+				continue
+			}
+			ts, err := parseStat(string(st))
+			if err != nil {
+				return nil, fmt.Errorf("thread %d: %w", tid, err)
+			}
+			m[tid] = thread{taskStat: ts, pid: pid, run: run}
 		}
-		st, err := os.ReadFile(filepath.Join(dir, e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		name, utime, stime, err := parseStat(string(st))
-		if err != nil {
-			return nil, fmt.Errorf("thread %d: %w", tid, err)
-		}
-		m[tid] = thread{name: name, run: run, utime: utime, stime: stime}
-	}
-	if len(m) == 0 {
-		return nil, fmt.Errorf("process %d has no threads", pid)
 	}
 	return m, nil
 }
@@ -209,31 +259,44 @@ func parseSchedstat(s string) (time.Duration, error) {
 	return time.Duration(ns), nil
 }
 
-// parseStat reads a thread's name (field 2) and user and system time in
-// ticks (fields 14 and 15) from /proc/<pid>/task/<tid>/stat. The name is
-// in parentheses and may hold spaces and parentheses itself.
-func parseStat(s string) (name string, utime, stime uint64, err error) {
+// taskStat is what the benchmark reads of /proc/<pid>/task/<tid>/stat.
+type taskStat struct {
+	name         string
+	pgrp         int    // field 5: trafgen's forked worker stays in its group
+	utime, stime uint64 // fields 14 and 15, in ticks
+	cpu          int    // field 39: the CPU it last ran on
+}
+
+// parseStat reads a thread's stat line. The name is in parentheses and may
+// hold spaces and parentheses itself.
+func parseStat(s string) (taskStat, error) {
+	var t taskStat
 	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
 	if open < 0 || end < open {
-		return "", 0, 0, fmt.Errorf("stat %q: no name", s)
+		return t, fmt.Errorf("stat %q: no name", s)
 	}
+	t.name = s[open+1 : end]
+	// f[0] is field 3, so field n is f[n-3].
 	f := strings.Fields(s[end+1:])
-	// f[0] is field 3; fields 14 and 15 are f[11] and f[12].
-	if len(f) < 13 {
-		return "", 0, 0, fmt.Errorf("stat %q: short", s)
+	if len(f) < 39-2 {
+		return t, fmt.Errorf("stat %q: short", s)
 	}
-	if utime, err = strconv.ParseUint(f[11], 10, 64); err != nil {
-		return "", 0, 0, fmt.Errorf("stat utime: %w", err)
+	var err error
+	num := func(i int) uint64 {
+		v, e := strconv.ParseUint(f[i-3], 10, 64)
+		if e != nil && err == nil {
+			err = fmt.Errorf("stat field %d %q: %w", i, f[i-3], e)
+		}
+		return v
 	}
-	if stime, err = strconv.ParseUint(f[12], 10, 64); err != nil {
-		return "", 0, 0, fmt.Errorf("stat stime: %w", err)
-	}
-	return s[open+1 : end], utime, stime, nil
+	t.pgrp, t.utime, t.stime, t.cpu = int(num(5)), num(14), num(15), int(num(39))
+	return t, err
 }
 
 // cpuTimes is one CPU's line of /proc/stat.
 type cpuTimes struct {
-	busy time.Duration // user, nice, system, irq, softirq
+	busy  time.Duration // user, nice, system, irq, softirq
+	steal time.Duration // taken by the hypervisor for someone else
 }
 
 // userHZ is the unit of /proc/stat, USER_HZ, 100 on every Linux
@@ -266,7 +329,7 @@ func parseCPU(stat string, cpu int) (cpuTimes, error) {
 		}
 		tick := time.Second / userHZ
 		busy := v[0] + v[1] + v[2] + v[5] + v[6]
-		return cpuTimes{busy: time.Duration(busy) * tick}, nil
+		return cpuTimes{busy: time.Duration(busy) * tick, steal: time.Duration(v[7]) * tick}, nil
 	}
 	return cpuTimes{}, fmt.Errorf("/proc/stat has no %s", name)
 }

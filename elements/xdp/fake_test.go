@@ -25,7 +25,7 @@ func fakePair(t testing.TB, ringSize int) (*xsk.Fake, *RxXDP, *TxXDP) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rx := &RxXDP{Interface: "fake0", Receive: "busy", busy: true, sock: s, log: slog.New(slog.DiscardHandler)}
+	rx := &RxXDP{Interface: "fake0", Receive: "busy", busy: true, batch: pipeline.MaxBatch, sock: s, log: slog.New(slog.DiscardHandler)}
 	rx.owner = rx
 	rx.fd.Store(-1)
 	s.SetReserve(pipeline.MaxBatch)
@@ -326,6 +326,15 @@ func TestValidate(t *testing.T) {
 		{"frames", func(r *RxXDP) { r.Frames = 1000 }, "frames"},
 		{"frame size", func(r *RxXDP) { r.FrameSize = 1500 }, "frame_size"},
 		{"poll timeout", func(r *RxXDP) { r.PollTimeout = "10" }, "poll_timeout"},
+		{"rx ring", func(r *RxXDP) { r.RxRing = 16384 }, "rx_ring"}, // above frames/2: the fill ring could not be kept full
+		{"rx ring power of two", func(r *RxXDP) { r.RxRing = 1000 }, "rx_ring"},
+		{"rx ring set", func(r *RxXDP) { r.Frames, r.RxRing = 16384, 8192 }, ""},
+		{"tx ring", func(r *RxXDP) { r.TxRing = 64 }, "tx_ring"}, // below a TX flush's 128
+		{"tx ring set", func(r *RxXDP) { r.TxRing = 512 }, ""},
+		{"batch", func(r *RxXDP) { r.Batch = 65 }, "batch"},
+		{"batch set", func(r *RxXDP) { r.Batch = 16 }, ""},
+		{"busy poll", func(r *RxXDP) { r.BusyPoll = "5us" }, "busy_poll"},
+		{"busy poll set", func(r *RxXDP) { r.BusyPoll = "50us" }, ""},
 	}
 	typ, _ := pipeline.Lookup("RxXDP")
 	for _, tt := range tests {
@@ -356,6 +365,36 @@ func TestValidate(t *testing.T) {
 // the kernel's fill ring never takes; TxXDP sends a spare in place like a
 // received frame, a recycled one goes back to the free list, and a batch
 // gets at most MaxBatch.
+// TestBatchLimit: with batch set, a receive takes at most that many
+// packets from the RX ring and leaves the rest for the next.
+func TestBatchLimit(t *testing.T) {
+	f, rx, tx := fakePair(t, 256)
+	f.Record = true
+	rx.batch = 16
+	for i := range 40 {
+		f.Deliver(frame(byte(i)))
+	}
+	var b pipeline.Batch
+	for _, want := range []int{16, 16, 8, 0} {
+		runBatch(t, rx, tx, &b, 0)
+		if b.N != want {
+			t.Errorf("batch of %d, want %d", b.N, want)
+		}
+	}
+	if len(f.Sent) != 40 {
+		t.Errorf("sent %d of 40", len(f.Sent))
+	}
+	checkSocket(t, rx.sock)
+	if f.BusyPolls != 0 {
+		t.Errorf("%d busy polls without busy_poll", f.BusyPolls)
+	}
+	rx.busyPoll = true
+	runBatch(t, rx, tx, &b, 0)
+	if f.BusyPolls != 1 {
+		t.Errorf("%d busy polls in a receive with busy_poll, want 1", f.BusyPolls)
+	}
+}
+
 func TestSpareSentInPlace(t *testing.T) {
 	f, rx, tx := fakePair(t, 2048) // a fill ring with room for every frame
 	f.Record = true

@@ -24,10 +24,18 @@ func init() {
 		Doc:     "Receives the packets addressed to a VIP from an interface's RX queue over AF_XDP; everything else goes to the kernel.",
 		Outputs: []string{"out"},
 		New: func() pipeline.Element {
-			return &RxXDP{Mode: "native", Receive: "poll", Queue: -1, Frames: 4096, FrameSize: 4096, PollTimeout: "10ms"}
+			return &RxXDP{Mode: "native", Receive: "poll", Queue: -1, Frames: DefaultFrames, FrameSize: 4096, PollTimeout: "10ms"}
 		},
 	})
 }
+
+// DefaultFrames is frames' default, and so the RX ring's (half of it):
+// on the wire bench (docs/benchmarks.md) an RX ring of 8192 descriptors,
+// 40 ms at 200,000 packets a second, cut the packets the kernel dropped
+// with the ring full by an order of magnitude against 2048, for xlb and the
+// raw forwarder alike, whenever another task took the worker's CPU for a
+// few milliseconds. 64 MiB of locked memory a worker at 4096-byte frames.
+const DefaultFrames = 16384
 
 // epoch is the origin of the batch clock: monotonic, shared by every
 // worker so their timestamps compare.
@@ -42,9 +50,13 @@ type RxXDP struct {
 	Queue       int    `hcl:"queue,optional" doc:"the RX queue to bind; -1 is the worker's index"`
 	Frames      int    `hcl:"frames,optional" doc:"UMEM frames per worker, a power of two"`
 	FrameSize   int    `hcl:"frame_size,optional" doc:"bytes per UMEM frame, 2048 or 4096 (256 of them headroom)"`
+	RxRing      int    `hcl:"rx_ring,optional" doc:"descriptors of the RX and fill rings, a power of two from 64 to frames/2 (default frames/2): what the kernel can hold for the worker while it is away, a millisecond per thousand at a million packets a second"`
+	TxRing      int    `hcl:"tx_ring,optional" doc:"descriptors of the TX and completion rings, a power of two from 128 to frames/2 (default frames/2)"`
+	BusyPoll    string `hcl:"busy_poll,optional" doc:"busy polling (SO_BUSY_POLL, SO_PREFER_BUSY_POLL, SO_BUSY_POLL_BUDGET = batch, set on the socket: no sysctl): each receive first runs the queue's NAPI poll on the worker's thread, for up to this long (\"10us\" to \"1ms\"), instead of waiting for the softirq; default off"`
+	Batch       int    `hcl:"batch,optional" doc:"packets a receive takes from the RX ring at most, 1 to 64 (default 64)"`
 	PollTimeout string `hcl:"poll_timeout,optional" doc:"how long a poll waits before the worker runs an empty batch (its timers), a duration from 1ms to 1s"`
 	SYNRate     int    `hcl:"syn_rate,optional" doc:"TCP SYNs to a VIP the XDP program lets through to this worker's socket per second; those above are dropped before they take a slot of the RX ring, so that a SYN flood the worker cannot keep up with does not make the kernel drop established connections' packets with the flood's (counted in xlb_xdp_syn_limited_total); 0: no limit"`
-	SYNBurst    int    `hcl:"syn_burst,optional" doc:"SYNs let through at once above syn_rate; default a tenth of a second's worth, at least a quarter of frames (half the RX ring)"`
+	SYNBurst    int    `hcl:"syn_burst,optional" doc:"SYNs let through at once above syn_rate; default a tenth of a second's worth, at least half the RX ring"`
 
 	// Owned by the worker; valid after Provision.
 	ifc      *iface
@@ -55,6 +67,8 @@ type RxXDP struct {
 	worker   int
 	busy     bool
 	waitMs   int
+	batch    int
+	busyPoll bool
 	log      *slog.Logger
 	pkts     [pipeline.MaxBatch]pipeline.Packet
 	descs    [pipeline.MaxBatch]xsk.Desc
@@ -138,11 +152,20 @@ func (r *RxXDP) Validate() error {
 	if r.Frames < 2*pipeline.MaxBatch || r.Frames > 1<<20 || r.Frames&(r.Frames-1) != 0 {
 		return &pipeline.AttrError{Attr: "frames", Msg: "must be a power of two between 128 and 1048576"}
 	}
+	if r.RxRing != 0 && (r.RxRing < 64 || r.RxRing > r.Frames/2 || r.RxRing&(r.RxRing-1) != 0) {
+		return &pipeline.AttrError{Attr: "rx_ring", Msg: fmt.Sprintf("must be a power of two between 64 and half of frames (%d)", r.Frames/2)}
+	}
+	if r.TxRing != 0 && (r.TxRing < 2*pipeline.MaxBatch || r.TxRing > r.Frames/2 || r.TxRing&(r.TxRing-1) != 0) {
+		return &pipeline.AttrError{Attr: "tx_ring", Msg: fmt.Sprintf("must be a power of two between %d and half of frames (%d)", 2*pipeline.MaxBatch, r.Frames/2)}
+	}
+	if r.Batch < 0 || r.Batch > pipeline.MaxBatch {
+		return &pipeline.AttrError{Attr: "batch", Msg: fmt.Sprintf("must be between 1 and %d (or omitted: %d)", pipeline.MaxBatch, pipeline.MaxBatch)}
+	}
 	if r.SYNRate < 0 {
 		return &pipeline.AttrError{Attr: "syn_rate", Msg: "must be 0 (no limit) or a number of SYNs a second"}
 	}
 	if r.SYNBurst < 0 {
-		return &pipeline.AttrError{Attr: "syn_burst", Msg: "must be 0 (a quarter of frames) or a number of SYNs"}
+		return &pipeline.AttrError{Attr: "syn_burst", Msg: "must be 0 (half the RX ring) or a number of SYNs"}
 	}
 	if r.FrameSize != 2048 && r.FrameSize != 4096 {
 		return &pipeline.AttrError{Attr: "frame_size", Msg: "must be 2048 or 4096"}
@@ -151,7 +174,22 @@ func (r *RxXDP) Validate() error {
 	if err != nil || d < time.Millisecond || d > time.Second {
 		return &pipeline.AttrError{Attr: "poll_timeout", Msg: `must be a duration between "1ms" and "1s"`}
 	}
+	if _, err := r.busyPollUs(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// busyPollUs is busy_poll in microseconds, 0 when off.
+func (r *RxXDP) busyPollUs() (int, error) {
+	if r.BusyPoll == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(r.BusyPoll)
+	if err != nil || d < 10*time.Microsecond || d > time.Millisecond {
+		return 0, &pipeline.AttrError{Attr: "busy_poll", Msg: `must be a duration between "10us" and "1ms" (or omitted: off)`}
+	}
+	return int(d / time.Microsecond), nil
 }
 
 // SuggestWorkers suggests one worker per RX queue the interface uses (not
@@ -175,6 +213,9 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 	d, _ := time.ParseDuration(r.PollTimeout)
 	r.log, r.worker = ctx.Logger, ctx.Worker
 	r.busy, r.waitMs = r.Receive == "busy", int(d/time.Millisecond)
+	r.batch = cmp.Or(r.Batch, pipeline.MaxBatch)
+	busyUs, _ := r.busyPollUs()
+	r.busyPoll = busyUs > 0
 	r.queue = r.Queue
 	if r.queue < 0 {
 		r.queue = ctx.Worker
@@ -194,7 +235,8 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 	if other != nil {
 		return fmt.Errorf("worker %d already has an RxXDP on %s; use one per interface", r.worker, r.Interface)
 	}
-	r.sock, err = xsk.Open(r.ifc.index, r.queue, xsk.Options{Frames: r.Frames, FrameSize: r.FrameSize, TxBatch: 2 * pipeline.MaxBatch})
+	r.sock, err = xsk.Open(r.ifc.index, r.queue, xsk.Options{Frames: r.Frames, FrameSize: r.FrameSize,
+		RxRing: r.RxRing, TxRing: r.TxRing, TxBatch: 2 * pipeline.MaxBatch, BusyPoll: busyUs, BusyPollBudget: r.batch})
 	if err != nil {
 		return fmt.Errorf("%s: %w", r.Interface, err)
 	}
@@ -207,7 +249,7 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 		// sent, whenever the CPUs on their path are busy elsewhere: the
 		// default burst is wide enough for those not to be mistaken for
 		// a rate above the limit.
-		err = r.ifc.prog.SetSYNLimit(r.queue, r.SYNRate, cmp.Or(r.SYNBurst, max(r.SYNRate/10, r.Frames/4)))
+		err = r.ifc.prog.SetSYNLimit(r.queue, r.SYNRate, cmp.Or(r.SYNBurst, max(r.SYNRate/10, cmp.Or(r.RxRing, r.Frames/2)/2)))
 	}
 	r.ifc.mu.Unlock()
 	if err != nil {
@@ -226,7 +268,8 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 	if zc {
 		copyMode = "zero-copy"
 	}
-	r.log.Info("AF_XDP socket bound", "interface", r.Interface, "queue", r.queue, "frames", r.Frames, "mode", copyMode)
+	r.log.Info("AF_XDP socket bound", "interface", r.Interface, "queue", r.queue, "frames", r.Frames,
+		"rx_ring", cmp.Or(r.RxRing, r.Frames/2), "tx_ring", cmp.Or(r.TxRing, r.Frames/2), "mode", copyMode)
 	return nil
 }
 
@@ -240,12 +283,18 @@ func (r *RxXDP) Pull(b *pipeline.Batch) error {
 	if err := s.Refill(); err != nil {
 		return fmt.Errorf("%s: fill ring: %w", r.Interface, err)
 	}
-	n, err := s.Receive(r.descs[:])
+	if r.busyPoll {
+		// Moves the queue's receive processing (the XDP program, the copy
+		// into the UMEM) to this thread, ahead of the softirq. Its
+		// errors are the socket's, which SelfCheck reports.
+		_ = s.Rings().BusyPoll()
+	}
+	n, err := s.Receive(r.descs[:r.batch])
 	if err == nil && n == 0 && !r.busy {
 		if err := s.Rings().Wait(r.waitMs); err != nil {
 			return fmt.Errorf("%s: poll: %w", r.Interface, err)
 		}
-		n, err = s.Receive(r.descs[:])
+		n, err = s.Receive(r.descs[:r.batch])
 	}
 	if err != nil {
 		return fmt.Errorf("%s: RX ring: %w", r.Interface, err)

@@ -64,7 +64,8 @@ func (a *addrList) Set(s string) error {
 
 func main() {
 	var vips addrList
-	rx := &xdp.RxXDP{Mode: "native", Receive: "poll", Queue: 0, Frames: 4096, FrameSize: 4096, PollTimeout: "10ms"}
+	// RxXDP's own defaults, so that both systems get the same socket.
+	rx := &xdp.RxXDP{Mode: "native", Receive: "poll", Queue: 0, Frames: xdp.DefaultFrames, FrameSize: 4096, PollTimeout: "10ms"}
 	tx := &xdp.TxXDP{}
 	flag.StringVar(&rx.Interface, "iface", "", "interface to receive from and transmit on (required)")
 	flag.Var(&vips, "vip", "destination address whose packets the XDP program redirects to the socket (repeatable, required)")
@@ -73,6 +74,11 @@ func main() {
 	flag.StringVar(&rx.Receive, "receive", rx.Receive, `"poll" (sleep in poll(2) when idle) or "busy"`)
 	flag.IntVar(&rx.Queue, "queue", rx.Queue, "RX queue")
 	flag.IntVar(&rx.Frames, "frames", rx.Frames, "UMEM frames")
+	flag.IntVar(&rx.FrameSize, "frame-size", rx.FrameSize, "bytes per UMEM frame, 2048 or 4096")
+	flag.IntVar(&rx.RxRing, "rx-ring", rx.RxRing, "RX and fill ring descriptors (default frames/2)")
+	flag.IntVar(&rx.TxRing, "tx-ring", rx.TxRing, "TX and completion ring descriptors (default frames/2)")
+	flag.IntVar(&rx.Batch, "batch", rx.Batch, "packets a receive takes at most (default 64)")
+	flag.StringVar(&rx.BusyPoll, "busy-poll", rx.BusyPoll, `busy polling per receive, such as "50us" (default off)`)
 	flag.StringVar(&rx.PollTimeout, "poll-timeout", rx.PollTimeout, "longest wait in poll mode")
 	flag.Parse()
 	if rx.Interface == "" || tx.Gateway == "" || len(vips) == 0 || flag.NArg() != 0 {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/xlbproject/xlb/e2e/bench"
 	"github.com/xlbproject/xlb/e2e/lab"
+	"github.com/xlbproject/xlb/elements/xdp"
 )
 
 func main() {
@@ -31,6 +32,12 @@ func main() {
 	flag.StringVar(&o.Rate, "rate", "", `trafgen's rate, such as "200000pps" (default: as fast as it can)`)
 	flag.StringVar(&o.Receive, "receive", "poll", `"poll" or "busy"`)
 	flag.StringVar(&o.Mode, "mode", "native", `XDP attach mode: "native" or "generic"`)
+	flag.IntVar(&o.Frames, "frames", xdp.DefaultFrames, "UMEM frames of the socket, both systems")
+	flag.IntVar(&o.FrameSize, "frame-size", 4096, "bytes per UMEM frame, 2048 or 4096")
+	flag.IntVar(&o.RxRing, "rx-ring", 0, "RX and fill ring descriptors (default frames/2)")
+	flag.IntVar(&o.TxRing, "tx-ring", 0, "TX and completion ring descriptors (default frames/2)")
+	flag.IntVar(&o.Batch, "batch", 0, "packets a receive takes at most (default 64)")
+	flag.StringVar(&o.BusyPoll, "busy-poll", "", `busy polling per receive, such as "50us" (default off)`)
 	systems := flag.String("systems", bench.Baseline+","+bench.XLB, "systems to measure, in order")
 	flag.StringVar(&o.Xlbd, "xlbd", "", "xlbd binary (default: built from ./cmd/xlbd)")
 	flag.StringVar(&o.Baseline, "baseline", "", "xdp-baseline binary (default: built from ./e2e/cmd/xdp-baseline)")

@@ -1,6 +1,7 @@
 package xsk
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -14,7 +15,15 @@ import (
 type Options struct {
 	Frames    int // UMEM frames, a power of two
 	FrameSize int // 2048 or 4096
+	RxRing    int // RX and fill ring descriptors, a power of two; 0: Frames/2
+	TxRing    int // TX and completion ring descriptors, a power of two; 0: Frames/2
 	TxBatch   int // descriptors queued before a forced flush
+	// BusyPoll, when positive, makes the socket busy-poll its queue's
+	// NAPI for up to that many microseconds per system call, preferred
+	// over the softirq (SO_BUSY_POLL, SO_PREFER_BUSY_POLL), taking up to
+	// BusyPollBudget packets a poll (SO_BUSY_POLL_BUDGET). Per socket:
+	// no sysctl.
+	BusyPoll, BusyPollBudget int
 }
 
 // asavieRings is the kernel side over asavie/xdp's Socket. It uses asavie
@@ -45,10 +54,15 @@ func Open(ifindex, queue int, opts Options) (_ *Socket, err error) {
 	if opts.Frames < 64 || opts.Frames&(opts.Frames-1) != 0 {
 		return nil, fmt.Errorf("frames %d is not a power of two of at least 64", opts.Frames)
 	}
-	ring := opts.Frames / 2
+	rxRing, txRing := cmp.Or(opts.RxRing, opts.Frames/2), cmp.Or(opts.TxRing, opts.Frames/2)
+	for _, n := range []int{rxRing, txRing} {
+		if n <= 0 || n > opts.Frames || n&(n-1) != 0 {
+			return nil, fmt.Errorf("ring of %d descriptors is not a power of two up to the %d frames", n, opts.Frames)
+		}
+	}
 	so := asv.SocketOptions{NumFrames: opts.Frames, FrameSize: opts.FrameSize,
-		FillRingNumDescs: ring, CompletionRingNumDescs: ring, RxRingNumDescs: ring, TxRingNumDescs: ring}
-	r := &asavieRings{fd: -1, txSize: ring, fill: make([]asv.Desc, ring), tx: make([]asv.Desc, ring)}
+		FillRingNumDescs: rxRing, CompletionRingNumDescs: txRing, RxRingNumDescs: rxRing, TxRingNumDescs: txRing}
+	r := &asavieRings{fd: -1, txSize: txRing, fill: make([]asv.Desc, rxRing), tx: make([]asv.Desc, txRing)}
 	err = guard(func() error {
 		var err error
 		r.s, err = asv.NewSocket(ifindex, queue, &so)
@@ -63,8 +77,15 @@ func Open(ifindex, queue int, opts Options) (_ *Socket, err error) {
 			r.Close()
 		}
 	}()
-	if err := r.mapCompletion(ring); err != nil {
+	if err := r.mapCompletion(txRing); err != nil {
 		return nil, err
+	}
+	if opts.BusyPoll > 0 {
+		for _, o := range [][2]int{{unix.SO_PREFER_BUSY_POLL, 1}, {unix.SO_BUSY_POLL, opts.BusyPoll}, {unix.SO_BUSY_POLL_BUDGET, opts.BusyPollBudget}} {
+			if err := unix.SetsockoptInt(r.fd, unix.SOL_SOCKET, o[0], o[1]); err != nil {
+				return nil, fmt.Errorf("setsockopt busy poll (%#x = %d): %w", o[0], o[1], err)
+			}
+		}
 	}
 	var umem []byte
 	err = guard(func() error {
@@ -236,6 +257,15 @@ func (r *asavieRings) Wait(timeoutMs int) error {
 		return nil
 	}
 	return err
+}
+
+func (r *asavieRings) BusyPoll() error {
+	_, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(r.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	switch e {
+	case 0, unix.EAGAIN, unix.EINTR, unix.EBUSY:
+		return nil
+	}
+	return fmt.Errorf("recvfrom on AF_XDP socket: %w", e)
 }
 
 func (r *asavieRings) Close() error {

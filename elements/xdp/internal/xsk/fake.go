@@ -12,6 +12,8 @@ type Fake struct {
 	TxBudget int
 	// KickErr, when set, is returned by the next wake-up.
 	KickErr error
+	// BusyPolls counts BusyPoll calls.
+	BusyPolls int
 
 	umem                []byte
 	fill, comp          []uint64
@@ -106,5 +108,8 @@ func (f *Fake) Complete(out []uint64) int {
 }
 
 func (f *Fake) Wait(int) error { return nil }
+
+// BusyPoll counts the calls: the fake kernel has no NAPI to run.
+func (f *Fake) BusyPoll() error { f.BusyPolls++; return nil }
 
 func (f *Fake) Close() error { return nil }

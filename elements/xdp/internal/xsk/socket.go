@@ -52,6 +52,9 @@ type Rings interface {
 	Complete(out []uint64) int
 	// Wait blocks until a packet can be received or timeoutMs passes.
 	Wait(timeoutMs int) error
+	// BusyPoll runs the queue's NAPI poll once on the calling thread
+	// (a non-blocking recvfrom), for a socket opened with BusyPoll.
+	BusyPoll() error
 	Close() error
 }
 
