@@ -297,7 +297,7 @@ func VIPDigests(s *snapshot.Snapshot) []VIPDigest {
 		e := newEncoder("xlb-backends-v1")
 		for _, id := range v.Reals {
 			// Reals are sorted by backend name, as a table's inputs are.
-			if r := &s.Reals[id]; r.Epoch != 0 && r.State == snapshot.Up {
+			if r := s.Reals.At(id); r.Epoch != 0 && r.State == snapshot.Up {
 				e.str(r.Backend)
 				e.uint(uint64(r.Weight))
 			}

@@ -266,7 +266,7 @@ func printStats(w io.Writer, stats []pipeline.ElementStats, snap *snapshot.Snaps
 		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 	})
 	weights := map[[2]string]uint32{}
-	for _, r := range snap.Reals {
+	for _, r := range snap.Reals.All() {
 		if r.Epoch != 0 {
 			weights[[2]string{snap.VIPs[r.VIP].Name, r.Backend}] = r.Weight
 		}

@@ -164,9 +164,16 @@ type Encap struct {
 	// Packets fragmented this batch, and the fragments they made.
 	fragmented, fragments uint64
 	warned                string // the backends warnNoSource last named
+	// The chunks of the reals last adopted, the names of that
+	// snapshot's VIPs by index, and warnNoSource's entries per chunk:
+	// a chunk a new snapshot shares holds the same reals (see
+	// snapshot.Reals), so adopt derives nothing again for it.
+	seen     []*[snapshot.RealChunk]snapshot.Real
+	seenVIPs []string
+	missing  [][]string
 
 	// Published in EndBatch, read by Stats from another goroutine.
-	backends                    atomic.Pointer[[]*backendStat] // per real ID of the current snapshot
+	backends                    atomic.Pointer[[]*statChunk] // per real ID of the current snapshot, by its chunks
 	totPkts                     atomic.Uint64
 	totBytes                    atomic.Uint64
 	totFragNeeded, totPTB       atomic.Uint64
@@ -174,6 +181,9 @@ type Encap struct {
 }
 
 type backendCount struct{ pkts, bytes uint64 }
+
+// statChunk is the counters of one chunk of the snapshot's reals.
+type statChunk [snapshot.RealChunk]*backendStat
 
 // backendStat is the published counter of one real. Its labels and epoch
 // are immutable; a real ID reused for another real gets a new backendStat.
@@ -297,36 +307,70 @@ func (e *Encap) StartBatch(now int64) {
 // adopt takes a new snapshot's reals: it grows the per-real scratch and
 // rebuilds the published per-real counters, keeping those of reals that
 // are unchanged. It allocates only when the snapshot changed, never per
-// packet. The scratch is empty: EndBatch flushed the last batch's counts,
-// which belong to the old snapshot's reals.
+// packet, and looks only at the chunks of reals the snapshot does not
+// share with the last one: a reload that changes one VIP's reals costs a
+// chunk or two, not a walk of every real. The scratch is empty: EndBatch
+// flushed the last batch's counts, which belong to the old snapshot's
+// reals.
 func (e *Encap) adopt(s *snapshot.Snapshot) {
-	if len(s.Reals) > len(e.local) {
-		e.local = make([]backendCount, len(s.Reals))
+	if n := s.Reals.Len(); n > len(e.local) {
+		e.local = make([]backendCount, n)
 	}
-	var old []*backendStat
+	var old []*statChunk
 	if p := e.backends.Load(); p != nil {
 		old = *p
 	}
-	next := make([]*backendStat, len(s.Reals))
-	for i := range s.Reals {
-		r := &s.Reals[i]
+	// A real names its VIP by index: a shared chunk's counters (labelled
+	// with VIP names) stand only while every VIP keeps its place.
+	vips := make([]string, len(s.VIPs))
+	for i := range s.VIPs {
+		vips[i] = s.VIPs[i].Name
+	}
+	sameVIPs := slices.Equal(vips, e.seenVIPs)
+	next := make([]*statChunk, s.Reals.Chunks())
+	seen := make([]*[snapshot.RealChunk]snapshot.Real, len(next))
+	for k := range next {
+		c := s.Reals.Chunk(k)
+		seen[k] = c
+		if sameVIPs && k < len(e.seen) && e.seen[k] == c && k < len(old) {
+			next[k] = old[k]
+			continue
+		}
+		var was *statChunk
+		if k < len(old) {
+			was = old[k]
+		}
+		next[k] = newStatChunk(c, vips, was)
+	}
+	e.backends.Store(&next)
+	if e.log != nil {
+		e.warnNoSource(seen)
+	}
+	e.seen, e.seenVIPs = seen, vips
+}
+
+// newStatChunk returns the counters of chunk c's reals, taking from was
+// those of the reals it counted (same ID, epoch, backend and VIP).
+func newStatChunk(c *[snapshot.RealChunk]snapshot.Real, vips []string, was *statChunk) *statChunk {
+	st := new(statChunk)
+	for j := range c {
+		r := &c[j]
 		if r.Epoch == 0 {
 			continue
 		}
 		vip := ""
-		if int(r.VIP) < len(s.VIPs) {
-			vip = s.VIPs[r.VIP].Name
+		if int(r.VIP) < len(vips) {
+			vip = vips[r.VIP]
 		}
-		if i < len(old) && old[i] != nil && old[i].epoch == r.Epoch && old[i].backend == r.Backend && old[i].vip == vip {
-			next[i] = old[i]
-			continue
+		if was != nil {
+			if b := was[j]; b != nil && b.epoch == r.Epoch && b.backend == r.Backend && b.vip == vip {
+				st[j] = b
+				continue
+			}
 		}
-		next[i] = &backendStat{vip: vip, backend: r.Backend, epoch: r.Epoch}
+		st[j] = &backendStat{vip: vip, backend: r.Backend, epoch: r.Epoch}
 	}
-	e.backends.Store(&next)
-	if e.log != nil {
-		e.warnNoSource(s)
-	}
+	return st
 }
 
 // warnNoSource logs the backends whose family has no outer source
@@ -334,17 +378,30 @@ func (e *Encap) adopt(s *snapshot.Snapshot) {
 // family), when that list changes: every packet chosen for them is
 // dropped as encap.nosource, which the counters show only once traffic
 // arrives and the configuration check cannot see (it knows the graph or
-// the pools, not both).
-func (e *Encap) warnNoSource(s *snapshot.Snapshot) {
-	var missing []string
-	for i := range s.Reals {
-		r := &s.Reals[i]
-		if r.Epoch != 0 && ((r.Family == 6 && !e.has6) || (r.Family != 6 && !e.has4)) {
-			missing = append(missing, r.Backend+" "+r.Addr.String())
-		}
+// the pools, not both). chunks are the new snapshot's reals; only those
+// not seen last time are looked at.
+func (e *Encap) warnNoSource(chunks []*[snapshot.RealChunk]snapshot.Real) {
+	if e.has4 && e.has6 {
+		return // every family has its source: nothing to warn of
 	}
-	slices.Sort(missing)
-	list := strings.Join(slices.Compact(missing), ", ")
+	missing := make([][]string, len(chunks))
+	var all []string
+	for k, c := range chunks {
+		if k < len(e.seen) && e.seen[k] == c && k < len(e.missing) {
+			missing[k] = e.missing[k]
+		} else {
+			for j := range c {
+				r := &c[j]
+				if r.Epoch != 0 && ((r.Family == 6 && !e.has6) || (r.Family != 6 && !e.has4)) {
+					missing[k] = append(missing[k], r.Backend+" "+r.Addr.String())
+				}
+			}
+		}
+		all = append(all, missing[k]...)
+	}
+	e.missing = missing
+	slices.Sort(all)
+	list := strings.Join(slices.Compact(all), ", ")
 	if list == e.warned {
 		return
 	}
@@ -361,15 +418,17 @@ func (e *Encap) EndBatch() {
 }
 
 func (e *Encap) flush() {
-	var bs []*backendStat
+	var bs []*statChunk
 	if p := e.backends.Load(); p != nil {
 		bs = *p
 	}
 	for _, id := range e.touched {
 		c := &e.local[id]
-		if int(id) < len(bs) && bs[id] != nil {
-			bs[id].pkts.Add(c.pkts)
-			bs[id].bytes.Add(c.bytes)
+		if k := int(id / snapshot.RealChunk); k < len(bs) {
+			if b := bs[k][id%snapshot.RealChunk]; b != nil {
+				b.pkts.Add(c.pkts)
+				b.bytes.Add(c.bytes)
+			}
 		}
 		*c = backendCount{}
 	}
@@ -406,14 +465,20 @@ func (e *Encap) Stats(emit func(pipeline.Metric)) {
 	if p == nil {
 		return
 	}
-	for _, b := range *p {
-		if b == nil {
-			continue
+	for _, c := range *p {
+		for _, b := range c {
+			if b != nil {
+				emitBackend(emit, b)
+			}
 		}
-		labels := []pipeline.Label{{Name: "vip", Value: b.vip}, {Name: "backend", Value: b.backend}}
-		emit(pipeline.Metric{Name: "xlb_encap_backend_packets_total", Help: "Packets encapsulated to a backend.", Labels: labels, Value: b.pkts.Load()})
-		emit(pipeline.Metric{Name: "xlb_encap_backend_bytes_total", Help: "Bytes of encapsulated frames sent to a backend.", Labels: labels, Value: b.bytes.Load()})
 	}
+}
+
+// emitBackend reports one real's counters.
+func emitBackend(emit func(pipeline.Metric), b *backendStat) {
+	labels := []pipeline.Label{{Name: "vip", Value: b.vip}, {Name: "backend", Value: b.backend}}
+	emit(pipeline.Metric{Name: "xlb_encap_backend_packets_total", Help: "Packets encapsulated to a backend.", Labels: labels, Value: b.pkts.Load()})
+	emit(pipeline.Metric{Name: "xlb_encap_backend_bytes_total", Help: "Bytes of encapsulated frames sent to a backend.", Labels: labels, Value: b.bytes.Load()})
 }
 
 // drop sends p to bad with reason d.
@@ -549,7 +614,7 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 	}
 	p.L4 = uint16(l3 + overhead) // p.L3 already points at the outer header
 
-	// p.Backend < len(snap.Reals) <= len(local), as Real found it.
+	// p.Backend < snap.Reals.Len() <= len(local), as Real found it.
 	n := uint64(len(d))
 	if frag.k != 0 {
 		n = uint64(e.fragment(p, frag, l3, ipLen))
