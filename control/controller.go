@@ -255,7 +255,7 @@ func (c *Controller) publish(cfg *Config) error {
 	// VIPs often share a pool: flatten it once, not once per VIP, and
 	// a pool whose backends are the very same as last time not again.
 	flat := make(map[string]flatPool, len(pools))
-	reach := map[*Pool][]*Backend{}
+	reach := make(map[*Pool][]*Backend, len(pools))
 	members := make([][]*Backend, len(vips))
 	for i, v := range vips {
 		p := pools[v.Pool]

@@ -165,7 +165,7 @@ func (c *Config) digest(cache *poolDigests) string {
 	}
 	pools := byName(c.Pools, func(p *Pool) string { return p.Name })
 	e.uint(uint64(len(pools)))
-	next := poolDigests{}
+	next := make(poolDigests, len(pools))
 	for _, p := range pools {
 		d, ok := cache.get(p)
 		if !ok {

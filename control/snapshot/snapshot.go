@@ -121,7 +121,7 @@ func New(generation, hashSeed uint64, vips []VIP, reals []Real) *Snapshot {
 // snapshots (see Editor).
 func NewFrom(generation, hashSeed uint64, vips []VIP, reals Reals) *Snapshot {
 	s := &Snapshot{Generation: generation, HashSeed: hashSeed, VIPs: vips, Reals: reals,
-		index: map[vipKey]uint32{}, frags: map[vipKey]uint32{}}
+		index: make(map[vipKey]uint32, len(vips)), frags: make(map[vipKey]uint32, len(vips))}
 	for i, v := range vips {
 		a := v.Addr.As16()
 		fk := vipKey{a, v.Proto, anyPort}
