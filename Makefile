@@ -147,7 +147,7 @@ proto:
 # Then the SYN flood of e2e/flood_test.go for 60 s (make test floods 10 s).
 bench-e2e: tools
 	$(GO) run ./e2e/cmd/xlb-bench-e2e
-	XLB_FLOOD_DURATION=60s $(GO) test -count=1 -run '^TestSYNFlood$$' -v ./e2e/
+	XLB_FLOOD_DURATION=60s XLB_FLOOD_RATE=max $(GO) test -count=1 -run '^TestSYNFlood$$' -v ./e2e/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)

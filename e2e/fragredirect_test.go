@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -146,6 +147,84 @@ func innerKind(p []byte) (netip.Addr, int, bool) {
 	return netip.Addr{}, 0, false
 }
 
+// arrival is a client packet seen at a backend: where, and whether whole,
+// a first or a later fragment.
+type arrival struct {
+	backend string
+	kind    int
+}
+
+// arrivals records, by client address, the packets that reach the
+// backends.
+type arrivals struct {
+	mu   sync.Mutex
+	seen map[netip.Addr][]arrival
+	n    int
+}
+
+// watchArrivals records every client packet that reaches a backend of l
+// until the returned stop.
+func watchArrivals(t *testing.T, l *lab.Lab) (*arrivals, func()) {
+	a := &arrivals{seen: map[netip.Addr][]arrival{}}
+	stop := watchBackends(t, l, func(backend string, p []byte) {
+		if src, kind, ok := innerKind(p); ok {
+			a.mu.Lock()
+			a.seen[src] = append(a.seen[src], arrival{backend, kind})
+			a.n++
+			a.mu.Unlock()
+		}
+	})
+	return a, stop
+}
+
+// wait waits up to within for n arrivals in all.
+func (a *arrivals) wait(n int, within time.Duration) {
+	waitCount(&a.mu, func() int { return a.n }, n, within)
+}
+
+// flow reports the backend of client's packets when its unfragmented
+// packet, first and later fragment each arrived once, at that one
+// backend; otherwise "" and where each arrived.
+func (a *arrivals) flow(client netip.Addr) (string, string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at := map[int][]string{}
+	for _, x := range a.seen[client] {
+		at[x.kind] = append(at[x.kind], x.backend)
+	}
+	u, first, later := at[whole], at[firstFrag], at[laterFrag]
+	if len(u) == 1 && len(first) == 1 && len(later) == 1 && first[0] == u[0] && later[0] == u[0] {
+		return u[0], ""
+	}
+	return "", fmt.Sprintf("unfragmented packet at %v, first fragment at %v, later fragment at %v; want each once, at one backend", u, first, later)
+}
+
+// flowPackets are a flow's packets in the fragment tests: an unfragmented
+// TCP segment from client:sport to vip:80, and the first and the later
+// fragment of another segment of the flow (IPv4 ID or IPv6
+// identification 0x2000; 24 bytes, the TCP header and 4 of data, in the
+// first).
+func flowPackets(client, vip netip.Addr, sport uint16) [3][]byte {
+	seg := tcpSegment(sport, 80, 24)
+	if client.Is4() {
+		c, v := client.As4(), vip.As4()
+		return [3][]byte{rawIPv4(c, v, 0x1000, 0, tcpSegment(sport, 80, 0)),
+			rawIPv4(c, v, 0x2000, 0x2000, seg[:24]), rawIPv4(c, v, 0x2000, 3, seg[24:])}
+	}
+	return [3][]byte{rawIPv6(client, vip, 0, -1, tcpSegment(sport, 80, 0)),
+		rawIPv6(client, vip, 0x2000, 1, seg[:24]), rawIPv6(client, vip, 0x2000, 24, seg[24:])}
+}
+
+// clientOf is the source address of flow i of a family in the fragment
+// tests: one each, in the client's subnet, so that the flows' 3-tuples
+// (and the nodes their fragments go to) differ.
+func clientOf(family, i int) netip.Addr {
+	if family == 6 {
+		return netip.AddrFrom16([16]byte{0xfd, 0, 0x90, 1, 14: 1, 15: byte(i)})
+	}
+	return netip.AddrFrom4([4]byte{10, 90, 1, byte(100 + i)})
+}
+
 // reassembled sums the datagrams the backends' kernels reassembled, by
 // family: ReasmOKs of /proc/net/snmp, Ip6ReasmOKs of /proc/net/snmp6.
 func reassembled(t *testing.T, l *lab.Lab) map[int]int {
@@ -224,12 +303,6 @@ func TestFragRedirect(t *testing.T) {
 	// Flow i of a family comes from its own client address (the node a
 	// fragment is sent to depends on it) and its packets go to nodes i,
 	// i+1 and i+2.
-	clientOf := func(family, i int) netip.Addr {
-		if family == 6 {
-			return netip.AddrFrom16([16]byte{0xfd, 0, 0x90, 1, 14: 1, 15: byte(i)})
-		}
-		return netip.AddrFrom4([4]byte{10, 90, 1, byte(100 + i)})
-	}
 	families := []int{4, 6}
 
 	for _, redirect := range []bool{true, false} {
@@ -242,82 +315,39 @@ func TestFragRedirect(t *testing.T) {
 				}
 				xs = append(xs, x)
 			}
-			type arrival struct {
-				backend string
-				kind    int
-			}
-			var (
-				mu   sync.Mutex
-				seen = map[netip.Addr][]arrival{}
-				n    int
-			)
-			stop := watchBackends(t, l, func(backend string, p []byte) {
-				if src, kind, ok := innerKind(p); ok {
-					mu.Lock()
-					seen[src] = append(seen[src], arrival{backend, kind})
-					n++
-					mu.Unlock()
-				}
-			})
+			seen, stop := watchArrivals(t, l)
 
-			// Two rounds: the flows' unfragmented packets and first
-			// fragments, then, once the backends have them, the later
-			// fragments, which would otherwise race their first through
-			// the node that redirects it and be dropped as orphans where
-			// they meet (Parse5Tuple's policy, not this test's subject).
-			var rounds [2][][]byte
+			// One round, each flow's packets back to back: a later
+			// fragment sent to its chosen node overtakes a first fragment
+			// redirected to it, and waits in Parse5Tuple's hold.
+			var frames [][]byte
 			for _, family := range families {
+				vip := map[int]netip.Addr{4: l.VIP(), 6: l.VIP6()}[family]
 				for i := range flows {
-					client, sport := clientOf(family, i), uint16(47000+i)
 					to := func(k int) net.HardwareAddr { return l.LB((i + k) % nodes).MAC }
-					seg := tcpSegment(sport, 80, 24)
-					var pkts [3][]byte
-					if family == 4 {
-						vip := l.VIP().As4()
-						pkts = [3][]byte{rawIPv4(client.As4(), vip, 0x1000, 0, tcpSegment(sport, 80, 0)),
-							rawIPv4(client.As4(), vip, 0x2000, 0x2000, seg[:24]), rawIPv4(client.As4(), vip, 0x2000, 3, seg[24:])}
-					} else {
-						vip := l.VIP6()
-						pkts = [3][]byte{rawIPv6(client, vip, 0, -1, tcpSegment(sport, 80, 0)),
-							rawIPv6(client, vip, 0x2000, 1, seg[:24]), rawIPv6(client, vip, 0x2000, 24, seg[24:])}
+					pkts := flowPackets(clientOf(family, i), vip, uint16(47000+i))
+					for k, p := range pkts {
+						frames = append(frames, ethFrame(to(k), r.BridgeMAC, p))
 					}
-					rounds[0] = append(rounds[0], ethFrame(to(0), r.BridgeMAC, pkts[0]), ethFrame(to(1), r.BridgeMAC, pkts[1]))
-					rounds[1] = append(rounds[1], ethFrame(to(2), r.BridgeMAC, pkts[2]))
-				}
-			}
-			wait := func(want int) {
-				deadline := time.Now().Add(3 * time.Second)
-				for {
-					mu.Lock()
-					got := n
-					mu.Unlock()
-					if got >= want || time.Now().After(deadline) {
-						return
-					}
-					time.Sleep(20 * time.Millisecond)
 				}
 			}
 			reasm := reassembled(t, l)
-			sent := 0
-			for _, frames := range rounds {
-				if err := l.Do(r.NS, func() error {
-					fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-					if err != nil {
+			if err := l.Do(r.NS, func() error {
+				fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					return err
+				}
+				defer unix.Close(fd)
+				for _, f := range frames {
+					if err := unix.Sendto(fd, f, 0, &unix.SockaddrLinklayer{Ifindex: br, Halen: 6}); err != nil {
 						return err
 					}
-					defer unix.Close(fd)
-					for _, f := range frames {
-						if err := unix.Sendto(fd, f, 0, &unix.SockaddrLinklayer{Ifindex: br, Halen: 6}); err != nil {
-							return err
-						}
-					}
-					return nil
-				}); err != nil {
-					t.Fatal(err)
 				}
-				sent += len(frames)
-				wait(sent)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
 			}
+			seen.wait(len(frames), 3*time.Second)
 			time.Sleep(300 * time.Millisecond) // for anything that should not come
 			after := reassembled(t, l)
 			stop()
@@ -333,16 +363,11 @@ func TestFragRedirect(t *testing.T) {
 			for _, family := range families {
 				wholeAt, used := 0, map[string]bool{}
 				for i := range flows {
-					at := map[int][]string{}
-					for _, a := range seen[clientOf(family, i)] {
-						at[a.kind] = append(at[a.kind], a.backend)
-					}
-					u, first, later := at[whole], at[firstFrag], at[laterFrag]
-					if len(u) == 1 && len(first) == 1 && len(later) == 1 && first[0] == u[0] && later[0] == u[0] {
+					if be, why := seen.flow(clientOf(family, i)); be != "" {
 						wholeAt++
-						used[u[0]] = true
+						used[be] = true
 					} else if redirect {
-						t.Errorf("IPv%d flow %d: unfragmented packet at %v, first fragment at %v, later fragment at %v; want each once, at one backend", family, i, u, first, later)
+						t.Errorf("IPv%d flow %d: %s", family, i, why)
 					}
 				}
 				re := after[family] - reasm[family]
@@ -361,9 +386,111 @@ func TestFragRedirect(t *testing.T) {
 				}
 				t.Logf("with FragRedirect: IPv%d: %d of %d datagrams whole at their flow's backend, on %d backends, %d reassembled", family, wholeAt, flows, len(used), re)
 			}
-			if all := strings.Join(counters, "\n"); redirect && (strings.Contains(all, "parse.fragment_without_first") || strings.Contains(all, "fragredirect.unresolved")) {
+			all := strings.Join(counters, "\n")
+			if redirect && (strings.Contains(all, "parse.fragment_without_first") || strings.Contains(all, "fragredirect.unresolved")) {
 				t.Errorf("xlbd's counters: a fragment was lost:\n%s", all)
 			}
+			released := 0
+			for _, m := range regexp.MustCompile(`xlb_parse_fragment_hold_released_total (\d+)`).FindAllStringSubmatch(all, -1) {
+				n, _ := strconv.Atoi(m[1])
+				released += n
+			}
+			t.Logf("later fragments that overtook their first and waited for it: %d", released)
 		})
 	}
+}
+
+// TestClusterFragments runs examples/cluster/cluster.hcl, FragRedirect
+// included, on the three nodes of the cluster lab. The client sends, for
+// 12 flows to each web VIP (a source address each), an unfragmented TCP
+// segment and a segment in two fragments; the router's BIRD routes them by
+// ECMP, which hashes the unfragmented packets on the 5-tuple and the
+// fragments on the 3-tuple, so a flow's fragments and its other packets
+// reach different nodes, and FragRedirect sends fragments on to a third.
+// Every datagram must reach its flow's backend whole (the backends'
+// kernels reassemble all of them) with no fragment lost on the way, and
+// some must have been redirected.
+func TestClusterFragments(t *testing.T) {
+	const flows = 12
+	c := newCluster(t, lab.BGP{}, clusterConfig(t))
+	seen, stop := watchArrivals(t, c.l)
+	reasm := reassembled(t, c.l)
+
+	var pkts [][]byte
+	for _, family := range []int{4, 6} {
+		vip := map[int]netip.Addr{4: web4.Addr(), 6: web6.Addr()}[family]
+		for i := range flows {
+			p := flowPackets(clientOf(family, i), vip, uint16(48000+i))
+			pkts = append(pkts, p[:]...)
+		}
+	}
+	// One round: a datagram's fragments take one path (the router hashes
+	// them alike, a node redirects them alike), in order.
+	if err := c.l.Do(c.l.Client().NS, func() error {
+		fds := map[bool]int{}
+		for _, v6 := range []bool{false, true} {
+			family := map[bool]int{false: unix.AF_INET, true: unix.AF_INET6}[v6]
+			fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			fds[v6] = fd
+		}
+		for _, p := range pkts {
+			var to unix.Sockaddr = &unix.SockaddrInet4{Addr: web4.Addr().As4()}
+			if p[0]>>4 == 6 {
+				to = &unix.SockaddrInet6{Addr: web6.Addr().As16()}
+			}
+			if err := unix.Sendto(fds[p[0]>>4 == 6], p, 0, to); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	seen.wait(len(pkts), 5*time.Second)
+	time.Sleep(300 * time.Millisecond) // for anything that should not come
+	after := reassembled(t, c.l)
+	stop()
+
+	for _, family := range []int{4, 6} {
+		used := map[string]bool{}
+		for i := range flows {
+			be, why := seen.flow(clientOf(family, i))
+			if be == "" {
+				t.Errorf("IPv%d flow %d: %s", family, i, why)
+			}
+			used[be] = true
+		}
+		if len(used) < 2 {
+			t.Errorf("the %d IPv%d flows all went to %v: the test needs flows on several backends", flows, family, used)
+		}
+		if re := after[family] - reasm[family]; re != flows {
+			t.Errorf("the backends reassembled %d IPv%d datagrams, want %d", re, family, flows)
+		}
+	}
+	redirected := 0
+	for i := range 3 {
+		out, err := c.nodes[i].Stop()
+		if err != nil {
+			t.Fatalf("xlbd on %s: %v\n%s", c.l.LB(i).Name, err, c.nodes[i].Log())
+		}
+		// Lost fragments, or fragments sent back and forth (the nodes'
+		// lists are the same: none may loop).
+		if bad := regexp.MustCompile(`parse\.fragment_without_first|fragredirect\.unresolved|xlb_fragredirect_looped_total [1-9]`).FindString(out); bad != "" {
+			t.Errorf("xlbd on %s: %s in its counters:\n%s", c.l.LB(i).Name, bad, out)
+		}
+		m := regexp.MustCompile(`xlb_fragredirect_redirected_total (\d+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("xlbd on %s runs no FragRedirect (examples/cluster/cluster.hcl):\n%s", c.l.LB(i).Name, out)
+		}
+		n, _ := strconv.Atoi(m[1])
+		redirected += n
+	}
+	if redirected == 0 {
+		t.Errorf("no fragment was redirected: every datagram's fragments reached the node chosen for them, the test shows nothing")
+	}
+	t.Logf("cluster: %d datagrams to each web VIP, fragmented, through the router's ECMP: each reached its flow's backend whole, %d fragments redirected between nodes", flows, redirected)
 }

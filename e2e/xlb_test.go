@@ -549,13 +549,15 @@ func TestHealthCheckedBackend(t *testing.T) {
 		t.Errorf("be2 is up again but served nothing: %v", s.Backends)
 	}
 	// The tables xlbd prints at exit tell the story: be2 went down and up
-	// once, both plugins ran without a restart.
+	// once, both plugins ran without a restart. Overruns (a batch of
+	// probes slower than the interval) depend on the machine's load, and
+	// are not counted here.
 	out, err := x.Stop()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, re := range []string{`(?m)^be2 +true +false +2 +http up \(status 200\), tcp up$`, `(?m)^be1 +true +false +0 `,
-		`(?m)^http +running +\S+ +0 *$`, `(?m)^tcp +running +\S+ +0 *$`, `(?m)^web +http +3 +\d+ +\d+ +0 +0 +0 *$`} {
+		`(?m)^http +running +\S+ +0 *$`, `(?m)^tcp +running +\S+ +0 *$`, `(?m)^web +http +3 +\d+ +\d+ +0 +0 +\d+ *$`} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("xlbd's exit tables do not match %s:\n%s", re, out)
 		}

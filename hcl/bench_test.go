@@ -168,6 +168,20 @@ func TestWriteBenchFiles(t *testing.T) {
 	}
 }
 
+// genFragment writes VIP v of issue #10's configuration with its pool of
+// n backends; weight is the weight of backend 42.
+func genFragment(w *bytes.Buffer, v, n, weight int) {
+	fmt.Fprintf(w, "vip \"v%d\" {\n  address = %q\n  ports   = [80, 443]\n  pool    = \"p%d\"\n}\n\npool \"p%d\" {\n", v, addr(100, v), v, v)
+	for i := range n {
+		wi := 1
+		if i == 42 {
+			wi = weight
+		}
+		fmt.Fprintf(w, "  backend \"b%d-%d\" {\n    address = %q\n    weight  = %d\n  }\n", v, i, addr(10, v*n+i), wi)
+	}
+	w.WriteString("}\n")
+}
+
 // BenchmarkCache is issue #10's configuration as a config source hands it
 // over, without the controller: a main file and 1,000 fragments of one
 // VIP and its pool of 100 backends each (about 5 MB in all).
@@ -180,15 +194,7 @@ func BenchmarkCache(b *testing.B) {
 	genPipeline(&main, testTypes, 0, false)
 	frag := func(v, weight int) []byte {
 		var w bytes.Buffer
-		fmt.Fprintf(&w, "vip \"v%d\" {\n  address = %q\n  ports   = [80, 443]\n  pool    = \"p%d\"\n}\n\npool \"p%d\" {\n", v, addr(100, v), v, v)
-		for i := range 100 {
-			wi := 1
-			if i == 42 {
-				wi = weight
-			}
-			fmt.Fprintf(&w, "  backend \"b%d-%d\" {\n    address = %q\n    weight  = %d\n  }\n", v, i, addr(10, v*100+i), wi)
-		}
-		w.WriteString("}\n")
+		genFragment(&w, v, 100, weight)
 		return w.Bytes()
 	}
 	frags := make([]Fragment, 1000)

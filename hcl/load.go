@@ -219,7 +219,7 @@ func (l *loader) load() {
 	}
 	l.body = f.Body.(*hclsyntax.Body)
 	l.native = append(l.native, l.body)
-	content, diags := l.body.Content(rootSchema)
+	content, diags := content(l.body, rootSchema)
 	l.diags = append(l.diags, withSchema(diags, "The top level", rootSchema)...)
 
 	var pipelines, plugins, announcers, sources []*hcl.Block

@@ -13,17 +13,19 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// pieceSize is about how many bytes of a file hclsyntax.ParseConfig reads
-// at a time (see parseConfig).
+// pieceSize is about how many bytes of a file parseText reads at a time
+// (see parseConfig).
 const pieceSize = 16 << 10
 
 // parseConfig checks src against the limits and parses it as
 // hclsyntax.ParseConfig does, from its start, but in pieces of about
-// pieceSize bytes: the lexer builds one slice of tokens for what it reads,
-// and growing that slice for a file of megabytes, under the garbage
-// collector, cost more than all the rest of a load. A file of one piece is
-// parsed as it is; otherwise the bodies of the pieces are merged into one
-// and the file's Nav is nil.
+// pieceSize bytes, on every core, each with parseText: hclsyntax's lexer,
+// which parseText uses for what fastParse leaves, builds one slice of
+// tokens for what it reads, and growing that slice for a file of
+// megabytes, under the garbage collector, cost more than all the rest of a
+// load. A file of one piece is parsed as it is; otherwise the bodies of
+// the pieces are merged into one. The file's Nav is nil when fastParse
+// parsed it or when it is in pieces.
 func parseConfig(src []byte, filename string) (*hcl.File, hcl.Diagnostics) {
 	segs, diags := scanLimits(src, filename, hcl.InitialPos, pieceSize)
 	if diags.HasErrors() {
@@ -145,7 +147,7 @@ func (c *cutter) segments() []segment {
 // segment (from scanLimits), and merges the bodies.
 func parsePieces(src []byte, filename string, segs []segment) (*hcl.File, hcl.Diagnostics) {
 	if len(segs) == 0 {
-		return hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+		return parseText(src, filename, hcl.InitialPos)
 	}
 	type parsed struct {
 		body  *hclsyntax.Body
@@ -205,7 +207,7 @@ func parseSegment(src []byte, filename string, s segment) (*hclsyntax.Body, hcl.
 	if to < 0 {
 		to = len(src)
 	}
-	f, diags := hclsyntax.ParseConfig(src[s.from.Byte:to], filename, s.from)
+	f, diags := parseText(src[s.from.Byte:to], filename, s.from)
 	return f.Body.(*hclsyntax.Body), diags
 }
 
@@ -215,11 +217,11 @@ func parseSegment(src []byte, filename string, s segment) (*hclsyntax.Body, hcl.
 // block.
 func parseBlock(src []byte, filename string, s segment) (*hclsyntax.Body, hcl.Diagnostics) {
 	head := append(src[s.from.Byte:s.body[0].Byte:s.body[0].Byte], '}')
-	f, diags := hclsyntax.ParseConfig(head, filename, s.from)
+	f, diags := parseText(head, filename, s.from)
 	top := f.Body.(*hclsyntax.Body)
 	if len(top.Blocks) != 1 || len(top.Attributes) > 0 {
 		// Not one block after all: parse it whole.
-		f, diags = hclsyntax.ParseConfig(src[s.from.Byte:s.to.Byte], filename, s.from)
+		f, diags = parseText(src[s.from.Byte:s.to.Byte], filename, s.from)
 		return f.Body.(*hclsyntax.Body), diags
 	}
 	b := top.Blocks[0]
@@ -230,7 +232,7 @@ func parseBlock(src []byte, filename string, s segment) (*hclsyntax.Body, hcl.Di
 		if i+1 < len(s.body) {
 			to = s.body[i+1]
 		}
-		parts[i], partDiags[i] = hclsyntax.ParseConfig(src[s.body[i].Byte:to.Byte], filename, s.body[i])
+		parts[i], partDiags[i] = parseText(src[s.body[i].Byte:to.Byte], filename, s.body[i])
 	})
 	for i, f := range parts {
 		diags = append(diags, partDiags[i]...)

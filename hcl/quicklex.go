@@ -47,58 +47,95 @@ func quickScan(src []byte, filename string, start hcl.Pos, every int) ([]segment
 // quickTokens reads the tokens of src as hclsyntax's lexer does
 // (scan_tokens.rl) when src is made of ASCII code, comments that start
 // with # or //, and quoted strings without templates, and calls token for
-// each but comments, quoted text and the end of file, with the offset
-// where it ends, until token returns false. It reports false for anything
-// else (heredocs, interpolations, block comments, other characters), or
-// when token did.
+// each but quoted text and the end of file, with the offset where it
+// ends, until token returns false. It reports false for anything else
+// (heredocs, interpolations, block comments, other characters), or when
+// token did.
 func quickTokens(src []byte, token func(ty hclsyntax.TokenType, text []byte, end int) bool) bool {
-	for i := 0; i < len(src); {
-		c := src[i]
-		ty, end := hclsyntax.TokenNil, i+1
+	x := quickLexer{src: src}
+	for {
+		ty, from, to, ok := x.next()
 		switch {
-		case c == ' ' || c == '\t':
-			i++
-			continue
-		case c == '#' || c == '/' && i+1 < len(src) && src[i+1] == '/':
-			// A comment runs to the end of its line, newline included:
-			// it makes no newline token.
-			end = len(src)
-			if j := bytes.IndexByte(src[i:], '\n'); j >= 0 {
-				end = i + j + 1
-			}
-			ty = hclsyntax.TokenComment
-		case c == '\n':
-			ty = hclsyntax.TokenNewline
-		case c == '\r' && i+1 < len(src) && src[i+1] == '\n':
-			ty, end = hclsyntax.TokenNewline, i+2
-		case isLetter(c) || c == '_':
-			ty = hclsyntax.TokenIdent
-			for end < len(src) && (isLetter(src[end]) || isDigit(src[end]) || src[end] == '_' || src[end] == '-') {
-				end++
-			}
-		case isDigit(c):
-			ty, end = hclsyntax.TokenNumberLit, numberEnd(src, i)
-		case c == '"':
-			if !token(hclsyntax.TokenOQuote, src[i:i+1], i+1) {
-				return false
-			}
-			if end = stringEnd(src, i+1); end < 0 {
-				return false
-			}
-			ty, i = hclsyntax.TokenCQuote, end-1
-		default:
-			var w int
-			if ty, w = operator(src[i:]); w == 0 {
-				return false
-			}
-			end = i + w
-		}
-		if !token(ty, src[i:end], end) {
+		case !ok:
+			return false
+		case ty == hclsyntax.TokenEOF:
+			return true
+		case ty != hclsyntax.TokenQuotedLit && !token(ty, src[from:to], to):
 			return false
 		}
-		i = end
 	}
-	return true
+}
+
+// quickLexer reads src's tokens one at a time, as quickTokens reads them,
+// quoted text included: a quoted string is an opening quote, its text
+// when it is not empty (one token, escapes and all) and a closing quote.
+type quickLexer struct {
+	src []byte
+	i   int
+	// text and close are the offsets of the text and the closing quote
+	// of the string whose opening quote was read last; 0 after them.
+	text, close int
+}
+
+// next returns the next token: its type and where it starts and ends in
+// src; TokenEOF at the end, again and again; ok false where quickTokens
+// reports false.
+func (x *quickLexer) next() (ty hclsyntax.TokenType, from, to int, ok bool) {
+	src := x.src
+	switch {
+	case x.text > 0 && x.text < x.close:
+		from, x.text = x.text, x.close
+		return hclsyntax.TokenQuotedLit, from, x.close, true
+	case x.close > 0:
+		from, x.text, x.close = x.close, 0, 0
+		x.i = from + 1
+		return hclsyntax.TokenCQuote, from, from + 1, true
+	}
+	i := x.i
+	for i < len(src) && (src[i] == ' ' || src[i] == '\t') {
+		i++
+	}
+	if i == len(src) {
+		x.i = i
+		return hclsyntax.TokenEOF, i, i, true
+	}
+	c := src[i]
+	end := i + 1
+	switch {
+	case c == '#' || c == '/' && i+1 < len(src) && src[i+1] == '/':
+		// A comment runs to the end of its line, newline included:
+		// it makes no newline token.
+		end = len(src)
+		if j := bytes.IndexByte(src[i:], '\n'); j >= 0 {
+			end = i + j + 1
+		}
+		ty = hclsyntax.TokenComment
+	case c == '\n':
+		ty = hclsyntax.TokenNewline
+	case c == '\r' && i+1 < len(src) && src[i+1] == '\n':
+		ty, end = hclsyntax.TokenNewline, i+2
+	case isLetter(c) || c == '_':
+		ty = hclsyntax.TokenIdent
+		for end < len(src) && (isLetter(src[end]) || isDigit(src[end]) || src[end] == '_' || src[end] == '-') {
+			end++
+		}
+	case isDigit(c):
+		ty, end = hclsyntax.TokenNumberLit, numberEnd(src, i)
+	case c == '"':
+		e := stringEnd(src, i+1)
+		if e < 0 {
+			return hclsyntax.TokenNil, i, i, false
+		}
+		ty, x.text, x.close = hclsyntax.TokenOQuote, i+1, e-1
+	default:
+		var w int
+		if ty, w = operator(src[i:]); w == 0 {
+			return hclsyntax.TokenNil, i, i, false
+		}
+		end = i + w
+	}
+	x.i = end
+	return ty, i, end, true
 }
 
 func isLetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }

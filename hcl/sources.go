@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -166,10 +167,7 @@ func (l *loader) decodeFragments(frags []*fragment) {
 // file's context: the fragment's diagnostics are those it would have
 // among the others, since a fragment declares no name another sees.
 func (l *loader) decodeFragment(f *hcl.File) *decoded {
-	sub := &loader{filename: l.filename, dir: l.dir, src: l.src, opts: l.opts,
-		out: &File{Filename: l.filename}, ctx: l.ctx, announcers: l.announcers,
-		vars: l.vars, varByName: l.varByName, locals: l.locals, localBy: l.localBy,
-		poisoned: maps.Clone(l.poisoned)}
+	sub := l.sub()
 	vips, pools := sub.fragmentBlocks(f)
 	if b, ok := f.Body.(*hclsyntax.Body); ok {
 		sub.native = []*hclsyntax.Body{b}
@@ -181,6 +179,16 @@ func (l *loader) decodeFragment(f *hcl.File) *decoded {
 	d.vips, d.pools = sub.out.Service.VIPs, sub.out.Service.Pools
 	d.diags, d.poison = sub.diags, sub.poisonRanges
 	return d
+}
+
+// sub returns a loader that decodes blocks in l's context (its
+// variables, locals, functions and announcers) into a File and
+// diagnostics of its own.
+func (l *loader) sub() *loader {
+	return &loader{filename: l.filename, dir: l.dir, src: l.src, opts: l.opts,
+		out: &File{Filename: l.filename}, ctx: l.ctx, announcers: l.announcers,
+		vars: l.vars, varByName: l.varByName, locals: l.locals, localBy: l.localBy,
+		poisoned: maps.Clone(l.poisoned)}
 }
 
 // fragmentBlocks returns the vip and pool blocks of a parsed fragment and
@@ -336,6 +344,49 @@ func blocksOf(body hcl.Body, typ string, schema *hcl.BodySchema) []*hcl.Block {
 	return out
 }
 
+// content is body.Content(schema), made without PartialContent's maps of
+// hidden names and with the blocks allocated at once, when body is native
+// syntax as parsed and holds only what schema takes, so that Content would
+// report nothing: a pool's hundreds of backends, a file's thousands of
+// pools.
+func content(body hcl.Body, schema *hcl.BodySchema) (*hcl.BodyContent, hcl.Diagnostics) {
+	b, ok := body.(*hclsyntax.Body)
+	if !ok || len(b.Attributes) > len(schema.Attributes) {
+		return body.Content(schema)
+	}
+	for name := range b.Attributes {
+		if !slices.ContainsFunc(schema.Attributes, func(a hcl.AttributeSchema) bool { return a.Name == name }) {
+			return body.Content(schema)
+		}
+	}
+	for _, blk := range b.Blocks {
+		i := slices.IndexFunc(schema.Blocks, func(s hcl.BlockHeaderSchema) bool { return s.Type == blk.Type })
+		if i < 0 || len(schema.Blocks[i].LabelNames) != len(blk.Labels) {
+			return body.Content(schema)
+		}
+	}
+	out := &hcl.BodyContent{Attributes: make(hcl.Attributes, len(b.Attributes)), MissingItemRange: b.MissingItemRange()}
+	for _, a := range schema.Attributes {
+		attr, ok := b.Attributes[a.Name]
+		switch {
+		case ok:
+			out.Attributes[a.Name] = attr.AsHCLAttribute()
+		case a.Required:
+			return body.Content(schema)
+		}
+	}
+	if len(b.Blocks) > 0 {
+		blocks := make([]hcl.Block, len(b.Blocks))
+		out.Blocks = make(hcl.Blocks, len(b.Blocks))
+		for i, blk := range b.Blocks {
+			blocks[i] = hcl.Block{Type: blk.Type, Labels: blk.Labels, Body: blk.Body,
+				DefRange: blk.DefRange(), TypeRange: blk.TypeRange, LabelRanges: blk.LabelRanges}
+			out.Blocks[i] = &blocks[i]
+		}
+	}
+	return out, nil
+}
+
 // blockRange returns the whole range of a block with header def and body.
 func blockRange(def hcl.Range, body hcl.Body) hcl.Range {
 	if b, ok := body.(*hclsyntax.Body); ok {
@@ -350,9 +401,45 @@ func blockRange(def hcl.Range, body hcl.Body) hcl.Range {
 	return whole
 }
 
-// visitAll walks every body as hclsyntax.VisitAll walks one.
+// visitAll walks every body as hclsyntax.VisitAll walks one, but for the
+// Attributes and Blocks collections, which it does not pass to f: without
+// VisitAll's closure and diagnostics for every node of a configuration's
+// hundreds of thousands.
 func visitAll(bodies []*hclsyntax.Body, f hclsyntax.VisitFunc) {
 	for _, b := range bodies {
-		hclsyntax.VisitAll(b, f)
+		visitBody(b, f)
+	}
+}
+
+func visitBody(b *hclsyntax.Body, f hclsyntax.VisitFunc) {
+	f(b)
+	for _, a := range b.Attributes {
+		f(a)
+		visitExpr(a.Expr, f)
+	}
+	for _, blk := range b.Blocks {
+		f(blk)
+		visitBody(blk.Body, f)
+	}
+}
+
+// visitExpr walks e as hclsyntax.VisitAll does, itself through the
+// expressions literal configurations are made of.
+func visitExpr(e hclsyntax.Expression, f hclsyntax.VisitFunc) {
+	switch e := e.(type) {
+	case *hclsyntax.LiteralValueExpr, *hclsyntax.ScopeTraversalExpr:
+		f(e)
+	case *hclsyntax.TemplateExpr:
+		f(e)
+		for _, p := range e.Parts {
+			visitExpr(p, f)
+		}
+	case *hclsyntax.TupleConsExpr:
+		f(e)
+		for _, x := range e.Exprs {
+			visitExpr(x, f)
+		}
+	default:
+		hclsyntax.VisitAll(e, f)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -265,17 +266,18 @@ func printStats(w io.Writer, stats []pipeline.ElementStats, snap *snapshot.Snaps
 	keys := slices.SortedFunc(maps.Keys(traffic), func(a, b [2]string) int {
 		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 	})
-	weights := map[[2]string]uint32{}
+	// A backend a reload removed keeps its row: its packets were sent.
+	weights := map[[2]string]string{}
 	for _, r := range snap.Reals.All() {
 		if r.Epoch != 0 {
-			weights[[2]string{snap.VIPs[r.VIP].Name, r.Backend}] = r.Weight
+			weights[[2]string{snap.VIPs[r.VIP].Name, r.Backend}] = strconv.FormatUint(uint64(r.Weight), 10)
 		}
 	}
 	fmt.Fprintln(w, "== backends")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "vip\tbackend\tweight\tpackets\tbytes\t")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t\n", k[0], k[1], weights[k], traffic[k].Packets, traffic[k].Bytes)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t\n", k[0], k[1], cmp.Or(weights[k], "removed"), traffic[k].Packets, traffic[k].Bytes)
 	}
 	_ = tw.Flush()
 }

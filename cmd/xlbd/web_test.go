@@ -60,18 +60,20 @@ func startTCP(t *testing.T) (*child, string, *admin.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The capture is replayed when every packet of it left the graph.
+	// The capture is replayed when every packet of it, and every packet
+	// an element emitted (a held fragment sent on), left the graph.
 	want := uint64(pcapPackets(t, examplePcap))
 	waitUntil(t, "the capture replayed", &c.stderr, func() bool {
 		var cs admin.Counters
 		if err := cl.Get(context.Background(), "/v1/counters", &cs); err != nil {
 			return false
 		}
-		var ended uint64
+		var ended, emitted uint64
 		for _, e := range cs.Elements {
 			ended += e.Consumed + e.Dropped
+			emitted += e.Emitted
 		}
-		return ended == want
+		return ended == want+emitted
 	})
 	return c, base, cl
 }

@@ -1,15 +1,19 @@
 package all
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/xlbproject/xlb/control"
@@ -65,9 +69,12 @@ func FuzzCounted(f *testing.F) {
 	q := append(append(append([]byte(nil), tcp[2][:12]...), 0x81, 0x00, 0, 7), tcp[2][12:]...)
 	qinq := append(append(append([]byte(nil), tcp[2][:12]...), 0x88, 0xa8, 0, 9, 0x81, 0x00, 0, 7), tcp[2][12:]...)
 	f.Add(encodeFrames(q, qinq))
-	// Datagrams without DF too big for the fragmenting setup's tunnel,
-	// small enough for the replay's 128 bytes.
+	// Datagrams without DF too big for the fragmenting setup's tunnel.
 	f.Add(encodeFrames(outerFragFrames(f, 100)...))
+	// Frames longer than 128 bytes, replayed whole (up to
+	// replayFrameSize): a chain of seven IPv6 extension headers before
+	// TCP, and a 1500-byte datagram of each family.
+	f.Add(encodeFrames(longFrames(f)...))
 	// The configuration is loaded and its Maglev tables built once per
 	// encapsulation (most of an input's time otherwise); each input gets
 	// graphs of its own, so no state carries over from one to the next.
@@ -78,8 +85,8 @@ func FuzzCounted(f *testing.F) {
 		backends map[netip.Addr]bool
 	}
 	var setups []setup
-	// The third setup bounds the outer packet at fuzzMTU, below what the
-	// replayed frames (up to 128 bytes) take in a tunnel: frames without
+	// The third setup bounds the outer packet at fuzzMTU, below what most
+	// replayed frames take in a tunnel: frames without
 	// DF leave in outer fragments, emitted by the element; the others are
 	// dropped, too big, since icmp_rate = 0 sends no ICMP error.
 	for i, enc := range []string{"GREEncap", "IPIPEncap", "GREEncap"} {
@@ -302,4 +309,55 @@ func checkTunnel(p sentPacket, enc string, backends map[netip.Addr]bool) error {
 		return fmt.Errorf("the tunnel announces IPv%d and carries % x", innerVersion, tun[:min(len(tun), 4)])
 	}
 	return nil
+}
+
+// longFrames are frames longer than the 128 bytes the replay once cut
+// frames to: a TCP segment to the IPv6 VIP behind seven Destination
+// Options headers of 64 bytes each (walked through to TCP), and a
+// 1500-byte datagram of each family to its VIP.
+func longFrames(tb testing.TB) [][]byte {
+	c6, c4 := &capture{t: tb, family: 6}, &capture{t: tb, family: 4}
+	client6, vip6 := net.ParseIP("2001:db8:c::1"), net.ParseIP("2001:db8::10")
+	client4, vip4 := net.IPv4(203, 0, 113, 1), net.IPv4(192, 0, 2, 10)
+	var chain []byte
+	for i := range 7 {
+		next := byte(60) // Destination Options
+		if i == 6 {
+			next = 6 // TCP
+		}
+		opt := make([]byte, 64)
+		opt[0], opt[1] = next, 7 // 8 units of 8 bytes, the first not counted
+		opt[2], opt[3] = 1, 60   // a PadN option over the rest
+		chain = append(chain, opt...)
+	}
+	// TCP 40200 -> 80, ACK, data offset 5; its checksum is not read.
+	seg := []byte{0x9d, 0x08, 0, 80, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0x04, 0, 0, 0, 0, 0}
+	ext := c6.ser(c6.eth(), c6.ip(client6, vip6, 60), gopacket.Payload(append(chain, seg...)))
+	big6 := c6.ser(c6.eth(), c6.ip(client6, vip6, layers.IPProtocolUDP),
+		&layers.UDP{SrcPort: 40201, DstPort: 9000}, gopacket.Payload(make([]byte, 1500-48)))
+	big4 := c4.ser(c4.eth(), c4.ip(client4, vip4, layers.IPProtocolTCP),
+		&layers.TCP{SrcPort: 40202, DstPort: 80, ACK: true, Window: 1024}, gopacket.Payload(make([]byte, 1500-40)))
+	return [][]byte{ext, big6, big4}
+}
+
+// TestReplayWholeFrames: the replay source (FuzzCounted's and the
+// benchmarks') hands over every frame whole, up to replayFrameSize with
+// its headroom, and cuts a longer one there.
+func TestReplayWholeFrames(t *testing.T) {
+	frames := append(longFrames(t), make([]byte, replayFrameSize))
+	s := &replaySource{frames: frames}
+	var b pipeline.Batch
+	if err := s.Pull(&b); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range frames {
+		want := f[:min(len(f), replayFrameSize-pipeline.Headroom)]
+		if p := b.Pkts[i]; !bytes.Equal(p.Data(), want) || p.Headroom() != pipeline.Headroom {
+			t.Errorf("frame %d of %d bytes: replayed %d bytes, headroom %d", i, len(f), p.Len(), p.Headroom())
+		}
+	}
+	// The benchmarks' short frames keep the stride they were measured with.
+	if got := replayStride(tcpFrames(t, 2, netip.MustParseAddr("192.0.2.10"))); got != pipeline.Headroom+128 {
+		t.Errorf("stride %d for short frames, want %d", got, pipeline.Headroom+128)
+	}
 }

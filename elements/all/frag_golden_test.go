@@ -148,18 +148,20 @@ var fragScenarios = []struct {
 		c.fragments("", src, dst, layers.IPProtocolUDP, 0x301,
 			c.l4(src, dst, &layers.UDP{SrcPort: 40161, DstPort: 161}, make([]byte, 24)), []int{16}, 0, 1)
 	}},
-	// A later fragment before its first: dropped (counted); the first and
-	// the fragments after it, the dropped one sent again, go to the flow's
-	// backend.
+	// A later fragment before its first: held (copied) and sent on to the
+	// flow's backend, ahead of the first when it comes; then the first and
+	// the fragments after it, the held one sent again by its sender (the
+	// backend's reassembly takes the duplicate).
 	{name: "later-before-first", families: []int{4, 6}, write: func(c *fragCapture) {
 		src, dst := c.addrs(8)
 		seg := c.l4(src, dst, &layers.TCP{SrcPort: 40008, DstPort: 80, ACK: true, Window: 1}, make([]byte, 40))
 		c.tcpPacket("tcp", 8, 40008, 80, true)
-		c.fragments("", src, dst, layers.IPProtocolTCP, 0x400, seg, []int{24, 48}, 2)
+		c.fragments("tcp", src, dst, layers.IPProtocolTCP, 0x400, seg, []int{24, 48}, 2)
 		c.fragments("tcp", src, dst, layers.IPProtocolTCP, 0x400, seg, []int{24, 48}, 0, 1, 2)
 	}},
 	// A later fragment 2 s after its first (frag_timeout 1s), in a later
-	// batch (63 packets to no VIP fill the first batch): dropped. A
+	// batch (63 packets to no VIP fill the first batch): held for a first
+	// that does not come, and dropped (parse, late: when the run ends). A
 	// datagram of the same flow whose fragments are close goes through.
 	{name: "timeout", families: []int{4, 6}, parse: `frag_timeout = "1s"`, write: func(c *fragCapture) {
 		src, dst := c.addrs(9)

@@ -29,7 +29,8 @@ vip "other6" {
 // guardInput writes the capture of TestGoldenGuard for one family: ICMP
 // errors quoting their own VIP's replies (forwarded, one before its
 // flow's first packet with an 8-byte quote) and another VIP's (dropped),
-// then one packet from each martian source class.
+// then one packet from each martian source class, another VIP's address
+// among them.
 func guardInput(t *testing.T, path string, family int) {
 	t.Helper()
 	c := createCapture(t, path, family)
@@ -77,6 +78,19 @@ func guardInput(t *testing.T, path string, family int) {
 	}
 	// A martian router: dropped although its quote is right.
 	router = net.ParseIP(martians[len(martians)-4])
+	c.write(icmpErr(vipA, vipA, 1, 20))
+	// Class E, link-local, and a source that is another VIP (B); IPv6:
+	// link-local, IPv4-mapped and IPv4-compatible, and VIP B.
+	more := []string{"240.0.0.1", "254.1.2.3", "169.254.0.1", "192.0.2.20"}
+	if family == 6 {
+		more = []string{"fe80::1", "::ffff:203.0.113.1", "::203.0.113.1", "2001:db8::20"}
+	}
+	for _, m := range more {
+		c.write(syn(net.ParseIP(m), vipA, 40100, "S"))
+	}
+	// An ICMP error from VIP B to VIP A, quoting A's reply: VIP B sends
+	// no errors, so it is dropped too.
+	router = vipB
 	c.write(icmpErr(vipA, vipA, 1, 20))
 }
 

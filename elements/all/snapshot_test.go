@@ -89,7 +89,7 @@ func (s *finiteReplay) Pull(b *pipeline.Batch) error {
 
 func (s *finiteReplay) Spare() *pipeline.Packet {
 	if s.spares == nil {
-		s.spares = pipeline.NewSparePool(pipeline.Headroom + 128)
+		s.spares = pipeline.NewSparePool(max(s.stride, replayStride(nil)))
 	}
 	return s.spares.Spare()
 }

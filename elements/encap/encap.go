@@ -164,6 +164,11 @@ type Encap struct {
 	// Packets fragmented this batch, and the fragments they made.
 	fragmented, fragments uint64
 	warned                string // the backends warnNoSource last named
+	// byReal is the counter of each real ID of the current snapshot, in
+	// the snapshot's chunks of reals; rows holds every (VIP, backend)
+	// counter ever made, by name.
+	byReal []*statChunk
+	rows   map[[2]string]*backendStat
 	// The chunks of the reals last adopted, the names of that
 	// snapshot's VIPs by index, and warnNoSource's entries per chunk:
 	// a chunk a new snapshot shares holds the same reals (see
@@ -173,7 +178,11 @@ type Encap struct {
 	missing  [][]string
 
 	// Published in EndBatch, read by Stats from another goroutine.
-	backends                    atomic.Pointer[[]*statChunk] // per real ID of the current snapshot, by its chunks
+	// backends lists every row in order of first appearance, those of
+	// backends a reload removed included: their packets were sent, and
+	// the exit table and metrics keep counting them (a counter that
+	// vanished would read as a reset).
+	backends                    atomic.Pointer[[]*backendStat]
 	totPkts                     atomic.Uint64
 	totBytes                    atomic.Uint64
 	totFragNeeded, totPTB       atomic.Uint64
@@ -185,11 +194,11 @@ type backendCount struct{ pkts, bytes uint64 }
 // statChunk is the counters of one chunk of the snapshot's reals.
 type statChunk [snapshot.RealChunk]*backendStat
 
-// backendStat is the published counter of one real. Its labels and epoch
-// are immutable; a real ID reused for another real gets a new backendStat.
+// backendStat is the published counter of one backend of one VIP. Its
+// labels are immutable; a backend removed and added again by name carries
+// on with its counter, whatever its real ID.
 type backendStat struct {
 	vip, backend string
-	epoch        uint32
 	pkts, bytes  atomic.Uint64
 }
 
@@ -305,72 +314,73 @@ func (e *Encap) StartBatch(now int64) {
 }
 
 // adopt takes a new snapshot's reals: it grows the per-real scratch and
-// rebuilds the published per-real counters, keeping those of reals that
-// are unchanged. It allocates only when the snapshot changed, never per
-// packet, and looks only at the chunks of reals the snapshot does not
-// share with the last one: a reload that changes one VIP's reals costs a
-// chunk or two, not a walk of every real. The scratch is empty: EndBatch
-// flushed the last batch's counts, which belong to the old snapshot's
-// reals.
+// maps each real ID to its (VIP, backend) row, adding rows for new names
+// and keeping every other. It allocates only when the snapshot changed,
+// never per packet, and looks only at the chunks of reals the snapshot
+// does not share with the last one: a reload that changes one VIP's reals
+// costs a chunk or two, not a walk of every real. The scratch is empty:
+// EndBatch flushed the last batch's counts, which belong to the old
+// snapshot's reals.
 func (e *Encap) adopt(s *snapshot.Snapshot) {
 	if n := s.Reals.Len(); n > len(e.local) {
 		e.local = make([]backendCount, n)
 	}
-	var old []*statChunk
-	if p := e.backends.Load(); p != nil {
-		old = *p
+	if e.rows == nil {
+		e.rows = map[[2]string]*backendStat{}
 	}
-	// A real names its VIP by index: a shared chunk's counters (labelled
-	// with VIP names) stand only while every VIP keeps its place.
+	var all []*backendStat
+	if p := e.backends.Load(); p != nil {
+		all = *p
+	}
+	// A real names its VIP by index: a shared chunk's rows (named by
+	// VIP) stand only while every VIP keeps its place.
 	vips := make([]string, len(s.VIPs))
 	for i := range s.VIPs {
 		vips[i] = s.VIPs[i].Name
 	}
 	sameVIPs := slices.Equal(vips, e.seenVIPs)
-	next := make([]*statChunk, s.Reals.Chunks())
-	seen := make([]*[snapshot.RealChunk]snapshot.Real, len(next))
-	for k := range next {
+	added := false
+	byReal := make([]*statChunk, s.Reals.Chunks())
+	seen := make([]*[snapshot.RealChunk]snapshot.Real, len(byReal))
+	for k := range byReal {
 		c := s.Reals.Chunk(k)
 		seen[k] = c
-		if sameVIPs && k < len(e.seen) && e.seen[k] == c && k < len(old) {
-			next[k] = old[k]
+		if sameVIPs && k < len(e.seen) && e.seen[k] == c && k < len(e.byReal) {
+			byReal[k] = e.byReal[k]
 			continue
 		}
-		var was *statChunk
-		if k < len(old) {
-			was = old[k]
+		st := new(statChunk)
+		for j := range c {
+			r := &c[j]
+			if r.Epoch == 0 {
+				continue
+			}
+			key := [2]string{"", r.Backend}
+			if int(r.VIP) < len(vips) {
+				key[0] = vips[r.VIP]
+			}
+			b := e.rows[key]
+			if b == nil {
+				b = &backendStat{vip: key[0], backend: key[1]}
+				e.rows[key] = b
+				if !added {
+					// A copy: Stats may be reading the published list.
+					all, added = slices.Clip(all), true
+				}
+				all = append(all, b)
+			}
+			st[j] = b
 		}
-		next[k] = newStatChunk(c, vips, was)
+		byReal[k] = st
 	}
-	e.backends.Store(&next)
+	e.byReal = byReal
+	if added {
+		e.backends.Store(&all)
+	}
 	if e.log != nil {
 		e.warnNoSource(seen)
 	}
 	e.seen, e.seenVIPs = seen, vips
-}
-
-// newStatChunk returns the counters of chunk c's reals, taking from was
-// those of the reals it counted (same ID, epoch, backend and VIP).
-func newStatChunk(c *[snapshot.RealChunk]snapshot.Real, vips []string, was *statChunk) *statChunk {
-	st := new(statChunk)
-	for j := range c {
-		r := &c[j]
-		if r.Epoch == 0 {
-			continue
-		}
-		vip := ""
-		if int(r.VIP) < len(vips) {
-			vip = vips[r.VIP]
-		}
-		if was != nil {
-			if b := was[j]; b != nil && b.epoch == r.Epoch && b.backend == r.Backend && b.vip == vip {
-				st[j] = b
-				continue
-			}
-		}
-		st[j] = &backendStat{vip: vip, backend: r.Backend, epoch: r.Epoch}
-	}
-	return st
 }
 
 // warnNoSource logs the backends whose family has no outer source
@@ -418,10 +428,7 @@ func (e *Encap) EndBatch() {
 }
 
 func (e *Encap) flush() {
-	var bs []*statChunk
-	if p := e.backends.Load(); p != nil {
-		bs = *p
-	}
+	bs := e.byReal
 	for _, id := range e.touched {
 		c := &e.local[id]
 		if k := int(id / snapshot.RealChunk); k < len(bs) {
@@ -465,20 +472,11 @@ func (e *Encap) Stats(emit func(pipeline.Metric)) {
 	if p == nil {
 		return
 	}
-	for _, c := range *p {
-		for _, b := range c {
-			if b != nil {
-				emitBackend(emit, b)
-			}
-		}
+	for _, b := range *p {
+		labels := []pipeline.Label{{Name: "vip", Value: b.vip}, {Name: "backend", Value: b.backend}}
+		emit(pipeline.Metric{Name: "xlb_encap_backend_packets_total", Help: "Packets encapsulated to a backend.", Labels: labels, Value: b.pkts.Load()})
+		emit(pipeline.Metric{Name: "xlb_encap_backend_bytes_total", Help: "Bytes of encapsulated frames sent to a backend.", Labels: labels, Value: b.bytes.Load()})
 	}
-}
-
-// emitBackend reports one real's counters.
-func emitBackend(emit func(pipeline.Metric), b *backendStat) {
-	labels := []pipeline.Label{{Name: "vip", Value: b.vip}, {Name: "backend", Value: b.backend}}
-	emit(pipeline.Metric{Name: "xlb_encap_backend_packets_total", Help: "Packets encapsulated to a backend.", Labels: labels, Value: b.pkts.Load()})
-	emit(pipeline.Metric{Name: "xlb_encap_backend_bytes_total", Help: "Bytes of encapsulated frames sent to a backend.", Labels: labels, Value: b.bytes.Load()})
 }
 
 // drop sends p to bad with reason d.

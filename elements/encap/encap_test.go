@@ -667,7 +667,8 @@ func TestCounters(t *testing.T) {
 	}
 
 	// A new snapshot: b4's slot now holds another real (new epoch), and a
-	// sixth real appears. b4's counters restart, c6's carry on.
+	// sixth real appears. b4new's counters start, c6's carry on, and b4,
+	// removed, keeps its row and its count.
 	reals := testReals()
 	reals[realB4].Epoch, reals[realB4].Backend = epoch+1, "b4new"
 	reals = append(reals, testReal(5, 0, "b5", "10.1.0.5"))
@@ -684,13 +685,32 @@ func TestCounters(t *testing.T) {
 		"xlb_encap_backend_packets_total,vip=web4,backend=b5":    1,
 		"xlb_encap_backend_packets_total,vip=web6,backend=c6":    2,
 		"xlb_encap_backend_packets_total,vip=web4,backend=b4new": 0,
+		"xlb_encap_backend_packets_total,vip=web4,backend=b4":    3,
+		"xlb_encap_backend_bytes_total,vip=web4,backend=b4":      3 * (14 + 56),
 	} {
 		if got, ok := m[k]; !ok || got != want {
 			t.Errorf("%s = %d (present %v), want %d", k, got, ok, want)
 		}
 	}
-	if _, ok := m["xlb_encap_backend_packets_total,vip=web4,backend=b4"]; ok {
-		t.Errorf("the replaced real b4 is still reported")
+
+	// b4 back in its first slot (b4new removed): its count carries on
+	// under the same labels, one row each.
+	st.Publish(snapshot.New(3, 42, testVIPs(), testReals()))
+	start(e)
+	e.Push(0, newPacket(cat(ethIn4, inner4In), 256, 14, realB4))
+	end(e)
+	rows := 0
+	e.Stats(func(x pipeline.Metric) {
+		if x.Name == "xlb_encap_backend_packets_total" && x.Labels[1].Value == "b4" {
+			rows++
+		}
+	})
+	m = metrics(e)
+	if got := m["xlb_encap_backend_packets_total,vip=web4,backend=b4"]; got != 4 || rows != 1 {
+		t.Errorf("b4 added again: %d packets in %d rows, want 4 in 1", got, rows)
+	}
+	if got, ok := m["xlb_encap_backend_packets_total,vip=web4,backend=b5"]; !ok || got != 1 {
+		t.Errorf("b5, removed: %d packets (present %v), want 1", got, ok)
 	}
 }
 
@@ -876,8 +896,8 @@ func TestBuildReportsConfig(t *testing.T) {
 // A new snapshot that shares the last one's chunks of reals keeps their
 // counters without looking at them again; a chunk is looked at again when
 // a VIP changed place (a real names its VIP by index), so the labels
-// follow: here web4 and web6 swap names, and the counters restart under
-// their new labels.
+// follow: here web4 and web6 swap names, and b4's packets count under
+// web6 from then on.
 func TestCountersSharedReals(t *testing.T) {
 	s1 := testSnapshot()
 	st := snapshot.NewStore(s1)
@@ -889,14 +909,14 @@ func TestCountersSharedReals(t *testing.T) {
 	start(e)
 	e.Push(0, newPacket(cat(ethIn4, inner4In), 256, 14, realB4))
 	end(e)
-	before := *e.backends.Load()
+	before := e.byReal[0]
 
 	st.Publish(snapshot.NewFrom(2, 42, testVIPs(), s1.Reals))
 	start(e)
 	e.Push(0, newPacket(cat(ethIn4, inner4In), 256, 14, realB4))
 	end(e)
-	if after := *e.backends.Load(); after[0] != before[0] {
-		t.Error("the counters of a shared chunk were made again")
+	if e.byReal[0] != before {
+		t.Error("the counters of a shared chunk were looked up again")
 	}
 	if got := metrics(e)["xlb_encap_backend_packets_total,vip=web4,backend=b4"]; got != 2 {
 		t.Errorf("b4 packets %d, want 2", got)
@@ -909,8 +929,8 @@ func TestCountersSharedReals(t *testing.T) {
 	e.Push(0, newPacket(cat(ethIn4, inner4In), 256, 14, realB4))
 	end(e)
 	m := metrics(e)
-	if got, ok := m["xlb_encap_backend_packets_total,vip=web6,backend=b4"]; got != 1 || m["xlb_encap_backend_packets_total,vip=web4,backend=b4"] != 0 {
-		t.Errorf("after the VIPs swapped names: b4 under web6 %d (present %v), want 1 and none under web4: %v", got, ok, m)
+	if got, ok := m["xlb_encap_backend_packets_total,vip=web6,backend=b4"]; got != 1 || m["xlb_encap_backend_packets_total,vip=web4,backend=b4"] != 2 {
+		t.Errorf("after the VIPs swapped names: b4 under web6 %d (present %v), want 1, and 2 kept under web4: %v", got, ok, m)
 	}
 }
 

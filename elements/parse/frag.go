@@ -17,12 +17,10 @@ import (
 // from the table and so goes wherever the flow's packets go.
 //
 // A later fragment whose first fragment is not in the table (not seen yet,
-// timed out, or evicted) is counted and dropped rather than held: holding
-// would pin receive frames across batches (an AF_XDP fill ring runs dry
-// under a flood of orphans) and copy them, while in-order delivery, the
-// normal case, never needs it; steering it on its 3-tuple instead would
-// send it to a backend that is not its datagram's, which is the defect
-// this table fixes. The sender's retransmission recovers the datagram.
+// timed out, or evicted) is held, by copy and briefly, for a first not
+// seen yet (hold.go), or else counted and dropped: steering it on its
+// 3-tuple instead would send it to a backend that is not its datagram's,
+// which is the defect this table fixes.
 
 // Limits and defaults of the fragment table.
 const (

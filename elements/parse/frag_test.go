@@ -175,15 +175,35 @@ func TestFragValidate(t *testing.T) {
 		{64, "0s", "frag_timeout"},
 		{64, "31s", "frag_timeout"},
 	} {
-		e := &Parse5Tuple{FragCapacity: c.capacity, FragTimeout: c.timeout}
+		e := &Parse5Tuple{FragCapacity: c.capacity, FragTimeout: c.timeout, FragHoldTime: defaultFragHoldTime}
 		var ae *pipeline.AttrError
 		if err := e.Validate(); !errors.As(err, &ae) || ae.Attr != c.attr {
 			t.Errorf("capacity %d timeout %q: %v, want an error on %s", c.capacity, c.timeout, err, c.attr)
 		}
 	}
-	e := &Parse5Tuple{FragCapacity: maxFragCapacity, FragTimeout: "30s"}
+	for _, c := range []struct {
+		hold int
+		time string
+		attr string
+	}{
+		{-1, "5ms", "frag_hold"},
+		{maxFragHold + 1, "5ms", "frag_hold"},
+		{64, "soon", "frag_hold_time"},
+		{64, "0s", "frag_hold_time"},
+		{64, "2s", "frag_hold_time"},
+	} {
+		e := &Parse5Tuple{FragCapacity: 64, FragTimeout: "1s", FragHold: c.hold, FragHoldTime: c.time}
+		var ae *pipeline.AttrError
+		if err := e.Validate(); !errors.As(err, &ae) || ae.Attr != c.attr {
+			t.Errorf("hold %d for %q: %v, want an error on %s", c.hold, c.time, err, c.attr)
+		}
+	}
+	e := &Parse5Tuple{FragCapacity: maxFragCapacity, FragTimeout: "30s", FragHold: maxFragHold, FragHoldTime: "1s"}
 	if err := e.Validate(); err != nil {
-		t.Errorf("the largest table: %v", err)
+		t.Errorf("the largest table and hold: %v", err)
+	}
+	if err := (&Parse5Tuple{FragCapacity: 64, FragTimeout: "1s", FragHoldTime: "1ms"}).Validate(); err != nil {
+		t.Errorf("no hold: %v", err)
 	}
 }
 

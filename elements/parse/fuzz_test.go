@@ -34,7 +34,7 @@ func FuzzParse5Tuple(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		// FragRedirect's quick test never misses a fragment.
 		var fr fragment
-		if _, r := parseFrame(pipelinetest.Packet(bytes.Clone(frame)), &fr); r == pipeline.ReasonNone && fr.kind != notFragment && !mayBeFragment(frame) {
+		if _, r := parseFrame(pipelinetest.Packet(bytes.Clone(frame)), &fr, &noVIPs); r == pipeline.ReasonNone && fr.kind != notFragment && !mayBeFragment(frame) {
 			t.Fatalf("mayBeFragment false for a fragment: %x", frame)
 		}
 		p := pipelinetest.Packet(frame)

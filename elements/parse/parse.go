@@ -37,7 +37,8 @@ func init() {
 		Inputs:  []string{"in"},
 		Outputs: []string{"out", "bad"},
 		New: func() pipeline.Element {
-			return &Parse5Tuple{FragCapacity: defaultFragCapacity, FragTimeout: defaultFragTimeout}
+			return &Parse5Tuple{FragCapacity: defaultFragCapacity, FragTimeout: defaultFragTimeout,
+				FragHold: defaultFragHold, FragHoldTime: defaultFragHoldTime}
 		},
 	})
 }
@@ -79,6 +80,21 @@ var (
 	reasonMartianThisNet   = pipeline.NewReason("parse.martian_unspecified") // 0.0.0.0/8, ::
 	reasonMartianLoopback  = pipeline.NewReason("parse.martian_loopback")    // 127.0.0.0/8, ::1
 	reasonMartianLand      = pipeline.NewReason("parse.martian_land")        // source == destination: the VIP itself
+	// RFC 1112 §4's class E, reserved for future use and never assigned;
+	// the limited broadcast, inside it, keeps its own reason.
+	reasonMartianReserved = pipeline.NewReason("parse.martian_reserved") // 240.0.0.0/4
+	// Routers must not forward a packet with a link-local source to
+	// another link (RFC 3927 §2.7, RFC 4291 §2.5.6), and the backend
+	// could not answer it: it is on another link.
+	reasonMartianLinkLocal = pipeline.NewReason("parse.martian_link_local") // 169.254.0.0/16, fe80::/10
+	// IPv4 addresses written in IPv6 form, which no stack sends from:
+	// IPv4-mapped addresses only stand for IPv4 peers inside a socket API
+	// (RFC 4291 §2.5.5.2; Linux drops them on input) and IPv4-compatible
+	// ones are deprecated (RFC 4291 §2.5.5.1) and never assigned.
+	reasonMartianMapped = pipeline.NewReason("parse.martian_ipv4_in_ipv6") // ::ffff:0:0/96, ::/96
+	// A source equal to another VIP's address: the backend would answer
+	// that VIP, that is the balancer, not a client (see vipFilter).
+	reasonMartianVIP = pipeline.NewReason("parse.martian_vip")
 )
 
 const (
@@ -129,12 +145,15 @@ var classNames = [numClasses]string{"tcp", "udp", "sctp", "icmp", "icmp_error", 
 type Parse5Tuple struct {
 	FragCapacity int    `hcl:"frag_capacity,optional" doc:"datagrams each worker's fragment table holds (first fragments seen, awaiting their later fragments), rounded up to a power of two of 4-way buckets"`
 	FragTimeout  string `hcl:"frag_timeout,optional" doc:"how long after its last fragment a datagram's entry lets later fragments follow it, a duration"`
+	FragHold     int    `hcl:"frag_hold,optional" doc:"later fragments each worker holds (copied) until their first fragment comes, 0 to 4096; 0 drops them at once"`
+	FragHoldTime string `hcl:"frag_hold_time,optional" doc:"how long a later fragment is held for its first fragment, a duration"`
 
 	view *snapshot.View
 	// store is for FlowHash, which runs on other goroutines than the
 	// worker and so may not read view.
 	store *snapshot.Store
 	key   hashKey // from the batch's snapshot's HashSeed
+	vips  vipFilter
 
 	// counts is this batch's tally, owned by the worker; total is what
 	// Stats reads, published once per batch by EndBatch.
@@ -145,12 +164,39 @@ type Parse5Tuple struct {
 	fragsPub struct {
 		recorded, followed, expired, evicted, capacity atomic.Uint64
 	}
+
+	// hold keeps later fragments that came before their first (hold.go),
+	// sent on through emit; drops counts those lost once held.
+	hold    fragHold
+	holdPub struct{ held, released atomic.Uint64 }
+	now     int64 // the batch's clock
+	emit    *pipeline.Emitter
+	drops   *pipeline.DropCounter
 }
 
-// Validate checks the fragment table's attributes without side effects.
+// Validate checks the fragment table's and the hold's attributes without
+// side effects.
 func (e *Parse5Tuple) Validate() error {
-	_, err := e.fragConfig()
+	if _, err := e.fragConfig(); err != nil {
+		return err
+	}
+	_, err := e.holdConfig()
 	return err
+}
+
+// holdConfig checks frag_hold and frag_hold_time and returns the latter.
+func (e *Parse5Tuple) holdConfig() (time.Duration, error) {
+	if e.FragHold < 0 || e.FragHold > maxFragHold {
+		return 0, &pipeline.AttrError{Attr: "frag_hold", Msg: "must be 0 (no hold) to 4096"}
+	}
+	d, err := time.ParseDuration(e.FragHoldTime)
+	if err != nil {
+		return 0, &pipeline.AttrError{Attr: "frag_hold_time", Msg: "must be a duration such as \"5ms\""}
+	}
+	if d <= 0 || d > maxFragHoldTime {
+		return 0, &pipeline.AttrError{Attr: "frag_hold_time", Msg: "must be greater than 0 and at most 1s"}
+	}
+	return d, nil
 }
 
 // fragConfig checks frag_capacity and frag_timeout and returns the latter.
@@ -176,6 +222,15 @@ func (e *Parse5Tuple) setup(seed uint64) error {
 	}
 	e.frags.init(e.FragCapacity, d, seed)
 	e.fragsPub.capacity.Store(uint64(len(e.frags.ents)))
+	if e.emit == nil {
+		// Driven without a graph: nothing could send a held fragment on.
+		return nil
+	}
+	hd, err := e.holdConfig()
+	if err != nil {
+		return err
+	}
+	e.hold.init(e.FragHold, hd)
 	return nil
 }
 
@@ -188,6 +243,7 @@ func (e *Parse5Tuple) Provision(ctx *pipeline.Context) error {
 	}
 	e.view = v
 	e.store, _ = snapshot.FromContext(ctx)
+	e.emit, e.drops = ctx.Emitter(), ctx.DropCounter()
 	return e.setup(e.store.Load().HashSeed)
 }
 
@@ -200,8 +256,13 @@ func (e *Parse5Tuple) FlowHash(f *pipeline.Flow) uint64 {
 // StartBatch takes the hash seed of the batch's snapshot, so a seed change
 // in config takes effect at a batch boundary, and the batch's clock.
 func (e *Parse5Tuple) StartBatch(now int64) {
-	e.key = newHashKey(e.view.Snapshot().HashSeed)
+	s := e.view.Snapshot()
+	e.key = newHashKey(s.HashSeed)
+	if e.view.Changed() {
+		e.vips.build(s)
+	}
 	e.frags.tick = uint32(uint64(now) >> fragTickShift)
+	e.now = now
 }
 
 // Push parses p. On `out`, p.L3, p.L4, p.Flow and p.Hash are valid and the
@@ -209,7 +270,7 @@ func (e *Parse5Tuple) StartBatch(now int64) {
 // why and the other fields are unspecified.
 func (e *Parse5Tuple) Push(_ int, p *pipeline.Packet) int {
 	var fr fragment
-	class, r := parseFrame(p, &fr)
+	class, r := parseFrame(p, &fr, &e.vips)
 	if r != pipeline.ReasonNone {
 		p.Reason = r
 		return portBad
@@ -220,9 +281,16 @@ func (e *Parse5Tuple) Push(_ int, p *pipeline.Packet) int {
 	case firstFragment:
 		p.Hash = e.key.hash(&p.Flow)
 		e.frags.record(&fr.key, &p.Flow, p.Hash)
+		if e.hold.n > 0 {
+			e.release(&fr.key)
+		}
 	default:
 		ent := e.frags.follow(&fr.key)
 		if ent == nil {
+			if e.hold.put(&fr.key, p, e.now) {
+				p.Recycle()
+				return pipeline.Consumed
+			}
 			p.Reason = reasonFragNoFirst
 			return portBad
 		}
@@ -233,8 +301,13 @@ func (e *Parse5Tuple) Push(_ int, p *pipeline.Packet) int {
 	return portOut
 }
 
-// EndBatch publishes the batch's counts.
+// EndBatch drops the fragments held too long and publishes the batch's
+// counts.
 func (e *Parse5Tuple) EndBatch() {
+	if e.hold.n > 0 {
+		e.hold.expire(e.now, false)
+	}
+	e.publishHold()
 	if l := &e.frags.local; *l != (fragCounters{}) {
 		e.fragsPub.recorded.Add(l.recorded)
 		e.fragsPub.followed.Add(l.followed)
@@ -278,6 +351,19 @@ func (e *Parse5Tuple) Stats(emit func(pipeline.Metric)) {
 	}
 	emit(pipeline.Metric{Name: "xlb_parse_fragment_table_capacity", Help: "Datagrams the fragment table holds.",
 		Value: e.fragsPub.capacity.Load(), Gauge: true})
+	emit(pipeline.Metric{Name: "xlb_parse_fragment_hold_held_total", Help: "Later fragments held (copied) until their first fragment came.",
+		Value: e.holdPub.held.Load()})
+	emit(pipeline.Metric{Name: "xlb_parse_fragment_hold_released_total", Help: "Held later fragments sent on after their first fragment.",
+		Value: e.holdPub.released.Load()})
+}
+
+// Cleanup drops the fragments still held when the graph stops.
+func (e *Parse5Tuple) Cleanup() error {
+	if e.hold.n > 0 {
+		e.hold.expire(0, true)
+		e.publishHold()
+	}
+	return nil
 }
 
 func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
@@ -286,7 +372,9 @@ func be16(b []byte) uint16 { return binary.BigEndian.Uint16(b) }
 // and returns the packet's class, or the reason it cannot be parsed. A
 // first fragment's flow is parsed as an unfragmented packet's; a later
 // fragment's has no ports and Proto is the datagram's key protocol.
-func parseFrame(p *pipeline.Packet, fr *fragment) (int, pipeline.Reason) {
+//
+// vips holds the VIP addresses a source must not be (martian_vip).
+func parseFrame(p *pipeline.Packet, fr *fragment, vips *vipFilter) (int, pipeline.Reason) {
 	d := p.Data()
 	if len(d) < ethHeaderLen {
 		return 0, reasonTruncatedEth
@@ -305,9 +393,9 @@ func parseFrame(p *pipeline.Packet, fr *fragment) (int, pipeline.Reason) {
 	}
 	switch et {
 	case etherTypeIPv4:
-		return parseIPv4(p, d, off, fr)
+		return parseIPv4(p, d, off, fr, vips)
 	case etherTypeIPv6:
-		return parseIPv6(p, d, off, fr)
+		return parseIPv6(p, d, off, fr, vips)
 	}
 	// ARP, LLDP and the like: a live RxXDP never hands them over (the XDP
 	// program passes them to the kernel), but a capture replay does.
@@ -328,7 +416,7 @@ func setMapped(a16 *[16]byte, a4 []byte) {
 // verifying would cost a pass over the header for every packet. A packet
 // shorter than its total length is truncated and dropped; a longer one
 // carries link-layer padding (Ethernet pads to 60 bytes), which is trimmed.
-func parseIPv4(p *pipeline.Packet, d []byte, l3 int, fr *fragment) (int, pipeline.Reason) {
+func parseIPv4(p *pipeline.Packet, d []byte, l3 int, fr *fragment, vips *vipFilter) (int, pipeline.Reason) {
 	ip := d[l3:]
 	if len(ip) < 20 {
 		return 0, reasonTruncatedIP
@@ -349,7 +437,7 @@ func parseIPv4(p *pipeline.Packet, d []byte, l3 int, fr *fragment) (int, pipelin
 	}
 	ip = ip[:tot]
 	p.Truncate(l3 + tot)
-	if r := martian4(ip); r != pipeline.ReasonNone {
+	if r := martian4(ip, vips); r != pipeline.ReasonNone {
 		return 0, r
 	}
 
@@ -379,7 +467,7 @@ func parseIPv4(p *pipeline.Packet, d []byte, l3 int, fr *fragment) (int, pipelin
 // parseIPv6 parses the IPv6 header at d[l3:] and its extension headers.
 // Jumbograms (payload length 0 with a Jumbo Payload option, RFC 2675) do
 // not fit an Ethernet MTU and fail as a truncated extension header.
-func parseIPv6(p *pipeline.Packet, d []byte, l3 int, fr *fragment) (int, pipeline.Reason) {
+func parseIPv6(p *pipeline.Packet, d []byte, l3 int, fr *fragment, vips *vipFilter) (int, pipeline.Reason) {
 	ip := d[l3:]
 	if len(ip) < 40 {
 		return 0, reasonTruncatedIP
@@ -393,7 +481,7 @@ func parseIPv6(p *pipeline.Packet, d []byte, l3 int, fr *fragment) (int, pipelin
 	}
 	ip = ip[:tot]
 	p.Truncate(l3 + tot)
-	if r := martian6(ip); r != pipeline.ReasonNone {
+	if r := martian6(ip, vips); r != pipeline.ReasonNone {
 		return 0, r
 	}
 
@@ -421,10 +509,11 @@ func parseIPv6(p *pipeline.Packet, d []byte, l3 int, fr *fragment) (int, pipelin
 
 // martian4 returns why the source of the IPv4 header ip is martian, or
 // ReasonNone. A source equal to the destination is the VIP itself (a LAND
-// packet): the one VIP a packet can be checked against without a lookup.
+// packet): the one VIP a packet can be checked against without a lookup;
+// the others are in vips.
 // Only the limited broadcast is known here: a subnet's directed broadcast
 // depends on prefixes xlb does not have.
-func martian4(ip []byte) pipeline.Reason {
+func martian4(ip []byte, vips *vipFilter) pipeline.Reason {
 	src := binary.BigEndian.Uint32(ip[12:])
 	switch a := src >> 24; {
 	case a == 0:
@@ -435,25 +524,43 @@ func martian4(ip []byte) pipeline.Reason {
 		return reasonMartianMulticast
 	case src == 0xffffffff:
 		return reasonMartianBroadcast
+	case a&0xf0 == 0xf0:
+		return reasonMartianReserved
+	case src>>16 == 0xa9fe:
+		return reasonMartianLinkLocal
 	case src == binary.BigEndian.Uint32(ip[16:]):
 		return reasonMartianLand
+	case vips.has(0, 0xffff<<32|uint64(src)):
+		return reasonMartianVIP
 	}
 	return pipeline.ReasonNone
 }
 
-// martian6 is martian4 for the IPv6 header ip: ::, ::1, ff00::/8 and a
-// source equal to the destination.
-func martian6(ip []byte) pipeline.Reason {
+// martian6 is martian4 for the IPv6 header ip: ::, ::1, ff00::/8,
+// fe80::/10, IPv4 addresses in IPv6 form (::ffff:0:0/96 and ::/96) and a
+// source equal to the destination. Other prefixes with an IPv4 address
+// inside (NAT64's 64:ff9b::/96, 6to4's 2002::/16) are sent by translators
+// and relays, and stay.
+func martian6(ip []byte, vips *vipFilter) pipeline.Reason {
 	hi, lo := binary.BigEndian.Uint64(ip[8:]), binary.BigEndian.Uint64(ip[16:])
 	switch {
 	case hi>>56 == 0xff:
 		return reasonMartianMulticast
-	case hi == 0 && lo == 0:
+	case hi>>54 == 0xfe80>>6:
+		return reasonMartianLinkLocal
+	case hi != 0:
+	case lo == 0:
 		return reasonMartianThisNet
-	case hi == 0 && lo == 1:
+	case lo == 1:
 		return reasonMartianLoopback
-	case hi == binary.BigEndian.Uint64(ip[24:]) && lo == binary.BigEndian.Uint64(ip[32:]):
+	case lo>>32 == 0xffff, lo>>32 == 0:
+		return reasonMartianMapped
+	}
+	if hi == binary.BigEndian.Uint64(ip[24:]) && lo == binary.BigEndian.Uint64(ip[32:]) {
 		return reasonMartianLand
+	}
+	if vips.has(hi, lo) {
+		return reasonMartianVIP
 	}
 	return pipeline.ReasonNone
 }
@@ -698,4 +805,5 @@ var (
 	_ pipeline.BatchEnder    = (*Parse5Tuple)(nil)
 	_ pipeline.StatsReporter = (*Parse5Tuple)(nil)
 	_ pipeline.Validator     = (*Parse5Tuple)(nil)
+	_ pipeline.Cleaner       = (*Parse5Tuple)(nil)
 )

@@ -2,6 +2,8 @@ package parse
 
 import (
 	"bytes"
+	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/xlbproject/xlb/control/snapshot"
@@ -221,6 +223,23 @@ func parseCases() []parseCase {
 		{name: "ipv6-src-loopback", frame: cat(e6, ipv6("::1", vip6, protoTCP, tcp(40000, 443))), reason: reasonMartianLoopback},
 		{name: "ipv6-src-multicast", frame: cat(e6, ipv6("ff02::1", vip6, protoUDP, udp(1, 53, 0))), reason: reasonMartianMulticast},
 		{name: "ipv6-src-vip-itself", frame: cat(e6, ipv6(vip6, vip6, protoTCP, tcp(443, 443))), reason: reasonMartianLand},
+		{name: "ipv4-src-reserved", frame: cat(e4, ipv4("240.0.0.1", vip4, protoTCP, 0, nil, tcp(40000, 443))), reason: reasonMartianReserved},
+		{name: "ipv4-src-reserved-high", frame: cat(e4, ipv4("255.255.255.254", vip4, protoTCP, 0, nil, tcp(40000, 443))), reason: reasonMartianReserved},
+		{name: "ipv4-src-link-local", frame: cat(e4, ipv4("169.254.1.2", vip4, protoTCP, 0, nil, tcp(40000, 443))), reason: reasonMartianLinkLocal},
+		{name: "ipv6-src-link-local", frame: cat(e6, ipv6("fe80::1", vip6, protoTCP, tcp(40000, 443))), reason: reasonMartianLinkLocal},
+		{name: "ipv6-src-link-local-high", frame: cat(e6, ipv6("febf::1", vip6, protoTCP, tcp(40000, 443))), reason: reasonMartianLinkLocal},
+		{name: "ipv6-src-ipv4-mapped", frame: cat(e6, ipv6("::ffff:203.0.113.7", vip6, protoTCP, tcp(40000, 443))), reason: reasonMartianMapped},
+		{name: "ipv6-src-ipv4-compatible", frame: cat(e6, ipv6("::203.0.113.7", vip6, protoTCP, tcp(40000, 443))), reason: reasonMartianMapped},
+		// Neighbours of the martian prefixes, which are not.
+		{name: "ipv4-src-below-reserved", frame: cat(e4, ipv4("239.255.255.255", vip4, protoTCP, 0, nil, tcp(40000, 443))), reason: reasonMartianMulticast},
+		{name: "ipv4-src-next-to-link-local", frame: cat(e4, ipv4("169.253.255.255", vip4, protoTCP, 0, nil, tcp(40000, 443))),
+			l3: 14, l4: 34, len: 54, flow: flow("169.253.255.255", vip4, 40000, 443, protoTCP)},
+		{name: "ipv6-src-next-to-link-local", frame: cat(e6, ipv6("fec0::1", vip6, protoTCP, tcp(40000, 443))),
+			l3: 14, l4: 54, len: 74, flow: flow("fec0::1", vip6, 40000, 443, protoTCP)},
+		{name: "ipv6-src-nat64", frame: cat(e6, ipv6("64:ff9b::203.0.113.7", vip6, protoTCP, tcp(40000, 443))),
+			l3: 14, l4: 54, len: 74, flow: flow("64:ff9b::203.0.113.7", vip6, 40000, 443, protoTCP)},
+		{name: "ipv6-src-one-above-ipv4-compatible", frame: cat(e6, ipv6("::1:0:0:1", vip6, protoTCP, tcp(40000, 443))),
+			l3: 14, l4: 54, len: 74, flow: flow("::1:0:0:1", vip6, 40000, 443, protoTCP)},
 	}
 }
 
@@ -377,6 +396,53 @@ func TestSeedFromSnapshot(t *testing.T) {
 	q := parsed(t, e, "seed 2", synPadded)
 	if want := HashFlow(2, &q.Flow); q.Hash != want || q.Hash == p.Hash {
 		t.Fatalf("after a seed change: hash %#x, want HashFlow(2) %#x (seed 1 gave %#x)", q.Hash, want, p.Hash)
+	}
+}
+
+// TestMartianOtherVIP: a source equal to any VIP's address, not only the
+// destination's, is dropped as parse.martian_vip, by the VIPs of the
+// batch's snapshot: a VIP removed by a reload is a client again.
+func TestMartianOtherVIP(t *testing.T) {
+	vips := func(addrs ...string) []snapshot.VIP {
+		var v []snapshot.VIP
+		for i, a := range addrs {
+			v = append(v, snapshot.VIP{Name: fmt.Sprint("v", i), Addr: netip.MustParseAddr(a)})
+		}
+		return v
+	}
+	st := snapshot.NewStore(snapshot.New(1, 1, vips(vip4, otherVIP4, vip6, otherVIP6), nil))
+	e := &Parse5Tuple{view: snapshot.NewView(st)}
+	startBatch(e)
+	e4, e6 := ether(etherTypeIPv4), ether(etherTypeIPv6)
+	from4 := cat(e4, ipv4(otherVIP4, vip4, protoTCP, 0, nil, tcp(40000, 443)))
+	from6 := cat(e6, ipv6(otherVIP6, vip6, protoTCP, tcp(40000, 443)))
+	// An ICMP error is checked on its outer source too.
+	icmpFrom4 := cat(e4, ipv4(otherVIP4, vip4, protoICMP, 0, nil, icmp(3, 4, 1400, ipv4(vip4, client4, protoTCP, 0, nil, tcp(443, 40000)[:8]))))
+	// The same address in the other family's form is not a VIP.
+	mappedLike := cat(e6, ipv6("64:ff9b::198.51.100.11", vip6, protoTCP, tcp(40000, 443)))
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		port  int
+	}{
+		{"ipv4", from4, portBad}, {"ipv6", from6, portBad}, {"icmp-error", icmpFrom4, portBad},
+		{"client4", cat(e4, ipv4(client4, vip4, protoTCP, 0, nil, tcp(40000, 443))), portOut},
+		{"client6", cat(e6, ipv6(client6, vip6, protoTCP, tcp(40000, 443))), portOut},
+		{"other-family", mappedLike, portOut},
+	} {
+		p := pipelinetest.Packet(tc.frame)
+		if port := e.Push(0, p); port != tc.port || (port == portBad && p.Reason != reasonMartianVIP) {
+			t.Errorf("%s: port %d reason %v, want port %d", tc.name, port, p.Reason, tc.port)
+		}
+	}
+	e.EndBatch()
+	e.view.EndBatch()
+	st.Publish(snapshot.New(2, 1, vips(vip4, vip6), nil))
+	startBatch(e)
+	for _, f := range [][]byte{from4, from6} {
+		if p := pipelinetest.Packet(f); e.Push(0, p) != portOut {
+			t.Errorf("after the other VIPs' removal: dropped as %v", p.Reason)
+		}
 	}
 }
 

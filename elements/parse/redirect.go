@@ -208,7 +208,7 @@ func (e *FragRedirect) Push(_ int, p *pipeline.Packet) int {
 		return redirectOut
 	}
 	var fr fragment
-	if _, r := parseFrame(p, &fr); r != pipeline.ReasonNone || fr.kind == notFragment {
+	if _, r := parseFrame(p, &fr, &noVIPs); r != pipeline.ReasonNone || fr.kind == notFragment {
 		return redirectOut
 	}
 	to := e.choose(&fr.key)

@@ -2,6 +2,7 @@ package xdp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -211,9 +212,13 @@ func runLab(t *testing.T, mode string) {
 	unix.SetsockoptTimeval(capfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 
 	const n = 200
-	send := func(conn *net.UDPConn) {
+	// Each burst carries its own tag, and countReturned counts only the
+	// frames of the burst it names: a straggler of an earlier burst,
+	// forwarded late by a worker starved of CPU, must not count as a
+	// packet of the next one.
+	send := func(conn *net.UDPConn, tag string) {
 		for i := range n {
-			if _, err := conn.Write([]byte(fmt.Sprintf("packet %d", i))); err != nil {
+			if _, err := conn.Write([]byte(fmt.Sprintf("%s %d", tag, i))); err != nil {
 				t.Fatal(err)
 			}
 			if i%32 == 31 {
@@ -225,9 +230,9 @@ func runLab(t *testing.T, mode string) {
 	// burst (the kernel queues few packets while it resolves).
 	udp.Write([]byte("warm-up"))
 	time.Sleep(100 * time.Millisecond)
-	countReturned(capfd, xaMAC, xbMAC, labVIP)
-	send(udp)
-	back := countReturned(capfd, xaMAC, xbMAC, labVIP)
+	countReturned(capfd, xaMAC, xbMAC, labVIP, "warm-up")
+	send(udp, "first")
+	back := countReturned(capfd, xaMAC, xbMAC, labVIP, "first")
 	t.Logf("%s mode: %d of %d packets to the VIP came back from xlb", mode, back, n)
 	if back < n*9/10 {
 		t.Errorf("%d of %d packets to the VIP came back", back, n)
@@ -238,14 +243,14 @@ func runLab(t *testing.T, mode string) {
 	fake := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x99}
 	ipCmd(t, "-n", nsA, "neigh", "replace", labB, "lladdr", fake.String(), "dev", "xa", "nud", "permanent")
 	time.Sleep(100 * time.Millisecond)
-	send(udp)
-	if got := countReturned(capfd, xaMAC, fake, labVIP); got < n*9/10 {
+	send(udp, "replaced")
+	if got := countReturned(capfd, xaMAC, fake, labVIP, "replaced"); got < n*9/10 {
 		t.Errorf("%d of %d packets went to the new next-hop MAC", got, n)
 	}
 	ipCmd(t, "-n", nsA, "neigh", "del", labB, "dev", "xa")
 	time.Sleep(300 * time.Millisecond)
-	send(udp)
-	if got := countReturned(capfd, xaMAC, xbMAC, labVIP); got < n*9/10 {
+	send(udp, "resolved")
+	if got := countReturned(capfd, xaMAC, xbMAC, labVIP, "resolved"); got < n*9/10 {
 		t.Errorf("%d of %d packets went to the next hop after its entry was deleted and resolved again", got, n)
 	}
 
@@ -256,9 +261,9 @@ func runLab(t *testing.T, mode string) {
 		other, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(labOther), Port: 9999})
 		return err
 	})
-	send(other)
+	send(other, "other")
 	other.Close()
-	if got := countReturned(capfd, xaMAC, xbMAC, labOther); got != 0 {
+	if got := countReturned(capfd, xaMAC, xbMAC, labOther, "other"); got != 0 {
 		t.Errorf("%d packets to a non-VIP address came back", got)
 	}
 
@@ -296,24 +301,31 @@ func runLab(t *testing.T, mode string) {
 	if l := c.expect(t, "DROPPED", 10*time.Second); l != "DROPPED VIPs []" {
 		t.Errorf("after a publication without the VIP: %s", l)
 	}
-	send(udp)
-	if got := countReturned(capfd, xaMAC, xbMAC, labVIP); got != 0 {
+	send(udp, "dropped")
+	if got := countReturned(capfd, xaMAC, xbMAC, labVIP, "dropped"); got != 0 {
 		t.Errorf("%d packets came back after the VIP was removed", got)
 	}
 	fmt.Fprintln(c.stdin, "add-vip")
 	if l := c.expect(t, "ADDED", 10*time.Second); l != "ADDED VIPs [10.99.1.1]" {
 		t.Errorf("after a publication with the VIP again: %s", l)
 	}
-	send(udp)
-	if got := countReturned(capfd, xaMAC, xbMAC, labVIP); got == 0 {
+	send(udp, "added")
+	if got := countReturned(capfd, xaMAC, xbMAC, labVIP, "added"); got == 0 {
 		t.Errorf("no packet came back after the VIP was added again")
 	}
 
 	// Stopping: the program is detached, promptly, in either mode.
 	t1 := time.Now()
 	c.stdin.Close()
+	open := strings.TrimPrefix(c.expect(t, "KERNEL open:", 10*time.Second), "KERNEL open:")
+	closed := strings.TrimPrefix(c.expect(t, "KERNEL closed:", 10*time.Second), "KERNEL closed:")
 	c.expect(t, "CLOSED", 10*time.Second)
 	t.Logf("%s mode: stop and detach took %v", mode, time.Since(t1))
+	// xlbd prints its counters after closing the pipeline: the kernel's
+	// counters of the socket must outlive it.
+	if !strings.Contains(open, "xlb_xdp_kernel_rx_ring_full_total") || closed != open {
+		t.Errorf("the kernel's socket counters: %q while open, %q once closed; want the same four", open, closed)
+	}
 	for {
 		l, ok := <-c.lines
 		if !ok {
@@ -379,8 +391,9 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // countReturned counts the IPv4 frames to dst received on the capture
 // socket from MAC src to MAC dstMAC (any when nil), until it has been
 // quiet for 200 ms.
-func countReturned(fd int, src, dstMAC net.HardwareAddr, dst string) int {
+func countReturned(fd int, src, dstMAC net.HardwareAddr, dst, tag string) int {
 	want := netip.MustParseAddr(dst).As4()
+	prefix := []byte(tag + " ")
 	buf := make([]byte, 2048)
 	n := 0
 	for {
@@ -393,7 +406,10 @@ func countReturned(fd int, src, dstMAC net.HardwareAddr, dst string) int {
 			continue
 		}
 		f := buf[:k]
-		if string(f[6:12]) == string(src) && (dstMAC == nil || string(f[:6]) == string(dstMAC)) && binary.BigEndian.Uint16(f[12:14]) == 0x0800 && [4]byte(f[30:34]) == want {
+		if string(f[6:12]) != string(src) || dstMAC != nil && string(f[:6]) != string(dstMAC) || binary.BigEndian.Uint16(f[12:14]) != 0x0800 || [4]byte(f[30:34]) != want {
+			continue
+		}
+		if payload := 14 + int(f[14]&0x0f)*4 + 8; payload <= k && bytes.HasPrefix(f[payload:], prefix) {
 			n++
 		}
 	}
@@ -501,8 +517,24 @@ func TestNetnsChild(t *testing.T) {
 			}
 		}
 	}
+	fmt.Println("KERNEL open:", kernelStats(rt.Stats()))
 	if err := rt.Close(); err != nil {
 		t.Error(err)
 	}
+	fmt.Println("KERNEL closed:", kernelStats(rt.Stats()))
 	fmt.Println("CLOSED")
+}
+
+// kernelStats lists the kernel's counters of the sockets in stats, zeros
+// included.
+func kernelStats(stats []pipeline.ElementStats) string {
+	var out []string
+	for _, s := range stats {
+		for _, m := range s.Metrics {
+			if strings.HasPrefix(m.Name, "xlb_xdp_kernel_") {
+				out = append(out, fmt.Sprintf("%s%v=%d", m.Name, m.Labels, m.Value))
+			}
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,8 @@ type RxXDP struct {
 	Frames      int    `hcl:"frames,optional" doc:"UMEM frames per worker, a power of two"`
 	FrameSize   int    `hcl:"frame_size,optional" doc:"bytes per UMEM frame, 2048 or 4096 (256 of them headroom)"`
 	PollTimeout string `hcl:"poll_timeout,optional" doc:"how long a poll waits before the worker runs an empty batch (its timers), a duration from 1ms to 1s"`
+	SYNRate     int    `hcl:"syn_rate,optional" doc:"TCP SYNs to a VIP the XDP program lets through to this worker's socket per second; those above are dropped before they take a slot of the RX ring, so that a SYN flood the worker cannot keep up with does not make the kernel drop established connections' packets with the flood's (counted in xlb_xdp_syn_limited_total); 0: no limit"`
+	SYNBurst    int    `hcl:"syn_burst,optional" doc:"SYNs let through at once above syn_rate; default a tenth of a second's worth, at least a quarter of frames (half the RX ring)"`
 
 	// Owned by the worker; valid after Provision.
 	ifc      *iface
@@ -57,15 +60,49 @@ type RxXDP struct {
 	descs    [pipeline.MaxBatch]xsk.Desc
 	// spares are lent in a batch (pipeline.FrameSupplier), over frames
 	// from the socket's reserve; lent counts them since the last Pull.
-	spares   [pipeline.MaxBatch]pipeline.Packet
-	lent     int
-	fd       atomic.Int64 // the socket, for Stats; -1 when closed
-	sockErr  atomic.Int64 // the socket's pending error once SelfCheck saw one
-	pub      rxCounters
-	reported error // the last socket error logged
+	spares [pipeline.MaxBatch]pipeline.Packet
+	lent   int
+	fd     atomic.Int64 // the socket, for Stats; -1 when closed
+	// closedKernel is the kernel's counters of the socket read just
+	// before Cleanup closed it, so that Stats still reports them (xlbd
+	// prints its counters at exit, after the pipeline is closed).
+	closedKernel atomic.Pointer[kernelCounters]
+	sockErr      atomic.Int64 // the socket's pending error once SelfCheck saw one
+	pub          rxCounters
+	reported     error // the last socket error logged
 	// txRingFullCounted is the socket's TxRingFull that the worker's
 	// TxXDPs have counted as drops.
 	txRingFullCounted uint64
+}
+
+// kernelCounters are what the kernel counts for the worker's socket and
+// queue.
+type kernelCounters struct {
+	xsk        unix.XDPStatistics
+	synLimited uint64 // SYNs the XDP program dropped over syn_rate
+}
+
+// readKernel reads the kernel's counters: a system call on the socket and
+// a lookup in the program's map, safe from any goroutine while both are
+// open. Once Cleanup closed them, it returns what they held before.
+func (r *RxXDP) readKernel() (kernelCounters, bool) {
+	var k kernelCounters
+	var err error
+	k.xsk, err = xsk.KernelStats(int(r.fd.Load()))
+	if err == nil && r.ifc != nil {
+		r.ifc.mu.Lock()
+		if r.ifc.prog != nil {
+			k.synLimited, err = r.ifc.prog.SYNsLimited(r.queue)
+		}
+		r.ifc.mu.Unlock()
+	}
+	if err != nil {
+		if last := r.closedKernel.Load(); last != nil {
+			return *last, true
+		}
+		return k, false
+	}
+	return k, true
 }
 
 // rxCounters are published once per Pull for Stats.
@@ -100,6 +137,12 @@ func (r *RxXDP) Validate() error {
 	}
 	if r.Frames < 2*pipeline.MaxBatch || r.Frames > 1<<20 || r.Frames&(r.Frames-1) != 0 {
 		return &pipeline.AttrError{Attr: "frames", Msg: "must be a power of two between 128 and 1048576"}
+	}
+	if r.SYNRate < 0 {
+		return &pipeline.AttrError{Attr: "syn_rate", Msg: "must be 0 (no limit) or a number of SYNs a second"}
+	}
+	if r.SYNBurst < 0 {
+		return &pipeline.AttrError{Attr: "syn_burst", Msg: "must be 0 (a quarter of frames) or a number of SYNs"}
 	}
 	if r.FrameSize != 2048 && r.FrameSize != 4096 {
 		return &pipeline.AttrError{Attr: "frame_size", Msg: "must be 2048 or 4096"}
@@ -160,6 +203,11 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 	err = r.ifc.prog.Register(r.queue, xsk.FD(r.sock))
 	if err == nil {
 		r.ifc.rx[r.worker] = r
+		// SYNs reach the program in bursts however evenly they were
+		// sent, whenever the CPUs on their path are busy elsewhere: the
+		// default burst is wide enough for those not to be mistaken for
+		// a rate above the limit.
+		err = r.ifc.prog.SetSYNLimit(r.queue, r.SYNRate, cmp.Or(r.SYNBurst, max(r.SYNRate/10, r.Frames/4)))
 	}
 	r.ifc.mu.Unlock()
 	if err != nil {
@@ -338,11 +386,13 @@ func (r *RxXDP) Stats(emit func(pipeline.Metric)) {
 		emit(pipeline.Metric{Name: "xlb_xdp_frames", Help: "UMEM frames by owner.", Gauge: true,
 			Labels: append(q[:2:2], pipeline.Label{Name: "state", Value: name}), Value: r.pub.frames[st].Load()})
 	}
-	if ks, err := xsk.KernelStats(int(r.fd.Load())); err == nil {
+	if k, ok := r.readKernel(); ok {
+		ks := &k.xsk
 		c("xlb_xdp_kernel_rx_dropped_total", "Packets the kernel dropped for this socket (XDP_STATISTICS rx_dropped).", ks.Rx_dropped)
 		c("xlb_xdp_kernel_rx_ring_full_total", "Packets the kernel dropped with the RX ring full.", ks.Rx_ring_full)
 		c("xlb_xdp_kernel_fill_ring_empty_total", "Times the kernel found the fill ring empty.", ks.Rx_fill_ring_empty_descs)
 		c("xlb_xdp_kernel_tx_invalid_total", "TX descriptors the kernel rejected.", ks.Tx_invalid_descs)
+		c("xlb_xdp_syn_limited_total", "TCP SYNs to a VIP the XDP program dropped over syn_rate, before the RX ring.", k.synLimited)
 	}
 }
 
@@ -352,6 +402,9 @@ func (r *RxXDP) Stats(emit func(pipeline.Metric)) {
 func (r *RxXDP) Cleanup() error {
 	var errs []error
 	if r.sock != nil {
+		if k, ok := r.readKernel(); ok {
+			r.closedKernel.Store(&k)
+		}
 		r.fd.Store(-1)
 		r.ifc.mu.Lock()
 		if r.ifc.rx[r.worker] == r {

@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"sync/atomic"
@@ -35,7 +36,8 @@ var (
 // configuration.
 type TxXDP struct {
 	Interface string `hcl:"interface" doc:"the interface to send on: that of an RxXDP in the same pipeline, whose frames are sent in place"`
-	Gateway   string `hcl:"gateway,optional" doc:"the next hop's address (IPv4 or IPv6), whose MAC address is resolved from the kernel's neighbor table; omitted, the destination MAC address already in the frame is kept (written by FragRedirect)"`
+	Gateway   string `hcl:"gateway,optional" doc:"the IPv4 next hop of packets whose outer header is IPv4, whose MAC address is resolved from the kernel's neighbor table; alone, it takes IPv6 packets too; with neither gateway, the destination MAC address already in the frame is kept (written by FragRedirect)"`
+	Gateway6  string `hcl:"gateway6,optional" doc:"the IPv6 next hop of packets whose outer header is IPv6, where it is another router than gateway's; alone, it takes IPv4 packets too"`
 
 	// Owned by the worker; valid after Provision.
 	ifc   *iface
@@ -48,6 +50,13 @@ type TxXDP struct {
 	dst   [6]byte // loaded in StartBatch
 	dstOK bool
 	drops *pipeline.DropCounter
+
+	// With gateway6 beside gateway, res6 follows gw6, the next hop of
+	// IPv6 packets; otherwise res (gw) takes every packet.
+	gw6    netip.Addr
+	res6   *resolver
+	dst6   [6]byte
+	dst6OK bool
 
 	local struct {
 		sent, copied, badFrames uint64
@@ -62,8 +71,19 @@ func (t *TxXDP) Validate() error {
 	if t.Interface == "" {
 		return &pipeline.AttrError{Attr: "interface", Msg: "must name the interface of an RxXDP"}
 	}
-	if _, err := netip.ParseAddr(t.Gateway); err != nil && t.Gateway != "" {
-		return &pipeline.AttrError{Attr: "gateway", Msg: "must be the next hop's IP address, such as \"10.0.0.1\""}
+	if a, err := netip.ParseAddr(t.Gateway); t.Gateway != "" && (err != nil || !a.Unmap().Is4()) {
+		msg := "must be the IPv4 next hop's address, such as \"10.0.0.1\""
+		if err == nil {
+			msg += "; an IPv6 next hop goes in gateway6"
+		}
+		return &pipeline.AttrError{Attr: "gateway", Msg: msg}
+	}
+	if a, err := netip.ParseAddr(t.Gateway6); t.Gateway6 != "" && (err != nil || !a.Is6() || a.Is4In6()) {
+		msg := "must be the IPv6 next hop's address, such as \"2001:db8::1\""
+		if err == nil {
+			msg += "; an IPv4 next hop goes in gateway"
+		}
+		return &pipeline.AttrError{Attr: "gateway6", Msg: msg}
 	}
 	return nil
 }
@@ -74,8 +94,16 @@ func (t *TxXDP) Provision(ctx *pipeline.Context) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	if t.Gateway != "" {
+	// One gateway takes both families, as one router does; two split
+	// them by the outer header's family.
+	switch {
+	case t.Gateway != "":
 		t.gw = netip.MustParseAddr(t.Gateway).Unmap()
+		if t.Gateway6 != "" {
+			t.gw6 = netip.MustParseAddr(t.Gateway6)
+		}
+	case t.Gateway6 != "":
+		t.gw = netip.MustParseAddr(t.Gateway6)
 	}
 	v, _ := ctx.Shared(ifaceKey{t.Interface}, func() any { return &iface{name: t.Interface} }).(*iface)
 	v.mu.Lock()
@@ -93,6 +121,12 @@ func (t *TxXDP) Provision(ctx *pipeline.Context) error {
 			return fmt.Errorf("gateway %s: %w", t.gw, err)
 		}
 	}
+	if t.gw6.IsValid() {
+		var err error
+		if t.res6, err = v.follow(t.gw6, ctx.Logger); err != nil {
+			return fmt.Errorf("gateway6 %s: %w", t.gw6, err)
+		}
+	}
 	return nil
 }
 
@@ -101,23 +135,40 @@ func (t *TxXDP) StartBatch(int64) {
 	if t.res != nil {
 		t.dst, t.dstOK = t.res.load()
 	}
+	if t.res6 != nil {
+		t.dst6, t.dst6OK = t.res6.load()
+	}
+}
+
+// outer6 reports whether the frame d (at least an Ethernet header) carries
+// IPv6, under up to two VLAN tags: the outer header, after encapsulation.
+func outer6(d []byte) bool {
+	et := binary.BigEndian.Uint16(d[12:])
+	for off := 14; (et == 0x8100 || et == 0x88a8) && off+4 <= len(d) && off < 22; off += 4 {
+		et = binary.BigEndian.Uint16(d[off+2:])
+	}
+	return et == 0x86dd
 }
 
 // Push rewrites the Ethernet addresses (the source only, without a
 // gateway) and queues the packet: in place
 // when its frame is in this worker's UMEM, else copied into a free frame.
 func (t *TxXDP) Push(_ int, p *pipeline.Packet) int {
-	if !t.dstOK && t.res != nil {
-		p.Reason = reasonNoNeighbor
-		return pipeline.Drop
-	}
 	data := p.Data()
 	if len(data) < 14 {
 		p.Reason = reasonRunt
 		return pipeline.Drop
 	}
 	if t.res != nil {
-		copy(data[0:6], t.dst[:])
+		dst, ok := &t.dst, t.dstOK
+		if t.res6 != nil && outer6(data) {
+			dst, ok = &t.dst6, t.dst6OK
+		}
+		if !ok {
+			p.Reason = reasonNoNeighbor
+			return pipeline.Drop
+		}
+		copy(data[0:6], dst[:])
 	}
 	copy(data[6:12], t.src[:])
 	_, start, end := p.Frame()
@@ -183,25 +234,35 @@ func (t *TxXDP) Stats(emit func(pipeline.Metric)) {
 	emit(pipeline.Metric{Name: "xlb_xdp_tx_packets_total", Help: "Packets put on the AF_XDP TX ring.", Labels: l, Value: t.pub.sent.Load()})
 	emit(pipeline.Metric{Name: "xlb_xdp_tx_copied_total", Help: "Packets from outside the worker's UMEM copied into a frame to be sent.", Labels: l, Value: t.pub.copied.Load()})
 	emit(pipeline.Metric{Name: "xlb_xdp_tx_ring_full_total", Help: "Batches that found the TX ring full.", Labels: l, Value: t.pub.ringFullEvents.Load()})
-	if t.res != nil {
+	for _, n := range [...]struct {
+		res *resolver
+		gw  netip.Addr
+	}{{t.res, t.gw}, {t.res6, t.gw6}} {
+		if n.res == nil {
+			continue
+		}
 		resolved := uint64(0)
-		if t.res.mac.Load()&macValid != 0 {
+		if n.res.mac.Load()&macValid != 0 {
 			resolved = 1
 		}
-		gl := append(l[:1:1], pipeline.Label{Name: "gateway", Value: t.gw.String()})
+		gl := append(l[:1:1], pipeline.Label{Name: "gateway", Value: n.gw.String()})
 		emit(pipeline.Metric{Name: "xlb_xdp_neighbor_resolved", Help: "1 while the next hop's MAC address is known.", Labels: gl, Gauge: true, Value: resolved})
-		emit(pipeline.Metric{Name: "xlb_xdp_neighbor_changes_total", Help: "Changes of the next hop's MAC address or state.", Labels: gl, Value: t.res.changes.Load()})
+		emit(pipeline.Metric{Name: "xlb_xdp_neighbor_changes_total", Help: "Changes of the next hop's MAC address or state.", Labels: gl, Value: n.res.changes.Load()})
 	}
 }
 
 // Cleanup stops following the gateway once no worker needs it. The
 // socket belongs to the RxXDP.
 func (t *TxXDP) Cleanup() error {
-	if t.res == nil {
+	if t.res == nil && t.res6 == nil {
 		return nil
 	}
-	t.ifc.unfollow(t.res)
-	t.res, t.sock = nil, nil
+	for _, r := range [...]*resolver{t.res, t.res6} {
+		if r != nil {
+			t.ifc.unfollow(r)
+		}
+	}
+	t.res, t.res6, t.sock = nil, nil, nil
 	return nil
 }
 

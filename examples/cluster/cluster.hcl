@@ -12,6 +12,11 @@ variable "node" {
   description = "this node's number, 1 to 10: its addresses are 10.90.2.(9+node) and fd00:90:2::(9+node)"
 }
 
+variable "nodes" {
+  default     = 3
+  description = "how many nodes the cluster has, lb1 to lbN: the same on every node (FragRedirect's node list); a node numbered above it lists itself too, as it joins"
+}
+
 variable "interface" {
   default     = "eth0"
   description = "the interface xlb receives VIP traffic on and sends encapsulated packets from"
@@ -31,6 +36,23 @@ pipeline {
   element "RxXDP" "rx" {
     interface = var.interface
   }
+  # The router's ECMP hashes a later fragment on (source, destination,
+  # protocol) only, so a datagram's fragments may reach another node than
+  # its flow's packets. Every node sends each fragment to the node this
+  # list and the 3-tuple's hash choose, the same on every node, which
+  # steers them with the others (docs/cluster.md).
+  element "FragRedirect" "frag" {
+    interface = var.interface
+    self      = "lb${var.node}"
+    nodes = [for n in range(1, max(var.nodes, var.node) + 1) :
+      { name = "lb${n}", address = "10.90.2.${9 + n}" }
+    ]
+  }
+  # Fragments for another node: to its MAC address on the shared link,
+  # kept by a TxXDP without gateway.
+  element "TxXDP" "peers" {
+    interface = var.interface
+  }
   element "Parse5Tuple" "parse" {}
   element "ConnTrack" "ct" {
     capacity = 65536
@@ -47,7 +69,17 @@ pipeline {
     gateway   = "10.90.2.1"
   }
   element "Discard" "drop" {}
-  connect = default_graph()
+  # The default graph with FragRedirect before Parse5Tuple.
+  connect = [
+    "rx -> frag -> parse -> ct",
+    "frag.redirect -> peers",
+    "ct.hit -> encap -> tx",
+    "encap.icmp -> tx",
+    "ct.miss -> sel -> ct.learn",
+    "parse.bad -> drop",
+    "sel.nobackend -> drop",
+    "encap.bad -> drop",
+  ]
 }
 
 # Each VIP is announced while it has a healthy backend and this node

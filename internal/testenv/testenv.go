@@ -8,8 +8,11 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // E2E reports whether end-to-end tests are required (XLB_E2E=1).
@@ -68,4 +71,37 @@ func (b *Buffer) Len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Len()
+}
+
+// OnThreadWithout runs fn on a thread that dropped every effective
+// capability but keep (capability numbers, as in linux/capability.h):
+// capabilities are per thread, so the test's other threads keep theirs.
+// The thread is never unlocked, so the runtime discards it afterwards.
+func OnThreadWithout(t testing.TB, keep []uint, fn func()) {
+	t.Helper()
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			done <- err
+			return
+		}
+		var eff [2]uint32
+		for _, c := range keep {
+			eff[c/32] |= 1 << (c % 32)
+		}
+		data[0].Effective &= eff[0]
+		data[1].Effective &= eff[1]
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			done <- err
+			return
+		}
+		fn()
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -26,6 +26,10 @@ pool "web" {
     address = "198.51.100.2"
     drain   = "maybe" # ERROR: Unsuitable value type
   }
+  backend "web-3" {
+    address = "198.51.100.3"
+    weight  = 1.5 # ERROR: Unsuitable value type
+  }
 }
 
 pool "checked" {

@@ -180,6 +180,12 @@ func TestBirdGracefulRestart(t *testing.T) {
 	b, n, r := l.Bird(), l.LB(0), l.Router()
 	var logs testenv.Buffer
 	settings := labSettings(n, neighborSettings(r.BridgeAddr4, nil), neighborSettings(r.BridgeAddr6, nil))
+	// The restarted plugin must be back within the restart time, or BIRD
+	// flushes the routes: on a loaded CI machine (two cores, -race) a
+	// restart and gobgp's first connection took over 5 s, so this test
+	// allows the default's double, which still fails a plugin that never
+	// comes back within the test's time.
+	settings["graceful_restart_time"] = "30s"
 	a := startAnnouncer(t, l, n, settings, &logs)
 	a.setRoutes(t, vip4, vip6)
 	for p, hop := range map[netip.Prefix]netip.Addr{vip4: n.Addr4, vip6: n.Addr6} {

@@ -1,6 +1,8 @@
 // Package xdpprog is xlb's XDP program and its maps: packets whose
 // destination address is a VIP go to the AF_XDP socket of their RX queue,
-// everything else to the kernel. It is assembled with cilium/ebpf's asm
+// everything else to the kernel; TCP SYNs to a VIP beyond a queue's
+// configured rate are dropped before they take a slot of the socket's RX
+// ring (see SetSYNLimit). It is assembled with cilium/ebpf's asm
 // package (no C compiler at build time) and attached through a BPF link
 // (kernel 5.9+), which the kernel detaches by itself when the owning
 // process exits, so a crashed xlbd never leaves a program behind.
@@ -12,6 +14,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 
 	asv "github.com/asavie/xdp"
 	"github.com/cilium/ebpf"
@@ -28,7 +31,19 @@ const MaxQueues = 256
 const MaxVIPs = 4096
 
 // XDP actions (include/uapi/linux/bpf.h, enum xdp_action).
-const xdpPass = 2
+const (
+	xdpDrop = 1
+	xdpPass = 2
+)
+
+// The SYN limit's maps, one entry per RX queue. The configuration is
+// written by xlbd, the state only by the program: a queue's packets are
+// handled by one CPU at a time (its NAPI context), so the state needs no
+// lock.
+const (
+	synCfgLen   = 16 // interval_ns u64 (0: no limit), cap_ns u64
+	synStateLen = 24 // last_ns u64, credit_ns u64, limited u64
+)
 
 // struct xdp_md field offsets (include/uapi/linux/bpf.h).
 const (
@@ -51,6 +66,12 @@ const (
 	ndLast     = 137 // Redirect
 	vip4KeyLen = 4
 	vip6KeyLen = 16
+	ipv4Proto  = 9
+	ipv4Frag   = 6 // flags and fragment offset
+	tcpProto   = 6
+	tcpFlags   = 13
+	tcpSYN     = 0x02
+	tcpACK     = 0x10
 )
 
 // be16 is the value a native-endian 16-bit load of the big-endian bytes of
@@ -66,6 +87,8 @@ type Program struct {
 	VIP6   *ebpf.Map // [16]byte -> u8
 	Queues *ebpf.Map // u32 queue -> u32; unused by our program, written by asavie's Register
 	XSKs   *ebpf.Map // XSKMAP: u32 queue -> socket
+	SYNCfg *ebpf.Map // u32 queue -> synCfgLen bytes
+	SYNs   *ebpf.Map // u32 queue -> synStateLen bytes
 
 	link    link.Link
 	ifindex int
@@ -98,11 +121,17 @@ func Load() (_ *Program, err error) {
 	if p.XSKs, err = mk("xlb_xsks", ebpf.XSKMap, 4, 4, MaxQueues); err != nil {
 		return nil, err
 	}
+	if p.SYNCfg, err = mk("xlb_syn_cfg", ebpf.Array, 4, synCfgLen, MaxQueues); err != nil {
+		return nil, err
+	}
+	if p.SYNs, err = mk("xlb_syn_state", ebpf.Array, 4, synStateLen, MaxQueues); err != nil {
+		return nil, err
+	}
 	p.Prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "xlb_vip_redir",
 		Type:         ebpf.XDP,
 		License:      "Dual BSD/GPL",
-		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), p.XSKs.FD()),
+		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), p.XSKs.FD(), p.SYNCfg.FD(), p.SYNs.FD()),
 	})
 	if err != nil {
 		var ve *ebpf.VerifierError
@@ -126,7 +155,18 @@ func Load() (_ *Program, err error) {
 //	    if (nexthdr == ICMPv6 && type in 133..137) return PASS }  // ND
 //	else return PASS;
 //	if (!bpf_map_lookup_elem(map, &key)) return PASS;
+//	if (syn && !admit(ctx->rx_queue_index)) return DROP;
 //	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+//
+// syn is a TCP segment with SYN and without ACK (a new connection): an
+// IPv4 header of any length that is not a later fragment, or TCP right
+// after the IPv6 header. admit is a token bucket in nanoseconds of
+// credit: each packet adds the time since the last one, up to cap_ns, and
+// an admitted SYN costs interval_ns (1e9 / rate), so no division runs per
+// packet. Every other packet to a VIP (those of established connections)
+// is never limited: a SYN flood above what the worker can take is dropped
+// here, counted, instead of filling the socket's RX ring, where the kernel
+// would drop the established flows' packets with the flood's.
 //
 // Every packet access is preceded by a check against data_end that the
 // verifier can follow. Only the first 802.1Q/802.1ad tag is skipped: a
@@ -135,16 +175,21 @@ func Load() (_ *Program, err error) {
 // neighbour state. The XDP_PASS in bpf_redirect_map's flags is the action
 // when the queue has no socket (kernel 5.6+), so VIP traffic reaches the
 // kernel rather than being dropped while no worker listens.
-func Instructions(vip4, vip6, xsks int) asm.Instructions {
+func Instructions(vip4, vip6, xsks, synCfg, synState int) asm.Instructions {
 	const (
 		ctx  = asm.R6
+		syn  = asm.R7 // 1: a TCP SYN without ACK; kept across calls
 		data = asm.R2
 		end  = asm.R3
 		tmp  = asm.R4
 		eth  = asm.R5
+		// The SYN limit's, after the VIP lookup.
+		ival  = asm.R8
+		state = asm.R9
 	)
-	return asm.Instructions{
+	return slices.Concat(asm.Instructions{
 		asm.Mov.Reg(ctx, asm.R1),
+		asm.Mov.Imm(syn, 0),
 		asm.LoadMem(data, ctx, mdData, asm.Word),
 		asm.LoadMem(end, ctx, mdDataEnd, asm.Word),
 		asm.Mov.Reg(tmp, data),
@@ -170,7 +215,22 @@ func Instructions(vip4, vip6, xsks int) asm.Instructions {
 		asm.Mov.Reg(tmp, data).WithSymbol("v4"),
 		asm.Add.Imm(tmp, ethLen+ipv4Len),
 		asm.JGT.Reg(tmp, end, "pass"),
-		asm.LoadMem(tmp, data, ethLen+ipv4Dst, asm.Word),
+		asm.LoadMem(tmp, data, ethLen+ipv4Proto, asm.Byte),
+		asm.JNE.Imm(tmp, tcpProto, "v4lookup"),
+		asm.LoadMem(tmp, data, ethLen+ipv4Frag, asm.Half),
+		asm.And.Imm(tmp, be16(0x1fff)),
+		asm.JNE.Imm(tmp, 0, "v4lookup"), // a later fragment: no TCP header
+		asm.LoadMem(tmp, data, ethLen, asm.Byte),
+		asm.And.Imm(tmp, 0x0f),
+	}, ihlLadder(eth, data, tmp, "v4tcp", "v4lookup"), asm.Instructions{
+		asm.Mov.Reg(tmp, eth).WithSymbol("v4tcp"), // eth + ethLen: the TCP header
+		asm.Add.Imm(tmp, ethLen+tcpFlags+1),
+		asm.JGT.Reg(tmp, end, "v4lookup"),
+		asm.LoadMem(tmp, eth, ethLen+tcpFlags, asm.Byte),
+		asm.And.Imm(tmp, tcpSYN|tcpACK),
+		asm.JNE.Imm(tmp, tcpSYN, "v4lookup"),
+		asm.Mov.Imm(syn, 1),
+		asm.LoadMem(tmp, data, ethLen+ipv4Dst, asm.Word).WithSymbol("v4lookup"),
 		asm.StoreMem(asm.RFP, -4, tmp, asm.Word),
 		asm.LoadMapPtr(asm.R1, vip4),
 		asm.Mov.Reg(asm.R2, asm.RFP),
@@ -191,7 +251,16 @@ func Instructions(vip4, vip6, xsks int) asm.Instructions {
 		asm.LoadMem(tmp, data, ethLen+ipv6Dst+12, asm.Word),
 		asm.StoreMem(asm.RFP, -4, tmp, asm.Word),
 		asm.LoadMem(tmp, data, ethLen+ipv6Next, asm.Byte),
-		asm.JNE.Imm(tmp, icmp6, "v6lookup"),
+		asm.JNE.Imm(tmp, tcpProto, "v6icmp"),
+		asm.Mov.Reg(tmp, data),
+		asm.Add.Imm(tmp, ethLen+ipv6Len+tcpFlags+1),
+		asm.JGT.Reg(tmp, end, "v6lookup"),
+		asm.LoadMem(tmp, data, ethLen+ipv6Len+tcpFlags, asm.Byte),
+		asm.And.Imm(tmp, tcpSYN|tcpACK),
+		asm.JNE.Imm(tmp, tcpSYN, "v6lookup"),
+		asm.Mov.Imm(syn, 1),
+		asm.Ja.Label("v6lookup"),
+		asm.JNE.Imm(tmp, icmp6, "v6lookup").WithSymbol("v6icmp"),
 		asm.Mov.Reg(tmp, data),
 		asm.Add.Imm(tmp, ethLen+ipv6Len+1),
 		asm.JGT.Reg(tmp, end, "v6lookup"),
@@ -204,7 +273,46 @@ func Instructions(vip4, vip6, xsks int) asm.Instructions {
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "pass"),
 
-		asm.LoadMem(asm.R2, ctx, mdRxQueueIndex, asm.Word).WithSymbol("redirect"),
+		// The SYN limit: a queue without configuration, or with an
+		// interval of 0, admits every SYN.
+		asm.JEq.Imm(syn, 0, "send").WithSymbol("redirect"),
+		asm.LoadMem(tmp, ctx, mdRxQueueIndex, asm.Word),
+		asm.StoreMem(asm.RFP, -4, tmp, asm.Word),
+		asm.LoadMapPtr(asm.R1, synCfg),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "send"),
+		asm.LoadMem(ival, asm.R0, 0, asm.DWord),
+		asm.JEq.Imm(ival, 0, "send"),
+		asm.LoadMem(syn, asm.R0, 8, asm.DWord), // syn is now the cap
+		asm.LoadMapPtr(asm.R1, synState),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "send"),
+		asm.Mov.Reg(state, asm.R0),
+		asm.FnKtimeGetNs.Call(),
+		asm.LoadMem(asm.R1, state, 0, asm.DWord),
+		asm.StoreMem(state, 0, asm.R0, asm.DWord),
+		asm.Sub.Reg(asm.R0, asm.R1), // the time since the last SYN
+		asm.LoadMem(asm.R1, state, 8, asm.DWord),
+		asm.JGE.Reg(asm.R0, syn, "full"), // credit + elapsed cannot wrap
+		asm.Add.Reg(asm.R1, asm.R0),
+		asm.JLE.Reg(asm.R1, syn, "spend"),
+		asm.Mov.Reg(asm.R1, syn).WithSymbol("full"),
+		asm.JLT.Reg(asm.R1, ival, "limited").WithSymbol("spend"),
+		asm.Sub.Reg(asm.R1, ival),
+		asm.StoreMem(state, 8, asm.R1, asm.DWord),
+		asm.Ja.Label("send"),
+		asm.StoreMem(state, 8, asm.R1, asm.DWord).WithSymbol("limited"),
+		asm.LoadMem(asm.R1, state, 16, asm.DWord),
+		asm.Add.Imm(asm.R1, 1),
+		asm.StoreMem(state, 16, asm.R1, asm.DWord),
+		asm.Mov.Imm(asm.R0, xdpDrop),
+		asm.Return(),
+
+		asm.LoadMem(asm.R2, ctx, mdRxQueueIndex, asm.Word).WithSymbol("send"),
 		asm.LoadMapPtr(asm.R1, xsks),
 		asm.Mov.Imm(asm.R3, xdpPass),
 		asm.FnRedirectMap.Call(),
@@ -212,7 +320,26 @@ func Instructions(vip4, vip6, xsks int) asm.Instructions {
 
 		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
 		asm.Return(),
+	})
+}
+
+// ihlLadder sets eth to data plus the IPv4 header's length, whose IHL (in
+// 32-bit words) is in tmp, and goes on at done; an IHL below 5 goes to
+// bad. The length is added as one of eleven constants, never as a
+// register: without CAP_PERFMON the verifier refuses a packet pointer plus
+// a variable offset (its Spectre v1 sanitation), and xlbd runs with
+// CAP_BPF and CAP_NET_ADMIN only (TestRunWithCapabilitiesOnly).
+func ihlLadder(eth, data, tmp asm.Register, done, bad string) asm.Instructions {
+	label := func(ihl int) string { return fmt.Sprintf("ihl%d", ihl) }
+	var ins asm.Instructions
+	for ihl := 5; ihl <= 15; ihl++ {
+		ins = append(ins, asm.JEq.Imm(tmp, int32(ihl), label(ihl)))
 	}
+	ins = append(ins, asm.Ja.Label(bad))
+	for ihl := 5; ihl <= 15; ihl++ {
+		ins = append(ins, asm.Mov.Reg(eth, data).WithSymbol(label(ihl)), asm.Add.Imm(eth, int32(ihl*4)), asm.Ja.Label(done))
+	}
+	return ins
 }
 
 // Mode is where the program runs.
@@ -438,11 +565,38 @@ func (p *Program) Close() error {
 	if p.Prog != nil {
 		errs = append(errs, p.Prog.Close())
 	}
-	for _, m := range []*ebpf.Map{p.VIP4, p.VIP6, p.Queues, p.XSKs} {
+	for _, m := range []*ebpf.Map{p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
 	}
-	p.Prog, p.VIP4, p.VIP6, p.Queues, p.XSKs = nil, nil, nil, nil, nil
+	p.Prog, p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs = nil, nil, nil, nil, nil, nil, nil
 	return errors.Join(errs...)
+}
+
+// SetSYNLimit makes queue admit TCP SYNs to a VIP at rate a second, in
+// bursts of up to burst, and drop the others; rate 0 admits every SYN.
+func (p *Program) SetSYNLimit(queue, rate, burst int) error {
+	if queue < 0 || queue >= MaxQueues {
+		return fmt.Errorf("queue %d out of range (0-%d)", queue, MaxQueues-1)
+	}
+	var v [synCfgLen]byte
+	if rate > 0 {
+		ival := uint64(1e9) / uint64(rate)
+		binary.NativeEndian.PutUint64(v[0:], max(ival, 1))
+		binary.NativeEndian.PutUint64(v[8:], max(ival, 1)*uint64(max(burst, 1)))
+	}
+	if err := p.SYNCfg.Put(uint32(queue), v[:]); err != nil {
+		return fmt.Errorf("setting the SYN limit of queue %d: %w", queue, err)
+	}
+	return nil
+}
+
+// SYNsLimited is how many SYNs queue's limit dropped.
+func (p *Program) SYNsLimited(queue int) (uint64, error) {
+	var v [synStateLen]byte
+	if err := p.SYNs.Lookup(uint32(queue), v[:]); err != nil {
+		return 0, err
+	}
+	return binary.NativeEndian.Uint64(v[16:]), nil
 }

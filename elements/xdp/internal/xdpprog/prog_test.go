@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/xlbproject/xlb/internal/testenv"
@@ -60,6 +61,25 @@ func cat(bs ...[]byte) []byte {
 	return append(out, make([]byte, 8)...) // a transport header's worth
 }
 
+// TestLoadWithoutPerfmon loads the program with the capabilities xlbd is
+// given in production (docs/operations.md) and no more: without
+// CAP_PERFMON (or root) the verifier refuses what it lets root do, such as
+// a packet pointer plus a variable offset.
+func TestLoadWithoutPerfmon(t *testing.T) {
+	testenv.RequireRoot(t)
+	const capNetAdmin, capNetRaw, capIPCLock, capBPF = 12, 13, 14, 39
+	var err error
+	testenv.OnThreadWithout(t, []uint{capNetAdmin, capNetRaw, capIPCLock, capBPF}, func() {
+		var p *Program
+		if p, err = Load(); err == nil {
+			p.Close()
+		}
+	})
+	if err != nil {
+		t.Fatalf("loading with CAP_NET_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK and CAP_BPF only: %v", err)
+	}
+}
+
 // TestVerdicts runs the program with BPF_PROG_TEST_RUN over frames of
 // each kind. The socket map is replaced by a devmap with an entry for
 // queue 0, so a redirect shows as XDP_REDIRECT (with the empty XSKMAP of
@@ -83,7 +103,7 @@ func TestVerdicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL",
-		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), dev.FD())})
+		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), dev.FD(), p.SYNCfg.FD(), p.SYNs.FD())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,5 +176,145 @@ func TestRegisterRange(t *testing.T) {
 	var ae *AttachedError
 	if errors.As(p.Attach("xlbx-no-such-interface", Native), &ae) {
 		t.Error("a missing interface reported as attached")
+	}
+}
+
+// tcp4 is an IPv4 header (protocol TCP, header length ihl words, the
+// given fragment offset field) and a TCP header with flags, to dst.
+func tcp4(dst netip.Addr, ihl int, frag uint16, flags byte) []byte {
+	h := make([]byte, ihl*4)
+	h[0], h[9] = 0x40|byte(ihl), 6
+	h[6], h[7] = byte(frag>>8), byte(frag)
+	d := dst.As4()
+	copy(h[16:], d[:])
+	t := make([]byte, 20)
+	t[13] = flags
+	return append(h, t...)
+}
+
+// TestSYNLimit: with a limit of one SYN a second in bursts of two, the
+// third SYN to a VIP in a row is dropped and counted, in either family,
+// while every other packet to a VIP goes to the socket; no limit (rate 0)
+// admits every SYN.
+func TestSYNLimit(t *testing.T) {
+	testenv.RequireRoot(t)
+	p, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.SetVIPs([]netip.Addr{vip4, vip6}); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.DevMap, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	if err := dev.Put(uint32(0), uint32(1)); err != nil {
+		t.Fatal(err)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL",
+		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), dev.FD(), p.SYNCfg.FD(), p.SYNs.FD())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	run := func(frame []byte) uint32 {
+		t.Helper()
+		got, err := prog.Run(&ebpf.RunOptions{Data: frame})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	const syn, ack = 0x02, 0x10
+	syn4 := cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0x4000, syn)) // DF set
+	syn6 := cat(eth(nil, ethIPv6), ipv6(6, vip6), make([]byte, 13), []byte{syn})
+	for range 5 {
+		if got := run(syn4); got != xdpRedirect {
+			t.Fatalf("without a limit: SYN verdict %d, want %d", got, xdpRedirect)
+		}
+	}
+
+	if err := p.SetSYNLimit(0, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []uint32{xdpRedirect, xdpRedirect, xdpDrop, xdpDrop} {
+		if got := run(syn4); got != want {
+			t.Errorf("SYN %d: verdict %d, want %d", i+1, got, want)
+		}
+	}
+	for _, tt := range []struct {
+		name  string
+		frame []byte
+		want  uint32
+	}{
+		{"IPv6 SYN", syn6, xdpDrop},
+		{"802.1Q SYN", cat(eth(tag8021, ethIPv4), tcp4(vip4, 5, 0, syn)), xdpDrop},
+		{"SYN with options in the IPv4 header", cat(eth(nil, ethIPv4), tcp4(vip4, 15, 0, syn)), xdpDrop},
+		{"SYN to another address", cat(eth(nil, ethIPv4), tcp4(other4, 5, 0, syn)), xdpPass},
+		{"ACK", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0, ack)), xdpRedirect},
+		{"SYN-ACK", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0, syn|ack)), xdpRedirect},
+		{"IPv6 ACK", cat(eth(nil, ethIPv6), ipv6(6, vip6), make([]byte, 13), []byte{ack}), xdpRedirect},
+		{"later fragment", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0x0010, syn)), xdpRedirect},
+		{"UDP", cat(eth(nil, ethIPv4), ipv4(vip4)), xdpRedirect},
+		{"TCP header cut short", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0, syn))[:14+20+13], xdpRedirect},
+	} {
+		if got := run(tt.frame); got != tt.want {
+			t.Errorf("%s over the limit: verdict %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	if n, err := p.SYNsLimited(0); err != nil || n != 5 {
+		t.Errorf("SYNsLimited = %d, %v; want 5", n, err)
+	}
+
+	if err := p.SetSYNLimit(0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := run(syn4); got != xdpRedirect {
+		t.Errorf("limit removed: SYN verdict %d, want %d", got, xdpRedirect)
+	}
+}
+
+// BenchmarkProgram times the program per packet in the kernel
+// (BPF_PROG_TEST_RUN, 10,000 repeats a run): a UDP datagram and a TCP ACK
+// to a VIP (an established flow's packets, which the SYN limit only
+// classifies), and a SYN with no limit and over the limit.
+func BenchmarkProgram(b *testing.B) {
+	testenv.RequireRoot(b)
+	p, err := Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.SetVIPs([]netip.Addr{vip4}); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		frame []byte
+		rate  int
+	}{
+		{"udp", cat(eth(nil, ethIPv4), ipv4(vip4)), 0},
+		{"ack", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0, 0x10)), 1},
+		{"syn", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0, 0x02)), 0},
+		{"syn-limited", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0, 0x02)), 1},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			if err := p.SetSYNLimit(0, bc.rate, 1); err != nil {
+				b.Fatal(err)
+			}
+			const repeat = 10000
+			var total time.Duration
+			for range b.N {
+				_, d, err := p.Prog.Benchmark(bc.frame, repeat, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += d
+			}
+			b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/pkt")
+		})
 	}
 }
