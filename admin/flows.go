@@ -191,7 +191,7 @@ func connTrack(ctx context.Context, snap *snapshot.Snapshot, workers []*pipeline
 	for i := range snap.VIPs {
 		v := &snap.VIPs[i]
 		for _, id := range v.Reals {
-			if r := &snap.Reals[id]; r.Epoch != 0 {
+			if r := snap.Reals.At(id); r.Epoch != 0 {
 				sum[[2]string{v.Name, r.Backend}] += 0
 			}
 		}
@@ -219,10 +219,15 @@ func knownNames(snap *snapshot.Snapshot, vip, backend string) error {
 	if vip != "" && !slices.ContainsFunc(snap.VIPs, func(v snapshot.VIP) bool { return v.Name == vip }) {
 		return &notFound{msg: fmt.Sprintf("no VIP %q in the running configuration", vip)}
 	}
-	if backend != "" && !slices.ContainsFunc(snap.Reals, func(r snapshot.Real) bool { return r.Epoch != 0 && r.Backend == backend }) {
-		return &notFound{msg: fmt.Sprintf("no backend %q in the running configuration", backend)}
+	if backend == "" {
+		return nil
 	}
-	return nil
+	for _, r := range snap.Reals.All() {
+		if r.Epoch != 0 && r.Backend == backend {
+			return nil
+		}
+	}
+	return &notFound{msg: fmt.Sprintf("no backend %q in the running configuration", backend)}
 }
 
 // FlowOf parses a lookup's protocol (tcp, udp, sctp, icmp, or a number)

@@ -183,7 +183,7 @@ func vips(snap *snapshot.Snapshot, pools map[string]string) []VIP {
 		v := &snap.VIPs[i]
 		n := 0
 		for _, id := range v.Reals {
-			if r := &snap.Reals[id]; r.Epoch != 0 && r.State == snapshot.Up {
+			if r := snap.Reals.At(id); r.Epoch != 0 && r.State == snapshot.Up {
 				n++
 			}
 		}
@@ -213,7 +213,7 @@ func backends(src Source, vip string) ([]Backend, error) {
 		}
 		found = true
 		for _, id := range v.Reals {
-			r := &snap.Reals[id]
+			r := snap.Reals.At(id)
 			if r.Epoch == 0 {
 				continue
 			}

@@ -50,7 +50,7 @@ type Controller struct {
 	// counts the health changes, which invalidate the VIPs' parts.
 	flat   map[string]flatPool
 	vipsBy map[string]*vipPart
-	reals  []snapshot.Real
+	reals  snapshot.Reals
 	health uint64
 	pools  poolDigests
 }
@@ -255,7 +255,7 @@ func (c *Controller) publish(cfg *Config) error {
 	// VIPs often share a pool: flatten it once, not once per VIP, and
 	// a pool whose backends are the very same as last time not again.
 	flat := make(map[string]flatPool, len(pools))
-	reach := map[*Pool][]*Backend{}
+	reach := make(map[*Pool][]*Backend, len(pools))
 	members := make([][]*Backend, len(vips))
 	for i, v := range vips {
 		p := pools[v.Pool]
@@ -276,13 +276,12 @@ func (c *Controller) publish(cfg *Config) error {
 	}
 	// The reals of the VIPs kept are where they were: start from the
 	// last snapshot's, clear the slots of the others' previous reals,
-	// then fill in theirs.
-	reals := make([]snapshot.Real, len(ids.epochs))
-	copy(reals, c.reals)
+	// then fill in theirs. Only the chunks written to are copied.
+	reals := c.reals.Edit(len(ids.epochs))
 	for name, prev := range c.vipsBy {
 		if parts[name] != prev {
 			for _, id := range prev.ids.ids {
-				reals[id] = snapshot.Real{}
+				reals.Set(id, snapshot.Real{})
 			}
 		}
 	}
@@ -316,10 +315,10 @@ func (c *Controller) publish(cfg *Config) error {
 	if cfg != c.cfg {
 		digest = cfg.digest(&c.pools)
 	}
-	s := snapshot.New(c.store.Load().Generation+1, cfg.HashSeed, out, reals)
+	s := snapshot.NewFrom(c.store.Load().Generation+1, cfg.HashSeed, out, reals.Done())
 	s.ConfigDigest = digest
 	c.ids, c.tables, c.cfg, c.digest = ids, cache, cfg, digest
-	c.flat, c.vipsBy, c.reals = flat, parts, reals
+	c.flat, c.vipsBy, c.reals = flat, parts, s.Reals
 	c.built += len(todo)
 	c.store.Publish(s)
 	return nil
@@ -350,7 +349,7 @@ func (part *vipPart) valid(i int, v *VIP, members []*Backend, vids *vipIDs, heal
 
 // vipPart builds v's part of the snapshot, at place i over members, and
 // writes its reals.
-func (c *Controller) vipPart(i int, v *VIP, members []*Backend, ids ids, reals []snapshot.Real) *vipPart {
+func (c *Controller) vipPart(i int, v *VIP, members []*Backend, ids ids, reals *snapshot.Editor) *vipPart {
 	vids := ids.byVIP[v.Name]
 	part := &vipPart{at: i, vip: *v, members: members, ids: vids, health: c.health}
 	part.sv = snapshot.VIP{Name: v.Name, Addr: v.Address, Proto: protoNumber(v.Protocol),
@@ -363,7 +362,7 @@ func (c *Controller) vipPart(i int, v *VIP, members []*Backend, ids ids, reals [
 		if addr.Is4() {
 			r.Family = 4
 		}
-		reals[id] = r
+		reals.Set(id, r)
 		part.sv.Reals[j] = id
 		if r.State == snapshot.Up {
 			part.up = append(part.up, tableInput{b.Name, b.Weight, id})

@@ -26,7 +26,7 @@ func realOf(s *snapshot.Snapshot, vipName, backend string) *snapshot.Real {
 			continue
 		}
 		for _, id := range v.Reals {
-			if r := &s.Reals[id]; r.Backend == backend {
+			if r := s.Reals.At(id); r.Backend == backend {
 				return r
 			}
 		}
@@ -49,7 +49,7 @@ func vipOf(t *testing.T, s *snapshot.Snapshot, name string) *snapshot.VIP {
 func tableNames(s *snapshot.Snapshot, v *snapshot.VIP) []string {
 	out := make([]string, len(v.Table))
 	for i, id := range v.Table {
-		out[i] = s.Reals[id].Backend
+		out[i] = s.Reals.At(id).Backend
 	}
 	return out
 }
@@ -103,7 +103,7 @@ func TestApplySnapshot(t *testing.T) {
 		t.Fatalf("LookupVIP(web:443) = %d, %v", i, ok)
 	}
 	for _, id := range web.Table {
-		if s.Real(id, s.Reals[id].Epoch) == nil || s.Reals[id].VIP != i {
+		if s.Real(id, s.Reals.At(id).Epoch) == nil || s.Reals.At(id).VIP != i {
 			t.Fatalf("table entry %d is not a real of web", id)
 		}
 	}
@@ -196,7 +196,7 @@ func TestNestedPools(t *testing.T) {
 	v := vipOf(t, s, "svc")
 	var got []string
 	for _, id := range v.Reals {
-		got = append(got, s.Reals[id].Backend)
+		got = append(got, s.Reals.At(id).Backend)
 	}
 	if !slices.Equal(got, []string{"l", "s", "t"}) {
 		t.Fatalf("reals %v, want [l s t] (sorted by name, s once)", got)
@@ -344,8 +344,38 @@ func TestConcurrentMutations(t *testing.T) {
 		t.Fatalf("web-b down = %v in the last snapshot, want %v", got, wantDown)
 	}
 	for _, id := range vipOf(t, s, "web").Table {
-		if r := s.Real(id, s.Reals[id].Epoch); r == nil || r.State != snapshot.Up {
+		if r := s.Real(id, s.Reals.At(id).Epoch); r == nil || r.State != snapshot.Up {
 			t.Fatalf("table entry %d is not an up real", id)
 		}
+	}
+}
+
+// A one-backend change publishes a snapshot that shares every chunk of
+// reals with the last one but those of the changed VIP's reals: the
+// publication copies a chunk or two, not every real (issue #10: 8 MB for
+// 1,000 VIPs × 100 backends, at every reload).
+func TestOneBackendSharesReals(t *testing.T) {
+	cfg := manyVIPs(100, 30, 1009)
+	c := New()
+	s1 := mustApply(t, c, cfg)
+	other := *cfg
+	other.Pools = slices.Clone(cfg.Pools)
+	other.Pools[50].Backends = slices.Clone(cfg.Pools[50].Backends)
+	other.Pools[50].Backends[7].Weight = 2
+	s2 := mustApply(t, c, &other)
+	changed := map[int]bool{}
+	for _, id := range vipOf(t, s2, "p0050").Reals {
+		changed[int(id/snapshot.RealChunk)] = true
+	}
+	if s1.Reals.Chunks() != s2.Reals.Chunks() || s2.Reals.Chunks() < 10 {
+		t.Fatalf("%d chunks, then %d", s1.Reals.Chunks(), s2.Reals.Chunks())
+	}
+	for k := range s2.Reals.Chunks() {
+		if shared := s1.Reals.Chunk(k) == s2.Reals.Chunk(k); shared == changed[k] {
+			t.Errorf("chunk %d: shared %v, holds the changed VIP's reals %v", k, shared, changed[k])
+		}
+	}
+	if w1, w2 := realOf(s1, "p0050", "p0050-7").Weight, realOf(s2, "p0050", "p0050-7").Weight; w1 != 1 || w2 != 2 {
+		t.Errorf("the changed real: weight %d, then %d", w1, w2)
 	}
 }

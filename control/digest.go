@@ -165,7 +165,7 @@ func (c *Config) digest(cache *poolDigests) string {
 	}
 	pools := byName(c.Pools, func(p *Pool) string { return p.Name })
 	e.uint(uint64(len(pools)))
-	next := poolDigests{}
+	next := make(poolDigests, len(pools))
 	for _, p := range pools {
 		d, ok := cache.get(p)
 		if !ok {
@@ -297,7 +297,7 @@ func VIPDigests(s *snapshot.Snapshot) []VIPDigest {
 		e := newEncoder("xlb-backends-v1")
 		for _, id := range v.Reals {
 			// Reals are sorted by backend name, as a table's inputs are.
-			if r := &s.Reals[id]; r.Epoch != 0 && r.State == snapshot.Up {
+			if r := s.Reals.At(id); r.Epoch != 0 && r.State == snapshot.Up {
 				e.str(r.Backend)
 				e.uint(uint64(r.Weight))
 			}

@@ -185,7 +185,7 @@ func sameSnapshot(t *testing.T, step int, got, want *snapshot.Snapshot) {
 	t.Helper()
 	if got.ConfigDigest != want.ConfigDigest || !reflect.DeepEqual(got.Reals, want.Reals) || len(got.VIPs) != len(want.VIPs) {
 		t.Fatalf("step %d: snapshots differ (digest %s, want %s; %d reals, want %d)", step,
-			got.ConfigDigest, want.ConfigDigest, len(got.Reals), len(want.Reals))
+			got.ConfigDigest, want.ConfigDigest, got.Reals.Len(), want.Reals.Len())
 	}
 	for i := range got.VIPs {
 		if !reflect.DeepEqual(got.VIPs[i], want.VIPs[i]) {

@@ -156,7 +156,7 @@ type vipView struct {
 type names struct {
 	m     int
 	ids   []uint32 // empty: no backend takes new flows
-	reals []snapshot.Real
+	reals *snapshot.Reals
 }
 
 // at is the name of the backend in slot s, "" for none.
@@ -164,7 +164,7 @@ func (t names) at(s int) string {
 	if len(t.ids) == 0 {
 		return ""
 	}
-	return t.reals[t.ids[s]].Backend
+	return t.reals.At(t.ids[s]).Backend
 }
 
 func vipsByName(cfg *Config, s *snapshot.Snapshot) map[string]*vipView {
@@ -180,10 +180,10 @@ func vipsByName(cfg *Config, s *snapshot.Snapshot) map[string]*vipView {
 			state: VIPState{Address: d.Address, Protocol: d.Protocol, Ports: append([]uint16{}, d.Ports...), Pool: d.Pool,
 				TableSize: m, Backends: len(sv.Reals)},
 			backends: map[string]BackendState{},
-			table:    names{m: int(m), ids: sv.Table, reals: s.Reals},
+			table:    names{m: int(m), ids: sv.Table, reals: &s.Reals},
 		}
 		for _, id := range sv.Reals {
-			r := s.Reals[id]
+			r := s.Reals.At(id)
 			v.backends[r.Backend] = BackendState{Address: r.Addr, Weight: r.Weight, State: r.State.String()}
 		}
 		for b, n := range v.table.count() {
@@ -296,7 +296,7 @@ func (t names) count() map[string]uint64 {
 		return c
 	}
 	for _, id := range t.ids {
-		c[t.reals[id].Backend]++
+		c[t.reals.At(id).Backend]++
 	}
 	return c
 }

@@ -46,7 +46,8 @@ func table(t []string) names {
 		ids[i] = uint32(len(reals))
 		reals = append(reals, snapshot.Real{Backend: name})
 	}
-	return names{m: len(t), ids: ids, reals: reals}
+	rs := snapshot.MakeReals(reals)
+	return names{m: len(t), ids: ids, reals: &rs}
 }
 
 func bruteMoved(old, cur []string) int {

@@ -45,7 +45,7 @@ func DesiredRoutes(s *snapshot.Snapshot, selfCheck error) []Route {
 // draining).
 func servable(s *snapshot.Snapshot, v *snapshot.VIP) bool {
 	for _, id := range v.Reals {
-		if int(id) < len(s.Reals) && s.Reals[id].Epoch != 0 && s.Reals[id].KeepsFlows() {
+		if int(id) < s.Reals.Len() && s.Reals.At(id).Epoch != 0 && s.Reals.At(id).KeepsFlows() {
 			return true
 		}
 	}

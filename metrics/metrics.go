@@ -193,7 +193,7 @@ func (c *Collector) snapshot(ch chan<- prometheus.Metric, snap *snapshot.Snapsho
 	c.send(ch, "xlb_config_generation", "Generation of the snapshot the data plane runs (it grows with every reload and health change).",
 		true, float64(snap.Generation), nil)
 	c.send(ch, "xlb_vips", "VIPs in the running configuration.", true, float64(len(snap.VIPs)), nil)
-	for _, r := range snap.Reals {
+	for _, r := range snap.Reals.All() {
 		if r.Epoch == 0 || int(r.VIP) >= len(snap.VIPs) {
 			continue
 		}

@@ -126,7 +126,7 @@ func planTables(t *testing.T, path string) map[string][]string {
 	out := map[string][]string{}
 	for _, v := range s.VIPs {
 		for _, id := range v.Table {
-			out[v.Name] = append(out[v.Name], s.Reals[id].Backend)
+			out[v.Name] = append(out[v.Name], s.Reals.At(id).Backend)
 		}
 	}
 	return out

@@ -268,7 +268,7 @@ func printStats(w io.Writer, stats []pipeline.ElementStats, snap *snapshot.Snaps
 	})
 	// A backend a reload removed keeps its row: its packets were sent.
 	weights := map[[2]string]string{}
-	for _, r := range snap.Reals {
+	for _, r := range snap.Reals.All() {
 		if r.Epoch != 0 {
 			weights[[2]string{snap.VIPs[r.VIP].Name, r.Backend}] = strconv.FormatUint(uint64(r.Weight), 10)
 		}

@@ -344,8 +344,8 @@ func TestAllDownEmptyTable(t *testing.T) {
 		t.Fatalf("generation %d (want %d), table length %d (want 0)", s.Generation, gen+1, len(s.VIPs[0].Table))
 	}
 	for _, id := range s.VIPs[0].Reals {
-		if s.Reals[id].State != snapshot.Down {
-			t.Fatalf("real %+v, want Down", s.Reals[id])
+		if s.Reals.At(id).State != snapshot.Down {
+			t.Fatalf("real %+v, want Down", s.Reals.At(id))
 		}
 	}
 	up = true
@@ -372,8 +372,8 @@ func TestDrainUnaffected(t *testing.T) {
 	state := func() snapshot.State {
 		s := ctrl.Snapshot()
 		for _, id := range s.VIPs[0].Reals {
-			if s.Reals[id].Backend == "b" {
-				return s.Reals[id].State
+			if s.Reals.At(id).Backend == "b" {
+				return s.Reals.At(id).State
 			}
 		}
 		t.Fatal("no real b")

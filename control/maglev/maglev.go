@@ -17,6 +17,7 @@ package maglev
 
 import (
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 	"strings"
@@ -158,7 +159,7 @@ func build(backends []Backend, m uint32) (table []uint32, work int, err error) {
 	}
 
 	f := filler{m: m, table: make([]uint32, m), taken: make([]uint64, (m+63)/64),
-		ps: make([]participant, len(order))}
+		ps: make([]participant, len(order)), tailAt: tailSize(m)}
 	maxW, sumW := uint64(0), uint64(0)
 	for k, i := range order {
 		p := &f.ps[k]
@@ -217,6 +218,12 @@ type filler struct {
 	taken  []uint64
 	filled uint32
 	ps     []participant
+	// tailAt is the number of free slots at which claims stop probing
+	// (see claimTail); free lists those slots once they are that few.
+	tailAt uint32
+	free   []uint32
+	// mu is floor((2^64-1)/m), for Barrett reduction modulo m (mod).
+	mu uint64
 }
 
 // participant is one backend in the population loop.
@@ -224,6 +231,7 @@ type participant struct {
 	pos    uint32 // next slot of its preference list to try
 	skip   uint32
 	index  uint32 // index in the caller's slice
+	inv    uint32 // skip's inverse modulo m, 0 until the tail needs it
 	weight uint64
 	credit uint64 // accumulated weight, while walking the turns
 }
@@ -231,6 +239,9 @@ type participant struct {
 // claim gives p its next preferred free slot and reports whether the table
 // is now full.
 func (f *filler) claim(p *participant) bool {
+	if f.free != nil {
+		return f.claimTail(p)
+	}
 	c, skip := p.pos, p.skip
 	for f.taken[c>>6]&(1<<(c&63)) != 0 {
 		if c += skip; c >= f.m {
@@ -244,7 +255,92 @@ func (f *filler) claim(p *participant) bool {
 	}
 	p.pos = c
 	f.filled++
+	if f.m-f.filled == f.tailAt && f.filled < f.m {
+		f.startTail()
+	}
 	return f.filled == f.m
+}
+
+// tailSize is the number of free slots below which claims take the tail's
+// way (claimTail) rather than probing. With F slots free a probe finds one
+// with odds F/M, so probing costs about M/F looks per claim (M·ln M in all,
+// half of it in the last √M slots, each look a likely mispredicted branch),
+// where the tail's way costs F multiply-reduces without a branch to
+// mispredict: the two meet near F = √M times the ratio of their costs,
+// measured by BenchmarkMaglevBuild.
+func tailSize(m uint32) uint32 {
+	return 2 * uint32(math.Sqrt(float64(m)))
+}
+
+// startTail lists the free slots, from which claimTail takes from now on.
+func (f *filler) startTail() {
+	f.free = make([]uint32, 0, f.m-f.filled)
+	for w, word := range f.taken {
+		for free := ^word; free != 0; free &= free - 1 {
+			if s := uint32(w*64 + bits.TrailingZeros64(free)); s < f.m {
+				f.free = append(f.free, s)
+			}
+		}
+	}
+	f.mu = ^uint64(0) / uint64(f.m)
+}
+
+// claimTail is claim when few slots are free: p's next preferred free slot
+// is the free slot s that comes first in its preference list from p.pos,
+// the one whose distance j in that list, from p.pos + j·skip ≡ s (mod m),
+// is the smallest: j = (s - p.pos)·skip⁻¹ mod m, one multiply and one
+// reduction per free slot instead of about m/F probes. It takes the same
+// slot as probing would, so the table is the same.
+func (f *filler) claimTail(p *participant) bool {
+	m := uint64(f.m)
+	if p.inv == 0 {
+		p.inv = inverse(p.skip, f.m)
+	}
+	inv, pos := uint64(p.inv), m-uint64(p.pos)
+	best, at := ^uint64(0), 0
+	for i, s := range f.free {
+		// (s + m - pos)·inv < 2m·m < 2^49: mod's bound holds.
+		if j := f.mod((uint64(s) + pos) * inv); j < best {
+			best, at = j, i
+		}
+	}
+	s := f.free[at]
+	f.free[at] = f.free[len(f.free)-1]
+	f.free = f.free[:len(f.free)-1]
+	f.table[s] = p.index
+	if s += p.skip; s >= f.m {
+		s -= f.m
+	}
+	p.pos = s
+	f.filled++
+	return f.filled == f.m
+}
+
+// mod is x mod m for x < 2^63 by Barrett reduction: the quotient
+// floor(x·mu/2^64) is short of x/m by less than 2, so one subtraction
+// finishes, where a division would cost tens of cycles.
+func (f *filler) mod(x uint64) uint64 {
+	q, _ := bits.Mul64(x, f.mu)
+	r := x - q*uint64(f.m)
+	if r >= uint64(f.m) {
+		r -= uint64(f.m)
+	}
+	return r
+}
+
+// inverse returns a⁻¹ mod m for 0 < a < m, m prime (extended Euclid).
+func inverse(a, m uint32) uint32 {
+	t, nt := int64(0), int64(1)
+	r, nr := int64(m), int64(a)
+	for nr != 0 {
+		q := r / nr
+		t, nt = nt, t-q*nt
+		r, nr = nr, r-q*nr
+	}
+	if t < 0 {
+		t += int64(m)
+	}
+	return uint32(t)
 }
 
 // nextClaim is backend k's j-th claim, due at turn.

@@ -224,6 +224,68 @@ func TestSameAsTurns(t *testing.T) {
 	}
 }
 
+// The tail's way of claiming (claimTail, from the last tailSize(M) free
+// slots on) takes the slots that probing takes: over random names, equal,
+// skewed and zero weights (the walk and the heap), tables from 2 to
+// 655373 slots, Build equals the paper's turns slot for slot, and some
+// tables are the golden 1,000 × 65537 shape.
+func TestTailSameAsTurns(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	sizes := []uint32{2, 3, 13, 251, 1009, 4099, 65537, 655373}
+	for run := range 120 {
+		m := sizes[run%len(sizes)]
+		n := 1 + r.IntN(min(int(m)-1, 1000))
+		if run%len(sizes) == 6 && run < 20 {
+			n = 1000
+		}
+		bs := make([]Backend, n)
+		for i := range bs {
+			name := make([]byte, 1+r.IntN(20))
+			for k := range name {
+				name[k] = byte(' ' + r.IntN(95))
+			}
+			bs[i] = Backend{Name: fmt.Sprintf("%s#%d", name, i), Weight: 1}
+			switch run % 3 {
+			case 1:
+				bs[i].Weight = uint32(r.IntN(4)) // zeros and near-equal: the walk
+			case 2:
+				bs[i].Weight = 1 + r.Uint32N(1000)>>r.UintN(10) // skewed: the heap
+			}
+		}
+		got, err := Build(bs, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == nil {
+			continue
+		}
+		want := turns(bs, m)
+		for s := range want {
+			if got[s] != want[s] {
+				t.Fatalf("run %d, N=%d, M=%d: slot %d holds %d, the turns give %d", run, n, m, s, got[s], want[s])
+			}
+		}
+	}
+}
+
+// inverse is the inverse modulo a prime, for every residue of small primes
+// and at the edges of the largest table size.
+func TestInverse(t *testing.T) {
+	for _, m := range []uint32{2, 3, 13, 251, 65537} {
+		for a := uint32(1); a < m; a++ {
+			if inv := inverse(a, m); uint64(a)*uint64(inv)%uint64(m) != 1 {
+				t.Fatalf("inverse(%d, %d) = %d", a, m, inv)
+			}
+		}
+	}
+	const m = 16777213
+	for _, a := range []uint32{1, 2, m / 2, m - 2, m - 1} {
+		if inv := inverse(a, m); uint64(a)*uint64(inv)%m != 1 {
+			t.Fatalf("inverse(%d, %d) = %d", a, m, inv)
+		}
+	}
+}
+
 // Defect: with one heavy backend among many light ones, the population loop
 // walked every backend on every turn, M·N·W/ΣW steps (15 s for one backend
 // at weight 10,000 and 999 at 1 with M = 16,777,213). Build's work apart

@@ -49,7 +49,7 @@ func (s State) String() string {
 // (ID, Epoch) can tell "my backend" from "a new backend in my old slot".
 type Real struct {
 	ID      uint32
-	Epoch   uint32 // 0 marks an unused slot in Snapshot.Reals
+	Epoch   uint32 // 0 marks an unused ID in Snapshot.Reals
 	VIP     uint32 // index into Snapshot.VIPs
 	Backend string // backend name, unique in the configuration
 	Addr    netip.Addr
@@ -88,7 +88,7 @@ type Snapshot struct {
 	HashSeed uint64
 	VIPs     []VIP
 	// Reals is indexed by real ID.
-	Reals []Real
+	Reals Reals
 	// ConfigDigest is the hex digest of the applied service configuration
 	// (control.Config.Digest): equal on every node that applied the same
 	// configuration, however it was written. Empty before the first.
@@ -111,11 +111,17 @@ type vipKey struct {
 // not a valid TCP/UDP destination, so it cannot collide.
 const anyPort = 0
 
-// New builds a snapshot and its lookup index. vips and reals are owned by the
-// snapshot from now on and must not be modified.
+// New builds a snapshot and its lookup index. vips is owned by the snapshot
+// from now on and must not be modified; reals is copied.
 func New(generation, hashSeed uint64, vips []VIP, reals []Real) *Snapshot {
+	return NewFrom(generation, hashSeed, vips, MakeReals(reals))
+}
+
+// NewFrom is New over reals in chunks, which it may share with other
+// snapshots (see Editor).
+func NewFrom(generation, hashSeed uint64, vips []VIP, reals Reals) *Snapshot {
 	s := &Snapshot{Generation: generation, HashSeed: hashSeed, VIPs: vips, Reals: reals,
-		index: map[vipKey]uint32{}, frags: map[vipKey]uint32{}}
+		index: make(map[vipKey]uint32, len(vips)), frags: make(map[vipKey]uint32, len(vips))}
 	for i, v := range vips {
 		a := v.Addr.As16()
 		fk := vipKey{a, v.Proto, anyPort}
@@ -173,10 +179,10 @@ func (v *VIP) Pick(hash uint64) uint32 { return v.Table[maglev.Slot(hash, len(v.
 // Real returns the real with the given ID and epoch, or nil when that real
 // no longer exists.
 func (s *Snapshot) Real(id, epoch uint32) *Real {
-	if int(id) >= len(s.Reals) {
+	if int(id) >= s.Reals.Len() {
 		return nil
 	}
-	r := &s.Reals[id]
+	r := s.Reals.At(id)
 	if r.Epoch != epoch || r.Epoch == 0 {
 		return nil
 	}

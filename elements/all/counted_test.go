@@ -96,7 +96,7 @@ func FuzzCounted(f *testing.F) {
 		}
 		graph, ctl := loadGraph(f, "counted.hcl", src)
 		backends := map[netip.Addr]bool{}
-		for _, r := range ctl.Snapshot().Reals {
+		for _, r := range ctl.Snapshot().Reals.All() {
 			backends[r.Addr] = true
 		}
 		setups = append(setups, setup{enc, graph, ctl, backends})

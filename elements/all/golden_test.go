@@ -406,7 +406,7 @@ func compareGolden(t *testing.T, path string, got []byte) {
 func checkOutput(t *testing.T, inputPath string, out []byte, enc string, snap *snapshot.Snapshot) {
 	t.Helper()
 	backends := map[netip.Addr]bool{}
-	for _, r := range snap.Reals {
+	for _, r := range snap.Reals.All() {
 		backends[r.Addr] = true
 	}
 	inputs := map[string]bool{} // inner IP packets with TTL decremented, as written

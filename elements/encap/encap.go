@@ -164,10 +164,18 @@ type Encap struct {
 	// Packets fragmented this batch, and the fragments they made.
 	fragmented, fragments uint64
 	warned                string // the backends warnNoSource last named
-	// byReal is the counter of each real ID of the current snapshot;
-	// rows holds every (VIP, backend) counter ever made, by name.
-	byReal []*backendStat
+	// byReal is the counter of each real ID of the current snapshot, in
+	// the snapshot's chunks of reals; rows holds every (VIP, backend)
+	// counter ever made, by name.
+	byReal []*statChunk
 	rows   map[[2]string]*backendStat
+	// The chunks of the reals last adopted, the names of that
+	// snapshot's VIPs by index, and warnNoSource's entries per chunk:
+	// a chunk a new snapshot shares holds the same reals (see
+	// snapshot.Reals), so adopt derives nothing again for it.
+	seen     []*[snapshot.RealChunk]snapshot.Real
+	seenVIPs []string
+	missing  [][]string
 
 	// Published in EndBatch, read by Stats from another goroutine.
 	// backends lists every row in order of first appearance, those of
@@ -182,6 +190,9 @@ type Encap struct {
 }
 
 type backendCount struct{ pkts, bytes uint64 }
+
+// statChunk is the counters of one chunk of the snapshot's reals.
+type statChunk [snapshot.RealChunk]*backendStat
 
 // backendStat is the published counter of one backend of one VIP. Its
 // labels are immutable; a backend removed and added again by name carries
@@ -305,11 +316,14 @@ func (e *Encap) StartBatch(now int64) {
 // adopt takes a new snapshot's reals: it grows the per-real scratch and
 // maps each real ID to its (VIP, backend) row, adding rows for new names
 // and keeping every other. It allocates only when the snapshot changed,
-// never per packet. The scratch is empty: EndBatch flushed the last
-// batch's counts, which belong to the old snapshot's reals.
+// never per packet, and looks only at the chunks of reals the snapshot
+// does not share with the last one: a reload that changes one VIP's reals
+// costs a chunk or two, not a walk of every real. The scratch is empty:
+// EndBatch flushed the last batch's counts, which belong to the old
+// snapshot's reals.
 func (e *Encap) adopt(s *snapshot.Snapshot) {
-	if len(s.Reals) > len(e.local) {
-		e.local = make([]backendCount, len(s.Reals))
+	if n := s.Reals.Len(); n > len(e.local) {
+		e.local = make([]backendCount, n)
 	}
 	if e.rows == nil {
 		e.rows = map[[2]string]*backendStat{}
@@ -318,35 +332,55 @@ func (e *Encap) adopt(s *snapshot.Snapshot) {
 	if p := e.backends.Load(); p != nil {
 		all = *p
 	}
+	// A real names its VIP by index: a shared chunk's rows (named by
+	// VIP) stand only while every VIP keeps its place.
+	vips := make([]string, len(s.VIPs))
+	for i := range s.VIPs {
+		vips[i] = s.VIPs[i].Name
+	}
+	sameVIPs := slices.Equal(vips, e.seenVIPs)
 	added := false
-	e.byReal = make([]*backendStat, len(s.Reals))
-	for i := range s.Reals {
-		r := &s.Reals[i]
-		if r.Epoch == 0 {
+	byReal := make([]*statChunk, s.Reals.Chunks())
+	seen := make([]*[snapshot.RealChunk]snapshot.Real, len(byReal))
+	for k := range byReal {
+		c := s.Reals.Chunk(k)
+		seen[k] = c
+		if sameVIPs && k < len(e.seen) && e.seen[k] == c && k < len(e.byReal) {
+			byReal[k] = e.byReal[k]
 			continue
 		}
-		key := [2]string{"", r.Backend}
-		if int(r.VIP) < len(s.VIPs) {
-			key[0] = s.VIPs[r.VIP].Name
-		}
-		b := e.rows[key]
-		if b == nil {
-			b = &backendStat{vip: key[0], backend: key[1]}
-			e.rows[key] = b
-			if !added {
-				// A copy: Stats may be reading the published list.
-				all, added = slices.Clip(all), true
+		st := new(statChunk)
+		for j := range c {
+			r := &c[j]
+			if r.Epoch == 0 {
+				continue
 			}
-			all = append(all, b)
+			key := [2]string{"", r.Backend}
+			if int(r.VIP) < len(vips) {
+				key[0] = vips[r.VIP]
+			}
+			b := e.rows[key]
+			if b == nil {
+				b = &backendStat{vip: key[0], backend: key[1]}
+				e.rows[key] = b
+				if !added {
+					// A copy: Stats may be reading the published list.
+					all, added = slices.Clip(all), true
+				}
+				all = append(all, b)
+			}
+			st[j] = b
 		}
-		e.byReal[i] = b
+		byReal[k] = st
 	}
+	e.byReal = byReal
 	if added {
 		e.backends.Store(&all)
 	}
 	if e.log != nil {
-		e.warnNoSource(s)
+		e.warnNoSource(seen)
 	}
+	e.seen, e.seenVIPs = seen, vips
 }
 
 // warnNoSource logs the backends whose family has no outer source
@@ -354,17 +388,30 @@ func (e *Encap) adopt(s *snapshot.Snapshot) {
 // family), when that list changes: every packet chosen for them is
 // dropped as encap.nosource, which the counters show only once traffic
 // arrives and the configuration check cannot see (it knows the graph or
-// the pools, not both).
-func (e *Encap) warnNoSource(s *snapshot.Snapshot) {
-	var missing []string
-	for i := range s.Reals {
-		r := &s.Reals[i]
-		if r.Epoch != 0 && ((r.Family == 6 && !e.has6) || (r.Family != 6 && !e.has4)) {
-			missing = append(missing, r.Backend+" "+r.Addr.String())
-		}
+// the pools, not both). chunks are the new snapshot's reals; only those
+// not seen last time are looked at.
+func (e *Encap) warnNoSource(chunks []*[snapshot.RealChunk]snapshot.Real) {
+	if e.has4 && e.has6 {
+		return // every family has its source: nothing to warn of
 	}
-	slices.Sort(missing)
-	list := strings.Join(slices.Compact(missing), ", ")
+	missing := make([][]string, len(chunks))
+	var all []string
+	for k, c := range chunks {
+		if k < len(e.seen) && e.seen[k] == c && k < len(e.missing) {
+			missing[k] = e.missing[k]
+		} else {
+			for j := range c {
+				r := &c[j]
+				if r.Epoch != 0 && ((r.Family == 6 && !e.has6) || (r.Family != 6 && !e.has4)) {
+					missing[k] = append(missing[k], r.Backend+" "+r.Addr.String())
+				}
+			}
+		}
+		all = append(all, missing[k]...)
+	}
+	e.missing = missing
+	slices.Sort(all)
+	list := strings.Join(slices.Compact(all), ", ")
 	if list == e.warned {
 		return
 	}
@@ -384,9 +431,11 @@ func (e *Encap) flush() {
 	bs := e.byReal
 	for _, id := range e.touched {
 		c := &e.local[id]
-		if int(id) < len(bs) && bs[id] != nil {
-			bs[id].pkts.Add(c.pkts)
-			bs[id].bytes.Add(c.bytes)
+		if k := int(id / snapshot.RealChunk); k < len(bs) {
+			if b := bs[k][id%snapshot.RealChunk]; b != nil {
+				b.pkts.Add(c.pkts)
+				b.bytes.Add(c.bytes)
+			}
 		}
 		*c = backendCount{}
 	}
@@ -563,7 +612,7 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 	}
 	p.L4 = uint16(l3 + overhead) // p.L3 already points at the outer header
 
-	// p.Backend < len(snap.Reals) <= len(local), as Real found it.
+	// p.Backend < snap.Reals.Len() <= len(local), as Real found it.
 	n := uint64(len(d))
 	if frag.k != 0 {
 		n = uint64(e.fragment(p, frag, l3, ipLen))

@@ -33,18 +33,24 @@ const (
 )
 
 func testSnapshot() *snapshot.Snapshot {
-	vips := []snapshot.VIP{
+	return snapshot.New(1, 42, testVIPs(), testReals())
+}
+
+func testVIPs() []snapshot.VIP {
+	return []snapshot.VIP{
 		{Name: "web4", Addr: netip.MustParseAddr("192.0.2.10"), Proto: 17, Ports: []uint16{443}, Reals: []uint32{realB4, realB6}},
 		{Name: "web6", Addr: netip.MustParseAddr("2001:db8:a::10"), Proto: 17, Ports: []uint16{443}, Reals: []uint32{realC4, realC6}},
 	}
-	reals := []snapshot.Real{
+}
+
+func testReals() []snapshot.Real {
+	return []snapshot.Real{
 		{},
 		testReal(realB4, 0, "b4", "10.1.0.2"),
 		testReal(realB6, 0, "b6", "2001:db8:b::2"),
 		testReal(realC4, 1, "c4", "10.1.0.3"),
 		testReal(realC6, 1, "c6", "2001:db8:b::3"),
 	}
-	return snapshot.New(1, 42, vips, reals)
 }
 
 func testReal(id, vip uint32, name, addr string) snapshot.Real {
@@ -322,7 +328,7 @@ func checkDecoded(t *testing.T, out []byte, g golden) {
 	if gre != nil && (gre.ChecksumPresent || gre.KeyPresent || gre.SeqPresent || gre.Version != 0) {
 		t.Errorf("GRE has optional fields: %+v", gre)
 	}
-	r := testSnapshot().Reals[g.backend]
+	r := testReals()[g.backend]
 	switch o := ips[0].(type) {
 	case *layers.IPv4:
 		if r.Family != 4 || o.SrcIP.String() != "198.51.100.1" || o.DstIP.String() != r.Addr.String() || o.TTL != 64 {
@@ -663,10 +669,10 @@ func TestCounters(t *testing.T) {
 	// A new snapshot: b4's slot now holds another real (new epoch), and a
 	// sixth real appears. b4new's counters start, c6's carry on, and b4,
 	// removed, keeps its row and its count.
-	s2 := testSnapshot()
-	s2.Reals[realB4].Epoch, s2.Reals[realB4].Backend = epoch+1, "b4new"
-	s2.Reals = append(s2.Reals, testReal(5, 0, "b5", "10.1.0.5"))
-	st.Publish(snapshot.New(2, 42, s2.VIPs, s2.Reals))
+	reals := testReals()
+	reals[realB4].Epoch, reals[realB4].Backend = epoch+1, "b4new"
+	reals = append(reals, testReal(5, 0, "b5", "10.1.0.5"))
+	st.Publish(snapshot.New(2, 42, testVIPs(), reals))
 	start(e)
 	p := newPacket(cat(ethIn4, inner4In), 256, 14, 5)
 	if port := e.Push(0, p); port != portOut {
@@ -689,7 +695,7 @@ func TestCounters(t *testing.T) {
 
 	// b4 back in its first slot (b4new removed): its count carries on
 	// under the same labels, one row each.
-	st.Publish(snapshot.New(3, 42, s2.VIPs, testSnapshot().Reals))
+	st.Publish(snapshot.New(3, 42, testVIPs(), testReals()))
 	start(e)
 	e.Push(0, newPacket(cat(ethIn4, inner4In), 256, 14, realB4))
 	end(e)
@@ -887,6 +893,47 @@ func TestBuildReportsConfig(t *testing.T) {
 	}
 }
 
+// A new snapshot that shares the last one's chunks of reals keeps their
+// counters without looking at them again; a chunk is looked at again when
+// a VIP changed place (a real names its VIP by index), so the labels
+// follow: here web4 and web6 swap names, and b4's packets count under
+// web6 from then on.
+func TestCountersSharedReals(t *testing.T) {
+	s1 := testSnapshot()
+	st := snapshot.NewStore(s1)
+	e := newEncap(tunnelGRE)
+	e.Source4, e.Source6 = "198.51.100.1", "2001:db8:ffff::1"
+	if err := e.Provision(testContext(st, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	start(e)
+	e.Push(0, newPacket(cat(ethIn4, inner4In), 256, 14, realB4))
+	end(e)
+	before := e.byReal[0]
+
+	st.Publish(snapshot.NewFrom(2, 42, testVIPs(), s1.Reals))
+	start(e)
+	e.Push(0, newPacket(cat(ethIn4, inner4In), 256, 14, realB4))
+	end(e)
+	if e.byReal[0] != before {
+		t.Error("the counters of a shared chunk were looked up again")
+	}
+	if got := metrics(e)["xlb_encap_backend_packets_total,vip=web4,backend=b4"]; got != 2 {
+		t.Errorf("b4 packets %d, want 2", got)
+	}
+
+	swapped := testVIPs()
+	swapped[0].Name, swapped[1].Name = swapped[1].Name, swapped[0].Name
+	st.Publish(snapshot.NewFrom(3, 42, swapped, s1.Reals))
+	start(e)
+	e.Push(0, newPacket(cat(ethIn4, inner4In), 256, 14, realB4))
+	end(e)
+	m := metrics(e)
+	if got, ok := m["xlb_encap_backend_packets_total,vip=web6,backend=b4"]; got != 1 || m["xlb_encap_backend_packets_total,vip=web4,backend=b4"] != 2 {
+		t.Errorf("after the VIPs swapped names: b4 under web6 %d (present %v), want 1, and 2 kept under web4: %v", got, ok, m)
+	}
+}
+
 func TestStatsWhileRunning(t *testing.T) {
 	// Stats runs on another goroutine while the worker pushes and picks
 	// up new snapshots; the race detector checks the publication.
@@ -905,8 +952,7 @@ func TestStatsWhileRunning(t *testing.T) {
 	}()
 	for i := range 200 {
 		if i%50 == 0 {
-			s := testSnapshot()
-			st.Publish(snapshot.New(uint64(i), 42, s.VIPs, s.Reals))
+			st.Publish(snapshot.New(uint64(i), 42, testVIPs(), testReals()))
 		}
 		start(e)
 		e.Push(0, newPacket(cat(ethIn4, inner4In), 256, 14, realB4))
@@ -946,7 +992,7 @@ func TestWarnNoSource(t *testing.T) {
 			start(e)
 			end(e)
 			// A new generation with the same backends: nothing new to say.
-			st.Publish(snapshot.New(2, 42, testSnapshot().VIPs, testSnapshot().Reals))
+			st.Publish(snapshot.New(2, 42, testVIPs(), testReals()))
 			start(e)
 			end(e)
 			got := logs.String()

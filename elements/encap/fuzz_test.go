@@ -90,7 +90,7 @@ func fuzzEncap(f *testing.F, tun tunnel) {
 		if port != portOut {
 			t.Fatalf("port %d", port)
 		}
-		checkEncapsulated(t, tun, frame, out, p, &snap.Reals[backend])
+		checkEncapsulated(t, tun, frame, out, p, snap.Reals.At(backend))
 	})
 }
 

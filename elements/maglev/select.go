@@ -88,7 +88,7 @@ func (e *Select) Push(_ int, p *pipeline.Packet) int {
 	id := v.Pick(p.Hash)
 	p.VIP = vip
 	p.Backend = id
-	p.Epoch = s.Reals[id].Epoch
+	p.Epoch = s.Reals.At(id).Epoch
 	e.batchSelected++
 	return portOut
 }
@@ -112,7 +112,7 @@ func (e *Select) SelectFlow(f *pipeline.Flow, hash uint64) pipeline.FlowSelectio
 		return sel
 	}
 	// The slot Pick read (VIP.Pick is Table[maglev.Slot(hash, M)]).
-	sel.Backend, sel.Slot = s.Reals[p.Backend].Backend, int(table.Slot(hash, len(v.Table)))
+	sel.Backend, sel.Slot = s.Reals.At(p.Backend).Backend, int(table.Slot(hash, len(v.Table)))
 	return sel
 }
 

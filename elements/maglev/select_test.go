@@ -85,8 +85,8 @@ func TestSelectPush(t *testing.T) {
 				return
 			}
 			id := web.Table[table.Slot(tc.p.Hash, len(web.Table))]
-			if tc.p.VIP != tc.vip || tc.p.Backend != id || tc.p.Epoch != snap.Reals[id].Epoch {
-				t.Fatalf("VIP %d backend %d epoch %d, want %d %d %d", tc.p.VIP, tc.p.Backend, tc.p.Epoch, tc.vip, id, snap.Reals[id].Epoch)
+			if tc.p.VIP != tc.vip || tc.p.Backend != id || tc.p.Epoch != snap.Reals.At(id).Epoch {
+				t.Fatalf("VIP %d backend %d epoch %d, want %d %d %d", tc.p.VIP, tc.p.Backend, tc.p.Epoch, tc.vip, id, snap.Reals.At(id).Epoch)
 			}
 			if snap.Real(tc.p.Backend, tc.p.Epoch) == nil {
 				t.Fatalf("selected real %d/%d does not exist", tc.p.Backend, tc.p.Epoch)
@@ -198,7 +198,7 @@ func TestSelectFlow(t *testing.T) {
 		want := pipeline.FlowSelection{Reason: p.Reason.String()}
 		switch {
 		case port == portOut:
-			want = pipeline.FlowSelection{VIP: "web", Backend: snap.Reals[p.Backend].Backend,
+			want = pipeline.FlowSelection{VIP: "web", Backend: snap.Reals.At(p.Backend).Backend,
 				Slot: int(table.Slot(p.Hash, 251)), TableSize: 251}
 		case p.Reason == reasonNoBackend:
 			want.VIP = "empty"
