@@ -118,6 +118,7 @@ type ConnTrack struct {
 	snap     *snapshot.Snapshot // the batch's, from view
 	tick     uint32             // batch clock in ticks, set in StartBatch
 	sweep    uint64             // next bucket the sweeper visits
+	swept    uint32             // tick of the last batch that swept sweepPerTick
 	entries  int64              // occupied ways
 	local    counters
 	// tokens is the new-flow admission bucket (new_flow_rate), refilled
@@ -250,12 +251,19 @@ func (c *ConnTrack) StartBatch(now int64) {
 	}
 }
 
-// sweepPerBatch is how many buckets EndBatch scans for idle entries. Lookups
-// and inserts already treat idle entries as free; the sweep only keeps the
-// entries gauge honest and bounds how long an untouched entry can live, so
-// that the 32-bit clock never wraps under it. Empty batches, which live
-// sources return when idle, keep it going.
-const sweepPerBatch = 8
+// The sweeper scans buckets for idle entries. Lookups and inserts already
+// treat idle entries as free; the sweep only keeps the entries gauge honest
+// and bounds how long an untouched entry can live, so that the 32-bit clock
+// never wraps under it. Its work follows the packets: one bucket per
+// sweepEvery lookups, so that a batch of a few packets (a lightly loaded
+// NIC hands over about 5) does not pay for a full batch's sweep. A batch
+// that starts a new tick, and an empty batch (live sources return them when
+// idle), sweep at least sweepPerTick buckets, which bounds an entry's
+// unswept life by the table's size in ticks whatever the traffic.
+const (
+	sweepEvery   = 8
+	sweepPerTick = 8
+)
 
 // EndBatch serves the query under way, sweeps a few buckets, publishes the
 // batch's counters and lets go of the batch's snapshot.
@@ -269,7 +277,13 @@ func (c *ConnTrack) EndBatch() {
 		c.serve(c.local.hits+c.local.misses+c.local.learned == 0)
 	}
 	c.snap = nil
-	for range sweepPerBatch {
+	lookups := c.local.hits + c.local.misses
+	n := (lookups + sweepEvery - 1) / sweepEvery
+	if lookups == 0 || c.tick != c.swept {
+		n = max(n, sweepPerTick)
+		c.swept = c.tick
+	}
+	for range n {
 		b := &c.buckets[c.sweep]
 		c.sweep = (c.sweep + 1) & c.mask
 		for w := range ways {
