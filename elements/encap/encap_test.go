@@ -381,7 +381,7 @@ func TestIPv4ChecksumAgainstRFC1071(t *testing.T) {
 		// Random outer headers: every field that enters the sum varies.
 		e := &Encap{id: uint16(rng.Uint32()), ttl: uint8(rng.Uint32())}
 		binary.BigEndian.PutUint32(e.src4[:], rng.Uint32())
-		e.src4Sum = uint32(be16(e.src4[0:])) + uint32(be16(e.src4[2:]))
+		e.src4U32 = binary.BigEndian.Uint32(e.src4[:])
 		binary.BigEndian.PutUint32(dst, rng.Uint32())
 		e.writeIPv4(h, byte(rng.Uint32()), int(rng.Uint32N(65536)), rng.Uint32()&1 == 0, byte(rng.Uint32()), dst)
 		if rfc1071(h) != 0 {
