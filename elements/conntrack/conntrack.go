@@ -120,7 +120,9 @@ type ConnTrack struct {
 	sweep    uint64             // next bucket the sweeper visits
 	swept    uint32             // tick of the last batch that swept sweepPerTick
 	entries  int64              // occupied ways
-	local    counters
+	// pubEntries is entries as last published.
+	pubEntries int64
+	local      counters
 	// tokens is the new-flow admission bucket (new_flow_rate), refilled
 	// at each batch from the batch clock; refilled is that clock.
 	tokens, burst float64
@@ -294,18 +296,26 @@ func (c *ConnTrack) EndBatch() {
 			}
 		}
 	}
+	// Only what changed is published: each atomic add or store is a
+	// locked instruction, and with batches of a few packets a dozen of
+	// them per batch cost as much as the packets' lookups.
 	l := &c.local
-	if l.hits+l.misses+l.learned+l.expired+l.untracked > 0 {
-		c.pub.hits.Add(l.hits)
-		c.pub.misses.Add(l.misses)
-		c.pub.stale.Add(l.stale)
-		c.pub.learned.Add(l.learned)
-		c.pub.evictions.Add(l.evictions)
-		c.pub.expired.Add(l.expired)
-		c.pub.untracked.Add(l.untracked)
+	if *l != (counters{}) {
+		for _, a := range [...]struct {
+			v *atomic.Uint64
+			n uint64
+		}{{&c.pub.hits, l.hits}, {&c.pub.misses, l.misses}, {&c.pub.stale, l.stale}, {&c.pub.learned, l.learned},
+			{&c.pub.evictions, l.evictions}, {&c.pub.expired, l.expired}, {&c.pub.untracked, l.untracked}} {
+			if a.n != 0 {
+				a.v.Add(a.n)
+			}
+		}
 		*l = counters{}
 	}
-	c.pub.entries.Store(uint64(c.entries))
+	if c.entries != c.pubEntries {
+		c.pub.entries.Store(uint64(c.entries))
+		c.pubEntries = c.entries
+	}
 }
 
 // age is how many ticks ago way w was seen. A clock that went backwards
@@ -448,9 +458,16 @@ func (c *ConnTrack) lookup(p *pipeline.Packet) int {
 		return outMiss
 	}
 	p.VIP, p.Backend, p.Epoch = e.vip, e.real, e.epoch
-	b.seen[w] = c.tick
+	// The header line is written only when something in it changes: the
+	// clock moves once a tick, not once a packet, and a line left clean
+	// need not be written back when it leaves the cache.
+	if b.seen[w] != c.tick {
+		b.seen[w] = c.tick
+	}
 	if p.Flow.Proto == 6 {
-		b.cls[w] = classOf(p, b.cls[w])
+		if cls := classOf(p, b.cls[w]); cls != b.cls[w] {
+			b.cls[w] = cls
+		}
 	}
 	if b.est&(1<<w) == 0 && establishes(p) {
 		b.est |= 1 << w
