@@ -546,7 +546,7 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 	p.Truncate(l3 + innerLen) // Ethernet padding would otherwise be tunnelled
 	decTTL(data[l3:], innerType == etherTypeIPv4)
 	d := p.Prepend(overhead)
-	copy(d[:l3], d[overhead:overhead+l3])
+	moveL2(d, overhead, l3)
 	h := d[l3:]
 	if ipLen == ipv4HdrLen {
 		put16(d[l3-2:], etherTypeIPv4)

@@ -959,3 +959,22 @@ func TestWarnNoSource(t *testing.T) {
 		})
 	}
 }
+
+// TestMoveL2 checks moveL2 against copy for every link-layer length and a
+// source before, overlapping or after the destination's end.
+func TestMoveL2(t *testing.T) {
+	for l3 := 0; l3 <= 30; l3++ {
+		for from := 0; from <= 44; from++ {
+			d := make([]byte, from+l3+8)
+			for i := range d {
+				d[i] = byte(i + 1)
+			}
+			want := slices.Clone(d)
+			copy(want[:l3], want[from:from+l3])
+			moveL2(d, from, l3)
+			if !bytes.Equal(d, want) {
+				t.Fatalf("l3 %d from %d: % x, want % x", l3, from, d, want)
+			}
+		}
+	}
+}

@@ -5,6 +5,21 @@ import "encoding/binary"
 func be16(b []byte) uint16     { return binary.BigEndian.Uint16(b) }
 func put16(b []byte, v uint16) { binary.BigEndian.PutUint16(b, v) }
 
+// moveL2 moves the l3 bytes of link-layer header at d[from:] to the front
+// of d. An Ethernet header, tagged once or not (8 to 16 bytes), moves as
+// two 8-byte words, both loaded before either is stored, so an overlap
+// does not matter: copy would call memmove for those few bytes.
+func moveL2(d []byte, from, l3 int) {
+	if l3 < 8 || l3 > 16 {
+		copy(d[:l3], d[from:from+l3])
+		return
+	}
+	src := d[from : from+l3]
+	a, b := binary.LittleEndian.Uint64(src), binary.LittleEndian.Uint64(src[l3-8:])
+	binary.LittleEndian.PutUint64(d, a)
+	binary.LittleEndian.PutUint64(d[l3-8:], b)
+}
+
 // writeIPv4 writes a 20-byte outer IPv4 header into h, in three stores
 // (two 8-byte words and the destination) rather than a dozen narrow ones.
 func (e *Encap) writeIPv4(h []byte, tos byte, totalLen int, df bool, proto byte, dst []byte) {
