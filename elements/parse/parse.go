@@ -170,6 +170,8 @@ type Parse5Tuple struct {
 	hold    fragHold
 	holdPub struct{ held, released atomic.Uint64 }
 	now     int64 // the batch's clock
+	// touched keeps Prefetch's loads from being optimised away.
+	touched byte
 	emit    *pipeline.Emitter
 	drops   *pipeline.DropCounter
 }
@@ -263,6 +265,28 @@ func (e *Parse5Tuple) StartBatch(now int64) {
 	}
 	e.frags.tick = uint32(uint64(now) >> fragTickShift)
 	e.now = now
+}
+
+// prefetchSpan is how far into a frame Prefetch reaches: Ethernet, IPv4
+// and TCP headers without options end before it, so it covers both cache
+// lines of headers that straddle one.
+const prefetchSpan = ethHeaderLen + 20 + 20
+
+// Prefetch touches the headers of every packet of the batch before the
+// first is parsed. Parse5Tuple is the first to read what the NIC (or,
+// with veth, another CPU) wrote: issue 13 measured it at 113 ns a packet
+// on the wire against 17 in process, one cache miss after another. These
+// loads are independent, so the CPU keeps them in flight together.
+func (e *Parse5Tuple) Prefetch(_ int, pkts []*pipeline.Packet) {
+	var sum byte
+	for _, p := range pkts {
+		if d := p.Data(); len(d) >= prefetchSpan {
+			sum += d[0] + d[prefetchSpan-1]
+		} else if len(d) > 0 {
+			sum += d[0]
+		}
+	}
+	e.touched = sum
 }
 
 // Push parses p. On `out`, p.L3, p.L4, p.Flow and p.Hash are valid and the
@@ -803,6 +827,7 @@ func parseICMPError(f *pipeline.Flow, q []byte) (int, pipeline.Reason) {
 
 var (
 	_ pipeline.Pusher        = (*Parse5Tuple)(nil)
+	_ pipeline.Prefetcher    = (*Parse5Tuple)(nil)
 	_ pipeline.FlowHasher    = (*Parse5Tuple)(nil)
 	_ pipeline.Provisioner   = (*Parse5Tuple)(nil)
 	_ pipeline.BatchStarter  = (*Parse5Tuple)(nil)
