@@ -267,6 +267,15 @@ const (
 	sweepPerTick = 8
 )
 
+// sweepBudget is how many buckets the sweep of a batch of lookups visits.
+func (c *ConnTrack) sweepBudget(lookups uint64) uint64 {
+	n := (lookups + sweepEvery - 1) / sweepEvery
+	if lookups == 0 || c.tick != c.swept {
+		n = max(n, sweepPerTick)
+	}
+	return n
+}
+
 // EndBatch serves the query under way, sweeps a few buckets, publishes the
 // batch's counters and lets go of the batch's snapshot.
 func (c *ConnTrack) EndBatch() {
@@ -279,15 +288,14 @@ func (c *ConnTrack) EndBatch() {
 		c.serve(c.local.hits+c.local.misses+c.local.learned == 0)
 	}
 	c.snap = nil
-	lookups := c.local.hits + c.local.misses
-	n := (lookups + sweepEvery - 1) / sweepEvery
-	if lookups == 0 || c.tick != c.swept {
-		n = max(n, sweepPerTick)
-		c.swept = c.tick
-	}
+	n := c.sweepBudget(c.local.hits + c.local.misses)
+	c.swept = c.tick
 	for range n {
 		b := &c.buckets[c.sweep]
 		c.sweep = (c.sweep + 1) & c.mask
+		if b.tag == ([ways]uint16{}) {
+			continue
+		}
 		for w := range ways {
 			if b.tag[w] != 0 && c.idle(b, w) {
 				b.tag[w] = 0
@@ -404,10 +412,19 @@ func classOf(p *pipeline.Packet, prev uint8) uint8 {
 // keeps many of them in flight at once: with a table far larger than the
 // caches, a batch then waits for about two memory latencies instead of two
 // per packet.
-func (c *ConnTrack) Prefetch(_ int, pkts []*pipeline.Packet) {
+//
+// The header lines of the buckets that EndBatch will sweep are touched
+// with the first: they are as cold, and a sweep that met them one after
+// another cost as much as the batch's lookups.
+func (c *ConnTrack) Prefetch(in int, pkts []*pipeline.Packet) {
 	var sum uint64
 	for _, p := range pkts {
 		sum += uint64(c.buckets[p.Hash&c.mask].tag[0])
+	}
+	if in == inLookup {
+		for k := range c.sweepBudget(uint64(len(pkts))) {
+			sum += uint64(c.buckets[(c.sweep+k)&c.mask].tag[0])
+		}
 	}
 	for _, p := range pkts {
 		b := &c.buckets[p.Hash&c.mask]
