@@ -230,18 +230,23 @@ func (inst *Instance) Process(src int, b *Batch) {
 // on the input its output port leads to, or counts and recycles it when
 // the element drops it. Counters are summed locally and published once per
 // batch, so the per-packet cost is a plain increment.
+//
+// What the loop reads of n and e is held in locals: Push is an interface
+// call, after which the compiler must otherwise load it all again. Queue
+// slots are not cleared after use: only the first n are ever read, and a
+// stale pointer keeps alive nothing but a source's packet array.
 func (n *node) run() {
 	q := n.q[:n.n]
 	n.n = 0
 	e := n.elem
-	counts := e.counts
+	counts, out := e.counts, e.out
+	push, in := n.push, n.in
 	consumed := uint64(0)
 	if n.prefetch != nil {
-		n.prefetch.Prefetch(n.in, q)
+		n.prefetch.Prefetch(in, q)
 	}
-	for i, p := range q {
-		q[i] = nil
-		port := n.push.Push(n.in, p)
+	for _, p := range q {
+		port := push.Push(in, p)
 		if port < 0 {
 			if port == Drop {
 				e.drop(p)
@@ -251,11 +256,11 @@ func (n *node) run() {
 			continue
 		}
 		counts[port]++
-		d := e.out[port]
+		d := out[port]
 		d.q[d.n] = p
 		d.n++
 	}
-	e.inPkts[n.in].Add(uint64(len(q)))
+	e.inPkts[in].Add(uint64(len(q)))
 	if consumed > 0 {
 		e.consumed.Add(consumed)
 	}

@@ -118,8 +118,11 @@ type ConnTrack struct {
 	snap     *snapshot.Snapshot // the batch's, from view
 	tick     uint32             // batch clock in ticks, set in StartBatch
 	sweep    uint64             // next bucket the sweeper visits
+	swept    uint32             // tick of the last batch that swept sweepPerTick
 	entries  int64              // occupied ways
-	local    counters
+	// pubEntries is entries as last published.
+	pubEntries int64
+	local      counters
 	// tokens is the new-flow admission bucket (new_flow_rate), refilled
 	// at each batch from the batch clock; refilled is that clock.
 	tokens, burst float64
@@ -250,12 +253,28 @@ func (c *ConnTrack) StartBatch(now int64) {
 	}
 }
 
-// sweepPerBatch is how many buckets EndBatch scans for idle entries. Lookups
-// and inserts already treat idle entries as free; the sweep only keeps the
-// entries gauge honest and bounds how long an untouched entry can live, so
-// that the 32-bit clock never wraps under it. Empty batches, which live
-// sources return when idle, keep it going.
-const sweepPerBatch = 8
+// The sweeper scans buckets for idle entries. Lookups and inserts already
+// treat idle entries as free; the sweep only keeps the entries gauge honest
+// and bounds how long an untouched entry can live, so that the 32-bit clock
+// never wraps under it. Its work follows the packets: one bucket per
+// sweepEvery lookups, so that a batch of a few packets (a lightly loaded
+// NIC hands over about 5) does not pay for a full batch's sweep. A batch
+// that starts a new tick, and an empty batch (live sources return them when
+// idle), sweep at least sweepPerTick buckets, which bounds an entry's
+// unswept life by the table's size in ticks whatever the traffic.
+const (
+	sweepEvery   = 8
+	sweepPerTick = 8
+)
+
+// sweepBudget is how many buckets the sweep of a batch of lookups visits.
+func (c *ConnTrack) sweepBudget(lookups uint64) uint64 {
+	n := (lookups + sweepEvery - 1) / sweepEvery
+	if lookups == 0 || c.tick != c.swept {
+		n = max(n, sweepPerTick)
+	}
+	return n
+}
 
 // EndBatch serves the query under way, sweeps a few buckets, publishes the
 // batch's counters and lets go of the batch's snapshot.
@@ -269,9 +288,14 @@ func (c *ConnTrack) EndBatch() {
 		c.serve(c.local.hits+c.local.misses+c.local.learned == 0)
 	}
 	c.snap = nil
-	for range sweepPerBatch {
+	n := c.sweepBudget(c.local.hits + c.local.misses)
+	c.swept = c.tick
+	for range n {
 		b := &c.buckets[c.sweep]
 		c.sweep = (c.sweep + 1) & c.mask
+		if b.tag == ([ways]uint16{}) {
+			continue
+		}
 		for w := range ways {
 			if b.tag[w] != 0 && c.idle(b, w) {
 				b.tag[w] = 0
@@ -280,18 +304,26 @@ func (c *ConnTrack) EndBatch() {
 			}
 		}
 	}
+	// Only what changed is published: each atomic add or store is a
+	// locked instruction, and with batches of a few packets a dozen of
+	// them per batch cost as much as the packets' lookups.
 	l := &c.local
-	if l.hits+l.misses+l.learned+l.expired+l.untracked > 0 {
-		c.pub.hits.Add(l.hits)
-		c.pub.misses.Add(l.misses)
-		c.pub.stale.Add(l.stale)
-		c.pub.learned.Add(l.learned)
-		c.pub.evictions.Add(l.evictions)
-		c.pub.expired.Add(l.expired)
-		c.pub.untracked.Add(l.untracked)
+	if *l != (counters{}) {
+		for _, a := range [...]struct {
+			v *atomic.Uint64
+			n uint64
+		}{{&c.pub.hits, l.hits}, {&c.pub.misses, l.misses}, {&c.pub.stale, l.stale}, {&c.pub.learned, l.learned},
+			{&c.pub.evictions, l.evictions}, {&c.pub.expired, l.expired}, {&c.pub.untracked, l.untracked}} {
+			if a.n != 0 {
+				a.v.Add(a.n)
+			}
+		}
 		*l = counters{}
 	}
-	c.pub.entries.Store(uint64(c.entries))
+	if c.entries != c.pubEntries {
+		c.pub.entries.Store(uint64(c.entries))
+		c.pubEntries = c.entries
+	}
 }
 
 // age is how many ticks ago way w was seen. A clock that went backwards
@@ -380,10 +412,19 @@ func classOf(p *pipeline.Packet, prev uint8) uint8 {
 // keeps many of them in flight at once: with a table far larger than the
 // caches, a batch then waits for about two memory latencies instead of two
 // per packet.
-func (c *ConnTrack) Prefetch(_ int, pkts []*pipeline.Packet) {
+//
+// The header lines of the buckets that EndBatch will sweep are touched
+// with the first: they are as cold, and a sweep that met them one after
+// another cost as much as the batch's lookups.
+func (c *ConnTrack) Prefetch(in int, pkts []*pipeline.Packet) {
 	var sum uint64
 	for _, p := range pkts {
 		sum += uint64(c.buckets[p.Hash&c.mask].tag[0])
+	}
+	if in == inLookup {
+		for k := range c.sweepBudget(uint64(len(pkts))) {
+			sum += uint64(c.buckets[(c.sweep+k)&c.mask].tag[0])
+		}
 	}
 	for _, p := range pkts {
 		b := &c.buckets[p.Hash&c.mask]
@@ -434,9 +475,16 @@ func (c *ConnTrack) lookup(p *pipeline.Packet) int {
 		return outMiss
 	}
 	p.VIP, p.Backend, p.Epoch = e.vip, e.real, e.epoch
-	b.seen[w] = c.tick
+	// The header line is written only when something in it changes: the
+	// clock moves once a tick, not once a packet, and a line left clean
+	// need not be written back when it leaves the cache.
+	if b.seen[w] != c.tick {
+		b.seen[w] = c.tick
+	}
 	if p.Flow.Proto == 6 {
-		b.cls[w] = classOf(p, b.cls[w])
+		if cls := classOf(p, b.cls[w]); cls != b.cls[w] {
+			b.cls[w] = cls
+		}
 	}
 	if b.est&(1<<w) == 0 && establishes(p) {
 		b.est |= 1 << w

@@ -26,6 +26,7 @@
 package encap
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net"
@@ -136,7 +137,7 @@ type Encap struct {
 	// Set by Provision, read-only afterwards.
 	src4       [4]byte
 	src6       [16]byte
-	src4Sum    uint32 // src4's share of the outer IPv4 header checksum
+	src4U32    uint32 // src4 as one big-endian word, for writeIPv4
 	has4, has6 bool
 	ttl        uint8
 	mtu        int // bound on the outer IP packet; 0: none
@@ -282,7 +283,7 @@ func (e *Encap) Provision(ctx *pipeline.Context) error {
 	}
 	e.bucket = newBucket(e.ICMPRate, e.ICMPBurst)
 	e.src4, e.src6, e.has4, e.has6 = c.src4, c.src6, c.has4, c.has6
-	e.src4Sum = uint32(be16(e.src4[0:])) + uint32(be16(e.src4[2:]))
+	e.src4U32 = binary.BigEndian.Uint32(e.src4[:])
 	e.ttl = uint8(e.TTL)
 	e.view = v
 	if ctx.Worker == 0 {
@@ -594,7 +595,7 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 	p.Truncate(l3 + innerLen) // Ethernet padding would otherwise be tunnelled
 	decTTL(data[l3:], innerType == etherTypeIPv4)
 	d := p.Prepend(overhead)
-	copy(d[:l3], d[overhead:overhead+l3])
+	moveL2(d, overhead, l3)
 	h := d[l3:]
 	if ipLen == ipv4HdrLen {
 		put16(d[l3-2:], etherTypeIPv4)
@@ -606,9 +607,7 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 	if tunLen != 0 {
 		// RFC 2784 section 2: C=0, reserved0=0, version 0, then the
 		// protocol type; no checksum, key or sequence number.
-		g := h[ipLen:]
-		g[0], g[1] = 0, 0
-		put16(g[2:], innerType)
+		binary.BigEndian.PutUint32(h[ipLen:], uint32(innerType))
 	}
 	p.L4 = uint16(l3 + overhead) // p.L3 already points at the outer header
 

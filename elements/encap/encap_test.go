@@ -387,7 +387,7 @@ func TestIPv4ChecksumAgainstRFC1071(t *testing.T) {
 		// Random outer headers: every field that enters the sum varies.
 		e := &Encap{id: uint16(rng.Uint32()), ttl: uint8(rng.Uint32())}
 		binary.BigEndian.PutUint32(e.src4[:], rng.Uint32())
-		e.src4Sum = uint32(be16(e.src4[0:])) + uint32(be16(e.src4[2:]))
+		e.src4U32 = binary.BigEndian.Uint32(e.src4[:])
 		binary.BigEndian.PutUint32(dst, rng.Uint32())
 		e.writeIPv4(h, byte(rng.Uint32()), int(rng.Uint32N(65536)), rng.Uint32()&1 == 0, byte(rng.Uint32()), dst)
 		if rfc1071(h) != 0 {
@@ -1003,5 +1003,24 @@ func TestWarnNoSource(t *testing.T) {
 				t.Errorf("log:\n%s\nwant nothing", got)
 			}
 		})
+	}
+}
+
+// TestMoveL2 checks moveL2 against copy for every link-layer length and a
+// source before, overlapping or after the destination's end.
+func TestMoveL2(t *testing.T) {
+	for l3 := 0; l3 <= 30; l3++ {
+		for from := 0; from <= 44; from++ {
+			d := make([]byte, from+l3+8)
+			for i := range d {
+				d[i] = byte(i + 1)
+			}
+			want := slices.Clone(d)
+			copy(want[:l3], want[from:from+l3])
+			moveL2(d, from, l3)
+			if !bytes.Equal(d, want) {
+				t.Fatalf("l3 %d from %d: % x, want % x", l3, from, d, want)
+			}
+		}
 	}
 }

@@ -5,11 +5,26 @@ import "encoding/binary"
 func be16(b []byte) uint16     { return binary.BigEndian.Uint16(b) }
 func put16(b []byte, v uint16) { binary.BigEndian.PutUint16(b, v) }
 
-// writeIPv4 writes a 20-byte outer IPv4 header into h.
+// moveL2 moves the l3 bytes of link-layer header at d[from:] to the front
+// of d. An Ethernet header, tagged once or not (8 to 16 bytes), moves as
+// two 8-byte words, both loaded before either is stored, so an overlap
+// does not matter: copy would call memmove for those few bytes.
+func moveL2(d []byte, from, l3 int) {
+	if l3 < 8 || l3 > 16 {
+		copy(d[:l3], d[from:from+l3])
+		return
+	}
+	src := d[from : from+l3]
+	a, b := binary.LittleEndian.Uint64(src), binary.LittleEndian.Uint64(src[l3-8:])
+	binary.LittleEndian.PutUint64(d, a)
+	binary.LittleEndian.PutUint64(d[l3-8:], b)
+}
+
+// writeIPv4 writes a 20-byte outer IPv4 header into h, in three stores
+// (two 8-byte words and the destination) rather than a dozen narrow ones.
 func (e *Encap) writeIPv4(h []byte, tos byte, totalLen int, df bool, proto byte, dst []byte) {
 	_ = h[19]
-	_ = dst[3]
-	var flags uint16
+	var flags uint64
 	if df {
 		flags = 0x4000
 	}
@@ -17,26 +32,20 @@ func (e *Encap) writeIPv4(h []byte, tos byte, totalLen int, df bool, proto byte,
 	// A per-instance counter; workers start at their index and step by
 	// the worker count, so two workers never reuse an ID at once.
 	e.id += e.idStep
-	h[0] = 0x45 // version 4, IHL 5: no options
-	// DSCP and ECN both copied from the inner header: DSCP per the uniform
-	// model of RFC 2983, ECN per RFC 6040 normal mode (copy on encap).
-	h[1] = tos
-	put16(h[2:], uint16(totalLen))
-	put16(h[4:], id)
-	put16(h[6:], flags) // fragment offset 0
-	h[8] = e.ttl
-	h[9] = proto
-	copy(h[12:16], e.src4[:])
-	copy(h[16:20], dst)
+	d := binary.BigEndian.Uint32(dst[:4])
 	// The checksum (RFC 791) is summed from the values in registers, not
-	// read back from h: loading words just written as bytes would stall
-	// on store forwarding. The source address's share is precomputed.
-	s := 0x4500 + uint32(tos) + uint32(totalLen) + uint32(id) + uint32(flags) +
-		uint32(e.ttl)<<8 + uint32(proto) + e.src4Sum +
-		uint32(dst[0])<<8 + uint32(dst[1]) + uint32(dst[2])<<8 + uint32(dst[3])
+	// read back from h: loading words just written would stall on store
+	// forwarding.
+	s := 0x4500 + uint32(tos) + uint32(totalLen&0xffff) + uint32(id) + uint32(flags) +
+		uint32(e.ttl)<<8 + uint32(proto) + e.src4U32>>16 + e.src4U32&0xffff + d>>16 + d&0xffff
 	s = s>>16 + s&0xffff
 	s = s>>16 + s&0xffff
-	put16(h[10:], ^uint16(s))
+	// Version 4, IHL 5 (no options); DSCP and ECN both copied from the
+	// inner header: DSCP per the uniform model of RFC 2983, ECN per RFC
+	// 6040 normal mode (copy on encap); fragment offset 0.
+	binary.BigEndian.PutUint64(h[0:8], 0x45<<56|uint64(tos)<<48|uint64(totalLen&0xffff)<<32|uint64(id)<<16|flags)
+	binary.BigEndian.PutUint64(h[8:16], uint64(e.ttl)<<56|uint64(proto)<<48|uint64(^uint16(s))<<32|uint64(e.src4U32))
+	binary.BigEndian.PutUint32(h[16:20], d)
 }
 
 // writeIPv6 writes a 40-byte outer IPv6 header into h.
@@ -75,9 +84,12 @@ func decTTL(ip []byte, v4 bool) {
 		return
 	}
 	_ = ip[11]
+	// TTL and protocol are written back as the word they were read as:
+	// reading it again after a byte store would stall store forwarding.
 	old := be16(ip[8:])
-	ip[8]--
-	put16(ip[10:], csumReplace(be16(ip[10:]), old, be16(ip[8:])))
+	ttlProto := old - 0x100
+	put16(ip[8:], ttlProto)
+	put16(ip[10:], csumReplace(be16(ip[10:]), old, ttlProto))
 }
 
 // csumReplace returns checksum hc updated for a 16-bit word changing from

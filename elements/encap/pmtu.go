@@ -115,7 +115,7 @@ func (e *Encap) tooBig(p *pipeline.Packet, data []byte, l3, innerLen int, v4, df
 	}
 	p.Truncate(l3 + quote)
 	d := p.Prepend(hdr)
-	copy(d[:l3], d[hdr:hdr+l3])
+	moveL2(d, hdr, l3)
 	// Back where it came from; TxXDP writes the next hop's MACs anyway,
 	// and a capture then reads as a reply.
 	var mac [6]byte

@@ -170,6 +170,8 @@ type Parse5Tuple struct {
 	hold    fragHold
 	holdPub struct{ held, released atomic.Uint64 }
 	now     int64 // the batch's clock
+	// touched keeps Prefetch's loads from being optimised away.
+	touched byte
 	emit    *pipeline.Emitter
 	drops   *pipeline.DropCounter
 }
@@ -263,6 +265,28 @@ func (e *Parse5Tuple) StartBatch(now int64) {
 	}
 	e.frags.tick = uint32(uint64(now) >> fragTickShift)
 	e.now = now
+}
+
+// prefetchSpan is how far into a frame Prefetch reaches: Ethernet, IPv4
+// and TCP headers without options end before it, so it covers both cache
+// lines of headers that straddle one.
+const prefetchSpan = ethHeaderLen + 20 + 20
+
+// Prefetch touches the headers of every packet of the batch before the
+// first is parsed. Parse5Tuple is the first to read what the NIC (or,
+// with veth, another CPU) wrote: issue 13 measured it at 113 ns a packet
+// on the wire against 17 in process, one cache miss after another. These
+// loads are independent, so the CPU keeps them in flight together.
+func (e *Parse5Tuple) Prefetch(_ int, pkts []*pipeline.Packet) {
+	var sum byte
+	for _, p := range pkts {
+		if d := p.Data(); len(d) >= prefetchSpan {
+			sum += d[0] + d[prefetchSpan-1]
+		} else if len(d) > 0 {
+			sum += d[0]
+		}
+	}
+	e.touched = sum
 }
 
 // Push parses p. On `out`, p.L3, p.L4, p.Flow and p.Hash are valid and the
@@ -402,10 +426,13 @@ func parseFrame(p *pipeline.Packet, fr *fragment, vips *vipFilter) (int, pipelin
 	return 0, reasonNotIP
 }
 
-// setMapped writes the IPv4 address a4 as ::ffff:a.b.c.d into a zeroed a16.
+// setMapped writes the IPv4 address a4 as ::ffff:a.b.c.d into a16, in two
+// 8-byte stores: the flow hash loads the address as two 8-byte words right
+// after, and a load that spans several narrower stores waits for them to
+// retire instead of being forwarded from the store buffer.
 func setMapped(a16 *[16]byte, a4 []byte) {
-	a16[10], a16[11] = 0xff, 0xff
-	copy(a16[12:], a4[:4])
+	binary.LittleEndian.PutUint64(a16[:8], 0)
+	binary.LittleEndian.PutUint64(a16[8:], 0xffff<<16|uint64(binary.LittleEndian.Uint32(a4[:4]))<<32)
 }
 
 // parseIPv4 parses the IPv4 header at d[l3:].
@@ -441,10 +468,11 @@ func parseIPv4(p *pipeline.Packet, d []byte, l3 int, fr *fragment, vips *vipFilt
 		return 0, r
 	}
 
+	// Field by field rather than from a zeroed Flow: see setMapped.
 	f := &p.Flow
-	*f = pipeline.Flow{Proto: ip[9], Family: 4}
 	setMapped(&f.Src, ip[12:16])
 	setMapped(&f.Dst, ip[16:20])
+	f.SrcPort, f.DstPort, f.Proto, f.Family, f.Flags = 0, 0, ip[9], 4, 0
 	p.L3, p.L4 = uint16(l3), uint16(l3+ihl)
 	// MF set or a non-zero offset: a fragment, first or later. Options
 	// were skipped through IHL without being interpreted.
@@ -799,6 +827,7 @@ func parseICMPError(f *pipeline.Flow, q []byte) (int, pipeline.Reason) {
 
 var (
 	_ pipeline.Pusher        = (*Parse5Tuple)(nil)
+	_ pipeline.Prefetcher    = (*Parse5Tuple)(nil)
 	_ pipeline.FlowHasher    = (*Parse5Tuple)(nil)
 	_ pipeline.Provisioner   = (*Parse5Tuple)(nil)
 	_ pipeline.BatchStarter  = (*Parse5Tuple)(nil)

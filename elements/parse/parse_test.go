@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/xlbproject/xlb/control/snapshot"
@@ -284,6 +285,27 @@ func TestParseAllocs(t *testing.T) {
 			e.Push(0, p)
 		}); n != 0 {
 			t.Errorf("%s: %v allocations per packet", tc.name, n)
+		}
+	}
+}
+
+// TestPrefetch runs Prefetch over frames of every length up to past the
+// span it touches, the empty one included: it must read nothing beyond a
+// frame, change nothing a parse then sees, and allocate nothing.
+func TestPrefetch(t *testing.T) {
+	e := newTestElement(testSeed)
+	var pkts []*pipeline.Packet
+	for n := range prefetchSpan + 2 {
+		pkts = append(pkts, pipelinetest.Packet(make([]byte, n)))
+	}
+	if n := testing.AllocsPerRun(100, func() { e.Prefetch(0, pkts) }); n != 0 {
+		t.Errorf("%v allocations per batch", n)
+	}
+	for _, tc := range parseCases() {
+		p, q := pipelinetest.Packet(tc.frame), pipelinetest.Packet(slices.Clone(tc.frame))
+		e.Prefetch(0, []*pipeline.Packet{p})
+		if a, b := e.Push(0, p), e.Push(0, q); a != b || p.Flow != q.Flow || p.Hash != q.Hash || !bytes.Equal(p.Data(), q.Data()) {
+			t.Errorf("%s: after Prefetch, port %d flow %+v; without, port %d flow %+v", tc.name, a, p.Flow, b, q.Flow)
 		}
 	}
 }
