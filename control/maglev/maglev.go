@@ -242,23 +242,28 @@ func (f *filler) claim(p *participant) bool {
 	if f.free != nil {
 		return f.claimTail(p)
 	}
-	c, skip := p.pos, p.skip
-	for f.taken[c>>6]&(1<<(c&63)) != 0 {
-		if c += skip; c >= f.m {
-			c -= f.m
-		}
+	// m and taken in locals, so that the loop does not reload them after
+	// every store (the compiler cannot tell the table from the filler),
+	// and the step's wrap without a branch: skip is uniform in [1, m-1],
+	// so a branch on the wrap is mispredicted half the time.
+	c, skip, m, taken := p.pos, p.skip, f.m, f.taken
+	for taken[c>>6]&(1<<(c&63)) != 0 {
+		c = wrap(c+skip, m)
 	}
-	f.taken[c>>6] |= 1 << (c & 63)
+	taken[c>>6] |= 1 << (c & 63)
 	f.table[c] = p.index
-	if c += skip; c >= f.m {
-		c -= f.m
-	}
-	p.pos = c
+	p.pos = wrap(c+skip, m)
 	f.filled++
 	if f.m-f.filled == f.tailAt && f.filled < f.m {
 		f.startTail()
 	}
 	return f.filled == f.m
+}
+
+// wrap is c mod m for c < 2m (< 2^25), without a branch.
+func wrap(c, m uint32) uint32 {
+	c -= m
+	return c + m&uint32(int32(c)>>31)
 }
 
 // tailSize is the number of free slots below which claims take the tail's
