@@ -80,25 +80,26 @@ func TestLoadWithoutPerfmon(t *testing.T) {
 	}
 }
 
-// TestVerdicts runs the program with BPF_PROG_TEST_RUN over frames of
-// each kind. The socket map is replaced by a devmap with an entry for
-// queue 0, so a redirect shows as XDP_REDIRECT (with the empty XSKMAP of
-// a real run it would fall back to XDP_PASS).
-func TestVerdicts(t *testing.T) {
+// loadRedirecting loads the program with the maps of Load, vips in them,
+// but a devmap in place of the socket map, with an entry for queue 0 (lo):
+// a redirect shows as XDP_REDIRECT, where the empty XSKMAP of a test would
+// fall back to XDP_PASS. Both are closed when the test ends.
+func loadRedirecting(t *testing.T, vips ...netip.Addr) (*Program, *ebpf.Program) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	p, err := Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
-	if err := p.SetVIPs([]netip.Addr{vip4, vip6, netip.MustParseAddr("::ffff:192.0.2.12")}); err != nil {
+	t.Cleanup(func() { p.Close() })
+	if err := p.SetVIPs(vips); err != nil {
 		t.Fatal(err)
 	}
 	dev, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.DevMap, KeySize: 4, ValueSize: 4, MaxEntries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dev.Close()
+	t.Cleanup(func() { dev.Close() })
 	if err := dev.Put(uint32(0), uint32(1)); err != nil { // queue 0 -> lo
 		t.Fatal(err)
 	}
@@ -107,7 +108,14 @@ func TestVerdicts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer prog.Close()
+	t.Cleanup(func() { prog.Close() })
+	return p, prog
+}
+
+// TestVerdicts runs the program with BPF_PROG_TEST_RUN over frames of
+// each kind (redirects to a devmap: loadRedirecting).
+func TestVerdicts(t *testing.T) {
+	p, prog := loadRedirecting(t, vip4, vip6, netip.MustParseAddr("::ffff:192.0.2.12"))
 
 	ns := func(dst netip.Addr, typ byte) []byte { // ICMPv6 of the given type
 		return cat(eth(nil, ethIPv6), ipv6(58, dst), []byte{typ, 0, 0, 0})
@@ -197,29 +205,7 @@ func tcp4(dst netip.Addr, ihl int, frag uint16, flags byte) []byte {
 // while every other packet to a VIP goes to the socket; no limit (rate 0)
 // admits every SYN.
 func TestSYNLimit(t *testing.T) {
-	testenv.RequireRoot(t)
-	p, err := Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if err := p.SetVIPs([]netip.Addr{vip4, vip6}); err != nil {
-		t.Fatal(err)
-	}
-	dev, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.DevMap, KeySize: 4, ValueSize: 4, MaxEntries: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dev.Close()
-	if err := dev.Put(uint32(0), uint32(1)); err != nil {
-		t.Fatal(err)
-	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL",
-		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), dev.FD(), p.SYNCfg.FD(), p.SYNs.FD())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prog.Close()
+	p, prog := loadRedirecting(t, vip4, vip6)
 	run := func(frame []byte) uint32 {
 		t.Helper()
 		got, err := prog.Run(&ebpf.RunOptions{Data: frame})
