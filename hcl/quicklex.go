@@ -2,6 +2,7 @@ package hcl
 
 import (
 	"bytes"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -108,6 +109,12 @@ func (x *quickLexer) next() (ty hclsyntax.TokenType, from, to int, ok bool) {
 		end = len(src)
 		if j := bytes.IndexByte(src[i:], '\n'); j >= 0 {
 			end = i + j + 1
+		}
+		if !utf8.Valid(src[i:end]) {
+			// hclsyntax counts lines by grapheme clusters, and a broken
+			// UTF-8 sequence can swallow the newline after it: where the
+			// line ends is then hclsyntax's to say (FuzzFastParse found it).
+			return 0, 0, 0, false
 		}
 		ty = hclsyntax.TokenComment
 	case c == '\n':
