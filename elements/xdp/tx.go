@@ -36,7 +36,7 @@ var (
 // configuration.
 type TxXDP struct {
 	Interface string `hcl:"interface" doc:"the interface to send on: that of an RxXDP in the same pipeline, whose frames are sent in place"`
-	Gateway   string `hcl:"gateway,optional" doc:"the IPv4 next hop of packets whose outer header is IPv4, whose MAC address is resolved from the kernel's neighbor table; alone, it takes IPv6 packets too; with neither gateway, the destination MAC address already in the frame is kept (written by FragRedirect), as it is for a frame DirectRoute sends to a backend"`
+	Gateway   string `hcl:"gateway,optional" doc:"the IPv4 next hop of packets whose outer header is IPv4, whose MAC address is resolved from the kernel's neighbor table; alone, it takes IPv6 packets too; with neither gateway, the destination MAC address already in the frame is kept (written by FragRedirect); a frame DirectRoute sent to a backend on the link keeps its destination in any case"`
 	Gateway6  string `hcl:"gateway6,optional" doc:"the IPv6 next hop of packets whose outer header is IPv6, where it is another router than gateway's; alone, it takes IPv4 packets too"`
 
 	// Owned by the worker; valid after Provision.
