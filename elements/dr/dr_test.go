@@ -174,16 +174,16 @@ func TestPushAllocs(t *testing.T) {
 // TestValidate: bad static addresses are refused, naming the attribute.
 func TestValidate(t *testing.T) {
 	for _, tc := range []struct {
-		e    DirectRoute
+		e    *DirectRoute
 		want string
 	}{
-		{DirectRoute{MACs: map[string]string{"be1": "02:00:00:00:00:01"}}, "macs"},
-		{DirectRoute{MACs: map[string]string{"10.0.0.1": "02:00:00:00:00"}}, "macs"},
-		{DirectRoute{Source4: "nowhere"}, "source4"},
+		{&DirectRoute{MACs: map[string]string{"be1": "02:00:00:00:00:01"}}, "macs"},
+		{&DirectRoute{MACs: map[string]string{"10.0.0.1": "02:00:00:00:00"}}, "macs"},
+		{&DirectRoute{Source4: "nowhere"}, "source4"},
 	} {
 		err := tc.e.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: %v, want an error on %s", tc.e, err, tc.want)
+			t.Errorf("%v %s: %v, want an error on %s", tc.e.MACs, tc.e.Source4, err, tc.want)
 		}
 	}
 	if err := (&DirectRoute{MACs: map[string]string{"2001:db8::1": "02:00:00:00:00:01"}}).Validate(); err != nil {
