@@ -179,6 +179,14 @@ func (e *DirectRoute) Provision(ctx *pipeline.Context) error {
 	f.users++
 	f.mu.Unlock()
 	e.shared = f
+	// The snapshot already published is adopted now, so that a backend
+	// off the segment is named at load and the backends' resolution
+	// starts before the first packet; StartBatch adopts it again, cheaply.
+	if st, err := snapshot.FromContext(ctx); err == nil {
+		if s := st.Load(); s != nil {
+			e.adopt(s)
+		}
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package dr
 
 import (
 	"bytes"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -66,8 +67,16 @@ func (n fakeNeighbor) Release() { n.f.released.Add(1) }
 // newTestDR provisions a DirectRoute on lo over the test snapshot, with
 // nbs as lo's neighbour table.
 func newTestDR(t testing.TB, nbs *fakeNeighbors) *DirectRoute {
+	return newTestDRLog(t, nbs, nil)
+}
+
+// newTestDRLog is newTestDR logging to log, if not nil.
+func newTestDRLog(t testing.TB, nbs *fakeNeighbors, log *slog.Logger) *DirectRoute {
 	t.Helper()
 	ctx := pipeline.NewContext("dr", 0, 1, snapshot.ContextValues(snapshot.NewStore(testSnapshot())))
+	if log != nil {
+		ctx.Logger = log
+	}
 	ctx.Shared(pipeline.NeighborKey{Interface: "lo"}, func() any { return nbs })
 	e := &DirectRoute{Interface: "lo", MACs: map[string]string{"127.0.0.23": "02:00:00:00:be:03"}}
 	if err := e.Provision(ctx); err != nil {
@@ -188,5 +197,30 @@ func TestValidate(t *testing.T) {
 	}
 	if err := (&DirectRoute{MACs: map[string]string{"2001:db8::1": "02:00:00:00:00:01"}}).Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestRefusedAtLoad: Provision names a backend off the interface's
+// segments in an error before any packet, and starts following the
+// others.
+func TestRefusedAtLoad(t *testing.T) {
+	var logged bytes.Buffer
+	nbs := &fakeNeighbors{}
+	newTestDRLog(t, nbs, slog.New(slog.NewTextHandler(&logged, nil)))
+	if s := logged.String(); !strings.Contains(s, "level=ERROR") || !strings.Contains(s, `backends="far 10.9.9.9"`) {
+		t.Errorf("logged %q, want an error naming far 10.9.9.9", s)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nbs.mu.Lock()
+		n := len(nbs.followed)
+		nbs.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("127.0.0.21 not followed after Provision")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
