@@ -89,6 +89,10 @@ type Packet struct {
 	Epoch   uint32
 	// Reason says why a packet leaves by a drop port; Discard counts it.
 	Reason Reason
+	// OnLink marks a frame whose destination MAC address an element has
+	// set to a host on the sink's link (DirectRoute's backend): the sink
+	// keeps it instead of writing its gateway's.
+	OnLink bool
 }
 
 // SetFrame points the packet at buf, with data in buf[start:end], and clears

@@ -5,6 +5,7 @@ package all
 import (
 	_ "github.com/xlbproject/xlb/elements/basic"
 	_ "github.com/xlbproject/xlb/elements/conntrack"
+	_ "github.com/xlbproject/xlb/elements/dr"
 	_ "github.com/xlbproject/xlb/elements/encap"
 	_ "github.com/xlbproject/xlb/elements/maglev"
 	_ "github.com/xlbproject/xlb/elements/parse"

@@ -125,16 +125,18 @@ func tcpFrames(tb testing.TB, n int, vip netip.Addr) [][]byte {
 }
 
 // benchElements are the default graph's elements between the replay
-// source and the counting sink that stand in for RxXDP and TxXDP; %d is
-// ConnTrack's capacity.
+// source and the counting sink that stand in for RxXDP and TxXDP; %[1]d is
+// ConnTrack's capacity, %[2]s the encapsulation's type word (GREEncap or
+// DirectRoute) and %[3]s its further attributes.
 const benchElements = `
   element "Parse5Tuple" "parse" {}
   element "ConnTrack" "ct" {
-    capacity = %d
+    capacity = %[1]d
   }
   element "MaglevSelect" "sel" {}
-  element "GREEncap" "encap" {
+  element "%[2]s" "encap" {
     source4 = "192.0.2.1"
+    %[3]s
   }
   element "Discard" "drop" {}
   connect = default_graph()
@@ -142,14 +144,22 @@ const benchElements = `
 
 // benchGraph is the default graph with a replay source and a counting sink
 // in place of RxXDP and TxXDP, over one VIP of ten backends; without full,
-// only the source and the sink.
-func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full bool) (*pipeline.Runtime, *sink) {
+// only the source and the sink. With dr, DirectRoute takes GREEncap's
+// place, the backends' MAC addresses static.
+func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full, dr bool) (*pipeline.Runtime, *sink) {
 	tb.Helper()
 	var src strings.Builder
 	src.WriteString("hash_seed = 42\npipeline {\n  element \"BenchReplay\" \"rx\" {}\n  element \"BenchSink\" \"tx\" {}\n")
-	if full {
-		fmt.Fprintf(&src, benchElements, ctCapacity)
-	} else {
+	switch {
+	case full && dr:
+		var macs strings.Builder
+		for i := range 10 {
+			fmt.Fprintf(&macs, "\"198.51.100.%d\" = \"02:00:00:00:be:%02x\"\n", i+1, i+1)
+		}
+		fmt.Fprintf(&src, benchElements, ctCapacity, "DirectRoute", "macs = {\n"+macs.String()+"}")
+	case full:
+		fmt.Fprintf(&src, benchElements, ctCapacity, "GREEncap", "")
+	default:
 		src.WriteString("  connect = [\"rx -> tx\"]\n")
 	}
 	src.WriteString("}\nvip \"web\" {\n  address  = \"192.0.2.10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n}\npool \"web\" {\n")
@@ -206,13 +216,17 @@ func scrapeLoop(tb testing.TB, rt *pipeline.Runtime) (stop func()) {
 // data plane. The "-batchN" cases run batches of N packets, as a worker
 // gets them from a lightly loaded NIC (about 5 on the wire in issue 13):
 // there the per-batch work (StartBatch, EndBatch, the engine's dispatch)
-// is shared by fewer packets.
+// is shared by fewer packets. The "-dr" cases run DirectRoute in GREEncap's
+// place: the difference is what the tunnel costs over rewriting a MAC
+// address.
 func BenchmarkPipeline(b *testing.B) {
 	cases := []pipelineCase{
-		{"baseline", 1024, false, 0, false, 0},
-		{"hit", 1024, false, 1 << 16, true, 0},
-		{"miss", 1024, true, 1 << 20, true, 0},
-		{"1M-flows", 1 << 20, false, 1 << 21, true, 0},
+		{"baseline", 1024, false, 0, false, 0, false},
+		{"hit", 1024, false, 1 << 16, true, 0, false},
+		{"miss", 1024, true, 1 << 20, true, 0, false},
+		{"1M-flows", 1 << 20, false, 1 << 21, true, 0, false},
+		{"hit-dr", 1024, false, 1 << 16, true, 0, true},
+		{"miss-dr", 1024, true, 1 << 20, true, 0, true},
 	}
 	for _, c := range cases {
 		for _, scraped := range []bool{false, true} {
@@ -225,7 +239,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	for _, n := range []int{4, 8} {
 		for _, c := range cases {
-			if c.name == "miss" {
+			if c.name == "miss" || c.dr {
 				continue
 			}
 			c.batch = n
@@ -237,7 +251,8 @@ func BenchmarkPipeline(b *testing.B) {
 // pipelineCase is one traffic of BenchmarkPipeline: flows distinct
 // flows, each packet a new one with rewrite, through a ConnTrack of
 // capacity flows; without full, no element between source and sink;
-// batch packets per batch, 0 for MaxBatch.
+// batch packets per batch, 0 for MaxBatch; dr puts DirectRoute in
+// GREEncap's place.
 type pipelineCase struct {
 	name     string
 	flows    int
@@ -245,11 +260,12 @@ type pipelineCase struct {
 	capacity int
 	full     bool
 	batch    int
+	dr       bool
 }
 
 func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
 	frames := tcpFrames(b, c.flows, netip.MustParseAddr("192.0.2.10"))
-	rt, out := benchGraph(b, frames, c.rewrite, c.capacity, c.full)
+	rt, out := benchGraph(b, frames, c.rewrite, c.capacity, c.full, c.dr)
 	inst := rt.Workers()[0]
 	var batch pipeline.Batch
 	src := inst.Element("rx").(*replaySource)
@@ -282,7 +298,7 @@ func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
 // benchmark's full graph (one worker, ten backends), as scrapeLoop does
 // it: the scraper's own cost, on its own core.
 func BenchmarkScrape(b *testing.B) {
-	rt, _ := benchGraph(b, tcpFrames(b, 1024, netip.MustParseAddr("192.0.2.10")), false, 1<<16, true)
+	rt, _ := benchGraph(b, tcpFrames(b, 1024, netip.MustParseAddr("192.0.2.10")), false, 1<<16, true, false)
 	reg := registry(rt)
 	b.ReportAllocs()
 	for b.Loop() {

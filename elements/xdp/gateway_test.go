@@ -108,3 +108,37 @@ func TestGatewayFamilyDiagnostics(t *testing.T) {
 		t.Errorf("both gateways: %v", err)
 	}
 }
+
+// TestOnLinkKeepsDestination: with a gateway, a frame an element marked
+// OnLink (DirectRoute's, its destination a backend's MAC address) keeps its
+// destination, and is sent even while the gateway is unresolved; the
+// others go to the gateway.
+func TestOnLinkKeepsDestination(t *testing.T) {
+	f, rx, tx := fakePair(t, 512)
+	f.Record = true
+	f.Deliver(frame(1))
+	f.Deliver(frame(2))
+	var b pipeline.Batch
+	b.Reset()
+	if err := rx.Pull(&b); err != nil {
+		t.Fatal(err)
+	}
+	if b.N != 2 {
+		t.Fatalf("pulled %d frames, want 2", b.N)
+	}
+	be := []byte{0x02, 0, 0, 0, 0xbe, 0x01}
+	copy(b.Pkts[1].Data(), be)
+	b.Pkts[1].OnLink = true
+	tx.res.mac.Store(0) // the gateway unresolved: only the OnLink frame leaves
+	tx.StartBatch(b.Now)
+	for _, p := range b.Pkts[:b.N] {
+		push(tx, p)
+	}
+	tx.EndBatch()
+	if len(f.Sent) != 1 || !bytes.Equal(f.Sent[0][:6], be) || !bytes.Equal(f.Sent[0][6:12], ifMAC) {
+		t.Fatalf("sent %d frames (want the OnLink one, to % x from % x)", len(f.Sent), be, ifMAC)
+	}
+	if n := tx.drops.Count(reasonNoNeighbor); n != 1 {
+		t.Errorf("%d no_neighbor drops, want 1", n)
+	}
+}

@@ -36,7 +36,7 @@ var (
 // configuration.
 type TxXDP struct {
 	Interface string `hcl:"interface" doc:"the interface to send on: that of an RxXDP in the same pipeline, whose frames are sent in place"`
-	Gateway   string `hcl:"gateway,optional" doc:"the IPv4 next hop of packets whose outer header is IPv4, whose MAC address is resolved from the kernel's neighbor table; alone, it takes IPv6 packets too; with neither gateway, the destination MAC address already in the frame is kept (written by FragRedirect)"`
+	Gateway   string `hcl:"gateway,optional" doc:"the IPv4 next hop of packets whose outer header is IPv4, whose MAC address is resolved from the kernel's neighbor table; alone, it takes IPv6 packets too; with neither gateway, the destination MAC address already in the frame is kept (written by FragRedirect); a frame DirectRoute sent to a backend on the link keeps its destination in any case"`
 	Gateway6  string `hcl:"gateway6,optional" doc:"the IPv6 next hop of packets whose outer header is IPv6, where it is another router than gateway's; alone, it takes IPv4 packets too"`
 
 	// Owned by the worker; valid after Provision.
@@ -151,7 +151,7 @@ func outer6(d []byte) bool {
 }
 
 // Push rewrites the Ethernet addresses (the source only, without a
-// gateway) and queues the packet: in place
+// gateway or for a frame marked OnLink) and queues the packet: in place
 // when its frame is in this worker's UMEM, else copied into a free frame.
 func (t *TxXDP) Push(_ int, p *pipeline.Packet) int {
 	data := p.Data()
@@ -159,7 +159,7 @@ func (t *TxXDP) Push(_ int, p *pipeline.Packet) int {
 		p.Reason = reasonRunt
 		return pipeline.Drop
 	}
-	if t.res != nil {
+	if t.res != nil && !p.OnLink {
 		dst, ok := &t.dst, t.dstOK
 		if t.res6 != nil && outer6(data) {
 			dst, ok = &t.dst6, t.dst6OK
