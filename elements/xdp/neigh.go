@@ -173,9 +173,9 @@ func (r *resolver) apply(n netlink.Neigh, deleted bool) (lost bool) {
 	if old := r.mac.Swap(v); old != v {
 		r.changes.Add(1)
 		if v == 0 {
-			r.log.Warn("next hop unresolved; dropping packets until it resolves", "interface", r.ifname, "gateway", r.gw, "state", n.State, "deleted", deleted)
+			r.log.Warn("neighbour unresolved; dropping packets to it until it resolves", "interface", r.ifname, "neighbour", r.gw, "state", n.State, "deleted", deleted)
 		} else {
-			r.log.Info("next hop resolved", "interface", r.ifname, "gateway", r.gw, "mac", net.HardwareAddr(n.HardwareAddr).String())
+			r.log.Info("neighbour resolved", "interface", r.ifname, "neighbour", r.gw, "mac", net.HardwareAddr(n.HardwareAddr).String())
 		}
 		return v == 0 && old != 0
 	}
@@ -187,7 +187,7 @@ func (r *resolver) apply(n netlink.Neigh, deleted bool) (lost bool) {
 func (r *resolver) probe() {
 	err := netlink.NeighSet(&netlink.Neigh{LinkIndex: r.ifindex, Family: r.family(), IP: r.gw.AsSlice(), Flags: netlink.NTF_USE})
 	if err != nil {
-		r.log.Debug("neighbour probe", "gateway", r.gw, "err", err)
+		r.log.Debug("neighbour probe", "neighbour", r.gw, "err", err)
 	}
 	r.stale.Store(false)
 }
