@@ -254,7 +254,7 @@ func (p *fastParser) body(end hclsyntax.TokenType, top bool) *hclsyntax.Body {
 
 // attribute is hclsyntax's finishParsingBodyAttribute.
 func (p *fastParser) attribute(ident fastToken, singleLine bool) *hclsyntax.Attribute {
-	eq := p.read()
+	eq := p.expect(hclsyntax.TokenEqual)
 	expr := p.expr()
 	endRange := p.prev
 	if !singleLine {
