@@ -307,9 +307,16 @@ func (c *Controller) publish(cfg *Config) error {
 		c.onBuild(len(todo), time.Since(began))
 	}
 	cache := make(map[string]*tableCache, len(vips))
+	excluded := snatExcluded(cfg.VIPs)
 	for i, v := range vips {
 		cache[v.Name] = tables[i]
 		out[i].Table, out[i].TableDigest = tables[i].table, tables[i].digest
+		if v.SNATPorts > 0 {
+			// Computed at every publication: they cost a hash per
+			// backend, and only the few VIPs with SNAT pay it.
+			out[i].SNAT = snatOf(v, members[i], ids.byVIP[v.Name].ids, excluded[v.Address.Unmap()])
+			out[i].TableDigest = withSNAT(out[i].TableDigest, out[i].SNAT)
+		}
 	}
 	digest := c.digest
 	if cfg != c.cfg {
