@@ -136,7 +136,8 @@ func snatOf(v *VIP, members []*Backend, ids []uint32, excluded []uint16) *snapsh
 	if !ok {
 		return nil
 	}
-	s := &snapshot.SNAT{First: SNATFirstPort, Size: uint16(v.SNATPorts), Owners: slices.Repeat([]uint32{snapshot.NoReal}, len(usable))}
+	s := &snapshot.SNAT{First: SNATFirstPort, Size: uint16(v.SNATPorts), Owners: slices.Repeat([]uint32{snapshot.NoReal}, len(usable)),
+		Service: slices.Compact(slices.Sorted(slices.Values(excluded)))}
 	e := newEncoder("xlb-snat-v1")
 	e.uint(SNATFirstPort)
 	e.uint(uint64(v.SNATPorts))

@@ -79,6 +79,9 @@ func TestSNATRanges(t *testing.T) {
 			t.Fatalf("port %d maps to %s, whose range is %d-%d", port, s.Reals.At(id).Backend, first, last)
 		}
 	}
+	if !slices.Equal(v.SNAT.Service, []uint16{53, 80, 443}) {
+		t.Errorf("service ports %v, want those of both VIPs on the address", v.SNAT.Service)
+	}
 	if owned != 3*1024 {
 		t.Errorf("%d ports owned, want %d", owned, 3*1024)
 	}

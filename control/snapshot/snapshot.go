@@ -92,6 +92,9 @@ const NoReal = ^uint32(0)
 type SNAT struct {
 	First, Size uint16
 	Owners      []uint32
+	// Service are the service ports of every VIP on the address, sorted:
+	// no range holds one.
+	Service []uint16
 	// Digest is the digest of what the ranges mean (sizes and backend
 	// names), part of the VIP's TableDigest.
 	Digest string
@@ -141,9 +144,15 @@ type Snapshot struct {
 	// Fragments themselves carry their datagram's ports.
 	frags map[vipKey]uint32
 	// snat maps an address to the VIP whose SNAT ranges are on it (at most
-	// one per address: control.Config.Validate).
-	snat map[[16]byte]uint32
+	// one per address: control.Config.Validate); snatAddrs and snatVIPs
+	// are the same when there are few, searched faster than a map.
+	snat      map[[16]byte]uint32
+	snatAddrs [][16]byte
+	snatVIPs  []uint32
 }
+
+// fewSNAT is how many SNAT addresses SNATVIP compares one by one.
+const fewSNAT = 8
 
 type vipKey struct {
 	addr  [16]byte
@@ -177,6 +186,7 @@ func NewFrom(generation, hashSeed uint64, vips []VIP, reals Reals) *Snapshot {
 				s.snat = map[[16]byte]uint32{}
 			}
 			s.snat[a] = uint32(i)
+			s.snatAddrs, s.snatVIPs = append(s.snatAddrs, a), append(s.snatVIPs, uint32(i))
 		}
 		if len(v.Ports) == 0 {
 			s.index[vipKey{a, v.Proto, anyPort}] = uint32(i)
@@ -224,7 +234,12 @@ func (s *Snapshot) LookupVIP(f *pipeline.Flow) (uint32, bool) {
 // SNATVIP returns the index of the VIP whose SNAT ranges are on address
 // dst (IPv4-mapped for IPv4), if any.
 func (s *Snapshot) SNATVIP(dst *[16]byte) (uint32, bool) {
-	if len(s.snat) == 0 {
+	if len(s.snatAddrs) <= fewSNAT {
+		for j := range s.snatAddrs {
+			if s.snatAddrs[j] == *dst {
+				return s.snatVIPs[j], true
+			}
+		}
 		return 0, false
 	}
 	i, ok := s.snat[*dst]
