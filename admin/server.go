@@ -226,11 +226,7 @@ func backends(src Source, vip string) ([]Backend, error) {
 			if o, ok := overrides[r.Backend]; ok {
 				b.Override = &o
 			}
-			if v.SNAT != nil {
-				if first, last, ok := v.SNAT.Range(id); ok {
-					b.SNAT = fmt.Sprintf("%d-%d", first, last)
-				}
-			}
+			b.SNAT = v.SNAT.Text(id)
 			out = append(out, b)
 		}
 	}

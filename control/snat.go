@@ -30,7 +30,7 @@ import (
 //   - adding or removing a backend moves only the backends whose search
 //     passed through the range it takes or frees (a collision), never the
 //     others; with K well above the number of backends collisions are
-//     rare, and `xlbctl snat` shows every range before and after.
+//     rare, and `xlbd plan` names every range a change moves.
 
 // SNATFirstPort is the first port SNAT ranges use: the ports below are
 // the well-known ones, which servers listen on.

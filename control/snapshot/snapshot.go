@@ -11,6 +11,7 @@ package snapshot
 import (
 	"errors"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -110,6 +111,19 @@ func (s *SNAT) Owner(port uint16) uint32 {
 		return NoReal
 	}
 	return s.Owners[k]
+}
+
+// Text is real id's range as plans and the admin API show it,
+// "first-last"; "" when s is nil or the real owns no range.
+func (s *SNAT) Text(id uint32) string {
+	if s == nil {
+		return ""
+	}
+	first, last, ok := s.Range(id)
+	if !ok {
+		return ""
+	}
+	return strconv.Itoa(int(first)) + "-" + strconv.Itoa(int(last))
 }
 
 // Range returns the first and last port of real id's range, and false when
