@@ -151,6 +151,26 @@ func snatOf(v *VIP, members []*Backend, ids []uint32, excluded []uint16) *snapsh
 	return s
 }
 
+// snatCache is a VIP's SNAT ranges and what they were computed from: the
+// range size, its real IDs (the very same assignment, which ids.assign
+// keeps while the VIP's backend names are the same) and the excluded
+// ports.
+type snatCache struct {
+	size     uint32
+	ids      *vipIDs
+	excluded []uint16
+	s        *snapshot.SNAT
+}
+
+// reuse returns c when it was computed from these inputs, nil otherwise
+// (or when c is nil).
+func (c *snatCache) reuse(size uint32, ids *vipIDs, excluded []uint16) *snatCache {
+	if c == nil || c.size != size || c.ids != ids || !slices.Equal(c.excluded, excluded) {
+		return nil
+	}
+	return c
+}
+
 // withSNAT is a VIP's table digest covering its SNAT ranges too, so that
 // nodes that map a reply's port to different backends disagree as nodes
 // with different tables do. A VIP without SNAT keeps its table's digest,

@@ -274,3 +274,32 @@ func TestSNATCheckerSeesChange(t *testing.T) {
 		t.Errorf("errors %v, want SNAT ports exhausted", errs)
 	}
 }
+
+// TestSNATReused: a health change keeps the VIP's SNAT ranges, the very
+// same; a reload that changes the range size computes them anew.
+func TestSNATReused(t *testing.T) {
+	c := New()
+	cfg := snatConfig(1024)
+	if err := c.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	before := c.Snapshot().VIPs[1].SNAT
+	if err := c.SetHealthy("web-a", false); err != nil {
+		t.Fatal(err)
+	}
+	if after := c.Snapshot().VIPs[1].SNAT; after != before {
+		t.Error("a health change computed the SNAT ranges again")
+	}
+	if err := c.Apply(snatConfig(2048)); err != nil {
+		t.Fatal(err)
+	}
+	if after := c.Snapshot().VIPs[1].SNAT; after == before || after.Size != 2048 {
+		t.Errorf("snat_ports 2048: ranges %+v", after)
+	}
+	if err := c.Apply(validConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Snapshot().VIPs[1].SNAT; s != nil {
+		t.Errorf("SNAT removed, ranges %+v", s)
+	}
+}
