@@ -20,7 +20,8 @@ import (
 )
 
 // snatConfig is examples/cluster/cluster.hcl with SNATReturn between
-// Parse5Tuple and ConnTrack and ranges of 1024 ports on VIP web4.
+// Parse5Tuple and ConnTrack and ranges of 1024 ports on VIPs web4 and
+// web6.
 func snatConfig(t *testing.T) string {
 	t.Helper()
 	src, err := os.ReadFile(clusterConfig(t))
@@ -32,6 +33,7 @@ func snatConfig(t *testing.T) string {
 		{`  element "Discard" "drop" {}`, "  element \"SNATReturn\" \"snat\" {}\n  element \"Discard\" \"drop\" {}"},
 		{`"rx -> frag -> parse -> ct",`, "\"rx -> frag -> parse -> snat -> ct\",\n    \"snat.reply -> encap\",\n    \"snat.bad -> drop\","},
 		{"  pool     = \"web\"\n  announce \"bgp\" {", "  pool     = \"web\"\n  snat_ports = 1024\n  announce \"bgp\" {"},
+		{"  address  = \"fd00:90:100::10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n", "  address  = \"fd00:90:100::10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n  snat_ports = 1024\n"},
 	} {
 		if !strings.Contains(s, r[0]) {
 			t.Fatalf("examples/cluster/cluster.hcl no longer has %q; update this test", r[0])
@@ -45,11 +47,13 @@ func snatConfig(t *testing.T) string {
 	return path
 }
 
-// TestSNAT: two xlbd nodes behind the router's ECMP, VIP web4 with SNAT.
-// Each backend takes its range from the admin API as the ephemeral ports
-// of its namespace (ip_local_port_range: the kernel alone, no NAT) and
-// opens connections from the VIP to a server in the client namespace:
-// be1 500, be2 and be3 100 each, all at once. The server answers each
+// TestSNAT: two xlbd nodes behind the router's ECMP, VIPs web4 and web6
+// with SNAT. Each backend's range is the same on both VIPs (its name, the
+// range size and the service ports are); each backend takes it from the
+// admin API as the ephemeral ports of its namespace (ip_local_port_range,
+// IPv6's too: the kernel alone, no NAT) and opens connections from the
+// VIPs to a server in the client namespace: be1 500 from web4 and 100
+// from web6, be2 and be3 100 and 50, all at once. The server answers each
 // with the address it saw; the backend reads it: the SYN-ACK and the
 // answer reached the backend that opened the connection, through
 // whichever node ECMP chose, with no state shared between the nodes.
@@ -66,65 +70,81 @@ func TestSNAT(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var bs []admin.Backend
-	if err := admin.NewClient(filepath.Join(l.Dir(), l.LB(0).Name+".admin.sock")).Get(ctx, "/v1/backends?vip=web4", &bs); err != nil {
+	if err := admin.NewClient(filepath.Join(l.Dir(), l.LB(0).Name+".admin.sock")).Get(ctx, "/v1/backends", &bs); err != nil {
 		t.Fatal(err)
 	}
 	ranges := map[string][2]uint16{}
 	for _, b := range bs {
+		if b.VIP != "web4" && b.VIP != "web6" {
+			continue
+		}
 		var first, last uint16
 		if _, err := fmt.Sscanf(b.SNAT, "%d-%d", &first, &last); err != nil || last-first != 1023 {
-			t.Fatalf("backend %s has SNAT range %q", b.Backend, b.SNAT)
+			t.Fatalf("backend %s of %s has SNAT range %q", b.Backend, b.VIP, b.SNAT)
+		}
+		if r, ok := ranges[b.Backend]; ok && r != [2]uint16{first, last} {
+			t.Fatalf("backend %s has range %d-%d on one VIP, %s on %s", b.Backend, r[0], r[1], b.SNAT, b.VIP)
 		}
 		ranges[b.Backend] = [2]uint16{first, last}
-		if err := l.Sysctl(mustBackend(t, l, b.Backend).NS, "ipv4/ip_local_port_range", fmt.Sprintf("%d %d", first, last)); err != nil {
-			t.Fatal(err)
-		}
 	}
 	if len(ranges) != 3 {
 		t.Fatalf("ranges %v, want be1, be2, be3's", ranges)
 	}
-
-	server := netip.AddrPortFrom(l.Client().Addr4, 7000)
-	var ln net.Listener
-	if err := l.Do(l.Client().NS, func() (err error) { ln, err = net.Listen("tcp4", server.String()); return }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(conn, "%s\n", conn.RemoteAddr())
-			conn.Close()
+	for name, r := range ranges {
+		if err := l.Sysctl(mustBackend(t, l, name).NS, "ipv4/ip_local_port_range", fmt.Sprintf("%d %d", r[0], r[1])); err != nil {
+			t.Fatal(err)
 		}
-	}()
+	}
 
-	counts := map[string]int{"be1": 500, "be2": 100, "be3": 100}
+	// vip and server by family.
+	vip := map[int]netip.Addr{4: lab.VIP4, 6: lab.VIP6}
+	server := map[int]netip.AddrPort{4: netip.AddrPortFrom(l.Client().Addr4, 7000), 6: netip.AddrPortFrom(l.Client().Addr6, 7000)}
+	for _, s := range server {
+		var ln net.Listener
+		if err := l.Do(l.Client().NS, func() (err error) { ln, err = net.Listen("tcp", s.String()); return }); err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(conn, "%s\n", conn.RemoteAddr())
+				conn.Close()
+			}
+		}()
+	}
+
+	type job struct {
+		backend string
+		family  int
+	}
+	counts := map[job]int{{"be1", 4}: 500, {"be2", 4}: 100, {"be3", 4}: 100, {"be1", 6}: 100, {"be2", 6}: 50, {"be3", 6}: 50}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var failures []string
-	ok := map[string]int{}
-	for name, n := range counts {
-		dial := l.Dialer(mustBackend(t, l, name).NS)
-		r := ranges[name]
+	ok := map[job]int{}
+	for j, n := range counts {
+		dial := l.Dialer(mustBackend(t, l, j.backend).NS)
+		r := ranges[j.backend]
 		work := make(chan int, n)
 		for i := range n {
 			work <- i
 		}
 		close(work)
-		for range 25 {
+		for range 15 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for range work {
-					err := snatConn(dial, server, r)
+					err := snatConn(dial, vip[j.family], server[j.family], r)
 					mu.Lock()
 					if err != nil {
-						failures = append(failures, fmt.Sprintf("%s: %v", name, err))
+						failures = append(failures, fmt.Sprintf("%s IPv%d: %v", j.backend, j.family, err))
 					} else {
-						ok[name]++
+						ok[j]++
 					}
 					mu.Unlock()
 				}
@@ -132,9 +152,9 @@ func TestSNAT(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	for name, n := range counts {
-		if ok[name] != n {
-			t.Errorf("%s: %d of %d connections from the VIP succeeded", name, ok[name], n)
+	for j, n := range counts {
+		if ok[j] != n {
+			t.Errorf("%s: %d of %d connections from the IPv%d VIP succeeded", j.backend, ok[j], n, j.family)
 		}
 	}
 	if len(failures) > 0 {
@@ -164,16 +184,16 @@ func TestSNAT(t *testing.T) {
 		total += n
 	}
 	// Each connection's SYN-ACK, answer and FIN at least.
-	if want := 3 * (500 + 100 + 100); total < want {
+	if want := 3 * (500 + 100 + 100 + 100 + 50 + 50); total < want {
 		t.Errorf("%d SNAT replies in all, want at least %d", total, want)
 	}
 }
 
-// snatConn opens a connection from the VIP to server with dial (in a
+// snatConn opens a connection from vip to server with dial (in a
 // backend's namespace) and reads the address the server saw: the VIP and
 // the connection's own port, in r.
-func snatConn(dial func(local, remote netip.AddrPort) (net.Conn, error), server netip.AddrPort, r [2]uint16) error {
-	conn, err := dial(netip.AddrPortFrom(lab.VIP4, 0), server)
+func snatConn(dial func(local, remote netip.AddrPort) (net.Conn, error), vip netip.Addr, server netip.AddrPort, r [2]uint16) error {
+	conn, err := dial(netip.AddrPortFrom(vip, 0), server)
 	if err != nil {
 		return err
 	}
