@@ -1,6 +1,7 @@
 package all
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,8 +12,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
-
-	"bytes"
 
 	"github.com/xlbproject/xlb/control/snapshot"
 )
