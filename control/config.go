@@ -34,6 +34,10 @@ type VIP struct {
 	// TableSize is the Maglev table size M, a prime; 0 means
 	// DefaultTableSize.
 	TableSize uint32
+	// SNATPorts, when not 0, gives each backend the VIP reaches a range of
+	// that many source ports on the VIP's address, for connections the
+	// backend opens itself (SNAT, as Ananta does): see snat.go.
+	SNATPorts uint32
 
 	Range     pipeline.Range // the block header
 	AttrRange map[string]pipeline.Range

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/xlbproject/xlb/control/snapshot"
@@ -141,7 +142,15 @@ func (c *Config) digest(cache *poolDigests) string {
 	for _, v := range vips {
 		e.str(v.Name)
 		e.addr(v.Address)
-		e.str(v.Protocol)
+		if v.SNATPorts == 0 {
+			e.str(v.Protocol)
+		} else {
+			// Validate allows no NUL in a protocol, so this cannot
+			// collide, and a configuration without SNAT keeps the digest
+			// it had before SNAT existed: nodes of a rolling upgrade
+			// still agree.
+			e.str(v.Protocol + "\x00snat_ports=" + strconv.FormatUint(uint64(v.SNATPorts), 10))
+		}
 		ports := v.Ports
 		if !slices.IsSorted(ports) {
 			ports = slices.Sorted(slices.Values(ports))

@@ -42,6 +42,7 @@ func (c *Config) validate() *validator {
 	v.pools_()
 	v.cycles()
 	v.vips()
+	v.snat()
 	v.healthChecks()
 	slices.SortStableFunc(v.errs, func(a, b *pipeline.Error) int {
 		if c := strings.Compare(a.Range.Filename, b.Range.Filename); c != 0 {
@@ -238,6 +239,79 @@ func (v *validator) vips() {
 		v.vipPool(x)
 		v.announce(x)
 	}
+}
+
+// snat checks the VIPs with SNAT: a range size that fits the port space,
+// service ports listed (a VIP of every port leaves none to the ranges), one
+// VIP with SNAT per address, no VIP of every port on its address, and a
+// range for every backend the VIP reaches beside the service ports.
+func (v *validator) snat() {
+	excluded := snatExcluded(v.c.VIPs)
+	if excluded == nil {
+		return
+	}
+	holder := map[netip.Addr]*VIP{}
+	every := map[netip.Addr]*VIP{} // the first VIP of every port on an address with SNAT
+	for i := range v.c.VIPs {
+		x := &v.c.VIPs[i]
+		a := x.Address.Unmap()
+		if _, ok := excluded[a]; ok && len(x.Ports) == 0 && every[a] == nil {
+			every[a] = x
+		}
+	}
+	for i := range v.c.VIPs {
+		x := &v.c.VIPs[i]
+		if x.SNATPorts == 0 {
+			continue
+		}
+		r := at(x.AttrRange, attrSNATPorts, x.Range)
+		a := x.Address.Unmap()
+		if x.SNATPorts > SNATSpace {
+			v.add(r, "SNAT range too large",
+				"VIP %q has snat_ports %d, but SNAT ranges share the %d ports from %d to 65535; set snat_ports to at most %d, and low enough that every backend gets a range.",
+				x.Name, x.SNATPorts, SNATSpace, SNATFirstPort, SNATSpace)
+			continue
+		}
+		if prev := holder[a]; prev != nil {
+			v.add(r, "Duplicate SNAT address",
+				"VIP %q and VIP %q (at %s) both give SNAT ranges on %s, where one port would belong to two backends; set snat_ports on one VIP of an address only.",
+				x.Name, prev.Name, prev.Range, a)
+			continue
+		}
+		holder[a] = x
+		if y := every[a]; y != nil {
+			who := fmt.Sprintf("VIP %q (at %s) matches", y.Name, y.Range)
+			if y == x {
+				who = "it matches"
+			}
+			v.add(r, "SNAT without free ports",
+				"VIP %q has snat_ports, but %s every port of %s, so no port is left for its backends' outbound connections; list the service ports with ports.",
+				x.Name, who, a)
+			continue
+		}
+		p, ok := v.pools[x.Pool]
+		if !ok {
+			continue // vipPool reported it
+		}
+		n := v.reachCount(p)
+		if free := snatFree(snatUsable(x.SNATPorts, excluded[a])); n > free {
+			v.add(r, "SNAT ports exhausted",
+				"VIP %q reaches %d backends, but only %d ranges of %d ports fit in ports %d to 65535 beside the service ports on %s; set snat_ports to at most %d, or serve fewer backends.",
+				x.Name, n, free, x.SNATPorts, SNATFirstPort, a, maxSNATPorts(n, excluded[a]))
+		}
+	}
+}
+
+// maxSNATPorts is the largest range size that gives n backends a range
+// each beside the excluded ports, 0 when none does.
+func maxSNATPorts(n int, excluded []uint16) uint32 {
+	size := uint32(SNATSpace / max(n, 1))
+	for ; size > 0; size-- {
+		if snatFree(snatUsable(size, excluded)) >= n {
+			return size
+		}
+	}
+	return 0
 }
 
 // announce reports a VIP's second block for one announcer and parameters

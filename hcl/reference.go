@@ -85,6 +85,7 @@ var reference = docBlock{
 				"ports":      {typ: "list of numbers", def: "all ports", doc: "Destination ports, 1 to 65535."},
 				"pool":       {typ: "string", required: true, doc: "The pool that serves the VIP."},
 				"table_size": {typ: "number", def: strconv.Itoa(control.DefaultTableSize), doc: "The Maglev lookup table size M, a prime above the number of backends (ideally 100 times it)."},
+				"snat_ports": {typ: "number, 0 to " + strconv.Itoa(control.SNATSpace), def: "0 (no SNAT)", doc: "Gives each backend the VIP reaches a range of this many source ports on the VIP's address, the same on every node, for the connections it opens itself with the VIP as source (SNAT, as Ananta does); replies that reach xlb on a port of a range go to its backend through the [SNATReturn](#snatreturn) element. Needs `ports`; one VIP with SNAT per address; the load fails when the ranges beside the service ports are fewer than the backends. See [docs/modes.md](modes.md#snat)."},
 			},
 			blocks: map[string]docBlock{
 				"announce": {count: "one per announcer", doc: "This VIP's parameters for the route announcer NAME (a top-level [announce](#announce-name) block): its attributes are the announcer's per-VIP parameters (see [Route announcers](#route-announcers)), evaluated to constants and checked by the announcer at their line. An unknown NAME is an error with a did-you-mean. Without the block the VIP is announced all the same, without parameters.", schema: &hcl.BodySchema{}},

@@ -39,7 +39,7 @@ var (
 	// here: which are required is control.Config.Validate's to say.
 	vipSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
-			{Name: "address"}, {Name: "pool"}, {Name: "ports"}, {Name: "protocol"}, {Name: "table_size"},
+			{Name: "address"}, {Name: "pool"}, {Name: "ports"}, {Name: "protocol"}, {Name: "snat_ports"}, {Name: "table_size"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "announce", LabelNames: []string{"name"}}},
 	}
@@ -171,7 +171,7 @@ func (l *loader) decodeServiceBlocks(vips, pools []*hcl.Block, reported map[pipe
 	for _, b := range vips {
 		v := control.VIP{Name: b.Labels[0], Protocol: "tcp", Range: toRange(b.DefRange), AttrRange: attrRanges(b.Body)}
 		var address string
-		l.decodeBody(b.Body, map[string]any{"address": &address, "protocol": &v.Protocol, "pool": &v.Pool, "table_size": &v.TableSize},
+		l.decodeBody(b.Body, map[string]any{"address": &address, "protocol": &v.Protocol, "pool": &v.Pool, "table_size": &v.TableSize, "snat_ports": &v.SNATPorts},
 			"A vip block", vipSchema, reported)
 		v.Address = l.address(b.Body, address, reported)
 		v.Ports, v.PortRanges = l.ports(v.Name, b.Body)
