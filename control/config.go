@@ -40,7 +40,7 @@ type VIP struct {
 	SNATPorts uint32
 
 	Range     pipeline.Range // the block header
-	AttrRange map[string]pipeline.Range
+	AttrRange pipeline.AttrRanges
 	// PortRanges are the ranges of the items of Ports, index for index,
 	// when the source records them (the HCL file, for a list written
 	// out); otherwise diagnostics about a port point at AttrRange's
@@ -62,7 +62,7 @@ type Announce struct {
 	Params map[string]json.RawMessage
 
 	Range     pipeline.Range
-	AttrRange map[string]pipeline.Range
+	AttrRange pipeline.AttrRanges
 }
 
 // ParamsJSON is Params as one JSON object, as HealthCheck.ParamsJSON.
@@ -80,7 +80,7 @@ type Pool struct {
 	HealthChecks []HealthCheck
 
 	Range     pipeline.Range
-	AttrRange map[string]pipeline.Range
+	AttrRange pipeline.AttrRanges
 }
 
 // Backend is one server. Its name identifies it in the Maglev table, so it
@@ -96,7 +96,7 @@ type Backend struct {
 	Drain bool
 
 	Range     pipeline.Range
-	AttrRange map[string]pipeline.Range
+	AttrRange pipeline.AttrRanges
 }
 
 // HealthCheck is one health-check method of a pool. Zero values take the
@@ -119,7 +119,7 @@ type HealthCheck struct {
 	Params map[string]json.RawMessage
 
 	Range     pipeline.Range
-	AttrRange map[string]pipeline.Range
+	AttrRange pipeline.AttrRanges
 }
 
 // ParamsJSON is Params as the one JSON object a prober receives, keys

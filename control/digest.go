@@ -90,24 +90,29 @@ func tableDigest(seed uint64, m uint32, up []tableInput, idx []uint32) string {
 	}
 	e.flush()
 	// Fixed-width ranks, two bytes when they fit: the slots are most of
-	// the bytes hashed, and the width follows from the count above.
-	wide := len(up) > 1<<16
+	// the bytes hashed, and the width follows from the count above. They
+	// are encoded a bufferful at a time, by a loop for each width: a full
+	// load encodes 65 million.
 	var buf [1 << 13]byte
-	n := 0
-	for _, i := range idx {
-		if wide {
-			binary.LittleEndian.PutUint32(buf[n:], i)
-			n += 4
+	for len(idx) > 0 {
+		var b []byte
+		if len(up) > 1<<16 {
+			k := min(len(idx), len(buf)/4)
+			b = buf[:4*k]
+			for j, i := range idx[:k] {
+				binary.LittleEndian.PutUint32(b[4*j:], i)
+			}
+			idx = idx[k:]
 		} else {
-			binary.LittleEndian.PutUint16(buf[n:], uint16(i))
-			n += 2
+			k := min(len(idx), len(buf)/2)
+			b = buf[:2*k]
+			for j, i := range idx[:k] {
+				binary.LittleEndian.PutUint16(b[2*j:], uint16(i))
+			}
+			idx = idx[k:]
 		}
-		if n > len(buf)-4 {
-			e.h.Write(buf[:n])
-			n = 0
-		}
+		e.h.Write(b)
 	}
-	e.h.Write(buf[:n])
 	return e.sum()
 }
 

@@ -83,15 +83,6 @@ func (v *validator) add(r pipeline.Range, summary, format string, args ...any) {
 	v.errs = append(v.errs, &pipeline.Error{Range: r, Summary: summary, Detail: fmt.Sprintf(format, args...)})
 }
 
-// at returns the range of attribute attr, or the block's range when the
-// source did not record it.
-func at(ranges map[string]pipeline.Range, attr string, block pipeline.Range) pipeline.Range {
-	if r, ok := ranges[attr]; ok {
-		return r
-	}
-	return block
-}
-
 func (v *validator) pools_() {
 	n := 0
 	for i := range v.c.Pools {
@@ -141,7 +132,7 @@ func (v *validator) inclusions() {
 		p := &v.c.Pools[i]
 		for _, name := range p.Pools {
 			if _, ok := v.pools[name]; !ok {
-				v.add(at(p.AttrRange, attrPools, p.Range), "Unknown pool",
+				v.add(p.AttrRange.Or(attrPools, p.Range), "Unknown pool",
 					"Pool %q includes pool %q, which is not declared%s; declare it or fix the name.", p.Name, name, v.suggestPool(name))
 			}
 		}
@@ -149,11 +140,11 @@ func (v *validator) inclusions() {
 }
 
 // unicast checks that a is a usable unicast address.
-func (v *validator) unicast(ranges map[string]pipeline.Range, block pipeline.Range, kind, name string, a netip.Addr, what string) {
+func (v *validator) unicast(ranges pipeline.AttrRanges, block pipeline.Range, kind, name string, a netip.Addr, what string) {
 	if a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() {
 		return // without looking up the range: most addresses are fine
 	}
-	r := at(ranges, attrAddress, block)
+	r := ranges.Or(attrAddress, block)
 	switch {
 	case !a.IsValid():
 		v.add(r, "Missing address", "%s %q has no address; set address to %s.", kind, name, what)
@@ -193,7 +184,7 @@ func (v *validator) cycles() {
 			case onStack:
 				i := slices.Index(stack, name)
 				path := append(append([]string(nil), stack[i:]...), name)
-				v.add(at(q.AttrRange, attrPools, q.Range), "Pool inclusion cycle",
+				v.add(q.AttrRange.Or(attrPools, q.Range), "Pool inclusion cycle",
 					"Pools include each other in a cycle (%s), so their backends cannot be listed; remove one of these inclusions.",
 					strings.Join(path, " -> "))
 			}
@@ -224,7 +215,7 @@ func (v *validator) vips() {
 		before := len(v.errs)
 		v.unicast(x.AttrRange, x.Range, "VIP", x.Name, x.Address, "the service address clients connect to")
 		if !slices.Contains(validProtocols, x.Protocol) {
-			v.add(at(x.AttrRange, attrProtocol, x.Range), "Invalid protocol",
+			v.add(x.AttrRange.Or(attrProtocol, x.Range), "Invalid protocol",
 				"VIP %q has protocol %q; set protocol to \"tcp\", \"udp\" or \"any\".", x.Name, x.Protocol)
 		}
 		v.ports(x)
@@ -331,7 +322,7 @@ func (v *validator) announce(x *VIP) {
 		seen[a.Announcer] = a.Range
 		for _, name := range slices.Sorted(maps.Keys(a.Params)) {
 			if !json.Valid(a.Params[name]) {
-				v.add(at(a.AttrRange, name, a.Range), "Invalid announce parameter",
+				v.add(a.AttrRange.Or(name, a.Range), "Invalid announce parameter",
 					"VIP %q announce %q: parameter %s is not a JSON value (%q).", x.Name, a.Announcer, name, a.Params[name])
 			}
 		}
@@ -363,7 +354,7 @@ func portRange(x *VIP, i int) pipeline.Range {
 	if len(x.PortRanges) == len(x.Ports) {
 		return x.PortRanges[i]
 	}
-	return at(x.AttrRange, attrPorts, x.Range)
+	return x.AttrRange.Or(attrPorts, x.Range)
 }
 
 // claims indexes what VIPs claim, so that a VIP is compared only with the
@@ -470,12 +461,12 @@ func (v *validator) vipPool(x *VIP) {
 	}
 	p, ok := v.pools[x.Pool]
 	if !ok {
-		v.add(at(x.AttrRange, attrPool, x.Range), "Unknown pool",
+		v.add(x.AttrRange.Or(attrPool, x.Range), "Unknown pool",
 			"VIP %q uses pool %q, which is not declared%s; declare it or fix the name.", x.Name, x.Pool, v.suggestPool(x.Pool))
 		return
 	}
 	m := x.TableSize
-	r := func() pipeline.Range { return at(x.AttrRange, attrTableSize, x.Range) }
+	r := func() pipeline.Range { return x.AttrRange.Or(attrTableSize, x.Range) }
 	if m == 0 {
 		m = DefaultTableSize
 		r = func() pipeline.Range { return x.Range }
@@ -645,12 +636,12 @@ func (v *validator) healthChecks() {
 				v.add(hc.Range, "Invalid interval or timeout",
 					"Pool %q health check %q has a negative interval or timeout; use durations such as \"2s\".", p.Name, hc.Method)
 			case hc.Interval > 0 && hc.Timeout > hc.Interval:
-				v.add(at(hc.AttrRange, "timeout", hc.Range), "Timeout longer than interval",
+				v.add(hc.AttrRange.Or("timeout", hc.Range), "Timeout longer than interval",
 					"Pool %q health check %q times out after %v but runs every %v; a probe must end before the next one starts, so make the timeout at most the interval.", p.Name, hc.Method, hc.Timeout, hc.Interval)
 			}
 			for _, name := range slices.Sorted(maps.Keys(hc.Params)) {
 				if !json.Valid(hc.Params[name]) {
-					v.add(at(hc.AttrRange, name, hc.Range), "Invalid health-check parameter",
+					v.add(hc.AttrRange.Or(name, hc.Range), "Invalid health-check parameter",
 						"Pool %q health check %q: parameter %s is not a JSON value (%q).", p.Name, hc.Method, name, hc.Params[name])
 				}
 			}

@@ -1,6 +1,7 @@
 package hcl
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -223,8 +224,7 @@ func (l *loader) vipAnnounce(vip string, body hcl.Body, announcers []string) []c
 				"VIP %q has parameters for the route announcer %q, which is not declared%s: %s.", vip, name, pipeline.Suggest(name, announcers), declared)
 			continue
 		}
-		attrs := attrRanges(b.Body)
-		nestedRanges(b.Body, attrs)
+		attrs := nestedRanges(b.Body, attrRanges(b.Body))
 		out = append(out, control.Announce{Announcer: name, Params: l.constants(b.Body),
 			Range: toRange(b.DefRange), AttrRange: attrs})
 	}
@@ -520,15 +520,25 @@ func takes(schema *hcl.BodySchema) string {
 	return " takes: " + strings.Join(names, ", ") + "."
 }
 
-func attrRanges(body hcl.Body) map[string]pipeline.Range {
-	var m map[string]pipeline.Range
+func attrRanges(body hcl.Body) pipeline.AttrRanges {
+	var a pipeline.AttrRanges
 	if b, ok := body.(*hclsyntax.Body); ok {
-		m = make(map[string]pipeline.Range, len(b.Attributes))
-	} else {
-		m = map[string]pipeline.Range{}
+		a = make(pipeline.AttrRanges, 0, len(b.Attributes))
 	}
-	eachAttr(body, func(name string, r hcl.Range, _ hcl.Expression) { m[name] = toRange(r) })
-	return m
+	eachAttr(body, func(name string, r hcl.Range, _ hcl.Expression) {
+		a = append(a, pipeline.AttrRange{Name: name, Range: toRange(r)})
+	})
+	return inOrder(a)
+}
+
+// inOrder sorts a in the order the source writes it: the body's attributes
+// come from a map, in random order, and two loads of the same text must
+// give equal configurations.
+func inOrder(a pipeline.AttrRanges) pipeline.AttrRanges {
+	slices.SortFunc(a, func(x, y pipeline.AttrRange) int {
+		return cmp.Or(cmp.Compare(x.Range.Start.Byte, y.Range.Start.Byte), strings.Compare(x.Name, y.Name))
+	})
+	return a
 }
 
 func dropReported(errs pipeline.Errors, reported map[pipeline.Range]bool) pipeline.Errors {
