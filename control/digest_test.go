@@ -260,6 +260,7 @@ func TestSeedChangeReusesTables(t *testing.T) {
 		t.Error("a new seed left the table digest as it was")
 	}
 }
+
 // TestTableDigestPinned pins the table digest's format: nodes of different
 // versions compare digests, so a change to the encoding is a change to
 // the format (xlb-table-v1), never an optimisation.

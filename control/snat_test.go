@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/pipeline"
 )
 
 // snatConfig is validConfig with SNAT on VIP web (ranges of 1024 ports;
@@ -14,7 +15,7 @@ import (
 func snatConfig(size uint32) *Config {
 	c := validConfig()
 	c.VIPs[0].SNATPorts = size
-	c.VIPs[0].AttrRange[attrSNATPorts] = rng(7, 3)
+	c.VIPs[0].AttrRange = append(c.VIPs[0].AttrRange, pipeline.AttrRange{Name: attrSNATPorts, Range: rng(7, 3)})
 	return c
 }
 
@@ -226,10 +227,13 @@ func TestSNATValidate(t *testing.T) {
 			{"f.hcl:7:3", "SNAT without free ports", `but VIP "dns" (at f.hcl:10:1) matches every port of 192.0.2.1`}}},
 		{"two on one address", func(c *Config) {
 			c.VIPs[1].SNATPorts = 512
-			c.VIPs[1].AttrRange[attrSNATPorts] = rng(16, 3)
+			c.VIPs[1].AttrRange = append(c.VIPs[1].AttrRange, pipeline.AttrRange{Name: attrSNATPorts, Range: rng(16, 3)})
 		}, []wantErr{
 			{"f.hcl:16:3", "Duplicate SNAT address", `VIP "dns" and VIP "web" (at f.hcl:1:1) both give SNAT ranges on 192.0.2.1`}}},
-		{"no attribute range: the block", func(c *Config) { c.VIPs[0].SNATPorts = 70000; delete(c.VIPs[0].AttrRange, attrSNATPorts) }, []wantErr{
+		{"no attribute range: the block", func(c *Config) {
+			c.VIPs[0].SNATPorts = 70000
+			c.VIPs[0].AttrRange = slices.DeleteFunc(c.VIPs[0].AttrRange, func(a pipeline.AttrRange) bool { return a.Name == attrSNATPorts })
+		}, []wantErr{
 			{"f.hcl:1:1", "SNAT range too large", `snat_ports 70000`}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -255,7 +255,7 @@ func (v *validator) snat() {
 		if x.SNATPorts == 0 {
 			continue
 		}
-		r := at(x.AttrRange, attrSNATPorts, x.Range)
+		r := x.AttrRange.Or(attrSNATPorts, x.Range)
 		a := x.Address.Unmap()
 		if x.SNATPorts > SNATSpace {
 			v.add(r, "SNAT range too large",
