@@ -1,0 +1,358 @@
+// Package nat implements NAT, the forwarding of LVS's network address
+// translation (LVS/NAT, "VS/NAT" in Zhang's "Linux Virtual Server for
+// Scalable Network Services", Ottawa Linux Symposium 2000): a client's
+// packet reaches its backend with its destination VIP:port rewritten to the
+// backend's address and port, and the backend, whose route back to the
+// client goes through the balancer, answers from its own address; the
+// balancer rewrites the reply's source back to VIP:port. The backend needs
+// no VIP, no tunnel and no configuration but that route, and any OS will
+// do; the price is that replies, usually most of the bytes, cross the
+// balancer too.
+//
+// NAT takes GREEncap's place in the default graph by its type word: the
+// same ports (icmp stays empty) and the same attributes (source4 and
+// source6 are accepted and unused; interface is the one replies come back
+// on). Both directions enter by its one input, from ct.hit: ConnTrack holds
+// each flow's reverse, keyed on the reply's 5-tuple, which NAT records
+// (pipeline.ReplyTracker) as it sends the flow's packets, so that a reply
+// is a hit like its flow's packets, marked FlowReply. A reply of a flow the
+// node does not hold is a miss for no VIP, which ConnTrack drops as
+// conntrack.reply_unknown: it never leaves untranslated. docs/modes.md
+// says why the graph is so and what a cluster needs.
+//
+// Checksums are updated incrementally (RFC 1624): the IPv4 header's, and
+// TCP's, UDP's and ICMPv6's, whose pseudo-header holds the addresses.
+// Like LVS, and unlike GREEncap, NAT keeps the TTL.
+package nat
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/elements/internal/csum"
+	"github.com/xlbproject/xlb/elements/internal/flowhash"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+// Output ports: GREEncap's, so that one replaces the other in a graph.
+const (
+	portOut = 0
+	portBad = 1
+)
+
+const (
+	protoTCP    = 6
+	protoUDP    = 17
+	protoICMPv6 = 58
+)
+
+var (
+	reasonNoBackend = pipeline.NewReason("nat.nobackend")
+	// The real is of the other IP family than the VIP: NAT translates
+	// addresses, not families (that would be NAT64).
+	reasonFamily = pipeline.NewReason("nat.family")
+	// An ICMP error about a flow: its quoted packet would need the
+	// translation too, which NAT does not do yet (docs/modes.md).
+	reasonICMPError = pipeline.NewReason("nat.icmp_error")
+)
+
+func init() {
+	pipeline.Register(pipeline.ElementType{
+		Name:    "NAT",
+		Doc:     "Rewrites each packet's VIP:port to its backend's address and port, and the backend's replies back to VIP:port (LVS NAT); replies are recognised by ConnTrack.",
+		Inputs:  []string{"in"},
+		Outputs: []string{"out", "bad", "icmp"},
+		New:     func() pipeline.Element { return &NAT{ConnTrack: "ct"} },
+	})
+}
+
+// NAT is the element. The exported fields are its configuration.
+type NAT struct {
+	Ports     map[string]int `hcl:"ports,optional" doc:"port mapping: the port a backend, by name, serves its VIPs' TCP and UDP ports on; a backend not named keeps the port the client sent to"`
+	ConnTrack string         `hcl:"conntrack,optional" doc:"the ConnTrack before NAT, declared before it, whose table holds the flows' replies"`
+	Interface string         `hcl:"interface,optional" doc:"the interface the backends' replies come back on (that of an RxXDP): it hands the graph the packets from the backends' services to addresses not the node's own; without it, replies reach the graph only if something else sends them"`
+	Source4   string         `hcl:"source4,optional" doc:"unused (no source is rewritten); accepted so that a GREEncap block becomes a NAT block by its type word"`
+	Source6   string         `hcl:"source6,optional" doc:"unused, as source4"`
+
+	view  *snapshot.View
+	ct    pipeline.ReplyTracker
+	steer pipeline.ReplySteering // worker 0's, nil without interface
+	name  string
+	log   *slog.Logger
+
+	// Owned by the worker goroutine.
+	snap   *snapshot.Snapshot
+	key    flowhash.Key
+	ports  []uint16 // by real ID: the backend's port, 0 to keep the VIP's
+	warned string
+	local  [2]counts // forward, reply
+	// reply is the reply flow handed to TrackReply: an interface call's
+	// argument would escape, and allocate, if it were on the stack.
+	reply pipeline.Flow
+
+	pub [2]struct{ pkts, bytes atomic.Uint64 }
+}
+
+type counts struct{ pkts, bytes uint64 }
+
+// Validate checks the port mapping and the unused addresses.
+func (e *NAT) Validate() error {
+	for b, p := range e.Ports {
+		if p < 1 || p > 65535 {
+			return &pipeline.AttrError{Attr: "ports", Msg: fmt.Sprintf("must give backend %q a port from 1 to 65535, not %d", b, p)}
+		}
+	}
+	if e.ConnTrack == "" {
+		return &pipeline.AttrError{Attr: "conntrack", Msg: "must name the ConnTrack element before NAT"}
+	}
+	for _, a := range []struct{ attr, v string }{{"source4", e.Source4}, {"source6", e.Source6}} {
+		if _, err := netip.ParseAddr(a.v); a.v != "" && err != nil {
+			return &pipeline.AttrError{Attr: a.attr, Msg: "must be an IP address (it is unused by NAT)"}
+		}
+	}
+	return nil
+}
+
+// Provision finds the worker's ConnTrack, which must be provisioned before
+// (declared before NAT), and worker 0 the interface's reply steering.
+func (e *NAT) Provision(ctx *pipeline.Context) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	v, err := snapshot.ViewFromContext(ctx)
+	if err != nil {
+		return err
+	}
+	e.view, e.name = v, ctx.Name
+	slot := ctx.Local(pipeline.ReplyTrackerKey{Name: e.ConnTrack}, func() any { return &pipeline.ReplyTrackerSlot{} }).(*pipeline.ReplyTrackerSlot)
+	if slot.Tracker == nil {
+		return &pipeline.AttrError{Attr: "conntrack", Msg: fmt.Sprintf("names no ConnTrack declared before this element (%q): NAT records each flow's reply in its table; declare the ConnTrack first", e.ConnTrack)}
+	}
+	e.ct = slot.Tracker
+	e.ct.ExpectReplies()
+	if ctx.Worker == 0 {
+		e.log = ctx.Logger
+		if e.Interface != "" {
+			st, _ := ctx.Shared(pipeline.ReplySteerKey{Interface: e.Interface}, func() any { return nil }).(pipeline.ReplySteering)
+			if st == nil {
+				return &pipeline.AttrError{Attr: "interface", Msg: fmt.Sprintf("has no RxXDP (%s): NAT has the interface's XDP program hand the graph the backends' replies; declare an RxXDP on it", e.Interface)}
+			}
+			e.steer = st
+		}
+	}
+	if st, err := snapshot.FromContext(ctx); err == nil {
+		if s := st.Load(); s != nil {
+			e.adopt(s)
+		}
+	}
+	return nil
+}
+
+// Cleanup withdraws the steered endpoints; it works after a partial
+// Provision.
+func (e *NAT) Cleanup() error {
+	if e.steer != nil {
+		e.steer.SteerReplies(e.name, nil)
+		e.steer = nil
+	}
+	return nil
+}
+
+// StartBatch takes the batch's snapshot and, when it is a new one, adopts
+// it.
+func (e *NAT) StartBatch(int64) {
+	e.snap = e.view.Snapshot()
+	if e.view.Changed() {
+		e.adopt(e.snap)
+	}
+}
+
+// adopt maps each real ID of s to its backend's port and the hash seed to
+// its key; worker 0 also steers the reals' endpoints. It allocates only
+// when the snapshot changed, never per packet.
+func (e *NAT) adopt(s *snapshot.Snapshot) {
+	e.key = flowhash.NewKey(s.HashSeed)
+	ports := make([]uint16, s.Reals.Len())
+	var eps []pipeline.ServiceEndpoint
+	var anyPort []string
+	for k := 0; k < s.Reals.Chunks(); k++ {
+		c := s.Reals.Chunk(k)
+		for j := range c {
+			r := &c[j]
+			if r.Epoch == 0 {
+				continue
+			}
+			ports[r.ID] = uint16(e.Ports[r.Backend])
+			if e.steer == nil {
+				continue
+			}
+			v := &s.VIPs[r.VIP]
+			protos := []uint8{v.Proto}
+			if v.Proto == 0 {
+				protos = []uint8{protoTCP, protoUDP}
+			}
+			vports := v.Ports
+			if ports[r.ID] != 0 {
+				vports = ports[r.ID : r.ID+1]
+			}
+			if len(vports) == 0 {
+				anyPort = append(anyPort, v.Name)
+			}
+			for _, pr := range protos {
+				for _, p := range vports {
+					eps = append(eps, pipeline.ServiceEndpoint{Addr: r.Addr.Unmap(), Port: p, Proto: pr})
+				}
+			}
+		}
+	}
+	e.ports = ports
+	if e.steer == nil {
+		return
+	}
+	e.steer.SteerReplies(e.name, eps)
+	slices.Sort(anyPort)
+	list := fmt.Sprint(slices.Compact(anyPort))
+	if len(anyPort) > 0 && list != e.warned {
+		e.log.Error("VIPs of every port: their backends' replies cannot be told from the backends' own traffic, so they are not steered to the graph; give the VIPs ports, or the backends a port in ports", "vips", list)
+	}
+	e.warned = list
+}
+
+// EndBatch publishes the batch's counters and lets go of its snapshot.
+func (e *NAT) EndBatch() {
+	for d := range e.local {
+		if l := &e.local[d]; l.pkts != 0 {
+			e.pub[d].pkts.Add(l.pkts)
+			e.pub[d].bytes.Add(l.bytes)
+			*l = counts{}
+		}
+	}
+	e.snap = nil
+}
+
+// Stats reports the packets translated, by direction. Drops are counted
+// where they are discarded, by reason.
+func (e *NAT) Stats(emit func(pipeline.Metric)) {
+	for d, dir := range [2]string{"forward", "reply"} {
+		l := []pipeline.Label{{Name: "direction", Value: dir}}
+		emit(pipeline.Metric{Name: "xlb_nat_packets_total", Help: "Packets translated: to a backend (forward) or back to the client (reply).", Labels: l, Value: e.pub[d].pkts.Load()})
+		emit(pipeline.Metric{Name: "xlb_nat_bytes_total", Help: "Bytes of frames translated, by direction.", Labels: l, Value: e.pub[d].bytes.Load()})
+	}
+}
+
+// Push translates p: a packet of a flow to its real's address and port, a
+// reply (FlowReply) from them back to VIP:port. Input: a frame Parse5Tuple
+// parsed and ConnTrack found (p.Backend/p.Epoch naming a real, p.VIPPort
+// for a reply). p.Flow stays the flow as parsed. On bad, the packet is
+// unchanged but for p.Reason.
+func (e *NAT) Push(_ int, p *pipeline.Packet) int {
+	r := e.snap.Real(p.Backend, p.Epoch)
+	if r == nil {
+		p.Reason = reasonNoBackend
+		return portBad
+	}
+	f := &p.Flow
+	if f.Flags&pipeline.FlowICMPError != 0 {
+		p.Reason = reasonICMPError
+		return portBad
+	}
+	if r.Family != f.Family {
+		p.Reason = reasonFamily
+		return portBad
+	}
+	d := p.Data()
+	ip, l4 := d[p.L3:], d[p.L4:]
+	v4 := f.Family == 4
+	// Ports are rewritten for TCP and UDP only; a later fragment has no
+	// transport header, only its datagram's ports in p.Flow.
+	ports := (f.Proto == protoTCP || f.Proto == protoUDP) && f.Flags&pipeline.FlowLaterFragment == 0
+	reply := f.Flags&pipeline.FlowReply != 0
+	var addr []byte // the new address
+	var aoff, poff int
+	var port uint16
+	if reply {
+		a := e.snap.VIPs[p.VIP].Addr.As16()
+		addr, port = a[:], p.VIPPort
+		aoff, poff = 12, 0 // sources
+		if !v4 {
+			aoff = 8
+		}
+	} else {
+		addr, port = r.Addr16[:], f.DstPort
+		if bp := e.ports[p.Backend]; bp != 0 {
+			port = bp
+		}
+		aoff, poff = 16, 2 // destinations
+		if !v4 {
+			aoff = 24
+		}
+	}
+	if v4 {
+		addr = addr[12:]
+	}
+	old := ip[aoff : aoff+len(addr)]
+	diff := csum.Diff(old, addr)
+	copy(old, addr)
+	if v4 {
+		ip[10], ip[11] = split(csum.Update(join(ip[10:]), diff))
+	}
+	if ports {
+		if op := join(l4[poff:]); op != port {
+			l4[poff], l4[poff+1] = split(port)
+			diff += uint32(^op) + uint32(port)
+		}
+	}
+	switch {
+	case f.Flags&pipeline.FlowLaterFragment != 0:
+		// The transport checksum is in the first fragment, which the
+		// addresses' and ports' difference was applied to.
+	case f.Proto == protoTCP:
+		l4[16], l4[17] = split(csum.Update(join(l4[16:]), diff))
+	case f.Proto == protoUDP:
+		// An IPv4 UDP checksum of 0 means none (RFC 768); a computed 0
+		// is sent as its other form, 0xffff.
+		if c := join(l4[6:]); c != 0 || !v4 {
+			c = csum.Update(c, diff)
+			if c == 0 {
+				c = 0xffff
+			}
+			l4[6], l4[7] = split(c)
+		}
+	case f.Proto == protoICMPv6:
+		l4[2], l4[3] = split(csum.Update(join(l4[2:]), diff))
+	}
+	dir := 1
+	if !reply {
+		dir = 0
+		if f.Flags&pipeline.FlowLaterFragment == 0 {
+			rf := &e.reply
+			*rf = pipeline.Flow{Src: r.Addr16, Dst: f.Src, SrcPort: port, DstPort: f.SrcPort, Proto: f.Proto, Family: f.Family}
+			if f.Proto != protoTCP && f.Proto != protoUDP {
+				// Echo identifiers, kept in both ports, and no ports
+				// for the rest: as Parse5Tuple keys the replies.
+				rf.SrcPort = f.DstPort
+			}
+			e.ct.TrackReply(p, rf, e.key.Hash(rf))
+		}
+	}
+	e.local[dir].pkts++
+	e.local[dir].bytes += uint64(len(d))
+	return portOut
+}
+
+func join(b []byte) uint16        { return uint16(b[0])<<8 | uint16(b[1]) }
+func split(v uint16) (byte, byte) { return byte(v >> 8), byte(v) }
+
+var (
+	_ pipeline.Pusher        = (*NAT)(nil)
+	_ pipeline.Validator     = (*NAT)(nil)
+	_ pipeline.Provisioner   = (*NAT)(nil)
+	_ pipeline.Cleaner       = (*NAT)(nil)
+	_ pipeline.BatchStarter  = (*NAT)(nil)
+	_ pipeline.BatchEnder    = (*NAT)(nil)
+	_ pipeline.StatsReporter = (*NAT)(nil)
+)
