@@ -126,8 +126,8 @@ func tcpFrames(tb testing.TB, n int, vip netip.Addr) [][]byte {
 
 // benchElements are the default graph's elements between the replay
 // source and the counting sink that stand in for RxXDP and TxXDP; %[1]d is
-// ConnTrack's capacity, %[2]s the encapsulation's type word (GREEncap or
-// DirectRoute) and %[3]s its further attributes.
+// ConnTrack's capacity, %[2]s the encapsulation's type word (GREEncap,
+// DirectRoute or NAT) and %[3]s its further attributes.
 const benchElements = `
   element "Parse5Tuple" "parse" {}
   element "ConnTrack" "ct" {
@@ -144,19 +144,21 @@ const benchElements = `
 
 // benchGraph is the default graph with a replay source and a counting sink
 // in place of RxXDP and TxXDP, over one VIP of ten backends; without full,
-// only the source and the sink. With dr, DirectRoute takes GREEncap's
-// place, the backends' MAC addresses static.
-func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full, dr bool) (*pipeline.Runtime, *sink) {
+// only the source and the sink. mode "dr" puts DirectRoute in GREEncap's
+// place, the backends' MAC addresses static; "nat" puts NAT there.
+func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full bool, mode string) (*pipeline.Runtime, *sink) {
 	tb.Helper()
 	var src strings.Builder
 	src.WriteString("hash_seed = 42\npipeline {\n  element \"BenchReplay\" \"rx\" {}\n  element \"BenchSink\" \"tx\" {}\n")
 	switch {
-	case full && dr:
+	case full && mode == "dr":
 		var macs strings.Builder
 		for i := range 10 {
 			fmt.Fprintf(&macs, "\"198.51.100.%d\" = \"02:00:00:00:be:%02x\"\n", i+1, i+1)
 		}
 		fmt.Fprintf(&src, benchElements, ctCapacity, "DirectRoute", "macs = {\n"+macs.String()+"}")
+	case full && mode == "nat":
+		fmt.Fprintf(&src, benchElements, ctCapacity, "NAT", "")
 	case full:
 		fmt.Fprintf(&src, benchElements, ctCapacity, "GREEncap", "")
 	default:
@@ -218,15 +220,18 @@ func scrapeLoop(tb testing.TB, rt *pipeline.Runtime) (stop func()) {
 // there the per-batch work (StartBatch, EndBatch, the engine's dispatch)
 // is shared by fewer packets. The "-dr" cases run DirectRoute in GREEncap's
 // place: the difference is what the tunnel costs over rewriting a MAC
-// address.
+// address. The "-nat" cases run NAT there, which rewrites an address and
+// records the flow's reply in ConnTrack's table for every packet.
 func BenchmarkPipeline(b *testing.B) {
 	cases := []pipelineCase{
-		{"baseline", 1024, false, 0, false, 0, false},
-		{"hit", 1024, false, 1 << 16, true, 0, false},
-		{"miss", 1024, true, 1 << 20, true, 0, false},
-		{"1M-flows", 1 << 20, false, 1 << 21, true, 0, false},
-		{"hit-dr", 1024, false, 1 << 16, true, 0, true},
-		{"miss-dr", 1024, true, 1 << 20, true, 0, true},
+		{"baseline", 1024, false, 0, false, 0, ""},
+		{"hit", 1024, false, 1 << 16, true, 0, ""},
+		{"miss", 1024, true, 1 << 20, true, 0, ""},
+		{"1M-flows", 1 << 20, false, 1 << 21, true, 0, ""},
+		{"hit-dr", 1024, false, 1 << 16, true, 0, "dr"},
+		{"miss-dr", 1024, true, 1 << 20, true, 0, "dr"},
+		{"hit-nat", 1024, false, 1 << 16, true, 0, "nat"},
+		{"miss-nat", 1024, true, 1 << 20, true, 0, "nat"},
 	}
 	for _, c := range cases {
 		for _, scraped := range []bool{false, true} {
@@ -239,7 +244,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	for _, n := range []int{4, 8} {
 		for _, c := range cases {
-			if c.name == "miss" || c.dr {
+			if c.name == "miss" || c.mode != "" {
 				continue
 			}
 			c.batch = n
@@ -251,8 +256,8 @@ func BenchmarkPipeline(b *testing.B) {
 // pipelineCase is one traffic of BenchmarkPipeline: flows distinct
 // flows, each packet a new one with rewrite, through a ConnTrack of
 // capacity flows; without full, no element between source and sink;
-// batch packets per batch, 0 for MaxBatch; dr puts DirectRoute in
-// GREEncap's place.
+// batch packets per batch, 0 for MaxBatch; mode puts DirectRoute ("dr")
+// or NAT ("nat") in GREEncap's place.
 type pipelineCase struct {
 	name     string
 	flows    int
@@ -260,12 +265,12 @@ type pipelineCase struct {
 	capacity int
 	full     bool
 	batch    int
-	dr       bool
+	mode     string
 }
 
 func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
 	frames := tcpFrames(b, c.flows, netip.MustParseAddr("192.0.2.10"))
-	rt, out := benchGraph(b, frames, c.rewrite, c.capacity, c.full, c.dr)
+	rt, out := benchGraph(b, frames, c.rewrite, c.capacity, c.full, c.mode)
 	inst := rt.Workers()[0]
 	var batch pipeline.Batch
 	src := inst.Element("rx").(*replaySource)
@@ -298,7 +303,7 @@ func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
 // benchmark's full graph (one worker, ten backends), as scrapeLoop does
 // it: the scraper's own cost, on its own core.
 func BenchmarkScrape(b *testing.B) {
-	rt, _ := benchGraph(b, tcpFrames(b, 1024, netip.MustParseAddr("192.0.2.10")), false, 1<<16, true, false)
+	rt, _ := benchGraph(b, tcpFrames(b, 1024, netip.MustParseAddr("192.0.2.10")), false, 1<<16, true, "")
 	reg := registry(rt)
 	b.ReportAllocs()
 	for b.Loop() {
