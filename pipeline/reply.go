@@ -30,6 +30,10 @@ type ReplyTracker interface {
 	// lookup; it is called from Push, on the worker's goroutine, and must
 	// not allocate.
 	TrackReply(p *Packet, reply *Flow, hash uint64)
+	// PrefetchReplies touches the table where the TrackReply calls of a
+	// batch, with these hashes, will look (see Prefetcher); it must not
+	// allocate.
+	PrefetchReplies(hashes []uint64)
 	// ExpectReplies tells the table, from the translator's Provision,
 	// that packets for no VIP are replies from now on: one that matches
 	// no flow is an unknown reply, dropped by the table with a reason.

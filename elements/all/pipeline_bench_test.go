@@ -232,6 +232,8 @@ func BenchmarkPipeline(b *testing.B) {
 		{"miss-dr", 1024, true, 1 << 20, true, 0, "dr"},
 		{"hit-nat", 1024, false, 1 << 16, true, 0, "nat"},
 		{"miss-nat", 1024, true, 1 << 20, true, 0, "nat"},
+		// Twice 1M-flows' table: every flow has its reply entry too.
+		{"1M-flows-nat", 1 << 20, false, 1 << 22, true, 0, "nat"},
 	}
 	for _, c := range cases {
 		for _, scraped := range []bool{false, true} {

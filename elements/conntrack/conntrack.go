@@ -444,16 +444,36 @@ func (c *ConnTrack) Prefetch(in int, pkts []*pipeline.Packet) {
 		}
 	}
 	for _, p := range pkts {
-		b := &c.buckets[p.Hash&c.mask]
-		tag := tagOf(p.Hash)
-		for w := range ways {
-			if b.tag[w] == tag {
-				sum += b.ent[w].rest
-				break
-			}
-		}
+		sum += c.touchEntry(p.Hash)
 	}
 	c.touched = sum
+}
+
+// touchEntry loads the entry line the tag of hash points at in its
+// bucket, for Prefetch's second pass.
+func (c *ConnTrack) touchEntry(hash uint64) uint64 {
+	b := &c.buckets[hash&c.mask]
+	tag := tagOf(hash)
+	for w := range ways {
+		if b.tag[w] == tag {
+			return b.ent[w].rest
+		}
+	}
+	return 0
+}
+
+// PrefetchReplies is Prefetch for the reply entries a translator is about
+// to record (TrackReply) with these hashes: their buckets are as cold as
+// the lookups', and elsewhere in the table.
+func (c *ConnTrack) PrefetchReplies(hashes []uint64) {
+	var sum uint64
+	for _, h := range hashes {
+		sum += uint64(c.buckets[h&c.mask].tag[0])
+	}
+	for _, h := range hashes {
+		sum += c.touchEntry(h)
+	}
+	c.touched += sum
 }
 
 // Push looks a packet up (input lookup) or records the real MaglevSelect

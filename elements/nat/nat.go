@@ -93,6 +93,8 @@ type NAT struct {
 	// reply is the reply flow handed to TrackReply: an interface call's
 	// argument would escape, and allocate, if it were on the stack.
 	reply pipeline.Flow
+	// hashes are a batch's reply hashes, for Prefetch.
+	hashes [pipeline.MaxBatch]uint64
 
 	pub [2]struct{ pkts, bytes atomic.Uint64 }
 }
@@ -329,13 +331,7 @@ func (e *NAT) Push(_ int, p *pipeline.Packet) int {
 	if !reply {
 		dir = 0
 		if f.Flags&pipeline.FlowLaterFragment == 0 {
-			rf := &e.reply
-			*rf = pipeline.Flow{Src: r.Addr16, Dst: f.Src, SrcPort: port, DstPort: f.SrcPort, Proto: f.Proto, Family: f.Family}
-			if f.Proto != protoTCP && f.Proto != protoUDP {
-				// Echo identifiers, kept in both ports, and no ports
-				// for the rest: as Parse5Tuple keys the replies.
-				rf.SrcPort = f.DstPort
-			}
+			rf := e.replyFlow(f, r, port)
 			e.ct.TrackReply(p, rf, e.key.Hash(rf))
 		}
 	}
@@ -344,11 +340,51 @@ func (e *NAT) Push(_ int, p *pipeline.Packet) int {
 	return portOut
 }
 
+// replyFlow is the reply of flow f sent to real r on port (the backend's,
+// or for other protocols than TCP and UDP, f's destination port), as
+// Parse5Tuple will key it, in e.reply.
+func (e *NAT) replyFlow(f *pipeline.Flow, r *snapshot.Real, port uint16) *pipeline.Flow {
+	rf := &e.reply
+	*rf = pipeline.Flow{Src: r.Addr16, Dst: f.Src, SrcPort: port, DstPort: f.SrcPort, Proto: f.Proto, Family: f.Family}
+	if f.Proto != protoTCP && f.Proto != protoUDP {
+		// Echo identifiers, kept in both ports, and no ports for the
+		// rest: as Parse5Tuple keys the replies.
+		rf.SrcPort = f.DstPort
+	}
+	return rf
+}
+
+// Prefetch has ConnTrack touch the reply entries the batch's packets to
+// backends will record, so that their cache misses overlap (see
+// ConnTrack's Prefetch): a reply entry is in another bucket than its
+// flow's, as cold in a large table.
+func (e *NAT) Prefetch(_ int, pkts []*pipeline.Packet) {
+	n := 0
+	for _, p := range pkts {
+		f := &p.Flow
+		if f.Flags&(pipeline.FlowReply|pipeline.FlowLaterFragment|pipeline.FlowICMPError) != 0 {
+			continue
+		}
+		r := e.snap.Real(p.Backend, p.Epoch)
+		if r == nil || int(p.Backend) >= len(e.ports) {
+			continue
+		}
+		port := f.DstPort
+		if bp := e.ports[p.Backend]; bp != 0 && (f.Proto == protoTCP || f.Proto == protoUDP) {
+			port = bp
+		}
+		e.hashes[n] = e.key.Hash(e.replyFlow(f, r, port))
+		n++
+	}
+	e.ct.PrefetchReplies(e.hashes[:n])
+}
+
 func join(b []byte) uint16        { return uint16(b[0])<<8 | uint16(b[1]) }
 func split(v uint16) (byte, byte) { return byte(v >> 8), byte(v) }
 
 var (
 	_ pipeline.Pusher        = (*NAT)(nil)
+	_ pipeline.Prefetcher    = (*NAT)(nil)
 	_ pipeline.Validator     = (*NAT)(nil)
 	_ pipeline.Provisioner   = (*NAT)(nil)
 	_ pipeline.Cleaner       = (*NAT)(nil)

@@ -51,10 +51,12 @@ func testSnapshot() *snapshot.Snapshot {
 
 // tracker stands for ConnTrack: it records the last reply tracked.
 type tracker struct {
-	n      int
-	reply  pipeline.Flow
-	hash   uint64
-	expect bool
+	n            int
+	reply        pipeline.Flow
+	hash         uint64
+	expect       bool
+	prefetched   int
+	lastPrefetch uint64
 }
 
 func (t *tracker) TrackReply(_ *pipeline.Packet, reply *pipeline.Flow, hash uint64) {
@@ -63,6 +65,13 @@ func (t *tracker) TrackReply(_ *pipeline.Packet, reply *pipeline.Flow, hash uint
 }
 
 func (t *tracker) ExpectReplies() { t.expect = true }
+
+func (t *tracker) PrefetchReplies(hs []uint64) {
+	t.prefetched += len(hs)
+	if len(hs) > 0 {
+		t.lastPrefetch = hs[len(hs)-1]
+	}
+}
 
 // harness is a Parse5Tuple and a NAT provisioned over the test snapshot.
 type harness struct {
@@ -259,4 +268,29 @@ func equal(a, b []pipeline.ServiceEndpoint) bool {
 		}
 	}
 	return true
+}
+
+// TestPrefetch: Prefetch hands ConnTrack the hashes of the reply entries
+// the batch's packets to backends will record, the replies' not, and
+// allocates nothing.
+func TestPrefetch(t *testing.T) {
+	h := newHarness(t)
+	fwd := tcpTo(4, vip4.AsSlice(), 40000, 80)
+	pp, _, _ := h.push(append([]byte(nil), fwd...), realMapped, false, 0)
+	p := new(pipeline.Packet)
+	*p = *pp // the harness reuses its packet
+	tracked := h.ct.hash
+	q, _, _ := h.push(frame(net.IP{10, 0, 0, 22}, client[4], &layers.TCP{SrcPort: 8080, DstPort: 40000, ACK: true}), realMapped, true, 80)
+	h.view.StartBatch(0)
+	h.nat.StartBatch(0)
+	h.nat.Prefetch(0, []*pipeline.Packet{p, q})
+	if h.ct.prefetched != 1 || h.ct.lastPrefetch != tracked {
+		t.Errorf("prefetched %d hashes, the last %#x; want 1, %#x (TrackReply's)", h.ct.prefetched, h.ct.lastPrefetch, tracked)
+	}
+	pkts := []*pipeline.Packet{p, q}
+	if n := testing.AllocsPerRun(1000, func() { h.nat.Prefetch(0, pkts) }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+	h.nat.EndBatch()
+	h.view.EndBatch()
 }
