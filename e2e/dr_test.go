@@ -17,7 +17,7 @@ import (
 )
 
 // kernelBackends makes the lab's backends kernel ones: each serves HTTP
-// with the kernel's TCP on port 80 of every address, its own included for
+// with the kernel's TCP on port 80 of every address of both families, its own included for
 // the health checks, answering with its name in X-Backend as xlb-backend
 // does. With vipOnLo, as LVS/DR wants them, each also holds the VIP on
 // loopback (the lab sets arp_ignore=1 and arp_announce=2 on backends, so
@@ -39,7 +39,7 @@ func kernelBackends(t *testing.T, l *lab.Lab, vipOnLo bool) {
 			t.Fatalf("%s: the VIP on loopback: %v", b.Name, err)
 		}
 		var ln net.Listener
-		if err := l.Do(b.NS, func() (err error) { ln, err = net.Listen("tcp4", ":80"); return }); err != nil {
+		if err := l.Do(b.NS, func() (err error) { ln, err = net.Listen("tcp", ":80"); return }); err != nil {
 			t.Fatal(err)
 		}
 		name := b.Name
