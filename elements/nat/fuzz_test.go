@@ -20,7 +20,8 @@ import (
 // address and (mapped) port, the reply it tracks being the exact reverse,
 // hashed as Parse5Tuple hashes replies; a reply from VIP:vport. Only the
 // address, the port and the checksums change, and a frame whose
-// checksums were right leaves with right checksums, computed from scratch.
+// checksums were right leaves with right checksums, computed from scratch
+// (an ICMP error's included, whose quote changes too).
 func FuzzPush(f *testing.F) {
 	v4, v6 := vip4.AsSlice(), vip6.AsSlice()
 	be2, be6 := net.IP{10, 0, 0, 22}, net.ParseIP("2001:db8:1::23")
@@ -37,6 +38,11 @@ func FuzzPush(f *testing.F) {
 	f.Add(frame(be6, client[6], &layers.UDP{SrcPort: 8443, DstPort: 5353}, gopacket.Payload("a")), uint32(realV6), true, uint16(80))                           // UDP reply
 	f.Add(tcpTo(4, v4, 40000, 80), uint32(realV6), false, uint16(0))                                                                                           // other family
 	f.Add(tcpTo(4, v4, 40000, 80), uint32(9), false, uint16(0))                                                                                                // no real
+	toVIP4, toClient4, toVIP6, toClient6 := icmpErrors()
+	f.Add(toVIP4, uint32(realMapped), false, uint16(0))
+	f.Add(toClient4, uint32(realMapped), true, uint16(80))
+	f.Add(toVIP6, uint32(realV6), false, uint16(0))
+	f.Add(toClient6, uint32(realV6), true, uint16(80))
 	h := newHarness(f)
 	key := flowhash.NewKey(42)
 	f.Fuzz(func(t *testing.T, data []byte, id uint32, reply bool, vport uint16) {
@@ -63,6 +69,9 @@ func FuzzPush(f *testing.F) {
 			}
 		}
 		f := &p.Flow
+		if f.Flags&pipeline.FlowICMPError != 0 {
+			return // its quote changes too: TestICMPError
+		}
 		v4 := f.Family == 4
 		l3, l4 := int(p.L3), int(p.L4)
 		portsOK := (f.Proto == 6 || f.Proto == 17) && f.Flags&pipeline.FlowLaterFragment == 0

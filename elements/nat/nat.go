@@ -55,8 +55,8 @@ var (
 	// The real is of the other IP family than the VIP: NAT translates
 	// addresses, not families (that would be NAT64).
 	reasonFamily = pipeline.NewReason("nat.family")
-	// An ICMP error about a flow: its quoted packet would need the
-	// translation too, which NAT does not do yet (docs/modes.md).
+	// An ICMP error about a flow whose quoted transport header is after
+	// IPv6 extension headers: NAT does not walk them.
 	reasonICMPError = pipeline.NewReason("nat.icmp_error")
 )
 
@@ -258,10 +258,6 @@ func (e *NAT) Push(_ int, p *pipeline.Packet) int {
 		return portBad
 	}
 	f := &p.Flow
-	if f.Flags&pipeline.FlowICMPError != 0 {
-		p.Reason = reasonICMPError
-		return portBad
-	}
 	if r.Family != f.Family {
 		p.Reason = reasonFamily
 		return portBad
@@ -296,18 +292,22 @@ func (e *NAT) Push(_ int, p *pipeline.Packet) int {
 	if v4 {
 		addr = addr[12:]
 	}
-	old := ip[aoff : aoff+len(addr)]
-	diff := csum.Diff(old, addr)
-	copy(old, addr)
-	if v4 {
-		ip[10], ip[11] = split(csum.Update(join(ip[10:]), diff))
-	}
-	if ports {
-		if op := join(l4[poff:]); op != port {
-			l4[poff], l4[poff+1] = split(port)
-			diff += uint32(^op) + uint32(port)
+	// A later fragment of an ICMP error has no ICMP header: only its
+	// address changes, below, as any later fragment's.
+	if f.Flags&(pipeline.FlowICMPError|pipeline.FlowLaterFragment) == pipeline.FlowICMPError {
+		if !e.icmpError(p, addr, port, reply) {
+			p.Reason = reasonICMPError
+			return portBad
 		}
+		e.local[0].pkts++
+		e.local[0].bytes += uint64(len(d))
+		return portOut
 	}
+	var l4p []byte
+	if ports {
+		l4p = l4
+	}
+	diff, _ := rewrite(ip, v4, aoff, addr, l4p, poff, port)
 	switch {
 	case f.Flags&pipeline.FlowLaterFragment != 0:
 		// The transport checksum is in the first fragment, which the
@@ -338,6 +338,103 @@ func (e *NAT) Push(_ int, p *pipeline.Packet) int {
 	e.local[dir].pkts++
 	e.local[dir].bytes += uint64(len(d))
 	return portOut
+}
+
+// rewrite writes addr (4 or 16 bytes, by v4) at ip[aoff:] and, with l4,
+// port at l4[poff:], updating the IPv4 header checksum of ip. It returns
+// the checksum difference the address and the port make (for a transport
+// checksum) and the one the header checksum's change makes (for an ICMP
+// checksum over ip, when ip is quoted in an ICMP error).
+func rewrite(ip []byte, v4 bool, aoff int, addr, l4 []byte, poff int, port uint16) (diff, hdiff uint32) {
+	old := ip[aoff : aoff+len(addr)]
+	diff = csum.Diff(old, addr)
+	copy(old, addr)
+	if v4 {
+		oc := join(ip[10:])
+		nc := csum.Update(oc, diff)
+		ip[10], ip[11] = split(nc)
+		hdiff = uint32(^oc) + uint32(nc)
+	}
+	if l4 != nil {
+		if op := join(l4[poff:]); op != port {
+			l4[poff], l4[poff+1] = split(port)
+			diff += uint32(^op) + uint32(port)
+		}
+	}
+	return diff, hdiff
+}
+
+// icmpError translates an ICMP error about a flow (RFC 5508 §4.2): the
+// outer address as the flow's packets are (the destination to the real's
+// on the way to a backend, the source to the VIP's on a reply), and the
+// quoted packet, which went the other way, likewise (its source, or its
+// destination, and that port), with the quote's IPv4 header checksum, its
+// transport checksum when quoted, and the ICMP checksum over all of it.
+// It reports false, the packet unchanged, when the quote's transport
+// header is after IPv6 extension headers (or the quote is cut short).
+func (e *NAT) icmpError(p *pipeline.Packet, addr []byte, port uint16, reply bool) bool {
+	f := &p.Flow
+	d := p.Data()
+	ip, icmp := d[p.L3:], d[p.L4:]
+	v4 := f.Family == 4
+	// Parse5Tuple checked the quote's IP header; checked again here, as
+	// cheap as a comment, so that no input can make NAT read past it.
+	if len(icmp) < 8+20 {
+		return false
+	}
+	q := icmp[8:]
+	qhl := 40
+	if v4 {
+		qhl = int(q[0]&0x0f) << 2
+	} else if len(q) < qhl || q[6] != f.Proto {
+		return false
+	}
+	if qhl < 20 || len(q) < qhl {
+		return false
+	}
+	// The outer packet goes as the flow's; the quote is one of the other
+	// direction: its source (and source port) is what the flow's packets
+	// have as destination.
+	src, dst := 12, 16
+	if !v4 {
+		src, dst = 8, 24
+	}
+	oa, qa, qp := dst, src, 0
+	if reply {
+		oa, qa, qp = src, dst, 2
+	}
+	ql4 := q[qhl:]
+	ports := f.Flags&pipeline.FlowFragment == 0 && (f.Proto == protoTCP || f.Proto == protoUDP) && len(ql4) >= 4
+	if !ports {
+		ql4 = nil
+	}
+	odiff, _ := rewrite(ip, v4, oa, addr, nil, 0, 0)
+	qdiff, hdiff := rewrite(q, v4, qa, addr, ql4, qp, port)
+	// The quoted transport checksum, when quoted whole.
+	cdiff := uint32(0)
+	c := -1
+	switch {
+	case ql4 == nil:
+	case f.Proto == protoTCP && len(ql4) >= 18:
+		c = 16
+	case f.Proto == protoUDP && len(ql4) >= 8 && (!v4 || join(ql4[6:]) != 0):
+		c = 6
+	}
+	if c >= 0 {
+		oc := join(ql4[c:])
+		nc := csum.Update(oc, qdiff)
+		if nc == 0 && f.Proto == protoUDP {
+			nc = 0xffff
+		}
+		ql4[c], ql4[c+1] = split(nc)
+		cdiff = uint32(^oc) + uint32(nc)
+	}
+	total := qdiff + hdiff + cdiff
+	if !v4 {
+		total += odiff // ICMPv6's pseudo-header
+	}
+	icmp[2], icmp[3] = split(csum.Update(join(icmp[2:]), total))
+	return true
 }
 
 // replyFlow is the reply of flow f sent to real r on port (the backend's,

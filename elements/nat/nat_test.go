@@ -10,6 +10,8 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/elements/internal/csum"
+	"github.com/xlbproject/xlb/elements/internal/csum/csumtest"
 	_ "github.com/xlbproject/xlb/elements/parse"
 	"github.com/xlbproject/xlb/pipeline"
 )
@@ -190,12 +192,10 @@ func TestZeroAllocs(t *testing.T) {
 	}
 }
 
-// TestBad: a real gone, of the other family, or an ICMP error leaves by
-// bad with its reason and unchanged.
+// TestBad: a real gone or of the other family leaves by bad with its
+// reason and unchanged.
 func TestBad(t *testing.T) {
 	h := newHarness(t)
-	icmp := frame(net.IP{198, 51, 100, 254}, vip4.AsSlice(), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 4)},
-		gopacket.Payload(frame(vip4.AsSlice(), client[4], &layers.TCP{SrcPort: 80, DstPort: 40000, ACK: true})[14:42]))
 	for _, tc := range []struct {
 		name   string
 		frame  []byte
@@ -204,7 +204,6 @@ func TestBad(t *testing.T) {
 	}{
 		{"no real", tcpTo(4, vip4.AsSlice(), 40000, 80), 9, "nat.nobackend"},
 		{"other family", tcpTo(4, vip4.AsSlice(), 40000, 80), realV6, "nat.family"},
-		{"icmp error", icmp, realKeep, "nat.icmp_error"},
 	} {
 		in := append([]byte(nil), tc.frame...)
 		p, port, ok := h.push(tc.frame, tc.id, false, 0)
@@ -293,4 +292,127 @@ func TestPrefetch(t *testing.T) {
 	}
 	h.nat.EndBatch()
 	h.view.EndBatch()
+}
+
+// icmpErrors are ICMP errors about the flow 40000 -> VIP:80 sent to be2
+// (10.0.0.22:8080) or be6 ([2001:db8:1::23]:8443): from a router to the
+// VIP about a reply the client did not get, and from the backend to the
+// client about a packet it could not take.
+func icmpErrors() (toVIP4, toClient4, toVIP6, toClient6 []byte) {
+	router4, router6 := net.IP{198, 51, 100, 254}, net.ParseIP("2001:db8:ffff::1")
+	be2, be6 := net.IP{10, 0, 0, 22}, net.ParseIP("2001:db8:1::23")
+	quote := func(src, dst net.IP, sport, dport uint16) gopacket.Payload {
+		return frame(src, dst, &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), ACK: true, Window: 9})[14:]
+	}
+	toVIP4 = frame(router4, vip4.AsSlice(), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 4), Seq: 1400}, quote(vip4.AsSlice(), client[4], 80, 40000))
+	toClient4 = frame(be2, client[4], &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)}, quote(client[4], be2, 40000, 8080)[:28])
+	toVIP6 = frame(router6, vip6.AsSlice(), &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(2, 0)}, append(gopacket.Payload{0, 0, 5, 0}, quote(vip6.AsSlice(), client[6], 80, 40000)...))
+	toClient6 = frame(be6, client[6], &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(1, 4)}, append(gopacket.Payload{0, 0, 0, 0}, quote(client[6], be6, 40000, 8443)...))
+	return
+}
+
+// TestICMPError: an ICMP error about a flow is translated as the flow's
+// packets are, its quote as the other direction's: a router's error to
+// the VIP reaches be2 quoting be2:8080 -> client, and be2's error to the
+// client leaves quoting client -> VIP:80; every checksum, the quote's
+// included, is right.
+func TestICMPError(t *testing.T) {
+	h := newHarness(t)
+	toVIP4, toClient4, toVIP6, toClient6 := icmpErrors()
+	for _, tc := range []struct {
+		name        string
+		frame       []byte
+		id          uint32
+		reply       bool
+		outer, from string // the outer address rewritten, the quote's source
+		port        uint16 // the quote's port rewritten
+	}{
+		{"to the VIP", toVIP4, realMapped, false, "10.0.0.22", "10.0.0.22", 8080},
+		{"to the client", toClient4, realMapped, true, "192.0.2.10", "203.0.113.7", 80},
+		{"IPv6 to the VIP", toVIP6, realV6, false, "2001:db8:1::23", "2001:db8:1::23", 8443},
+		{"IPv6 to the client", toClient6, realV6, true, "2001:db8::10", "2001:db8:c::7", 80},
+	} {
+		p, port, ok := h.push(append([]byte(nil), tc.frame...), tc.id, tc.reply, 80)
+		if !ok || port != portOut {
+			t.Errorf("%s: parsed %v, port %d, reason %v", tc.name, ok, port, p.Reason)
+			continue
+		}
+		d := p.Data()
+		if err := csumtest.Check(d); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		pkt := gopacket.NewPacket(d, layers.LayerTypeEthernet, gopacket.Default)
+		src, dst := pkt.NetworkLayer().NetworkFlow().Endpoints()
+		if outer := map[bool]string{false: dst.String(), true: src.String()}[tc.reply]; outer != tc.outer {
+			t.Errorf("%s: outer address %s, want %s", tc.name, outer, tc.outer)
+		}
+		l4 := d[p.L4+8:]
+		v4 := p.Flow.Family == 4
+		qhl := 40
+		if v4 {
+			qhl = 20
+			if csum.Sum(0, l4[:20]) != 0xffff {
+				t.Errorf("%s: the quote's IPv4 header checksum is wrong", tc.name)
+			}
+		}
+		qsrc := netip.AddrFrom16([16]byte(l4[8:24]))
+		if v4 {
+			qsrc = netip.AddrFrom4([4]byte(l4[12:16]))
+		}
+		qp := be16(l4[qhl:])
+		if tc.reply {
+			qp = be16(l4[qhl+2:])
+		}
+		if qsrc.String() != tc.from || qp != tc.port {
+			t.Errorf("%s: quote from %s, port %d; want %s, %d", tc.name, qsrc, qp, tc.from, tc.port)
+		}
+		// A whole quote (all but toClient4's) has its transport checksum
+		// checked as a frame of its own.
+		if tot := qhl + 20; len(l4) >= tot {
+			et := map[bool][]byte{true: {8, 0}, false: {0x86, 0xdd}}[v4]
+			if err := csumtest.Check(append(append(make([]byte, 12), et...), l4[:tot]...)); err != nil {
+				t.Errorf("%s: the quote: %v", tc.name, err)
+			}
+		}
+	}
+}
+
+// TestICMPErrorFragments: the later fragment of an ICMP error, which
+// Parse5Tuple gives its first fragment's flow (an ICMP error's) but which
+// has no ICMP header, gets its address rewritten only.
+func TestICMPErrorFragments(t *testing.T) {
+	h := newHarness(t)
+	toVIP4, _, _, _ := icmpErrors()
+	ip := toVIP4[14:]
+	body := ip[20:] // ICMP header and quote: 8 + 40 bytes
+	first := append(append([]byte(nil), toVIP4[:14+20]...), body[:32]...)
+	later := append(append([]byte(nil), toVIP4[:14+20]...), body[32:]...)
+	for _, fr := range []struct {
+		b   []byte
+		off uint16
+	}{{first, 0x2000}, {later, 4}} { // MF, offset 0; offset 4 (32 bytes)
+		fr.b[14+2], fr.b[14+3] = byte((20+len(fr.b)-34)>>8), byte(20+len(fr.b)-34)
+		fr.b[14+6], fr.b[14+7] = byte(fr.off>>8), byte(fr.off)
+		fr.b[14+10], fr.b[14+11] = 0, 0
+		c := csum.Checksum(0, fr.b[14:34])
+		fr.b[14+10], fr.b[14+11] = byte(c>>8), byte(c)
+	}
+	if _, port, ok := h.push(first, realMapped, false, 0); !ok || port != portOut {
+		t.Fatalf("first fragment: parsed %v, port %d", ok, port)
+	}
+	in := append([]byte(nil), later...)
+	p, port, ok := h.push(later, realMapped, false, 0)
+	if !ok || port != portOut || p.Flow.Flags&pipeline.FlowICMPError == 0 {
+		t.Fatalf("later fragment: parsed %v, port %d, flags %#x", ok, port, p.Flow.Flags)
+	}
+	d := p.Data()
+	if err := csumtest.Check(d); err != nil {
+		t.Error(err)
+	}
+	if got := netip.AddrFrom4([4]byte(d[14+16 : 14+20])); got.String() != "10.0.0.22" {
+		t.Errorf("later fragment to %s", got)
+	}
+	if string(d[34:]) != string(in[34:len(d)]) {
+		t.Errorf("the later fragment's payload changed: % x from % x", d[34:], in[34:])
+	}
 }
