@@ -125,6 +125,13 @@ func (e *NAT) Provision(ctx *pipeline.Context) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
+	// A reply is received on the RX queue the NIC's hash of its own
+	// 5-tuple picks, not its flow's, and each worker's ConnTrack is its
+	// own: with several workers most replies would miss their flow's
+	// entry and be dropped. docs/modes.md says what would lift this.
+	if ctx.Workers > 1 {
+		return fmt.Errorf("NAT runs with one worker (this graph has %d): a reply arrives on the RX queue of its own hash, whose worker's ConnTrack does not hold its flow; set workers = 1 (and the interface's combined queues to 1, ethtool -L)", ctx.Workers)
+	}
 	v, err := snapshot.ViewFromContext(ctx)
 	if err != nil {
 		return err
