@@ -16,14 +16,14 @@ import (
 	"github.com/xlbproject/xlb/internal/testenv"
 )
 
-// kernelBackends makes the lab's backends kernel ones, as LVS/DR wants
-// them: each holds the VIP on loopback (the lab sets arp_ignore=1 and
-// arp_announce=2 on backends, so none answers ARP for it) and serves HTTP
-// with the kernel's TCP on port 80 of every address, its own included for
+// kernelBackends makes the lab's backends kernel ones: each serves HTTP
+// with the kernel's TCP on port 80 of every address of both families, its own included for
 // the health checks, answering with its name in X-Backend as xlb-backend
-// does. The listeners are made in the backends' namespaces and served
-// from this process until the test ends.
-func kernelBackends(t *testing.T, l *lab.Lab) {
+// does. With vipOnLo, as LVS/DR wants them, each also holds the VIP on
+// loopback (the lab sets arp_ignore=1 and arp_announce=2 on backends, so
+// none answers ARP for it). The listeners are made in the backends'
+// namespaces and served from this process until the test ends.
+func kernelBackends(t *testing.T, l *lab.Lab, vipOnLo bool) {
 	t.Helper()
 	for _, b := range l.Backends() {
 		h, err := l.Handle(b.NS)
@@ -31,7 +31,7 @@ func kernelBackends(t *testing.T, l *lab.Lab) {
 			t.Fatal(err)
 		}
 		lo, err := h.LinkByName("lo")
-		if err == nil {
+		if err == nil && vipOnLo {
 			err = h.AddrAdd(lo, &netlink.Addr{IPNet: &net.IPNet{IP: l.VIP().AsSlice(), Mask: net.CIDRMask(32, 32)}})
 		}
 		h.Close()
@@ -39,7 +39,7 @@ func kernelBackends(t *testing.T, l *lab.Lab) {
 			t.Fatalf("%s: the VIP on loopback: %v", b.Name, err)
 		}
 		var ln net.Listener
-		if err := l.Do(b.NS, func() (err error) { ln, err = net.Listen("tcp4", ":80"); return }); err != nil {
+		if err := l.Do(b.NS, func() (err error) { ln, err = net.Listen("tcp", ":80"); return }); err != nil {
 			t.Fatal(err)
 		}
 		name := b.Name
@@ -63,7 +63,7 @@ func TestDirectRoute(t *testing.T) {
 	testenv.RequireRoot(t)
 	b := binaries(t)
 	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}})
-	kernelBackends(t, l)
+	kernelBackends(t, l, true)
 	x, err := l.StartXLBD(l.LB(0), b["xlbd"], labConfig(t, "DirectRoute"), "-var", "interface="+l.LB(0).Iface)
 	if err != nil {
 		t.Fatal(err)

@@ -123,9 +123,15 @@ func serving(t *testing.T, ipv6 bool) (*lab.Lab, map[string]string) {
 // packets to the kernel (their destination is no VIP), so the capture
 // would see them.
 func watchReplies(t *testing.T, l *lab.Lab) (stop func() int64) {
+	return watchSources(t, l, l.LB(0), func(src netip.Addr) bool { return src == l.VIP() || src == l.VIP6() })
+}
+
+// watchSources counts the packets that arrive at node's interface from a
+// source that from accepts, until stop is called.
+func watchSources(t *testing.T, l *lab.Lab, node lab.Node, from func(netip.Addr) bool) (stop func() int64) {
 	t.Helper()
 	var c *lab.Capture
-	if err := l.Do(l.LB(0).NS, func() (err error) { c, err = lab.OpenCapture(l.LB(0).Iface); return }); err != nil {
+	if err := l.Do(node.NS, func() (err error) { c, err = lab.OpenCapture(node.Iface); return }); err != nil {
 		t.Fatal(err)
 	}
 	var n atomic.Int64
@@ -135,7 +141,7 @@ func watchReplies(t *testing.T, l *lab.Lab) (stop func() int64) {
 		defer close(finished)
 		for !done.Load() {
 			_, _ = c.Next(100*time.Millisecond, func(p []byte) bool {
-				if src, ok := ipSource(p); ok && (src == l.VIP() || src == l.VIP6()) {
+				if src, ok := ipSource(p); ok && from(src) {
 					n.Add(1)
 				}
 				return false

@@ -34,6 +34,11 @@ const (
 	// its first fragment's: L4 is the start of its fragment payload, not
 	// a transport header.
 	FlowLaterFragment
+	// FlowReply marks a packet of a flow's reverse direction, from the
+	// backend to the client, that a flow table recognised (ConnTrack, for
+	// a NAT's reply): VIP, Backend and Epoch are the flow's, VIPPort the
+	// port the client sent to.
+	FlowReply
 )
 
 // Flow is the 5-tuple of a packet. IPv4 addresses are stored IPv4-mapped
@@ -87,6 +92,9 @@ type Packet struct {
 	VIP     uint32
 	Backend uint32
 	Epoch   uint32
+	// VIPPort is the VIP port of the flow a reply answers (FlowReply),
+	// written by ConnTrack with the flag.
+	VIPPort uint16
 	// Reason says why a packet leaves by a drop port; Discard counts it.
 	Reason Reason
 	// OnLink marks a frame whose destination MAC address an element has

@@ -8,6 +8,7 @@ import (
 	_ "github.com/xlbproject/xlb/elements/dr"
 	_ "github.com/xlbproject/xlb/elements/encap"
 	_ "github.com/xlbproject/xlb/elements/maglev"
+	_ "github.com/xlbproject/xlb/elements/nat"
 	_ "github.com/xlbproject/xlb/elements/parse"
 	_ "github.com/xlbproject/xlb/elements/pcap"
 	_ "github.com/xlbproject/xlb/elements/snat"

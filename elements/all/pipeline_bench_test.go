@@ -135,8 +135,8 @@ func tcpFramesTo(tb testing.TB, n int, vip netip.Addr, replies bool) [][]byte {
 
 // benchElements are the default graph's elements between the replay
 // source and the counting sink that stand in for RxXDP and TxXDP; %[1]d is
-// ConnTrack's capacity, %[2]s the encapsulation's type word (GREEncap or
-// DirectRoute) and %[3]s its further attributes.
+// ConnTrack's capacity, %[2]s the encapsulation's type word (GREEncap,
+// DirectRoute or NAT) and %[3]s its further attributes.
 const benchElements = `
   element "Parse5Tuple" "parse" {}
   element "ConnTrack" "ct" {
@@ -153,22 +153,24 @@ const benchElements = `
 
 // benchGraph is the default graph with a replay source and a counting sink
 // in place of RxXDP and TxXDP, over one VIP of ten backends; without full,
-// only the source and the sink. With dr, DirectRoute takes GREEncap's
-// place, the backends' MAC addresses static. With snat, SNATReturn sits
-// between Parse5Tuple and ConnTrack and the VIP gives its backends ranges
-// of 6451 ports (ten ranges, all owned).
-func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full, dr, snat bool) (*pipeline.Runtime, *sink) {
+// only the source and the sink. mode "dr" puts DirectRoute in GREEncap's
+// place, the backends' MAC addresses static; "nat" puts NAT there; with
+// "snat", SNATReturn sits between Parse5Tuple and ConnTrack and the VIP
+// gives its backends ranges of 6451 ports (ten ranges, all owned).
+func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full bool, mode string) (*pipeline.Runtime, *sink) {
 	tb.Helper()
 	var src strings.Builder
 	src.WriteString("hash_seed = 42\npipeline {\n  element \"BenchReplay\" \"rx\" {}\n  element \"BenchSink\" \"tx\" {}\n")
 	switch {
-	case full && dr:
+	case full && mode == "dr":
 		var macs strings.Builder
 		for i := range 10 {
 			fmt.Fprintf(&macs, "\"198.51.100.%d\" = \"02:00:00:00:be:%02x\"\n", i+1, i+1)
 		}
 		fmt.Fprintf(&src, benchElements, ctCapacity, "DirectRoute", "macs = {\n"+macs.String()+"}")
-	case full && snat:
+	case full && mode == "nat":
+		fmt.Fprintf(&src, benchElements, ctCapacity, "NAT", "")
+	case full && mode == "snat":
 		graph := fmt.Sprintf(benchElements, ctCapacity, "GREEncap", "")
 		graph = strings.Replace(graph, `element "Discard"`, `element "SNATReturn" "snat" {}
   element "Discard"`, 1)
@@ -179,7 +181,7 @@ func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, fu
 		src.WriteString("  connect = [\"rx -> tx\"]\n")
 	}
 	src.WriteString("}\nvip \"web\" {\n  address  = \"192.0.2.10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n")
-	if snat {
+	if mode == "snat" {
 		src.WriteString("  snat_ports = 6451\n")
 	}
 	src.WriteString("}\npool \"web\" {\n")
@@ -238,20 +240,26 @@ func scrapeLoop(tb testing.TB, rt *pipeline.Runtime) (stop func()) {
 // there the per-batch work (StartBatch, EndBatch, the engine's dispatch)
 // is shared by fewer packets. The "-dr" cases run DirectRoute in GREEncap's
 // place: the difference is what the tunnel costs over rewriting a MAC
-// address. "hit-snat" is "hit" through a graph with SNATReturn before
-// ConnTrack and SNAT on the VIP: the difference is what SNATReturn costs
-// load-balanced packets; "reply-snat" sends replies to the backends'
-// ranges, SNATReturn to GREEncap, no ConnTrack or Maglev.
+// address. The "-nat" cases run NAT there, which rewrites an address and
+// records the flow's reply in ConnTrack's table for every packet.
+// "hit-snat" is "hit" through a graph with SNATReturn before ConnTrack and
+// SNAT on the VIP: the difference is what SNATReturn costs load-balanced
+// packets; "reply-snat" sends replies to the backends' ranges, SNATReturn
+// to GREEncap, no ConnTrack or Maglev.
 func BenchmarkPipeline(b *testing.B) {
 	cases := []pipelineCase{
-		{"baseline", 1024, false, 0, false, 0, false},
-		{"hit", 1024, false, 1 << 16, true, 0, false},
-		{"miss", 1024, true, 1 << 20, true, 0, false},
-		{"1M-flows", 1 << 20, false, 1 << 21, true, 0, false},
-		{"hit-dr", 1024, false, 1 << 16, true, 0, true},
-		{"miss-dr", 1024, true, 1 << 20, true, 0, true},
-		{"hit-snat", 1024, false, 1 << 16, true, 0, false},
-		{"reply-snat", 1024, false, 1 << 16, true, 0, false},
+		{"baseline", 1024, false, 0, false, 0, ""},
+		{"hit", 1024, false, 1 << 16, true, 0, ""},
+		{"miss", 1024, true, 1 << 20, true, 0, ""},
+		{"1M-flows", 1 << 20, false, 1 << 21, true, 0, ""},
+		{"hit-dr", 1024, false, 1 << 16, true, 0, "dr"},
+		{"miss-dr", 1024, true, 1 << 20, true, 0, "dr"},
+		{"hit-nat", 1024, false, 1 << 16, true, 0, "nat"},
+		{"miss-nat", 1024, true, 1 << 20, true, 0, "nat"},
+		// Twice 1M-flows' table: every flow has its reply entry too.
+		{"1M-flows-nat", 1 << 20, false, 1 << 22, true, 0, "nat"},
+		{"hit-snat", 1024, false, 1 << 16, true, 0, "snat"},
+		{"reply-snat", 1024, false, 1 << 16, true, 0, "snat"},
 	}
 	for _, c := range cases {
 		for _, scraped := range []bool{false, true} {
@@ -264,7 +272,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	for _, n := range []int{4, 8} {
 		for _, c := range cases {
-			if c.name == "miss" || c.dr || c.snat() {
+			if c.name == "miss" || c.mode != "" {
 				continue
 			}
 			c.batch = n
@@ -276,8 +284,9 @@ func BenchmarkPipeline(b *testing.B) {
 // pipelineCase is one traffic of BenchmarkPipeline: flows distinct
 // flows, each packet a new one with rewrite, through a ConnTrack of
 // capacity flows; without full, no element between source and sink;
-// batch packets per batch, 0 for MaxBatch; dr puts DirectRoute in
-// GREEncap's place.
+// batch packets per batch, 0 for MaxBatch; mode puts DirectRoute ("dr")
+// or NAT ("nat") in GREEncap's place, or SNATReturn before ConnTrack
+// ("snat").
 type pipelineCase struct {
 	name     string
 	flows    int
@@ -285,15 +294,12 @@ type pipelineCase struct {
 	capacity int
 	full     bool
 	batch    int
-	dr       bool
+	mode     string
 }
-
-// snat reports whether the case runs SNATReturn (its name ends in -snat).
-func (c pipelineCase) snat() bool { return strings.HasSuffix(c.name, "-snat") }
 
 func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
 	frames := tcpFramesTo(b, c.flows, netip.MustParseAddr("192.0.2.10"), c.name == "reply-snat")
-	rt, out := benchGraph(b, frames, c.rewrite, c.capacity, c.full, c.dr, c.snat())
+	rt, out := benchGraph(b, frames, c.rewrite, c.capacity, c.full, c.mode)
 	inst := rt.Workers()[0]
 	var batch pipeline.Batch
 	src := inst.Element("rx").(*replaySource)
@@ -326,7 +332,7 @@ func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
 // benchmark's full graph (one worker, ten backends), as scrapeLoop does
 // it: the scraper's own cost, on its own core.
 func BenchmarkScrape(b *testing.B) {
-	rt, _ := benchGraph(b, tcpFrames(b, 1024, netip.MustParseAddr("192.0.2.10")), false, 1<<16, true, false, false)
+	rt, _ := benchGraph(b, tcpFrames(b, 1024, netip.MustParseAddr("192.0.2.10")), false, 1<<16, true, "")
 	reg := registry(rt)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -29,8 +29,15 @@ const (
 	outMiss = 1
 )
 
-// reasonNewFlowRate: a new flow above the worker's new_flow_rate.
-var reasonNewFlowRate = pipeline.NewReason("conntrack.new_flow_rate")
+var (
+	// reasonNewFlowRate: a new flow above the worker's new_flow_rate.
+	reasonNewFlowRate = pipeline.NewReason("conntrack.new_flow_rate")
+	// reasonReplyUnknown: with a translator (NAT) after the table, a
+	// packet that is neither for a VIP nor a reply of a flow the table
+	// holds: a reply of a flow this node does not know (expired, or held
+	// by another node), which must not leave untranslated.
+	reasonReplyUnknown = pipeline.NewReason("conntrack.reply_unknown")
+)
 
 // Limits and defaults.
 const (
@@ -78,7 +85,12 @@ type entry struct {
 	vip      uint32
 	real     uint32
 	epoch    uint32
-	_        [12]byte
+	// vport and rev: a reply entry (rev 1), the reverse of a flow that a
+	// translator (NAT) sent to a real on another address or port, keyed
+	// on the reply's 5-tuple; vport is the VIP port of its flow.
+	vport uint16
+	rev   uint8
+	_     [9]byte
 }
 
 // bucket is a header line (tags, last-seen ticks and timeout classes of its
@@ -96,7 +108,7 @@ type bucket struct {
 
 // counters is one batch's worth of counts, published in EndBatch.
 type counters struct {
-	hits, misses, stale, learned, evictions, expired, untracked uint64
+	hits, misses, stale, learned, evictions, expired, untracked, replies uint64
 }
 
 // ConnTrack is the element. Exported fields are its HCL configuration.
@@ -134,11 +146,14 @@ type ConnTrack struct {
 	// so the table is never read by anyone else.
 	queries chan *query
 	cur     *query
+	// replies is set when a translator tracks replies in the table
+	// (ExpectReplies): a miss that is for no VIP is then an unknown reply.
+	replies bool
 
 	// Published once per batch, read by Stats from any goroutine.
 	pub struct {
-		hits, misses, stale, learned, evictions, expired, untracked atomic.Uint64
-		entries, capacity                                           atomic.Uint64
+		hits, misses, stale, learned, evictions, expired, untracked, replies atomic.Uint64
+		entries, capacity                                                    atomic.Uint64
 	}
 }
 
@@ -212,6 +227,8 @@ func (c *ConnTrack) Provision(ctx *pipeline.Context) error {
 	if err != nil {
 		return err
 	}
+	slot := ctx.Local(pipeline.ReplyTrackerKey{Name: ctx.Name}, func() any { return &pipeline.ReplyTrackerSlot{} }).(*pipeline.ReplyTrackerSlot)
+	slot.Tracker = c
 	return c.setup(v)
 }
 
@@ -313,7 +330,7 @@ func (c *ConnTrack) EndBatch() {
 			v *atomic.Uint64
 			n uint64
 		}{{&c.pub.hits, l.hits}, {&c.pub.misses, l.misses}, {&c.pub.stale, l.stale}, {&c.pub.learned, l.learned},
-			{&c.pub.evictions, l.evictions}, {&c.pub.expired, l.expired}, {&c.pub.untracked, l.untracked}} {
+			{&c.pub.evictions, l.evictions}, {&c.pub.expired, l.expired}, {&c.pub.untracked, l.untracked}, {&c.pub.replies, l.replies}} {
 			if a.n != 0 {
 				a.v.Add(a.n)
 			}
@@ -427,16 +444,36 @@ func (c *ConnTrack) Prefetch(in int, pkts []*pipeline.Packet) {
 		}
 	}
 	for _, p := range pkts {
-		b := &c.buckets[p.Hash&c.mask]
-		tag := tagOf(p.Hash)
-		for w := range ways {
-			if b.tag[w] == tag {
-				sum += b.ent[w].rest
-				break
-			}
-		}
+		sum += c.touchEntry(p.Hash)
 	}
 	c.touched = sum
+}
+
+// touchEntry loads the entry line the tag of hash points at in its
+// bucket, for Prefetch's second pass.
+func (c *ConnTrack) touchEntry(hash uint64) uint64 {
+	b := &c.buckets[hash&c.mask]
+	tag := tagOf(hash)
+	for w := range ways {
+		if b.tag[w] == tag {
+			return b.ent[w].rest
+		}
+	}
+	return 0
+}
+
+// PrefetchReplies is Prefetch for the reply entries a translator is about
+// to record (TrackReply) with these hashes: their buckets are as cold as
+// the lookups', and elsewhere in the table.
+func (c *ConnTrack) PrefetchReplies(hashes []uint64) {
+	var sum uint64
+	for _, h := range hashes {
+		sum += uint64(c.buckets[h&c.mask].tag[0])
+	}
+	for _, h := range hashes {
+		sum += c.touchEntry(h)
+	}
+	c.touched += sum
 }
 
 // Push looks a packet up (input lookup) or records the real MaglevSelect
@@ -456,25 +493,26 @@ func (c *ConnTrack) lookup(p *pipeline.Packet) int {
 	b := &c.buckets[p.Hash&c.mask]
 	w := find(b, tagOf(p.Hash), &p.Flow)
 	if w < 0 {
-		c.local.misses++
-		return outMiss
+		return c.miss(p)
 	}
 	if c.idle(b, w) {
 		b.tag[w] = 0
 		c.entries--
 		c.local.expired++
-		c.local.misses++
-		return outMiss
+		return c.miss(p)
 	}
 	e := &b.ent[w]
 	if c.realOf(e) == nil {
 		b.tag[w] = 0
 		c.entries--
 		c.local.stale++
-		c.local.misses++
-		return outMiss
+		return c.miss(p)
 	}
 	p.VIP, p.Backend, p.Epoch = e.vip, e.real, e.epoch
+	if e.rev != 0 {
+		p.Flow.Flags |= pipeline.FlowReply
+		p.VIPPort = e.vport
+	}
 	// The header line is written only when something in it changes: the
 	// clock moves once a tick, not once a packet, and a line left clean
 	// need not be written back when it leaves the cache.
@@ -491,6 +529,70 @@ func (c *ConnTrack) lookup(p *pipeline.Packet) int {
 	}
 	c.local.hits++
 	return outHit
+}
+
+// miss counts a lookup that found no usable entry and sends it to
+// selection; with a translator after the table, a packet for no VIP is an
+// unknown reply, dropped here (selection would drop it as for no VIP, but
+// an operator must tell one from the other).
+func (c *ConnTrack) miss(p *pipeline.Packet) int {
+	c.local.misses++
+	if c.replies {
+		if _, ok := c.snap.LookupVIP(&p.Flow); !ok {
+			p.Reason = reasonReplyUnknown
+			return pipeline.Drop
+		}
+	}
+	return outMiss
+}
+
+// ExpectReplies tells the table that a translator tracks replies in it
+// (see miss). Called from the translator's Provision.
+func (c *ConnTrack) ExpectReplies() { c.replies = true }
+
+// TrackReply records, or refreshes, the reply entry of p's flow: the
+// reverse of the flow as the translator sent it, keyed on reply (hashed
+// as Parse5Tuple hashes the reply's packets, so that their lookup finds
+// it), with p's VIP, real and destination port. It runs for every packet
+// the translator sends, so that the reply entry lives as long as the flow
+// does even when replies are rare, and comes back after an eviction. It
+// takes a way as learn does, without new_flow_rate's admission: p's flow
+// was admitted already.
+func (c *ConnTrack) TrackReply(p *pipeline.Packet, reply *pipeline.Flow, hash uint64) {
+	b := &c.buckets[hash&c.mask]
+	tag := tagOf(hash)
+	w := find(b, tag, reply)
+	if w >= 0 && c.idle(b, w) {
+		b.tag[w] = 0
+		c.entries--
+		c.local.expired++
+		w = -1
+	}
+	cls := uint8(clsTCP)
+	if w >= 0 {
+		cls = b.cls[w]
+	} else {
+		if w = c.victim(b); w < 0 {
+			c.local.untracked++
+			return
+		}
+		e := &b.ent[w]
+		e.src, e.dst, e.rest = reply.Src, reply.Dst, restOf(reply)
+		e.rev = 1
+		b.tag[w] = tag
+		b.est &^= 1 << w
+		c.local.replies++
+	}
+	e := &b.ent[w]
+	if e.vip != p.VIP || e.real != p.Backend || e.epoch != p.Epoch || e.vport != p.Flow.DstPort {
+		e.vip, e.real, e.epoch, e.vport = p.VIP, p.Backend, p.Epoch, p.Flow.DstPort
+	}
+	if b.seen[w] != c.tick {
+		b.seen[w] = c.tick
+	}
+	if cls = classOf(p, cls); cls != b.cls[w] {
+		b.cls[w] = cls
+	}
 }
 
 // establishes reports whether p, a packet after its flow's first, makes
@@ -571,6 +673,7 @@ func (c *ConnTrack) learn(p *pipeline.Packet) int {
 		}
 		e := &b.ent[w]
 		e.src, e.dst, e.rest = p.Flow.Src, p.Flow.Dst, restOf(&p.Flow)
+		e.rev = 0
 		b.tag[w] = tag
 		b.est &^= 1 << w
 	}
@@ -627,6 +730,7 @@ func (c *ConnTrack) Stats(emit func(pipeline.Metric)) {
 		{"xlb_conntrack_evictions_total", "Live flows not yet established evicted by a new flow (least recently seen of a full bucket).", &c.pub.evictions, false},
 		{"xlb_conntrack_untracked_total", "New flows forwarded untracked: every way of their bucket held a live established flow.", &c.pub.untracked, false},
 		{"xlb_conntrack_expired_total", "Idle flows removed (by lookup, reuse or the sweeper).", &c.pub.expired, false},
+		{"xlb_conntrack_replies_total", "Reply entries inserted for a translator (NAT): the reverse of a flow, so that its replies are hits.", &c.pub.replies, false},
 	} {
 		emit(pipeline.Metric{Name: m.name, Help: m.help, Value: m.v.Load(), Gauge: m.gauge})
 	}
@@ -634,6 +738,7 @@ func (c *ConnTrack) Stats(emit func(pipeline.Metric)) {
 
 var (
 	_ pipeline.FlowTracker   = (*ConnTrack)(nil)
+	_ pipeline.ReplyTracker  = (*ConnTrack)(nil)
 	_ pipeline.Pusher        = (*ConnTrack)(nil)
 	_ pipeline.Validator     = (*ConnTrack)(nil)
 	_ pipeline.Provisioner   = (*ConnTrack)(nil)

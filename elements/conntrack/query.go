@@ -103,7 +103,8 @@ func (c *ConnTrack) serve(idle bool) {
 				continue
 			}
 			q.entries++
-			if e := &b.ent[w]; c.realOf(e) != nil {
+			// A reply entry is the reverse of a flow counted by its own.
+			if e := &b.ent[w]; e.rev == 0 && c.realOf(e) != nil {
 				q.counts[realKey{e.vip, e.real, e.epoch}]++
 			}
 		}

@@ -3,6 +3,7 @@ package encap
 import (
 	"encoding/binary"
 
+	"github.com/xlbproject/xlb/elements/internal/csum"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -145,7 +146,7 @@ func writeFragHeader(h []byte, ipLen, n, off int, more bool, next byte, id uint3
 		put16(h[2:], uint16(ipv4HdrLen+n))
 		put16(h[6:], mf<<13|uint16(off/8)) // DF clear: the inner had none
 		put16(h[10:], 0)
-		put16(h[10:], checksum(0, h[:ipv4HdrLen]))
+		put16(h[10:], csum.Checksum(0, h[:ipv4HdrLen]))
 		return
 	}
 	put16(h[4:], uint16(fragHdrLen+n))

@@ -1,6 +1,10 @@
 package encap
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/xlbproject/xlb/elements/internal/csum"
+)
 
 func be16(b []byte) uint16     { return binary.BigEndian.Uint16(b) }
 func put16(b []byte, v uint16) { binary.BigEndian.PutUint16(b, v) }
@@ -89,14 +93,5 @@ func decTTL(ip []byte, v4 bool) {
 	old := be16(ip[8:])
 	ttlProto := old - 0x100
 	put16(ip[8:], ttlProto)
-	put16(ip[10:], csumReplace(be16(ip[10:]), old, ttlProto))
-}
-
-// csumReplace returns checksum hc updated for a 16-bit word changing from
-// old to new (RFC 1624 equation 3).
-func csumReplace(hc, old, new uint16) uint16 {
-	s := uint32(^hc) + uint32(^old) + uint32(new)
-	s = s>>16 + s&0xffff
-	s = s>>16 + s&0xffff
-	return ^uint16(s)
+	put16(ip[10:], csum.Replace(be16(ip[10:]), old, ttlProto))
 }

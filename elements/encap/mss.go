@@ -3,6 +3,7 @@ package encap
 import (
 	"sync/atomic"
 
+	"github.com/xlbproject/xlb/elements/internal/csum"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -72,7 +73,7 @@ func (m *MSSClamp) Push(_ int, p *pipeline.Packet) int {
 				if (i+2-l4)&1 == 1 {
 					o, n = o<<8|o>>8, n<<8|n>>8
 				}
-				put16(data[l4+16:], csumReplace(be16(data[l4+16:]), o, n))
+				put16(data[l4+16:], csum.Replace(be16(data[l4+16:]), o, n))
 				m.clamped++
 			}
 			return 0

@@ -3,6 +3,7 @@ package encap
 import (
 	"encoding/binary"
 
+	"github.com/xlbproject/xlb/elements/internal/csum"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -175,13 +176,13 @@ func (e *Encap) fragNeeded(h []byte, quote, mtu int) {
 	put16(h[10:], 0)
 	copy(h[12:16], q[16:20])
 	copy(h[16:20], q[12:16])
-	put16(h[10:], checksum(0, h[:ipv4HdrLen]))
+	put16(h[10:], csum.Checksum(0, h[:ipv4HdrLen]))
 	m := h[ipv4HdrLen:total]
 	m[0], m[1] = 3, 4
 	put16(m[2:], 0)
 	put16(m[4:], 0) // unused
 	put16(m[6:], uint16(mtu))
-	put16(m[2:], checksum(0, m))
+	put16(m[2:], csum.Checksum(0, m))
 }
 
 // packetTooBig writes, in front of the quote at h[48:], an IPv6 header from
@@ -203,25 +204,5 @@ func packetTooBig(h []byte, quote, mtu int, hops byte) {
 	// The pseudo-header of RFC 8200 section 8.1: addresses, upper-layer
 	// length and next header; the addresses are summed from h.
 	pseudo := uint32(plen) + 58
-	put16(m[2:], checksum(sum(pseudo, h[8:40]), m))
-}
-
-// sum adds b's 16-bit big-endian words (an odd last byte padded with zero,
-// RFC 1071) to s and folds the carries; 32 bits hold the sum of any IP
-// packet's words.
-func sum(s uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	s = s>>16 + s&0xffff
-	return s>>16 + s&0xffff
-}
-
-// checksum is the Internet checksum of b with s already summed (RFC 1071).
-func checksum(s uint32, b []byte) uint16 {
-	return ^uint16(sum(s, b))
+	put16(m[2:], csum.Checksum(csum.Sum(pseudo, h[8:40]), m))
 }

@@ -96,7 +96,7 @@ func (t *fragTable) init(capacity int, timeout time.Duration, seed uint64) {
 }
 
 func (t *fragTable) bucket(key *pipeline.Flow) []fragEntry {
-	i := (t.key.hash(key) & t.mask) * fragWays
+	i := (t.key.Hash(key) & t.mask) * fragWays
 	return t.ents[i : i+fragWays : i+fragWays]
 }
 

@@ -1,57 +1,17 @@
 package parse
 
 import (
-	"encoding/binary"
-	"math/bits"
-
+	"github.com/xlbproject/xlb/elements/internal/flowhash"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
-// The flow hash is part of xlb's wire-visible behaviour: every node of a
-// fleet, and every release, must map a flow to the same value, or flows move
-// between backends when ECMP moves them between nodes or a node is upgraded.
-// Changing anything below is a breaking change; the golden vectors in
-// hash_test.go are there to catch it.
-//
-// The construction is wyhash's (Wang Yi, public domain): the 128-bit product
-// of two 64-bit words folded by XOR ("mum"), with wyhash's secrets as the
-// odd constants. Source and destination are mixed in independent lanes so
-// the CPU overlaps the two multiplications, and a third multiplication
-// joins them with the ports and protocol. Only the 5-tuple is hashed, not
-// Flow.Family or Flow.Flags: an ICMP error's reversed inner flow must hash
-// like the flow it quotes.
-const (
-	k0 = 0xa0761d6478bd642f
-	k1 = 0xe7037ed1a0b428db
-	k2 = 0x8ebc6af09c88c6e3
-	k3 = 0x589965cc75374cc3
-	k4 = 0x1d8e4e27c47d124f
-)
+// hashKey is the flow hash's seed expanded (elements/internal/flowhash,
+// which says why it must never change).
+type hashKey = flowhash.Key
 
-// mix is wyhash's mum: the high and low halves of a*b, XORed.
-func mix(a, b uint64) uint64 {
-	hi, lo := bits.Mul64(a, b)
-	return hi ^ lo
-}
-
-// hashKey is a seed expanded once (per batch) for the flow hash, as wyhash
-// scrambles its seed, so that nearby seeds give unrelated hashes.
-type hashKey uint64
-
-func newHashKey(seed uint64) hashKey { return hashKey(seed ^ mix(seed^k0, k1)) }
+func newHashKey(seed uint64) hashKey { return flowhash.NewKey(seed) }
 
 // HashFlow returns the flow hash of f under seed (snapshot.HashSeed): a
 // deterministic, keyed 64-bit hash of Src, Dst, SrcPort, DstPort and Proto,
-// identical on every node and across releases. Every bit is usable: the
-// low bits index hash tables and the whole value is reduced to a Maglev
-// slot. It is not a cryptographic MAC; keep the seed private if hash
-// flooding of connection tables is a concern.
-func HashFlow(seed uint64, f *pipeline.Flow) uint64 { return newHashKey(seed).hash(f) }
-
-func (k hashKey) hash(f *pipeline.Flow) uint64 {
-	s := uint64(k)
-	src := mix(binary.LittleEndian.Uint64(f.Src[0:8])^k1, binary.LittleEndian.Uint64(f.Src[8:16])^s)
-	dst := mix(binary.LittleEndian.Uint64(f.Dst[0:8])^k2, binary.LittleEndian.Uint64(f.Dst[8:16])^s)
-	ports := uint64(f.SrcPort)<<24 | uint64(f.DstPort)<<8 | uint64(f.Proto)
-	return mix(src^ports^k3, dst^k4)
-}
+// identical on every node and across releases (flowhash.Key.Hash).
+func HashFlow(seed uint64, f *pipeline.Flow) uint64 { return newHashKey(seed).Hash(f) }

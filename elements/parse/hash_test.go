@@ -59,7 +59,7 @@ func TestHashSeedMatters(t *testing.T) {
 		flow("192.0.2.1", "198.51.100.10", 40000, 80, protoTCP),
 		flow("2001:db8::1", "2001:db8:ffff::10", 40000, 443, protoTCP),
 	}
-	seeds := []uint64{0, 1, 2, 3, 1 << 32, 1 << 63, ^uint64(0), k0, k1}
+	seeds := []uint64{0, 1, 2, 3, 1 << 32, 1 << 63, ^uint64(0), 0xa0761d6478bd642f, 0xe7037ed1a0b428db}
 	for _, f := range flows {
 		seen := map[uint64]uint64{}
 		for _, s := range seeds {
@@ -256,7 +256,7 @@ func BenchmarkHashFlow(b *testing.B) {
 	k := newHashKey(7)
 	var sink uint64
 	for b.Loop() {
-		sink += k.hash(&f)
+		sink += k.Hash(&f)
 		f.SrcPort++
 	}
 	_ = sink

@@ -301,9 +301,9 @@ func (e *Parse5Tuple) Push(_ int, p *pipeline.Packet) int {
 	}
 	switch fr.kind {
 	case notFragment:
-		p.Hash = e.key.hash(&p.Flow)
+		p.Hash = e.key.Hash(&p.Flow)
 	case firstFragment:
-		p.Hash = e.key.hash(&p.Flow)
+		p.Hash = e.key.Hash(&p.Flow)
 		e.frags.record(&fr.key, &p.Flow, p.Hash)
 		if e.hold.n > 0 {
 			e.release(&fr.key)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/elements/internal/flowhash"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -259,10 +260,10 @@ func mayBeFragment(d []byte) bool {
 // the same list and hash seed, whatever the list's order.
 func (e *FragRedirect) choose(key *pipeline.Flow) int {
 	f := pipeline.Flow{Src: key.Src, Dst: key.Dst, Proto: key.Proto}
-	h := e.key.hash(&f)
+	h := e.key.Hash(&f)
 	best, top := 0, uint64(0)
 	for i := range e.peers {
-		if s := mix(h^e.peers[i].seed, k3); s > top || i == 0 {
+		if s := flowhash.Score(h, e.peers[i].seed); s > top || i == 0 {
 			best, top = i, s
 		}
 	}

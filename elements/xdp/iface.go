@@ -20,14 +20,17 @@ package xdp
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/elements/xdp/internal/xdpprog"
+	"github.com/xlbproject/xlb/pipeline"
 )
 
 // iface is what every worker shares about one interface: its XDP program
@@ -52,6 +55,10 @@ type iface struct {
 
 	// The VIP map follower: stop ends it, done is closed when it has.
 	stop, done chan struct{}
+	// steered is the endpoints translators steer, by owner
+	// (SteerReplies); poke wakes the follower to apply them.
+	steered map[string][]pipeline.ServiceEndpoint
+	poke    chan struct{}
 	// Updates of the VIP maps after a publication, and failed ones.
 	vipSyncs, vipSyncErrors atomic.Uint64
 }
@@ -98,6 +105,10 @@ func (f *iface) acquire(mode xdpprog.Mode, st *snapshot.Store, log *slog.Logger)
 		p.Close()
 		return err
 	}
+	if err := f.setReplies(p); err != nil {
+		p.Close()
+		return err
+	}
 	id, err := p.ID()
 	if err == nil {
 		err = p.Attach(f.name, mode)
@@ -113,27 +124,83 @@ func (f *iface) acquire(mode xdpprog.Mode, st *snapshot.Store, log *slog.Logger)
 		f.neigh = map[netip.Addr]*resolver{}
 	}
 	f.stop, f.done = make(chan struct{}), make(chan struct{})
-	go func(stop, done chan struct{}) {
+	if f.poke == nil {
+		f.poke = make(chan struct{}, 1)
+	}
+	go func(stop, done chan struct{}, poke <-chan struct{}) {
 		defer close(done)
-		followVIPs(st, changed, stop, func(s *snapshot.Snapshot) { f.syncVIPs(p, s, log) })
-	}(f.stop, f.done)
+		followVIPs(st, changed, stop, poke, func(s *snapshot.Snapshot) { f.syncVIPs(p, s, log) })
+	}(f.stop, f.done, f.poke)
 	return nil
 }
 
 // followVIPs calls sync with every snapshot st publishes after the one
-// whose successor closes changed, until stop is closed. A publication that
-// comes while sync runs is not missed: sync then gets the latest one.
-func followVIPs(st *snapshot.Store, changed <-chan struct{}, stop <-chan struct{}, sync func(*snapshot.Snapshot)) {
+// whose successor closes changed, and with the latest one at every poke,
+// until stop is closed. A publication that comes while sync runs is not
+// missed: sync then gets the latest one.
+func followVIPs(st *snapshot.Store, changed, stop, poke <-chan struct{}, sync func(*snapshot.Snapshot)) {
 	for {
+		var s *snapshot.Snapshot
 		select {
 		case <-stop:
 			return
 		case <-changed:
+			s, changed = st.Watch()
+		case <-poke:
+			s = st.Load()
 		}
-		var s *snapshot.Snapshot
-		s, changed = st.Watch()
 		sync(s)
 	}
+}
+
+// SteerReplies makes the program hand the graph the packets from eps to
+// addresses not the node's own, in place of what owner steered before
+// (pipeline.ReplySteering). The follower applies it.
+func (f *iface) SteerReplies(owner string, eps []pipeline.ServiceEndpoint) {
+	f.mu.Lock()
+	if f.steered == nil {
+		f.steered = map[string][]pipeline.ServiceEndpoint{}
+	}
+	if len(eps) == 0 {
+		delete(f.steered, owner)
+	} else {
+		f.steered[owner] = slices.Clone(eps)
+	}
+	poke := f.poke
+	f.mu.Unlock()
+	if poke != nil {
+		select {
+		case poke <- struct{}{}:
+		default: // a sync is due already, and will see this
+		}
+	}
+}
+
+// setReplies writes the steered endpoints to p's reply maps, with the
+// node's addresses, those of every interface, read now. Called with f.mu
+// held.
+func (f *iface) setReplies(p *xdpprog.Program) error {
+	var eps []xdpprog.Endpoint
+	for _, owner := range slices.Sorted(maps.Keys(f.steered)) {
+		for _, e := range f.steered[owner] {
+			eps = append(eps, xdpprog.Endpoint{Addr: e.Addr, Port: e.Port, Proto: e.Proto})
+		}
+	}
+	var local []netip.Addr
+	if len(eps) > 0 {
+		addrs, err := net.InterfaceAddrs()
+		if err != nil {
+			return fmt.Errorf("reading the node's addresses: %w", err)
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok {
+					local = append(local, ip.Unmap())
+				}
+			}
+		}
+	}
+	return p.SetReplies(eps, local)
 }
 
 // syncVIPs makes p's VIP maps hold s's VIPs, unless p has been detached
@@ -149,6 +216,10 @@ func (f *iface) syncVIPs(p *xdpprog.Program, s *snapshot.Snapshot, log *slog.Log
 	if err := p.SetVIPs(vipAddrs(s)); err != nil {
 		f.vipSyncErrors.Add(1)
 		log.Error("updating the XDP VIP maps", "interface", f.name, "generation", s.Generation, "err", err)
+	}
+	if err := f.setReplies(p); err != nil {
+		f.vipSyncErrors.Add(1)
+		log.Error("updating the XDP reply maps: replies of the steered backends go to the kernel", "interface", f.name, "err", err)
 	}
 }
 
@@ -212,3 +283,5 @@ func vipAddrs(s *snapshot.Snapshot) []netip.Addr {
 	}
 	return out
 }
+
+var _ pipeline.ReplySteering = (*iface)(nil)

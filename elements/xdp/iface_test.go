@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/pipeline"
 )
 
 // TestFollowVIPs: the follower sees every publication made while it waits,
@@ -17,7 +18,7 @@ func TestFollowVIPs(t *testing.T) {
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		followVIPs(st, changed, stop, func(s *snapshot.Snapshot) { synced <- s.Generation })
+		followVIPs(st, changed, stop, nil, func(s *snapshot.Snapshot) { synced <- s.Generation })
 	}()
 	next := func() uint64 {
 		t.Helper()
@@ -52,4 +53,36 @@ func TestFollowVIPs(t *testing.T) {
 	}
 	close(stop)
 	<-done
+}
+
+// TestFollowVIPsPoke: a poke (SteerReplies) syncs the latest snapshot
+// without a publication.
+func TestFollowVIPsPoke(t *testing.T) {
+	st := snapshot.NewStore(snapshot.New(7, 0, nil, nil))
+	_, changed := st.Watch()
+	synced := make(chan uint64)
+	stop, done, poke := make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
+	go func() {
+		defer close(done)
+		followVIPs(st, changed, stop, poke, func(s *snapshot.Snapshot) { synced <- s.Generation })
+	}()
+	defer func() { close(stop); <-done }()
+	f := &iface{poke: poke}
+	f.SteerReplies("nat", []pipeline.ServiceEndpoint{{Port: 80, Proto: 6}})
+	select {
+	case g := <-synced:
+		if g != 7 {
+			t.Errorf("synced generation %d, want 7", g)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SteerReplies did not wake the follower")
+	}
+	if len(f.steered["nat"]) != 1 {
+		t.Errorf("steered %v", f.steered)
+	}
+	f.SteerReplies("nat", nil)
+	<-synced
+	if _, ok := f.steered["nat"]; ok {
+		t.Error("an empty SteerReplies left the owner's endpoints")
+	}
 }

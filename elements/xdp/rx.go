@@ -224,6 +224,7 @@ func (r *RxXDP) Provision(ctx *pipeline.Context) error {
 
 	r.ifc = ctx.Shared(ifaceKey{r.Interface}, func() any { return &iface{name: r.Interface} }).(*iface)
 	ctx.Shared(pipeline.NeighborKey{Interface: r.Interface}, func() any { return r.ifc })
+	ctx.Shared(pipeline.ReplySteerKey{Interface: r.Interface}, func() any { return r.ifc })
 	if err := r.ifc.acquire(mode, st, r.log); err != nil {
 		return err
 	}

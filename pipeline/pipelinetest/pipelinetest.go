@@ -264,7 +264,7 @@ func clone(p *pipeline.Packet) *pipeline.Packet {
 	c := &pipeline.Packet{Owner: p.Owner, Handle: p.Handle}
 	c.SetFrame(bytes.Clone(buf), start, end)
 	c.Time, c.L3, c.L4, c.Flow, c.Hash = p.Time, p.L3, p.L4, p.Flow, p.Hash
-	c.VIP, c.Backend, c.Epoch, c.Reason = p.VIP, p.Backend, p.Epoch, p.Reason
+	c.VIP, c.Backend, c.Epoch, c.VIPPort, c.Reason, c.OnLink = p.VIP, p.Backend, p.Epoch, p.VIPPort, p.Reason, p.OnLink
 	return c
 }
 

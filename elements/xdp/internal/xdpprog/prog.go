@@ -1,6 +1,8 @@
 // Package xdpprog is xlb's XDP program and its maps: packets whose
 // destination address is a VIP go to the AF_XDP socket of their RX queue,
-// everything else to the kernel; TCP SYNs to a VIP beyond a queue's
+// and so do the replies of a translator's backends (TCP or UDP from a
+// steered endpoint to an address not the node's own; see SetReplies);
+// everything else goes to the kernel; TCP SYNs to a VIP beyond a queue's
 // configured rate are dropped before they take a slot of the socket's RX
 // ring (see SetSYNLimit). It is assembled with cilium/ebpf's asm
 // package (no C compiler at build time) and attached through a BPF link
@@ -27,8 +29,12 @@ import (
 // MaxQueues bounds the RX queue numbers the socket maps hold.
 const MaxQueues = 256
 
-// MaxVIPs bounds the addresses of each family in the VIP maps.
+// MaxVIPs bounds the addresses of each family in the VIP maps (and in the
+// maps of the node's own addresses).
 const MaxVIPs = 4096
+
+// MaxReplies bounds the steered endpoints of each family.
+const MaxReplies = 65536
 
 // XDP actions (include/uapi/linux/bpf.h, enum xdp_action).
 const (
@@ -57,9 +63,11 @@ const (
 	ethLen     = 14
 	vlanLen    = 4
 	ipv4Len    = 20
+	ipv4Src    = 12
 	ipv4Dst    = 16
 	ipv6Len    = 40
 	ipv6Next   = 6
+	ipv6Src    = 8
 	ipv6Dst    = 24
 	icmp6      = 58
 	ndFirst    = 133 // Router Solicitation (RFC 4861 §4)
@@ -69,7 +77,12 @@ const (
 	ipv4Proto  = 9
 	ipv4Frag   = 6 // flags and fragment offset
 	tcpProto   = 6
+	udpProto   = 17
 	tcpFlags   = 13
+	// The reply maps' keys: the source address, the source port (network
+	// order), the protocol and a zero byte.
+	rep4KeyLen = 8
+	rep6KeyLen = 20
 	tcpSYN     = 0x02
 	tcpACK     = 0x10
 )
@@ -89,6 +102,10 @@ type Program struct {
 	XSKs   *ebpf.Map // XSKMAP: u32 queue -> socket
 	SYNCfg *ebpf.Map // u32 queue -> synCfgLen bytes
 	SYNs   *ebpf.Map // u32 queue -> synStateLen bytes
+	Rep4   *ebpf.Map // rep4KeyLen bytes -> u8: steered IPv4 endpoints
+	Rep6   *ebpf.Map // rep6KeyLen bytes -> u8
+	Local4 *ebpf.Map // [4]byte -> u8: the node's addresses, while endpoints are steered
+	Local6 *ebpf.Map // [16]byte -> u8
 
 	link    link.Link
 	ifindex int
@@ -127,11 +144,23 @@ func Load() (_ *Program, err error) {
 	if p.SYNs, err = mk("xlb_syn_state", ebpf.Array, 4, synStateLen, MaxQueues); err != nil {
 		return nil, err
 	}
+	if p.Rep4, err = mk("xlb_rep4", ebpf.Hash, rep4KeyLen, 1, MaxReplies); err != nil {
+		return nil, err
+	}
+	if p.Rep6, err = mk("xlb_rep6", ebpf.Hash, rep6KeyLen, 1, MaxReplies); err != nil {
+		return nil, err
+	}
+	if p.Local4, err = mk("xlb_local4", ebpf.Hash, vip4KeyLen, 1, MaxVIPs); err != nil {
+		return nil, err
+	}
+	if p.Local6, err = mk("xlb_local6", ebpf.Hash, vip6KeyLen, 1, MaxVIPs); err != nil {
+		return nil, err
+	}
 	p.Prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "xlb_vip_redir",
 		Type:         ebpf.XDP,
 		License:      "Dual BSD/GPL",
-		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), p.XSKs.FD(), p.SYNCfg.FD(), p.SYNs.FD()),
+		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), p.XSKs.FD(), p.SYNCfg.FD(), p.SYNs.FD(), Replies{p.Rep4.FD(), p.Rep6.FD(), p.Local4.FD(), p.Local6.FD()}),
 	})
 	if err != nil {
 		var ve *ebpf.VerifierError
@@ -154,9 +183,14 @@ func Load() (_ *Program, err error) {
 //	else if (proto == IPv6) { check l3 + 40; key = ip6->daddr; map = vip6;
 //	    if (nexthdr == ICMPv6 && type in 133..137) return PASS }  // ND
 //	else return PASS;
-//	if (!bpf_map_lookup_elem(map, &key)) return PASS;
+//	if (!bpf_map_lookup_elem(map, &key)) goto reply;
 //	if (syn && !admit(ctx->rx_queue_index)) return DROP;
-//	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+//	send: return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+//	reply:  // a translator's backend answering a client?
+//	if (proto is TCP or UDP, not a later fragment (IPv6: no extension header)
+//	    && bpf_map_lookup_elem(rep, &{saddr, sport, proto, 0})
+//	    && !bpf_map_lookup_elem(local, &daddr)) goto send;
+//	return PASS;
 //
 // syn is a TCP segment with SYN and without ACK (a new connection): an
 // IPv4 header of any length that is not a later fragment, or TCP right
@@ -175,7 +209,13 @@ func Load() (_ *Program, err error) {
 // neighbour state. The XDP_PASS in bpf_redirect_map's flags is the action
 // when the queue has no socket (kernel 5.6+), so VIP traffic reaches the
 // kernel rather than being dropped while no worker listens.
-func Instructions(vip4, vip6, xsks, synCfg, synState int) asm.Instructions {
+//
+// The reply maps are empty unless a translator (NAT) steers its backends'
+// endpoints; a reply to the node itself (a health check's) is not one of
+// a client's and stays the kernel's. A reply is never SYN-limited. The
+// packet pointer (VLAN tag skipped) is kept in state across the VIP
+// lookup, which clobbers the caller-saved registers.
+func Instructions(vip4, vip6, xsks, synCfg, synState int, rep Replies) asm.Instructions {
 	const (
 		ctx  = asm.R6
 		syn  = asm.R7 // 1: a TCP SYN without ACK; kept across calls
@@ -230,13 +270,14 @@ func Instructions(vip4, vip6, xsks, synCfg, synState int) asm.Instructions {
 		asm.And.Imm(tmp, tcpSYN|tcpACK),
 		asm.JNE.Imm(tmp, tcpSYN, "v4lookup"),
 		asm.Mov.Imm(syn, 1),
-		asm.LoadMem(tmp, data, ethLen+ipv4Dst, asm.Word).WithSymbol("v4lookup"),
+		asm.Mov.Reg(state, data).WithSymbol("v4lookup"),
+		asm.LoadMem(tmp, data, ethLen+ipv4Dst, asm.Word),
 		asm.StoreMem(asm.RFP, -4, tmp, asm.Word),
 		asm.LoadMapPtr(asm.R1, vip4),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, -4),
 		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "pass"),
+		asm.JEq.Imm(asm.R0, 0, "v4reply"),
 		asm.Ja.Label("redirect"),
 
 		asm.Mov.Reg(tmp, data).WithSymbol("v6"),
@@ -267,11 +308,12 @@ func Instructions(vip4, vip6, xsks, synCfg, synState int) asm.Instructions {
 		asm.LoadMem(tmp, data, ethLen+ipv6Len, asm.Byte),
 		asm.JLT.Imm(tmp, ndFirst, "v6lookup"),
 		asm.JLE.Imm(tmp, ndLast, "pass"),
-		asm.LoadMapPtr(asm.R1, vip6).WithSymbol("v6lookup"),
+		asm.Mov.Reg(state, data).WithSymbol("v6lookup"),
+		asm.LoadMapPtr(asm.R1, vip6),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, -16),
 		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "pass"),
+		asm.JEq.Imm(asm.R0, 0, "v6reply"),
 
 		// The SYN limit: a queue without configuration, or with an
 		// interval of 0, admits every SYN.
@@ -320,7 +362,81 @@ func Instructions(vip4, vip6, xsks, synCfg, synState int) asm.Instructions {
 
 		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
 		asm.Return(),
-	})
+	}, replyInstructions(state, data, end, tmp, eth, ctx, rep))
+}
+
+// Replies are the file descriptors of the reply maps.
+type Replies struct{ Rep4, Rep6, Local4, Local6 int }
+
+// replyInstructions are the program's reply steering, from the labels
+// v4reply and v6reply, where state holds the packet pointer, to send or
+// pass. See Instructions.
+func replyInstructions(state, data, end, tmp, eth, ctx asm.Register, rep Replies) asm.Instructions {
+	lookup := func(m int, key int16, miss string, hit string) asm.Instructions {
+		ins := asm.Instructions{
+			asm.LoadMapPtr(asm.R1, m),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, int32(key)),
+			asm.FnMapLookupElem.Call(),
+		}
+		if miss != "" {
+			return append(ins, asm.JEq.Imm(asm.R0, 0, miss))
+		}
+		return append(ins, asm.JNE.Imm(asm.R0, 0, hit))
+	}
+	return slices.Concat(asm.Instructions{
+		asm.Mov.Reg(data, state).WithSymbol("v4reply"),
+		asm.LoadMem(end, ctx, mdDataEnd, asm.Word),
+		asm.LoadMem(tmp, data, ethLen+ipv4Proto, asm.Byte),
+		asm.JEq.Imm(tmp, tcpProto, "v4l4"),
+		asm.JNE.Imm(tmp, udpProto, "pass"),
+		asm.LoadMem(tmp, data, ethLen+ipv4Frag, asm.Half).WithSymbol("v4l4"),
+		asm.And.Imm(tmp, be16(0x1fff)),
+		asm.JNE.Imm(tmp, 0, "pass"), // a later fragment: no ports
+		asm.LoadMem(tmp, data, ethLen, asm.Byte),
+		asm.And.Imm(tmp, 0x0f),
+	}, ihlLadderNamed("rihl", eth, data, tmp, "v4port", "pass"), asm.Instructions{
+		asm.Mov.Reg(tmp, eth).WithSymbol("v4port"), // eth + ethLen: the transport header
+		asm.Add.Imm(tmp, ethLen+2),
+		asm.JGT.Reg(tmp, end, "pass"),
+		asm.LoadMem(tmp, data, ethLen+ipv4Src, asm.Word),
+		asm.StoreMem(asm.RFP, -8, tmp, asm.Word),
+		asm.LoadMem(tmp, eth, ethLen, asm.Half),
+		asm.StoreMem(asm.RFP, -4, tmp, asm.Half),
+		asm.LoadMem(tmp, data, ethLen+ipv4Proto, asm.Byte),
+		asm.StoreMem(asm.RFP, -2, tmp, asm.Byte),
+		asm.StoreImm(asm.RFP, -1, 0, asm.Byte),
+	}, lookup(rep.Rep4, -8, "pass", ""), asm.Instructions{
+		asm.LoadMem(tmp, state, ethLen+ipv4Dst, asm.Word),
+		asm.StoreMem(asm.RFP, -4, tmp, asm.Word),
+	}, lookup(rep.Local4, -4, "", "pass"), asm.Instructions{
+		asm.Ja.Label("send"),
+
+		asm.Mov.Reg(data, state).WithSymbol("v6reply"),
+		asm.LoadMem(end, ctx, mdDataEnd, asm.Word),
+		asm.Mov.Reg(tmp, data),
+		asm.Add.Imm(tmp, ethLen+ipv6Len+2),
+		asm.JGT.Reg(tmp, end, "pass"),
+		asm.LoadMem(tmp, data, ethLen+ipv6Next, asm.Byte),
+		asm.JEq.Imm(tmp, tcpProto, "v6key"),
+		asm.JNE.Imm(tmp, udpProto, "pass"),
+		asm.StoreMem(asm.RFP, -6, tmp, asm.Byte).WithSymbol("v6key"),
+		asm.StoreImm(asm.RFP, -5, 0, asm.Byte),
+		asm.LoadMem(tmp, data, ethLen+ipv6Len, asm.Half),
+		asm.StoreMem(asm.RFP, -8, tmp, asm.Half),
+	}, copyWords(data, tmp, ethLen+ipv6Src, -24), lookup(rep.Rep6, -24, "pass", ""),
+		copyWords(state, tmp, ethLen+ipv6Dst, -16), lookup(rep.Local6, -16, "", "pass"), asm.Instructions{
+			asm.Ja.Label("send"),
+		})
+}
+
+// copyWords copies the 16 bytes at src+off to the stack at fp+to.
+func copyWords(src, tmp asm.Register, off int16, to int16) asm.Instructions {
+	var ins asm.Instructions
+	for i := int16(0); i < 16; i += 4 {
+		ins = append(ins, asm.LoadMem(tmp, src, off+i, asm.Word), asm.StoreMem(asm.RFP, to+i, tmp, asm.Word))
+	}
+	return ins
 }
 
 // ihlLadder sets eth to data plus the IPv4 header's length, whose IHL (in
@@ -330,7 +446,13 @@ func Instructions(vip4, vip6, xsks, synCfg, synState int) asm.Instructions {
 // a variable offset (its Spectre v1 sanitation), and xlbd runs with
 // CAP_BPF and CAP_NET_ADMIN only (TestRunWithCapabilitiesOnly).
 func ihlLadder(eth, data, tmp asm.Register, done, bad string) asm.Instructions {
-	label := func(ihl int) string { return fmt.Sprintf("ihl%d", ihl) }
+	return ihlLadderNamed("ihl", eth, data, tmp, done, bad)
+}
+
+// ihlLadderNamed is ihlLadder with labels of its own prefix, for a second
+// ladder in one program.
+func ihlLadderNamed(prefix string, eth, data, tmp asm.Register, done, bad string) asm.Instructions {
+	label := func(ihl int) string { return fmt.Sprintf("%s%d", prefix, ihl) }
 	var ins asm.Instructions
 	for ihl := 5; ihl <= 15; ihl++ {
 		ins = append(ins, asm.JEq.Imm(tmp, int32(ihl), label(ihl)))
@@ -533,6 +655,74 @@ func (p *Program) VIPs() ([]netip.Addr, error) {
 	return out, nil
 }
 
+// Endpoint is a steered endpoint: a backend's service, whose packets to
+// addresses not the node's own are replies to clients.
+type Endpoint struct {
+	Addr  netip.Addr
+	Port  uint16
+	Proto uint8
+}
+
+// SetReplies makes the reply maps hold exactly eps (TCP and UDP ones) and
+// the maps of the node's own addresses hold local, or empties both when
+// eps is empty: a node that steers nothing keeps no addresses in them.
+func (p *Program) SetReplies(eps []Endpoint, local []netip.Addr) error {
+	want4 := map[[rep4KeyLen]byte]bool{}
+	want6 := map[[rep6KeyLen]byte]bool{}
+	for _, e := range eps {
+		a := e.Addr.Unmap()
+		if e.Proto != tcpProto && e.Proto != udpProto {
+			continue
+		}
+		if a.Is4() {
+			var k [rep4KeyLen]byte
+			a4 := a.As4()
+			copy(k[:], a4[:])
+			binary.BigEndian.PutUint16(k[4:], e.Port)
+			k[6] = e.Proto
+			want4[k] = true
+		} else if a.Is6() {
+			var k [rep6KeyLen]byte
+			a16 := a.As16()
+			copy(k[:], a16[:])
+			binary.BigEndian.PutUint16(k[16:], e.Port)
+			k[18] = e.Proto
+			want6[k] = true
+		}
+	}
+	if len(want4) > MaxReplies || len(want6) > MaxReplies {
+		return fmt.Errorf("more than %d steered endpoints of one family", MaxReplies)
+	}
+	l4 := map[[4]byte]bool{}
+	l6 := map[[16]byte]bool{}
+	if len(want4)+len(want6) > 0 {
+		for _, a := range local {
+			if a = a.Unmap(); a.Is4() {
+				l4[a.As4()] = true
+			} else if a.Is6() {
+				l6[a.As16()] = true
+			}
+		}
+	}
+	if len(l4) > MaxVIPs || len(l6) > MaxVIPs {
+		return fmt.Errorf("more than %d local addresses of one family", MaxVIPs)
+	}
+	// The node's addresses are in the maps whenever endpoints are: a
+	// health check's reply must never be taken for a client's.
+	local4, local6 := func() error { return syncMap(p.Local4, l4) }, func() error { return syncMap(p.Local6, l6) }
+	rep4, rep6 := func() error { return syncMap(p.Rep4, want4) }, func() error { return syncMap(p.Rep6, want6) }
+	steps := []func() error{local4, local6, rep4, rep6}
+	if len(l4)+len(l6) == 0 {
+		steps = []func() error{rep4, rep6, local4, local6}
+	}
+	for _, f := range steps {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func syncMap[K comparable](m *ebpf.Map, want map[K]bool) error {
 	var k K
 	var v uint8
@@ -565,12 +755,13 @@ func (p *Program) Close() error {
 	if p.Prog != nil {
 		errs = append(errs, p.Prog.Close())
 	}
-	for _, m := range []*ebpf.Map{p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs} {
+	for _, m := range []*ebpf.Map{p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs, p.Rep4, p.Rep6, p.Local4, p.Local6} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
 	}
 	p.Prog, p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs = nil, nil, nil, nil, nil, nil, nil
+	p.Rep4, p.Rep6, p.Local4, p.Local6 = nil, nil, nil, nil
 	return errors.Join(errs...)
 }
 

@@ -104,7 +104,7 @@ func loadRedirecting(t *testing.T, vips ...netip.Addr) (*Program, *ebpf.Program)
 		t.Fatal(err)
 	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL",
-		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), dev.FD(), p.SYNCfg.FD(), p.SYNs.FD())})
+		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), dev.FD(), p.SYNCfg.FD(), p.SYNs.FD(), Replies{p.Rep4.FD(), p.Rep6.FD(), p.Local4.FD(), p.Local6.FD()})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,5 +302,94 @@ func BenchmarkProgram(b *testing.B) {
 			}
 			b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/pkt")
 		})
+	}
+}
+
+// reply is an Ethernet frame from src:sport to dst of protocol proto
+// (IPv4 of header length ihl words, or IPv6), with a transport header.
+func reply(src netip.Addr, sport uint16, dst netip.Addr, proto byte, ihl int) []byte {
+	if src.Is4() {
+		h := make([]byte, ihl*4)
+		h[0], h[9] = 0x40|byte(ihl), proto
+		s, d := src.As4(), dst.As4()
+		copy(h[12:], s[:])
+		copy(h[16:], d[:])
+		return cat(eth(nil, ethIPv4), h, l4(sport))
+	}
+	h := ipv6(proto, dst)
+	s := src.As16()
+	copy(h[8:], s[:])
+	return cat(eth(nil, ethIPv6), h, l4(sport))
+}
+
+// l4 is a 20-byte transport header with source port sport.
+func l4(sport uint16) []byte {
+	return append([]byte{byte(sport >> 8), byte(sport)}, make([]byte, 18)...)
+}
+
+// TestReplyVerdicts: with endpoints steered (SetReplies), a TCP or UDP
+// packet from one of them to an address not the node's is redirected,
+// never SYN-limited; one to the node's own address (a health check's
+// reply), from another port or protocol, or a later fragment, passes; with
+// nothing steered, everything passes again.
+func TestReplyVerdicts(t *testing.T) {
+	p, prog := loadRedirecting(t, vip4)
+	be4, be6 := netip.MustParseAddr("10.0.0.21"), netip.MustParseAddr("2001:db8:1::21")
+	client4, client6 := netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("2001:db8:c::7")
+	self4, self6 := netip.MustParseAddr("10.0.0.10"), netip.MustParseAddr("2001:db8:1::10")
+	eps := []Endpoint{{be4, 8080, 6}, {be4, 53, 17}, {be6, 443, 6}, {be4, 99, 1}}
+	if err := p.SetReplies(eps, []netip.Addr{self4, self6}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetSYNLimit(0, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	later := reply(be4, 8080, client4, 6, 5)
+	later[14+7] = 0x20 // fragment offset 32 (256 bytes)
+	optioned := reply(be4, 8080, client4, 6, 6)
+	syn := reply(be4, 8080, client4, 6, 5)
+	syn[14+20+13] = 0x02
+	tests := []struct {
+		name  string
+		frame []byte
+		want  uint32
+	}{
+		{"TCP reply", reply(be4, 8080, client4, 6, 5), xdpRedirect},
+		{"TCP reply with IP options", optioned, xdpRedirect},
+		{"UDP reply", reply(be4, 53, client4, 17, 5), xdpRedirect},
+		{"IPv6 TCP reply", reply(be6, 443, client6, 6, 0), xdpRedirect},
+		{"SYN, not limited", syn, xdpRedirect},
+		{"SYN again, not limited", syn, xdpRedirect},
+		{"to the node (health check)", reply(be4, 8080, self4, 6, 5), xdpPass},
+		{"IPv6 to the node", reply(be6, 443, self6, 6, 0), xdpPass},
+		{"other port", reply(be4, 8081, client4, 6, 5), xdpPass},
+		{"other protocol", reply(be4, 8080, client4, 17, 5), xdpPass},
+		{"ICMP endpoint ignored", reply(be4, 99, client4, 1, 5), xdpPass},
+		{"later fragment", later, xdpPass},
+		{"other backend", reply(netip.MustParseAddr("10.0.0.22"), 8080, client4, 6, 5), xdpPass},
+		{"cut before the port", reply(be4, 8080, client4, 6, 5)[:14+20+1], xdpPass},
+		{"IPv6 cut before the port", reply(be6, 443, client6, 6, 0)[:14+40+1], xdpPass},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := prog.Run(&ebpf.RunOptions{Data: tt.frame})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("verdict %d, want %d", got, tt.want)
+			}
+		})
+	}
+	if err := p.SetReplies(nil, []netip.Addr{self4}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := prog.Run(&ebpf.RunOptions{Data: reply(be4, 8080, client4, 6, 5)}); err != nil || got != xdpPass {
+		t.Errorf("with nothing steered: verdict %d (%v), want %d", got, err, xdpPass)
+	}
+	var k [4]byte
+	var v uint8
+	if p.Local4.Iterate().Next(&k, &v) {
+		t.Errorf("with nothing steered, the local map holds %v", k)
 	}
 }

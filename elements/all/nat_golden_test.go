@@ -1,0 +1,164 @@
+package all
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/xlbproject/xlb/elements/internal/csum/csumtest"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+// natPorts maps b4-2 and b6-1 to other ports than the VIPs' (port
+// mapping); b4-1 keeps the port the client sent to.
+const natPorts = `ports = {
+      "b4-2" = 8080
+      "b6-1" = 8443
+    }
+  }`
+
+// natSource is the golden graph with NAT in GREEncap's place, its type
+// word and ports the only edits.
+func natSource(t *testing.T) string {
+	src := fmt.Sprintf(goldenConfig, goldenPcap[0], "NAT", goldenPcap[1], "")
+	nat := strings.Replace(src, `source6 = "2001:db8::1"
+  }`, `source6 = "2001:db8::1"
+    `+natPorts, 1)
+	if nat == src {
+		t.Fatal("goldenConfig's encapsulation block changed; update this test")
+	}
+	return nat
+}
+
+// TestGoldenNAT runs, per client family, the golden capture followed by
+// the backends' replies through the default graph with NAT, and compares
+// output and counters with testdata/golden/ipv<family>-nat. The replies
+// are made from a first run's output: a SYN-ACK for every SYN and an
+// answer to every UDP query, each from the address and port the packet
+// was translated to, plus one reply of a flow the node never saw (dropped
+// as conntrack.reply_unknown, as is the capture's packet to no VIP). Each output frame is also checked on its
+// own: its checksums computed from scratch, a client's packet sent to a
+// backend's address and mapped port, a reply sent from VIP:port, every
+// known reply translated.
+func TestGoldenNAT(t *testing.T) {
+	src := natSource(t)
+	for _, family := range []int{4, 6} {
+		name := fmt.Sprintf("ipv%d-nat", family)
+		t.Run(name, func(t *testing.T) {
+			first := t.TempDir()
+			goldenInput(t, filepath.Join(first, "input.pcap"), family)
+			out, _, _ := runCapture(t, first, src)
+			in, err := os.ReadFile(filepath.Join(first, "input.pcap"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			c := createCapture(t, filepath.Join(dir, "input.pcap"), family)
+			// The replies start the second batch (RxPcap reads 64
+			// packets at a time): in one batch with their flows' first
+			// packets, they would be looked up before those are learned.
+			// The batch is filled with the TCP flows' last packets again.
+			frames := readFrames(t, in)
+			for _, f := range frames {
+				c.write(f)
+			}
+			for i := len(frames); i < pipeline.MaxBatch; i++ {
+				c.write(frames[24+i%12])
+			}
+			replies := natReplies(t, c, readFrames(t, out))
+			c.close()
+			out, counters, _ := runCapture(t, dir, src)
+			// The capture's packet to no VIP is one too: with NAT, what
+			// reaches the graph not for a VIP is a reply.
+			if !bytes.Contains(counters, []byte(`reason="conntrack.reply_unknown"} 2`)) {
+				t.Errorf("the unknown reply and the packet to no VIP are not counted as conntrack.reply_unknown:\n%s", counters)
+			}
+			vip := map[int]string{4: "192.0.2.10", 6: "2001:db8::10"}[family]
+			backends := map[string]uint16{"198.51.100.1": 0, "198.51.100.2": 8080, "2001:db8:1::1": 8443}
+			sent := 0
+			for n, o := range readFrames(t, out) {
+				if err := csumtest.Check(o); err != nil {
+					t.Errorf("packet %d: %v", n, err)
+				}
+				pkt := gopacket.NewPacket(o, layers.LayerTypeEthernet, gopacket.Default)
+				src, dst := pkt.NetworkLayer().NetworkFlow().Endpoints()
+				var sport, dport uint16
+				if tl := pkt.TransportLayer(); tl != nil {
+					s, d := tl.TransportFlow().Endpoints()
+					sport, dport = be16(s.Raw()), be16(d.Raw())
+				}
+				if src.String() == vip {
+					if sport != 80 && sport != 9000 {
+						t.Errorf("packet %d: reply from %s port %d, not the VIP's", n, src, sport)
+					}
+					sent++
+					continue
+				}
+				bp, ok := backends[dst.String()]
+				if !ok {
+					t.Errorf("packet %d: to %s, neither a backend nor a reply", n, dst)
+				}
+				if tl := pkt.TransportLayer(); ok && bp != 0 && tl != nil && dport != bp {
+					t.Errorf("packet %d: to %s port %d, not its mapped port %d", n, dst, dport, bp)
+				}
+			}
+			if sent != replies {
+				t.Errorf("%d replies translated, want %d", sent, replies)
+			}
+			compareGoldenFiles(t, name, out, counters)
+		})
+	}
+}
+
+func be16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
+
+// natReplies writes to c, for each frame NAT sent in out, the reply its
+// backend would send: a SYN-ACK to a SYN, an answer to a UDP query; then
+// one reply of a flow no client opened. It returns how many replies of
+// known flows it wrote.
+func natReplies(t *testing.T, c *capture, out [][]byte) int {
+	n := 0
+	var last gopacket.Packet
+	for _, o := range out {
+		pkt := gopacket.NewPacket(o, layers.LayerTypeEthernet, gopacket.Default)
+		nl := pkt.NetworkLayer()
+		if nl == nil || pkt.Layer(layers.LayerTypeIPv6Fragment) != nil {
+			continue
+		}
+		if ip4, ok := nl.(*layers.IPv4); ok && ip4.Flags&layers.IPv4MoreFragments != 0 {
+			continue
+		}
+		src, dst := net.IP(nl.NetworkFlow().Src().Raw()), net.IP(nl.NetworkFlow().Dst().Raw())
+		switch tl := pkt.TransportLayer().(type) {
+		case *layers.TCP:
+			if !tl.SYN || tl.ACK {
+				continue
+			}
+			c.write(c.ser(c.eth(), c.ip(dst, src, layers.IPProtocolTCP),
+				&layers.TCP{SrcPort: tl.DstPort, DstPort: tl.SrcPort, SYN: true, ACK: true, Seq: 7, Ack: tl.Seq + 1, Window: 512}))
+		case *layers.UDP:
+			c.write(c.ser(c.eth(), c.ip(dst, src, layers.IPProtocolUDP),
+				&layers.UDP{SrcPort: tl.DstPort, DstPort: tl.SrcPort}, gopacket.Payload([]byte("answer"))))
+		default:
+			continue
+		}
+		n++
+		last = pkt
+	}
+	if last == nil {
+		t.Fatal("NAT sent no packet to reply to")
+	}
+	// From the last backend that replied, to a client port no flow used.
+	nl := last.NetworkLayer()
+	client := net.IP(nl.NetworkFlow().Src().Raw())
+	c.write(c.ser(c.eth(), c.ip(net.IP(nl.NetworkFlow().Dst().Raw()), client, layers.IPProtocolTCP),
+		&layers.TCP{SrcPort: 80, DstPort: 39999, ACK: true, Window: 512}))
+	return n
+}

@@ -1,0 +1,107 @@
+package conntrack
+
+import (
+	"context"
+	"testing"
+
+	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/pipeline"
+)
+
+// replyOf is the reply of flow f from real r on port bport, as a
+// translator (NAT) records it.
+func replyOf(f pipeline.Flow, r snapshot.Real, bport uint16) pipeline.Flow {
+	return pipeline.Flow{Src: r.Addr16, Dst: f.Src, SrcPort: bport, DstPort: f.SrcPort, Proto: f.Proto, Family: f.Family}
+}
+
+// TestReplyEntries: a reply entry that a translator tracked makes the
+// reply a hit, marked FlowReply with its flow's VIP, real and VIP port; a
+// reply no entry holds is dropped as conntrack.reply_unknown once a
+// translator expects replies (a miss before); a client's packet still
+// misses into selection; the reply entries are not counted as flows of
+// their backend.
+func TestReplyEntries(t *testing.T) {
+	reals := fourReals()
+	st := snapshot.NewStore(mkSnap(1, reals...))
+	c := newCT(t, st, nil)
+	f := flowN(1, 6, 80)
+	p := newPacket(f, mix(1))
+	learn(c, p, t0, 0, 2, 1)
+	rf := replyOf(f, reals[2], 8080)
+	q := newPacket(rf, mix(1000))
+	if port := lookup(c, q, t0); port != outMiss {
+		t.Fatalf("reply before a translator expects replies: port %d, want miss", port)
+	}
+	c.ExpectReplies()
+	if port := lookup(c, q, t0); port != pipeline.Drop || q.Reason != reasonReplyUnknown {
+		t.Fatalf("unknown reply: port %d reason %v, want a conntrack.reply_unknown drop", port, q.Reason)
+	}
+	if port := lookup(c, newPacket(flowN(2, 6, 80), mix(2)), t0); port != outMiss {
+		t.Fatalf("new client flow: port %d, want miss", port)
+	}
+	start(c, t0)
+	c.TrackReply(p, &rf, mix(1000))
+	end(c)
+	q = newPacket(rf, mix(1000))
+	if port := lookup(c, q, t0+sec); port != outHit || q.Flow.Flags&pipeline.FlowReply == 0 || q.VIP != 0 || q.Backend != 2 || q.Epoch != 1 || q.VIPPort != 80 {
+		t.Fatalf("reply: port %d flags %#x VIP %d real %d/%d VIP port %d", port, q.Flow.Flags, q.VIP, q.Backend, q.Epoch, q.VIPPort)
+	}
+	if port := lookup(c, p, t0+sec); port != outHit || p.Flow.Flags&pipeline.FlowReply != 0 {
+		t.Fatalf("client's packet: port %d flags %#x", port, p.Flow.Flags)
+	}
+	var ft pipeline.FlowTableStats
+	serveQuery(t, c, t0+sec, func(ctx context.Context) (err error) { ft, err = c.FlowTable(ctx); return err })
+	if ft.Entries != 2 || len(ft.Flows) != 1 || ft.Flows[0].Flows != 1 {
+		t.Errorf("flow table %+v, want 2 entries and 1 flow", ft)
+	}
+	if c.pub.replies.Load() != 1 {
+		t.Errorf("replies_total %d, want 1", c.pub.replies.Load())
+	}
+}
+
+// TestReplyEntryFollowsFlow: tracking again refreshes the entry (it
+// outlives an idle timeout while its flow's packets come) and moves it
+// with its flow to another real.
+func TestReplyEntryFollowsFlow(t *testing.T) {
+	reals := fourReals()
+	st := snapshot.NewStore(mkSnap(1, reals...))
+	c := newCT(t, st, func(c *ConnTrack) { c.TCPTimeout = "10s" })
+	c.ExpectReplies()
+	f := flowN(1, 6, 80)
+	p := newPacket(f, mix(1))
+	rf := replyOf(f, reals[2], 80)
+	for s := int64(0); s <= 30; s += 5 {
+		start(c, t0+s*sec)
+		p.VIP, p.Backend, p.Epoch = 0, 2, 1
+		c.TrackReply(p, &rf, mix(1000))
+		end(c)
+	}
+	q := newPacket(rf, mix(1000))
+	if port := lookup(c, q, t0+35*sec); port != outHit || q.Backend != 2 {
+		t.Fatalf("reply after 35 s of tracking: port %d real %d", port, q.Backend)
+	}
+	start(c, t0+36*sec)
+	p.Backend = 3
+	c.TrackReply(p, &rf, mix(1000))
+	end(c)
+	if port := lookup(c, q, t0+36*sec); port != outHit || q.Backend != 3 {
+		t.Fatalf("reply after its flow moved: port %d real %d", port, q.Backend)
+	}
+	if port := lookup(c, q, t0+60*sec); port != pipeline.Drop {
+		t.Fatalf("reply after its entry's timeout: port %d", port)
+	}
+}
+
+// TestTrackReplyZeroAllocs: tracking a reply allocates nothing.
+func TestTrackReplyZeroAllocs(t *testing.T) {
+	reals := fourReals()
+	c := newCT(t, snapshot.NewStore(mkSnap(1, reals...)), nil)
+	f := flowN(1, 6, 80)
+	p := newPacket(f, mix(1))
+	rf := replyOf(f, reals[2], 80)
+	start(c, t0)
+	defer end(c)
+	if n := testing.AllocsPerRun(1000, func() { c.TrackReply(p, &rf, mix(1000)) }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}

@@ -1,0 +1,64 @@
+package pipeline
+
+import "net/netip"
+
+// A translating element (NAT) makes packets whose replies come back
+// through the balancer, addressed to the client rather than to a VIP. Two
+// things must then happen that no other element does: the flow table must
+// recognise a reply as its flow's (ReplyTracker), and the interface's
+// source must hand the graph the replies at all (ReplySteering), where it
+// would pass them to the kernel. Both are found by key, so that the
+// translator imports neither ConnTrack's package nor RxXDP's.
+
+// ReplyTrackerKey is the Context.Local key under which a flow table
+// (ConnTrack) named Name publishes itself for the worker's translators, in
+// a ReplyTrackerSlot: whichever of the two is provisioned first creates
+// the slot.
+type ReplyTrackerKey struct{ Name string }
+
+// ReplyTrackerSlot holds the worker's flow table of a name, set by its
+// Provision.
+type ReplyTrackerSlot struct{ Tracker ReplyTracker }
+
+// ReplyTracker is a flow table that also holds the reverse of flows, so
+// that a reply is a hit like its flow's packets: its lookup marks such a
+// packet FlowReply and gives it the flow's VIP, real and VIP port.
+type ReplyTracker interface {
+	// TrackReply records, or refreshes, the reverse of p's flow: replies
+	// of flow reply (whose flow hash is hash) belong to p's VIP, real and
+	// destination port. p is a packet of the flow, after the table's
+	// lookup; it is called from Push, on the worker's goroutine, and must
+	// not allocate.
+	TrackReply(p *Packet, reply *Flow, hash uint64)
+	// PrefetchReplies touches the table where the TrackReply calls of a
+	// batch, with these hashes, will look (see Prefetcher); it must not
+	// allocate.
+	PrefetchReplies(hashes []uint64)
+	// ExpectReplies tells the table, from the translator's Provision,
+	// that packets for no VIP are replies from now on: one that matches
+	// no flow is an unknown reply, dropped by the table with a reason.
+	ExpectReplies()
+}
+
+// ReplySteerKey is the Context.Shared key under which the source element
+// of an interface (RxXDP) publishes its ReplySteering.
+type ReplySteerKey struct{ Interface string }
+
+// ServiceEndpoint is a transport endpoint: an address, a port and an IP protocol.
+type ServiceEndpoint struct {
+	Addr  netip.Addr
+	Port  uint16
+	Proto uint8
+}
+
+// ReplySteering makes an interface hand the graph the packets that come
+// from some endpoints (backends' services) and are addressed to no
+// address of the node's own: replies to clients, which the kernel would
+// otherwise forward untranslated. Packets from those endpoints to the
+// node itself (health checks' replies) still go to the kernel.
+type ReplySteering interface {
+	// SteerReplies replaces the endpoints owner steered before with eps.
+	// It may be called from any goroutine and does not wait for the
+	// interface to apply them; it copies eps.
+	SteerReplies(owner string, eps []ServiceEndpoint)
+}
