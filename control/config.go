@@ -6,6 +6,7 @@ package control
 import (
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/xlbproject/xlb/pipeline"
@@ -22,6 +23,34 @@ type Config struct {
 	HashSeed uint64
 	VIPs     []VIP
 	Pools    []Pool
+
+	// ShardNames are the fleet's shards (Maglev's VIP sharding): every
+	// shard the node or a VIP names must be one of them, so that a
+	// misspelt shard is an error rather than a VIP no node serves.
+	ShardNames []string
+	// Shards are this node's shards: it serves (builds tables for,
+	// announces, forwards) only the VIPs of one of them and the VIPs that
+	// name none. Empty: every VIP. They are the node's own, not the
+	// fleet's, so the config digest leaves them out (see Digest).
+	Shards []string
+	// ShardNamesRange is where ShardNames is set, and ShardRanges the
+	// ranges of Shards' items, when the source records them.
+	ShardNamesRange pipeline.Range
+	ShardRanges     []pipeline.Range
+}
+
+// Serves reports whether this node serves v: v names no shard, the node
+// carries none, or they share one.
+func (c *Config) Serves(v *VIP) bool {
+	if len(c.Shards) == 0 || len(v.Shards) == 0 {
+		return true
+	}
+	for _, s := range v.Shards {
+		if slices.Contains(c.Shards, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // VIP is one virtual service.
@@ -34,6 +63,8 @@ type VIP struct {
 	// TableSize is the Maglev table size M, a prime; 0 means
 	// DefaultTableSize.
 	TableSize uint32
+	// Shards are the shards whose nodes serve the VIP; empty: every node.
+	Shards []string
 
 	Range     pipeline.Range // the block header
 	AttrRange map[string]pipeline.Range
@@ -42,6 +73,8 @@ type VIP struct {
 	// out); otherwise diagnostics about a port point at AttrRange's
 	// "ports".
 	PortRanges []pipeline.Range
+	// ShardRanges are the ranges of the items of Shards, as PortRanges.
+	ShardRanges []pipeline.Range
 	// Announce holds the VIP's parameters for route announcers, at most
 	// one block per announcer. Every announcer announces every VIP that
 	// should be announced (DesiredRoutes); a block only adds parameters.

@@ -245,11 +245,15 @@ func (c *Controller) publish(cfg *Config) error {
 			pools[cfg.Pools[i].Name] = &cfg.Pools[i]
 		}
 	}
-	// VIPs in name order, so that the snapshot does not depend on the
-	// order of declaration.
-	vips := make([]*VIP, len(cfg.VIPs))
+	// The VIPs this node serves (the others are another shard's: not in
+	// the snapshot, so neither forwarded nor announced here), in name
+	// order, so that the snapshot does not depend on the order of
+	// declaration.
+	vips := make([]*VIP, 0, len(cfg.VIPs))
 	for i := range cfg.VIPs {
-		vips[i] = &cfg.VIPs[i]
+		if cfg.Serves(&cfg.VIPs[i]) {
+			vips = append(vips, &cfg.VIPs[i])
+		}
 	}
 	slices.SortFunc(vips, func(a, b *VIP) int { return strings.Compare(a.Name, b.Name) })
 	// VIPs often share a pool: flatten it once, not once per VIP, and

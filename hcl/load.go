@@ -190,7 +190,7 @@ type loader struct {
 }
 
 var rootSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "hash_seed"}},
+	Attributes: []hcl.AttributeSchema{{Name: "hash_seed"}, {Name: "shard_names"}, {Name: "shards"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "variable", LabelNames: []string{"name"}},
 		{Type: "locals"},
@@ -259,6 +259,7 @@ func (l *loader) load() {
 	l.decodeFragments(frags)
 
 	l.decodeHashSeed(content.Attributes["hash_seed"])
+	l.decodeShards(content.Attributes["shard_names"])
 	l.decodePipeline(pipelines)
 	l.decodeService(l.vips, l.pools, frags)
 	l.decodePlugins(plugins)
