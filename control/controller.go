@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -250,9 +251,12 @@ func (c *Controller) publish(cfg *Config) error {
 	// order, so that the snapshot does not depend on the order of
 	// declaration.
 	vips := make([]*VIP, 0, len(cfg.VIPs))
+	var others []netip.Addr
 	for i := range cfg.VIPs {
 		if cfg.Serves(&cfg.VIPs[i]) {
 			vips = append(vips, &cfg.VIPs[i])
+		} else {
+			others = append(others, cfg.VIPs[i].Address.Unmap())
 		}
 	}
 	slices.SortFunc(vips, func(a, b *VIP) int { return strings.Compare(a.Name, b.Name) })
@@ -321,6 +325,8 @@ func (c *Controller) publish(cfg *Config) error {
 	}
 	s := snapshot.NewFrom(c.store.Load().Generation+1, cfg.HashSeed, out, reals.Done())
 	s.ConfigDigest = digest
+	slices.SortFunc(others, netip.Addr.Compare)
+	s.OtherShards = slices.Compact(others)
 	c.ids, c.tables, c.cfg, c.digest = ids, cache, cfg, digest
 	c.flat, c.vipsBy, c.reals = flat, parts, s.Reals
 	c.built += len(todo)

@@ -40,11 +40,12 @@ func TestShardsServe(t *testing.T) {
 		shards []string
 		vips   []string
 		routes []string
+		others []netip.Addr // passed to the kernel by the XDP program, counted
 	}{
-		{"lb-a", []string{"a"}, []string{"all", "web"}, []string{"192.0.2.3/32", "192.0.2.1/32"}},
-		{"lb-b", []string{"b"}, []string{"all", "dns"}, []string{"192.0.2.3/32", "192.0.2.2/32"}},
-		{"lb-ab", []string{"b", "a"}, []string{"all", "dns", "web"}, []string{"192.0.2.3/32", "192.0.2.2/32", "192.0.2.1/32"}},
-		{"lb", nil, []string{"all", "dns", "web"}, []string{"192.0.2.3/32", "192.0.2.2/32", "192.0.2.1/32"}},
+		{"lb-a", []string{"a"}, []string{"all", "web"}, []string{"192.0.2.3/32", "192.0.2.1/32"}, []netip.Addr{addr("192.0.2.2")}},
+		{"lb-b", []string{"b"}, []string{"all", "dns"}, []string{"192.0.2.3/32", "192.0.2.2/32"}, []netip.Addr{addr("192.0.2.1")}},
+		{"lb-ab", []string{"b", "a"}, []string{"all", "dns", "web"}, []string{"192.0.2.3/32", "192.0.2.2/32", "192.0.2.1/32"}, nil},
+		{"lb", nil, []string{"all", "dns", "web"}, []string{"192.0.2.3/32", "192.0.2.2/32", "192.0.2.1/32"}, nil},
 	} {
 		s := mustApply(t, New(), shardedConfig(tc.shards...))
 		snaps[tc.node] = s
@@ -57,6 +58,9 @@ func TestShardsServe(t *testing.T) {
 		}
 		if !slices.Equal(routes, tc.routes) {
 			t.Errorf("%s: routes %v, want %v", tc.node, routes, tc.routes)
+		}
+		if !slices.Equal(s.OtherShards, tc.others) {
+			t.Errorf("%s: other shards' addresses %v, want %v", tc.node, s.OtherShards, tc.others)
 		}
 	}
 	var states []NodeState

@@ -1,6 +1,7 @@
 // Package xdpprog is xlb's XDP program and its maps: packets whose
 // destination address is a VIP go to the AF_XDP socket of their RX queue,
-// everything else to the kernel; TCP SYNs to a VIP beyond a queue's
+// everything else to the kernel (counting those to another shard's VIP,
+// see SetVIPs); TCP SYNs to a VIP beyond a queue's
 // configured rate are dropped before they take a slot of the socket's RX
 // ring (see SetSYNLimit). It is assembled with cilium/ebpf's asm
 // package (no C compiler at build time) and attached through a BPF link
@@ -29,6 +30,13 @@ const MaxQueues = 256
 
 // MaxVIPs bounds the addresses of each family in the VIP maps.
 const MaxVIPs = 4096
+
+// The values of the VIP maps: what the program does with a packet to the
+// address.
+const (
+	vipServe = 1 // redirect it to its queue's socket
+	vipOther = 2 // another shard's VIP: pass it to the kernel, counted
+)
 
 // XDP actions (include/uapi/linux/bpf.h, enum xdp_action).
 const (
@@ -89,6 +97,7 @@ type Program struct {
 	XSKs   *ebpf.Map // XSKMAP: u32 queue -> socket
 	SYNCfg *ebpf.Map // u32 queue -> synCfgLen bytes
 	SYNs   *ebpf.Map // u32 queue -> synStateLen bytes
+	Others *ebpf.Map // u32 queue -> u64: packets to another shard's VIP passed
 
 	link    link.Link
 	ifindex int
@@ -127,11 +136,14 @@ func Load() (_ *Program, err error) {
 	if p.SYNs, err = mk("xlb_syn_state", ebpf.Array, 4, synStateLen, MaxQueues); err != nil {
 		return nil, err
 	}
+	if p.Others, err = mk("xlb_other_shard", ebpf.Array, 4, 8, MaxQueues); err != nil {
+		return nil, err
+	}
 	p.Prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "xlb_vip_redir",
 		Type:         ebpf.XDP,
 		License:      "Dual BSD/GPL",
-		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), p.XSKs.FD(), p.SYNCfg.FD(), p.SYNs.FD()),
+		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), p.XSKs.FD(), p.SYNCfg.FD(), p.SYNs.FD(), p.Others.FD()),
 	})
 	if err != nil {
 		var ve *ebpf.VerifierError
@@ -154,7 +166,8 @@ func Load() (_ *Program, err error) {
 //	else if (proto == IPv6) { check l3 + 40; key = ip6->daddr; map = vip6;
 //	    if (nexthdr == ICMPv6 && type in 133..137) return PASS }  // ND
 //	else return PASS;
-//	if (!bpf_map_lookup_elem(map, &key)) return PASS;
+//	if (!(v = bpf_map_lookup_elem(map, &key))) return PASS;
+//	if (*v == OTHER) { others[ctx->rx_queue_index]++; return PASS; }
 //	if (syn && !admit(ctx->rx_queue_index)) return DROP;
 //	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 //
@@ -175,7 +188,7 @@ func Load() (_ *Program, err error) {
 // neighbour state. The XDP_PASS in bpf_redirect_map's flags is the action
 // when the queue has no socket (kernel 5.6+), so VIP traffic reaches the
 // kernel rather than being dropped while no worker listens.
-func Instructions(vip4, vip6, xsks, synCfg, synState int) asm.Instructions {
+func Instructions(vip4, vip6, xsks, synCfg, synState, others int) asm.Instructions {
 	const (
 		ctx  = asm.R6
 		syn  = asm.R7 // 1: a TCP SYN without ACK; kept across calls
@@ -273,9 +286,13 @@ func Instructions(vip4, vip6, xsks, synCfg, synState int) asm.Instructions {
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "pass"),
 
+		// R0 is the VIP's value.
+		asm.LoadMem(tmp, asm.R0, 0, asm.Byte).WithSymbol("redirect"),
+		asm.JEq.Imm(tmp, vipOther, "other"),
+
 		// The SYN limit: a queue without configuration, or with an
 		// interval of 0, admits every SYN.
-		asm.JEq.Imm(syn, 0, "send").WithSymbol("redirect"),
+		asm.JEq.Imm(syn, 0, "send"),
 		asm.LoadMem(tmp, ctx, mdRxQueueIndex, asm.Word),
 		asm.StoreMem(asm.RFP, -4, tmp, asm.Word),
 		asm.LoadMapPtr(asm.R1, synCfg),
@@ -317,6 +334,18 @@ func Instructions(vip4, vip6, xsks, synCfg, synState int) asm.Instructions {
 		asm.Mov.Imm(asm.R3, xdpPass),
 		asm.FnRedirectMap.Call(),
 		asm.Return(),
+
+		// Another shard's VIP. Atomic: in generic mode a queue's packets
+		// are not bound to one CPU's NAPI context.
+		asm.LoadMem(tmp, ctx, mdRxQueueIndex, asm.Word).WithSymbol("other"),
+		asm.StoreMem(asm.RFP, -4, tmp, asm.Word),
+		asm.LoadMapPtr(asm.R1, others),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "pass"),
+		asm.Mov.Imm(tmp, 1),
+		asm.StoreXAdd(asm.R0, tmp, asm.DWord),
 
 		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
 		asm.Return(),
@@ -486,18 +515,27 @@ func (p *Program) Unregister(queue int) error {
 	return nil
 }
 
-// SetVIPs makes the VIP maps hold exactly addrs: it deletes the addresses
-// no longer wanted and adds the new ones, so a packet to a VIP present in
-// both the old and the new set is never passed to the kernel meanwhile.
-func (p *Program) SetVIPs(addrs []netip.Addr) error {
-	want4 := map[[4]byte]bool{}
-	want6 := map[[16]byte]bool{}
-	for _, a := range addrs {
-		a = a.Unmap()
-		if a.Is4() {
-			want4[a.As4()] = true
-		} else if a.Is6() {
-			want6[a.As16()] = true
+// SetVIPs makes the VIP maps hold exactly addrs, whose packets go to the
+// sockets, and others, another shard's VIPs, whose packets are passed to
+// the kernel and counted (OtherShardPassed); an address in both is
+// served. It deletes the addresses no longer wanted and adds or updates
+// the others, so a packet to a VIP present in both the old and the new set
+// is never passed to the kernel meanwhile.
+func (p *Program) SetVIPs(addrs, others []netip.Addr) error {
+	want4 := map[[4]byte]uint8{}
+	want6 := map[[16]byte]uint8{}
+	for i, as := range [][]netip.Addr{others, addrs} {
+		v := uint8(vipOther)
+		if i == 1 {
+			v = vipServe
+		}
+		for _, a := range as {
+			a = a.Unmap()
+			if a.Is4() {
+				want4[a.As4()] = v
+			} else if a.Is6() {
+				want6[a.As16()] = v
+			}
 		}
 	}
 	if len(want4) > MaxVIPs || len(want6) > MaxVIPs {
@@ -509,8 +547,8 @@ func (p *Program) SetVIPs(addrs []netip.Addr) error {
 	return syncMap(p.VIP6, want6)
 }
 
-// VIPs returns the addresses the VIP maps hold, IPv4 first, each family
-// in the maps' order.
+// VIPs returns the addresses the VIP maps send to the sockets (not
+// another shard's), IPv4 first, each family in the maps' order.
 func (p *Program) VIPs() ([]netip.Addr, error) {
 	var out []netip.Addr
 	var k4 [4]byte
@@ -518,14 +556,18 @@ func (p *Program) VIPs() ([]netip.Addr, error) {
 	var v uint8
 	it := p.VIP4.Iterate()
 	for it.Next(&k4, &v) {
-		out = append(out, netip.AddrFrom4(k4))
+		if v == vipServe {
+			out = append(out, netip.AddrFrom4(k4))
+		}
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("reading VIP map: %w", err)
 	}
 	it = p.VIP6.Iterate()
 	for it.Next(&k6, &v) {
-		out = append(out, netip.AddrFrom16(k6))
+		if v == vipServe {
+			out = append(out, netip.AddrFrom16(k6))
+		}
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("reading VIP map: %w", err)
@@ -533,13 +575,13 @@ func (p *Program) VIPs() ([]netip.Addr, error) {
 	return out, nil
 }
 
-func syncMap[K comparable](m *ebpf.Map, want map[K]bool) error {
+func syncMap[K comparable](m *ebpf.Map, want map[K]uint8) error {
 	var k K
 	var v uint8
 	var stale []K
 	it := m.Iterate()
 	for it.Next(&k, &v) {
-		if !want[k] {
+		if _, ok := want[k]; !ok {
 			stale = append(stale, k)
 		}
 	}
@@ -551,8 +593,8 @@ func syncMap[K comparable](m *ebpf.Map, want map[K]bool) error {
 			return fmt.Errorf("deleting VIP: %w", err)
 		}
 	}
-	for k := range want {
-		if err := m.Put(k, uint8(1)); err != nil {
+	for k, v := range want {
+		if err := m.Put(k, v); err != nil {
 			return fmt.Errorf("adding VIP: %w", err)
 		}
 	}
@@ -565,12 +607,12 @@ func (p *Program) Close() error {
 	if p.Prog != nil {
 		errs = append(errs, p.Prog.Close())
 	}
-	for _, m := range []*ebpf.Map{p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs} {
+	for _, m := range []*ebpf.Map{p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs, p.Others} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
 	}
-	p.Prog, p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs = nil, nil, nil, nil, nil, nil, nil
+	p.Prog, p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs, p.Others = nil, nil, nil, nil, nil, nil, nil, nil
 	return errors.Join(errs...)
 }
 
@@ -590,6 +632,16 @@ func (p *Program) SetSYNLimit(queue, rate, burst int) error {
 		return fmt.Errorf("setting the SYN limit of queue %d: %w", queue, err)
 	}
 	return nil
+}
+
+// OtherShardPassed is how many packets to another shard's VIP queue
+// passed to the kernel.
+func (p *Program) OtherShardPassed(queue int) (uint64, error) {
+	var n uint64
+	if err := p.Others.Lookup(uint32(queue), &n); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // SYNsLimited is how many SYNs queue's limit dropped.
