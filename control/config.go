@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/xlbproject/xlb/pipeline"
@@ -37,6 +38,29 @@ type Config struct {
 	// ranges of Shards' items, when the source records them.
 	ShardNamesRange pipeline.Range
 	ShardRanges     []pipeline.Range
+}
+
+// ServedBackends returns the backends this node sends to: those the
+// pools of the VIPs it serves reach, included pools' too, each once (by
+// name), sorted by name. Validate should have passed.
+func (c *Config) ServedBackends() []*Backend {
+	pools := make(map[string]*Pool, len(c.Pools))
+	for i := range c.Pools {
+		if _, dup := pools[c.Pools[i].Name]; !dup {
+			pools[c.Pools[i].Name] = &c.Pools[i]
+		}
+	}
+	done := map[string]bool{}
+	var out []*Backend
+	for i := range c.VIPs {
+		v := &c.VIPs[i]
+		if p := pools[v.Pool]; p != nil && !done[v.Pool] && c.Serves(v) {
+			done[v.Pool] = true
+			out = append(out, flatten(pools, p)...)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Backend) int { return strings.Compare(a.Name, b.Name) })
+	return slices.CompactFunc(out, func(a, b *Backend) bool { return a.Name == b.Name })
 }
 
 // Serves reports whether this node serves v: v names no shard, the node

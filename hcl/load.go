@@ -265,6 +265,7 @@ func (l *loader) load() {
 	l.decodePlugins(plugins)
 	l.decodeAnnouncers(announcers, plugins)
 	l.markUncheckable()
+	l.checkBackends()
 }
 
 // evalContext returns the context expressions are evaluated in: var.NAME,

@@ -83,6 +83,33 @@ func (l *loader) decodeShards(names *hcl.Attribute) {
 	svc.Shards, svc.ShardRanges = l.shards(l.body, "shards", "This node")
 }
 
+// checkBackends runs the elements' backend checks
+// (pipeline.BackendChecker: DirectRoute's segments) over every backend
+// this node serves, and reports a backend out of an element's reach at its
+// address. It runs on a file without errors only, whose graph and pools
+// are whole.
+func (l *loader) checkBackends() {
+	if l.out.Graph == nil || l.diags.HasErrors() {
+		return
+	}
+	checks := l.out.Graph.BackendChecks()
+	if len(checks) == 0 {
+		return
+	}
+	for _, b := range l.out.Service.ServedBackends() {
+		for _, c := range checks {
+			if err := c.Check(b.Address); err != nil {
+				r, ok := b.AttrRange["address"]
+				if !ok {
+					r = b.Range
+				}
+				l.errorf(toHCLRange(r), "Backend out of reach", "While checking `%s` (%s): backend %q (%s) %s.",
+					c.Element, c.Type, b.Name, b.Address, strings.TrimSuffix(err.Error(), "."))
+			}
+		}
+	}
+}
+
 // decodeService decodes the vip and pool blocks and validates the result as
 // a whole with control.Config.Validate. This package checks only that each
 // value fits its Go type (an address parses, a port fits 16 bits); the

@@ -84,6 +84,39 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// TestValidateDirectRoute: the example with DirectRoute on lo in
+// GREEncap's place, every backend's MAC address given but web-2's: validate
+// refuses web-2, off lo's segments, at its address (a load does the same).
+func TestValidateDirectRoute(t *testing.T) {
+	src, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	macs := `interface = "lo"
+    macs = { for i, a in ["198.51.100.1", "198.51.100.3", "2001:db8:1::1", "198.51.100.53", "2001:db8:1::53"] : a => "02:00:00:00:00:0${i}" }`
+	dr := strings.Replace(string(src), `element "GREEncap" "encap" {`, `element "DirectRoute" "encap" {`+"\n    "+macs, 1)
+	path := filepath.Join(t.TempDir(), "dr.hcl")
+	if err := os.WriteFile(path, []byte(dr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	line := 1 + strings.Count(dr[:strings.Index(dr, `address = "198.51.100.2"`)], "\n")
+	var stdout, stderr bytes.Buffer
+	if rc := validateCmd([]string{path}, &stdout, &stderr); rc != 1 {
+		t.Fatalf("validate: rc %d, want 1: %s%s", rc, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{
+		fmt.Sprintf("%s:%d:5: error: Backend out of reach", path, line),
+		"While checking `encap` (DirectRoute): backend \"web-2\" (198.51.100.2) is not on a directly connected segment of lo (127.0.0.0/8)",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("validate output lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if n := strings.Count(stderr.String(), "error:"); n != 1 {
+		t.Errorf("%d errors, want web-2's only:\n%s", n, stderr.String())
+	}
+}
+
 func TestFmt(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if rc := fmtCmd([]string{"-check", example}, &stdout, &stderr); rc != 0 {
