@@ -40,27 +40,46 @@ type Config struct {
 	ShardRanges     []pipeline.Range
 }
 
-// ServedBackends returns the backends this node sends to: those the
-// pools of the VIPs it serves reach, included pools' too, each once (by
-// name), sorted by name. Validate should have passed.
-func (c *Config) ServedBackends() []*Backend {
+// ServedPools returns the pools the VIPs this node serves use, and those
+// they include, by name. Validate should have passed.
+func (c *Config) ServedPools() map[string]*Pool {
 	pools := make(map[string]*Pool, len(c.Pools))
 	for i := range c.Pools {
 		if _, dup := pools[c.Pools[i].Name]; !dup {
 			pools[c.Pools[i].Name] = &c.Pools[i]
 		}
 	}
-	done := map[string]bool{}
-	var out []*Backend
+	served := map[string]*Pool{}
+	var walk func(name string)
+	walk = func(name string) {
+		p := pools[name]
+		if p == nil || served[name] != nil {
+			return
+		}
+		served[name] = p
+		for _, q := range p.Pools {
+			walk(q)
+		}
+	}
 	for i := range c.VIPs {
-		v := &c.VIPs[i]
-		if p := pools[v.Pool]; p != nil && !done[v.Pool] && c.Serves(v) {
-			done[v.Pool] = true
-			out = append(out, flatten(pools, p)...)
+		if c.Serves(&c.VIPs[i]) {
+			walk(c.VIPs[i].Pool)
+		}
+	}
+	return served
+}
+
+// ServedBackends returns the backends this node sends to, those of
+// ServedPools, sorted by name.
+func (c *Config) ServedBackends() []*Backend {
+	var out []*Backend
+	for _, p := range c.ServedPools() {
+		for i := range p.Backends {
+			out = append(out, &p.Backends[i])
 		}
 	}
 	slices.SortFunc(out, func(a, b *Backend) int { return strings.Compare(a.Name, b.Name) })
-	return slices.CompactFunc(out, func(a, b *Backend) bool { return a.Name == b.Name })
+	return out
 }
 
 // Serves reports whether this node serves v: v names no shard, the node
