@@ -78,9 +78,9 @@ func (l *loader) decodeShards(names *hcl.Attribute) {
 	svc := &l.out.Service
 	if names != nil {
 		svc.ShardNamesRange = toRange(names.Range)
-		svc.ShardNames, _ = l.shards(l.body, "shard_names", "The top level")
+		svc.ShardNames, _ = l.shards(l.body, "shard_names", func() string { return "The top level" })
 	}
-	svc.Shards, svc.ShardRanges = l.shards(l.body, "shards", "This node")
+	svc.Shards, svc.ShardRanges = l.shards(l.body, "shards", func() string { return "This node" })
 }
 
 // checkBackends runs the elements' backend checks
@@ -214,7 +214,7 @@ func (l *loader) decodeServiceBlocks(vips, pools []*hcl.Block, reported map[pipe
 			"A vip block", vipSchema, reported)
 		v.Address = l.address(b.Body, address, reported)
 		v.Ports, v.PortRanges = l.ports(v.Name, b.Body)
-		v.Shards, v.ShardRanges = l.shards(b.Body, "shards", fmt.Sprintf("VIP %q", v.Name))
+		v.Shards, v.ShardRanges = l.shards(b.Body, "shards", func() string { return fmt.Sprintf("VIP %q", v.Name) })
 		v.Announce = l.vipAnnounce(v.Name, b.Body, names)
 		svc.VIPs = append(svc.VIPs, v)
 	}
@@ -447,7 +447,7 @@ func (l *loader) address(body hcl.Body, s string, reported map[pipeline.Range]bo
 // an item that is not a port is reported where it is. Port 0 fits: what it
 // means is control.Config.Validate's to say, at the same range.
 func (l *loader) ports(vip string, body hcl.Body) ([]uint16, []pipeline.Range) {
-	items, ok := l.listItems(body, "ports", fmt.Sprintf("VIP %q has ports", vip), "a list of port numbers such as [80, 443]")
+	items, ok := l.listItems(body, "ports", func() string { return fmt.Sprintf("VIP %q has ports", vip) }, "a list of port numbers such as [80, 443]")
 	if !ok {
 		return nil, nil
 	}
@@ -468,9 +468,11 @@ func (l *loader) ports(vip string, body hcl.Body) ([]uint16, []pipeline.Range) {
 // shards decodes the attribute name of body (shards, the top level's or a
 // vip's, or shard_names), a list of shard names, item by item as ports;
 // whose says whose it is for diagnostics. Which names exist is
-// control.Config.Validate's to say.
-func (l *loader) shards(body hcl.Body, name, whose string) ([]string, []pipeline.Range) {
-	items, ok := l.listItems(body, name, whose+" has "+name, `a list of shard names such as ["a"]`)
+// control.Config.Validate's to say. whose is called for a diagnostic only:
+// most VIPs have none, and formatting their names would cost a load of
+// thousands.
+func (l *loader) shards(body hcl.Body, name string, whose func() string) ([]string, []pipeline.Range) {
+	items, ok := l.listItems(body, name, func() string { return whose() + " has " + name }, `a list of shard names such as ["a"]`)
 	if !ok {
 		return nil, nil
 	}
@@ -478,7 +480,7 @@ func (l *loader) shards(body hcl.Body, name, whose string) ([]string, []pipeline
 	ranges := make([]pipeline.Range, 0, len(items))
 	for _, it := range items {
 		if it.v.IsNull() || it.v.Type() != cty.String || it.v.AsString() == "" {
-			l.errorf(it.r, "Invalid shard", "%s lists %s in %s, which is not a shard name; write shard names as strings, such as \"a\".", whose, describe(it.v), name)
+			l.errorf(it.r, "Invalid shard", "%s lists %s in %s, which is not a shard name; write shard names as strings, such as \"a\".", whose(), describe(it.v), name)
 			continue
 		}
 		names = append(names, it.v.AsString())
@@ -499,8 +501,8 @@ type listItem struct {
 // conversion of a tuple to a slice is quadratic in go-cty). Items whose
 // value is not known (echoes of a failed reference) are left out; ok is
 // false when the attribute is unset or was reported. has and want word
-// the diagnostic for a value that is not a list.
-func (l *loader) listItems(body hcl.Body, name, has, want string) (items []listItem, ok bool) {
+// the diagnostic for a value that is not a list (has called only then).
+func (l *loader) listItems(body hcl.Body, name string, has func() string, want string) (items []listItem, ok bool) {
 	expr, _, ok := attr(body, name)
 	if !ok {
 		return nil, false
@@ -522,7 +524,7 @@ func (l *loader) listItems(body hcl.Body, name, has, want string) (items []listI
 		// Reported, an echo of a failed reference, or unset.
 		return nil, false
 	case !v.CanIterateElements() || v.Type().IsMapType() || v.Type().IsObjectType():
-		l.errorf(r, "Invalid "+name, "%s of type %s; write %s.", has, v.Type().FriendlyName(), want)
+		l.errorf(r, "Invalid "+name, "%s of type %s; write %s.", has(), v.Type().FriendlyName(), want)
 		return nil, false
 	}
 	items = make([]listItem, 0, v.LengthInt())

@@ -323,7 +323,7 @@ func BenchmarkProgram(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer p.Close()
-	if err := p.SetVIPs([]netip.Addr{vip4}, nil); err != nil {
+	if err := p.SetVIPs([]netip.Addr{vip4}, []netip.Addr{other4}); err != nil {
 		b.Fatal(err)
 	}
 	for _, bc := range []struct {
@@ -335,6 +335,9 @@ func BenchmarkProgram(b *testing.B) {
 		{"ack", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0, 0x10)), 1},
 		{"syn", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0, 0x02)), 0},
 		{"syn-limited", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0, 0x02)), 1},
+		// Another shard's VIP: passed, counted.
+		{"other-shard", cat(eth(nil, ethIPv4), ipv4(other4)), 0},
+		{"not-vip", cat(eth(nil, ethIPv4), ipv4(netip.MustParseAddr("192.0.2.99"))), 0},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			if err := p.SetSYNLimit(0, bc.rate, 1); err != nil {
