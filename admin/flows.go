@@ -363,7 +363,17 @@ func whyNoVIP(snap *snapshot.Snapshot, f *pipeline.Flow) string {
 	if len(there) == 0 {
 		return fmt.Sprintf("no VIP has address %s", dst)
 	}
-	return fmt.Sprintf("%s is served only as %s: not protocol %s port %d", dst, strings.Join(there, ", "), protoName(f.Proto), f.DstPort)
+	why := fmt.Sprintf("%s is served only as %s: not protocol %s port %d", dst, strings.Join(there, ", "), protoName(f.Proto), f.DstPort)
+	// A reply to a backend's outbound connection is no new flow: say
+	// whose range its port is in, where SNATReturn sends it.
+	if i, ok := snap.SNATVIP(&f.Dst); ok {
+		v := &snap.VIPs[i]
+		if id := v.SNAT.Owner(f.DstPort); id != snapshot.NoReal && (v.Proto == 0 || v.Proto == f.Proto) {
+			why += fmt.Sprintf("; port %d is in backend %s's SNAT range %s of VIP %s, where SNATReturn sends replies to its outbound connections",
+				f.DstPort, snap.Reals.At(id).Backend, v.SNAT.Text(id), v.Name)
+		}
+	}
+	return why
 }
 
 // affected counts, per VIP, the established flows a plan moves off their

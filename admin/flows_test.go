@@ -3,9 +3,11 @@ package admin
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -58,5 +60,30 @@ func TestAffected(t *testing.T) {
 	want := []AffectedFlows{{VIP: "web", Flows: 5}, {VIP: "old", Flows: 5}}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("affected = %+v, want %+v", got, want)
+	}
+}
+
+// TestWhyNoVIPSNAT: a flow to a port of a backend's SNAT range is named
+// as a reply to that backend's outbound connections; another port, or
+// another protocol than the VIP's, is not.
+func TestWhyNoVIPSNAT(t *testing.T) {
+	f := &fake{overrides: map[string]Override{}, gen: 5, snat: &snapshot.SNAT{First: 1024, Size: 1000, Owners: []uint32{snapshot.NoReal, 1, 0}}}
+	snap := f.Snapshot()
+	for _, c := range []struct {
+		proto, dst string
+		want       string
+	}{
+		{"tcp", "192.0.2.10:2500", "port 2500 is in backend b's SNAT range 2024-3023 of VIP web"},
+		{"tcp", "192.0.2.10:1500", ""},
+		{"udp", "192.0.2.10:2500", ""},
+	} {
+		fl, err := FlowOf(c.proto, "203.0.113.5:80", c.dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := whyNoVIP(snap, &fl)
+		if !strings.HasPrefix(got, "192.0.2.10 is served only as web (tcp port 80)") || (c.want == "") != !strings.Contains(got, "SNAT") || !strings.Contains(got, c.want) {
+			t.Errorf("%s %s: %q, want ...%q", c.proto, c.dst, got, c.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strings"
@@ -121,6 +122,7 @@ func vipChanges(o, n *control.VIPState) []string {
 	diff("ports", o.Ports, n.Ports)
 	diff("pool", o.Pool, n.Pool)
 	diff("table_size", o.TableSize, n.TableSize)
+	diff("snat_ports", o.SNATPorts, n.SNATPorts)
 	return out
 }
 
@@ -130,6 +132,9 @@ func describeBackend(vip string, b *control.BackendPlan) (string, string) {
 	switch b.Action {
 	case control.ActionAdd:
 		what := fmt.Sprintf("weight %d, %s, %s of new flows", b.New.Weight, b.New.Address, percent(b.New.Share))
+		if b.New.SNAT != "" {
+			what += ", SNAT ports " + b.New.SNAT
+		}
 		if b.New.State == "draining" {
 			what += " (draining)"
 		}
@@ -155,6 +160,9 @@ func describeBackend(vip string, b *control.BackendPlan) (string, string) {
 	}
 	if b.Old.Address != b.New.Address {
 		what = append(what, fmt.Sprintf("address %s -> %s: its established flows go to the new address", b.Old.Address, b.New.Address))
+	}
+	if b.Old.SNAT != b.New.SNAT {
+		what = append(what, fmt.Sprintf("SNAT ports %s -> %s: its outbound connections from the old range break", cmp.Or(b.Old.SNAT, "none"), cmp.Or(b.New.SNAT, "none")))
 	}
 	what = append(what, fmt.Sprintf("new flows %s -> %s", percent(b.Old.Share), percent(b.New.Share)))
 	return "~", strings.Join(what, "; ")

@@ -226,6 +226,7 @@ func backends(src Source, vip string) ([]Backend, error) {
 			if o, ok := overrides[r.Backend]; ok {
 				b.Override = &o
 			}
+			b.SNAT = v.SNAT.Text(id)
 			out = append(out, b)
 		}
 	}

@@ -21,6 +21,8 @@ import (
 type fake struct {
 	overrides map[string]Override
 	gen       uint64
+	// snat, when set, is VIP web's SNAT ranges.
+	snat *snapshot.SNAT
 }
 
 func (f *fake) Status() Status {
@@ -33,7 +35,7 @@ func (f *fake) Snapshot() *snapshot.Snapshot {
 		{ID: 1, Epoch: 1, Backend: "b", Addr: netip.MustParseAddr("198.51.100.2"), Weight: 1, State: snapshot.Draining},
 	}
 	vips := []snapshot.VIP{{Name: "web", Addr: netip.MustParseAddr("192.0.2.10"), Proto: 6, Ports: []uint16{80},
-		Reals: []uint32{0, 1}, Table: []uint32{0, 0, 0, 0, 0, 0, 0}, TableDigest: "d1"}}
+		Reals: []uint32{0, 1}, Table: []uint32{0, 0, 0, 0, 0, 0, 0}, TableDigest: "d1", SNAT: f.snat}}
 	return snapshot.New(f.gen, 1, vips, reals)
 }
 
@@ -114,6 +116,22 @@ func TestHandlerReads(t *testing.T) {
 	_, body = call(t, h, "GET", "/v1/counters", "")
 	if err := json.Unmarshal([]byte(body), &cs); err != nil || len(cs.Drops) != 1 || len(cs.Elements[0].Metrics) != 2 {
 		t.Errorf("counters: %+v %v", cs, err)
+	}
+}
+
+// TestBackendsSNAT: /v1/backends gives each backend its SNAT range, and
+// none without SNAT.
+func TestBackendsSNAT(t *testing.T) {
+	f := &fake{overrides: map[string]Override{}, gen: 5}
+	_, body := call(t, Handler(f), "GET", "/v1/backends", "")
+	if strings.Contains(body, "snat") {
+		t.Errorf("without SNAT: %s", body)
+	}
+	f.snat = &snapshot.SNAT{First: 1024, Size: 1000, Owners: []uint32{snapshot.NoReal, 1, 0}}
+	var bs []Backend
+	_, body = call(t, Handler(f), "GET", "/v1/backends", "")
+	if err := json.Unmarshal([]byte(body), &bs); err != nil || len(bs) != 2 || bs[0].SNAT != "3024-4023" || bs[1].SNAT != "2024-3023" {
+		t.Errorf("backends: %+v %v", bs, err)
 	}
 }
 

@@ -107,6 +107,10 @@ type Backend struct {
 	Health  string `json:"health"`
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
+	// SNAT is the backend's range of source ports on the VIP's address
+	// for its own outbound connections, "first-last"; empty when the VIP
+	// has no SNAT (snat_ports).
+	SNAT string `json:"snat,omitempty"`
 	// Override is the operator's runtime override, nil without one.
 	Override *Override `json:"override,omitempty"`
 }

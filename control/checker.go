@@ -107,6 +107,9 @@ func (k *Checker) quick(cfg *Config) bool {
 		v.vips()
 		v.shards()
 	}
+	// A pool that grew may leave a VIP with SNAT without a range for
+	// every backend.
+	v.snat()
 	v.healthChecks()
 	if len(v.errs) > 0 {
 		return false
@@ -137,7 +140,7 @@ func (k *Checker) sameVIPs(vips []VIP) bool {
 	for i := range vips {
 		a, b := &vips[i], &k.vips[i]
 		if a.Name != b.Name || a.Address != b.Address || a.Protocol != b.Protocol || a.Pool != b.Pool ||
-			a.TableSize != b.TableSize || !slices.Equal(a.Ports, b.Ports) || !same(a.Announce, b.Announce) || !slices.Equal(a.Shards, b.Shards) {
+			a.TableSize != b.TableSize || a.SNATPorts != b.SNATPorts || !slices.Equal(a.Ports, b.Ports) || !same(a.Announce, b.Announce) || !slices.Equal(a.Shards, b.Shards) {
 			return false
 		}
 	}

@@ -108,9 +108,13 @@ type VIP struct {
 	TableSize uint32
 	// Shards are the shards whose nodes serve the VIP; empty: every node.
 	Shards []string
+	// SNATPorts, when not 0, gives each backend the VIP reaches a range of
+	// that many source ports on the VIP's address, for connections the
+	// backend opens itself (SNAT, as Ananta does): see snat.go.
+	SNATPorts uint32
 
 	Range     pipeline.Range // the block header
-	AttrRange map[string]pipeline.Range
+	AttrRange pipeline.AttrRanges
 	// PortRanges are the ranges of the items of Ports, index for index,
 	// when the source records them (the HCL file, for a list written
 	// out); otherwise diagnostics about a port point at AttrRange's
@@ -134,7 +138,7 @@ type Announce struct {
 	Params map[string]json.RawMessage
 
 	Range     pipeline.Range
-	AttrRange map[string]pipeline.Range
+	AttrRange pipeline.AttrRanges
 }
 
 // ParamsJSON is Params as one JSON object, as HealthCheck.ParamsJSON.
@@ -152,7 +156,7 @@ type Pool struct {
 	HealthChecks []HealthCheck
 
 	Range     pipeline.Range
-	AttrRange map[string]pipeline.Range
+	AttrRange pipeline.AttrRanges
 }
 
 // Backend is one server. Its name identifies it in the Maglev table, so it
@@ -168,7 +172,7 @@ type Backend struct {
 	Drain bool
 
 	Range     pipeline.Range
-	AttrRange map[string]pipeline.Range
+	AttrRange pipeline.AttrRanges
 }
 
 // HealthCheck is one health-check method of a pool. Zero values take the
@@ -191,7 +195,7 @@ type HealthCheck struct {
 	Params map[string]json.RawMessage
 
 	Range     pipeline.Range
-	AttrRange map[string]pipeline.Range
+	AttrRange pipeline.AttrRanges
 }
 
 // ParamsJSON is Params as the one JSON object a prober receives, keys

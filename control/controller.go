@@ -37,6 +37,9 @@ type Controller struct {
 	// tables caches each VIP's Maglev table with the inputs it was built
 	// from, so that a reload that does not change them reuses it.
 	tables map[string]*tableCache
+	// snats caches each VIP's SNAT ranges with their inputs (snat.go), so
+	// that a health change or a reload that leaves them alone reuses them.
+	snats map[string]*snatCache
 	// digest is cfg's Digest, which a health change does not change.
 	digest string
 	// built counts the Maglev tables built, for tests of their reuse.
@@ -315,9 +318,24 @@ func (c *Controller) publish(cfg *Config) error {
 		c.onBuild(len(todo), time.Since(began))
 	}
 	cache := make(map[string]*tableCache, len(vips))
+	excluded := snatExcluded(cfg.VIPs)
+	var snats map[string]*snatCache
 	for i, v := range vips {
 		cache[v.Name] = tables[i]
 		out[i].Table, out[i].TableDigest = tables[i].table, tables[i].digest
+		if v.SNATPorts > 0 {
+			vids, ex := ids.byVIP[v.Name], excluded[v.Address.Unmap()]
+			sc := c.snats[v.Name].reuse(v.SNATPorts, vids, ex)
+			if sc == nil {
+				sc = &snatCache{v.SNATPorts, vids, ex, snatOf(v, members[i], vids.ids, ex)}
+			}
+			if snats == nil {
+				snats = map[string]*snatCache{}
+			}
+			snats[v.Name] = sc
+			out[i].SNAT = sc.s
+			out[i].TableDigest = withSNAT(out[i].TableDigest, sc.s)
+		}
 	}
 	digest := c.digest
 	if cfg != c.cfg {
@@ -327,7 +345,7 @@ func (c *Controller) publish(cfg *Config) error {
 	s.ConfigDigest = digest
 	slices.SortFunc(others, netip.Addr.Compare)
 	s.OtherShards = slices.Compact(others)
-	c.ids, c.tables, c.cfg, c.digest = ids, cache, cfg, digest
+	c.ids, c.tables, c.cfg, c.digest, c.snats = ids, cache, cfg, digest, snats
 	c.flat, c.vipsBy, c.reals = flat, parts, s.Reals
 	c.built += len(todo)
 	c.store.Publish(s)

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/xlbproject/xlb/control/snapshot"
@@ -89,24 +90,29 @@ func tableDigest(seed uint64, m uint32, up []tableInput, idx []uint32) string {
 	}
 	e.flush()
 	// Fixed-width ranks, two bytes when they fit: the slots are most of
-	// the bytes hashed, and the width follows from the count above.
-	wide := len(up) > 1<<16
+	// the bytes hashed, and the width follows from the count above. They
+	// are encoded a bufferful at a time, by a loop for each width: a full
+	// load encodes 65 million.
 	var buf [1 << 13]byte
-	n := 0
-	for _, i := range idx {
-		if wide {
-			binary.LittleEndian.PutUint32(buf[n:], i)
-			n += 4
+	for len(idx) > 0 {
+		var b []byte
+		if len(up) > 1<<16 {
+			k := min(len(idx), len(buf)/4)
+			b = buf[:4*k]
+			for j, i := range idx[:k] {
+				binary.LittleEndian.PutUint32(b[4*j:], i)
+			}
+			idx = idx[k:]
 		} else {
-			binary.LittleEndian.PutUint16(buf[n:], uint16(i))
-			n += 2
+			k := min(len(idx), len(buf)/2)
+			b = buf[:2*k]
+			for j, i := range idx[:k] {
+				binary.LittleEndian.PutUint16(b[2*j:], uint16(i))
+			}
+			idx = idx[k:]
 		}
-		if n > len(buf)-4 {
-			e.h.Write(buf[:n])
-			n = 0
-		}
+		e.h.Write(b)
 	}
-	e.h.Write(buf[:n])
 	return e.sum()
 }
 
@@ -141,7 +147,15 @@ func (c *Config) digest(cache *poolDigests) string {
 	for _, v := range vips {
 		e.str(v.Name)
 		e.addr(v.Address)
-		e.str(v.Protocol)
+		if v.SNATPorts == 0 {
+			e.str(v.Protocol)
+		} else {
+			// Validate allows no NUL in a protocol, so this cannot
+			// collide, and a configuration without SNAT keeps the digest
+			// it had before SNAT existed: nodes of a rolling upgrade
+			// still agree.
+			e.str(v.Protocol + "\x00snat_ports=" + strconv.FormatUint(uint64(v.SNATPorts), 10))
+		}
 		ports := v.Ports
 		if !slices.IsSorted(ports) {
 			ports = slices.Sorted(slices.Values(ports))

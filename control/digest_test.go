@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -257,5 +258,30 @@ func TestSeedChangeReusesTables(t *testing.T) {
 	sameTables(t, s1, mustApply(t, New(), cfg))
 	if tableDigests(s0)["web"] == tableDigests(s1)["web"] {
 		t.Error("a new seed left the table digest as it was")
+	}
+}
+
+// TestTableDigestPinned pins the table digest's format: nodes of different
+// versions compare digests, so a change to the encoding is a change to
+// the format (xlb-table-v1), never an optimisation.
+func TestTableDigestPinned(t *testing.T) {
+	for _, c := range []struct {
+		n, m int
+		want string
+	}{
+		{3, 251, "2a21a7d7498286bb0766773e7e3f28dfdff61babdcb26bc012403ce2f25ff3fd"},
+		{1<<16 + 1, 1<<16 + 3, "415b323baac884a650c357053ec813b5561f9fb6016c9d29c09df0afc790b74f"},
+	} {
+		up := make([]tableInput, c.n)
+		for i := range up {
+			up[i] = tableInput{backend: fmt.Sprintf("be-%d", i)}
+		}
+		idx := make([]uint32, c.m)
+		for s := range idx {
+			idx[s] = uint32(s*7919) % uint32(c.n)
+		}
+		if got := tableDigest(42, uint32(c.m), up, idx); got != c.want {
+			t.Errorf("%d backends, m = %d: digest %s, want %s", c.n, c.m, got, c.want)
+		}
 	}
 }

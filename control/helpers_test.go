@@ -29,20 +29,19 @@ func addr(s string) netip.Addr {
 func vip(line int, name, address, proto string, ports []uint16, pool string, m uint32) VIP {
 	return VIP{Name: name, Address: addr(address), Protocol: proto, Ports: ports, Pool: pool, TableSize: m,
 		Range: rng(line, 1),
-		AttrRange: map[string]pipeline.Range{
-			"address": rng(line+1, 3), "protocol": rng(line+2, 3), "ports": rng(line+3, 3),
-			"pool": rng(line+4, 3), "table_size": rng(line+5, 3)}}
+		AttrRange: pipeline.AttrRanges{{Name: "address", Range: rng(line+1, 3)}, {Name: "protocol", Range: rng(line+2, 3)},
+			{Name: "ports", Range: rng(line+3, 3)}, {Name: "pool", Range: rng(line+4, 3)}, {Name: "table_size", Range: rng(line+5, 3)}}}
 }
 
 // pool is a pool block at line with pools at line+1; its backends carry
 // their own lines.
 func pool(line int, name string, pools []string, backends ...Backend) Pool {
 	return Pool{Name: name, Pools: pools, Backends: backends, Range: rng(line, 1),
-		AttrRange: map[string]pipeline.Range{"pools": rng(line+1, 3)}}
+		AttrRange: pipeline.AttrRanges{{Name: "pools", Range: rng(line+1, 3)}}}
 }
 
 // be is a backend block at line: address at line+1, weight +2.
 func be(line int, name, address string, weight uint32) Backend {
 	return Backend{Name: name, Address: addr(address), Weight: weight, Range: rng(line, 3),
-		AttrRange: map[string]pipeline.Range{"address": rng(line+1, 5), "weight": rng(line+2, 5)}}
+		AttrRange: pipeline.AttrRanges{{Name: "address", Range: rng(line+1, 5)}, {Name: "weight", Range: rng(line+2, 5)}}}
 }

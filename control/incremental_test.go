@@ -98,6 +98,11 @@ func change(r *rand.Rand, cfg *Config, serial *int) *Config {
 				Address: netip.AddrFrom4([4]byte{10, 253, byte(n), byte(j)}), Weight: 1, Range: rng(70000+n, j)})
 		}
 		p.Backends = more
+	case op == 12:
+		// SNAT on or off, in ranges that sometimes leave too few for
+		// the backends.
+		v := &next.VIPs[r.IntN(len(next.VIPs))]
+		v.SNATPorts = [...]uint32{0, 1024, 8000, 30000}[r.IntN(4)]
 	default:
 		// A reload of the same configuration.
 	}
@@ -152,6 +157,13 @@ func TestIncrementalEqualsFromScratch(t *testing.T) {
 					cfg = next
 					applied++
 					fresh := mustApply(t, New(), deepCopy(next))
+					// SNAT ranges do not depend on health: always
+					// compared.
+					for i, v := range inc.Snapshot().VIPs {
+						if w := fresh.VIPs[i].SNAT; (v.SNAT == nil) != (w == nil) || (w != nil && (v.SNAT.Digest != w.Digest || !slices.Equal(v.SNAT.Service, w.Service))) {
+							t.Fatalf("step %d: VIP %q: SNAT ranges differ from a new controller's", step, v.Name)
+						}
+					}
 					if len(inc.unhealthy) == 0 {
 						sameTables(t, inc.Snapshot(), fresh)
 					} else if inc.Snapshot().ConfigDigest != fresh.ConfigDigest {

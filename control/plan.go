@@ -63,6 +63,7 @@ type VIPState struct {
 	Pool      string     `json:"pool"`
 	TableSize uint32     `json:"table_size"` // the size used, default applied
 	Backends  int        `json:"backends"`   // how many it reaches
+	SNATPorts uint32     `json:"snat_ports,omitempty"`
 }
 
 // BackendPlan is one backend's change as a member of one VIP.
@@ -81,6 +82,10 @@ type BackendState struct {
 	State   string     `json:"state"`
 	// Share is its share of the VIP's table slots, so of new flows.
 	Share float64 `json:"share"`
+	// SNAT is its range of source ports on the VIP's address, "first-last"
+	// (VIPs with snat_ports only): a range that moves breaks the backend's
+	// outbound connections from the old one.
+	SNAT string `json:"snat,omitempty"`
 }
 
 // PlanTotal sums a plan. Backend counts are of backend names over each
@@ -178,13 +183,13 @@ func vipsByName(cfg *Config, s *snapshot.Snapshot) map[string]*vipView {
 		m := cmp.Or(d.TableSize, DefaultTableSize)
 		v := &vipView{
 			state: VIPState{Address: d.Address, Protocol: d.Protocol, Ports: append([]uint16{}, d.Ports...), Pool: d.Pool,
-				TableSize: m, Backends: len(sv.Reals)},
+				TableSize: m, Backends: len(sv.Reals), SNATPorts: d.SNATPorts},
 			backends: map[string]BackendState{},
 			table:    names{m: int(m), ids: sv.Table, reals: &s.Reals},
 		}
 		for _, id := range sv.Reals {
 			r := s.Reals.At(id)
-			v.backends[r.Backend] = BackendState{Address: r.Addr, Weight: r.Weight, State: r.State.String()}
+			v.backends[r.Backend] = BackendState{Address: r.Addr, Weight: r.Weight, State: r.State.String(), SNAT: sv.SNAT.Text(id)}
 		}
 		for b, n := range v.table.count() {
 			st := v.backends[b]
@@ -235,7 +240,7 @@ func planVIP(name string, old, cur *vipView, reseeded bool) VIPPlan {
 
 func sameVIP(a, b VIPState) bool {
 	return a.Address == b.Address && a.Protocol == b.Protocol && slices.Equal(a.Ports, b.Ports) &&
-		a.Pool == b.Pool && a.TableSize == b.TableSize
+		a.Pool == b.Pool && a.TableSize == b.TableSize && a.SNATPorts == b.SNATPorts
 }
 
 // planBackends lists the backends added, removed or changed (address,
@@ -248,7 +253,7 @@ func planBackends(old, cur map[string]BackendState) []BackendPlan {
 		switch {
 		case !ok:
 			out = append(out, BackendPlan{Name: name, Action: ActionRemove, Old: &o})
-		case o.Address != n.Address || o.Weight != n.Weight || o.State != n.State:
+		case o.Address != n.Address || o.Weight != n.Weight || o.State != n.State || o.SNAT != n.SNAT:
 			out = append(out, BackendPlan{Name: name, Action: ActionChange, Old: &o, New: &n})
 		}
 	}

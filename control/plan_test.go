@@ -262,3 +262,46 @@ func BenchmarkPlanBuildOnly(b *testing.B) {
 		}
 	}
 }
+
+// TestPlanSNAT: a plan shows each backend's SNAT range, a change of
+// snat_ports as a change of the VIP that moves every range, and a backend
+// added beside unmoved ones with its own range only.
+func TestPlanSNAT(t *testing.T) {
+	bs := []Backend{be(11, "a", "10.0.1.1", 1), be(14, "b", "10.0.1.2", 1), be(17, "c", "10.0.1.3", 1)}
+	withSNAT := func(size uint32, bs ...Backend) *Config {
+		c := oneVIP(1, 0, bs...)
+		c.VIPs[0].SNATPorts = size
+		return c
+	}
+	p, err := NewPlan(withSNAT(1024, bs...), withSNAT(2048, bs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := onlyVIP(t, p, "web")
+	if v.Action != ActionChange || v.Old.SNATPorts != 1024 || v.New.SNATPorts != 2048 || len(v.Backends) != 3 {
+		t.Fatalf("plan %+v", v)
+	}
+	for _, b := range v.Backends {
+		if b.Old.SNAT == "" || b.New.SNAT == "" || b.Old.SNAT == b.New.SNAT {
+			t.Errorf("backend %s: SNAT %q -> %q", b.Name, b.Old.SNAT, b.New.SNAT)
+		}
+	}
+	// "d" prefers a range none of a, b, c has (checked below): only it
+	// is listed, with its range.
+	p, err = NewPlan(withSNAT(1024, bs...), withSNAT(1024, append(bs, be(20, "d", "10.0.1.4", 1))...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v = onlyVIP(t, p, "web")
+	if len(v.Backends) != 1 || v.Backends[0].Name != "d" || v.Backends[0].Action != ActionAdd || v.Backends[0].New.SNAT == "" {
+		t.Errorf("backends %+v, want d added with its range", v.Backends)
+	}
+	// Without SNAT nothing of it shows.
+	p, err = NewPlan(oneVIP(1, 0, bs...), oneVIP(1, 0, bs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := onlyVIP(t, p, "web"); v.New.SNATPorts != 0 || len(v.Backends) != 0 {
+		t.Errorf("plan without SNAT %+v", v)
+	}
+}

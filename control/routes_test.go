@@ -85,7 +85,7 @@ func TestValidateAnnounce(t *testing.T) {
 		{Announcer: "bgp", Range: rng(2, 3)},
 		{Announcer: "bgp", Range: rng(4, 3)},
 		{Announcer: "other", Range: rng(6, 3), Params: map[string]json.RawMessage{"med": json.RawMessage("{")},
-			AttrRange: map[string]pipeline.Range{"med": rng(7, 5)}},
+			AttrRange: pipeline.AttrRanges{{Name: "med", Range: rng(7, 5)}}},
 	}
 	errs := cfg.Validate()
 	if len(errs) != 2 || errs[0].Summary != "Duplicate announce block" || errs[0].Range != rng(4, 3) ||

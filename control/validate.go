@@ -44,6 +44,7 @@ func (c *Config) validate() *validator {
 	v.cycles()
 	v.vips()
 	v.shards()
+	v.snat()
 	v.healthChecks()
 	slices.SortStableFunc(v.errs, func(a, b *pipeline.Error) int {
 		if c := strings.Compare(a.Range.Filename, b.Range.Filename); c != 0 {
@@ -82,15 +83,6 @@ type backendDecl struct {
 
 func (v *validator) add(r pipeline.Range, summary, format string, args ...any) {
 	v.errs = append(v.errs, &pipeline.Error{Range: r, Summary: summary, Detail: fmt.Sprintf(format, args...)})
-}
-
-// at returns the range of attribute attr, or the block's range when the
-// source did not record it.
-func at(ranges map[string]pipeline.Range, attr string, block pipeline.Range) pipeline.Range {
-	if r, ok := ranges[attr]; ok {
-		return r
-	}
-	return block
 }
 
 func (v *validator) pools_() {
@@ -142,7 +134,7 @@ func (v *validator) inclusions() {
 		p := &v.c.Pools[i]
 		for _, name := range p.Pools {
 			if _, ok := v.pools[name]; !ok {
-				v.add(at(p.AttrRange, attrPools, p.Range), "Unknown pool",
+				v.add(p.AttrRange.Or(attrPools, p.Range), "Unknown pool",
 					"Pool %q includes pool %q, which is not declared%s; declare it or fix the name.", p.Name, name, v.suggestPool(name))
 			}
 		}
@@ -150,11 +142,11 @@ func (v *validator) inclusions() {
 }
 
 // unicast checks that a is a usable unicast address.
-func (v *validator) unicast(ranges map[string]pipeline.Range, block pipeline.Range, kind, name string, a netip.Addr, what string) {
+func (v *validator) unicast(ranges pipeline.AttrRanges, block pipeline.Range, kind, name string, a netip.Addr, what string) {
 	if a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() {
 		return // without looking up the range: most addresses are fine
 	}
-	r := at(ranges, attrAddress, block)
+	r := ranges.Or(attrAddress, block)
 	switch {
 	case !a.IsValid():
 		v.add(r, "Missing address", "%s %q has no address; set address to %s.", kind, name, what)
@@ -194,7 +186,7 @@ func (v *validator) cycles() {
 			case onStack:
 				i := slices.Index(stack, name)
 				path := append(append([]string(nil), stack[i:]...), name)
-				v.add(at(q.AttrRange, attrPools, q.Range), "Pool inclusion cycle",
+				v.add(q.AttrRange.Or(attrPools, q.Range), "Pool inclusion cycle",
 					"Pools include each other in a cycle (%s), so their backends cannot be listed; remove one of these inclusions.",
 					strings.Join(path, " -> "))
 			}
@@ -225,7 +217,7 @@ func (v *validator) vips() {
 		before := len(v.errs)
 		v.unicast(x.AttrRange, x.Range, "VIP", x.Name, x.Address, "the service address clients connect to")
 		if !slices.Contains(validProtocols, x.Protocol) {
-			v.add(at(x.AttrRange, attrProtocol, x.Range), "Invalid protocol",
+			v.add(x.AttrRange.Or(attrProtocol, x.Range), "Invalid protocol",
 				"VIP %q has protocol %q; set protocol to \"tcp\", \"udp\" or \"any\".", x.Name, x.Protocol)
 		}
 		v.ports(x)
@@ -240,6 +232,79 @@ func (v *validator) vips() {
 		v.vipPool(x)
 		v.announce(x)
 	}
+}
+
+// snat checks the VIPs with SNAT: a range size that fits the port space,
+// service ports listed (a VIP of every port leaves none to the ranges), one
+// VIP with SNAT per address, no VIP of every port on its address, and a
+// range for every backend the VIP reaches beside the service ports.
+func (v *validator) snat() {
+	excluded := snatExcluded(v.c.VIPs)
+	if excluded == nil {
+		return
+	}
+	holder := map[netip.Addr]*VIP{}
+	every := map[netip.Addr]*VIP{} // the first VIP of every port on an address with SNAT
+	for i := range v.c.VIPs {
+		x := &v.c.VIPs[i]
+		a := x.Address.Unmap()
+		if _, ok := excluded[a]; ok && len(x.Ports) == 0 && every[a] == nil {
+			every[a] = x
+		}
+	}
+	for i := range v.c.VIPs {
+		x := &v.c.VIPs[i]
+		if x.SNATPorts == 0 {
+			continue
+		}
+		r := x.AttrRange.Or(attrSNATPorts, x.Range)
+		a := x.Address.Unmap()
+		if x.SNATPorts > SNATSpace {
+			v.add(r, "SNAT range too large",
+				"VIP %q has snat_ports %d, but SNAT ranges share the %d ports from %d to 65535; set snat_ports to at most %d, and low enough that every backend gets a range.",
+				x.Name, x.SNATPorts, SNATSpace, SNATFirstPort, SNATSpace)
+			continue
+		}
+		if prev := holder[a]; prev != nil {
+			v.add(r, "Duplicate SNAT address",
+				"VIP %q and VIP %q (at %s) both give SNAT ranges on %s, where one port would belong to two backends; set snat_ports on one VIP of an address only.",
+				x.Name, prev.Name, prev.Range, a)
+			continue
+		}
+		holder[a] = x
+		if y := every[a]; y != nil {
+			who := fmt.Sprintf("VIP %q (at %s) matches", y.Name, y.Range)
+			if y == x {
+				who = "it matches"
+			}
+			v.add(r, "SNAT without free ports",
+				"VIP %q has snat_ports, but %s every port of %s, so no port is left for its backends' outbound connections; list the service ports with ports.",
+				x.Name, who, a)
+			continue
+		}
+		p, ok := v.pools[x.Pool]
+		if !ok {
+			continue // vipPool reported it
+		}
+		n := v.reachCount(p)
+		if free := snatFree(snatUsable(x.SNATPorts, excluded[a])); n > free {
+			v.add(r, "SNAT ports exhausted",
+				"VIP %q reaches %d backends, but only %d ranges of %d ports fit in ports %d to 65535 beside the service ports on %s; set snat_ports to at most %d, or serve fewer backends.",
+				x.Name, n, free, x.SNATPorts, SNATFirstPort, a, maxSNATPorts(n, excluded[a]))
+		}
+	}
+}
+
+// maxSNATPorts is the largest range size that gives n backends a range
+// each beside the excluded ports, 0 when none does.
+func maxSNATPorts(n int, excluded []uint16) uint32 {
+	size := uint32(SNATSpace / max(n, 1))
+	for ; size > 0; size-- {
+		if snatFree(snatUsable(size, excluded)) >= n {
+			return size
+		}
+	}
+	return 0
 }
 
 // shards reports a shard that the node or a VIP names and shard_names does
@@ -259,7 +324,7 @@ func (v *validator) shards() {
 	for i := range c.VIPs {
 		x := &c.VIPs[i]
 		for j, name := range x.Shards {
-			r := at(x.AttrRange, attrShards, x.Range)
+			r := x.AttrRange.Or(attrShards, x.Range)
 			if len(x.ShardRanges) == len(x.Shards) {
 				r = x.ShardRanges[j]
 			}
@@ -282,7 +347,7 @@ func (v *validator) shards() {
 			continue
 		}
 		if !sameShards(x.Shards, y.Shards) {
-			v.add(at(x.AttrRange, attrShards, x.Range), "Shards differ at one address",
+			v.add(x.AttrRange.Or(attrShards, x.Range), "Shards differ at one address",
 				"VIP %q has the address %s of VIP %q (declared at %s) with other shards (%s, against %s); nodes announce an address for all of its VIPs, so give the VIPs that share an address the same shards.",
 				x.Name, x.Address, y.Name, y.Range, shardList(x.Shards), shardList(y.Shards))
 		}
@@ -335,7 +400,7 @@ func (v *validator) announce(x *VIP) {
 		seen[a.Announcer] = a.Range
 		for _, name := range slices.Sorted(maps.Keys(a.Params)) {
 			if !json.Valid(a.Params[name]) {
-				v.add(at(a.AttrRange, name, a.Range), "Invalid announce parameter",
+				v.add(a.AttrRange.Or(name, a.Range), "Invalid announce parameter",
 					"VIP %q announce %q: parameter %s is not a JSON value (%q).", x.Name, a.Announcer, name, a.Params[name])
 			}
 		}
@@ -367,7 +432,7 @@ func portRange(x *VIP, i int) pipeline.Range {
 	if len(x.PortRanges) == len(x.Ports) {
 		return x.PortRanges[i]
 	}
-	return at(x.AttrRange, attrPorts, x.Range)
+	return x.AttrRange.Or(attrPorts, x.Range)
 }
 
 // claims indexes what VIPs claim, so that a VIP is compared only with the
@@ -474,12 +539,12 @@ func (v *validator) vipPool(x *VIP) {
 	}
 	p, ok := v.pools[x.Pool]
 	if !ok {
-		v.add(at(x.AttrRange, attrPool, x.Range), "Unknown pool",
+		v.add(x.AttrRange.Or(attrPool, x.Range), "Unknown pool",
 			"VIP %q uses pool %q, which is not declared%s; declare it or fix the name.", x.Name, x.Pool, v.suggestPool(x.Pool))
 		return
 	}
 	m := x.TableSize
-	r := func() pipeline.Range { return at(x.AttrRange, attrTableSize, x.Range) }
+	r := func() pipeline.Range { return x.AttrRange.Or(attrTableSize, x.Range) }
 	if m == 0 {
 		m = DefaultTableSize
 		r = func() pipeline.Range { return x.Range }
@@ -649,12 +714,12 @@ func (v *validator) healthChecks() {
 				v.add(hc.Range, "Invalid interval or timeout",
 					"Pool %q health check %q has a negative interval or timeout; use durations such as \"2s\".", p.Name, hc.Method)
 			case hc.Interval > 0 && hc.Timeout > hc.Interval:
-				v.add(at(hc.AttrRange, "timeout", hc.Range), "Timeout longer than interval",
+				v.add(hc.AttrRange.Or("timeout", hc.Range), "Timeout longer than interval",
 					"Pool %q health check %q times out after %v but runs every %v; a probe must end before the next one starts, so make the timeout at most the interval.", p.Name, hc.Method, hc.Timeout, hc.Interval)
 			}
 			for _, name := range slices.Sorted(maps.Keys(hc.Params)) {
 				if !json.Valid(hc.Params[name]) {
-					v.add(at(hc.AttrRange, name, hc.Range), "Invalid health-check parameter",
+					v.add(hc.AttrRange.Or(name, hc.Range), "Invalid health-check parameter",
 						"Pool %q health check %q: parameter %s is not a JSON value (%q).", p.Name, hc.Method, name, hc.Params[name])
 				}
 			}

@@ -53,10 +53,10 @@ func TestValidate(t *testing.T) {
 		{"same ports on other protocol or address", func(c *Config) { c.VIPs[1].Ports = []uint16{80} }, nil},
 		{"health checks", func(c *Config) {
 			c.Pools[0].HealthChecks = []HealthCheck{
-				{Method: "tcp", Interval: time.Second, Timeout: 2 * time.Second, Range: rng(60, 3), AttrRange: map[string]pipeline.Range{"timeout": rng(62, 5)}},
+				{Method: "tcp", Interval: time.Second, Timeout: 2 * time.Second, Range: rng(60, 3), AttrRange: pipeline.AttrRanges{{Name: "timeout", Range: rng(62, 5)}}},
 				{Method: "tcp", Range: rng(65, 3)},
 				{Method: "http", Rise: -1, Range: rng(70, 3)},
-				{Method: "dns", Params: map[string]json.RawMessage{"qname": json.RawMessage("example.")}, Range: rng(75, 3), AttrRange: map[string]pipeline.Range{"qname": rng(76, 5)}},
+				{Method: "dns", Params: map[string]json.RawMessage{"qname": json.RawMessage("example.")}, Range: rng(75, 3), AttrRange: pipeline.AttrRanges{{Name: "qname", Range: rng(76, 5)}}},
 			}
 		}, []wantErr{
 			{"f.hcl:62:5", "Timeout longer than interval", `Pool "web" health check "tcp" times out after 2s but runs every 1s`},

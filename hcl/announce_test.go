@@ -65,7 +65,7 @@ func TestAnnounceBlocks(t *testing.T) {
 		"neighbors[1].peer_as": {13, 7},
 		"neighbors[0].address": {11, 7},
 	} {
-		r, ok := bgp.AttrRange[path]
+		r, ok := bgp.AttrRange.Get(path)
 		if !ok || at(r) != want {
 			t.Errorf("AttrRange[%q] = %v (%v), want line:col %v", path, at(r), ok, want)
 		}
@@ -78,7 +78,7 @@ func TestAnnounceBlocks(t *testing.T) {
 	if a.Announcer != "bgp" || string(a.ParamsJSON()) != `{"communities":["65000:100"],"med":10}` || !f.AnnounceCheckable(a) {
 		t.Errorf("vip announce %q %s checkable %v", a.Announcer, a.ParamsJSON(), f.AnnounceCheckable(a))
 	}
-	if r := a.AttrRange["communities[0]"]; at(r) != [2]int{21, 20} {
+	if r := attrAt(a.AttrRange, "communities[0]"); at(r) != [2]int{21, 20} {
 		t.Errorf("communities[0] at %v, want 21:20", at(r))
 	}
 }

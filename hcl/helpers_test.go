@@ -38,3 +38,9 @@ func newOf(t *testing.T, typ string) pipeline.Element {
 	}
 	return et.New()
 }
+
+// attrAt is where a sets name, the zero Range when it does not.
+func attrAt(a pipeline.AttrRanges, name string) pipeline.Range {
+	r, _ := a.Get(name)
+	return r
+}

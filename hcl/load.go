@@ -212,11 +212,13 @@ func (l *loader) load() {
 	}
 	l.out.files[l.filename] = f
 	l.diags = append(l.diags, diags...)
-	frags := l.parseSources()
 	if l.diags.HasErrors() {
 		// The syntax tree is partial: anything else would be guesswork.
+		// The fragments are parsed for their own syntax errors.
+		l.parseSources(false)
 		return
 	}
+	parsed := len(l.diags)
 	l.body = f.Body.(*hclsyntax.Body)
 	l.native = append(l.native, l.body)
 	content, diags := content(l.body, rootSchema)
@@ -252,11 +254,20 @@ func (l *loader) load() {
 	l.ctx = l.evalContext()
 	l.markPoisonedExprs()
 	l.decodeSources(sources, plugins, announcers)
+	l.announcers = announcerNames(announcers)
+	evaluated := len(l.diags)
+	frags, ok := l.parseSources(!l.opts.SourcesOnly)
+	if !ok {
+		// A fragment's syntax tree is partial: as for the main file's,
+		// only the syntax errors are reported, and nothing decoded is
+		// returned.
+		l.diags = append(l.diags[:parsed:parsed], l.diags[evaluated:]...)
+		*l.out = File{Filename: l.filename, files: l.out.files}
+		return
+	}
 	if l.opts.SourcesOnly {
 		return
 	}
-	l.announcers = announcerNames(announcers)
-	l.decodeFragments(frags)
 
 	l.decodeHashSeed(content.Attributes["hash_seed"])
 	l.decodeShards(content.Attributes["shard_names"])

@@ -79,8 +79,8 @@ func TestValidSpec(t *testing.T) {
 	if ct.TypeRange.Start.Line != line || ct.TypeRange.Start.Column != tcol || ct.TypeRange.End.Column != tcol+len(`"TestTable"`) {
 		t.Errorf("ct.TypeRange %v, want line %d cols %d-%d", ct.TypeRange, line, tcol, tcol+11)
 	}
-	if line, col := where(t, src, "capacity = local.capacity", 0); ct.AttrRanges["capacity"].Start.Line != line || ct.AttrRanges["capacity"].Start.Column != col {
-		t.Errorf("AttrRanges[capacity] %v, want %d:%d", ct.AttrRanges["capacity"], line, col)
+	if line, col := where(t, src, "capacity = local.capacity", 0); attrAt(ct.AttrRanges, "capacity").Start.Line != line || attrAt(ct.AttrRanges, "capacity").Start.Column != col {
+		t.Errorf("AttrRanges[capacity] %v, want %d:%d", attrAt(ct.AttrRanges, "capacity"), line, col)
 	}
 
 	// Each endpoint's range is its own text inside the chain string.
@@ -190,13 +190,13 @@ func TestValidService(t *testing.T) {
 		t.Errorf("vip web4: %+v", web)
 	}
 	check("vip web4", web.Range, `vip "web4"`, 0)
-	check("vip web4 address", web.AttrRange["address"], `address    = "192.0.2.10"`, 0)
-	check("vip web4 table_size", web.AttrRange["table_size"], `table_size = 65537`, 0)
+	check("vip web4 address", attrAt(web.AttrRange, "address"), `address    = "192.0.2.10"`, 0)
+	check("vip web4 table_size", attrAt(web.AttrRange, "table_size"), `table_size = 65537`, 0)
 	dns := svc.VIPs[1]
 	if dns.Address != netip.MustParseAddr("2001:db8::53") || dns.Protocol != "tcp" || dns.Ports != nil || dns.TableSize != 0 {
 		t.Errorf("vip dns6 defaults: %+v", dns)
 	}
-	if _, ok := dns.AttrRange["ports"]; ok {
+	if _, ok := dns.AttrRange.Get("ports"); ok {
 		t.Error("AttrRange has ports, which the file does not set")
 	}
 
@@ -205,7 +205,7 @@ func TestValidService(t *testing.T) {
 		t.Fatalf("pool web: %+v", webPool)
 	}
 	check("pool web", webPool.Range, `pool "web"`, 0)
-	check("pool web pools", webPool.AttrRange["pools"], `pools = ["canary"]`, 0)
+	check("pool web pools", attrAt(webPool.AttrRange, "pools"), `pools = ["canary"]`, 0)
 	b1, b2 := webPool.Backends[0], webPool.Backends[1]
 	if b1.Name != "web-1" || b1.Address != netip.MustParseAddr("198.51.100.1") || b1.Weight != 1 || b1.Drain {
 		t.Errorf("backend web-1: %+v", b1)
@@ -214,7 +214,7 @@ func TestValidService(t *testing.T) {
 		t.Errorf("backend web-2: %+v", b2)
 	}
 	check("backend web-1", b1.Range, `backend "web-1"`, 0)
-	check("backend web-2 weight", b2.AttrRange["weight"], `weight  = local.web_weight`, 0)
+	check("backend web-2 weight", attrAt(b2.AttrRange, "weight"), `weight  = local.web_weight`, 0)
 	c1 := svc.Pools[1].Backends[0]
 	if c1.Address != netip.MustParseAddr("2001:db8:1::1") || !c1.Drain || c1.Weight != 1 {
 		t.Errorf("backend canary-1: %+v", c1)
@@ -396,7 +396,7 @@ pool "web" {
 	if want := `{"expect_status":[200,"204-206"],"path":"/healthz","tls":true}`; string(js) != want {
 		t.Errorf("params %s, want %s", js, want)
 	}
-	if r := hc.AttrRange["port"]; r.Start.Line != 17 {
+	if r := attrAt(hc.AttrRange, "port"); r.Start.Line != 17 {
 		t.Errorf("port attribute at line %d, want 17", r.Start.Line)
 	}
 }

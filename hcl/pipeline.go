@@ -92,16 +92,13 @@ func (l *loader) decodeElement(b *hcl.Block) pipeline.ElementDecl {
 		Name:       b.Labels[1],
 		Range:      toRange(b.DefRange),
 		TypeRange:  toRange(b.LabelRanges[0]),
-		AttrRanges: map[string]pipeline.Range{},
+		AttrRanges: attrRanges(b.Body),
 	}
 	if !validName(d.Name) {
 		l.errorf(b.LabelRanges[1], "Invalid element name",
 			"%q cannot be used in a chain; name elements with letters, digits, underscores and inner dashes, starting with a letter (such as \"ct\" or \"rx_eth0\").", d.Name)
 	}
 	body := b.Body.(*hclsyntax.Body)
-	for name, a := range body.Attributes {
-		d.AttrRanges[name] = toRange(a.SrcRange)
-	}
 	typ, ok := pipeline.Lookup(d.Type)
 	if !ok {
 		// pipeline.Build reports the unknown type, with suggestions.

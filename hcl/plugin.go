@@ -35,7 +35,7 @@ type Plugin struct {
 	// AttrRange holds the range of each attribute, and of each item of a
 	// list or object written out in one, under the path a plugin names it
 	// by in a refusal: neighbors[1].peer_as (see nestedRanges).
-	AttrRange map[string]pipeline.Range
+	AttrRange pipeline.AttrRanges
 }
 
 // Announcer is an announce block: a route-announcer plugin (the label
@@ -183,17 +183,16 @@ func (l *loader) markBad(name string) {
 // plugin checks what a plugin or announce block says of its binary and
 // evaluates its settings.
 func (l *loader) plugin(b *hcl.Block, pb pluginBody) (Plugin, bool) {
-	attrs := attrRanges(b.Body)
-	nestedRanges(b.Body, attrs)
+	attrs := nestedRanges(b.Body, attrRanges(b.Body))
 	if pb.SHA256 != "" {
 		if d, err := hex.DecodeString(pb.SHA256); err != nil || len(d) != 32 {
-			l.errorf(toHCLRange(attrs["sha256"]), "Invalid checksum",
+			l.errorf(toHCLRange(attrs.Or("sha256", toRange(b.DefRange))), "Invalid checksum",
 				"sha256 must be the 64 hexadecimal digits sha256sum prints for the plugin binary, not %q.", pb.SHA256)
 			return Plugin{}, false
 		}
 	}
 	if pb.SHA256 != "" && pb.Path == "" {
-		l.errorf(toHCLRange(attrs["sha256"]), "Checksum without path",
+		l.errorf(toHCLRange(attrs.Or("sha256", toRange(b.DefRange))), "Checksum without path",
 			"sha256 checks the binary at path; a built-in plugin (no path) comes with xlbd and has none.")
 		return Plugin{}, false
 	}
@@ -203,7 +202,7 @@ func (l *loader) plugin(b *hcl.Block, pb pluginBody) (Plugin, bool) {
 		// same name on $PATH (filepath.Join(".", "check") is "check").
 		abs, err := filepath.Abs(filepath.Join(l.dir, path))
 		if err != nil {
-			l.errorf(toHCLRange(attrs["path"]), "Invalid plugin path", "%s cannot be made absolute (%v); write an absolute path.", path, err)
+			l.errorf(toHCLRange(attrs.Or("path", toRange(b.DefRange))), "Invalid plugin path", "%s cannot be made absolute (%v); write an absolute path.", path, err)
 			return Plugin{}, false
 		}
 		path = abs
@@ -291,13 +290,13 @@ func (f *File) AnnounceCheckable(a control.Announce) bool {
 	return !f.uncheckable[a.Range] && !f.badPlugins[a.Announcer]
 }
 
-// nestedRanges adds to ranges the range of every item of a list, tuple or
-// object written out in an attribute of body, recursively, under the path
-// a plugin names it by: "neighbors[1]" for the second item of neighbors,
-// "neighbors[1].peer_as" for an attribute of that item. Items computed by
-// an expression (a for expression, a variable) have only the range of the
-// expression that computes them.
-func nestedRanges(body hcl.Body, ranges map[string]pipeline.Range) {
+// nestedRanges returns ranges with the range of every item of a list,
+// tuple or object written out in an attribute of body, recursively, under
+// the path a plugin names it by: "neighbors[1]" for the second item of
+// neighbors, "neighbors[1].peer_as" for an attribute of that item. Items
+// computed by an expression (a for expression, a variable) have only the
+// range of the expression that computes them.
+func nestedRanges(body hcl.Body, ranges pipeline.AttrRanges) pipeline.AttrRanges {
 	type item struct {
 		path string
 		expr hclsyntax.Expression
@@ -315,7 +314,7 @@ func nestedRanges(body hcl.Body, ranges map[string]pipeline.Range) {
 		case *hclsyntax.TupleConsExpr:
 			for i, x := range e.Exprs {
 				p := fmt.Sprintf("%s[%d]", it.path, i)
-				ranges[p] = toRange(x.Range())
+				ranges = append(ranges, pipeline.AttrRange{Name: p, Range: toRange(x.Range())})
 				stack = append(stack, item{p, x})
 			}
 		case *hclsyntax.ObjectConsExpr:
@@ -325,11 +324,12 @@ func nestedRanges(body hcl.Body, ranges map[string]pipeline.Range) {
 					continue
 				}
 				p := it.path + "." + k.AsString()
-				ranges[p] = toRange(hcl.RangeBetween(x.KeyExpr.Range(), x.ValueExpr.Range()))
+				ranges = append(ranges, pipeline.AttrRange{Name: p, Range: toRange(hcl.RangeBetween(x.KeyExpr.Range(), x.ValueExpr.Range()))})
 				stack = append(stack, item{p, x.ValueExpr})
 			}
 		}
 	}
+	return inOrder(ranges)
 }
 
 // WithErrors returns diags and errs (found after loading, by plugins) as

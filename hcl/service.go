@@ -1,6 +1,7 @@
 package hcl
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -39,7 +40,7 @@ var (
 	// here: which are required is control.Config.Validate's to say.
 	vipSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
-			{Name: "address"}, {Name: "pool"}, {Name: "ports"}, {Name: "protocol"}, {Name: "shards"}, {Name: "table_size"},
+			{Name: "address"}, {Name: "pool"}, {Name: "ports"}, {Name: "protocol"}, {Name: "shards"}, {Name: "snat_ports"}, {Name: "table_size"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "announce", LabelNames: []string{"name"}}},
 	}
@@ -99,11 +100,7 @@ func (l *loader) checkBackends() {
 	for _, b := range l.out.Service.ServedBackends() {
 		for _, c := range checks {
 			if err := c.Check(b.Address); err != nil {
-				r, ok := b.AttrRange["address"]
-				if !ok {
-					r = b.Range
-				}
-				l.errorf(toHCLRange(r), "Backend out of reach", "While checking `%s` (%s): backend %q (%s) %s.",
+				l.errorf(toHCLRange(b.AttrRange.Or("address", b.Range)), "Backend out of reach", "While checking `%s` (%s): backend %q (%s) %s.",
 					c.Element, c.Type, b.Name, b.Address, strings.TrimSuffix(err.Error(), "."))
 			}
 		}
@@ -210,7 +207,7 @@ func (l *loader) decodeServiceBlocks(vips, pools []*hcl.Block, reported map[pipe
 	for _, b := range vips {
 		v := control.VIP{Name: b.Labels[0], Protocol: "tcp", Range: toRange(b.DefRange), AttrRange: attrRanges(b.Body)}
 		var address string
-		l.decodeBody(b.Body, map[string]any{"address": &address, "protocol": &v.Protocol, "pool": &v.Pool, "table_size": &v.TableSize},
+		l.decodeBody(b.Body, map[string]any{"address": &address, "protocol": &v.Protocol, "pool": &v.Pool, "table_size": &v.TableSize, "snat_ports": &v.SNATPorts},
 			"A vip block", vipSchema, reported)
 		v.Address = l.address(b.Body, address, reported)
 		v.Ports, v.PortRanges = l.ports(v.Name, b.Body)
@@ -263,8 +260,7 @@ func (l *loader) vipAnnounce(vip string, body hcl.Body, announcers []string) []c
 				"VIP %q has parameters for the route announcer %q, which is not declared%s: %s.", vip, name, pipeline.Suggest(name, announcers), declared)
 			continue
 		}
-		attrs := attrRanges(b.Body)
-		nestedRanges(b.Body, attrs)
+		attrs := nestedRanges(b.Body, attrRanges(b.Body))
 		out = append(out, control.Announce{Announcer: name, Params: l.constants(b.Body),
 			Range: toRange(b.DefRange), AttrRange: attrs})
 	}
@@ -595,15 +591,25 @@ func takes(schema *hcl.BodySchema) string {
 	return " takes: " + strings.Join(names, ", ") + "."
 }
 
-func attrRanges(body hcl.Body) map[string]pipeline.Range {
-	var m map[string]pipeline.Range
+func attrRanges(body hcl.Body) pipeline.AttrRanges {
+	var a pipeline.AttrRanges
 	if b, ok := body.(*hclsyntax.Body); ok {
-		m = make(map[string]pipeline.Range, len(b.Attributes))
-	} else {
-		m = map[string]pipeline.Range{}
+		a = make(pipeline.AttrRanges, 0, len(b.Attributes))
 	}
-	eachAttr(body, func(name string, r hcl.Range, _ hcl.Expression) { m[name] = toRange(r) })
-	return m
+	eachAttr(body, func(name string, r hcl.Range, _ hcl.Expression) {
+		a = append(a, pipeline.AttrRange{Name: name, Range: toRange(r)})
+	})
+	return inOrder(a)
+}
+
+// inOrder sorts a in the order the source writes it: the body's attributes
+// come from a map, in random order, and two loads of the same text must
+// give equal configurations.
+func inOrder(a pipeline.AttrRanges) pipeline.AttrRanges {
+	slices.SortFunc(a, func(x, y pipeline.AttrRange) int {
+		return cmp.Or(cmp.Compare(x.Range.Start.Byte, y.Range.Start.Byte), strings.Compare(x.Name, y.Name))
+	})
+	return a
 }
 
 func dropReported(errs pipeline.Errors, reported map[pipeline.Range]bool) pipeline.Errors {

@@ -51,7 +51,7 @@ func TestSourceBlocks(t *testing.T) {
 		string(etcd.Config) != `{"endpoints":["http://127.0.0.1:2379"],"prefix":"/xlb/services/"}` {
 		t.Errorf("etcd: path %q config %s", etcd.Path, etcd.Config)
 	}
-	if r := etcd.AttrRange["endpoints"]; r.Start.Line != 16 || r.Start.Column != 3 {
+	if r := attrAt(etcd.AttrRange, "endpoints"); r.Start.Line != 16 || r.Start.Column != 3 {
 		t.Errorf("etcd endpoints at %d:%d, want 16:3", r.Start.Line, r.Start.Column)
 	}
 	if f.Graph != nil || len(f.Service.VIPs) != 0 {

@@ -85,8 +85,18 @@ type decoded struct {
 // each within the limits, and all of them with the main file within
 // MaxFileSize. A fragment that is not parsed (over a limit, or named as
 // another source is) is reported and left out. A fragment the cache holds
-// with the same text is not parsed again.
-func (l *loader) parseSources() []*fragment {
+// with the same text is not parsed again. It reports whether every
+// fragment parsed without error.
+//
+// With decode, each fragment's blocks are decoded in the main file's
+// context (evaluated by then) as soon as it is parsed, by the same core,
+// but for those the cache had decoded already; the cache keeps what they
+// decode to. The syntax tree is dropped there and then: of a thousand
+// fragments only those being decoded have one at a time, where parsing
+// them all first kept every tree (hundreds of megabytes for 100,000
+// backends) for the collector to mark and the kernel to fault in.
+func (l *loader) parseSources(decode bool) ([]*fragment, bool) {
+	before := len(l.diags)
 	total := len(l.src)
 	var todo []Fragment
 	for _, fr := range l.frags {
@@ -116,50 +126,44 @@ func (l *loader) parseSources() []*fragment {
 	results := make([]result, len(todo))
 	parallel(len(todo), func(i int) {
 		fr := todo[i]
+		r := &results[i]
 		if f, diags, dec, ok := l.cache.parsed(fr); ok {
-			results[i] = result{&fragment{fr.Name, f, dec}, diags, true}
-			return
-		}
-		var diags hcl.Diagnostics
-		var parsed *hcl.File
-		if fr.isJSON() {
-			if diags = checkJSONLimits(fr.Src, fr.Name); !diags.HasErrors() {
-				parsed, diags = hcljson.Parse(fr.Src, fr.Name)
-			}
+			*r = result{&fragment{fr.Name, f, dec}, diags, true}
 		} else {
-			parsed, diags = parseConfig(fr.Src, fr.Name)
+			var parsed *hcl.File
+			if fr.isJSON() {
+				if r.diags = checkJSONLimits(fr.Src, fr.Name); !r.diags.HasErrors() {
+					parsed, r.diags = hcljson.Parse(fr.Src, fr.Name)
+				}
+			} else {
+				parsed, r.diags = parseConfig(fr.Src, fr.Name)
+			}
+			if parsed != nil {
+				r.frag = &fragment{name: fr.Name, file: parsed}
+			}
 		}
-		if parsed != nil {
-			results[i].frag = &fragment{name: fr.Name, file: parsed}
+		if decode && r.frag != nil && r.frag.decoded == nil && !r.diags.HasErrors() {
+			r.frag.decoded = l.decodeFragment(r.frag.file)
 		}
-		results[i].diags = diags
+		if r.frag != nil && r.frag.decoded != nil {
+			r.frag.file = nil
+		}
 	})
 	var out []*fragment
 	for i, r := range results {
 		l.diags = append(l.diags, r.diags...)
-		if r.frag != nil {
-			l.out.files[todo[i].Name] = r.frag.file
-			out = append(out, r.frag)
-			if !r.hit {
-				l.cache.keep(todo[i], r.frag.file, r.diags)
-			}
+		if r.frag == nil {
+			continue
+		}
+		out = append(out, r.frag)
+		if !r.hit {
+			l.cache.keep(todo[i], r.frag.file, r.diags)
+		}
+		if r.frag.decoded != nil {
+			l.cache.keepDecoded(r.frag.name, r.frag.decoded)
 		}
 	}
-	return out
-}
-
-// decodeFragments decodes each parsed fragment's blocks in the main
-// file's context, on every core, but for those the cache had decoded
-// already; the cache keeps what they decode to.
-func (l *loader) decodeFragments(frags []*fragment) {
-	parallel(len(frags), func(i int) {
-		if fr := frags[i]; fr.decoded == nil {
-			fr.decoded = l.decodeFragment(fr.file)
-		}
-	})
-	for _, fr := range frags {
-		l.cache.keepDecoded(fr.name, fr.decoded)
-	}
+	return out, !l.diags[before:].HasErrors()
 }
 
 // decodeFragment decodes the vip and pool blocks of a parsed fragment, as

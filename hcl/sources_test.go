@@ -261,3 +261,30 @@ func TestSourcesShards(t *testing.T) {
 	_, out = load(Fragment{Name: "etcd:/xlb/node", Src: []byte("shards = [\"a\"]\n")})
 	wantPrinted(t, out, "etcd:/xlb/node:1:1: error: Not allowed in a config source\n")
 }
+
+// TestSourcesSyntaxErrorAlone: while a fragment does not parse, only
+// syntax errors are reported, as when the main file does not: not the
+// main file's other errors, though it is evaluated before the fragments
+// are parsed and decoded, nor those of the fragments that parsed, and the
+// File holds nothing decoded.
+func TestSourcesSyntaxErrorAlone(t *testing.T) {
+	src := append(mainSrc(t), "\nlocals {\n  broken = var.undeclared\n}\n"...)
+	good := Fragment{Name: "good.hcl", Src: []byte("vip \"g\" {\n  address = \"192.0.2.60\"\n  pool    = \"nowhere\"\n}\n")}
+	bad := Fragment{Name: "bad.hcl", Src: []byte("vip \"b\" {\n  address = \n}\n")}
+	f, diags := LoadSources("testdata/valid.hcl", src, []Fragment{good, bad}, Options{})
+	if len(diags) != 1 || diags[0].Subject.Filename != "bad.hcl" {
+		t.Errorf("diagnostics: %v", diags)
+	}
+	if len(f.Service.VIPs) != 0 || len(f.Service.Pools) != 0 || len(f.Sources) != 0 || f.Graph != nil {
+		t.Errorf("the File holds what was decoded: %d VIPs, %d pools, %d sources", len(f.Service.VIPs), len(f.Service.Pools), len(f.Sources))
+	}
+	// Without the broken fragment, the other errors are reported.
+	_, diags = LoadSources("testdata/valid.hcl", src, []Fragment{good}, Options{})
+	var summaries []string
+	for _, d := range diags {
+		summaries = append(summaries, d.Summary)
+	}
+	if got := strings.Join(summaries, "; "); got != "Unknown pool; Unknown variable" {
+		t.Errorf("diagnostics without the broken fragment: %s", got)
+	}
+}

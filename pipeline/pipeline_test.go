@@ -225,7 +225,7 @@ func TestBuildErrors(t *testing.T) {
 			spec: func() Spec {
 				d := decl("v", "TValidated", 2)
 				d.Configure = func(e Element) error { e.(*tValidated).Size = 0; return nil }
-				d.AttrRanges = map[string]Range{"size": {Filename: "t.hcl", Start: Pos{Line: 9, Column: 3}}}
+				d.AttrRanges = AttrRanges{{Name: "size", Range: Range{Filename: "t.hcl", Start: Pos{Line: 9, Column: 3}}}}
 				return Spec{Elements: []ElementDecl{decl("src", "TSource", 1), d, decl("k", "TSink", 3)},
 					Connections: []Connection{conn("src", "v", 4), conn("v", "k", 5)}}
 			}(),
@@ -267,7 +267,7 @@ func TestBuildErrorDetails(t *testing.T) {
 	}
 	v := decl("v", "TValidated", 2)
 	v.Configure = func(e Element) error { e.(*tValidated).Size = -1; return nil }
-	v.AttrRanges = map[string]Range{"size": {Filename: "t.hcl", Start: Pos{Line: 9, Column: 3}}}
+	v.AttrRanges = AttrRanges{{Name: "size", Range: Range{Filename: "t.hcl", Start: Pos{Line: 9, Column: 3}}}}
 	_, errs = Build(Spec{Elements: []ElementDecl{v}})
 	if len(errs) == 0 || errs[0].Range.Start.Line != 9 || !strings.Contains(errs[0].Detail, "While configuring `v` (TValidated): size must be greater than 0.") {
 		t.Errorf("want the error at the size attribute (line 9), got %v", errs)

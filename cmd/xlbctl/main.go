@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -318,7 +320,16 @@ func backendsTable(w io.Writer, raw []byte) error {
 		}
 		rows = append(rows, []any{b.VIP, b.Backend, b.Address, b.Weight, b.State, b.Health, b.Packets, b.Bytes, override})
 	}
-	return table(w, "vip\tbackend\taddress\tweight\tstate\thealth\tpackets\tbytes\toverride", rows)
+	header := "vip\tbackend\taddress\tweight\tstate\thealth\tpackets\tbytes\toverride"
+	// The SNAT ranges' column only when a VIP has them, so that the
+	// table of a configuration without SNAT is as it was.
+	if slices.ContainsFunc(bs, func(b admin.Backend) bool { return b.SNAT != "" }) {
+		header += "\tsnat_ports"
+		for i, b := range bs {
+			rows[i] = append(rows[i], cmp.Or(b.SNAT, "-"))
+		}
+	}
+	return table(w, header, rows)
 }
 
 func pluginsTable(w io.Writer, raw []byte) error {

@@ -206,3 +206,20 @@ func TestComplete(t *testing.T) {
 		t.Errorf("second argument completed: %q", out)
 	}
 }
+
+// TestBackendsSNATColumn: the backends table has a snat_ports column when a
+// VIP has SNAT ranges, "-" for the backends of VIPs without.
+func TestBackendsSNATColumn(t *testing.T) {
+	var out strings.Builder
+	raw := `[{"vip": "mail", "backend": "m", "address": "198.51.100.9", "weight": 1, "state": "up", "health": "unchecked"},
+		{"vip": "web", "backend": "a", "address": "198.51.100.1", "weight": 1, "state": "up", "health": "up", "snat": "3024-4023"}]`
+	if err := backendsTable(&out, []byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	want := "vip   backend  address       weight  state  health     packets  bytes  override  snat_ports\n" +
+		"mail  m        198.51.100.9  1       up     unchecked  0        0      -         -\n" +
+		"web   a        198.51.100.1  1       up     up         0        0      -         3024-4023\n"
+	if out.String() != want {
+		t.Errorf("got\n%swant\n%s", out.String(), want)
+	}
+}

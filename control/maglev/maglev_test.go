@@ -496,7 +496,7 @@ func FuzzBuild(f *testing.F) {
 }
 
 func BenchmarkMaglevBuild(b *testing.B) {
-	for _, n := range []int{1000} {
+	for _, n := range []int{100, 1000} {
 		for _, m := range []uint32{65537, 655373} {
 			b.Run(fmt.Sprintf("N=%d/M=%d", n, m), func(b *testing.B) {
 				bs := names(n)

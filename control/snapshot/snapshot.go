@@ -11,6 +11,7 @@ package snapshot
 import (
 	"errors"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -78,6 +79,63 @@ type VIP struct {
 	// hash seed, M and the backend name at every slot): equal on every
 	// node that has the same table, whatever its real IDs.
 	TableDigest string
+	// SNAT holds the source-port ranges of the VIP's reals for their own
+	// outbound connections; nil when the VIP has no SNAT.
+	SNAT *SNAT
+}
+
+// NoReal marks a SNAT range that no real owns.
+const NoReal = ^uint32(0)
+
+// SNAT is a VIP's source-port ranges (control/snat.go computes them, the
+// same on every node): range k holds ports First+k·Size to
+// First+(k+1)·Size-1 and belongs to real Owners[k], or to none (NoReal).
+type SNAT struct {
+	First, Size uint16
+	Owners      []uint32
+	// Service are the service ports of every VIP on the address, sorted:
+	// no range holds one.
+	Service []uint16
+	// Digest is the digest of what the ranges mean (sizes and backend
+	// names), part of the VIP's TableDigest.
+	Digest string
+}
+
+// Owner returns the ID of the real whose range holds port, or NoReal.
+func (s *SNAT) Owner(port uint16) uint32 {
+	if port < s.First {
+		return NoReal
+	}
+	k := uint32(port-s.First) / uint32(s.Size)
+	if k >= uint32(len(s.Owners)) {
+		return NoReal
+	}
+	return s.Owners[k]
+}
+
+// Text is real id's range as plans and the admin API show it,
+// "first-last"; "" when s is nil or the real owns no range.
+func (s *SNAT) Text(id uint32) string {
+	if s == nil {
+		return ""
+	}
+	first, last, ok := s.Range(id)
+	if !ok {
+		return ""
+	}
+	return strconv.Itoa(int(first)) + "-" + strconv.Itoa(int(last))
+}
+
+// Range returns the first and last port of real id's range, and false when
+// the real owns none.
+func (s *SNAT) Range(id uint32) (first, last uint16, ok bool) {
+	for k, o := range s.Owners {
+		if o == id {
+			first = s.First + uint16(k)*s.Size
+			return first, first + s.Size - 1, true
+		}
+	}
+	return 0, 0, false
 }
 
 // Snapshot is one immutable generation of the service state.
@@ -105,7 +163,16 @@ type Snapshot struct {
 	// ports (FlowFragment: ICMP errors quoting a non-first fragment).
 	// Fragments themselves carry their datagram's ports.
 	frags map[vipKey]uint32
+	// snat maps an address to the VIP whose SNAT ranges are on it (at most
+	// one per address: control.Config.Validate); snatAddrs and snatVIPs
+	// are the same when there are few, searched faster than a map.
+	snat      map[[16]byte]uint32
+	snatAddrs [][16]byte
+	snatVIPs  []uint32
 }
+
+// fewSNAT is how many SNAT addresses SNATVIP compares one by one.
+const fewSNAT = 8
 
 type vipKey struct {
 	addr  [16]byte
@@ -133,6 +200,13 @@ func NewFrom(generation, hashSeed uint64, vips []VIP, reals Reals) *Snapshot {
 		fk := vipKey{a, v.Proto, anyPort}
 		if j, ok := s.frags[fk]; !ok || v.Name < vips[j].Name {
 			s.frags[fk] = uint32(i)
+		}
+		if v.SNAT != nil {
+			if s.snat == nil {
+				s.snat = map[[16]byte]uint32{}
+			}
+			s.snat[a] = uint32(i)
+			s.snatAddrs, s.snatVIPs = append(s.snatAddrs, a), append(s.snatVIPs, uint32(i))
 		}
 		if len(v.Ports) == 0 {
 			s.index[vipKey{a, v.Proto, anyPort}] = uint32(i)
@@ -175,6 +249,21 @@ func (s *Snapshot) LookupVIP(f *pipeline.Flow) (uint32, bool) {
 		}
 	}
 	return 0, false
+}
+
+// SNATVIP returns the index of the VIP whose SNAT ranges are on address
+// dst (IPv4-mapped for IPv4), if any.
+func (s *Snapshot) SNATVIP(dst *[16]byte) (uint32, bool) {
+	if len(s.snatAddrs) <= fewSNAT {
+		for j := range s.snatAddrs {
+			if s.snatAddrs[j] == *dst {
+				return s.snatVIPs[j], true
+			}
+		}
+		return 0, false
+	}
+	i, ok := s.snat[*dst]
+	return i, ok
 }
 
 // Pick returns the ID of the real in the slot of v's Maglev table that a

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -140,5 +141,29 @@ func TestWatch(t *testing.T) {
 	<-ch1
 	if got, _ := st.Watch(); got != s3 {
 		t.Fatalf("after two publications Watch returned generation %d, want the last, 3", got.Generation)
+	}
+}
+
+// TestSNATVIP finds the VIP of a SNAT address among few (compared one by
+// one) and many (a map), and none for an address without SNAT.
+func TestSNATVIP(t *testing.T) {
+	for _, n := range []int{1, fewSNAT, fewSNAT + 1, 50} {
+		var vips []VIP
+		for i := range n {
+			vips = append(vips, VIP{Name: fmt.Sprint("v", i), Addr: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), Proto: 6, Ports: []uint16{80},
+				SNAT: &SNAT{First: 1024, Size: 1024, Owners: []uint32{NoReal}}})
+		}
+		vips = append(vips, VIP{Name: "plain", Addr: netip.MustParseAddr("198.51.100.1"), Proto: 6, Ports: []uint16{80}})
+		s := New(1, 0, vips, nil)
+		for i := range n {
+			a := vips[i].Addr.As16()
+			if j, ok := s.SNATVIP(&a); !ok || j != uint32(i) {
+				t.Errorf("%d VIPs: SNATVIP(%s) = %d, %v", n, vips[i].Addr, j, ok)
+			}
+		}
+		a := vips[n].Addr.As16()
+		if _, ok := s.SNATVIP(&a); ok {
+			t.Errorf("%d VIPs: a VIP without SNAT found", n)
+		}
 	}
 }

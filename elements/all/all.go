@@ -10,5 +10,6 @@ import (
 	_ "github.com/xlbproject/xlb/elements/maglev"
 	_ "github.com/xlbproject/xlb/elements/parse"
 	_ "github.com/xlbproject/xlb/elements/pcap"
+	_ "github.com/xlbproject/xlb/elements/snat"
 	_ "github.com/xlbproject/xlb/elements/xdp"
 )

@@ -98,7 +98,13 @@ func init() {
 // random order but stored back to back, so the source reads memory in
 // sequence as a NIC's receive ring would and the benchmark measures the
 // elements' random accesses, not the fixture's.
-func tcpFrames(tb testing.TB, n int, vip netip.Addr) [][]byte {
+func tcpFrames(tb testing.TB, n int, vip netip.Addr) [][]byte { return tcpFramesTo(tb, n, vip, false) }
+
+// tcpFramesTo is tcpFrames, or with replies the frames of servers'
+// replies (source port 80) to backends' outbound connections from the
+// VIP, to ports 1024 to 65533: the ranges of ten backends with snat_ports
+// 6451, all owned.
+func tcpFramesTo(tb testing.TB, n int, vip netip.Addr, replies bool) [][]byte {
 	tb.Helper()
 	order := rand.New(rand.NewPCG(1, 2)).Perm(n)
 	frames := make([][]byte, n)
@@ -110,6 +116,9 @@ func tcpFrames(tb testing.TB, n int, vip netip.Addr) [][]byte {
 		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP,
 			SrcIP: []byte{10, byte(i >> 16), byte(i >> 8), byte(i)}, DstIP: vip.AsSlice()}
 		tcp := &layers.TCP{SrcPort: layers.TCPPort(1024 + i%50000), DstPort: 80, ACK: true, Seq: uint32(i), Window: 512}
+		if replies {
+			tcp.SrcPort, tcp.DstPort = 80, layers.TCPPort(1024+i%(10*6451))
+		}
 		_ = tcp.SetNetworkLayerForChecksum(ip)
 		if err := gopacket.SerializeLayers(buf, opts, eth, ip, tcp); err != nil {
 			tb.Fatal(err)
@@ -145,8 +154,10 @@ const benchElements = `
 // benchGraph is the default graph with a replay source and a counting sink
 // in place of RxXDP and TxXDP, over one VIP of ten backends; without full,
 // only the source and the sink. With dr, DirectRoute takes GREEncap's
-// place, the backends' MAC addresses static.
-func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full, dr bool) (*pipeline.Runtime, *sink) {
+// place, the backends' MAC addresses static. With snat, SNATReturn sits
+// between Parse5Tuple and ConnTrack and the VIP gives its backends ranges
+// of 6451 ports (ten ranges, all owned).
+func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full, dr, snat bool) (*pipeline.Runtime, *sink) {
 	tb.Helper()
 	var src strings.Builder
 	src.WriteString("hash_seed = 42\npipeline {\n  element \"BenchReplay\" \"rx\" {}\n  element \"BenchSink\" \"tx\" {}\n")
@@ -157,12 +168,21 @@ func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, fu
 			fmt.Fprintf(&macs, "\"198.51.100.%d\" = \"02:00:00:00:be:%02x\"\n", i+1, i+1)
 		}
 		fmt.Fprintf(&src, benchElements, ctCapacity, "DirectRoute", "macs = {\n"+macs.String()+"}")
+	case full && snat:
+		graph := fmt.Sprintf(benchElements, ctCapacity, "GREEncap", "")
+		graph = strings.Replace(graph, `element "Discard"`, `element "SNATReturn" "snat" {}
+  element "Discard"`, 1)
+		fmt.Fprint(&src, strings.Replace(graph, "connect = default_graph()", snatConnect, 1))
 	case full:
 		fmt.Fprintf(&src, benchElements, ctCapacity, "GREEncap", "")
 	default:
 		src.WriteString("  connect = [\"rx -> tx\"]\n")
 	}
-	src.WriteString("}\nvip \"web\" {\n  address  = \"192.0.2.10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n}\npool \"web\" {\n")
+	src.WriteString("}\nvip \"web\" {\n  address  = \"192.0.2.10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n")
+	if snat {
+		src.WriteString("  snat_ports = 6451\n")
+	}
+	src.WriteString("}\npool \"web\" {\n")
 	for i := range 10 {
 		fmt.Fprintf(&src, "  backend \"web-%d\" {\n    address = \"198.51.100.%d\"\n  }\n", i, i+1)
 	}
@@ -218,7 +238,10 @@ func scrapeLoop(tb testing.TB, rt *pipeline.Runtime) (stop func()) {
 // there the per-batch work (StartBatch, EndBatch, the engine's dispatch)
 // is shared by fewer packets. The "-dr" cases run DirectRoute in GREEncap's
 // place: the difference is what the tunnel costs over rewriting a MAC
-// address.
+// address. "hit-snat" is "hit" through a graph with SNATReturn before
+// ConnTrack and SNAT on the VIP: the difference is what SNATReturn costs
+// load-balanced packets; "reply-snat" sends replies to the backends'
+// ranges, SNATReturn to GREEncap, no ConnTrack or Maglev.
 func BenchmarkPipeline(b *testing.B) {
 	cases := []pipelineCase{
 		{"baseline", 1024, false, 0, false, 0, false},
@@ -227,6 +250,8 @@ func BenchmarkPipeline(b *testing.B) {
 		{"1M-flows", 1 << 20, false, 1 << 21, true, 0, false},
 		{"hit-dr", 1024, false, 1 << 16, true, 0, true},
 		{"miss-dr", 1024, true, 1 << 20, true, 0, true},
+		{"hit-snat", 1024, false, 1 << 16, true, 0, false},
+		{"reply-snat", 1024, false, 1 << 16, true, 0, false},
 	}
 	for _, c := range cases {
 		for _, scraped := range []bool{false, true} {
@@ -239,7 +264,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	for _, n := range []int{4, 8} {
 		for _, c := range cases {
-			if c.name == "miss" || c.dr {
+			if c.name == "miss" || c.dr || c.snat() {
 				continue
 			}
 			c.batch = n
@@ -263,9 +288,12 @@ type pipelineCase struct {
 	dr       bool
 }
 
+// snat reports whether the case runs SNATReturn (its name ends in -snat).
+func (c pipelineCase) snat() bool { return strings.HasSuffix(c.name, "-snat") }
+
 func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
-	frames := tcpFrames(b, c.flows, netip.MustParseAddr("192.0.2.10"))
-	rt, out := benchGraph(b, frames, c.rewrite, c.capacity, c.full, c.dr)
+	frames := tcpFramesTo(b, c.flows, netip.MustParseAddr("192.0.2.10"), c.name == "reply-snat")
+	rt, out := benchGraph(b, frames, c.rewrite, c.capacity, c.full, c.dr, c.snat())
 	inst := rt.Workers()[0]
 	var batch pipeline.Batch
 	src := inst.Element("rx").(*replaySource)
@@ -298,7 +326,7 @@ func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
 // benchmark's full graph (one worker, ten backends), as scrapeLoop does
 // it: the scraper's own cost, on its own core.
 func BenchmarkScrape(b *testing.B) {
-	rt, _ := benchGraph(b, tcpFrames(b, 1024, netip.MustParseAddr("192.0.2.10")), false, 1<<16, true, false)
+	rt, _ := benchGraph(b, tcpFrames(b, 1024, netip.MustParseAddr("192.0.2.10")), false, 1<<16, true, false, false)
 	reg := registry(rt)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -20,7 +20,7 @@ func testOptions(capacity, workers int, values map[any]any) pipelinetest.Options
 			e.(*ConnTrack).Capacity = capacity
 			return nil
 		},
-		AttrRanges: map[string]pipeline.Range{"capacity": {Filename: "xlb.hcl", Start: pipeline.Pos{Line: 7, Column: 3}}},
+		AttrRanges: pipeline.AttrRanges{{Name: "capacity", Range: pipeline.Range{Filename: "xlb.hcl", Start: pipeline.Pos{Line: 7, Column: 3}}}},
 		Values:     values,
 		Workers:    workers,
 		Loops:      []pipelinetest.Loop{{From: "miss", To: "learn", Func: testSelect}},

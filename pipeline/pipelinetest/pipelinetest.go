@@ -63,7 +63,7 @@ type Options struct {
 	Configure func(pipeline.Element) error
 	// AttrRanges says where each attribute is set, so that Build can
 	// blame one (see pipeline.ElementDecl).
-	AttrRanges map[string]pipeline.Range
+	AttrRanges pipeline.AttrRanges
 	// Values are handed to the element through Context.Value.
 	Values map[any]any
 	// Workers is how many copies of the graph run; 0 means 1.

@@ -144,7 +144,7 @@ func TestStartErrors(t *testing.T) {
 		t.Errorf("unknown type: %v", err)
 	}
 	at := pipeline.Range{Filename: "x.hcl", Start: pipeline.Pos{Line: 3}}
-	_, err := Start(t, "testSplit", Options{Values: values, AttrRanges: map[string]pipeline.Range{"bad": at},
+	_, err := Start(t, "testSplit", Options{Values: values, AttrRanges: pipeline.AttrRanges{{Name: "bad", Range: at}},
 		Configure: func(e pipeline.Element) error { e.(*split).Bad = true; return nil }})
 	var errs pipeline.Errors
 	if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Range != at {

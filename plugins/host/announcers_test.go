@@ -176,7 +176,7 @@ func TestAnnouncerParamsAtAttributes(t *testing.T) {
 	defer set.Stop()
 	a, _ := NewAnnouncers(dir, nil)
 	decl := Decl{Spec: Spec{Name: "bgp", Path: path, Config: []byte(`{"neighbors":[{"peer_as":65000},{"peer_as":0}]}`)},
-		Range: r(1), AttrRange: map[string]pipeline.Range{"neighbors": r(2), "neighbors[1]": r(4), "neighbors[1].peer_as": r(5)}}
+		Range: r(1), AttrRange: pipeline.AttrRanges{{Name: "neighbors", Range: r(2)}, {Name: "neighbors[1]", Range: r(4)}, {Name: "neighbors[1].peer_as", Range: r(5)}}}
 	c, errs := set.Prepare(a.Decls([]Decl{decl}))
 	if len(errs) != 1 || errs[0].Range != r(5) || !strings.Contains(errs[0].Detail, "neighbors[1].peer_as: must be an AS number") {
 		t.Errorf("a refused nested setting: %v, want it at line 5", errs)
@@ -191,7 +191,7 @@ func TestAnnouncerParamsAtAttributes(t *testing.T) {
 	defer c.Abort()
 	cfg := &control.Config{VIPs: []control.VIP{{Name: "web", Announce: []control.Announce{{Announcer: "bgp", Range: r(10),
 		Params:    map[string]json.RawMessage{"med": json.RawMessage(`"-1"`), "colour": json.RawMessage(`"blue"`)},
-		AttrRange: map[string]pipeline.Range{"med": r(11), "colour": r(12)}}}}}}
+		AttrRange: pipeline.AttrRanges{{Name: "med", Range: r(11)}, {Name: "colour", Range: r(12)}}}}}}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	errs = a.CheckParams(ctx, c, cfg, func(control.Announce) bool { return true })

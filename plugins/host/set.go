@@ -22,7 +22,7 @@ type Decl struct {
 	// block, or for a built-in without one the first block that uses it.
 	Range pipeline.Range
 	// AttrRange places a refused setting at its attribute.
-	AttrRange map[string]pipeline.Range
+	AttrRange pipeline.AttrRanges
 }
 
 // what names d in messages: `health-check plugin "http"`.
@@ -299,9 +299,9 @@ func settingErrors(err error, d Decl) pipeline.Errors {
 // nearest is the range of the attribute at path (a plugin names a value
 // nested in an attribute by a path such as neighbors[1].peer_as), or of the
 // longest prefix of the path recorded in attrs, or block.
-func nearest(attrs map[string]pipeline.Range, path string, block pipeline.Range) pipeline.Range {
+func nearest(attrs pipeline.AttrRanges, path string, block pipeline.Range) pipeline.Range {
 	for path != "" {
-		if r, ok := attrs[path]; ok {
+		if r, ok := attrs.Get(path); ok {
 			return r
 		}
 		i := strings.LastIndexAny(path, ".[")
@@ -318,7 +318,7 @@ func nearest(attrs map[string]pipeline.Range, path string, block pipeline.Range)
 // *sdk.ConfigError, at attrs[Attribute]) with the summary refused, and one
 // at block with the summary failed for anything else; what names the
 // plugin or block in the details.
-func Place(err error, what string, block pipeline.Range, attrs map[string]pipeline.Range, refused, failed string) pipeline.Errors {
+func Place(err error, what string, block pipeline.Range, attrs pipeline.AttrRanges, refused, failed string) pipeline.Errors {
 	var out pipeline.Errors
 	for _, e := range sdk.Unjoin(err) {
 		var ce *sdk.ConfigError

@@ -24,7 +24,7 @@ func fakeDecl(t *testing.T, name, path, config string) Decl {
 	}
 	return Decl{Spec: Spec{Name: name, Path: path, Kind: sdk.KindHealthChecker, Config: []byte(config)},
 		Range:     pipeline.Range{Filename: "x.hcl", Start: pipeline.Pos{Line: 1}},
-		AttrRange: map[string]pipeline.Range{"refuse": {Filename: "x.hcl", Start: pipeline.Pos{Line: 2}}}}
+		AttrRange: pipeline.AttrRanges{{Name: "refuse", Range: pipeline.Range{Filename: "x.hcl", Start: pipeline.Pos{Line: 2}}}}}
 }
 
 // settings returns the settings p's process runs with, as it reports them.
