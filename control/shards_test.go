@@ -175,3 +175,41 @@ func TestCheckerShards(t *testing.T) {
 		t.Errorf("the node's unknown shard: %v", errs)
 	}
 }
+
+// TestAgreeShards: a node whose table of a VIP differs from those of the
+// other nodes of its shard withdraws, though the nodes of another shard,
+// which do not serve the VIP, agree with it (on the config digest alone);
+// where the config digest differs, every node has a say.
+func TestAgreeShards(t *testing.T) {
+	state := func(name, config, table string, vips ...string) NodeState {
+		n := NodeState{Node: name, SourcesDigest: "s1", ConfigDigest: config}
+		for _, v := range vips {
+			tbl := "t-" + v
+			if v == "web" {
+				tbl = table
+			}
+			n.VIPs = append(n.VIPs, VIPDigest{Name: v, Table: tbl, Backends: "b-" + v})
+		}
+		return n
+	}
+	fleet := []NodeState{
+		state("a1", "c1", "t1", "web"), state("a2", "c1", "t1", "web"), state("a3", "c1", "wrong", "web"),
+		state("b1", "c1", "", "dns"), state("b2", "c1", "", "dns"),
+	}
+	for _, tc := range []struct {
+		self     int
+		withdraw bool
+	}{{0, false}, {1, false}, {2, true}, {3, false}} {
+		if a := Agree(fleet[tc.self], fleet); a.Withdraw != tc.withdraw {
+			t.Errorf("%s: withdraw %v, want %v (%+v)", fleet[tc.self].Node, a.Withdraw, tc.withdraw, a)
+		}
+	}
+	// Another config digest: b1 and b2 count on a1's side.
+	odd := state("a3", "c2", "t1", "web")
+	if a := Agree(odd, append(fleet[:2:2], fleet[3:]...)); !a.Withdraw {
+		t.Errorf("a node of another config digest: %+v, want it withdrawn", a)
+	}
+	if a := Agree(fleet[0], append(fleet[:2:2], odd, fleet[3], fleet[4])); a.Withdraw {
+		t.Errorf("a1 against a3 of another config digest: %+v, want no withdrawal", a)
+	}
+}
