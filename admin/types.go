@@ -17,12 +17,15 @@ import (
 // as JSON to the -status file on every change, printed at exit, and served
 // as part of /v1/status. docs/sources.md describes each field.
 type DaemonStatus struct {
-	Node         string         `json:"node"`
-	Generation   uint64         `json:"generation"`
-	Config       string         `json:"config"`
-	ConfigDigest string         `json:"config_digest"`
-	AppliedAt    time.Time      `json:"applied_at"`
-	Sources      []SourceStatus `json:"sources"`
+	Node         string `json:"node"`
+	Generation   uint64 `json:"generation"`
+	Config       string `json:"config"`
+	ConfigDigest string `json:"config_digest"`
+	// Shards are the node's shards (VIP sharding), as applied; empty: it
+	// serves every VIP.
+	Shards    []string       `json:"shards,omitempty"`
+	AppliedAt time.Time      `json:"applied_at"`
+	Sources   []SourceStatus `json:"sources"`
 	// Rejected is the latest change when it was rejected; nil when the
 	// latest change was applied.
 	Rejected *Rejection    `json:"rejected"`

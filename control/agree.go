@@ -71,13 +71,22 @@ const maxVIPsNamed = 3
 //
 // This node withdraws when its group (itself and the peers that agree
 // with it) is strictly smaller than a group of peers that agree with each
-// other and disagree with it. A tie withdraws nobody: withdrawing both
+// other and disagree with it. Where only tables differ, its group leaves
+// out the peers that serve none of its VIPs (other shards'), which agree
+// with it on the config digest alone. A tie withdraws nobody: withdrawing both
 // halves would take the VIPs down everywhere, for a fault that one half
 // has; both keep their routes and say so loudly.
 func Agree(self NodeState, peers []NodeState) Agreement {
 	var a Agreement
 	a.Agree = []string{self.Node}
 	var compared []*NodeState // the peers that disagree with self
+	// apart counts the agreeing peers that serve none of self's VIPs (of
+	// other shards): they agree on the config digest alone.
+	apart := 0
+	mine := make(map[string]bool, len(self.VIPs))
+	for _, v := range self.VIPs {
+		mine[v.Name] = true
+	}
 	sorted := byName(peers, func(n *NodeState) string { return n.Node })
 	for _, p := range sorted {
 		switch {
@@ -95,6 +104,9 @@ func Agree(self NodeState, peers []NodeState) Agreement {
 		why, vips := differ(&self, p)
 		if why == "" {
 			a.Agree = append(a.Agree, p.Node)
+			if !slices.ContainsFunc(p.VIPs, func(v VIPDigest) bool { return mine[v.Name] }) {
+				apart++
+			}
 			continue
 		}
 		a.Disagree = append(a.Disagree, p.Node)
@@ -107,7 +119,14 @@ func Agree(self NodeState, peers []NodeState) Agreement {
 		compared = append(compared, p)
 	}
 	slices.Sort(a.Agree)
-	a.Withdraw = largestGroup(compared) > len(a.Agree)
+	// Where only tables differ, the nodes of other shards have no say:
+	// they would make a node with a wrong table outnumber its own
+	// shard's nodes, which agree among themselves.
+	support := len(a.Agree)
+	if !slices.ContainsFunc(compared, func(p *NodeState) bool { return p.ConfigDigest != self.ConfigDigest }) {
+		support -= apart
+	}
+	a.Withdraw = largestGroup(compared) > support
 	return a
 }
 

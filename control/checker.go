@@ -23,8 +23,9 @@ type Checker struct {
 	pools map[string]*Pool
 	// backends is where that configuration declares each backend name.
 	backends map[string]backendDecl
-	// vips are its VIPs.
-	vips []VIP
+	// vips are its VIPs, and shardNames and shards its shards.
+	vips               []VIP
+	shardNames, shards []string
 }
 
 // Validate returns cfg's errors, as cfg.Validate does.
@@ -35,6 +36,7 @@ func (k *Checker) Validate(cfg *Config) pipeline.Errors {
 	v := cfg.validate()
 	if len(v.errs) == 0 {
 		k.pools, k.backends, k.vips = v.pools, v.backends, cfg.VIPs
+		k.shardNames, k.shards = cfg.ShardNames, cfg.Shards
 	}
 	return v.errs
 }
@@ -93,7 +95,7 @@ func (k *Checker) quick(cfg *Config) bool {
 	}
 	v.inclusions()
 	v.cycles()
-	if k.sameVIPs(cfg.VIPs) && !v.includes() {
+	if k.sameVIPs(cfg.VIPs) && !v.includes() && slices.Equal(k.shardNames, cfg.ShardNames) && slices.Equal(k.shards, cfg.Shards) {
 		// The VIPs passed as they are: only a pool they use that
 		// changed (its size) or left can fail them now.
 		for i := range cfg.VIPs {
@@ -103,6 +105,7 @@ func (k *Checker) quick(cfg *Config) bool {
 		}
 	} else {
 		v.vips()
+		v.shards()
 	}
 	// A pool that grew may leave a VIP with SNAT without a range for
 	// every backend.
@@ -124,6 +127,7 @@ func (k *Checker) quick(cfg *Config) bool {
 		k.backends[name] = d
 	}
 	k.pools, k.vips = v.pools, cfg.VIPs
+	k.shardNames, k.shards = cfg.ShardNames, cfg.Shards
 	return true
 }
 
@@ -136,7 +140,7 @@ func (k *Checker) sameVIPs(vips []VIP) bool {
 	for i := range vips {
 		a, b := &vips[i], &k.vips[i]
 		if a.Name != b.Name || a.Address != b.Address || a.Protocol != b.Protocol || a.Pool != b.Pool ||
-			a.TableSize != b.TableSize || a.SNATPorts != b.SNATPorts || !slices.Equal(a.Ports, b.Ports) || !same(a.Announce, b.Announce) {
+			a.TableSize != b.TableSize || a.SNATPorts != b.SNATPorts || !slices.Equal(a.Ports, b.Ports) || !same(a.Announce, b.Announce) || !slices.Equal(a.Shards, b.Shards) {
 			return false
 		}
 	}

@@ -6,6 +6,8 @@ package control
 import (
 	"encoding/json"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/xlbproject/xlb/pipeline"
@@ -22,6 +24,76 @@ type Config struct {
 	HashSeed uint64
 	VIPs     []VIP
 	Pools    []Pool
+
+	// ShardNames are the fleet's shards (Maglev's VIP sharding): every
+	// shard the node or a VIP names must be one of them, so that a
+	// misspelt shard is an error rather than a VIP no node serves.
+	ShardNames []string
+	// Shards are this node's shards: it serves (builds tables for,
+	// announces, forwards) only the VIPs of one of them and the VIPs that
+	// name none. Empty: every VIP. They are the node's own, not the
+	// fleet's, so the config digest leaves them out (see Digest).
+	Shards []string
+	// ShardNamesRange is where ShardNames is set, and ShardRanges the
+	// ranges of Shards' items, when the source records them.
+	ShardNamesRange pipeline.Range
+	ShardRanges     []pipeline.Range
+}
+
+// ServedPools returns the pools the VIPs this node serves use, and those
+// they include, by name. Validate should have passed.
+func (c *Config) ServedPools() map[string]*Pool {
+	pools := make(map[string]*Pool, len(c.Pools))
+	for i := range c.Pools {
+		if _, dup := pools[c.Pools[i].Name]; !dup {
+			pools[c.Pools[i].Name] = &c.Pools[i]
+		}
+	}
+	served := map[string]*Pool{}
+	var walk func(name string)
+	walk = func(name string) {
+		p := pools[name]
+		if p == nil || served[name] != nil {
+			return
+		}
+		served[name] = p
+		for _, q := range p.Pools {
+			walk(q)
+		}
+	}
+	for i := range c.VIPs {
+		if c.Serves(&c.VIPs[i]) {
+			walk(c.VIPs[i].Pool)
+		}
+	}
+	return served
+}
+
+// ServedBackends returns the backends this node sends to, those of
+// ServedPools, sorted by name.
+func (c *Config) ServedBackends() []*Backend {
+	var out []*Backend
+	for _, p := range c.ServedPools() {
+		for i := range p.Backends {
+			out = append(out, &p.Backends[i])
+		}
+	}
+	slices.SortFunc(out, func(a, b *Backend) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Serves reports whether this node serves v: v names no shard, the node
+// carries none, or they share one.
+func (c *Config) Serves(v *VIP) bool {
+	if len(c.Shards) == 0 || len(v.Shards) == 0 {
+		return true
+	}
+	for _, s := range v.Shards {
+		if slices.Contains(c.Shards, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // VIP is one virtual service.
@@ -34,6 +106,8 @@ type VIP struct {
 	// TableSize is the Maglev table size M, a prime; 0 means
 	// DefaultTableSize.
 	TableSize uint32
+	// Shards are the shards whose nodes serve the VIP; empty: every node.
+	Shards []string
 	// SNATPorts, when not 0, gives each backend the VIP reaches a range of
 	// that many source ports on the VIP's address, for connections the
 	// backend opens itself (SNAT, as Ananta does): see snat.go.
@@ -46,6 +120,8 @@ type VIP struct {
 	// out); otherwise diagnostics about a port point at AttrRange's
 	// "ports".
 	PortRanges []pipeline.Range
+	// ShardRanges are the ranges of the items of Shards, as PortRanges.
+	ShardRanges []pipeline.Range
 	// Announce holds the VIP's parameters for route announcers, at most
 	// one block per announcer. Every announcer announces every VIP that
 	// should be announced (DesiredRoutes); a block only adds parameters.

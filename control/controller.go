@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -248,11 +249,18 @@ func (c *Controller) publish(cfg *Config) error {
 			pools[cfg.Pools[i].Name] = &cfg.Pools[i]
 		}
 	}
-	// VIPs in name order, so that the snapshot does not depend on the
-	// order of declaration.
-	vips := make([]*VIP, len(cfg.VIPs))
+	// The VIPs this node serves (the others are another shard's: not in
+	// the snapshot, so neither forwarded nor announced here), in name
+	// order, so that the snapshot does not depend on the order of
+	// declaration.
+	vips := make([]*VIP, 0, len(cfg.VIPs))
+	var others []netip.Addr
 	for i := range cfg.VIPs {
-		vips[i] = &cfg.VIPs[i]
+		if cfg.Serves(&cfg.VIPs[i]) {
+			vips = append(vips, &cfg.VIPs[i])
+		} else {
+			others = append(others, cfg.VIPs[i].Address.Unmap())
+		}
 	}
 	slices.SortFunc(vips, func(a, b *VIP) int { return strings.Compare(a.Name, b.Name) })
 	// VIPs often share a pool: flatten it once, not once per VIP, and
@@ -335,6 +343,8 @@ func (c *Controller) publish(cfg *Config) error {
 	}
 	s := snapshot.NewFrom(c.store.Load().Generation+1, cfg.HashSeed, out, reals.Done())
 	s.ConfigDigest = digest
+	slices.SortFunc(others, netip.Addr.Compare)
+	s.OtherShards = slices.Compact(others)
 	c.ids, c.tables, c.cfg, c.digest, c.snats = ids, cache, cfg, digest, snats
 	c.flat, c.vipsBy, c.reals = flat, parts, s.Reals
 	c.built += len(todo)

@@ -191,7 +191,36 @@ func (c *Config) digest(cache *poolDigests) string {
 	if cache != nil {
 		*cache = next
 	}
+	c.digestShards(e, vips)
 	return e.sum()
+}
+
+// digestShards adds the fleet's shards and each VIP's to a config digest,
+// after everything else and only when there are any, so that a
+// configuration without shards keeps the digest it had before shards
+// existed (nodes of two versions agree during an upgrade). The node's own
+// shards are left out: nodes of different shards run one configuration.
+func (c *Config) digestShards(e *encoder, vips []*VIP) {
+	sharded := len(c.ShardNames) > 0
+	for _, v := range vips {
+		sharded = sharded || len(v.Shards) > 0
+	}
+	if !sharded {
+		return
+	}
+	e.str("shards")
+	names := slices.Sorted(slices.Values(c.ShardNames))
+	e.uint(uint64(len(names)))
+	for _, s := range names {
+		e.str(s)
+	}
+	for _, v := range vips {
+		shards := slices.Compact(slices.Sorted(slices.Values(v.Shards)))
+		e.uint(uint64(len(shards)))
+		for _, s := range shards {
+			e.str(s)
+		}
+	}
 }
 
 // poolDigests are the digests of a configuration's pools by name, with

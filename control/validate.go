@@ -21,6 +21,7 @@ const (
 	attrPool      = "pool"
 	attrTableSize = "table_size"
 	attrPools     = "pools"
+	attrShards    = "shards"
 )
 
 // Validate checks the configuration as a whole and returns every problem,
@@ -42,6 +43,7 @@ func (c *Config) validate() *validator {
 	v.pools_()
 	v.cycles()
 	v.vips()
+	v.shards()
 	v.snat()
 	v.healthChecks()
 	slices.SortStableFunc(v.errs, func(a, b *pipeline.Error) int {
@@ -303,6 +305,82 @@ func maxSNATPorts(n int, excluded []uint16) uint32 {
 		}
 	}
 	return 0
+}
+
+// shards reports a shard that the node or a VIP names and shard_names does
+// not declare, and VIPs of one address with different shards: a node
+// announces an address, not a VIP, so the nodes that announce it must
+// serve every VIP at it.
+func (v *validator) shards() {
+	c := v.c
+	for i, name := range c.Shards {
+		r := c.ShardNamesRange
+		if len(c.ShardRanges) == len(c.Shards) {
+			r = c.ShardRanges[i]
+		}
+		v.shardKnown(r, "This node", name)
+	}
+	var first map[netip.Addr]*VIP // the first sharded VIP at each address
+	for i := range c.VIPs {
+		x := &c.VIPs[i]
+		for j, name := range x.Shards {
+			r := x.AttrRange.Or(attrShards, x.Range)
+			if len(x.ShardRanges) == len(x.Shards) {
+				r = x.ShardRanges[j]
+			}
+			v.shardKnown(r, fmt.Sprintf("VIP %q", x.Name), name)
+		}
+		if len(x.Shards) > 0 && first == nil {
+			first = make(map[netip.Addr]*VIP)
+			for j := range c.VIPs[:i] {
+				if _, ok := first[c.VIPs[j].Address]; !ok {
+					first[c.VIPs[j].Address] = &c.VIPs[j]
+				}
+			}
+		}
+		if first == nil || !x.Address.IsValid() {
+			continue
+		}
+		y, ok := first[x.Address]
+		if !ok {
+			first[x.Address] = x
+			continue
+		}
+		if !sameShards(x.Shards, y.Shards) {
+			v.add(x.AttrRange.Or(attrShards, x.Range), "Shards differ at one address",
+				"VIP %q has the address %s of VIP %q (declared at %s) with other shards (%s, against %s); nodes announce an address for all of its VIPs, so give the VIPs that share an address the same shards.",
+				x.Name, x.Address, y.Name, y.Range, shardList(x.Shards), shardList(y.Shards))
+		}
+	}
+}
+
+// shardKnown reports name, a shard that who names at r, unless
+// shard_names declares it.
+func (v *validator) shardKnown(r pipeline.Range, who, name string) {
+	names := v.c.ShardNames
+	switch {
+	case slices.Contains(names, name):
+	case len(names) == 0:
+		v.add(r, "Unknown shard",
+			"%s names the shard %q, and no shard is declared; list the fleet's shards in the top-level shard_names (such as shard_names = [%q]), the same on every node.", who, name, name)
+	default:
+		v.add(r, "Unknown shard",
+			"%s names the shard %q, which shard_names (at %s) does not declare%s; the fleet's shards are %s.",
+			who, name, v.c.ShardNamesRange, pipeline.Suggest(name, names), strings.Join(names, ", "))
+	}
+}
+
+// sameShards reports whether a and b name the same shards, in any order.
+func sameShards(a, b []string) bool {
+	return slices.Equal(slices.Compact(slices.Sorted(slices.Values(a))), slices.Compact(slices.Sorted(slices.Values(b))))
+}
+
+// shardList writes a VIP's shards for a diagnostic.
+func shardList(s []string) string {
+	if len(s) == 0 {
+		return "every node"
+	}
+	return strings.Join(s, ", ")
 }
 
 // announce reports a VIP's second block for one announcer and parameters

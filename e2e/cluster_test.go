@@ -560,3 +560,58 @@ func withBFD(t *testing.T) string {
 	}
 	return path
 }
+
+// TestClusterShards: VIP sharding (docs/cluster.md). cluster.hcl puts web4
+// in shard a and web6 in shard b; lb1 and lb2 run shard a, lb3 and lb4
+// shard b, and all four serve api4, which names no shard. The router
+// routes each VIP over its shard's nodes only. Node lb2 of shard a is
+// killed: web4's connections go on through lb1 on their backends, and
+// shard b sees nothing: web6's route never changes, so none of its flows
+// moves, and none is lost.
+func TestClusterShards(t *testing.T) {
+	c := newClusterLab(t, lab.BGP{}, clusterConfig(t))
+	shard := func(i int) string { return []string{"a", "a", "b", "b"}[i] }
+	c.extra = func(i int) []string { return []string{"-var", "shard=" + shard(i), "-var", "nodes=4"} }
+	for i := range 4 {
+		c.start(i)
+	}
+	c.waitHops(web4, 0, 1)
+	c.waitHops(web6, 2, 3)
+	c.waitHops(api4, 0, 1, 2, 3)
+	h, before := c.hold()
+	c.spread(0, 1, 2, 3)
+	w := c.bird.Watch(web4, web6)
+	defer w.Close()
+	at := h.Snapshot()
+	if err := c.nodes[1].Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	gone := c.waitHops(web4, 0)
+	c.recorded(w, web4, 0)
+	s := c.survived(h, before, at)
+	var b6 []string
+	for _, ch := range routeChanges(w) {
+		if ch.Prefix == web6 {
+			b6 = append(b6, fmt.Sprintf("%v", ch.NextHops))
+		}
+	}
+	if len(b6) > 0 {
+		t.Errorf("shard b's route to web6 changed when a node of shard a died: %v", b6)
+	}
+	if hops, err := c.bird.NextHops(web6); err != nil || !slices.Equal(hops, c.hops(web6, 2, 3)) {
+		t.Errorf("web6 via %v (%v) after the kill: want lb3 and lb4", hops, err)
+	}
+	if hops, err := c.bird.NextHops(api4); err != nil || !slices.Equal(hops, c.hops(api4, 0, 2, 3)) {
+		t.Errorf("api4 via %v (%v) after the kill: want lb1, lb3 and lb4", hops, err)
+	}
+	var stallA, stallB time.Duration
+	for _, conn := range s.Conns {
+		if conn.Target.Addr() == web6.Addr() {
+			stallB = max(stallB, conn.MaxStall)
+		} else {
+			stallA = max(stallA, conn.MaxStall)
+		}
+	}
+	c.report("SIGKILL one node of shard a", s, "router removed its web4 path %v after the kill, web6 route changes %d; longest stall shard a %v, shard b %v",
+		gone.Round(time.Millisecond), len(b6), stallA.Round(time.Millisecond), stallB.Round(time.Millisecond))
+}

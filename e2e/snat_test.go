@@ -32,7 +32,7 @@ func snatConfig(t *testing.T) string {
 	for _, r := range [][2]string{
 		{`  element "Discard" "drop" {}`, "  element \"SNATReturn\" \"snat\" {}\n  element \"Discard\" \"drop\" {}"},
 		{`"rx -> frag -> parse -> ct",`, "\"rx -> frag -> parse -> snat -> ct\",\n    \"snat.reply -> encap\",\n    \"snat.bad -> drop\","},
-		{"  pool     = \"web\"\n  announce \"bgp\" {", "  pool     = \"web\"\n  snat_ports = 1024\n  announce \"bgp\" {"},
+		{"  pool     = \"web\"\n  shards   = [\"a\"]\n  announce \"bgp\" {", "  pool     = \"web\"\n  shards   = [\"a\"]\n  snat_ports = 1024\n  announce \"bgp\" {"},
 		{"  address  = \"fd00:90:100::10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n", "  address  = \"fd00:90:100::10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n  snat_ports = 1024\n"},
 	} {
 		if !strings.Contains(s, r[0]) {

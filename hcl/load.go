@@ -190,7 +190,7 @@ type loader struct {
 }
 
 var rootSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "hash_seed"}},
+	Attributes: []hcl.AttributeSchema{{Name: "hash_seed"}, {Name: "shard_names"}, {Name: "shards"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "variable", LabelNames: []string{"name"}},
 		{Type: "locals"},
@@ -270,11 +270,13 @@ func (l *loader) load() {
 	}
 
 	l.decodeHashSeed(content.Attributes["hash_seed"])
+	l.decodeShards(content.Attributes["shard_names"])
 	l.decodePipeline(pipelines)
 	l.decodeService(l.vips, l.pools, frags)
 	l.decodePlugins(plugins)
 	l.decodeAnnouncers(announcers, plugins)
 	l.markUncheckable()
+	l.checkBackends()
 }
 
 // evalContext returns the context expressions are evaluated in: var.NAME,

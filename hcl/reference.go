@@ -60,7 +60,9 @@ type docBlock struct {
 var reference = docBlock{
 	schema: rootSchema,
 	attrs: map[string]docAttr{
-		"hash_seed": {typ: "number, 0 to 2^64-1", def: "0", doc: "Seeds the flow hash. **Every node of a fleet must use the same value**, so that a flow that ECMP moves to another node keeps its backend. When it is missing the seed is 0 and the load warns (`hash_seed not set`). Like the pipeline block it changes at restart: a reload with another seed applies the rest, keeps the running seed and warns, because ConnTrack finds established flows by their hash."},
+		"shard_names": {typ: "list of strings", def: "none", doc: "The fleet's shards (Maglev's VIP sharding; see [docs/cluster.md](cluster.md#vip-sharding)), the same on every node. Every shard that `shards` or a VIP's `shards` names must be one of them: an unknown name is an error at its item, with a did-you-mean."},
+		"shards":      {typ: "list of strings", def: "every VIP", doc: "This node's shards (usually `[var.shard]`): it builds tables for, forwards and announces only the VIPs of one of these shards and the VIPs that name none; its XDP program passes packets to the other VIPs to the kernel. A change is a reload like any other. Left out of the config digest, so that nodes of different shards agree on what they share."},
+		"hash_seed":   {typ: "number, 0 to 2^64-1", def: "0", doc: "Seeds the flow hash. **Every node of a fleet must use the same value**, so that a flow that ECMP moves to another node keeps its backend. When it is missing the seed is 0 and the load warns (`hash_seed not set`). Like the pipeline block it changes at restart: a reload with another seed applies the rest, keeps the running seed and warns, because ConnTrack finds established flows by their hash."},
 	},
 	blocks: map[string]docBlock{
 		"variable": {count: "any number", doc: "An input value, set by `-var NAME=VALUE`, `XLB_VAR_NAME` or its default; see [Variables](#variables).", schema: variableSchema,
@@ -84,6 +86,7 @@ var reference = docBlock{
 				"protocol":   {typ: "`\"tcp\"`, `\"udp\"` or `\"any\"`", def: "`\"tcp\"`", doc: "Which packets the VIP matches."},
 				"ports":      {typ: "list of numbers", def: "all ports", doc: "Destination ports, 1 to 65535."},
 				"pool":       {typ: "string", required: true, doc: "The pool that serves the VIP."},
+				"shards":     {typ: "list of strings", def: "every node", doc: "The shards whose nodes serve the VIP (see the top-level `shards`); each is one of `shard_names`. VIPs that share an address must name the same shards, since nodes announce addresses."},
 				"table_size": {typ: "number", def: strconv.Itoa(control.DefaultTableSize), doc: "The Maglev lookup table size M, a prime above the number of backends (ideally 100 times it)."},
 				"snat_ports": {typ: "number, 0 to " + strconv.Itoa(control.SNATSpace), def: "0 (no SNAT)", doc: "Gives each backend the VIP reaches a range of this many source ports on the VIP's address, the same on every node, for the connections it opens itself with the VIP as source (SNAT, as Ananta does); replies that reach xlb on a port of a range go to its backend through the [SNATReturn](#snatreturn) element. Needs `ports`; one VIP with SNAT per address; the load fails when the ranges beside the service ports are fewer than the backends. See [docs/modes.md](modes.md#snat)."},
 			},

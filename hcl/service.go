@@ -40,7 +40,7 @@ var (
 	// here: which are required is control.Config.Validate's to say.
 	vipSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
-			{Name: "address"}, {Name: "pool"}, {Name: "ports"}, {Name: "protocol"}, {Name: "snat_ports"}, {Name: "table_size"},
+			{Name: "address"}, {Name: "pool"}, {Name: "ports"}, {Name: "protocol"}, {Name: "shards"}, {Name: "snat_ports"}, {Name: "table_size"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "announce", LabelNames: []string{"name"}}},
 	}
@@ -70,6 +70,41 @@ func (l *loader) decodeHashSeed(a *hcl.Attribute) {
 	}
 	l.out.HashSeedRange = toRange(a.Range)
 	l.add(gohcl.DecodeExpression(a.Expr, l.ctx, &l.out.Service.HashSeed))
+}
+
+// decodeShards decodes the top-level shard_names (the fleet's shards, a
+// whole list: where it is set is what a diagnostic names) and shards (this
+// node's, item by item).
+func (l *loader) decodeShards(names *hcl.Attribute) {
+	svc := &l.out.Service
+	if names != nil {
+		svc.ShardNamesRange = toRange(names.Range)
+		svc.ShardNames, _ = l.shards(l.body, "shard_names", func() string { return "The top level" })
+	}
+	svc.Shards, svc.ShardRanges = l.shards(l.body, "shards", func() string { return "This node" })
+}
+
+// checkBackends runs the elements' backend checks
+// (pipeline.BackendChecker: DirectRoute's segments) over every backend
+// this node serves, and reports a backend out of an element's reach at its
+// address. It runs on a file without errors only, whose graph and pools
+// are whole.
+func (l *loader) checkBackends() {
+	if l.out.Graph == nil || l.diags.HasErrors() {
+		return
+	}
+	checks := l.out.Graph.BackendChecks()
+	if len(checks) == 0 {
+		return
+	}
+	for _, b := range l.out.Service.ServedBackends() {
+		for _, c := range checks {
+			if err := c.Check(b.Address); err != nil {
+				l.errorf(toHCLRange(b.AttrRange.Or("address", b.Range)), "Backend out of reach", "While checking `%s` (%s): backend %q (%s) %s.",
+					c.Element, c.Type, b.Name, b.Address, strings.TrimSuffix(err.Error(), "."))
+			}
+		}
+	}
 }
 
 // decodeService decodes the vip and pool blocks and validates the result as
@@ -176,6 +211,7 @@ func (l *loader) decodeServiceBlocks(vips, pools []*hcl.Block, reported map[pipe
 			"A vip block", vipSchema, reported)
 		v.Address = l.address(b.Body, address, reported)
 		v.Ports, v.PortRanges = l.ports(v.Name, b.Body)
+		v.Shards, v.ShardRanges = l.shards(b.Body, "shards", func() string { return fmt.Sprintf("VIP %q", v.Name) })
 		v.Announce = l.vipAnnounce(v.Name, b.Body, names)
 		svc.VIPs = append(svc.VIPs, v)
 	}
@@ -403,53 +439,17 @@ func (l *loader) address(body hcl.Body, s string, reported map[pipeline.Range]bo
 	return netip.Addr{}
 }
 
-// ports decodes a vip's ports attribute item by item, each with its own
-// range when the list is written out (the whole expression's otherwise), so
-// that an item that is not a port is reported where it is, and a long list
-// costs time linear in its length (gohcl's conversion of a tuple to
-// []uint16 is quadratic in go-cty). Port 0 fits: what it means is
-// control.Config.Validate's to say, at the same range.
+// ports decodes a vip's ports attribute item by item (listItems), so that
+// an item that is not a port is reported where it is. Port 0 fits: what it
+// means is control.Config.Validate's to say, at the same range.
 func (l *loader) ports(vip string, body hcl.Body) ([]uint16, []pipeline.Range) {
-	expr, _, ok := attr(body, "ports")
+	items, ok := l.listItems(body, "ports", func() string { return fmt.Sprintf("VIP %q has ports", vip) }, "a list of port numbers such as [80, 443]")
 	if !ok {
 		return nil, nil
-	}
-	type item struct {
-		v cty.Value
-		r hcl.Range
-	}
-	var items []item
-	if tup, ok := expr.(*hclsyntax.TupleConsExpr); ok {
-		items = make([]item, 0, len(tup.Exprs))
-		for _, e := range tup.Exprs {
-			v, diags := e.Value(l.ctx)
-			if l.add(diags) {
-				items = append(items, item{v, e.Range()})
-			}
-		}
-	} else {
-		v, diags := expr.Value(l.ctx)
-		r := expr.Range()
-		switch {
-		case !l.add(diags) || !v.IsKnown() || v.IsNull():
-			// Reported, an echo of a failed reference, or unset.
-			return nil, nil
-		case !v.CanIterateElements() || v.Type().IsMapType() || v.Type().IsObjectType():
-			l.errorf(r, "Invalid ports", "VIP %q has ports of type %s; write a list of port numbers such as [80, 443].", vip, v.Type().FriendlyName())
-			return nil, nil
-		}
-		items = make([]item, 0, v.LengthInt())
-		for it := v.ElementIterator(); it.Next(); {
-			_, ev := it.Element()
-			items = append(items, item{ev, r})
-		}
 	}
 	ports := make([]uint16, 0, len(items))
 	ranges := make([]pipeline.Range, 0, len(items))
 	for _, it := range items {
-		if !it.v.IsWhollyKnown() {
-			continue // an echo of a failed reference
-		}
 		p, ok := port(it.v)
 		if !ok {
 			l.errorf(it.r, "Invalid port", "VIP %q lists %s, which is not a port; ports go from 1 to 65535 (leave ports out to match every port).", vip, describe(it.v))
@@ -459,6 +459,77 @@ func (l *loader) ports(vip string, body hcl.Body) ([]uint16, []pipeline.Range) {
 		ranges = append(ranges, toRange(it.r))
 	}
 	return ports, ranges
+}
+
+// shards decodes the attribute name of body (shards, the top level's or a
+// vip's, or shard_names), a list of shard names, item by item as ports;
+// whose says whose it is for diagnostics. Which names exist is
+// control.Config.Validate's to say. whose is called for a diagnostic only:
+// most VIPs have none, and formatting their names would cost a load of
+// thousands.
+func (l *loader) shards(body hcl.Body, name string, whose func() string) ([]string, []pipeline.Range) {
+	items, ok := l.listItems(body, name, func() string { return whose() + " has " + name }, `a list of shard names such as ["a"]`)
+	if !ok {
+		return nil, nil
+	}
+	names := make([]string, 0, len(items))
+	ranges := make([]pipeline.Range, 0, len(items))
+	for _, it := range items {
+		if it.v.IsNull() || it.v.Type() != cty.String || it.v.AsString() == "" {
+			l.errorf(it.r, "Invalid shard", "%s lists %s in %s, which is not a shard name; write shard names as strings, such as \"a\".", whose(), describe(it.v), name)
+			continue
+		}
+		names = append(names, it.v.AsString())
+		ranges = append(ranges, toRange(it.r))
+	}
+	return names, ranges
+}
+
+// listItem is one item of a list attribute and its range.
+type listItem struct {
+	v cty.Value
+	r hcl.Range
+}
+
+// listItems evaluates the list attribute name of body item by item, each
+// with its own range when the list is written out (the whole expression's
+// otherwise), and a long list in time linear in its length (gohcl's
+// conversion of a tuple to a slice is quadratic in go-cty). Items whose
+// value is not known (echoes of a failed reference) are left out; ok is
+// false when the attribute is unset or was reported. has and want word
+// the diagnostic for a value that is not a list (has called only then).
+func (l *loader) listItems(body hcl.Body, name string, has func() string, want string) (items []listItem, ok bool) {
+	expr, _, ok := attr(body, name)
+	if !ok {
+		return nil, false
+	}
+	if tup, ok := expr.(*hclsyntax.TupleConsExpr); ok {
+		items = make([]listItem, 0, len(tup.Exprs))
+		for _, e := range tup.Exprs {
+			v, diags := e.Value(l.ctx)
+			if l.add(diags) && v.IsWhollyKnown() {
+				items = append(items, listItem{v, e.Range()})
+			}
+		}
+		return items, true
+	}
+	v, diags := expr.Value(l.ctx)
+	r := expr.Range()
+	switch {
+	case !l.add(diags) || !v.IsKnown() || v.IsNull():
+		// Reported, an echo of a failed reference, or unset.
+		return nil, false
+	case !v.CanIterateElements() || v.Type().IsMapType() || v.Type().IsObjectType():
+		l.errorf(r, "Invalid "+name, "%s of type %s; write %s.", has(), v.Type().FriendlyName(), want)
+		return nil, false
+	}
+	items = make([]listItem, 0, v.LengthInt())
+	for it := v.ElementIterator(); it.Next(); {
+		if _, ev := it.Element(); ev.IsWhollyKnown() {
+			items = append(items, listItem{ev, r})
+		}
+	}
+	return items, true
 }
 
 // port converts v to a port number as HCL converts values (the string "80"

@@ -2,6 +2,7 @@ package hcl
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -233,6 +234,32 @@ func TestSourcesUnknownVariable(t *testing.T) {
 	if len(diags) != 2 {
 		t.Errorf("%d diagnostics:\n%s", len(diags), out)
 	}
+}
+
+// TestSourcesShards: a fragment's VIP names its shards, checked against
+// the main file's shard_names at the fragment's item (native and JSON);
+// a fragment may not set the node's shards.
+func TestSourcesShards(t *testing.T) {
+	main := string(mainSrc(t)) + "\nshard_names = [\"a\", \"b\"]\n"
+	load := func(frags ...Fragment) (*File, string) {
+		t.Helper()
+		f, diags := LoadSources("testdata/valid.hcl", []byte(main), frags, Options{})
+		var b strings.Builder
+		if err := WriteDiagnostics(&b, f.Files(), diags); err != nil {
+			t.Fatal(err)
+		}
+		return f, b.String()
+	}
+	f, out := load(Fragment{Name: "etcd:/xlb/vips/api", Src: []byte("vip \"api\" {\n  address = \"192.0.2.20\"\n  pool    = \"web\"\n  shards  = [\"b\"]\n}\n")})
+	if out != "" || len(f.Service.VIPs) == 0 || !slices.Equal(f.Service.VIPs[len(f.Service.VIPs)-1].Shards, []string{"b"}) {
+		t.Fatalf("a fragment's VIP of shard b: %v\n%s", f.Service.VIPs, out)
+	}
+	_, out = load(Fragment{Name: "etcd:/xlb/vips/api", Src: []byte("vip \"api\" {\n  address = \"192.0.2.20\"\n  pool    = \"web\"\n  shards  = [\"a\", \"c\"]\n}\n")})
+	wantPrinted(t, out, "etcd:/xlb/vips/api:4:19: error: Unknown shard\n")
+	_, out = load(Fragment{Name: "v.hcl.json", Src: []byte("{\"vip\": {\"z\": {\n  \"address\": \"192.0.2.41\",\n  \"pool\": \"web\",\n  \"shards\": [\"bb\"]}}}")})
+	wantPrinted(t, out, "v.hcl.json:4:13: error: Unknown shard\n", `did you mean "b"?`)
+	_, out = load(Fragment{Name: "etcd:/xlb/node", Src: []byte("shards = [\"a\"]\n")})
+	wantPrinted(t, out, "etcd:/xlb/node:1:1: error: Not allowed in a config source\n")
 }
 
 // TestSourcesSyntaxErrorAlone: while a fragment does not parse, only

@@ -1,7 +1,9 @@
 package hcl
 
 import (
+	"fmt"
 	"io"
+	"net/netip"
 
 	"github.com/xlbproject/xlb/pipeline"
 )
@@ -61,6 +63,27 @@ type testPass struct{}
 
 func (*testPass) Push(int, *pipeline.Packet) int { return 0 }
 
+// testReach has GREEncap's ports and reaches the backends in prefix only,
+// as DirectRoute reaches those on its interface's segments.
+type testReach struct {
+	Prefix string `hcl:"prefix,optional"`
+}
+
+func (*testReach) Push(int, *pipeline.Packet) int { return 0 }
+
+func (r *testReach) BackendCheck() func(netip.Addr) error {
+	p, err := netip.ParsePrefix(r.Prefix)
+	if err != nil {
+		return nil
+	}
+	return func(a netip.Addr) error {
+		if !p.Contains(a) {
+			return fmt.Errorf("is not in %s", p)
+		}
+		return nil
+	}
+}
+
 type testDrop struct{}
 
 func (*testDrop) Push(int, *pipeline.Packet) int { return pipeline.Consumed }
@@ -82,6 +105,8 @@ func init() {
 	// TestEncap has the ports of GREEncap, which the default graph names.
 	pipeline.Register(pipeline.ElementType{Name: "TestEncap", Inputs: []string{"in"}, Outputs: []string{"out", "bad", "icmp"},
 		New: func() pipeline.Element { return &testPass{} }})
+	pipeline.Register(pipeline.ElementType{Name: "TestReach", Inputs: []string{"in"}, Outputs: []string{"out", "bad", "icmp"},
+		New: func() pipeline.Element { return &testReach{} }})
 	pipeline.Register(pipeline.ElementType{Name: "TestDrop", Inputs: []string{"in"},
 		New: func() pipeline.Element { return &testDrop{} }})
 }
@@ -94,4 +119,6 @@ var (
 	_ pipeline.Pusher    = (*testSink)(nil)
 	_ pipeline.Pusher    = (*testPass)(nil)
 	_ pipeline.Pusher    = (*testDrop)(nil)
+
+	_ pipeline.BackendChecker = (*testReach)(nil)
 )

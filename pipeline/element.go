@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"sync"
 )
@@ -56,6 +57,20 @@ type Source interface {
 // `xlbd validate` calls it without provisioning anything.
 type Validator interface {
 	Validate() error
+}
+
+// BackendChecker is implemented by an element whose configuration bounds
+// the backends it can send to (DirectRoute reaches only hosts on its
+// interface's segments). BackendCheck returns the check of one backend
+// address, nil when there is nothing to check here (no interface named,
+// or none of that name on this host: provisioning says so). The loader
+// calls it after Validate, with every backend the node serves, so that a
+// backend out of reach is refused at its address when the file is
+// checked or loaded. Like Validate it must have no side effects; it may
+// read the host's interfaces. An element that sends to backends from a
+// snapshot still checks them there, for what changes without a load.
+type BackendChecker interface {
+	BackendCheck() func(netip.Addr) error
 }
 
 // Provisioner acquires what the element needs to run (tables, files,

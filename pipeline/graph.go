@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 )
@@ -282,9 +283,9 @@ func Build(spec Spec) (*Graph, Errors) {
 	return g, nil
 }
 
-// probeConfig configures and validates a throwaway instance, so that
-// configuration errors surface at build time with their source.
-func probeConfig(d *ElementDecl, t *ElementType) *Error {
+// configured returns a throwaway instance of d, configured and
+// validated.
+func configured(d *ElementDecl, t *ElementType) (Element, error) {
 	el := t.New()
 	var err error
 	if d.Configure != nil {
@@ -293,6 +294,38 @@ func probeConfig(d *ElementDecl, t *ElementType) *Error {
 	if v, ok := el.(Validator); ok && err == nil {
 		err = v.Validate()
 	}
+	return el, err
+}
+
+// BackendCheck is the check of the backends one element can reach
+// (BackendChecker), with the element it comes from.
+type BackendCheck struct {
+	Element, Type string
+	Check         func(netip.Addr) error
+}
+
+// BackendChecks returns the backend checks of the graph's elements that
+// have one, in declaration order, from throwaway instances (Build has
+// configured and validated each).
+func (g *Graph) BackendChecks() []BackendCheck {
+	var out []BackendCheck
+	for _, e := range g.elems {
+		el, err := configured(e.decl, e.typ)
+		bc, ok := el.(BackendChecker)
+		if err != nil || !ok {
+			continue
+		}
+		if check := bc.BackendCheck(); check != nil {
+			out = append(out, BackendCheck{e.decl.Name, e.decl.Type, check})
+		}
+	}
+	return out
+}
+
+// probeConfig configures and validates a throwaway instance, so that
+// configuration errors surface at build time with their source.
+func probeConfig(d *ElementDecl, t *ElementType) *Error {
+	_, err := configured(d, t)
 	if err == nil {
 		return nil
 	}

@@ -269,6 +269,9 @@ func statusTable(w io.Writer, raw []byte) error {
 		{"config_digest", snapshot.ShortDigest(st.ConfigDigest)},
 		{"applied_at", st.AppliedAt.Format(time.RFC3339)}, {"workers", st.Workers},
 	}
+	if len(st.Shards) > 0 {
+		rows = append(rows, []any{"shards", strings.Join(st.Shards, ", ")})
+	}
 	for _, s := range st.Sources {
 		rows = append(rows, []any{"source " + s.Name, fmt.Sprintf("%s revision %s, %d documents %s", s.State, s.Revision, s.Documents, s.Unavailable)})
 	}

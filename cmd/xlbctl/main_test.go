@@ -42,7 +42,7 @@ func fakeDaemon(t *testing.T) (socket string, posts *[]string) {
 	canned := func(path, body string) {
 		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) })
 	}
-	canned("/v1/status", `{"version": ["xlbd v1.2.3"], "node": "lb1", "generation": 7, "config": "/etc/xlb/xlb.hcl", "workers": 2, "uptime_seconds": 61}`)
+	canned("/v1/status", `{"version": ["xlbd v1.2.3"], "node": "lb1", "generation": 7, "config": "/etc/xlb/xlb.hcl", "workers": 2, "uptime_seconds": 61, "shards": ["a", "c"]}`)
 	canned("/v1/graph", "digraph xlb {\n\t\"rx\" -> \"drop\" [taillabel=\"out\", headlabel=\"in\", label=\"5\"];\n}\n")
 	// The n-th read of the counters: rx sent 100n packets, drop dropped 10n.
 	var reads atomic.Uint64
@@ -79,7 +79,8 @@ func xlbctl(args ...string) (string, string, int) {
 func TestOutput(t *testing.T) {
 	sock, posts := fakeDaemon(t)
 	out, errs, rc := xlbctl("-s", sock, "status")
-	if rc != 0 || !strings.Contains(out, "generation     7") || !strings.Contains(out, "version        xlbd v1.2.3") || !strings.Contains(out, "uptime         1m1s") {
+	if rc != 0 || !strings.Contains(out, "generation     7") || !strings.Contains(out, "version        xlbd v1.2.3") || !strings.Contains(out, "uptime         1m1s") ||
+		!strings.Contains(out, "shards         a, c\n") {
 		t.Errorf("status: rc %d\n%s%s", rc, out, errs)
 	}
 	out, errs, rc = xlbctl("-s", sock, "backends")

@@ -149,6 +149,7 @@ func (d *daemon) attempt(reload bool) (*xhcl.File, error) {
 		}
 		snap := d.s.ctl.Snapshot()
 		d.status.Generation, d.status.ConfigDigest, d.status.AppliedAt, d.status.Rejected = snap.Generation, snap.ConfigDigest, now, nil
+		d.status.Shards = f.Service.Shards
 	}
 	d.mu.Unlock()
 	if err == nil {

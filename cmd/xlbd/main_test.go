@@ -13,11 +13,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/xlbproject/xlb/control"
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/internal/testenv"
 )
@@ -81,6 +83,39 @@ func TestValidate(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("validate output lacks %q:\n%s", want, stderr.String())
 		}
+	}
+}
+
+// TestValidateDirectRoute: the example with DirectRoute on lo in
+// GREEncap's place, every backend's MAC address given but web-2's: validate
+// refuses web-2, off lo's segments, at its address (a load does the same).
+func TestValidateDirectRoute(t *testing.T) {
+	src, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	macs := `interface = "lo"
+    macs = { for i, a in ["198.51.100.1", "198.51.100.3", "2001:db8:1::1", "198.51.100.53", "2001:db8:1::53"] : a => "02:00:00:00:00:0${i}" }`
+	dr := strings.Replace(string(src), `element "GREEncap" "encap" {`, `element "DirectRoute" "encap" {`+"\n    "+macs, 1)
+	path := filepath.Join(t.TempDir(), "dr.hcl")
+	if err := os.WriteFile(path, []byte(dr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	line := 1 + strings.Count(dr[:strings.Index(dr, `address = "198.51.100.2"`)], "\n")
+	var stdout, stderr bytes.Buffer
+	if rc := validateCmd([]string{path}, &stdout, &stderr); rc != 1 {
+		t.Fatalf("validate: rc %d, want 1: %s%s", rc, stdout.String(), stderr.String())
+	}
+	for _, want := range []string{
+		fmt.Sprintf("%s:%d:5: error: Backend out of reach", path, line),
+		"While checking `encap` (DirectRoute): backend \"web-2\" (198.51.100.2) is not on a directly connected segment of lo (127.0.0.0/8)",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("validate output lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if n := strings.Count(stderr.String(), "error:"); n != 1 {
+		t.Errorf("%d errors, want web-2's only:\n%s", n, stderr.String())
 	}
 }
 
@@ -162,6 +197,54 @@ func TestReloadKeepsRunningConfig(t *testing.T) {
 	}
 	if s.ctl.Snapshot().Generation != gen+1 {
 		t.Errorf("generation %d after a good reload, want %d", s.ctl.Snapshot().Generation, gen+1)
+	}
+}
+
+// TestReloadShards: changing the node's shards, or a VIP's, is a reload
+// like any other, and the routes to announce follow the snapshot; an
+// unknown shard is refused at its line and the routes stay.
+func TestReloadShards(t *testing.T) {
+	s, src, path, write := offlineServices(t)
+	sharded := func(node, v6 string) string {
+		out := strings.Replace(src, "hash_seed = 20261121", "hash_seed = 20261121\nshard_names = [\"a\", \"b\"]\nshards = [\""+node+"\"]", 1)
+		for vip, shard := range map[string]string{"web4": "a", "dns4": "a", "web6": v6, "dns6": v6} {
+			out = strings.Replace(out, `vip "`+vip+`" {`, `vip "`+vip+`" {`+"\n  shards = [\""+shard+"\"]", 1)
+		}
+		return out
+	}
+	routes := func() []string {
+		var out []string
+		for _, r := range control.DesiredRoutes(s.ctl.Snapshot(), nil) {
+			out = append(out, r.Prefix.String())
+		}
+		return out
+	}
+	var stderr bytes.Buffer
+	for _, step := range []struct {
+		name, file string
+		want       []string
+	}{
+		{"node of shard a", sharded("a", "b"), []string{"192.0.2.10/32"}},
+		{"node moved to shard b", sharded("b", "b"), []string{"2001:db8::10/128"}},
+		{"web6 and dns6 moved to shard a", sharded("b", "a"), nil},
+		{"node of shard a again", sharded("a", "a"), []string{"192.0.2.10/32", "2001:db8::10/128"}},
+	} {
+		write(step.file)
+		if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
+			t.Fatalf("%s: %v\n%s", step.name, err, stderr.String())
+		}
+		if got := routes(); !slices.Equal(got, step.want) {
+			t.Errorf("%s: routes %v, want %v", step.name, got, step.want)
+		}
+	}
+	gen := s.ctl.Snapshot().Generation
+	stderr.Reset()
+	write(sharded("c", "a"))
+	if _, err := s.apply(path, varFlags{}, &stderr); err == nil || !strings.Contains(stderr.String(), "Unknown shard") {
+		t.Fatalf("a node of an unknown shard: %v\n%s", err, stderr.String())
+	}
+	if s.ctl.Snapshot().Generation != gen || len(routes()) != 2 {
+		t.Error("a refused reload changed the running configuration")
 	}
 }
 

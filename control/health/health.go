@@ -276,11 +276,18 @@ func (s *Scheduler) Configure(cfg *control.Config) error {
 	s.groups = nil
 	backends := map[string]*backend{}
 	s.declared = map[string]bool{}
+	// A node of some shards probes only the pools of the VIPs it serves:
+	// the other shards' nodes check theirs. A node of no shard checks
+	// every pool, used or not, as before shards.
+	var served map[string]*control.Pool
+	if len(cfg.Shards) > 0 {
+		served = cfg.ServedPools()
+	}
 	for _, p := range cfg.Pools {
 		for _, b := range p.Backends {
 			s.declared[b.Name] = true
 		}
-		if len(p.HealthChecks) == 0 {
+		if len(p.HealthChecks) == 0 || served != nil && served[p.Name] == nil {
 			continue
 		}
 		for _, b := range p.Backends {

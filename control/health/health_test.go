@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -645,5 +646,48 @@ func TestAddProberWhileRunning(t *testing.T) {
 		m := fmt.Sprintf("m%d", i)
 		probers[m] = pass
 		checks = append(checks, control.HealthCheck{Method: m, Interval: time.Millisecond})
+	}
+}
+
+// TestShardsProbeServedPools: a node of a shard probes only the pools of
+// the VIPs it serves (and those they include); a node of no shard probes
+// every pool, as before shards.
+func TestShardsProbeServedPools(t *testing.T) {
+	cfg := webConfig([]control.HealthCheck{hc("tcp", 1, 1)}, "a")
+	api := control.Pool{Name: "api", Pools: []string{"inner"}, HealthChecks: cfg.Pools[0].HealthChecks,
+		Backends: []control.Backend{{Name: "x", Address: netip.MustParseAddr("10.0.1.1"), Weight: 1}}}
+	inner := control.Pool{Name: "inner", HealthChecks: cfg.Pools[0].HealthChecks,
+		Backends: []control.Backend{{Name: "y", Address: netip.MustParseAddr("10.0.1.2"), Weight: 1}}}
+	unused := control.Pool{Name: "unused", HealthChecks: cfg.Pools[0].HealthChecks,
+		Backends: []control.Backend{{Name: "z", Address: netip.MustParseAddr("10.0.1.3"), Weight: 1}}}
+	cfg.Pools = append(cfg.Pools, api, inner, unused)
+	cfg.VIPs = append(cfg.VIPs, control.VIP{Name: "api", Address: netip.MustParseAddr("192.0.2.2"), Protocol: "tcp", Pool: "api", TableSize: 251})
+	cfg.ShardNames = []string{"a", "b"}
+	cfg.VIPs[0].Shards = []string{"a"}
+	cfg.VIPs[1].Shards = []string{"b"}
+	for _, tc := range []struct {
+		shards []string
+		want   []string
+	}{
+		{[]string{"a"}, []string{"a"}},
+		{[]string{"b"}, []string{"x", "y"}},
+		{nil, []string{"a", "x", "y", "z"}},
+	} {
+		p := &script{ok: func(string, int) bool { return true }}
+		h := newHarness(t, Options{Slots: 1, Dampening: noDamp}, map[string]*script{"tcp": p})
+		c := *cfg
+		c.Shards = tc.shards
+		h.configure(&c)
+		h.advance(time.Second)
+		var got []string
+		for _, call := range p.calls {
+			for _, tg := range call.targets {
+				got = append(got, tg.Backend)
+			}
+		}
+		slices.Sort(got)
+		if got = slices.Compact(got); !slices.Equal(got, tc.want) {
+			t.Errorf("shards %v: probed %v, want %v", tc.shards, got, tc.want)
+		}
 	}
 }

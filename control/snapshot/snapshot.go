@@ -151,6 +151,12 @@ type Snapshot struct {
 	// (control.Config.Digest): equal on every node that applied the same
 	// configuration, however it was written. Empty before the first.
 	ConfigDigest string
+	// OtherShards are the addresses of the VIPs this node does not serve
+	// (another shard's; VIPs that share an address share their shards),
+	// sorted: the XDP program passes their packets to the kernel and
+	// counts them, where a packet to an address it knows nothing of is
+	// passed uncounted.
+	OtherShards []netip.Addr
 
 	index map[vipKey]uint32
 	// frags maps (address, protocol) to the VIP of flows keyed without

@@ -19,6 +19,7 @@
 package dr
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -156,18 +157,14 @@ func (e *DirectRoute) Provision(ctx *pipeline.Context) error {
 	if e.Interface == "" {
 		return nil
 	}
-	ifi, err := net.InterfaceByName(e.Interface)
+	ifi, conn, err := e.readInterface()
 	if err != nil {
-		return &pipeline.AttrError{Attr: "interface", Msg: fmt.Sprintf("cannot be read (%v); name the interface the backends are on", err)}
+		return err
 	}
 	if len(ifi.HardwareAddr) == 6 {
 		e.src, e.hasSrc = [6]byte(ifi.HardwareAddr), true
 	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return &pipeline.AttrError{Attr: "interface", Msg: fmt.Sprintf("addresses cannot be read: %v", err)}
-	}
-	e.conn = connected(addrs)
+	e.conn = conn
 	nbs, _ := ctx.Shared(pipeline.NeighborKey{Interface: e.Interface}, func() any { return nil }).(pipeline.Neighbors)
 	if nbs == nil {
 		return fmt.Errorf("no RxXDP on %s: DirectRoute follows the backends' MAC addresses on the interface of an RxXDP; declare one, or give every backend's MAC address in macs", e.Interface)
@@ -188,6 +185,52 @@ func (e *DirectRoute) Provision(ctx *pipeline.Context) error {
 		}
 	}
 	return nil
+}
+
+// readInterface reads the interface and its connected prefixes.
+func (e *DirectRoute) readInterface() (*net.Interface, []netip.Prefix, error) {
+	ifi, err := net.InterfaceByName(e.Interface)
+	if err != nil {
+		return nil, nil, &pipeline.AttrError{Attr: "interface", Msg: fmt.Sprintf("cannot be read (%v); name the interface the backends are on", err)}
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return nil, nil, &pipeline.AttrError{Attr: "interface", Msg: fmt.Sprintf("addresses cannot be read: %v", err)}
+	}
+	return ifi, connected(addrs), nil
+}
+
+// BackendCheck refuses a backend off the interface's connected segments
+// whose MAC address macs does not give, as adopt does with a snapshot, so
+// that a load (xlbd validate, run, a reload) names it at its address.
+// Without interface, or without an interface of that name on this host
+// (Provision reports it), there is nothing to check.
+func (e *DirectRoute) BackendCheck() func(netip.Addr) error {
+	static, err := e.parse()
+	if err != nil || e.Interface == "" {
+		return nil
+	}
+	_, conn, err := e.readInterface()
+	if err != nil {
+		return nil
+	}
+	return func(a netip.Addr) error {
+		a = a.Unmap()
+		if _, ok := static[a]; ok || onLink(conn, a) {
+			return nil
+		}
+		segs := make([]string, len(conn))
+		for i, p := range conn {
+			segs[i] = p.String()
+		}
+		return fmt.Errorf("is not on a directly connected segment of %s (%s): direct routing reaches only hosts on the link; put the backend on the segment, give its MAC address in macs, or reach it through GREEncap",
+			e.Interface, cmp.Or(strings.Join(segs, ", "), "none"))
+	}
+}
+
+// onLink reports whether a is on one of the segments conn.
+func onLink(conn []netip.Prefix, a netip.Addr) bool {
+	return slices.ContainsFunc(conn, func(p netip.Prefix) bool { return p.Contains(a) })
 }
 
 // connected returns the prefixes of an interface's addresses, those of its
@@ -311,7 +354,7 @@ func (e *DirectRoute) target(a netip.Addr) *target {
 	if e.shared == nil {
 		return &target{connected: true} // unresolved for ever: no interface to follow it on
 	}
-	if !slices.ContainsFunc(e.conn, func(p netip.Prefix) bool { return p.Contains(a) }) {
+	if !onLink(e.conn, a) {
 		return &target{}
 	}
 	return e.shared.get(a)
@@ -376,11 +419,12 @@ func (e *DirectRoute) Push(_ int, p *pipeline.Packet) int {
 }
 
 var (
-	_ pipeline.Pusher        = (*DirectRoute)(nil)
-	_ pipeline.Validator     = (*DirectRoute)(nil)
-	_ pipeline.Provisioner   = (*DirectRoute)(nil)
-	_ pipeline.Cleaner       = (*DirectRoute)(nil)
-	_ pipeline.BatchStarter  = (*DirectRoute)(nil)
-	_ pipeline.BatchEnder    = (*DirectRoute)(nil)
-	_ pipeline.StatsReporter = (*DirectRoute)(nil)
+	_ pipeline.Pusher         = (*DirectRoute)(nil)
+	_ pipeline.Validator      = (*DirectRoute)(nil)
+	_ pipeline.BackendChecker = (*DirectRoute)(nil)
+	_ pipeline.Provisioner    = (*DirectRoute)(nil)
+	_ pipeline.Cleaner        = (*DirectRoute)(nil)
+	_ pipeline.BatchStarter   = (*DirectRoute)(nil)
+	_ pipeline.BatchEnder     = (*DirectRoute)(nil)
+	_ pipeline.StatsReporter  = (*DirectRoute)(nil)
 )

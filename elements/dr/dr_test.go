@@ -224,3 +224,28 @@ func TestRefusedAtLoad(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestBackendCheck: the check a load runs (pipeline.BackendChecker)
+// refuses a backend off lo's 127.0.0.0/8 unless macs gives its MAC
+// address; without an interface there is nothing to check.
+func TestBackendCheck(t *testing.T) {
+	e := &DirectRoute{Interface: "lo", MACs: map[string]string{"10.9.9.8": "02:00:00:00:00:01"}}
+	check := e.BackendCheck()
+	if check == nil {
+		t.Fatal("no check on lo")
+	}
+	for addr, ok := range map[string]bool{"127.0.0.21": true, "::ffff:127.0.0.22": true, "10.9.9.8": true, "10.9.9.9": false, "2001:db8::1": false} {
+		err := check(netip.MustParseAddr(addr))
+		if (err == nil) != ok {
+			t.Errorf("%s: %v, want accepted %v", addr, err, ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "not on a directly connected segment of lo (127.0.0.0/8") {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+	for _, e := range []*DirectRoute{{}, {Interface: "xlb-no-such-if0"}} {
+		if e.BackendCheck() != nil {
+			t.Errorf("interface %q: a check, want none", e.Interface)
+		}
+	}
+}

@@ -101,7 +101,7 @@ func (f *iface) acquire(mode xdpprog.Mode, st *snapshot.Store, log *slog.Logger)
 	// before the program is attached, from the snapshot whose successor
 	// the follower waits for.
 	s, changed := st.Watch()
-	if err := p.SetVIPs(vipAddrs(s)); err != nil {
+	if err := p.SetVIPs(vipAddrs(s), otherShards(s)); err != nil {
 		p.Close()
 		return err
 	}
@@ -213,7 +213,7 @@ func (f *iface) syncVIPs(p *xdpprog.Program, s *snapshot.Snapshot, log *slog.Log
 		return
 	}
 	f.vipSyncs.Add(1)
-	if err := p.SetVIPs(vipAddrs(s)); err != nil {
+	if err := p.SetVIPs(vipAddrs(s), otherShards(s)); err != nil {
 		f.vipSyncErrors.Add(1)
 		log.Error("updating the XDP VIP maps", "interface", f.name, "generation", s.Generation, "err", err)
 	}
@@ -264,6 +264,15 @@ func (f *iface) release() error {
 		return fmt.Errorf("detaching XDP from %s: %w", f.name, err)
 	}
 	return nil
+}
+
+// otherShards are the addresses of s's VIPs of other shards, which the
+// program passes to the kernel, counted.
+func otherShards(s *snapshot.Snapshot) []netip.Addr {
+	if s == nil {
+		return nil
+	}
+	return s.OtherShards
 }
 
 // vipAddrs is the set of VIP addresses of a snapshot (several VIPs may

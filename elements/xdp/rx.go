@@ -94,6 +94,7 @@ type RxXDP struct {
 type kernelCounters struct {
 	xsk        unix.XDPStatistics
 	synLimited uint64 // SYNs the XDP program dropped over syn_rate
+	otherShard uint64 // packets to another shard's VIP it passed
 }
 
 // readKernel reads the kernel's counters: a system call on the socket and
@@ -107,6 +108,9 @@ func (r *RxXDP) readKernel() (kernelCounters, bool) {
 		r.ifc.mu.Lock()
 		if r.ifc.prog != nil {
 			k.synLimited, err = r.ifc.prog.SYNsLimited(r.queue)
+			if err == nil {
+				k.otherShard, err = r.ifc.prog.OtherShardPassed(r.queue)
+			}
 		}
 		r.ifc.mu.Unlock()
 	}
@@ -443,6 +447,7 @@ func (r *RxXDP) Stats(emit func(pipeline.Metric)) {
 		c("xlb_xdp_kernel_fill_ring_empty_total", "Times the kernel found the fill ring empty.", ks.Rx_fill_ring_empty_descs)
 		c("xlb_xdp_kernel_tx_invalid_total", "TX descriptors the kernel rejected.", ks.Tx_invalid_descs)
 		c("xlb_xdp_syn_limited_total", "TCP SYNs to a VIP the XDP program dropped over syn_rate, before the RX ring.", k.synLimited)
+		c("xlb_xdp_other_shard_passed_total", "Packets to another shard's VIP the XDP program passed to the kernel (this node does not serve the VIP).", k.otherShard)
 	}
 }
 

@@ -17,6 +17,11 @@ variable "nodes" {
   description = "how many nodes the cluster has, lb1 to lbN: the same on every node (FragRedirect's node list); a node numbered above it lists itself too, as it joins"
 }
 
+variable "shard" {
+  default     = ""
+  description = "this node's shard, \"a\" or \"b\" (docs/cluster.md, VIP sharding): it serves and announces only that shard's VIPs and those of none; empty: every VIP"
+}
+
 variable "interface" {
   default     = "eth0"
   description = "the interface xlb receives VIP traffic on and sends encapsulated packets from"
@@ -31,6 +36,13 @@ locals {
 # makes the same Maglev tables, so every node picks the same backend for a
 # flow.
 hash_seed = 20261121
+
+# VIP sharding, as Maglev does it: the fleet's shards, the same on every
+# node, and this node's (docs/cluster.md). In this example web4 stands for
+# a service of shard a and web6 for one of shard b; api4 names no shard,
+# so every node serves it.
+shard_names = ["a", "b"]
+shards      = var.shard == "" ? [] : [var.shard]
 
 pipeline {
   element "RxXDP" "rx" {
@@ -102,6 +114,7 @@ vip "web4" {
   protocol = "tcp"
   ports    = [80]
   pool     = "web"
+  shards   = ["a"]
   announce "bgp" {
     communities = ["65000:80"]
   }
@@ -112,6 +125,7 @@ vip "web6" {
   protocol = "tcp"
   ports    = [80]
   pool     = "web"
+  shards   = ["b"]
 }
 
 # A VIP with a single backend: when be4 fails its health check, no node

@@ -2,7 +2,8 @@
 // destination address is a VIP go to the AF_XDP socket of their RX queue,
 // and so do the replies of a translator's backends (TCP or UDP from a
 // steered endpoint to an address not the node's own; see SetReplies);
-// everything else goes to the kernel; TCP SYNs to a VIP beyond a queue's
+// everything else goes to the kernel (counting those to another shard's
+// VIP, see SetVIPs); TCP SYNs to a VIP beyond a queue's
 // configured rate are dropped before they take a slot of the socket's RX
 // ring (see SetSYNLimit). It is assembled with cilium/ebpf's asm
 // package (no C compiler at build time) and attached through a BPF link
@@ -35,6 +36,13 @@ const MaxVIPs = 4096
 
 // MaxReplies bounds the steered endpoints of each family.
 const MaxReplies = 65536
+
+// The values of the VIP maps: what the program does with a packet to the
+// address.
+const (
+	vipServe = 1 // redirect it to its queue's socket
+	vipOther = 2 // another shard's VIP: pass it to the kernel, counted
+)
 
 // XDP actions (include/uapi/linux/bpf.h, enum xdp_action).
 const (
@@ -106,6 +114,7 @@ type Program struct {
 	Rep6   *ebpf.Map // rep6KeyLen bytes -> u8
 	Local4 *ebpf.Map // [4]byte -> u8: the node's addresses, while endpoints are steered
 	Local6 *ebpf.Map // [16]byte -> u8
+	Others *ebpf.Map // u32 queue -> u64: packets to another shard's VIP passed
 
 	link    link.Link
 	ifindex int
@@ -156,11 +165,15 @@ func Load() (_ *Program, err error) {
 	if p.Local6, err = mk("xlb_local6", ebpf.Hash, vip6KeyLen, 1, MaxVIPs); err != nil {
 		return nil, err
 	}
+	if p.Others, err = mk("xlb_other_shard", ebpf.Array, 4, 8, MaxQueues); err != nil {
+		return nil, err
+	}
 	p.Prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "xlb_vip_redir",
-		Type:         ebpf.XDP,
-		License:      "Dual BSD/GPL",
-		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), p.XSKs.FD(), p.SYNCfg.FD(), p.SYNs.FD(), Replies{p.Rep4.FD(), p.Rep6.FD(), p.Local4.FD(), p.Local6.FD()}),
+		Name:    "xlb_vip_redir",
+		Type:    ebpf.XDP,
+		License: "Dual BSD/GPL",
+		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), p.XSKs.FD(), p.SYNCfg.FD(), p.SYNs.FD(), p.Others.FD(),
+			Replies{p.Rep4.FD(), p.Rep6.FD(), p.Local4.FD(), p.Local6.FD()}),
 	})
 	if err != nil {
 		var ve *ebpf.VerifierError
@@ -183,7 +196,8 @@ func Load() (_ *Program, err error) {
 //	else if (proto == IPv6) { check l3 + 40; key = ip6->daddr; map = vip6;
 //	    if (nexthdr == ICMPv6 && type in 133..137) return PASS }  // ND
 //	else return PASS;
-//	if (!bpf_map_lookup_elem(map, &key)) goto reply;
+//	if (!(v = bpf_map_lookup_elem(map, &key))) goto reply;
+//	if (*v == OTHER) { others[ctx->rx_queue_index]++; return PASS; }
 //	if (syn && !admit(ctx->rx_queue_index)) return DROP;
 //	send: return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 //	reply:  // a translator's backend answering a client?
@@ -215,7 +229,7 @@ func Load() (_ *Program, err error) {
 // a client's and stays the kernel's. A reply is never SYN-limited. The
 // packet pointer (VLAN tag skipped) is kept in state across the VIP
 // lookup, which clobbers the caller-saved registers.
-func Instructions(vip4, vip6, xsks, synCfg, synState int, rep Replies) asm.Instructions {
+func Instructions(vip4, vip6, xsks, synCfg, synState, others int, rep Replies) asm.Instructions {
 	const (
 		ctx  = asm.R6
 		syn  = asm.R7 // 1: a TCP SYN without ACK; kept across calls
@@ -315,9 +329,13 @@ func Instructions(vip4, vip6, xsks, synCfg, synState int, rep Replies) asm.Instr
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "v6reply"),
 
+		// R0 is the VIP's value.
+		asm.LoadMem(tmp, asm.R0, 0, asm.Byte).WithSymbol("redirect"),
+		asm.JEq.Imm(tmp, vipOther, "other"),
+
 		// The SYN limit: a queue without configuration, or with an
 		// interval of 0, admits every SYN.
-		asm.JEq.Imm(syn, 0, "send").WithSymbol("redirect"),
+		asm.JEq.Imm(syn, 0, "send"),
 		asm.LoadMem(tmp, ctx, mdRxQueueIndex, asm.Word),
 		asm.StoreMem(asm.RFP, -4, tmp, asm.Word),
 		asm.LoadMapPtr(asm.R1, synCfg),
@@ -359,6 +377,18 @@ func Instructions(vip4, vip6, xsks, synCfg, synState int, rep Replies) asm.Instr
 		asm.Mov.Imm(asm.R3, xdpPass),
 		asm.FnRedirectMap.Call(),
 		asm.Return(),
+
+		// Another shard's VIP. Atomic: in generic mode a queue's packets
+		// are not bound to one CPU's NAPI context.
+		asm.LoadMem(tmp, ctx, mdRxQueueIndex, asm.Word).WithSymbol("other"),
+		asm.StoreMem(asm.RFP, -4, tmp, asm.Word),
+		asm.LoadMapPtr(asm.R1, others),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "pass"),
+		asm.Mov.Imm(tmp, 1),
+		asm.StoreXAdd(asm.R0, tmp, asm.DWord),
 
 		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
 		asm.Return(),
@@ -608,18 +638,27 @@ func (p *Program) Unregister(queue int) error {
 	return nil
 }
 
-// SetVIPs makes the VIP maps hold exactly addrs: it deletes the addresses
-// no longer wanted and adds the new ones, so a packet to a VIP present in
-// both the old and the new set is never passed to the kernel meanwhile.
-func (p *Program) SetVIPs(addrs []netip.Addr) error {
-	want4 := map[[4]byte]bool{}
-	want6 := map[[16]byte]bool{}
-	for _, a := range addrs {
-		a = a.Unmap()
-		if a.Is4() {
-			want4[a.As4()] = true
-		} else if a.Is6() {
-			want6[a.As16()] = true
+// SetVIPs makes the VIP maps hold exactly addrs, whose packets go to the
+// sockets, and others, another shard's VIPs, whose packets are passed to
+// the kernel and counted (OtherShardPassed); an address in both is
+// served. It deletes the addresses no longer wanted and adds or updates
+// the others, so a packet to a VIP present in both the old and the new set
+// is never passed to the kernel meanwhile.
+func (p *Program) SetVIPs(addrs, others []netip.Addr) error {
+	want4 := map[[4]byte]uint8{}
+	want6 := map[[16]byte]uint8{}
+	for i, as := range [][]netip.Addr{others, addrs} {
+		v := uint8(vipOther)
+		if i == 1 {
+			v = vipServe
+		}
+		for _, a := range as {
+			a = a.Unmap()
+			if a.Is4() {
+				want4[a.As4()] = v
+			} else if a.Is6() {
+				want6[a.As16()] = v
+			}
 		}
 	}
 	if len(want4) > MaxVIPs || len(want6) > MaxVIPs {
@@ -631,8 +670,8 @@ func (p *Program) SetVIPs(addrs []netip.Addr) error {
 	return syncMap(p.VIP6, want6)
 }
 
-// VIPs returns the addresses the VIP maps hold, IPv4 first, each family
-// in the maps' order.
+// VIPs returns the addresses the VIP maps send to the sockets (not
+// another shard's), IPv4 first, each family in the maps' order.
 func (p *Program) VIPs() ([]netip.Addr, error) {
 	var out []netip.Addr
 	var k4 [4]byte
@@ -640,14 +679,18 @@ func (p *Program) VIPs() ([]netip.Addr, error) {
 	var v uint8
 	it := p.VIP4.Iterate()
 	for it.Next(&k4, &v) {
-		out = append(out, netip.AddrFrom4(k4))
+		if v == vipServe {
+			out = append(out, netip.AddrFrom4(k4))
+		}
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("reading VIP map: %w", err)
 	}
 	it = p.VIP6.Iterate()
 	for it.Next(&k6, &v) {
-		out = append(out, netip.AddrFrom16(k6))
+		if v == vipServe {
+			out = append(out, netip.AddrFrom16(k6))
+		}
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("reading VIP map: %w", err)
@@ -667,8 +710,8 @@ type Endpoint struct {
 // the maps of the node's own addresses hold local, or empties both when
 // eps is empty: a node that steers nothing keeps no addresses in them.
 func (p *Program) SetReplies(eps []Endpoint, local []netip.Addr) error {
-	want4 := map[[rep4KeyLen]byte]bool{}
-	want6 := map[[rep6KeyLen]byte]bool{}
+	want4 := map[[rep4KeyLen]byte]uint8{}
+	want6 := map[[rep6KeyLen]byte]uint8{}
 	for _, e := range eps {
 		a := e.Addr.Unmap()
 		if e.Proto != tcpProto && e.Proto != udpProto {
@@ -680,27 +723,27 @@ func (p *Program) SetReplies(eps []Endpoint, local []netip.Addr) error {
 			copy(k[:], a4[:])
 			binary.BigEndian.PutUint16(k[4:], e.Port)
 			k[6] = e.Proto
-			want4[k] = true
+			want4[k] = 1
 		} else if a.Is6() {
 			var k [rep6KeyLen]byte
 			a16 := a.As16()
 			copy(k[:], a16[:])
 			binary.BigEndian.PutUint16(k[16:], e.Port)
 			k[18] = e.Proto
-			want6[k] = true
+			want6[k] = 1
 		}
 	}
 	if len(want4) > MaxReplies || len(want6) > MaxReplies {
 		return fmt.Errorf("more than %d steered endpoints of one family", MaxReplies)
 	}
-	l4 := map[[4]byte]bool{}
-	l6 := map[[16]byte]bool{}
+	l4 := map[[4]byte]uint8{}
+	l6 := map[[16]byte]uint8{}
 	if len(want4)+len(want6) > 0 {
 		for _, a := range local {
 			if a = a.Unmap(); a.Is4() {
-				l4[a.As4()] = true
+				l4[a.As4()] = 1
 			} else if a.Is6() {
-				l6[a.As16()] = true
+				l6[a.As16()] = 1
 			}
 		}
 	}
@@ -723,13 +766,13 @@ func (p *Program) SetReplies(eps []Endpoint, local []netip.Addr) error {
 	return nil
 }
 
-func syncMap[K comparable](m *ebpf.Map, want map[K]bool) error {
+func syncMap[K comparable](m *ebpf.Map, want map[K]uint8) error {
 	var k K
 	var v uint8
 	var stale []K
 	it := m.Iterate()
 	for it.Next(&k, &v) {
-		if !want[k] {
+		if _, ok := want[k]; !ok {
 			stale = append(stale, k)
 		}
 	}
@@ -741,8 +784,8 @@ func syncMap[K comparable](m *ebpf.Map, want map[K]bool) error {
 			return fmt.Errorf("deleting VIP: %w", err)
 		}
 	}
-	for k := range want {
-		if err := m.Put(k, uint8(1)); err != nil {
+	for k, v := range want {
+		if err := m.Put(k, v); err != nil {
 			return fmt.Errorf("adding VIP: %w", err)
 		}
 	}
@@ -755,12 +798,12 @@ func (p *Program) Close() error {
 	if p.Prog != nil {
 		errs = append(errs, p.Prog.Close())
 	}
-	for _, m := range []*ebpf.Map{p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs, p.Rep4, p.Rep6, p.Local4, p.Local6} {
+	for _, m := range []*ebpf.Map{p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs, p.Others, p.Rep4, p.Rep6, p.Local4, p.Local6} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
 	}
-	p.Prog, p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs = nil, nil, nil, nil, nil, nil, nil
+	p.Prog, p.VIP4, p.VIP6, p.Queues, p.XSKs, p.SYNCfg, p.SYNs, p.Others = nil, nil, nil, nil, nil, nil, nil, nil
 	p.Rep4, p.Rep6, p.Local4, p.Local6 = nil, nil, nil, nil
 	return errors.Join(errs...)
 }
@@ -781,6 +824,16 @@ func (p *Program) SetSYNLimit(queue, rate, burst int) error {
 		return fmt.Errorf("setting the SYN limit of queue %d: %w", queue, err)
 	}
 	return nil
+}
+
+// OtherShardPassed is how many packets to another shard's VIP queue
+// passed to the kernel.
+func (p *Program) OtherShardPassed(queue int) (uint64, error) {
+	var n uint64
+	if err := p.Others.Lookup(uint32(queue), &n); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // SYNsLimited is how many SYNs queue's limit dropped.

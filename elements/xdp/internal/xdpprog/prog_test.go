@@ -92,7 +92,7 @@ func loadRedirecting(t *testing.T, vips ...netip.Addr) (*Program, *ebpf.Program)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	if err := p.SetVIPs(vips); err != nil {
+	if err := p.SetVIPs(vips, nil); err != nil {
 		t.Fatal(err)
 	}
 	dev, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.DevMap, KeySize: 4, ValueSize: 4, MaxEntries: 1})
@@ -104,7 +104,8 @@ func loadRedirecting(t *testing.T, vips ...netip.Addr) (*Program, *ebpf.Program)
 		t.Fatal(err)
 	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL",
-		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), dev.FD(), p.SYNCfg.FD(), p.SYNs.FD(), Replies{p.Rep4.FD(), p.Rep6.FD(), p.Local4.FD(), p.Local6.FD()})})
+		Instructions: Instructions(p.VIP4.FD(), p.VIP6.FD(), dev.FD(), p.SYNCfg.FD(), p.SYNs.FD(), p.Others.FD(),
+			Replies{p.Rep4.FD(), p.Rep6.FD(), p.Local4.FD(), p.Local6.FD()})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func TestVerdicts(t *testing.T) {
 	}
 
 	// Removing a VIP passes its packets again.
-	if err := p.SetVIPs([]netip.Addr{vip6}); err != nil {
+	if err := p.SetVIPs([]netip.Addr{vip6}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := p.VIPs(); err != nil || len(got) != 1 || got[0] != vip6 {
@@ -267,6 +268,55 @@ func TestSYNLimit(t *testing.T) {
 // (BPF_PROG_TEST_RUN, 10,000 repeats a run): a UDP datagram and a TCP ACK
 // to a VIP (an established flow's packets, which the SYN limit only
 // classifies), and a SYN with no limit and over the limit.
+// TestOtherShard: a packet to another shard's VIP is passed to the
+// kernel and counted per queue, a SYN as any other; a VIP that becomes
+// this node's is redirected, and one that leaves every shard is passed
+// uncounted.
+func TestOtherShard(t *testing.T) {
+	p, prog := loadRedirecting(t, vip4)
+	if err := p.SetVIPs([]netip.Addr{vip4}, []netip.Addr{other4, other6}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.VIPs(); err != nil || len(got) != 1 || got[0] != vip4 {
+		t.Errorf("VIPs = %v, %v; want only the served %v", got, err, vip4)
+	}
+	run := func(frame []byte) uint32 {
+		t.Helper()
+		got, err := prog.Run(&ebpf.RunOptions{Data: frame})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	for _, f := range [][]byte{
+		cat(eth(nil, ethIPv4), ipv4(other4)),
+		cat(eth(nil, ethIPv4), tcp4(other4, 5, 0, 0x02)),
+		cat(eth(tag8021, ethIPv6), ipv6(6, other6)),
+	} {
+		if v := run(f); v != xdpPass {
+			t.Errorf("to another shard's VIP: verdict %d, want %d", v, xdpPass)
+		}
+	}
+	if v := run(cat(eth(nil, ethIPv4), ipv4(vip4))); v != xdpRedirect {
+		t.Errorf("to this node's VIP: verdict %d, want %d", v, xdpRedirect)
+	}
+	if n, err := p.OtherShardPassed(0); err != nil || n != 3 {
+		t.Errorf("OtherShardPassed = %d, %v; want 3", n, err)
+	}
+	if err := p.SetVIPs([]netip.Addr{vip4, other4}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v := run(cat(eth(nil, ethIPv4), ipv4(other4))); v != xdpRedirect {
+		t.Errorf("once this node's: verdict %d, want %d", v, xdpRedirect)
+	}
+	if v := run(cat(eth(nil, ethIPv6), ipv6(6, other6))); v != xdpPass {
+		t.Errorf("once no VIP: verdict %d, want %d", v, xdpPass)
+	}
+	if n, err := p.OtherShardPassed(0); err != nil || n != 3 {
+		t.Errorf("OtherShardPassed = %d, %v; want still 3", n, err)
+	}
+}
+
 func BenchmarkProgram(b *testing.B) {
 	testenv.RequireRoot(b)
 	p, err := Load()
@@ -274,7 +324,7 @@ func BenchmarkProgram(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer p.Close()
-	if err := p.SetVIPs([]netip.Addr{vip4}); err != nil {
+	if err := p.SetVIPs([]netip.Addr{vip4}, []netip.Addr{other4}); err != nil {
 		b.Fatal(err)
 	}
 	for _, bc := range []struct {
@@ -286,6 +336,9 @@ func BenchmarkProgram(b *testing.B) {
 		{"ack", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0, 0x10)), 1},
 		{"syn", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0, 0x02)), 0},
 		{"syn-limited", cat(eth(nil, ethIPv4), tcp4(vip4, 5, 0, 0x02)), 1},
+		// Another shard's VIP: passed, counted.
+		{"other-shard", cat(eth(nil, ethIPv4), ipv4(other4)), 0},
+		{"not-vip", cat(eth(nil, ethIPv4), ipv4(netip.MustParseAddr("192.0.2.99"))), 0},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			if err := p.SetSYNLimit(0, bc.rate, 1); err != nil {
