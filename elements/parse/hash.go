@@ -49,9 +49,18 @@ func newHashKey(seed uint64) hashKey { return hashKey(seed ^ mix(seed^k0, k1)) }
 func HashFlow(seed uint64, f *pipeline.Flow) uint64 { return newHashKey(seed).hash(f) }
 
 func (k hashKey) hash(f *pipeline.Flow) uint64 {
+	return k.words(binary.LittleEndian.Uint64(f.Src[0:8]), binary.LittleEndian.Uint64(f.Src[8:16]),
+		binary.LittleEndian.Uint64(f.Dst[0:8]), binary.LittleEndian.Uint64(f.Dst[8:16]),
+		uint64(f.SrcPort)<<24|uint64(f.DstPort)<<8|uint64(f.Proto))
+}
+
+// words is hash of a flow given as the little-endian words of its
+// addresses and its ports and protocol packed as hash packs them: the
+// parser's fast path hashes the values it holds in registers rather than
+// load back the Flow it has just stored.
+func (k hashKey) words(s0, s1, d0, d1, ports uint64) uint64 {
 	s := uint64(k)
-	src := mix(binary.LittleEndian.Uint64(f.Src[0:8])^k1, binary.LittleEndian.Uint64(f.Src[8:16])^s)
-	dst := mix(binary.LittleEndian.Uint64(f.Dst[0:8])^k2, binary.LittleEndian.Uint64(f.Dst[8:16])^s)
-	ports := uint64(f.SrcPort)<<24 | uint64(f.DstPort)<<8 | uint64(f.Proto)
+	src := mix(s0^k1, s1^s)
+	dst := mix(d0^k2, d1^s)
 	return mix(src^ports^k3, dst^k4)
 }
