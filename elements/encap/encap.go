@@ -153,12 +153,9 @@ type Encap struct {
 	fragID uint32             // next IPv6 Fragment identification, stepped alike
 	spares [maxFragments - 1]*pipeline.Packet
 	local  []backendCount // per real ID, this batch; zero between batches
-	// touched lists the real IDs counted in local this batch. Its capacity
-	// is MaxBatch; a caller pushing more between EndBatch calls causes an
-	// early flush, never an allocation.
+	// touched lists the real IDs counted in local this batch, each once:
+	// its capacity, len(local), is never exceeded.
 	touched []uint32
-	pkts    uint64
-	bytes   uint64
 	bucket  bucket // ICMP replies
 	// ICMP replies sent this batch, by type.
 	sentFragNeeded, sentPTB uint64
@@ -294,7 +291,6 @@ func (e *Encap) Provision(ctx *pipeline.Context) error {
 	e.fragID = uint32(ctx.Worker)
 	e.fragOuter = e.TooBigNoDF == policyFragment
 	e.emit = ctx.Emitter()
-	e.touched = make([]uint32, 0, pipeline.MaxBatch)
 	return nil
 }
 
@@ -325,6 +321,7 @@ func (e *Encap) StartBatch(now int64) {
 func (e *Encap) adopt(s *snapshot.Snapshot) {
 	if n := s.Reals.Len(); n > len(e.local) {
 		e.local = make([]backendCount, n)
+		e.touched = make([]uint32, 0, n)
 	}
 	if e.rows == nil {
 		e.rows = map[[2]string]*backendStat{}
@@ -430,8 +427,13 @@ func (e *Encap) EndBatch() {
 
 func (e *Encap) flush() {
 	bs := e.byReal
+	// The totals are the sums of the reals' counts, taken here rather than
+	// kept beside them packet by packet.
+	var pkts, bytes uint64
 	for _, id := range e.touched {
 		c := &e.local[id]
+		pkts += c.pkts
+		bytes += c.bytes
 		if k := int(id / snapshot.RealChunk); k < len(bs) {
 			if b := bs[k][id%snapshot.RealChunk]; b != nil {
 				b.pkts.Add(c.pkts)
@@ -451,10 +453,9 @@ func (e *Encap) flush() {
 		e.totPTB.Add(e.sentPTB)
 		e.sentFragNeeded, e.sentPTB = 0, 0
 	}
-	if e.pkts != 0 {
-		e.totPkts.Add(e.pkts)
-		e.totBytes.Add(e.bytes)
-		e.pkts, e.bytes = 0, 0
+	if pkts != 0 {
+		e.totPkts.Add(pkts)
+		e.totBytes.Add(bytes)
 	}
 }
 
@@ -496,7 +497,45 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 	if r == nil {
 		return e.drop(p, dropNoBackend)
 	}
+	// The common case, IPv4 in IPv4 behind an Ethernet header that moves
+	// as two words, whole and within the MTU, is encapsulated here
+	// straight from the inner header's words as loaded; anything else, or
+	// anything doubtful, goes to encap, which decides it from scratch
+	// (nothing is written before every check has passed).
 	data := p.Data()
+	if l3 := int(p.L3); r.Family != 6 && e.has4 && l3 >= ethHdrLen && l3 <= 16 && l3+ipv4HdrLen <= len(data) {
+		ip := data[l3 : l3+ipv4HdrLen]
+		w0 := binary.BigEndian.Uint64(ip[0:8])  // version, IHL, TOS, length, ID, flags, offset
+		w1 := binary.BigEndian.Uint32(ip[8:12]) // TTL, protocol, checksum
+		innerLen := int(w0 >> 32 & 0xffff)
+		overhead, proto := ipv4HdrLen, byte(protoIPv4)
+		if e.tunnel == tunnelGRE {
+			overhead, proto = ipv4HdrLen+greHdrLen, protoGRE
+		}
+		if w0>>60 == 4 && be16(data[l3-2:]) == etherTypeIPv4 && int(w0>>54&0x3c) >= ipv4HdrLen &&
+			innerLen >= int(w0>>54&0x3c) && l3+innerLen <= len(data) && w1>>24 > 1 &&
+			(e.mtu <= 0 || overhead+innerLen <= e.mtu) && overhead+innerLen <= 0xffff && p.Headroom() >= overhead {
+			p.Truncate(l3 + innerLen)
+			// decTTL's update, as one store of TTL, protocol and checksum.
+			old := uint16(w1 >> 16)
+			binary.BigEndian.PutUint32(ip[8:12], uint32(old-0x100)<<16|uint32(csumReplace(uint16(w1), old, old-0x100)))
+			d := p.Prepend(overhead)
+			moveL2(d, overhead, l3) // its EtherType, IPv4, stays
+			h := d[l3:]
+			e.writeIPv4(h, byte(w0>>48), overhead+innerLen, w0&0x4000 != 0, proto, r.Addr16[12:])
+			if overhead != ipv4HdrLen {
+				binary.BigEndian.PutUint32(h[ipv4HdrLen:], etherTypeIPv4)
+			}
+			p.L4 = uint16(l3 + overhead)
+			e.count(p.Backend, uint64(len(d)))
+			return portOut
+		}
+	}
+	return e.encap(p, r, data)
+}
+
+// encap is Push for any packet to the real r, data being p.Data().
+func (e *Encap) encap(p *pipeline.Packet, r *snapshot.Real, data []byte) int {
 	l3 := int(p.L3)
 	// The L2 header must at least be Ethernet, ending with an EtherType
 	// that agrees with the IP version found at L3.
@@ -618,18 +657,19 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 		e.fragmented++
 		e.fragments += uint64(frag.k)
 	}
-	c := &e.local[p.Backend]
+	e.count(p.Backend, n)
+	return portOut
+}
+
+// count counts a packet of n bytes sent to real id (< len(e.local), as
+// Real found it).
+func (e *Encap) count(id uint32, n uint64) {
+	c := &e.local[id]
 	if c.pkts == 0 {
-		if len(e.touched) == cap(e.touched) {
-			e.flush()
-		}
-		e.touched = append(e.touched, p.Backend)
+		e.touched = append(e.touched, id) // within its capacity, len(local)
 	}
 	c.pkts++
 	c.bytes += n
-	e.pkts++
-	e.bytes += n
-	return portOut
 }
 
 var (
