@@ -156,7 +156,10 @@ type Encap struct {
 	// touched lists the real IDs counted in local this batch, each once:
 	// its capacity, len(local), is never exceeded.
 	touched []uint32
-	bucket  bucket // ICMP replies
+	// outer holds, per real ID of the batch's snapshot, the outer IPv4
+	// header Push's common case writes (see adoptOuter).
+	outer  []outer4
+	bucket bucket // ICMP replies
 	// ICMP replies sent this batch, by type.
 	sentFragNeeded, sentPTB uint64
 	// Packets fragmented this batch, and the fragments they made.
@@ -375,10 +378,42 @@ func (e *Encap) adopt(s *snapshot.Snapshot) {
 	if added {
 		e.backends.Store(&all)
 	}
+	e.adoptOuter(s)
 	if e.log != nil {
 		e.warnNoSource(seen)
 	}
 	e.seen, e.seenVIPs = seen, vips
+}
+
+// adoptOuter fills e.outer for the snapshot s from the chunks of reals it
+// does not share with the last one (e.seen): a real's entry in a shared
+// chunk is the same real's. e.outer covers whole chunks and is sliced to
+// s's reals, so that an ID past them is not found there.
+func (e *Encap) adoptOuter(s *snapshot.Snapshot) {
+	proto := byte(protoIPv4)
+	if e.tunnel == tunnelGRE {
+		proto = protoGRE
+	}
+	all := e.outer[:cap(e.outer)]
+	if n := s.Reals.Chunks() * snapshot.RealChunk; n > len(all) {
+		all = append(make([]outer4, 0, n), all...)[:n]
+	}
+	for k := range s.Reals.Chunks() {
+		c := s.Reals.Chunk(k)
+		if k < len(e.seen) && e.seen[k] == c {
+			continue
+		}
+		o := all[k*snapshot.RealChunk : (k+1)*snapshot.RealChunk]
+		for j := range c {
+			r := &c[j]
+			o[j] = outer4{}
+			if r.Epoch != 0 && r.Family != 6 && e.has4 {
+				o[j] = e.newOuter4(binary.BigEndian.Uint32(r.Addr16[12:]), proto)
+				o[j].epoch = r.Epoch
+			}
+		}
+	}
+	e.outer = all[:s.Reals.Len()]
 }
 
 // warnNoSource logs the backends whose family has no outer source
@@ -493,26 +528,25 @@ func (e *Encap) drop(p *pipeline.Packet, d int) int {
 // then the outer IP header at p.L3, the tunnel header, and the inner
 // packet at p.L4. On bad, the packet is unchanged but for p.Reason.
 func (e *Encap) Push(_ int, p *pipeline.Packet) int {
-	r := e.snap.Real(p.Backend, p.Epoch)
-	if r == nil {
-		return e.drop(p, dropNoBackend)
-	}
 	// The common case, IPv4 in IPv4 behind an Ethernet header that moves
-	// as two words, whole and within the MTU, is encapsulated here
-	// straight from the inner header's words as loaded; anything else, or
-	// anything doubtful, goes to encap, which decides it from scratch
-	// (nothing is written before every check has passed).
+	// as two words, whole and within the MTU, to a real of the batch's
+	// snapshot (its outer4 in e.outer bears its epoch), is encapsulated
+	// here straight from the inner header's words as loaded; anything
+	// else, or anything doubtful, goes to encap, which decides it from
+	// scratch (nothing is written before every check has passed).
 	data := p.Data()
-	if l3 := int(p.L3); r.Family != 6 && e.has4 && l3 >= ethHdrLen && l3 <= 16 && l3+ipv4HdrLen <= len(data) {
+	if l3 := int(p.L3); int(p.Backend) < len(e.outer) && l3 >= ethHdrLen && l3 <= 16 && l3+ipv4HdrLen <= len(data) {
+		o := &e.outer[p.Backend]
 		ip := data[l3 : l3+ipv4HdrLen]
 		w0 := binary.BigEndian.Uint64(ip[0:8])  // version, IHL, TOS, length, ID, flags, offset
 		w1 := binary.BigEndian.Uint32(ip[8:12]) // TTL, protocol, checksum
 		innerLen := int(w0 >> 32 & 0xffff)
-		overhead, proto := ipv4HdrLen, byte(protoIPv4)
+		overhead := ipv4HdrLen
 		if e.tunnel == tunnelGRE {
-			overhead, proto = ipv4HdrLen+greHdrLen, protoGRE
+			overhead = ipv4HdrLen + greHdrLen
 		}
-		if w0>>60 == 4 && be16(data[l3-2:]) == etherTypeIPv4 && int(w0>>54&0x3c) >= ipv4HdrLen &&
+		if o.epoch == p.Epoch && o.epoch != 0 &&
+			w0>>60 == 4 && be16(data[l3-2:]) == etherTypeIPv4 && int(w0>>54&0x3c) >= ipv4HdrLen &&
 			innerLen >= int(w0>>54&0x3c) && l3+innerLen <= len(data) && w1>>24 > 1 &&
 			(e.mtu <= 0 || overhead+innerLen <= e.mtu) && overhead+innerLen <= 0xffff && p.Headroom() >= overhead {
 			p.Truncate(l3 + innerLen)
@@ -522,7 +556,7 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 			d := p.Prepend(overhead)
 			moveL2(d, overhead, l3) // its EtherType, IPv4, stays
 			h := d[l3:]
-			e.writeIPv4(h, byte(w0>>48), overhead+innerLen, w0&0x4000 != 0, proto, r.Addr16[12:])
+			e.writeIPv4(h, byte(w0>>48), overhead+innerLen, w0&0x4000 != 0, o)
 			if overhead != ipv4HdrLen {
 				binary.BigEndian.PutUint32(h[ipv4HdrLen:], etherTypeIPv4)
 			}
@@ -530,6 +564,10 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 			e.count(p.Backend, uint64(len(d)))
 			return portOut
 		}
+	}
+	r := e.snap.Real(p.Backend, p.Epoch)
+	if r == nil {
+		return e.drop(p, dropNoBackend)
 	}
 	return e.encap(p, r, data)
 }
@@ -638,7 +676,8 @@ func (e *Encap) encap(p *pipeline.Packet, r *snapshot.Real, data []byte) int {
 	h := d[l3:]
 	if ipLen == ipv4HdrLen {
 		put16(d[l3-2:], etherTypeIPv4)
-		e.writeIPv4(h, tos, overhead+innerLen, df, proto, r.Addr16[12:])
+		o := e.newOuter4(binary.BigEndian.Uint32(r.Addr16[12:]), proto)
+		e.writeIPv4(h, tos, overhead+innerLen, df, &o)
 	} else {
 		put16(d[l3-2:], etherTypeIPv6)
 		e.writeIPv6(h, tos, tunLen+innerLen, flowLabel(p.Hash), proto, r.Addr16[:])
