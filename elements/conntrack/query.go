@@ -103,7 +103,7 @@ func (c *ConnTrack) serve(idle bool) {
 				continue
 			}
 			q.entries++
-			if e := &b.ent[w]; c.realOf(e) != nil {
+			if e := &b.ent[w]; keeps(c.snap, e) {
 				q.counts[realKey{e.vip, e.real, e.epoch}]++
 			}
 		}
