@@ -478,18 +478,17 @@ func (c *ConnTrack) PrefetchReplies(hashes []uint64) {
 
 // Push looks a packet up (input lookup) or records the real MaglevSelect
 // chose for it (input learn).
+//
+// A lookup is a hit when the flow has a live entry whose real may still
+// carry it: same ID and epoch in the current snapshot, Up or Draining, and
+// still a member of the entry's VIP. An idle or stale entry is freed so
+// that the learn that follows (or any new flow) can take its way. The
+// lookup is written here, not in a function of its own, to spare every
+// packet a call.
 func (c *ConnTrack) Push(in int, p *pipeline.Packet) int {
 	if in == inLearn {
 		return c.learn(p)
 	}
-	return c.lookup(p)
-}
-
-// lookup is a hit when the flow has a live entry whose real may still carry
-// it: same ID and epoch in the current snapshot, Up or Draining, and still a
-// member of the entry's VIP. An idle or stale entry is freed so that the
-// learn that follows (or any new flow) can take its way.
-func (c *ConnTrack) lookup(p *pipeline.Packet) int {
 	b := &c.buckets[p.Hash&c.mask]
 	w := find(b, tagOf(p.Hash), &p.Flow)
 	if w < 0 {
@@ -502,7 +501,7 @@ func (c *ConnTrack) lookup(p *pipeline.Packet) int {
 		return c.miss(p)
 	}
 	e := &b.ent[w]
-	if c.realOf(e) == nil {
+	if !keeps(c.snap, e) {
 		b.tag[w] = 0
 		c.entries--
 		c.local.stale++
@@ -614,15 +613,24 @@ func establishes(p *pipeline.Packet) bool {
 	return ok && f&tcpSYN == 0
 }
 
-// realOf returns the real of e when it may still carry e's flow: same ID
-// and epoch in the batch's snapshot, Up or Draining, and still a member of
-// e's VIP; nil otherwise.
+// keeps reports whether e's real may still carry e's flow: same ID and
+// epoch in snapshot s (the batch's), Up or Draining, and still a member of
+// e's VIP. It is small enough to inline into Push.
+func keeps(s *snapshot.Snapshot, e *entry) bool {
+	if int(e.real) >= s.Reals.Len() {
+		return false
+	}
+	// Snapshot.Real's tests, written out: through it keeps would not inline.
+	r := s.Reals.At(e.real)
+	return r.Epoch == e.epoch && e.epoch != 0 && r.KeepsFlows() && r.VIP == e.vip
+}
+
+// realOf returns the real of e when it keeps e's flow, nil otherwise.
 func (c *ConnTrack) realOf(e *entry) *snapshot.Real {
-	r := c.snap.Real(e.real, e.epoch)
-	if r == nil || !r.KeepsFlows() || r.VIP != e.vip {
+	if !keeps(c.snap, e) {
 		return nil
 	}
-	return r
+	return c.snap.Reals.At(e.real)
 }
 
 // learn inserts or overwrites p's entry with p.VIP/p.Backend/p.Epoch and

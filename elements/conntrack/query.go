@@ -104,7 +104,7 @@ func (c *ConnTrack) serve(idle bool) {
 			}
 			q.entries++
 			// A reply entry is the reverse of a flow counted by its own.
-			if e := &b.ent[w]; e.rev == 0 && c.realOf(e) != nil {
+			if e := &b.ent[w]; e.rev == 0 && keeps(c.snap, e) {
 				q.counts[realKey{e.vip, e.real, e.epoch}]++
 			}
 		}

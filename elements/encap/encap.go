@@ -36,6 +36,7 @@ import (
 	"sync/atomic"
 
 	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/elements/internal/csum"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -153,13 +154,13 @@ type Encap struct {
 	fragID uint32             // next IPv6 Fragment identification, stepped alike
 	spares [maxFragments - 1]*pipeline.Packet
 	local  []backendCount // per real ID, this batch; zero between batches
-	// touched lists the real IDs counted in local this batch. Its capacity
-	// is MaxBatch; a caller pushing more between EndBatch calls causes an
-	// early flush, never an allocation.
+	// touched lists the real IDs counted in local this batch, each once:
+	// its capacity, len(local), is never exceeded.
 	touched []uint32
-	pkts    uint64
-	bytes   uint64
-	bucket  bucket // ICMP replies
+	// outer holds, per real ID of the batch's snapshot, the outer IPv4
+	// header Push's common case writes (see adoptOuter).
+	outer  []outer4
+	bucket bucket // ICMP replies
 	// ICMP replies sent this batch, by type.
 	sentFragNeeded, sentPTB uint64
 	// Packets fragmented this batch, and the fragments they made.
@@ -294,7 +295,6 @@ func (e *Encap) Provision(ctx *pipeline.Context) error {
 	e.fragID = uint32(ctx.Worker)
 	e.fragOuter = e.TooBigNoDF == policyFragment
 	e.emit = ctx.Emitter()
-	e.touched = make([]uint32, 0, pipeline.MaxBatch)
 	return nil
 }
 
@@ -325,6 +325,7 @@ func (e *Encap) StartBatch(now int64) {
 func (e *Encap) adopt(s *snapshot.Snapshot) {
 	if n := s.Reals.Len(); n > len(e.local) {
 		e.local = make([]backendCount, n)
+		e.touched = make([]uint32, 0, n)
 	}
 	if e.rows == nil {
 		e.rows = map[[2]string]*backendStat{}
@@ -378,10 +379,42 @@ func (e *Encap) adopt(s *snapshot.Snapshot) {
 	if added {
 		e.backends.Store(&all)
 	}
+	e.adoptOuter(s)
 	if e.log != nil {
 		e.warnNoSource(seen)
 	}
 	e.seen, e.seenVIPs = seen, vips
+}
+
+// adoptOuter fills e.outer for the snapshot s from the chunks of reals it
+// does not share with the last one (e.seen): a real's entry in a shared
+// chunk is the same real's. e.outer covers whole chunks and is sliced to
+// s's reals, so that an ID past them is not found there.
+func (e *Encap) adoptOuter(s *snapshot.Snapshot) {
+	proto := byte(protoIPv4)
+	if e.tunnel == tunnelGRE {
+		proto = protoGRE
+	}
+	all := e.outer[:cap(e.outer)]
+	if n := s.Reals.Chunks() * snapshot.RealChunk; n > len(all) {
+		all = append(make([]outer4, 0, n), all...)[:n]
+	}
+	for k := range s.Reals.Chunks() {
+		c := s.Reals.Chunk(k)
+		if k < len(e.seen) && e.seen[k] == c {
+			continue
+		}
+		o := all[k*snapshot.RealChunk : (k+1)*snapshot.RealChunk]
+		for j := range c {
+			r := &c[j]
+			o[j] = outer4{}
+			if r.Epoch != 0 && r.Family != 6 && e.has4 {
+				o[j] = e.newOuter4(binary.BigEndian.Uint32(r.Addr16[12:]), proto)
+				o[j].epoch = r.Epoch
+			}
+		}
+	}
+	e.outer = all[:s.Reals.Len()]
 }
 
 // warnNoSource logs the backends whose family has no outer source
@@ -430,8 +463,13 @@ func (e *Encap) EndBatch() {
 
 func (e *Encap) flush() {
 	bs := e.byReal
+	// The totals are the sums of the reals' counts, taken here rather than
+	// kept beside them packet by packet.
+	var pkts, bytes uint64
 	for _, id := range e.touched {
 		c := &e.local[id]
+		pkts += c.pkts
+		bytes += c.bytes
 		if k := int(id / snapshot.RealChunk); k < len(bs) {
 			if b := bs[k][id%snapshot.RealChunk]; b != nil {
 				b.pkts.Add(c.pkts)
@@ -451,10 +489,9 @@ func (e *Encap) flush() {
 		e.totPTB.Add(e.sentPTB)
 		e.sentFragNeeded, e.sentPTB = 0, 0
 	}
-	if e.pkts != 0 {
-		e.totPkts.Add(e.pkts)
-		e.totBytes.Add(e.bytes)
-		e.pkts, e.bytes = 0, 0
+	if pkts != 0 {
+		e.totPkts.Add(pkts)
+		e.totBytes.Add(bytes)
 	}
 }
 
@@ -492,11 +529,52 @@ func (e *Encap) drop(p *pipeline.Packet, d int) int {
 // then the outer IP header at p.L3, the tunnel header, and the inner
 // packet at p.L4. On bad, the packet is unchanged but for p.Reason.
 func (e *Encap) Push(_ int, p *pipeline.Packet) int {
+	// The common case, IPv4 in IPv4 behind an Ethernet header that moves
+	// as two words, whole and within the MTU, to a real of the batch's
+	// snapshot (its outer4 in e.outer bears its epoch), is encapsulated
+	// here straight from the inner header's words as loaded; anything
+	// else, or anything doubtful, goes to encap, which decides it from
+	// scratch (nothing is written before every check has passed).
+	data := p.Data()
+	if l3 := int(p.L3); int(p.Backend) < len(e.outer) && l3 >= ethHdrLen && l3 <= 16 && l3+ipv4HdrLen <= len(data) {
+		o := &e.outer[p.Backend]
+		ip := data[l3 : l3+ipv4HdrLen]
+		w0 := binary.BigEndian.Uint64(ip[0:8])  // version, IHL, TOS, length, ID, flags, offset
+		w1 := binary.BigEndian.Uint32(ip[8:12]) // TTL, protocol, checksum
+		innerLen := int(w0 >> 32 & 0xffff)
+		overhead := ipv4HdrLen
+		if e.tunnel == tunnelGRE {
+			overhead = ipv4HdrLen + greHdrLen
+		}
+		if o.epoch == p.Epoch && o.epoch != 0 &&
+			w0>>60 == 4 && be16(data[l3-2:]) == etherTypeIPv4 && int(w0>>54&0x3c) >= ipv4HdrLen &&
+			innerLen >= int(w0>>54&0x3c) && l3+innerLen <= len(data) && w1>>24 > 1 &&
+			(e.mtu <= 0 || overhead+innerLen <= e.mtu) && overhead+innerLen <= 0xffff && p.Headroom() >= overhead {
+			p.Truncate(l3 + innerLen)
+			// decTTL's update, as one store of TTL, protocol and checksum.
+			old := uint16(w1 >> 16)
+			binary.BigEndian.PutUint32(ip[8:12], uint32(old-0x100)<<16|uint32(csum.Replace(uint16(w1), old, old-0x100)))
+			d := p.Prepend(overhead)
+			moveL2(d, overhead, l3) // its EtherType, IPv4, stays
+			h := d[l3:]
+			e.writeIPv4(h, byte(w0>>48), overhead+innerLen, w0&0x4000 != 0, o)
+			if overhead != ipv4HdrLen {
+				binary.BigEndian.PutUint32(h[ipv4HdrLen:], etherTypeIPv4)
+			}
+			p.L4 = uint16(l3 + overhead)
+			e.count(p.Backend, uint64(len(d)))
+			return portOut
+		}
+	}
 	r := e.snap.Real(p.Backend, p.Epoch)
 	if r == nil {
 		return e.drop(p, dropNoBackend)
 	}
-	data := p.Data()
+	return e.encap(p, r, data)
+}
+
+// encap is Push for any packet to the real r, data being p.Data().
+func (e *Encap) encap(p *pipeline.Packet, r *snapshot.Real, data []byte) int {
 	l3 := int(p.L3)
 	// The L2 header must at least be Ethernet, ending with an EtherType
 	// that agrees with the IP version found at L3.
@@ -599,7 +677,8 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 	h := d[l3:]
 	if ipLen == ipv4HdrLen {
 		put16(d[l3-2:], etherTypeIPv4)
-		e.writeIPv4(h, tos, overhead+innerLen, df, proto, r.Addr16[12:])
+		o := e.newOuter4(binary.BigEndian.Uint32(r.Addr16[12:]), proto)
+		e.writeIPv4(h, tos, overhead+innerLen, df, &o)
 	} else {
 		put16(d[l3-2:], etherTypeIPv6)
 		e.writeIPv6(h, tos, tunLen+innerLen, flowLabel(p.Hash), proto, r.Addr16[:])
@@ -618,18 +697,19 @@ func (e *Encap) Push(_ int, p *pipeline.Packet) int {
 		e.fragmented++
 		e.fragments += uint64(frag.k)
 	}
-	c := &e.local[p.Backend]
+	e.count(p.Backend, n)
+	return portOut
+}
+
+// count counts a packet of n bytes sent to real id (< len(e.local), as
+// Real found it).
+func (e *Encap) count(id uint32, n uint64) {
+	c := &e.local[id]
 	if c.pkts == 0 {
-		if len(e.touched) == cap(e.touched) {
-			e.flush()
-		}
-		e.touched = append(e.touched, p.Backend)
+		e.touched = append(e.touched, id) // within its capacity, len(local)
 	}
 	c.pkts++
 	c.bytes += n
-	e.pkts++
-	e.bytes += n
-	return portOut
 }
 
 var (

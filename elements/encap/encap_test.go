@@ -389,7 +389,8 @@ func TestIPv4ChecksumAgainstRFC1071(t *testing.T) {
 		binary.BigEndian.PutUint32(e.src4[:], rng.Uint32())
 		e.src4U32 = binary.BigEndian.Uint32(e.src4[:])
 		binary.BigEndian.PutUint32(dst, rng.Uint32())
-		e.writeIPv4(h, byte(rng.Uint32()), int(rng.Uint32N(65536)), rng.Uint32()&1 == 0, byte(rng.Uint32()), dst)
+		o := e.newOuter4(binary.BigEndian.Uint32(dst), byte(rng.Uint32()))
+		e.writeIPv4(h, byte(rng.Uint32()), int(rng.Uint32N(65536)), rng.Uint32()&1 == 0, &o)
 		if rfc1071(h) != 0 {
 			t.Fatalf("outer header checksum does not verify: % x", h)
 		}
@@ -1023,4 +1024,73 @@ func TestMoveL2(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestOuterFollowsReloads pushes packets to every real ID, current epoch
+// and last, after each of a series of reloads that share chunks of reals
+// with the last snapshot, shrink the reals and grow them again, and change
+// a real's address, epoch or family: the per-real outer headers Push keeps
+// (adoptOuter) must give what encap gives from the snapshot's reals.
+func TestOuterFollowsReloads(t *testing.T) {
+	real4 := func(id, ep uint32, addr string) snapshot.Real {
+		r := testReal(id, 0, fmt.Sprint("r", id), addr)
+		r.Epoch = ep
+		return r
+	}
+	var reals []snapshot.Real
+	for id := range uint32(300) {
+		reals = append(reals, real4(id, 1, fmt.Sprintf("10.2.%d.%d", id>>8, id&255)))
+	}
+	reals[0] = snapshot.Real{}
+	vips := testVIPs()
+	st := snapshot.NewStore(snapshot.New(1, 42, vips, reals))
+	edit := func(n int, set ...snapshot.Real) {
+		ed := st.Load().Reals.Edit(n)
+		for _, r := range set {
+			ed.Set(r.ID, r)
+		}
+		s := st.Load()
+		st.Publish(snapshot.NewFrom(s.Generation+1, 42, vips, ed.Done()))
+	}
+	e, ref := newEncap(tunnelGRE), newEncap(tunnelGRE)
+	for _, x := range []*Encap{e, ref} {
+		x.Source4, x.Source6 = "198.51.100.1", "2001:db8:ffff::1"
+		if err := x.Provision(testContext(st, 0, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(step string) {
+		t.Helper()
+		start(e)
+		start(ref)
+		for id := range uint32(700) {
+			for ep := uint32(1); ep <= 3; ep++ {
+				p := newPacket(cat(ethIn4, inner4In), 64, 14, id)
+				q := newPacket(cat(ethIn4, inner4In), 64, 14, id)
+				p.Epoch, q.Epoch = ep, ep
+				port := e.Push(0, p)
+				var want int
+				if r := ref.snap.Real(id, ep); r != nil {
+					want = ref.encap(q, r, q.Data())
+				} else {
+					want = ref.drop(q, dropNoBackend)
+				}
+				if port != want || p.Reason != q.Reason || !bytes.Equal(p.Data(), q.Data()) {
+					t.Fatalf("%s: real %d epoch %d: port %d reason %v, want port %d reason %v\n% x\n% x",
+						step, id, ep, port, p.Reason, want, q.Reason, p.Data(), q.Data())
+				}
+			}
+		}
+		end(e)
+		end(ref)
+	}
+	check("first")
+	edit(300, real4(7, 2, "10.9.9.7")) // chunk 0 new, chunk 1 shared
+	check("address and epoch")
+	edit(300, real4(280, 3, "2001:db8:c::1")) // chunk 1 new, chunk 0 shared
+	check("family")
+	edit(200) // chunk 1 gone
+	check("shrunk")
+	edit(600, real4(280, 2, "10.9.9.28"), real4(599, 1, "10.9.9.99")) // chunks 1 and 2 new
+	check("grown")
 }

@@ -53,20 +53,16 @@ func fuzzEncap(f *testing.F, tun tunnel) {
 	f.Add(cat(ethIn6, inner6In), uint16(14), uint8(64), uint8(realC6|16), uint64(0))           // mtu 100: Packet Too Big
 	f.Add(cat(ethIn4, inner4In), uint16(14), uint8(64), uint8(realB6|16), uint64(0))           // mtu 100: fits
 
+	// Fast-path bounds: an inner packet exactly filling the MTU of 100
+	// (IPv4 in GRE: 76 bytes), one byte over; a VLAN tag before IPv4.
+	fits := cat(ethIn4, []byte{0x45, 0, 0, 76, 0, 0, 0x40, 0, 64, 17, 0, 0, 203, 0, 113, 7, 192, 0, 2, 10}, make([]byte, 56))
+	over := cat(ethIn4, []byte{0x45, 0, 0, 77, 0, 0, 0x40, 0, 64, 17, 0, 0, 203, 0, 113, 7, 192, 0, 2, 10}, make([]byte, 57))
+	f.Add(fits, uint16(14), uint8(64), uint8(realB4|16), uint64(0))
+	f.Add(over, uint16(14), uint8(64), uint8(realB4|16), uint64(0))
+	f.Add(cat(ethIn4[:12], []byte{0x81, 0, 0, 7}, ethIn4[12:], inner4In), uint16(18), uint8(64), uint8(realB4), uint64(0))
+
 	f.Fuzz(func(t *testing.T, frame []byte, l3 uint16, headroom uint8, sel uint8, hash uint64) {
-		e := newEncap(tun)
-		e.Source4 = "198.51.100.1"
-		if sel&8 == 0 {
-			e.Source6 = "2001:db8:ffff::1"
-		}
-		if sel&16 != 0 {
-			e.MTU = 100
-		}
-		snap := testSnapshot()
-		if err := e.Provision(testContext(snapshot.NewStore(snap), 0, 1)); err != nil {
-			t.Fatal(err)
-		}
-		start(e)
+		e, snap := fuzzElement(t, tun, sel)
 		backend := uint32(sel & 7)
 		p := newPacket(frame, int(headroom), l3, backend)
 		p.Hash = hash
@@ -74,6 +70,23 @@ func fuzzEncap(f *testing.F, tun tunnel) {
 		port := e.Push(0, p)
 		end(e)
 		out := p.Data()
+
+		// Push's fast path decides every packet as encap does alone.
+		slow, _ := fuzzElement(t, tun, sel)
+		q := newPacket(frame, int(headroom), l3, backend)
+		q.Hash = hash
+		var slowPort int
+		if r := slow.snap.Real(q.Backend, q.Epoch); r != nil {
+			slowPort = slow.encap(q, r, q.Data())
+		} else {
+			slowPort = slow.drop(q, dropNoBackend)
+		}
+		end(slow)
+		if port != slowPort || p.Reason != q.Reason || !bytes.Equal(out, q.Data()) || p.L3 != q.L3 || p.L4 != q.L4 ||
+			e.totPkts.Load() != slow.totPkts.Load() || e.totBytes.Load() != slow.totBytes.Load() {
+			t.Fatalf("Push and encap differ: port %d/%d, reason %v/%v, L3 %d/%d, L4 %d/%d\n% x\n% x",
+				port, slowPort, p.Reason, q.Reason, p.L3, q.L3, p.L4, q.L4, out, q.Data())
+		}
 		if port == portBad {
 			if p.Reason == pipeline.ReasonNone || !slices.Contains(dropReasons[:], p.Reason) {
 				t.Fatalf("bad with reason %v", p.Reason)
@@ -207,4 +220,23 @@ func checkReply(t *testing.T, frame, out []byte, p *pipeline.Packet) {
 	if !bytes.Equal(q, frame[l3:][:len(q)]) {
 		t.Fatalf("quote is not the packet")
 	}
+}
+
+// fuzzElement is the element fuzzEncap pushes to, started on a batch: sel
+// bit 8 leaves source6 out, bit 16 sets an MTU of 100.
+func fuzzElement(t *testing.T, tun tunnel, sel uint8) (*Encap, *snapshot.Snapshot) {
+	e := newEncap(tun)
+	e.Source4 = "198.51.100.1"
+	if sel&8 == 0 {
+		e.Source6 = "2001:db8:ffff::1"
+	}
+	if sel&16 != 0 {
+		e.MTU = 100
+	}
+	snap := testSnapshot()
+	if err := e.Provision(testContext(snapshot.NewStore(snap), 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	start(e)
+	return e, snap
 }

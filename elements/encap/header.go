@@ -24,9 +24,28 @@ func moveL2(d []byte, from, l3 int) {
 	binary.LittleEndian.PutUint64(d[l3-8:], b)
 }
 
-// writeIPv4 writes a 20-byte outer IPv4 header into h, in three stores
+// outer4 is what an outer IPv4 header to one real holds whatever the
+// packet: its destination and protocol, and the checksum's sum over them,
+// the version and IHL, the TTL and the source.
+type outer4 struct {
+	// epoch is the real's, in Encap.outer; 0 there when the real has no
+	// ID, or is not IPv4, or the element has no source4.
+	epoch uint32
+	dst   uint32
+	sum   uint32
+	proto byte
+}
+
+// newOuter4 returns the outer4 of an IPv4 header to dst (big-endian) of
+// protocol proto.
+func (e *Encap) newOuter4(dst uint32, proto byte) outer4 {
+	return outer4{dst: dst, proto: proto, sum: 0x4500 + uint32(e.ttl)<<8 + uint32(proto) +
+		e.src4U32>>16 + e.src4U32&0xffff + dst>>16 + dst&0xffff}
+}
+
+// writeIPv4 writes a 20-byte outer IPv4 header of o into h, in three stores
 // (two 8-byte words and the destination) rather than a dozen narrow ones.
-func (e *Encap) writeIPv4(h []byte, tos byte, totalLen int, df bool, proto byte, dst []byte) {
+func (e *Encap) writeIPv4(h []byte, tos byte, totalLen int, df bool, o *outer4) {
 	_ = h[19]
 	var flags uint64
 	if df {
@@ -36,20 +55,18 @@ func (e *Encap) writeIPv4(h []byte, tos byte, totalLen int, df bool, proto byte,
 	// A per-instance counter; workers start at their index and step by
 	// the worker count, so two workers never reuse an ID at once.
 	e.id += e.idStep
-	d := binary.BigEndian.Uint32(dst[:4])
-	// The checksum (RFC 791) is summed from the values in registers, not
+	// The checksum (RFC 791) is finished from the values in registers, not
 	// read back from h: loading words just written would stall on store
 	// forwarding.
-	s := 0x4500 + uint32(tos) + uint32(totalLen&0xffff) + uint32(id) + uint32(flags) +
-		uint32(e.ttl)<<8 + uint32(proto) + e.src4U32>>16 + e.src4U32&0xffff + d>>16 + d&0xffff
+	s := o.sum + uint32(tos) + uint32(totalLen&0xffff) + uint32(id) + uint32(flags)
 	s = s>>16 + s&0xffff
 	s = s>>16 + s&0xffff
 	// Version 4, IHL 5 (no options); DSCP and ECN both copied from the
 	// inner header: DSCP per the uniform model of RFC 2983, ECN per RFC
 	// 6040 normal mode (copy on encap); fragment offset 0.
 	binary.BigEndian.PutUint64(h[0:8], 0x45<<56|uint64(tos)<<48|uint64(totalLen&0xffff)<<32|uint64(id)<<16|flags)
-	binary.BigEndian.PutUint64(h[8:16], uint64(e.ttl)<<56|uint64(proto)<<48|uint64(^uint16(s))<<32|uint64(e.src4U32))
-	binary.BigEndian.PutUint32(h[16:20], d)
+	binary.BigEndian.PutUint64(h[8:16], uint64(e.ttl)<<56|uint64(o.proto)<<48|uint64(^uint16(s))<<32|uint64(e.src4U32))
+	binary.BigEndian.PutUint32(h[16:20], o.dst)
 }
 
 // writeIPv6 writes a 40-byte outer IPv6 header into h.

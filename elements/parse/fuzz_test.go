@@ -30,8 +30,22 @@ func FuzzParse5Tuple(f *testing.F) {
 		f.Add(tc.frame)
 	}
 
+	// Fast-path bounds: a UDP datagram of exactly 28 bytes, a TCP segment
+	// one byte short, a total length one past the frame, IHL 6.
+	f.Add(cat(ether(etherTypeIPv4), ipv4(client4, vip4, protoUDP, 0, nil, udp(1, 53, 0))))
+	f.Add(cat(ether(etherTypeIPv4), ipv4(client4, vip4, protoTCP, 0, nil, tcp(40000, 443)[:19])))
+	long := cat(ether(etherTypeIPv4), ipv4(client4, vip4, protoTCP, 0, nil, tcp(40000, 443)))
+	long[ethHeaderLen+3]++
+	f.Add(long)
+	f.Add(cat(ether(etherTypeIPv4), ipv4(client4, vip4, protoTCP, 0, []byte{1, 1, 1, 0}, tcp(40000, 443))))
+
 	e := newTestElement(testSeed)
+	// slow sees every frame, as e does, but through pushFrame alone:
+	// Push's fast path must decide each exactly as pushFrame does.
+	slow := newTestElement(testSeed)
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		q := pipelinetest.Packet(bytes.Clone(frame))
+		slowPort := slow.pushFrame(q)
 		// FragRedirect's quick test never misses a fragment.
 		var fr fragment
 		if _, r := parseFrame(pipelinetest.Packet(bytes.Clone(frame)), &fr, &noVIPs); r == pipeline.ReasonNone && fr.kind != notFragment && !mayBeFragment(frame) {
@@ -39,6 +53,11 @@ func FuzzParse5Tuple(f *testing.F) {
 		}
 		p := pipelinetest.Packet(frame)
 		port := e.Push(0, p)
+		if port != slowPort || p.Reason != q.Reason || p.Len() != q.Len() ||
+			(port == portOut && (p.L3 != q.L3 || p.L4 != q.L4 || p.Flow != q.Flow || p.Hash != q.Hash)) || e.counts != slow.counts {
+			t.Fatalf("Push and pushFrame differ on %x: port %d/%d, reason %v/%v, len %d/%d, L3 %d/%d, L4 %d/%d, flow %+v/%+v",
+				frame, port, slowPort, p.Reason, q.Reason, p.Len(), q.Len(), p.L3, q.L3, p.L4, q.L4, p.Flow, q.Flow)
+		}
 		d := p.Data()
 		if len(d) > len(frame) || !bytes.Equal(d, frame[:len(d)]) {
 			t.Fatalf("frame changed: %x -> %x", frame, d)

@@ -293,6 +293,52 @@ func (e *Parse5Tuple) Prefetch(_ int, pkts []*pipeline.Packet) {
 // packet's data ends where its IP datagram ends. On `bad`, p.Reason says
 // why and the other fields are unspecified.
 func (e *Parse5Tuple) Push(_ int, p *pipeline.Packet) int {
+	// The common case, an untagged IPv4 TCP or UDP packet without options
+	// or fragmentation from an ordinary source, is parsed here straight,
+	// without parseFrame's calls; anything else, or anything doubtful,
+	// goes to pushFrame, which decides it from scratch (nothing is written
+	// before the fast path has checked everything).
+	if d := p.Data(); len(d) >= ethHeaderLen+20+8 {
+		ip := d[ethHeaderLen:]
+		w0 := binary.BigEndian.Uint64(ip[0:8])  // version, IHL, TOS, length, ID, flags, offset
+		w1 := binary.BigEndian.Uint32(ip[8:12]) // TTL, protocol, checksum
+		src := binary.LittleEndian.Uint32(ip[12:16])
+		dst := binary.LittleEndian.Uint32(ip[16:20])
+		tot := int(w0 >> 32 & 0xffff)
+		proto := uint8(w1 >> 16)
+		need, class := 20+20, classTCP
+		if proto == protoUDP {
+			need, class = 20+8, classUDP
+		}
+		// martian4's tests: this net, loopback, multicast and above,
+		// link-local, land, and a source that may be a VIP's.
+		sa := binary.BigEndian.Uint32(ip[12:16])
+		a := sa >> 24
+		if be16(d[12:]) == etherTypeIPv4 && w0>>56 == 0x45 && w0&0x3fff == 0 &&
+			(proto == protoTCP || proto == protoUDP) && tot >= need && tot <= len(ip) &&
+			a != 0 && a != 127 && a < 0xe0 && sa>>16 != 0xa9fe && src != dst &&
+			!e.vips.maybe(0xffff<<32|uint64(sa)) {
+			l4 := ip[20:]
+			p.Truncate(ethHeaderLen + tot)
+			f := &p.Flow
+			lo4, lo4d := 0xffff<<16|uint64(src)<<32, 0xffff<<16|uint64(dst)<<32
+			binary.LittleEndian.PutUint64(f.Src[:8], 0)
+			binary.LittleEndian.PutUint64(f.Src[8:], lo4)
+			binary.LittleEndian.PutUint64(f.Dst[:8], 0)
+			binary.LittleEndian.PutUint64(f.Dst[8:], lo4d)
+			sp, dp := be16(l4), be16(l4[2:])
+			f.SrcPort, f.DstPort, f.Proto, f.Family, f.Flags = sp, dp, proto, 4, 0
+			p.L3, p.L4 = ethHeaderLen, ethHeaderLen+20
+			p.Hash = e.key.Words(0, lo4, 0, lo4d, uint64(sp)<<24|uint64(dp)<<8|uint64(proto))
+			e.counts[0][class]++
+			return portOut
+		}
+	}
+	return e.pushFrame(p)
+}
+
+// pushFrame is Push for any frame: parseFrame, then the fragment tables.
+func (e *Parse5Tuple) pushFrame(p *pipeline.Packet) int {
 	var fr fragment
 	class, r := parseFrame(p, &fr, &e.vips)
 	if r != pipeline.ReasonNone {

@@ -45,10 +45,17 @@ func (f *vipFilter) build(s *snapshot.Snapshot) {
 	}
 }
 
+// maybe reports whether the address of low 64 bits lo may be a VIP's:
+// false is certain, true needs has.
+func (f *vipFilter) maybe(lo uint64) bool {
+	b := vipBit(lo)
+	return f.bits[(b>>6)&63]&(1<<(b&63)) != 0
+}
+
 // has reports whether the address of high and low 64 bits hi and lo
 // (IPv4 as ::ffff:a.b.c.d) is a VIP's.
 func (f *vipFilter) has(hi, lo uint64) bool {
-	if b := vipBit(lo); f.bits[(b>>6)&63]&(1<<(b&63)) == 0 {
+	if !f.maybe(lo) {
 		return false
 	}
 	_, ok := f.exact[[2]uint64{hi, lo}]

@@ -52,10 +52,19 @@ func NewKey(seed uint64) Key { return Key(seed ^ mix(seed^k0, k1)) }
 // cryptographic MAC; keep the seed private if hash flooding of connection
 // tables is a concern.
 func (k Key) Hash(f *pipeline.Flow) uint64 {
+	return k.Words(binary.LittleEndian.Uint64(f.Src[0:8]), binary.LittleEndian.Uint64(f.Src[8:16]),
+		binary.LittleEndian.Uint64(f.Dst[0:8]), binary.LittleEndian.Uint64(f.Dst[8:16]),
+		uint64(f.SrcPort)<<24|uint64(f.DstPort)<<8|uint64(f.Proto))
+}
+
+// Words is Hash of a flow given as the little-endian words of its
+// addresses and its ports and protocol packed as Hash packs them: the
+// parser's fast path hashes the values it holds in registers rather than
+// load back the Flow it has just stored.
+func (k Key) Words(s0, s1, d0, d1, ports uint64) uint64 {
 	s := uint64(k)
-	src := mix(binary.LittleEndian.Uint64(f.Src[0:8])^k1, binary.LittleEndian.Uint64(f.Src[8:16])^s)
-	dst := mix(binary.LittleEndian.Uint64(f.Dst[0:8])^k2, binary.LittleEndian.Uint64(f.Dst[8:16])^s)
-	ports := uint64(f.SrcPort)<<24 | uint64(f.DstPort)<<8 | uint64(f.Proto)
+	src := mix(s0^k1, s1^s)
+	dst := mix(d0^k2, d1^s)
 	return mix(src^ports^k3, dst^k4)
 }
 
