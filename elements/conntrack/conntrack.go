@@ -378,6 +378,19 @@ func find(b *bucket, tag uint16, f *pipeline.Flow) int {
 	return -1
 }
 
+// findLive is find, but an idle entry is gone: it is expired (and
+// counted) and the flow found nowhere, so that the packet starts a new one.
+func (c *ConnTrack) findLive(b *bucket, tag uint16, f *pipeline.Flow) int {
+	w := find(b, tag, f)
+	if w >= 0 && c.idle(b, w) {
+		b.tag[w] = 0
+		c.entries--
+		c.local.expired++
+		return -1
+	}
+	return w
+}
+
 // tcpFlags returns the TCP flags of p, if p carries a TCP header: not a
 // later fragment (Parse5Tuple's L4 is then the fragment payload) and not an ICMP
 // error (L4 is the ICMP header; Proto is the quoted packet's).
@@ -560,13 +573,7 @@ func (c *ConnTrack) ExpectReplies() { c.replies = true }
 func (c *ConnTrack) TrackReply(p *pipeline.Packet, reply *pipeline.Flow, hash uint64) {
 	b := &c.buckets[hash&c.mask]
 	tag := tagOf(hash)
-	w := find(b, tag, reply)
-	if w >= 0 && c.idle(b, w) {
-		b.tag[w] = 0
-		c.entries--
-		c.local.expired++
-		w = -1
-	}
+	w := c.findLive(b, tag, reply)
 	cls := uint8(clsTCP)
 	if w >= 0 {
 		cls = b.cls[w]
@@ -656,14 +663,7 @@ func (c *ConnTrack) realOf(e *entry) *snapshot.Real {
 func (c *ConnTrack) learn(p *pipeline.Packet) int {
 	b := &c.buckets[p.Hash&c.mask]
 	tag := tagOf(p.Hash)
-	w := find(b, tag, &p.Flow)
-	if w >= 0 && c.idle(b, w) {
-		// An idle entry is gone: the packet starts a new flow.
-		b.tag[w] = 0
-		c.entries--
-		c.local.expired++
-		w = -1
-	}
+	w := c.findLive(b, tag, &p.Flow)
 	cls := uint8(clsTCP)
 	if w >= 0 {
 		cls = b.cls[w]
