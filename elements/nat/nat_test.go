@@ -68,6 +68,15 @@ func (t *tracker) TrackReply(_ *pipeline.Packet, reply *pipeline.Flow, hash uint
 
 func (t *tracker) ExpectReplies() { t.expect = true }
 
+// TrackSource and Source: see fullnat_test.go's sources, which FullNAT's
+// tests use instead.
+func (t *tracker) TrackSource(p *pipeline.Packet, reply *pipeline.Flow, hash uint64, _ uint8) bool {
+	t.TrackReply(p, reply, hash)
+	return true
+}
+
+func (t *tracker) Source(*pipeline.Packet) (uint16, uint8, bool) { return 0, 0, false }
+
 func (t *tracker) PrefetchReplies(hs []uint64) {
 	t.prefetched += len(hs)
 	if len(hs) > 0 {
