@@ -121,6 +121,7 @@ func (e *FullNAT) Provision(ctx *pipeline.Context) error {
 			return &pipeline.AttrError{Attr: "interface", Msg: "cannot steer the source pool's replies to the graph"}
 		}
 		ps.SteerPool(e.name, e.addrs)
+		e.pooled = true
 	}
 	return nil
 }

@@ -59,6 +59,9 @@ type tracker struct {
 	expect       bool
 	prefetched   int
 	lastPrefetch uint64
+	// full: TrackSource finds every port taken; probes counts its calls.
+	full   bool
+	probes int
 }
 
 func (t *tracker) TrackReply(_ *pipeline.Packet, reply *pipeline.Flow, hash uint64) {
@@ -68,9 +71,13 @@ func (t *tracker) TrackReply(_ *pipeline.Packet, reply *pipeline.Flow, hash uint
 
 func (t *tracker) ExpectReplies() { t.expect = true }
 
-// TrackSource and Source: see fullnat_test.go's sources, which FullNAT's
-// tests use instead.
+// TrackSource records as TrackReply, unless full. FullNAT's other tests
+// run over a real ConnTrack.
 func (t *tracker) TrackSource(p *pipeline.Packet, reply *pipeline.Flow, hash uint64, _ uint8) bool {
+	t.probes++
+	if t.full {
+		return false
+	}
 	t.TrackReply(p, reply, hash)
 	return true
 }
@@ -242,7 +249,12 @@ func TestNeedsConnTrack(t *testing.T) {
 
 // steering records what NAT steers.
 type steering struct {
-	eps map[string][]pipeline.ServiceEndpoint
+	eps   map[string][]pipeline.ServiceEndpoint
+	pools map[string][]netip.Addr
+}
+
+func (s *steering) SteerPool(owner string, addrs []netip.Addr) {
+	s.pools[owner] = append([]netip.Addr(nil), addrs...)
 }
 
 func (s *steering) SteerReplies(owner string, eps []pipeline.ServiceEndpoint) {

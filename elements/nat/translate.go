@@ -24,6 +24,7 @@ type translator struct {
 	name   string
 	log    *slog.Logger
 	metric string // the counters' name prefix: xlb_nat, xlb_fullnat
+	pooled bool   // a source pool steered (FullNAT)
 	cfg    map[string]int
 
 	// Owned by the worker goroutine.
@@ -101,7 +102,7 @@ func (t *translator) provision(ctx *pipeline.Context, kind, metric string, ports
 func (t *translator) Cleanup() error {
 	if t.steer != nil {
 		t.steer.SteerReplies(t.name, nil)
-		if ps, ok := t.steer.(pipeline.PoolSteering); ok {
+		if ps, ok := t.steer.(pipeline.PoolSteering); ok && t.pooled {
 			ps.SteerPool(t.name, nil)
 		}
 		t.steer = nil
