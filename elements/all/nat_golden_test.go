@@ -52,12 +52,13 @@ func TestGoldenNAT(t *testing.T) {
 }
 
 // TestGoldenFullNAT is TestGoldenNAT with FullNAT, swapped in by its type
-// word alone (its pool is then source4 and source6), compared with
+// word and a source_pool, compared with
 // testdata/golden/ipv<family>-fullnat: a client's packet also leaves from
 // the node's source address, and a reply reaches the client from VIP:port.
 func TestGoldenFullNAT(t *testing.T) {
-	src := strings.Replace(natSource(t), `"NAT"`, `"FullNAT"`, 1)
-	goldenTranslated(t, src, "fullnat", map[int]string{4: "192.0.2.1", 6: "2001:db8::1"})
+	src := strings.Replace(natSource(t), `"NAT" "encap" {`, `"FullNAT" "encap" {
+    source_pool = ["192.0.2.201", "2001:db8::201"]`, 1)
+	goldenTranslated(t, src, "fullnat", map[int]string{4: "192.0.2.201", 6: "2001:db8::201"})
 }
 
 // goldenTranslated is TestGoldenNAT's body for graph src, whose golden

@@ -155,7 +155,7 @@ const benchElements = `
 // in place of RxXDP and TxXDP, over one VIP of ten backends; without full,
 // only the source and the sink. mode "dr" puts DirectRoute in GREEncap's
 // place, the backends' MAC addresses static; "nat" puts NAT there,
-// "fullnat" FullNAT (its pool source4); with
+// "fullnat" FullNAT (its pool one address); with
 // "snat", SNATReturn sits between Parse5Tuple and ConnTrack and the VIP
 // gives its backends ranges of 6451 ports (ten ranges, all owned).
 func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full bool, mode string) (*pipeline.Runtime, *sink) {
@@ -170,7 +170,7 @@ func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, fu
 		}
 		fmt.Fprintf(&src, benchElements, ctCapacity, "DirectRoute", "macs = {\n"+macs.String()+"}")
 	case full && (mode == "nat" || mode == "fullnat"):
-		fmt.Fprintf(&src, benchElements, ctCapacity, map[string]string{"nat": "NAT", "fullnat": "FullNAT"}[mode], "")
+		fmt.Fprintf(&src, benchElements, ctCapacity, map[string]string{"nat": "NAT", "fullnat": "FullNAT"}[mode], map[string]string{"fullnat": `source_pool = ["192.0.2.201"]`}[mode])
 	case full && mode == "snat":
 		graph := fmt.Sprintf(benchElements, ctCapacity, "GREEncap", "")
 		graph = strings.Replace(graph, `element "Discard"`, `element "SNATReturn" "snat" {}
@@ -244,7 +244,7 @@ func scrapeLoop(tb testing.TB, rt *pipeline.Runtime) (stop func()) {
 // address. The "-nat" cases run NAT there, which rewrites an address and
 // records the flow's reply in ConnTrack's table for every packet; the
 // "-fullnat" cases FullNAT, which also rewrites the source to the source
-// pool's (source4) and a port the flow's entry holds (hit) or that it
+// pool's address and a port the flow's entry holds (hit) or that it
 // allocates (miss).
 // "hit-snat" is "hit" through a graph with SNATReturn before ConnTrack and
 // SNAT on the VIP: the difference is what SNATReturn costs load-balanced

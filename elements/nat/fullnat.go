@@ -27,15 +27,16 @@ import (
 // new flow a bounded number of look-ups: past them the packet is dropped
 // as fullnat.ports_exhausted, logged at most every logEvery.
 //
-// It takes GREEncap's place by its type word; source4 and source6 are the
-// pool when source_pool is not given.
+// It takes GREEncap's place by its type word, with source_pool added:
+// not source4, usually the node's own address, whose health checks'
+// replies from the backends' service ports must stay the kernel's.
 type FullNAT struct {
 	Ports      map[string]int `hcl:"ports,optional" doc:"port mapping: the port a backend, by name, serves its VIPs' TCP and UDP ports on; a backend not named keeps the port the client sent to"`
 	ConnTrack  string         `hcl:"conntrack,optional" doc:"the ConnTrack before FullNAT, declared before it, whose table holds the flows' sources and replies"`
 	Interface  string         `hcl:"interface,optional" doc:"the interface the backends' replies come back on (that of an RxXDP): it hands the graph the packets from the backends' services to the source pool"`
-	SourcePool []string       `hcl:"source_pool,optional" doc:"the node's own source addresses (IPv4 and IPv6, at most 256), routed to this node only and used for nothing else: the backends see connections from them"`
-	Source4    string         `hcl:"source4,optional" doc:"the IPv4 source address when source_pool is not given (GREEncap's attribute)"`
-	Source6    string         `hcl:"source6,optional" doc:"the IPv6 source address when source_pool is not given"`
+	SourcePool []string       `hcl:"source_pool,optional" doc:"required: the node's source addresses (IPv4 and IPv6, at most 256), routed to this node only and used by nothing else (not the node's own address): the backends see connections from them"`
+	Source4    string         `hcl:"source4,optional" doc:"unused (see source_pool); accepted so that a GREEncap block becomes a FullNAT block by its type word and source_pool"`
+	Source6    string         `hcl:"source6,optional" doc:"unused, as source4"`
 
 	translator
 	pool4, pool6 [][16]byte
@@ -80,20 +81,20 @@ func (e *FullNAT) Validate() error {
 	if err := validatePorts(e.Ports, e.ConnTrack, "FullNAT"); err != nil {
 		return err
 	}
-	pool := e.SourcePool
-	if len(pool) == 0 {
-		for _, s := range []string{e.Source4, e.Source6} {
-			if s != "" {
-				pool = append(pool, s)
-			}
+	for _, a := range []struct{ attr, v string }{{"source4", e.Source4}, {"source6", e.Source6}} {
+		if _, err := netip.ParseAddr(a.v); a.v != "" && err != nil {
+			return &pipeline.AttrError{Attr: a.attr, Msg: "must be an IP address (it is unused by FullNAT: see source_pool)"}
 		}
 	}
-	addrs, err := sourceAddrs(pool)
+	addrs, err := sourceAddrs(e.SourcePool)
 	if err != nil {
 		return err
 	}
+	// Not source4 by default: it is usually the node's own address,
+	// whose replies from the backends' service ports (health checks')
+	// must stay the kernel's.
 	if len(addrs) == 0 {
-		return &pipeline.AttrError{Attr: "source_pool", Msg: "must name the node's source addresses (or give source4 or source6): FullNAT sends the backends connections from them"}
+		return &pipeline.AttrError{Attr: "source_pool", Msg: "must name the node's source addresses for FullNAT, addresses of this node only and used by nothing else (not the node's own, whose health checks' replies would be taken for the pool's)"}
 	}
 	e.addrs, e.pool4, e.pool6 = addrs, nil, nil
 	for _, a := range addrs {

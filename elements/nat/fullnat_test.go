@@ -203,7 +203,7 @@ func TestFullNATExhausted(t *testing.T) {
 	if err := parse.(pipeline.Provisioner).Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e := &FullNAT{ConnTrack: "ct", Source4: pool4.String()}
+	e := &FullNAT{ConnTrack: "ct", SourcePool: []string{pool4.String()}}
 	if err := e.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -236,24 +236,25 @@ func TestFullNATExhausted(t *testing.T) {
 	}
 }
 
-// TestFullNATValidate: the pool is source_pool, else source4 and source6;
-// none, a bad address or a repeated one is refused at the attribute.
+// TestFullNATValidate: the pool is source_pool, required (source4 and
+// source6 are not it); a bad address or a repeated one is refused at the
+// attribute.
 func TestFullNATValidate(t *testing.T) {
 	for _, tc := range []struct {
 		e    *FullNAT
 		want string
 	}{
-		{&FullNAT{ConnTrack: "ct"}, "must name the node's source addresses"},
+		{&FullNAT{ConnTrack: "ct", Source4: "10.0.0.1"}, "must name the node's source addresses"},
 		{&FullNAT{ConnTrack: "ct", SourcePool: []string{"10.0.0.300"}}, "must hold IP addresses"},
 		{&FullNAT{ConnTrack: "ct", SourcePool: []string{"10.0.0.1", "10.0.0.1"}}, "twice"},
-		{&FullNAT{ConnTrack: "ct", Source4: "10.0.0.1", Source6: "2001:db8::1"}, ""},
+		{&FullNAT{ConnTrack: "ct", SourcePool: []string{"10.0.0.1", "2001:db8::1"}}, ""},
 	} {
 		err := tc.e.Validate()
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%v %s %s: %v, want %q", tc.e.SourcePool, tc.e.Source4, tc.e.Source6, err, tc.want)
 		}
 	}
-	e := FullNAT{ConnTrack: "ct", Source4: "10.0.0.1", Source6: "2001:db8::1"}
+	e := FullNAT{ConnTrack: "ct", SourcePool: []string{"10.0.0.1", "2001:db8::1"}}
 	if e.Validate(); len(e.pool4) != 1 || len(e.pool6) != 1 {
 		t.Errorf("pools %v %v", e.pool4, e.pool6)
 	}
