@@ -1,0 +1,111 @@
+package e2e_test
+
+import (
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/xlbproject/xlb/e2e/lab"
+	"github.com/xlbproject/xlb/internal/testenv"
+)
+
+// The LB node's source pool in TestFullNAT: addresses of the backends'
+// segment, on the LB's interface, used by nothing else.
+var (
+	fullNATPool4 = netip.MustParseAddr("10.90.2.250")
+	fullNATPool6 = netip.MustParseAddr("fd00:90:2::250")
+)
+
+// TestFullNAT: the lab's file with GREEncap's type word changed to
+// FullNAT and a source pool, and kernel backends left as the lab makes
+// them: no VIP, and their default route the router, not the LB; the pool
+// is on the LB's interface, on the backends' segment, which they reach by
+// their connected route. Real HTTP over 1,000 new connections from the
+// client reaches every backend in proportion to its weight (the health
+// checks, from the LB's own address, keep passing: their replies stay the
+// kernel's), every connection's packets reach the backend from the pool,
+// never from the client's address, and every reply comes back to the
+// client from the VIP: a capture on the client sees no packet from a
+// backend's address. A reply a backend forges to the pool for a flow the
+// node does not hold is counted as conntrack.reply_unknown. IPv6: the
+// same over TestNAT's IPv6 VIP and port mapping.
+func TestFullNAT(t *testing.T) {
+	t.Run("IPv4", func(t *testing.T) { testFullNAT(t, 4) })
+	t.Run("IPv6", func(t *testing.T) { testFullNAT(t, 6) })
+}
+
+func testFullNAT(t *testing.T, family int) {
+	testenv.RequireRoot(t)
+	b := binaries(t)
+	six := family == 6
+	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}, IPv6: six})
+	kernelBackends(t, l, false)
+	lb := l.LB(0)
+	pool, bits, client := fullNATPool4, 24, l.Client().Addr4
+	if six {
+		pool, bits, client = fullNATPool6, 64, l.Client().Addr6
+	}
+	h, err := l.Handle(lb.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := h.LinkByName(lb.Iface)
+	if err == nil {
+		err = h.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: pool.AsSlice(), Mask: net.CIDRMask(bits, pool.BitLen())}})
+	}
+	h.Close()
+	if err != nil {
+		t.Fatalf("the pool on the LB: %v", err)
+	}
+	config, url := translatorConfig(t, l, "FullNAT", six, `
+    source_pool = ["`+fullNATPool4.String()+`", "`+fullNATPool6.String()+`"]`)
+	backends := map[netip.Addr]bool{}
+	for _, be := range l.Backends() {
+		backends[be.Addr4], backends[be.Addr6] = true, true
+	}
+	x := startTranslator(t, l, b, config, url)
+	defer x.Stop()
+	fromBackend := watchSources(t, l, l.Client(), func(src netip.Addr) bool { return backends[src] })
+	be1 := l.Backends()[0]
+	fromClient := watchSources(t, l, be1, func(src netip.Addr) bool { return src == client })
+	fromPool := watchSources(t, l, be1, func(src netip.Addr) bool { return src == pool })
+	const n = 1000
+	s, err := l.RunClient(b["xlb-client"], "-url", url, "-n", strconv.Itoa(n), "-c", "8")
+	if err != nil {
+		t.Fatalf("%v (%+v)", err, s)
+	}
+	if s.OK != n || s.Connections < n || s.SourcePorts < n*9/10 {
+		t.Fatalf("%+v, want %d ok over as many connections and about as many source ports", s, n)
+	}
+	checkShares(t, url, s, 4)
+	forgeReply(t, l, be1, pool)
+	time.Sleep(300 * time.Millisecond) // for anything that should not come
+	if leaked := fromBackend(); leaked != 0 {
+		t.Errorf("the client received %d packets from a backend's address: every reply must leave translated", leaked)
+	}
+	if got := fromClient(); got != 0 {
+		t.Errorf("%s received %d packets from the client's address: FullNAT sends them from the pool", be1.Name, got)
+	}
+	if got := fromPool(); got < n/6 {
+		t.Errorf("%s received %d packets from the pool, want at least one a connection of its share", be1.Name, got)
+	}
+	out, err := x.Stop()
+	if err != nil {
+		t.Fatalf("xlbd: %v\n%s", err, x.Log())
+	}
+	if got := counter(t, out, `ct\s+conntrack\.reply_unknown`); got < 3 {
+		t.Errorf("%d unknown replies counted, want the 3 forged:\n%s", got, out)
+	}
+	if got := counter(t, out, regexp.QuoteMeta(`xlb_fullnat_packets_total{direction="reply"}`)); got < n*3 {
+		t.Errorf("%d replies translated, want at least 3 a connection:\n%s", got, out)
+	}
+	if !strings.Contains(out, "drop (Discard)\n  in  in                      0\n") {
+		t.Errorf("xlbd dropped packets:\n%s", out)
+	}
+}
