@@ -34,7 +34,7 @@ type FullNAT struct {
 	Ports      map[string]int `hcl:"ports,optional" doc:"port mapping: the port a backend, by name, serves its VIPs' TCP and UDP ports on; a backend not named keeps the port the client sent to"`
 	ConnTrack  string         `hcl:"conntrack,optional" doc:"the ConnTrack before FullNAT, declared before it, whose table holds the flows' sources and replies"`
 	Interface  string         `hcl:"interface,optional" doc:"the interface the backends' replies come back on (that of an RxXDP): it hands the graph the packets from the backends' services to the source pool"`
-	SourcePool []string       `hcl:"source_pool,optional" doc:"required: the node's source addresses (IPv4 and IPv6, at most 256), routed to this node only and used by nothing else (not the node's own address): the backends see connections from them"`
+	SourcePool []string       `hcl:"source_pool" doc:"the node's source addresses (IPv4 and IPv6, at most 256), routed to this node only and used by nothing else (not the node's own address): the backends see connections from them"`
 	Source4    string         `hcl:"source4,optional" doc:"unused (see source_pool); accepted so that a GREEncap block becomes a FullNAT block by its type word and source_pool"`
 	Source6    string         `hcl:"source6,optional" doc:"unused, as source4"`
 
