@@ -155,7 +155,8 @@ const benchElements = `
 // in place of RxXDP and TxXDP, over one VIP of ten backends; without full,
 // only the source and the sink. mode "dr" puts DirectRoute in GREEncap's
 // place, the backends' MAC addresses static; "nat" puts NAT there,
-// "fullnat" FullNAT (its pool one address); with
+// "fullnat" FullNAT (its pool two addresses: miss fills the table with
+// flows, half of whose ports one address would hold); with
 // "snat", SNATReturn sits between Parse5Tuple and ConnTrack and the VIP
 // gives its backends ranges of 6451 ports (ten ranges, all owned).
 func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full bool, mode string) (*pipeline.Runtime, *sink) {
@@ -170,7 +171,7 @@ func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, fu
 		}
 		fmt.Fprintf(&src, benchElements, ctCapacity, "DirectRoute", "macs = {\n"+macs.String()+"}")
 	case full && (mode == "nat" || mode == "fullnat"):
-		fmt.Fprintf(&src, benchElements, ctCapacity, map[string]string{"nat": "NAT", "fullnat": "FullNAT"}[mode], map[string]string{"fullnat": `source_pool = ["192.0.2.201"]`}[mode])
+		fmt.Fprintf(&src, benchElements, ctCapacity, map[string]string{"nat": "NAT", "fullnat": "FullNAT"}[mode], map[string]string{"fullnat": `source_pool = ["192.0.2.201", "192.0.2.202"]`}[mode])
 	case full && mode == "snat":
 		graph := fmt.Sprintf(benchElements, ctCapacity, "GREEncap", "")
 		graph = strings.Replace(graph, `element "Discard"`, `element "SNATReturn" "snat" {}

@@ -236,6 +236,30 @@ func TestFullNATExhausted(t *testing.T) {
 	}
 }
 
+// TestFullNATProbesPastRuns: a run of 1,000 ports taken from the first
+// candidate on (as ports allocated one after another leave them) costs a
+// new flow a probe or two, not its 64 look-ups: the candidates are drawn
+// independently, not counted on.
+func TestFullNATProbesPastRuns(t *testing.T) {
+	ctx := pipeline.NewContext("fnat", 0, 1, snapshot.ContextValues(snapshot.NewStore(testSnapshot())))
+	tr := &tracker{run: 1000}
+	ctx.Local(pipeline.ReplyTrackerKey{Name: "ct"}, func() any { return &pipeline.ReplyTrackerSlot{Tracker: tr} })
+	e := &FullNAT{ConnTrack: "ct", SourcePool: []string{pool4.String()}}
+	if err := e.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var p pipeline.Packet
+	p.Hash = 0x1234_5678_9abc_def0
+	e.view.StartBatch(0)
+	defer e.view.EndBatch()
+	e.StartBatch(0)
+	defer e.EndBatch()
+	r := e.snap.Real(realKeep, epoch)
+	if _, _, ok := e.allocate(&p, r, 80, e.pool4); !ok || tr.probes > 3 {
+		t.Errorf("allocated %v after %d probes, want within 3", ok, tr.probes)
+	}
+}
+
 // TestFullNATValidate: the pool is source_pool, required (source4 and
 // source6 are not it); a bad address or a repeated one is refused at the
 // attribute.

@@ -62,6 +62,9 @@ type tracker struct {
 	// full: TrackSource finds every port taken; probes counts its calls.
 	full   bool
 	probes int
+	// run: TrackSource finds taken the ports less than run above the
+	// first it was asked for (a run of allocated ports); first is it.
+	run, first int
 }
 
 func (t *tracker) TrackReply(_ *pipeline.Packet, reply *pipeline.Flow, hash uint64) {
@@ -75,7 +78,10 @@ func (t *tracker) ExpectReplies() { t.expect = true }
 // run over a real ConnTrack.
 func (t *tracker) TrackSource(p *pipeline.Packet, reply *pipeline.Flow, hash uint64, _ uint8) bool {
 	t.probes++
-	if t.full {
+	if t.probes == 1 {
+		t.first = int(reply.DstPort)
+	}
+	if d := int(reply.DstPort) - t.first; t.full || d >= 0 && d < t.run {
 		return false
 	}
 	t.TrackReply(p, reply, hash)
