@@ -3,6 +3,8 @@ package e2e_test
 import (
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/xlbproject/xlb/e2e/lab"
+	"github.com/xlbproject/xlb/internal/ethtool"
 	"github.com/xlbproject/xlb/internal/testenv"
 )
 
@@ -107,5 +110,87 @@ func testFullNAT(t *testing.T, family int) {
 	}
 	if !strings.Contains(out, "drop (Discard)\n  in  in                      0\n") {
 		t.Errorf("xlbd dropped packets:\n%s", out)
+	}
+}
+
+// TestFullNATCluster: two xlbd nodes behind the router's ECMP run
+// examples/cluster/cluster.hcl with FullNAT in GREEncap's place, each
+// with a source pool of its own (10.90.2.(240+node), on its interface).
+// 1,000 connections from the client, spread over both nodes by ECMP, all
+// succeed: each backend answers the source its connection came from,
+// which is the node that translated it, so no node meets a reply it does
+// not know (conntrack.reply_unknown 0 on both), and both translate
+// replies.
+func TestFullNATCluster(t *testing.T) {
+	src, err := os.ReadFile(clusterConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := `element "GREEncap" "encap" {`
+	if !strings.Contains(string(src), block) {
+		t.Fatal("examples/cluster/cluster.hcl no longer declares GREEncap as encap; update this test")
+	}
+	config := filepath.Join(t.TempDir(), "fullnat.hcl")
+	fn := strings.Replace(string(src), block, `element "FullNAT" "encap" {
+    source_pool = ["10.90.2.${240 + var.node}"]`, 1)
+	if err := os.WriteFile(config, []byte(fn), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newClusterLab(t, lab.BGP{}, config)
+	l := c.l
+	for i := range 2 {
+		lb := l.LB(i)
+		h, err := l.Handle(lb.NS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		link, err := h.LinkByName(lb.Iface)
+		if err == nil {
+			err = h.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(10, 90, 2, byte(241+i)), Mask: net.CIDRMask(24, 32)}})
+		}
+		h.Close()
+		if err != nil {
+			t.Fatalf("%s: its pool: %v", lb.Name, err)
+		}
+	}
+	for _, be := range l.Backends() {
+		if err := l.Do(be.NS, func() error { return ethtool.SetTxChecksum(be.Iface, false) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start(0)
+	c.start(1)
+	c.waitHops(web4, 0, 1)
+	url := "http://" + lab.VIP4.String() + "/"
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		s, err := l.RunClient(c.bins["xlb-client"], "-url", url, "-n", "30", "-c", "3", "-timeout", "1s")
+		if err == nil && s.OK == 30 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no backend answers through FullNAT: %+v %v", s, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	const n = 1000
+	s, err := l.RunClient(c.bins["xlb-client"], "-url", url, "-n", strconv.Itoa(n), "-c", "8")
+	if err != nil || s.OK != n {
+		t.Fatalf("%v (%+v), want %d ok", err, s, n)
+	}
+	for i := range 2 {
+		out, err := c.nodes[i].Stop()
+		c.nodes[i] = nil
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", l.LB(i).Name, err, out)
+		}
+		replies := counter(t, out, regexp.QuoteMeta(`xlb_fullnat_packets_total{direction="reply"}`))
+		t.Logf("%s translated %d replies", l.LB(i).Name, replies)
+		if replies == 0 {
+			t.Errorf("%s translated no reply: ECMP gave it no flow, or its replies went elsewhere:\n%s", l.LB(i).Name, out)
+		}
+		if got := counter(t, out, `ct\s+conntrack\.reply_unknown`); got != 0 {
+			t.Errorf("%s: %d unknown replies, want 0: a reply reached another node than its flow's:\n%s", l.LB(i).Name, got, out)
+		}
 	}
 }
