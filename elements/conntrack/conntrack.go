@@ -662,7 +662,8 @@ func (c *ConnTrack) Source(p *pipeline.Packet) (uint16, uint8, bool) {
 
 // peer writes the client of full-NAT reply entry e's flow to p, from the
 // flow's entry, found by the hash e holds: it must still be the flow of
-// e's real that holds e's source. It reports false when there is none.
+// e's real that holds e's source. It reports false when there is none,
+// and refreshes the flow's entry when there is.
 func (c *ConnTrack) peer(p *pipeline.Packet, e *entry) bool {
 	b := &c.buckets[e.aux&c.mask]
 	tag := tagOf(e.aux)
@@ -674,6 +675,11 @@ func (c *ConnTrack) peer(p *pipeline.Packet, e *entry) bool {
 		fe := &b.ent[w]
 		if fe.rev == 0 && fe.aux == want && fe.pool == e.pool && fe.real == e.real && fe.epoch == e.epoch && fe.vip == e.vip && !c.idle(b, w) {
 			p.Peer, p.PeerPort = fe.src, uint16(fe.rest>>32)
+			// The reply keeps its flow's entry alive, which it needs,
+			// when the client falls silent (a UDP stream, a download).
+			if b.seen[w] != c.tick {
+				b.seen[w] = c.tick
+			}
 			return true
 		}
 	}

@@ -157,3 +157,28 @@ func TestSourceEntries(t *testing.T) {
 	}
 	end(c)
 }
+
+// TestSourceRepliesKeepFlow: a full-NAT flow whose client falls silent
+// while its replies go on (a download the client no longer
+// acknowledges, a UDP stream) lives as long as the replies: each reply
+// refreshes the flow's entry, which it needs for the client's address.
+func TestSourceRepliesKeepFlow(t *testing.T) {
+	reals := fourReals()
+	c := newCT(t, snapshot.NewStore(mkSnap(1, reals...)), nil)
+	c.ExpectReplies()
+	f := flowN(1, 6, 80)
+	p := newPacket(f, mix(1))
+	learn(c, p, t0, 0, 2, 1)
+	rf := pipeline.Flow{Src: reals[2].Addr16, Dst: netip.MustParseAddr("10.90.3.1").As16(), SrcPort: 80, DstPort: 5000, Proto: 6, Family: 4}
+	start(c, t0)
+	if !c.TrackSource(p, &rf, mix(1000), 0) {
+		t.Fatal("TrackSource refused a free port")
+	}
+	end(c)
+	for m := int64(1); m <= 12; m++ { // the TCP timeout is 5 minutes
+		r := newPacket(rf, mix(1000))
+		if port := lookup(c, r, t0+m*60*sec); port != outHit || r.Peer != f.Src {
+			t.Fatalf("reply after %d minutes of replies only: port %d reason %v", m, port, r.Reason)
+		}
+	}
+}
