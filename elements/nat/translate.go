@@ -224,11 +224,14 @@ func rewrite(ip []byte, v4 bool, aoff int, addr, l4 []byte, poff int, port uint1
 
 // fixTransport applies diff, the change of the addresses and ports its
 // checksum covers, to the transport checksum of l4 (TCP, UDP, ICMPv6).
+// A checksum that is not in l4 (a first fragment cut before it) is left
+// alone, as is protocol 58 over IPv4, which is not ICMPv6: its checksum
+// covers no pseudo-header.
 func fixTransport(l4 []byte, proto uint8, v4 bool, diff uint32) {
-	switch proto {
-	case protoTCP:
+	switch {
+	case proto == protoTCP && len(l4) >= 18:
 		l4[16], l4[17] = split(csum.Update(join(l4[16:]), diff))
-	case protoUDP:
+	case proto == protoUDP && len(l4) >= 8:
 		// An IPv4 UDP checksum of 0 means none (RFC 768); a computed 0
 		// is sent as its other form, 0xffff.
 		if c := join(l4[6:]); c != 0 || !v4 {
@@ -238,7 +241,7 @@ func fixTransport(l4 []byte, proto uint8, v4 bool, diff uint32) {
 			}
 			l4[6], l4[7] = split(c)
 		}
-	case protoICMPv6:
+	case proto == protoICMPv6 && !v4 && len(l4) >= 4:
 		l4[2], l4[3] = split(csum.Update(join(l4[2:]), diff))
 	}
 }
