@@ -69,21 +69,11 @@ func testNAT(t *testing.T, family int) {
 	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}, IPv6: six})
 	kernelBackends(t, l, false)
 	lb := l.LB(0)
-	forwarding, gw, url, client := "ipv4/ip_forward", lb.Addr4, "http://"+l.VIP().String()+"/", l.Client().Addr4
-	config := labConfig(t, "NAT")
+	forwarding, gw, client := "ipv4/ip_forward", lb.Addr4, l.Client().Addr4
 	if six {
-		forwarding, gw, url, client = "ipv6/conf/all/forwarding", lb.Addr6, "http://["+l.VIP6().String()+"]:8080/", l.Client().Addr6
-		config = labConfig(t, "NAT", natIPv6)
-		src, err := os.ReadFile(config)
-		if err == nil {
-			err = os.WriteFile(config, []byte(strings.Replace(string(src), `element "NAT" "encap" {`,
-				`element "NAT" "encap" {
-    ports = { be1v6 = 80, be2v6 = 80, be3v6 = 80 }`, 1)), 0o644)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		forwarding, gw, client = "ipv6/conf/all/forwarding", lb.Addr6, l.Client().Addr6
 	}
+	config, url := translatorConfig(t, l, "NAT", six, "")
 	if err := l.Sysctl(lb.NS, forwarding, "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -99,31 +89,9 @@ func testNAT(t *testing.T, family int) {
 		if err != nil {
 			t.Fatalf("%s: default route via the LB: %v", be.Name, err)
 		}
-		// As on the client (lab.build): veth leaves offloaded TCP
-		// checksums partial, and a reply the LB copies out with AF_XDP
-		// would reach the client with a bad one. A NIC fills them in
-		// before the wire.
-		if err := l.Do(be.NS, func() error { return ethtool.SetTxChecksum(be.Iface, false) }); err != nil {
-			t.Fatal(err)
-		}
 	}
-	x, err := l.StartXLBD(lb, b["xlbd"], config, "-var", "interface="+lb.Iface)
-	if err != nil {
-		t.Fatal(err)
-	}
+	x := startTranslator(t, l, b, config, url)
 	defer x.Stop()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		s, err := l.RunClient(b["xlb-client"], "-url", url, "-n", "30", "-c", "3", "-timeout", "1s")
-		if err == nil && s.OK == 30 && len(s.Backends) == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			out, _ := x.Stop()
-			t.Fatalf("no backend answers through NAT: %+v %v\n%s\n%s", s, err, x.Log(), out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 	fromBackend := watchSources(t, l, l.Client(), func(src netip.Addr) bool { return backends[src] })
 	const n = 1000
 	s, err := l.RunClient(b["xlb-client"], "-url", url, "-n", strconv.Itoa(n), "-c", "8")
@@ -151,6 +119,61 @@ func testNAT(t *testing.T, family int) {
 	}
 	if !strings.Contains(out, "drop (Discard)\n  in  in                      0\n") {
 		t.Errorf("xlbd dropped packets:\n%s", out)
+	}
+}
+
+// translatorConfig is the lab's file with encap's type word in
+// GREEncap's place and attrs added to its block; for IPv6, with natIPv6's
+// VIP, its backends serving its port 8080 on port 80 (ports). url is the
+// VIP's of the family.
+func translatorConfig(t *testing.T, l *lab.Lab, encap string, six bool, attrs string) (config, url string) {
+	t.Helper()
+	config, url = labConfig(t, encap), "http://"+l.VIP().String()+"/"
+	if six {
+		config, url = labConfig(t, encap, natIPv6), "http://["+l.VIP6().String()+"]:8080/"
+		attrs += "\n    ports = { be1v6 = 80, be2v6 = 80, be3v6 = 80 }"
+	}
+	src, err := os.ReadFile(config)
+	if err == nil {
+		block := `element "` + encap + `" "encap" {`
+		err = os.WriteFile(config, []byte(strings.Replace(string(src), block, block+attrs, 1)), 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config, url
+}
+
+// startTranslator starts xlbd on the LB node with config, its backends'
+// transmit checksums filled in, and waits until every backend answers at
+// url through it.
+func startTranslator(t *testing.T, l *lab.Lab, b map[string]string, config, url string) *lab.XLBD {
+	t.Helper()
+	for _, be := range l.Backends() {
+		// As on the client (lab.build): veth leaves offloaded TCP
+		// checksums partial, and a reply the LB copies out with AF_XDP
+		// would reach the client with a bad one. A NIC fills them in
+		// before the wire.
+		if err := l.Do(be.NS, func() error { return ethtool.SetTxChecksum(be.Iface, false) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lb := l.LB(0)
+	x, err := l.StartXLBD(lb, b["xlbd"], config, "-var", "interface="+lb.Iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		s, err := l.RunClient(b["xlb-client"], "-url", url, "-n", "30", "-c", "3", "-timeout", "1s")
+		if err == nil && s.OK == 30 && len(s.Backends) == 3 {
+			return x
+		}
+		if time.Now().After(deadline) {
+			out, _ := x.Stop()
+			t.Fatalf("no backend answers through the translator: %+v %v\n%s\n%s", s, err, x.Log(), out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

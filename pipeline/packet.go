@@ -95,6 +95,12 @@ type Packet struct {
 	// VIPPort is the VIP port of the flow a reply answers (FlowReply),
 	// written by ConnTrack with the flag.
 	VIPPort uint16
+	// PeerPort and Peer are the client's port and address of the flow a
+	// full-NAT reply answers (FlowReply of an entry TrackSource made),
+	// written by ConnTrack with the flag: the reply's own destination is
+	// the node's source address.
+	PeerPort uint16
+	Peer     [16]byte
 	// Reason says why a packet leaves by a drop port; Discard counts it.
 	Reason Reason
 	// OnLink marks a frame whose destination MAC address an element has

@@ -38,6 +38,18 @@ type ReplyTracker interface {
 	// that packets for no VIP are replies from now on: one that matches
 	// no flow is an unknown reply, dropped by the table with a reason.
 	ExpectReplies()
+	// TrackSource is TrackReply for a translator that rewrites the
+	// source too (FullNAT): reply's destination is the node's source
+	// address of index pool and a port it allocated. It records the reply
+	// entry, which refers to p's flow (whose table entry holds the
+	// client), and the allocation on p's flow entry (see Source). It
+	// reports false, recording nothing, when another live entry holds
+	// reply's 5-tuple: the port is taken. It must not allocate.
+	TrackSource(p *Packet, reply *Flow, hash uint64, pool uint8) bool
+	// Source returns the source port and pool index TrackSource recorded
+	// on the entry of p's flow, p after the table's lookup; ok is false
+	// when there is none (a new flow, or an untracked one).
+	Source(p *Packet) (port uint16, pool uint8, ok bool)
 }
 
 // ReplySteerKey is the Context.Shared key under which the source element
@@ -61,4 +73,15 @@ type ReplySteering interface {
 	// It may be called from any goroutine and does not wait for the
 	// interface to apply them; it copies eps.
 	SteerReplies(owner string, eps []ServiceEndpoint)
+}
+
+// PoolSteering is implemented by a ReplySteering that can also hand the
+// graph the steered endpoints' packets to some of the node's own
+// addresses: a full-NAT translator's source pool, to which its backends
+// reply. The node's other addresses (health checks' replies) stay the
+// kernel's.
+type PoolSteering interface {
+	// SteerPool replaces the pool addresses owner steered before with
+	// addrs, as SteerReplies does the endpoints.
+	SteerPool(owner string, addrs []netip.Addr)
 }

@@ -48,9 +48,25 @@ func natSource(t *testing.T) string {
 // backend's address and mapped port, a reply sent from VIP:port, every
 // known reply translated.
 func TestGoldenNAT(t *testing.T) {
-	src := natSource(t)
+	goldenTranslated(t, natSource(t), "nat", nil)
+}
+
+// TestGoldenFullNAT is TestGoldenNAT with FullNAT, swapped in by its type
+// word and a source_pool, compared with
+// testdata/golden/ipv<family>-fullnat: a client's packet also leaves from
+// the node's source address, and a reply reaches the client from VIP:port.
+func TestGoldenFullNAT(t *testing.T) {
+	src := strings.Replace(natSource(t), `"NAT" "encap" {`, `"FullNAT" "encap" {
+    source_pool = ["192.0.2.201", "2001:db8::201"]`, 1)
+	goldenTranslated(t, src, "fullnat", map[int]string{4: "192.0.2.201", 6: "2001:db8::201"})
+}
+
+// goldenTranslated is TestGoldenNAT's body for graph src, whose golden
+// files are ipv<family>-<mode>; source, when not nil, is the address a
+// client's packet must leave from, by family (FullNAT's).
+func goldenTranslated(t *testing.T, src, mode string, source map[int]string) {
 	for _, family := range []int{4, 6} {
-		name := fmt.Sprintf("ipv%d-nat", family)
+		name := fmt.Sprintf("ipv%d-%s", family, mode)
 		t.Run(name, func(t *testing.T) {
 			first := t.TempDir()
 			goldenInput(t, filepath.Join(first, "input.pcap"), family)
@@ -100,6 +116,9 @@ func TestGoldenNAT(t *testing.T) {
 					}
 					sent++
 					continue
+				}
+				if source != nil && src.String() != source[family] {
+					t.Errorf("packet %d: to a backend from %s, not the source %s", n, src, source[family])
 				}
 				bp, ok := backends[dst.String()]
 				if !ok {

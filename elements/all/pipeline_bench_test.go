@@ -154,7 +154,9 @@ const benchElements = `
 // benchGraph is the default graph with a replay source and a counting sink
 // in place of RxXDP and TxXDP, over one VIP of ten backends; without full,
 // only the source and the sink. mode "dr" puts DirectRoute in GREEncap's
-// place, the backends' MAC addresses static; "nat" puts NAT there; with
+// place, the backends' MAC addresses static; "nat" puts NAT there,
+// "fullnat" FullNAT (its pool two addresses: miss fills the table with
+// flows, half of whose ports one address would hold); with
 // "snat", SNATReturn sits between Parse5Tuple and ConnTrack and the VIP
 // gives its backends ranges of 6451 ports (ten ranges, all owned).
 func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full bool, mode string) (*pipeline.Runtime, *sink) {
@@ -168,8 +170,8 @@ func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, fu
 			fmt.Fprintf(&macs, "\"198.51.100.%d\" = \"02:00:00:00:be:%02x\"\n", i+1, i+1)
 		}
 		fmt.Fprintf(&src, benchElements, ctCapacity, "DirectRoute", "macs = {\n"+macs.String()+"}")
-	case full && mode == "nat":
-		fmt.Fprintf(&src, benchElements, ctCapacity, "NAT", "")
+	case full && (mode == "nat" || mode == "fullnat"):
+		fmt.Fprintf(&src, benchElements, ctCapacity, map[string]string{"nat": "NAT", "fullnat": "FullNAT"}[mode], map[string]string{"fullnat": `source_pool = ["192.0.2.201", "192.0.2.202"]`}[mode])
 	case full && mode == "snat":
 		graph := fmt.Sprintf(benchElements, ctCapacity, "GREEncap", "")
 		graph = strings.Replace(graph, `element "Discard"`, `element "SNATReturn" "snat" {}
@@ -241,7 +243,10 @@ func scrapeLoop(tb testing.TB, rt *pipeline.Runtime) (stop func()) {
 // is shared by fewer packets. The "-dr" cases run DirectRoute in GREEncap's
 // place: the difference is what the tunnel costs over rewriting a MAC
 // address. The "-nat" cases run NAT there, which rewrites an address and
-// records the flow's reply in ConnTrack's table for every packet.
+// records the flow's reply in ConnTrack's table for every packet; the
+// "-fullnat" cases FullNAT, which also rewrites the source to the source
+// pool's address and a port the flow's entry holds (hit) or that it
+// allocates (miss).
 // "hit-snat" is "hit" through a graph with SNATReturn before ConnTrack and
 // SNAT on the VIP: the difference is what SNATReturn costs load-balanced
 // packets; "reply-snat" sends replies to the backends' ranges, SNATReturn
@@ -258,6 +263,8 @@ func BenchmarkPipeline(b *testing.B) {
 		{"miss-nat", 1024, true, 1 << 20, true, 0, "nat"},
 		// Twice 1M-flows' table: every flow has its reply entry too.
 		{"1M-flows-nat", 1 << 20, false, 1 << 22, true, 0, "nat"},
+		{"hit-fullnat", 1024, false, 1 << 16, true, 0, "fullnat"},
+		{"miss-fullnat", 1024, true, 1 << 20, true, 0, "fullnat"},
 		{"hit-snat", 1024, false, 1 << 16, true, 0, "snat"},
 		{"reply-snat", 1024, false, 1 << 16, true, 0, "snat"},
 	}
@@ -285,7 +292,7 @@ func BenchmarkPipeline(b *testing.B) {
 // flows, each packet a new one with rewrite, through a ConnTrack of
 // capacity flows; without full, no element between source and sink;
 // batch packets per batch, 0 for MaxBatch; mode puts DirectRoute ("dr")
-// or NAT ("nat") in GREEncap's place, or SNATReturn before ConnTrack
+// or NAT ("nat") or FullNAT ("fullnat") in GREEncap's place, or SNATReturn before ConnTrack
 // ("snat").
 type pipelineCase struct {
 	name     string

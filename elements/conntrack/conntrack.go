@@ -85,13 +85,25 @@ type entry struct {
 	vip      uint32
 	real     uint32
 	epoch    uint32
-	// vport and rev: a reply entry (rev 1), the reverse of a flow that a
-	// translator (NAT) sent to a real on another address or port, keyed
-	// on the reply's 5-tuple; vport is the VIP port of its flow.
+	// vport and rev: a reply entry (rev 1, or revSource), the reverse of
+	// a flow that a translator (NAT, FullNAT) sent to a real on another
+	// address or port, keyed on the reply's 5-tuple; vport is the VIP port
+	// of its flow.
 	vport uint16
 	rev   uint8
-	_     [9]byte
+	// pool and aux: a full-NAT source. On a flow's entry, the source
+	// address's index and, in aux, the port TrackSource allocated plus
+	// auxSource (0: none); on a reply entry (revSource), the same index
+	// and, in aux, the hash of its flow, whose entry holds the client.
+	pool uint8
+	aux  uint64
 }
+
+// revSource marks a full-NAT reply entry (TrackSource).
+const revSource = 2
+
+// auxSource marks a flow entry's aux as holding a source port.
+const auxSource = 1 << 16
 
 // bucket is a header line (tags, last-seen ticks and timeout classes of its
 // 8 ways: everything that lookup misses, victim choice and the sweeper need)
@@ -520,6 +532,13 @@ func (c *ConnTrack) Push(in int, p *pipeline.Packet) int {
 		c.local.stale++
 		return c.miss(p)
 	}
+	if e.rev == revSource && !c.peer(p, e) {
+		// The flow that allocated the source is gone (expired or
+		// evicted first): the reply's client is unknown.
+		c.local.misses++
+		p.Reason = reasonReplyUnknown
+		return pipeline.Drop
+	}
 	p.VIP, p.Backend, p.Epoch = e.vip, e.real, e.epoch
 	if e.rev != 0 {
 		p.Flow.Flags |= pipeline.FlowReply
@@ -584,7 +603,7 @@ func (c *ConnTrack) TrackReply(p *pipeline.Packet, reply *pipeline.Flow, hash ui
 		}
 		e := &b.ent[w]
 		e.src, e.dst, e.rest = reply.Src, reply.Dst, restOf(reply)
-		e.rev = 1
+		e.rev, e.aux = 1, 0
 		b.tag[w] = tag
 		b.est &^= 1 << w
 		c.local.replies++
@@ -599,6 +618,78 @@ func (c *ConnTrack) TrackReply(p *pipeline.Packet, reply *pipeline.Flow, hash ui
 	if cls = classOf(p, cls); cls != b.cls[w] {
 		b.cls[w] = cls
 	}
+}
+
+// TrackSource records the reply entry of p's flow for a full-NAT
+// translator, as TrackReply does, unless another live entry holds reply's
+// 5-tuple (the port is taken: false). The reply entry refers to p's flow
+// by its hash and to the source by pool; p's flow entry, when tracked,
+// records the source (Source), so that the flow keeps it.
+func (c *ConnTrack) TrackSource(p *pipeline.Packet, reply *pipeline.Flow, hash uint64, pool uint8) bool {
+	b := &c.buckets[hash&c.mask]
+	w := find(b, tagOf(hash), reply)
+	if w >= 0 && !c.idle(b, w) {
+		e := &b.ent[w]
+		if e.rev != revSource || e.aux != p.Hash || e.pool != pool || e.vip != p.VIP || e.real != p.Backend || e.epoch != p.Epoch {
+			return false
+		}
+	}
+	c.TrackReply(p, reply, hash)
+	if w = find(b, tagOf(hash), reply); w < 0 {
+		return true // untracked: a full bucket
+	}
+	e := &b.ent[w]
+	if e.rev != revSource || e.aux != p.Hash || e.pool != pool {
+		e.rev, e.aux, e.pool = revSource, p.Hash, pool
+	}
+	fb := &c.buckets[p.Hash&c.mask]
+	if fw := find(fb, tagOf(p.Hash), &p.Flow); fw >= 0 {
+		fe := &fb.ent[fw]
+		if a := auxSource | uint64(reply.DstPort); fe.aux != a || fe.pool != pool {
+			fe.aux, fe.pool = a, pool
+		}
+	}
+	return true
+}
+
+// Source returns the source TrackSource recorded on p's flow entry.
+func (c *ConnTrack) Source(p *pipeline.Packet) (uint16, uint8, bool) {
+	b := &c.buckets[p.Hash&c.mask]
+	w := find(b, tagOf(p.Hash), &p.Flow)
+	if w < 0 {
+		return 0, 0, false
+	}
+	e := &b.ent[w]
+	if e.rev != 0 || e.aux&auxSource == 0 || e.vip != p.VIP || e.real != p.Backend || e.epoch != p.Epoch {
+		return 0, 0, false
+	}
+	return uint16(e.aux), e.pool, true
+}
+
+// peer writes the client of full-NAT reply entry e's flow to p, from the
+// flow's entry, found by the hash e holds: it must still be the flow of
+// e's real that holds e's source. It reports false when there is none,
+// and refreshes the flow's entry when there is.
+func (c *ConnTrack) peer(p *pipeline.Packet, e *entry) bool {
+	b := &c.buckets[e.aux&c.mask]
+	tag := tagOf(e.aux)
+	want := auxSource | uint64(p.Flow.DstPort)
+	for w := range ways {
+		if b.tag[w] != tag {
+			continue
+		}
+		fe := &b.ent[w]
+		if fe.rev == 0 && fe.aux == want && fe.pool == e.pool && fe.real == e.real && fe.epoch == e.epoch && fe.vip == e.vip && !c.idle(b, w) {
+			p.Peer, p.PeerPort = fe.src, uint16(fe.rest>>32)
+			// The reply keeps its flow's entry alive, which it needs,
+			// when the client falls silent (a UDP stream, a download).
+			if b.seen[w] != c.tick {
+				b.seen[w] = c.tick
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // establishes reports whether p, a packet after its flow's first, makes
@@ -667,6 +758,13 @@ func (c *ConnTrack) learn(p *pipeline.Packet) int {
 	cls := uint8(clsTCP)
 	if w >= 0 {
 		cls = b.cls[w]
+		// find read this entry's line: comparing it costs nothing. A
+		// new entry is only written, never read, so that its line's
+		// fetch does not stall the packet (a load of the old real there
+		// cost the miss path 60 ns).
+		if e := &b.ent[w]; e.real != p.Backend || e.epoch != p.Epoch || e.vip != p.VIP {
+			e.aux = 0 // a source allocated for another real is not this one's
+		}
 	} else {
 		if c.NewFlowRate > 0 {
 			if c.tokens < 1 {
@@ -681,7 +779,7 @@ func (c *ConnTrack) learn(p *pipeline.Packet) int {
 		}
 		e := &b.ent[w]
 		e.src, e.dst, e.rest = p.Flow.Src, p.Flow.Dst, restOf(&p.Flow)
-		e.rev = 0
+		e.rev, e.aux = 0, 0
 		b.tag[w] = tag
 		b.est &^= 1 << w
 	}

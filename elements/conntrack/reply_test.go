@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 
 	"github.com/xlbproject/xlb/control/snapshot"
@@ -103,5 +104,81 @@ func TestTrackReplyZeroAllocs(t *testing.T) {
 	defer end(c)
 	if n := testing.AllocsPerRun(1000, func() { c.TrackReply(p, &rf, mix(1000)) }); n != 0 {
 		t.Errorf("%v allocations", n)
+	}
+}
+
+// TestSourceEntries: a full-NAT source (TrackSource) is recorded on the
+// flow's entry (Source) and in a reply entry that makes the reply a hit
+// with the flow's client as Peer; another flow cannot take the same reply
+// 5-tuple (the port is taken) while the flow can refresh it; once the
+// flow's entry no longer holds the source (the flow moved to another
+// real), its reply is an unknown reply, dropped.
+func TestSourceEntries(t *testing.T) {
+	reals := fourReals()
+	st := snapshot.NewStore(mkSnap(1, reals...))
+	c := newCT(t, st, nil)
+	c.ExpectReplies()
+	f := flowN(1, 6, 80)
+	p := newPacket(f, mix(1))
+	learn(c, p, t0, 0, 2, 1)
+	pool := netip.MustParseAddr("10.90.3.1").As16()
+	rf := pipeline.Flow{Src: reals[2].Addr16, Dst: pool, SrcPort: 80, DstPort: 5000, Proto: 6, Family: 4}
+	start(c, t0)
+	if _, _, ok := c.Source(p); ok {
+		t.Error("a new flow has a source")
+	}
+	if !c.TrackSource(p, &rf, mix(1000), 3) {
+		t.Fatal("TrackSource refused a free port")
+	}
+	if port, pi, ok := c.Source(p); !ok || port != 5000 || pi != 3 {
+		t.Errorf("Source = %d, %d, %v; want 5000, 3, true", port, pi, ok)
+	}
+	q := newPacket(flowN(2, 6, 80), mix(2))
+	q.VIP, q.Backend, q.Epoch = 0, 2, 1
+	if c.TrackSource(q, &rf, mix(1000), 3) {
+		t.Error("another flow took a port in use")
+	}
+	if !c.TrackSource(p, &rf, mix(1000), 3) {
+		t.Error("the flow could not refresh its own source")
+	}
+	end(c)
+	r := newPacket(rf, mix(1000))
+	if port := lookup(c, r, t0+sec); port != outHit || r.Flow.Flags&pipeline.FlowReply == 0 || r.Peer != f.Src || r.PeerPort != f.SrcPort || r.VIPPort != 80 || r.Backend != 2 {
+		t.Fatalf("reply: port %d reason %v flags %#x peer %v:%d VIP port %d real %d", port, r.Reason, r.Flow.Flags, netip.AddrFrom16(r.Peer), r.PeerPort, r.VIPPort, r.Backend)
+	}
+	learn(c, p, t0+sec, 0, 3, 1)
+	r = newPacket(rf, mix(1000))
+	if port := lookup(c, r, t0+sec); port != pipeline.Drop || r.Reason != reasonReplyUnknown {
+		t.Errorf("reply of a flow that moved: port %d reason %v, want a conntrack.reply_unknown drop", port, r.Reason)
+	}
+	start(c, t0+sec)
+	if _, _, ok := c.Source(p); ok {
+		t.Error("a flow that moved to another real kept its source")
+	}
+	end(c)
+}
+
+// TestSourceRepliesKeepFlow: a full-NAT flow whose client falls silent
+// while its replies go on (a download the client no longer
+// acknowledges, a UDP stream) lives as long as the replies: each reply
+// refreshes the flow's entry, which it needs for the client's address.
+func TestSourceRepliesKeepFlow(t *testing.T) {
+	reals := fourReals()
+	c := newCT(t, snapshot.NewStore(mkSnap(1, reals...)), nil)
+	c.ExpectReplies()
+	f := flowN(1, 6, 80)
+	p := newPacket(f, mix(1))
+	learn(c, p, t0, 0, 2, 1)
+	rf := pipeline.Flow{Src: reals[2].Addr16, Dst: netip.MustParseAddr("10.90.3.1").As16(), SrcPort: 80, DstPort: 5000, Proto: 6, Family: 4}
+	start(c, t0)
+	if !c.TrackSource(p, &rf, mix(1000), 0) {
+		t.Fatal("TrackSource refused a free port")
+	}
+	end(c)
+	for m := int64(1); m <= 12; m++ { // the TCP timeout is 5 minutes
+		r := newPacket(rf, mix(1000))
+		if port := lookup(c, r, t0+m*60*sec); port != outHit || r.Peer != f.Src {
+			t.Fatalf("reply after %d minutes of replies only: port %d reason %v", m, port, r.Reason)
+		}
 	}
 }

@@ -26,15 +26,10 @@
 package nat
 
 import (
-	"fmt"
-	"log/slog"
 	"net/netip"
-	"slices"
-	"sync/atomic"
 
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/elements/internal/csum"
-	"github.com/xlbproject/xlb/elements/internal/flowhash"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -78,38 +73,13 @@ type NAT struct {
 	Source4   string         `hcl:"source4,optional" doc:"unused (no source is rewritten); accepted so that a GREEncap block becomes a NAT block by its type word"`
 	Source6   string         `hcl:"source6,optional" doc:"unused, as source4"`
 
-	view  *snapshot.View
-	ct    pipeline.ReplyTracker
-	steer pipeline.ReplySteering // worker 0's, nil without interface
-	name  string
-	log   *slog.Logger
-
-	// Owned by the worker goroutine.
-	snap   *snapshot.Snapshot
-	key    flowhash.Key
-	ports  []uint16 // by real ID: the backend's port, 0 to keep the VIP's
-	warned string
-	local  [2]counts // forward, reply
-	// reply is the reply flow handed to TrackReply: an interface call's
-	// argument would escape, and allocate, if it were on the stack.
-	reply pipeline.Flow
-	// hashes are a batch's reply hashes, for Prefetch.
-	hashes [pipeline.MaxBatch]uint64
-
-	pub [2]struct{ pkts, bytes atomic.Uint64 }
+	translator
 }
-
-type counts struct{ pkts, bytes uint64 }
 
 // Validate checks the port mapping and the unused addresses.
 func (e *NAT) Validate() error {
-	for b, p := range e.Ports {
-		if p < 1 || p > 65535 {
-			return &pipeline.AttrError{Attr: "ports", Msg: fmt.Sprintf("must give backend %q a port from 1 to 65535, not %d", b, p)}
-		}
-	}
-	if e.ConnTrack == "" {
-		return &pipeline.AttrError{Attr: "conntrack", Msg: "must name the ConnTrack element before NAT"}
+	if err := validatePorts(e.Ports, e.ConnTrack, "NAT"); err != nil {
+		return err
 	}
 	for _, a := range []struct{ attr, v string }{{"source4", e.Source4}, {"source6", e.Source6}} {
 		if _, err := netip.ParseAddr(a.v); a.v != "" && err != nil {
@@ -125,132 +95,7 @@ func (e *NAT) Provision(ctx *pipeline.Context) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
-	// A reply is received on the RX queue the NIC's hash of its own
-	// 5-tuple picks, not its flow's, and each worker's ConnTrack is its
-	// own: with several workers most replies would miss their flow's
-	// entry and be dropped. docs/modes.md says what would lift this.
-	if ctx.Workers > 1 {
-		return fmt.Errorf("NAT runs with one worker (this graph has %d): a reply arrives on the RX queue of its own hash, whose worker's ConnTrack does not hold its flow; set workers = 1 (and the interface's combined queues to 1, ethtool -L)", ctx.Workers)
-	}
-	v, err := snapshot.ViewFromContext(ctx)
-	if err != nil {
-		return err
-	}
-	e.view, e.name = v, ctx.Name
-	slot := ctx.Local(pipeline.ReplyTrackerKey{Name: e.ConnTrack}, func() any { return &pipeline.ReplyTrackerSlot{} }).(*pipeline.ReplyTrackerSlot)
-	if slot.Tracker == nil {
-		return &pipeline.AttrError{Attr: "conntrack", Msg: fmt.Sprintf("names no ConnTrack declared before this element (%q): NAT records each flow's reply in its table; declare the ConnTrack first", e.ConnTrack)}
-	}
-	e.ct = slot.Tracker
-	e.ct.ExpectReplies()
-	if ctx.Worker == 0 {
-		e.log = ctx.Logger
-		if e.Interface != "" {
-			st, _ := ctx.Shared(pipeline.ReplySteerKey{Interface: e.Interface}, func() any { return nil }).(pipeline.ReplySteering)
-			if st == nil {
-				return &pipeline.AttrError{Attr: "interface", Msg: fmt.Sprintf("has no RxXDP (%s): NAT has the interface's XDP program hand the graph the backends' replies; declare an RxXDP on it", e.Interface)}
-			}
-			e.steer = st
-		}
-	}
-	if st, err := snapshot.FromContext(ctx); err == nil {
-		if s := st.Load(); s != nil {
-			e.adopt(s)
-		}
-	}
-	return nil
-}
-
-// Cleanup withdraws the steered endpoints; it works after a partial
-// Provision.
-func (e *NAT) Cleanup() error {
-	if e.steer != nil {
-		e.steer.SteerReplies(e.name, nil)
-		e.steer = nil
-	}
-	return nil
-}
-
-// StartBatch takes the batch's snapshot and, when it is a new one, adopts
-// it.
-func (e *NAT) StartBatch(int64) {
-	e.snap = e.view.Snapshot()
-	if e.view.Changed() {
-		e.adopt(e.snap)
-	}
-}
-
-// adopt maps each real ID of s to its backend's port and the hash seed to
-// its key; worker 0 also steers the reals' endpoints. It allocates only
-// when the snapshot changed, never per packet.
-func (e *NAT) adopt(s *snapshot.Snapshot) {
-	e.key = flowhash.NewKey(s.HashSeed)
-	ports := make([]uint16, s.Reals.Len())
-	var eps []pipeline.ServiceEndpoint
-	var anyPort []string
-	for k := 0; k < s.Reals.Chunks(); k++ {
-		c := s.Reals.Chunk(k)
-		for j := range c {
-			r := &c[j]
-			if r.Epoch == 0 {
-				continue
-			}
-			ports[r.ID] = uint16(e.Ports[r.Backend])
-			if e.steer == nil {
-				continue
-			}
-			v := &s.VIPs[r.VIP]
-			protos := []uint8{v.Proto}
-			if v.Proto == 0 {
-				protos = []uint8{protoTCP, protoUDP}
-			}
-			vports := v.Ports
-			if ports[r.ID] != 0 {
-				vports = ports[r.ID : r.ID+1]
-			}
-			if len(vports) == 0 {
-				anyPort = append(anyPort, v.Name)
-			}
-			for _, pr := range protos {
-				for _, p := range vports {
-					eps = append(eps, pipeline.ServiceEndpoint{Addr: r.Addr.Unmap(), Port: p, Proto: pr})
-				}
-			}
-		}
-	}
-	e.ports = ports
-	if e.steer == nil {
-		return
-	}
-	e.steer.SteerReplies(e.name, eps)
-	slices.Sort(anyPort)
-	list := fmt.Sprint(slices.Compact(anyPort))
-	if len(anyPort) > 0 && list != e.warned {
-		e.log.Error("VIPs of every port: their backends' replies cannot be told from the backends' own traffic, so they are not steered to the graph; give the VIPs ports, or the backends a port in ports", "vips", list)
-	}
-	e.warned = list
-}
-
-// EndBatch publishes the batch's counters and lets go of its snapshot.
-func (e *NAT) EndBatch() {
-	for d := range e.local {
-		if l := &e.local[d]; l.pkts != 0 {
-			e.pub[d].pkts.Add(l.pkts)
-			e.pub[d].bytes.Add(l.bytes)
-			*l = counts{}
-		}
-	}
-	e.snap = nil
-}
-
-// Stats reports the packets translated, by direction. Drops are counted
-// where they are discarded, by reason.
-func (e *NAT) Stats(emit func(pipeline.Metric)) {
-	for d, dir := range [2]string{"forward", "reply"} {
-		l := []pipeline.Label{{Name: "direction", Value: dir}}
-		emit(pipeline.Metric{Name: "xlb_nat_packets_total", Help: "Packets translated: to a backend (forward) or back to the client (reply).", Labels: l, Value: e.pub[d].pkts.Load()})
-		emit(pipeline.Metric{Name: "xlb_nat_bytes_total", Help: "Bytes of frames translated, by direction.", Labels: l, Value: e.pub[d].bytes.Load()})
-	}
+	return e.provision(ctx, "NAT", "xlb_nat", e.Ports, e.ConnTrack, e.Interface)
 }
 
 // Push translates p: a packet of a flow to its real's address and port, a
@@ -306,8 +151,7 @@ func (e *NAT) Push(_ int, p *pipeline.Packet) int {
 			p.Reason = reasonICMPError
 			return portBad
 		}
-		e.local[0].pkts++
-		e.local[0].bytes += uint64(len(d))
+		e.count(0, len(d))
 		return portOut
 	}
 	var l4p []byte
@@ -315,24 +159,10 @@ func (e *NAT) Push(_ int, p *pipeline.Packet) int {
 		l4p = l4
 	}
 	diff, _ := rewrite(ip, v4, aoff, addr, l4p, poff, port)
-	switch {
-	case f.Flags&pipeline.FlowLaterFragment != 0:
-		// The transport checksum is in the first fragment, which the
-		// addresses' and ports' difference was applied to.
-	case f.Proto == protoTCP:
-		l4[16], l4[17] = split(csum.Update(join(l4[16:]), diff))
-	case f.Proto == protoUDP:
-		// An IPv4 UDP checksum of 0 means none (RFC 768); a computed 0
-		// is sent as its other form, 0xffff.
-		if c := join(l4[6:]); c != 0 || !v4 {
-			c = csum.Update(c, diff)
-			if c == 0 {
-				c = 0xffff
-			}
-			l4[6], l4[7] = split(c)
-		}
-	case f.Proto == protoICMPv6:
-		l4[2], l4[3] = split(csum.Update(join(l4[2:]), diff))
+	// A later fragment's transport checksum is in the first fragment,
+	// which the addresses' and ports' difference was applied to.
+	if f.Flags&pipeline.FlowLaterFragment == 0 {
+		fixTransport(l4, f.Proto, v4, diff)
 	}
 	dir := 1
 	if !reply {
@@ -342,33 +172,8 @@ func (e *NAT) Push(_ int, p *pipeline.Packet) int {
 			e.ct.TrackReply(p, rf, e.key.Hash(rf))
 		}
 	}
-	e.local[dir].pkts++
-	e.local[dir].bytes += uint64(len(d))
+	e.count(dir, len(d))
 	return portOut
-}
-
-// rewrite writes addr (4 or 16 bytes, by v4) at ip[aoff:] and, with l4,
-// port at l4[poff:], updating the IPv4 header checksum of ip. It returns
-// the checksum difference the address and the port make (for a transport
-// checksum) and the one the header checksum's change makes (for an ICMP
-// checksum over ip, when ip is quoted in an ICMP error).
-func rewrite(ip []byte, v4 bool, aoff int, addr, l4 []byte, poff int, port uint16) (diff, hdiff uint32) {
-	old := ip[aoff : aoff+len(addr)]
-	diff = csum.Diff(old, addr)
-	copy(old, addr)
-	if v4 {
-		oc := join(ip[10:])
-		nc := csum.Update(oc, diff)
-		ip[10], ip[11] = split(nc)
-		hdiff = uint32(^oc) + uint32(nc)
-	}
-	if l4 != nil {
-		if op := join(l4[poff:]); op != port {
-			l4[poff], l4[poff+1] = split(port)
-			diff += uint32(^op) + uint32(port)
-		}
-	}
-	return diff, hdiff
 }
 
 // icmpError translates an ICMP error about a flow (RFC 5508 §4.2): the
@@ -482,9 +287,6 @@ func (e *NAT) Prefetch(_ int, pkts []*pipeline.Packet) {
 	}
 	e.ct.PrefetchReplies(e.hashes[:n])
 }
-
-func join(b []byte) uint16        { return uint16(b[0])<<8 | uint16(b[1]) }
-func split(v uint16) (byte, byte) { return byte(v >> 8), byte(v) }
 
 var (
 	_ pipeline.Pusher        = (*NAT)(nil)

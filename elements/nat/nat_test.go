@@ -59,6 +59,12 @@ type tracker struct {
 	expect       bool
 	prefetched   int
 	lastPrefetch uint64
+	// full: TrackSource finds every port taken; probes counts its calls.
+	full   bool
+	probes int
+	// run: TrackSource finds taken the ports less than run above the
+	// first it was asked for (a run of allocated ports); first is it.
+	run, first int
 }
 
 func (t *tracker) TrackReply(_ *pipeline.Packet, reply *pipeline.Flow, hash uint64) {
@@ -67,6 +73,22 @@ func (t *tracker) TrackReply(_ *pipeline.Packet, reply *pipeline.Flow, hash uint
 }
 
 func (t *tracker) ExpectReplies() { t.expect = true }
+
+// TrackSource records as TrackReply, unless full. FullNAT's other tests
+// run over a real ConnTrack.
+func (t *tracker) TrackSource(p *pipeline.Packet, reply *pipeline.Flow, hash uint64, _ uint8) bool {
+	t.probes++
+	if t.probes == 1 {
+		t.first = int(reply.DstPort)
+	}
+	if d := int(reply.DstPort) - t.first; t.full || d >= 0 && d < t.run {
+		return false
+	}
+	t.TrackReply(p, reply, hash)
+	return true
+}
+
+func (t *tracker) Source(*pipeline.Packet) (uint16, uint8, bool) { return 0, 0, false }
 
 func (t *tracker) PrefetchReplies(hs []uint64) {
 	t.prefetched += len(hs)
@@ -233,7 +255,12 @@ func TestNeedsConnTrack(t *testing.T) {
 
 // steering records what NAT steers.
 type steering struct {
-	eps map[string][]pipeline.ServiceEndpoint
+	eps   map[string][]pipeline.ServiceEndpoint
+	pools map[string][]netip.Addr
+}
+
+func (s *steering) SteerPool(owner string, addrs []netip.Addr) {
+	s.pools[owner] = append([]netip.Addr(nil), addrs...)
 }
 
 func (s *steering) SteerReplies(owner string, eps []pipeline.ServiceEndpoint) {

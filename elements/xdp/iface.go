@@ -58,7 +58,10 @@ type iface struct {
 	// steered is the endpoints translators steer, by owner
 	// (SteerReplies); poke wakes the follower to apply them.
 	steered map[string][]pipeline.ServiceEndpoint
-	poke    chan struct{}
+	// pools is the source pools translators steer replies to, by owner
+	// (SteerPool): left out of the node's addresses in the reply maps.
+	pools map[string][]netip.Addr
+	poke  chan struct{}
 	// Updates of the VIP maps after a publication, and failed ones.
 	vipSyncs, vipSyncErrors atomic.Uint64
 }
@@ -176,6 +179,29 @@ func (f *iface) SteerReplies(owner string, eps []pipeline.ServiceEndpoint) {
 	}
 }
 
+// SteerPool makes the program hand the graph the packets from the steered
+// endpoints to addrs too, though they are the node's own: a full-NAT
+// source pool (pipeline.PoolSteering). The follower applies it.
+func (f *iface) SteerPool(owner string, addrs []netip.Addr) {
+	f.mu.Lock()
+	if f.pools == nil {
+		f.pools = map[string][]netip.Addr{}
+	}
+	if len(addrs) == 0 {
+		delete(f.pools, owner)
+	} else {
+		f.pools[owner] = slices.Clone(addrs)
+	}
+	poke := f.poke
+	f.mu.Unlock()
+	if poke != nil {
+		select {
+		case poke <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // setReplies writes the steered endpoints to p's reply maps, with the
 // node's addresses, those of every interface, read now. Called with f.mu
 // held.
@@ -194,13 +220,25 @@ func (f *iface) setReplies(p *xdpprog.Program) error {
 		}
 		for _, a := range addrs {
 			if n, ok := a.(*net.IPNet); ok {
-				if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && !f.pooled(ip.Unmap()) {
 					local = append(local, ip.Unmap())
 				}
 			}
 		}
 	}
 	return p.SetReplies(eps, local)
+}
+
+// pooled reports whether a is a source pool's address: not the node's
+// own for the reply maps, so that replies to it are steered. Called with
+// f.mu held.
+func (f *iface) pooled(a netip.Addr) bool {
+	for _, addrs := range f.pools {
+		if slices.Contains(addrs, a) {
+			return true
+		}
+	}
+	return false
 }
 
 // syncVIPs makes p's VIP maps hold s's VIPs, unless p has been detached
@@ -293,4 +331,7 @@ func vipAddrs(s *snapshot.Snapshot) []netip.Addr {
 	return out
 }
 
-var _ pipeline.ReplySteering = (*iface)(nil)
+var (
+	_ pipeline.ReplySteering = (*iface)(nil)
+	_ pipeline.PoolSteering  = (*iface)(nil)
+)

@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -84,5 +85,21 @@ func TestFollowVIPsPoke(t *testing.T) {
 	<-synced
 	if _, ok := f.steered["nat"]; ok {
 		t.Error("an empty SteerReplies left the owner's endpoints")
+	}
+}
+
+// TestSteerPool: a translator's pool addresses are left out of the node's
+// addresses in the reply maps while it steers them, and back in once it
+// withdraws them.
+func TestSteerPool(t *testing.T) {
+	f := &iface{name: "test"}
+	a := netip.MustParseAddr("10.90.2.250")
+	f.SteerPool("fnat", []netip.Addr{a})
+	if !f.pooled(a) || f.pooled(netip.MustParseAddr("10.90.2.10")) {
+		t.Error("pooled does not tell the pool from the node's other addresses")
+	}
+	f.SteerPool("fnat", nil)
+	if f.pooled(a) {
+		t.Error("the pool is still steered after its owner withdrew it")
 	}
 }

@@ -265,6 +265,7 @@ func clone(p *pipeline.Packet) *pipeline.Packet {
 	c.SetFrame(bytes.Clone(buf), start, end)
 	c.Time, c.L3, c.L4, c.Flow, c.Hash = p.Time, p.L3, p.L4, p.Flow, p.Hash
 	c.VIP, c.Backend, c.Epoch, c.VIPPort, c.Reason, c.OnLink = p.VIP, p.Backend, p.Epoch, p.VIPPort, p.Reason, p.OnLink
+	c.Peer, c.PeerPort = p.Peer, p.PeerPort
 	return c
 }
 

@@ -1,0 +1,196 @@
+package e2e_test
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/xlbproject/xlb/e2e/lab"
+	"github.com/xlbproject/xlb/internal/ethtool"
+	"github.com/xlbproject/xlb/internal/testenv"
+)
+
+// The LB node's source pool in TestFullNAT: addresses of the backends'
+// segment, on the LB's interface, used by nothing else.
+var (
+	fullNATPool4 = netip.MustParseAddr("10.90.2.250")
+	fullNATPool6 = netip.MustParseAddr("fd00:90:2::250")
+)
+
+// TestFullNAT: the lab's file with GREEncap's type word changed to
+// FullNAT and a source pool, and kernel backends left as the lab makes
+// them: no VIP, and their default route the router, not the LB; the pool
+// is on the LB's interface, on the backends' segment, which they reach by
+// their connected route. Real HTTP over 1,000 new connections from the
+// client reaches every backend in proportion to its weight (the health
+// checks, from the LB's own address, keep passing: their replies stay the
+// kernel's), every connection's packets reach the backend from the pool,
+// never from the client's address, and every reply comes back to the
+// client from the VIP: a capture on the client sees no packet from a
+// backend's address. A reply a backend forges to the pool for a flow the
+// node does not hold is counted as conntrack.reply_unknown. IPv6: the
+// same over TestNAT's IPv6 VIP and port mapping.
+func TestFullNAT(t *testing.T) {
+	t.Run("IPv4", func(t *testing.T) { testFullNAT(t, 4) })
+	t.Run("IPv6", func(t *testing.T) { testFullNAT(t, 6) })
+}
+
+func testFullNAT(t *testing.T, family int) {
+	testenv.RequireRoot(t)
+	b := binaries(t)
+	six := family == 6
+	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}, IPv6: six})
+	kernelBackends(t, l, false)
+	lb := l.LB(0)
+	pool, bits, client := fullNATPool4, 24, l.Client().Addr4
+	if six {
+		pool, bits, client = fullNATPool6, 64, l.Client().Addr6
+	}
+	h, err := l.Handle(lb.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := h.LinkByName(lb.Iface)
+	if err == nil {
+		err = h.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: pool.AsSlice(), Mask: net.CIDRMask(bits, pool.BitLen())}})
+	}
+	h.Close()
+	if err != nil {
+		t.Fatalf("the pool on the LB: %v", err)
+	}
+	config, url := translatorConfig(t, l, "FullNAT", six, `
+    source_pool = ["`+fullNATPool4.String()+`", "`+fullNATPool6.String()+`"]`)
+	backends := map[netip.Addr]bool{}
+	for _, be := range l.Backends() {
+		backends[be.Addr4], backends[be.Addr6] = true, true
+	}
+	x := startTranslator(t, l, b, config, url)
+	defer x.Stop()
+	fromBackend := watchSources(t, l, l.Client(), func(src netip.Addr) bool { return backends[src] })
+	be1 := l.Backends()[0]
+	fromClient := watchSources(t, l, be1, func(src netip.Addr) bool { return src == client })
+	fromPool := watchSources(t, l, be1, func(src netip.Addr) bool { return src == pool })
+	const n = 1000
+	s, err := l.RunClient(b["xlb-client"], "-url", url, "-n", strconv.Itoa(n), "-c", "8")
+	if err != nil {
+		t.Fatalf("%v (%+v)", err, s)
+	}
+	if s.OK != n || s.Connections < n || s.SourcePorts < n*9/10 {
+		t.Fatalf("%+v, want %d ok over as many connections and about as many source ports", s, n)
+	}
+	checkShares(t, url, s, 4)
+	forgeReply(t, l, be1, pool)
+	time.Sleep(300 * time.Millisecond) // for anything that should not come
+	if leaked := fromBackend(); leaked != 0 {
+		t.Errorf("the client received %d packets from a backend's address: every reply must leave translated", leaked)
+	}
+	if got := fromClient(); got != 0 {
+		t.Errorf("%s received %d packets from the client's address: FullNAT sends them from the pool", be1.Name, got)
+	}
+	if got := fromPool(); got < n/6 {
+		t.Errorf("%s received %d packets from the pool, want at least one a connection of its share", be1.Name, got)
+	}
+	out, err := x.Stop()
+	if err != nil {
+		t.Fatalf("xlbd: %v\n%s", err, x.Log())
+	}
+	if got := counter(t, out, `ct\s+conntrack\.reply_unknown`); got < 3 {
+		t.Errorf("%d unknown replies counted, want the 3 forged:\n%s", got, out)
+	}
+	if got := counter(t, out, regexp.QuoteMeta(`xlb_fullnat_packets_total{direction="reply"}`)); got < n*3 {
+		t.Errorf("%d replies translated, want at least 3 a connection:\n%s", got, out)
+	}
+	if !strings.Contains(out, "drop (Discard)\n  in  in                      0\n") {
+		t.Errorf("xlbd dropped packets:\n%s", out)
+	}
+}
+
+// TestFullNATCluster: two xlbd nodes behind the router's ECMP run
+// examples/cluster/cluster.hcl with FullNAT in GREEncap's place, each
+// with a source pool of its own (10.90.2.(240+node), on its interface).
+// 1,000 connections from the client, spread over both nodes by ECMP, all
+// succeed: each backend answers the source its connection came from,
+// which is the node that translated it, so no node meets a reply it does
+// not know (conntrack.reply_unknown 0 on both), and both translate
+// replies.
+func TestFullNATCluster(t *testing.T) {
+	src, err := os.ReadFile(clusterConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := `element "GREEncap" "encap" {`
+	if !strings.Contains(string(src), block) {
+		t.Fatal("examples/cluster/cluster.hcl no longer declares GREEncap as encap; update this test")
+	}
+	config := filepath.Join(t.TempDir(), "fullnat.hcl")
+	fn := strings.Replace(string(src), block, `element "FullNAT" "encap" {
+    source_pool = ["10.90.2.${240 + var.node}"]`, 1)
+	if err := os.WriteFile(config, []byte(fn), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newClusterLab(t, lab.BGP{}, config)
+	l := c.l
+	for i := range 2 {
+		lb := l.LB(i)
+		h, err := l.Handle(lb.NS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		link, err := h.LinkByName(lb.Iface)
+		if err == nil {
+			err = h.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(10, 90, 2, byte(241+i)), Mask: net.CIDRMask(24, 32)}})
+		}
+		h.Close()
+		if err != nil {
+			t.Fatalf("%s: its pool: %v", lb.Name, err)
+		}
+	}
+	for _, be := range l.Backends() {
+		if err := l.Do(be.NS, func() error { return ethtool.SetTxChecksum(be.Iface, false) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.start(0)
+	c.start(1)
+	c.waitHops(web4, 0, 1)
+	url := "http://" + lab.VIP4.String() + "/"
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		s, err := l.RunClient(c.bins["xlb-client"], "-url", url, "-n", "30", "-c", "3", "-timeout", "1s")
+		if err == nil && s.OK == 30 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no backend answers through FullNAT: %+v %v", s, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	const n = 1000
+	s, err := l.RunClient(c.bins["xlb-client"], "-url", url, "-n", strconv.Itoa(n), "-c", "8")
+	if err != nil || s.OK != n {
+		t.Fatalf("%v (%+v), want %d ok", err, s, n)
+	}
+	for i := range 2 {
+		out, err := c.nodes[i].Stop()
+		c.nodes[i] = nil
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", l.LB(i).Name, err, out)
+		}
+		replies := counter(t, out, regexp.QuoteMeta(`xlb_fullnat_packets_total{direction="reply"}`))
+		t.Logf("%s translated %d replies", l.LB(i).Name, replies)
+		if replies == 0 {
+			t.Errorf("%s translated no reply: ECMP gave it no flow, or its replies went elsewhere:\n%s", l.LB(i).Name, out)
+		}
+		if got := counter(t, out, `ct\s+conntrack\.reply_unknown`); got != 0 {
+			t.Errorf("%s: %d unknown replies, want 0: a reply reached another node than its flow's:\n%s", l.LB(i).Name, got, out)
+		}
+	}
+}
