@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/xlbproject/xlb/e2e/lab"
 	"github.com/xlbproject/xlb/internal/ethtool"
@@ -54,18 +51,7 @@ func testFullNAT(t *testing.T, family int) {
 	if six {
 		pool, bits, client = fullNATPool6, 64, l.Client().Addr6
 	}
-	h, err := l.Handle(lb.NS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	link, err := h.LinkByName(lb.Iface)
-	if err == nil {
-		err = h.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: pool.AsSlice(), Mask: net.CIDRMask(bits, pool.BitLen())}})
-	}
-	h.Close()
-	if err != nil {
-		t.Fatalf("the pool on the LB: %v", err)
-	}
+	addAddr(t, l, lb, netip.PrefixFrom(pool, bits))
 	config, url := translatorConfig(t, l, "FullNAT", six, `
     source_pool = ["`+fullNATPool4.String()+`", "`+fullNATPool6.String()+`"]`)
 	backends := map[netip.Addr]bool{}
@@ -79,38 +65,14 @@ func testFullNAT(t *testing.T, family int) {
 	fromClient := watchSources(t, l, be1, func(src netip.Addr) bool { return src == client })
 	fromPool := watchSources(t, l, be1, func(src netip.Addr) bool { return src == pool })
 	const n = 1000
-	s, err := l.RunClient(b["xlb-client"], "-url", url, "-n", strconv.Itoa(n), "-c", "8")
-	if err != nil {
-		t.Fatalf("%v (%+v)", err, s)
-	}
-	if s.OK != n || s.Connections < n || s.SourcePorts < n*9/10 {
-		t.Fatalf("%+v, want %d ok over as many connections and about as many source ports", s, n)
-	}
-	checkShares(t, url, s, 4)
-	forgeReply(t, l, be1, pool)
-	time.Sleep(300 * time.Millisecond) // for anything that should not come
-	if leaked := fromBackend(); leaked != 0 {
-		t.Errorf("the client received %d packets from a backend's address: every reply must leave translated", leaked)
-	}
+	runTranslated(t, l, b, url, n)
 	if got := fromClient(); got != 0 {
 		t.Errorf("%s received %d packets from the client's address: FullNAT sends them from the pool", be1.Name, got)
 	}
 	if got := fromPool(); got < n/6 {
 		t.Errorf("%s received %d packets from the pool, want at least one a connection of its share", be1.Name, got)
 	}
-	out, err := x.Stop()
-	if err != nil {
-		t.Fatalf("xlbd: %v\n%s", err, x.Log())
-	}
-	if got := counter(t, out, `ct\s+conntrack\.reply_unknown`); got < 3 {
-		t.Errorf("%d unknown replies counted, want the 3 forged:\n%s", got, out)
-	}
-	if got := counter(t, out, regexp.QuoteMeta(`xlb_fullnat_packets_total{direction="reply"}`)); got < n*3 {
-		t.Errorf("%d replies translated, want at least 3 a connection:\n%s", got, out)
-	}
-	if !strings.Contains(out, "drop (Discard)\n  in  in                      0\n") {
-		t.Errorf("xlbd dropped packets:\n%s", out)
-	}
+	checkTranslated(t, l, x, be1, pool, fromBackend, "xlb_fullnat_packets_total", n)
 }
 
 // TestFullNATCluster: two xlbd nodes behind the router's ECMP run
@@ -139,19 +101,7 @@ func TestFullNATCluster(t *testing.T) {
 	c := newClusterLab(t, lab.BGP{}, config)
 	l := c.l
 	for i := range 2 {
-		lb := l.LB(i)
-		h, err := l.Handle(lb.NS)
-		if err != nil {
-			t.Fatal(err)
-		}
-		link, err := h.LinkByName(lb.Iface)
-		if err == nil {
-			err = h.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(10, 90, 2, byte(241+i)), Mask: net.CIDRMask(24, 32)}})
-		}
-		h.Close()
-		if err != nil {
-			t.Fatalf("%s: its pool: %v", lb.Name, err)
-		}
+		addAddr(t, l, l.LB(i), netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 90, 2, byte(241 + i)}), 24))
 	}
 	for _, be := range l.Backends() {
 		if err := l.Do(be.NS, func() error { return ethtool.SetTxChecksum(be.Iface, false) }); err != nil {

@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"net"
 	"net/netip"
 	"os"
 	"regexp"
@@ -94,6 +95,15 @@ func testNAT(t *testing.T, family int) {
 	defer x.Stop()
 	fromBackend := watchSources(t, l, l.Client(), func(src netip.Addr) bool { return backends[src] })
 	const n = 1000
+	runTranslated(t, l, b, url, n)
+	checkTranslated(t, l, x, l.Backends()[0], client, fromBackend, "xlb_nat_packets_total", n)
+}
+
+// runTranslated has the client open n new connections to url through a
+// translator, each of which must succeed, over as many connections and
+// about as many source ports, reaching the backends by their weights.
+func runTranslated(t *testing.T, l *lab.Lab, b map[string]string, url string, n int) {
+	t.Helper()
 	s, err := l.RunClient(b["xlb-client"], "-url", url, "-n", strconv.Itoa(n), "-c", "8")
 	if err != nil {
 		t.Fatalf("%v (%+v)", err, s)
@@ -102,7 +112,16 @@ func testNAT(t *testing.T, family int) {
 		t.Fatalf("%+v, want %d ok over as many connections and about as many source ports", s, n)
 	}
 	checkShares(t, url, s, 4)
-	forgeReply(t, l, l.Backends()[0], client)
+}
+
+// checkTranslated has be forge replies to to for flows the node does not
+// hold, then checks that the client got no packet from a backend's address
+// (fromBackend counts them), stops x and checks its exit counters: the
+// forged replies counted as conntrack.reply_unknown, at least 3 replies a
+// connection translated (metric, by direction), nothing dropped.
+func checkTranslated(t *testing.T, l *lab.Lab, x *lab.XLBD, be lab.Node, to netip.Addr, fromBackend func() int64, metric string, n int) {
+	t.Helper()
+	forgeReply(t, l, be, to)
 	time.Sleep(300 * time.Millisecond) // for anything that should not come
 	if leaked := fromBackend(); leaked != 0 {
 		t.Errorf("the client received %d packets from a backend's address: every reply must leave translated", leaked)
@@ -114,11 +133,28 @@ func testNAT(t *testing.T, family int) {
 	if got := counter(t, out, `ct\s+conntrack\.reply_unknown`); got < 3 {
 		t.Errorf("%d unknown replies counted, want the 3 forged:\n%s", got, out)
 	}
-	if got := counter(t, out, regexp.QuoteMeta(`xlb_nat_packets_total{direction="reply"}`)); got < n*3 {
+	if got := counter(t, out, regexp.QuoteMeta(metric+`{direction="reply"}`)); got < uint64(n)*3 {
 		t.Errorf("%d replies translated, want at least 3 a connection:\n%s", got, out)
 	}
 	if !strings.Contains(out, "drop (Discard)\n  in  in                      0\n") {
 		t.Errorf("xlbd dropped packets:\n%s", out)
+	}
+}
+
+// addAddr adds prefix's address to node's interface.
+func addAddr(t *testing.T, l *lab.Lab, node lab.Node, prefix netip.Prefix) {
+	t.Helper()
+	h, err := l.Handle(node.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := h.LinkByName(node.Iface)
+	if err == nil {
+		err = h.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: prefix.Addr().AsSlice(), Mask: net.CIDRMask(prefix.Bits(), prefix.Addr().BitLen())}})
+	}
+	h.Close()
+	if err != nil {
+		t.Fatalf("%s: address %s: %v", node.Name, prefix, err)
 	}
 }
 
