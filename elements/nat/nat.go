@@ -43,6 +43,7 @@ const (
 	protoTCP    = 6
 	protoUDP    = 17
 	protoICMPv6 = 58
+	protoSCTP   = 132
 )
 
 var (
@@ -74,6 +75,7 @@ type NAT struct {
 	Source6   string         `hcl:"source6,optional" doc:"unused, as source4"`
 
 	translator
+	stateless statelessState
 }
 
 // Validate checks the port mapping and the unused addresses.
@@ -90,12 +92,24 @@ func (e *NAT) Validate() error {
 }
 
 // Provision finds the worker's ConnTrack, which must be provisioned before
-// (declared before NAT), and worker 0 the interface's reply steering.
+// (declared before NAT), and worker 0 the interface's reply steering, and
+// gives the ConnTrack its stateless reply translation. Several workers
+// are refused while an endpoint of the snapshot is ambiguous: its replies
+// on another worker than their flow's would be dropped.
 func (e *NAT) Provision(ctx *pipeline.Context) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
-	return e.provision(ctx, "NAT", "xlb_nat", e.Ports, e.ConnTrack, e.Interface)
+	e.multi, e.adopted = true, e.adoptReplies
+	if err := e.provision(ctx, "NAT", "xlb_nat", e.Ports, e.ConnTrack, e.Interface); err != nil {
+		return err
+	}
+	if err := e.ambiguity(); err != nil {
+		return err
+	}
+	slot := ctx.Local(pipeline.ReplyTrackerKey{Name: e.ConnTrack}, func() any { return &pipeline.ReplyTrackerSlot{} }).(*pipeline.ReplyTrackerSlot)
+	slot.Stateless = e
+	return nil
 }
 
 // Push translates p: a packet of a flow to its real's address and port, a

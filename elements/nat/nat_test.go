@@ -236,17 +236,13 @@ func TestBad(t *testing.T) {
 }
 
 // TestNeedsConnTrack: without a ConnTrack of its name provisioned first,
-// Provision says what to declare; with two workers, that NAT needs one;
-// Validate refuses a port out of range.
+// Provision says what to declare; Validate refuses a port out of range.
+// (Workers: TestStatelessWorkersRefused.)
 func TestNeedsConnTrack(t *testing.T) {
 	ctx := pipeline.NewContext("nat", 0, 1, snapshot.ContextValues(snapshot.NewStore(testSnapshot())))
 	err := (&NAT{ConnTrack: "ct"}).Provision(ctx)
 	if err == nil || !strings.Contains(err.Error(), "declare the ConnTrack first") {
 		t.Errorf("Provision = %v", err)
-	}
-	ctx = pipeline.NewContext("nat", 0, 2, snapshot.ContextValues(snapshot.NewStore(testSnapshot())))
-	if err := (&NAT{ConnTrack: "ct"}).Provision(ctx); err == nil || !strings.Contains(err.Error(), "one worker") {
-		t.Errorf("Provision with 2 workers = %v", err)
 	}
 	if err := (&NAT{ConnTrack: "ct", Ports: map[string]int{"be1": 70000}}).Validate(); err == nil || !strings.Contains(err.Error(), "from 1 to 65535") {
 		t.Errorf("Validate with port 70000 = %v", err)
