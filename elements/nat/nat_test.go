@@ -131,7 +131,9 @@ func newHarness(t testing.TB) *harness {
 }
 
 // push parses frame and, when it parses, hands it to NAT as ConnTrack
-// would: naming real id, as a reply of VIP port vport when reply.
+// would: naming real id, as a reply of VIP port vport when reply; a reply
+// of VIP port 0 as ConnTrack's miss does, by NAT's stateless translation
+// (ok false when it has none: ConnTrack drops it).
 func (h *harness) push(frame []byte, id uint32, reply bool, vport uint16) (*pipeline.Packet, int, bool) {
 	p := &h.pkt
 	p.SetFrame(frame, 0, len(frame))
@@ -141,6 +143,7 @@ func (h *harness) push(frame []byte, id uint32, reply bool, vport uint16) (*pipe
 	if h.parse.Push(0, p) != 0 {
 		return p, 0, false
 	}
+	h.nat.StartBatch(0)
 	p.Backend, p.Epoch = id, epoch
 	if r := h.snap.Real(id, epoch); r != nil {
 		p.VIP = r.VIP
@@ -148,8 +151,11 @@ func (h *harness) push(frame []byte, id uint32, reply bool, vport uint16) (*pipe
 	if reply {
 		p.Flow.Flags |= pipeline.FlowReply
 		p.VIPPort = vport
+		if vport == 0 && !h.nat.ReplyOf(p) {
+			h.nat.EndBatch()
+			return p, 0, false
+		}
 	}
-	h.nat.StartBatch(0)
 	port := h.nat.Push(0, p)
 	h.nat.EndBatch()
 	return p, port, true
