@@ -576,15 +576,22 @@ func (c *ConnTrack) miss(p *pipeline.Packet) int {
 	c.local.misses++
 	if c.replies {
 		if _, ok := c.snap.LookupVIP(&p.Flow); !ok {
-			if s := c.slot; s != nil && s.Stateless != nil && s.Stateless.ReplyOf(p) {
-				p.Flow.Flags |= pipeline.FlowReply
-				return outHit
-			}
-			p.Reason = reasonReplyUnknown
-			return pipeline.Drop
+			return c.reply(p)
 		}
 	}
 	return outMiss
+}
+
+// reply is miss for a reply: a hit marked FlowReply when the stateless
+// translation knows it, else a drop. Apart from miss, so that the tunnel
+// modes' misses do not carry its code.
+func (c *ConnTrack) reply(p *pipeline.Packet) int {
+	if s := c.slot; s != nil && s.Stateless != nil && s.Stateless.ReplyOf(p) {
+		p.Flow.Flags |= pipeline.FlowReply
+		return outHit
+	}
+	p.Reason = reasonReplyUnknown
+	return pipeline.Drop
 }
 
 // ExpectReplies tells the table that a translator tracks replies in it
