@@ -16,9 +16,12 @@
 // each flow's reverse, keyed on the reply's 5-tuple, which NAT records
 // (pipeline.ReplyTracker) as it sends the flow's packets, so that a reply
 // is a hit like its flow's packets, marked FlowReply. A reply of a flow the
-// node does not hold is a miss for no VIP, which ConnTrack drops as
-// conntrack.reply_unknown: it never leaves untranslated. docs/modes.md
-// says why the graph is so and what a cluster needs.
+// worker does not hold (another worker's or node's) is a miss for no VIP,
+// which ConnTrack hands NAT's stateless translation (stateless.go): from
+// its source endpoint alone, unless that endpoint is ambiguous; what that
+// does not know ConnTrack drops as conntrack.reply_unknown: it never
+// leaves untranslated. docs/modes.md says why the graph is so and what a
+// cluster needs.
 //
 // Checksums are updated incrementally (RFC 1624): the IPv4 header's, and
 // TCP's, UDP's and ICMPv6's, whose pseudo-header holds the addresses.
