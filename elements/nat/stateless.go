@@ -97,7 +97,9 @@ func (e *NAT) adoptReplies(s *snapshot.Snapshot) {
 	slices.Sort(amb)
 	st := &e.stateless
 	st.replies, st.ambiguous = m, amb
-	if e.log == nil {
+	// Worker 0 logs; at Provision (no batch's snapshot yet) ambiguity
+	// refuses the graph instead (ambiguity).
+	if e.log == nil || e.snap == nil {
 		return
 	}
 	list := strings.Join(amb, "; ")

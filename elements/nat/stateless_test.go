@@ -1,6 +1,8 @@
 package nat
 
 import (
+	"bytes"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -111,8 +113,8 @@ func ambiguousSnapshot() *snapshot.Snapshot {
 // as the flow's worker translates it from its reply entry, and counted in
 // xlb_nat_reply_stateless_total. Once a snapshot makes the endpoint
 // ambiguous (a reload: the graph keeps running), the other worker drops
-// its reply as conntrack.reply_unknown, and the flow's worker still
-// translates it.
+// its reply as conntrack.reply_unknown, the flow's worker still
+// translates it, and worker 0 logs the endpoint once.
 func TestStatelessTwoWorkers(t *testing.T) {
 	st := snapshot.NewStore(testSnapshot())
 	var w [2]*natWorker
@@ -122,6 +124,8 @@ func TestStatelessTwoWorkers(t *testing.T) {
 			t.Fatalf("worker %d: %v", i, err)
 		}
 	}
+	var logs bytes.Buffer
+	w[0].nat.log = slog.New(slog.NewTextHandler(&logs, nil))
 	fwd := tcpTo(4, vip4.AsSlice(), 40000, 80)
 	rep := frame(net.IP{10, 0, 0, 22}, client[4], &layers.TCP{SrcPort: 8080, DstPort: 40000, SYN: true, ACK: true, Window: 512})
 	if _, port := w[0].push(append([]byte(nil), fwd...), realMapped); port != portOut {
@@ -150,6 +154,9 @@ func TestStatelessTwoWorkers(t *testing.T) {
 	w[0].push(append([]byte(nil), fwd...), realMapped)
 	if p, port := reply(w[0]); port != portOut {
 		t.Errorf("ambiguous endpoint, flow's worker: port %d reason %v, want translated by its reply entry", port, p.Reason)
+	}
+	if !strings.Contains(logs.String(), "10.0.0.22:8080/tcp serves web4 (192.0.2.10:80) and api4 (192.0.2.11:80)") || strings.Count(logs.String(), "level=ERROR") != 1 {
+		t.Errorf("worker 0 logged:\n%s", logs.String())
 	}
 }
 
