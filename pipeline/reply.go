@@ -17,8 +17,27 @@ import "net/netip"
 type ReplyTrackerKey struct{ Name string }
 
 // ReplyTrackerSlot holds the worker's flow table of a name, set by its
-// Provision.
-type ReplyTrackerSlot struct{ Tracker ReplyTracker }
+// Provision, and the stateless translation of replies it has no entry
+// for, set by a translator that has one (NAT) in its own Provision.
+type ReplyTrackerSlot struct {
+	Tracker   ReplyTracker
+	Stateless StatelessReplies
+}
+
+// StatelessReplies translates a reply without its flow's state: for a
+// translator that rewrites only the destination (NAT), a reply's
+// translation depends on nothing but its source endpoint (backend
+// address, port, protocol), which serves one VIP endpoint. The flow table
+// asks it for a packet for no VIP that missed the table, so that a reply
+// of a flow another worker or node holds is translated all the same.
+type StatelessReplies interface {
+	// ReplyOf gives p, a packet for no VIP that missed the table, the
+	// VIP, real, epoch and VIP port of its source endpoint, as a reply
+	// entry would, and reports whether there is exactly one; the table
+	// then marks p FlowReply. It is called from Push, on the worker's
+	// goroutine, and must not allocate.
+	ReplyOf(p *Packet) bool
+}
 
 // ReplyTracker is a flow table that also holds the reverse of flows, so
 // that a reply is a hit like its flow's packets: its lookup marks such a

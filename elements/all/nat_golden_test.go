@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -180,4 +182,84 @@ func natReplies(t *testing.T, c *capture, out [][]byte) int {
 	c.write(c.ser(c.eth(), c.ip(net.IP(nl.NetworkFlow().Dst().Raw()), client, layers.IPProtocolTCP),
 		&layers.TCP{SrcPort: 80, DstPort: 39999, ACK: true, Window: 512}))
 	return n
+}
+
+// natAmbiguous adds to the golden graph's VIPs a UDP VIP of pool p on
+// another address and port per family: b4-2 and b6-1, whose port is
+// mapped (natPorts), then serve on it both udp4's (udp6's) port 9000 and
+// this VIP's 9001, an ambiguous endpoint.
+const natAmbiguous = `
+vip "alt4" {
+  address  = "192.0.2.11"
+  protocol = "udp"
+  ports    = [9001]
+  pool     = "p"
+}
+vip "alt6" {
+  address  = "2001:db8::11"
+  protocol = "udp"
+  ports    = [9001]
+  pool     = "p"
+}
+`
+
+// TestGoldenNATStateless runs, per client family, the backends' replies of
+// TestGoldenNAT without their flows' packets, as a node (or a worker)
+// receives them that did not see the flows, and compares output and
+// counters with testdata/golden/ipv<family>-nat-stateless. Every reply is
+// translated from its backend endpoint alone (stateless, counted in
+// xlb_nat_reply_stateless_total) back from VIP:port, but those from an
+// ambiguous endpoint (natAmbiguous), dropped as conntrack.reply_unknown,
+// as is the reply of no flow.
+func TestGoldenNATStateless(t *testing.T) {
+	src := natSource(t) + natAmbiguous
+	for _, family := range []int{4, 6} {
+		name := fmt.Sprintf("ipv%d-nat-stateless", family)
+		t.Run(name, func(t *testing.T) {
+			first := t.TempDir()
+			goldenInput(t, filepath.Join(first, "input.pcap"), family)
+			out, _, _ := runCapture(t, first, src)
+			dir := t.TempDir()
+			c := createCapture(t, filepath.Join(dir, "input.pcap"), family)
+			replies := natReplies(t, c, readFrames(t, out))
+			c.close()
+			out, counters, _ := runCapture(t, dir, src)
+			vip := map[int]string{4: "192.0.2.10", 6: "2001:db8::10"}[family]
+			sent := 0
+			for n, o := range readFrames(t, out) {
+				if err := csumtest.Check(o); err != nil {
+					t.Errorf("packet %d: %v", n, err)
+				}
+				pkt := gopacket.NewPacket(o, layers.LayerTypeEthernet, gopacket.Default)
+				src, _ := pkt.NetworkLayer().NetworkFlow().Endpoints()
+				sport, _ := pkt.TransportLayer().TransportFlow().Endpoints()
+				if p := be16(sport.Raw()); src.String() != vip || p != 80 && p != 9000 {
+					t.Errorf("packet %d: from %s port %d, not the VIP's", n, src, p)
+				}
+				sent++
+			}
+			stateless := metricValue(t, counters, `xlb_nat_reply_stateless_total`)
+			unknown := metricValue(t, counters, `xlb_drop_packets_total{element="ct",reason="conntrack.reply_unknown"}`)
+			if sent == 0 || stateless != sent || unknown != replies-sent+1 || unknown < 2 {
+				t.Errorf("%d of %d replies translated, %d stateless, %d unknown: want every reply but the ambiguous endpoints' (some) stateless, and those and the reply of no flow unknown:\n%s",
+					sent, replies, stateless, unknown, counters)
+			}
+			compareGoldenFiles(t, name, out, counters)
+		})
+	}
+}
+
+// metricValue is the value of metric name in counters (pipeline.WriteText),
+// 0 when it is not there.
+func metricValue(t *testing.T, counters []byte, name string) int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(name) + ` (\d+)$`).FindSubmatch(counters)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.Atoi(string(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -159,8 +159,11 @@ type ConnTrack struct {
 	queries chan *query
 	cur     *query
 	// replies is set when a translator tracks replies in the table
-	// (ExpectReplies): a miss that is for no VIP is then an unknown reply.
+	// (ExpectReplies): a miss that is for no VIP is then a reply, which
+	// the slot's stateless translation (NAT's), when there is one, may
+	// still know; else it is an unknown reply.
 	replies bool
+	slot    *pipeline.ReplyTrackerSlot
 
 	// Published once per batch, read by Stats from any goroutine.
 	pub struct {
@@ -241,6 +244,7 @@ func (c *ConnTrack) Provision(ctx *pipeline.Context) error {
 	}
 	slot := ctx.Local(pipeline.ReplyTrackerKey{Name: ctx.Name}, func() any { return &pipeline.ReplyTrackerSlot{} }).(*pipeline.ReplyTrackerSlot)
 	slot.Tracker = c
+	c.slot = slot
 	return c.setup(v)
 }
 
@@ -563,18 +567,31 @@ func (c *ConnTrack) Push(in int, p *pipeline.Packet) int {
 }
 
 // miss counts a lookup that found no usable entry and sends it to
-// selection; with a translator after the table, a packet for no VIP is an
+// selection; with a translator after the table, a packet for no VIP is a
+// reply: one the translator knows statelessly (a flow of another worker
+// or node) leaves by hit as its reply entry's would, else it is an
 // unknown reply, dropped here (selection would drop it as for no VIP, but
 // an operator must tell one from the other).
 func (c *ConnTrack) miss(p *pipeline.Packet) int {
 	c.local.misses++
 	if c.replies {
 		if _, ok := c.snap.LookupVIP(&p.Flow); !ok {
-			p.Reason = reasonReplyUnknown
-			return pipeline.Drop
+			return c.reply(p)
 		}
 	}
 	return outMiss
+}
+
+// reply is miss for a reply: a hit marked FlowReply when the stateless
+// translation knows it, else a drop. Apart from miss, so that the tunnel
+// modes' misses do not carry its code.
+func (c *ConnTrack) reply(p *pipeline.Packet) int {
+	if s := c.slot; s != nil && s.Stateless != nil && s.Stateless.ReplyOf(p) {
+		p.Flow.Flags |= pipeline.FlowReply
+		return outHit
+	}
+	p.Reason = reasonReplyUnknown
+	return pipeline.Drop
 }
 
 // ExpectReplies tells the table that a translator tracks replies in it

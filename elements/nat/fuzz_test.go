@@ -38,6 +38,10 @@ func FuzzPush(f *testing.F) {
 	f.Add(frame(be6, client[6], &layers.UDP{SrcPort: 8443, DstPort: 5353}, gopacket.Payload("a")), uint32(realV6), true, uint16(80))                           // UDP reply
 	f.Add(tcpTo(4, v4, 40000, 80), uint32(realV6), false, uint16(0))                                                                                           // other family
 	f.Add(tcpTo(4, v4, 40000, 80), uint32(9), false, uint16(0))                                                                                                // no real
+	// Replies of VIP port 0 are looked up statelessly, as ConnTrack's
+	// miss does: their real and VIP port are NAT's.
+	f.Add(frame(be2, client[4], &layers.TCP{SrcPort: 8080, DstPort: 40000, SYN: true, ACK: true}), uint32(0), true, uint16(0))
+	f.Add(frame(be6, client[6], &layers.UDP{SrcPort: 8443, DstPort: 5353}, gopacket.Payload("a")), uint32(0), true, uint16(0))
 	toVIP4, toClient4, toVIP6, toClient6 := icmpErrors()
 	f.Add(toVIP4, uint32(realMapped), false, uint16(0))
 	f.Add(toClient4, uint32(realMapped), true, uint16(80))
@@ -51,6 +55,14 @@ func FuzzPush(f *testing.F) {
 		p, port, ok := h.push(buf, id, reply, vport)
 		if !ok {
 			return
+		}
+		if reply && vport == 0 {
+			// Stateless: the real and VIP port of the reply's source.
+			id, vport = p.Backend, p.VIPPort
+			r, f := h.snap.Real(id, epoch), &p.Flow
+			if want := h.nat.ports[id]; r == nil || r.Addr16 != f.Src || f.SrcPort != want && (want != 0 || f.SrcPort != vport) {
+				t.Fatalf("reply from %v port %d given real %d (%v) and VIP port %d", f.Src, f.SrcPort, id, r, vport)
+			}
 		}
 		d := p.Data()
 		in := data[:len(d)] // without the padding Parse5Tuple cut off

@@ -16,9 +16,12 @@
 // each flow's reverse, keyed on the reply's 5-tuple, which NAT records
 // (pipeline.ReplyTracker) as it sends the flow's packets, so that a reply
 // is a hit like its flow's packets, marked FlowReply. A reply of a flow the
-// node does not hold is a miss for no VIP, which ConnTrack drops as
-// conntrack.reply_unknown: it never leaves untranslated. docs/modes.md
-// says why the graph is so and what a cluster needs.
+// worker does not hold (another worker's or node's) is a miss for no VIP,
+// which ConnTrack hands NAT's stateless translation (stateless.go): from
+// its source endpoint alone, unless that endpoint is ambiguous; what that
+// does not know ConnTrack drops as conntrack.reply_unknown: it never
+// leaves untranslated. docs/modes.md says why the graph is so and what a
+// cluster needs.
 //
 // Checksums are updated incrementally (RFC 1624): the IPv4 header's, and
 // TCP's, UDP's and ICMPv6's, whose pseudo-header holds the addresses.
@@ -43,6 +46,7 @@ const (
 	protoTCP    = 6
 	protoUDP    = 17
 	protoICMPv6 = 58
+	protoSCTP   = 132
 )
 
 var (
@@ -74,6 +78,7 @@ type NAT struct {
 	Source6   string         `hcl:"source6,optional" doc:"unused, as source4"`
 
 	translator
+	stateless statelessState
 }
 
 // Validate checks the port mapping and the unused addresses.
@@ -90,12 +95,24 @@ func (e *NAT) Validate() error {
 }
 
 // Provision finds the worker's ConnTrack, which must be provisioned before
-// (declared before NAT), and worker 0 the interface's reply steering.
+// (declared before NAT), and worker 0 the interface's reply steering, and
+// gives the ConnTrack its stateless reply translation. Several workers
+// are refused while an endpoint of the snapshot is ambiguous: its replies
+// on another worker than their flow's would be dropped.
 func (e *NAT) Provision(ctx *pipeline.Context) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
-	return e.provision(ctx, "NAT", "xlb_nat", e.Ports, e.ConnTrack, e.Interface)
+	e.multi, e.adopted = true, e.adoptReplies
+	if err := e.provision(ctx, "NAT", "xlb_nat", e.Ports, e.ConnTrack, e.Interface); err != nil {
+		return err
+	}
+	if err := e.ambiguity(); err != nil {
+		return err
+	}
+	slot := ctx.Local(pipeline.ReplyTrackerKey{Name: e.ConnTrack}, func() any { return &pipeline.ReplyTrackerSlot{} }).(*pipeline.ReplyTrackerSlot)
+	slot.Stateless = e
+	return nil
 }
 
 // Push translates p: a packet of a flow to its real's address and port, a

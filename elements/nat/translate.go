@@ -26,6 +26,13 @@ type translator struct {
 	metric string // the counters' name prefix: xlb_nat, xlb_fullnat
 	pooled bool   // a source pool steered (FullNAT)
 	cfg    map[string]int
+	// workers is the graph's; multi lets it be more than one (NAT,
+	// whose replies are translated statelessly on any worker).
+	workers int
+	multi   bool
+	// adopted, when set, derives the element's own state from a new
+	// snapshot, after the ports.
+	adopted func(*snapshot.Snapshot)
 
 	// Owned by the worker goroutine.
 	snap   *snapshot.Snapshot
@@ -64,15 +71,16 @@ func (t *translator) provision(ctx *pipeline.Context, kind, metric string, ports
 	// A reply is received on the RX queue the NIC's hash of its own
 	// 5-tuple picks, not its flow's, and each worker's ConnTrack is its
 	// own: with several workers most replies would miss their flow's
-	// entry and be dropped. docs/modes.md says what would lift this.
-	if ctx.Workers > 1 {
+	// entry. NAT translates those from their backend endpoint alone
+	// (multi); FullNAT's need their flow's entry, which holds the client.
+	if ctx.Workers > 1 && !t.multi {
 		return fmt.Errorf("%s runs with one worker (this graph has %d): a reply arrives on the RX queue of its own hash, whose worker's ConnTrack does not hold its flow; set workers = 1 (and the interface's combined queues to 1, ethtool -L)", kind, ctx.Workers)
 	}
 	v, err := snapshot.ViewFromContext(ctx)
 	if err != nil {
 		return err
 	}
-	t.view, t.name, t.metric, t.cfg = v, ctx.Name, metric, ports
+	t.view, t.name, t.metric, t.cfg, t.workers = v, ctx.Name, metric, ports, ctx.Workers
 	slot := ctx.Local(pipeline.ReplyTrackerKey{Name: ctName}, func() any { return &pipeline.ReplyTrackerSlot{} }).(*pipeline.ReplyTrackerSlot)
 	if slot.Tracker == nil {
 		return &pipeline.AttrError{Attr: "conntrack", Msg: fmt.Sprintf("names no ConnTrack declared before this element (%q): %s records each flow's reply in its table; declare the ConnTrack first", ctName, kind)}
@@ -158,6 +166,9 @@ func (t *translator) adopt(s *snapshot.Snapshot) {
 		}
 	}
 	t.ports = ports
+	if t.adopted != nil {
+		t.adopted(s)
+	}
 	if t.steer == nil {
 		return
 	}
