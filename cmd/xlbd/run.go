@@ -30,7 +30,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	vars := varsFlag(fs)
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
 	quiet := fs.Bool("quiet", false, "do not print counters when the pipeline stops")
-	pin := fs.Bool("pin", true, "pin worker i to CPU i (modulo the CPUs this process may use)")
+	pin := fs.Bool("pin", true, "pin worker i to the i-th CPU this process may use (or of -worker-cpus), and keep its other threads off the workers' CPUs when it may use more")
+	workerCPUs := fs.String("worker-cpus", "", "the workers' CPUs in order, such as 1 or 2,3 (default: the first CPUs this process may use); the process's other threads run on the rest of its CPUs")
 	pluginDir := pluginDirFlag(fs)
 	hostname, _ := os.Hostname()
 	node := fs.String("node", hostname, "this node's name in the cluster: unique among the nodes that share a config source")
@@ -109,7 +110,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := pipeline.Options{Workers: n, Logger: log, Values: snapshot.WithStore(nil, s.ctl.Store())}
 	if *pin {
-		if opts.Pin, err = cpuPinner(); err != nil {
+		if opts.Pin, err = placeThreads(n, *workerCPUs, log); err != nil {
 			log.Error("cannot pin workers; run with -pin=false", "err", err)
 			return 1
 		}
@@ -291,26 +292,33 @@ func hasLabel(m pipeline.Metric, name string) bool {
 	return false
 }
 
-// cpuPinner returns a Pin function that binds worker i's thread to the i-th
-// CPU of those this process may run on (its affinity mask at start, which
-// taskset or a cgroup may have narrowed).
-func cpuPinner() (func(int) error, error) {
+// placeThreads plans where n workers run (see placement), moves every
+// thread of the process off the workers' CPUs when it has spare ones, and
+// returns the workers' Pin. It runs before the workers start, so that the
+// threads the runtime creates later inherit the spare CPUs.
+func placeThreads(n int, workerCPUs string, log *slog.Logger) (func(int) error, error) {
+	want, err := parseCPUs(workerCPUs)
+	if err != nil {
+		return nil, fmt.Errorf("-worker-cpus %w", err)
+	}
 	var allowed unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
 		return nil, err
 	}
-	var cpus []int
-	for c := 0; c < len(allowed)*64; c++ {
-		if allowed.IsSet(c) {
-			cpus = append(cpus, c)
-		}
+	p, err := planPlacement(allowed, n, want)
+	if err != nil {
+		return nil, err
 	}
-	if len(cpus) == 0 {
-		return nil, errors.New("no CPU in this process's affinity mask")
+	confined, err := p.confine()
+	if err != nil {
+		return nil, fmt.Errorf("keeping the other threads off the workers' CPUs: %w", err)
 	}
-	return func(worker int) error {
-		var set unix.CPUSet
-		set.Set(cpus[worker%len(cpus)])
-		return unix.SchedSetaffinity(0, &set)
-	}, nil
+	if confined {
+		log.Info("workers pinned; the process's other threads kept off their CPUs",
+			"worker_cpus", formatCPUs(p.workers), "other_cpus", formatCPUs(cpuList(p.spare)))
+	} else {
+		log.Info("workers pinned; no CPU left for the process's other threads: they share the workers'",
+			"worker_cpus", formatCPUs(p.workers))
+	}
+	return p.pin, nil
 }
