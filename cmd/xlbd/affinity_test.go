@@ -12,29 +12,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/internal/affinity"
 )
-
-func TestParseCPUs(t *testing.T) {
-	for in, want := range map[string][]int{"": nil, "1": {1}, "3,2": {3, 2}, "0-3,6": {0, 1, 2, 3, 6}, "5-5": {5}} {
-		got, err := parseCPUs(in)
-		if err != nil || !slices.Equal(got, want) {
-			t.Errorf("parseCPUs(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"x", "1,", "3-1", "-1", "1,1", "0-2,2", "99999"} {
-		if got, err := parseCPUs(in); err == nil {
-			t.Errorf("parseCPUs(%q) = %v, want an error", in, got)
-		}
-	}
-}
-
-func cpuSet(cpus ...int) unix.CPUSet {
-	var s unix.CPUSet
-	for _, c := range cpus {
-		s.Set(c)
-	}
-	return s
-}
 
 func TestPlanPlacement(t *testing.T) {
 	for _, tc := range []struct {
@@ -54,7 +34,7 @@ func TestPlanPlacement(t *testing.T) {
 		{name: "empty mask", n: 1, errIsSet: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := planPlacement(cpuSet(tc.allowed...), tc.n, tc.want)
+			p, err := planPlacement(tc.allowed, tc.n, tc.want)
 			if tc.errIsSet {
 				if err == nil {
 					t.Fatalf("got %v, want an error", p.workers)
@@ -64,8 +44,8 @@ func TestPlanPlacement(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(p.workers, tc.workers) || p.spare != cpuSet(tc.spare...) {
-				t.Errorf("workers %v, spare %v; want %v, %v", p.workers, cpuList(p.spare), tc.workers, tc.spare)
+			if !slices.Equal(p.workers, tc.workers) || p.spare != affinity.Set(tc.spare) {
+				t.Errorf("workers %v, spare %v; want %v, %v", p.workers, affinity.List(p.spare), tc.workers, tc.spare)
 			}
 		})
 	}
@@ -78,21 +58,20 @@ func TestPlanPlacement(t *testing.T) {
 // /proc/self/task/*/status's Cpus_allowed_list, and puts every thread back
 // on the whole mask at the end.
 func TestConfineThreads(t *testing.T) {
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+	cpus, err := affinity.Mask()
+	if err != nil {
 		t.Fatal(err)
 	}
-	cpus := cpuList(allowed)
 	if len(cpus) < 2 {
 		t.Skipf("needs two CPUs in the affinity mask, has %v", cpus)
 	}
 	t.Cleanup(func() {
-		if err := setAllThreads(&allowed); err != nil {
+		if err := affinity.SetAllThreads(affinity.Set(cpus)); err != nil {
 			t.Errorf("restoring the mask: %v", err)
 		}
 	})
 	workerCPU := cpus[len(cpus)-1]
-	p, err := planPlacement(allowed, 1, []int{workerCPU})
+	p, err := planPlacement(cpus, 1, []int{workerCPU})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +127,7 @@ func TestConfineThreads(t *testing.T) {
 			continue // the thread ended meanwhile
 		}
 		got := allowedList(t, string(b))
-		want := cpuList(p.spare)
+		want := affinity.List(p.spare)
 		if e.Name() == strconv.Itoa(tid) {
 			want = []int{workerCPU}
 		}
@@ -186,7 +165,7 @@ func allowedList(t *testing.T, status string) []int {
 	t.Helper()
 	for _, line := range strings.Split(status, "\n") {
 		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
-			cpus, err := parseCPUs(strings.TrimSpace(v))
+			cpus, err := affinity.Parse(strings.TrimSpace(v))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -17,10 +17,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xlbproject/xlb/admin"
 	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/internal/affinity"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -297,12 +296,12 @@ func hasLabel(m pipeline.Metric, name string) bool {
 // returns the workers' Pin. It runs before the workers start, so that the
 // threads the runtime creates later inherit the spare CPUs.
 func placeThreads(n int, workerCPUs string, log *slog.Logger) (func(int) error, error) {
-	want, err := parseCPUs(workerCPUs)
+	want, err := affinity.Parse(workerCPUs)
 	if err != nil {
 		return nil, fmt.Errorf("-worker-cpus %w", err)
 	}
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+	allowed, err := affinity.Mask()
+	if err != nil {
 		return nil, err
 	}
 	p, err := planPlacement(allowed, n, want)
@@ -315,10 +314,10 @@ func placeThreads(n int, workerCPUs string, log *slog.Logger) (func(int) error, 
 	}
 	if confined {
 		log.Info("workers pinned; the process's other threads kept off their CPUs",
-			"worker_cpus", formatCPUs(p.workers), "other_cpus", formatCPUs(cpuList(p.spare)))
+			"worker_cpus", affinity.Format(p.workers), "other_cpus", affinity.Format(affinity.List(p.spare)))
 	} else {
 		log.Info("workers pinned; no CPU left for the process's other threads: they share the workers'",
-			"worker_cpus", formatCPUs(p.workers))
+			"worker_cpus", affinity.Format(p.workers))
 	}
 	return p.pin, nil
 }

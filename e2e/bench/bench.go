@@ -49,6 +49,7 @@ import (
 
 	"github.com/xlbproject/xlb/e2e/lab"
 	"github.com/xlbproject/xlb/elements/xdp"
+	"github.com/xlbproject/xlb/internal/affinity"
 )
 
 // Config is bench.hcl, xlbd's configuration for the benchmark.
@@ -178,15 +179,18 @@ func (o *Options) setDefaults() error {
 // maxQueues is the link's queue count: the most a run measures with.
 func (o *Options) maxQueues() int { return max(slices.Max(o.Queues), 1) }
 
-// LBCPUs are the CPUs of the LB's n workers: LBCPU and the next ones,
-// wrapping around the machine's CPUs. With more workers than the machine
-// has CPUs besides the generator's, they include the generator's CPU.
+// LBCPUs are the CPUs of the LB's n workers, in the order both programs
+// give them to workers (worker i on the i-th of their mask): LBCPU and the
+// next ones, wrapping around the machine's CPUs, sorted. With more workers
+// than the machine has CPUs besides the generator's, they include the
+// generator's CPU.
 func (o *Options) LBCPUs(n int) []int {
 	cpus := make([]int, n)
 	for i := range cpus {
 		cpus[i] = (o.LBCPU + i) % max(runtime.NumCPU(), 1)
 	}
-	return cpus
+	slices.Sort(cpus)
+	return slices.Compact(cpus)
 }
 
 // DefaultOptions are the ones make bench-e2e runs with: the generator on
@@ -418,9 +422,9 @@ func (b *bench) lbArgs(sys string, q int) []string {
 	var place []string
 	if sys == XLB && len(b.o.SpareCPUs) > 0 {
 		mask = append(mask, b.o.SpareCPUs...)
-		place = []string{"-worker-cpus", cpuList(cpus)}
+		place = []string{"-worker-cpus", affinity.Format(cpus)}
 	}
-	pin := []string{"taskset", "-c", cpuList(mask)}
+	pin := []string{"taskset", "-c", affinity.Format(mask)}
 	if sys == XLB || sys == RefXLB {
 		bin := b.o.Xlbd
 		if sys == RefXLB {
@@ -436,15 +440,6 @@ func (b *bench) lbArgs(sys string, q int) []string {
 	return append(pin, b.o.Baseline, "-iface", Iface, "-vip", VIP, "-gateway", Gateway, fmt.Sprint("-queues=", q),
 		"-receive", b.o.Receive, "-mode", b.o.Mode, fmt.Sprint("-frames=", b.o.Frames), fmt.Sprint("-frame-size=", b.o.FrameSize),
 		fmt.Sprint("-rx-ring=", b.o.RxRing), fmt.Sprint("-tx-ring=", b.o.TxRing), fmt.Sprint("-batch=", b.o.Batch), "-busy-poll="+b.o.BusyPoll)
-}
-
-// cpuList writes cpus as taskset and xlbd read them.
-func cpuList(cpus []int) string {
-	s := make([]string, len(cpus))
-	for i, c := range cpus {
-		s[i] = strconv.Itoa(c)
-	}
-	return strings.Join(s, ",")
 }
 
 // readyLine is what each system prints once it forwards.

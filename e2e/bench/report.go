@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/internal/affinity"
 )
 
 // Goals from issue #13, xlb against the baseline in the same run, over
@@ -216,9 +218,9 @@ func (r *Report) Markdown() string {
 	if slices.Max(queues) > 1 || len(o.SpareCPUs) > 0 {
 		fmt.Fprintf(&b, "RX queues: %s, one worker (xdp-baseline: loop) per queue, on CPUs %s; the generator's flows "+
 			"spread over the queues by XPS (the flow hash). CPU columns: worker = the workers together; LB core = CPU %d's. ",
-			cpuList(queues), cpuList(o.LBCPUs(slices.Max(queues))), o.LBCPU)
+			affinity.Format(queues), affinity.Format(o.LBCPUs(slices.Max(queues))), o.LBCPU)
 		if len(o.SpareCPUs) > 0 {
-			fmt.Fprintf(&b, "xlb's other threads on CPU(s) %s (xlbd -worker-cpus).", cpuList(o.SpareCPUs))
+			fmt.Fprintf(&b, "xlb's other threads on CPU(s) %s (xlbd -worker-cpus).", affinity.Format(o.SpareCPUs))
 		}
 		b.WriteString("\n\n")
 	}

@@ -41,10 +41,9 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/elements/xdp"
+	"github.com/xlbproject/xlb/internal/affinity"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -120,10 +119,11 @@ func run(rx *xdp.RxXDP, tx *xdp.TxXDP, queues int, vips []netip.Addr, stdout, st
 		stop.Store(true)
 	}()
 
-	cpus, err := maskCPUs()
+	cpus, err := affinity.Mask()
 	if err != nil {
 		return err
 	}
+	// Loop i on the i-th CPU of the mask, as xlbd's worker i.
 	// One Context per loop for both its elements, so that TxXDP finds the
 	// loop's RxXDP's socket; all of them share the interface's program.
 	ctxs := pipeline.NewContexts("rx", queues, snapshot.ContextValues(store))
@@ -213,9 +213,7 @@ func (l *loop) run(cpu int, stop *atomic.Bool, ready func()) error {
 }
 
 func (l *loop) provision(cpu int) error {
-	var set unix.CPUSet
-	set.Set(cpu)
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
+	if err := affinity.Pin(cpu); err != nil {
 		return err
 	}
 	l.drops = l.ctx.DropCounter()
@@ -225,25 +223,6 @@ func (l *loop) provision(cpu int) error {
 	}
 	l.ctx.Name = "tx"
 	return l.tx.Provision(l.ctx)
-}
-
-// maskCPUs lists the CPUs of the process's affinity mask: loop i runs on
-// the i-th (modulo their number), as xlbd's worker i does.
-func maskCPUs() ([]int, error) {
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		return nil, err
-	}
-	var cpus []int
-	for c := 0; c < len(allowed)*64; c++ {
-		if allowed.IsSet(c) {
-			cpus = append(cpus, c)
-		}
-	}
-	if len(cpus) == 0 {
-		return nil, errors.New("no CPU in the affinity mask")
-	}
-	return cpus, nil
 }
 
 // printStats prints the elements' counters and the drops, one

@@ -21,6 +21,7 @@ import (
 	"github.com/xlbproject/xlb/e2e/bench"
 	"github.com/xlbproject/xlb/e2e/lab"
 	"github.com/xlbproject/xlb/elements/xdp"
+	"github.com/xlbproject/xlb/internal/affinity"
 )
 
 func main() {
@@ -54,7 +55,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "xlb-bench-e2e: -queues:", err)
 		os.Exit(2)
 	}
-	if o.SpareCPUs, err = ints(*spare); err != nil {
+	if o.SpareCPUs, err = affinity.Parse(*spare); err != nil {
 		fmt.Fprintln(os.Stderr, "xlb-bench-e2e: -spare-cpus:", err)
 		os.Exit(2)
 	}
