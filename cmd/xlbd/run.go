@@ -29,8 +29,9 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	vars := varsFlag(fs)
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
 	quiet := fs.Bool("quiet", false, "do not print counters when the pipeline stops")
-	pin := fs.Bool("pin", true, "pin worker i to the i-th CPU this process may use (or of -worker-cpus), and keep its other threads off the workers' CPUs when it may use more")
-	workerCPUs := fs.String("worker-cpus", "", "the workers' CPUs in order, such as 1 or 2,3 (default: the first CPUs this process may use); the process's other threads run on the rest of its CPUs")
+	pin := fs.Bool("pin", true, "pin worker i to the i-th CPU this process may use (or of -worker-cpus)")
+	workerCPUs := fs.String("worker-cpus", "", "the workers' CPUs in order, such as 1 or 2,3 (default: the first CPUs this process may use)")
+	isolate := fs.Bool("isolate-workers", false, "keep the process's other threads (the Go runtime's, the control plane's) on the CPUs of its mask no worker uses, when there are some; they must not be busy with anything else: a worker waits for them at times (docs/benchmarks.md)")
 	pluginDir := pluginDirFlag(fs)
 	hostname, _ := os.Hostname()
 	node := fs.String("node", hostname, "this node's name in the cluster: unique among the nodes that share a config source")
@@ -109,7 +110,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := pipeline.Options{Workers: n, Logger: log, Values: snapshot.WithStore(nil, s.ctl.Store())}
 	if *pin {
-		if opts.Pin, err = placeThreads(n, *workerCPUs, log); err != nil {
+		if opts.Pin, err = placeThreads(n, *workerCPUs, *isolate, log); err != nil {
 			log.Error("cannot pin workers; run with -pin=false", "err", err)
 			return 1
 		}
@@ -291,11 +292,17 @@ func hasLabel(m pipeline.Metric, name string) bool {
 	return false
 }
 
-// placeThreads plans where n workers run (see placement), moves every
-// thread of the process off the workers' CPUs when it has spare ones, and
-// returns the workers' Pin. It runs before the workers start, so that the
-// threads the runtime creates later inherit the spare CPUs.
-func placeThreads(n int, workerCPUs string, log *slog.Logger) (func(int) error, error) {
+// placeThreads plans where n workers run (see placement), with isolate
+// moves every thread of the process off the workers' CPUs when it has
+// spare ones, and returns the workers' Pin. It runs before the workers
+// start, so that the threads the runtime creates later inherit the spare
+// CPUs.
+//
+// Isolation is not the default: on the wire benchmark, with the spare CPU
+// saturated by the generator, it cost packets. A worker returning from
+// poll(2) whose P the runtime handed to another thread waits for a thread
+// on the spare CPUs to give one back, and those were starved.
+func placeThreads(n int, workerCPUs string, isolate bool, log *slog.Logger) (func(int) error, error) {
 	want, err := affinity.Parse(workerCPUs)
 	if err != nil {
 		return nil, fmt.Errorf("-worker-cpus %w", err)
@@ -308,6 +315,9 @@ func placeThreads(n int, workerCPUs string, log *slog.Logger) (func(int) error, 
 	if err != nil {
 		return nil, err
 	}
+	if !isolate {
+		return p.pin, nil
+	}
 	confined, err := p.confine()
 	if err != nil {
 		return nil, fmt.Errorf("keeping the other threads off the workers' CPUs: %w", err)
@@ -316,7 +326,7 @@ func placeThreads(n int, workerCPUs string, log *slog.Logger) (func(int) error, 
 		log.Info("workers pinned; the process's other threads kept off their CPUs",
 			"worker_cpus", affinity.Format(p.workers), "other_cpus", affinity.Format(affinity.List(p.spare)))
 	} else {
-		log.Info("workers pinned; no CPU left for the process's other threads: they share the workers'",
+		log.Warn("-isolate-workers: no CPU left for the process's other threads: they share the workers'",
 			"worker_cpus", affinity.Format(p.workers))
 	}
 	return p.pin, nil

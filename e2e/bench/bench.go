@@ -108,7 +108,8 @@ type Options struct {
 	Queues []int
 	// SpareCPUs, when set, are CPUs xlbd (XLB only) may run its threads
 	// other than the workers on: it runs under a mask of its workers'
-	// CPUs and these, and keeps its other threads off the workers' CPUs.
+	// CPUs and these, with -isolate-workers, which keeps its other threads
+	// off the workers' CPUs.
 	SpareCPUs []int
 	Rate      string // trafgen -b, e.g. "200000pps"; "" = as fast as it can
 	Receive   string // "poll" (default) or "busy"
@@ -422,7 +423,7 @@ func (b *bench) lbArgs(sys string, q int) []string {
 	var place []string
 	if sys == XLB && len(b.o.SpareCPUs) > 0 {
 		mask = append(mask, b.o.SpareCPUs...)
-		place = []string{"-worker-cpus", affinity.Format(cpus)}
+		place = []string{"-worker-cpus", affinity.Format(cpus), "-isolate-workers"}
 	}
 	pin := []string{"taskset", "-c", affinity.Format(mask)}
 	if sys == XLB || sys == RefXLB {

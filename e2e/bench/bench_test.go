@@ -466,7 +466,7 @@ func TestLBArgs(t *testing.T) {
 		sys  string
 		want string
 	}{
-		{XLB, "taskset -c 1,0 /new/xlbd run -config b.hcl -workers 1 -worker-cpus 1 -var"},
+		{XLB, "taskset -c 1,0 /new/xlbd run -config b.hcl -workers 1 -worker-cpus 1 -isolate-workers -var"},
 		{RefXLB, "taskset -c 1 /main/xlbd run -config b.hcl -workers 1 -var"},
 		{Baseline, "taskset -c 1 /b/xdp-baseline -iface bench0 -vip 10.90.100.10 -gateway 10.90.9.1 -queues=1 "},
 	} {

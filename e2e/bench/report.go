@@ -220,7 +220,7 @@ func (r *Report) Markdown() string {
 			"spread over the queues by XPS (the flow hash). CPU columns: worker = the workers together; LB core = CPU %d's. ",
 			affinity.Format(queues), affinity.Format(o.LBCPUs(slices.Max(queues))), o.LBCPU)
 		if len(o.SpareCPUs) > 0 {
-			fmt.Fprintf(&b, "xlb's other threads on CPU(s) %s (xlbd -worker-cpus).", affinity.Format(o.SpareCPUs))
+			fmt.Fprintf(&b, "xlb's other threads on CPU(s) %s (xlbd -worker-cpus -isolate-workers).", affinity.Format(o.SpareCPUs))
 		}
 		b.WriteString("\n\n")
 	}
