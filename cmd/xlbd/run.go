@@ -298,10 +298,12 @@ func hasLabel(m pipeline.Metric, name string) bool {
 // start, so that the threads the runtime creates later inherit the spare
 // CPUs.
 //
-// Isolation is not the default: on the wire benchmark, with the spare CPU
-// saturated by the generator, it cost packets. A worker returning from
-// poll(2) whose P the runtime handed to another thread waits for a thread
-// on the spare CPUs to give one back, and those were starved.
+// Isolation is not the default: on the wire benchmark, whose only spare
+// CPU is the generator's, the other threads took 15-19% of that CPU (4-6%
+// of the worker's without), and in busy windows the worker lost packets
+// with its CPU half idle: a worker returning from poll(2) whose P the
+// runtime handed to another thread waits for a thread on the spare CPUs
+// to give one back (docs/benchmarks.md).
 func placeThreads(n int, workerCPUs string, isolate bool, log *slog.Logger) (func(int) error, error) {
 	want, err := affinity.Parse(workerCPUs)
 	if err != nil {
