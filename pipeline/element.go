@@ -379,6 +379,20 @@ func NewContext(name string, worker, workers int, values map[any]any) *Context {
 		Logger: slog.New(slog.DiscardHandler), values: values, shared: &sharedStore{m: map[any]any{}}, local: newLocalStore()}
 }
 
+// NewContexts returns a Context for each of workers workers, as NewContext
+// does, sharing what Shared holds as a graph's workers do: for tools that
+// drive several workers' elements themselves.
+func NewContexts(name string, workers int, values map[any]any) []*Context {
+	workers = max(workers, 1)
+	shared := &sharedStore{m: map[any]any{}}
+	cs := make([]*Context, workers)
+	for w := range cs {
+		cs[w] = NewContext(name, w, workers, values)
+		cs[w].shared = shared
+	}
+	return cs
+}
+
 type sharedStore struct {
 	sync.Mutex
 	m map[any]any

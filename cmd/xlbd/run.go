@@ -17,10 +17,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xlbproject/xlb/admin"
 	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/internal/affinity"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -30,7 +29,9 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	vars := varsFlag(fs)
 	workers := fs.Int("workers", 0, "override the file's pipeline.workers")
 	quiet := fs.Bool("quiet", false, "do not print counters when the pipeline stops")
-	pin := fs.Bool("pin", true, "pin worker i to CPU i (modulo the CPUs this process may use)")
+	pin := fs.Bool("pin", true, "pin worker i to the i-th CPU this process may use (or of -worker-cpus)")
+	workerCPUs := fs.String("worker-cpus", "", "the workers' CPUs in order, such as 1 or 2,3 (default: the first CPUs this process may use)")
+	isolate := fs.Bool("isolate-workers", false, "keep the process's other threads (the Go runtime's, the control plane's) on the CPUs of its mask no worker uses, when there are some; they must not be busy with anything else: a worker waits for them at times (docs/benchmarks.md)")
 	pluginDir := pluginDirFlag(fs)
 	hostname, _ := os.Hostname()
 	node := fs.String("node", hostname, "this node's name in the cluster: unique among the nodes that share a config source")
@@ -109,7 +110,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := pipeline.Options{Workers: n, Logger: log, Values: snapshot.WithStore(nil, s.ctl.Store())}
 	if *pin {
-		if opts.Pin, err = cpuPinner(); err != nil {
+		if opts.Pin, err = placeThreads(n, *workerCPUs, *isolate, log); err != nil {
 			log.Error("cannot pin workers; run with -pin=false", "err", err)
 			return 1
 		}
@@ -291,26 +292,44 @@ func hasLabel(m pipeline.Metric, name string) bool {
 	return false
 }
 
-// cpuPinner returns a Pin function that binds worker i's thread to the i-th
-// CPU of those this process may run on (its affinity mask at start, which
-// taskset or a cgroup may have narrowed).
-func cpuPinner() (func(int) error, error) {
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+// placeThreads plans where n workers run (see placement), with isolate
+// moves every thread of the process off the workers' CPUs when it has
+// spare ones, and returns the workers' Pin. It runs before the workers
+// start, so that the threads the runtime creates later inherit the spare
+// CPUs.
+//
+// Isolation is not the default: on the wire benchmark, whose only spare
+// CPU is the generator's, the other threads took 15-19% of that CPU (4-6%
+// of the worker's without), and in busy windows the worker lost packets
+// with its CPU half idle: a worker returning from poll(2) whose P the
+// runtime handed to another thread waits for a thread on the spare CPUs
+// to give one back (docs/benchmarks.md).
+func placeThreads(n int, workerCPUs string, isolate bool, log *slog.Logger) (func(int) error, error) {
+	want, err := affinity.Parse(workerCPUs)
+	if err != nil {
+		return nil, fmt.Errorf("-worker-cpus %w", err)
+	}
+	allowed, err := affinity.Mask()
+	if err != nil {
 		return nil, err
 	}
-	var cpus []int
-	for c := 0; c < len(allowed)*64; c++ {
-		if allowed.IsSet(c) {
-			cpus = append(cpus, c)
-		}
+	p, err := planPlacement(allowed, n, want)
+	if err != nil {
+		return nil, err
 	}
-	if len(cpus) == 0 {
-		return nil, errors.New("no CPU in this process's affinity mask")
+	if !isolate {
+		return p.pin, nil
 	}
-	return func(worker int) error {
-		var set unix.CPUSet
-		set.Set(cpus[worker%len(cpus)])
-		return unix.SchedSetaffinity(0, &set)
-	}, nil
+	confined, err := p.confine()
+	if err != nil {
+		return nil, fmt.Errorf("keeping the other threads off the workers' CPUs: %w", err)
+	}
+	if confined {
+		log.Info("workers pinned; the process's other threads kept off their CPUs",
+			"worker_cpus", affinity.Format(p.workers), "other_cpus", affinity.Format(affinity.List(p.spare)))
+	} else {
+		log.Warn("-isolate-workers: no CPU left for the process's other threads: they share the workers'",
+			"worker_cpus", affinity.Format(p.workers))
+	}
+	return p.pin, nil
 }

@@ -38,7 +38,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -46,6 +49,7 @@ import (
 
 	"github.com/xlbproject/xlb/e2e/lab"
 	"github.com/xlbproject/xlb/elements/xdp"
+	"github.com/xlbproject/xlb/internal/affinity"
 )
 
 // Config is bench.hcl, xlbd's configuration for the benchmark.
@@ -73,15 +77,21 @@ const (
 // source address and port step together, and 17 and 4096 are coprime.
 const Flows = srcHosts * srcPorts
 
-// System names.
+// System names. RefXLB is another xlbd binary (Options.XlbdRef, such as
+// a build of main), run as xlbd runs without Options.SpareCPUs.
 const (
 	Baseline = "xdp-baseline"
 	XLB      = "xlb"
+	RefXLB   = "xlb-ref"
 )
+
+// MaxQueues is the most RX queues a run measures with.
+const MaxQueues = 8
 
 // Options configure a run.
 type Options struct {
 	Xlbd     string // xlbd binary (required when Systems has XLB)
+	XlbdRef  string // xlbd binary of RefXLB (required when Systems has RefXLB)
 	Baseline string // xdp-baseline binary (required when Systems has Baseline)
 
 	Systems  []string      // measured in this order, Rounds times; default Baseline, XLB
@@ -89,10 +99,21 @@ type Options struct {
 	Duration time.Duration // measured window per system and round; default 10s
 	Warmup   time.Duration // load before the window; default 2s
 	GenCPU   int           // trafgen's CPU (DefaultOptions: 0)
-	LBCPU    int           // the LB program's CPU (DefaultOptions: 1)
-	Rate     string        // trafgen -b, e.g. "200000pps"; "" = as fast as it can
-	Receive  string        // "poll" (default) or "busy"
-	Mode     string        // XDP attach mode: "native" (default) or "generic"
+	LBCPU    int           // the LB program's CPU (DefaultOptions: 1); with N queues, its N workers' are LBCPU and the next ones (see LBCPUs)
+	// Queues are the RX queue counts measured, each system at each in
+	// every round: the LB's link has as many queues as the largest, xlbd
+	// runs a worker per queue, xdp-baseline a loop per queue, and the
+	// generator's flows are spread over the queues measured (XPS; see
+	// spread). Default 1.
+	Queues []int
+	// SpareCPUs, when set, are CPUs xlbd (XLB only) may run its threads
+	// other than the workers on: it runs under a mask of its workers'
+	// CPUs and these, with -isolate-workers, which keeps its other threads
+	// off the workers' CPUs.
+	SpareCPUs []int
+	Rate      string // trafgen -b, e.g. "200000pps"; "" = as fast as it can
+	Receive   string // "poll" (default) or "busy"
+	Mode      string // XDP attach mode: "native" (default) or "generic"
 	// The socket's sizes, as RxXDP's attributes (0: its defaults), the
 	// same for both systems.
 	Frames, FrameSize, RxRing, TxRing, Batch int
@@ -111,10 +132,20 @@ func (o *Options) setDefaults() error {
 		switch {
 		case s == XLB && o.Xlbd == "":
 			return errors.New("bench: no xlbd binary")
+		case s == RefXLB && o.XlbdRef == "":
+			return errors.New("bench: no xlbd binary for " + RefXLB)
 		case s == Baseline && o.Baseline == "":
 			return errors.New("bench: no xdp-baseline binary")
-		case s != XLB && s != Baseline:
-			return fmt.Errorf("bench: unknown system %q (want %q or %q)", s, Baseline, XLB)
+		case s != XLB && s != Baseline && s != RefXLB:
+			return fmt.Errorf("bench: unknown system %q (want %q, %q or %q)", s, Baseline, XLB, RefXLB)
+		}
+	}
+	if len(o.Queues) == 0 {
+		o.Queues = []int{1}
+	}
+	for _, q := range o.Queues {
+		if q < 1 || q > MaxQueues {
+			return fmt.Errorf("bench: %d queues: want 1 to %d", q, MaxQueues)
 		}
 	}
 	if o.Rounds <= 0 {
@@ -144,6 +175,23 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("bench: generator CPU %d and LB CPU %d must be two different CPUs", o.GenCPU, o.LBCPU)
 	}
 	return nil
+}
+
+// maxQueues is the link's queue count: the most a run measures with.
+func (o *Options) maxQueues() int { return max(slices.Max(o.Queues), 1) }
+
+// LBCPUs are the CPUs of the LB's n workers, in the order both programs
+// give them to workers (worker i on the i-th of their mask): LBCPU and the
+// next ones, wrapping around the machine's CPUs, sorted. With more workers
+// than the machine has CPUs besides the generator's, they include the
+// generator's CPU.
+func (o *Options) LBCPUs(n int) []int {
+	cpus := make([]int, n)
+	for i := range cpus {
+		cpus[i] = (o.LBCPU + i) % max(runtime.NumCPU(), 1)
+	}
+	slices.Sort(cpus)
+	return slices.Compact(cpus)
 }
 
 // DefaultOptions are the ones make bench-e2e runs with: the generator on
@@ -185,14 +233,19 @@ func Run(ctx context.Context, o Options) (_ *Report, err error) {
 		return nil, err
 	}
 	for round := 0; round < o.Rounds; round++ {
-		for _, sys := range o.Systems {
-			r, err := b.measure(ctx, sys)
-			if err != nil {
-				return rep, fmt.Errorf("bench: %s: %w", sys, err)
+		for _, q := range o.Queues {
+			if err := b.spread(q); err != nil {
+				return rep, err
 			}
-			r.Round = round + 1
-			rep.Results = append(rep.Results, r)
-			b.logf("%s round %d: %s", sys, r.Round, r.Summary())
+			for _, sys := range o.Systems {
+				r, err := b.measure(ctx, sys, q)
+				if err != nil {
+					return rep, fmt.Errorf("bench: %s, %d queue(s): %w", sys, q, err)
+				}
+				r.Round = round + 1
+				rep.Results = append(rep.Results, r)
+				b.logf("%s round %d, %d queue(s): %s", sys, r.Round, q, r.Summary())
+			}
 		}
 	}
 	return rep, nil
@@ -230,9 +283,9 @@ func (b *bench) logf(format string, args ...any) {
 }
 
 // link makes the veth pair bench0 between the generator's and the LB's
-// namespaces, without IPv6 (no neighbour discovery or router
-// solicitations on the counted link), the LB's address, and the next hop's
-// permanent neighbour entry.
+// namespaces, with the run's most queues at both ends, without IPv6 (no
+// neighbour discovery or router solicitations on the counted link), the
+// LB's address, and the next hop's permanent neighbour entry.
 func (b *bench) link() error {
 	gh, err := b.lab.Handle(b.genNS)
 	if err != nil {
@@ -249,8 +302,12 @@ func (b *bench) link() error {
 		return err
 	}
 	defer lbNS.Close()
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: Iface, MTU: linkMTU},
-		PeerName: Iface, PeerMTU: linkMTU, PeerNamespace: netlink.NsFd(int(lbNS))}
+	// veth hands a packet to the peer's RX queue of the number of the
+	// TX queue it was sent on.
+	q := b.o.maxQueues()
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: Iface, MTU: linkMTU, NumTxQueues: q, NumRxQueues: q},
+		PeerName: Iface, PeerMTU: linkMTU, PeerNamespace: netlink.NsFd(int(lbNS)),
+		PeerNumTxQueues: uint32(q), PeerNumRxQueues: uint32(q)}
 	if err := gh.LinkAdd(v); err != nil {
 		return fmt.Errorf("bench: add veth %s: %w", Iface, err)
 	}
@@ -285,6 +342,37 @@ func (b *bench) link() error {
 		IP: net.ParseIP(Gateway), HardwareAddr: mac}
 	if err := lh.NeighAdd(n); err != nil {
 		return fmt.Errorf("bench: neighbour %s: %w", Gateway, err)
+	}
+	return nil
+}
+
+// spread makes the generator send on the first q TX queues of its end,
+// and so reach the LB's first q RX queues. trafgen's packet socket
+// bypasses the qdisc, and the kernel picks its TX queue as for any
+// socket without a cached route (packet_pick_tx_queue, netdev_pick_tx):
+// from the CPU's XPS map when there is one, choosing among the map's
+// queues by the packet's flow hash, else the sending CPU's number modulo
+// the queue count (a single trafgen would fill one queue). So the
+// generator CPU's XPS map is set to those q queues: every TX queue below q
+// lists the generator's CPU, the others none.
+func (b *bench) spread(q int) error {
+	if b.o.maxQueues() == 1 {
+		return nil // one queue takes everything; it has no XPS map
+	}
+	var cmds []string
+	for t := 0; t < b.o.maxQueues(); t++ {
+		mask := "0"
+		if t < q {
+			mask = strconv.FormatUint(1<<b.o.GenCPU, 16)
+		}
+		cmds = append(cmds, fmt.Sprintf("echo %s > /sys/class/net/%s/queues/tx-%d/xps_cpus", mask, Iface, t))
+	}
+	// ip netns exec mounts the namespace's own /sys.
+	cmd := b.lab.Exec(b.genNS, "sh", "-ec", strings.Join(cmds, "\n"))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("bench: XPS for %d queue(s): %w: %s", q, err, out.String())
 	}
 	return nil
 }
@@ -327,37 +415,49 @@ func (b *bench) trafgenArgs() []string {
 	return args
 }
 
-// lbArgs is the command line of a system, pinned to the LB's CPU.
-func (b *bench) lbArgs(sys string) []string {
-	pin := []string{"taskset", "-c", strconv.Itoa(b.o.LBCPU)}
-	if sys == XLB {
-		return append(pin, b.o.Xlbd, "run", "-config", b.xlbdCfg, "-workers", "1",
+// lbArgs is the command line of a system with q queues, pinned to the
+// LB's CPUs (and xlb's spare ones).
+func (b *bench) lbArgs(sys string, q int) []string {
+	cpus := b.o.LBCPUs(q)
+	mask := slices.Clone(cpus)
+	var place []string
+	if sys == XLB && len(b.o.SpareCPUs) > 0 {
+		mask = append(mask, b.o.SpareCPUs...)
+		place = []string{"-worker-cpus", affinity.Format(cpus), "-isolate-workers"}
+	}
+	pin := []string{"taskset", "-c", affinity.Format(mask)}
+	if sys == XLB || sys == RefXLB {
+		bin := b.o.Xlbd
+		if sys == RefXLB {
+			bin = b.o.XlbdRef
+		}
+		return append(append(append(pin, bin, "run", "-config", b.xlbdCfg, "-workers", strconv.Itoa(q)), place...),
 			"-var", "interface="+Iface, "-var", "gateway="+Gateway, "-var", "source="+LBAddr,
 			"-var", "receive="+b.o.Receive, "-var", "mode="+b.o.Mode,
 			"-var", fmt.Sprint("frames=", b.o.Frames), "-var", fmt.Sprint("frame_size=", b.o.FrameSize),
 			"-var", fmt.Sprint("rx_ring=", b.o.RxRing), "-var", fmt.Sprint("tx_ring=", b.o.TxRing),
 			"-var", fmt.Sprint("batch=", b.o.Batch), "-var", "busy_poll="+b.o.BusyPoll)
 	}
-	return append(pin, b.o.Baseline, "-iface", Iface, "-vip", VIP, "-gateway", Gateway,
+	return append(pin, b.o.Baseline, "-iface", Iface, "-vip", VIP, "-gateway", Gateway, fmt.Sprint("-queues=", q),
 		"-receive", b.o.Receive, "-mode", b.o.Mode, fmt.Sprint("-frames=", b.o.Frames), fmt.Sprint("-frame-size=", b.o.FrameSize),
 		fmt.Sprint("-rx-ring=", b.o.RxRing), fmt.Sprint("-tx-ring=", b.o.TxRing), fmt.Sprint("-batch=", b.o.Batch), "-busy-poll="+b.o.BusyPoll)
 }
 
 // readyLine is what each system prints once it forwards.
 func readyLine(sys string) string {
-	if sys == XLB {
+	if sys == XLB || sys == RefXLB {
 		return "pipeline running"
 	}
 	return "xdp-baseline: running"
 }
 
-// measure runs one system under load and measures it.
-func (b *bench) measure(ctx context.Context, sys string) (Result, error) {
-	r := Result{System: sys}
+// measure runs one system with q queues under load and measures it.
+func (b *bench) measure(ctx context.Context, sys string, q int) (Result, error) {
+	r := Result{System: sys, Queues: q}
 	if err := b.waitDetached(); err != nil {
 		return r, err
 	}
-	args := b.lbArgs(sys)
+	args := b.lbArgs(sys, q)
 	lbp, err := start(b.lab, b.lbNS, sys, readyLine(sys), b.o.Log, args...)
 	if err != nil {
 		return r, err

@@ -308,16 +308,27 @@ func TestSmoke(t *testing.T) {
 	o := DefaultOptions()
 	o.Xlbd, o.Baseline = bins["xlbd"], bins["xdp-baseline"]
 	o.Duration, o.Warmup = 2*time.Second, 500*time.Millisecond
+	o.Queues = []int{1, 2}
 	o.Log = testLog{t}
 	before := namespaces()
 	rep, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Results) != 2 {
-		t.Fatalf("%d results, want 2", len(rep.Results))
+	if len(rep.Results) != 4 {
+		t.Fatalf("%d results, want 4", len(rep.Results))
 	}
 	for _, r := range rep.Results {
+		// The flows spread over the queues measured, and only those.
+		var total uint64
+		for _, n := range r.QueuePackets {
+			total += n
+		}
+		for i, n := range r.QueuePackets {
+			if used := i < r.Queues; used && n < total/4 || !used && n > total/100 {
+				t.Errorf("%s, %d queue(s): %d of %d packets on queue %d", r.System, r.Queues, n, total, i)
+			}
+		}
 		if r.Window < o.Duration || r.Window > o.Duration+time.Second {
 			t.Errorf("%s: window %v, want about %v", r.System, r.Window, o.Duration)
 		}
@@ -330,9 +341,9 @@ func TestSmoke(t *testing.T) {
 		if ns < 10 || ns > 1e6 || r.WorkerCPU > r.ProcessCPU || r.WorkerUser > r.WorkerCPU || r.CoreBusy == 0 {
 			t.Errorf("%s: worker %v (user %v, %.0f ns/pkt), process %v, core %v", r.System, r.WorkerCPU, r.WorkerUser, ns, r.ProcessCPU, r.CoreBusy)
 		}
-		// The kernel's socket counters are read for both, and every
-		// packet it refused is one of them.
-		if r.XSK.Sockets != 1 || r.GenCPU == 0 || r.XSK.Lost() < r.LBDropped/2 {
+		// The kernel's socket counters are read for both (a socket a
+		// queue), and every packet it refused is one of them.
+		if r.XSK.Sockets != r.Queues || r.GenCPU == 0 || r.XSK.Lost() < r.LBDropped/2 {
 			t.Errorf("%s: socket counters %+v against rx_dropped %d, generator CPU %v", r.System, r.XSK, r.LBDropped, r.GenCPU)
 		}
 	}
@@ -385,4 +396,86 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(b []byte) (int, error) {
 	l.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+// TestFillQueues: with two queues the workers are the two busiest threads
+// of the program, their CPU times added, and the packets per RX queue are
+// the window's.
+func TestFillQueues(t *testing.T) {
+	at := time.Unix(1000, 0)
+	th := func(run time.Duration, utime, stime uint64) thread {
+		return thread{taskStat: taskStat{name: "xlbd", pgrp: 7, cpu: 1, utime: utime, stime: stime}, pid: 7, run: run}
+	}
+	s0 := sample{at: at, tasks: map[int]thread{7: th(0, 0, 0), 8: th(0, 0, 0), 9: th(0, 0, 0)}}
+	s0.queues[0], s0.queues[1] = 100, 200
+	s1 := sample{at: at.Add(time.Second), gen: netlink.LinkStatistics{RxPackets: 1000}, tasks: map[int]thread{
+		7: th(100*time.Millisecond, 1, 1), // the Go runtime
+		8: th(800*time.Millisecond, 1, 3), // worker: 200 ms in user space
+		9: th(600*time.Millisecond, 1, 1), // worker: 300 ms
+	}}
+	s1.queues[0], s1.queues[1] = 700, 800
+	r := Result{Queues: 2}
+	r.fill(s0, s1, roles{lb: 7, cpus: [2]int{0, 1}})
+	if r.WorkerCPU != 1400*time.Millisecond || r.WorkerUser != 500*time.Millisecond || r.ProcessCPU != 1500*time.Millisecond ||
+		r.WorkerThread != "xlbd/8 xlbd/9" || r.QueuePackets[0] != 600 || r.QueuePackets[1] != 600 {
+		t.Errorf("fill with 2 queues: %+v", r)
+	}
+	if got := split(r); got != "50/50%" {
+		t.Errorf("split = %q, want 50/50%%", got)
+	}
+}
+
+// TestReportQueues: a run at 1 and 2 queues compares each system with
+// the baseline at each, and each with itself at 1 queue.
+func TestReportQueues(t *testing.T) {
+	res := func(sys string, q int, fwd uint64) Result {
+		r := Result{System: sys, Round: 1, Queues: q, Window: time.Second, Offered: 500_000, Forwarded: fwd,
+			WorkerCPU: time.Second, WorkerUser: time.Second / 4, ProcessCPU: time.Second, CoreBusy: time.Second}
+		for i := range q {
+			r.QueuePackets[i] = fwd / uint64(q)
+		}
+		return r
+	}
+	r := &Report{Options: Options{Duration: time.Second, Rounds: 1, LBCPU: 1, Queues: []int{1, 2}},
+		Results: []Result{res(Baseline, 1, 400_000), res(XLB, 1, 300_000), res(Baseline, 2, 480_000), res(XLB, 2, 450_000)}}
+	md := r.Markdown()
+	for _, want := range []string{
+		"| xlb / baseline, 1 queue(s), over the quiet windows (xlb 1, baseline 1) |",
+		"| xlb / baseline, 2 queue(s), over the quiet windows (xlb 1, baseline 1) |",
+		"| forwarded rate | 93.8% | | |", // 450,000 / 480,000
+		"| xlb | 2 | 500,000 | 450,000 | 10.00% | 1.50× | 1 quiet |",
+		"| xdp-baseline | 2 | 500,000 | 480,000 | 4.00% | 1.20× | 1 quiet |",
+		"| 1 | 100% |",
+		"| 2 | 50/50% |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, RefXLB) {
+		t.Errorf("Markdown compares a system it did not measure:\n%s", md)
+	}
+}
+
+// TestLBArgs: each system's CPUs. With spare CPUs, xlb's mask has them
+// and -worker-cpus names the workers'; the reference xlbd and the
+// baseline run on the workers' CPUs alone.
+func TestLBArgs(t *testing.T) {
+	b := &bench{o: Options{Xlbd: "/new/xlbd", XlbdRef: "/main/xlbd", Baseline: "/b/xdp-baseline", LBCPU: 1, SpareCPUs: []int{0}}, xlbdCfg: "b.hcl"}
+	for _, tc := range []struct {
+		sys  string
+		want string
+	}{
+		{XLB, "taskset -c 1,0 /new/xlbd run -config b.hcl -workers 1 -worker-cpus 1 -isolate-workers -var"},
+		{RefXLB, "taskset -c 1 /main/xlbd run -config b.hcl -workers 1 -var"},
+		{Baseline, "taskset -c 1 /b/xdp-baseline -iface bench0 -vip 10.90.100.10 -gateway 10.90.9.1 -queues=1 "},
+	} {
+		if got := strings.Join(b.lbArgs(tc.sys, 1), " "); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%s: %s\nwant it to start with %s", tc.sys, got, tc.want)
+		}
+	}
+	b.o.SpareCPUs = nil
+	if got := strings.Join(b.lbArgs(XLB, 1), " "); !strings.HasPrefix(got, "taskset -c 1 /new/xlbd run -config b.hcl -workers 1 -var") {
+		t.Errorf("xlb without spare CPUs: %s", got)
+	}
 }

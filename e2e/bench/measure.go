@@ -1,20 +1,25 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/xlbproject/xlb/internal/ethtool"
 )
 
 // Result is one system's measured window.
 type Result struct {
 	System string
 	Round  int
+	Queues int           // RX queues, one worker each (0 is 1)
 	Window time.Duration // between the two samples
 
 	// Offered is what the generator put on the link: its end's
@@ -24,15 +29,20 @@ type Result struct {
 	// program redirected that the AF_XDP socket could not take (RX ring
 	// full or no free frame on the fill ring).
 	Offered, Forwarded, LBDropped uint64
+	// QueuePackets are the packets the XDP program saw on each of the LB
+	// end's RX queues (veth's rx_queue_N_xdp_packets): how the generator
+	// spread its flows.
+	QueuePackets [MaxQueues]uint64
 
 	// WorkerCPU is the on-CPU time of the process's busiest thread (the
-	// worker: the forwarding loop), ProcessCPU that of all its threads,
+	// worker: the forwarding loop; with N queues, of its N busiest
+	// threads, the N workers), ProcessCPU that of all its threads,
 	// both from /proc/<pid>/task/<tid>/schedstat (nanoseconds, including
 	// the softirq work that interrupts them). CoreBusy is the LB CPU's
 	// non-idle time from /proc/stat (10 ms ticks), whoever ran: the
 	// program, softirqs run by ksoftirqd, anything else scheduled there.
 	WorkerCPU, ProcessCPU, CoreBusy time.Duration
-	WorkerThread                    string // the worker thread's name
+	WorkerThread                    string // the worker threads' names
 	Threads                         int
 	// WorkerUser is the part of WorkerCPU spent in user space (the
 	// program's own code, from utime in /proc/<pid>/task/<tid>/stat, 10 ms
@@ -97,6 +107,7 @@ type sample struct {
 	tasks   map[int]thread      // every thread on the machine, by id
 	cpus    [2]cpuTimes         // the generator's CPU, the LB's
 	xsk     map[string]XSKStats // the program's sockets
+	queues  [MaxQueues]uint64   // the LB end's packets per RX queue
 }
 
 type thread struct {
@@ -129,6 +140,9 @@ func (b *bench) sample(pid int) (sample, error) {
 	if s.xsk, err = xskSockets(pid); err != nil {
 		return s, err
 	}
+	if s.queues, err = b.queueStats(); err != nil {
+		return s, err
+	}
 	if s.tasks, err = tasks(); err != nil {
 		return s, err
 	}
@@ -142,6 +156,19 @@ func (b *bench) sample(pid int) (sample, error) {
 		}
 	}
 	return s, nil
+}
+
+// queueStats reads the packets the LB end's XDP program saw per RX queue.
+func (b *bench) queueStats() ([MaxQueues]uint64, error) {
+	var q [MaxQueues]uint64
+	err := b.lab.Do(b.lbNS, func() error {
+		m, err := ethtool.Stats(Iface)
+		for i := range q {
+			q[i] = m[fmt.Sprintf("rx_queue_%d_xdp_packets", i)]
+		}
+		return err
+	})
+	return q, err
 }
 
 func (b *bench) linkStats(ns string, idx int) (netlink.LinkStatistics, error) {
@@ -167,7 +194,14 @@ func (r *Result) fill(s0, s1 sample, who roles) {
 	r.Forwarded = s1.gen.RxPackets - s0.gen.RxPackets
 	r.LBDropped = s1.lb.RxDropped - s0.lb.RxDropped
 	r.XSK = xskWindow(s0.xsk, s1.xsk)
-	worker := -1
+	for i := range r.QueuePackets {
+		r.QueuePackets[i] = s1.queues[i] - s0.queues[i]
+	}
+	type lbThread struct {
+		tid int
+		run time.Duration
+	}
+	var lb []lbThread
 	var others []other
 	for tid, t1 := range s1.tasks {
 		d := t1.run - s0.tasks[tid].run // a thread born in the window started at 0
@@ -175,9 +209,7 @@ func (r *Result) fill(s0, s1 sample, who roles) {
 		case t1.pid == who.lb:
 			r.Threads++
 			r.ProcessCPU += d
-			if d > r.WorkerCPU {
-				r.WorkerCPU, r.WorkerThread, worker = d, fmt.Sprintf("%s/%d", t1.name, tid), tid
-			}
+			lb = append(lb, lbThread{tid, d})
 		case t1.pgrp == who.gen && who.gen != 0:
 			r.GenCPU += d
 		case t1.pid == who.self, strings.HasPrefix(t1.name, "ksoftirqd/"), d <= 0:
@@ -187,13 +219,19 @@ func (r *Result) fill(s0, s1 sample, who roles) {
 			others = append(others, other{name: t1.name, pid: t1.pid, cpu: t1.cpu, run: d})
 		}
 	}
-	if worker >= 0 {
-		t0, t1 := s0.tasks[worker], s1.tasks[worker]
+	// The workers are the busiest threads, one per queue.
+	slices.SortFunc(lb, func(a, b lbThread) int { return cmp.Or(cmp.Compare(b.run, a.run), cmp.Compare(a.tid, b.tid)) })
+	var names []string
+	for _, w := range lb[:min(max(r.Queues, 1), len(lb))] {
+		t0, t1 := s0.tasks[w.tid], s1.tasks[w.tid]
+		r.WorkerCPU += w.run
+		names = append(names, fmt.Sprintf("%s/%d", t1.name, w.tid))
 		u, st := t1.utime-t0.utime, t1.stime-t0.stime
 		if u+st > 0 {
-			r.WorkerUser = time.Duration(float64(r.WorkerCPU) * float64(u) / float64(u+st))
+			r.WorkerUser += time.Duration(float64(w.run) * float64(u) / float64(u+st))
 		}
 	}
+	r.WorkerThread = strings.Join(names, " ")
 	r.CoreBusy = s1.cpus[1].busy - s0.cpus[1].busy
 	r.GenBusy = s1.cpus[0].busy - s0.cpus[0].busy
 	r.Noise = noise(others, who.cpus, [2]time.Duration{s1.cpus[0].steal - s0.cpus[0].steal, s1.cpus[1].steal - s0.cpus[1].steal})

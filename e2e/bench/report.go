@@ -6,11 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xlbproject/xlb/internal/affinity"
 )
 
 // Goals from issue #13, xlb against the baseline in the same run, over
@@ -86,15 +89,19 @@ func (m Machine) String() string {
 	return fmt.Sprintf("%s, %d CPUs%s, %d GiB, Linux %s, %s", m.CPU, m.CPUs, v, m.MemGiB, m.Kernel, m.Go)
 }
 
-// Mean pools a system's windows: the quiet ones when quiet is set, all
-// of them otherwise. n is how many it pooled.
-func (r *Report) Mean(sys string, quiet bool) (m Result, n int) {
-	m.System = sys
+// Mean pools a system's windows with q queues (any number when q is 0):
+// the quiet ones when quiet is set, all of them otherwise. n is how many
+// it pooled.
+func (r *Report) Mean(sys string, q int, quiet bool) (m Result, n int) {
+	m.System, m.Queues = sys, q
 	for _, x := range r.Results {
-		if x.System != sys || (quiet && x.Noisy()) {
+		if x.System != sys || (q != 0 && max(x.Queues, 1) != q) || (quiet && x.Noisy()) {
 			continue
 		}
 		n++
+		for i := range m.QueuePackets {
+			m.QueuePackets[i] += x.QueuePackets[i]
+		}
 		m.Window += x.Window
 		m.Offered += x.Offered
 		m.Forwarded += x.Forwarded
@@ -133,15 +140,20 @@ type Comparison struct {
 	CoreBusy   float64
 }
 
-// Compare compares xlb with the baseline; false when either is missing.
-func (r *Report) Compare() (Comparison, bool) {
+// Compare compares xlb with the baseline, over all queue counts; false
+// when either is missing.
+func (r *Report) Compare() (Comparison, bool) { return r.CompareAt(XLB, 0) }
+
+// CompareAt compares system sys with the baseline at q queues (any when
+// 0); false when either is missing.
+func (r *Report) CompareAt(sys string, q int) (Comparison, bool) {
 	c := Comparison{Quiet: true}
-	x, nx := r.Mean(XLB, true)
-	b, nb := r.Mean(Baseline, true)
+	x, nx := r.Mean(sys, q, true)
+	b, nb := r.Mean(Baseline, q, true)
 	if nx == 0 || nb == 0 {
 		c.Quiet = false
-		x, nx = r.Mean(XLB, false)
-		b, nb = r.Mean(Baseline, false)
+		x, nx = r.Mean(sys, q, false)
+		b, nb = r.Mean(Baseline, q, false)
 	}
 	if nx == 0 || nb == 0 || b.Forwarded == 0 || b.Offered == 0 {
 		return Comparison{}, false
@@ -194,13 +206,26 @@ func (r *Report) Markdown() string {
 		rate = "at " + o.Rate
 	}
 	fmt.Fprintf(&b, "Machine: %s; %s; %s.\n\n", r.Machine, r.Machine.Trafgen, r.Start.UTC().Format("2006-01-02"))
+	queues := o.Queues
+	if len(queues) == 0 {
+		queues = []int{1}
+	}
 	fmt.Fprintf(&b, "Load: trafgen on CPU %d, %s flows of 60-byte TCP ACKs to the VIP, %s. "+
 		"Programs on CPU %d: one worker, %s receive, %s XDP (veth: copy-mode AF_XDP). "+
 		"%v windows after %v of load, %d round(s). "+
 		"A window is noisy (*) when other tasks and the hypervisor's steal took more than %.0f%% of either CPU.\n\n",
 		o.GenCPU, thousands(Flows), rate, o.LBCPU, o.Receive, o.Mode, o.Duration, o.Warmup, o.Rounds, 100*NoisyShare)
-	b.WriteString("| system | round | offered (pps) | forwarded (pps) | loss | RX ring full | rx_dropped | fill ring empty | invalid descs | worker CPU (ns/pkt) | of which user space | process CPU (ns/pkt) | LB core busy (ns/pkt) | LB core | generator core | others on gen / LB CPU | busiest others |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	if slices.Max(queues) > 1 || len(o.SpareCPUs) > 0 {
+		fmt.Fprintf(&b, "RX queues: %s, one worker (xdp-baseline: loop) per queue, on CPUs %s; the generator's flows "+
+			"spread over the queues by XPS (the flow hash). CPU columns: worker = the workers together; LB core = CPU %d's. ",
+			affinity.Format(queues), affinity.Format(o.LBCPUs(slices.Max(queues))), o.LBCPU)
+		if len(o.SpareCPUs) > 0 {
+			fmt.Fprintf(&b, "xlb's other threads on CPU(s) %s (xlbd -worker-cpus -isolate-workers).", affinity.Format(o.SpareCPUs))
+		}
+		b.WriteString("\n\n")
+	}
+	b.WriteString("| system | round | offered (pps) | forwarded (pps) | loss | RX ring full | rx_dropped | fill ring empty | invalid descs | worker CPU (ns/pkt) | of which user space | process CPU (ns/pkt) | LB core busy (ns/pkt) | LB core | generator core | others on gen / LB CPU | busiest others | queues | RX per queue |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, x := range r.Results {
 		util := func(d time.Duration) string {
 			if x.Window <= 0 {
@@ -213,39 +238,103 @@ func (r *Report) Markdown() string {
 			mark = " *"
 		}
 		k := x.XSK
-		fmt.Fprintf(&b, "| %s%s | %d | %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %s / %s | %s |\n",
+		fmt.Fprintf(&b, "| %s%s | %d | %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %s / %s | %s | %d | %s |\n",
 			x.System, mark, x.Round, thousands(int(x.OfferedPPS())), thousands(int(x.ForwardedPPS())), percent(x.Loss()),
 			thousands(int(k.RxFull)), thousands(int(k.RxDropped)), thousands(int(k.FillEmpty)), thousands(int(k.RxInvalid+k.TxInvalid)),
 			x.PerPacket(x.WorkerCPU), x.PerPacket(x.WorkerUser), x.PerPacket(x.ProcessCPU),
 			x.PerPacket(x.CoreBusy), util(x.CoreBusy), util(x.GenBusy),
-			util(x.Noise.Others[0]+x.Noise.Steal[0]), util(x.Noise.Others[1]+x.Noise.Steal[1]), x.Noise.Top)
+			util(x.Noise.Others[0]+x.Noise.Steal[0]), util(x.Noise.Others[1]+x.Noise.Steal[1]), x.Noise.Top,
+			max(x.Queues, 1), split(x))
 	}
-	c, ok := r.Compare()
+	for _, q := range queues {
+		for _, sys := range []string{XLB, RefXLB} {
+			r.compareTable(&b, sys, q, len(queues) > 1)
+		}
+	}
+	if len(queues) > 1 {
+		r.scalingTable(&b, queues)
+	}
+	return b.String()
+}
+
+// split is how a window's packets spread over the RX queues, in percent.
+func split(x Result) string {
+	var total uint64
+	for _, n := range x.QueuePackets {
+		total += n
+	}
+	if total == 0 {
+		return ""
+	}
+	s := make([]string, max(x.Queues, 1))
+	for i := range s {
+		s[i] = fmt.Sprintf("%.0f", 100*float64(x.QueuePackets[i])/float64(total))
+	}
+	return strings.Join(s, "/") + "%"
+}
+
+// scalingTable compares each system's forwarded rate at each queue count
+// with its rate at the first, at the loss each had.
+func (r *Report) scalingTable(b *bytes.Buffer, queues []int) {
+	fmt.Fprintf(b, "\n| system, against %d queue(s) | queues | offered (pps) | forwarded (pps) | loss | forwarded rate | windows |\n|---|---|---|---|---|---|---|\n", queues[0])
+	for _, sys := range []string{Baseline, XLB, RefXLB} {
+		base, n := r.Mean(sys, queues[0], true)
+		if n == 0 {
+			base, _ = r.Mean(sys, queues[0], false)
+		}
+		for _, q := range queues {
+			m, n := r.Mean(sys, q, true)
+			which := fmt.Sprintf("%d quiet", n)
+			if n == 0 {
+				if m, n = r.Mean(sys, q, false); n == 0 {
+					continue
+				}
+				which = fmt.Sprintf("%d, **none quiet**", n)
+			}
+			ratio := 0.0
+			if base.ForwardedPPS() > 0 {
+				ratio = m.ForwardedPPS() / base.ForwardedPPS()
+			}
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %.2f× | %s |\n", sys, q, thousands(int(m.OfferedPPS())),
+				thousands(int(m.ForwardedPPS())), percent(m.Loss()), ratio, which)
+		}
+	}
+}
+
+// compareTable writes the comparison of sys with the baseline at q queues,
+// and its goals; nothing when either is missing. many says the run
+// measured several queue counts.
+func (r *Report) compareTable(b *bytes.Buffer, sys string, q int, many bool) {
+	o := r.Options
+	c, ok := r.CompareAt(sys, q)
 	if !ok {
-		return b.String()
+		return
 	}
 	fixed := o.Rate != ""
 	g := c.GoalsMet(fixed)
-	over := fmt.Sprintf("over the quiet windows (xlb %d, baseline %d)", c.XLBN, c.BaselineN)
+	over := fmt.Sprintf("over the quiet windows (%s %d, baseline %d)", sys, c.XLBN, c.BaselineN)
 	if !c.Quiet {
 		over = "over **all** windows: one system had no quiet window"
 	}
-	fmt.Fprintf(&b, "\n| xlb / baseline, %s | value | goal | |\n|---|---|---|---|\n", over)
-	fmt.Fprintf(&b, "| offered rate | %.3f | equal | |\n", c.Offered)
+	at := ""
+	if many {
+		at = fmt.Sprintf(", %d queue(s)", q)
+	}
+	fmt.Fprintf(b, "\n| %s / baseline%s, %s | value | goal | |\n|---|---|---|---|\n", sys, at, over)
+	fmt.Fprintf(b, "| offered rate | %.3f | equal | |\n", c.Offered)
 	lossGoal, shareGoal := "", ""
 	if fixed {
 		lossGoal = fmt.Sprintf("≤ baseline + %.1f points | %s", 100*MaxExtraLoss, verdict(g.Loss))
 	} else {
 		shareGoal = fmt.Sprintf("≥ %.0f%% | %s", 100*MinDelivered, verdict(g.Delivered))
 	}
-	fmt.Fprintf(&b, "| loss, xlb against the baseline | %s vs %s | %s |\n", percent(c.XLBLoss), percent(c.BaseLoss), cmpCell(lossGoal))
-	fmt.Fprintf(&b, "| forwarded share of the offered load | %.1f%% | %s |\n", 100*c.Delivered, cmpCell(shareGoal))
-	fmt.Fprintf(&b, "| forwarded rate | %.1f%% | | |\n", 100*c.Forwarded)
-	fmt.Fprintf(&b, "| worker CPU per packet | %.2f× | ≤ %.1f× | %s |\n", c.WorkerCPU, MaxWorkerCPU, verdict(g.WorkerCPU))
-	fmt.Fprintf(&b, "| worker user-space CPU per packet | %.2f× | ≤ %.1f× | %s |\n", c.WorkerUser, MaxWorkerUser, verdict(g.WorkerUser))
-	fmt.Fprintf(&b, "| process CPU per packet | %.2f× | | |\n", c.ProcessCPU)
-	fmt.Fprintf(&b, "| LB core busy per packet | %.2f× | | |\n", c.CoreBusy)
-	return b.String()
+	fmt.Fprintf(b, "| loss, %s against the baseline | %s vs %s | %s |\n", sys, percent(c.XLBLoss), percent(c.BaseLoss), cmpCell(lossGoal))
+	fmt.Fprintf(b, "| forwarded share of the offered load | %.1f%% | %s |\n", 100*c.Delivered, cmpCell(shareGoal))
+	fmt.Fprintf(b, "| forwarded rate | %.1f%% | | |\n", 100*c.Forwarded)
+	fmt.Fprintf(b, "| worker CPU per packet | %.2f× | ≤ %.1f× | %s |\n", c.WorkerCPU, MaxWorkerCPU, verdict(g.WorkerCPU))
+	fmt.Fprintf(b, "| worker user-space CPU per packet | %.2f× | ≤ %.1f× | %s |\n", c.WorkerUser, MaxWorkerUser, verdict(g.WorkerUser))
+	fmt.Fprintf(b, "| process CPU per packet | %.2f× | | |\n", c.ProcessCPU)
+	fmt.Fprintf(b, "| LB core busy per packet | %.2f× | | |\n", c.CoreBusy)
 }
 
 // cmpCell is a goal and its verdict, or two empty cells for a goal the

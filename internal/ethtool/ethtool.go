@@ -100,3 +100,41 @@ func RxQueues(iface string) (int, error) {
 	}
 	return 0, fmt.Errorf("%s: number of RX queues: %w", iface, err)
 }
+
+// Stats returns the driver's statistics (ethtool -S) by name: for veth,
+// per queue, such as rx_queue_1_xdp_packets.
+func Stats(iface string) (map[string]uint64, error) {
+	const ssStats, nameLen = 1, 32 // ETH_SS_STATS, ETH_GSTRING_LEN
+	// struct ethtool_sset_info with one u32 of data.
+	info := struct {
+		cmd, reserved uint32
+		mask          uint64
+		n             uint32
+	}{cmd: unix.ETHTOOL_GSSET_INFO, mask: 1 << ssStats}
+	if err := ioctl(iface, unsafe.Pointer(&info)); err != nil {
+		return nil, fmt.Errorf("%s: statistics: %w", iface, err)
+	}
+	if info.mask == 0 || info.n == 0 {
+		return map[string]uint64{}, nil
+	}
+	n := int(info.n)
+	// struct ethtool_gstrings and struct ethtool_stats, each with its
+	// array after a header of 12 and 8 bytes; u64 words keep the stats'
+	// alignment.
+	names := make([]byte, 12+n*nameLen)
+	*(*[3]uint32)(unsafe.Pointer(&names[0])) = [3]uint32{unix.ETHTOOL_GSTRINGS, ssStats, uint32(n)}
+	if err := ioctl(iface, unsafe.Pointer(&names[0])); err != nil {
+		return nil, fmt.Errorf("%s: statistics' names: %w", iface, err)
+	}
+	vals := make([]uint64, 1+n)
+	*(*[2]uint32)(unsafe.Pointer(&vals[0])) = [2]uint32{unix.ETHTOOL_GSTATS, uint32(n)}
+	if err := ioctl(iface, unsafe.Pointer(&vals[0])); err != nil {
+		return nil, fmt.Errorf("%s: statistics: %w", iface, err)
+	}
+	m := make(map[string]uint64, n)
+	for i := range n {
+		name := names[12+i*nameLen : 12+(i+1)*nameLen]
+		m[unix.ByteSliceToString(name)] = vals[1+i]
+	}
+	return m, nil
+}

@@ -61,3 +61,21 @@ func TestRxQueuesAndChecksum(t *testing.T) {
 		}
 	})
 }
+
+// TestStats: veth's statistics by name, per RX queue.
+func TestStats(t *testing.T) {
+	inNewNS(t, func() {
+		m, err := Stats("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"peer_ifindex", "rx_queue_0_xdp_packets"} {
+			if _, ok := m[name]; !ok {
+				t.Errorf("no %s in %v", name, m)
+			}
+		}
+		if _, err := Stats("nonexistent0"); err == nil {
+			t.Error("Stats of a missing interface must fail")
+		}
+	})
+}

@@ -20,8 +20,10 @@
 //
 // Run it as root inside the namespace of -iface, pinned with taskset: the
 // receive loop runs on a locked OS thread bound to the first CPU of the
-// process's affinity mask, as xlbd pins its worker 0. It runs until SIGINT
-// or SIGTERM, then prints the elements' counters.
+// process's affinity mask, as xlbd pins its worker 0. With -queues N it
+// runs N such loops, loop i on queue -queue+i and on the i-th CPU of the
+// mask, as xlbd's N workers. It runs until SIGINT or SIGTERM, then prints
+// the elements' counters.
 package main
 
 import (
@@ -35,13 +37,13 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/elements/xdp"
+	"github.com/xlbproject/xlb/internal/affinity"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -72,7 +74,8 @@ func main() {
 	flag.StringVar(&tx.Gateway, "gateway", "", "next hop whose MAC becomes the destination address (required)")
 	flag.StringVar(&rx.Mode, "mode", rx.Mode, `XDP attach mode: "native" or "generic"`)
 	flag.StringVar(&rx.Receive, "receive", rx.Receive, `"poll" (sleep in poll(2) when idle) or "busy"`)
-	flag.IntVar(&rx.Queue, "queue", rx.Queue, "RX queue")
+	flag.IntVar(&rx.Queue, "queue", rx.Queue, "RX queue (of the first loop)")
+	queues := flag.Int("queues", 1, "RX queues, one loop each on its own CPU")
 	flag.IntVar(&rx.Frames, "frames", rx.Frames, "UMEM frames")
 	flag.IntVar(&rx.FrameSize, "frame-size", rx.FrameSize, "bytes per UMEM frame, 2048 or 4096")
 	flag.IntVar(&rx.RxRing, "rx-ring", rx.RxRing, "RX and fill ring descriptors (default frames/2)")
@@ -81,18 +84,20 @@ func main() {
 	flag.StringVar(&rx.BusyPoll, "busy-poll", rx.BusyPoll, `busy polling per receive, such as "50us" (default off)`)
 	flag.StringVar(&rx.PollTimeout, "poll-timeout", rx.PollTimeout, "longest wait in poll mode")
 	flag.Parse()
-	if rx.Interface == "" || tx.Gateway == "" || len(vips) == 0 || flag.NArg() != 0 {
+	if rx.Interface == "" || tx.Gateway == "" || len(vips) == 0 || *queues < 1 || flag.NArg() != 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
 	tx.Interface = rx.Interface
-	if err := run(rx, tx, vips, os.Stdout, os.Stderr); err != nil {
+	if err := run(rx, tx, *queues, vips, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "xdp-baseline:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rx *xdp.RxXDP, tx *xdp.TxXDP, vips []netip.Addr, stdout, stderr io.Writer) (err error) {
+// run forwards with queues loops: rx and tx configure them, loop i
+// receiving from queue rx.Queue+i.
+func run(rx *xdp.RxXDP, tx *xdp.TxXDP, queues int, vips []netip.Addr, stdout, stderr io.Writer) (err error) {
 	for _, v := range []pipeline.Validator{rx, tx} {
 		if err := v.Validate(); err != nil {
 			return err
@@ -114,68 +119,110 @@ func run(rx *xdp.RxXDP, tx *xdp.TxXDP, vips []netip.Addr, stdout, stderr io.Writ
 		stop.Store(true)
 	}()
 
-	// Provision and the loop run on one locked thread: the socket is
-	// bound there and the loop is the thread the benchmark measures.
+	cpus, err := affinity.Mask()
+	if err != nil {
+		return err
+	}
+	// Loop i on the i-th CPU of the mask, as xlbd's worker i.
+	// One Context per loop for both its elements, so that TxXDP finds the
+	// loop's RxXDP's socket; all of them share the interface's program.
+	ctxs := pipeline.NewContexts("rx", queues, snapshot.ContextValues(store))
+	loops := make([]*loop, queues)
+	for i := range loops {
+		ctxs[i].Logger = slog.New(slog.NewTextHandler(stderr, nil))
+		loops[i] = &loop{ctx: ctxs[i], rx: newRx(rx, rx.Queue+i), tx: &xdp.TxXDP{Interface: tx.Interface, Gateway: tx.Gateway}}
+	}
+	defer func() {
+		// Before Cleanup, which closes the sockets the kernel's counters
+		// are read from.
+		for _, l := range loops {
+			printStats(stdout, l.drops, l.rx, l.tx)
+		}
+		for _, l := range loops {
+			if l.provisioned {
+				err = errors.Join(err, l.tx.Cleanup(), l.rx.Cleanup())
+			}
+		}
+	}()
+	var provisioned, done sync.WaitGroup
+	errs := make([]error, queues)
+	provisioned.Add(queues)
+	done.Add(queues)
+	for i, l := range loops {
+		go func() {
+			defer done.Done()
+			errs[i] = l.run(cpus[i%len(cpus)], &stop, provisioned.Done)
+			if errs[i] != nil {
+				stop.Store(true)
+			}
+		}()
+	}
+	provisioned.Wait()
+	if !stop.Load() {
+		fmt.Fprintf(stderr, "%s on %s queues %d-%d, %s mode, %s receive\n", Ready, rx.Interface, rx.Queue, rx.Queue+queues-1, rx.Mode, rx.Receive)
+	}
+	done.Wait()
+	return errors.Join(errs...)
+}
+
+// newRx is an RxXDP configured as rx, on queue.
+func newRx(rx *xdp.RxXDP, queue int) *xdp.RxXDP {
+	return &xdp.RxXDP{Interface: rx.Interface, Mode: rx.Mode, Receive: rx.Receive, Queue: queue, Frames: rx.Frames,
+		FrameSize: rx.FrameSize, RxRing: rx.RxRing, TxRing: rx.TxRing, Batch: rx.Batch, BusyPoll: rx.BusyPoll, PollTimeout: rx.PollTimeout}
+}
+
+// loop is one queue's forwarding loop.
+type loop struct {
+	ctx         *pipeline.Context
+	rx          *xdp.RxXDP
+	tx          *xdp.TxXDP
+	drops       *pipeline.DropCounter // TxXDP's drops, counted here as the engine would count them
+	provisioned bool
+}
+
+// run provisions the loop's elements and forwards until stop, on one
+// locked thread pinned to cpu: the socket is bound there and the loop is
+// the thread the benchmark measures. It calls ready once provisioned or
+// failed.
+func (l *loop) run(cpu int, stop *atomic.Bool, ready func()) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if err := pin(); err != nil {
+	err := l.provision(cpu)
+	ready()
+	if err != nil {
 		return err
 	}
-
-	// One Context for both, so TxXDP finds the RxXDP's socket.
-	ctx := pipeline.NewContext("rx", 0, 1, snapshot.ContextValues(store))
-	ctx.Logger = slog.New(slog.NewTextHandler(stderr, nil))
-	// TxXDP's drops, counted here as the engine would count them.
-	drops := ctx.DropCounter()
-	defer func() {
-		// Before Cleanup, which closes the socket the kernel's counters
-		// are read from.
-		printStats(stdout, drops, rx, tx)
-		err = errors.Join(err, tx.Cleanup(), rx.Cleanup())
-	}()
-	if err := rx.Provision(ctx); err != nil {
-		return err
-	}
-	ctx.Name = "tx"
-	if err := tx.Provision(ctx); err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "%s on %s queue %d, %s mode, %s receive\n", Ready, rx.Interface, rx.Queue, rx.Mode, rx.Receive)
-
 	var b pipeline.Batch
 	for !stop.Load() {
 		b.Reset()
-		if err := rx.Pull(&b); err != nil {
+		if err := l.rx.Pull(&b); err != nil {
 			return err
 		}
 		if b.N == 0 {
 			continue
 		}
-		tx.StartBatch(b.Now)
+		l.tx.StartBatch(b.Now)
 		for _, p := range b.Pkts[:b.N] {
-			if tx.Push(0, p) == pipeline.Drop {
-				drops.Drop(p)
+			if l.tx.Push(0, p) == pipeline.Drop {
+				l.drops.Drop(p)
 			}
 		}
-		tx.EndBatch()
+		l.tx.EndBatch()
 	}
 	return nil
 }
 
-// pin binds the calling thread to the first CPU of the process's affinity
-// mask, as xlbd does for its worker 0.
-func pin() error {
-	var allowed, set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+func (l *loop) provision(cpu int) error {
+	if err := affinity.Pin(cpu); err != nil {
 		return err
 	}
-	for c := 0; c < len(allowed)*64; c++ {
-		if allowed.IsSet(c) {
-			set.Set(c)
-			return unix.SchedSetaffinity(0, &set)
-		}
+	l.drops = l.ctx.DropCounter()
+	l.provisioned = true
+	if err := l.rx.Provision(l.ctx); err != nil {
+		return err
 	}
-	return errors.New("no CPU in the affinity mask")
+	l.ctx.Name = "tx"
+	return l.tx.Provision(l.ctx)
 }
 
 // printStats prints the elements' counters and the drops, one

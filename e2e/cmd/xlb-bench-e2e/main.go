@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/xlbproject/xlb/e2e/bench"
 	"github.com/xlbproject/xlb/e2e/lab"
 	"github.com/xlbproject/xlb/elements/xdp"
+	"github.com/xlbproject/xlb/internal/affinity"
 )
 
 func main() {
@@ -38,13 +40,25 @@ func main() {
 	flag.IntVar(&o.TxRing, "tx-ring", 0, "TX and completion ring descriptors (default frames/2)")
 	flag.IntVar(&o.Batch, "batch", 0, "packets a receive takes at most (default 64)")
 	flag.StringVar(&o.BusyPoll, "busy-poll", "", `busy polling per receive, such as "50us" (default off)`)
-	systems := flag.String("systems", bench.Baseline+","+bench.XLB, "systems to measure, in order")
+	systems := flag.String("systems", bench.Baseline+","+bench.XLB, "systems to measure, in order: "+bench.Baseline+", "+bench.XLB+", "+bench.RefXLB)
+	queues := flag.String("queues", "1", "RX queue counts to measure each system at, such as 1,2: a worker per queue, the flows spread over them")
+	spare := flag.String("spare-cpus", "", "CPUs xlbd may keep its threads other than the workers on, such as 0 (xlb only; default: none, all on the workers' CPUs)")
 	flag.StringVar(&o.Xlbd, "xlbd", "", "xlbd binary (default: built from ./cmd/xlbd)")
+	flag.StringVar(&o.XlbdRef, "xlbd-ref", "", "xlbd binary of the system "+bench.RefXLB+", such as a build of main, run as xlbd without -spare-cpus")
 	flag.StringVar(&o.Baseline, "baseline", "", "xdp-baseline binary (default: built from ./e2e/cmd/xdp-baseline)")
 	out := flag.String("o", "", "also write the markdown table to this file")
 	verbose := flag.Bool("v", false, "print the programs' output and the lab's log on stderr")
 	flag.Parse()
 	o.Systems = strings.Split(*systems, ",")
+	var err error
+	if o.Queues, err = ints(*queues); err != nil {
+		fmt.Fprintln(os.Stderr, "xlb-bench-e2e: -queues:", err)
+		os.Exit(2)
+	}
+	if o.SpareCPUs, err = affinity.Parse(*spare); err != nil {
+		fmt.Fprintln(os.Stderr, "xlb-bench-e2e: -spare-cpus:", err)
+		os.Exit(2)
+	}
 	if *verbose {
 		o.Log = os.Stderr
 	}
@@ -92,4 +106,20 @@ func run(o bench.Options, out string) error {
 		}
 	}
 	return nil
+}
+
+// ints reads a comma-separated list of numbers.
+func ints(s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var v []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q: want numbers such as 1,2", s)
+		}
+		v = append(v, n)
+	}
+	return v, nil
 }
