@@ -622,34 +622,44 @@ func (c *ConnTrack) TrackReply(p *pipeline.Packet, reply *pipeline.Flow, hash ui
 
 // TrackSource records the reply entry of p's flow for a full-NAT
 // translator, as TrackReply does, unless another live entry holds reply's
-// 5-tuple (the port is taken: false). The reply entry refers to p's flow
-// by its hash and to the source by pool; p's flow entry, when tracked,
-// records the source (Source), so that the flow keeps it.
-func (c *ConnTrack) TrackSource(p *pipeline.Packet, reply *pipeline.Flow, hash uint64, pool uint8) bool {
+// 5-tuple (the port is taken: SourceTaken) or p's flow has no entry (its
+// bucket was full of established flows: SourceUntracked, recording
+// nothing). The reply entry refers to p's flow by its hash and to the
+// source by pool; p's flow entry records the source (Source), so that
+// the flow keeps it. A reply entry its bucket has no room for
+// (SourceUntracked) is counted in untracked_total, as TrackReply's.
+func (c *ConnTrack) TrackSource(p *pipeline.Packet, reply *pipeline.Flow, hash uint64, pool uint8) pipeline.SourceResult {
+	fb := &c.buckets[p.Hash&c.mask]
+	if find(fb, tagOf(p.Hash), &p.Flow) < 0 {
+		return pipeline.SourceUntracked
+	}
 	b := &c.buckets[hash&c.mask]
 	w := find(b, tagOf(hash), reply)
 	if w >= 0 && !c.idle(b, w) {
 		e := &b.ent[w]
 		if e.rev != revSource || e.aux != p.Hash || e.pool != pool || e.vip != p.VIP || e.real != p.Backend || e.epoch != p.Epoch {
-			return false
+			return pipeline.SourceTaken
 		}
 	}
 	c.TrackReply(p, reply, hash)
 	if w = find(b, tagOf(hash), reply); w < 0 {
-		return true // untracked: a full bucket
+		return pipeline.SourceUntracked // a full bucket
 	}
 	e := &b.ent[w]
 	if e.rev != revSource || e.aux != p.Hash || e.pool != pool {
 		e.rev, e.aux, e.pool = revSource, p.Hash, pool
 	}
-	fb := &c.buckets[p.Hash&c.mask]
-	if fw := find(fb, tagOf(p.Hash), &p.Flow); fw >= 0 {
-		fe := &fb.ent[fw]
-		if a := auxSource | uint64(reply.DstPort); fe.aux != a || fe.pool != pool {
-			fe.aux, fe.pool = a, pool
-		}
+	// Found again: in one bucket with its reply, the flow's entry may
+	// have been the way the reply entry took.
+	fw := find(fb, tagOf(p.Hash), &p.Flow)
+	if fw < 0 {
+		return pipeline.SourceUntracked
 	}
-	return true
+	fe := &fb.ent[fw]
+	if a := auxSource | uint64(reply.DstPort); fe.aux != a || fe.pool != pool {
+		fe.aux, fe.pool = a, pool
+	}
+	return pipeline.SourceTracked
 }
 
 // Source returns the source TrackSource recorded on p's flow entry.

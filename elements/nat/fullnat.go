@@ -75,6 +75,11 @@ var (
 	// header after IPv6 extension headers.
 	reasonFullICMPError = pipeline.NewReason("fullnat.icmp_error")
 	reasonExhausted     = pipeline.NewReason("fullnat.ports_exhausted")
+	// ConnTrack could not store the flow (or its reply entry): its
+	// bucket is full of established flows. Sent, its replies would come
+	// back to a source no entry holds, so it is dropped instead, and the
+	// client retries.
+	reasonUntracked = pipeline.NewReason("fullnat.untracked")
 )
 
 func init() {
@@ -225,10 +230,21 @@ func (e *FullNAT) Push(_ int, p *pipeline.Packet) int {
 		if !later {
 			return e.icmpError(p, addrBytes(&pool[idx], v4), addrBytes(&r.Addr16, v4), sport, bport, 0)
 		}
-	case !ok || int(idx) >= len(pool) || !e.track(p, r, bport, &pool[idx], sport, idx):
-		if sport, idx, ok = e.allocate(p, r, bport, pool); !ok {
+	default:
+		res := pipeline.SourceTaken
+		if ok && int(idx) < len(pool) {
+			res = e.track(p, r, bport, &pool[idx], sport, idx)
+		}
+		if res == pipeline.SourceTaken {
+			sport, idx, res = e.allocate(p, r, bport, pool)
+		}
+		switch res {
+		case pipeline.SourceTaken:
 			e.exhausted++
 			p.Reason = reasonExhausted
+			return portBad
+		case pipeline.SourceUntracked:
+			p.Reason = reasonUntracked
 			return portBad
 		}
 	}
@@ -266,22 +282,26 @@ func (e *FullNAT) icmpError(p *pipeline.Packet, src, dst []byte, sport, dport ui
 // full ran out of look-ups for one new flow in 6,500
 // (BenchmarkPipeline/miss-fullnat) where independent draws fail at
 // 0.75^64.
-func (e *FullNAT) allocate(p *pipeline.Packet, r *snapshot.Real, bport uint16, pool [][16]byte) (uint16, uint8, bool) {
+//
+// It reports SourceTaken when every candidate was (the range is
+// exhausted), and SourceUntracked as soon as the table cannot hold the
+// flow.
+func (e *FullNAT) allocate(p *pipeline.Packet, r *snapshot.Real, bport uint16, pool [][16]byte) (uint16, uint8, pipeline.SourceResult) {
 	n := uint64(len(pool))
 	first := p.Hash % n
 	for i := uint64(0); i < maxProbes; i++ {
 		idx := uint8((first + i) % n)
 		port := uint16(firstSourcePort + flowhash.Score(p.Hash, i)%sourcePorts)
-		if e.track(p, r, bport, &pool[idx], port, idx) {
-			return port, idx, true
+		if res := e.track(p, r, bport, &pool[idx], port, idx); res != pipeline.SourceTaken {
+			return port, idx, res
 		}
 	}
-	return 0, 0, false
+	return 0, 0, pipeline.SourceTaken
 }
 
 // track records p's flow's source (src:sport, pool index idx) and its
-// reply entry, reporting false when another flow holds it.
-func (e *FullNAT) track(p *pipeline.Packet, r *snapshot.Real, bport uint16, src *[16]byte, sport uint16, idx uint8) bool {
+// reply entry (ReplyTracker.TrackSource).
+func (e *FullNAT) track(p *pipeline.Packet, r *snapshot.Real, bport uint16, src *[16]byte, sport uint16, idx uint8) pipeline.SourceResult {
 	rf := &e.reply
 	*rf = pipeline.Flow{Src: r.Addr16, Dst: *src, SrcPort: bport, DstPort: sport, Proto: p.Flow.Proto, Family: p.Flow.Family}
 	return e.ct.TrackSource(p, rf, e.key.Hash(rf), idx)

@@ -255,8 +255,8 @@ func TestFullNATProbesPastRuns(t *testing.T) {
 	e.StartBatch(0)
 	defer e.EndBatch()
 	r := e.snap.Real(realKeep, epoch)
-	if _, _, ok := e.allocate(&p, r, 80, e.pool4); !ok || tr.probes > 3 {
-		t.Errorf("allocated %v after %d probes, want within 3", ok, tr.probes)
+	if _, _, res := e.allocate(&p, r, 80, e.pool4); res != pipeline.SourceTracked || tr.probes > 3 {
+		t.Errorf("allocation %v after %d probes, want tracked within 3", res, tr.probes)
 	}
 }
 
@@ -457,4 +457,53 @@ func FuzzPushFullNAT(f *testing.F) {
 			t.Fatalf("backend's error quotes\n% x\nnot the client's\n% x", qd, in[l3:l3+len(qd)])
 		}
 	})
+}
+
+// TestFullNATUntracked: a new flow whose ConnTrack bucket is full of
+// established flows, which ConnTrack forwards untracked, is dropped by
+// FullNAT as fullnat.untracked, not sent: no entry would hold its
+// source, so its replies would be unknown. The bucket is filled with 8
+// flows of the same bucket, each established by a second packet.
+func TestFullNATUntracked(t *testing.T) {
+	h := newFullHarness(t, nil)
+	// ConnTrack's default table: 1M flows in buckets of 8.
+	const mask = 1<<20/8 - 1
+	flow := func(a byte, port uint16) pipeline.Flow {
+		return pipeline.Flow{Src: netip.AddrFrom4([4]byte{203, 0, 113, a}).As16(), Dst: vip4.As16(), SrcPort: port, DstPort: 80, Proto: protoTCP, Family: 4}
+	}
+	target := flow(7, 40000)
+	p, _ := h.push(tcpTo(4, vip4.AsSlice(), 40000, 80), realMapped, t0)
+	if want := h.fn.key.Hash(&target); p.Hash != want {
+		t.Fatalf("Parse5Tuple's hash %#x, the test's %#x", p.Hash, want)
+	}
+	bucket := p.Hash & mask
+	// A new flow, of another client, for the bucket: the target's first
+	// packet took a way already, which a client's flow that sent one
+	// packet only gives up to an established one.
+	filled := 0
+	for a := byte(1); filled < 8 && a < 255; a++ {
+		for port := uint16(1024); filled < 8 && port < 65535; port++ {
+			f := flow(a, port)
+			if h.fn.key.Hash(&f)&mask != bucket || a == 7 {
+				continue
+			}
+			syn := frame(net.IP(f.Src[12:]), vip4.AsSlice(), &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: 80, SYN: true, Window: 9})
+			ack := frame(net.IP(f.Src[12:]), vip4.AsSlice(), &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: 80, ACK: true, Window: 9})
+			for _, fr := range [][]byte{syn, ack} {
+				if q, port := h.push(fr, realKeep, t0+1); port != portOut {
+					t.Fatalf("filler %d: port %d reason %v", filled, port, q.Reason)
+				}
+			}
+			filled++
+		}
+	}
+	if filled < 8 {
+		t.Fatalf("found %d flows of the bucket", filled)
+	}
+	// The target's entry was evicted (not established); its next SYN
+	// finds the bucket full of established flows.
+	p, port := h.push(tcpTo(4, vip4.AsSlice(), 40000, 80), realMapped, t0+2)
+	if port != portBad || p.Reason.String() != "fullnat.untracked" {
+		t.Errorf("a flow ConnTrack could not store: port %d reason %v, want a fullnat.untracked drop", port, p.Reason)
+	}
 }
