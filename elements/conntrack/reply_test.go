@@ -229,3 +229,33 @@ func TestSourceUntracked(t *testing.T) {
 	}
 	end(c)
 }
+
+// TestSourceRetakesEvicted: a new flow whose entry a later new flow of
+// the same batch evicted (learn runs for the whole batch before the
+// translator) gets its entry back from TrackSource, and its source, as
+// long as its bucket has a way that is not an established flow's.
+func TestSourceRetakesEvicted(t *testing.T) {
+	reals := fourReals()
+	c := newCT(t, snapshot.NewStore(mkSnap(1, reals...)), func(c *ConnTrack) { c.Capacity = 8 })
+	c.ExpectReplies()
+	start(c, t0)
+	var ps []*pipeline.Packet
+	for i := range uint64(ways + 1) { // one more new flow than the bucket holds
+		p := newPacket(flowN(200+int(i), 6, 80), (i+1)<<8)
+		p.VIP, p.Backend, p.Epoch = 0, 2, 1
+		c.Push(inLearn, p)
+		ps = append(ps, p)
+	}
+	p := ps[0] // evicted by the last: all were seen at the same tick
+	if _, _, ok := c.Source(p); ok {
+		t.Fatal("the evicted flow has an entry")
+	}
+	rf := pipeline.Flow{Src: reals[2].Addr16, Dst: netip.MustParseAddr("10.90.3.1").As16(), SrcPort: 80, DstPort: 5000, Proto: 6, Family: 4}
+	if got := c.TrackSource(p, &rf, 1<<40, 0); got != pipeline.SourceTracked {
+		t.Fatalf("an evicted flow's source: %v, want SourceTracked", got)
+	}
+	if port, _, ok := c.Source(p); !ok || port != 5000 {
+		t.Errorf("Source = %d, %v after TrackSource", port, ok)
+	}
+	end(c)
+}
