@@ -75,17 +75,11 @@ func download(l *lab.Lab, rawURL string, n int) error {
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "80")
 	}
-	var c net.Conn
-	if err := l.Do(l.Client().NS, func() (err error) {
-		c, err = net.DialTimeout("tcp", host, 5*time.Second)
-		return err
-	}); err != nil {
+	c, err := dialClient(l, host, 20*time.Second)
+	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
-		return err
-	}
 	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", u.RequestURI(), u.Host); err != nil {
 		return err
 	}
