@@ -506,13 +506,17 @@ func TestRunWarnsOfUnservedShards(t *testing.T) {
 	if !strings.Contains(stderr.String(), `msg="every VIP's shards have a live node again"`) {
 		t.Errorf("log lacks the end of the warning:\n%s", stderr.String())
 	}
-	t.Logf("the log's cluster lines:\n%s", grepLines(stderr.String(), "shards"))
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("xlbd: %v\n%s", err, stderr.String())
 	}
+	if out := cmd.stdout.String(); !regexpMatch(`(?m)^lb1 +self +\S+ +\S+ +a$`, out) || !regexpMatch(`(?m)^lb2 +agrees +\S+ +\S+ +b$`, out) {
+		t.Errorf("the exit's cluster table lacks the nodes' shards:\n%s", out)
+	}
+	_, table, _ := strings.Cut(cmd.stdout.String(), "== cluster")
+	t.Logf("the log's lines of shards:\n%s\nthe exit's cluster table:\n== cluster%s", grepLines(stderr.String(), "shards"), table)
 }
 
 // grepLines is the lines of s that contain sub.
