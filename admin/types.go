@@ -71,6 +71,9 @@ type ClusterNode struct {
 	// State is "self", "agrees", "disagrees", "other revision" or
 	// "rejected".
 	State string `json:"state"`
+	// Shards are the node's shards as it published them; none: it serves
+	// every VIP.
+	Shards []string `json:"shards,omitempty"`
 }
 
 // Status is /v1/status: the process, then the configuration's status.

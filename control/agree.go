@@ -26,6 +26,9 @@ type NodeState struct {
 	// RejectedRevision is the latest change the node rejected, when newer
 	// than what it applied, and Rejected its diagnostics.
 	RejectedRevision, Rejected string
+	// Shards are the node's shards; none: it serves every VIP (see
+	// UnservedShards).
+	Shards []string
 }
 
 // VIPDigest is one VIP's table digest and the digest of the backends the

@@ -213,3 +213,44 @@ func TestAgreeShards(t *testing.T) {
 		t.Errorf("a1 against a3 of another config digest: %+v, want no withdrawal", a)
 	}
 }
+
+// TestUnservedShards: a VIP that names a shard no live node serves is
+// reported, unserved when none of its shards has a live node (no node
+// announces it), served by other shards' nodes otherwise; a node without
+// shards serves every VIP, so nothing is reported while one lives.
+func TestUnservedShards(t *testing.T) {
+	c := shardedConfig()
+	c.VIPs = append(c.VIPs, vip(71, "both", "192.0.2.4", "tcp", nil, "dns", 0))
+	c.VIPs[len(c.VIPs)-1].Shards = []string{"b", "a"}
+	nodes := func(shards ...[]string) []NodeState {
+		var out []NodeState
+		for i, s := range shards {
+			out = append(out, NodeState{Node: "lb" + string(rune('1'+i)), Shards: s})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		nodes []NodeState
+		want  []string
+	}{
+		{"both shards live", nodes([]string{"a"}, []string{"b"}), nil},
+		{"one node of both", nodes([]string{"b", "a"}), nil},
+		{"shard b's nodes gone", nodes([]string{"a"}, []string{"a"}), []string{
+			"VIP both names shard b, which no live node serves (the nodes of its other shards serve it)",
+			"VIP dns names shard b, which no live node serves: no node serves the VIP"}},
+		{"no shard live", nodes([]string{"c"}), []string{
+			"VIP both names shards a, b, which no live node serves: no node serves the VIP",
+			"VIP dns names shard b, which no live node serves: no node serves the VIP",
+			"VIP web names shard a, which no live node serves: no node serves the VIP"}},
+		{"a node of every shard", nodes([]string{"c"}, nil), nil},
+	} {
+		var got []string
+		for _, g := range UnservedShards(c.VIPs, tc.nodes) {
+			got = append(got, g.String())
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q\nwant %q", tc.name, got, tc.want)
+		}
+	}
+}

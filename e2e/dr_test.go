@@ -19,7 +19,7 @@ import (
 // kernelBackends makes the lab's backends kernel ones: each serves HTTP
 // with the kernel's TCP on port 80 of every address of both families, its own included for
 // the health checks, answering with its name in X-Backend as xlb-backend
-// does. With vipOnLo, as LVS/DR wants them, each also holds the VIP on
+// does, or ?bytes=N zero bytes. With vipOnLo, as LVS/DR wants them, each also holds the VIP on
 // loopback (the lab sets arp_ignore=1 and arp_announce=2 on backends, so
 // none answers ARP for it). The listeners are made in the backends'
 // namespaces and served from this process until the test ends.
@@ -43,8 +43,13 @@ func kernelBackends(t *testing.T, l *lab.Lab, vipOnLo bool) {
 			t.Fatal(err)
 		}
 		name := b.Name
-		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Backend", name)
+			if n, err := strconv.Atoi(r.URL.Query().Get("bytes")); err == nil && n > 0 {
+				// A download (TestFullNATPathMTU): full-size segments.
+				_, _ = w.Write(make([]byte, n))
+				return
+			}
 			fmt.Fprintf(w, "%s\n", name)
 		})}
 		go func() { _ = srv.Serve(ln) }()

@@ -40,31 +40,22 @@ func TestFullNAT(t *testing.T) {
 }
 
 func testFullNAT(t *testing.T, family int) {
-	testenv.RequireRoot(t)
-	b := binaries(t)
-	six := family == 6
-	l := lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}, IPv6: six})
-	kernelBackends(t, l, false)
-	lb := l.LB(0)
-	pool, bits, client := fullNATPool4, 24, l.Client().Addr4
-	if six {
-		pool, bits, client = fullNATPool6, 64, l.Client().Addr6
+	l, x, url, pool := startFullNAT(t, family, "")
+	defer x.Stop()
+	client := l.Client().Addr4
+	if family == 6 {
+		client = l.Client().Addr6
 	}
-	addAddr(t, l, lb, netip.PrefixFrom(pool, bits))
-	config, url := translatorConfig(t, l, "FullNAT", six, `
-    source_pool = ["`+fullNATPool4.String()+`", "`+fullNATPool6.String()+`"]`)
 	backends := map[netip.Addr]bool{}
 	for _, be := range l.Backends() {
 		backends[be.Addr4], backends[be.Addr6] = true, true
 	}
-	x := startTranslator(t, l, b, config, url)
-	defer x.Stop()
 	fromBackend := watchSources(t, l, l.Client(), func(src netip.Addr) bool { return backends[src] })
 	be1 := l.Backends()[0]
 	fromClient := watchSources(t, l, be1, func(src netip.Addr) bool { return src == client })
 	fromPool := watchSources(t, l, be1, func(src netip.Addr) bool { return src == pool })
 	const n = 1000
-	runTranslated(t, l, b, url, n)
+	runTranslated(t, l, binaries(t), url, n)
 	if got := fromClient(); got != 0 {
 		t.Errorf("%s received %d packets from the client's address: FullNAT sends them from the pool", be1.Name, got)
 	}
@@ -72,6 +63,39 @@ func testFullNAT(t *testing.T, family int) {
 		t.Errorf("%s received %d packets from the pool, want at least one a connection of its share", be1.Name, got)
 	}
 	checkTranslated(t, l, x, be1, pool, fromBackend, "xlb_fullnat_packets_total", n, `ct\s+conntrack\.reply_unknown`)
+}
+
+// startFullNAT builds TestFullNAT's lab for family, with kernel
+// backends and the pool on the LB's interface, and starts xlbd on the
+// lab's file with FullNAT and extra (HCL) appended; url is the VIP's of
+// the family.
+func startFullNAT(t *testing.T, family int, extra string) (l *lab.Lab, x *lab.XLBD, url string, pool netip.Addr) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	b := binaries(t)
+	six := family == 6
+	l = lab.New(t, lab.Topology{Backends: []string{"be1", "be2", "be3"}, IPv6: six})
+	kernelBackends(t, l, false)
+	pool, bits := fullNATPool4, 24
+	if six {
+		pool, bits = fullNATPool6, 64
+	}
+	addAddr(t, l, l.LB(0), netip.PrefixFrom(pool, bits))
+	config, url := translatorConfig(t, l, "FullNAT", six, `
+    source_pool = ["`+fullNATPool4.String()+`", "`+fullNATPool6.String()+`"]`)
+	if extra != "" {
+		f, err := os.OpenFile(config, os.O_APPEND|os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteString(extra)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l, startTranslator(t, l, b, config, url), url, pool
 }
 
 // TestFullNATCluster: two xlbd nodes behind the router's ECMP run

@@ -48,18 +48,11 @@ func TestPathMTU(t *testing.T) {
 // connection with the kernel's default options, and checks that the
 // backend answers that it received all of them.
 func upload(l *lab.Lab, vip netip.Addr, n int) error {
-	var c net.Conn
-	// The socket is made in the namespace; it is used from anywhere.
-	if err := l.Do(l.Client().NS, func() (err error) {
-		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(vip, 80).String(), 5*time.Second)
-		return err
-	}); err != nil {
+	c, err := dialClient(l, netip.AddrPortFrom(vip, 80).String(), 30*time.Second)
+	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		return err
-	}
 	req := fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", vip, n)
 	if _, err := c.Write(append([]byte(req), bytes.Repeat([]byte{'x'}, n)...)); err != nil {
 		return fmt.Errorf("sending: %w", err)
@@ -73,4 +66,22 @@ func upload(l *lab.Lab, vip netip.Addr, n int) error {
 		return fmt.Errorf("%s from %s, which received %s bytes of %d", resp.Status, resp.Header.Get("X-Backend"), got, n)
 	}
 	return nil
+}
+
+// dialClient opens a TCP connection to addr from the client's namespace,
+// with a deadline d from now for everything done on it.
+func dialClient(l *lab.Lab, addr string, d time.Duration) (net.Conn, error) {
+	var c net.Conn
+	// The socket is made in the namespace; it is used from anywhere.
+	if err := l.Do(l.Client().NS, func() (err error) {
+		c, err = net.DialTimeout("tcp", addr, 5*time.Second)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := c.SetDeadline(time.Now().Add(d)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }

@@ -61,15 +61,30 @@ type ReplyTracker interface {
 	// source too (FullNAT): reply's destination is the node's source
 	// address of index pool and a port it allocated. It records the reply
 	// entry, which refers to p's flow (whose table entry holds the
-	// client), and the allocation on p's flow entry (see Source). It
-	// reports false, recording nothing, when another live entry holds
-	// reply's 5-tuple: the port is taken. It must not allocate.
-	TrackSource(p *Packet, reply *Flow, hash uint64, pool uint8) bool
+	// client), and the allocation on p's flow entry (see Source), and
+	// reports what it did (SourceResult). It must not allocate.
+	TrackSource(p *Packet, reply *Flow, hash uint64, pool uint8) SourceResult
 	// Source returns the source port and pool index TrackSource recorded
 	// on the entry of p's flow, p after the table's lookup; ok is false
 	// when there is none (a new flow, or an untracked one).
 	Source(p *Packet) (port uint16, pool uint8, ok bool)
 }
+
+// SourceResult is what ReplyTracker.TrackSource did.
+type SourceResult uint8
+
+const (
+	// SourceTracked: the reply entry and the flow's source are recorded.
+	SourceTracked SourceResult = iota
+	// SourceTaken: another live entry holds the reply's 5-tuple (the
+	// port is taken); nothing is recorded.
+	SourceTaken
+	// SourceUntracked: the table holds no entry of p's flow, or has no
+	// room for its reply entry (a bucket full of established flows):
+	// the flow's replies could not be translated back, so the translator
+	// must not send it.
+	SourceUntracked
+)
 
 // ReplySteerKey is the Context.Shared key under which the source element
 // of an interface (RxXDP) publishes its ReplySteering.

@@ -277,6 +277,16 @@ func statusTable(w io.Writer, raw []byte) error {
 	}
 	if st.Cluster.Checked {
 		rows = append(rows, []any{"cluster", fmt.Sprintf("agree %v, withdrawn %v, %d nodes", st.Cluster.Agree, st.Cluster.Withdrawn, len(st.Cluster.Nodes))})
+		for _, n := range st.Cluster.Nodes {
+			shards := "every VIP"
+			if len(n.Shards) > 0 {
+				shards = "shards " + strings.Join(n.Shards, ", ")
+			}
+			rows = append(rows, []any{"  " + n.Node, fmt.Sprintf("%s, revision %s, %s", n.State, n.Revision, shards)})
+		}
+		for _, p := range st.Cluster.Problems {
+			rows = append(rows, []any{"  problem", p})
+		}
 	}
 	if err := table(w, "field\tvalue", rows); err != nil {
 		return err

@@ -42,7 +42,11 @@ func fakeDaemon(t *testing.T) (socket string, posts *[]string) {
 	canned := func(path, body string) {
 		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) })
 	}
-	canned("/v1/status", `{"version": ["xlbd v1.2.3"], "node": "lb1", "generation": 7, "config": "/etc/xlb/xlb.hcl", "workers": 2, "uptime_seconds": 61, "shards": ["a", "c"]}`)
+	canned("/v1/status", `{"version": ["xlbd v1.2.3"], "node": "lb1", "generation": 7, "config": "/etc/xlb/xlb.hcl", "workers": 2, "uptime_seconds": 61, "shards": ["a", "c"],
+		"cluster": {"checked": true, "agree": true, "withdrawn": false, "nodes": [
+			{"node": "lb1", "revision": "9", "config_digest": "0123456789ab", "state": "self", "shards": ["a", "c"]},
+			{"node": "lb2", "revision": "9", "config_digest": "0123456789ab", "state": "agrees"}],
+		"problems": ["VIP dns names shard b, which no live node serves: no node serves the VIP"]}}`)
 	canned("/v1/graph", "digraph xlb {\n\t\"rx\" -> \"drop\" [taillabel=\"out\", headlabel=\"in\", label=\"5\"];\n}\n")
 	// The n-th read of the counters: rx sent 100n packets, drop dropped 10n.
 	var reads atomic.Uint64
@@ -80,7 +84,9 @@ func TestOutput(t *testing.T) {
 	sock, posts := fakeDaemon(t)
 	out, errs, rc := xlbctl("-s", sock, "status")
 	if rc != 0 || !strings.Contains(out, "generation     7") || !strings.Contains(out, "version        xlbd v1.2.3") || !strings.Contains(out, "uptime         1m1s") ||
-		!strings.Contains(out, "shards         a, c\n") {
+		!strings.Contains(out, "shards         a, c\n") ||
+		!strings.Contains(out, "  lb1          self, revision 9, shards a, c\n") || !strings.Contains(out, "  lb2          agrees, revision 9, every VIP\n") ||
+		!strings.Contains(out, "  problem      VIP dns names shard b, which no live node serves: no node serves the VIP\n") {
 		t.Errorf("status: rc %d\n%s%s", rc, out, errs)
 	}
 	out, errs, rc = xlbctl("-s", sock, "backends")

@@ -41,6 +41,7 @@ type daemon struct {
 	appliedRevs map[string]string
 	published   string // what publish last handed the sources (publishKey)
 	agreement   string // the last agreement logged (agreementKey)
+	shardGaps   string // the unserved shards last logged (logShards)
 
 	// requests are the admin API's writes, which loop serves until it
 	// returns and closes stopped.
@@ -213,6 +214,9 @@ func (d *daemon) publish() {
 	if r := d.status.Rejected; r != nil {
 		n.RejectedRevision, n.Rejected = cmpOr(r.Revision, "?"), r.Diagnostics
 	}
+	if d.service != nil {
+		n.Shards = d.service.Shards
+	}
 	d.self = n
 	d.mu.Unlock()
 	if key := publishKey(&n); key != d.published && d.s.src != nil {
@@ -251,7 +255,7 @@ func (d *daemon) publishedRevision() string {
 // nodeState is a published state as control compares it.
 func nodeState(n sdk.NodeStatus) control.NodeState {
 	s := control.NodeState{Node: n.Node, Revision: n.Revision, SourcesDigest: n.SourcesDigest, ConfigDigest: n.ConfigDigest,
-		RejectedRevision: n.RejectedRevision, Rejected: n.Rejected}
+		RejectedRevision: n.RejectedRevision, Rejected: n.Rejected, Shards: n.Shards}
 	for _, v := range n.VIPs {
 		s.VIPs = append(s.VIPs, control.VIPDigest{Name: v.Name, Table: v.Table, Backends: v.Backends})
 	}
@@ -270,10 +274,11 @@ func (d *daemon) checkCluster() {
 		peers, ok = d.s.src.PeerStates()
 	}
 	d.mu.Lock()
-	self := d.self
+	self, service := d.self, d.service
 	d.mu.Unlock()
 	cs := ClusterStatus{Checked: ok, Agree: true, Nodes: []ClusterNode{}, Problems: []string{}}
 	var a control.Agreement
+	var gaps []control.ShardGap
 	if ok {
 		states := make([]control.NodeState, len(peers))
 		for i, p := range peers {
@@ -282,13 +287,40 @@ func (d *daemon) checkCluster() {
 		a = control.Agree(nodeState(self), states)
 		cs.Agree, cs.Withdrawn, cs.Problems = a.Agreed(), a.Withdraw, append(cs.Problems, a.Problems...)
 		cs.Nodes = clusterNodes(self, peers, a)
+		if service != nil {
+			gaps = control.UnservedShards(service.VIPs, append(states, nodeState(self)))
+		}
+		for _, g := range gaps {
+			cs.Problems = append(cs.Problems, g.String())
+		}
 	}
 	d.mu.Lock()
 	d.status.Cluster = cs
 	d.known = d.known || known
 	d.mu.Unlock()
 	d.logAgreement(ok, self, a)
+	d.logShards(gaps)
 	d.refresh()
+}
+
+// logShards logs the VIPs that name shards no live node serves when they
+// change, and when there are none again.
+func (d *daemon) logShards(gaps []control.ShardGap) {
+	problems := make([]string, len(gaps))
+	vips := make([]string, len(gaps))
+	for i, g := range gaps {
+		problems[i], vips[i] = g.String(), g.VIP
+	}
+	key := strings.Join(problems, "; ")
+	if key == d.shardGaps {
+		return
+	}
+	if key != "" {
+		d.log.Warn("VIPs name shards no live node serves: "+key, "vips", strings.Join(vips, ","))
+	} else {
+		d.log.Info("every VIP's shards have a live node again")
+	}
+	d.shardGaps = key
 }
 
 // clusterNodes lists this node and its peers with how each compares.
@@ -303,10 +335,10 @@ func clusterNodes(self sdk.NodeStatus, peers []sdk.NodeStatus, a control.Agreeme
 		}
 	}
 	state[self.Node] = "self"
-	out := []ClusterNode{{Node: self.Node, Revision: self.Revision, ConfigDigest: snapshot.ShortDigest(self.ConfigDigest), State: "self"}}
+	out := []ClusterNode{{Node: self.Node, Revision: self.Revision, ConfigDigest: snapshot.ShortDigest(self.ConfigDigest), State: "self", Shards: self.Shards}}
 	for _, p := range peers {
 		if p.Node != self.Node {
-			out = append(out, ClusterNode{Node: p.Node, Revision: p.Revision, ConfigDigest: snapshot.ShortDigest(p.ConfigDigest), State: state[p.Node]})
+			out = append(out, ClusterNode{Node: p.Node, Revision: p.Revision, ConfigDigest: snapshot.ShortDigest(p.ConfigDigest), State: state[p.Node], Shards: p.Shards})
 		}
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -452,4 +453,79 @@ func TestRunWithFileSource(t *testing.T) {
 	if !strings.Contains(stdout.String(), "== config sources") {
 		t.Errorf("the exit tables lack the config sources:\n%s", stdout.String())
 	}
+}
+
+// TestRunWarnsOfUnservedShards: a node of shard a alone in the fleet (its
+// peers as its config source publishes them) reports that VIP dns names
+// shard b, which no live node serves, in its status and its log, with
+// the shards each node published; once a node of shard b publishes its
+// state, the problem is gone and the log says so.
+func TestRunWarnsOfUnservedShards(t *testing.T) {
+	dir := t.TempDir()
+	path := sourcesFile(t, dir, "")
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sharded := strings.Replace(string(src), "hash_seed = 1\n", "hash_seed = 1\nshard_names = [\"a\", \"b\"]\nshards = [\"a\"]\n", 1) +
+		"vip \"dns\" {\n  address = \"192.0.2.11\"\n  pool    = \"web\"\n  shards  = [\"b\"]\n}\n"
+	sharded = strings.Replace(sharded, "  pool    = \"web\"\n}\n", "  pool    = \"web\"\n  shards  = [\"a\"]\n}\n", 1)
+	if err := os.WriteFile(path, []byte(sharded), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeDoc(t, dir, "web", webPool)
+	statusPath := filepath.Join(dir, "status.json")
+	cmd := startRun(t, nil, "-admin-socket", "", "-config", path, "-node", "lb1", "-status", statusPath)
+	stderr := &cmd.stderr
+	const gap = "VIP dns names shard b, which no live node serves: no node serves the VIP"
+	var st *Status
+	waitUntil(t, "the unserved shard reported", stderr, func() bool {
+		st = readStatus(t, statusPath)
+		return st != nil && slices.Contains(st.Cluster.Problems, gap)
+	})
+	if len(st.Cluster.Nodes) != 1 || !slices.Equal(st.Cluster.Nodes[0].Shards, []string{"a"}) {
+		t.Errorf("cluster nodes %+v, want lb1 of shard a", st.Cluster.Nodes)
+	}
+	if want := `level=WARN msg="VIPs name shards no live node serves: ` + gap + `" vips=dns`; !strings.Contains(stderr.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, stderr.String())
+	}
+	var self map[string]any
+	waitUntil(t, "lb1's state published", stderr, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "peers", "lb1.json"))
+		return json.Unmarshal(b, &self) == nil && self["shards"] != nil
+	})
+	self["node"], self["shards"] = "lb2", []string{"b"}
+	b, _ := json.Marshal(self)
+	if err := os.WriteFile(filepath.Join(dir, "peers", "lb2.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the shard served again", stderr, func() bool {
+		st = readStatus(t, statusPath)
+		return len(st.Cluster.Nodes) == 2 && len(st.Cluster.Problems) == 0
+	})
+	if !strings.Contains(stderr.String(), `msg="every VIP's shards have a live node again"`) {
+		t.Errorf("log lacks the end of the warning:\n%s", stderr.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("xlbd: %v\n%s", err, stderr.String())
+	}
+	if out := cmd.stdout.String(); !regexpMatch(`(?m)^lb1 +self +\S+ +\S+ +a$`, out) || !regexpMatch(`(?m)^lb2 +agrees +\S+ +\S+ +b$`, out) {
+		t.Errorf("the exit's cluster table lacks the nodes' shards:\n%s", out)
+	}
+	_, table, _ := strings.Cut(cmd.stdout.String(), "== cluster")
+	t.Logf("the log's lines of shards:\n%s\nthe exit's cluster table:\n== cluster%s", grepLines(stderr.String(), "shards"), table)
+}
+
+// grepLines is the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

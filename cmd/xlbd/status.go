@@ -67,9 +67,13 @@ func printCluster(w io.Writer, st *Status) {
 	}
 	fmt.Fprintf(w, "== cluster (agree %v, withdrawn %v)\n", st.Cluster.Agree, st.Cluster.Withdrawn)
 	tw := newTable(w)
-	fmt.Fprintln(tw, "node\tstate\trevision\tconfig_digest")
+	fmt.Fprintln(tw, "node\tstate\trevision\tconfig_digest\tshards")
 	for _, n := range st.Cluster.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Node, n.State, n.Revision, n.ConfigDigest)
+		shards := "*" // every VIP
+		if len(n.Shards) > 0 {
+			shards = strings.Join(n.Shards, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Node, n.State, n.Revision, n.ConfigDigest, shards)
 	}
 	_ = tw.Flush()
 	for _, p := range st.Cluster.Problems {

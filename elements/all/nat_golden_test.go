@@ -91,6 +91,9 @@ func goldenTranslated(t *testing.T, src, mode string, source map[int]string) {
 				c.write(frames[24+i%12])
 			}
 			replies := natReplies(t, c, readFrames(t, out))
+			if source != nil {
+				replies += backendErrors(t, c, readFrames(t, out))
+			}
 			c.close()
 			out, counters, _ := runCapture(t, dir, src)
 			// The capture's packet to no VIP is one too: with NAT, what
@@ -107,6 +110,26 @@ func goldenTranslated(t *testing.T, src, mode string, source map[int]string) {
 				}
 				pkt := gopacket.NewPacket(o, layers.LayerTypeEthernet, gopacket.Default)
 				src, dst := pkt.NetworkLayer().NetworkFlow().Endpoints()
+				if q := quoted(pkt); q != nil {
+					// An ICMP error quotes a packet its destination sent
+					// (a client's, to the VIP; a backend's reply, to
+					// FullNAT's source or NAT's client), so that its
+					// stack finds it.
+					qs, qd := q.NetworkLayer().NetworkFlow().Endpoints()
+					want := qd.String()
+					if src.String() == vip {
+						want = vip
+					} else if source != nil {
+						want = source[family]
+					}
+					if qs != dst || qd.String() != want {
+						t.Errorf("packet %d: ICMP error %s > %s quoting %s > %s, want %s > %s", n, src, dst, qs, qd, dst, want)
+					}
+					if src.String() == vip {
+						sent++
+					}
+					continue
+				}
 				var sport, dport uint16
 				if tl := pkt.TransportLayer(); tl != nil {
 					s, d := tl.TransportFlow().Endpoints()
@@ -262,4 +285,46 @@ func metricValue(t *testing.T, counters []byte, name string) int {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// backendErrors writes to c, for each TCP SYN FullNAT sent in out, the
+// ICMP error its backend sends the source about it: Port Unreachable
+// (ICMPv6 Destination Unreachable, port), quoting it whole. It returns
+// how many it wrote, each to reach its client from the VIP.
+func backendErrors(t *testing.T, c *capture, out [][]byte) int {
+	n := 0
+	for _, o := range out {
+		pkt := gopacket.NewPacket(o, layers.LayerTypeEthernet, gopacket.Default)
+		tcp, ok := pkt.TransportLayer().(*layers.TCP)
+		if !ok || !tcp.SYN {
+			continue
+		}
+		nl := pkt.NetworkLayer()
+		src, dst := net.IP(nl.NetworkFlow().Src().Raw()), net.IP(nl.NetworkFlow().Dst().Raw())
+		if c.family == 6 {
+			c.write(c.ser(c.eth(), c.ip(dst, src, layers.IPProtocolICMPv6),
+				&layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeDestinationUnreachable, layers.ICMPv6CodePortUnreachable)},
+				gopacket.Payload(append([]byte{0, 0, 0, 0}, o[14:]...))))
+		} else {
+			c.write(c.ser(c.eth(), c.ip(dst, src, layers.IPProtocolICMPv4),
+				&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort)},
+				gopacket.Payload(o[14:])))
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("FullNAT sent no SYN for a backend to refuse")
+	}
+	return n
+}
+
+// quoted is the packet an ICMP error quotes, nil for another packet.
+func quoted(pkt gopacket.Packet) gopacket.Packet {
+	if l, ok := pkt.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok && l.TypeCode.Type() != layers.ICMPv4TypeEchoRequest && l.TypeCode.Type() != layers.ICMPv4TypeEchoReply {
+		return gopacket.NewPacket(l.Payload, layers.LayerTypeIPv4, gopacket.Default)
+	}
+	if l, ok := pkt.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6); ok && l.TypeCode.Type() < 128 && len(l.Payload) >= 4 {
+		return gopacket.NewPacket(l.Payload[4:], layers.LayerTypeIPv6, gopacket.Default)
+	}
+	return nil
 }

@@ -618,11 +618,7 @@ func (c *ConnTrack) TrackReply(p *pipeline.Packet, reply *pipeline.Flow, hash ui
 			c.local.untracked++
 			return
 		}
-		e := &b.ent[w]
-		e.src, e.dst, e.rest = reply.Src, reply.Dst, restOf(reply)
-		e.rev, e.aux = 1, 0
-		b.tag[w] = tag
-		b.est &^= 1 << w
+		claim(b, w, tag, reply, 1)
 		c.local.replies++
 	}
 	e := &b.ent[w]
@@ -639,34 +635,61 @@ func (c *ConnTrack) TrackReply(p *pipeline.Packet, reply *pipeline.Flow, hash ui
 
 // TrackSource records the reply entry of p's flow for a full-NAT
 // translator, as TrackReply does, unless another live entry holds reply's
-// 5-tuple (the port is taken: false). The reply entry refers to p's flow
-// by its hash and to the source by pool; p's flow entry, when tracked,
-// records the source (Source), so that the flow keeps it.
-func (c *ConnTrack) TrackSource(p *pipeline.Packet, reply *pipeline.Flow, hash uint64, pool uint8) bool {
+// 5-tuple (the port is taken: SourceTaken) or p's flow has no entry and
+// its bucket no room for one (full of established flows:
+// SourceUntracked, recording nothing). The reply entry refers to p's flow by its hash and to the
+// source by pool; p's flow entry records the source (Source), so that
+// the flow keeps it. A reply entry its bucket has no room for
+// (SourceUntracked) is counted in untracked_total, as TrackReply's.
+func (c *ConnTrack) TrackSource(p *pipeline.Packet, reply *pipeline.Flow, hash uint64, pool uint8) pipeline.SourceResult {
+	fb := &c.buckets[p.Hash&c.mask]
+	fw := find(fb, tagOf(p.Hash), &p.Flow)
+	if fw < 0 {
+		// Not learned (its bucket full of established flows), or
+		// evicted since by a new flow: learn runs for a whole batch
+		// before the translator does. Taken back as learn takes a way,
+		// or untracked still.
+		if fw = c.victim(fb); fw < 0 {
+			return pipeline.SourceUntracked
+		}
+		claim(fb, fw, tagOf(p.Hash), &p.Flow, 0)
+		fe := &fb.ent[fw]
+		fe.vip, fe.real, fe.epoch = p.VIP, p.Backend, p.Epoch
+		fb.seen[fw] = c.tick
+		fb.cls[fw] = classOf(p, clsTCP)
+	}
 	b := &c.buckets[hash&c.mask]
 	w := find(b, tagOf(hash), reply)
 	if w >= 0 && !c.idle(b, w) {
 		e := &b.ent[w]
 		if e.rev != revSource || e.aux != p.Hash || e.pool != pool || e.vip != p.VIP || e.real != p.Backend || e.epoch != p.Epoch {
-			return false
+			return pipeline.SourceTaken
 		}
 	}
+	// In one bucket with its reply entry, a new flow's entry must not be
+	// the way the reply entry takes: both just seen, the least recently
+	// seen of the bucket may be either. It is held as established
+	// meanwhile, which victim spares.
+	held := fb == b && fb.est&(1<<fw) == 0
+	if held {
+		fb.est |= 1 << fw
+	}
 	c.TrackReply(p, reply, hash)
+	if held {
+		fb.est &^= 1 << fw
+	}
 	if w = find(b, tagOf(hash), reply); w < 0 {
-		return true // untracked: a full bucket
+		return pipeline.SourceUntracked // a full bucket
 	}
 	e := &b.ent[w]
 	if e.rev != revSource || e.aux != p.Hash || e.pool != pool {
 		e.rev, e.aux, e.pool = revSource, p.Hash, pool
 	}
-	fb := &c.buckets[p.Hash&c.mask]
-	if fw := find(fb, tagOf(p.Hash), &p.Flow); fw >= 0 {
-		fe := &fb.ent[fw]
-		if a := auxSource | uint64(reply.DstPort); fe.aux != a || fe.pool != pool {
-			fe.aux, fe.pool = a, pool
-		}
+	fe := &fb.ent[fw]
+	if a := auxSource | uint64(reply.DstPort); fe.aux != a || fe.pool != pool {
+		fe.aux, fe.pool = a, pool
 	}
-	return true
+	return pipeline.SourceTracked
 }
 
 // Source returns the source TrackSource recorded on p's flow entry.
@@ -794,11 +817,7 @@ func (c *ConnTrack) learn(p *pipeline.Packet) int {
 			c.local.untracked++
 			return outHit
 		}
-		e := &b.ent[w]
-		e.src, e.dst, e.rest = p.Flow.Src, p.Flow.Dst, restOf(&p.Flow)
-		e.rev, e.aux = 0, 0
-		b.tag[w] = tag
-		b.est &^= 1 << w
+		claim(b, w, tag, &p.Flow, 0)
 	}
 	e := &b.ent[w]
 	e.vip, e.real, e.epoch = p.VIP, p.Backend, p.Epoch
@@ -806,6 +825,16 @@ func (c *ConnTrack) learn(p *pipeline.Packet) int {
 	b.cls[w] = classOf(p, cls)
 	c.local.learned++
 	return outHit
+}
+
+// claim makes way w of b the entry of flow f (rev 0) or of a reply
+// (rev 1), not established, its value for the caller to write.
+func claim(b *bucket, w int, tag uint16, f *pipeline.Flow, rev uint8) {
+	e := &b.ent[w]
+	e.src, e.dst, e.rest = f.Src, f.Dst, restOf(f)
+	e.rev, e.aux = rev, 0
+	b.tag[w] = tag
+	b.est &^= 1 << w
 }
 
 // victim picks the way a new flow takes and counts what it displaces, or

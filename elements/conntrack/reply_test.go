@@ -127,18 +127,20 @@ func TestSourceEntries(t *testing.T) {
 	if _, _, ok := c.Source(p); ok {
 		t.Error("a new flow has a source")
 	}
-	if !c.TrackSource(p, &rf, mix(1000), 3) {
+	if c.TrackSource(p, &rf, mix(1000), 3) != pipeline.SourceTracked {
 		t.Fatal("TrackSource refused a free port")
 	}
 	if port, pi, ok := c.Source(p); !ok || port != 5000 || pi != 3 {
 		t.Errorf("Source = %d, %d, %v; want 5000, 3, true", port, pi, ok)
 	}
+	end(c)
 	q := newPacket(flowN(2, 6, 80), mix(2))
-	q.VIP, q.Backend, q.Epoch = 0, 2, 1
-	if c.TrackSource(q, &rf, mix(1000), 3) {
+	learn(c, q, t0, 0, 2, 1)
+	start(c, t0)
+	if c.TrackSource(q, &rf, mix(1000), 3) != pipeline.SourceTaken {
 		t.Error("another flow took a port in use")
 	}
-	if !c.TrackSource(p, &rf, mix(1000), 3) {
+	if c.TrackSource(p, &rf, mix(1000), 3) != pipeline.SourceTracked {
 		t.Error("the flow could not refresh its own source")
 	}
 	end(c)
@@ -171,7 +173,7 @@ func TestSourceRepliesKeepFlow(t *testing.T) {
 	learn(c, p, t0, 0, 2, 1)
 	rf := pipeline.Flow{Src: reals[2].Addr16, Dst: netip.MustParseAddr("10.90.3.1").As16(), SrcPort: 80, DstPort: 5000, Proto: 6, Family: 4}
 	start(c, t0)
-	if !c.TrackSource(p, &rf, mix(1000), 0) {
+	if c.TrackSource(p, &rf, mix(1000), 0) != pipeline.SourceTracked {
 		t.Fatal("TrackSource refused a free port")
 	}
 	end(c)
@@ -181,4 +183,79 @@ func TestSourceRepliesKeepFlow(t *testing.T) {
 			t.Fatalf("reply after %d minutes of replies only: port %d reason %v", m, port, r.Reason)
 		}
 	}
+}
+
+// TestSourceUntracked: a flow whose bucket is full of established flows
+// (learn forwards it untracked) gets no source: TrackSource records no
+// reply entry and says SourceUntracked, so that a translator drops the
+// packet rather than send what no reply can come back to. A tracked flow
+// whose reply entry's bucket is full is SourceUntracked too, without a
+// source.
+func TestSourceUntracked(t *testing.T) {
+	reals := fourReals()
+	c := newCT(t, snapshot.NewStore(mkSnap(1, reals...)), func(c *ConnTrack) { c.Capacity = 16 })
+	c.ExpectReplies()
+	fill := func(bucket uint64) {
+		for i := range uint64(ways) {
+			p := newPacket(flowN(100+int(bucket)*ways+int(i), 6, 80), bucket|(i+1)<<8)
+			learn(c, p, t0, 0, 2, 1)
+			if port := lookup(c, p, t0); port != outHit { // its second packet: established
+				t.Fatalf("filler %d: port %d", i, port)
+			}
+		}
+	}
+	fill(0)
+	pool := netip.MustParseAddr("10.90.3.1").As16()
+	p := newPacket(flowN(1, 6, 80), 0|9<<8) // bucket 0, full
+	learn(c, p, t0, 0, 2, 1)
+	rf := pipeline.Flow{Src: reals[2].Addr16, Dst: pool, SrcPort: 80, DstPort: 5000, Proto: 6, Family: 4}
+	start(c, t0)
+	if got := c.TrackSource(p, &rf, 1|9<<8, 0); got != pipeline.SourceUntracked {
+		t.Errorf("a flow of a full bucket: %v, want SourceUntracked", got)
+	}
+	end(c)
+	if n := c.pub.replies.Load(); n != 0 {
+		t.Errorf("%d reply entries recorded for an untracked flow", n)
+	}
+	// A flow of bucket 1, whose reply entry would go to bucket 0.
+	q := newPacket(flowN(2, 6, 80), 1|10<<8)
+	learn(c, q, t0, 0, 2, 1)
+	start(c, t0)
+	if got := c.TrackSource(q, &rf, 0|10<<8, 0); got != pipeline.SourceUntracked {
+		t.Errorf("a reply entry of a full bucket: %v, want SourceUntracked", got)
+	}
+	if _, _, ok := c.Source(q); ok {
+		t.Error("a flow whose reply entry is untracked has a source")
+	}
+	end(c)
+}
+
+// TestSourceRetakesEvicted: a new flow whose entry a later new flow of
+// the same batch evicted (learn runs for the whole batch before the
+// translator) gets its entry back from TrackSource, and its source, as
+// long as its bucket has a way that is not an established flow's.
+func TestSourceRetakesEvicted(t *testing.T) {
+	reals := fourReals()
+	c := newCT(t, snapshot.NewStore(mkSnap(1, reals...)), func(c *ConnTrack) { c.Capacity = 8 })
+	c.ExpectReplies()
+	start(c, t0)
+	var ps []*pipeline.Packet
+	for i := range uint64(ways + 1) { // one more new flow than the bucket holds
+		p := newPacket(flowN(200+int(i), 6, 80), (i+1)<<8)
+		p.VIP, p.Backend, p.Epoch = 0, 2, 1
+		c.Push(inLearn, p)
+		ps = append(ps, p)
+	}
+	p := ps[0] // evicted by the last: all were seen at the same tick
+	if _, _, ok := c.Source(p); ok {
+		t.Fatal("the evicted flow has an entry")
+	}
+	rf := pipeline.Flow{Src: reals[2].Addr16, Dst: netip.MustParseAddr("10.90.3.1").As16(), SrcPort: 80, DstPort: 5000, Proto: 6, Family: 4}
+	if got := c.TrackSource(p, &rf, 1<<40, 0); got != pipeline.SourceTracked {
+		t.Fatalf("an evicted flow's source: %v, want SourceTracked", got)
+	}
+	if port, _, ok := c.Source(p); !ok || port != 5000 {
+		t.Errorf("Source = %d, %v after TrackSource", port, ok)
+	}
+	end(c)
 }

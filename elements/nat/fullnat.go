@@ -61,10 +61,25 @@ var (
 	reasonFullFamily    = pipeline.NewReason("fullnat.family")
 	// The pool has no address of the packet's family.
 	reasonNoSource = pipeline.NewReason("fullnat.nosource")
-	// Only TCP and UDP are translated: ICMP (echo, and errors about a
-	// flow) and other protocols have no port to allocate.
+	// Only TCP and UDP flows are translated, and ICMP errors about them:
+	// other protocols have no port to allocate.
 	reasonFullProto = pipeline.NewReason("fullnat.proto")
-	reasonExhausted = pipeline.NewReason("fullnat.ports_exhausted")
+	// ICMP that is not an error about a TCP or UDP flow: echo (no
+	// identifier is allocated), other informational messages, errors
+	// about those.
+	reasonFullICMP = pipeline.NewReason("fullnat.icmp")
+	// An ICMP error about a flow that holds no source: one this node
+	// does not know (or knows untracked), which nothing can be quoted to.
+	reasonICMPUnknown = pipeline.NewReason("fullnat.icmp_unknown")
+	// An ICMP error whose quote FullNAT cannot read: its transport
+	// header after IPv6 extension headers.
+	reasonFullICMPError = pipeline.NewReason("fullnat.icmp_error")
+	reasonExhausted     = pipeline.NewReason("fullnat.ports_exhausted")
+	// ConnTrack could not store the flow (or its reply entry): its
+	// bucket is full of established flows. Sent, its replies would come
+	// back to a source no entry holds, so it is dropped instead, and the
+	// client retries.
+	reasonUntracked = pipeline.NewReason("fullnat.untracked")
 )
 
 func init() {
@@ -145,12 +160,17 @@ func (e *FullNAT) EndBatch() {
 
 // Push translates p: a packet of a flow to its real's address and port
 // from its source, a reply (FlowReply) from them back to VIP:port ->
-// client:port. Input: a frame Parse5Tuple parsed and ConnTrack found. On
-// bad, the packet is unchanged but for p.Reason.
+// client:port, and an ICMP error about a flow as a packet of the flow
+// or of its reply, its quote as one of the other direction (RFC 5508
+// §4.2; see icmpError). Input: a frame Parse5Tuple parsed and ConnTrack
+// found. On bad, the packet is unchanged but for p.Reason.
 func (e *FullNAT) Push(_ int, p *pipeline.Packet) int {
 	f := &p.Flow
-	if f.Proto != protoTCP && f.Proto != protoUDP || f.Flags&pipeline.FlowICMPError != 0 {
+	if f.Proto != protoTCP && f.Proto != protoUDP {
 		p.Reason = reasonFullProto
+		if f.Proto == protoICMP && f.Family == 4 || f.Proto == protoICMPv6 && f.Family == 6 {
+			p.Reason = reasonFullICMP
+		}
 		return portBad
 	}
 	r := e.snap.Real(p.Backend, p.Epoch)
@@ -169,9 +189,15 @@ func (e *FullNAT) Push(_ int, p *pipeline.Packet) int {
 	if later {
 		l4 = nil // no transport header: addresses only
 	}
+	// An ICMP error's first fragment has its ICMP header and quote to
+	// translate; its later fragments, their addresses only, as any.
+	icmp := f.Flags&pipeline.FlowICMPError != 0
 	so, do := addrOffsets(v4)
 	if f.Flags&pipeline.FlowReply != 0 {
 		vip := e.snap.VIPs[p.VIP].Addr.As16()
+		if icmp && !later {
+			return e.icmpError(p, addrBytes(&vip, v4), addrBytes(&p.Peer, v4), p.VIPPort, p.PeerPort, 1)
+		}
 		diff, _ := rewrite(ip, v4, so, addrBytes(&vip, v4), l4, 0, p.VIPPort)
 		d2, _ := rewrite(ip, v4, do, addrBytes(&p.Peer, v4), l4, 2, p.PeerPort)
 		if !later {
@@ -193,10 +219,32 @@ func (e *FullNAT) Push(_ int, p *pipeline.Packet) int {
 		bport = e.ports[p.Backend]
 	}
 	sport, idx, ok := e.ct.Source(p)
-	if !ok || int(idx) >= len(pool) || !e.track(p, r, bport, &pool[idx], sport, idx) {
-		if sport, idx, ok = e.allocate(p, r, bport, pool); !ok {
+	switch {
+	case icmp:
+		// An error allocates nothing: it is about a flow that has its
+		// source, or about none FullNAT can name to its backend.
+		if !ok || int(idx) >= len(pool) {
+			p.Reason = reasonICMPUnknown
+			return portBad
+		}
+		if !later {
+			return e.icmpError(p, addrBytes(&pool[idx], v4), addrBytes(&r.Addr16, v4), sport, bport, 0)
+		}
+	default:
+		res := pipeline.SourceTaken
+		if ok && int(idx) < len(pool) {
+			res = e.track(p, r, bport, &pool[idx], sport, idx)
+		}
+		if res == pipeline.SourceTaken {
+			sport, idx, res = e.allocate(p, r, bport, pool)
+		}
+		switch res {
+		case pipeline.SourceTaken:
 			e.exhausted++
 			p.Reason = reasonExhausted
+			return portBad
+		case pipeline.SourceUntracked:
+			p.Reason = reasonUntracked
 			return portBad
 		}
 	}
@@ -209,6 +257,22 @@ func (e *FullNAT) Push(_ int, p *pipeline.Packet) int {
 	return portOut
 }
 
+// icmpError translates an ICMP error about a flow, counted in direction
+// dir: it leaves from src to dst (to the backend from the flow's source,
+// dir 0; to the client from the VIP, dir 1), and its quote, a packet of
+// the other direction, from dst:dport to src:sport, as that direction's
+// packets are translated. So a router's Fragmentation Needed or Packet
+// Too Big about a reply reaches the backend, and path MTU discovery
+// works through FullNAT; a backend's Port Unreachable reaches the client.
+func (e *FullNAT) icmpError(p *pipeline.Packet, src, dst []byte, sport, dport uint16, dir int) int {
+	if !translateICMPError(p, src, dst, dst, src, dport, sport) {
+		p.Reason = reasonFullICMPError
+		return portBad
+	}
+	e.count(dir, p.Len())
+	return portOut
+}
+
 // allocate finds p's flow a source: the first of maxProbes candidates,
 // each a port drawn from the flow's hash and the probe's number, the
 // pool's addresses in turn, that TrackSource takes. The ports are drawn
@@ -218,22 +282,26 @@ func (e *FullNAT) Push(_ int, p *pipeline.Packet) int {
 // full ran out of look-ups for one new flow in 6,500
 // (BenchmarkPipeline/miss-fullnat) where independent draws fail at
 // 0.75^64.
-func (e *FullNAT) allocate(p *pipeline.Packet, r *snapshot.Real, bport uint16, pool [][16]byte) (uint16, uint8, bool) {
+//
+// It reports SourceTaken when every candidate was (the range is
+// exhausted), and SourceUntracked as soon as the table cannot hold the
+// flow.
+func (e *FullNAT) allocate(p *pipeline.Packet, r *snapshot.Real, bport uint16, pool [][16]byte) (uint16, uint8, pipeline.SourceResult) {
 	n := uint64(len(pool))
 	first := p.Hash % n
 	for i := uint64(0); i < maxProbes; i++ {
 		idx := uint8((first + i) % n)
 		port := uint16(firstSourcePort + flowhash.Score(p.Hash, i)%sourcePorts)
-		if e.track(p, r, bport, &pool[idx], port, idx) {
-			return port, idx, true
+		if res := e.track(p, r, bport, &pool[idx], port, idx); res != pipeline.SourceTaken {
+			return port, idx, res
 		}
 	}
-	return 0, 0, false
+	return 0, 0, pipeline.SourceTaken
 }
 
 // track records p's flow's source (src:sport, pool index idx) and its
-// reply entry, reporting false when another flow holds it.
-func (e *FullNAT) track(p *pipeline.Packet, r *snapshot.Real, bport uint16, src *[16]byte, sport uint16, idx uint8) bool {
+// reply entry (ReplyTracker.TrackSource).
+func (e *FullNAT) track(p *pipeline.Packet, r *snapshot.Real, bport uint16, src *[16]byte, sport uint16, idx uint8) pipeline.SourceResult {
 	rf := &e.reply
 	*rf = pipeline.Flow{Src: r.Addr16, Dst: *src, SrcPort: bport, DstPort: sport, Proto: p.Flow.Proto, Family: p.Flow.Family}
 	return e.ct.TrackSource(p, rf, e.key.Hash(rf), idx)

@@ -255,8 +255,8 @@ func TestFullNATProbesPastRuns(t *testing.T) {
 	e.StartBatch(0)
 	defer e.EndBatch()
 	r := e.snap.Real(realKeep, epoch)
-	if _, _, ok := e.allocate(&p, r, 80, e.pool4); !ok || tr.probes > 3 {
-		t.Errorf("allocated %v after %d probes, want within 3", ok, tr.probes)
+	if _, _, res := e.allocate(&p, r, 80, e.pool4); res != pipeline.SourceTracked || tr.probes > 3 {
+		t.Errorf("allocation %v after %d probes, want tracked within 3", res, tr.probes)
 	}
 }
 
@@ -311,9 +311,12 @@ func TestFullNATSteersPool(t *testing.T) {
 // learns, FullNAT over a real ConnTrack either leaves it unchanged on bad
 // with a reason, or sends it to the real's address and (mapped) port from
 // an address of the pool and a port of the range, nothing else changed
-// but checksums, right when they were (computed from scratch). The
-// backend's answer (the frame sent, its addresses and ports swapped,
-// which keeps its checksums) then reaches the client from VIP:port.
+// but checksums, right when they were (computed from scratch); an ICMP
+// error about a flow with a source reaches its backend from the source,
+// quoting the flow's reply. The backend's answer (the frame sent, its
+// addresses and ports swapped, which keeps its checksums) then reaches
+// the client from VIP:port, and the backend's Port Unreachable about the
+// frame sent reaches the client quoting the client's packet as it was.
 func FuzzPushFullNAT(f *testing.F) {
 	v4, v6 := vip4.AsSlice(), vip6.AsSlice()
 	f.Add(tcpTo(4, v4, 40000, 80), uint32(realKeep))
@@ -324,8 +327,9 @@ func FuzzPushFullNAT(f *testing.F) {
 	f.Add(frame(client[6], v6, &layers.UDP{SrcPort: 5353, DstPort: 80}, gopacket.Payload("q")), uint32(realV6))
 	f.Add(frame(client[4], v4, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 7, Seq: 1}), uint32(realKeep)) // echo: fullnat.proto
 	f.Add(tcpTo(4, v4, 40000, 80), uint32(realV6))                                                                            // other family
-	toVIP4, _, _, _ := icmpErrors()
-	f.Add(toVIP4, uint32(realMapped))
+	toVIP4, _, toVIP6, _ := icmpErrors()
+	f.Add(toVIP4, uint32(realMapped)) // about the flow of the first seed but one: to its backend
+	f.Add(toVIP6, uint32(realV6))     // about the third seed's flow
 	h := newFullHarness(f, nil)
 	now := t0
 	f.Fuzz(func(t *testing.T, data []byte, id uint32) {
@@ -367,6 +371,22 @@ func FuzzPushFullNAT(f *testing.F) {
 		addr := func(off int) netip.Addr { a, _ := netip.AddrFromSlice(d[l3+off : l3+off+n]); return a }
 		if addr(do) != r.Addr || addr(so) != pool {
 			t.Fatalf("%v > %v, want %v > %v", addr(so), addr(do), pool, r.Addr)
+		}
+		if fl.Flags&pipeline.FlowICMPError != 0 {
+			// An error about a flow with a source, to its backend: the
+			// quote (when there are ports, and it is not a later
+			// fragment's) is the reply the backend sent, to that source.
+			sport, _, _ := h.fn.ct.Source(p)
+			q := d[l4+8:]
+			qhl := map[bool]int{true: int(q[0]&0x0f) << 2, false: 40}[v4]
+			if later || fl.Flags&pipeline.FlowFragment != 0 || len(q) < qhl+4 {
+				return
+			}
+			qa := func(off int) netip.Addr { a, _ := netip.AddrFromSlice(q[off : off+n]); return a }
+			if qa(so) != r.Addr || qa(do) != pool || be16(q[qhl+2:]) != sport {
+				t.Fatalf("quotes %v > %v:%d, want %v > %v:%d", qa(so), qa(do), be16(q[qhl+2:]), r.Addr, pool, sport)
+			}
+			return
 		}
 		changed := map[int]bool{}
 		mark := func(off, n int) {
@@ -424,5 +444,66 @@ func FuzzPushFullNAT(f *testing.F) {
 		if a, _ := netip.AddrFromSlice(rd[l3+do : l3+do+n]); a != ca || be16(rd[l4+2:]) != fl.SrcPort {
 			t.Fatalf("reply to %v:%d, want %v:%d", a, be16(rd[l4+2:]), ca, fl.SrcPort)
 		}
+		// The backend's Port Unreachable about the frame sent reaches the
+		// client quoting, byte for byte, the packet the client sent.
+		q, port = h.push(errorAbout(r.Addr.AsSlice(), d[l3:]), 0, now)
+		if port != portOut {
+			t.Fatalf("backend's error: port %d reason %v", port, q.Reason)
+		}
+		if err := csumtest.Check(q.Data()); err != nil {
+			t.Fatalf("backend's error: %v", err)
+		}
+		if qd := q.Data()[q.L4+8:]; !bytes.Equal(qd, in[l3:l3+len(qd)]) {
+			t.Fatalf("backend's error quotes\n% x\nnot the client's\n% x", qd, in[l3:l3+len(qd)])
+		}
 	})
+}
+
+// TestFullNATUntracked: a new flow whose ConnTrack bucket is full of
+// established flows, which ConnTrack forwards untracked, is dropped by
+// FullNAT as fullnat.untracked, not sent: no entry would hold its
+// source, so its replies would be unknown. The bucket is filled with 8
+// flows of the same bucket, each established by a second packet.
+func TestFullNATUntracked(t *testing.T) {
+	h := newFullHarness(t, nil)
+	// ConnTrack's default table: 1M flows in buckets of 8.
+	const mask = 1<<20/8 - 1
+	flow := func(a byte, port uint16) pipeline.Flow {
+		return pipeline.Flow{Src: netip.AddrFrom4([4]byte{203, 0, 113, a}).As16(), Dst: vip4.As16(), SrcPort: port, DstPort: 80, Proto: protoTCP, Family: 4}
+	}
+	target := flow(7, 40000)
+	p, _ := h.push(tcpTo(4, vip4.AsSlice(), 40000, 80), realMapped, t0)
+	if want := h.fn.key.Hash(&target); p.Hash != want {
+		t.Fatalf("Parse5Tuple's hash %#x, the test's %#x", p.Hash, want)
+	}
+	bucket := p.Hash & mask
+	// A new flow, of another client, for the bucket: the target's first
+	// packet took a way already, which a client's flow that sent one
+	// packet only gives up to an established one.
+	filled := 0
+	for a := byte(1); filled < 8 && a < 255; a++ {
+		for port := uint16(1024); filled < 8 && port < 65535; port++ {
+			f := flow(a, port)
+			if h.fn.key.Hash(&f)&mask != bucket || a == 7 {
+				continue
+			}
+			syn := frame(net.IP(f.Src[12:]), vip4.AsSlice(), &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: 80, SYN: true, Window: 9})
+			ack := frame(net.IP(f.Src[12:]), vip4.AsSlice(), &layers.TCP{SrcPort: layers.TCPPort(port), DstPort: 80, ACK: true, Window: 9})
+			for _, fr := range [][]byte{syn, ack} {
+				if q, port := h.push(fr, realKeep, t0+1); port != portOut {
+					t.Fatalf("filler %d: port %d reason %v", filled, port, q.Reason)
+				}
+			}
+			filled++
+		}
+	}
+	if filled < 8 {
+		t.Fatalf("found %d flows of the bucket", filled)
+	}
+	// The target's entry was evicted (not established); its next SYN
+	// finds the bucket full of established flows.
+	p, port := h.push(tcpTo(4, vip4.AsSlice(), 40000, 80), realMapped, t0+2)
+	if port != portBad || p.Reason.String() != "fullnat.untracked" {
+		t.Errorf("a flow ConnTrack could not store: port %d reason %v, want a fullnat.untracked drop", port, p.Reason)
+	}
 }

@@ -32,7 +32,6 @@ import (
 	"net/netip"
 
 	"github.com/xlbproject/xlb/control/snapshot"
-	"github.com/xlbproject/xlb/elements/internal/csum"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -197,73 +196,13 @@ func (e *NAT) Push(_ int, p *pipeline.Packet) int {
 // outer address as the flow's packets are (the destination to the real's
 // on the way to a backend, the source to the VIP's on a reply), and the
 // quoted packet, which went the other way, likewise (its source, or its
-// destination, and that port), with the quote's IPv4 header checksum, its
-// transport checksum when quoted, and the ICMP checksum over all of it.
-// It reports false, the packet unchanged, when the quote's transport
-// header is after IPv6 extension headers (or the quote is cut short).
+// destination, and that port). It reports false, the packet unchanged,
+// when translateICMPError cannot read the quote.
 func (e *NAT) icmpError(p *pipeline.Packet, addr []byte, port uint16, reply bool) bool {
-	f := &p.Flow
-	d := p.Data()
-	ip, icmp := d[p.L3:], d[p.L4:]
-	v4 := f.Family == 4
-	// Parse5Tuple checked the quote's IP header; checked again here, as
-	// cheap as a comment, so that no input can make NAT read past it.
-	if len(icmp) < 8+20 {
-		return false
-	}
-	q := icmp[8:]
-	qhl := 40
-	if v4 {
-		qhl = int(q[0]&0x0f) << 2
-	} else if len(q) < qhl || q[6] != f.Proto {
-		return false
-	}
-	if qhl < 20 || len(q) < qhl {
-		return false
-	}
-	// The outer packet goes as the flow's; the quote is one of the other
-	// direction: its source (and source port) is what the flow's packets
-	// have as destination.
-	src, dst := 12, 16
-	if !v4 {
-		src, dst = 8, 24
-	}
-	oa, qa, qp := dst, src, 0
 	if reply {
-		oa, qa, qp = src, dst, 2
+		return translateICMPError(p, addr, nil, nil, addr, 0, port)
 	}
-	ql4 := q[qhl:]
-	ports := f.Flags&pipeline.FlowFragment == 0 && (f.Proto == protoTCP || f.Proto == protoUDP) && len(ql4) >= 4
-	if !ports {
-		ql4 = nil
-	}
-	odiff, _ := rewrite(ip, v4, oa, addr, nil, 0, 0)
-	qdiff, hdiff := rewrite(q, v4, qa, addr, ql4, qp, port)
-	// The quoted transport checksum, when quoted whole.
-	cdiff := uint32(0)
-	c := -1
-	switch {
-	case ql4 == nil:
-	case f.Proto == protoTCP && len(ql4) >= 18:
-		c = 16
-	case f.Proto == protoUDP && len(ql4) >= 8 && (!v4 || join(ql4[6:]) != 0):
-		c = 6
-	}
-	if c >= 0 {
-		oc := join(ql4[c:])
-		nc := csum.Update(oc, qdiff)
-		if nc == 0 && f.Proto == protoUDP {
-			nc = 0xffff
-		}
-		ql4[c], ql4[c+1] = split(nc)
-		cdiff = uint32(^oc) + uint32(nc)
-	}
-	total := qdiff + hdiff + cdiff
-	if !v4 {
-		total += odiff // ICMPv6's pseudo-header
-	}
-	icmp[2], icmp[3] = split(csum.Update(join(icmp[2:]), total))
-	return true
+	return translateICMPError(p, nil, addr, addr, nil, port, 0)
 }
 
 // replyFlow is the reply of flow f sent to real r on port (the backend's,

@@ -76,16 +76,16 @@ func (t *tracker) ExpectReplies() { t.expect = true }
 
 // TrackSource records as TrackReply, unless full. FullNAT's other tests
 // run over a real ConnTrack.
-func (t *tracker) TrackSource(p *pipeline.Packet, reply *pipeline.Flow, hash uint64, _ uint8) bool {
+func (t *tracker) TrackSource(p *pipeline.Packet, reply *pipeline.Flow, hash uint64, _ uint8) pipeline.SourceResult {
 	t.probes++
 	if t.probes == 1 {
 		t.first = int(reply.DstPort)
 	}
 	if d := int(reply.DstPort) - t.first; t.full || d >= 0 && d < t.run {
-		return false
+		return pipeline.SourceTaken
 	}
 	t.TrackReply(p, reply, hash)
-	return true
+	return pipeline.SourceTracked
 }
 
 func (t *tracker) Source(*pipeline.Packet) (uint16, uint8, bool) { return 0, 0, false }

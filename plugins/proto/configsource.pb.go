@@ -388,8 +388,11 @@ type NodeStatus struct {
 	Rejected         string `protobuf:"bytes,8,opt,name=rejected,proto3" json:"rejected,omitempty"`
 	// When the node published this, in Unix nanoseconds.
 	UpdatedUnixNano int64 `protobuf:"varint,9,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The node's shards (VIP sharding), as applied; none: it serves every
+	// VIP (or it is of a version that did not publish them).
+	Shards        []string `protobuf:"bytes,10,rep,name=shards,proto3" json:"shards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
@@ -485,6 +488,13 @@ func (x *NodeStatus) GetUpdatedUnixNano() int64 {
 	return 0
 }
 
+func (x *NodeStatus) GetShards() []string {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
 type VIPDigest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -570,7 +580,7 @@ const file_configsource_proto_rawDesc = "" +
 	"\fPeersRequest\"`\n" +
 	"\vPeersUpdate\x12/\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x19.xlb.plugin.v1.NodeStatusR\x05nodes\x12 \n" +
-	"\vunavailable\x18\x02 \x01(\tR\vunavailable\"\xcb\x02\n" +
+	"\vunavailable\x18\x02 \x01(\tR\vunavailable\"\xe3\x02\n" +
 	"\n" +
 	"NodeStatus\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1a\n" +
@@ -583,7 +593,9 @@ const file_configsource_proto_rawDesc = "" +
 	"\x04vips\x18\x06 \x03(\v2\x18.xlb.plugin.v1.VIPDigestR\x04vips\x12+\n" +
 	"\x11rejected_revision\x18\a \x01(\tR\x10rejectedRevision\x12\x1a\n" +
 	"\brejected\x18\b \x01(\tR\brejected\x12*\n" +
-	"\x11updated_unix_nano\x18\t \x01(\x03R\x0fupdatedUnixNano\"Q\n" +
+	"\x11updated_unix_nano\x18\t \x01(\x03R\x0fupdatedUnixNano\x12\x16\n" +
+	"\x06shards\x18\n" +
+	" \x03(\tR\x06shards\"Q\n" +
 	"\tVIPDigest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05table\x18\x02 \x01(\tR\x05table\x12\x1a\n" +

@@ -79,6 +79,10 @@ type NodeStatus struct {
 	RejectedRevision string    `json:"rejected_revision,omitempty"`
 	Rejected         string    `json:"rejected,omitempty"`
 	Updated          time.Time `json:"updated"`
+	// Shards are the node's shards (VIP sharding), as applied; none: it
+	// serves every VIP (or it is of a version that did not publish them).
+	// Peers tell from them which shards some live node serves.
+	Shards []string `json:"shards,omitempty"`
 }
 
 // VIPDigest is one VIP's table digest, and the digest of the backends
@@ -170,7 +174,7 @@ func (s *configSourceServer) Peers(_ *pluginpb.PeersRequest, stream grpc.ServerS
 func nodeStatusToPB(n NodeStatus) *pluginpb.NodeStatus {
 	m := &pluginpb.NodeStatus{Node: n.Node, Revision: n.Revision, SourcesDigest: n.SourcesDigest,
 		Generation: n.Generation, ConfigDigest: n.ConfigDigest, RejectedRevision: n.RejectedRevision,
-		Rejected: n.Rejected}
+		Rejected: n.Rejected, Shards: n.Shards}
 	if !n.Updated.IsZero() {
 		m.UpdatedUnixNano = n.Updated.UnixNano()
 	}
@@ -183,7 +187,7 @@ func nodeStatusToPB(n NodeStatus) *pluginpb.NodeStatus {
 func nodeStatusFromPB(m *pluginpb.NodeStatus) NodeStatus {
 	n := NodeStatus{Node: m.GetNode(), Revision: m.GetRevision(), SourcesDigest: m.GetSourcesDigest(),
 		Generation: m.GetGeneration(), ConfigDigest: m.GetConfigDigest(), RejectedRevision: m.GetRejectedRevision(),
-		Rejected: m.GetRejected()}
+		Rejected: m.GetRejected(), Shards: m.GetShards()}
 	if t := m.GetUpdatedUnixNano(); t != 0 {
 		n.Updated = time.Unix(0, t).UTC()
 	}

@@ -402,7 +402,7 @@ func TestConfigSourcePublisher(t *testing.T) {
 	c := dispense(t, KindConfigSource, &ConfigSourcePlugin{Impl: &fleetSource{published: make(chan NodeStatus, 1)}}).(*ConfigSourceClient)
 	want := NodeStatus{Node: "lb1", Revision: "42", SourcesDigest: "s", Generation: 7, ConfigDigest: "c",
 		VIPs:             []VIPDigest{{Name: "web", Table: "t", Backends: "b"}},
-		RejectedRevision: "43", Rejected: "etcd:/xlb/web:3,5: bad", Updated: time.Unix(1700000000, 5).UTC()}
+		RejectedRevision: "43", Rejected: "etcd:/xlb/web:3,5: bad", Updated: time.Unix(1700000000, 5).UTC(), Shards: []string{"a", "b"}}
 	var got []PeersUpdate
 	errStop := errors.New("stop")
 	err := c.WatchPeers(ctx, func(u PeersUpdate) error {

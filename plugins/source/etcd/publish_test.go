@@ -127,10 +127,10 @@ func TestPublishAfterRestart(t *testing.T) {
 	eventually(t, c, "/xlb/status/lb1", "lb1@2")
 }
 
-// TestWatchPeers: every node's state, this node's included, at once and
-// after each change; a value that is not a node state is left out and
-// logged; a node whose plugin is reconfigured elsewhere revokes its lease
-// and leaves at once.
+// TestWatchPeers: every node's state, this node's included (with its
+// shards), at once and after each change; a value that is not a node
+// state is left out and logged; a node whose plugin is reconfigured
+// elsewhere revokes its lease and leaves at once.
 func TestWatchPeers(t *testing.T) {
 	etcd, c := startEtcd(t)
 	cfg := settingsJSON(etcd.Endpoints())
@@ -146,18 +146,23 @@ func TestWatchPeers(t *testing.T) {
 		var out []string
 		for _, n := range u.Nodes {
 			out = append(out, n.Node+"@"+n.Revision)
+			if len(n.Shards) > 0 {
+				out[len(out)-1] += "/" + strings.Join(n.Shards, ",")
+			}
 		}
 		return strings.Join(out, " ")
 	}
 	if got := nodes(w.next(t)); got != "lb1@1" {
 		t.Fatalf("peers %q, want lb1@1", got)
 	}
-	publish(t, b, status("lb2", "1"))
-	if got := nodes(w.next(t)); got != "lb1@1 lb2@1" {
+	lb2 := status("lb2", "1")
+	lb2.Shards = []string{"b", "c"}
+	publish(t, b, lb2)
+	if got := nodes(w.next(t)); got != "lb1@1 lb2@1/b,c" {
 		t.Fatalf("peers %q", got)
 	}
 	publish(t, a, status("lb1", "2"))
-	if got := nodes(w.next(t)); got != "lb1@2 lb2@1" {
+	if got := nodes(w.next(t)); got != "lb1@2 lb2@1/b,c" {
 		t.Fatalf("peers %q", got)
 	}
 	if n := strings.Count(alog.String(), "a node state that does not decode is left out"); n != 1 {

@@ -68,25 +68,32 @@ const (
 
 // Header sizes and offsets.
 const (
-	ethLen     = 14
-	vlanLen    = 4
-	ipv4Len    = 20
-	ipv4Src    = 12
-	ipv4Dst    = 16
-	ipv6Len    = 40
-	ipv6Next   = 6
-	ipv6Src    = 8
-	ipv6Dst    = 24
-	icmp6      = 58
-	ndFirst    = 133 // Router Solicitation (RFC 4861 §4)
-	ndLast     = 137 // Redirect
-	vip4KeyLen = 4
-	vip6KeyLen = 16
-	ipv4Proto  = 9
-	ipv4Frag   = 6 // flags and fragment offset
-	tcpProto   = 6
-	udpProto   = 17
-	tcpFlags   = 13
+	ethLen   = 14
+	vlanLen  = 4
+	ipv4Len  = 20
+	ipv4Src  = 12
+	ipv4Dst  = 16
+	ipv6Len  = 40
+	ipv6Next = 6
+	ipv6Src  = 8
+	ipv6Dst  = 24
+	icmp6    = 58
+	icmp4    = 1
+	icmpLen  = 8 // an ICMP error's header, before its quote
+	// ICMP error types (RFC 792), and ICMPv6's last (RFC 4443: 1 to 4).
+	icmpUnreach      = 3
+	icmpTimeExceeded = 11
+	icmpParamProblem = 12
+	icmp6LastError   = 4
+	ndFirst          = 133 // Router Solicitation (RFC 4861 §4)
+	ndLast           = 137 // Redirect
+	vip4KeyLen       = 4
+	vip6KeyLen       = 16
+	ipv4Proto        = 9
+	ipv4Frag         = 6 // flags and fragment offset
+	tcpProto         = 6
+	udpProto         = 17
+	tcpFlags         = 13
 	// The reply maps' keys: the source address, the source port (network
 	// order), the protocol and a zero byte.
 	rep4KeyLen = 8
@@ -204,6 +211,11 @@ func Load() (_ *Program, err error) {
 //	if (proto is TCP or UDP, not a later fragment (IPv6: no extension header)
 //	    && bpf_map_lookup_elem(rep, &{saddr, sport, proto, 0})
 //	    && !bpf_map_lookup_elem(local, &daddr)) goto send;
+//	if (an ICMP error (IPv4 types 3, 11, 12; ICMPv6 1 to 4), not a later
+//	    fragment, quoting a packet that is not one, whose ports follow an
+//	    IPv4 header without options (IPv6: no extension header)
+//	    && bpf_map_lookup_elem(rep, &{q.daddr, q.dport, q.proto, 0})
+//	    && !bpf_map_lookup_elem(local, &daddr)) goto send;
 //	return PASS;
 //
 // syn is a TCP segment with SYN and without ACK (a new connection): an
@@ -226,7 +238,10 @@ func Load() (_ *Program, err error) {
 //
 // The reply maps are empty unless a translator (NAT) steers its backends'
 // endpoints; a reply to the node itself (a health check's) is not one of
-// a client's and stays the kernel's. A reply is never SYN-limited. The
+// a client's and stays the kernel's. An ICMP error about a packet sent to
+// a steered endpoint (a backend's Port Unreachable, a router's
+// Fragmentation Needed on the backends' side) is the translator's too:
+// it goes back to a client, or to FullNAT's pool. A reply is never SYN-limited. The
 // packet pointer (VLAN tag skipped) is kept in state across the VIP
 // lookup, which clobbers the caller-saved registers.
 func Instructions(vip4, vip6, xsks, synCfg, synState, others int, rep Replies) asm.Instructions {
@@ -419,6 +434,7 @@ func replyInstructions(state, data, end, tmp, eth, ctx asm.Register, rep Replies
 		asm.LoadMem(end, ctx, mdDataEnd, asm.Word),
 		asm.LoadMem(tmp, data, ethLen+ipv4Proto, asm.Byte),
 		asm.JEq.Imm(tmp, tcpProto, "v4l4"),
+		asm.JEq.Imm(tmp, icmp4, "v4l4"),
 		asm.JNE.Imm(tmp, udpProto, "pass"),
 		asm.LoadMem(tmp, data, ethLen+ipv4Frag, asm.Half).WithSymbol("v4l4"),
 		asm.And.Imm(tmp, be16(0x1fff)),
@@ -426,7 +442,9 @@ func replyInstructions(state, data, end, tmp, eth, ctx asm.Register, rep Replies
 		asm.LoadMem(tmp, data, ethLen, asm.Byte),
 		asm.And.Imm(tmp, 0x0f),
 	}, ihlLadderNamed("rihl", eth, data, tmp, "v4port", "pass"), asm.Instructions{
-		asm.Mov.Reg(tmp, eth).WithSymbol("v4port"), // eth + ethLen: the transport header
+		asm.LoadMem(tmp, data, ethLen+ipv4Proto, asm.Byte).WithSymbol("v4port"),
+		asm.JEq.Imm(tmp, icmp4, "v4error"),
+		asm.Mov.Reg(tmp, eth), // eth + ethLen: the transport header
 		asm.Add.Imm(tmp, ethLen+2),
 		asm.JGT.Reg(tmp, end, "pass"),
 		asm.LoadMem(tmp, data, ethLen+ipv4Src, asm.Word),
@@ -437,10 +455,34 @@ func replyInstructions(state, data, end, tmp, eth, ctx asm.Register, rep Replies
 		asm.StoreMem(asm.RFP, -2, tmp, asm.Byte),
 		asm.StoreImm(asm.RFP, -1, 0, asm.Byte),
 	}, lookup(rep.Rep4, -8, "pass", ""), asm.Instructions{
-		asm.LoadMem(tmp, state, ethLen+ipv4Dst, asm.Word),
+		asm.LoadMem(tmp, state, ethLen+ipv4Dst, asm.Word).WithSymbol("v4local"),
 		asm.StoreMem(asm.RFP, -4, tmp, asm.Word),
 	}, lookup(rep.Local4, -4, "", "pass"), asm.Instructions{
 		asm.Ja.Label("send"),
+
+		// An ICMP error (eth + ethLen: its header) quoting a packet to a
+		// steered endpoint: an IPv4 header without options, then ports.
+		asm.Mov.Reg(tmp, eth).WithSymbol("v4error"),
+		asm.Add.Imm(tmp, ethLen+icmpLen+ipv4Len+4),
+		asm.JGT.Reg(tmp, end, "pass"),
+		asm.LoadMem(tmp, eth, ethLen, asm.Byte),
+		asm.JEq.Imm(tmp, icmpUnreach, "v4quote"),
+		asm.JEq.Imm(tmp, icmpTimeExceeded, "v4quote"),
+		asm.JNE.Imm(tmp, icmpParamProblem, "pass"),
+		asm.LoadMem(tmp, eth, ethLen+icmpLen, asm.Byte).WithSymbol("v4quote"),
+		asm.JNE.Imm(tmp, 0x45, "pass"),
+		asm.LoadMem(tmp, eth, ethLen+icmpLen+ipv4Frag, asm.Half),
+		asm.And.Imm(tmp, be16(0x1fff)),
+		asm.JNE.Imm(tmp, 0, "pass"), // a quoted later fragment: no ports
+		asm.LoadMem(tmp, eth, ethLen+icmpLen+ipv4Dst, asm.Word),
+		asm.StoreMem(asm.RFP, -8, tmp, asm.Word),
+		asm.LoadMem(tmp, eth, ethLen+icmpLen+ipv4Len+2, asm.Half),
+		asm.StoreMem(asm.RFP, -4, tmp, asm.Half),
+		asm.LoadMem(tmp, eth, ethLen+icmpLen+ipv4Proto, asm.Byte),
+		asm.StoreMem(asm.RFP, -2, tmp, asm.Byte),
+		asm.StoreImm(asm.RFP, -1, 0, asm.Byte),
+	}, lookup(rep.Rep4, -8, "pass", ""), asm.Instructions{
+		asm.Ja.Label("v4local"),
 
 		asm.Mov.Reg(data, state).WithSymbol("v6reply"),
 		asm.LoadMem(end, ctx, mdDataEnd, asm.Word),
@@ -449,15 +491,38 @@ func replyInstructions(state, data, end, tmp, eth, ctx asm.Register, rep Replies
 		asm.JGT.Reg(tmp, end, "pass"),
 		asm.LoadMem(tmp, data, ethLen+ipv6Next, asm.Byte),
 		asm.JEq.Imm(tmp, tcpProto, "v6key"),
+		asm.JEq.Imm(tmp, icmp6, "v6error"),
 		asm.JNE.Imm(tmp, udpProto, "pass"),
 		asm.StoreMem(asm.RFP, -6, tmp, asm.Byte).WithSymbol("v6key"),
 		asm.StoreImm(asm.RFP, -5, 0, asm.Byte),
 		asm.LoadMem(tmp, data, ethLen+ipv6Len, asm.Half),
 		asm.StoreMem(asm.RFP, -8, tmp, asm.Half),
 	}, copyWords(data, tmp, ethLen+ipv6Src, -24), lookup(rep.Rep6, -24, "pass", ""),
-		copyWords(state, tmp, ethLen+ipv6Dst, -16), lookup(rep.Local6, -16, "", "pass"), asm.Instructions{
+		withSymbol("v6local", copyWords(state, tmp, ethLen+ipv6Dst, -16)), lookup(rep.Local6, -16, "", "pass"), asm.Instructions{
 			asm.Ja.Label("send"),
+
+			// An ICMPv6 error (types 1 to 4) quoting a packet to a
+			// steered endpoint: TCP or UDP right after its IPv6 header.
+			asm.Mov.Reg(tmp, data).WithSymbol("v6error"),
+			asm.Add.Imm(tmp, ethLen+ipv6Len+icmpLen+ipv6Len+4),
+			asm.JGT.Reg(tmp, end, "pass"),
+			asm.LoadMem(tmp, data, ethLen+ipv6Len, asm.Byte),
+			asm.JEq.Imm(tmp, 0, "pass"),
+			asm.JGT.Imm(tmp, icmp6LastError, "pass"),
+			asm.LoadMem(tmp, data, ethLen+ipv6Len+icmpLen+ipv6Next, asm.Byte),
+			asm.StoreMem(asm.RFP, -6, tmp, asm.Byte),
+			asm.StoreImm(asm.RFP, -5, 0, asm.Byte),
+			asm.LoadMem(tmp, data, ethLen+ipv6Len+icmpLen+ipv6Len+2, asm.Half),
+			asm.StoreMem(asm.RFP, -8, tmp, asm.Half),
+		}, copyWords(data, tmp, ethLen+ipv6Len+icmpLen+ipv6Dst, -24), lookup(rep.Rep6, -24, "pass", ""), asm.Instructions{
+			asm.Ja.Label("v6local"),
 		})
+}
+
+// withSymbol labels the first of ins.
+func withSymbol(label string, ins asm.Instructions) asm.Instructions {
+	ins[0] = ins[0].WithSymbol(label)
+	return ins
 }
 
 // copyWords copies the 16 bytes at src+off to the stack at fp+to.

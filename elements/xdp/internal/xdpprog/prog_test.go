@@ -380,11 +380,32 @@ func l4(sport uint16) []byte {
 	return append([]byte{byte(sport >> 8), byte(sport)}, make([]byte, 18)...)
 }
 
+// icmpError is an Ethernet frame of an ICMP error of type typ to dst
+// quoting a packet of protocol proto (an IPv4 header of ihl words, or
+// IPv6) from dst to qdst:dport, cut after its ports (cat then adds 8
+// bytes).
+func icmpError(typ byte, dst, qdst netip.Addr, dport uint16, proto byte, ihl int) []byte {
+	hl := ihl * 4
+	if !dst.Is4() {
+		hl = 40
+	}
+	q := reply(dst, 40000, qdst, proto, ihl)[14 : 14+hl+4]
+	q[hl+2], q[hl+3] = byte(dport>>8), byte(dport)
+	icmp := []byte{typ, 0, 0, 0, 0, 0, 0, 0}
+	if dst.Is4() {
+		return cat(reply(netip.MustParseAddr("198.51.100.254"), 0, dst, 1, 5)[:14+20], icmp, q)
+	}
+	return cat(reply(netip.MustParseAddr("2001:db8:ffff::1"), 0, dst, 58, 0)[:14+40], icmp, q)
+}
+
 // TestReplyVerdicts: with endpoints steered (SetReplies), a TCP or UDP
 // packet from one of them to an address not the node's is redirected,
-// never SYN-limited; one to the node's own address (a health check's
-// reply), from another port or protocol, or a later fragment, passes; with
-// nothing steered, everything passes again.
+// never SYN-limited, and so is an ICMP error about a packet to one of
+// them; one to the node's own address (a health check's reply), from
+// another port or protocol, or a later fragment, passes, as do ICMP
+// messages that are not errors, and errors about other endpoints or whose
+// quote the program does not read (IPv4 options); with nothing steered,
+// everything passes again.
 func TestReplyVerdicts(t *testing.T) {
 	p, prog := loadRedirecting(t, vip4)
 	be4, be6 := netip.MustParseAddr("10.0.0.21"), netip.MustParseAddr("2001:db8:1::21")
@@ -422,6 +443,20 @@ func TestReplyVerdicts(t *testing.T) {
 		{"other backend", reply(netip.MustParseAddr("10.0.0.22"), 8080, client4, 6, 5), xdpPass},
 		{"cut before the port", reply(be4, 8080, client4, 6, 5)[:14+20+1], xdpPass},
 		{"IPv6 cut before the port", reply(be6, 443, client6, 6, 0)[:14+40+1], xdpPass},
+		{"ICMP error", icmpError(3, client4, be4, 8080, 6, 5), xdpRedirect},
+		{"ICMP time exceeded", icmpError(11, client4, be4, 53, 17, 5), xdpRedirect},
+		{"IPv6 ICMP error", icmpError(2, client6, be6, 443, 6, 0), xdpRedirect},
+		{"ICMP error to the node", icmpError(3, self4, be4, 8080, 6, 5), xdpPass},
+		{"IPv6 ICMP error to the node", icmpError(1, self6, be6, 443, 6, 0), xdpPass},
+		{"ICMP error about another port", icmpError(3, client4, be4, 8081, 6, 5), xdpPass},
+		{"IPv6 ICMP error about another port", icmpError(1, client6, be6, 444, 6, 0), xdpPass},
+		{"ICMP echo", icmpError(8, client4, be4, 8080, 6, 5), xdpPass},
+		{"IPv6 echo", icmpError(128, client6, be6, 443, 6, 0), xdpPass},
+		{"ICMP error quoting IP options", icmpError(3, client4, be4, 8080, 6, 6), xdpPass},
+		{"ICMP error cut before the port", icmpError(3, client4, be4, 8080, 6, 5)[:14+20+8+20+3], xdpPass},
+		{"IPv6 ICMP error cut before the port", icmpError(1, client6, be6, 443, 6, 0)[:14+40+8+40+3], xdpPass},
+		{"ICMP error cut after the port", icmpError(3, client4, be4, 8080, 6, 5)[:14+20+8+20+4], xdpRedirect},
+		{"IPv6 ICMP error cut after the port", icmpError(1, client6, be6, 443, 6, 0)[:14+40+8+40+4], xdpRedirect},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
