@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -291,9 +292,19 @@ func (n *node) pushEach(q []*Packet) {
 }
 
 // route queues each packet of q on the input its port in ports leads to.
+// Packets that all leave by one port, as they do on a hit path, are
+// queued with one copy: queued one by one, each waits for the queue's
+// length that the one before stored.
 func (e *instElem) route(q []*Packet, ports []uint8) {
 	counts, out := e.counts, e.out
 	ports = ports[:len(q)]
+	if len(q) > 0 && samePort(ports) {
+		port := ports[0]
+		counts[port] += uint32(len(q))
+		d := out[port]
+		d.n += copy(d.q[d.n:], q)
+		return
+	}
 	for i, p := range q {
 		port := ports[i]
 		counts[port]++
@@ -301,6 +312,24 @@ func (e *instElem) route(q []*Packet, ports []uint8) {
 		d.q[d.n] = p
 		d.n++
 	}
+}
+
+// samePort reports whether every port of ports (at least one) is the
+// first's, comparing eight at a time.
+func samePort(ports []uint8) bool {
+	all := uint64(ports[0]) * 0x0101010101010101
+	for len(ports) >= 8 {
+		if binary.LittleEndian.Uint64(ports) != all {
+			return false
+		}
+		ports = ports[8:]
+	}
+	for _, p := range ports {
+		if p != uint8(all) {
+			return false
+		}
+	}
+	return true
 }
 
 // drop counts p under its reason in the batch's scratch and recycles it.
