@@ -570,9 +570,10 @@ func (e *Encap) PushBatch(_ int, pkts []*pipeline.Packet, ports []uint8) int {
 			return i
 		}
 		p.Truncate(l3 + innerLen)
-		// decTTL's update, as one store of TTL, protocol and checksum.
-		old := uint16(w1 >> 16)
-		binary.BigEndian.PutUint32(ip[8:12], uint32(old-0x100)<<16|uint32(csum.Replace(uint16(w1), old, old-0x100)))
+		// decTTL's update, as one store of TTL, protocol and checksum:
+		// csum.Replace's difference ^m + m' is 0xfeff for any word m
+		// whose TTL, its high byte, is above 1.
+		binary.BigEndian.PutUint32(ip[8:12], (w1>>16-0x100)<<16|uint32(csum.Update(uint16(w1), 0xfeff)))
 		d := p.Prepend(overhead)
 		moveL2(d, overhead, l3) // its EtherType, IPv4, stays
 		h := d[l3:]
