@@ -536,21 +536,27 @@ func (c *ConnTrack) PushBatch(in int, pkts []*pipeline.Packet, ports []uint8) in
 		}
 		return len(pkts)
 	}
+	// Hits and misses are counted here and added to c.local once: an
+	// increment there per packet is a load and a store.
+	var hits, misses uint64
+	n := len(pkts)
 	for i, p := range pkts {
 		b := &c.buckets[p.Hash&c.mask]
 		w := find(b, tagOf(p.Hash), &p.Flow)
 		if w < 0 {
 			if c.replies {
-				return i
+				n = i
+				break
 			}
-			c.local.misses++
+			misses++
 			ports[i] = outMiss
 			continue
 		}
 		// peer writes nothing when it fails.
 		e := &b.ent[w]
 		if c.idle(b, w) || !keeps(c.snap, e) || e.rev == revSource && !c.peer(p, e) {
-			return i
+			n = i
+			break
 		}
 		p.VIP, p.Backend, p.Epoch = e.vip, e.real, e.epoch
 		if e.rev != 0 {
@@ -563,7 +569,9 @@ func (c *ConnTrack) PushBatch(in int, pkts []*pipeline.Packet, ports []uint8) in
 		if b.seen[w] != c.tick {
 			b.seen[w] = c.tick
 		}
-		if p.Flow.Proto == 6 {
+		// Only a SYN, a FIN or a RST can change a TCP flow's class
+		// (classOf): other packets spare the call.
+		if f, ok := tcpFlags(p); ok && f&(tcpSYN|tcpFIN|tcpRST) != 0 {
 			if cls := classOf(p, b.cls[w]); cls != b.cls[w] {
 				b.cls[w] = cls
 			}
@@ -571,10 +579,12 @@ func (c *ConnTrack) PushBatch(in int, pkts []*pipeline.Packet, ports []uint8) in
 		if b.est&(1<<w) == 0 && establishes(p) {
 			b.est |= 1 << w
 		}
-		c.local.hits++
+		hits++
 		ports[i] = outHit
 	}
-	return len(pkts)
+	c.local.hits += hits
+	c.local.misses += misses
+	return n
 }
 
 // lookup is Push's lookup for what PushBatch leaves: it frees an idle or

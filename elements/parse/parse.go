@@ -307,10 +307,15 @@ func (e *Parse5Tuple) Push(in int, p *pipeline.Packet) int {
 // written before the common case has checked everything).
 func (e *Parse5Tuple) PushBatch(_ int, pkts []*pipeline.Packet, ports []uint8) int {
 	ports = ports[:len(pkts)]
+	// The packets are counted here and added to e.counts once: an
+	// increment there per packet is a load and a store.
+	var counts [classUDP + 1]uint64
+	n := len(pkts)
 	for i, p := range pkts {
 		d := p.Data()
 		if len(d) < ethHeaderLen+20+8 {
-			return i
+			n = i
+			break
 		}
 		ip := d[ethHeaderLen:]
 		w0 := binary.BigEndian.Uint64(ip[0:8])  // version, IHL, TOS, length, ID, flags, offset
@@ -331,7 +336,8 @@ func (e *Parse5Tuple) PushBatch(_ int, pkts []*pipeline.Packet, ports []uint8) i
 			proto != protoTCP && proto != protoUDP || tot < need || tot > len(ip) ||
 			a == 0 || a == 127 || a >= 0xe0 || sa>>16 == 0xa9fe || src == dst ||
 			e.vips.maybe(0xffff<<32|uint64(sa)) {
-			return i
+			n = i
+			break
 		}
 		l4 := ip[20:]
 		p.Truncate(ethHeaderLen + tot)
@@ -345,10 +351,12 @@ func (e *Parse5Tuple) PushBatch(_ int, pkts []*pipeline.Packet, ports []uint8) i
 		f.SrcPort, f.DstPort, f.Proto, f.Family, f.Flags = sp, dp, proto, 4, 0
 		p.L3, p.L4 = ethHeaderLen, ethHeaderLen+20
 		p.Hash = e.key.Words(0, lo4, 0, lo4d, uint64(sp)<<24|uint64(dp)<<8|uint64(proto))
-		e.counts[0][class]++
+		counts[class]++
 		ports[i] = portOut
 	}
-	return len(pkts)
+	e.counts[0][classTCP] += counts[classTCP]
+	e.counts[0][classUDP] += counts[classUDP]
+	return n
 }
 
 // pushFrame is Push for any frame: parseFrame, then the fragment tables.
