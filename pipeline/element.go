@@ -33,6 +33,23 @@ type Pusher interface {
 	Push(in int, p *Packet) int
 }
 
+// BatchPusher is implemented by an element whose common case is decided
+// without dropping, consuming or emitting a packet: PushBatch takes pkts
+// in order, each as Push would, setting ports[i] to the output port
+// pkts[i] leaves by, up to the first packet it leaves to Push, and
+// returns how many it took (len(ports) >= len(pkts)). The engine routes
+// those, hands the next to Push and calls PushBatch again with the rest.
+//
+// The loop is the element's, not the engine's, because that is where the
+// common case's code is inlined: through Push, every packet of every node
+// costs an interface call after which the compiler reloads all the loop
+// keeps in registers (Go's calling convention saves none of them). An
+// element implements Push by PushBatch on one packet, so that each case
+// is written once.
+type BatchPusher interface {
+	PushBatch(in int, pkts []*Packet, ports []uint8) int
+}
+
 // Consumed is returned by Push when the packet left the graph: the element
 // owns it from now on.
 const Consumed = -1

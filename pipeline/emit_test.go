@@ -210,3 +210,103 @@ func TestEmitQueueFull(t *testing.T) {
 		t.Errorf("sink got %d, %d emits refused; want %d and %d", len(got), g.refused, 2*MaxBatch, 2*MaxBatch)
 	}
 }
+
+var reasonBatchSeven = NewReason("pipelinetest.seven")
+
+// tBatch is a BatchPusher whose Push, by a packet's byte b, emits a spare
+// ahead of it (b%5 == 0), drops it (b%7 == 0) or consumes it (b%11 ==
+// 0), and otherwise sends it to port (b>>Shift)&1, which PushBatch does
+// for those packets and stops at the others.
+type tBatch struct {
+	Shift int `hcl:"shift,optional"`
+	emit  *Emitter
+}
+
+func (e *tBatch) Provision(ctx *Context) error { e.emit = ctx.Emitter(); return nil }
+
+func (e *tBatch) Push(in int, p *Packet) int {
+	var port [1]uint8
+	if e.PushBatch(in, []*Packet{p}, port[:]) == 1 {
+		return int(port[0])
+	}
+	switch b := p.Data()[0]; {
+	case b%7 == 0:
+		p.Reason = reasonBatchSeven
+		return Drop
+	case b%11 == 0:
+		p.Recycle()
+		return Consumed
+	}
+	if s := e.emit.Spare(); s != nil {
+		s.Extend(1)[0] = 255
+		if !e.emit.Emit(0, s) {
+			s.Recycle()
+		}
+	}
+	return int(p.Data()[0]>>e.Shift) & 1
+}
+
+func (e *tBatch) PushBatch(_ int, pkts []*Packet, ports []uint8) int {
+	for i, p := range pkts {
+		b := p.Data()[0]
+		if b%5 == 0 || b%7 == 0 || b%11 == 0 {
+			return i
+		}
+		ports[i] = b >> e.Shift & 1
+	}
+	return len(pkts)
+}
+
+// tEach is tBatch without PushBatch: the engine pushes every packet.
+type tEach struct{ tBatch tBatch }
+
+func (e *tEach) Provision(ctx *Context) error { return e.tBatch.Provision(ctx) }
+func (e *tEach) Push(in int, p *Packet) int   { return e.tBatch.Push(in, p) }
+
+func init() {
+	Register(ElementType{Name: "TBatch", Inputs: []string{"in"}, Outputs: []string{"even", "odd"}, New: func() Element { return &tBatch{} }})
+	Register(ElementType{Name: "TEach", Inputs: []string{"in"}, Outputs: []string{"even", "odd"}, New: func() Element { return &tEach{} }})
+}
+
+// TestBatchPusherAsPush: an element's PushBatch, with Push taking what it
+// stops at (emitting, dropping, consuming), sends every packet where
+// Push alone would, in the same order, with the same counts, whether a
+// batch's packets leave by one port (the engine queues them at once) or
+// by both.
+func TestBatchPusherAsPush(t *testing.T) {
+	for _, shift := range []int{0, 6} {
+		run := func(typ string) (even, odd []byte, st map[string]ElementStats) {
+			rt := startSpec(t, Spec{
+				Elements:    []ElementDecl{decl("src", "TSpareSource", 1), decl("b", typ, 2), decl("even", "TRecord", 3), decl("odd", "TRecord", 4)},
+				Connections: []Connection{conn("src", "b", 5), conn("b.even", "even", 6), conn("b.odd", "odd", 7)},
+			}, Options{})
+			inst := rt.Workers()[0]
+			src := inst.Element("src").(*tSpareSource)
+			src.Count, src.endless = 4*MaxBatch, true
+			switch e := inst.Element("b").(type) {
+			case *tBatch:
+				e.Shift = shift
+			case *tEach:
+				e.tBatch.Shift = shift
+			}
+			if err := rt.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			st = map[string]ElementStats{}
+			for _, s := range rt.Stats() {
+				st[s.Name] = s
+			}
+			return inst.Element("even").(*tRecord).got, inst.Element("odd").(*tRecord).got, st
+		}
+		wantEven, wantOdd, wantSt := run("TEach")
+		even, odd, st := run("TBatch")
+		if !slices.Equal(even, wantEven) || !slices.Equal(odd, wantOdd) {
+			t.Errorf("shift %d: PushBatch sent even %v odd %v, Push even %v odd %v", shift, even, odd, wantEven, wantOdd)
+		}
+		b, want := st["b"], wantSt["b"]
+		if b.In[0].Packets != want.In[0].Packets || b.Out[0].Packets != want.Out[0].Packets || b.Out[1].Packets != want.Out[1].Packets ||
+			b.Dropped != want.Dropped || b.Consumed != want.Consumed || b.Emitted != want.Emitted || want.Dropped == 0 || want.Emitted == 0 {
+			t.Errorf("shift %d: PushBatch's counts %+v, Push's %+v", shift, b, want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -81,10 +82,13 @@ type instElem struct {
 type node struct {
 	elem     *instElem
 	push     Pusher
-	prefetch Prefetcher // nil unless the element implements it
+	batch    BatchPusher // nil unless the element implements it
+	prefetch Prefetcher  // nil unless the element implements it
 	in       int
 	n        int
 	q        [2 * MaxBatch]*Packet
+	// ports is PushBatch's scratch: the output port of each packet of q.
+	ports [2 * MaxBatch]uint8
 }
 
 // instantiate builds worker's copy of the graph: New, Configure and
@@ -185,6 +189,7 @@ func (g *Graph) instantiate(worker int, opts Options, shared *sharedStore) (_ *I
 	for _, ref := range g.order {
 		ie := inst.elems[ref.elem]
 		n := &node{elem: ie, push: ie.el.(Pusher), in: ref.in}
+		n.batch, _ = ie.el.(BatchPusher)
 		n.prefetch, _ = ie.el.(Prefetcher)
 		nodes[ref] = n
 		inst.order = append(inst.order, n)
@@ -239,12 +244,33 @@ func (n *node) run() {
 	q := n.q[:n.n]
 	n.n = 0
 	e := n.elem
-	counts, out := e.counts, e.out
-	push, in := n.push, n.in
-	consumed := uint64(0)
+	in := n.in
+	e.inPkts[in].Add(uint64(len(q)))
 	if n.prefetch != nil {
 		n.prefetch.Prefetch(in, q)
 	}
+	if n.batch == nil {
+		n.pushEach(q)
+	} else {
+		for len(q) > 0 {
+			k := n.batch.PushBatch(in, q, n.ports[:len(q)])
+			e.route(q[:k], n.ports[:k])
+			if k == len(q) {
+				break
+			}
+			n.pushEach(q[k : k+1])
+			q = q[k+1:]
+		}
+	}
+	e.publish()
+}
+
+// pushEach pushes q's packets through the element one by one.
+func (n *node) pushEach(q []*Packet) {
+	e := n.elem
+	counts, out := e.counts, e.out
+	push, in := n.push, n.in
+	consumed := uint64(0)
 	for _, p := range q {
 		port := push.Push(in, p)
 		if port < 0 {
@@ -260,11 +286,50 @@ func (n *node) run() {
 		d.q[d.n] = p
 		d.n++
 	}
-	e.inPkts[in].Add(uint64(len(q)))
 	if consumed > 0 {
 		e.consumed.Add(consumed)
 	}
-	e.publish()
+}
+
+// route queues each packet of q on the input its port in ports leads to.
+// Packets that all leave by one port, as they do on a hit path, are
+// queued with one copy: queued one by one, each waits for the queue's
+// length that the one before stored.
+func (e *instElem) route(q []*Packet, ports []uint8) {
+	counts, out := e.counts, e.out
+	ports = ports[:len(q)]
+	if len(q) > 0 && samePort(ports) {
+		port := ports[0]
+		counts[port] += uint32(len(q))
+		d := out[port]
+		d.n += copy(d.q[d.n:], q)
+		return
+	}
+	for i, p := range q {
+		port := ports[i]
+		counts[port]++
+		d := out[port]
+		d.q[d.n] = p
+		d.n++
+	}
+}
+
+// samePort reports whether every port of ports (at least one) is the
+// first's, comparing eight at a time.
+func samePort(ports []uint8) bool {
+	all := uint64(ports[0]) * 0x0101010101010101
+	for len(ports) >= 8 {
+		if binary.LittleEndian.Uint64(ports) != all {
+			return false
+		}
+		ports = ports[8:]
+	}
+	for _, p := range ports {
+		if p != uint8(all) {
+			return false
+		}
+	}
+	return true
 }
 
 // drop counts p under its reason in the batch's scratch and recycles it.

@@ -511,13 +511,91 @@ func (c *ConnTrack) PrefetchReplies(hashes []uint64) {
 // A lookup is a hit when the flow has a live entry whose real may still
 // carry it: same ID and epoch in the current snapshot, Up or Draining, and
 // still a member of the entry's VIP. An idle or stale entry is freed so
-// that the learn that follows (or any new flow) can take its way. The
-// lookup is written here, not in a function of its own, to spare every
-// packet a call.
+// that the learn that follows (or any new flow) can take its way.
 func (c *ConnTrack) Push(in int, p *pipeline.Packet) int {
+	var port [1]uint8
+	if c.PushBatch(in, []*pipeline.Packet{p}, port[:]) == 1 {
+		return int(port[0])
+	}
 	if in == inLearn {
 		return c.learn(p)
 	}
+	return c.lookup(p)
+}
+
+// PushBatch is Push for what cannot be dropped: a learn that
+// new_flow_rate cannot refuse, a lookup's hit, and a miss without a
+// translator after the table (ExpectReplies). A hit is decided here, not
+// in a function of its own, to spare every packet a call. PushBatch stops
+// at an idle or stale entry, a full-NAT reply whose flow is gone, or a
+// miss that may be an unknown reply: lookup decides those.
+func (c *ConnTrack) PushBatch(in int, pkts []*pipeline.Packet, ports []uint8) int {
+	ports = ports[:len(pkts)]
+	if in == inLearn {
+		for i, p := range pkts {
+			if c.NewFlowRate > 0 && c.tokens < 1 {
+				return i
+			}
+			ports[i] = uint8(c.learn(p))
+		}
+		return len(pkts)
+	}
+	// Hits and misses are counted here and added to c.local once: an
+	// increment there per packet is a load and a store.
+	var hits, misses uint64
+	n := len(pkts)
+	for i, p := range pkts {
+		b := &c.buckets[p.Hash&c.mask]
+		w := find(b, tagOf(p.Hash), &p.Flow)
+		if w < 0 {
+			if c.replies {
+				n = i
+				break
+			}
+			misses++
+			ports[i] = outMiss
+			continue
+		}
+		// peer writes nothing when it fails.
+		e := &b.ent[w]
+		if c.idle(b, w) || !keeps(c.snap, e) || e.rev == revSource && !c.peer(p, e) {
+			n = i
+			break
+		}
+		p.VIP, p.Backend, p.Epoch = e.vip, e.real, e.epoch
+		if e.rev != 0 {
+			p.Flow.Flags |= pipeline.FlowReply
+			p.VIPPort = e.vport
+		}
+		// The header line is written only when something in it changes:
+		// the clock moves once a tick, not once a packet, and a line
+		// left clean need not be written back when it leaves the cache.
+		if b.seen[w] != c.tick {
+			b.seen[w] = c.tick
+		}
+		// Only a SYN, a FIN or a RST can change a TCP flow's class
+		// (classOf): other packets spare the call.
+		if f, ok := tcpFlags(p); ok && f&(tcpSYN|tcpFIN|tcpRST) != 0 {
+			if cls := classOf(p, b.cls[w]); cls != b.cls[w] {
+				b.cls[w] = cls
+			}
+		}
+		if b.est&(1<<w) == 0 && establishes(p) {
+			b.est |= 1 << w
+		}
+		hits++
+		ports[i] = outHit
+	}
+	c.local.hits += hits
+	c.local.misses += misses
+	return n
+}
+
+// lookup is Push's lookup for what PushBatch leaves: it frees an idle or
+// stale entry (the learn that follows, or any new flow, can take its
+// way) and drops a full-NAT reply whose flow is gone and, with a
+// translator after the table, a packet for no VIP.
+func (c *ConnTrack) lookup(p *pipeline.Packet) int {
 	b := &c.buckets[p.Hash&c.mask]
 	w := find(b, tagOf(p.Hash), &p.Flow)
 	if w < 0 {
@@ -529,41 +607,17 @@ func (c *ConnTrack) Push(in int, p *pipeline.Packet) int {
 		c.local.expired++
 		return c.miss(p)
 	}
-	e := &b.ent[w]
-	if !keeps(c.snap, e) {
+	if !keeps(c.snap, &b.ent[w]) {
 		b.tag[w] = 0
 		c.entries--
 		c.local.stale++
 		return c.miss(p)
 	}
-	if e.rev == revSource && !c.peer(p, e) {
-		// The flow that allocated the source is gone (expired or
-		// evicted first): the reply's client is unknown.
-		c.local.misses++
-		p.Reason = reasonReplyUnknown
-		return pipeline.Drop
-	}
-	p.VIP, p.Backend, p.Epoch = e.vip, e.real, e.epoch
-	if e.rev != 0 {
-		p.Flow.Flags |= pipeline.FlowReply
-		p.VIPPort = e.vport
-	}
-	// The header line is written only when something in it changes: the
-	// clock moves once a tick, not once a packet, and a line left clean
-	// need not be written back when it leaves the cache.
-	if b.seen[w] != c.tick {
-		b.seen[w] = c.tick
-	}
-	if p.Flow.Proto == 6 {
-		if cls := classOf(p, b.cls[w]); cls != b.cls[w] {
-			b.cls[w] = cls
-		}
-	}
-	if b.est&(1<<w) == 0 && establishes(p) {
-		b.est |= 1 << w
-	}
-	c.local.hits++
-	return outHit
+	// A full-NAT reply whose flow, which allocated the source, is gone
+	// (expired or evicted first): the reply's client is unknown.
+	c.local.misses++
+	p.Reason = reasonReplyUnknown
+	return pipeline.Drop
 }
 
 // miss counts a lookup that found no usable entry and sends it to
@@ -892,6 +946,7 @@ var (
 	_ pipeline.FlowTracker   = (*ConnTrack)(nil)
 	_ pipeline.ReplyTracker  = (*ConnTrack)(nil)
 	_ pipeline.Pusher        = (*ConnTrack)(nil)
+	_ pipeline.BatchPusher   = (*ConnTrack)(nil)
 	_ pipeline.Validator     = (*ConnTrack)(nil)
 	_ pipeline.Provisioner   = (*ConnTrack)(nil)
 	_ pipeline.Cleaner       = (*ConnTrack)(nil)

@@ -528,49 +528,64 @@ func (e *Encap) drop(p *pipeline.Packet, d int) int {
 // on out: the same L2 header (its last EtherType set to the outer family),
 // then the outer IP header at p.L3, the tunnel header, and the inner
 // packet at p.L4. On bad, the packet is unchanged but for p.Reason.
-func (e *Encap) Push(_ int, p *pipeline.Packet) int {
-	// The common case, IPv4 in IPv4 behind an Ethernet header that moves
-	// as two words, whole and within the MTU, to a real of the batch's
-	// snapshot (its outer4 in e.outer bears its epoch), is encapsulated
-	// here straight from the inner header's words as loaded; anything
-	// else, or anything doubtful, goes to encap, which decides it from
-	// scratch (nothing is written before every check has passed).
-	data := p.Data()
-	if l3 := int(p.L3); int(p.Backend) < len(e.outer) && l3 >= ethHdrLen && l3 <= 16 && l3+ipv4HdrLen <= len(data) {
-		o := &e.outer[p.Backend]
-		ip := data[l3 : l3+ipv4HdrLen]
-		w0 := binary.BigEndian.Uint64(ip[0:8])  // version, IHL, TOS, length, ID, flags, offset
-		w1 := binary.BigEndian.Uint32(ip[8:12]) // TTL, protocol, checksum
-		innerLen := int(w0 >> 32 & 0xffff)
-		overhead := ipv4HdrLen
-		if e.tunnel == tunnelGRE {
-			overhead = ipv4HdrLen + greHdrLen
-		}
-		if o.epoch == p.Epoch && o.epoch != 0 &&
-			w0>>60 == 4 && be16(data[l3-2:]) == etherTypeIPv4 && int(w0>>54&0x3c) >= ipv4HdrLen &&
-			innerLen >= int(w0>>54&0x3c) && l3+innerLen <= len(data) && w1>>24 > 1 &&
-			(e.mtu <= 0 || overhead+innerLen <= e.mtu) && overhead+innerLen <= 0xffff && p.Headroom() >= overhead {
-			p.Truncate(l3 + innerLen)
-			// decTTL's update, as one store of TTL, protocol and checksum.
-			old := uint16(w1 >> 16)
-			binary.BigEndian.PutUint32(ip[8:12], uint32(old-0x100)<<16|uint32(csum.Replace(uint16(w1), old, old-0x100)))
-			d := p.Prepend(overhead)
-			moveL2(d, overhead, l3) // its EtherType, IPv4, stays
-			h := d[l3:]
-			e.writeIPv4(h, byte(w0>>48), overhead+innerLen, w0&0x4000 != 0, o)
-			if overhead != ipv4HdrLen {
-				binary.BigEndian.PutUint32(h[ipv4HdrLen:], etherTypeIPv4)
-			}
-			p.L4 = uint16(l3 + overhead)
-			e.count(p.Backend, uint64(len(d)))
-			return portOut
-		}
+func (e *Encap) Push(in int, p *pipeline.Packet) int {
+	var port [1]uint8
+	if e.PushBatch(in, []*pipeline.Packet{p}, port[:]) == 1 {
+		return int(port[0])
 	}
 	r := e.snap.Real(p.Backend, p.Epoch)
 	if r == nil {
 		return e.drop(p, dropNoBackend)
 	}
-	return e.encap(p, r, data)
+	return e.encap(p, r, p.Data())
+}
+
+// PushBatch is Push for the common case, IPv4 in IPv4 behind an Ethernet
+// header that moves as two words, whole and within the MTU, to a real of
+// the batch's snapshot (its outer4 in e.outer bears its epoch),
+// encapsulated here straight from the inner header's words as loaded. It
+// stops at anything else, or anything doubtful, which encap decides from
+// scratch (nothing is written before every check has passed).
+func (e *Encap) PushBatch(_ int, pkts []*pipeline.Packet, ports []uint8) int {
+	ports = ports[:len(pkts)]
+	overhead := ipv4HdrLen
+	if e.tunnel == tunnelGRE {
+		overhead = ipv4HdrLen + greHdrLen
+	}
+	for i, p := range pkts {
+		data := p.Data()
+		l3 := int(p.L3)
+		if int(p.Backend) >= len(e.outer) || l3 < ethHdrLen || l3 > 16 || l3+ipv4HdrLen > len(data) {
+			return i
+		}
+		o := &e.outer[p.Backend]
+		ip := data[l3 : l3+ipv4HdrLen]
+		w0 := binary.BigEndian.Uint64(ip[0:8])  // version, IHL, TOS, length, ID, flags, offset
+		w1 := binary.BigEndian.Uint32(ip[8:12]) // TTL, protocol, checksum
+		innerLen := int(w0 >> 32 & 0xffff)
+		if o.epoch != p.Epoch || o.epoch == 0 ||
+			w0>>60 != 4 || be16(data[l3-2:]) != etherTypeIPv4 || int(w0>>54&0x3c) < ipv4HdrLen ||
+			innerLen < int(w0>>54&0x3c) || l3+innerLen > len(data) || w1>>24 <= 1 ||
+			e.mtu > 0 && overhead+innerLen > e.mtu || overhead+innerLen > 0xffff || p.Headroom() < overhead {
+			return i
+		}
+		p.Truncate(l3 + innerLen)
+		// decTTL's update, as one store of TTL, protocol and checksum:
+		// csum.Replace's difference ^m + m' is 0xfeff for any word m
+		// whose TTL, its high byte, is above 1.
+		binary.BigEndian.PutUint32(ip[8:12], (w1>>16-0x100)<<16|uint32(csum.Update(uint16(w1), 0xfeff)))
+		d := p.Prepend(overhead)
+		moveL2(d, overhead, l3) // its EtherType, IPv4, stays
+		h := d[l3:]
+		e.writeIPv4(h, byte(w0>>48), overhead+innerLen, w0&0x4000 != 0, o)
+		if overhead != ipv4HdrLen {
+			binary.BigEndian.PutUint32(h[ipv4HdrLen:], etherTypeIPv4)
+		}
+		p.L4 = uint16(l3 + overhead)
+		e.count(p.Backend, uint64(len(d)))
+		ports[i] = portOut
+	}
+	return len(pkts)
 }
 
 // encap is Push for any packet to the real r, data being p.Data().
@@ -714,6 +729,7 @@ func (e *Encap) count(id uint32, n uint64) {
 
 var (
 	_ pipeline.Pusher        = (*Encap)(nil)
+	_ pipeline.BatchPusher   = (*Encap)(nil)
 	_ pipeline.Validator     = (*Encap)(nil)
 	_ pipeline.Provisioner   = (*Encap)(nil)
 	_ pipeline.Cleaner       = (*Encap)(nil)

@@ -71,7 +71,8 @@ func fuzzEncap(f *testing.F, tun tunnel) {
 		end(e)
 		out := p.Data()
 
-		// Push's fast path decides every packet as encap does alone.
+		// Push's fast path, PushBatch, decides every packet as encap does
+		// alone.
 		slow, _ := fuzzElement(t, tun, sel)
 		q := newPacket(frame, int(headroom), l3, backend)
 		q.Hash = hash

@@ -41,7 +41,8 @@ func FuzzParse5Tuple(f *testing.F) {
 
 	e := newTestElement(testSeed)
 	// slow sees every frame, as e does, but through pushFrame alone:
-	// Push's fast path must decide each exactly as pushFrame does.
+	// Push's fast path, PushBatch, must decide each exactly as pushFrame
+	// does.
 	slow := newTestElement(testSeed)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		q := pipelinetest.Packet(bytes.Clone(frame))

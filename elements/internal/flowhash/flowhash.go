@@ -60,12 +60,11 @@ func (k Key) Hash(f *pipeline.Flow) uint64 {
 // Words is Hash of a flow given as the little-endian words of its
 // addresses and its ports and protocol packed as Hash packs them: the
 // parser's fast path hashes the values it holds in registers rather than
-// load back the Flow it has just stored.
+// load back the Flow it has just stored. It is one expression, without
+// locals, to stay within the inliner's budget: Parse5Tuple's fast path
+// then hashes without a call.
 func (k Key) Words(s0, s1, d0, d1, ports uint64) uint64 {
-	s := uint64(k)
-	src := mix(s0^k1, s1^s)
-	dst := mix(d0^k2, d1^s)
-	return mix(src^ports^k3, dst^k4)
+	return mix(mix(s0^k1, s1^uint64(k))^ports^k3, mix(d0^k2, d1^uint64(k))^k4)
 }
 
 // Score is the rendezvous score of a node of seed nodeSeed for a flow of
