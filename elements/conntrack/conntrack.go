@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xlbproject/xlb/control/snapshot"
+	"github.com/xlbproject/xlb/internal/hugemem"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -135,15 +136,18 @@ type ConnTrack struct {
 	NewFlowBurst  int    `hcl:"new_flow_burst,optional" doc:"new flows a worker admits at once above new_flow_rate; default one second's worth"`
 
 	// Owned by the worker; valid after Provision.
-	view     *snapshot.View
-	buckets  []bucket
-	mask     uint64
-	timeouts [numClasses]int32  // ticks
-	snap     *snapshot.Snapshot // the batch's, from view
-	tick     uint32             // batch clock in ticks, set in StartBatch
-	sweep    uint64             // next bucket the sweeper visits
-	swept    uint32             // tick of the last batch that swept sweepPerTick
-	entries  int64              // occupied ways
+	view    *snapshot.View
+	buckets []bucket
+	// freeBuckets unmaps buckets (hugemem.Slice): Cleanup runs it once
+	// the worker that read them has stopped.
+	freeBuckets func()
+	mask        uint64
+	timeouts    [numClasses]int32  // ticks
+	snap        *snapshot.Snapshot // the batch's, from view
+	tick        uint32             // batch clock in ticks, set in StartBatch
+	sweep       uint64             // next bucket the sweeper visits
+	swept       uint32             // tick of the last batch that swept sweepPerTick
+	entries     int64              // occupied ways
 	// pubEntries is entries as last published.
 	pubEntries int64
 	local      counters
@@ -255,7 +259,7 @@ func (c *ConnTrack) setup(v *snapshot.View) error {
 	}
 	c.timeouts, _ = c.parseTimeouts()
 	nb := uint64(1) << bits.Len64(uint64(c.Capacity+ways-1)/ways-1)
-	c.buckets = make([]bucket, nb)
+	c.buckets, c.freeBuckets = hugemem.Slice[bucket](int(nb))
 	c.mask = nb - 1
 	c.view = v
 	c.queries = make(chan *query, 16)
@@ -270,7 +274,10 @@ func (c *ConnTrack) setup(v *snapshot.View) error {
 
 // Cleanup drops the table; it is safe after a partial Provision.
 func (c *ConnTrack) Cleanup() error {
-	c.buckets, c.view, c.snap = nil, nil, nil
+	if c.freeBuckets != nil {
+		c.freeBuckets()
+	}
+	c.buckets, c.freeBuckets, c.view, c.snap = nil, nil, nil, nil
 	return nil
 }
 
