@@ -34,11 +34,13 @@ type Pusher interface {
 }
 
 // BatchPusher is implemented by an element whose common case is decided
-// without dropping, consuming or emitting a packet: PushBatch takes pkts
-// in order, each as Push would, setting ports[i] to the output port
-// pkts[i] leaves by, up to the first packet it leaves to Push, and
-// returns how many it took (len(ports) >= len(pkts)). The engine routes
-// those, hands the next to Push and calls PushBatch again with the rest.
+// without dropping, consuming or emitting a packet, or, for a sink (an
+// element without outputs, such as TxXDP), by consuming it: PushBatch
+// takes pkts in order, each as Push would, setting ports[i] to the output
+// port pkts[i] leaves by (a sink sets none), up to the first packet it
+// leaves to Push, and returns how many it took (len(ports) >= len(pkts)).
+// The engine routes those (counts them consumed, for a sink), hands the
+// next to Push and calls PushBatch again with the rest.
 //
 // The loop is the element's, not the engine's, because that is where the
 // common case's code is inlined: through Push, every packet of every node

@@ -211,14 +211,7 @@ func (inst *Instance) Process(src int, b *Batch) {
 	}
 	se := inst.sources[src]
 	inst.supplier, inst.lent, inst.emitted = se.supplier, 0, 0
-	counts := se.counts
-	for i := 0; i < b.N; i++ {
-		port := b.Ports[i]
-		counts[port]++
-		d := se.out[port]
-		d.q[d.n] = b.Pkts[i]
-		d.n++
-	}
+	se.route(b.Pkts[:b.N], b.Ports[:b.N])
 	se.publish()
 	for _, n := range inst.order {
 		if n.n > 0 {
@@ -232,8 +225,9 @@ func (inst *Instance) Process(src int, b *Batch) {
 }
 
 // run pushes the node's queued packets through its element and queues each
-// on the input its output port leads to, or counts and recycles it when
-// the element drops it. Counters are summed locally and published once per
+// on the input its output port leads to, counts it consumed when the
+// element took it (a sink's PushBatch takes what it consumes), or counts
+// and recycles it when the element drops it. Counters are summed locally and published once per
 // batch, so the per-packet cost is a plain increment.
 //
 // What the loop reads of n and e is held in locals: Push is an interface
@@ -252,14 +246,23 @@ func (n *node) run() {
 	if n.batch == nil {
 		n.pushEach(q)
 	} else {
+		sink := len(e.out) == 0
+		consumed := 0
 		for len(q) > 0 {
 			k := n.batch.PushBatch(in, q, n.ports[:len(q)])
-			e.route(q[:k], n.ports[:k])
+			if sink {
+				consumed += k
+			} else {
+				e.route(q[:k], n.ports[:k])
+			}
 			if k == len(q) {
 				break
 			}
 			n.pushEach(q[k : k+1])
 			q = q[k+1:]
+		}
+		if consumed > 0 {
+			e.consumed.Add(uint64(consumed))
 		}
 	}
 	e.publish()

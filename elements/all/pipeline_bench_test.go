@@ -82,10 +82,16 @@ func (s *replaySource) Pull(b *pipeline.Batch) error {
 	return nil
 }
 
-// sink counts packets that made it through.
+// sink counts packets that made it through. Like TxXDP, whose place it
+// takes, it consumes a batch through PushBatch.
 type sink struct{ n uint64 }
 
 func (s *sink) Push(int, *pipeline.Packet) int { s.n++; return pipeline.Consumed }
+
+func (s *sink) PushBatch(_ int, pkts []*pipeline.Packet, _ []uint8) int {
+	s.n += uint64(len(pkts))
+	return len(pkts)
+}
 
 func init() {
 	pipeline.Register(pipeline.ElementType{Name: "BenchReplay", Outputs: []string{"out"},

@@ -3,6 +3,8 @@ package xdp
 import (
 	"bytes"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,12 +61,12 @@ func runBatch(t testing.TB, rx *RxXDP, tx *TxXDP, b *pipeline.Batch, prepend int
 		t.Fatal(err)
 	}
 	tx.StartBatch(b.Now)
-	for _, p := range b.Pkts[:b.N] {
-		if prepend > 0 {
+	if prepend > 0 {
+		for _, p := range b.Pkts[:b.N] {
 			p.Prepend(prepend)
 		}
-		push(tx, p)
 	}
+	pushAll(tx, b.Pkts[:b.N], true)
 	tx.EndBatch()
 }
 
@@ -73,6 +75,22 @@ func runBatch(t testing.TB, rx *RxXDP, tx *TxXDP, b *pipeline.Batch, prepend int
 func push(tx *TxXDP, p *pipeline.Packet) {
 	if tx.Push(0, p) == pipeline.Drop {
 		tx.drops.Drop(p)
+	}
+}
+
+// pushAll pushes q to tx as the engine does: with batch, through
+// PushBatch and, for each packet it stops at, Push; else Push alone.
+func pushAll(tx *TxXDP, q []*pipeline.Packet, batch bool) {
+	for len(q) > 0 {
+		k := 0
+		if batch {
+			k = tx.PushBatch(0, q, nil)
+		}
+		if k == len(q) {
+			return
+		}
+		push(tx, q[k])
+		q = q[k+1:]
 	}
 }
 
@@ -429,5 +447,78 @@ func TestSpareSentInPlace(t *testing.T) {
 	checkSocket(t, rx.sock)
 	if rx.sock.Count(xsk.Rx) != pipeline.MaxBatch-2 {
 		t.Errorf("%s: want %d held", rx.sock, pipeline.MaxBatch-2)
+	}
+}
+
+// TestPushBatchAsPush: TxXDP's PushBatch, with Push taking what it stops
+// at, sends the same frames in the same order as Push alone, with the
+// same counters, over a batch that mixes every case: frames sent in
+// place (encapsulated, OnLink, IPv6 to the second gateway), a runt, an
+// IPv6 frame whose gateway is unresolved, a frame sent twice (the second
+// time refused by the socket), and packets from outside the UMEM, copied
+// or too big.
+func TestPushBatchAsPush(t *testing.T) {
+	type result struct {
+		sent                   [][]byte
+		pubSent, copied        uint64
+		drops                  map[pipeline.Reason]uint64
+		held, queued, inFlight int
+	}
+	run := func(batch bool) result {
+		f, rx, tx := fakePair(t, 512)
+		f.Record = true
+		tx.res6 = &resolver{}
+		v6 := func(id byte) []byte {
+			fr := frame(id)
+			fr[12], fr[13] = 0x86, 0xdd
+			return fr
+		}
+		for i, fr := range [][]byte{frame(0), frame(1), frame(2)[:10], v6(3), frame(4), frame(5), frame(6), v6(7)} {
+			if i == 6 {
+				copy(fr[:6], []byte{2, 0, 0, 0, 0xb, 6})
+			}
+			f.Deliver(fr)
+		}
+		var b pipeline.Batch
+		if err := rx.Pull(&b); err != nil || b.N != 8 {
+			t.Fatalf("pulled %d (%v)", b.N, err)
+		}
+		tx.StartBatch(b.Now)
+		copy(b.Pkts[1].Prepend(20)[:14], frame(9)[:14])
+		b.Pkts[6].OnLink = true
+		foreign := func(n int, id byte) *pipeline.Packet {
+			buf := make([]byte, pipeline.Headroom+n)
+			copy(buf[pipeline.Headroom:], frame(id))
+			p := &pipeline.Packet{}
+			p.SetFrame(buf, pipeline.Headroom, len(buf))
+			return p
+		}
+		q := []*pipeline.Packet{b.Pkts[0], b.Pkts[1], b.Pkts[2], b.Pkts[3], b.Pkts[4], b.Pkts[4], foreign(60, 10), b.Pkts[5], foreign(8000, 11), b.Pkts[6], b.Pkts[7]}
+		pushAll(tx, q[:5], batch)
+		// Resolved from here on, the next batch's state: IPv6 frames go
+		// to the second gateway.
+		tx.res6.mac.Store(macValid | 0x020000000006)
+		tx.StartBatch(b.Now)
+		pushAll(tx, q[5:], batch)
+		tx.EndBatch()
+		checkSocket(t, rx.sock)
+		r := result{sent: f.Sent, pubSent: tx.pub.sent.Load(), copied: tx.pub.copied.Load(), drops: map[pipeline.Reason]uint64{},
+			held: rx.sock.Count(xsk.Rx), queued: rx.sock.Count(xsk.Queued), inFlight: rx.sock.Count(xsk.Tx)}
+		for _, reason := range []pipeline.Reason{reasonRunt, reasonNoNeighbor, reasonTooBig, reasonNoFrame, reasonBadFrame, reasonRingFull} {
+			r.drops[reason] = tx.drops.Count(reason)
+		}
+		return r
+	}
+	want, got := run(false), run(true)
+	if len(want.sent) != 7 || want.pubSent != 7 || want.copied != 1 || want.drops[reasonRunt] != 1 || want.drops[reasonNoNeighbor] != 1 ||
+		want.drops[reasonTooBig] != 1 || want.drops[reasonBadFrame] != 1 {
+		t.Fatalf("Push alone: sent %d, copied %d, drops %v: not every case", len(want.sent), want.copied, want.drops)
+	}
+	if !slices.EqualFunc(got.sent, want.sent, bytes.Equal) {
+		t.Errorf("PushBatch sent\n% x\nPush\n% x", got.sent, want.sent)
+	}
+	if got.pubSent != want.pubSent || got.copied != want.copied || !maps.Equal(got.drops, want.drops) ||
+		got.held != want.held || got.queued != want.queued || got.inFlight != want.inFlight {
+		t.Errorf("PushBatch's counts %+v, Push's %+v", got, want)
 	}
 }

@@ -153,37 +153,21 @@ func outer6(d []byte) bool {
 // Push rewrites the Ethernet addresses (the source only, without a
 // gateway or for a frame marked OnLink) and queues the packet: in place
 // when its frame is in this worker's UMEM, else copied into a free frame.
-func (t *TxXDP) Push(_ int, p *pipeline.Packet) int {
+func (t *TxXDP) Push(in int, p *pipeline.Packet) int {
+	if t.PushBatch(in, []*pipeline.Packet{p}, nil) == 1 {
+		return pipeline.Consumed
+	}
 	data := p.Data()
 	if len(data) < 14 {
 		p.Reason = reasonRunt
 		return pipeline.Drop
 	}
-	if t.res != nil && !p.OnLink {
-		dst, ok := &t.dst, t.dstOK
-		if t.res6 != nil && outer6(data) {
-			dst, ok = &t.dst6, t.dst6OK
-		}
-		if !ok {
-			p.Reason = reasonNoNeighbor
-			return pipeline.Drop
-		}
-		copy(data[0:6], dst[:])
+	dst, ok := t.next(p, data)
+	if !ok {
+		p.Reason = reasonNoNeighbor
+		return pipeline.Drop
 	}
-	copy(data[6:12], t.src[:])
-	_, start, end := p.Frame()
-	if p.Owner == t.owner {
-		// The descriptor is the frame's base plus where the data now
-		// starts: an encapsulation moved it back into the headroom.
-		if !t.sock.Queue(p.Handle+uint64(start), end-start) {
-			// Queue recycled the frame (or it was never ours): the
-			// packet is consumed and then lost, counted in EndBatch.
-			t.local.badFrames++
-			return pipeline.Consumed
-		}
-		t.local.sent++
-		return pipeline.Consumed
-	}
+	t.rewrite(data, dst)
 	if xsk.Headroom+len(data) > t.sock.FrameSize() {
 		p.Reason = reasonTooBig
 		return pipeline.Drop
@@ -199,6 +183,59 @@ func (t *TxXDP) Push(_ int, p *pipeline.Packet) int {
 	t.local.sent++
 	t.local.copied++
 	return pipeline.Consumed
+}
+
+// PushBatch is Push for the common case, a frame of this worker's UMEM
+// with its next hop known: it rewrites the Ethernet addresses and queues
+// the frame in place, and stops at anything else (a runt, no neighbour,
+// a frame to copy), which Push decides.
+func (t *TxXDP) PushBatch(_ int, pkts []*pipeline.Packet, _ []uint8) int {
+	owner := t.owner
+	for i, p := range pkts {
+		data := p.Data()
+		if len(data) < 14 || p.Owner != owner {
+			return i
+		}
+		dst, ok := t.next(p, data)
+		if !ok {
+			return i
+		}
+		t.rewrite(data, dst)
+		_, start, end := p.Frame()
+		// The descriptor is the frame's base plus where the data now
+		// starts: an encapsulation moved it back into the headroom.
+		if !t.sock.Queue(p.Handle+uint64(start), end-start) {
+			// Queue recycled the frame (or it was never ours): the
+			// packet is consumed and then lost, counted in EndBatch.
+			t.local.badFrames++
+			continue
+		}
+		t.local.sent++
+	}
+	return len(pkts)
+}
+
+// next returns the destination MAC address of the frame data of p, a
+// frame of at least an Ethernet header: the next hop's, for its outer
+// header's family, or nil with true when the frame keeps its own (no
+// gateway, or marked OnLink); false when the next hop is unresolved.
+func (t *TxXDP) next(p *pipeline.Packet, data []byte) (*[6]byte, bool) {
+	if t.res == nil || p.OnLink {
+		return nil, true
+	}
+	if t.res6 != nil && outer6(data) {
+		return &t.dst6, t.dst6OK
+	}
+	return &t.dst, t.dstOK
+}
+
+// rewrite writes the Ethernet addresses of the frame data: dst, unless
+// nil (the frame keeps its own), and the interface's.
+func (t *TxXDP) rewrite(data []byte, dst *[6]byte) {
+	if dst != nil {
+		copy(data[0:6], dst[:])
+	}
+	copy(data[6:12], t.src[:])
 }
 
 // EndBatch puts the batch on the TX ring, wakes the kernel and reaps the
@@ -268,6 +305,7 @@ func (t *TxXDP) Cleanup() error {
 
 var (
 	_ pipeline.Pusher        = (*TxXDP)(nil)
+	_ pipeline.BatchPusher   = (*TxXDP)(nil)
 	_ pipeline.Validator     = (*TxXDP)(nil)
 	_ pipeline.Provisioner   = (*TxXDP)(nil)
 	_ pipeline.Cleaner       = (*TxXDP)(nil)
