@@ -311,6 +311,30 @@ func clusterConfig(t *testing.T) string {
 	return p
 }
 
+// editedClusterConfig writes examples/cluster/cluster.hcl with every
+// occurrence of each edit's first text replaced by its second, as name in
+// a temporary directory, and returns its path. An edit whose text the file
+// does not hold fails the test: the example changed under it.
+func editedClusterConfig(t *testing.T, name string, edits ...[2]string) string {
+	t.Helper()
+	src, err := os.ReadFile(clusterConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(src)
+	for _, e := range edits {
+		if !strings.Contains(s, e[0]) {
+			t.Fatalf("examples/cluster/cluster.hcl no longer has %q; update this test", e[0])
+		}
+		s = strings.ReplaceAll(s, e[0], e[1])
+	}
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // TestClusterKill: SIGKILL one xlbd of three. Its announcer, told by the
 // kernel that its parent died, ends its BGP sessions with a Cease, so the
 // router drops the node at once; the node's flows move to the two
@@ -545,20 +569,7 @@ func xdpLinkID(t *testing.T, pid int) uint32 {
 // withBFD writes cluster.hcl with a BFD session to each neighbor.
 func withBFD(t *testing.T) string {
 	t.Helper()
-	src, err := os.ReadFile(clusterConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := `keepalive = "1s" }`
-	if strings.Count(string(src), old) != 2 {
-		t.Fatalf("examples/cluster/cluster.hcl no longer has two neighbors ending in %s; update this test", old)
-	}
-	s := strings.ReplaceAll(string(src), old, `keepalive = "1s", bfd = { min_rx = "100ms", min_tx = "100ms", multiplier = 3 } }`)
-	path := filepath.Join(t.TempDir(), "cluster.hcl")
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return editedClusterConfig(t, "cluster.hcl", [2]string{`keepalive = "1s" }`, `keepalive = "1s", bfd = { min_rx = "100ms", min_tx = "100ms", multiplier = 3 } }`})
 }
 
 // TestClusterShards: VIP sharding (docs/cluster.md). cluster.hcl puts web4

@@ -3,10 +3,8 @@ package e2e_test
 import (
 	"net/netip"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/xlbproject/xlb/e2e/lab"
@@ -107,20 +105,8 @@ func startFullNAT(t *testing.T, family int, extra string) (l *lab.Lab, x *lab.XL
 // not know (conntrack.reply_unknown 0 on both), and both translate
 // replies.
 func TestFullNATCluster(t *testing.T) {
-	src, err := os.ReadFile(clusterConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	block := `element "GREEncap" "encap" {`
-	if !strings.Contains(string(src), block) {
-		t.Fatal("examples/cluster/cluster.hcl no longer declares GREEncap as encap; update this test")
-	}
-	config := filepath.Join(t.TempDir(), "fullnat.hcl")
-	fn := strings.Replace(string(src), block, `element "FullNAT" "encap" {
-    source_pool = ["10.90.2.${240 + var.node}"]`, 1)
-	if err := os.WriteFile(config, []byte(fn), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	config := editedClusterConfig(t, "fullnat.hcl", [2]string{`element "GREEncap" "encap" {`, `element "FullNAT" "encap" {
+    source_pool = ["10.90.2.${240 + var.node}"]`})
 	c := newClusterLab(t, lab.BGP{}, config)
 	l := c.l
 	for i := range 2 {

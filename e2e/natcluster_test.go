@@ -3,11 +3,8 @@ package e2e_test
 import (
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,18 +23,7 @@ import (
 // node counts a conntrack.reply_unknown, and the client receives no packet
 // from a backend's address.
 func TestNATCluster(t *testing.T) {
-	src, err := os.ReadFile(clusterConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	block := `element "GREEncap" "encap" {`
-	if !strings.Contains(string(src), block) {
-		t.Fatal("examples/cluster/cluster.hcl no longer declares GREEncap as encap; update this test")
-	}
-	config := filepath.Join(t.TempDir(), "nat.hcl")
-	if err := os.WriteFile(config, []byte(strings.Replace(string(src), block, `element "NAT" "encap" {`, 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	config := editedClusterConfig(t, "nat.hcl", [2]string{`element "GREEncap" "encap" {`, `element "NAT" "encap" {`})
 	c := newClusterLab(t, lab.BGP{}, config)
 	l := c.l
 	gw := l.LB(0)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -24,27 +23,12 @@ import (
 // web6.
 func snatConfig(t *testing.T) string {
 	t.Helper()
-	src, err := os.ReadFile(clusterConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(src)
-	for _, r := range [][2]string{
-		{`  element "Discard" "drop" {}`, "  element \"SNATReturn\" \"snat\" {}\n  element \"Discard\" \"drop\" {}"},
-		{`"rx -> frag -> parse -> ct",`, "\"rx -> frag -> parse -> snat -> ct\",\n    \"snat.reply -> encap\",\n    \"snat.bad -> drop\","},
-		{"  pool     = \"web\"\n  shards   = [\"a\"]\n  announce \"bgp\" {", "  pool     = \"web\"\n  shards   = [\"a\"]\n  snat_ports = 1024\n  announce \"bgp\" {"},
-		{"  address  = \"fd00:90:100::10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n", "  address  = \"fd00:90:100::10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n  snat_ports = 1024\n"},
-	} {
-		if !strings.Contains(s, r[0]) {
-			t.Fatalf("examples/cluster/cluster.hcl no longer has %q; update this test", r[0])
-		}
-		s = strings.Replace(s, r[0], r[1], 1)
-	}
-	path := filepath.Join(t.TempDir(), "snat.hcl")
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return editedClusterConfig(t, "snat.hcl",
+		[2]string{`  element "Discard" "drop" {}`, "  element \"SNATReturn\" \"snat\" {}\n  element \"Discard\" \"drop\" {}"},
+		[2]string{`"rx -> frag -> parse -> ct",`, "\"rx -> frag -> parse -> snat -> ct\",\n    \"snat.reply -> encap\",\n    \"snat.bad -> drop\","},
+		[2]string{"  pool     = \"web\"\n  shards   = [\"a\"]\n  announce \"bgp\" {", "  pool     = \"web\"\n  shards   = [\"a\"]\n  snat_ports = 1024\n  announce \"bgp\" {"},
+		[2]string{"  address  = \"fd00:90:100::10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n", "  address  = \"fd00:90:100::10\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n  snat_ports = 1024\n"},
+	)
 }
 
 // TestSNAT: two xlbd nodes behind the router's ECMP, VIPs web4 and web6

@@ -322,17 +322,13 @@ func (e *DirectRoute) StartBatch(int64) {
 func (e *DirectRoute) adopt(s *snapshot.Snapshot) {
 	targets := make([]*target, s.Reals.Len())
 	var refused []string
-	for k := 0; k < s.Reals.Chunks(); k++ {
-		c := s.Reals.Chunk(k)
-		for j := range c {
-			r := &c[j]
-			if r.Epoch == 0 {
-				continue
-			}
-			targets[r.ID] = e.target(r.Addr.Unmap())
-			if !targets[r.ID].connected {
-				refused = append(refused, r.Backend+" "+r.Addr.String())
-			}
+	for _, r := range s.Reals.All() {
+		if r.Epoch == 0 {
+			continue
+		}
+		targets[r.ID] = e.target(r.Addr.Unmap())
+		if !targets[r.ID].connected {
+			refused = append(refused, r.Backend+" "+r.Addr.String())
 		}
 	}
 	e.targets = targets

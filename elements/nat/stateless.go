@@ -59,37 +59,33 @@ type statelessState struct {
 func (e *NAT) adoptReplies(s *snapshot.Snapshot) {
 	m := make(map[endpoint]statelessReply, len(e.ports))
 	var amb []string
-	for k := 0; k < s.Reals.Chunks(); k++ {
-		c := s.Reals.Chunk(k)
-		for j := range c {
-			r := &c[j]
-			if r.Epoch == 0 {
+	for _, r := range s.Reals.All() {
+		if r.Epoch == 0 {
+			continue
+		}
+		v := &s.VIPs[r.VIP]
+		if r.Family != family(v.Addr) {
+			continue // dropped as nat.family: no flow, no reply
+		}
+		for _, pr := range []uint8{protoTCP, protoUDP, protoSCTP} {
+			if v.Proto != pr && (v.Proto != 0 || pr == protoSCTP) {
 				continue
 			}
-			v := &s.VIPs[r.VIP]
-			if r.Family != family(v.Addr) {
-				continue // dropped as nat.family: no flow, no reply
-			}
-			for _, pr := range []uint8{protoTCP, protoUDP, protoSCTP} {
-				if v.Proto != pr && (v.Proto != 0 || pr == protoSCTP) {
-					continue
+			for _, vp := range v.Ports {
+				bp := vp
+				if mp := e.ports[r.ID]; mp != 0 && pr != protoSCTP {
+					bp = mp
 				}
-				for _, vp := range v.Ports {
-					bp := vp
-					if mp := e.ports[r.ID]; mp != 0 && pr != protoSCTP {
-						bp = mp
-					}
-					ep := endpoint{r.Addr16, bp, pr}
-					old, ok := m[ep]
-					switch {
-					case !ok:
-						m[ep] = statelessReply{vip: r.VIP, real: r.ID, epoch: r.Epoch, vport: vp}
-					case old.ambiguous || old.vip == r.VIP && old.vport == vp:
-					default:
-						amb = append(amb, fmt.Sprintf("%s serves %s and %s",
-							endpointString(r.Addr, bp, pr), vipEndpoint(s, old.vip, old.vport), vipEndpoint(s, r.VIP, vp)))
-						m[ep] = statelessReply{ambiguous: true}
-					}
+				ep := endpoint{r.Addr16, bp, pr}
+				old, ok := m[ep]
+				switch {
+				case !ok:
+					m[ep] = statelessReply{vip: r.VIP, real: r.ID, epoch: r.Epoch, vport: vp}
+				case old.ambiguous || old.vip == r.VIP && old.vport == vp:
+				default:
+					amb = append(amb, fmt.Sprintf("%s serves %s and %s",
+						endpointString(r.Addr, bp, pr), vipEndpoint(s, old.vip, old.vport), vipEndpoint(s, r.VIP, vp)))
+					m[ep] = statelessReply{ambiguous: true}
 				}
 			}
 		}

@@ -135,33 +135,29 @@ func (t *translator) adopt(s *snapshot.Snapshot) {
 	ports := make([]uint16, s.Reals.Len())
 	var eps []pipeline.ServiceEndpoint
 	var anyPort []string
-	for k := 0; k < s.Reals.Chunks(); k++ {
-		c := s.Reals.Chunk(k)
-		for j := range c {
-			r := &c[j]
-			if r.Epoch == 0 {
-				continue
-			}
-			ports[r.ID] = uint16(t.cfg[r.Backend])
-			if t.steer == nil {
-				continue
-			}
-			v := &s.VIPs[r.VIP]
-			protos := []uint8{v.Proto}
-			if v.Proto == 0 {
-				protos = []uint8{protoTCP, protoUDP}
-			}
-			vports := v.Ports
-			if ports[r.ID] != 0 {
-				vports = ports[r.ID : r.ID+1]
-			}
-			if len(vports) == 0 {
-				anyPort = append(anyPort, v.Name)
-			}
-			for _, pr := range protos {
-				for _, p := range vports {
-					eps = append(eps, pipeline.ServiceEndpoint{Addr: r.Addr.Unmap(), Port: p, Proto: pr})
-				}
+	for _, r := range s.Reals.All() {
+		if r.Epoch == 0 {
+			continue
+		}
+		ports[r.ID] = uint16(t.cfg[r.Backend])
+		if t.steer == nil {
+			continue
+		}
+		v := &s.VIPs[r.VIP]
+		protos := []uint8{v.Proto}
+		if v.Proto == 0 {
+			protos = []uint8{protoTCP, protoUDP}
+		}
+		vports := v.Ports
+		if ports[r.ID] != 0 {
+			vports = ports[r.ID : r.ID+1]
+		}
+		if len(vports) == 0 {
+			anyPort = append(anyPort, v.Name)
+		}
+		for _, pr := range protos {
+			for _, p := range vports {
+				eps = append(eps, pipeline.ServiceEndpoint{Addr: r.Addr.Unmap(), Port: p, Proto: pr})
 			}
 		}
 	}
