@@ -174,6 +174,14 @@ func TestReport(t *testing.T) {
 	if g := c.GoalsMet(false); g != (Goals{true, true, true, false}) {
 		t.Errorf("GoalsMet = %+v; want all but the worker's CPU", g)
 	}
+	// The baseline's window ending with fuller rings than it began, it
+	// forwards more than was offered in it: that is no loss, not a share
+	// above 100% that a lossless xlb would fall short of.
+	r.Results[0].Forwarded, r.Results[2].Forwarded = 500_130, 500_130
+	if c, _ := r.Compare(); !near(c.Delivered, 1) || !c.GoalsMet(false).Delivered {
+		t.Errorf("baseline forwarding 130 more than offered: Compare = %+v, goals %+v; want the share goal met", c, c.GoalsMet(false))
+	}
+	r.Results[0].Forwarded, r.Results[2].Forwarded = 500_000, 500_000
 	md := r.Markdown()
 	for _, want := range []string{
 		"| xdp-baseline | 1 | 500,000 | 500,000 | 0.00% | 0 | 0 | 0 | 0 | 1800 | 200 |",

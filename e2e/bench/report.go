@@ -166,8 +166,12 @@ func (r *Report) CompareAt(sys string, q int) (Comparison, bool) {
 	}
 	c.XLBN, c.BaselineN = nx, nb
 	c.Offered = ratio(x.OfferedPPS(), b.OfferedPPS())
+	// A window's edges cut through packets in flight, so a lossless
+	// system can forward a few more than were offered in it: a negative
+	// loss, counted as none, or xlb's share would fall short of a
+	// baseline's that merely ended its window with fuller rings.
 	c.XLBLoss, c.BaseLoss = max(x.Loss(), 0), max(b.Loss(), 0)
-	c.Delivered = ratio(1-x.Loss(), 1-b.Loss())
+	c.Delivered = ratio(1-c.XLBLoss, 1-c.BaseLoss)
 	c.Forwarded = ratio(x.ForwardedPPS(), b.ForwardedPPS())
 	c.WorkerCPU = ratio(x.PerPacket(x.WorkerCPU), b.PerPacket(b.WorkerCPU))
 	c.WorkerUser = ratio(x.PerPacket(x.WorkerUser), b.PerPacket(b.WorkerUser))
