@@ -483,6 +483,52 @@ var staleName = regexp.MustCompile(`^xlbl-(\d+)-(\d+)-\d+-`)
 // other's; "xlbl-" names not made by this package are left alone too. It
 // returns the namespace names removed.
 func Sweep() ([]string, error) {
+	sweep, release, err := HoldSweeps()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return sweep()
+}
+
+// sweepMu and the lock file sweepLock serialize sweeps within this process
+// and across processes: go test runs the lab's packages in parallel, and
+// each new lab sweeps.
+var sweepMu sync.Mutex
+
+// sweepLock is the file whose exclusive flock a sweep holds.
+var sweepLock = filepath.Join(os.TempDir(), "xlb-lab-sweep.lock")
+
+// HoldSweeps keeps every other sweep, in this process and in others, from
+// running until release, and returns sweep, which sweeps meanwhile. A test
+// that leaves a stale lab on purpose holds it from before the lab goes
+// stale to its own sweep: another test's new lab would otherwise sweep it
+// first.
+func HoldSweeps() (sweep func() ([]string, error), release func(), err error) {
+	sweepMu.Lock()
+	f, err := os.OpenFile(sweepLock, os.O_RDWR|os.O_CREATE, 0o600)
+	if err == nil {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		sweepMu.Unlock()
+		return nil, nil, fmt.Errorf("lab: locking sweeps: %w", err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			f.Close()
+			sweepMu.Unlock()
+		})
+	}
+	return sweepHeld, release, nil
+}
+
+// sweepHeld is Sweep's work, run with the sweeps held.
+func sweepHeld() ([]string, error) {
 	var removed []string
 	var errs []error
 	ents, err := os.ReadDir(netnsDir)

@@ -428,6 +428,28 @@ func TestTeardown(t *testing.T) {
 		}
 	})
 
+	t.Run("HoldSweeps", func(t *testing.T) {
+		_, release, err := lab.HoldSweeps()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer release()
+		done := make(chan error)
+		go func() {
+			_, err := lab.Sweep()
+			done <- err
+		}()
+		select {
+		case <-done:
+			t.Fatal("Sweep ran while the sweeps were held")
+		case <-time.After(200 * time.Millisecond):
+		}
+		release()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("Sweep", func(t *testing.T) {
 		testenv.RequireTool(t, "bird")
 		// A live lab of our own that Sweep must keep.
@@ -452,6 +474,14 @@ func TestTeardown(t *testing.T) {
 			cmd.Wait()
 			t.Fatal("helper did not get ready")
 		}
+		// From here to its own sweep no other lab may sweep: go test runs
+		// other packages' labs meanwhile, and their sweeps would take the
+		// killed run's namespaces first.
+		sweep, release, err := lab.HoldSweeps()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer release()
 		pid := cmd.Process.Pid
 		cmd.Process.Kill() // no cleanup runs
 		cmd.Wait()
@@ -463,7 +493,8 @@ func TestTeardown(t *testing.T) {
 		if dirs, _ := filepath.Glob(labDirs); len(dirs) == 0 {
 			t.Error("a killed run left no lab directory")
 		}
-		removed, err := lab.Sweep()
+		removed, err := sweep()
+		release()
 		if err != nil {
 			t.Fatal(err)
 		}
