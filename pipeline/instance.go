@@ -227,8 +227,9 @@ func (inst *Instance) Process(src int, b *Batch) {
 // run pushes the node's queued packets through its element and queues each
 // on the input its output port leads to, counts it consumed when the
 // element took it (a sink's PushBatch takes what it consumes), or counts
-// and recycles it when the element drops it. Counters are summed locally and published once per
-// batch, so the per-packet cost is a plain increment.
+// and recycles it when the element drops it. Counters are summed locally
+// and published once per batch, so the per-packet cost is a plain
+// increment.
 //
 // What the loop reads of n and e is held in locals: Push is an interface
 // call, after which the compiler must otherwise load it all again. Queue

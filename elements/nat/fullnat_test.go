@@ -74,21 +74,32 @@ func (h *fullHarness) push(frame []byte, id uint32, now int64) (*pipeline.Packet
 	h.parse.(pipeline.BatchStarter).StartBatch(now)
 	h.ctb.StartBatch(now)
 	defer h.cte.EndBatch()
-	if h.parse.Push(0, p) != 0 {
-		return p, -1
-	}
-	switch h.ct.Push(0, p) {
-	case 0:
-	case 1:
-		p.Backend, p.Epoch = id, epoch
-		p.VIP = h.snap.Real(id, epoch).VIP
-		h.ct.Push(1, p)
-	default:
+	if !throughCT(h.parse, h.ct, p, h.snap, id) {
 		return p, -1
 	}
 	h.fn.StartBatch(now)
 	defer h.fn.EndBatch()
 	return p, h.fn.Push(0, p)
+}
+
+// throughCT runs p through parse and ct as the engine would, a miss
+// learning real id of s (as MaglevSelect would choose it; what learn
+// returns is not looked at: the translator decides what an untracked flow
+// becomes); false when the lookup or parse dropped p.
+func throughCT(parse, ct pipeline.Pusher, p *pipeline.Packet, s *snapshot.Snapshot, id uint32) bool {
+	if parse.Push(0, p) != 0 {
+		return false
+	}
+	switch ct.Push(0, p) {
+	case 0:
+		return true
+	case 1:
+		p.Backend, p.Epoch = id, epoch
+		p.VIP = s.Real(id, epoch).VIP
+		ct.Push(1, p)
+		return true
+	}
+	return false
 }
 
 // endpoints are a frame's addresses and ports.

@@ -68,16 +68,7 @@ func (h *natWorker) push(frame []byte, id uint32) (*pipeline.Packet, int) {
 			}
 		}
 	}()
-	if h.parse.Push(0, p) != 0 {
-		return p, -1
-	}
-	switch h.ct.Push(0, p) {
-	case 0:
-	case 1:
-		p.Backend, p.Epoch = id, epoch
-		p.VIP = h.snap.Load().Real(id, epoch).VIP
-		h.ct.Push(1, p)
-	default:
+	if !throughCT(h.parse, h.ct, p, h.snap.Load(), id) {
 		return p, -1
 	}
 	return p, h.nat.Push(0, p)
