@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,14 +160,15 @@ const benchElements = `
 `
 
 // benchGraph is the default graph with a replay source and a counting sink
-// in place of RxXDP and TxXDP, over one VIP of ten backends; without full,
+// in place of RxXDP and TxXDP, over one VIP of ten backends, in workers
+// copies (each replaying all of frames); without full,
 // only the source and the sink. mode "dr" puts DirectRoute in GREEncap's
 // place, the backends' MAC addresses static; "nat" puts NAT there,
 // "fullnat" FullNAT (its pool two addresses: miss fills the table with
 // flows, half of whose ports one address would hold); with
 // "snat", SNATReturn sits between Parse5Tuple and ConnTrack and the VIP
 // gives its backends ranges of 6451 ports (ten ranges, all owned).
-func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full bool, mode string) (*pipeline.Runtime, *sink) {
+func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, full bool, mode string, workers int) (*pipeline.Runtime, []*sink) {
 	tb.Helper()
 	var src strings.Builder
 	src.WriteString("hash_seed = 42\npipeline {\n  element \"BenchReplay\" \"rx\" {}\n  element \"BenchSink\" \"tx\" {}\n")
@@ -197,11 +200,14 @@ func benchGraph(tb testing.TB, frames [][]byte, rewrite bool, ctCapacity int, fu
 		fmt.Fprintf(&src, "  backend \"web-%d\" {\n    address = \"198.51.100.%d\"\n  }\n", i, i+1)
 	}
 	src.WriteString("}\n")
-	rt, _ := startGraph(tb, "bench.hcl", src.String(), pipeline.Options{})
-	inst := rt.Workers()[0]
-	rx := inst.Element("rx").(*replaySource)
-	rx.frames, rx.rewrite = frames, rewrite
-	return rt, inst.Element("tx").(*sink)
+	rt, _ := startGraph(tb, "bench.hcl", src.String(), pipeline.Options{Workers: workers})
+	sinks := make([]*sink, workers)
+	for i, inst := range rt.Workers() {
+		rx := inst.Element("rx").(*replaySource)
+		rx.frames, rx.rewrite = frames, rewrite
+		sinks[i] = inst.Element("tx").(*sink)
+	}
+	return rt, sinks
 }
 
 // registry holds the metrics of rt's elements as xlbd serves them.
@@ -312,20 +318,11 @@ type pipelineCase struct {
 
 func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
 	frames := tcpFramesTo(b, c.flows, netip.MustParseAddr("192.0.2.10"), c.name == "reply-snat")
-	rt, out := benchGraph(b, frames, c.rewrite, c.capacity, c.full, c.mode)
-	inst := rt.Workers()[0]
+	rt, sinks := benchGraph(b, frames, c.rewrite, c.capacity, c.full, c.mode, 1)
+	inst, out := rt.Workers()[0], sinks[0]
 	var batch pipeline.Batch
 	src := inst.Element("rx").(*replaySource)
-	// Warm up: every flow once through, so hit cases start learned.
-	for range (c.flows + pipeline.MaxBatch - 1) / pipeline.MaxBatch {
-		_ = src.Pull(&batch)
-		inst.Process(0, &batch)
-	}
-	n := pipeline.MaxBatch
-	if c.batch > 0 {
-		n, src.batch = c.batch, c.batch
-	}
-	out.n = 0
+	n := warmUp(inst, out, c)
 	if scraped {
 		defer scrapeLoop(b, rt)()
 	}
@@ -341,11 +338,82 @@ func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
 	}
 }
 
+// warmUp sends every flow of c once through inst, so that hit cases
+// start learned, sets its source's batch size to c's and zeroes out, its
+// sink; it returns the packets per batch.
+func warmUp(inst *pipeline.Instance, out *sink, c pipelineCase) int {
+	var batch pipeline.Batch
+	src := inst.Element("rx").(*replaySource)
+	for range (c.flows + pipeline.MaxBatch - 1) / pipeline.MaxBatch {
+		_ = src.Pull(&batch)
+		inst.Process(0, &batch)
+	}
+	n := pipeline.MaxBatch
+	if c.batch > 0 {
+		n, src.batch = c.batch, c.batch
+	}
+	out.n = 0
+	return n
+}
+
+// BenchmarkWorkers measures what sharing nothing buys, where the wire
+// cannot show it (issue 13: on two CPUs the generator takes one): w
+// workers, each its own copy of the graph on a goroutine locked to its
+// own thread, run a case of BenchmarkPipeline at once, each all of its
+// packets, so each does what one worker alone does. ns/op is wall time
+// per packet of all the workers: one worker's ns/op over w's is how
+// many times one worker's rate w forward, w at most, on w idle CPUs.
+func BenchmarkWorkers(b *testing.B) {
+	for _, c := range []pipelineCase{
+		{"hit", 1024, false, 1 << 16, true, 0, ""},
+		{"1M-flows", 1 << 20, false, 1 << 21, true, 0, ""},
+		{"hit-batch8", 1024, false, 1 << 16, true, 8, ""},
+	} {
+		for _, w := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/workers%d", c.name, w), func(b *testing.B) { benchWorkers(b, c, w) })
+		}
+	}
+}
+
+func benchWorkers(b *testing.B, c pipelineCase, workers int) {
+	frames := tcpFramesTo(b, c.flows, netip.MustParseAddr("192.0.2.10"), false)
+	rt, sinks := benchGraph(b, frames, c.rewrite, c.capacity, c.full, c.mode, workers)
+	var n int
+	for i, inst := range rt.Workers() {
+		n = warmUp(inst, sinks[i], c)
+	}
+	batches := (b.N + workers*n - 1) / (workers * n)
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, inst := range rt.Workers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var batch pipeline.Batch
+			src := inst.Element("rx").(*replaySource)
+			for range batches {
+				_ = src.Pull(&batch)
+				inst.Process(0, &batch)
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	for i, out := range sinks {
+		if sent := uint64(batches * n); out.n != sent {
+			b.Fatalf("worker %d: %d of %d packets reached the sink", i, out.n, sent)
+		}
+	}
+}
+
 // BenchmarkScrape measures one gathering of the metrics of the
 // benchmark's full graph (one worker, ten backends), as scrapeLoop does
 // it: the scraper's own cost, on its own core.
 func BenchmarkScrape(b *testing.B) {
-	rt, _ := benchGraph(b, tcpFrames(b, 1024, netip.MustParseAddr("192.0.2.10")), false, 1<<16, true, "")
+	rt, _ := benchGraph(b, tcpFrames(b, 1024, netip.MustParseAddr("192.0.2.10")), false, 1<<16, true, "", 1)
 	reg := registry(rt)
 	b.ReportAllocs()
 	for b.Loop() {
