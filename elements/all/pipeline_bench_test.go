@@ -363,8 +363,15 @@ func warmUp(inst *pipeline.Instance, out *sink, c pipelineCase) int {
 // packets, so each does what one worker alone does. ns/op is wall time
 // per packet of all the workers: one worker's ns/op over w's is how
 // many times one worker's rate w forward, w at most, on w idle CPUs.
+// "arith" is the machine's own ceiling, measured alongside: the same
+// threads doing arithmetic in registers only, which share nothing at all
+// (a virtual machine's CPUs may not scale as w cores would).
 func BenchmarkWorkers(b *testing.B) {
+	for _, w := range []int{1, 2} {
+		b.Run(fmt.Sprintf("arith/workers%d", w), func(b *testing.B) { benchArith(b, w) })
+	}
 	for _, c := range []pipelineCase{
+		{"baseline", 1024, false, 0, false, 0, ""},
 		{"hit", 1024, false, 1 << 16, true, 0, ""},
 		{"1M-flows", 1 << 20, false, 1 << 21, true, 0, ""},
 		{"hit-batch8", 1024, false, 1 << 16, true, 8, ""},
@@ -407,6 +414,33 @@ func benchWorkers(b *testing.B, c pipelineCase, workers int) {
 			b.Fatalf("worker %d: %d of %d packets reached the sink", i, out.n, sent)
 		}
 	}
+}
+
+// benchArith is BenchmarkWorkers' ceiling: each of workers threads
+// runs its share of b.N steps of a xorshift generator, about as long as
+// a packet's trip through the hit case's elements.
+func benchArith(b *testing.B, workers int) {
+	var wg sync.WaitGroup
+	// Each result on a cache line of its own (8 words): the threads
+	// write nothing else.
+	sums := make([]uint64, workers*8)
+	b.ResetTimer()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			x := uint64(w + 1)
+			for range (b.N + workers - 1) / workers * 32 {
+				x ^= x << 13
+				x ^= x >> 7
+				x ^= x << 17
+			}
+			sums[w*8] = x
+		}()
+	}
+	wg.Wait()
 }
 
 // BenchmarkScrape measures one gathering of the metrics of the
