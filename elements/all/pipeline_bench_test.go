@@ -339,8 +339,8 @@ func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
 }
 
 // warmUp sends every flow of c once through inst, so that hit cases
-// start learned, sets its source's batch size to c's and zeroes out, its
-// sink; it returns the packets per batch.
+// start learned, then sets its source's batch size to c's and zeroes the
+// count of out, its sink; it returns the packets per batch.
 func warmUp(inst *pipeline.Instance, out *sink, c pipelineCase) int {
 	var batch pipeline.Batch
 	src := inst.Element("rx").(*replaySource)
