@@ -142,16 +142,21 @@ func (r *RxPcap) open() (err error) {
 	if string(magic) == pcapngMagic {
 		// pcapgo fails on a packet from an interface whose link type is
 		// not the first interface's (Ethernet, checked below) rather than
-		// silently skipping it as libpcap does.
-		ng, err := pcapgo.NewNgReader(r.br, pcapgo.NgReaderOptions{ErrorOnMismatchingLinkType: true})
+		// silently skipping it as libpcap does. It reads through a guard
+		// of its allocations (ngGuard), in a buffer of its own.
+		fi, err := r.f.Stat()
+		if err != nil {
+			return err
+		}
+		ng, err := pcapgo.NewNgReader(newNgGuard(r.br, fi.Size()), pcapgo.NgReaderOptions{ErrorOnMismatchingLinkType: true})
 		if err != nil {
 			return fmt.Errorf("reading pcapng header: %w", noEOF(err))
 		}
 		r.src, r.ng, lt = ng, ng, ng.LinkType()
 	} else {
-		// pcapgo also accepts gzip-compressed pcap. Like NewNgReader, it
-		// reads br directly (bufio.NewReader returns a large enough
-		// *bufio.Reader unchanged), so no buffer is added per pass.
+		// pcapgo also accepts gzip-compressed pcap. It reads br directly
+		// (bufio.NewReader returns a large enough *bufio.Reader
+		// unchanged), so no buffer is added per pass.
 		rd, err := pcapgo.NewReader(r.br)
 		if err != nil {
 			return fmt.Errorf("reading pcap header: %w", noEOF(err))
