@@ -15,6 +15,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xlbproject/xlb/elements/xdp"
 	"github.com/xlbproject/xlb/metrics"
 	"github.com/xlbproject/xlb/pipeline"
 )
@@ -30,11 +31,19 @@ type replaySource struct {
 	seq     uint32
 	// batch is how many packets a Pull returns; 0 means MaxBatch.
 	batch int
-	pkts  [pipeline.MaxBatch]pipeline.Packet
-	// bufs is MaxBatch frames of stride bytes, Headroom included, sized
-	// on the first Pull to the longest of frames (see replayStride).
+	// umem, when set, has the packets cycle through as many frames as an
+	// RxXDP socket's UMEM holds (xdp.DefaultFrames of replayFrameSize),
+	// far more than the caches: a frame's headroom is then as cold as on
+	// the wire when an element writes there, where the frames of MaxBatch
+	// reused at every batch stay in the first-level cache.
+	umem bool
+	pkts [pipeline.MaxBatch]pipeline.Packet
+	// bufs is MaxBatch frames (or the UMEM's) of stride bytes, Headroom
+	// included, sized on the first Pull to the longest of frames (see
+	// replayStride); slot is the frame the next packet takes.
 	bufs   []byte
 	stride int
+	slot   int
 }
 
 // replayFrameSize bounds a replayed frame, its headroom included: RxXDP's
@@ -56,20 +65,40 @@ func replayStride(frames [][]byte) int {
 }
 
 func (s *replaySource) Pull(b *pipeline.Batch) error {
+	slots := pipeline.MaxBatch
+	if s.umem {
+		slots = xdp.DefaultFrames
+	}
 	if s.bufs == nil {
 		s.stride = replayStride(s.frames)
-		s.bufs = make([]byte, pipeline.MaxBatch*s.stride)
+		if s.umem {
+			s.stride = replayFrameSize
+		}
+		s.bufs = make([]byte, slots*s.stride)
+		// A UMEM's pages are in memory before the first packet (the
+		// kernel pins them): fault them in here, not in the
+		// measurement.
+		for i := 0; i < len(s.bufs); i += 4096 {
+			s.bufs[i] = 1
+		}
 	}
 	n := s.batch
 	if n == 0 {
 		n = pipeline.MaxBatch
+	}
+	if !s.umem {
+		s.slot = 0
 	}
 	for i := range n {
 		f := s.frames[s.next]
 		if s.next++; s.next == len(s.frames) {
 			s.next = 0
 		}
-		buf := s.bufs[i*s.stride : (i+1)*s.stride : (i+1)*s.stride]
+		k := s.slot
+		if s.slot++; s.slot == slots {
+			s.slot = 0
+		}
+		buf := s.bufs[k*s.stride : (k+1)*s.stride : (k+1)*s.stride]
 		n := copy(buf[pipeline.Headroom:], f)
 		if s.rewrite {
 			s.seq++
@@ -252,7 +281,10 @@ func scrapeLoop(tb testing.TB, rt *pipeline.Runtime) (stop func()) {
 // data plane. The "-batchN" cases run batches of N packets, as a worker
 // gets them from a lightly loaded NIC (about 5 on the wire in issue 13):
 // there the per-batch work (StartBatch, EndBatch, the engine's dispatch)
-// is shared by fewer packets. The "-dr" cases run DirectRoute in GREEncap's
+// is shared by fewer packets. The "-umem" cases put the packets in a
+// socket's worth of frames (64 MB) instead of one batch's, reused: the
+// frame copy then misses the caches, and so does the encapsulation's
+// write into the headroom, as on the wire. The "-dr" cases run DirectRoute in GREEncap's
 // place: the difference is what the tunnel costs over rewriting a MAC
 // address. The "-nat" cases run NAT there, which rewrites an address and
 // records the flow's reply in ConnTrack's table for every packet; the
@@ -279,9 +311,17 @@ func BenchmarkPipeline(b *testing.B) {
 		{"miss-fullnat", 1024, true, 1 << 20, true, 0, "fullnat"},
 		{"hit-snat", 1024, false, 1 << 16, true, 0, "snat"},
 		{"reply-snat", 1024, false, 1 << 16, true, 0, "snat"},
+		// The frames of a UMEM's size (replaySource.umem): what cold
+		// headroom costs the encapsulation.
+		{"baseline-umem", 1024, false, 0, false, 0, ""},
+		{"hit-umem", 1024, false, 1 << 16, true, 0, ""},
 	}
 	for _, c := range cases {
+		umem := strings.HasSuffix(c.name, "-umem")
 		for _, scraped := range []bool{false, true} {
+			if scraped && umem {
+				continue
+			}
 			name := c.name
 			if scraped {
 				name += "-scraped"
@@ -291,7 +331,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	for _, n := range []int{4, 8} {
 		for _, c := range cases {
-			if c.name == "miss" || c.mode != "" {
+			if c.name == "miss" || c.mode != "" || strings.HasSuffix(c.name, "-umem") {
 				continue
 			}
 			c.batch = n
@@ -322,6 +362,7 @@ func benchPipeline(b *testing.B, c pipelineCase, scraped bool) {
 	inst, out := rt.Workers()[0], sinks[0]
 	var batch pipeline.Batch
 	src := inst.Element("rx").(*replaySource)
+	src.umem = strings.HasSuffix(c.name, "-umem")
 	n := warmUp(inst, out, c)
 	if scraped {
 		defer scrapeLoop(b, rt)()
