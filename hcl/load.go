@@ -277,6 +277,7 @@ func (l *loader) load() {
 	l.decodeAnnouncers(announcers, plugins)
 	l.markUncheckable()
 	l.checkBackends()
+	l.checkSnapshot()
 }
 
 // evalContext returns the context expressions are evaluated in: var.NAME,

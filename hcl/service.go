@@ -20,6 +20,7 @@ import (
 	ctyjson "github.com/zclconf/go-cty/cty/json"
 
 	"github.com/xlbproject/xlb/control"
+	"github.com/xlbproject/xlb/control/snapshot"
 	"github.com/xlbproject/xlb/pipeline"
 )
 
@@ -82,6 +83,47 @@ func (l *loader) decodeShards(names *hcl.Attribute) {
 		svc.ShardNames, _ = l.shards(l.body, "shard_names", func() string { return "The top level" })
 	}
 	svc.Shards, svc.ShardRanges = l.shards(l.body, "shards", func() string { return "This node" })
+}
+
+// checkSnapshot runs the elements' snapshot checks (snapshot.Checker:
+// NAT's endpoints that serve two VIP endpoints, FullNAT's one worker)
+// over the snapshot this file makes, and reports at the element what
+// starting it would refuse. With workers = 0 the daemon picks one worker
+// per RX queue, which may be one: the problem is then a warning. It runs
+// on a file without errors only, and builds the snapshot (its Maglev
+// tables) only for a graph with such an element.
+func (l *loader) checkSnapshot() {
+	if l.out.Graph == nil || l.diags.HasErrors() {
+		return
+	}
+	var s *snapshot.Snapshot
+	for d, el := range l.out.Graph.Probe {
+		c, ok := el.(snapshot.Checker)
+		if !ok {
+			continue
+		}
+		if s == nil {
+			ctl := control.New()
+			if ctl.Apply(&l.out.Service) != nil {
+				return // what is wrong with the service is reported where it is
+			}
+			s = ctl.Snapshot()
+		}
+		err := c.CheckSnapshot(s, l.out.Workers)
+		if err == nil {
+			continue
+		}
+		diag := &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Refused at start",
+			Detail:   fmt.Sprintf("While checking `%s` (%s) with this file's VIPs and pools: %s.", d.Name, d.Type, strings.TrimSuffix(err.Error(), ".")),
+			Subject:  toHCLRange(d.Range).Ptr(),
+		}
+		if l.out.Workers == 0 {
+			diag.Severity, diag.Summary = hcl.DiagWarning, "Refused at start with several workers"
+		}
+		l.diags = append(l.diags, diag)
+	}
 }
 
 // checkBackends runs the elements' backend checks

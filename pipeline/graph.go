@@ -305,21 +305,35 @@ type BackendCheck struct {
 }
 
 // BackendChecks returns the backend checks of the graph's elements that
-// have one, in declaration order, from throwaway instances (Build has
-// configured and validated each).
+// have one, in declaration order, from throwaway instances (Probe).
 func (g *Graph) BackendChecks() []BackendCheck {
 	var out []BackendCheck
-	for _, e := range g.elems {
-		el, err := configured(e.decl, e.typ)
+	for d, el := range g.Probe {
 		bc, ok := el.(BackendChecker)
-		if err != nil || !ok {
+		if !ok {
 			continue
 		}
 		if check := bc.BackendCheck(); check != nil {
-			out = append(out, BackendCheck{e.decl.Name, e.decl.Type, check})
+			out = append(out, BackendCheck{d.Name, d.Type, check})
 		}
 	}
 	return out
+}
+
+// Probe yields, in declaration order, each element's declaration and a
+// throwaway instance of it, configured and validated (Build has done
+// both), for checks of a file that run nothing: a loader asks them
+// what they need of the backends or the snapshot.
+func (g *Graph) Probe(yield func(*ElementDecl, Element) bool) {
+	for _, e := range g.elems {
+		el, err := configured(e.decl, e.typ)
+		if err != nil {
+			continue
+		}
+		if !yield(e.decl, el) {
+			return
+		}
+	}
 }
 
 // probeConfig configures and validates a throwaway instance, so that

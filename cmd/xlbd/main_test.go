@@ -678,3 +678,90 @@ func startRun(t *testing.T, env []string, args ...string) *child {
 	t.Cleanup(func() { _ = c.Process.Kill() })
 	return c
 }
+
+// TestReloadRefusesAmbiguousNAT: with NAT and workers = 2 running, a
+// reload whose second VIP makes the web backends' endpoints ambiguous is
+// refused at the NAT element, and the running configuration stays.
+func TestReloadRefusesAmbiguousNAT(t *testing.T) {
+	s, src, path, write := offlineServices(t)
+	nat := strings.Replace(strings.Replace(src, `element "GREEncap" "encap" {`, `element "NAT" "encap" {`+"\n    conntrack = \"ct\"", 1), "workers = 1", "workers = 2", 1)
+	var stderr bytes.Buffer
+	write(nat)
+	if _, err := s.apply(path, varFlags{}, &stderr); err != nil {
+		t.Fatalf("NAT without ambiguous endpoints: %v\n%s", err, stderr.String())
+	}
+	gen := s.ctl.Snapshot().Generation
+	stderr.Reset()
+	write(nat + "vip \"web4b\" {\n  address  = \"192.0.2.11\"\n  protocol = \"tcp\"\n  ports    = [80]\n  pool     = \"web\"\n}\n")
+	if _, err := s.apply(path, varFlags{}, &stderr); err == nil {
+		t.Fatal("a reload that makes NAT's endpoints ambiguous under 2 workers must be refused")
+	}
+	if !strings.Contains(stderr.String(), "error: Refused at start") || !strings.Contains(stderr.String(), "serves web4 (192.0.2.10:80) and web4b (192.0.2.11:80)") {
+		t.Errorf("the refusal does not say why:\n%s", stderr.String())
+	}
+	if s.ctl.Snapshot().Generation != gen || len(s.ctl.Snapshot().VIPs) != 4 {
+		t.Fatal("a refused reload changed the running configuration")
+	}
+}
+
+// TestValidateTranslatorWorkers: the example with NAT in GREEncap's place
+// and a second VIP on the web pool's port 80, so that each web backend's
+// 80/tcp serves two VIP endpoints, and with FullNAT there. Validate
+// reports what xlbd run would refuse at start: NAT's ambiguous endpoints
+// with workers = 2 (an error at the element), with workers = 0 (a
+// warning: xlbd may pick one), nothing with workers = 1; FullNAT with
+// workers = 2 (it runs one).
+func TestValidateTranslatorWorkers(t *testing.T) {
+	src, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nat := strings.Replace(string(src), `element "GREEncap" "encap" {`, `element "NAT" "encap" {`+"\n    conntrack = \"ct\"", 1)
+	nat += `
+vip "web4b" {
+  address  = "192.0.2.11"
+  protocol = "tcp"
+  ports    = [80]
+  pool     = "web"
+}
+`
+	fullnat := strings.Replace(string(src), `element "GREEncap" "encap" {`, `element "FullNAT" "encap" {`+"\n    conntrack = \"ct\"\n    source_pool = [\"192.0.2.201\"]", 1)
+	workers := func(src string, n string) string {
+		return strings.Replace(src, "workers = 1", n, 1)
+	}
+	const ambiguous = "198.51.100.1:80/tcp serves web4 (192.0.2.10:80) and web4b (192.0.2.11:80)"
+	for _, tc := range []struct {
+		name, src string
+		rc        int
+		want      []string // in stderr; "" none
+	}{
+		{"NAT, workers = 1", nat, 0, nil},
+		{"NAT, workers = 2", workers(nat, "workers = 2"), 1, []string{"error: Refused at start", "While checking `encap` (NAT)", ambiguous}},
+		{"NAT, workers = 0", workers(nat, ""), 0, []string{"warning: Refused at start with several workers", ambiguous}},
+		{"FullNAT, workers = 1", fullnat, 0, nil},
+		{"FullNAT, workers = 2", workers(fullnat, "workers = 2"), 1, []string{"error: Refused at start", "FullNAT runs with one worker (this graph has 2)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "nat.hcl")
+			if err := os.WriteFile(path, []byte(tc.src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			if rc := validateCmd([]string{"-plugins=false", path}, &stdout, &stderr); rc != tc.rc {
+				t.Fatalf("validate: rc %d, want %d: %s%s", rc, tc.rc, stdout.String(), stderr.String())
+			}
+			if tc.want == nil && stderr.Len() > 0 {
+				t.Errorf("validate printed:\n%s", stderr.String())
+			}
+			line := 1 + strings.Count(tc.src[:strings.Index(tc.src, `"encap" {`)], "\n")
+			for _, want := range tc.want {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("validate output lacks %q:\n%s", want, stderr.String())
+				}
+			}
+			if tc.want != nil && !strings.Contains(stderr.String(), fmt.Sprintf("%s:%d:", path, line)) {
+				t.Errorf("validate output does not point at line %d:\n%s", line, stderr.String())
+			}
+		})
+	}
+}

@@ -398,6 +398,16 @@ func (v *View) Snapshot() *Snapshot { return v.cur }
 // from the snapshot rebuild it then.
 func (v *View) Changed() bool { return v.changed }
 
+// Checker is implemented by an element that refuses at start some
+// snapshots its configuration cannot serve, for reasons Validate cannot
+// see (it has no snapshot): the loader builds the snapshot of the file it
+// checks and calls CheckSnapshot with the pipeline's workers attribute (0
+// when the daemon picks them), so that checking a file reports what
+// starting it would refuse. It must have no side effects.
+type Checker interface {
+	CheckSnapshot(s *Snapshot, workers int) error
+}
+
 type storeKey struct{}
 
 // ContextValues returns the pipeline.Options values that hand st to elements.

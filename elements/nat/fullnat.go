@@ -92,6 +92,15 @@ func init() {
 	})
 }
 
+// CheckSnapshot refuses several workers for a file being checked
+// (snapshot.Checker), as Provision does at start: FullNAT runs one.
+func (e *FullNAT) CheckSnapshot(_ *snapshot.Snapshot, workers int) error {
+	if workers == 1 {
+		return nil
+	}
+	return oneWorker("FullNAT", workers)
+}
+
 // Validate checks the port mapping and the source pool.
 func (e *FullNAT) Validate() error {
 	if err := validatePorts(e.Ports, e.ConnTrack, "FullNAT"); err != nil {
@@ -315,4 +324,5 @@ var (
 	_ pipeline.BatchStarter  = (*FullNAT)(nil)
 	_ pipeline.BatchEnder    = (*FullNAT)(nil)
 	_ pipeline.StatsReporter = (*FullNAT)(nil)
+	_ snapshot.Checker       = (*FullNAT)(nil)
 )

@@ -253,4 +253,5 @@ var (
 	_ pipeline.BatchStarter  = (*NAT)(nil)
 	_ pipeline.BatchEnder    = (*NAT)(nil)
 	_ pipeline.StatsReporter = (*NAT)(nil)
+	_ snapshot.Checker       = (*NAT)(nil)
 )

@@ -49,15 +49,34 @@ type statelessState struct {
 	pub       atomic.Uint64
 }
 
-// adoptReplies derives the stateless map from s: every real of s, its
-// state whatever it is (a draining, down or weight 0 real still has
-// flows, whose replies still come), of its VIP's family, for each port
-// and protocol of its VIP with ports (TCP, UDP, SCTP; a VIP of every port
-// has no endpoint to key by). Its backend's port (ports) replaces the VIP
-// port for TCP and UDP, whose ports NAT maps. It allocates only when the
-// snapshot changed, never per packet.
+// adoptReplies derives the stateless map from s (statelessMap, each
+// real's backend port from ports). It allocates only when the snapshot
+// changed, never per packet.
 func (e *NAT) adoptReplies(s *snapshot.Snapshot) {
-	m := make(map[endpoint]statelessReply, len(e.ports))
+	m, amb := statelessMap(s, func(r *snapshot.Real) uint16 { return e.ports[r.ID] })
+	st := &e.stateless
+	st.replies, st.ambiguous = m, amb
+	// Worker 0 logs; at Provision (no batch's snapshot yet) ambiguity
+	// refuses the graph instead (ambiguity).
+	if e.log == nil || e.snap == nil {
+		return
+	}
+	list := strings.Join(amb, "; ")
+	if len(amb) > 0 && list != st.warned && e.workers > 1 {
+		e.log.Error("backend endpoints that serve two VIP endpoints have no stateless reply translation: with several workers, their replies that reach another worker than their flow's are dropped as conntrack.reply_unknown; give the backends another port for each VIP (ports), or run one worker", "ambiguous", list)
+	}
+	st.warned = list
+}
+
+// statelessMap maps the backend endpoints of s to the VIP endpoints they
+// serve: every real of s, its state whatever it is (a draining, down or
+// weight 0 real still has flows, whose replies still come), of its VIP's
+// family, for each port and protocol of its VIP with ports (TCP, UDP,
+// SCTP; a VIP of every port has no endpoint to key by). A real's backend
+// port (portOf, 0 for none) replaces the VIP port for TCP and UDP, whose
+// ports NAT maps. It also describes the ambiguous endpoints, sorted.
+func statelessMap(s *snapshot.Snapshot, portOf func(*snapshot.Real) uint16) (map[endpoint]statelessReply, []string) {
+	m := make(map[endpoint]statelessReply, s.Reals.Len())
 	var amb []string
 	for _, r := range s.Reals.All() {
 		if r.Epoch == 0 {
@@ -73,7 +92,7 @@ func (e *NAT) adoptReplies(s *snapshot.Snapshot) {
 			}
 			for _, vp := range v.Ports {
 				bp := vp
-				if mp := e.ports[r.ID]; mp != 0 && pr != protoSCTP {
+				if mp := portOf(r); mp != 0 && pr != protoSCTP {
 					bp = mp
 				}
 				ep := endpoint{r.Addr16, bp, pr}
@@ -91,18 +110,7 @@ func (e *NAT) adoptReplies(s *snapshot.Snapshot) {
 		}
 	}
 	slices.Sort(amb)
-	st := &e.stateless
-	st.replies, st.ambiguous = m, amb
-	// Worker 0 logs; at Provision (no batch's snapshot yet) ambiguity
-	// refuses the graph instead (ambiguity).
-	if e.log == nil || e.snap == nil {
-		return
-	}
-	list := strings.Join(amb, "; ")
-	if len(amb) > 0 && list != st.warned && e.workers > 1 {
-		e.log.Error("backend endpoints that serve two VIP endpoints have no stateless reply translation: with several workers, their replies that reach another worker than their flow's are dropped as conntrack.reply_unknown; give the backends another port for each VIP (ports), or run one worker", "ambiguous", list)
-	}
-	st.warned = list
+	return m, amb
 }
 
 // ambiguity is the error of a graph of several workers whose snapshot has
@@ -111,8 +119,27 @@ func (e *NAT) ambiguity() error {
 	if e.workers <= 1 || len(e.stateless.ambiguous) == 0 {
 		return nil
 	}
-	return fmt.Errorf("NAT runs %d workers, so a reply may reach another worker than its flow's and is translated from its backend endpoint alone, but %s: the reply could belong to either; give the backend another port for one VIP (ports), or set workers = 1",
-		e.workers, strings.Join(e.stateless.ambiguous, "; "))
+	return fmt.Errorf("NAT runs %d workers: %w", e.workers, ambiguityError(e.stateless.ambiguous))
+}
+
+// ambiguityError says why ambiguous endpoints forbid several workers.
+func ambiguityError(amb []string) error {
+	return fmt.Errorf("with several workers a reply may reach another worker than its flow's and is translated from its backend endpoint alone, but %s: the reply could belong to either; give the backend another port for one VIP (ports), or set workers = 1",
+		strings.Join(amb, "; "))
+}
+
+// CheckSnapshot is ambiguity for a file being checked (snapshot.Checker):
+// the file's snapshot s, the ports by backend name, workers from the
+// file, 0 when the daemon picks them.
+func (e *NAT) CheckSnapshot(s *snapshot.Snapshot, workers int) error {
+	if workers == 1 {
+		return nil
+	}
+	_, amb := statelessMap(s, func(r *snapshot.Real) uint16 { return uint16(e.Ports[r.Backend]) })
+	if len(amb) == 0 {
+		return nil
+	}
+	return ambiguityError(amb)
 }
 
 // ReplyOf gives p, a packet for no VIP that missed ConnTrack's table, the

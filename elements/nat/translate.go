@@ -64,6 +64,16 @@ func validatePorts(ports map[string]int, ct string, kind string) error {
 	return nil
 }
 
+// oneWorker is the error of a translator that runs one worker only (not
+// multi) in a graph of workers, 0 when the daemon picks them.
+func oneWorker(kind string, workers int) error {
+	graph := "xlbd picks one per RX queue when workers is 0"
+	if workers > 0 {
+		graph = fmt.Sprintf("this graph has %d", workers)
+	}
+	return fmt.Errorf("%s runs with one worker (%s): a reply arrives on the RX queue of its own hash, whose worker's ConnTrack does not hold its flow; set workers = 1 (and the interface's combined queues to 1, ethtool -L)", kind, graph)
+}
+
 // provision finds the worker's ConnTrack, which must be provisioned before
 // (declared before the element), and worker 0 the interface's reply
 // steering.
@@ -74,7 +84,7 @@ func (t *translator) provision(ctx *pipeline.Context, kind, metric string, ports
 	// entry. NAT translates those from their backend endpoint alone
 	// (multi); FullNAT's need their flow's entry, which holds the client.
 	if ctx.Workers > 1 && !t.multi {
-		return fmt.Errorf("%s runs with one worker (this graph has %d): a reply arrives on the RX queue of its own hash, whose worker's ConnTrack does not hold its flow; set workers = 1 (and the interface's combined queues to 1, ethtool -L)", kind, ctx.Workers)
+		return oneWorker(kind, ctx.Workers)
 	}
 	v, err := snapshot.ViewFromContext(ctx)
 	if err != nil {
