@@ -49,6 +49,20 @@ func newNATWorker(t testing.TB, st *snapshot.Store, w, n int) (*natWorker, error
 	return h, h.nat.Provision(ctx)
 }
 
+// twoNATWorkers is newNATWorker for both workers of a graph of two over
+// st, failing tb when either cannot start.
+func twoNATWorkers(tb testing.TB, st *snapshot.Store) [2]*natWorker {
+	tb.Helper()
+	var w [2]*natWorker
+	for i := range w {
+		var err error
+		if w[i], err = newNATWorker(tb, st, i, 2); err != nil {
+			tb.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	return w
+}
+
 // push runs frame through the worker as one batch: parse, ct (a miss
 // learns real id, as MaglevSelect would) and NAT. port is where it left
 // NAT, -1 for a drop before it (p.Reason says why).
@@ -108,13 +122,7 @@ func ambiguousSnapshot() *snapshot.Snapshot {
 // translates it, and worker 0 logs the endpoint once.
 func TestStatelessTwoWorkers(t *testing.T) {
 	st := snapshot.NewStore(testSnapshot())
-	var w [2]*natWorker
-	for i := range w {
-		var err error
-		if w[i], err = newNATWorker(t, st, i, 2); err != nil {
-			t.Fatalf("worker %d: %v", i, err)
-		}
-	}
+	w := twoNATWorkers(t, st)
 	var logs bytes.Buffer
 	w[0].nat.log = slog.New(slog.NewTextHandler(&logs, nil))
 	fwd := tcpTo(4, vip4.AsSlice(), 40000, 80)
@@ -250,14 +258,7 @@ func TestStatelessZeroAllocs(t *testing.T) {
 // "stateless" on the other worker (a miss, the VIP look-up, then the
 // stateless map's).
 func BenchmarkReply(b *testing.B) {
-	st := snapshot.NewStore(testSnapshot())
-	var w [2]*natWorker
-	for i := range w {
-		var err error
-		if w[i], err = newNATWorker(b, st, i, 2); err != nil {
-			b.Fatal(err)
-		}
-	}
+	w := twoNATWorkers(b, snapshot.NewStore(testSnapshot()))
 	fwd := tcpTo(4, vip4.AsSlice(), 40000, 80)
 	w[0].push(append([]byte(nil), fwd...), realMapped)
 	rep := frame(net.IP{10, 0, 0, 22}, client[4], &layers.TCP{SrcPort: 8080, DstPort: 40000, ACK: true})
