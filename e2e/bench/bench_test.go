@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -187,7 +188,7 @@ func TestReport(t *testing.T) {
 		"| xdp-baseline | 1 | 500,000 | 500,000 | 0.00% | 0 | 0 | 0 | 0 | 1800 | 200 |",
 		"| xlb | 1 | 450,000 | 450,000 | 0.00% | 0 | 0 | 0 | 0 | 2000 | 220 |",
 		"| xlb * | 2 | 500,000 | 250,000 | 50.00% | 250,000 | 0 | 0 | 0 | 3600 | 3600 | 3600 | 3600 | 90% | 0% | 0% / 20% | go/60 200ms |",
-		"over the quiet windows (xlb 1, baseline 2)",
+		"over the quiet windows (xlb 1, baseline 2); **no round's loads matched** within 3%",
 		"| forwarded share of the offered load | 100.0% | ≥ 100% | met |",
 		"| worker CPU per packet | 1.11× | ≤ 1.1× | **not met** |",
 		"| worker user-space CPU per packet | 1.10× | ≤ 1.2× | met |",
@@ -225,6 +226,42 @@ func TestReport(t *testing.T) {
 	}
 	if r := (&Report{Results: r.Results[:1]}); strings.Contains(r.Markdown(), "goal") {
 		t.Error("Markdown compares without an xlb result")
+	}
+}
+
+// TestReportMatchedLoads: at the generator's maximum the comparison pools
+// only the rounds whose two windows were offered about the same load; a
+// round where the generator gave xlb half as much again, which it could
+// not forward, says nothing of the programs.
+func TestReportMatchedLoads(t *testing.T) {
+	res := func(sys string, round int, offered, fwd uint64) Result {
+		return Result{System: sys, Round: round, Window: time.Second, Offered: offered, Forwarded: fwd,
+			WorkerCPU: time.Second, WorkerUser: time.Second / 4, ProcessCPU: time.Second, CoreBusy: time.Second}
+	}
+	r := &Report{Options: Options{Duration: time.Second, Rounds: 3, LBCPU: 1},
+		Results: []Result{
+			res(Baseline, 1, 500_000, 500_000), res(XLB, 1, 490_000, 490_000), // 2% apart: matched
+			res(Baseline, 2, 450_000, 450_000), res(XLB, 2, 690_000, 517_500), // 53% apart
+			res(Baseline, 3, 500_000, 500_000), res(XLB, 3, 500_000, 400_000), // xlb's noisy
+		}}
+	r.Results[5].Noise = Noise{Others: [2]time.Duration{0, 100 * time.Millisecond}}
+	c, ok := r.Compare()
+	if !ok || !c.Quiet || !slices.Equal(c.Matched, []int{1}) || c.XLBN != 1 || c.BaselineN != 1 || c.Delivered != 1 {
+		t.Errorf("Compare = %+v; want round 1 alone, xlb's share the baseline's", c)
+	}
+	if md := r.Markdown(); !strings.Contains(md, "over the quiet rounds whose loads match within 3% (round 1) |") ||
+		!strings.Contains(md, "| forwarded share of the offered load | 100.0% | ≥ 100% | met |") {
+		t.Errorf("Markdown:\n%s", md)
+	}
+
+	// No round matched: the quiet windows, and the report says so.
+	r.Results[1].Offered = 530_000
+	c, _ = r.Compare()
+	if !c.Quiet || len(c.Matched) != 0 || c.XLBN != 2 || c.BaselineN != 3 {
+		t.Errorf("Compare without a matched round = %+v", c)
+	}
+	if md := r.Markdown(); !strings.Contains(md, "over the quiet windows (xlb 2, baseline 3); **no round's loads matched** within 3% |") {
+		t.Errorf("Markdown without a matched round:\n%s", md)
 	}
 }
 
@@ -448,8 +485,8 @@ func TestReportQueues(t *testing.T) {
 		Results: []Result{res(Baseline, 1, 400_000), res(XLB, 1, 300_000), res(Baseline, 2, 480_000), res(XLB, 2, 450_000)}}
 	md := r.Markdown()
 	for _, want := range []string{
-		"| xlb / baseline, 1 queue(s), over the quiet windows (xlb 1, baseline 1) |",
-		"| xlb / baseline, 2 queue(s), over the quiet windows (xlb 1, baseline 1) |",
+		"| xlb / baseline, 1 queue(s), over the quiet rounds whose loads match within 3% (round 1) |",
+		"| xlb / baseline, 2 queue(s), over the quiet rounds whose loads match within 3% (round 1) |",
 		"| forwarded rate | 93.8% | | |", // 450,000 / 480,000
 		"| xlb | 2 | 500,000 | 450,000 | 10.00% | 1.50× | 1 quiet |",
 		"| xdp-baseline | 2 | 500,000 | 480,000 | 4.00% | 1.20× | 1 quiet |",

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
@@ -28,6 +29,14 @@ const (
 	MaxWorkerUser = 1.2
 	MaxWorkerCPU  = 1.1
 )
+
+// MaxLoadGap is how far apart, as a share of the baseline's, the offered
+// loads of a round's two windows may be for the comparison to pool that
+// round. Near saturation the forwarded share falls with the load, and
+// the generator's maximum moves by half from one minute to the next on
+// a shared host: windows a few percent apart compare the generator, not
+// the programs.
+const MaxLoadGap = 0.03
 
 // Report is a run's results.
 type Report struct {
@@ -93,9 +102,17 @@ func (m Machine) String() string {
 // the quiet ones when quiet is set, all of them otherwise. n is how many
 // it pooled.
 func (r *Report) Mean(sys string, q int, quiet bool) (m Result, n int) {
+	return r.pool(sys, q, func(x Result) bool { return !quiet || !x.Noisy() })
+}
+
+// at says whether x is a window with q queues (any when q is 0).
+func at(x Result, q int) bool { return q == 0 || max(x.Queues, 1) == q }
+
+// pool sums sys's windows with q queues that keep accepts.
+func (r *Report) pool(sys string, q int, keep func(Result) bool) (m Result, n int) {
 	m.System, m.Queues = sys, q
 	for _, x := range r.Results {
-		if x.System != sys || (q != 0 && max(x.Queues, 1) != q) || (quiet && x.Noisy()) {
+		if x.System != sys || !at(x, q) || !keep(x) {
 			continue
 		}
 		n++
@@ -121,10 +138,14 @@ func (r *Report) Mean(sys string, q int, quiet bool) (m Result, n int) {
 	return m, n
 }
 
-// Comparison is xlb against the baseline, over the quiet windows of both
-// (all windows when either has none: Quiet is then false).
+// Comparison is xlb against the baseline, over the rounds whose two
+// windows are quiet and were offered loads within MaxLoadGap of each
+// other (Matched lists them); over the quiet windows of both when no
+// round is such (Matched is then empty), and over all windows when
+// either system has no quiet one (Quiet is then false too).
 type Comparison struct {
 	Quiet             bool
+	Matched           []int   // rounds pooled, when their loads matched
 	XLBN, BaselineN   int     // windows pooled
 	Offered           float64 // xlb's offered rate / the baseline's: how equal the loads were
 	XLBLoss, BaseLoss float64
@@ -148,8 +169,14 @@ func (r *Report) Compare() (Comparison, bool) { return r.CompareAt(XLB, 0) }
 // 0); false when either is missing.
 func (r *Report) CompareAt(sys string, q int) (Comparison, bool) {
 	c := Comparison{Quiet: true}
-	x, nx := r.Mean(sys, q, true)
-	b, nb := r.Mean(Baseline, q, true)
+	var inMatched func(Result) bool
+	c.Matched, inMatched = r.matchedRounds(sys, q)
+	x, nx := r.pool(sys, q, inMatched)
+	b, nb := r.pool(Baseline, q, inMatched)
+	if nx == 0 || nb == 0 {
+		x, nx = r.Mean(sys, q, true)
+		b, nb = r.Mean(Baseline, q, true)
+	}
 	if nx == 0 || nb == 0 {
 		c.Quiet = false
 		x, nx = r.Mean(sys, q, false)
@@ -178,6 +205,30 @@ func (r *Report) CompareAt(sys string, q int) (Comparison, bool) {
 	c.ProcessCPU = ratio(x.PerPacket(x.ProcessCPU), b.PerPacket(b.ProcessCPU))
 	c.CoreBusy = ratio(x.PerPacket(x.CoreBusy), b.PerPacket(b.CoreBusy))
 	return c, true
+}
+
+// matchedRounds lists the rounds in which sys's window and the
+// baseline's, with q queues, are both quiet and were offered loads within
+// MaxLoadGap of each other, and says whether a window is one of them.
+func (r *Report) matchedRounds(sys string, q int) (rounds []int, in func(Result) bool) {
+	type key struct{ round, queues int }
+	matched := map[key]bool{}
+	for _, b := range r.Results {
+		if b.System != Baseline || !at(b, q) || b.Noisy() || b.OfferedPPS() == 0 {
+			continue
+		}
+		k := key{b.Round, max(b.Queues, 1)}
+		for _, x := range r.Results {
+			if x.System == sys && (key{x.Round, max(x.Queues, 1)}) == k && !x.Noisy() &&
+				math.Abs(x.OfferedPPS()/b.OfferedPPS()-1) <= MaxLoadGap {
+				matched[k] = true
+				if !slices.Contains(rounds, b.Round) {
+					rounds = append(rounds, b.Round)
+				}
+			}
+		}
+	}
+	return rounds, func(x Result) bool { return matched[key{x.Round, max(x.Queues, 1)}] }
 }
 
 // Goals are the goals, each met or not.
@@ -316,9 +367,12 @@ func (r *Report) compareTable(b *bytes.Buffer, sys string, q int, many bool) {
 	}
 	fixed := o.Rate != ""
 	g := c.GoalsMet(fixed)
-	over := fmt.Sprintf("over the quiet windows (%s %d, baseline %d)", sys, c.XLBN, c.BaselineN)
-	if !c.Quiet {
+	over := fmt.Sprintf("over the quiet rounds whose loads match within %.0f%% (%s)", 100*MaxLoadGap, roundList(c.Matched))
+	switch {
+	case !c.Quiet:
 		over = "over **all** windows: one system had no quiet window"
+	case len(c.Matched) == 0:
+		over = fmt.Sprintf("over the quiet windows (%s %d, baseline %d); **no round's loads matched** within %.0f%%", sys, c.XLBN, c.BaselineN, 100*MaxLoadGap)
 	}
 	at := ""
 	if many {
@@ -339,6 +393,18 @@ func (r *Report) compareTable(b *bytes.Buffer, sys string, q int, many bool) {
 	fmt.Fprintf(b, "| worker user-space CPU per packet | %.2f× | ≤ %.1f× | %s |\n", c.WorkerUser, MaxWorkerUser, verdict(g.WorkerUser))
 	fmt.Fprintf(b, "| process CPU per packet | %.2f× | | |\n", c.ProcessCPU)
 	fmt.Fprintf(b, "| LB core busy per packet | %.2f× | | |\n", c.CoreBusy)
+}
+
+// roundList names rounds: "round 2", "rounds 1, 3".
+func roundList(rounds []int) string {
+	s := make([]string, len(rounds))
+	for i, n := range rounds {
+		s[i] = strconv.Itoa(n)
+	}
+	if len(s) == 1 {
+		return "round " + s[0]
+	}
+	return "rounds " + strings.Join(s, ", ")
 }
 
 // cmpCell is a goal and its verdict, or two empty cells for a goal the
