@@ -420,9 +420,6 @@ func BenchmarkWorkers(b *testing.B) {
 		{"baseline", 1024, false, 0, false, 0, ""},
 		{"hit", 1024, false, 1 << 16, true, 0, ""},
 		{"1M-flows", 1 << 20, false, 1 << 21, true, 0, ""},
-		// The wire benchmark's table (e2e/bench): its 69,632 flows in a
-		// table of 262,144, as bench.hcl sizes it.
-		{"70k-flows", 69632, false, 1 << 18, true, 0, ""},
 		{"hit-batch8", 1024, false, 1 << 16, true, 8, ""},
 	} {
 		for _, w := range []int{1, 2} {
