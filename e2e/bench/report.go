@@ -105,14 +105,14 @@ func (r *Report) Mean(sys string, q int, quiet bool) (m Result, n int) {
 	return r.pool(sys, q, func(x Result) bool { return !quiet || !x.Noisy() })
 }
 
-// at says whether x is a window with q queues (any when q is 0).
-func at(x Result, q int) bool { return q == 0 || max(x.Queues, 1) == q }
+// hasQueues says whether x is a window with q queues (any when q is 0).
+func hasQueues(x Result, q int) bool { return q == 0 || max(x.Queues, 1) == q }
 
 // pool sums sys's windows with q queues that keep accepts.
 func (r *Report) pool(sys string, q int, keep func(Result) bool) (m Result, n int) {
 	m.System, m.Queues = sys, q
 	for _, x := range r.Results {
-		if x.System != sys || !at(x, q) || !keep(x) {
+		if x.System != sys || !hasQueues(x, q) || !keep(x) {
 			continue
 		}
 		n++
@@ -214,7 +214,7 @@ func (r *Report) matchedRounds(sys string, q int) (rounds []int, in func(Result)
 	type key struct{ round, queues int }
 	matched := map[key]bool{}
 	for _, b := range r.Results {
-		if b.System != Baseline || !at(b, q) || b.Noisy() || b.OfferedPPS() == 0 {
+		if b.System != Baseline || !hasQueues(b, q) || b.Noisy() || b.OfferedPPS() == 0 {
 			continue
 		}
 		k := key{b.Round, max(b.Queues, 1)}
