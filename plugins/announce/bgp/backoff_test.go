@@ -146,6 +146,7 @@ func TestOpenFailed(t *testing.T) {
 		want             string
 	}{
 		{"BGP_FSM_OPENSENT", "BGP_FSM_IDLE", "read-failed", "opening the session: read-failed"},
+		{"BGP_FSM_OPENSENT", "BGP_FSM_IDLE", "invalid-msg", "opening the session: invalid-msg (the neighbor's OPEN or first message refused: check peer_as)"},
 		{"BGP_FSM_OPENCONFIRM", "BGP_FSM_IDLE", "hold-timer-expired", "opening the session: hold-timer-expired"},
 		{"BGP_FSM_OPENSENT", "BGP_FSM_IDLE", "notification-sent code 2(open) subcode 2(bad peer as)", ""},
 		{"BGP_FSM_OPENSENT", "BGP_FSM_IDLE", "dying", ""},

@@ -189,6 +189,13 @@ func openFailed(f gobgplog.Fields) (string, bool) {
 	if strings.HasPrefix(r, "notification-") || r == "dying" || r == "admin-down" {
 		return "", false
 	}
+	if r == "invalid-msg" {
+		// gobgp's reason for an OPEN it refused (another AS than
+		// peer_as, a bad router ID) or a message it could not take
+		// while opening; its "sent notification" says which, when it
+		// managed to send one.
+		r += " (the neighbor's OPEN or first message refused: check peer_as)"
+	}
 	return "opening the session: " + r, true
 }
 
