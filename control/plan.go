@@ -114,11 +114,11 @@ type PlanTotal struct {
 // table sizes), with every backend healthy, and their tables compared slot
 // by slot. Both must be valid; an error names the one that is not.
 func NewPlan(running, next *Config) (*Plan, error) {
-	old, err := planSnapshot(running)
+	old, err := SnapshotOf(running)
 	if err != nil {
 		return nil, fmt.Errorf("the running configuration: %w", err)
 	}
-	cur, err := planSnapshot(next)
+	cur, err := SnapshotOf(next)
 	if err != nil {
 		return nil, fmt.Errorf("the new configuration: %w", err)
 	}
@@ -138,9 +138,10 @@ func NewPlan(running, next *Config) (*Plan, error) {
 	return p, nil
 }
 
-// planSnapshot is cfg's snapshot as a new controller publishes it: every backend
-// healthy.
-func planSnapshot(cfg *Config) (*snapshot.Snapshot, error) {
+// SnapshotOf is cfg's snapshot as a new controller publishes it: every
+// backend healthy. Plans compare two; the loader checks a file's against
+// its elements (snapshot.Checker).
+func SnapshotOf(cfg *Config) (*snapshot.Snapshot, error) {
 	c := New()
 	if err := c.Apply(cfg); err != nil {
 		return nil, err

@@ -254,10 +254,10 @@ func BenchmarkPlanBuildOnly(b *testing.B) {
 	next.Pools[3].Backends[42].Weight = 2
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := planSnapshot(running); err != nil {
+		if _, err := SnapshotOf(running); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := planSnapshot(next); err != nil {
+		if _, err := SnapshotOf(next); err != nil {
 			b.Fatal(err)
 		}
 	}

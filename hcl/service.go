@@ -103,11 +103,10 @@ func (l *loader) checkSnapshot() {
 			continue
 		}
 		if s == nil {
-			ctl := control.New()
-			if ctl.Apply(&l.out.Service) != nil {
+			var err error
+			if s, err = control.SnapshotOf(&l.out.Service); err != nil {
 				return // what is wrong with the service is reported where it is
 			}
-			s = ctl.Snapshot()
 		}
 		err := c.CheckSnapshot(s, l.out.Workers)
 		if err == nil {

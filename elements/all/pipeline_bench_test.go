@@ -288,8 +288,9 @@ func scrapeLoop(tb testing.TB, rt *pipeline.Runtime) (stop func()) {
 // benchmark's flows and table (e2e/bench): against "hit" (1,024 flows, a
 // table the caches hold) it is what the table's misses cost there. The
 // "-dr" cases run DirectRoute in GREEncap's place: the difference is what
-// the tunnel costs over rewriting a MAC address. The "-nat" cases run NAT there, which rewrites an address and
-// records the flow's reply in ConnTrack's table for every packet; the
+// the tunnel costs over rewriting a MAC address. The "-nat" cases run NAT
+// there, which rewrites an address and records the flow's reply in
+// ConnTrack's table for every packet; the
 // "-fullnat" cases FullNAT, which also rewrites the source to the source
 // pool's address and a port the flow's entry holds (hit) or that it
 // allocates (miss).
